@@ -1,0 +1,1 @@
+kept: /dist is anchored

@@ -1,0 +1,2 @@
+from pkg.util import f
+print(f())
