@@ -1,0 +1,29 @@
+//! One module per subcommand.
+
+pub mod name;
+pub mod render;
+
+use std::path::{Path, PathBuf};
+
+use berth_core::spec::{load_spec, ImageSpec};
+use berth_core::tag::Namer;
+use berth_digest::DigestCache;
+
+use crate::env_vars::EnvVars;
+
+/// Loads the specs named on the command line.
+pub fn load_specs(paths: &[PathBuf]) -> berth_core::Result<Vec<ImageSpec>> {
+    paths.iter().map(|p| load_spec(p)).collect()
+}
+
+/// A namer with the user's digest cache.
+pub fn namer() -> Namer {
+    Namer::new(cache_dir().map(|dir| DigestCache::open(&dir.join("digests"))))
+}
+
+fn cache_dir() -> Option<PathBuf> {
+    let var = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty()).map(PathBuf::from);
+    var(EnvVars::BERTH_CACHE_DIR)
+        .or_else(|| var(EnvVars::XDG_CACHE_HOME).map(|d| d.join("berth")))
+        .or_else(|| var(EnvVars::HOME).map(|h| Path::new(&h).join(".cache").join("berth")))
+}

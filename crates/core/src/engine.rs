@@ -1,0 +1,252 @@
+//! The `ContainerEngine` trait: what only a backend can do, and nothing more.
+//!
+//! Docker (bollard), Podman (libpod REST) and containerd (gRPC, with berth executing the plan itself) implement
+//! it in their own crates. Options travel in structs so a new flag touches no backend signature. A backend
+//! declares what it supports in [`Capabilities`]; a request it cannot honour is an [`ErrorKind::Unsupported`]
+//! error, never a silent emulation. Conveniences built from these methods live in [`ContainerEngineExt`].
+
+use std::fmt;
+
+use async_trait::async_trait;
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::plan::BuildPlan;
+
+/// What an engine can do.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Capabilities {
+    /// `RUN --mount=type=cache` persists between builds.
+    pub cache_mounts: bool,
+    /// `RUN --mount=type=secret` is supported.
+    pub secret_mounts: bool,
+    /// Builds for a platform other than the host's.
+    pub cross_platform: bool,
+    /// The engine runs without root privileges.
+    pub rootless: bool,
+}
+
+/// What an engine says about itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EngineInfo {
+    /// Engine name, e.g. `docker`.
+    pub engine: String,
+    /// Server version.
+    pub version: String,
+    /// Where berth reached it (socket path or URL).
+    pub endpoint: String,
+    /// What it supports.
+    pub capabilities: Capabilities,
+}
+
+/// A secret value: printed as `***` everywhere, so it never reaches a log or an error message.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret value.
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+
+    /// The value, for the one place that must send it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+/// Credentials for one registry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Credentials {
+    /// Registry host (and port), e.g. `127.0.0.1:5000`.
+    pub registry: String,
+    /// User name.
+    pub username: String,
+    /// Password or token.
+    pub password: Secret,
+}
+
+/// How RUN steps reach the network.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Network {
+    /// The engine's default.
+    #[default]
+    Default,
+    /// The host's network (package mirrors reachable without a network namespace).
+    Host,
+    /// No network at all.
+    None,
+}
+
+/// Options for [`ContainerEngine::build`].
+#[derive(Debug, Clone, Default)]
+pub struct BuildOptions {
+    /// References to tag the result with.
+    pub tags: Vec<String>,
+    /// Credentials for pulling base and helper images.
+    pub credentials: Vec<Credentials>,
+    /// Network for RUN steps.
+    pub network: Network,
+    /// Ignore the build cache.
+    pub no_cache: bool,
+}
+
+/// Options for [`ContainerEngine::push`] and [`ContainerEngine::pull`].
+#[derive(Debug, Clone, Default)]
+pub struct TransferOptions {
+    /// Credentials for the registry, if it needs any.
+    pub credentials: Option<Credentials>,
+    /// Allow plain HTTP / unverified TLS for this registry.
+    pub insecure: bool,
+}
+
+/// Options for [`ContainerEngine::remove`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RemoveOptions {
+    /// Remove even if containers use it or other tags point at it.
+    pub force: bool,
+}
+
+/// A built image.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BuiltImage {
+    /// The engine's image id (`sha256:...`).
+    pub id: String,
+}
+
+/// A pushed image.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PushedImage {
+    /// The manifest digest the registry stored (`sha256:...`).
+    pub digest: String,
+}
+
+/// What the engine knows about a local image.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ImageDetails {
+    /// Image id.
+    pub id: String,
+    /// Tags pointing at it.
+    pub tags: Vec<String>,
+    /// Environment from the image config.
+    pub env: Vec<String>,
+    /// Entrypoint from the image config.
+    pub entrypoint: Vec<String>,
+    /// Working directory.
+    pub workdir: String,
+    /// User.
+    pub user: String,
+    /// Layer digests (uncompressed diff ids).
+    pub layers: Vec<String>,
+}
+
+/// Something that happened during a long operation, for progress display.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProgressEvent {
+    /// A build step started: `index` of `total`, and what it does.
+    Step {
+        /// 1-based step number.
+        index: usize,
+        /// Number of steps.
+        total: usize,
+        /// The instruction.
+        description: String,
+    },
+    /// A line of output from a step or a transfer.
+    Line(String),
+    /// Bytes transferred for a layer.
+    Transfer {
+        /// Layer or blob id.
+        id: String,
+        /// Bytes done.
+        current: u64,
+        /// Bytes in all, if known.
+        total: Option<u64>,
+    },
+}
+
+/// Receives progress from long operations.
+pub trait Progress: Send + Sync {
+    /// Called for each event, in order.
+    fn event(&self, event: ProgressEvent);
+}
+
+/// Progress that goes nowhere.
+pub struct NoProgress;
+
+impl Progress for NoProgress {
+    fn event(&self, _event: ProgressEvent) {}
+}
+
+/// A container engine berth can build on.
+#[async_trait]
+pub trait ContainerEngine: Send + Sync {
+    /// The engine's name: `docker`, `podman` or `containerd`.
+    fn name(&self) -> &'static str;
+    /// Connects and reports version and capabilities; fails with [`ErrorKind::EngineUnavailable`] and a hint
+    /// that says how to start the engine when it cannot be reached.
+    async fn info(&self) -> Result<EngineInfo>;
+    /// Builds a plan and tags the result.
+    async fn build(&self, plan: &BuildPlan, options: &BuildOptions, progress: &dyn Progress) -> Result<BuiltImage>;
+    /// Pushes a local image to its registry.
+    async fn push(&self, reference: &str, options: &TransferOptions, progress: &dyn Progress) -> Result<PushedImage>;
+    /// Pulls an image from its registry.
+    async fn pull(&self, reference: &str, options: &TransferOptions, progress: &dyn Progress) -> Result<()>;
+    /// Describes a local image; [`ErrorKind::NotFound`] if there is none.
+    async fn inspect(&self, reference: &str) -> Result<ImageDetails>;
+    /// Adds a tag to a local image.
+    async fn tag(&self, source: &str, target: &str) -> Result<()>;
+    /// Removes a local image reference.
+    async fn remove(&self, reference: &str, options: RemoveOptions) -> Result<()>;
+}
+
+/// Conveniences built from [`ContainerEngine`]'s methods, for every engine.
+#[async_trait]
+pub trait ContainerEngineExt: ContainerEngine {
+    /// Whether a local image exists (`inspect` without the NotFound error).
+    async fn has_image(&self, reference: &str) -> Result<bool> {
+        match self.inspect(reference).await {
+            Ok(_) => Ok(true),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Checks that the engine can build `plan`, naming the first feature it lacks.
+    async fn check_plan(&self, plan: &BuildPlan) -> Result<()> {
+        let caps = self.info().await?.capabilities;
+        if plan.uses_secret_mounts() && !caps.secret_mounts {
+            return Err(Error::unsupported(self.name(), "build", "this engine cannot mount build secrets")
+                .with_hint("remove pip_secret_mounts or use an engine with BuildKit or buildah"));
+        }
+        if plan.uses_cache_mounts() && !caps.cache_mounts {
+            return Err(Error::unsupported(self.name(), "build", "this engine cannot use cache mounts")
+                .with_hint("enable BuildKit (DOCKER_BUILDKIT=1 / dockerd with buildkit) or use another engine"));
+        }
+        Ok(())
+    }
+}
+
+impl<T: ContainerEngine + ?Sized> ContainerEngineExt for T {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_never_print() {
+        let creds = Credentials { registry: "r".into(), username: "u".into(), password: Secret::new("hunter2") };
+        assert!(!format!("{creds:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn the_trait_is_object_safe() {
+        fn takes(_: Option<&dyn ContainerEngine>) {}
+        takes(None);
+    }
+}

@@ -1,0 +1,216 @@
+//! One error type for all of berth, classified by kind.
+//!
+//! Every failure carries what kind of failure it is (so callers decide by kind, never by message), the engine and
+//! the operation it happened in, a message that says what went wrong, and where possible a hint that says what to
+//! do about it. Backends map their client library's statuses to a kind in one function each.
+
+use std::fmt;
+
+/// What kind of failure an [`Error`] is. Callers branch on this, never on message text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// A spec, config file or argument is malformed or refers to something invalid.
+    InvalidSpec,
+    /// An image, repository or file that was asked for does not exist.
+    NotFound,
+    /// The registry or engine refused the credentials (or there were none).
+    Unauthorized,
+    /// The engine cannot do what was asked (feature not supported, e.g. secret mounts without BuildKit).
+    Unsupported,
+    /// The engine is not reachable: no socket, daemon not running, permission denied on the socket.
+    EngineUnavailable,
+    /// A failure that may go away when retried: timeouts, 429, 5xx, connection resets.
+    Temporary,
+    /// A build step failed (a RUN command exited non-zero, a COPY source was missing, ...).
+    BuildFailed,
+    /// Reading or writing a local file failed.
+    Io,
+    /// The engine or registry answered something berth does not understand.
+    Protocol,
+    /// The operation was interrupted (Ctrl-C) or cancelled.
+    Cancelled,
+}
+
+impl ErrorKind {
+    /// A short lowercase name for the kind, used in messages and JSON output.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorKind::InvalidSpec => "invalid spec",
+            ErrorKind::NotFound => "not found",
+            ErrorKind::Unauthorized => "unauthorized",
+            ErrorKind::Unsupported => "unsupported",
+            ErrorKind::EngineUnavailable => "engine unavailable",
+            ErrorKind::Temporary => "temporary failure",
+            ErrorKind::BuildFailed => "build failed",
+            ErrorKind::Io => "i/o error",
+            ErrorKind::Protocol => "protocol error",
+            ErrorKind::Cancelled => "cancelled",
+        }
+    }
+
+    /// Whether retrying the same operation may succeed.
+    pub fn is_temporary(self) -> bool {
+        self == ErrorKind::Temporary
+    }
+}
+
+impl fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+type Source = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// berth's error: a kind, the engine and operation it happened in, a message, an optional hint and source.
+pub struct Error {
+    kind: ErrorKind,
+    message: String,
+    operation: Option<String>,
+    engine: Option<String>,
+    hint: Option<String>,
+    source: Option<Source>,
+}
+
+/// Result with berth's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// A new error of `kind` with a message saying what went wrong.
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        Error { kind, message: message.into(), operation: None, engine: None, hint: None, source: None }
+    }
+
+    /// Shorthand for an [`ErrorKind::InvalidSpec`] error.
+    pub fn invalid(message: impl Into<String>) -> Self {
+        Error::new(ErrorKind::InvalidSpec, message)
+    }
+
+    /// An [`ErrorKind::Unsupported`] error for `operation` on `engine`.
+    pub fn unsupported(engine: &str, operation: &str, message: impl Into<String>) -> Self {
+        Error::new(ErrorKind::Unsupported, message).with_engine(engine).with_operation(operation)
+    }
+
+    /// An [`ErrorKind::Io`] error about `path`.
+    pub fn io(path: &std::path::Path, source: std::io::Error) -> Self {
+        let kind = match source.kind() {
+            std::io::ErrorKind::NotFound => ErrorKind::NotFound,
+            _ => ErrorKind::Io,
+        };
+        Error::new(kind, format!("{}: {source}", path.display())).with_source(source)
+    }
+
+    /// Names the operation (e.g. "build", "push", "inspect") the error happened in.
+    pub fn with_operation(mut self, operation: impl Into<String>) -> Self {
+        self.operation = Some(operation.into());
+        self
+    }
+
+    /// Names the engine (e.g. "docker", "podman", "containerd") the error happened on.
+    pub fn with_engine(mut self, engine: impl Into<String>) -> Self {
+        self.engine = Some(engine.into());
+        self
+    }
+
+    /// Says what the user can do about it.
+    pub fn with_hint(mut self, hint: impl Into<String>) -> Self {
+        self.hint = Some(hint.into());
+        self
+    }
+
+    /// Attaches the underlying error.
+    pub fn with_source(mut self, source: impl Into<Source>) -> Self {
+        self.source = Some(source.into());
+        self
+    }
+
+    /// Adds context in front of the message (e.g. the spec file it concerns).
+    pub fn context(mut self, context: impl fmt::Display) -> Self {
+        self.message = format!("{context}: {}", self.message);
+        self
+    }
+
+    /// The kind of failure.
+    pub fn kind(&self) -> ErrorKind {
+        self.kind
+    }
+
+    /// What went wrong.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    /// The operation, when known.
+    pub fn operation(&self) -> Option<&str> {
+        self.operation.as_deref()
+    }
+
+    /// The engine, when known.
+    pub fn engine(&self) -> Option<&str> {
+        self.engine.as_deref()
+    }
+
+    /// What to do about it, when known.
+    pub fn hint(&self) -> Option<&str> {
+        self.hint.as_deref()
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (&self.engine, &self.operation) {
+            (Some(engine), Some(op)) => write!(f, "{engine} {op}: ")?,
+            (Some(engine), None) => write!(f, "{engine}: ")?,
+            (None, Some(op)) => write!(f, "{op}: ")?,
+            (None, None) => {}
+        }
+        write!(f, "{} ({})", self.message, self.kind)?;
+        if let Some(hint) = &self.hint {
+            write!(f, "\n  hint: {hint}")?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Error")
+            .field("kind", &self.kind)
+            .field("message", &self.message)
+            .field("operation", &self.operation)
+            .field("engine", &self.engine)
+            .field("hint", &self.hint)
+            .field("source", &self.source)
+            .finish()
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source.as_ref().map(|s| s.as_ref() as &(dyn std::error::Error + 'static))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn display_names_engine_operation_kind_and_hint() {
+        let err = Error::new(ErrorKind::EngineUnavailable, "cannot connect to /run/docker.sock")
+            .with_engine("docker")
+            .with_operation("build")
+            .with_hint("start it with `dockerd`");
+        assert_eq!(
+            err.to_string(),
+            "docker build: cannot connect to /run/docker.sock (engine unavailable)\n  hint: start it with `dockerd`"
+        );
+    }
+
+    #[test]
+    fn missing_file_is_not_found() {
+        let io = std::io::Error::new(std::io::ErrorKind::NotFound, "gone");
+        assert_eq!(Error::io(std::path::Path::new("/x"), io).kind(), ErrorKind::NotFound);
+    }
+}

@@ -1,0 +1,179 @@
+//! The engine-neutral build plan: a base image, ordered steps and the files the build needs.
+//!
+//! Docker and Podman render a plan to a Dockerfile ([`crate::render`]); containerd executes it step by step.
+//! [`plan_for_spec`] turns a spec into a plan following flytekit's default builder: apt and uv with cache mounts,
+//! a `flytekit` user, packages through uv into a venv (`python_exec`) or a micromamba environment, copied files,
+//! commands, and the spec id as the very last `ENV` so a changed tag does not invalidate the layer cache.
+
+use std::path::PathBuf;
+
+use crate::error::Result;
+use crate::tag::{spec_id, Namer};
+use crate::spec::{BaseImage, ImageSpec, DEFAULT_BASE_IMAGE};
+
+/// Everything an engine needs to build an image.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BuildPlan {
+    /// The image the build starts from.
+    pub base_image: String,
+    /// Target platform, e.g. `linux/amd64`.
+    pub platform: String,
+    /// Other images that steps take files from (e.g. uv), by alias.
+    pub helper_images: Vec<HelperImage>,
+    /// The steps, in order.
+    pub steps: Vec<Step>,
+    /// The files of the build context.
+    pub context: Vec<ContextEntry>,
+    /// Secrets the steps mount, by id.
+    pub secrets: Vec<PlanSecret>,
+}
+
+/// An image a step mounts files from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HelperImage {
+    /// The name steps use for it.
+    pub alias: String,
+    /// The image reference.
+    pub reference: String,
+}
+
+/// One build step.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Step {
+    /// Run a shell command.
+    Run(RunStep),
+    /// Copy files from the context.
+    Copy(CopyStep),
+    /// Set environment variables (values may refer to earlier ones as `$NAME`).
+    Env(Vec<(String, String)>),
+    /// Set the working directory.
+    Workdir(String),
+    /// Set the user.
+    User(String),
+    /// Set the entrypoint (empty clears it).
+    Entrypoint(Vec<String>),
+    /// Set the shell RUN steps use.
+    Shell(Vec<String>),
+    /// Set labels.
+    Label(Vec<(String, String)>),
+}
+
+/// A command run with `/bin/sh -c` (or the current `Shell`), with mounts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunStep {
+    /// The command line.
+    pub command: String,
+    /// Mounts visible only while the command runs; never part of a layer.
+    pub mounts: Vec<Mount>,
+}
+
+/// A mount for one RUN step.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Mount {
+    /// A persistent cache directory shared between builds (locked, mode 0777).
+    Cache {
+        /// Cache identity.
+        id: String,
+        /// Where it appears.
+        target: String,
+    },
+    /// A build secret file.
+    Secret {
+        /// Secret id (see [`BuildPlan::secrets`]).
+        id: String,
+        /// Where it appears.
+        target: String,
+    },
+    /// A path from a helper image.
+    Image {
+        /// Helper image alias.
+        alias: String,
+        /// Path in the helper image.
+        source: String,
+        /// Where it appears.
+        target: String,
+    },
+    /// A file from the build context.
+    Context {
+        /// Path in the context.
+        source: String,
+        /// Where it appears (relative to the working directory, or absolute).
+        target: String,
+    },
+}
+
+/// Copy context paths into the image.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CopyStep {
+    /// Context paths (files or folders).
+    pub sources: Vec<String>,
+    /// Destination in the image; ends with `/` for a folder.
+    pub destination: String,
+    /// Owner of the copied files.
+    pub chown: Option<String>,
+}
+
+/// One file of the build context.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContextEntry {
+    /// Path inside the context, `/`-separated.
+    pub path: String,
+    /// Where its bytes come from.
+    pub source: ContextSource,
+}
+
+/// Where a context file's bytes come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ContextSource {
+    /// A file on this machine.
+    File(PathBuf),
+    /// Bytes berth generated (e.g. requirements_uv.txt).
+    Bytes(Vec<u8>),
+}
+
+/// A secret the build mounts, read from a file on this machine. Its content never enters a layer or a log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlanSecret {
+    /// Id the mount refers to.
+    pub id: String,
+    /// The file holding it.
+    pub source: PathBuf,
+}
+
+impl BuildPlan {
+    /// Whether any step uses a cache mount.
+    pub fn uses_cache_mounts(&self) -> bool {
+        self.mounts().any(|m| matches!(m, Mount::Cache { .. }))
+    }
+
+    /// Whether any step uses a secret mount.
+    pub fn uses_secret_mounts(&self) -> bool {
+        self.mounts().any(|m| matches!(m, Mount::Secret { .. }))
+    }
+
+    /// Whether any step mounts files (any `RUN --mount`), which needs BuildKit on Docker.
+    pub fn uses_mounts(&self) -> bool {
+        self.mounts().next().is_some()
+    }
+
+    fn mounts(&self) -> impl Iterator<Item = &Mount> {
+        self.steps.iter().filter_map(|s| match s {
+            Step::Run(run) => Some(run.mounts.iter()),
+            _ => None,
+        })
+        .flatten()
+    }
+}
+
+mod from_spec;
+pub use from_spec::plan_for_spec;
+
+/// Plans a spec: names its base spec (if any) and computes its id, then [`plan_for_spec`].
+pub fn plan(namer: &Namer, spec: &ImageSpec) -> Result<BuildPlan> {
+    let base = match &spec.base_image {
+        None => DEFAULT_BASE_IMAGE.to_string(),
+        Some(BaseImage::Reference(r)) => r.clone(),
+        Some(BaseImage::Spec(base)) => namer.image_name(base)?.to_string(),
+    };
+    plan_for_spec(spec, &base, &spec_id(spec))
+}

@@ -1,0 +1,126 @@
+//! Rendering a build plan as a Dockerfile for Docker (BuildKit) and Podman (buildah).
+//!
+//! Every value reaching a line was checked to be single-line when the spec was read; here values are quoted so
+//! they stay one token: ENV values in double quotes, COPY and ENTRYPOINT in JSON form. There is no `# syntax=`
+//! line: it would make BuildKit pull a frontend image from Docker Hub, and the built-in frontends of Docker 20.10+
+//! and buildah already understand `RUN --mount`.
+
+use std::fmt::Write;
+
+use crate::plan::{BuildPlan, CopyStep, Mount, RunStep, Step};
+
+const CONTINUE: &str = " \\\n    ";
+
+/// The Dockerfile for a plan.
+pub fn dockerfile(plan: &BuildPlan) -> String {
+    let mut out = String::new();
+    for helper in &plan.helper_images {
+        let _ = writeln!(out, "FROM {} AS {}", helper.reference, helper.alias);
+    }
+    if !plan.helper_images.is_empty() {
+        out.push('\n');
+    }
+    let _ = writeln!(out, "FROM {}", plan.base_image);
+    for step in &plan.steps {
+        match step {
+            Step::Run(run) => render_run(run, &mut out),
+            Step::Copy(copy) => render_copy(copy, &mut out),
+            Step::Env(vars) => {
+                let pairs: Vec<String> = vars.iter().map(|(k, v)| format!("{k}={}", env_value(v))).collect();
+                let _ = writeln!(out, "ENV {}", pairs.join(CONTINUE));
+            }
+            Step::Label(labels) => {
+                let pairs: Vec<String> = labels.iter().map(|(k, v)| format!("{}={}", env_value(k), env_value(v))).collect();
+                let _ = writeln!(out, "LABEL {}", pairs.join(CONTINUE));
+            }
+            Step::Workdir(dir) => {
+                let _ = writeln!(out, "WORKDIR {dir}");
+            }
+            Step::User(user) => {
+                let _ = writeln!(out, "USER {user}");
+            }
+            Step::Entrypoint(args) => {
+                let _ = writeln!(out, "ENTRYPOINT {}", json_array(args));
+            }
+            Step::Shell(args) => {
+                let _ = writeln!(out, "SHELL {}", json_array(args));
+            }
+        }
+    }
+    out
+}
+
+fn render_run(run: &RunStep, out: &mut String) {
+    out.push_str("RUN ");
+    for mount in &run.mounts {
+        out.push_str(&mount_flag(mount));
+        out.push_str(CONTINUE);
+    }
+    out.push_str(&run.command);
+    out.push('\n');
+}
+
+/// The `--mount=...` flag for a mount.
+pub fn mount_flag(mount: &Mount) -> String {
+    match mount {
+        Mount::Cache { id, target } => format!("--mount=type=cache,sharing=locked,mode=0777,target={target},id={id}"),
+        Mount::Secret { id, target } => format!("--mount=type=secret,id={id},target={target}"),
+        Mount::Image { alias, source, target } => format!("--mount=from={alias},source={source},target={target}"),
+        Mount::Context { source, target } => format!("--mount=type=bind,target={target},src={source}"),
+    }
+}
+
+fn render_copy(copy: &CopyStep, out: &mut String) {
+    out.push_str("COPY ");
+    if let Some(owner) = &copy.chown {
+        let _ = write!(out, "--chown={owner} ");
+    }
+    let mut args = copy.sources.clone();
+    args.push(copy.destination.clone());
+    out.push_str(&json_array(&args));
+    out.push('\n');
+}
+
+fn json_array(items: &[String]) -> String {
+    let quoted: Vec<String> = items.iter().map(|s| serde_json::to_string(s).expect("strings serialize")).collect();
+    format!("[{}]", quoted.join(", "))
+}
+
+/// A double-quoted ENV value: `\` and `"` escaped; `$NAME` still expands, as in flytekit's Dockerfile.
+fn env_value(value: &str) -> String {
+    let mut out = String::with_capacity(value.len() + 2);
+    out.push('"');
+    for c in value.chars() {
+        if c == '"' || c == '\\' {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out.push('"');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::HelperImage;
+
+    #[test]
+    fn values_stay_one_token() {
+        let plan = BuildPlan {
+            base_image: "debian:bookworm-slim".into(),
+            platform: "linux/amd64".into(),
+            helper_images: vec![HelperImage { alias: "uv".into(), reference: "uv:1".into() }],
+            steps: vec![
+                Step::Env(vec![("A".into(), "say \"hi\" \\ $HOME".into())]),
+                Step::Copy(CopyStep { sources: vec!["a b.txt".into()], destination: "/root/".into(), chown: None }),
+            ],
+            context: vec![],
+            secrets: vec![],
+        };
+        let text = dockerfile(&plan);
+        assert!(text.contains("ENV A=\"say \\\"hi\\\" \\\\ $HOME\"\n"), "{text}");
+        assert!(text.contains("COPY [\"a b.txt\", \"/root/\"]\n"), "{text}");
+        assert!(text.starts_with("FROM uv:1 AS uv\n\nFROM debian:bookworm-slim\n"), "{text}");
+    }
+}

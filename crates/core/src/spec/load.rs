@@ -1,0 +1,370 @@
+//! Reading a spec file: YAML, field checks with positions, path resolution, nested base specs.
+
+use std::path::{Component, Path, PathBuf};
+
+use super::check;
+use super::{BaseImage, BuilderConfig, CopyEntry, Field, ImageSpec, SecretMount};
+use crate::error::{Error, Result};
+use crate::pyrepr::str_value;
+use crate::yaml::{self, Mark, Node, Value};
+
+/// Loads a spec file, resolving relative paths against its folder and loading a nested base spec.
+pub fn load_spec(path: &Path) -> Result<ImageSpec> {
+    let mut chain = Vec::new();
+    load_chained(path, &mut chain)
+}
+
+/// Loads a spec from text as if it were the file `path` (which need not exist; its folder is used for paths).
+pub fn load_spec_str(text: &str, path: &Path) -> Result<ImageSpec> {
+    let file = absolute(path)?;
+    let mut chain = vec![file.clone()];
+    parse(text, &file, &mut chain)
+}
+
+fn absolute(path: &Path) -> Result<PathBuf> {
+    std::path::absolute(path).map_err(|e| Error::io(path, e))
+}
+
+fn load_chained(path: &Path, chain: &mut Vec<PathBuf>) -> Result<ImageSpec> {
+    let file = absolute(path)?;
+    let text = std::fs::read_to_string(&file).map_err(|e| {
+        Error::io(&file, e).with_operation("read spec").with_hint("check the spec path; it is relative to where you run berth")
+    })?;
+    let canonical = file.canonicalize().unwrap_or_else(|_| file.clone());
+    if chain.contains(&canonical) {
+        let cycle: Vec<String> = chain.iter().chain([&canonical]).map(|p| p.display().to_string()).collect();
+        return Err(Error::invalid(format!("base_image specs form a cycle: {}", cycle.join(" -> "))));
+    }
+    chain.push(canonical);
+    let spec = parse(&text, &file, chain);
+    chain.pop();
+    spec
+}
+
+/// An error at a position in a spec file.
+pub(super) fn at(file: &Path, mark: Mark, message: impl std::fmt::Display) -> Error {
+    Error::invalid(format!("{}:{}:{}: {message}", file.display(), mark.line, mark.column)).with_operation("read spec")
+}
+
+fn parse(text: &str, file: &Path, chain: &mut Vec<PathBuf>) -> Result<ImageSpec> {
+    let root = yaml::load(text).map_err(|e| at(file, e.mark, e.message))?;
+    let Some(root) = root else {
+        return Err(at(file, Mark { line: 1, column: 1 }, "the spec is empty; it needs at least `name:`"));
+    };
+    let Value::Map(entries) = root.value else {
+        return Err(at(file, root.mark, format!("expected a mapping of ImageSpec fields, found {}", root.value.type_name())));
+    };
+    let mut raw = Vec::with_capacity(entries.len());
+    for (key, value) in entries {
+        let Value::Str(name) = &key.value else {
+            return Err(at(file, key.mark, format!("field names are text, found {}", key.value.type_name())));
+        };
+        let Some(field) = Field::from_name(name) else {
+            let suggestion = match Field::nearest(name) {
+                Some(f) => format!("; did you mean `{f}`?"),
+                None => "; see `berth render --help` for the fields".to_string(),
+            };
+            return Err(at(file, key.mark, format!("unknown field `{name}`{suggestion}")));
+        };
+        raw.push((field, value));
+    }
+    let dir = file.parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("/"));
+    let reader = Reader { file, dir: &dir, raw: &raw };
+    reader.build(chain)
+}
+
+struct Reader<'a> {
+    file: &'a Path,
+    dir: &'a Path,
+    raw: &'a [(Field, Node)],
+}
+
+impl Reader<'_> {
+    fn node(&self, field: Field) -> Option<&Node> {
+        self.raw.iter().find(|(f, n)| *f == field && n.value != Value::Null).map(|(_, n)| n)
+    }
+
+    fn err(&self, node: &Node, field: Field, message: impl std::fmt::Display) -> Error {
+        at(self.file, node.mark, format!("`{field}`: {message}"))
+    }
+
+    fn string(&self, field: Field) -> Result<Option<String>> {
+        let Some(node) = self.node(field) else { return Ok(None) };
+        match &node.value {
+            Value::Str(s) => Ok(Some(s.clone())),
+            Value::Float(_) | Value::Int(_) => {
+                let written = str_value(&node.value);
+                Err(self.err(
+                    node,
+                    field,
+                    format!("expected text, found the number {written}; YAML reads unquoted versions as numbers (3.10 becomes 3.1), so quote it: {field}: \"<version>\""),
+                ))
+            }
+            other => Err(self.err(node, field, format!("expected text, found {}", other.type_name()))),
+        }
+    }
+
+    fn strings(&self, field: Field) -> Result<Option<Vec<String>>> {
+        let Some(node) = self.node(field) else { return Ok(None) };
+        let Value::Seq(items) = &node.value else {
+            return Err(self.err(node, field, format!("expected a list of text, found {}", node.value.type_name())));
+        };
+        items
+            .iter()
+            .map(|item| match &item.value {
+                Value::Str(s) => Ok(s.clone()),
+                other => Err(self.err(
+                    item,
+                    field,
+                    format!("expected a list of text, found {} in it; quote the item", other.type_name()),
+                )),
+            })
+            .collect::<Result<Vec<_>>>()
+            .map(Some)
+    }
+
+    fn path(&self, field: Field, must_be_dir: bool) -> Result<Option<PathBuf>> {
+        let Some(text) = self.string(field)? else { return Ok(None) };
+        let node = self.node(field).expect("string() found it");
+        let path = self.dir.join(&text);
+        let meta = std::fs::metadata(&path).map_err(|e| {
+            self.err(node, field, format!("{} cannot be read: {e}", path.display()))
+                .with_hint("paths in a spec are relative to the spec file's folder")
+        })?;
+        if must_be_dir && !meta.is_dir() {
+            return Err(self.err(node, field, format!("{} is not a folder", path.display())));
+        }
+        if !must_be_dir && meta.is_dir() {
+            return Err(self.err(node, field, format!("{} is a folder; expected a file", path.display())));
+        }
+        Ok(Some(path))
+    }
+
+    fn build(&self, chain: &mut Vec<PathBuf>) -> Result<ImageSpec> {
+        let name = self.string(Field::Name)?.unwrap_or_else(|| "flytekit".to_string()).to_lowercase();
+        if let Some(node) = self.node(Field::Name) {
+            check::repository_name(&name).map_err(|m| self.err(node, Field::Name, m))?;
+        }
+        let registry = self.string(Field::Registry)?.map(|r| r.to_lowercase());
+        if let (Some(r), Some(node)) = (&registry, self.node(Field::Registry)) {
+            check::registry(r).map_err(|m| self.err(node, Field::Registry, m))?;
+        }
+        let platform = self.string(Field::Platform)?.unwrap_or_else(|| default_platform(registry.as_deref()));
+
+        let source_root = self.path(Field::SourceRoot, true)?;
+        self.check_copy_mode(source_root.is_some())?;
+
+        if let Some(node) = self.node(Field::BuilderOptions) {
+            if !matches!(node.value, Value::Map(_)) {
+                return Err(self.err(node, Field::BuilderOptions, "expected a mapping"));
+            }
+        }
+        let tag_format = self.string(Field::TagFormat)?;
+        if let (Some(format), Some(node)) = (&tag_format, self.node(Field::TagFormat)) {
+            crate::tag::apply_tag_format(format, "x").map_err(|m| self.err(node, Field::TagFormat, m))?;
+        }
+        let _builder = self.string(Field::Builder)?;
+
+        Ok(ImageSpec {
+            file: self.file.to_path_buf(),
+            dir: self.dir.to_path_buf(),
+            raw: self.raw.to_vec(),
+            name,
+            python_version: self.string(Field::PythonVersion)?,
+            source_root,
+            env: self.env()?,
+            registry,
+            packages: self.strings(Field::Packages)?.unwrap_or_default(),
+            conda_packages: self.strings(Field::CondaPackages)?.unwrap_or_default(),
+            conda_channels: self.strings(Field::CondaChannels)?.unwrap_or_default(),
+            requirements: self.path(Field::Requirements, false)?,
+            apt_packages: self.strings(Field::AptPackages)?.unwrap_or_default(),
+            cuda: self.string(Field::Cuda)?,
+            cudnn: self.string(Field::Cudnn)?,
+            base_image: self.base_image(chain)?,
+            platform,
+            pip_index: self.string(Field::PipIndex)?,
+            pip_extra_index_url: self.strings(Field::PipExtraIndexUrl)?.unwrap_or_default(),
+            pip_secret_mounts: self.secret_mounts()?,
+            pip_extra_args: self.string(Field::PipExtraArgs)?,
+            registry_config: self.string(Field::RegistryConfig)?.map(|p| self.dir.join(p)),
+            entrypoint: self.strings(Field::Entrypoint)?,
+            commands: self.strings(Field::Commands)?.unwrap_or_default(),
+            tag_format,
+            copy: self.copy_entries()?,
+            python_exec: self.string(Field::PythonExec)?,
+            runtime_packages: self.strings(Field::RuntimePackages)?.unwrap_or_default(),
+            builder_config: self.builder_config()?,
+        })
+    }
+
+    fn item(&self, field: Field, index: usize) -> &Node {
+        let node = self.node(field).expect("field was read");
+        match &node.value {
+            Value::Seq(items) => &items[index],
+            _ => node,
+        }
+    }
+
+    fn check_copy_mode(&self, has_source_root: bool) -> Result<()> {
+        match (self.node(Field::SourceCopyMode), has_source_root) {
+            (None, false) => Ok(()),
+            (None, true) => {
+                let node = self.node(Field::SourceRoot).expect("source_root is set");
+                Err(self.err(
+                    node,
+                    Field::SourceRoot,
+                    "without `source_copy_mode`, flytekit copies LOADED_MODULES, which depends on what a Python process imported and cannot be reproduced; add `source_copy_mode: 2` (ALL) to copy every file under source_root",
+                ))
+            }
+            (Some(node), has_root) => {
+                if node.value != Value::Int(2) {
+                    return Err(self.err(
+                        node,
+                        Field::SourceCopyMode,
+                        format!(
+                            "berth supports 2 (ALL: every file under source_root, minus .gitignore/.dockerignore); found {}. To copy no source, remove source_root",
+                            str_value(&node.value)
+                        ),
+                    ));
+                }
+                if !has_root {
+                    return Err(self.err(node, Field::SourceCopyMode, "needs `source_root`, the folder to copy from"));
+                }
+                Ok(())
+            }
+        }
+    }
+
+    fn env(&self) -> Result<Vec<(String, String)>> {
+        let Some(node) = self.node(Field::Env) else { return Ok(Vec::new()) };
+        let Value::Map(entries) = &node.value else {
+            return Err(self.err(node, Field::Env, format!("expected a mapping of NAME: value, found {}", node.value.type_name())));
+        };
+        entries
+            .iter()
+            .map(|(k, v)| {
+                let Value::Str(key) = &k.value else {
+                    return Err(self.err(k, Field::Env, "variable names are text"));
+                };
+                if matches!(v.value, Value::Seq(_) | Value::Map(_)) {
+                    return Err(self.err(v, Field::Env, format!("the value of {key} must be text, found {}", v.value.type_name())));
+                }
+                Ok((key.clone(), str_value(&v.value)))
+            })
+            .collect()
+    }
+
+    fn base_image(&self, chain: &mut Vec<PathBuf>) -> Result<Option<BaseImage>> {
+        let Some(node) = self.node(Field::BaseImage) else { return Ok(None) };
+        match &node.value {
+            Value::Str(reference) => Ok(Some(BaseImage::Reference(reference.clone()))),
+            Value::Map(entries) => {
+                let spec_path = match entries.as_slice() {
+                    [(k, v)] if k.value.as_str() == Some("spec") => v.value.as_str(),
+                    _ => None,
+                };
+                let Some(spec_path) = spec_path else {
+                    return Err(self.err(node, Field::BaseImage, "expected an image reference or `{spec: other-spec.yaml}`"));
+                };
+                let nested = load_chained(&self.dir.join(spec_path), chain)
+                    .map_err(|e| e.context(format!("{}: base_image spec", self.file.display())))?;
+                Ok(Some(BaseImage::Spec(Box::new(nested))))
+            }
+            other => Err(self.err(node, Field::BaseImage, format!("expected an image reference, found {}", other.type_name()))),
+        }
+    }
+
+    fn secret_mounts(&self) -> Result<Vec<SecretMount>> {
+        let Some(node) = self.node(Field::PipSecretMounts) else { return Ok(Vec::new()) };
+        let expected = "expected a list of [secret file, mount path] pairs";
+        let Value::Seq(items) = &node.value else { return Err(self.err(node, Field::PipSecretMounts, expected)) };
+        items
+            .iter()
+            .map(|item| match &item.value {
+                Value::Seq(pair) => match pair.as_slice() {
+                    [src, dst] => match (&src.value, &dst.value) {
+                        (Value::Str(src), Value::Str(dst)) => {
+                            Ok(SecretMount { source: self.dir.join(src), target: dst.clone() })
+                        }
+                        _ => Err(self.err(item, Field::PipSecretMounts, expected)),
+                    },
+                    _ => Err(self.err(item, Field::PipSecretMounts, expected)),
+                },
+                _ => Err(self.err(item, Field::PipSecretMounts, expected)),
+            })
+            .collect()
+    }
+
+    fn copy_entries(&self) -> Result<Vec<CopyEntry>> {
+        let Some(entries) = self.strings(Field::Copy)? else { return Ok(Vec::new()) };
+        let root = self.dir.canonicalize().map_err(|e| Error::io(self.dir, e))?;
+        entries
+            .iter()
+            .enumerate()
+            .map(|(i, entry)| {
+                let node = self.item(Field::Copy, i);
+                let relative = Path::new(entry);
+                if relative.is_absolute() || relative.components().any(|c| c == Component::ParentDir) {
+                    return Err(self.err(
+                        node,
+                        Field::Copy,
+                        format!("`{entry}` must be a path inside the spec's folder, without `..` and not absolute"),
+                    ));
+                }
+                let absolute = self.dir.join(relative);
+                let resolved = absolute.canonicalize().map_err(|e| {
+                    self.err(node, Field::Copy, format!("{} cannot be read: {e}", absolute.display()))
+                })?;
+                if !resolved.starts_with(&root) {
+                    return Err(self.err(
+                        node,
+                        Field::Copy,
+                        format!("`{entry}` leads outside the spec's folder through a symlink (to {})", resolved.display()),
+                    ));
+                }
+                let posix: Vec<String> = relative
+                    .components()
+                    .filter_map(|c| match c {
+                        Component::Normal(s) => Some(s.to_string_lossy().into_owned()),
+                        _ => None,
+                    })
+                    .collect();
+                if posix.is_empty() {
+                    return Err(self.err(node, Field::Copy, "copying the spec's whole folder is not supported; name the files or folders to copy"));
+                }
+                Ok(CopyEntry { relative: posix.join("/"), is_dir: resolved.is_dir(), absolute })
+            })
+            .collect()
+    }
+
+    fn builder_config(&self) -> Result<BuilderConfig> {
+        let mut config = BuilderConfig::default();
+        let Some(node) = self.node(Field::BuilderConfig) else { return Ok(config) };
+        let Value::Map(entries) = &node.value else {
+            return Err(self.err(node, Field::BuilderConfig, "expected a mapping such as {uv_image: ...}"));
+        };
+        for (k, v) in entries {
+            let slot = match k.value.as_str() {
+                Some("uv_image") => &mut config.uv_image,
+                Some("micromamba_image") => &mut config.micromamba_image,
+                _ => continue,
+            };
+            let Value::Str(image) = &v.value else {
+                return Err(self.err(v, Field::BuilderConfig, "expected an image reference"));
+            };
+            *slot = image.clone();
+        }
+        Ok(config)
+    }
+}
+
+/// flytekit's default platform: arm64 only when pushing to a `localhost:` registry from an arm64 machine.
+fn default_platform(registry: Option<&str>) -> String {
+    let arm = matches!(std::env::consts::ARCH, "aarch64" | "arm64");
+    if arm && registry.is_some_and(|r| r.starts_with("localhost:")) {
+        "linux/arm64".into()
+    } else {
+        "linux/amd64".into()
+    }
+}

