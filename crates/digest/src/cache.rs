@@ -1,0 +1,227 @@
+//! A persistent digest cache keyed like git's index.
+//!
+//! The key of a digest is the sha256 of its kind and, for every file it
+//! covers in hashing order, the bytes hashed as its name, its path, size,
+//! mtime and ctime (with nanoseconds), inode and device. A file rewritten in
+//! place changes its ctime even when size and mtime are restored, so an
+//! unchanged key means unchanged contents. Each entry is one small file,
+//! `<dir>/<key>`, holding `berth-digest-v1 <kind> <digest>`; it is written to
+//! a temporary file and renamed into place, and anything unreadable or
+//! malformed is treated as a miss. Cache trouble never fails a digest.
+//!
+//! Racy-git rule: if any covered file was modified less than
+//! [`RACY_WINDOW`] before the listing started, the entry is neither read nor
+//! written. Otherwise a file changed in the same timestamp tick as it was
+//! hashed could keep its stat data and be missed.
+
+use std::io::Write;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use sha2::{Digest, Sha256};
+
+use crate::hash::hex;
+
+/// Files modified this recently (relative to the listing) make a digest
+/// uncacheable. Two seconds also covers filesystems with 2 s mtimes.
+pub(crate) const RACY_WINDOW: Duration = Duration::from_secs(2);
+
+/// Where digests are remembered between runs.
+///
+/// Open one with [`DigestCache::open`] (usually on
+/// [`DigestCache::default_dir`]) or use [`DigestCache::disabled`]. Sharing
+/// one directory between processes is safe: writes are atomic renames.
+#[derive(Debug)]
+pub struct DigestCache {
+    dir: Option<PathBuf>,
+}
+
+impl DigestCache {
+    /// A cache stored in `dir` (created on first write).
+    pub fn open(dir: &Path) -> Self {
+        DigestCache {
+            dir: Some(dir.to_path_buf()),
+        }
+    }
+
+    /// A cache that never remembers anything.
+    pub fn disabled() -> Self {
+        DigestCache { dir: None }
+    }
+
+    /// `$XDG_CACHE_HOME/berth/digests`, else `$HOME/.cache/berth/digests`;
+    /// `None` when neither variable is set to an absolute path.
+    pub fn default_dir() -> Option<PathBuf> {
+        let base = std::env::var_os("XDG_CACHE_HOME")
+            .map(PathBuf::from)
+            .filter(|p| p.is_absolute())
+            .or_else(|| {
+                std::env::var_os("HOME")
+                    .map(PathBuf::from)
+                    .filter(|p| p.is_absolute())
+                    .map(|h| h.join(".cache"))
+            })?;
+        Some(base.join("berth").join("digests"))
+    }
+
+    /// The directory entries live in, if enabled.
+    pub fn dir(&self) -> Option<&Path> {
+        self.dir.as_deref()
+    }
+
+    /// The stored digest for `key`, if any and well-formed.
+    pub(crate) fn lookup(&self, key: &Key) -> Option<String> {
+        let (dir, hex_key) = (self.dir.as_ref()?, key.hex.as_ref()?);
+        let text = std::fs::read_to_string(dir.join(hex_key)).ok()?;
+        let mut fields = text.trim_end_matches('\n').split(' ');
+        let ok = fields.next() == Some("berth-digest-v1") && fields.next() == Some(key.kind);
+        let digest = fields.next()?;
+        let well_formed = digest.len() == key.digest_len
+            && digest.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+        (ok && well_formed && fields.next().is_none()).then(|| digest.to_owned())
+    }
+
+    /// Remembers `digest` for `key` (ignoring any failure).
+    pub(crate) fn store(&self, key: &Key, digest: &str) {
+        let (Some(dir), Some(hex_key)) = (self.dir.as_ref(), key.hex.as_ref()) else {
+            return;
+        };
+        let _ = write_atomically(dir, hex_key, &format!("berth-digest-v1 {} {digest}\n", key.kind));
+    }
+}
+
+fn write_atomically(dir: &Path, name: &str, text: &str) -> std::io::Result<()> {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    std::fs::create_dir_all(dir)?;
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    let tmp = dir.join(format!(
+        ".tmp-{}-{nanos}-{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    ));
+    let result = (|| {
+        let mut file = std::fs::File::create(&tmp)?;
+        file.write_all(text.as_bytes())?;
+        file.sync_all()?;
+        std::fs::rename(&tmp, dir.join(name))
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+/// A cache key under construction / finished.
+#[derive(Debug)]
+pub(crate) struct Key {
+    kind: &'static str,
+    digest_len: usize,
+    /// `None` when the entry must not be trusted (racy files).
+    hex: Option<String>,
+}
+
+/// Builds a [`Key`] from the files a digest covers.
+pub(crate) struct KeyBuilder {
+    kind: &'static str,
+    digest_len: usize,
+    hasher: Sha256,
+    racy_after: SystemTime,
+    racy: bool,
+}
+
+impl KeyBuilder {
+    /// Starts a key for a digest of `kind` (hex length `digest_len`) over a
+    /// listing that began at `listed_at`.
+    pub(crate) fn new(kind: &'static str, digest_len: usize, listed_at: SystemTime) -> Self {
+        let mut hasher = Sha256::new();
+        hasher.update(b"berth-digest-key-v1\0");
+        hasher.update(kind.as_bytes());
+        hasher.update([0]);
+        KeyBuilder {
+            kind,
+            digest_len,
+            hasher,
+            racy_after: listed_at.checked_sub(RACY_WINDOW).unwrap_or(UNIX_EPOCH),
+            racy: false,
+        }
+    }
+
+    /// Adds one covered file.
+    pub(crate) fn file(&mut self, name: &[u8], path: &Path, meta: &std::fs::Metadata) {
+        let path = path.as_os_str().as_bytes();
+        for part in [name, path] {
+            self.hasher.update((part.len() as u64).to_le_bytes());
+            self.hasher.update(part);
+        }
+        for n in [
+            meta.size(),
+            meta.mtime() as u64,
+            meta.mtime_nsec() as u64,
+            meta.ctime() as u64,
+            meta.ctime_nsec() as u64,
+            meta.ino(),
+            meta.dev(),
+        ] {
+            self.hasher.update(n.to_le_bytes());
+        }
+        let modified = meta.modified().unwrap_or(SystemTime::now());
+        if modified >= self.racy_after {
+            self.racy = true;
+        }
+    }
+
+    /// The finished key.
+    pub(crate) fn finish(self) -> Key {
+        let digest = self.hasher.finalize();
+        Key {
+            kind: self.kind,
+            digest_len: self.digest_len,
+            hex: (!self.racy).then(|| hex(&digest)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key_for(dir: &Path, listed_at: SystemTime) -> Key {
+        let path = dir.join("f");
+        let meta = std::fs::metadata(&path).unwrap_or_else(|e| panic!("{e}"));
+        let mut kb = KeyBuilder::new("test", 4, listed_at);
+        kb.file(b"f", &path, &meta);
+        kb.finish()
+    }
+
+    #[test]
+    fn fresh_files_are_racy_old_ones_are_not() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        std::fs::write(dir.path().join("f"), b"x").unwrap_or_else(|e| panic!("{e}"));
+        assert!(key_for(dir.path(), SystemTime::now()).hex.is_none());
+        let later = SystemTime::now() + Duration::from_secs(60);
+        assert!(key_for(dir.path(), later).hex.is_some());
+    }
+
+    #[test]
+    fn store_then_lookup_and_reject_garbage() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        std::fs::write(dir.path().join("f"), b"x").unwrap_or_else(|e| panic!("{e}"));
+        let cache = DigestCache::open(&dir.path().join("cache"));
+        let key = key_for(dir.path(), SystemTime::now() + Duration::from_secs(60));
+        assert_eq!(cache.lookup(&key), None);
+        cache.store(&key, "ab12");
+        assert_eq!(cache.lookup(&key).as_deref(), Some("ab12"));
+        let entry = dir.path().join("cache").join(key.hex.clone().unwrap_or_default());
+        for garbage in ["", "berth-digest-v1 test AB12\n", "berth-digest-v1 other ab12\n", "x"] {
+            std::fs::write(&entry, garbage).unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(cache.lookup(&key), None, "{garbage:?}");
+        }
+        assert_eq!(DigestCache::disabled().lookup(&key), None);
+    }
+}
