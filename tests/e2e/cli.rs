@@ -26,11 +26,17 @@ fn help_explains_with_examples() {
     let dir = tempfile::tempdir().expect("temp dir");
     let (code, out, _) = run(dir.path(), &["--help"]);
     assert_eq!(code, 0);
-    assert!(out.contains("Examples:") && out.contains("berth name spec.yaml"), "{out}");
+    assert!(
+        out.contains("Examples:") && out.contains("berth name spec.yaml"),
+        "{out}"
+    );
     for sub in ["name", "render"] {
         let (code, out, _) = run(dir.path(), &[sub, "--help"]);
         assert_eq!(code, 0);
-        assert!(out.contains(&format!("berth {sub} spec.yaml")), "{sub} --help lacks an example:\n{out}");
+        assert!(
+            out.contains(&format!("berth {sub} spec.yaml")),
+            "{sub} --help lacks an example:\n{out}"
+        );
     }
 }
 
@@ -42,7 +48,10 @@ fn a_typo_names_file_line_column_and_the_nearest_field() {
     assert_eq!(code, 2, "{err}");
     assert!(out.is_empty());
     assert!(err.contains("spec.yaml:2:1"), "{err}");
-    assert!(err.contains("unknown field `pakages`; did you mean `packages`?"), "{err}");
+    assert!(
+        err.contains("unknown field `pakages`; did you mean `packages`?"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -52,7 +61,10 @@ fn an_unquoted_python_version_gets_a_hint_to_quote_it() {
     let (code, _, err) = run(dir.path(), &["name", "spec.yaml"]);
     assert_eq!(code, 2);
     assert!(err.contains("spec.yaml:2:17"), "{err}");
-    assert!(err.contains("`python_version`") && err.contains("3.1") && err.contains("quote it"), "{err}");
+    assert!(
+        err.contains("`python_version`") && err.contains("3.1") && err.contains("quote it"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -60,13 +72,21 @@ fn copy_entries_cannot_leave_the_spec_folder() {
     let dir = tempfile::tempdir().expect("temp dir");
     write(dir.path(), "outside.txt", "secret");
     write(dir.path(), "proj/ok.txt", "fine");
-    std::os::unix::fs::symlink(dir.path().join("outside.txt"), dir.path().join("proj/link.txt")).expect("symlink");
+    std::os::unix::fs::symlink(
+        dir.path().join("outside.txt"),
+        dir.path().join("proj/link.txt"),
+    )
+    .expect("symlink");
     for (entry, expect) in [
         ("../outside.txt", "without `..`"),
         ("/etc/passwd", "not absolute"),
         ("link.txt", "through a symlink"),
     ] {
-        write(dir.path(), "proj/spec.yaml", &format!("name: app\ncopy: [\"{entry}\"]\n"));
+        write(
+            dir.path(),
+            "proj/spec.yaml",
+            &format!("name: app\ncopy: [\"{entry}\"]\n"),
+        );
         let (code, _, err) = run(dir.path(), &["name", "proj/spec.yaml"]);
         assert_eq!(code, 2, "{entry}: {err}");
         assert!(err.contains(expect), "{entry}: {err}");
@@ -99,25 +119,43 @@ fn source_root_without_a_copy_mode_is_refused_with_what_to_use() {
     write(dir.path(), "spec.yaml", "name: app\nsource_root: src\n");
     let (code, _, err) = run(dir.path(), &["name", "spec.yaml"]);
     assert_eq!(code, 2);
-    assert!(err.contains("LOADED_MODULES") && err.contains("source_copy_mode: 2"), "{err}");
+    assert!(
+        err.contains("LOADED_MODULES") && err.contains("source_copy_mode: 2"),
+        "{err}"
+    );
 }
 
 #[test]
 fn render_builds_on_a_nested_spec_by_its_name() {
     let dir = tempfile::tempdir().expect("temp dir");
-    write(dir.path(), "base.yaml", "name: base\nregistry: 127.0.0.1:5000/t\npython_exec: /usr/bin/python3\n");
-    write(dir.path(), "app.yaml", "name: app\nbase_image: {spec: base.yaml}\npython_exec: /usr/bin/python3\n");
+    write(
+        dir.path(),
+        "base.yaml",
+        "name: base\nregistry: 127.0.0.1:5000/t\npython_exec: /usr/bin/python3\n",
+    );
+    write(
+        dir.path(),
+        "app.yaml",
+        "name: app\nbase_image: {spec: base.yaml}\npython_exec: /usr/bin/python3\n",
+    );
     let (code, base_name, err) = run(dir.path(), &["name", "base.yaml"]);
     assert_eq!(code, 0, "{err}");
     let (code, dockerfile, err) = run(dir.path(), &["render", "app.yaml"]);
     assert_eq!(code, 0, "{err}");
-    assert!(dockerfile.contains(&format!("\nFROM {}\n", base_name.trim())), "{dockerfile}");
-    assert!(dockerfile.trim_end().ends_with(&format!("ENV _F_IMG_ID=\"{}\"", last_id(&dockerfile))));
+    assert!(
+        dockerfile.contains(&format!("\nFROM {}\n", base_name.trim())),
+        "{dockerfile}"
+    );
+    assert!(dockerfile
+        .trim_end()
+        .ends_with(&format!("ENV _F_IMG_ID=\"{}\"", last_id(&dockerfile))));
 }
 
 fn last_id(dockerfile: &str) -> String {
     let line = dockerfile.lines().last().expect("a line");
-    line.trim_start_matches("ENV _F_IMG_ID=\"").trim_end_matches('"').to_string()
+    line.trim_start_matches("ENV _F_IMG_ID=\"")
+        .trim_end_matches('"')
+        .to_string()
 }
 
 #[test]
@@ -125,11 +163,21 @@ fn render_lists_the_context() {
     let dir = tempfile::tempdir().expect("temp dir");
     write(dir.path(), "data/a.txt", "a");
     write(dir.path(), "data/sub/b.txt", "b");
-    write(dir.path(), "spec.yaml", "name: app\npython_exec: python3\ncopy: [data]\npackages: [six]\n");
+    write(
+        dir.path(),
+        "spec.yaml",
+        "name: app\npython_exec: python3\ncopy: [data]\npackages: [six]\n",
+    );
     let (code, out, err) = run(dir.path(), &["render", "--context", "spec.yaml"]);
     assert_eq!(code, 0, "{err}");
-    let paths: Vec<&str> = out.lines().map(|l| l.split('\t').next().unwrap_or("")).collect();
-    assert_eq!(paths, ["requirements_uv.txt", "data/a.txt", "data/sub/b.txt"]);
+    let paths: Vec<&str> = out
+        .lines()
+        .map(|l| l.split('\t').next().unwrap_or(""))
+        .collect();
+    assert_eq!(
+        paths,
+        ["requirements_uv.txt", "data/a.txt", "data/sub/b.txt"]
+    );
 }
 
 #[test]

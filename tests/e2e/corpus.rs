@@ -11,19 +11,20 @@ use berth_core::tag::{spec_id, Namer};
 use berth_tests::{berth, corpus_dir, fresh_git_copy, git_copy_into};
 
 /// Cases flytekit accepts that berth refuses on purpose, with the reason.
-const REFUSED: &[(&str, &str)] = &[(
-    "33-source-copy-mode-3-int",
-    "source_copy_mode",
-)];
+const REFUSED: &[(&str, &str)] = &[("33-source-copy-mode-3-int", "source_copy_mode")];
 
 fn expected() -> BTreeMap<String, (String, String)> {
-    let text = std::fs::read_to_string(corpus_dir().join("expected.tsv")).expect("read expected.tsv");
+    let text =
+        std::fs::read_to_string(corpus_dir().join("expected.tsv")).expect("read expected.tsv");
     text.lines()
         .filter(|l| !l.is_empty())
         .map(|line| {
             let cols: Vec<&str> = line.split('\t').collect();
             assert_eq!(cols.len(), 3, "bad line in expected.tsv: {line}");
-            (cols[0].to_string(), (cols[1].to_string(), cols[2].to_string()))
+            (
+                cols[0].to_string(),
+                (cols[1].to_string(), cols[2].to_string()),
+            )
         })
         .collect()
 }
@@ -39,7 +40,10 @@ fn has_paths(spec: &ImageSpec) -> bool {
 
 #[test]
 fn corpus_has_at_least_30_cases() {
-    assert!(expected().len() >= 30, "the corpus must cover at least 30 specs");
+    assert!(
+        expected().len() >= 30,
+        "the corpus must cover at least 30 specs"
+    );
 }
 
 #[test]
@@ -51,7 +55,10 @@ fn every_corpus_tag_matches_flytekit() {
         let refused = REFUSED.iter().find(|(c, _)| *c == case);
         let spec = match (load_spec(&dir.path().join("spec.yaml")), refused) {
             (Err(err), Some((_, field))) => {
-                assert!(err.to_string().contains(field), "{case}: refused for the wrong reason: {err}");
+                assert!(
+                    err.to_string().contains(field),
+                    "{case}: refused for the wrong reason: {err}"
+                );
                 continue;
             }
             (Ok(_), Some(_)) => {
@@ -73,22 +80,37 @@ fn every_corpus_tag_matches_flytekit() {
             failures.push(format!("{case}: id {} != flytekit {id}", spec_id(&spec)));
         }
     }
-    assert!(failures.is_empty(), "{} mismatches:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} mismatches:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }
 
 #[test]
 fn berth_name_prints_the_same_names_as_flytekit() {
     let expected = expected();
-    let cases: Vec<&String> = expected.keys().filter(|c| !REFUSED.iter().any(|(r, _)| r == c)).collect();
+    let cases: Vec<&String> = expected
+        .keys()
+        .filter(|c| !REFUSED.iter().any(|(r, _)| r == c))
+        .collect();
     let root = tempfile::tempdir().expect("temp dir");
     let mut args = vec!["name".to_string()];
     for case in &cases {
-        git_copy_into(&corpus_dir().join("cases").join(case), &root.path().join(case));
+        git_copy_into(
+            &corpus_dir().join("cases").join(case),
+            &root.path().join(case),
+        );
         args.push(format!("{case}/spec.yaml"));
     }
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let out = berth(root.path(), &args);
-    assert!(out.status.success(), "berth name failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "berth name failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let printed = String::from_utf8(out.stdout).expect("utf-8 output");
     let want: Vec<&str> = cases.iter().map(|c| expected[*c].0.as_str()).collect();
     assert_eq!(printed.lines().collect::<Vec<_>>(), want);

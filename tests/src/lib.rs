@@ -7,7 +7,10 @@ use std::sync::OnceLock;
 
 /// The repository root.
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ has a parent").to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ has a parent")
+        .to_path_buf()
 }
 
 /// The flytekit tag corpus folder.
@@ -21,15 +24,30 @@ pub fn berth_bin() -> &'static Path {
     BIN.get_or_init(|| {
         let exe = std::env::current_exe().expect("test binary path");
         // target/<profile>/deps/<test> -> target/<profile>
-        let profile_dir = exe.parent().and_then(Path::parent).expect("target/<profile>/deps layout");
+        let profile_dir = exe
+            .parent()
+            .and_then(Path::parent)
+            .expect("target/<profile>/deps layout");
         let target_dir = profile_dir.parent().expect("target dir");
         let release = profile_dir.file_name().is_some_and(|n| n == "release");
         let mut cmd = Command::new(env!("CARGO"));
-        cmd.args(["build", "--quiet", "-p", "berth-cli", "--bin", "berth", "--target-dir"]).arg(target_dir);
+        cmd.args([
+            "build",
+            "--quiet",
+            "-p",
+            "berth-cli",
+            "--bin",
+            "berth",
+            "--target-dir",
+        ])
+        .arg(target_dir);
         if release {
             cmd.arg("--release");
         }
-        let status = cmd.current_dir(repo_root()).status().expect("run cargo build for the berth binary");
+        let status = cmd
+            .current_dir(repo_root())
+            .status()
+            .expect("run cargo build for the berth binary");
         assert!(status.success(), "building the berth binary failed");
         profile_dir.join("berth")
     })
@@ -37,7 +55,11 @@ pub fn berth_bin() -> &'static Path {
 
 /// Runs `berth` with arguments in `dir`.
 pub fn berth(dir: &Path, args: &[&str]) -> Output {
-    Command::new(berth_bin()).args(args).current_dir(dir).output().expect("run berth")
+    Command::new(berth_bin())
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("run berth")
 }
 
 /// Copies a folder (as `cp -a`) into a fresh temporary folder and makes it a new git repository with nothing
@@ -51,8 +73,17 @@ pub fn fresh_git_copy(src: &Path) -> tempfile::TempDir {
 /// Copies a folder (as `cp -a`) into `dest` (created if needed) and runs `git init` there, committing nothing.
 pub fn git_copy_into(src: &Path, dest: &Path) {
     std::fs::create_dir_all(dest).expect("create copy destination");
-    let status = Command::new("cp").arg("-a").arg(format!("{}/.", src.display())).arg(dest).status().expect("cp");
+    let status = Command::new("cp")
+        .arg("-a")
+        .arg(format!("{}/.", src.display()))
+        .arg(dest)
+        .status()
+        .expect("cp");
     assert!(status.success(), "cp -a {} failed", src.display());
-    let status = Command::new("git").args(["init", "-q"]).current_dir(dest).status().expect("git init");
+    let status = Command::new("git")
+        .args(["init", "-q"])
+        .current_dir(dest)
+        .status()
+        .expect("git init");
     assert!(status.success(), "git init failed");
 }

@@ -31,7 +31,9 @@ impl ExitStatus {
             ErrorKind::EngineUnavailable => ExitStatus::EngineUnavailable,
             ErrorKind::Unauthorized => ExitStatus::Unauthorized,
             ErrorKind::Temporary => ExitStatus::Temporary,
-            ErrorKind::BuildFailed | ErrorKind::Unsupported | ErrorKind::Cancelled => ExitStatus::Failure,
+            ErrorKind::BuildFailed | ErrorKind::Unsupported | ErrorKind::Cancelled => {
+                ExitStatus::Failure
+            }
             _ => ExitStatus::Error,
         }
     }

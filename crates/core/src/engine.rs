@@ -192,11 +192,26 @@ pub trait ContainerEngine: Send + Sync {
     /// that says how to start the engine when it cannot be reached.
     async fn info(&self) -> Result<EngineInfo>;
     /// Builds a plan and tags the result.
-    async fn build(&self, plan: &BuildPlan, options: &BuildOptions, progress: &dyn Progress) -> Result<BuiltImage>;
+    async fn build(
+        &self,
+        plan: &BuildPlan,
+        options: &BuildOptions,
+        progress: &dyn Progress,
+    ) -> Result<BuiltImage>;
     /// Pushes a local image to its registry.
-    async fn push(&self, reference: &str, options: &TransferOptions, progress: &dyn Progress) -> Result<PushedImage>;
+    async fn push(
+        &self,
+        reference: &str,
+        options: &TransferOptions,
+        progress: &dyn Progress,
+    ) -> Result<PushedImage>;
     /// Pulls an image from its registry.
-    async fn pull(&self, reference: &str, options: &TransferOptions, progress: &dyn Progress) -> Result<()>;
+    async fn pull(
+        &self,
+        reference: &str,
+        options: &TransferOptions,
+        progress: &dyn Progress,
+    ) -> Result<()>;
     /// Describes a local image; [`ErrorKind::NotFound`] if there is none.
     async fn inspect(&self, reference: &str) -> Result<ImageDetails>;
     /// Adds a tag to a local image.
@@ -221,12 +236,22 @@ pub trait ContainerEngineExt: ContainerEngine {
     async fn check_plan(&self, plan: &BuildPlan) -> Result<()> {
         let caps = self.info().await?.capabilities;
         if plan.uses_secret_mounts() && !caps.secret_mounts {
-            return Err(Error::unsupported(self.name(), "build", "this engine cannot mount build secrets")
-                .with_hint("remove pip_secret_mounts or use an engine with BuildKit or buildah"));
+            return Err(Error::unsupported(
+                self.name(),
+                "build",
+                "this engine cannot mount build secrets",
+            )
+            .with_hint("remove pip_secret_mounts or use an engine with BuildKit or buildah"));
         }
         if plan.uses_cache_mounts() && !caps.cache_mounts {
-            return Err(Error::unsupported(self.name(), "build", "this engine cannot use cache mounts")
-                .with_hint("enable BuildKit (DOCKER_BUILDKIT=1 / dockerd with buildkit) or use another engine"));
+            return Err(Error::unsupported(
+                self.name(),
+                "build",
+                "this engine cannot use cache mounts",
+            )
+            .with_hint(
+                "enable BuildKit (DOCKER_BUILDKIT=1 / dockerd with buildkit) or use another engine",
+            ));
         }
         Ok(())
     }
@@ -240,7 +265,11 @@ mod tests {
 
     #[test]
     fn secrets_never_print() {
-        let creds = Credentials { registry: "r".into(), username: "u".into(), password: Secret::new("hunter2") };
+        let creds = Credentials {
+            registry: "r".into(),
+            username: "u".into(),
+            password: Secret::new("hunter2"),
+        };
         assert!(!format!("{creds:?}").contains("hunter2"));
     }
 

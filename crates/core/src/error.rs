@@ -79,7 +79,14 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 impl Error {
     /// A new error of `kind` with a message saying what went wrong.
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
-        Error { kind, message: message.into(), operation: None, engine: None, hint: None, source: None }
+        Error {
+            kind,
+            message: message.into(),
+            operation: None,
+            engine: None,
+            hint: None,
+            source: None,
+        }
     }
 
     /// Shorthand for an [`ErrorKind::InvalidSpec`] error.
@@ -89,7 +96,9 @@ impl Error {
 
     /// An [`ErrorKind::Unsupported`] error for `operation` on `engine`.
     pub fn unsupported(engine: &str, operation: &str, message: impl Into<String>) -> Self {
-        Error::new(ErrorKind::Unsupported, message).with_engine(engine).with_operation(operation)
+        Error::new(ErrorKind::Unsupported, message)
+            .with_engine(engine)
+            .with_operation(operation)
     }
 
     /// An [`ErrorKind::Io`] error about `path`.
@@ -188,7 +197,9 @@ impl fmt::Debug for Error {
 
 impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        self.source.as_ref().map(|s| s.as_ref() as &(dyn std::error::Error + 'static))
+        self.source
+            .as_ref()
+            .map(|s| s.as_ref() as &(dyn std::error::Error + 'static))
     }
 }
 
@@ -198,10 +209,13 @@ mod tests {
 
     #[test]
     fn display_names_engine_operation_kind_and_hint() {
-        let err = Error::new(ErrorKind::EngineUnavailable, "cannot connect to /run/docker.sock")
-            .with_engine("docker")
-            .with_operation("build")
-            .with_hint("start it with `dockerd`");
+        let err = Error::new(
+            ErrorKind::EngineUnavailable,
+            "cannot connect to /run/docker.sock",
+        )
+        .with_engine("docker")
+        .with_operation("build")
+        .with_hint("start it with `dockerd`");
         assert_eq!(
             err.to_string(),
             "docker build: cannot connect to /run/docker.sock (engine unavailable)\n  hint: start it with `dockerd`"
@@ -211,6 +225,9 @@ mod tests {
     #[test]
     fn missing_file_is_not_found() {
         let io = std::io::Error::new(std::io::ErrorKind::NotFound, "gone");
-        assert_eq!(Error::io(std::path::Path::new("/x"), io).kind(), ErrorKind::NotFound);
+        assert_eq!(
+            Error::io(std::path::Path::new("/x"), io).kind(),
+            ErrorKind::NotFound
+        );
     }
 }

@@ -8,8 +8,8 @@
 use std::path::PathBuf;
 
 use crate::error::Result;
-use crate::tag::{spec_id, Namer};
 use crate::spec::{BaseImage, ImageSpec, DEFAULT_BASE_IMAGE};
+use crate::tag::{spec_id, Namer};
 
 /// Everything an engine needs to build an image.
 #[derive(Debug, Clone, PartialEq)]
@@ -157,11 +157,13 @@ impl BuildPlan {
     }
 
     fn mounts(&self) -> impl Iterator<Item = &Mount> {
-        self.steps.iter().filter_map(|s| match s {
-            Step::Run(run) => Some(run.mounts.iter()),
-            _ => None,
-        })
-        .flatten()
+        self.steps
+            .iter()
+            .filter_map(|s| match s {
+                Step::Run(run) => Some(run.mounts.iter()),
+                _ => None,
+            })
+            .flatten()
     }
 }
 

@@ -26,11 +26,17 @@ pub fn dockerfile(plan: &BuildPlan) -> String {
             Step::Run(run) => render_run(run, &mut out),
             Step::Copy(copy) => render_copy(copy, &mut out),
             Step::Env(vars) => {
-                let pairs: Vec<String> = vars.iter().map(|(k, v)| format!("{k}={}", env_value(v))).collect();
+                let pairs: Vec<String> = vars
+                    .iter()
+                    .map(|(k, v)| format!("{k}={}", env_value(v)))
+                    .collect();
                 let _ = writeln!(out, "ENV {}", pairs.join(CONTINUE));
             }
             Step::Label(labels) => {
-                let pairs: Vec<String> = labels.iter().map(|(k, v)| format!("{}={}", env_value(k), env_value(v))).collect();
+                let pairs: Vec<String> = labels
+                    .iter()
+                    .map(|(k, v)| format!("{}={}", env_value(k), env_value(v)))
+                    .collect();
                 let _ = writeln!(out, "LABEL {}", pairs.join(CONTINUE));
             }
             Step::Workdir(dir) => {
@@ -63,10 +69,18 @@ fn render_run(run: &RunStep, out: &mut String) {
 /// The `--mount=...` flag for a mount.
 pub fn mount_flag(mount: &Mount) -> String {
     match mount {
-        Mount::Cache { id, target } => format!("--mount=type=cache,sharing=locked,mode=0777,target={target},id={id}"),
+        Mount::Cache { id, target } => {
+            format!("--mount=type=cache,sharing=locked,mode=0777,target={target},id={id}")
+        }
         Mount::Secret { id, target } => format!("--mount=type=secret,id={id},target={target}"),
-        Mount::Image { alias, source, target } => format!("--mount=from={alias},source={source},target={target}"),
-        Mount::Context { source, target } => format!("--mount=type=bind,target={target},src={source}"),
+        Mount::Image {
+            alias,
+            source,
+            target,
+        } => format!("--mount=from={alias},source={source},target={target}"),
+        Mount::Context { source, target } => {
+            format!("--mount=type=bind,target={target},src={source}")
+        }
     }
 }
 
@@ -82,7 +96,10 @@ fn render_copy(copy: &CopyStep, out: &mut String) {
 }
 
 fn json_array(items: &[String]) -> String {
-    let quoted: Vec<String> = items.iter().map(|s| serde_json::to_string(s).expect("strings serialize")).collect();
+    let quoted: Vec<String> = items
+        .iter()
+        .map(|s| serde_json::to_string(s).expect("strings serialize"))
+        .collect();
     format!("[{}]", quoted.join(", "))
 }
 
@@ -110,17 +127,30 @@ mod tests {
         let plan = BuildPlan {
             base_image: "debian:bookworm-slim".into(),
             platform: "linux/amd64".into(),
-            helper_images: vec![HelperImage { alias: "uv".into(), reference: "uv:1".into() }],
+            helper_images: vec![HelperImage {
+                alias: "uv".into(),
+                reference: "uv:1".into(),
+            }],
             steps: vec![
                 Step::Env(vec![("A".into(), "say \"hi\" \\ $HOME".into())]),
-                Step::Copy(CopyStep { sources: vec!["a b.txt".into()], destination: "/root/".into(), chown: None }),
+                Step::Copy(CopyStep {
+                    sources: vec!["a b.txt".into()],
+                    destination: "/root/".into(),
+                    chown: None,
+                }),
             ],
             context: vec![],
             secrets: vec![],
         };
         let text = dockerfile(&plan);
-        assert!(text.contains("ENV A=\"say \\\"hi\\\" \\\\ $HOME\"\n"), "{text}");
+        assert!(
+            text.contains("ENV A=\"say \\\"hi\\\" \\\\ $HOME\"\n"),
+            "{text}"
+        );
         assert!(text.contains("COPY [\"a b.txt\", \"/root/\"]\n"), "{text}");
-        assert!(text.starts_with("FROM uv:1 AS uv\n\nFROM debian:bookworm-slim\n"), "{text}");
+        assert!(
+            text.starts_with("FROM uv:1 AS uv\n\nFROM debian:bookworm-slim\n"),
+            "{text}"
+        );
     }
 }

@@ -4,7 +4,9 @@
 /// like a hand-written one), anything else goes in single quotes.
 pub fn quote(word: &str) -> String {
     let safe = !word.is_empty()
-        && word.chars().all(|c| c.is_ascii_alphanumeric() || "-_./:=@%+,".contains(c));
+        && word
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./:=@%+,".contains(c));
     if safe {
         word.to_string()
     } else {

@@ -59,7 +59,11 @@ impl Namer {
     /// The spec's full image name, `registry/name:tag`.
     pub fn image_name(&self, spec: &ImageSpec) -> Result<ImageName> {
         let tag = self.tag(spec)?;
-        Ok(ImageName { registry: spec.registry.clone(), name: spec.name.clone(), tag })
+        Ok(ImageName {
+            registry: spec.registry.clone(),
+            name: spec.name.clone(),
+            tag,
+        })
     }
 
     /// The spec's tag, as flytekit's `ImageSpec.tag`.
@@ -68,7 +72,8 @@ impl Namer {
         let hash = id_of(&fields).replace('-', "_");
         match &spec.tag_format {
             Some(format) => apply_tag_format(format, &hash).map_err(|m| {
-                Error::invalid(format!("{}: `tag_format`: {m}", spec.display_path())).with_operation("name")
+                Error::invalid(format!("{}: `tag_format`: {m}", spec.display_path()))
+                    .with_operation("name")
             }),
             None => Ok(hash),
         }
@@ -76,7 +81,9 @@ impl Namer {
 
     fn tag_fields(&self, spec: &ImageSpec) -> Result<Vec<(String, PyValue)>> {
         let digest_error = |e: berth_digest::DigestError| {
-            Error::new(ErrorKind::Io, e.to_string()).with_operation("hash sources").with_source(e)
+            Error::new(ErrorKind::Io, e.to_string())
+                .with_operation("hash sources")
+                .with_source(e)
         };
         let cache = self.cache.as_ref();
         let mut fields = Vec::new();
@@ -86,7 +93,9 @@ impl Namer {
             }
             let value = match field {
                 Field::BaseImage => match &spec.base_image {
-                    Some(BaseImage::Spec(base)) => Some(PyValue::Str(self.image_name(base)?.to_string())),
+                    Some(BaseImage::Spec(base)) => {
+                        Some(PyValue::Str(self.image_name(base)?.to_string()))
+                    }
                     _ => plain_value(spec, field),
                 },
                 Field::SourceRoot => match &spec.source_root {
@@ -98,10 +107,14 @@ impl Namer {
                 },
                 Field::Copy if !spec.copy.is_empty() => {
                     let paths: Vec<_> = spec.copy.iter().map(|c| c.absolute.clone()).collect();
-                    Some(PyValue::Str(berth_digest::copy_digest(&paths, cache).map_err(digest_error)?))
+                    Some(PyValue::Str(
+                        berth_digest::copy_digest(&paths, cache).map_err(digest_error)?,
+                    ))
                 }
                 Field::Requirements => match &spec.requirements {
-                    Some(path) => Some(PyValue::Str(berth_digest::requirements_digest(path).map_err(digest_error)?)),
+                    Some(path) => Some(PyValue::Str(
+                        berth_digest::requirements_digest(path).map_err(digest_error)?,
+                    )),
                     None => None,
                 },
                 _ => plain_value(spec, field),
@@ -125,7 +138,9 @@ fn id_fields(spec: &ImageSpec) -> Vec<(String, PyValue)> {
         .filter(|f| !f.excluded_from_id())
         .filter_map(|&field| {
             let value = match (field, &spec.base_image) {
-                (Field::BaseImage, Some(BaseImage::Spec(base))) => Some(PyValue::Dict(id_fields(base))),
+                (Field::BaseImage, Some(BaseImage::Spec(base))) => {
+                    Some(PyValue::Dict(id_fields(base)))
+                }
                 _ => plain_value(spec, field),
             };
             value.map(|v| (field.name().to_string(), v))
@@ -139,7 +154,9 @@ fn plain_value(spec: &ImageSpec, field: Field) -> Option<PyValue> {
         Field::Name => Some(PyValue::Str(spec.name.clone())),
         Field::Registry => spec.registry.clone().map(PyValue::Str),
         Field::Platform => Some(PyValue::Str(spec.platform.clone())),
-        _ => spec.raw_field(field).map(|node| PyValue::Yaml(node.value.clone())),
+        _ => spec
+            .raw_field(field)
+            .map(|node| PyValue::Yaml(node.value.clone())),
     }
 }
 
@@ -169,25 +186,40 @@ pub fn apply_tag_format(format: &str, hash: &str) -> std::result::Result<String,
         let field = &tail[1..end];
         let (name, spec) = field.split_once(':').unwrap_or((field, ""));
         if name != "spec_hash" {
-            return Err(format!("`{{{field}}}` is not supported; the only placeholder is {{spec_hash}}"));
+            return Err(format!(
+                "`{{{field}}}` is not supported; the only placeholder is {{spec_hash}}"
+            ));
         }
         match spec {
             "" => out.push_str(hash),
             precision if precision.starts_with('.') => {
-                let n: usize = precision[1..].parse().map_err(|_| format!("`{{{field}}}`: bad precision"))?;
+                let n: usize = precision[1..]
+                    .parse()
+                    .map_err(|_| format!("`{{{field}}}`: bad precision"))?;
                 out.extend(hash.chars().take(n));
             }
-            _ => return Err(format!("`{{{field}}}`: only a precision such as `{{spec_hash:.8}}` is supported")),
+            _ => {
+                return Err(format!(
+                    "`{{{field}}}`: only a precision such as `{{spec_hash:.8}}` is supported"
+                ))
+            }
         }
         rest = &tail[end + 1..];
     }
     out.push_str(rest);
     let valid = !out.is_empty()
         && out.len() <= 128
-        && out.chars().next().is_some_and(|c| c.is_ascii_alphanumeric() || c == '_')
-        && out.chars().all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
+        && out
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphanumeric() || c == '_')
+        && out
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
     if !valid {
-        return Err(format!("gives `{out}`, which is not a valid tag (letters, digits, _ . -; at most 128)"));
+        return Err(format!(
+            "gives `{out}`, which is not a valid tag (letters, digits, _ . -; at most 128)"
+        ));
     }
     Ok(out)
 }
@@ -198,8 +230,14 @@ mod tests {
 
     #[test]
     fn tag_format_follows_python_format() {
-        assert_eq!(apply_tag_format("{spec_hash}-dev", "abc").as_deref(), Ok("abc-dev"));
-        assert_eq!(apply_tag_format("v1-{spec_hash:.2}", "abc").as_deref(), Ok("v1-ab"));
+        assert_eq!(
+            apply_tag_format("{spec_hash}-dev", "abc").as_deref(),
+            Ok("abc-dev")
+        );
+        assert_eq!(
+            apply_tag_format("v1-{spec_hash:.2}", "abc").as_deref(),
+            Ok("v1-ab")
+        );
         assert!(apply_tag_format("{other}", "abc").is_err());
         assert!(apply_tag_format("{spec_hash", "abc").is_err());
         assert!(apply_tag_format("bad tag {spec_hash}", "abc").is_err());

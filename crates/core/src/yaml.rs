@@ -97,12 +97,24 @@ pub fn load(text: &str) -> Result<Option<Node>, YamlError> {
 }
 
 fn mark_of(m: Marker) -> Mark {
-    Mark { line: m.line(), column: m.col() + 1 }
+    Mark {
+        line: m.line(),
+        column: m.col() + 1,
+    }
 }
 
 enum Frame {
-    Seq { anchor: usize, mark: Mark, items: Vec<Node> },
-    Map { anchor: usize, mark: Mark, entries: Vec<(Node, Node)>, key: Option<Node> },
+    Seq {
+        anchor: usize,
+        mark: Mark,
+        items: Vec<Node>,
+    },
+    Map {
+        anchor: usize,
+        mark: Mark,
+        entries: Vec<(Node, Node)>,
+        key: Option<Node>,
+    },
 }
 
 #[derive(Default)]
@@ -131,7 +143,10 @@ impl Builder {
                     *key = Some(node);
                 }
                 Some(k) => {
-                    if let Some(slot) = entries.iter_mut().find(|(existing, _)| same_key(&existing.value, &k.value)) {
+                    if let Some(slot) = entries
+                        .iter_mut()
+                        .find(|(existing, _)| same_key(&existing.value, &k.value))
+                    {
                         slot.1 = node;
                     } else {
                         entries.push((k, node));
@@ -164,32 +179,64 @@ impl MarkedEventReceiver for Builder {
         }
         let mark = mark_of(marker);
         match ev {
-            Event::Scalar(text, style, anchor, tag) => match resolve_scalar(&text, style, tag.as_ref()) {
-                Ok(value) => {
-                    let node = Node { value, mark };
-                    if anchor > 0 {
-                        self.anchors.insert(anchor, node.clone());
+            Event::Scalar(text, style, anchor, tag) => {
+                match resolve_scalar(&text, style, tag.as_ref()) {
+                    Ok(value) => {
+                        let node = Node { value, mark };
+                        if anchor > 0 {
+                            self.anchors.insert(anchor, node.clone());
+                        }
+                        self.push_node(node);
                     }
-                    self.push_node(node);
+                    Err(message) => self.fail(message, mark),
                 }
-                Err(message) => self.fail(message, mark),
-            },
+            }
             Event::SequenceStart(anchor, tag) => {
                 if let Some(message) = unsupported_collection_tag(tag.as_ref(), "seq") {
                     return self.fail(message, mark);
                 }
-                self.stack.push(Frame::Seq { anchor, mark, items: Vec::new() });
+                self.stack.push(Frame::Seq {
+                    anchor,
+                    mark,
+                    items: Vec::new(),
+                });
             }
             Event::MappingStart(anchor, tag) => {
                 if let Some(message) = unsupported_collection_tag(tag.as_ref(), "map") {
                     return self.fail(message, mark);
                 }
-                self.stack.push(Frame::Map { anchor, mark, entries: Vec::new(), key: None });
+                self.stack.push(Frame::Map {
+                    anchor,
+                    mark,
+                    entries: Vec::new(),
+                    key: None,
+                });
             }
             Event::SequenceEnd | Event::MappingEnd => {
                 let (anchor, node) = match self.stack.pop() {
-                    Some(Frame::Seq { anchor, mark, items }) => (anchor, Node { value: Value::Seq(items), mark }),
-                    Some(Frame::Map { anchor, mark, entries, .. }) => (anchor, Node { value: Value::Map(entries), mark }),
+                    Some(Frame::Seq {
+                        anchor,
+                        mark,
+                        items,
+                    }) => (
+                        anchor,
+                        Node {
+                            value: Value::Seq(items),
+                            mark,
+                        },
+                    ),
+                    Some(Frame::Map {
+                        anchor,
+                        mark,
+                        entries,
+                        ..
+                    }) => (
+                        anchor,
+                        Node {
+                            value: Value::Map(entries),
+                            mark,
+                        },
+                    ),
                     None => return,
                 };
                 if anchor > 0 {
@@ -199,7 +246,10 @@ impl MarkedEventReceiver for Builder {
             }
             Event::Alias(id) => match self.anchors.get(&id) {
                 Some(node) => {
-                    let node = Node { value: node.value.clone(), mark };
+                    let node = Node {
+                        value: node.value.clone(),
+                        mark,
+                    };
                     self.push_node(node);
                 }
                 None => self.fail("alias to an unknown anchor".into(), mark),
@@ -217,10 +267,15 @@ const CORE_TAG: &str = "tag:yaml.org,2002:";
 
 fn unsupported_collection_tag(tag: Option<&Tag>, expected: &str) -> Option<String> {
     let tag = tag?;
-    if (tag.handle == CORE_TAG && tag.suffix == expected) || (tag.handle == "!" && tag.suffix.is_empty()) {
+    if (tag.handle == CORE_TAG && tag.suffix == expected)
+        || (tag.handle == "!" && tag.suffix.is_empty())
+    {
         return None;
     }
-    Some(format!("the tag `{}{}` is not supported in specs", tag.handle, tag.suffix))
+    Some(format!(
+        "the tag `{}{}` is not supported in specs",
+        tag.handle, tag.suffix
+    ))
 }
 
 fn resolve_scalar(text: &str, style: TScalarStyle, tag: Option<&Tag>) -> Result<Value, String> {
@@ -229,12 +284,17 @@ fn resolve_scalar(text: &str, style: TScalarStyle, tag: Option<&Tag>) -> Result<
             return Ok(Value::Str(text.to_string()));
         }
         if tag.handle != CORE_TAG {
-            return Err(format!("the tag `{}{}` is not supported in specs", tag.handle, tag.suffix));
+            return Err(format!(
+                "the tag `{}{}` is not supported in specs",
+                tag.handle, tag.suffix
+            ));
         }
         return match tag.suffix.as_str() {
             "str" => Ok(Value::Str(text.to_string())),
             "null" => Ok(Value::Null),
-            "bool" => bool_value(text).map(Value::Bool).ok_or_else(|| format!("`{text}` is not a boolean")),
+            "bool" => bool_value(text)
+                .map(Value::Bool)
+                .ok_or_else(|| format!("`{text}` is not a boolean")),
             "int" => int_value(text).ok_or_else(|| format!("`{text}` is not an integer")),
             "float" => float_value(text).ok_or_else(|| format!("`{text}` is not a float")),
             other => Err(format!("the tag `!!{other}` is not supported in specs")),
@@ -276,13 +336,17 @@ fn resolve_plain(text: &str) -> Result<Option<Value>, String> {
         return Ok(Some(Value::Bool(b)));
     }
     if INT_RE.is_match(text) {
-        return int_value(text).map(Some).ok_or_else(|| format!("the integer `{text}` is too large"));
+        return int_value(text)
+            .map(Some)
+            .ok_or_else(|| format!("the integer `{text}` is too large"));
     }
     if FLOAT_RE.is_match(text) {
         return Ok(float_value(text));
     }
     if TIMESTAMP_RE.is_match(text) {
-        return Err(format!("`{text}` reads as a date in YAML; quote it (\"{text}\") if you mean the text"));
+        return Err(format!(
+            "`{text}` reads as a date in YAML; quote it (\"{text}\") if you mean the text"
+        ));
     }
     if text == "=" {
         return Err("a bare `=` is a YAML 1.1 value key; quote it (\"=\")".into());
@@ -320,7 +384,9 @@ fn int_value(text: &str) -> Option<Value> {
     } else if digits.contains(':') {
         let mut total: i128 = 0;
         for part in digits.split(':') {
-            total = total.checked_mul(60)?.checked_add(part.parse::<i128>().ok()?)?;
+            total = total
+                .checked_mul(60)?
+                .checked_add(part.parse::<i128>().ok()?)?;
         }
         total
     } else {
@@ -330,7 +396,11 @@ fn int_value(text: &str) -> Option<Value> {
 }
 
 fn float_value(text: &str) -> Option<Value> {
-    let cleaned: String = text.chars().filter(|c| *c != '_').collect::<String>().to_lowercase();
+    let cleaned: String = text
+        .chars()
+        .filter(|c| *c != '_')
+        .collect::<String>()
+        .to_lowercase();
     let (sign, digits) = split_sign(&cleaned);
     let sign = sign as f64;
     let magnitude = if digits == ".inf" {
@@ -392,7 +462,9 @@ mod tests {
     #[test]
     fn repeated_keys_keep_first_position_and_last_value() {
         let node = load("a: 1\nb: 2\na: 3\n").expect("parses").expect("doc");
-        let Value::Map(entries) = node.value else { panic!("map") };
+        let Value::Map(entries) = node.value else {
+            panic!("map")
+        };
         assert_eq!(entries.len(), 2);
         assert_eq!(entries[0].0.value, Value::Str("a".into()));
         assert_eq!(entries[0].1.value, Value::Int(3));
@@ -401,7 +473,9 @@ mod tests {
     #[test]
     fn aliases_copy_the_anchored_value() {
         let node = load("a: &v [x, y]\nb: *v\n").expect("parses").expect("doc");
-        let Value::Map(entries) = node.value else { panic!("map") };
+        let Value::Map(entries) = node.value else {
+            panic!("map")
+        };
         assert_eq!(entries[0].1.value, entries[1].1.value);
     }
 

@@ -62,7 +62,10 @@ fn conda_spec_installs_through_micromamba() {
 #[test]
 fn uv_lock_spec_syncs_the_project() {
     insta::assert_snapshot!(render(&[
-        ("spec.yaml", "name: locked\npython_exec: /usr/bin/python3\nrequirements: uv.lock\n"),
+        (
+            "spec.yaml",
+            "name: locked\npython_exec: /usr/bin/python3\nrequirements: uv.lock\n"
+        ),
         ("uv.lock", "version = 1\n"),
         ("pyproject.toml", "[project]\nname = \"x\"\n"),
     ]));
@@ -71,7 +74,10 @@ fn uv_lock_spec_syncs_the_project() {
 #[test]
 fn poetry_lock_spec_installs_poetry() {
     insta::assert_snapshot!(render(&[
-        ("spec.yaml", "name: poetry\npython_exec: /usr/bin/python3\nrequirements: poetry.lock\n"),
+        (
+            "spec.yaml",
+            "name: poetry\npython_exec: /usr/bin/python3\nrequirements: poetry.lock\n"
+        ),
         ("poetry.lock", "# lock\n"),
         ("pyproject.toml", "[tool.poetry]\nname = \"x\"\n"),
     ]));
@@ -80,7 +86,10 @@ fn poetry_lock_spec_installs_poetry() {
 #[test]
 fn source_root_is_copied_to_root() {
     insta::assert_snapshot!(render(&[
-        ("spec.yaml", "name: src\npython_exec: python3\nsource_root: src\nsource_copy_mode: 2\n"),
+        (
+            "spec.yaml",
+            "name: src\npython_exec: python3\nsource_root: src\nsource_copy_mode: 2\n"
+        ),
         ("src/pkg/mod.py", "x = 1\n"),
     ]));
 }

@@ -22,7 +22,11 @@ pub fn namer() -> Namer {
 }
 
 fn cache_dir() -> Option<PathBuf> {
-    let var = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty()).map(PathBuf::from);
+    let var = |name: &str| {
+        std::env::var_os(name)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    };
     var(EnvVars::BERTH_CACHE_DIR)
         .or_else(|| var(EnvVars::XDG_CACHE_HOME).map(|d| d.join("berth")))
         .or_else(|| var(EnvVars::HOME).map(|h| Path::new(&h).join(".cache").join("berth")))

@@ -16,7 +16,9 @@ pub fn run(args: &RenderArgs) -> Result<ExitStatus> {
         for entry in &plan.context {
             match &entry.source {
                 ContextSource::File(path) => println!("{}\t{}", entry.path, path.display()),
-                ContextSource::Bytes(bytes) => println!("{}\t(generated, {} bytes)", entry.path, bytes.len()),
+                ContextSource::Bytes(bytes) => {
+                    println!("{}\t(generated, {} bytes)", entry.path, bytes.len())
+                }
             }
         }
     } else {

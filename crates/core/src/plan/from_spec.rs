@@ -2,7 +2,9 @@
 
 use std::path::Path;
 
-use super::{BuildPlan, ContextEntry, ContextSource, CopyStep, HelperImage, Mount, PlanSecret, RunStep, Step};
+use super::{
+    BuildPlan, ContextEntry, ContextSource, CopyStep, HelperImage, Mount, PlanSecret, RunStep, Step,
+};
 use crate::error::{Error, Result};
 use crate::shell::quote;
 use crate::spec::ImageSpec;
@@ -19,28 +21,48 @@ const UV_CACHE: &str = "/root/.cache/uv";
 /// Plans the build of `spec` on `base_image`; `spec_id` is flytekit's id of the spec (see [`crate::tag::spec_id`]).
 pub fn plan_for_spec(spec: &ImageSpec, base_image: &str, spec_id: &str) -> Result<BuildPlan> {
     crate::spec::check_buildable(spec)?;
-    let fail = |message: String| Error::invalid(format!("{}: {message}", spec.display_path())).with_operation("plan");
+    let fail = |message: String| {
+        Error::invalid(format!("{}: {message}", spec.display_path())).with_operation("plan")
+    };
     if spec.cuda.is_some() || spec.cudnn.is_some() {
         return Err(fail("`cuda`/`cudnn` are not installed by the builder".into()).with_hint(
             "GPU libraries from PyPI bring their own CUDA; for conda add the `nvidia` channel; for system CUDA set a `base_image` that has it",
         ));
     }
-    if spec.python_exec.is_some() && (!spec.conda_packages.is_empty() || !spec.conda_channels.is_empty()) {
-        return Err(fail("`conda_packages`/`conda_channels` cannot be combined with `python_exec`".into()));
+    if spec.python_exec.is_some()
+        && (!spec.conda_packages.is_empty() || !spec.conda_channels.is_empty())
+    {
+        return Err(fail(
+            "`conda_packages`/`conda_channels` cannot be combined with `python_exec`".into(),
+        ));
     }
-    let mut plan = Planner { spec, steps: Vec::new(), context: Vec::new(), secrets: Vec::new() };
+    let mut plan = Planner {
+        spec,
+        steps: Vec::new(),
+        context: Vec::new(),
+        secrets: Vec::new(),
+    };
     let uses_mamba = spec.python_exec.is_none();
 
-    let mut helper_images = vec![HelperImage { alias: "uv".into(), reference: spec.builder_config.uv_image.clone() }];
+    let mut helper_images = vec![HelperImage {
+        alias: "uv".into(),
+        reference: spec.builder_config.uv_image.clone(),
+    }];
     if uses_mamba {
-        helper_images.push(HelperImage { alias: "micromamba".into(), reference: spec.builder_config.micromamba_image.clone() });
+        helper_images.push(HelperImage {
+            alias: "micromamba".into(),
+            reference: spec.builder_config.micromamba_image.clone(),
+        });
     }
 
     plan.step(Step::Workdir("/".into()));
     plan.step(Step::User("root".into()));
     if !spec.apt_packages.is_empty() {
         plan.run(
-            format!("apt-get update && apt-get install -y --no-install-recommends {}", spec.apt_packages.join(" ")),
+            format!(
+                "apt-get update && apt-get install -y --no-install-recommends {}",
+                spec.apt_packages.join(" ")
+            ),
             vec![cache("apt", "/var/cache/apt")],
         );
     }
@@ -54,8 +76,14 @@ pub fn plan_for_spec(spec: &ImageSpec, base_image: &str, spec_id: &str) -> Resul
             }],
         );
     }
-    plan.run(format!("id -u {USER} || useradd --create-home --shell /bin/bash {USER}"), vec![]);
-    plan.run(format!("chown -R {USER} /root && chown -R {USER} /home"), vec![]);
+    plan.run(
+        format!("id -u {USER} || useradd --create-home --shell /bin/bash {USER}"),
+        vec![],
+    );
+    plan.run(
+        format!("chown -R {USER} /root && chown -R {USER} /home"),
+        vec![],
+    );
 
     let (python, extra_path) = if uses_mamba {
         plan.micromamba();
@@ -81,8 +109,14 @@ pub fn plan_for_spec(spec: &ImageSpec, base_image: &str, spec_id: &str) -> Resul
     plan.step(Step::Env(env));
     plan.python_install()?;
     plan.step(Step::Env(vec![
-        ("PATH".into(), "$PATH:/usr/local/nvidia/bin:/usr/local/cuda/bin".into()),
-        ("LD_LIBRARY_PATH".into(), "/usr/local/nvidia/lib64:$LD_LIBRARY_PATH".into()),
+        (
+            "PATH".into(),
+            "$PATH:/usr/local/nvidia/bin:/usr/local/cuda/bin".into(),
+        ),
+        (
+            "LD_LIBRARY_PATH".into(),
+            "/usr/local/nvidia/lib64:$LD_LIBRARY_PATH".into(),
+        ),
     ]));
     if let Some(entrypoint) = &spec.entrypoint {
         plan.step(Step::Entrypoint(entrypoint.clone()));
@@ -90,12 +124,18 @@ pub fn plan_for_spec(spec: &ImageSpec, base_image: &str, spec_id: &str) -> Resul
     plan.source_root()?;
     plan.copies()?;
     if !spec.commands.is_empty() {
-        plan.run(spec.commands.join(" && "), vec![cache("uv", UV_CACHE), uv_binary()]);
+        plan.run(
+            spec.commands.join(" && "),
+            vec![cache("uv", UV_CACHE), uv_binary()],
+        );
     }
     plan.step(Step::Workdir("/root".into()));
     plan.step(Step::Shell(vec!["/bin/bash".into(), "-c".into()]));
     plan.step(Step::User(USER.into()));
-    plan.run("mkdir -p $HOME && echo \"export PATH=$PATH\" >> $HOME/.profile".into(), vec![]);
+    plan.run(
+        "mkdir -p $HOME && echo \"export PATH=$PATH\" >> $HOME/.profile".into(),
+        vec![],
+    );
     plan.step(Step::Env(vec![("_F_IMG_ID".into(), spec_id.into())]));
 
     Ok(BuildPlan {
@@ -109,11 +149,18 @@ pub fn plan_for_spec(spec: &ImageSpec, base_image: &str, spec_id: &str) -> Resul
 }
 
 fn cache(id: &str, target: &str) -> Mount {
-    Mount::Cache { id: id.into(), target: target.into() }
+    Mount::Cache {
+        id: id.into(),
+        target: target.into(),
+    }
 }
 
 fn uv_binary() -> Mount {
-    Mount::Image { alias: "uv".into(), source: "/uv".into(), target: "/usr/bin/uv".into() }
+    Mount::Image {
+        alias: "uv".into(),
+        source: "/uv".into(),
+        target: "/usr/bin/uv".into(),
+    }
 }
 
 struct Planner<'a> {
@@ -138,10 +185,23 @@ impl Planner<'_> {
 
     fn micromamba(&mut self) {
         let spec = self.spec;
-        let version = spec.python_version.as_deref().unwrap_or(DEFAULT_PYTHON_VERSION);
-        let channels: String = spec.conda_channels.iter().map(|c| format!(" -c {}", quote(c))).collect();
-        let packages: String = spec.conda_packages.iter().map(|p| format!(" {}", quote(p))).collect();
-        let args = format!("--root-prefix /opt/micromamba -c conda-forge{channels} python={version}{packages}");
+        let version = spec
+            .python_version
+            .as_deref()
+            .unwrap_or(DEFAULT_PYTHON_VERSION);
+        let channels: String = spec
+            .conda_channels
+            .iter()
+            .map(|c| format!(" -c {}", quote(c)))
+            .collect();
+        let packages: String = spec
+            .conda_packages
+            .iter()
+            .map(|p| format!(" {}", quote(p)))
+            .collect();
+        let args = format!(
+            "--root-prefix /opt/micromamba -c conda-forge{channels} python={version}{packages}"
+        );
         self.run(
             format!(
                 "micromamba config set use_lockfiles False && ( micromamba create -n runtime {args} || micromamba install -n runtime {args} ) && chown -R {USER} /opt/micromamba"
@@ -160,8 +220,14 @@ impl Planner<'_> {
             .enumerate()
             .map(|(i, secret)| {
                 let id = format!("secret_{i}");
-                self.secrets.push(PlanSecret { id: id.clone(), source: secret.source.clone() });
-                Mount::Secret { id, target: secret.target.clone() }
+                self.secrets.push(PlanSecret {
+                    id: id.clone(),
+                    source: secret.source.clone(),
+                });
+                Mount::Secret {
+                    id,
+                    target: secret.target.clone(),
+                }
             })
             .collect()
     }
@@ -172,7 +238,11 @@ impl Planner<'_> {
         if let Some(index) = &spec.pip_index {
             args.push(format!("--index-url {}", quote(index)));
         }
-        args.extend(spec.pip_extra_index_url.iter().map(|url| format!("--extra-index-url {}", quote(url))));
+        args.extend(
+            spec.pip_extra_index_url
+                .iter()
+                .map(|url| format!("--extra-index-url {}", quote(url))),
+        );
         if let Some(extra) = &spec.pip_extra_args {
             args.push(extra.clone());
         }
@@ -189,18 +259,32 @@ impl Planner<'_> {
             }
             let pyproject = lock_path.with_file_name("pyproject.toml");
             if !pyproject.is_file() {
-                return Err(self.fail(format!("{lock_name} needs a pyproject.toml beside it ({} is missing)", pyproject.display())));
+                return Err(self.fail(format!(
+                    "{lock_name} needs a pyproject.toml beside it ({} is missing)",
+                    pyproject.display()
+                )));
             }
-            self.context.push(ContextEntry { path: lock_name.into(), source: ContextSource::File(lock_path.to_path_buf()) });
-            self.context.push(ContextEntry { path: "pyproject.toml".into(), source: ContextSource::File(pyproject) });
-            let binds = [lock_name, "pyproject.toml"]
-                .map(|f| Mount::Context { source: f.into(), target: f.into() });
+            self.context.push(ContextEntry {
+                path: lock_name.into(),
+                source: ContextSource::File(lock_path.to_path_buf()),
+            });
+            self.context.push(ContextEntry {
+                path: "pyproject.toml".into(),
+                source: ContextSource::File(pyproject),
+            });
+            let binds = [lock_name, "pyproject.toml"].map(|f| Mount::Context {
+                source: f.into(),
+                target: f.into(),
+            });
             self.step(Step::Workdir("/root".into()));
             if lock_name == "uv.lock" {
                 args.extend(["--locked", "--no-dev", "--no-install-project"].map(String::from));
                 mounts.extend(binds);
                 mounts.extend(secret_mounts);
-                self.run(format!("uv sync {} && chown -R {USER} /root/.venv", args.join(" ")), mounts);
+                self.run(
+                    format!("uv sync {} && chown -R {USER} /root/.venv", args.join(" ")),
+                    mounts,
+                );
             } else {
                 self.run("uv pip install poetry".into(), mounts);
                 self.step(Step::Env(vec![
@@ -211,7 +295,13 @@ impl Planner<'_> {
                 let mut poetry_mounts = vec![cache("poetry", "/tmp/poetry_cache")];
                 poetry_mounts.extend(binds);
                 poetry_mounts.extend(secret_mounts);
-                self.run(format!("poetry install {} && chown -R {USER} /root/.venv", args.join(" ")), poetry_mounts);
+                self.run(
+                    format!(
+                        "poetry install {} && chown -R {USER} /root/.venv",
+                        args.join(" ")
+                    ),
+                    poetry_mounts,
+                );
             }
             self.step(Step::Workdir("/".into()));
             self.step(Step::Env(vec![
@@ -223,7 +313,8 @@ impl Planner<'_> {
 
         let mut requirements: Vec<String> = Vec::new();
         if let Some(path) = &spec.requirements {
-            let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e).with_operation("plan"))?;
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| Error::io(path, e).with_operation("plan"))?;
             requirements.extend(text.lines().map(|l| l.trim().to_string()));
         }
         requirements.extend(spec.packages.iter().cloned());
@@ -235,7 +326,10 @@ impl Planner<'_> {
             source: ContextSource::Bytes(requirements.join("\n").into_bytes()),
         });
         args.extend(["--requirement".into(), "requirements_uv.txt".into()]);
-        mounts.push(Mount::Context { source: "requirements_uv.txt".into(), target: "requirements_uv.txt".into() });
+        mounts.push(Mount::Context {
+            source: "requirements_uv.txt".into(),
+            target: "requirements_uv.txt".into(),
+        });
         mounts.extend(secret_mounts);
         match &spec.python_exec {
             Some(exec) => {
@@ -255,19 +349,32 @@ impl Planner<'_> {
     }
 
     fn source_root(&mut self) -> Result<()> {
-        let Some(root) = &self.spec.source_root else { return Ok(()) };
+        let Some(root) = &self.spec.source_root else {
+            return Ok(());
+        };
         let tree = berth_digest::list_source_files(root).map_err(|e| self.fail(e))?;
         for file in tree.files() {
-            self.context.push(ContextEntry { path: format!("src/{}", file.relative), source: ContextSource::File(file.absolute.clone()) });
+            self.context.push(ContextEntry {
+                path: format!("src/{}", file.relative),
+                source: ContextSource::File(file.absolute.clone()),
+            });
         }
-        self.step(Step::Copy(CopyStep { sources: vec!["src".into()], destination: "/root".into(), chown: Some(USER.into()) }));
+        self.step(Step::Copy(CopyStep {
+            sources: vec!["src".into()],
+            destination: "/root".into(),
+            chown: Some(USER.into()),
+        }));
         Ok(())
     }
 
     fn copies(&mut self) -> Result<()> {
         for entry in &self.spec.copy {
             if entry.is_dir {
-                let spec_dir = self.spec.dir.canonicalize().map_err(|e| Error::io(&self.spec.dir, e))?;
+                let spec_dir = self
+                    .spec
+                    .dir
+                    .canonicalize()
+                    .map_err(|e| Error::io(&self.spec.dir, e))?;
                 self.add_dir(&entry.absolute, &entry.relative, &spec_dir)?;
                 self.step(Step::Copy(CopyStep {
                     sources: vec![entry.relative.clone()],
@@ -275,9 +382,20 @@ impl Planner<'_> {
                     chown: Some(USER.into()),
                 }));
             } else {
-                self.context.push(ContextEntry { path: entry.relative.clone(), source: ContextSource::File(entry.absolute.clone()) });
-                let parent = entry.relative.rsplit_once('/').map(|(p, _)| format!("/root/{p}/")).unwrap_or("/root/".into());
-                self.step(Step::Copy(CopyStep { sources: vec![entry.relative.clone()], destination: parent, chown: Some(USER.into()) }));
+                self.context.push(ContextEntry {
+                    path: entry.relative.clone(),
+                    source: ContextSource::File(entry.absolute.clone()),
+                });
+                let parent = entry
+                    .relative
+                    .rsplit_once('/')
+                    .map(|(p, _)| format!("/root/{p}/"))
+                    .unwrap_or("/root/".into());
+                self.step(Step::Copy(CopyStep {
+                    sources: vec![entry.relative.clone()],
+                    destination: parent,
+                    chown: Some(USER.into()),
+                }));
             }
         }
         Ok(())
@@ -296,12 +414,19 @@ impl Planner<'_> {
             let inside = format!("{prefix}/{name}");
             let resolved = path.canonicalize().map_err(|e| Error::io(&path, e))?;
             if !resolved.starts_with(boundary) {
-                return Err(self.fail(format!("copy: {} leads outside the spec's folder through a symlink (to {})", path.display(), resolved.display())));
+                return Err(self.fail(format!(
+                    "copy: {} leads outside the spec's folder through a symlink (to {})",
+                    path.display(),
+                    resolved.display()
+                )));
             }
             if resolved.is_dir() {
                 self.add_dir(&path, &inside, boundary)?;
             } else {
-                self.context.push(ContextEntry { path: inside, source: ContextSource::File(path) });
+                self.context.push(ContextEntry {
+                    path: inside,
+                    source: ContextSource::File(path),
+                });
             }
         }
         Ok(())
@@ -310,13 +435,22 @@ impl Planner<'_> {
 
 /// Whether a requirement line names flytekit (`flytekit`, `flytekit==1.2`, `flytekit~=1.2`).
 fn is_flytekit(requirement: &str) -> bool {
-    let name: String = requirement.chars().take_while(|c| c.is_alphanumeric() || *c == '_' || *c == '-').collect();
+    let name: String = requirement
+        .chars()
+        .take_while(|c| c.is_alphanumeric() || *c == '_' || *c == '-')
+        .collect();
     name == "flytekit"
 }
 
 /// flytekit adds itself to every image's packages; `builder_options: {install_flytekit: false}` opts out.
 fn adds_flytekit(spec: &ImageSpec) -> bool {
-    let Some(node) = spec.raw_field(crate::spec::Field::BuilderOptions) else { return true };
-    let crate::yaml::Value::Map(entries) = &node.value else { return true };
-    !entries.iter().any(|(k, v)| k.value.as_str() == Some("install_flytekit") && v.value == crate::yaml::Value::Bool(false))
+    let Some(node) = spec.raw_field(crate::spec::Field::BuilderOptions) else {
+        return true;
+    };
+    let crate::yaml::Value::Map(entries) = &node.value else {
+        return true;
+    };
+    !entries.iter().any(|(k, v)| {
+        k.value.as_str() == Some("install_flytekit") && v.value == crate::yaml::Value::Bool(false)
+    })
 }

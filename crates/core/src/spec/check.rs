@@ -18,7 +18,9 @@ type Check = std::result::Result<(), String>;
 /// and field of the first bad one. Naming a spec needs none of this (flytekit names such specs too); building does.
 pub fn check_buildable(spec: &ImageSpec) -> Result<()> {
     for (field, node) in &spec.raw {
-        let fail = |node: &Node, message: String| at(&spec.file, node.mark, format!("`{field}`: {message}"));
+        let fail = |node: &Node, message: String| {
+            at(&spec.file, node.mark, format!("`{field}`: {message}"))
+        };
         let each_str = |check: fn(&str) -> Check| -> Result<()> {
             for item in strings_in(node) {
                 if let Value::Str(s) = &item.value {
@@ -32,26 +34,36 @@ pub fn check_buildable(spec: &ImageSpec) -> Result<()> {
             Field::Commands => each_str(command)?,
             Field::PythonExec | Field::PythonVersion => each_str(word)?,
             Field::BaseImage if matches!(node.value, Value::Str(_)) => each_str(image_reference)?,
-            Field::BuilderConfig => builder_images(node).try_for_each(|v| image_reference(v.value.as_str().unwrap_or_default()).map_err(|m| fail(v, m)))?,
+            Field::BuilderConfig => builder_images(node).try_for_each(|v| {
+                image_reference(v.value.as_str().unwrap_or_default()).map_err(|m| fail(v, m))
+            })?,
             Field::PipSecretMounts => {
                 for pair in strings_in(node).collect::<Vec<_>>().chunks(2) {
                     if let [_, target] = pair {
-                        absolute_target(target.value.as_str().unwrap_or_default()).map_err(|m| fail(target, m))?;
+                        absolute_target(target.value.as_str().unwrap_or_default())
+                            .map_err(|m| fail(target, m))?;
                     }
                 }
             }
             Field::Env => {
                 if let Value::Map(entries) = &node.value {
                     for (key, value) in entries {
-                        env_name(key.value.as_str().unwrap_or_default()).map_err(|m| fail(key, m))?;
+                        env_name(key.value.as_str().unwrap_or_default())
+                            .map_err(|m| fail(key, m))?;
                         if let Value::Str(v) = &value.value {
                             single_line(v).map_err(|m| fail(value, m))?;
                         }
                     }
                 }
             }
-            Field::Packages | Field::CondaPackages | Field::CondaChannels | Field::PipIndex
-            | Field::PipExtraIndexUrl | Field::PipExtraArgs | Field::Platform | Field::Copy => each_str(single_line)?,
+            Field::Packages
+            | Field::CondaPackages
+            | Field::CondaChannels
+            | Field::PipIndex
+            | Field::PipExtraIndexUrl
+            | Field::PipExtraArgs
+            | Field::Platform
+            | Field::Copy => each_str(single_line)?,
             _ => {}
         }
     }
@@ -74,7 +86,10 @@ fn builder_images(node: &Node) -> impl Iterator<Item = &Node> {
     };
     entries
         .iter()
-        .filter(|(k, v)| matches!(k.value.as_str(), Some("uv_image" | "micromamba_image")) && matches!(v.value, Value::Str(_)))
+        .filter(|(k, v)| {
+            matches!(k.value.as_str(), Some("uv_image" | "micromamba_image"))
+                && matches!(v.value, Value::Str(_))
+        })
         .map(|(_, v)| v)
 }
 
@@ -90,7 +105,10 @@ pub(crate) fn single_line(value: &str) -> Check {
 }
 
 static REPOSITORY: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"^[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*)*$").expect("valid regex")
+    Regex::new(
+        r"^[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*)*$",
+    )
+    .expect("valid regex")
 });
 
 /// An image repository name such as `team/app` (already lowercased).
@@ -119,7 +137,8 @@ pub(crate) fn registry(registry: &str) -> Check {
 }
 
 static APT_PACKAGE: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"^[a-z0-9][a-z0-9+.\-]*(:[a-z0-9]+)?(=[A-Za-z0-9.+~:\-]+|/[a-z0-9\-]+)?$").expect("valid regex")
+    Regex::new(r"^[a-z0-9][a-z0-9+.\-]*(:[a-z0-9]+)?(=[A-Za-z0-9.+~:\-]+|/[a-z0-9\-]+)?$")
+        .expect("valid regex")
 });
 
 /// A Debian package name, optionally `=version` or `/release`.
@@ -134,7 +153,10 @@ pub(crate) fn apt_package(package: &str) -> Check {
 pub(crate) fn command(command: &str) -> Check {
     single_line(command)?;
     if command.trim_end().ends_with('\\') {
-        return Err("ends with a backslash, which would continue the RUN line into the next instruction".into());
+        return Err(
+            "ends with a backslash, which would continue the RUN line into the next instruction"
+                .into(),
+        );
     }
     let without_herestrings = command.replace("<<<", "");
     if without_herestrings.contains("<<") {
@@ -148,19 +170,29 @@ pub(crate) fn word(word: &str) -> Check {
     if word.is_empty() {
         return Err("is empty".into());
     }
-    if let Some(c) = word.chars().find(|c| c.is_whitespace() || "'\"`$;&|<>\\(){}".contains(*c)) {
-        return Err(format!("`{word}` contains `{c}`; expected a single word without spaces or shell syntax"));
+    if let Some(c) = word
+        .chars()
+        .find(|c| c.is_whitespace() || "'\"`$;&|<>\\(){}".contains(*c))
+    {
+        return Err(format!(
+            "`{word}` contains `{c}`; expected a single word without spaces or shell syntax"
+        ));
     }
     Ok(())
 }
 
 /// An environment variable name: one token without `=`, quotes, `$` or `\\`.
 pub(crate) fn env_name(name: &str) -> Check {
-    let bad = name.is_empty() || name.chars().any(|c| c.is_whitespace() || c.is_control() || "=\"'$\\".contains(c));
+    let bad = name.is_empty()
+        || name
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || "=\"'$\\".contains(c));
     if !bad {
         return Ok(());
     }
-    Err(format!("`{name}` is not a valid environment variable name (no spaces, `=`, quotes, `$` or `\\`)"))
+    Err(format!(
+        "`{name}` is not a valid environment variable name (no spaces, `=`, quotes, `$` or `\\`)"
+    ))
 }
 
 static IMAGE_REFERENCE: LazyLock<Regex> = LazyLock::new(|| {
@@ -182,10 +214,14 @@ pub(crate) fn image_reference(reference: &str) -> Check {
 pub(crate) fn absolute_target(target: &str) -> Check {
     word(target)?;
     if !target.starts_with('/') {
-        return Err(format!("`{target}` must be an absolute path inside the image"));
+        return Err(format!(
+            "`{target}` must be an absolute path inside the image"
+        ));
     }
     if target.contains(',') {
-        return Err(format!("`{target}` contains a comma, which would end the mount option"));
+        return Err(format!(
+            "`{target}` contains a comma, which would end the mount option"
+        ));
     }
     Ok(())
 }

@@ -72,7 +72,10 @@ impl Field {
 
     /// Fields flytekit leaves out of the spec id (and so out of the tag).
     pub fn excluded_from_id(self) -> bool {
-        matches!(self, Field::PipSecretMounts | Field::Builder | Field::RuntimePackages)
+        matches!(
+            self,
+            Field::PipSecretMounts | Field::Builder | Field::RuntimePackages
+        )
     }
 }
 

@@ -28,12 +28,21 @@ fn absolute(path: &Path) -> Result<PathBuf> {
 fn load_chained(path: &Path, chain: &mut Vec<PathBuf>) -> Result<ImageSpec> {
     let file = absolute(path)?;
     let text = std::fs::read_to_string(&file).map_err(|e| {
-        Error::io(&file, e).with_operation("read spec").with_hint("check the spec path; it is relative to where you run berth")
+        Error::io(&file, e)
+            .with_operation("read spec")
+            .with_hint("check the spec path; it is relative to where you run berth")
     })?;
     let canonical = file.canonicalize().unwrap_or_else(|_| file.clone());
     if chain.contains(&canonical) {
-        let cycle: Vec<String> = chain.iter().chain([&canonical]).map(|p| p.display().to_string()).collect();
-        return Err(Error::invalid(format!("base_image specs form a cycle: {}", cycle.join(" -> "))));
+        let cycle: Vec<String> = chain
+            .iter()
+            .chain([&canonical])
+            .map(|p| p.display().to_string())
+            .collect();
+        return Err(Error::invalid(format!(
+            "base_image specs form a cycle: {}",
+            cycle.join(" -> ")
+        )));
     }
     chain.push(canonical);
     let spec = parse(&text, &file, chain);
@@ -43,33 +52,65 @@ fn load_chained(path: &Path, chain: &mut Vec<PathBuf>) -> Result<ImageSpec> {
 
 /// An error at a position in a spec file.
 pub(super) fn at(file: &Path, mark: Mark, message: impl std::fmt::Display) -> Error {
-    Error::invalid(format!("{}:{}:{}: {message}", file.display(), mark.line, mark.column)).with_operation("read spec")
+    Error::invalid(format!(
+        "{}:{}:{}: {message}",
+        file.display(),
+        mark.line,
+        mark.column
+    ))
+    .with_operation("read spec")
 }
 
 fn parse(text: &str, file: &Path, chain: &mut Vec<PathBuf>) -> Result<ImageSpec> {
     let root = yaml::load(text).map_err(|e| at(file, e.mark, e.message))?;
     let Some(root) = root else {
-        return Err(at(file, Mark { line: 1, column: 1 }, "the spec is empty; it needs at least `name:`"));
+        return Err(at(
+            file,
+            Mark { line: 1, column: 1 },
+            "the spec is empty; it needs at least `name:`",
+        ));
     };
     let Value::Map(entries) = root.value else {
-        return Err(at(file, root.mark, format!("expected a mapping of ImageSpec fields, found {}", root.value.type_name())));
+        return Err(at(
+            file,
+            root.mark,
+            format!(
+                "expected a mapping of ImageSpec fields, found {}",
+                root.value.type_name()
+            ),
+        ));
     };
     let mut raw = Vec::with_capacity(entries.len());
     for (key, value) in entries {
         let Value::Str(name) = &key.value else {
-            return Err(at(file, key.mark, format!("field names are text, found {}", key.value.type_name())));
+            return Err(at(
+                file,
+                key.mark,
+                format!("field names are text, found {}", key.value.type_name()),
+            ));
         };
         let Some(field) = Field::from_name(name) else {
             let suggestion = match Field::nearest(name) {
                 Some(f) => format!("; did you mean `{f}`?"),
                 None => "; see `berth render --help` for the fields".to_string(),
             };
-            return Err(at(file, key.mark, format!("unknown field `{name}`{suggestion}")));
+            return Err(at(
+                file,
+                key.mark,
+                format!("unknown field `{name}`{suggestion}"),
+            ));
         };
         raw.push((field, value));
     }
-    let dir = file.parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("/"));
-    let reader = Reader { file, dir: &dir, raw: &raw };
+    let dir = file
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("/"));
+    let reader = Reader {
+        file,
+        dir: &dir,
+        raw: &raw,
+    };
     reader.build(chain)
 }
 
@@ -81,7 +122,10 @@ struct Reader<'a> {
 
 impl Reader<'_> {
     fn node(&self, field: Field) -> Option<&Node> {
-        self.raw.iter().find(|(f, n)| *f == field && n.value != Value::Null).map(|(_, n)| n)
+        self.raw
+            .iter()
+            .find(|(f, n)| *f == field && n.value != Value::Null)
+            .map(|(_, n)| n)
     }
 
     fn err(&self, node: &Node, field: Field, message: impl std::fmt::Display) -> Error {
@@ -89,7 +133,9 @@ impl Reader<'_> {
     }
 
     fn string(&self, field: Field) -> Result<Option<String>> {
-        let Some(node) = self.node(field) else { return Ok(None) };
+        let Some(node) = self.node(field) else {
+            return Ok(None);
+        };
         match &node.value {
             Value::Str(s) => Ok(Some(s.clone())),
             Value::Float(_) | Value::Int(_) => {
@@ -100,14 +146,24 @@ impl Reader<'_> {
                     format!("expected text, found the number {written}; YAML reads unquoted versions as numbers (3.10 becomes 3.1), so quote it: {field}: \"<version>\""),
                 ))
             }
-            other => Err(self.err(node, field, format!("expected text, found {}", other.type_name()))),
+            other => Err(self.err(
+                node,
+                field,
+                format!("expected text, found {}", other.type_name()),
+            )),
         }
     }
 
     fn strings(&self, field: Field) -> Result<Option<Vec<String>>> {
-        let Some(node) = self.node(field) else { return Ok(None) };
+        let Some(node) = self.node(field) else {
+            return Ok(None);
+        };
         let Value::Seq(items) = &node.value else {
-            return Err(self.err(node, field, format!("expected a list of text, found {}", node.value.type_name())));
+            return Err(self.err(
+                node,
+                field,
+                format!("expected a list of text, found {}", node.value.type_name()),
+            ));
         };
         items
             .iter()
@@ -116,7 +172,10 @@ impl Reader<'_> {
                 other => Err(self.err(
                     item,
                     field,
-                    format!("expected a list of text, found {} in it; quote the item", other.type_name()),
+                    format!(
+                        "expected a list of text, found {} in it; quote the item",
+                        other.type_name()
+                    ),
                 )),
             })
             .collect::<Result<Vec<_>>>()
@@ -124,24 +183,37 @@ impl Reader<'_> {
     }
 
     fn path(&self, field: Field, must_be_dir: bool) -> Result<Option<PathBuf>> {
-        let Some(text) = self.string(field)? else { return Ok(None) };
+        let Some(text) = self.string(field)? else {
+            return Ok(None);
+        };
         let node = self.node(field).expect("string() found it");
         let path = self.dir.join(&text);
         let meta = std::fs::metadata(&path).map_err(|e| {
-            self.err(node, field, format!("{} cannot be read: {e}", path.display()))
-                .with_hint("paths in a spec are relative to the spec file's folder")
+            self.err(
+                node,
+                field,
+                format!("{} cannot be read: {e}", path.display()),
+            )
+            .with_hint("paths in a spec are relative to the spec file's folder")
         })?;
         if must_be_dir && !meta.is_dir() {
             return Err(self.err(node, field, format!("{} is not a folder", path.display())));
         }
         if !must_be_dir && meta.is_dir() {
-            return Err(self.err(node, field, format!("{} is a folder; expected a file", path.display())));
+            return Err(self.err(
+                node,
+                field,
+                format!("{} is a folder; expected a file", path.display()),
+            ));
         }
         Ok(Some(path))
     }
 
     fn build(&self, chain: &mut Vec<PathBuf>) -> Result<ImageSpec> {
-        let name = self.string(Field::Name)?.unwrap_or_else(|| "flytekit".to_string()).to_lowercase();
+        let name = self
+            .string(Field::Name)?
+            .unwrap_or_else(|| "flytekit".to_string())
+            .to_lowercase();
         if let Some(node) = self.node(Field::Name) {
             check::repository_name(&name).map_err(|m| self.err(node, Field::Name, m))?;
         }
@@ -149,7 +221,9 @@ impl Reader<'_> {
         if let (Some(r), Some(node)) = (&registry, self.node(Field::Registry)) {
             check::registry(r).map_err(|m| self.err(node, Field::Registry, m))?;
         }
-        let platform = self.string(Field::Platform)?.unwrap_or_else(|| default_platform(registry.as_deref()));
+        let platform = self
+            .string(Field::Platform)?
+            .unwrap_or_else(|| default_platform(registry.as_deref()));
 
         let source_root = self.path(Field::SourceRoot, true)?;
         self.check_copy_mode(source_root.is_some())?;
@@ -161,7 +235,8 @@ impl Reader<'_> {
         }
         let tag_format = self.string(Field::TagFormat)?;
         if let (Some(format), Some(node)) = (&tag_format, self.node(Field::TagFormat)) {
-            crate::tag::apply_tag_format(format, "x").map_err(|m| self.err(node, Field::TagFormat, m))?;
+            crate::tag::apply_tag_format(format, "x")
+                .map_err(|m| self.err(node, Field::TagFormat, m))?;
         }
         let _builder = self.string(Field::Builder)?;
 
@@ -187,7 +262,9 @@ impl Reader<'_> {
             pip_extra_index_url: self.strings(Field::PipExtraIndexUrl)?.unwrap_or_default(),
             pip_secret_mounts: self.secret_mounts()?,
             pip_extra_args: self.string(Field::PipExtraArgs)?,
-            registry_config: self.string(Field::RegistryConfig)?.map(|p| self.dir.join(p)),
+            registry_config: self
+                .string(Field::RegistryConfig)?
+                .map(|p| self.dir.join(p)),
             entrypoint: self.strings(Field::Entrypoint)?,
             commands: self.strings(Field::Commands)?.unwrap_or_default(),
             tag_format,
@@ -229,7 +306,11 @@ impl Reader<'_> {
                     ));
                 }
                 if !has_root {
-                    return Err(self.err(node, Field::SourceCopyMode, "needs `source_root`, the folder to copy from"));
+                    return Err(self.err(
+                        node,
+                        Field::SourceCopyMode,
+                        "needs `source_root`, the folder to copy from",
+                    ));
                 }
                 Ok(())
             }
@@ -237,9 +318,18 @@ impl Reader<'_> {
     }
 
     fn env(&self) -> Result<Vec<(String, String)>> {
-        let Some(node) = self.node(Field::Env) else { return Ok(Vec::new()) };
+        let Some(node) = self.node(Field::Env) else {
+            return Ok(Vec::new());
+        };
         let Value::Map(entries) = &node.value else {
-            return Err(self.err(node, Field::Env, format!("expected a mapping of NAME: value, found {}", node.value.type_name())));
+            return Err(self.err(
+                node,
+                Field::Env,
+                format!(
+                    "expected a mapping of NAME: value, found {}",
+                    node.value.type_name()
+                ),
+            ));
         };
         entries
             .iter()
@@ -248,7 +338,14 @@ impl Reader<'_> {
                     return Err(self.err(k, Field::Env, "variable names are text"));
                 };
                 if matches!(v.value, Value::Seq(_) | Value::Map(_)) {
-                    return Err(self.err(v, Field::Env, format!("the value of {key} must be text, found {}", v.value.type_name())));
+                    return Err(self.err(
+                        v,
+                        Field::Env,
+                        format!(
+                            "the value of {key} must be text, found {}",
+                            v.value.type_name()
+                        ),
+                    ));
                 }
                 Ok((key.clone(), str_value(&v.value)))
             })
@@ -256,7 +353,9 @@ impl Reader<'_> {
     }
 
     fn base_image(&self, chain: &mut Vec<PathBuf>) -> Result<Option<BaseImage>> {
-        let Some(node) = self.node(Field::BaseImage) else { return Ok(None) };
+        let Some(node) = self.node(Field::BaseImage) else {
+            return Ok(None);
+        };
         match &node.value {
             Value::Str(reference) => Ok(Some(BaseImage::Reference(reference.clone()))),
             Value::Map(entries) => {
@@ -265,28 +364,41 @@ impl Reader<'_> {
                     _ => None,
                 };
                 let Some(spec_path) = spec_path else {
-                    return Err(self.err(node, Field::BaseImage, "expected an image reference or `{spec: other-spec.yaml}`"));
+                    return Err(self.err(
+                        node,
+                        Field::BaseImage,
+                        "expected an image reference or `{spec: other-spec.yaml}`",
+                    ));
                 };
                 let nested = load_chained(&self.dir.join(spec_path), chain)
                     .map_err(|e| e.context(format!("{}: base_image spec", self.file.display())))?;
                 Ok(Some(BaseImage::Spec(Box::new(nested))))
             }
-            other => Err(self.err(node, Field::BaseImage, format!("expected an image reference, found {}", other.type_name()))),
+            other => Err(self.err(
+                node,
+                Field::BaseImage,
+                format!("expected an image reference, found {}", other.type_name()),
+            )),
         }
     }
 
     fn secret_mounts(&self) -> Result<Vec<SecretMount>> {
-        let Some(node) = self.node(Field::PipSecretMounts) else { return Ok(Vec::new()) };
+        let Some(node) = self.node(Field::PipSecretMounts) else {
+            return Ok(Vec::new());
+        };
         let expected = "expected a list of [secret file, mount path] pairs";
-        let Value::Seq(items) = &node.value else { return Err(self.err(node, Field::PipSecretMounts, expected)) };
+        let Value::Seq(items) = &node.value else {
+            return Err(self.err(node, Field::PipSecretMounts, expected));
+        };
         items
             .iter()
             .map(|item| match &item.value {
                 Value::Seq(pair) => match pair.as_slice() {
                     [src, dst] => match (&src.value, &dst.value) {
-                        (Value::Str(src), Value::Str(dst)) => {
-                            Ok(SecretMount { source: self.dir.join(src), target: dst.clone() })
-                        }
+                        (Value::Str(src), Value::Str(dst)) => Ok(SecretMount {
+                            source: self.dir.join(src),
+                            target: dst.clone(),
+                        }),
                         _ => Err(self.err(item, Field::PipSecretMounts, expected)),
                     },
                     _ => Err(self.err(item, Field::PipSecretMounts, expected)),
@@ -297,8 +409,13 @@ impl Reader<'_> {
     }
 
     fn copy_entries(&self) -> Result<Vec<CopyEntry>> {
-        let Some(entries) = self.strings(Field::Copy)? else { return Ok(Vec::new()) };
-        let root = self.dir.canonicalize().map_err(|e| Error::io(self.dir, e))?;
+        let Some(entries) = self.strings(Field::Copy)? else {
+            return Ok(Vec::new());
+        };
+        let root = self
+            .dir
+            .canonicalize()
+            .map_err(|e| Error::io(self.dir, e))?;
         entries
             .iter()
             .enumerate()
@@ -340,9 +457,15 @@ impl Reader<'_> {
 
     fn builder_config(&self) -> Result<BuilderConfig> {
         let mut config = BuilderConfig::default();
-        let Some(node) = self.node(Field::BuilderConfig) else { return Ok(config) };
+        let Some(node) = self.node(Field::BuilderConfig) else {
+            return Ok(config);
+        };
         let Value::Map(entries) = &node.value else {
-            return Err(self.err(node, Field::BuilderConfig, "expected a mapping such as {uv_image: ...}"));
+            return Err(self.err(
+                node,
+                Field::BuilderConfig,
+                "expected a mapping such as {uv_image: ...}",
+            ));
         };
         for (k, v) in entries {
             let slot = match k.value.as_str() {

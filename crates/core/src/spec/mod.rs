@@ -10,8 +10,8 @@ mod load;
 
 use std::path::PathBuf;
 
-pub use fields::{Field, FIELDS};
 pub use check::check_buildable;
+pub use fields::{Field, FIELDS};
 pub use load::{load_spec, load_spec_str};
 
 use crate::yaml::Node;
@@ -127,7 +127,10 @@ pub const DEFAULT_MICROMAMBA_IMAGE: &str = "mambaorg/micromamba:2.0.3-debian12-s
 
 impl Default for BuilderConfig {
     fn default() -> Self {
-        BuilderConfig { uv_image: DEFAULT_UV_IMAGE.into(), micromamba_image: DEFAULT_MICROMAMBA_IMAGE.into() }
+        BuilderConfig {
+            uv_image: DEFAULT_UV_IMAGE.into(),
+            micromamba_image: DEFAULT_MICROMAMBA_IMAGE.into(),
+        }
     }
 }
 

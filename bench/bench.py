@@ -1,0 +1,135 @@
+#!/usr/bin/env python3
+"""Side-by-side benchmarks of berth against the tool a user would otherwise run.
+
+    python3 bench/bench.py name [--runs 7] [--specs 100]
+
+Each comparison runs both tools on the same inputs in one run on this machine and prints a table of medians,
+peak RSS and the ratio. berth is the release binary (built here with `cargo build --release -p berth-cli`);
+flytekit comes from the venv that scripts/flytekit-corpus/regen.sh sets up ($FLYTEKIT_PYTHON overrides).
+Nothing here is a test: no thresholds, just numbers.
+"""
+
+import argparse
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def run_measured(cmd, cwd=None, env=None):
+    """Runs cmd, returns (seconds, peak RSS in MiB, stdout)."""
+    start = time.perf_counter()
+    proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    out, err = proc.communicate()
+    elapsed = time.perf_counter() - start
+    # wait4 already happened inside communicate(); resource usage of the child comes from RUSAGE_CHILDREN deltas,
+    # which is unreliable across several children, so measure RSS with /proc via a second, dedicated run below.
+    if proc.returncode != 0:
+        sys.exit(f"command failed ({proc.returncode}): {' '.join(map(str, cmd))}\n{err.decode(errors='replace')}")
+    return elapsed, out.decode()
+
+
+def peak_rss_mib(cmd, cwd=None, env=None):
+    """Peak RSS of one run of cmd, from wait4's rusage (ru_maxrss is in KiB on Linux)."""
+    proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _, status, usage = os.wait4(proc.pid, 0)
+    if os.waitstatus_to_exitcode(status) != 0:
+        sys.exit(f"command failed: {' '.join(map(str, cmd))}")
+    return usage.ru_maxrss / 1024
+
+
+def berth_binary():
+    subprocess.run(["cargo", "build", "--release", "--quiet", "-p", "berth-cli"], cwd=REPO, check=True)
+    return REPO / "target" / "release" / "berth"
+
+
+def flytekit_python():
+    py = os.environ.get("FLYTEKIT_PYTHON")
+    if py:
+        return py
+    # regen.sh creates the venv on first use; `--specs` with no files is not allowed, so ask it for one spec.
+    probe = REPO / "tests" / "corpus" / "cases" / "01-minimal" / "spec.yaml"
+    subprocess.run(["bash", str(REPO / "scripts/flytekit-corpus/regen.sh"), "--specs", str(probe)],
+                   check=True, stdout=subprocess.DEVNULL)
+    cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.environ["HOME"], ".cache")
+    return os.path.join(cache, "berth", "flytekit-venv", "bin", "python")
+
+
+def make_specs(root: Path, count: int):
+    """count specs of the usual shapes: packages and env, some with requirements and copied files."""
+    (root / "requirements.txt").write_text("pandas==2.2.3\nnumpy<2\n")
+    (root / "conf").mkdir()
+    for i in range(20):
+        (root / "conf" / f"settings-{i}.toml").write_text(f"value = {i}\n" * 50)
+    paths = []
+    for i in range(count):
+        lines = [f"name: task-{i}", "registry: 127.0.0.1:5000/bench", 'python_version: "3.11"',
+                 f"packages: [\"scikit-learn=={i % 7}.0\", requests, \"pydantic>=2\"]",
+                 f"env: {{TASK: \"{i}\", LEVEL: info, RETRIES: {i % 5}}}",
+                 "apt_packages: [git, curl]"]
+        if i % 3 == 0:
+            lines.append("requirements: requirements.txt")
+        if i % 4 == 0:
+            lines.append("copy: [conf]")
+        path = root / f"spec-{i:03}.yaml"
+        path.write_text("\n".join(lines) + "\n")
+        paths.append(path)
+    return paths
+
+
+def table(title, rows):
+    print(f"\n{title}")
+    print(f"{'tool':<44} {'median s':>10} {'peak MiB':>9} {'vs berth':>9}")
+    base = rows[0][1]
+    for name, median, rss in rows:
+        print(f"{name:<44} {median:>10.3f} {rss:>9.1f} {median / base:>8.1f}x")
+
+
+def bench_name(args):
+    berth = berth_binary()
+    py = flytekit_python()
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        specs = make_specs(root, args.specs)
+        rel = [p.name for p in specs]
+        berth_cmd = [str(berth), "name", *rel]
+        flyte_cmd = [py, str(REPO / "scripts/flytekit-corpus/tags.py"), "--specs", *rel]
+        env = dict(os.environ, BERTH_CACHE_DIR=str(root / "cache"))
+        # Same answers first: a benchmark of different work would be meaningless.
+        _, ours = run_measured(berth_cmd, cwd=root, env=env)
+        _, theirs = run_measured(flyte_cmd, cwd=root)
+        if ours.split() != theirs.split():
+            sys.exit("berth and flytekit disagree on the names; fix that before timing")
+        times = {"berth": [], "flytekit": []}
+        for _ in range(args.runs):
+            times["berth"].append(run_measured(berth_cmd, cwd=root, env=env)[0])
+            times["flytekit"].append(run_measured(flyte_cmd, cwd=root)[0])
+        rows = [
+            (f"berth name ({args.specs} specs)", statistics.median(times["berth"]), peak_rss_mib(berth_cmd, root, env)),
+            (f"flytekit ImageSpec(...).image_name() x{args.specs}, 1 process", statistics.median(times["flytekit"]),
+             peak_rss_mib(flyte_cmd, root)),
+        ]
+        print(f"machine: {platform.node()} {platform.machine()}, {os.cpu_count()} cores, {platform.platform()}")
+        print(f"runs: {args.runs} per tool, alternating; names checked equal before timing")
+        table("Naming", rows)
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = p.add_subparsers(dest="what", required=True)
+    name = sub.add_parser("name", help="berth name vs flytekit computing the same tags")
+    name.add_argument("--runs", type=int, default=7)
+    name.add_argument("--specs", type=int, default=100)
+    args = p.parse_args()
+    {"name": bench_name}[args.what](args)
+
+
+if __name__ == "__main__":
+    main()
