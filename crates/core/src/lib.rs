@@ -10,6 +10,7 @@ pub mod engine;
 pub mod error;
 pub mod plan;
 pub mod pyrepr;
+pub mod reference;
 pub mod render;
 pub mod shell;
 pub mod spec;
