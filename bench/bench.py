@@ -84,6 +84,17 @@ def make_specs(root: Path, count: int):
     return paths
 
 
+FLYTEKIT_LOOP = """
+import sys, time
+sys.path.insert(0, sys.argv[1])
+import flytekit, tags
+start = time.perf_counter()
+for spec in sys.argv[2:]:
+    tags.compute(spec)
+print(time.perf_counter() - start)
+"""
+
+
 def table(title, rows):
     print(f"\n{title}")
     print(f"{'tool':<44} {'median s':>10} {'peak MiB':>9} {'vs berth':>9}")
@@ -111,10 +122,13 @@ def bench_name(args):
         for _ in range(args.runs):
             times["berth"].append(run_measured(berth_cmd, cwd=root, env=env)[0])
             times["flytekit"].append(run_measured(flyte_cmd, cwd=root)[0])
+        loop_cmd = [py, "-c", FLYTEKIT_LOOP, str(REPO / "scripts/flytekit-corpus"), *rel]
+        loop = statistics.median(float(run_measured(loop_cmd, cwd=root)[1].split()[-1]) for _ in range(args.runs))
         rows = [
             (f"berth name ({args.specs} specs)", statistics.median(times["berth"]), peak_rss_mib(berth_cmd, root, env)),
             (f"flytekit ImageSpec(...).image_name() x{args.specs}, 1 process", statistics.median(times["flytekit"]),
              peak_rss_mib(flyte_cmd, root)),
+            (f"  of which the {args.specs} tags, after `import flytekit`", loop, float("nan")),
         ]
         print(f"machine: {platform.node()} {platform.machine()}, {os.cpu_count()} cores, {platform.platform()}")
         print(f"runs: {args.runs} per tool, alternating; names checked equal before timing")

@@ -11,3 +11,16 @@ impl EnvVars {
     /// The user's home folder.
     pub const HOME: &'static str = "HOME";
 }
+
+impl EnvVars {
+    /// Engine to use: docker, podman, containerd or auto.
+    pub const BERTH_ENGINE: &'static str = "BERTH_ENGINE";
+    /// Docker's daemon address.
+    pub const DOCKER_HOST: &'static str = "DOCKER_HOST";
+    /// Podman's service address.
+    pub const CONTAINER_HOST: &'static str = "CONTAINER_HOST";
+    /// The user's runtime folder (rootless Podman's socket lives there).
+    pub const XDG_RUNTIME_DIR: &'static str = "XDG_RUNTIME_DIR";
+    /// containerd's socket.
+    pub const CONTAINERD_ADDRESS: &'static str = "CONTAINERD_ADDRESS";
+}

@@ -3,6 +3,7 @@
 
 mod args;
 mod commands;
+mod engine_choice;
 mod env_vars;
 mod exit;
 

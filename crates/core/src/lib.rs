@@ -8,6 +8,7 @@
 
 pub mod engine;
 pub mod error;
+pub mod order;
 pub mod plan;
 pub mod pyrepr;
 pub mod reference;
