@@ -80,7 +80,9 @@ impl DigestCache {
         let ok = fields.next() == Some("berth-digest-v1") && fields.next() == Some(key.kind);
         let digest = fields.next()?;
         let well_formed = digest.len() == key.digest_len
-            && digest.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+            && digest
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
         (ok && well_formed && fields.next().is_none()).then(|| digest.to_owned())
     }
 
@@ -89,7 +91,11 @@ impl DigestCache {
         let (Some(dir), Some(hex_key)) = (self.dir.as_ref(), key.hex.as_ref()) else {
             return;
         };
-        let _ = write_atomically(dir, hex_key, &format!("berth-digest-v1 {} {digest}\n", key.kind));
+        let _ = write_atomically(
+            dir,
+            hex_key,
+            &format!("berth-digest-v1 {} {digest}\n", key.kind),
+        );
     }
 }
 
@@ -217,8 +223,16 @@ mod tests {
         assert_eq!(cache.lookup(&key), None);
         cache.store(&key, "ab12");
         assert_eq!(cache.lookup(&key).as_deref(), Some("ab12"));
-        let entry = dir.path().join("cache").join(key.hex.clone().unwrap_or_default());
-        for garbage in ["", "berth-digest-v1 test AB12\n", "berth-digest-v1 other ab12\n", "x"] {
+        let entry = dir
+            .path()
+            .join("cache")
+            .join(key.hex.clone().unwrap_or_default());
+        for garbage in [
+            "",
+            "berth-digest-v1 test AB12\n",
+            "berth-digest-v1 other ab12\n",
+            "x",
+        ] {
             std::fs::write(&entry, garbage).unwrap_or_else(|e| panic!("{e}"));
             assert_eq!(cache.lookup(&key), None, "{garbage:?}");
         }

@@ -81,7 +81,9 @@ impl DockerIgnore {
     /// otherwise only the implicit `!.dockerignore` pattern is present.
     pub(crate) fn load(root: &Path) -> Result<DockerIgnore, DigestError> {
         let file = root.join(".dockerignore");
-        let is_file = std::fs::metadata(&file).map(|m| m.is_file()).unwrap_or(false);
+        let is_file = std::fs::metadata(&file)
+            .map(|m| m.is_file())
+            .unwrap_or(false);
         if !is_file {
             return Ok(DockerIgnore::parse("", file));
         }
@@ -124,10 +126,14 @@ impl DockerIgnore {
         };
         let mut matched = false;
         for pattern in &self.patterns {
-            let glob = pattern.glob.as_ref().map_err(|reason| DigestError::InvalidDockerignore {
-                path: self.file.clone(),
-                reason: format!("pattern {:?}: {reason}", pattern.line),
-            })?;
+            let glob =
+                pattern
+                    .glob
+                    .as_ref()
+                    .map_err(|reason| DigestError::InvalidDockerignore {
+                        path: self.file.clone(),
+                        reason: format!("pattern {:?}: {reason}", pattern.line),
+                    })?;
             let mut hit = glob.matches(&lower);
             if !hit && !parent.is_empty() && pattern.parts <= parent_parts {
                 hit = glob.matches(leading_parts(parent, pattern.parts));

@@ -65,8 +65,15 @@ fn dockerignore_matches_flytekit() {
 #[test]
 fn invalid_range_is_reported_on_use_with_the_line() {
     let di = DockerIgnore::parse("ok\n[z-a]\n", PathBuf::from("/r/.dockerignore"));
-    let err = di.matches("x").err().map(|e| e.to_string()).unwrap_or_default();
-    assert!(err.contains("[z-a]") && err.contains("/r/.dockerignore"), "{err}");
+    let err = di
+        .matches("x")
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(
+        err.contains("[z-a]") && err.contains("/r/.dockerignore"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -69,7 +69,11 @@ const DOCKER_CASES: &[(&str, &str, bool)] = &[
 #[test]
 fn python_fnmatch_matches_cpython() {
     for &(name, pat, want) in PY_CASES {
-        assert_eq!(PyFnmatch::new(pat).matches(name), want, "fnmatch({name:?}, {pat:?})");
+        assert_eq!(
+            PyFnmatch::new(pat).matches(name),
+            want,
+            "fnmatch({name:?}, {pat:?})"
+        );
     }
 }
 
@@ -77,7 +81,11 @@ fn python_fnmatch_matches_cpython() {
 fn docker_fnmatch_matches_docker_py() {
     for &(name, pat, want) in DOCKER_CASES {
         let glob = DockerGlob::new(pat).unwrap_or_else(|e| panic!("{pat:?}: {e}"));
-        assert_eq!(glob.matches(name), want, "docker fnmatch({name:?}, {pat:?})");
+        assert_eq!(
+            glob.matches(name),
+            want,
+            "docker fnmatch({name:?}, {pat:?})"
+        );
     }
 }
 

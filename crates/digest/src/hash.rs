@@ -13,8 +13,9 @@ use std::io::{ErrorKind, Read};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 
-use md5::{Digest, Md5};
+use crate::fastmd5::Md5;
 
+use crate::prefetch::{self, Progress};
 use crate::DigestError;
 
 /// Size of one read buffer.
@@ -29,6 +30,8 @@ pub(crate) struct Job {
     pub(crate) path: PathBuf,
     /// The bytes hashed after the content (relative path without `/`).
     pub(crate) name: Vec<u8>,
+    /// Size when listed (only steers read-ahead).
+    pub(crate) size: u64,
 }
 
 /// How the byte stream is produced.
@@ -65,14 +68,14 @@ pub(crate) struct Stats {
 
 /// md5 hex digest of the stream described by `jobs`.
 pub(crate) fn md5_files(jobs: &[Job], mode: Mode) -> Result<(String, Stats), DigestError> {
-    let mut hasher = Md5::new();
+    let mut hasher = Md5::default();
     let stats = match mode {
         Mode::Inline => {
             let mut emit = |buf: Vec<u8>, len: usize| {
                 hasher.update(&buf[..len]);
                 Some(buf)
             };
-            produce(jobs, vec![0; CHUNK], &mut emit)?
+            produce(jobs, vec![0; CHUNK], &mut emit, &|_| {})?
         }
         Mode::Pipelined => pipelined(jobs, &mut hasher)?,
     };
@@ -82,10 +85,16 @@ pub(crate) fn md5_files(jobs: &[Job], mode: Mode) -> Result<(String, Stats), Dig
 fn pipelined(jobs: &[Job], hasher: &mut Md5) -> Result<Stats, DigestError> {
     let (full_tx, full_rx) = mpsc::sync_channel::<(Vec<u8>, usize)>(POOL);
     let (free_tx, free_rx) = mpsc::sync_channel::<Vec<u8>>(POOL);
+    let progress = Progress::default();
+    let progress = &progress;
     std::thread::scope(|scope| {
+        // Whatever happens below, the prefetchers are told to stop.
+        let _stop = progress.stop_on_drop();
+        prefetch::spawn(scope, jobs, progress, prefetch::threads());
         let reader = std::thread::Builder::new()
             .name("berth-digest-read".to_owned())
             .spawn_scoped(scope, move || {
+                let _stop = progress.stop_on_drop();
                 let mut allocated = 1;
                 let mut emit = |buf: Vec<u8>, len: usize| {
                     full_tx.send((buf, len)).ok()?;
@@ -98,7 +107,9 @@ fn pipelined(jobs: &[Job], hasher: &mut Md5) -> Result<Stats, DigestError> {
                         Err(_) => free_rx.recv().ok(),
                     }
                 };
-                produce(jobs, vec![0; CHUNK], &mut emit)
+                produce(jobs, vec![0; CHUNK], &mut emit, &|i| {
+                    progress.finished_job(i);
+                })
             })
             .map_err(|e| DigestError::io("<reader thread>", e))?;
         for (buf, len) in full_rx {
@@ -119,6 +130,7 @@ fn produce(
     jobs: &[Job],
     mut buf: Vec<u8>,
     emit: &mut dyn FnMut(Vec<u8>, usize) -> Option<Vec<u8>>,
+    job_done: &dyn Fn(usize),
 ) -> Result<Stats, DigestError> {
     let mut stats = Stats::default();
     let mut used = 0;
@@ -133,7 +145,7 @@ fn produce(
             }
         };
     }
-    for job in jobs {
+    for (index, job) in jobs.iter().enumerate() {
         let mut file = open(&job.path)?;
         stats.files_read += 1;
         loop {
@@ -160,6 +172,7 @@ fn produce(
             used += n;
             name = &name[n..];
         }
+        job_done(index);
     }
     if used > 0 {
         emit(buf, used);
@@ -186,6 +199,11 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
 mod tests {
     use super::*;
 
+    fn oracle(data: &[u8]) -> String {
+        use ::md5::Digest;
+        hex(&::md5::Md5::digest(data))
+    }
+
     fn jobs(dir: &Path, files: &[(&str, usize)]) -> (Vec<Job>, Vec<u8>) {
         let mut all = Vec::new();
         let mut jobs = Vec::new();
@@ -198,6 +216,7 @@ mod tests {
             jobs.push(Job {
                 path,
                 name: name.as_bytes().to_vec(),
+                size: len as u64,
             });
         }
         (jobs, all)
@@ -206,9 +225,15 @@ mod tests {
     #[test]
     fn both_modes_hash_the_concatenated_stream() {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-        let files = [("a", 0), ("b", 10), ("c", CHUNK - 1), ("d", CHUNK * 3 + 5), ("e", 1)];
+        let files = [
+            ("a", 0),
+            ("b", 10),
+            ("c", CHUNK - 1),
+            ("d", CHUNK * 3 + 5),
+            ("e", 1),
+        ];
         let (jobs, all) = jobs(dir.path(), &files);
-        let want = hex(&Md5::digest(&all));
+        let want = oracle(&all);
         for mode in [Mode::Inline, Mode::Pipelined] {
             let (got, stats) = md5_files(&jobs, mode).unwrap_or_else(|e| panic!("{e}"));
             assert_eq!(got, want, "{mode:?}");
@@ -223,12 +248,16 @@ mod tests {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
         let path = dir.path().join("f");
         std::fs::write(&path, b"xyz").unwrap_or_else(|e| panic!("{e}"));
-        let jobs = [Job { path, name: name.clone() }];
+        let jobs = [Job {
+            path,
+            name: name.clone(),
+            size: 3,
+        }];
         let mut all = b"xyz".to_vec();
         all.extend_from_slice(&name);
         for mode in [Mode::Inline, Mode::Pipelined] {
             let got = md5_files(&jobs, mode).map(|r| r.0).unwrap_or_default();
-            assert_eq!(got, hex(&Md5::digest(&all)));
+            assert_eq!(got, oracle(&all));
         }
     }
 
@@ -237,9 +266,13 @@ mod tests {
         let jobs = [Job {
             path: PathBuf::from("/nonexistent/berth/x"),
             name: Vec::new(),
+            size: 0,
         }];
         for mode in [Mode::Inline, Mode::Pipelined] {
-            let err = md5_files(&jobs, mode).err().map(|e| e.to_string()).unwrap_or_default();
+            let err = md5_files(&jobs, mode)
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default();
             assert!(err.contains("/nonexistent/berth/x"), "{err}");
         }
     }

@@ -16,8 +16,13 @@ use crate::DigestError;
 /// flytekit's `STANDARD_IGNORE_PATTERNS`, matched with Python's `fnmatch`
 /// (so `*` crosses `/`: `*.pyc` ignores `.pyc` files at any depth, while
 /// `.cache` and `__pycache__/*` only apply at the top).
-const STANDARD_IGNORE_PATTERNS: [&str; 5] =
-    ["*.pyc", ".cache", ".cache/*", "__pycache__/*", "**/__pycache__/*"];
+const STANDARD_IGNORE_PATTERNS: [&str; 5] = [
+    "*.pyc",
+    ".cache",
+    ".cache/*",
+    "__pycache__/*",
+    "**/__pycache__/*",
+];
 
 /// The files git reports as ignored, being computed in the background.
 pub(crate) struct PendingGit(Option<JoinHandle<HashSet<String>>>);
@@ -83,7 +88,10 @@ impl IgnoreGroup {
         Ok(IgnoreGroup {
             git,
             docker: DockerIgnore::load(root)?,
-            standard: STANDARD_IGNORE_PATTERNS.iter().map(|p| PyFnmatch::new(p)).collect(),
+            standard: STANDARD_IGNORE_PATTERNS
+                .iter()
+                .map(|p| PyFnmatch::new(p))
+                .collect(),
         })
     }
 
@@ -93,7 +101,10 @@ impl IgnoreGroup {
         IgnoreGroup {
             git: git.iter().map(|s| (*s).to_owned()).collect(),
             docker: DockerIgnore::parse(dockerignore, ".dockerignore".into()),
-            standard: STANDARD_IGNORE_PATTERNS.iter().map(|p| PyFnmatch::new(p)).collect(),
+            standard: STANDARD_IGNORE_PATTERNS
+                .iter()
+                .map(|p| PyFnmatch::new(p))
+                .collect(),
         }
     }
 

@@ -57,9 +57,11 @@
 mod cache;
 mod dockerignore;
 mod error;
+mod fastmd5;
 mod glob;
 mod hash;
 mod ignore;
+mod prefetch;
 mod requirements;
 mod tree;
 mod walk;

@@ -52,7 +52,11 @@ impl Stripper {
             }
             self.started = true;
         }
-        let tail = data.iter().rev().take_while(|&&b| is_py_bytes_space(b)).count();
+        let tail = data
+            .iter()
+            .rev()
+            .take_while(|&&b| is_py_bytes_space(b))
+            .count();
         let (body, ws) = data.split_at(data.len() - tail);
         if !body.is_empty() {
             self.hasher.update(&self.pending);
@@ -81,7 +85,10 @@ mod tests {
 
     #[test]
     fn strips_python_ascii_whitespace_only() {
-        assert_eq!(digest_of(&[b" \t\r\n\x0b\x0cnumpy\n\n"]), sha1_hex(b"numpy"));
+        assert_eq!(
+            digest_of(&[b" \t\r\n\x0b\x0cnumpy\n\n"]),
+            sha1_hex(b"numpy")
+        );
         // NUL and non-breaking space are not whitespace for bytes.strip().
         assert_eq!(digest_of(&[b"\x00a\xc2\xa0"]), sha1_hex(b"\x00a\xc2\xa0"));
         assert_eq!(digest_of(&[b" \n "]), sha1_hex(b""));
@@ -90,7 +97,10 @@ mod tests {
 
     #[test]
     fn whitespace_across_chunks_is_kept_inside_and_dropped_at_the_end() {
-        assert_eq!(digest_of(&[b"  a ", b"  ", b"\nb  ", b"\n"]), sha1_hex(b"a   \nb"));
+        assert_eq!(
+            digest_of(&[b"  a ", b"  ", b"\nb  ", b"\n"]),
+            sha1_hex(b"a   \nb")
+        );
         assert_eq!(digest_of(&[b"  ", b" x", b" "]), sha1_hex(b"x"));
     }
 

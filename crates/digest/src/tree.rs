@@ -117,7 +117,14 @@ impl SourceTree {
         cache: Option<&DigestCache>,
         mode: Mode,
     ) -> Result<Outcome, DigestError> {
-        digest_files("source-v1", &self.files, &self.metas, self.listed_at, cache, mode)
+        digest_files(
+            "source-v1",
+            &self.files,
+            &self.metas,
+            self.listed_at,
+            cache,
+            mode,
+        )
     }
 }
 
@@ -135,6 +142,7 @@ fn digest_files(
         .map(|f| Job {
             path: f.absolute.clone(),
             name: f.relative.bytes().filter(|&b| b != b'/').collect(),
+            size: f.size,
         })
         .collect();
     let key = cache.map(|_| {

@@ -53,7 +53,10 @@ fn recently_modified_files_are_never_cached() {
     let dir = must(tempfile::tempdir(), "tempdir");
     let root = dir.path().join("root");
     must(std::fs::create_dir(&root), "mkdir");
-    must(std::fs::write(root.join("fresh.txt"), b"just written"), "write");
+    must(
+        std::fs::write(root.join("fresh.txt"), b"just written"),
+        "write",
+    );
     let cache = DigestCache::open(&dir.path().join("cache"));
     for _ in 0..2 {
         let tree = must(list_source_files(&root), "list");
@@ -75,7 +78,10 @@ fn corrupt_cache_entry_is_ignored() {
     let tree = must(list_source_files(&root), "list");
     let good = must(tree.digest(Some(&cache)), "digest");
     for entry in must(std::fs::read_dir(&cache_dir), "read cache") {
-        must(std::fs::write(must(entry, "entry").path(), b"garbage"), "corrupt");
+        must(
+            std::fs::write(must(entry, "entry").path(), b"garbage"),
+            "corrupt",
+        );
     }
     let out = must(tree.digest_with(Some(&cache), Mode::Inline), "digest");
     assert!(!out.from_cache);
@@ -92,8 +98,14 @@ fn copy_digest_uses_the_cache_too() {
     let cache_dir = must(tempfile::tempdir(), "tempdir");
     let cache = DigestCache::open(cache_dir.path());
     let paths = [file.clone()];
-    let first = must(copy_digest_with(&paths, Some(&cache), Mode::Inline), "digest");
-    let second = must(copy_digest_with(&paths, Some(&cache), Mode::Inline), "digest");
+    let first = must(
+        copy_digest_with(&paths, Some(&cache), Mode::Inline),
+        "digest",
+    );
+    let second = must(
+        copy_digest_with(&paths, Some(&cache), Mode::Inline),
+        "digest",
+    );
     assert!(!first.from_cache && second.from_cache);
     assert_eq!(first.digest, second.digest);
     // The source-tree digest of a directory holding just that file hashes
@@ -106,10 +118,19 @@ fn copy_digest_uses_the_cache_too() {
 fn non_utf8_names_fail_unless_ignored() {
     let dir = must(tempfile::tempdir(), "tempdir");
     let root = dir.path();
-    must(std::fs::write(root.join(OsStr::from_bytes(b"bad\xff.txt")), b"x"), "write");
+    must(
+        std::fs::write(root.join(OsStr::from_bytes(b"bad\xff.txt")), b"x"),
+        "write",
+    );
     let err = list_source_files(root).err();
-    assert!(matches!(err, Some(DigestError::NonUtf8Path { .. })), "{err:?}");
-    must(std::fs::write(root.join(".dockerignore"), b"bad*\n"), "write");
+    assert!(
+        matches!(err, Some(DigestError::NonUtf8Path { .. })),
+        "{err:?}"
+    );
+    must(
+        std::fs::write(root.join(".dockerignore"), b"bad*\n"),
+        "write",
+    );
     let tree = must(list_source_files(root), "list");
     assert_eq!(tree.files().len(), 1, "only .dockerignore is left");
 }
@@ -118,13 +139,21 @@ fn non_utf8_names_fail_unless_ignored() {
 fn fifos_fail_unless_ignored() {
     let dir = must(tempfile::tempdir(), "tempdir");
     let root = dir.path();
-    let status = std::process::Command::new("mkfifo").arg(root.join("pipe")).status();
+    let status = std::process::Command::new("mkfifo")
+        .arg(root.join("pipe"))
+        .status();
     if !status.is_ok_and(|s| s.success()) {
         return; // no mkfifo on this system
     }
     let err = list_source_files(root).err();
-    assert!(matches!(err, Some(DigestError::SpecialFile { .. })), "{err:?}");
-    must(std::fs::write(root.join(".dockerignore"), b"pipe\n"), "write");
+    assert!(
+        matches!(err, Some(DigestError::SpecialFile { .. })),
+        "{err:?}"
+    );
+    must(
+        std::fs::write(root.join(".dockerignore"), b"pipe\n"),
+        "write",
+    );
     assert_eq!(must(list_source_files(root), "list").files().len(), 1);
 }
 
@@ -134,7 +163,10 @@ fn both_modes_agree_on_a_tree() {
     let root = dir.path();
     for i in 0..50 {
         let content = vec![b'a' + (i % 26) as u8; i * 9973];
-        must(std::fs::write(root.join(format!("f{i:02}")), content), "write");
+        must(
+            std::fs::write(root.join(format!("f{i:02}")), content),
+            "write",
+        );
     }
     let tree = must(list_source_files(root), "list");
     let a = must(tree.digest_with(None, Mode::Inline), "inline");

@@ -19,6 +19,7 @@ use std::ffi::OsStr;
 use std::fs::{self, Metadata};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
+use std::sync::{Condvar, Mutex};
 
 use crate::DigestError;
 
@@ -99,33 +100,113 @@ fn open_top(top: &Path) -> Result<Vec<fs::DirEntry>, DigestError> {
         .map_err(|e| DigestError::io(top, e))
 }
 
+/// Threads walking a source tree (`BERTH_DIGEST_WALK_THREADS`, default 4).
+/// Listing is dominated by `stat` calls, which on a cold cache wait for the
+/// disk, so a few threads help even on two cores.
+fn walk_threads() -> usize {
+    std::env::var("BERTH_DIGEST_WALK_THREADS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|&n| n > 0)
+        .unwrap_or(4)
+}
+
+/// Directories waiting to be listed, and how many are being listed now.
+struct Queue {
+    dirs: Vec<(PathBuf, Vec<u8>)>,
+    active: usize,
+}
+
 /// Every file under `top` as flytekit's `list_all_files` would see it
-/// before ignore rules (unordered).
+/// before ignore rules (unordered). Directories are listed by a few
+/// threads in parallel.
 pub(crate) fn walk_source(top: &Path) -> Result<Vec<Found>, DigestError> {
+    open_top(top)?;
+    let queue = Mutex::new(Queue {
+        dirs: vec![(top.to_path_buf(), Vec::new())],
+        active: 0,
+    });
+    let wakeup = Condvar::new();
+    let (queue, wakeup) = (&queue, &wakeup);
     let mut found = Vec::new();
-    let mut pending: Vec<(PathBuf, Vec<u8>, Vec<fs::DirEntry>)> =
-        vec![(top.to_path_buf(), Vec::new(), open_top(top)?)];
-    while let Some((dir, rel, entries)) = pending.pop() {
-        for entry in entries {
-            let name = entry.file_name();
-            match classify(&entry) {
-                Kind::Dir if name.as_bytes() == b".git" => {}
-                Kind::Dir => {
-                    let path = dir.join(&name);
-                    if let Some(children) = read_dir(&path) {
-                        pending.push((path, join_rel(&rel, &name), children));
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = (1..walk_threads())
+            .filter_map(|_| {
+                std::thread::Builder::new()
+                    .name("berth-digest-walk".to_owned())
+                    .spawn_scoped(scope, move || walk_worker(queue, wakeup))
+                    .ok()
+            })
+            .collect();
+        found = walk_worker(queue, wakeup);
+        for worker in workers {
+            found.extend(worker.join().unwrap_or_else(|p| std::panic::resume_unwind(p)));
+        }
+    });
+    Ok(found)
+}
+
+fn lock(queue: &Mutex<Queue>) -> std::sync::MutexGuard<'_, Queue> {
+    queue.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Takes directories from the queue until none is left or being listed.
+fn walk_worker(queue: &Mutex<Queue>, wakeup: &Condvar) -> Vec<Found> {
+    let mut found = Vec::new();
+    let mut subdirs = Vec::new();
+    loop {
+        let (dir, rel) = {
+            let mut q = lock(queue);
+            loop {
+                if let Some(next) = q.dirs.pop() {
+                    q.active += 1;
+                    if !q.dirs.is_empty() {
+                        wakeup.notify_one();
                     }
+                    break next;
                 }
-                Kind::DirLink | Kind::Skip => {}
-                Kind::File(meta) => found.push(Found {
-                    relative: join_rel(&rel, &name),
-                    absolute: dir.join(&name),
-                    meta,
-                }),
+                if q.active == 0 {
+                    wakeup.notify_all();
+                    return found;
+                }
+                q = wakeup.wait(q).unwrap_or_else(|poisoned| poisoned.into_inner());
             }
+        };
+        list_source_dir(&dir, &rel, &mut found, &mut subdirs);
+        let mut q = lock(queue);
+        q.active -= 1;
+        q.dirs.append(&mut subdirs);
+        // Wake waiters for new work, or so they can see the walk is over.
+        if !q.dirs.is_empty() || q.active == 0 {
+            wakeup.notify_all();
         }
     }
-    Ok(found)
+}
+
+/// Lists one directory of a source walk: files into `found`, directories
+/// to enter (not `.git`, not symlinks) into `subdirs`.
+fn list_source_dir(
+    dir: &Path,
+    rel: &[u8],
+    found: &mut Vec<Found>,
+    subdirs: &mut Vec<(PathBuf, Vec<u8>)>,
+) {
+    let Some(entries) = read_dir(dir) else {
+        return;
+    };
+    for entry in entries {
+        let name = entry.file_name();
+        match classify(&entry) {
+            Kind::Dir if name.as_bytes() == b".git" => {}
+            Kind::Dir => subdirs.push((dir.join(&name), join_rel(rel, &name))),
+            Kind::DirLink | Kind::Skip => {}
+            Kind::File(meta) => found.push(Found {
+                relative: join_rel(rel, &name),
+                absolute: dir.join(&name),
+                meta,
+            }),
+        }
+    }
 }
 
 /// The files of a directory in `compute_digest_for_dir` order (see the

@@ -73,7 +73,9 @@ fn build(tree: &Value, root: &Path) {
         run(Command::new("git").args(["init", "-q"]).current_dir(root));
         for p in tree["git_add"].as_array().cloned().unwrap_or_default() {
             let p = p.as_str().unwrap_or_default().to_owned();
-            run(Command::new("git").args(["add", "-f", &p]).current_dir(root));
+            run(Command::new("git")
+                .args(["add", "-f", &p])
+                .current_dir(root));
         }
     }
 }
@@ -105,19 +107,35 @@ fn copy_paths(tmp: &Path, copy: &Value) -> Vec<PathBuf> {
 fn flytekit(args: &[&str]) -> Option<String> {
     let python = std::env::var_os("FLYTEKIT_PYTHON")?;
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/gen_expected.py");
-    let out = must(Command::new(python).arg(script).args(args).output(), "python");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = must(
+        Command::new(python).arg(script).args(args).output(),
+        "python",
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     Some(String::from_utf8_lossy(&out.stdout).trim().to_owned())
 }
 
 #[test]
 fn source_digests_match_flytekit() {
     let (tmp, spec) = build_all();
-    for name in spec["trees"].as_object().cloned().unwrap_or_default().keys() {
+    for name in spec["trees"]
+        .as_object()
+        .cloned()
+        .unwrap_or_default()
+        .keys()
+    {
         let root = tmp.path().join(name);
         let tree = must(list_source_files(&root), "list");
         let got = must(tree.digest(None), "digest");
-        assert_eq!(got, expected(&format!("source/{name}")), "source digest of {name}");
+        assert_eq!(
+            got,
+            expected(&format!("source/{name}")),
+            "source digest of {name}"
+        );
         if let Some(live) = flytekit(&["source", &root.to_string_lossy()]) {
             assert_eq!(got, live, "source digest of {name} vs live flytekit");
         }
@@ -131,15 +149,42 @@ fn mixed_tree_lists_what_flytekit_lists() {
     let names: Vec<&str> = tree.files().iter().map(|f| f.relative.as_str()).collect();
     // As printed by flytekit's ls_files on the same tree.
     let want = [
-        ".dockerignore", ".gitignore", "A", "_", "a-b", "a.b", "a/b", "a/c/d", "a0", "big.bin",
-        "docs/README.md", "docs/notes.txt", "empty.txt", "keep.tmp", "link-to-file", "pkg/.cache",
-        "pkg/__init__.py", "pkg/generated.py", "pkg/mod.py", "tracked.log", "unicod\u{e9}.txt",
-        "with space.txt", "\u{fc}.log", "\u{65e5}\u{672c}\u{8a9e}/\u{30d5}\u{30a1}\u{30a4}\u{30eb}.txt",
+        ".dockerignore",
+        ".gitignore",
+        "A",
+        "_",
+        "a-b",
+        "a.b",
+        "a/b",
+        "a/c/d",
+        "a0",
+        "big.bin",
+        "docs/README.md",
+        "docs/notes.txt",
+        "empty.txt",
+        "keep.tmp",
+        "link-to-file",
+        "pkg/.cache",
+        "pkg/__init__.py",
+        "pkg/generated.py",
+        "pkg/mod.py",
+        "tracked.log",
+        "unicod\u{e9}.txt",
+        "with space.txt",
+        "\u{fc}.log",
+        "\u{65e5}\u{672c}\u{8a9e}/\u{30d5}\u{30a1}\u{30a4}\u{30eb}.txt",
     ];
     assert_eq!(names, want);
-    let big = tree.files().iter().find(|f| f.relative == "big.bin").map(|f| f.size);
+    let big = tree
+        .files()
+        .iter()
+        .find(|f| f.relative == "big.bin")
+        .map(|f| f.size);
     assert_eq!(big, Some(17 * 40000));
-    assert!(tree.files().iter().all(|f| f.absolute.starts_with(tree.root())));
+    assert!(tree
+        .files()
+        .iter()
+        .all(|f| f.absolute.starts_with(tree.root())));
 }
 
 #[test]
@@ -149,7 +194,10 @@ fn copy_digests_match_flytekit() {
         let paths = copy_paths(tmp.path(), &copy);
         let got = must(copy_digest(&paths, None), "copy digest");
         assert_eq!(got, expected(&format!("copy/{name}")), "copy digest {name}");
-        let args: Vec<String> = paths.iter().map(|p| p.to_string_lossy().into_owned()).collect();
+        let args: Vec<String> = paths
+            .iter()
+            .map(|p| p.to_string_lossy().into_owned())
+            .collect();
         let mut argv = vec!["copy"];
         argv.extend(args.iter().map(String::as_str));
         if let Some(live) = flytekit(&argv) {
@@ -161,7 +209,11 @@ fn copy_digests_match_flytekit() {
 #[test]
 fn copy_over_several_subdirs_follows_readdir_order() {
     let (tmp, spec) = build_all();
-    for (name, copy) in spec["readdir_order_copies"].as_object().cloned().unwrap_or_default() {
+    for (name, copy) in spec["readdir_order_copies"]
+        .as_object()
+        .cloned()
+        .unwrap_or_default()
+    {
         let paths = copy_paths(tmp.path(), &copy);
         let got = must(copy_digest(&paths, None), "copy digest");
         let mut argv = vec!["copy".to_owned()];
@@ -215,12 +267,23 @@ fn copy_files_lists_entries_and_rejects_missing_ones() {
     let rel: Vec<&str> = files.iter().map(|f| f.relative.as_str()).collect();
     assert_eq!(
         rel,
-        ["a-b.py", "a.py", "b.py", "x.pyc", "sub/z.txt", "sub/deeper/x", "sub/deeper/.git/config", "link-to-top"]
+        [
+            "a-b.py",
+            "a.py",
+            "b.py",
+            "x.pyc",
+            "sub/z.txt",
+            "sub/deeper/x",
+            "sub/deeper/.git/config",
+            "link-to-top"
+        ]
     );
     assert_eq!(files[0].absolute, root.join("src/a-b.py"));
     assert_eq!(files[7].absolute, root.join("link-to-top"));
     assert_eq!(files[7].size, "top level file".len() as u64);
-    let err = copy_files(&[root.join("missing.txt")]).err().map(|e| e.to_string());
+    let err = copy_files(&[root.join("missing.txt")])
+        .err()
+        .map(|e| e.to_string());
     assert!(err.unwrap_or_default().contains("missing.txt"));
 }
 
@@ -228,7 +291,12 @@ fn copy_files_lists_entries_and_rejects_missing_ones() {
 fn cache_gives_the_same_digests() {
     let (tmp, spec) = build_all();
     let cache = DigestCache::open(&tmp.path().join("cache"));
-    for name in spec["trees"].as_object().cloned().unwrap_or_default().keys() {
+    for name in spec["trees"]
+        .as_object()
+        .cloned()
+        .unwrap_or_default()
+        .keys()
+    {
         let tree = must(list_source_files(&tmp.path().join(name)), "list");
         for _ in 0..2 {
             let got = must(tree.digest(Some(&cache)), "digest");
@@ -241,10 +309,16 @@ fn cache_gives_the_same_digests() {
 fn errors_name_the_path() {
     let tmp = must(tempfile::tempdir(), "tempdir");
     let missing = tmp.path().join("nope");
-    let err = list_source_files(&missing).err().map(|e| e.to_string()).unwrap_or_default();
+    let err = list_source_files(&missing)
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
     assert!(err.contains("nope"), "{err}");
     let file = tmp.path().join("f");
     must(std::fs::write(&file, "x"), "write");
-    let err = list_source_files(&file).err().map(|e| e.to_string()).unwrap_or_default();
+    let err = list_source_files(&file)
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
     assert!(err.contains("not a directory"), "{err}");
 }
