@@ -23,7 +23,10 @@ const K: [u32; 64] = [
 macro_rules! step {
     (F, $a:ident, $b:ident, $c:ident, $d:ident, $m:expr, $k:expr, $s:expr) => {
         $a = $a.wrapping_add($m).wrapping_add($k);
-        $a = $a.wrapping_add($d ^ ($b & ($c ^ $d))).rotate_left($s).wrapping_add($b);
+        $a = $a
+            .wrapping_add($d ^ ($b & ($c ^ $d)))
+            .rotate_left($s)
+            .wrapping_add($b);
     };
     (G, $a:ident, $b:ident, $c:ident, $d:ident, $m:expr, $k:expr, $s:expr) => {
         $a = $a.wrapping_add($m).wrapping_add($k).wrapping_add($c & !$d);
@@ -31,11 +34,17 @@ macro_rules! step {
     };
     (H, $a:ident, $b:ident, $c:ident, $d:ident, $m:expr, $k:expr, $s:expr) => {
         $a = $a.wrapping_add($m).wrapping_add($k);
-        $a = $a.wrapping_add($b ^ ($c ^ $d)).rotate_left($s).wrapping_add($b);
+        $a = $a
+            .wrapping_add($b ^ ($c ^ $d))
+            .rotate_left($s)
+            .wrapping_add($b);
     };
     (I, $a:ident, $b:ident, $c:ident, $d:ident, $m:expr, $k:expr, $s:expr) => {
         $a = $a.wrapping_add($m).wrapping_add($k);
-        $a = $a.wrapping_add($c ^ ($b | !$d)).rotate_left($s).wrapping_add($b);
+        $a = $a
+            .wrapping_add($c ^ ($b | !$d))
+            .rotate_left($s)
+            .wrapping_add($b);
     };
 }
 
@@ -173,7 +182,11 @@ impl Md5 {
         let bits = self.total.wrapping_mul(8);
         let mut pad = [0u8; 72];
         pad[0] = 0x80;
-        let pad_len = if self.block_len < 56 { 56 - self.block_len } else { 120 - self.block_len };
+        let pad_len = if self.block_len < 56 {
+            56 - self.block_len
+        } else {
+            120 - self.block_len
+        };
         self.update(&pad[..pad_len]);
         self.update(&bits.to_le_bytes());
         let mut out = [0u8; 16];
@@ -203,7 +216,10 @@ mod tests {
             ("a", "0cc175b9c0f1b6a831c399e269772661"),
             ("abc", "900150983cd24fb0d6963f7d28e17f72"),
             ("message digest", "f96b697d7cb7938d525a2f31aaf161d0"),
-            ("abcdefghijklmnopqrstuvwxyz", "c3fcd3d76192e4007dfb496cca67e13b"),
+            (
+                "abcdefghijklmnopqrstuvwxyz",
+                "c3fcd3d76192e4007dfb496cca67e13b",
+            ),
             (
                 "12345678901234567890123456789012345678901234567890123456789012345678901234567890",
                 "57edf4a22be3c955ac49da2e2107b67a",
@@ -215,7 +231,9 @@ mod tests {
 
     #[test]
     fn matches_md5_crate_for_all_lengths_and_splits() {
-        let data: Vec<u8> = (0..1000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+        let data: Vec<u8> = (0..1000u32)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+            .collect();
         for len in 0..300 {
             let want = hex(&::md5::Md5::digest(&data[..len]));
             assert_eq!(ours(&data[..len]), want, "len {len}");

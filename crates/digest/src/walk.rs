@@ -140,14 +140,20 @@ pub(crate) fn walk_source(top: &Path) -> Result<Vec<Found>, DigestError> {
             .collect();
         found = walk_worker(queue, wakeup);
         for worker in workers {
-            found.extend(worker.join().unwrap_or_else(|p| std::panic::resume_unwind(p)));
+            found.extend(
+                worker
+                    .join()
+                    .unwrap_or_else(|p| std::panic::resume_unwind(p)),
+            );
         }
     });
     Ok(found)
 }
 
 fn lock(queue: &Mutex<Queue>) -> std::sync::MutexGuard<'_, Queue> {
-    queue.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    queue
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// Takes directories from the queue until none is left or being listed.
@@ -169,7 +175,9 @@ fn walk_worker(queue: &Mutex<Queue>, wakeup: &Condvar) -> Vec<Found> {
                     wakeup.notify_all();
                     return found;
                 }
-                q = wakeup.wait(q).unwrap_or_else(|poisoned| poisoned.into_inner());
+                q = wakeup
+                    .wait(q)
+                    .unwrap_or_else(|poisoned| poisoned.into_inner());
             }
         };
         list_source_dir(&dir, &rel, &mut found, &mut subdirs);

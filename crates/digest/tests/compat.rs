@@ -17,6 +17,7 @@ use serde_json::Value;
 const EXPECTED: &[(&str, &str)] = &[
     ("source/mixed", "ffceb7cbe0bb936a43b4fc4784261147"),
     ("source/nogit", "1162b41682bbb8780929f78f4bd54503"),
+    ("source/subdir_of_repo", "6a072d7c112e011a95029397b2f11db3"),
     ("source/empty", "d41d8cd98f00b204e9800998ecf8427e"),
     ("source/copysrc", "6998c605a7b2b5455751cd2d909f8a82"),
     ("source/copyorder", "d82b44fb6af861c8f75e33ff32e53e95"),
@@ -92,6 +93,15 @@ fn build_all() -> (tempfile::TempDir, Value) {
     (tmp, spec)
 }
 
+/// Where the source digest of tree `name` is taken.
+fn digest_root(tmp: &Path, name: &str, tree: &Value) -> PathBuf {
+    let root = tmp.join(name);
+    match tree["digest_root"].as_str() {
+        Some(sub) => root.join(sub),
+        None => root,
+    }
+}
+
 fn copy_paths(tmp: &Path, copy: &Value) -> Vec<PathBuf> {
     let root = tmp.join(copy["tree"].as_str().unwrap_or_default());
     copy["paths"]
@@ -122,13 +132,8 @@ fn flytekit(args: &[&str]) -> Option<String> {
 #[test]
 fn source_digests_match_flytekit() {
     let (tmp, spec) = build_all();
-    for name in spec["trees"]
-        .as_object()
-        .cloned()
-        .unwrap_or_default()
-        .keys()
-    {
-        let root = tmp.path().join(name);
+    for (name, tree) in spec["trees"].as_object().cloned().unwrap_or_default() {
+        let root = digest_root(tmp.path(), &name, &tree);
         let tree = must(list_source_files(&root), "list");
         let got = must(tree.digest(None), "digest");
         assert_eq!(
@@ -291,13 +296,11 @@ fn copy_files_lists_entries_and_rejects_missing_ones() {
 fn cache_gives_the_same_digests() {
     let (tmp, spec) = build_all();
     let cache = DigestCache::open(&tmp.path().join("cache"));
-    for name in spec["trees"]
-        .as_object()
-        .cloned()
-        .unwrap_or_default()
-        .keys()
-    {
-        let tree = must(list_source_files(&tmp.path().join(name)), "list");
+    for (name, tree) in spec["trees"].as_object().cloned().unwrap_or_default() {
+        let tree = must(
+            list_source_files(&digest_root(tmp.path(), &name, &tree)),
+            "list",
+        );
         for _ in 0..2 {
             let got = must(tree.digest(Some(&cache)), "digest");
             assert_eq!(got, expected(&format!("source/{name}")));

@@ -86,8 +86,9 @@ def main():
             os.mkdir(root)
             build(tree, root)
             roots[name] = root
-        for name in spec["trees"]:
-            out.append((f"source/{name}", source_digest(roots[name])))
+        for name, tree in spec["trees"].items():
+            root = os.path.join(roots[name], tree.get("digest_root", ""))
+            out.append((f"source/{name}", source_digest(root.rstrip("/"))))
         for name, c in spec["copies"].items():
             paths = [os.path.join(roots[c["tree"]], p) for p in c["paths"]]
             out.append((f"copy/{name}", copy_digest(paths)))
