@@ -21,6 +21,11 @@ esac
 
 log() { printf '[down.sh] %s\n' "$*"; }
 
+if [[ -d $STATE ]]; then
+  exec 9>"$STATE/.lock"
+  flock -w 1800 9 || { echo "down.sh: timed out waiting for $STATE/.lock" >&2; exit 1; }
+fi
+
 ROOTLESS_USER=berth-rootless
 for ((i = ${#DAEMONS[@]} - 1; i >= 0; i--)); do
   name=${DAEMONS[i]}

@@ -1,3 +1,4 @@
+# shellcheck shell=bash disable=SC2034
 # Shared by up.sh and down.sh (sourced, not run).
 #
 # Every daemon up.sh starts leads its own session and process group (setsid), and its

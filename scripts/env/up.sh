@@ -42,19 +42,17 @@ PACKAGES=(
 )
 
 T0=$(date +%s)
-STEP_T0=$T0
 log() { printf '[up.sh %4ss] %s\n' "$(($(date +%s) - T0))" "$*"; }
-step() {
-  local now; now=$(date +%s)
-  printf '[up.sh %4ss] === %s\n' "$((now - T0))" "$*"
-  STEP_T0=$now
-}
+step() { printf '[up.sh %4ss] === %s\n' "$(($(date +%s) - T0))" "$*"; }
 die() { printf '[up.sh] ERROR: %s\n' "$*" >&2; exit 1; }
 on_err() {
   local rc=$? line=$1
   printf '[up.sh] ERROR: command failed (exit %s) at line %s: %s\n' "$rc" "$line" "$BASH_COMMAND" >&2
 }
 trap 'on_err $LINENO' ERR
+policy_created=
+on_exit() { if [[ -n $policy_created ]]; then rm -f /usr/sbin/policy-rc.d; fi; }
+trap on_exit EXIT
 
 # Print the last lines of a daemon log (for error messages).
 log_tail() {
@@ -77,8 +75,9 @@ start_daemon() {
     echo
     echo "===== $(date -Is) starting: $*"
   } >>"$logf"
-  # subshell execs setsid, which execs the command: $! is the daemon's pid
-  (cd / && exec setsid "$@" </dev/null >>"$logf" 2>&1) &
+  # subshell execs setsid, which execs the command: $! is the daemon's pid. fd 9 (the
+  # lock) is not inherited, or the next up.sh would wait for the daemons to exit.
+  (cd / && exec setsid "$@" </dev/null >>"$logf" 2>&1 9>&-) &
   echo $! >"$PIDS/$name.pid"
   log "started $name (pid $!, log $logf)"
 }
@@ -118,13 +117,21 @@ write_if_changed() {
 
 [[ $(id -u) -eq 0 ]] || die "run as root (sudo $0)"
 mkdir -p "$STATE" "$LOGS" "$PIDS" "$REGISTRY_DIR" "$FIXTURES"
-chmod 700 "$STATE"
+chmod 755 "$STATE"
+chmod 700 "$REGISTRY_DIR" # password, htpasswd, http secret
+# One up.sh/down.sh at a time (several test sessions may call it at once).
+exec 9>"$STATE/.lock"
+if ! flock -n 9; then
+  log "another up.sh/down.sh holds $STATE/.lock: waiting (up to 30 min)"
+  flock -w 1800 9 || die "timed out waiting for $STATE/.lock"
+fi
 
 #######################################################################################
 step "1/6 packages"
 pkg_installed() { [[ $(dpkg-query -W -f='${db:Status-Abbrev}' "$1" 2>/dev/null) == ii* ]]; }
 missing=()
-for p in "${PACKAGES[@]}"; do pkg_installed "$p" || missing+=("$p"); done
+installed=" $(dpkg-query -W -f='${db:Status-Abbrev}${Package} \n' "${PACKAGES[@]}" 2>/dev/null | awk '/^ii/ {printf "%s ", $2}' || true) "
+for p in "${PACKAGES[@]}"; do [[ $installed == *" $p "* ]] || missing+=("$p"); done
 if ((${#missing[@]} == 0)); then
   log "all ${#PACKAGES[@]} packages already installed"
 else
@@ -132,13 +139,12 @@ else
   export DEBIAN_FRONTEND=noninteractive
   # Keep package maintainer scripts from starting services (docker-registry's init
   # script would grab port 5000 with its default, unauthenticated config).
-  policy_created=
   if [[ ! -e /usr/sbin/policy-rc.d ]]; then
     printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
     chmod 755 /usr/sbin/policy-rc.d
     policy_created=1
   fi
-  apt_opts=(-y -q -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold --no-install-recommends)
+  apt_opts=(-y -q -o DPkg::Lock::Timeout=300 -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold --no-install-recommends)
   # apt-get update only when needed: some package has no install candidate, or the
   # package lists are missing. If the install still fails (stale lists -> 404), update
   # and retry once.
@@ -160,7 +166,7 @@ else
       die "apt-get install failed: ${missing[*]}"
     fi
   fi
-  [[ -n $policy_created ]] && rm -f /usr/sbin/policy-rc.d
+  rm -f /usr/sbin/policy-rc.d && policy_created=
   for p in "${missing[@]}"; do pkg_installed "$p" || die "package $p is still not installed"; done
 fi
 
@@ -239,8 +245,6 @@ storage:
     rootdirectory: $REGISTRY_DIR/data
   delete:
     enabled: true
-  cache:
-    blobdescriptor: inmemory
 http:
   addr: $REGISTRY
   secret: $(<"$REGISTRY_DIR/http-secret")
@@ -321,7 +325,11 @@ fi
 
 # Rootless podman wants / to be a shared mount (it is under systemd; here it is private).
 if [[ $(findmnt -no PROPAGATION / 2>/dev/null) != shared ]]; then
-  mount --make-rshared / && log "made / a shared mount (as systemd does)" || log "warning: could not make / shared"
+  if mount --make-rshared /; then
+    log "made / a shared mount (as systemd does)"
+  else
+    log "warning: could not make / a shared mount"
+  fi
 fi
 
 # rootless slirp4netns opens /dev/net/tun from inside the user's namespaces; it must be
@@ -411,7 +419,7 @@ if [[ -n $rl_storage_changed || -n $podman_conf_changed ]]; then
 fi
 if [[ -n $rl_storage_changed && -d $RL_HOME/.local/share/containers/storage/vfs ]]; then
   log "resetting $ROOTLESS_USER's podman storage (was created with the vfs driver)"
-  (cd / && "${ROOTLESS_ENV[@]}" podman system reset --force) >>"$LOGS/podman-rootless.log" 2>&1 ||
+  (cd / && "${ROOTLESS_ENV[@]}" podman system reset --force 9>&-) >>"$LOGS/podman-rootless.log" 2>&1 ||
     die "podman system reset as $ROOTLESS_USER failed (see $LOGS/podman-rootless.log)"
 fi
 if podman_ping "$ROOTLESS_SOCK"; then
@@ -419,7 +427,7 @@ if podman_ping "$ROOTLESS_SOCK"; then
 else
   if ! pid_alive podman-rootless; then
     # picks up new /etc/subuid ranges; harmless otherwise
-    (cd / && "${ROOTLESS_ENV[@]}" podman system migrate) >>"$LOGS/podman-rootless.log" 2>&1 || true
+    (cd / && "${ROOTLESS_ENV[@]}" podman system migrate 9>&-) >>"$LOGS/podman-rootless.log" 2>&1 || true
     start_daemon podman-rootless "${ROOTLESS_ENV[@]}" podman system service --time=0 "unix://$ROOTLESS_SOCK"
   fi
   wait_for podman-rootless 60 "_ping on $ROOTLESS_SOCK" podman_ping "$ROOTLESS_SOCK"
@@ -428,6 +436,22 @@ fi
 
 #######################################################################################
 step "5/6 fixture images"
+# remove_tree DIR: unmount whatever a failed debootstrap left mounted below DIR, then delete it
+remove_tree() {
+  local dir m
+  dir=$(readlink -f "$1")
+  findmnt -rn -o TARGET | awk -v d="$dir/" 'index($0 "/", d) == 1' | sort -r | while read -r m; do
+    umount -l "$m" || true
+  done
+  rm -rf --one-file-system "$dir"
+}
+# leftovers of an interrupted build
+for d in "$FIXTURES"/*-root.*; do
+  if [[ -d $d ]]; then
+    log "removing leftover $d"
+    remove_tree "$d"
+  fi
+done
 RECIPE_LABEL=org.berth.fixture.recipe
 # registry_state IMAGE -> "DIGEST RECIPE" of IMAGE in the registry, or nothing
 registry_state() {
@@ -440,7 +464,7 @@ push_tar() {
   local tar=$1 image=$2; shift 2
   docker import "$@" "$tar" "$image" >/dev/null
   skopeo copy -q --dest-creds "$CREDS" --dest-tls-verify=false "docker-daemon:$image" "docker://$image"
-  docker rmi "$image" >/dev/null
+  docker rmi "$image" >/dev/null 2>&1 || log "note: could not remove the local $image (in use?)"
 }
 # pull IMAGE into dockerd using a throwaway docker config (no stored login)
 docker_pull() {
@@ -455,10 +479,13 @@ docker_pull() {
 
 # ensure_fixture NAME IMAGE RECIPE TARBALL BUILD_FN VERIFY_FN CHANGES...
 # The registry copy is current if it carries the recipe label; the rootfs tarball is
-# cached per recipe; verification is remembered per registry digest.
+# cached per recipe. Verification (pull + run) is remembered in $FIXTURES/NAME.verified
+# by registry digest and by tarball: re-pushing an already verified tarball (after the
+# registry was wiped) is not verified again.
 ensure_fixture() {
   local name=$1 image=$2 recipe=$3 tar=$4 build=$5 verify=$6; shift 6
-  local state digest
+  local state digest tar_id='' marker=$FIXTURES/$name.verified from_verified_tar=''
+  local t
   state=$(registry_state "$image")
   if [[ -n $state && ${state#* } == "$recipe" ]]; then
     log "$image: already in the registry (recipe $recipe)"
@@ -466,9 +493,11 @@ ensure_fixture() {
     [[ -n $state ]] && log "$image: registry has an older recipe (${state#* }), replacing it"
     if [[ -s $tar ]]; then
       log "$image: using cached rootfs $tar"
+      tar_id=$(stat -c '%n %s %Y' "$tar")
+      [[ -f $marker && $(sed -n 2p "$marker") == "$tar_id" ]] && from_verified_tar=1
     else
       log "$image: building rootfs"
-      local t=$(date +%s)
+      t=$(date +%s)
       "$build" "$tar"
       log "$image: rootfs built in $(($(date +%s) - t))s ($(du -h "$tar" | cut -f1))"
     fi
@@ -478,14 +507,18 @@ ensure_fixture() {
     [[ ${state#* } == "$recipe" ]] || die "$image: not in the registry after the push"
   fi
   digest=${state%% *}
-  if [[ -f $FIXTURES/$name.verified && $(<"$FIXTURES/$name.verified") == "$digest" ]]; then
+  [[ -f $tar ]] && tar_id=$(stat -c '%n %s %Y' "$tar")
+  if [[ -f $marker && $(sed -n 1p "$marker") == "$digest" ]]; then
     log "$image: verified before ($digest)"
+  elif [[ -n $from_verified_tar ]]; then
+    printf '%s\n%s\n' "$digest" "$tar_id" >"$marker"
+    log "$image: pushed from a verified rootfs tarball ($digest)"
   else
     log "$image: verifying"
     docker_pull "$image"
     "$verify" "$image"
-    docker rmi "$image" >/dev/null
-    echo "$digest" >"$FIXTURES/$name.verified"
+    docker rmi "$image" >/dev/null 2>&1 || log "note: could not remove the local $image (in use?)"
+    printf '%s\n%s\n' "$digest" "$tar_id" >"$marker"
     log "$image: verified ($digest)"
   fi
 }
@@ -508,12 +541,12 @@ build_busybox() {
   printf 'root:x:0:\nnogroup:x:65534:\n' >"$root/etc/group"
   tar --numeric-owner --owner=0 --group=0 -C "$root" -cf "$out.tmp" .
   mv "$out.tmp" "$out"
-  rm -rf "$root"
+  remove_tree "$root"
 }
 verify_busybox() {
   local out
   out=$(docker run --rm "$1" sh -c 'echo hello from $(busybox | head -n1 | cut -d" " -f1,2); id -un; ls -d /tmp')
-  log "  $out"
+  log "  ${out//$'\n'/ }"
   [[ $out == *"hello from BusyBox"* && $out == *root* ]] || die "busybox fixture does not work: $out"
 }
 
@@ -522,12 +555,18 @@ build_python() {
   local out=$1 root
   root=$(mktemp -d "$FIXTURES/python-root.XXXXXX")
   log "  debootstrap --variant=minbase bookworm from $MIRROR (log $LOGS/debootstrap.log)"
-  if ! debootstrap --variant=minbase --include=python3,python3-venv,python3-pip,ca-certificates \
-    bookworm "$root" "$MIRROR" >"$LOGS/debootstrap.log" 2>&1; then
+  local attempt
+  for attempt in 1 2; do
+    if debootstrap --variant=minbase --include=python3,python3-venv,python3-pip,ca-certificates \
+      bookworm "$root" "$MIRROR" >"$LOGS/debootstrap.log" 2>&1; then
+      break
+    fi
     log_tail "$LOGS/debootstrap.log" >&2
-    [[ -f $root/debootstrap/debootstrap.log ]] && log_tail "$root/debootstrap/debootstrap.log" >&2
-    die "debootstrap failed"
-  fi
+    if [[ -f $root/debootstrap/debootstrap.log ]]; then log_tail "$root/debootstrap/debootstrap.log" >&2; fi
+    ((attempt == 1)) || die "debootstrap failed twice (log $LOGS/debootstrap.log)"
+    log "  debootstrap failed; retrying once from scratch"
+    remove_tree "$root" && mkdir -p "$root"
+  done
   # this machine's CA bundle (it may contain a TLS-intercepting proxy's CA), at a path
   # apt never regenerates; plus the local extra CAs in the image's own trust store
   install -D -m 644 /etc/ssl/certs/ca-certificates.crt "$root$CA_IN_IMAGE"
@@ -549,14 +588,14 @@ EOF
   chroot "$root" apt-get clean
   rm -rf "$root"/var/lib/apt/lists/* "$root"/var/cache/apt/*.bin "$root"/var/cache/apt/archives/*.deb \
     "$root"/var/log/*.log "$root"/var/log/apt/* "$root/debootstrap" "$root"/tmp/* "$root"/root/.cache
-  rm -rf "$root"/dev/* "$root"/proc/* "$root"/sys/*
+  rm -rf "${root:?}"/dev/* "${root:?}"/proc/* "${root:?}"/sys/*
   # Behave like the official python images: `pip install` / `uv pip install --system`
   # into the system interpreter are allowed (no PEP 668 EXTERNALLY-MANAGED marker).
   rm -f "$root"/usr/lib/python3*/EXTERNALLY-MANAGED
   : >"$root/etc/machine-id" 2>/dev/null || true
   tar --numeric-owner -C "$root" -cf "$out.tmp" .
   mv "$out.tmp" "$out"
-  rm -rf "$root"
+  remove_tree "$root"
 }
 PYTHON_CHANGES=(
   --change "ENV $ENV_PATH"
@@ -572,7 +611,7 @@ verify_python() {
   log "  python: $out"
   out=$(docker run --rm --network host "$1" sh -c 'cd /tmp && python3 -m pip download -q --no-deps -d /tmp/dl six && ls /tmp/dl && python3 -m pip install -q --root-user-action=ignore --no-deps six && echo system-install-ok') ||
     die "pip in $1 cannot download from PyPI (CA setup?)"
-  log "  pip download six: $out"
+  log "  pip: ${out//$'\n'/ }"
   # uv (from the uv fixture tarball) inside the python image: proves uv honours SSL_CERT_FILE
   out=$(docker run --rm --network host "$1" apt-get update -qq 2>&1) || die "apt-get update in $1 fails: $out"
   log "  apt-get update inside the image: ok"
@@ -583,7 +622,7 @@ verify_python() {
     sh -c 'uv --version && uv venv -q /tmp/venv && uv pip install -q --python /tmp/venv/bin/python six && /tmp/venv/bin/python -c "import six; print(\"six in venv\", six.__version__)" && uv pip install -q --system six && python3 -c "import six; print(\"six in system\", six.__version__)"') ||
     { rm -rf "$uvbin"; die "uv in $1 cannot install from PyPI (CA setup?)"; }
   rm -rf "$uvbin"
-  log "  uv: $(echo $out)"
+  log "  uv: ${out//$'\n'/ }"
 }
 
 build_uv() {
@@ -597,7 +636,7 @@ build_uv() {
   [[ -f $dir/x/uv-$UV_VERSION.data/scripts/uvx ]] && install -m 755 "$dir/x/uv-$UV_VERSION.data/scripts/uvx" "$dir/root/uvx"
   tar --numeric-owner --owner=0 --group=0 -C "$dir/root" -cf "$out.tmp" .
   mv "$out.tmp" "$out"
-  rm -rf "$dir"
+  remove_tree "$dir"
 }
 verify_uv() {
   local out
@@ -636,7 +675,7 @@ export CONTAINERD_ADDRESS=$CONTAINERD_SOCK
 unset DOCKER_HOST
 EOF
 chmod 644 "$ENV_FILE"
-[[ -n $env_changed ]] && log "wrote $ENV_FILE" || log "$ENV_FILE is up to date"
+if [[ -n $env_changed ]]; then log "wrote $ENV_FILE"; else log "$ENV_FILE is up to date"; fi
 
 log "done in $(($(date +%s) - T0))s"
 echo
