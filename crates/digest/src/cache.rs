@@ -9,6 +9,13 @@
 //! a temporary file and renamed into place, and anything unreadable or
 //! malformed is treated as a miss. Cache trouble never fails a digest.
 //!
+//! Besides whole digests, the cache keeps *checkpoints*: the md5 state
+//! after some file of the stream, keyed by the same kind of key over the
+//! files up to it, in one file per stream (`<dir>/ckpt-<id>`, id = sha256 of
+//! kind and root). When a tree changed, hashing resumes from the last
+//! checkpoint whose files are all unchanged, so only the files from the
+//! first change on (in digest order) are read again.
+//!
 //! Racy-git rule: if any covered file was modified less than
 //! [`RACY_WINDOW`] before the listing started, the entry is neither read nor
 //! written. Otherwise a file changed in the same timestamp tick as it was
@@ -99,6 +106,68 @@ impl DigestCache {
     }
 }
 
+/// One saved md5 state in the middle of a stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Checkpoint {
+    /// The state is the one right after this file (index in digest order).
+    pub(crate) index: usize,
+    /// Key over the files `0..=index` (see [`KeyBuilder::snapshot`]).
+    pub(crate) prefix_key: String,
+    /// [`Md5::encode`](crate::fastmd5::Md5::encode) of the state.
+    pub(crate) state: String,
+}
+
+impl DigestCache {
+    /// The checkpoints stored for stream `id` (empty when none or broken).
+    pub(crate) fn load_checkpoints(&self, id: &str) -> Vec<Checkpoint> {
+        let Some(dir) = self.dir.as_ref() else {
+            return Vec::new();
+        };
+        let Ok(text) = std::fs::read_to_string(dir.join(format!("ckpt-{id}"))) else {
+            return Vec::new();
+        };
+        text.lines()
+            .filter_map(|line| {
+                let mut f = line.split(' ');
+                if f.next() != Some("berth-ckpt-v1") {
+                    return None;
+                }
+                let index = f.next()?.parse().ok()?;
+                let prefix_key = f.next()?.to_owned();
+                let state = f.next()?.to_owned();
+                f.next().is_none().then_some(Checkpoint {
+                    index,
+                    prefix_key,
+                    state,
+                })
+            })
+            .collect()
+    }
+
+    /// Replaces the checkpoints of stream `id` (ignoring any failure).
+    pub(crate) fn store_checkpoints(&self, id: &str, checkpoints: &[Checkpoint]) {
+        let Some(dir) = self.dir.as_ref() else {
+            return;
+        };
+        let text: String = checkpoints
+            .iter()
+            .map(|c| format!("berth-ckpt-v1 {} {} {}\n", c.index, c.prefix_key, c.state))
+            .collect();
+        let _ = write_atomically(dir, &format!("ckpt-{id}"), &text);
+    }
+}
+
+/// Names the checkpoint file of a stream: its kind and what it is made of
+/// (the source root, or the copy entries).
+pub(crate) fn stream_id(kind: &str, identity: &[u8]) -> String {
+    let mut h = Sha256::new();
+    h.update(b"berth-digest-stream-v1\0");
+    h.update(kind.as_bytes());
+    h.update([0]);
+    h.update(identity);
+    hex(&h.finalize())
+}
+
 fn write_atomically(dir: &Path, name: &str, text: &str) -> std::io::Result<()> {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     std::fs::create_dir_all(dir)?;
@@ -182,6 +251,12 @@ impl KeyBuilder {
         }
     }
 
+    /// The key over the files added so far, or `None` if one of them is
+    /// racy (then nothing derived from them may be stored).
+    pub(crate) fn snapshot(&self) -> Option<String> {
+        (!self.racy).then(|| hex(&self.hasher.clone().finalize()))
+    }
+
     /// The finished key.
     pub(crate) fn finish(self) -> Key {
         let digest = self.hasher.finalize();
@@ -212,6 +287,31 @@ mod tests {
         assert!(key_for(dir.path(), SystemTime::now()).hex.is_none());
         let later = SystemTime::now() + Duration::from_secs(60);
         assert!(key_for(dir.path(), later).hex.is_some());
+    }
+
+    #[test]
+    fn checkpoints_round_trip_and_skip_garbage_lines() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let cache = DigestCache::open(dir.path());
+        let cps = vec![
+            Checkpoint {
+                index: 3,
+                prefix_key: "ab".to_owned(),
+                state: "00".to_owned(),
+            },
+            Checkpoint {
+                index: 9,
+                prefix_key: "cd".to_owned(),
+                state: "11".to_owned(),
+            },
+        ];
+        cache.store_checkpoints("s", &cps);
+        assert_eq!(cache.load_checkpoints("s"), cps);
+        let path = dir.path().join("ckpt-s");
+        std::fs::write(&path, "junk\nberth-ckpt-v1 x y z\nberth-ckpt-v1 1 k s\n")
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(cache.load_checkpoints("s").len(), 1);
+        assert!(DigestCache::disabled().load_checkpoints("s").is_empty());
     }
 
     #[test]

@@ -177,6 +177,42 @@ impl Md5 {
         self.block_len = rest.len();
     }
 
+    /// The complete hashing state as lowercase hex (to resume later).
+    pub(crate) fn encode(&self) -> String {
+        let mut bytes = Vec::with_capacity(16 + 8 + 64);
+        for w in self.state {
+            bytes.extend_from_slice(&w.to_le_bytes());
+        }
+        bytes.extend_from_slice(&self.total.to_le_bytes());
+        bytes.extend_from_slice(&self.block[..self.block_len]);
+        crate::hash::hex(&bytes)
+    }
+
+    /// The inverse of [`Md5::encode`]; `None` for anything malformed.
+    pub(crate) fn decode(text: &str) -> Option<Md5> {
+        if text.len() % 2 != 0 || text.len() < 48 || text.len() >= 48 + 128 {
+            return None;
+        }
+        let bytes: Vec<u8> = (0..text.len() / 2)
+            .map(|i| u8::from_str_radix(text.get(2 * i..2 * i + 2)?, 16).ok())
+            .collect::<Option<_>>()?;
+        let word = |i: usize| -> Option<u32> {
+            Some(u32::from_le_bytes(bytes.get(i..i + 4)?.try_into().ok()?))
+        };
+        let mut md5 = Md5 {
+            state: [word(0)?, word(4)?, word(8)?, word(12)?],
+            total: u64::from_le_bytes(bytes.get(16..24)?.try_into().ok()?),
+            ..Md5::default()
+        };
+        let rest = &bytes[24..];
+        if (md5.total % 64) as usize != rest.len() {
+            return None;
+        }
+        md5.block[..rest.len()].copy_from_slice(rest);
+        md5.block_len = rest.len();
+        Some(md5)
+    }
+
     /// The 16-byte digest.
     pub(crate) fn finalize(mut self) -> [u8; 16] {
         let bits = self.total.wrapping_mul(8);
@@ -226,6 +262,21 @@ mod tests {
             ),
         ] {
             assert_eq!(ours(input.as_bytes()), want, "{input:?}");
+        }
+    }
+
+    #[test]
+    fn encoded_state_resumes_exactly() {
+        let data: Vec<u8> = (0..500u32).map(|i| (i * 31 % 256) as u8).collect();
+        for cut in [0, 1, 63, 64, 65, 200, 500] {
+            let mut h = Md5::default();
+            h.update(&data[..cut]);
+            let mut resumed = Md5::decode(&h.encode()).unwrap_or_default();
+            resumed.update(&data[cut..]);
+            assert_eq!(hex(&resumed.finalize()), ours(&data), "cut {cut}");
+        }
+        for bad in ["", "zz", &"0".repeat(47), &"0".repeat(50)] {
+            assert!(Md5::decode(bad).is_none(), "{bad:?}");
         }
     }
 

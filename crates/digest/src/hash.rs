@@ -66,28 +66,115 @@ pub(crate) struct Stats {
     pub(crate) bytes_read: u64,
 }
 
-/// md5 hex digest of the stream described by `jobs`.
-pub(crate) fn md5_files(jobs: &[Job], mode: Mode) -> Result<(String, Stats), DigestError> {
-    let mut hasher = Md5::default();
-    let stats = match mode {
-        Mode::Inline => {
-            let mut emit = |buf: Vec<u8>, len: usize| {
-                hasher.update(&buf[..len]);
-                Some(buf)
-            };
-            produce(jobs, vec![0; CHUNK], &mut emit, &|_| {})?
-        }
-        Mode::Pipelined => pipelined(jobs, &mut hasher)?,
-    };
-    Ok((hex(&hasher.finalize()), stats))
+/// The result of hashing a stream.
+#[derive(Clone)]
+pub(crate) struct Run {
+    /// The hasher after the last job (call `finalize` for the digest).
+    pub(crate) md5: Md5,
+    /// The hasher right after each requested checkpoint job.
+    pub(crate) checkpoints: Vec<(usize, Md5)>,
+    /// What was read.
+    pub(crate) stats: Stats,
 }
 
-fn pipelined(jobs: &[Job], hasher: &mut Md5) -> Result<Stats, DigestError> {
-    let (full_tx, full_rx) = mpsc::sync_channel::<(Vec<u8>, usize)>(POOL);
+/// Feeds the stream of `jobs` into `start`, snapshotting the hasher after
+/// each job whose index is in `checkpoint_after` (sorted ascending).
+pub(crate) fn md5_files(
+    jobs: &[Job],
+    start: Md5,
+    checkpoint_after: &[usize],
+    mode: Mode,
+) -> Result<Run, DigestError> {
+    match mode {
+        Mode::Inline => {
+            let mut sink = InlineSink {
+                md5: start,
+                checkpoints: Vec::new(),
+            };
+            let stats = produce(jobs, checkpoint_after, vec![0; CHUNK], &mut sink)?;
+            Ok(Run {
+                md5: sink.md5,
+                checkpoints: sink.checkpoints,
+                stats,
+            })
+        }
+        Mode::Pipelined => pipelined(jobs, start, checkpoint_after),
+    }
+}
+
+/// Where [`produce`] puts the stream.
+trait Sink {
+    /// Takes a buffer with `len` bytes of stream; returns an empty buffer to
+    /// fill next, or `None` to stop.
+    fn bytes(&mut self, buf: Vec<u8>, len: usize) -> Option<Vec<u8>>;
+    /// The stream so far ends exactly after job `index`; `false` to stop.
+    fn checkpoint(&mut self, index: usize) -> bool;
+    /// Job `index` has been read completely.
+    fn job_done(&mut self, _index: usize) {}
+}
+
+/// Hashing on the reading thread.
+struct InlineSink {
+    md5: Md5,
+    checkpoints: Vec<(usize, Md5)>,
+}
+
+impl Sink for InlineSink {
+    fn bytes(&mut self, buf: Vec<u8>, len: usize) -> Option<Vec<u8>> {
+        self.md5.update(&buf[..len]);
+        Some(buf)
+    }
+
+    fn checkpoint(&mut self, index: usize) -> bool {
+        self.checkpoints.push((index, self.md5.clone()));
+        true
+    }
+}
+
+/// What the reader thread sends to the hashing thread.
+enum Msg {
+    Bytes(Vec<u8>, usize),
+    Checkpoint(usize),
+}
+
+/// The reader thread's end of the pipeline.
+struct ChannelSink<'a> {
+    full: mpsc::SyncSender<Msg>,
+    free: mpsc::Receiver<Vec<u8>>,
+    allocated: usize,
+    progress: &'a Progress,
+}
+
+impl Sink for ChannelSink<'_> {
+    fn bytes(&mut self, buf: Vec<u8>, len: usize) -> Option<Vec<u8>> {
+        self.full.send(Msg::Bytes(buf, len)).ok()?;
+        match self.free.try_recv() {
+            Ok(b) => Some(b),
+            Err(_) if self.allocated < POOL => {
+                self.allocated += 1;
+                Some(vec![0; CHUNK])
+            }
+            Err(_) => self.free.recv().ok(),
+        }
+    }
+
+    fn checkpoint(&mut self, index: usize) -> bool {
+        self.full.send(Msg::Checkpoint(index)).is_ok()
+    }
+
+    fn job_done(&mut self, index: usize) {
+        self.progress.finished_job(index);
+    }
+}
+
+fn pipelined(jobs: &[Job], start: Md5, checkpoint_after: &[usize]) -> Result<Run, DigestError> {
+    let (full_tx, full_rx) = mpsc::sync_channel::<Msg>(POOL);
     let (free_tx, free_rx) = mpsc::sync_channel::<Vec<u8>>(POOL);
     let progress = Progress::default();
     let progress = &progress;
-    std::thread::scope(|scope| {
+    let mut md5 = start;
+    let mut checkpoints = Vec::new();
+    let stats = std::thread::scope(|scope| {
         // Whatever happens below, the prefetchers are told to stop.
         let _stop = progress.stop_on_drop();
         prefetch::spawn(scope, jobs, progress, prefetch::threads());
@@ -95,48 +182,50 @@ fn pipelined(jobs: &[Job], hasher: &mut Md5) -> Result<Stats, DigestError> {
             .name("berth-digest-read".to_owned())
             .spawn_scoped(scope, move || {
                 let _stop = progress.stop_on_drop();
-                let mut allocated = 1;
-                let mut emit = |buf: Vec<u8>, len: usize| {
-                    full_tx.send((buf, len)).ok()?;
-                    match free_rx.try_recv() {
-                        Ok(b) => Some(b),
-                        Err(_) if allocated < POOL => {
-                            allocated += 1;
-                            Some(vec![0; CHUNK])
-                        }
-                        Err(_) => free_rx.recv().ok(),
-                    }
+                let mut sink = ChannelSink {
+                    full: full_tx,
+                    free: free_rx,
+                    allocated: 1,
+                    progress,
                 };
-                produce(jobs, vec![0; CHUNK], &mut emit, &|i| {
-                    progress.finished_job(i);
-                })
+                produce(jobs, checkpoint_after, vec![0; CHUNK], &mut sink)
             })
             .map_err(|e| DigestError::io("<reader thread>", e))?;
-        for (buf, len) in full_rx {
-            hasher.update(&buf[..len]);
-            // The reader may have finished; a closed pool is fine.
-            let _ = free_tx.send(buf);
+        for msg in full_rx {
+            match msg {
+                Msg::Bytes(buf, len) => {
+                    md5.update(&buf[..len]);
+                    // The reader may have finished; a closed pool is fine.
+                    let _ = free_tx.send(buf);
+                }
+                Msg::Checkpoint(index) => checkpoints.push((index, md5.clone())),
+            }
         }
         reader
             .join()
             .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+    })?;
+    Ok(Run {
+        md5,
+        checkpoints,
+        stats,
     })
 }
 
-/// Writes the byte stream into buffers, calling `emit(buffer, used)` for
-/// each full (and the last partial) buffer; `emit` returns the next empty
-/// buffer, or `None` to stop.
+/// Writes the byte stream into buffers handed to `sink`, and tells it about
+/// checkpoints (after flushing, so a checkpoint follows all bytes before it).
 fn produce(
     jobs: &[Job],
+    checkpoint_after: &[usize],
     mut buf: Vec<u8>,
-    emit: &mut dyn FnMut(Vec<u8>, usize) -> Option<Vec<u8>>,
-    job_done: &dyn Fn(usize),
+    sink: &mut dyn Sink,
 ) -> Result<Stats, DigestError> {
     let mut stats = Stats::default();
     let mut used = 0;
+    let mut checkpoints = checkpoint_after.iter().copied().peekable();
     macro_rules! flush {
         () => {
-            match emit(std::mem::take(&mut buf), used) {
+            match sink.bytes(std::mem::take(&mut buf), used) {
                 Some(next) => {
                     buf = next;
                     used = 0;
@@ -172,10 +261,21 @@ fn produce(
             used += n;
             name = &name[n..];
         }
-        job_done(index);
+        sink.job_done(index);
+        while let Some(at) = checkpoints.next_if(|&c| c <= index) {
+            if at != index {
+                continue;
+            }
+            if used > 0 {
+                flush!();
+            }
+            if !sink.checkpoint(index) {
+                return Ok(stats);
+            }
+        }
     }
     if used > 0 {
-        emit(buf, used);
+        sink.bytes(buf, used);
     }
     Ok(stats)
 }
@@ -235,10 +335,38 @@ mod tests {
         let (jobs, all) = jobs(dir.path(), &files);
         let want = oracle(&all);
         for mode in [Mode::Inline, Mode::Pipelined] {
-            let (got, stats) = md5_files(&jobs, mode).unwrap_or_else(|e| panic!("{e}"));
-            assert_eq!(got, want, "{mode:?}");
-            assert_eq!(stats.files_read, 5);
-            assert_eq!(stats.bytes_read, (CHUNK * 4 + 15) as u64);
+            let run = md5_files(&jobs, Md5::default(), &[], mode).unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(hex(&run.md5.finalize()), want, "{mode:?}");
+            assert_eq!(run.stats.files_read, 5);
+            assert_eq!(run.stats.bytes_read, (CHUNK * 4 + 15) as u64);
+        }
+    }
+
+    #[test]
+    fn checkpoints_resume_to_the_same_digest() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let files = [
+            ("a", 5),
+            ("b", CHUNK + 3),
+            ("c", 0),
+            ("d", 77),
+            ("e", CHUNK * 2),
+        ];
+        let (jobs, all) = jobs(dir.path(), &files);
+        let want = oracle(&all);
+        for mode in [Mode::Inline, Mode::Pipelined] {
+            let run = md5_files(&jobs, Md5::default(), &[0, 2, 3], mode)
+                .unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(hex(&run.md5.clone().finalize()), want);
+            let indices: Vec<usize> = run.checkpoints.iter().map(|c| c.0).collect();
+            assert_eq!(indices, [0, 2, 3], "{mode:?}");
+            for (index, state) in &run.checkpoints {
+                let rest = &jobs[index + 1..];
+                let resumed =
+                    md5_files(rest, state.clone(), &[], mode).unwrap_or_else(|e| panic!("{e}"));
+                assert_eq!(hex(&resumed.md5.finalize()), want, "after {index}");
+                assert_eq!(resumed.stats.files_read, rest.len() as u64);
+            }
         }
     }
 
@@ -256,7 +384,9 @@ mod tests {
         let mut all = b"xyz".to_vec();
         all.extend_from_slice(&name);
         for mode in [Mode::Inline, Mode::Pipelined] {
-            let got = md5_files(&jobs, mode).map(|r| r.0).unwrap_or_default();
+            let got = md5_files(&jobs, Md5::default(), &[], mode)
+                .map(|r| hex(&r.md5.finalize()))
+                .unwrap_or_default();
             assert_eq!(got, oracle(&all));
         }
     }
@@ -269,7 +399,7 @@ mod tests {
             size: 0,
         }];
         for mode in [Mode::Inline, Mode::Pipelined] {
-            let err = md5_files(&jobs, mode)
+            let err = md5_files(&jobs, Md5::default(), &[], mode)
                 .err()
                 .map(|e| e.to_string())
                 .unwrap_or_default();

@@ -63,6 +63,7 @@ mod hash;
 mod ignore;
 mod prefetch;
 mod requirements;
+mod stream;
 mod tree;
 mod walk;
 

@@ -1,12 +1,14 @@
 //! The public listing and digest entry points.
 
 use std::fs::Metadata;
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
-use crate::cache::{DigestCache, KeyBuilder};
-use crate::hash::{md5_files, Job, Mode, Stats};
+use crate::cache::DigestCache;
+use crate::hash::Mode;
 use crate::ignore::{IgnoreGroup, PendingGit};
+use crate::stream::{digest_files, Outcome};
 use crate::walk::{copy_single_file, walk_copy_dir, walk_source, Found};
 use crate::DigestError;
 
@@ -30,15 +32,6 @@ pub struct SourceTree {
     files: Vec<SourceFile>,
     metas: Vec<Metadata>,
     listed_at: SystemTime,
-}
-
-/// What one digest computation did (for tests).
-#[derive(Debug)]
-#[cfg_attr(not(test), allow(dead_code))]
-pub(crate) struct Outcome {
-    pub(crate) digest: String,
-    pub(crate) from_cache: bool,
-    pub(crate) stats: Stats,
 }
 
 /// Lists the files flytekit's ALL copy mode would take from `root`
@@ -119,6 +112,7 @@ impl SourceTree {
     ) -> Result<Outcome, DigestError> {
         digest_files(
             "source-v1",
+            self.root.as_os_str().as_bytes(),
             &self.files,
             &self.metas,
             self.listed_at,
@@ -126,50 +120,6 @@ impl SourceTree {
             mode,
         )
     }
-}
-
-/// md5 over `files` (the shared tail of both md5 digests).
-fn digest_files(
-    kind: &'static str,
-    files: &[SourceFile],
-    metas: &[Metadata],
-    listed_at: SystemTime,
-    cache: Option<&DigestCache>,
-    mode: Mode,
-) -> Result<Outcome, DigestError> {
-    let jobs: Vec<Job> = files
-        .iter()
-        .map(|f| Job {
-            path: f.absolute.clone(),
-            name: f.relative.bytes().filter(|&b| b != b'/').collect(),
-            size: f.size,
-        })
-        .collect();
-    let key = cache.map(|_| {
-        let mut kb = KeyBuilder::new(kind, 32, listed_at);
-        for (job, meta) in jobs.iter().zip(metas) {
-            kb.file(&job.name, &job.path, meta);
-        }
-        kb.finish()
-    });
-    if let (Some(cache), Some(key)) = (cache, &key) {
-        if let Some(digest) = cache.lookup(key) {
-            return Ok(Outcome {
-                digest,
-                from_cache: true,
-                stats: Stats::default(),
-            });
-        }
-    }
-    let (digest, stats) = md5_files(&jobs, mode)?;
-    if let (Some(cache), Some(key)) = (cache, &key) {
-        cache.store(key, &digest);
-    }
-    Ok(Outcome {
-        digest,
-        from_cache: false,
-        stats,
-    })
 }
 
 /// What one copy entry turned out to be.
@@ -229,13 +179,16 @@ pub(crate) fn copy_digest_with(
 ) -> Result<Outcome, DigestError> {
     let listed_at = SystemTime::now();
     let mut found = Vec::new();
+    let mut identity = Vec::new();
     for path in paths {
+        identity.extend_from_slice(path.as_os_str().as_bytes());
+        identity.push(0);
         if let CopyEntry::Files(f) = list_copy_entry(path) {
             found.extend(f);
         }
     }
     let (files, metas) = to_source_files(found)?;
-    digest_files("copy-v1", &files, &metas, listed_at, cache, mode)
+    digest_files("copy-v1", &identity, &files, &metas, listed_at, cache, mode)
 }
 
 /// The files a copy list contributes, in digest order: `relative` is the

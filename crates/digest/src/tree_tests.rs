@@ -49,6 +49,46 @@ fn warm_cache_reads_no_file_and_change_invalidates() {
 }
 
 #[test]
+fn a_changed_file_resumes_from_the_last_checkpoint_before_it() {
+    let dir = must(tempfile::tempdir(), "tempdir");
+    let root = dir.path().join("root");
+    must(std::fs::create_dir(&root), "mkdir");
+    for i in 0..10 {
+        write_old(&root.join(format!("f{i}")), &[b'a' + i as u8; 600], HOUR);
+    }
+    let cache = DigestCache::open(&dir.path().join("cache"));
+    let first = must(
+        must(list_source_files(&root), "list").digest_with(Some(&cache), Mode::Pipelined),
+        "digest",
+    );
+    assert_eq!((first.stats.files_read, first.resumed_at), (10, None));
+
+    write_old(&root.join("f8"), &[b'z'; 600], 2 * HOUR);
+    let tree = must(list_source_files(&root), "list");
+    let second = must(tree.digest_with(Some(&cache), Mode::Pipelined), "digest");
+    let start = second
+        .resumed_at
+        .unwrap_or_else(|| panic!("no resume: {second:?}"));
+    assert!((1..=8).contains(&start), "{start}");
+    assert_eq!(second.stats.files_read, 10 - start as u64);
+    assert_eq!(
+        second.digest,
+        must(tree.digest_with(None, Mode::Inline), "digest").digest
+    );
+    assert_ne!(second.digest, first.digest);
+
+    // Changing the first file leaves nothing to resume from.
+    write_old(&root.join("f0"), &[b'y'; 600], 3 * HOUR);
+    let tree = must(list_source_files(&root), "list");
+    let third = must(tree.digest_with(Some(&cache), Mode::Inline), "digest");
+    assert_eq!((third.stats.files_read, third.resumed_at), (10, None));
+    assert_eq!(
+        third.digest,
+        must(tree.digest_with(None, Mode::Inline), "digest").digest
+    );
+}
+
+#[test]
 fn recently_modified_files_are_never_cached() {
     let dir = must(tempfile::tempdir(), "tempdir");
     let root = dir.path().join("root");
