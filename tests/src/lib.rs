@@ -1,9 +1,13 @@
-//! Helpers for berth's end-to-end tests: where the corpus lives, how to run the `berth` binary, and how to lay
-//! out a spec folder the way a user's checkout would be.
+//! Helpers for berth's end-to-end tests: where the corpus lives, how to run the `berth` binary, how to lay out a
+//! spec folder the way a user's checkout would be, the test environment of `scripts/env/up.sh` ([`env`]) and the
+//! engine conformance suite every backend runs ([`conformance`]).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
+
+pub mod conformance;
+pub mod env;
 
 /// The repository root.
 pub fn repo_root() -> PathBuf {

@@ -1,0 +1,233 @@
+//! RUN mounts: secrets (which must reach the step and no layer), cache directories (which must outlive a build),
+//! helper-image and context bind mounts (which flytekit-style plans use for uv and lock files).
+//!
+//! An engine that declares no support for secret or cache mounts must refuse such a plan with
+//! [`ErrorKind::Unsupported`]; the behaviour then checks exactly that, it does not skip.
+
+use berth_core::engine::{ContainerEngine, NoProgress};
+use berth_core::plan::{
+    ContextEntry, ContextSource, HelperImage, Mount, PlanSecret, RunStep, Step,
+};
+use berth_core::ErrorKind;
+
+use super::registry;
+use super::support::{
+    build_ok, build_options, checks, expect_kind, image_ref, plan, run, transfer_options, unique,
+    Cleanup,
+};
+use crate::env::TestEnv;
+
+fn run_with(command: String, mounts: Vec<Mount>) -> Step {
+    Step::Run(RunStep { command, mounts })
+}
+
+fn sha256_hex(data: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(data)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Behaviour 5: A secret mount: the RUN step reads the secret (it compares its SHA-256, so the value itself is in no command
+/// line, Dockerfile or history), later steps do not see it, and after a push no part of the image in the registry
+/// (manifest, config, any decompressed layer) contains the value — while a canary the step wrote is found there,
+/// proving the search reads the layers. Without `secret_mounts`, the build must be [`ErrorKind::Unsupported`].
+pub async fn secret_mount_reaches_step_not_image(engine: &dyn ContainerEngine, env: &TestEnv) {
+    let caps = engine
+        .info()
+        .await
+        .unwrap_or_else(|e| panic!("info: {e}"))
+        .capabilities;
+    let mut cleanup = Cleanup::new(engine, env);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let value = format!(
+        "berth-secret-{}",
+        std::fs::read_to_string("/proc/sys/kernel/random/uuid")
+            .map(|u| u.trim().replace('-', ""))
+            .unwrap_or_else(|_| unique("value"))
+    );
+    let secret_file = dir.path().join("secret");
+    std::fs::write(&secret_file, &value).expect("write secret");
+    let canary = unique("canary");
+    let tag = image_ref(env, "secret", "v1");
+    let mut plan = plan(
+        &env.busybox_image,
+        vec![
+            run_with(
+                checks(&[
+                    &format!(
+                        "test \"$(sha256sum < /run/secrets/berth_secret | cut -d\" \" -f1)\" = {}",
+                        sha256_hex(value.as_bytes())
+                    ),
+                    &format!("echo {canary} > /canary"),
+                ]),
+                vec![Mount::Secret {
+                    id: "berth_secret".into(),
+                    target: "/run/secrets/berth_secret".into(),
+                }],
+            ),
+            // An empty mount-point stub may remain (older BuildKit leaves one); the content must not.
+            run(checks(&["test ! -s /run/secrets/berth_secret"])),
+        ],
+    );
+    plan.secrets = vec![PlanSecret {
+        id: "berth_secret".into(),
+        source: secret_file,
+    }];
+
+    if !caps.secret_mounts {
+        cleanup.image(&tag);
+        expect_kind(
+            engine
+                .build(&plan, &build_options(env, &tag), &NoProgress)
+                .await,
+            ErrorKind::Unsupported,
+            "build with a secret mount on an engine that declares secret_mounts = false",
+        );
+        return;
+    }
+
+    build_ok(engine, &mut cleanup, &plan, &build_options(env, &tag)).await;
+    cleanup.pushed(&tag);
+    engine
+        .push(&tag, &transfer_options(env), &NoProgress)
+        .await
+        .unwrap_or_else(|e| panic!("push {tag}: {e}"));
+    let image = registry::download(env, &tag);
+    let found = image.parts_containing(canary.as_bytes());
+    assert!(
+        found.iter().any(|p| p.starts_with("layer ")),
+        "the canary the secret step wrote is in no layer ({found:?}): the layer search is broken"
+    );
+    use base64::Engine as _;
+    for (form, needle) in [
+        ("plain", value.clone()),
+        (
+            "base64",
+            base64::engine::general_purpose::STANDARD.encode(&value),
+        ),
+    ] {
+        let leaks = image.parts_containing(needle.as_bytes());
+        assert!(
+            leaks.is_empty(),
+            "the secret value ({form}) is in the pushed image: {leaks:?}"
+        );
+    }
+}
+
+/// Behaviour 6: A cache mount outlives a build: a first build leaves a file in the cache, a second build (whose RUN step is
+/// different, so it runs again) finds it; the cached file is in neither image. Without `cache_mounts`, the build
+/// must be [`ErrorKind::Unsupported`].
+pub async fn cache_mount_persists_between_builds(engine: &dyn ContainerEngine, env: &TestEnv) {
+    let caps = engine
+        .info()
+        .await
+        .unwrap_or_else(|e| panic!("info: {e}"))
+        .capabilities;
+    let mut cleanup = Cleanup::new(engine, env);
+    let id = unique("cache-id");
+    let token = unique("cached");
+    let mount = || Mount::Cache {
+        id: id.clone(),
+        target: "/berth-cache".into(),
+    };
+    let first = plan(
+        &env.busybox_image,
+        vec![
+            run_with(
+                checks(&[
+                    "test -d /berth-cache",
+                    "test ! -e /berth-cache/seen",
+                    &format!("echo {token} > /berth-cache/seen"),
+                ]),
+                vec![mount()],
+            ),
+            run(checks(&["test ! -e /berth-cache/seen"])),
+        ],
+    );
+    let second = plan(
+        &env.busybox_image,
+        vec![
+            run_with(
+                checks(&[&format!("test \"$(cat /berth-cache/seen)\" = {token}")]),
+                vec![mount()],
+            ),
+            run(checks(&["test ! -e /berth-cache/seen"])),
+        ],
+    );
+    let first_tag = image_ref(env, "cache-mount", "first");
+    let second_tag = image_ref(env, "cache-mount", "second");
+
+    if !caps.cache_mounts {
+        cleanup.image(&first_tag);
+        expect_kind(
+            engine
+                .build(&first, &build_options(env, &first_tag), &NoProgress)
+                .await,
+            ErrorKind::Unsupported,
+            "build with a cache mount on an engine that declares cache_mounts = false",
+        );
+        return;
+    }
+    build_ok(
+        engine,
+        &mut cleanup,
+        &first,
+        &build_options(env, &first_tag),
+    )
+    .await;
+    build_ok(
+        engine,
+        &mut cleanup,
+        &second,
+        &build_options(env, &second_tag),
+    )
+    .await;
+}
+
+/// Behaviour 10: Helper-image and context bind mounts, as flytekit-style plans use them (uv from its image, lock files from
+/// the context): the step sees the helper image's file and the context file, runs the helper's binary, and neither
+/// lands in the image. The helper image comes from the authenticated test registry, so build credentials must
+/// reach helper pulls too.
+pub async fn image_and_context_mounts(engine: &dyn ContainerEngine, env: &TestEnv) {
+    let mut cleanup = Cleanup::new(engine, env);
+    let token = unique("bind");
+    let mut plan = plan(
+        &env.busybox_image,
+        vec![
+            run_with(
+                checks(&[
+                    "/opt/berth-uv --version | grep -q \"^uv \"",
+                    &format!("grep -qx {token} /tmp/berth-bind.txt"),
+                ]),
+                vec![
+                    Mount::Image {
+                        alias: "uvhelper".into(),
+                        source: "/uv".into(),
+                        target: "/opt/berth-uv".into(),
+                    },
+                    Mount::Context {
+                        source: "bind.txt".into(),
+                        target: "/tmp/berth-bind.txt".into(),
+                    },
+                ],
+            ),
+            // Empty mount-point stubs are tolerated (older BuildKit leaves them); content is not.
+            run(checks(&[
+                "test ! -s /opt/berth-uv",
+                "test ! -s /tmp/berth-bind.txt",
+            ])),
+        ],
+    );
+    plan.helper_images = vec![HelperImage {
+        alias: "uvhelper".into(),
+        reference: env.uv_image.clone(),
+    }];
+    plan.context = vec![ContextEntry {
+        path: "bind.txt".into(),
+        source: ContextSource::Bytes(format!("{token}\n").into_bytes()),
+    }];
+    let tag = image_ref(env, "bind-mounts", "v1");
+    build_ok(engine, &mut cleanup, &plan, &build_options(env, &tag)).await;
+}
