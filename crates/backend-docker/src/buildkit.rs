@@ -1,0 +1,243 @@
+//! Builds with BuildKit: a session of berth's own ([`crate::session`]) plus `POST /build?version=2` carrying the
+//! context tar as a streamed body.
+//!
+//! This is bollard's `build_image` request made by hand, for one reason: bollard opens the session itself and
+//! serves only registry credentials in it, so `RUN --mount=type=secret` would see nothing. With berth's session
+//! the same single path handles cache mounts, secret mounts and authenticated base images, streams the context
+//! without holding it in memory, and reports BuildKit's progress as it comes.
+
+use std::collections::HashMap;
+
+use berth_core::engine::{BuildOptions, BuiltImage, Network, Progress};
+use berth_core::plan::BuildPlan;
+use berth_core::{Error, ErrorKind, Result};
+use bollard::models::{BuildInfo, BuildInfoAux};
+use bytes::{Buf, Bytes, BytesMut};
+use futures_util::StreamExt;
+use http_body_util::{BodyExt, StreamBody};
+use hyper_util::rt::TokioIo;
+
+use crate::context::{self, DOCKERFILE_NAME};
+use crate::dial::{dial, HOST_HEADER};
+use crate::errors::{io_error, to_error, to_error_saying, Failure, Op};
+use crate::progress::BuildLog;
+use crate::DockerEngine;
+
+/// Builds `plan` with BuildKit.
+pub(crate) async fn build(
+    engine: &DockerEngine,
+    plan: &BuildPlan,
+    options: &BuildOptions,
+    progress: &dyn Progress,
+) -> Result<BuiltImage> {
+    let endpoint = engine.endpoint_name();
+    let secrets = crate::check_secrets(plan)?;
+    let session = crate::session::open(&engine.endpoint, &options.credentials, secrets)
+        .await
+        .map_err(|e| io_error(e, Op::Build, &endpoint))?;
+    let tar = context::stream(berth_core::render::dockerfile(plan), plan.context.clone())?;
+    let body = StreamBody::new(tar.body.map(|chunk| chunk.map(hyper::body::Frame::data)));
+
+    let uri = format!("/build?{}", query(plan, options, &session.id));
+    let request = http::Request::post(uri)
+        .header(http::header::HOST, HOST_HEADER)
+        .header(http::header::CONTENT_TYPE, "application/x-tar")
+        .body(body)
+        .map_err(|e| Error::new(ErrorKind::InvalidSpec, e.to_string()))?;
+    let stream = dial(&engine.endpoint)
+        .await
+        .map_err(|e| io_error(e, Op::Build, &endpoint))?;
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|e| io_error(std::io::Error::other(e), Op::Build, &endpoint))?;
+    let connection = tokio::spawn(connection);
+    let _abort_on_return = AbortOnDrop(connection);
+
+    let sent = sender.send_request(request).await;
+    let response = match sent {
+        Ok(response) => response,
+        Err(err) => {
+            // A context file that could not be read is the better explanation of a failed upload.
+            if let Ok(Err(tar_error)) = tar.writer.await {
+                if tar_error.kind() != ErrorKind::Cancelled {
+                    return Err(tar_error.with_engine(crate::ENGINE).with_operation("build"));
+                }
+            }
+            return Err(io_error(std::io::Error::other(err), Op::Build, &endpoint));
+        }
+    };
+    let status = response.status();
+    let mut body = response.into_body();
+    if !status.is_success() {
+        let bytes = body
+            .collect()
+            .await
+            .map(|b| b.to_bytes())
+            .unwrap_or_default();
+        let message = daemon_message(&bytes);
+        let failure = Failure::Status {
+            code: status.as_u16(),
+            message: &message,
+        };
+        return Err(to_error(failure, Op::Build, &endpoint));
+    }
+
+    let mut log = BuildLog::new(progress);
+    let mut buffer = BytesMut::new();
+    let mut error: Option<String> = None;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| io_error(std::io::Error::other(e), Op::Build, &endpoint))?;
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        buffer.extend_from_slice(&data);
+        while let Some(pos) = buffer.iter().position(|b| *b == b'\n') {
+            let line = buffer.split_to(pos + 1);
+            handle_line(&line, &mut log, &mut error);
+        }
+    }
+    if buffer.has_remaining() {
+        handle_line(&buffer, &mut log, &mut error);
+    }
+    drop(session);
+
+    if let Some(message) = error {
+        let in_step = log.failed_in_step();
+        let failure = Failure::Stream {
+            message: &message,
+            in_step,
+        };
+        let text = log.failure_message(&message);
+        return Err(to_error_saying(failure, Op::Build, &endpoint, Some(text)));
+    }
+    if let Ok(Err(tar_error)) = tar.writer.await {
+        return Err(tar_error.with_engine(crate::ENGINE).with_operation("build"));
+    }
+    let id = log.image_id().map(str::to_string).ok_or_else(|| {
+        Error::new(
+            ErrorKind::Protocol,
+            "the daemon finished the build without naming the image",
+        )
+        .with_engine(crate::ENGINE)
+        .with_operation("build")
+    })?;
+    Ok(BuiltImage { id })
+}
+
+/// The `/build` query: BuildKit, the session, the generated Dockerfile, tags, platform, network, cache.
+fn query(plan: &BuildPlan, options: &BuildOptions, session: &str) -> String {
+    let mut pairs: Vec<(&str, String)> = vec![
+        ("version", "2".into()),
+        ("session", session.into()),
+        ("dockerfile", DOCKERFILE_NAME.into()),
+        ("rm", "1".into()),
+        ("forcerm", "1".into()),
+    ];
+    for tag in &options.tags {
+        pairs.push(("t", tag.clone()));
+    }
+    if !plan.platform.is_empty() {
+        pairs.push(("platform", plan.platform.clone()));
+    }
+    match options.network {
+        Network::Default => {}
+        Network::Host => pairs.push(("networkmode", "host".into())),
+        Network::None => pairs.push(("networkmode", "none".into())),
+    }
+    if options.no_cache {
+        pairs.push(("nocache", "1".into()));
+    }
+    pairs
+        .iter()
+        .map(|(k, v)| format!("{k}={}", percent_encode(v)))
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+fn percent_encode(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for b in value.bytes() {
+        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// One JSON message of the build stream.
+fn handle_line(line: &[u8], log: &mut BuildLog<'_>, error: &mut Option<String>) {
+    let line = line.trim_ascii();
+    if line.is_empty() {
+        return;
+    }
+    let Ok(info) = serde_json::from_slice::<BuildInfo>(line) else {
+        // A message this bollard version does not model; progress is best effort, errors come separately.
+        return;
+    };
+    match info.aux {
+        Some(BuildInfoAux::BuildKit(status)) => log.buildkit(status),
+        Some(BuildInfoAux::Default(image)) => {
+            if let Some(id) = image.id {
+                log.set_image_id(id);
+            }
+        }
+        None => {}
+    }
+    if let Some(text) = info.stream {
+        log.classic(&text);
+    }
+    let message = info.error_detail.and_then(|d| d.message);
+    if let Some(message) = message {
+        error.get_or_insert(message);
+    }
+}
+
+/// The daemon's `{"message": ...}` error body, or the text as it is.
+fn daemon_message(body: &Bytes) -> String {
+    serde_json::from_slice::<HashMap<String, serde_json::Value>>(body)
+        .ok()
+        .and_then(|m| {
+            m.get("message")
+                .and_then(|v| v.as_str())
+                .map(str::to_string)
+        })
+        .unwrap_or_else(|| String::from_utf8_lossy(body).trim().to_string())
+}
+
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_names_buildkit_session_tags_and_network() {
+        let plan = BuildPlan {
+            base_image: "b".into(),
+            platform: "linux/amd64".into(),
+            helper_images: vec![],
+            steps: vec![],
+            context: vec![],
+            secrets: vec![],
+        };
+        let options = BuildOptions {
+            tags: vec!["r:5000/a:1".into(), "r:5000/a:latest".into()],
+            network: Network::Host,
+            ..BuildOptions::default()
+        };
+        let q = query(&plan, &options, "s1");
+        assert_eq!(
+            q,
+            "version=2&session=s1&dockerfile=.berth.Dockerfile&rm=1&forcerm=1\
+             &t=r%3A5000%2Fa%3A1&t=r%3A5000%2Fa%3Alatest&platform=linux%2Famd64&networkmode=host"
+        );
+    }
+}

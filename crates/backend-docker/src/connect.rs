@@ -1,0 +1,169 @@
+//! Connecting: a bollard client for the resolved endpoint, and what the daemon says about itself.
+//!
+//! The first request to a daemon is bounded by [`DockerOptions::ping_timeout`], so a daemon that is missing,
+//! refuses connections or never answers is an `EngineUnavailable` error within that time, never a hang. The
+//! daemon's facts (version, API version, OS, BuildKit, rootless) are asked once and kept.
+
+use std::time::Duration;
+
+use berth_core::{Error, ErrorKind, Result};
+use bollard::{Docker, API_DEFAULT_VERSION};
+
+use crate::endpoint::Endpoint;
+use crate::errors::{client_error, Op};
+use crate::{DockerEngine, DockerOptions, ENGINE};
+
+/// bollard's timeout for short requests (inspect, tag, remove...), in seconds.
+const REQUEST_TIMEOUT: u64 = 120;
+/// The first API version with BuildKit (`/build?version=2` and `/session`, dockerd 18.09).
+const BUILDKIT_API: (u32, u32) = (1, 39);
+
+/// What the daemon said about itself.
+#[derive(Debug, Clone)]
+pub(crate) struct Daemon {
+    pub(crate) version: String,
+    pub(crate) api_version: String,
+    pub(crate) os: String,
+    pub(crate) buildkit: bool,
+    pub(crate) rootless: bool,
+}
+
+impl DockerEngine {
+    /// A client for the daemon named by `options` (or the environment), without contacting it yet.
+    ///
+    /// Fails at once for a malformed host, unreadable TLS files or a unix socket that does not exist.
+    pub fn new(options: DockerOptions) -> Result<DockerEngine> {
+        let endpoint = Endpoint::resolve(options.host.as_deref(), options.tls.as_ref())?;
+        let name = endpoint.display();
+        let client = match &endpoint {
+            Endpoint::Unix(path) => Docker::connect_with_unix(
+                &path.to_string_lossy(),
+                REQUEST_TIMEOUT,
+                API_DEFAULT_VERSION,
+            ),
+            Endpoint::Tcp { addr, tls: None } => {
+                Docker::connect_with_http(addr, REQUEST_TIMEOUT, API_DEFAULT_VERSION)
+            }
+            Endpoint::Tcp {
+                addr,
+                tls: Some(files),
+            } => Docker::connect_with_ssl(
+                addr,
+                &files.key,
+                &files.cert,
+                &files.ca,
+                REQUEST_TIMEOUT,
+                API_DEFAULT_VERSION,
+            ),
+            Endpoint::Ssh { destination, port } => {
+                let address = match port {
+                    Some(port) => format!("ssh://{destination}:{port}"),
+                    None => format!("ssh://{destination}"),
+                };
+                Docker::connect_with_ssh(&address, REQUEST_TIMEOUT, API_DEFAULT_VERSION, None)
+            }
+        }
+        .map_err(|e| client_error(e, Op::Connect, &name))?;
+        Ok(DockerEngine {
+            client,
+            endpoint,
+            options,
+            daemon: tokio::sync::OnceCell::new(),
+        })
+    }
+
+    /// [`DockerEngine::new`], then a first exchange with the daemon (version, API negotiation, info), so an
+    /// unreachable daemon is reported here, within [`DockerOptions::ping_timeout`].
+    pub async fn connect(options: DockerOptions) -> Result<DockerEngine> {
+        let engine = DockerEngine::new(options)?;
+        engine.daemon().await?;
+        Ok(engine)
+    }
+
+    /// The daemon's facts, asked on first use.
+    pub(crate) async fn daemon(&self) -> Result<&Daemon> {
+        self.daemon
+            .get_or_try_init(|| async {
+                let timeout = self.options.ping_timeout;
+                match tokio::time::timeout(timeout, self.ask_daemon()).await {
+                    Ok(result) => result,
+                    Err(_) => Err(unanswered(&self.endpoint_name(), timeout)),
+                }
+            })
+            .await
+    }
+
+    async fn ask_daemon(&self) -> Result<Daemon> {
+        let name = self.endpoint_name();
+        let client = self
+            .client
+            .clone()
+            .negotiate_version()
+            .await
+            .map_err(|e| client_error(e, Op::Connect, &name))?;
+        let version = client
+            .version()
+            .await
+            .map_err(|e| client_error(e, Op::Connect, &name))?;
+        let info = client
+            .info()
+            .await
+            .map_err(|e| client_error(e, Op::Connect, &name))?;
+        let api_version = version.api_version.unwrap_or_default();
+        let os = version
+            .os
+            .or(info.os_type)
+            .unwrap_or_default()
+            .to_ascii_lowercase();
+        let buildkit = os == "linux" && api_at_least(&api_version, BUILDKIT_API);
+        let rootless = info
+            .security_options
+            .unwrap_or_default()
+            .iter()
+            .any(|o| o.split(',').any(|field| field == "name=rootless"));
+        Ok(Daemon {
+            version: version.version.unwrap_or_default(),
+            api_version,
+            os,
+            buildkit,
+            rootless,
+        })
+    }
+}
+
+fn unanswered(endpoint: &str, timeout: Duration) -> Error {
+    Error::new(
+        ErrorKind::EngineUnavailable,
+        format!(
+            "the Docker daemon at {endpoint} did not answer within {:.1}s",
+            timeout.as_secs_f64()
+        ),
+    )
+    .with_engine(ENGINE)
+    .with_operation(Op::Connect.as_str())
+    .with_hint(
+        "start the daemon (`sudo systemctl start docker`, or run `dockerd`), \
+         or point DOCKER_HOST at one that runs",
+    )
+}
+
+fn api_at_least(version: &str, (major, minor): (u32, u32)) -> bool {
+    let mut parts = version.split('.').map(|p| p.parse::<u32>().ok());
+    match (parts.next().flatten(), parts.next().flatten()) {
+        (Some(a), Some(b)) => (a, b) >= (major, minor),
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn api_versions_compare_numerically() {
+        assert!(api_at_least("1.41", BUILDKIT_API));
+        assert!(api_at_least("1.100", BUILDKIT_API));
+        assert!(!api_at_least("1.38", BUILDKIT_API));
+        assert!(!api_at_least("", BUILDKIT_API));
+    }
+}

@@ -1,0 +1,143 @@
+//! Raw connections to the daemon for the two requests bollard cannot make for us: the BuildKit session
+//! (`POST /session`, upgraded to HTTP/2 with berth serving gRPC) and the BuildKit `POST /build` that refers to it.
+//!
+//! bollard keeps its transports private, so this module reaches the same [`Endpoint`]s itself: unix sockets,
+//! plain TCP, TCP with the client certificates of `DOCKER_CERT_PATH`, and ssh through
+//! `ssh HOST docker system dial-stdio`, the way the docker CLI does.
+
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpStream, UnixStream};
+use tokio::process::{Child, ChildStdin, ChildStdout, Command};
+use tokio_rustls::rustls;
+
+use crate::endpoint::{Endpoint, TlsFiles};
+
+/// A byte stream to the daemon.
+pub(crate) trait Stream: AsyncRead + AsyncWrite + Send + Unpin {}
+impl<T: AsyncRead + AsyncWrite + Send + Unpin> Stream for T {}
+
+/// The `Host` header sent on raw requests (dockerd ignores it; HTTP/1.1 requires one).
+pub(crate) const HOST_HEADER: &str = "docker";
+
+/// Opens a connection to the daemon at `endpoint`.
+pub(crate) async fn dial(endpoint: &Endpoint) -> io::Result<Box<dyn Stream>> {
+    match endpoint {
+        Endpoint::Unix(path) => Ok(Box::new(UnixStream::connect(path).await?)),
+        Endpoint::Tcp { addr, tls: None } => {
+            let stream = TcpStream::connect(addr).await?;
+            stream.set_nodelay(true)?;
+            Ok(Box::new(stream))
+        }
+        Endpoint::Tcp {
+            addr,
+            tls: Some(files),
+        } => {
+            let config = tls_config(files)?;
+            let host = addr
+                .rsplit_once(':')
+                .map_or(addr.as_str(), |(h, _)| h)
+                .trim_start_matches('[')
+                .trim_end_matches(']');
+            let name = rustls::pki_types::ServerName::try_from(host.to_string())
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+            let stream = TcpStream::connect(addr).await?;
+            stream.set_nodelay(true)?;
+            let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
+                .connect(name, stream)
+                .await?;
+            Ok(Box::new(tls))
+        }
+        Endpoint::Ssh { destination, port } => {
+            let mut command = Command::new("ssh");
+            if let Some(port) = port {
+                command.arg("-p").arg(port.to_string());
+            }
+            let mut child = command
+                .arg("--")
+                .arg(destination)
+                .args(["docker", "system", "dial-stdio"])
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::piped())
+                .kill_on_drop(true)
+                .spawn()?;
+            let missing = || io::Error::other("ssh started without pipes");
+            let stdin = child.stdin.take().ok_or_else(missing)?;
+            let stdout = child.stdout.take().ok_or_else(missing)?;
+            Ok(Box::new(SshStream {
+                _child: child,
+                stdin,
+                stdout,
+            }))
+        }
+    }
+}
+
+/// Verifies the daemon against `ca.pem` and presents `cert.pem`/`key.pem`, as `DOCKER_TLS_VERIFY` asks.
+fn tls_config(files: &TlsFiles) -> io::Result<rustls::ClientConfig> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let pem_error = |path: &std::path::Path, e: rustls::pki_types::pem::Error| {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("{}: {e}", path.display()),
+        )
+    };
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(&files.ca).map_err(|e| pem_error(&files.ca, e))? {
+        roots
+            .add(cert.map_err(|e| pem_error(&files.ca, e))?)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+    }
+    let chain = CertificateDer::pem_file_iter(&files.cert)
+        .map_err(|e| pem_error(&files.cert, e))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| pem_error(&files.cert, e))?;
+    let key = PrivateKeyDer::from_pem_file(&files.key).map_err(|e| pem_error(&files.key, e))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?
+        .with_root_certificates(roots)
+        .with_client_auth_cert(chain, key)
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+}
+
+/// `docker system dial-stdio` on the remote host: its stdout is what the daemon sends, its stdin what we do.
+struct SshStream {
+    _child: Child,
+    stdin: ChildStdin,
+    stdout: ChildStdout,
+}
+
+impl AsyncRead for SshStream {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stdout).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for SshStream {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.stdin).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stdin).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stdin).poll_shutdown(cx)
+    }
+}

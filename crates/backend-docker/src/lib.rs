@@ -1,0 +1,270 @@
+//! berth's Docker backend: [`DockerEngine`] implements berth-core's [`ContainerEngine`] on dockerd.
+//!
+//! It finds the daemon the way the docker CLI does (`DOCKER_HOST`, `DOCKER_TLS_VERIFY`, `DOCKER_CERT_PATH`,
+//! else `/var/run/docker.sock`) and talks to it through bollard. Builds use BuildKit when the daemon has it,
+//! with a BuildKit session of berth's own that serves registry credentials and build secrets, so cache mounts,
+//! secret mounts and authenticated base images all work on one path; otherwise the classic builder, which
+//! refuses plans that mount anything into RUN steps. Either way the context tar is generated while it is sent,
+//! so its size does not matter for memory. Every failure is a berth [`Error`] whose kind is decided in one
+//! function ([`errors`]'s `classify`).
+
+mod buildkit;
+mod classic;
+mod connect;
+mod context;
+mod dial;
+pub mod endpoint;
+mod errors;
+mod images;
+mod progress;
+mod session;
+mod transfer;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use berth_core::engine::{
+    BuildOptions, BuiltImage, ContainerEngine, EngineInfo, ImageDetails, Progress, PushedImage,
+    RemoveOptions, TransferOptions,
+};
+use berth_core::plan::{BuildPlan, Mount, Step};
+use berth_core::reference::DOCKER_HUB;
+use berth_core::{Error, Result};
+use bollard::Docker;
+
+pub use endpoint::TlsFiles;
+
+/// The engine name in errors and [`EngineInfo`].
+pub(crate) const ENGINE: &str = "docker";
+
+/// Which builder [`ContainerEngine::build`] uses.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Builder {
+    /// BuildKit when the daemon offers it, else the classic builder.
+    #[default]
+    Auto,
+    /// BuildKit; building fails with [`berth_core::ErrorKind::Unsupported`] on a daemon without it.
+    BuildKit,
+    /// The classic builder (`DOCKER_BUILDKIT=0`); plans with `RUN --mount` are refused.
+    Classic,
+}
+
+/// How to reach the daemon and how to build on it.
+#[derive(Debug, Clone)]
+pub struct DockerOptions {
+    /// Daemon address (`unix:///path`, `tcp://host:port`, `ssh://user@host`); `None` reads `DOCKER_HOST`, then
+    /// falls back to `/var/run/docker.sock`.
+    pub host: Option<String>,
+    /// Client certificates for a `tcp://` daemon; `None` reads `DOCKER_TLS_VERIFY` and `DOCKER_CERT_PATH`.
+    pub tls: Option<TlsFiles>,
+    /// How long the daemon may take to answer its first request before it counts as unavailable.
+    pub ping_timeout: Duration,
+    /// Which builder to use.
+    pub builder: Builder,
+}
+
+impl Default for DockerOptions {
+    fn default() -> Self {
+        DockerOptions {
+            host: None,
+            tls: None,
+            ping_timeout: Duration::from_secs(2),
+            builder: Builder::Auto,
+        }
+    }
+}
+
+/// The builder a build would use, as decided by [`DockerEngine::builder`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SelectedBuilder {
+    /// BuildKit with berth's session.
+    BuildKit,
+    /// The classic builder.
+    Classic,
+}
+
+/// A Docker daemon berth builds on.
+pub struct DockerEngine {
+    client: Docker,
+    endpoint: endpoint::Endpoint,
+    options: DockerOptions,
+    daemon: tokio::sync::OnceCell<connect::Daemon>,
+}
+
+impl std::fmt::Debug for DockerEngine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DockerEngine")
+            .field("endpoint", &self.endpoint.display())
+            .field("builder", &self.options.builder)
+            .finish()
+    }
+}
+
+impl DockerEngine {
+    /// The daemon's address as it appears in messages.
+    pub fn endpoint_name(&self) -> String {
+        self.endpoint.display()
+    }
+
+    /// Which builder [`ContainerEngine::build`] uses on this daemon with these options.
+    pub async fn builder(&self) -> Result<SelectedBuilder> {
+        let daemon = self.daemon().await?;
+        match self.options.builder {
+            Builder::Classic => Ok(SelectedBuilder::Classic),
+            Builder::Auto if daemon.buildkit => Ok(SelectedBuilder::BuildKit),
+            Builder::Auto => Ok(SelectedBuilder::Classic),
+            Builder::BuildKit if daemon.buildkit => Ok(SelectedBuilder::BuildKit),
+            Builder::BuildKit => Err(Error::unsupported(
+                ENGINE,
+                "build",
+                format!(
+                    "the daemon at {} (API {}, {}) has no BuildKit",
+                    self.endpoint_name(),
+                    daemon.api_version,
+                    daemon.os
+                ),
+            )
+            .with_hint(
+                "use a Linux dockerd 18.09 or newer, or let berth pick the classic builder",
+            )),
+        }
+    }
+
+    /// The client for long operations (builds, transfers): bollard's timeout covers the wait for response
+    /// headers, which for a build comes only after the whole context was sent.
+    fn long_client(&self) -> Docker {
+        self.client
+            .clone()
+            .with_timeout(Duration::from_secs(24 * 3600))
+    }
+}
+
+#[async_trait]
+impl ContainerEngine for DockerEngine {
+    fn name(&self) -> &'static str {
+        ENGINE
+    }
+
+    async fn info(&self) -> Result<EngineInfo> {
+        let daemon = self.daemon().await?;
+        let buildkit = self.builder().await.ok() == Some(SelectedBuilder::BuildKit);
+        Ok(EngineInfo {
+            engine: ENGINE.to_string(),
+            version: daemon.version.clone(),
+            endpoint: self.endpoint_name(),
+            capabilities: berth_core::engine::Capabilities {
+                cache_mounts: buildkit,
+                secret_mounts: buildkit,
+                cross_platform: false,
+                rootless: daemon.rootless,
+            },
+        })
+    }
+
+    async fn build(
+        &self,
+        plan: &BuildPlan,
+        options: &BuildOptions,
+        progress: &dyn Progress,
+    ) -> Result<BuiltImage> {
+        match self.builder().await? {
+            SelectedBuilder::BuildKit => buildkit::build(self, plan, options, progress).await,
+            SelectedBuilder::Classic if plan.uses_mounts() => Err(Error::unsupported(
+                ENGINE,
+                "build",
+                "the classic builder cannot mount caches, secrets or files into RUN steps",
+            )
+            .with_hint(
+                "use a daemon with BuildKit (Linux dockerd 18.09+) and leave the builder on auto",
+            )),
+            SelectedBuilder::Classic => classic::build(self, plan, options, progress).await,
+        }
+    }
+
+    async fn push(
+        &self,
+        reference: &str,
+        options: &TransferOptions,
+        progress: &dyn Progress,
+    ) -> Result<PushedImage> {
+        self.daemon().await?;
+        transfer::push(self, reference, options, progress).await
+    }
+
+    async fn pull(
+        &self,
+        reference: &str,
+        options: &TransferOptions,
+        progress: &dyn Progress,
+    ) -> Result<()> {
+        self.daemon().await?;
+        transfer::pull(self, reference, options, progress).await
+    }
+
+    async fn inspect(&self, reference: &str) -> Result<ImageDetails> {
+        self.daemon().await?;
+        self.inspect_image(reference).await
+    }
+
+    async fn tag(&self, source: &str, target: &str) -> Result<()> {
+        self.daemon().await?;
+        self.tag_image(source, target).await
+    }
+
+    async fn remove(&self, reference: &str, options: RemoveOptions) -> Result<()> {
+        self.daemon().await?;
+        self.remove_image(reference, options).await
+    }
+}
+
+/// Every secret a step mounts, by id, with its file checked to exist (a missing file fails before the build
+/// starts, naming the file, rather than as an obscure mount error halfway through).
+pub(crate) fn check_secrets(plan: &BuildPlan) -> Result<HashMap<String, PathBuf>> {
+    let files: HashMap<&str, &PathBuf> = plan
+        .secrets
+        .iter()
+        .map(|s| (s.id.as_str(), &s.source))
+        .collect();
+    let mut used = HashMap::new();
+    let mounts = plan.steps.iter().filter_map(|s| match s {
+        Step::Run(run) => Some(run.mounts.iter()),
+        _ => None,
+    });
+    for mount in mounts.flatten() {
+        let Mount::Secret { id, .. } = mount else {
+            continue;
+        };
+        let Some(path) = files.get(id.as_str()) else {
+            return Err(Error::invalid(format!(
+                "a step mounts secret `{id}`, but the plan names no file for it"
+            ))
+            .with_engine(ENGINE)
+            .with_operation("build"));
+        };
+        std::fs::metadata(path).map_err(|e| {
+            Error::io(path, e)
+                .context(format!("secret `{id}`"))
+                .with_engine(ENGINE)
+                .with_operation("build")
+        })?;
+        used.insert(id.clone(), (*path).clone());
+    }
+    Ok(used)
+}
+
+/// The names a daemon or BuildKit may look a registry's credentials up by.
+pub(crate) fn registry_hosts(registry: &str) -> Vec<String> {
+    let hub = [
+        DOCKER_HUB,
+        "index.docker.io",
+        "registry-1.docker.io",
+        "https://index.docker.io/v1/",
+    ];
+    if hub.contains(&registry) {
+        hub.iter().map(|h| h.to_string()).collect()
+    } else {
+        vec![registry.to_string()]
+    }
+}
