@@ -1,0 +1,194 @@
+//! Registry authentication: `WWW-Authenticate` challenges and bearer tokens.
+//!
+//! A registry says how it wants to be authenticated in the `WWW-Authenticate` header of a 401: `Basic` (send
+//! the user's credentials with every request) or `Bearer realm=...,service=...,scope=...` (get a token from the
+//! realm, with the credentials as basic auth if there are any, and send that). Tokens are cached per registry
+//! and scope set until shortly before they expire.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine as _;
+use berth_core::engine::{Credentials, Secret};
+use serde::Deserialize;
+
+/// How a registry asked to be authenticated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Challenge {
+    /// Send credentials as HTTP basic auth.
+    Basic,
+    /// Get a token from `realm`.
+    Bearer {
+        realm: String,
+        service: Option<String>,
+        /// Scopes the registry said the request needs (`repository:x:pull`), space separated.
+        scope: Option<String>,
+    },
+}
+
+/// Parses a `WWW-Authenticate` value; `None` for schemes berth does not speak.
+pub(crate) fn parse_challenge(header: &str) -> Option<Challenge> {
+    let header = header.trim();
+    let (scheme, rest) = header
+        .split_once(char::is_whitespace)
+        .unwrap_or((header, ""));
+    if scheme.eq_ignore_ascii_case("basic") {
+        return Some(Challenge::Basic);
+    }
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return None;
+    }
+    let params = parse_params(rest);
+    Some(Challenge::Bearer {
+        realm: params.get("realm")?.clone(),
+        service: params.get("service").cloned(),
+        scope: params.get("scope").cloned(),
+    })
+}
+
+/// `key=value, key="quoted, value"` pairs (RFC 7235 auth-params), keys lowercased.
+fn parse_params(text: &str) -> HashMap<String, String> {
+    let mut params = HashMap::new();
+    let mut chars = text.chars().peekable();
+    loop {
+        while chars.peek().is_some_and(|c| *c == ',' || c.is_whitespace()) {
+            chars.next();
+        }
+        let key: String = chars.by_ref().take_while(|c| *c != '=').collect();
+        if key.is_empty() {
+            return params;
+        }
+        let mut value = String::new();
+        if chars.peek() == Some(&'"') {
+            chars.next();
+            while let Some(c) = chars.next() {
+                match c {
+                    '\\' => value.extend(chars.next()),
+                    '"' => break,
+                    c => value.push(c),
+                }
+            }
+        } else {
+            while let Some(c) = chars.peek().copied().filter(|c| *c != ',') {
+                value.push(c);
+                chars.next();
+            }
+        }
+        params.insert(key.trim().to_ascii_lowercase(), value.trim().to_string());
+    }
+}
+
+/// The `Authorization` value for basic auth.
+pub(crate) fn basic_header(credentials: &Credentials) -> Secret {
+    let raw = format!("{}:{}", credentials.username, credentials.password.expose());
+    Secret::new(format!("Basic {}", STANDARD.encode(raw)))
+}
+
+/// A token endpoint's answer (Docker's token spec: `token`, or OAuth's `access_token`).
+#[derive(Deserialize)]
+pub(crate) struct TokenResponse {
+    #[serde(default)]
+    token: Option<String>,
+    #[serde(default)]
+    access_token: Option<String>,
+    #[serde(default)]
+    expires_in: Option<u64>,
+}
+
+impl TokenResponse {
+    /// The token and how long it may be used; `None` if the answer holds no token.
+    pub(crate) fn into_token(self) -> Option<(Secret, Duration)> {
+        let token = self.token.or(self.access_token).filter(|t| !t.is_empty())?;
+        // the spec's default lifetime is 60 s; stop using a token a little before the registry would refuse it
+        let lifetime = Duration::from_secs(self.expires_in.unwrap_or(60).max(1));
+        let margin = (lifetime / 10).min(Duration::from_secs(30));
+        Some((Secret::new(format!("Bearer {token}")), lifetime - margin))
+    }
+}
+
+/// Bearer tokens by registry and scope set.
+#[derive(Default)]
+pub(crate) struct TokenCache {
+    tokens: Mutex<HashMap<String, (Secret, Instant)>>,
+}
+
+impl TokenCache {
+    /// The cache key for `host` and `scopes` (order-independent).
+    pub(crate) fn key(host: &str, scopes: &[String]) -> String {
+        let mut sorted: Vec<&str> = scopes.iter().map(String::as_str).collect();
+        sorted.sort_unstable();
+        sorted.dedup();
+        format!("{host} {}", sorted.join(" "))
+    }
+
+    /// A cached, unexpired `Authorization` value.
+    pub(crate) fn get(&self, key: &str) -> Option<Secret> {
+        let tokens = self.tokens.lock().unwrap_or_else(|p| p.into_inner());
+        tokens
+            .get(key)
+            .filter(|(_, until)| Instant::now() < *until)
+            .map(|(token, _)| token.clone())
+    }
+
+    /// Remembers a token for `lifetime`.
+    pub(crate) fn put(&self, key: String, token: Secret, lifetime: Duration) {
+        let mut tokens = self.tokens.lock().unwrap_or_else(|p| p.into_inner());
+        tokens.retain(|_, (_, until)| Instant::now() < *until);
+        tokens.insert(key, (token, Instant::now() + lifetime));
+    }
+
+    /// Forgets a token the registry refused.
+    pub(crate) fn remove(&self, key: &str) {
+        let mut tokens = self.tokens.lock().unwrap_or_else(|p| p.into_inner());
+        tokens.remove(key);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_bearer_challenges_with_quoted_commas() {
+        let c = parse_challenge(
+            r#"Bearer realm="https://auth.docker.io/token",service="registry.docker.io",scope="repository:library/busybox:pull,push""#,
+        );
+        assert_eq!(
+            c,
+            Some(Challenge::Bearer {
+                realm: "https://auth.docker.io/token".into(),
+                service: Some("registry.docker.io".into()),
+                scope: Some("repository:library/busybox:pull,push".into()),
+            })
+        );
+        assert_eq!(
+            parse_challenge(r#"Basic realm="berth-test-registry""#),
+            Some(Challenge::Basic)
+        );
+        assert_eq!(parse_challenge("Negotiate abc"), None);
+        assert_eq!(
+            parse_challenge("Bearer service=x"),
+            None,
+            "a bearer challenge needs a realm"
+        );
+    }
+
+    #[test]
+    fn tokens_expire_early_and_keys_ignore_order() {
+        let t: TokenResponse =
+            serde_json::from_str(r#"{"access_token":"abc","expires_in":300}"#).expect("json");
+        let (token, lifetime) = t.into_token().expect("token");
+        assert_eq!(token.expose(), "Bearer abc");
+        assert_eq!(lifetime, Duration::from_secs(270));
+        let a = TokenCache::key("h", &["b".into(), "a".into()]);
+        assert_eq!(
+            a,
+            TokenCache::key("h", &["a".into(), "b".into(), "a".into()])
+        );
+        let cache = TokenCache::default();
+        cache.put(a.clone(), token, Duration::ZERO);
+        assert!(cache.get(&a).is_none(), "expired");
+    }
+}

@@ -1,0 +1,191 @@
+//! Choosing the `Authorization` for a request: the user's credentials as basic auth, or a bearer token fetched
+//! with them; and the error that says which credentials a registry refused.
+
+use berth_core::engine::Secret;
+use berth_core::{Error, ErrorKind};
+use reqwest::StatusCode;
+
+use crate::auth::{basic_header, Challenge, TokenCache, TokenResponse};
+use crate::classify::transport_failure;
+use crate::client::{Call, Endpoint, HostState, RegistryClient};
+use crate::credentials::ResolvedCredentials;
+use crate::retry::Failure;
+
+impl RegistryClient {
+    /// The user's credentials for `host`, looked up once per client (helpers can be slow).
+    pub(crate) async fn credentials(
+        &self,
+        host: &HostState,
+        call: &Call<'_>,
+    ) -> Result<Option<ResolvedCredentials>, Failure> {
+        host.credentials
+            .get_or_try_init(|| async {
+                let resolver = self.inner.options.credentials.clone();
+                let registry = host.registry.clone();
+                tokio::task::spawn_blocking(move || resolver.resolve(&registry))
+                    .await
+                    .map_err(|e| {
+                        call.error(
+                            ErrorKind::Cancelled,
+                            format!("credential lookup stopped: {e}"),
+                        )
+                    })?
+                    .map_err(|e| Failure::from(e.with_engine(crate::classify::ENGINE)))
+            })
+            .await
+            .cloned()
+    }
+
+    /// The `Authorization` value for `call`: nothing while the registry asks for none, basic auth or a bearer
+    /// token otherwise. `renew` is a challenge from a 401 just received: the cached token is not reused and
+    /// the challenge's scopes are added.
+    pub(crate) async fn authorization(
+        &self,
+        host: &HostState,
+        endpoint: &Endpoint,
+        call: &Call<'_>,
+        renew: Option<Challenge>,
+    ) -> Result<Option<Secret>, Failure> {
+        let renewing = renew.is_some();
+        let challenge = match renew {
+            Some(challenge) => {
+                *host.challenge.lock().unwrap_or_else(|p| p.into_inner()) = Some(challenge.clone());
+                challenge
+            }
+            None => match host
+                .challenge
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone()
+            {
+                Some(challenge) => challenge,
+                None => return Ok(None),
+            },
+        };
+        let credentials = self.credentials(host, call).await?;
+        let (realm, service, scope) = match challenge {
+            Challenge::Basic => return Ok(credentials.map(|c| basic_header(&c.credentials))),
+            Challenge::Bearer {
+                realm,
+                service,
+                scope,
+            } => (realm, service, scope),
+        };
+        let mut scopes = call.scopes.clone();
+        if renewing {
+            scopes.extend(scope.iter().flat_map(|s| s.split(' ')).map(str::to_string));
+        }
+        let key = TokenCache::key(&host.registry, &scopes);
+        if renewing {
+            self.inner.tokens.remove(&key);
+        } else if let Some(token) = self.inner.tokens.get(&key) {
+            return Ok(Some(token));
+        }
+        let (token, lifetime) = self
+            .fetch_token(
+                endpoint,
+                call,
+                &realm,
+                service.as_deref(),
+                &scopes,
+                credentials.as_ref(),
+            )
+            .await?;
+        self.inner.tokens.put(key, token.clone(), lifetime);
+        Ok(Some(token))
+    }
+
+    async fn fetch_token(
+        &self,
+        endpoint: &Endpoint,
+        call: &Call<'_>,
+        realm: &str,
+        service: Option<&str>,
+        scopes: &[String],
+        credentials: Option<&ResolvedCredentials>,
+    ) -> Result<(Secret, std::time::Duration), Failure> {
+        let mut query: Vec<(&str, &str)> = Vec::new();
+        if let Some(service) = service {
+            query.push(("service", service));
+        }
+        query.extend(scopes.iter().map(|s| ("scope", s.as_str())));
+        // the realm is on the registry itself or on an auth server: only the former may skip verification
+        let same_host = realm.starts_with(&format!("{}/", endpoint.base));
+        let http = if same_host {
+            self.http(endpoint)
+        } else {
+            self.http_verified()
+        };
+        let mut request = http
+            .get(realm)
+            .query(&query)
+            .timeout(self.inner.options.request_timeout);
+        if let Some(c) = credentials {
+            let c = &c.credentials;
+            request = request.basic_auth(&c.username, Some(c.password.expose()));
+        }
+        let response = request
+            .send()
+            .await
+            .map_err(|e| transport_failure(call.op, realm, e))?;
+        if !response.status().is_success() {
+            let status = response.status();
+            let mut failure = self.failure(call, response).await;
+            if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
+                failure.error =
+                    self.unauthorized(call, &format!("the token server {realm} answered {status}"));
+            }
+            return Err(failure);
+        }
+        let body = response
+            .bytes()
+            .await
+            .map_err(|e| transport_failure(call.op, realm, e))?;
+        serde_json::from_slice::<TokenResponse>(&body)
+            .ok()
+            .and_then(TokenResponse::into_token)
+            .ok_or_else(|| {
+                Failure::from(call.error(
+                    ErrorKind::Protocol,
+                    format!("the token server {realm} answered without a token"),
+                ))
+            })
+    }
+
+    /// An [`ErrorKind::Unauthorized`] error for `call` naming the registry, the credentials tried (never the
+    /// secret) and how to fix it.
+    pub(crate) fn unauthorized(&self, call: &Call<'_>, detail: &str) -> Error {
+        let host = self.host(call.registry);
+        let registry = &host.registry;
+        let (tried, hint) = match host.credentials.get().cloned().flatten() {
+            Some(found) => (
+                format!(
+                    "using {} (user `{}`)",
+                    found.origin, found.credentials.username
+                ),
+                format!(
+                    "check the user name and password, and its access to this repository; then log in again with \
+                     `berth login {registry}` or `docker login {registry}`"
+                ),
+            ),
+            None => (
+                format!(
+                    "without credentials (none for {registry} in {})",
+                    self.inner.options.credentials.locations().join(", ")
+                ),
+                format!(
+                    "log in with `berth login {registry}` or `docker login {registry}`, or set \
+                     BERTH_REGISTRY_USERNAME and BERTH_REGISTRY_PASSWORD"
+                ),
+            ),
+        };
+        call.error(
+            ErrorKind::Unauthorized,
+            format!(
+                "{registry} refused access to {} {tried}: {detail}",
+                call.target
+            ),
+        )
+        .with_hint(hint)
+    }
+}

@@ -1,0 +1,306 @@
+//! The client: one pooled HTTP client for every registry, the scheme each registry answers on, and sending a
+//! request with whatever authentication the registry asked for.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use berth_core::engine::Secret;
+use berth_core::{Error, ErrorKind, Result};
+use reqwest::header::{HeaderValue, AUTHORIZATION, WWW_AUTHENTICATE};
+use reqwest::{Request, RequestBuilder, Response, StatusCode};
+use tokio::sync::OnceCell;
+
+use crate::auth::{parse_challenge, Challenge, TokenCache};
+use crate::classify::{describe, status_failure, transport_failure, ENGINE};
+use crate::credentials::{is_docker_hub, ResolvedCredentials};
+use crate::options::RegistryOptions;
+use crate::retry::Failure;
+
+/// A registry client shared by every check, pull and push in a berth run. Cheap to clone: clones share the
+/// connection pool, the per-registry state and the token cache.
+#[derive(Clone)]
+pub struct RegistryClient {
+    pub(crate) inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    /// Verifies certificates: used for every HTTPS registry not marked insecure.
+    verified: reqwest::Client,
+    /// Skips verification: used only for HTTPS to insecure and loopback registries.
+    unverified: reqwest::Client,
+    pub(crate) options: RegistryOptions,
+    hosts: Mutex<HashMap<String, Arc<HostState>>>,
+    pub(crate) tokens: TokenCache,
+}
+
+/// What berth learned about one registry.
+pub(crate) struct HostState {
+    /// The registry as references name it (`docker.io`, `127.0.0.1:5000`).
+    pub(crate) registry: String,
+    /// The host its API answers on (`registry-1.docker.io` for Docker Hub).
+    api_host: String,
+    insecure: bool,
+    endpoint: OnceCell<Endpoint>,
+    pub(crate) challenge: Mutex<Option<Challenge>>,
+    pub(crate) credentials: OnceCell<Option<ResolvedCredentials>>,
+}
+
+/// Where a registry answered: scheme and host, and whether TLS verification is off for it.
+#[derive(Debug, Clone)]
+pub(crate) struct Endpoint {
+    pub(crate) base: String,
+    unverified_tls: bool,
+}
+
+/// One logical request: what it is for (messages, scopes).
+pub(crate) struct Call<'a> {
+    /// The operation, for errors: "check", "push blob", ...
+    pub(crate) op: &'static str,
+    /// Registry as references name it.
+    pub(crate) registry: &'a str,
+    /// What is being accessed, for messages (`host/repo:tag`).
+    pub(crate) target: String,
+    /// Token scopes the request needs (`repository:repo:pull`).
+    pub(crate) scopes: Vec<String>,
+}
+
+impl Call<'_> {
+    /// An error of `kind` about this call.
+    pub(crate) fn error(&self, kind: ErrorKind, message: impl Into<String>) -> Error {
+        Error::new(kind, message)
+            .with_engine(ENGINE)
+            .with_operation(self.op)
+    }
+}
+
+impl RegistryClient {
+    /// A client with `options`; fails if the CA file cannot be read.
+    pub fn new(options: RegistryOptions) -> Result<Self> {
+        let mut builder = reqwest::Client::builder()
+            .user_agent(concat!("berth/", env!("CARGO_PKG_VERSION")))
+            .connect_timeout(options.connect_timeout);
+        if let Some(path) = &options.ca_file {
+            let pem = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+            let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
+                Error::invalid(format!("{} holds no PEM certificates: {e}", path.display()))
+            })?;
+            for cert in certs {
+                builder = builder.add_root_certificate(cert);
+            }
+        }
+        let build = |b: reqwest::ClientBuilder| {
+            b.build().map_err(|e| {
+                Error::new(ErrorKind::Io, format!("cannot set up the HTTP client: {e}"))
+                    .with_engine(ENGINE)
+                    .with_source(e)
+            })
+        };
+        let verified = build(builder)?;
+        let unverified = build(
+            reqwest::Client::builder()
+                .user_agent(concat!("berth/", env!("CARGO_PKG_VERSION")))
+                .connect_timeout(options.connect_timeout)
+                .danger_accept_invalid_certs(true),
+        )?;
+        Ok(RegistryClient {
+            inner: Arc::new(Inner {
+                verified,
+                unverified,
+                options,
+                hosts: Mutex::new(HashMap::new()),
+                tokens: TokenCache::default(),
+            }),
+        })
+    }
+
+    /// The options this client was made with.
+    pub fn options(&self) -> &RegistryOptions {
+        &self.inner.options
+    }
+
+    pub(crate) fn host(&self, registry: &str) -> Arc<HostState> {
+        let mut hosts = self.inner.hosts.lock().unwrap_or_else(|p| p.into_inner());
+        hosts
+            .entry(registry.to_string())
+            .or_insert_with(|| {
+                let api_host = if is_docker_hub(registry) {
+                    "registry-1.docker.io".to_string()
+                } else {
+                    registry.to_string()
+                };
+                Arc::new(HostState {
+                    registry: registry.to_string(),
+                    insecure: self.inner.options.is_insecure(&api_host),
+                    api_host,
+                    endpoint: OnceCell::new(),
+                    challenge: Mutex::new(None),
+                    credentials: OnceCell::new(),
+                })
+            })
+            .clone()
+    }
+
+    pub(crate) fn http_verified(&self) -> &reqwest::Client {
+        &self.inner.verified
+    }
+
+    pub(crate) fn http(&self, endpoint: &Endpoint) -> &reqwest::Client {
+        if endpoint.unverified_tls {
+            &self.inner.unverified
+        } else {
+            &self.inner.verified
+        }
+    }
+
+    /// The scheme `host` answers on, found once by pinging `/v2/` (which also tells how it authenticates).
+    pub(crate) async fn endpoint(
+        &self,
+        host: &HostState,
+        call: &Call<'_>,
+    ) -> Result<Endpoint, Failure> {
+        host.endpoint
+            .get_or_try_init(|| self.ping(host, call))
+            .await
+            .cloned()
+    }
+
+    async fn ping(&self, host: &HostState, call: &Call<'_>) -> Result<Endpoint, Failure> {
+        let mut candidates = vec![Endpoint {
+            base: format!("https://{}", host.api_host),
+            unverified_tls: host.insecure,
+        }];
+        if host.insecure {
+            candidates.push(Endpoint {
+                base: format!("http://{}", host.api_host),
+                unverified_tls: false,
+            });
+        }
+        let mut last = None;
+        for endpoint in candidates {
+            let url = format!("{}/v2/", endpoint.base);
+            let request = self
+                .http(&endpoint)
+                .get(&url)
+                .timeout(self.inner.options.request_timeout);
+            let response = match request.send().await {
+                Ok(response) => response,
+                Err(e) => {
+                    // an insecure registry that does not speak TLS: try plain HTTP next, as Docker does
+                    last = Some(transport_failure(call.op, &url, e));
+                    continue;
+                }
+            };
+            let status = response.status();
+            let challenge = match status {
+                s if s.is_success() => None,
+                StatusCode::UNAUTHORIZED => Some(
+                    response
+                        .headers()
+                        .get(WWW_AUTHENTICATE)
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(parse_challenge)
+                        .unwrap_or(Challenge::Basic),
+                ),
+                _ => {
+                    let headers = response.headers().clone();
+                    let body = response.bytes().await.unwrap_or_default();
+                    let mut failure = status_failure(call.op, &url, status, &headers, &body);
+                    if failure.error.kind() == ErrorKind::NotFound {
+                        failure.error = call.error(
+                            ErrorKind::Protocol,
+                            format!("{url} answered 404: {} does not look like a registry (no /v2/ API)", host.registry),
+                        );
+                    }
+                    return Err(failure);
+                }
+            };
+            *host.challenge.lock().unwrap_or_else(|p| p.into_inner()) = challenge;
+            return Ok(endpoint);
+        }
+        Err(last.unwrap_or_else(|| {
+            Failure::from(call.error(ErrorKind::Protocol, "no endpoint to try"))
+        }))
+    }
+
+    /// Sends the request `build` makes (given the HTTP client and the registry's base URL), authenticated as
+    /// the registry asks. A 401 that names a new challenge is answered once with fresh authentication when
+    /// `resendable`; the response is returned whatever its status.
+    pub(crate) async fn send(
+        &self,
+        call: &Call<'_>,
+        resendable: bool,
+        mut build: impl FnMut(&reqwest::Client, &str) -> RequestBuilder,
+    ) -> Result<Response, Failure> {
+        let host = self.host(call.registry);
+        let endpoint = self.endpoint(&host, call).await?;
+        let mut auth = self.authorization(&host, &endpoint, call, None).await?;
+        let mut renewed = false;
+        loop {
+            let http = self.http(&endpoint);
+            let mut request = build(http, &endpoint.base)
+                .build()
+                .map_err(|e| transport_failure(call.op, &call.target, e))?;
+            if let Some(auth) = &auth {
+                authorize(&mut request, auth, &endpoint, call)?;
+            }
+            let response = http
+                .execute(request)
+                .await
+                .map_err(|e| transport_failure(call.op, &call.target, e))?;
+            if response.status() == StatusCode::UNAUTHORIZED && resendable && !renewed {
+                let challenge = response
+                    .headers()
+                    .get(WWW_AUTHENTICATE)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(parse_challenge);
+                if let Some(challenge) = challenge {
+                    renewed = true;
+                    let fresh = self
+                        .authorization(&host, &endpoint, call, Some(challenge))
+                        .await?;
+                    if fresh.is_some() && fresh != auth {
+                        auth = fresh;
+                        continue;
+                    }
+                }
+            }
+            return Ok(response);
+        }
+    }
+
+    /// The failure a non-success `response` means, read from its status and error body.
+    pub(crate) async fn failure(&self, call: &Call<'_>, response: Response) -> Failure {
+        let status = response.status();
+        let headers = response.headers().clone();
+        let body = response.bytes().await.unwrap_or_default();
+        let mut failure = status_failure(call.op, &call.target, status, &headers, &body);
+        if failure.error.kind() == ErrorKind::Unauthorized {
+            failure.error = self.unauthorized(call, &describe(status, &body));
+        }
+        failure
+    }
+}
+
+/// Adds the `Authorization` header, but only towards the registry itself: an upload location or redirect on
+/// another host (object storage) must not receive the registry's credentials.
+fn authorize(
+    request: &mut Request,
+    auth: &Secret,
+    endpoint: &Endpoint,
+    call: &Call<'_>,
+) -> Result<()> {
+    let url = request.url();
+    let origin = format!("{}://{}", url.scheme(), url.authority());
+    if !origin.eq_ignore_ascii_case(&endpoint.base) {
+        return Ok(());
+    }
+    let mut value = HeaderValue::from_str(auth.expose()).map_err(|_| {
+        call.error(
+            ErrorKind::InvalidSpec,
+            "the credentials contain characters HTTP headers cannot carry",
+        )
+    })?;
+    value.set_sensitive(true);
+    request.headers_mut().insert(AUTHORIZATION, value);
+    Ok(())
+}

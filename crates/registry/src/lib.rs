@@ -1,0 +1,32 @@
+//! berth's registry client, independent of any container engine.
+//!
+//! berth asks a registry whether each image it would build is already there before building, and the
+//! containerd backend (which has no push or pull of its own on containerd 1.6) moves manifests and blobs
+//! through it. This crate finds the user's credentials where Docker and Podman keep them ([`credentials`]),
+//! talks to any OCI distribution / Docker registry v2 API over one pooled HTTP client ([`RegistryClient`]):
+//! HTTPS with verification by default, plain HTTP only for loopback or explicitly insecure registries,
+//! anonymous first and then basic auth or bearer tokens as the registry's `WWW-Authenticate` asks, with
+//! temporary failures retried with backoff ([`RetryPolicy`]). Every failure is a [`berth_core::Error`] whose
+//! kind is decided in one place, from the HTTP status and the registry's error body.
+
+mod auth;
+mod authorize;
+mod blob;
+mod classify;
+mod client;
+pub mod credentials;
+mod env;
+mod manifest;
+mod options;
+mod retry;
+
+pub use blob::{bytes_stream, describe_bytes, Blob};
+pub use client::RegistryClient;
+pub use credentials::{login, CredentialOrigin, CredentialResolver, ResolvedCredentials};
+pub use env::EnvVars;
+pub use manifest::{
+    sha256_digest, Existence, Manifest, DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, OCI_INDEX,
+    OCI_MANIFEST,
+};
+pub use options::RegistryOptions;
+pub use retry::RetryPolicy;

@@ -1,0 +1,300 @@
+//! The retry layer, the HTTPS-to-HTTP fallback and the bearer-token flow, against a tiny local HTTP server that
+//! answers the way the test needs (unit tests of those mechanisms; registry behaviour itself is tested against
+//! the real registry of `scripts/env/up.sh`, which authenticates with htpasswd, not tokens).
+
+use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+use std::net::{TcpListener, TcpStream};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use berth_core::reference::ImageRef;
+use berth_core::ErrorKind;
+use berth_registry::{CredentialResolver, Existence, RegistryClient, RegistryOptions, RetryPolicy};
+
+const DIGEST: &str = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+
+/// Counts what the server saw.
+#[derive(Default)]
+struct Seen {
+    tls_hellos: AtomicU32,
+    manifest_requests: AtomicU32,
+    token_requests: Mutex<Vec<String>>,
+}
+
+/// How the server answers manifest requests.
+#[derive(Clone, Copy)]
+enum Mode {
+    /// `failures` answers of 503 (with `Retry-After` seconds if given), then 200.
+    Unavailable {
+        failures: u32,
+        retry_after: Option<u64>,
+    },
+    /// Harbor's answer for a missing repository: 500 with an UNKNOWN "not found" error body.
+    HarborMissing,
+    /// A token-authenticated registry: `/token` gives `tok` to `user:pass` (basic auth), manifests need it.
+    Bearer,
+}
+
+const BEARER_BASIC: &str = "Basic dXNlcjpwYXNz"; // user:pass
+
+/// Serves `/v2/` with 200 and manifest requests as `mode` says. Connections that start a TLS handshake are
+/// closed, as a plain-HTTP registry would fail them.
+fn serve(mode: Mode) -> (String, Arc<Seen>) {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr").to_string();
+    let seen = Arc::new(Seen::default());
+    let counts = seen.clone();
+    let addr_for_thread = addr.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let counts = counts.clone();
+            let addr = addr_for_thread.clone();
+            std::thread::spawn(move || handle(stream, &counts, mode, &addr));
+        }
+    });
+    (addr, seen)
+}
+
+fn handle(stream: TcpStream, seen: &Seen, mode: Mode, addr: &str) {
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
+    let mut reader = BufReader::new(stream.try_clone().expect("clone"));
+    let mut writer = stream;
+    if reader
+        .fill_buf()
+        .map(|b| b.first() == Some(&0x16))
+        .unwrap_or(true)
+    {
+        seen.tls_hellos.fetch_add(1, Ordering::SeqCst);
+        return;
+    }
+    loop {
+        let mut request_line = String::new();
+        if reader.read_line(&mut request_line).unwrap_or(0) == 0 {
+            return;
+        }
+        let mut length = 0usize;
+        let mut authorization = String::new();
+        loop {
+            let mut line = String::new();
+            if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                return;
+            }
+            if line == "\r\n" {
+                break;
+            }
+            let (name, value) = line.split_once(':').unwrap_or((&line, ""));
+            match name.to_ascii_lowercase().as_str() {
+                "content-length" => length = value.trim().parse().unwrap_or(0),
+                "authorization" => authorization = value.trim().to_string(),
+                _ => {}
+            }
+        }
+        let mut body = vec![0; length];
+        let _ = reader.read_exact(&mut body);
+        let response = if let Mode::Bearer = mode {
+            bearer_answer(&request_line, &authorization, seen, addr)
+        } else if request_line.contains("/manifests/") {
+            let n = seen.manifest_requests.fetch_add(1, Ordering::SeqCst);
+            match mode {
+                Mode::Unavailable {
+                    failures,
+                    retry_after,
+                } if n < failures => {
+                    let wait = retry_after
+                        .map(|s| format!("Retry-After: {s}\r\n"))
+                        .unwrap_or_default();
+                    format!("HTTP/1.1 503 Service Unavailable\r\n{wait}Content-Length: 0\r\n\r\n")
+                }
+                Mode::HarborMissing => {
+                    let body = r#"{"errors":[{"code":"UNKNOWN","message":"repository flaky/app not found"}]}"#;
+                    // a HEAD answer carries the length but no body
+                    let sent = if request_line.starts_with("HEAD") {
+                        ""
+                    } else {
+                        body
+                    };
+                    format!(
+                        "HTTP/1.1 500 Internal Server Error\r\nContent-Type: application/json\r\n\
+                         Content-Length: {}\r\n\r\n{sent}",
+                        body.len()
+                    )
+                }
+                _ => found(),
+            }
+        } else {
+            "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n".to_string()
+        };
+        if writer.write_all(response.as_bytes()).is_err() {
+            return;
+        }
+    }
+}
+
+fn found() -> String {
+    format!("HTTP/1.1 200 OK\r\nDocker-Content-Digest: {DIGEST}\r\nContent-Length: 0\r\n\r\n")
+}
+
+/// The token-authenticated registry of [`Mode::Bearer`].
+fn bearer_answer(request_line: &str, authorization: &str, seen: &Seen, addr: &str) -> String {
+    let path = request_line.split(' ').nth(1).unwrap_or_default();
+    let challenge = |scope: &str| {
+        format!(
+            "HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Bearer realm=\"http://{addr}/token\",\
+             service=\"fake-registry\"{scope}\r\nContent-Length: 0\r\n\r\n"
+        )
+    };
+    if let Some(query) = path.strip_prefix("/token?") {
+        seen.token_requests
+            .lock()
+            .expect("lock")
+            .push(format!("{query} {authorization}"));
+        return if authorization == BEARER_BASIC {
+            let body = r#"{"token":"tok","expires_in":300}"#;
+            format!(
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            )
+        } else {
+            "HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\n\r\n".to_string()
+        };
+    }
+    if path.contains("/manifests/") {
+        seen.manifest_requests.fetch_add(1, Ordering::SeqCst);
+        return if authorization == "Bearer tok" {
+            found()
+        } else {
+            challenge(",scope=\"repository:flaky/app:pull\"")
+        };
+    }
+    challenge("")
+}
+
+fn client(attempts: u32) -> RegistryClient {
+    RegistryClient::new(RegistryOptions {
+        credentials: CredentialResolver::with_vars(Default::default()),
+        retry: RetryPolicy {
+            max_attempts: attempts,
+            base_delay: Duration::from_millis(20),
+            ..RetryPolicy::default()
+        },
+        ..RegistryOptions::default()
+    })
+    .expect("client")
+}
+
+fn reference(addr: &str) -> ImageRef {
+    ImageRef::parse(&format!("{addr}/flaky/app:1")).expect("reference")
+}
+
+#[tokio::test]
+async fn two_503s_then_success_is_present_and_the_scheme_is_remembered() {
+    let (addr, seen) = serve(Mode::Unavailable {
+        failures: 2,
+        retry_after: None,
+    });
+    let client = client(4);
+    let found = client.exists(&reference(&addr)).await;
+    assert_eq!(found.digest(), Some(DIGEST), "{found:?}");
+    assert_eq!(
+        seen.manifest_requests.load(Ordering::SeqCst),
+        3,
+        "503, 503, 200"
+    );
+    assert!(client.exists(&reference(&addr)).await.is_present());
+    assert_eq!(
+        seen.tls_hellos.load(Ordering::SeqCst),
+        1,
+        "HTTPS is tried once for a loopback registry, then plain HTTP is remembered"
+    );
+}
+
+#[tokio::test]
+async fn persistent_503s_give_up_with_the_attempt_count_and_cause() {
+    let (addr, seen) = serve(Mode::Unavailable {
+        failures: u32::MAX,
+        retry_after: None,
+    });
+    let found = client(3).exists(&reference(&addr)).await;
+    let Existence::Unknown(err) = found else {
+        panic!("a registry that always fails cannot decide: {found:?}");
+    };
+    assert_eq!(err.kind(), ErrorKind::Temporary);
+    assert!(err.message().contains("3 attempts"), "{err}");
+    assert!(err.message().contains("503"), "{err}");
+    assert_eq!(seen.manifest_requests.load(Ordering::SeqCst), 3);
+}
+
+#[tokio::test]
+async fn retry_after_is_honoured() {
+    let (addr, _) = serve(Mode::Unavailable {
+        failures: 1,
+        retry_after: Some(1),
+    });
+    let started = Instant::now();
+    let found = client(2).exists(&reference(&addr)).await;
+    assert!(found.is_present(), "{found:?}");
+    assert!(
+        started.elapsed() >= Duration::from_secs(1),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn harbors_500_for_a_missing_repository_is_absent_without_retrying() {
+    let (addr, seen) = serve(Mode::HarborMissing);
+    let found = client(4).exists(&reference(&addr)).await;
+    assert!(matches!(found, Existence::Absent), "{found:?}");
+    assert_eq!(
+        seen.manifest_requests.load(Ordering::SeqCst),
+        2,
+        "HEAD, then GET for the body; no retries"
+    );
+}
+
+fn bearer_client(user: &str, password: &str) -> RegistryClient {
+    let mut vars = std::collections::HashMap::new();
+    vars.insert("BERTH_REGISTRY_USERNAME".to_string(), user.to_string());
+    vars.insert("BERTH_REGISTRY_PASSWORD".to_string(), password.to_string());
+    RegistryClient::new(RegistryOptions {
+        credentials: CredentialResolver::with_vars(vars),
+        retry: RetryPolicy::never(),
+        ..RegistryOptions::default()
+    })
+    .expect("client")
+}
+
+#[tokio::test]
+async fn bearer_tokens_are_fetched_with_basic_auth_for_the_scope_and_cached() {
+    let (addr, seen) = serve(Mode::Bearer);
+    let client = bearer_client("user", "pass");
+    for _ in 0..3 {
+        let found = client.exists(&reference(&addr)).await;
+        assert_eq!(found.digest(), Some(DIGEST), "{found:?}");
+    }
+    let tokens = seen.token_requests.lock().expect("lock").clone();
+    assert_eq!(
+        tokens,
+        vec![format!(
+            "service=fake-registry&scope=repository%3Aflaky%2Fapp%3Apull {BEARER_BASIC}"
+        )],
+        "one token for the scope, sent once with basic auth, then reused"
+    );
+    assert_eq!(seen.manifest_requests.load(Ordering::SeqCst), 3);
+}
+
+#[tokio::test]
+async fn a_refused_token_request_is_unauthorized() {
+    let (addr, _) = serve(Mode::Bearer);
+    let found = bearer_client("user", "wrong")
+        .exists(&reference(&addr))
+        .await;
+    let Existence::Unknown(err) = found else {
+        panic!("no token, no answer: {found:?}");
+    };
+    assert_eq!(err.kind(), ErrorKind::Unauthorized, "{err}");
+    assert!(err.message().contains("token server"), "{err}");
+    assert!(err.message().contains("user `user`"), "{err}");
+    assert!(!format!("{err:?}").contains("wrong"), "{err:?}");
+}
