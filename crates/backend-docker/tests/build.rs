@@ -4,7 +4,7 @@
 mod common;
 
 use berth_backend_docker::{Builder, DockerOptions, SelectedBuilder};
-use berth_core::engine::{BuildOptions, ContainerEngine};
+use berth_core::engine::{BuildOptions, ContainerEngine, RemoveOptions, TransferOptions};
 use berth_core::plan::{ContextEntry, ContextSource, CopyStep, Mount, PlanSecret, Step};
 use berth_core::ErrorKind;
 use common::{docker, engine, env, plan, run, unique, Cleanup, Record};
@@ -59,7 +59,14 @@ async fn buildkit_is_chosen_when_the_daemon_has_it_and_classic_refuses_mounts() 
     assert_eq!(err.kind(), ErrorKind::Unsupported, "{err}");
 
     // Each builder really runs: the classic one prints ` ---> ` lines, BuildKit numbered vertexes.
-    let plain = plan(&env, vec![run("echo built-$((6*7))", vec![])], vec![]);
+    let plain = plan(
+        &env,
+        vec![run(
+            &format!("echo built-$((6*7)) {}", unique("run")),
+            vec![],
+        )],
+        vec![],
+    );
     for (engine, expect_classic) in [(&classic, true), (&auto, false)] {
         let tag = format!("berth-test/{}:1", unique("builder"));
         let _cleanup = Cleanup(vec![tag.clone()]);
@@ -226,4 +233,86 @@ async fn a_failing_step_is_a_build_failure_naming_the_step_and_its_output() {
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+#[tokio::test]
+async fn base_images_are_pulled_with_the_given_credentials_only() {
+    let env = env();
+    let engine = engine(DockerOptions::default()).await;
+    // BuildKit on dockerd prefers a local base image; a base only the registry has makes it pull.
+    let creds = TransferOptions {
+        credentials: Some(env.credentials()),
+        insecure: false,
+    };
+    engine
+        .pull(&env.busybox, &creds, &Record::default())
+        .await
+        .expect("pulls the fixture");
+    let repository = format!("{}/berth-test/{}", env.registry, unique("base"));
+    let base = format!("{repository}:1");
+    engine.tag(&env.busybox, &base).await.expect("tags");
+    let pushed = engine
+        .push(&base, &creds, &Record::default())
+        .await
+        .expect("pushes");
+    engine
+        .remove(&base, RemoveOptions::default())
+        .await
+        .expect("untags");
+
+    let mut plan = plan(&env, vec![run("true", vec![])], vec![]);
+    plan.base_image = base.clone();
+    let tag = format!("berth-test/{}:1", unique("no-creds"));
+    let _cleanup = Cleanup(vec![tag.clone(), base.clone()]);
+    let anonymous = BuildOptions {
+        tags: vec![tag.clone()],
+        ..BuildOptions::default()
+    };
+    let err = engine
+        .build(&plan, &anonymous, &Record::default())
+        .await
+        .expect_err("the registry wants credentials");
+    assert_eq!(err.kind(), ErrorKind::Unauthorized, "{err}");
+    engine
+        .build(&plan, &options(&env, &tag), &Record::default())
+        .await
+        .expect("builds with credentials");
+    common::delete_manifest(&env, &repository, &pushed.digest);
+}
+
+#[tokio::test]
+async fn host_networking_reaches_run_steps() {
+    let env = env();
+    for builder in [Builder::Auto, Builder::Classic] {
+        let engine = engine(DockerOptions {
+            builder,
+            ..DockerOptions::default()
+        })
+        .await;
+        // docker0 exists only in the host's network namespace.
+        let plan = plan(
+            &env,
+            vec![run(
+                &format!(
+                    "grep -q docker0 /proc/net/dev && echo {}",
+                    unique("host-net")
+                ),
+                vec![],
+            )],
+            vec![],
+        );
+        let tag = format!("berth-test/{}:1", unique("net"));
+        let _cleanup = Cleanup(vec![tag.clone()]);
+        let mut opts = options(&env, &tag);
+        let err = engine
+            .build(&plan, &opts, &Record::default())
+            .await
+            .expect_err("the default network is not the host's");
+        assert_eq!(err.kind(), ErrorKind::BuildFailed, "{builder:?}: {err}");
+        opts.network = berth_core::engine::Network::Host;
+        engine
+            .build(&plan, &opts, &Record::default())
+            .await
+            .unwrap_or_else(|e| panic!("{builder:?}: host network: {e}"));
+    }
 }

@@ -154,3 +154,24 @@ impl Drop for Cleanup {
         }
     }
 }
+
+/// Deletes a manifest from the test registry (it allows deletes), so pushed test images do not pile up.
+pub fn delete_manifest(env: &TestEnv, repository: &str, digest: &str) {
+    let path = repository
+        .strip_prefix(&format!("{}/", env.registry))
+        .expect("a repository of the test registry");
+    let status = Command::new("curl")
+        .args([
+            "-fsS",
+            "-o",
+            "/dev/null",
+            "-X",
+            "DELETE",
+            "-u",
+            &format!("{}:{}", env.user, env.password),
+            &format!("http://{}/v2/{path}/manifests/{digest}", env.registry),
+        ])
+        .status()
+        .expect("curl runs");
+    assert!(status.success(), "deleting {repository}@{digest}");
+}
