@@ -9,9 +9,45 @@ use crate::auth::{basic_header, Challenge, TokenCache, TokenResponse};
 use crate::classify::transport_failure;
 use crate::client::{Call, Endpoint, HostState, RegistryClient};
 use crate::credentials::ResolvedCredentials;
-use crate::retry::Failure;
+use crate::retry::{with_retry, Failure};
 
 impl RegistryClient {
+    /// Checks that `registry` accepts the credentials this client has for it, the way `docker login` does:
+    /// `GET /v2/` authenticated as the registry asks (basic auth, or a token fetched without a repository
+    /// scope). [`ErrorKind::Unauthorized`] if it refuses them, [`ErrorKind::InvalidSpec`] if there are none.
+    /// A registry that needs no credentials at all accepts any.
+    pub async fn check_login(&self, registry: &str) -> berth_core::Result<()> {
+        let call = Call {
+            op: "login",
+            registry,
+            target: registry.to_string(),
+            scopes: Vec::new(),
+        };
+        let timeout = self.inner.options.request_timeout;
+        with_retry(&self.inner.options.retry, || async {
+            let host = self.host(registry);
+            if self.credentials(&host, &call).await?.is_none() {
+                return Err(call
+                    .error(
+                        ErrorKind::InvalidSpec,
+                        format!("no credentials for {registry} to check"),
+                    )
+                    .into());
+            }
+            let response = self
+                .send(&call, true, |http, base| {
+                    http.get(format!("{base}/v2/")).timeout(timeout)
+                })
+                .await?;
+            if response.status().is_success() {
+                Ok(())
+            } else {
+                Err(self.failure(&call, response).await)
+            }
+        })
+        .await
+    }
+
     /// The user's credentials for `host`, looked up once per client (helpers can be slow).
     pub(crate) async fn credentials(
         &self,

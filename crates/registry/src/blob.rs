@@ -1,8 +1,5 @@
-//! Blobs (layers and configs): check, stream down, upload (monolithic or chunked), mount across repositories.
-//!
-//! Uploads are not retried once data has been sent, because a stream cannot be replayed: a caller that wants
-//! another try calls [`RegistryClient::push_blob`] again with a fresh stream. The requests before any data
-//! (`HEAD`, starting the upload, mounting) are retried like every other.
+//! Blobs (layers and configs): check whether one is there, and stream one down with its digest verified.
+//! Uploads and mounts are in `upload.rs`.
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -11,13 +8,12 @@ use berth_core::reference::ImageRef;
 use berth_core::{Error, ErrorKind, Result};
 use bytes::{Bytes, BytesMut};
 use futures_util::{Stream, StreamExt as _};
-use reqwest::header::{CONTENT_LENGTH, CONTENT_TYPE, LOCATION};
 use reqwest::StatusCode;
 use sha2::{Digest as _, Sha256};
 
 use crate::client::{Call, RegistryClient};
-use crate::manifest::{header, pull_scope, push_scope, sha256_digest};
-use crate::retry::{with_retry, Failure};
+use crate::manifest::pull_scope;
+use crate::retry::with_retry;
 
 /// A blob being downloaded: a stream of chunks whose sha256 is checked against the digest at the end.
 pub struct Blob {
@@ -26,6 +22,15 @@ pub struct Blob {
     hasher: Option<Sha256>,
     expected: String,
     target: String,
+}
+
+impl std::fmt::Debug for Blob {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Blob")
+            .field("target", &self.target)
+            .field("size", &self.size)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Blob {
@@ -92,7 +97,7 @@ impl Stream for Blob {
     }
 }
 
-fn blob_call<'a>(
+pub(crate) fn blob_call<'a>(
     op: &'static str,
     image: &'a ImageRef,
     digest: &str,
@@ -104,35 +109,6 @@ fn blob_call<'a>(
         target: format!("{}/{}@{digest}", image.registry, image.repository),
         scopes,
     }
-}
-
-/// An upload location from a `Location` header (absolute, or a path on the registry).
-fn upload_location(base: &str, response: &reqwest::Response, call: &Call<'_>) -> Result<String> {
-    let value = header(response, LOCATION.as_str()).ok_or_else(|| {
-        call.error(
-            ErrorKind::Protocol,
-            format!("{}: upload answer has no Location", call.target),
-        )
-    })?;
-    if value.starts_with("http://") || value.starts_with("https://") {
-        Ok(value)
-    } else {
-        Ok(format!(
-            "{base}{}{value}",
-            if value.starts_with('/') { "" } else { "/" }
-        ))
-    }
-}
-
-fn with_query(url: &str, pairs: &[(&str, &str)], call: &Call<'_>) -> Result<reqwest::Url> {
-    let mut url = reqwest::Url::parse(url).map_err(|e| {
-        call.error(
-            ErrorKind::Protocol,
-            format!("bad upload location {url}: {e}"),
-        )
-    })?;
-    url.query_pairs_mut().extend_pairs(pairs);
-    Ok(url)
 }
 
 impl RegistryClient {
@@ -194,222 +170,4 @@ impl RegistryClient {
             target: call.target,
         })
     }
-
-    /// Uploads blob `digest` of `size` bytes from `data` into `image`'s repository: `POST` to start, then one
-    /// `PUT`, or `PATCH` chunks and a final `PUT` when [`crate::RegistryOptions::chunk_size`] is set. Callers
-    /// check [`RegistryClient::blob_exists`] or try [`RegistryClient::mount_blob`] first to skip uploads.
-    pub async fn push_blob<S>(
-        &self,
-        image: &ImageRef,
-        digest: &str,
-        size: u64,
-        data: S,
-    ) -> Result<()>
-    where
-        S: Stream<Item = Result<Bytes>> + Send + 'static,
-    {
-        let call = blob_call(
-            "push blob",
-            image,
-            digest,
-            vec![push_scope(&image.repository)],
-        );
-        let start = with_retry(&self.inner.options.retry, || {
-            self.start_upload(&call, image, &[])
-        })
-        .await?;
-        let Upload::Started(location) = start else {
-            return Ok(());
-        };
-        let result = match self.inner.options.chunk_size {
-            None => self.put_whole(&call, &location, digest, size, data).await,
-            Some(chunk) => {
-                self.put_chunked(&call, location, digest, chunk.max(1), data)
-                    .await
-            }
-        };
-        result.map_err(|f| f.error)
-    }
-
-    /// Makes blob `digest` from `from_repository` (same registry) available in `image`'s repository without
-    /// uploading it. `false` means the registry did not mount it (unknown there, or no access): upload it.
-    pub async fn mount_blob(
-        &self,
-        image: &ImageRef,
-        from_repository: &str,
-        digest: &str,
-    ) -> Result<bool> {
-        let call = blob_call(
-            "mount blob",
-            image,
-            digest,
-            vec![push_scope(&image.repository), pull_scope(from_repository)],
-        );
-        let query = [("mount", digest), ("from", from_repository)];
-        match with_retry(&self.inner.options.retry, || {
-            self.start_upload(&call, image, &query)
-        })
-        .await?
-        {
-            Upload::Done => Ok(true),
-            Upload::Started(location) => {
-                // the registry opened an upload instead; cancel it (best effort, it expires anyway)
-                let _ = self
-                    .send(&call, false, |http, _| http.delete(&location))
-                    .await;
-                Ok(false)
-            }
-        }
-    }
-
-    async fn start_upload(
-        &self,
-        call: &Call<'_>,
-        image: &ImageRef,
-        query: &[(&str, &str)],
-    ) -> Result<Upload, Failure> {
-        let timeout = self.inner.options.request_timeout;
-        let mut base_used = String::new();
-        let response = self
-            .send(call, true, |http, base| {
-                base_used = base.to_string();
-                http.post(format!("{base}/v2/{}/blobs/uploads/", image.repository))
-                    .query(query)
-                    .header(CONTENT_LENGTH, 0)
-                    .timeout(timeout)
-            })
-            .await?;
-        match response.status() {
-            StatusCode::CREATED => Ok(Upload::Done),
-            StatusCode::ACCEPTED => Ok(Upload::Started(upload_location(
-                &base_used, &response, call,
-            )?)),
-            _ => Err(self.failure(call, response).await),
-        }
-    }
-
-    async fn put_whole<S>(
-        &self,
-        call: &Call<'_>,
-        location: &str,
-        digest: &str,
-        size: u64,
-        data: S,
-    ) -> Result<(), Failure>
-    where
-        S: Stream<Item = Result<Bytes>> + Send + 'static,
-    {
-        let url = with_query(location, &[("digest", digest)], call)?;
-        let mut body = Some(reqwest::Body::wrap_stream(data));
-        let response = self
-            .send(call, false, |http, _| {
-                let request = http
-                    .put(url.clone())
-                    .header(CONTENT_TYPE, "application/octet-stream")
-                    .header(CONTENT_LENGTH, size);
-                match body.take() {
-                    Some(body) => request.body(body),
-                    None => request,
-                }
-            })
-            .await?;
-        self.finish(call, response, digest).await
-    }
-
-    async fn put_chunked<S>(
-        &self,
-        call: &Call<'_>,
-        mut location: String,
-        digest: &str,
-        chunk: u64,
-        data: S,
-    ) -> Result<(), Failure>
-    where
-        S: Stream<Item = Result<Bytes>> + Send + 'static,
-    {
-        let chunk = usize::try_from(chunk).unwrap_or(usize::MAX);
-        let mut data = Box::pin(data);
-        let mut buffer = BytesMut::new();
-        let mut offset = 0u64;
-        let mut ended = false;
-        loop {
-            while buffer.len() < chunk && !ended {
-                match data.next().await {
-                    Some(item) => buffer.extend_from_slice(&item.map_err(Failure::from)?),
-                    None => ended = true,
-                }
-            }
-            if ended && buffer.len() <= chunk {
-                break;
-            }
-            let part = buffer.split_to(chunk).freeze();
-            let range = format!("{offset}-{}", offset + part.len() as u64 - 1);
-            let response = self
-                .send(call, true, |http, _| {
-                    http.patch(&location)
-                        .header(CONTENT_TYPE, "application/octet-stream")
-                        .header(CONTENT_LENGTH, part.len())
-                        .header("Content-Range", &range)
-                        .body(part.clone())
-                })
-                .await?;
-            if response.status() != StatusCode::ACCEPTED {
-                return Err(self.failure(call, response).await);
-            }
-            let base = reqwest::Url::parse(&location)
-                .map(|u| u.origin().ascii_serialization())
-                .unwrap_or_default();
-            location = upload_location(&base, &response, call)?;
-            offset += part.len() as u64;
-        }
-        // the last (possibly empty) piece goes with the closing PUT, as the distribution spec allows
-        let last = buffer.freeze();
-        let url = with_query(&location, &[("digest", digest)], call)?;
-        let response = self
-            .send(call, true, |http, _| {
-                http.put(url.clone())
-                    .header(CONTENT_TYPE, "application/octet-stream")
-                    .header(CONTENT_LENGTH, last.len())
-                    .body(last.clone())
-            })
-            .await?;
-        self.finish(call, response, digest).await
-    }
-
-    async fn finish(
-        &self,
-        call: &Call<'_>,
-        response: reqwest::Response,
-        digest: &str,
-    ) -> Result<(), Failure> {
-        if response.status() != StatusCode::CREATED && !response.status().is_success() {
-            return Err(self.failure(call, response).await);
-        }
-        match header(&response, "docker-content-digest") {
-            Some(stored) if stored != digest => Err(call
-                .error(
-                    ErrorKind::Protocol,
-                    format!("{}: the registry stored {stored}", call.target),
-                )
-                .into()),
-            _ => Ok(()),
-        }
-    }
-}
-
-enum Upload {
-    /// The registry already has it (a mount, or a blob it deduplicated).
-    Done,
-    /// Upload at this location.
-    Started(String),
-}
-
-/// Makes a one-chunk stream from bytes in memory, for [`RegistryClient::push_blob`].
-pub fn bytes_stream(bytes: impl Into<Bytes>) -> impl Stream<Item = Result<Bytes>> + Send + 'static {
-    futures_util::stream::iter([Ok(bytes.into())])
-}
-
-/// The digest and size of bytes in memory, as [`RegistryClient::push_blob`] takes them.
-pub fn describe_bytes(bytes: &[u8]) -> (String, u64) {
-    (sha256_digest(bytes), bytes.len() as u64)
 }

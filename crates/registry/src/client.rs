@@ -64,6 +64,14 @@ pub(crate) struct Call<'a> {
     pub(crate) scopes: Vec<String>,
 }
 
+impl std::fmt::Debug for RegistryClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RegistryClient")
+            .field("options", &self.inner.options)
+            .finish_non_exhaustive()
+    }
+}
+
 impl Call<'_> {
     /// An error of `kind` about this call.
     pub(crate) fn error(&self, kind: ErrorKind, message: impl Into<String>) -> Error {

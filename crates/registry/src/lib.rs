@@ -19,8 +19,9 @@ mod env;
 mod manifest;
 mod options;
 mod retry;
+mod upload;
 
-pub use blob::{bytes_stream, describe_bytes, Blob};
+pub use blob::Blob;
 pub use client::RegistryClient;
 pub use credentials::{login, CredentialOrigin, CredentialResolver, ResolvedCredentials};
 pub use env::EnvVars;
@@ -30,3 +31,4 @@ pub use manifest::{
 };
 pub use options::RegistryOptions;
 pub use retry::RetryPolicy;
+pub use upload::{bytes_stream, describe_bytes};

@@ -298,3 +298,26 @@ async fn login_goes_to_the_creds_store_when_one_is_configured() {
     // the fake store answers with the real test credentials regardless of what it was given
     assert!(matches!(found, Existence::Present { .. }), "{found:?}");
 }
+
+#[tokio::test]
+async fn check_login_accepts_good_and_refuses_wrong_credentials() {
+    let env = env();
+    let home = Home::new();
+    let good = client(home.resolver(&[]).with_credentials(env.credentials()));
+    good.check_login(&env.registry)
+        .await
+        .expect("valid credentials");
+    let wrong = client(home.resolver(&[]).with_credentials(env.wrong_credentials()));
+    let err = wrong
+        .check_login(&env.registry)
+        .await
+        .expect_err("wrong password");
+    assert_eq!(err.kind(), ErrorKind::Unauthorized, "{err}");
+    assert_eq!(err.operation(), Some("login"));
+    let none = client(home.resolver(&[]));
+    let err = none
+        .check_login(&env.registry)
+        .await
+        .expect_err("nothing to check");
+    assert_eq!(err.kind(), ErrorKind::InvalidSpec, "{err}");
+}
