@@ -6,7 +6,7 @@
 //! and scope set until shortly before they expire.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use base64::engine::general_purpose::STANDARD;
@@ -108,10 +108,14 @@ impl TokenResponse {
     }
 }
 
-/// Bearer tokens by registry and scope set.
+/// A cached token and until when it may be used.
+pub(crate) type Slot = Arc<tokio::sync::Mutex<Option<(Secret, Instant)>>>;
+
+/// Bearer tokens by registry and scope set. Each key has its own async lock, held while a token is fetched,
+/// so that many concurrent checks of one repository wait for one token request instead of each making one.
 #[derive(Default)]
 pub(crate) struct TokenCache {
-    tokens: Mutex<HashMap<String, (Secret, Instant)>>,
+    slots: Mutex<HashMap<String, Slot>>,
 }
 
 impl TokenCache {
@@ -123,27 +127,19 @@ impl TokenCache {
         format!("{host} {}", sorted.join(" "))
     }
 
-    /// A cached, unexpired `Authorization` value.
-    pub(crate) fn get(&self, key: &str) -> Option<Secret> {
-        let tokens = self.tokens.lock().unwrap_or_else(|p| p.into_inner());
-        tokens
-            .get(key)
-            .filter(|(_, until)| Instant::now() < *until)
-            .map(|(token, _)| token.clone())
+    /// The slot for `key`: lock it, use the token in it if [`valid`], else fetch one and store it.
+    pub(crate) fn slot(&self, key: &str) -> Slot {
+        let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+        slots.entry(key.to_string()).or_default().clone()
     }
+}
 
-    /// Remembers a token for `lifetime`.
-    pub(crate) fn put(&self, key: String, token: Secret, lifetime: Duration) {
-        let mut tokens = self.tokens.lock().unwrap_or_else(|p| p.into_inner());
-        tokens.retain(|_, (_, until)| Instant::now() < *until);
-        tokens.insert(key, (token, Instant::now() + lifetime));
-    }
-
-    /// Forgets a token the registry refused.
-    pub(crate) fn remove(&self, key: &str) {
-        let mut tokens = self.tokens.lock().unwrap_or_else(|p| p.into_inner());
-        tokens.remove(key);
-    }
+/// The token in a slot, if it has not expired.
+pub(crate) fn valid(entry: &Option<(Secret, Instant)>) -> Option<Secret> {
+    entry
+        .as_ref()
+        .filter(|(_, until)| Instant::now() < *until)
+        .map(|(token, _)| token.clone())
 }
 
 #[cfg(test)]
@@ -187,8 +183,13 @@ mod tests {
             a,
             TokenCache::key("h", &["a".into(), "b".into(), "a".into()])
         );
+        assert!(
+            valid(&Some((token.clone(), Instant::now()))).is_none(),
+            "expired"
+        );
+        let later = Instant::now() + Duration::from_secs(60);
+        assert_eq!(valid(&Some((token.clone(), later))), Some(token));
         let cache = TokenCache::default();
-        cache.put(a.clone(), token, Duration::ZERO);
-        assert!(cache.get(&a).is_none(), "expired");
+        assert!(Arc::ptr_eq(&cache.slot(&a), &cache.slot(&a)));
     }
 }

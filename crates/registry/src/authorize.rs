@@ -5,7 +5,9 @@ use berth_core::engine::Secret;
 use berth_core::{Error, ErrorKind};
 use reqwest::StatusCode;
 
-use crate::auth::{basic_header, Challenge, TokenCache, TokenResponse};
+use std::time::Instant;
+
+use crate::auth::{basic_header, valid, Challenge, TokenCache, TokenResponse};
 use crate::classify::transport_failure;
 use crate::client::{Call, Endpoint, HostState, RegistryClient};
 use crate::credentials::ResolvedCredentials;
@@ -111,11 +113,15 @@ impl RegistryClient {
         if renewing {
             scopes.extend(scope.iter().flat_map(|s| s.split(' ')).map(str::to_string));
         }
-        let key = TokenCache::key(&host.registry, &scopes);
-        if renewing {
-            self.inner.tokens.remove(&key);
-        } else if let Some(token) = self.inner.tokens.get(&key) {
-            return Ok(Some(token));
+        let slot = self
+            .inner
+            .tokens
+            .slot(&TokenCache::key(&host.registry, &scopes));
+        let mut entry = slot.lock().await;
+        if !renewing {
+            if let Some(token) = valid(&entry) {
+                return Ok(Some(token));
+            }
         }
         let (token, lifetime) = self
             .fetch_token(
@@ -127,7 +133,7 @@ impl RegistryClient {
                 credentials.as_ref(),
             )
             .await?;
-        self.inner.tokens.put(key, token.clone(), lifetime);
+        *entry = Some((token.clone(), Instant::now() + lifetime));
         Ok(Some(token))
     }
 

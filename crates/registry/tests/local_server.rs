@@ -273,15 +273,22 @@ async fn bearer_tokens_are_fetched_with_basic_auth_for_the_scope_and_cached() {
         let found = client.exists(&reference(&addr)).await;
         assert_eq!(found.digest(), Some(DIGEST), "{found:?}");
     }
+    // and concurrent checks of the repository wait for that token rather than each asking for one
+    let many: Vec<ImageRef> = (0..20).map(|_| reference(&addr)).collect();
+    let other = bearer_client("user", "pass");
+    for found in other.exists_many(&many, 20).await {
+        assert_eq!(found.digest(), Some(DIGEST), "{found:?}");
+    }
     let tokens = seen.token_requests.lock().expect("lock").clone();
     assert_eq!(
         tokens,
-        vec![format!(
-            "service=fake-registry&scope=repository%3Aflaky%2Fapp%3Apull {BEARER_BASIC}"
-        )],
-        "one token for the scope, sent once with basic auth, then reused"
+        vec![
+            format!("service=fake-registry&scope=repository%3Aflaky%2Fapp%3Apull {BEARER_BASIC}");
+            2
+        ],
+        "one token per client for the scope, sent with basic auth, then reused"
     );
-    assert_eq!(seen.manifest_requests.load(Ordering::SeqCst), 3);
+    assert_eq!(seen.manifest_requests.load(Ordering::SeqCst), 23);
 }
 
 #[tokio::test]
