@@ -2,26 +2,20 @@
 //! content, then its relative path with the separators removed.
 //!
 //! md5 is one sequential state, so the only parallelism available is to
-//! overlap reading with hashing. In pipelined mode a reader thread fills
-//! 256 KiB buffers with the byte stream (several small files share a
-//! buffer; file names are appended in between) and hands them over a
-//! bounded channel to the hashing thread, which hands them back for reuse.
-//! Memory stays bounded by `POOL` buffers whatever the file sizes.
+//! overlap reading with hashing: [`Mode::Pipelined`] reads on other
+//! threads (see [`crate::pipeline`]); [`Mode::Inline`], here, reads and
+//! hashes on the calling thread through one reused 256 KiB buffer (several
+//! small files share it, names appended in between).
 
 use std::fs::File;
 use std::io::{ErrorKind, Read};
 use std::path::{Path, PathBuf};
-use std::sync::mpsc;
 
 use crate::fastmd5::Md5;
-
-use crate::prefetch::{self, Progress};
 use crate::DigestError;
 
-/// Size of one read buffer.
+/// Size of the read buffer.
 const CHUNK: usize = 256 * 1024;
-/// Buffers in flight between reader and hasher (bounds memory to 2 MiB).
-const POOL: usize = 8;
 
 /// One file to feed: read `path`, then hash `name`.
 #[derive(Debug)]
@@ -30,7 +24,7 @@ pub(crate) struct Job {
     pub(crate) path: PathBuf,
     /// The bytes hashed after the content (relative path without `/`).
     pub(crate) name: Vec<u8>,
-    /// Size when listed (only steers read-ahead).
+    /// Size when listed (only sizes buffers and plans checkpoints).
     pub(crate) size: u64,
 }
 
@@ -39,7 +33,7 @@ pub(crate) struct Job {
 pub(crate) enum Mode {
     /// Read and hash on the calling thread.
     Inline,
-    /// Read on a helper thread, hash on the calling thread.
+    /// Read on helper threads, hash on the calling thread.
     Pipelined,
 }
 
@@ -86,160 +80,25 @@ pub(crate) fn md5_files(
     mode: Mode,
 ) -> Result<Run, DigestError> {
     match mode {
-        Mode::Inline => {
-            let mut sink = InlineSink {
-                md5: start,
-                checkpoints: Vec::new(),
-            };
-            let stats = produce(jobs, checkpoint_after, vec![0; CHUNK], &mut sink)?;
-            Ok(Run {
-                md5: sink.md5,
-                checkpoints: sink.checkpoints,
-                stats,
-            })
-        }
-        Mode::Pipelined => pipelined(jobs, start, checkpoint_after),
+        Mode::Inline => inline(jobs, start, checkpoint_after),
+        Mode::Pipelined => crate::pipeline::run(jobs, start, checkpoint_after),
     }
 }
 
-/// Where [`produce`] puts the stream.
-trait Sink {
-    /// Takes a buffer with `len` bytes of stream; returns an empty buffer to
-    /// fill next, or `None` to stop.
-    fn bytes(&mut self, buf: Vec<u8>, len: usize) -> Option<Vec<u8>>;
-    /// The stream so far ends exactly after job `index`; `false` to stop.
-    fn checkpoint(&mut self, index: usize) -> bool;
-    /// Job `index` has been read completely.
-    fn job_done(&mut self, _index: usize) {}
-}
-
-/// Hashing on the reading thread.
-struct InlineSink {
-    md5: Md5,
-    checkpoints: Vec<(usize, Md5)>,
-}
-
-impl Sink for InlineSink {
-    fn bytes(&mut self, buf: Vec<u8>, len: usize) -> Option<Vec<u8>> {
-        self.md5.update(&buf[..len]);
-        Some(buf)
-    }
-
-    fn checkpoint(&mut self, index: usize) -> bool {
-        self.checkpoints.push((index, self.md5.clone()));
-        true
-    }
-}
-
-/// What the reader thread sends to the hashing thread.
-enum Msg {
-    Bytes(Vec<u8>, usize),
-    Checkpoint(usize),
-}
-
-/// The reader thread's end of the pipeline.
-struct ChannelSink<'a> {
-    full: mpsc::SyncSender<Msg>,
-    free: mpsc::Receiver<Vec<u8>>,
-    allocated: usize,
-    progress: &'a Progress,
-}
-
-impl Sink for ChannelSink<'_> {
-    fn bytes(&mut self, buf: Vec<u8>, len: usize) -> Option<Vec<u8>> {
-        self.full.send(Msg::Bytes(buf, len)).ok()?;
-        match self.free.try_recv() {
-            Ok(b) => Some(b),
-            Err(_) if self.allocated < POOL => {
-                self.allocated += 1;
-                Some(vec![0; CHUNK])
-            }
-            Err(_) => self.free.recv().ok(),
-        }
-    }
-
-    fn checkpoint(&mut self, index: usize) -> bool {
-        self.full.send(Msg::Checkpoint(index)).is_ok()
-    }
-
-    fn job_done(&mut self, index: usize) {
-        self.progress.finished_job(index);
-    }
-}
-
-fn pipelined(jobs: &[Job], start: Md5, checkpoint_after: &[usize]) -> Result<Run, DigestError> {
-    let (full_tx, full_rx) = mpsc::sync_channel::<Msg>(POOL);
-    let (free_tx, free_rx) = mpsc::sync_channel::<Vec<u8>>(POOL);
-    let progress = Progress::default();
-    let progress = &progress;
-    let mut md5 = start;
-    let mut checkpoints = Vec::new();
-    let stats = std::thread::scope(|scope| {
-        // Whatever happens below, the prefetchers are told to stop.
-        let _stop = progress.stop_on_drop();
-        prefetch::spawn(scope, jobs, progress, prefetch::threads());
-        let reader = std::thread::Builder::new()
-            .name("berth-digest-read".to_owned())
-            .spawn_scoped(scope, move || {
-                let _stop = progress.stop_on_drop();
-                let mut sink = ChannelSink {
-                    full: full_tx,
-                    free: free_rx,
-                    allocated: 1,
-                    progress,
-                };
-                produce(jobs, checkpoint_after, vec![0; CHUNK], &mut sink)
-            })
-            .map_err(|e| DigestError::io("<reader thread>", e))?;
-        for msg in full_rx {
-            match msg {
-                Msg::Bytes(buf, len) => {
-                    md5.update(&buf[..len]);
-                    // The reader may have finished; a closed pool is fine.
-                    let _ = free_tx.send(buf);
-                }
-                Msg::Checkpoint(index) => checkpoints.push((index, md5.clone())),
-            }
-        }
-        reader
-            .join()
-            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-    })?;
-    Ok(Run {
-        md5,
-        checkpoints,
-        stats,
-    })
-}
-
-/// Writes the byte stream into buffers handed to `sink`, and tells it about
-/// checkpoints (after flushing, so a checkpoint follows all bytes before it).
-fn produce(
-    jobs: &[Job],
-    checkpoint_after: &[usize],
-    mut buf: Vec<u8>,
-    sink: &mut dyn Sink,
-) -> Result<Stats, DigestError> {
+/// Reads and hashes on the calling thread, through one reused buffer.
+fn inline(jobs: &[Job], mut md5: Md5, checkpoint_after: &[usize]) -> Result<Run, DigestError> {
     let mut stats = Stats::default();
+    let mut checkpoints = Vec::new();
+    let mut wanted = checkpoint_after.iter().copied().peekable();
+    let mut buf = vec![0u8; CHUNK];
     let mut used = 0;
-    let mut checkpoints = checkpoint_after.iter().copied().peekable();
-    macro_rules! flush {
-        () => {
-            match sink.bytes(std::mem::take(&mut buf), used) {
-                Some(next) => {
-                    buf = next;
-                    used = 0;
-                }
-                None => return Ok(stats),
-            }
-        };
-    }
     for (index, job) in jobs.iter().enumerate() {
         let mut file = open(&job.path)?;
         stats.files_read += 1;
         loop {
             if used == buf.len() {
-                flush!();
+                md5.update(&buf);
+                used = 0;
             }
             match file.read(&mut buf[used..]) {
                 Ok(0) => break,
@@ -251,33 +110,20 @@ fn produce(
                 Err(e) => return Err(DigestError::io(&job.path, e)),
             }
         }
-        let mut name = job.name.as_slice();
-        while !name.is_empty() {
-            if used == buf.len() {
-                flush!();
-            }
-            let n = name.len().min(buf.len() - used);
-            buf[used..used + n].copy_from_slice(&name[..n]);
-            used += n;
-            name = &name[n..];
-        }
-        sink.job_done(index);
-        while let Some(at) = checkpoints.next_if(|&c| c <= index) {
-            if at != index {
-                continue;
-            }
-            if used > 0 {
-                flush!();
-            }
-            if !sink.checkpoint(index) {
-                return Ok(stats);
+        md5.update(&buf[..used]);
+        used = 0;
+        md5.update(&job.name);
+        while let Some(at) = wanted.next_if(|&c| c <= index) {
+            if at == index {
+                checkpoints.push((index, md5.clone()));
             }
         }
     }
-    if used > 0 {
-        sink.bytes(buf, used);
-    }
-    Ok(stats)
+    Ok(Run {
+        md5,
+        checkpoints,
+        stats,
+    })
 }
 
 fn open(path: &Path) -> Result<File, DigestError> {
@@ -367,6 +213,23 @@ mod tests {
                 assert_eq!(hex(&resumed.md5.finalize()), want, "after {index}");
                 assert_eq!(resumed.stats.files_read, rest.len() as u64);
             }
+        }
+    }
+
+    #[test]
+    fn an_error_midway_stops_the_pipeline_cleanly() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let sizes: Vec<(String, usize)> = (0..300)
+            .map(|i| (format!("f{i}"), (i % 3) * 1000))
+            .collect();
+        let names: Vec<(&str, usize)> = sizes.iter().map(|(n, s)| (n.as_str(), *s)).collect();
+        let (mut jobs, _) = jobs(dir.path(), &names);
+        jobs[150].path = dir.path().join("missing");
+        for mode in [Mode::Inline, Mode::Pipelined] {
+            let err = md5_files(&jobs, Md5::default(), &[], mode)
+                .err()
+                .map(|e| e.to_string());
+            assert!(err.unwrap_or_default().contains("missing"), "{mode:?}");
         }
     }
 

@@ -61,7 +61,7 @@ mod fastmd5;
 mod glob;
 mod hash;
 mod ignore;
-mod prefetch;
+mod pipeline;
 mod requirements;
 mod stream;
 mod tree;
