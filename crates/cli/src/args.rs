@@ -21,7 +21,13 @@ flytekit and the other way round.";
 const AFTER: &str = "Examples:
   berth name spec.yaml              print ghcr.io/my-org/my-task:<tag>
   berth render spec.yaml            print the Dockerfile berth would build
-  berth render --context spec.yaml  list the files the build context would hold
+  berth exists spec.yaml            ask the registry whether the image is there
+  berth build spec.yaml             check, build what is missing, push, print name@sha256:...
+  berth login ghcr.io -u me --password-stdin < token.txt
+  berth engines                     which engines are reachable here
+
+Engine: --engine, else BERTH_ENGINE, else `engine:` in berth.yaml (searched upward), else the first
+reachable socket of docker, podman, containerd.
 
 Exit status: 0 success, 1 a negative answer or failed build, 2 invalid input, 3 engine unavailable,
 4 registry refused the credentials, 5 temporary failure after retries, 6 other errors.";
@@ -55,6 +61,157 @@ The Dockerfile follows flytekit's default builder: apt and uv with cache mounts,
 packages installed with uv (into /root/.venv from `python_exec`, or a micromamba environment),
 copied files, commands, and the spec id as the last ENV.")]
     Render(RenderArgs),
+    /// Check the registry, build the specs whose images are missing, push them, print name@digest.
+    #[command(after_help = "Examples:
+  berth build spec.yaml
+  berth build --engine podman app.yaml worker.yaml
+  berth build --no-push spec.yaml       build locally only
+  berth build --force spec.yaml         build and push even if the registry has the image
+
+For each spec: name it, ask its registry whether the image exists (one HEAD request), and only if not,
+build it with the engine and push it. A base_image that is another spec is handled first. Images
+that exist cost no engine work. If the registry cannot tell (bad credentials, unreachable), berth
+stops with an error unless --if-unknown says otherwise; it never assumes the image exists.")]
+    Build(BuildArgs),
+    /// Ask the registry whether each spec's image exists (exit 0 all exist, 1 some absent, 2 could not tell).
+    #[command(after_help = "Examples:
+  berth exists spec.yaml
+  berth exists specs/*.yaml --json
+
+Prints one line per spec: the image, then present (with its digest), absent, or unknown and why.
+Exit status: 0 all present, 1 some absent, 2 some could not be checked.")]
+    Exists(ExistsArgs),
+    /// Push the locally built images of specs to their registries.
+    #[command(after_help = "Examples:
+  berth build --no-push spec.yaml && berth push spec.yaml")]
+    Push(PushArgs),
+    /// Store registry credentials where Docker keeps them (credsStore helper or ~/.docker/config.json).
+    #[command(after_help = "Examples:
+  echo \"$TOKEN\" | berth login ghcr.io --username me --password-stdin
+  BERTH_REGISTRY_PASSWORD=... berth login 127.0.0.1:5000 -u berth
+
+The credentials are checked against the registry before they are stored.
+berth also reads credentials from credHelpers/credsStore, Podman's auth.json, and
+BERTH_REGISTRY_USERNAME/BERTH_REGISTRY_PASSWORD (for CI).")]
+    Login(LoginArgs),
+    /// List the engines berth can reach here: version, endpoint, rootless or not.
+    #[command(after_help = "Examples:
+  berth engines")]
+    Engines(EnginesArgs),
+}
+
+/// How to reach engines and registries; shared by the commands that do.
+#[derive(Debug, Args, Clone)]
+pub struct EngineArgs {
+    /// Engine: docker, podman, containerd or auto [env: BERTH_ENGINE].
+    #[arg(long, value_name = "ENGINE")]
+    pub engine: Option<String>,
+    /// Registry allowed over plain HTTP / unverified TLS (loopback registries always are). Repeatable.
+    #[arg(long = "insecure-registry", value_name = "HOST[:PORT]")]
+    pub insecure_registries: Vec<String>,
+    /// Extra CA certificate file (PEM) to trust for registries.
+    #[arg(long, value_name = "FILE")]
+    pub ca_file: Option<PathBuf>,
+}
+
+/// What to do when the registry cannot say whether an image exists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum IfUnknown {
+    /// Stop with an error (default): never guess.
+    Fail,
+    /// Build and push it anyway.
+    Build,
+    /// Skip it, reporting it as unchecked.
+    Skip,
+}
+
+/// How RUN steps reach the network.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum NetworkArg {
+    /// The engine's default network.
+    Default,
+    /// The host's network (rootless engines without working network namespaces need it).
+    Host,
+    /// No network.
+    None,
+}
+
+/// Arguments of `berth build`.
+#[derive(Debug, Args)]
+pub struct BuildArgs {
+    /// Spec files.
+    #[arg(required = true, value_name = "SPEC")]
+    pub specs: Vec<PathBuf>,
+    /// Engine and registry access.
+    #[command(flatten)]
+    pub engine: EngineArgs,
+    /// Build locally and do not push.
+    #[arg(long)]
+    pub no_push: bool,
+    /// Build (and push) even if the registry already has the image.
+    #[arg(long)]
+    pub force: bool,
+    /// When the registry cannot tell whether an image exists.
+    #[arg(long, value_enum, default_value = "fail")]
+    pub if_unknown: IfUnknown,
+    /// Network for RUN steps.
+    #[arg(long, value_enum, default_value = "default")]
+    pub network: NetworkArg,
+    /// Ignore the engine's build cache.
+    #[arg(long)]
+    pub no_cache: bool,
+}
+
+/// Arguments of `berth exists`.
+#[derive(Debug, Args)]
+pub struct ExistsArgs {
+    /// Spec files.
+    #[arg(required = true, value_name = "SPEC")]
+    pub specs: Vec<PathBuf>,
+    /// Registry access.
+    #[command(flatten)]
+    pub engine: EngineArgs,
+    /// Print a JSON array of {"image", "status", "digest", "error"} objects.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Arguments of `berth push`.
+#[derive(Debug, Args)]
+pub struct PushArgs {
+    /// Spec files whose images were built locally.
+    #[arg(required = true, value_name = "SPEC")]
+    pub specs: Vec<PathBuf>,
+    /// Engine and registry access.
+    #[command(flatten)]
+    pub engine: EngineArgs,
+}
+
+/// Arguments of `berth login`.
+#[derive(Debug, Args)]
+pub struct LoginArgs {
+    /// Registry host, e.g. ghcr.io or 127.0.0.1:5000.
+    pub registry: String,
+    /// User name [env: BERTH_REGISTRY_USERNAME].
+    #[arg(long, short = 'u')]
+    pub username: Option<String>,
+    /// Read the password or token from standard input (else BERTH_REGISTRY_PASSWORD).
+    #[arg(long)]
+    pub password_stdin: bool,
+    /// Docker config file to write (default: $DOCKER_CONFIG/config.json or ~/.docker/config.json).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Registry access.
+    #[command(flatten)]
+    pub engine: EngineArgs,
+}
+
+/// Arguments of `berth engines`.
+#[derive(Debug, Args)]
+pub struct EnginesArgs {
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Arguments of `berth name`.

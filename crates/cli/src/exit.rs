@@ -8,19 +8,21 @@ use berth_core::ErrorKind;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ExitStatus {
     /// Everything worked.
-    Success = 0,
+    Success,
     /// The command ran and the answer is "no" (e.g. `berth exists`: some image is absent), or a build failed.
-    Failure = 1,
+    Failure,
     /// Bad input: a malformed spec, an unknown flag or engine, a path escaping the context.
-    InvalidInput = 2,
+    InvalidInput,
+    /// `berth exists`: the registry could not tell for some image.
+    CouldNotTell,
     /// The engine could not be reached.
-    EngineUnavailable = 3,
+    EngineUnavailable,
     /// The registry refused the credentials.
-    Unauthorized = 4,
+    Unauthorized,
     /// A temporary failure (network, 5xx) outlasted the retries.
-    Temporary = 5,
+    Temporary,
     /// Something else went wrong (I/O, protocol).
-    Error = 6,
+    Error,
 }
 
 impl ExitStatus {
@@ -39,8 +41,23 @@ impl ExitStatus {
     }
 }
 
+impl ExitStatus {
+    /// The process exit code.
+    pub fn code(self) -> u8 {
+        match self {
+            ExitStatus::Success => 0,
+            ExitStatus::Failure => 1,
+            ExitStatus::InvalidInput | ExitStatus::CouldNotTell => 2,
+            ExitStatus::EngineUnavailable => 3,
+            ExitStatus::Unauthorized => 4,
+            ExitStatus::Temporary => 5,
+            ExitStatus::Error => 6,
+        }
+    }
+}
+
 impl From<ExitStatus> for ExitCode {
     fn from(status: ExitStatus) -> Self {
-        ExitCode::from(status as u8)
+        ExitCode::from(status.code())
     }
 }

@@ -4,8 +4,10 @@
 mod args;
 mod commands;
 mod engine_choice;
+mod engines;
 mod env_vars;
 mod exit;
+mod progress;
 
 use std::process::ExitCode;
 
@@ -19,6 +21,16 @@ fn main() -> ExitCode {
     let result = match &cli.command {
         Command::Name(args) => commands::name::run(args),
         Command::Render(args) => commands::render::run(args),
+        other => match tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+        {
+            Ok(runtime) => runtime.block_on(run_async(other)),
+            Err(e) => Err(berth_core::Error::new(
+                berth_core::ErrorKind::Io,
+                format!("cannot start the async runtime: {e}"),
+            )),
+        },
     };
     match result {
         Ok(status) => status.into(),
@@ -26,5 +38,16 @@ fn main() -> ExitCode {
             eprintln!("error: {err}");
             ExitStatus::for_kind(err.kind()).into()
         }
+    }
+}
+
+async fn run_async(command: &Command) -> berth_core::Result<ExitStatus> {
+    match command {
+        Command::Build(args) => commands::build::run(args).await,
+        Command::Exists(args) => commands::exists::run(args).await,
+        Command::Push(args) => commands::push::run(args).await,
+        Command::Login(args) => commands::login::run(args).await,
+        Command::Engines(args) => commands::engines::run(args).await,
+        Command::Name(_) | Command::Render(_) => unreachable!("run synchronously in main"),
     }
 }

@@ -1,6 +1,12 @@
 //! One module per subcommand.
 
+pub mod access;
+pub mod build;
+pub mod engines;
+pub mod exists;
+pub mod login;
 pub mod name;
+pub mod push;
 pub mod render;
 
 use std::path::{Path, PathBuf};

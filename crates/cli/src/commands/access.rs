@@ -1,0 +1,57 @@
+//! Reaching registries and engines from command-line options: one registry client per run, credentials
+//! resolved as Docker and Podman users keep them, the engine chosen and announced.
+
+use berth_core::engine::{ContainerEngine, Credentials, TransferOptions};
+use berth_core::reference::ImageRef;
+use berth_core::Result;
+use berth_registry::{CredentialResolver, RegistryClient, RegistryOptions};
+
+use crate::args::EngineArgs;
+use crate::engine_choice;
+
+/// Registry access for one run.
+pub struct Registries {
+    /// The shared client (connection pool, token cache).
+    pub client: RegistryClient,
+    resolver: CredentialResolver,
+    options: RegistryOptions,
+}
+
+impl Registries {
+    /// Sets up registry access from the command line.
+    pub fn new(args: &EngineArgs) -> Result<Self> {
+        let resolver = CredentialResolver::from_env();
+        let options = RegistryOptions {
+            insecure: args.insecure_registries.clone(),
+            ca_file: args.ca_file.clone(),
+            credentials: resolver.clone(),
+            ..RegistryOptions::default()
+        };
+        let client = RegistryClient::new(options.clone())?;
+        Ok(Registries {
+            client,
+            resolver,
+            options,
+        })
+    }
+
+    /// Credentials for `host`, if the user has any.
+    pub fn credentials(&self, host: &str) -> Result<Option<Credentials>> {
+        Ok(self.resolver.resolve(host)?.map(|r| r.credentials))
+    }
+
+    /// What an engine needs to push to or pull from `image`'s registry.
+    pub fn transfer_options(&self, image: &ImageRef) -> Result<TransferOptions> {
+        Ok(TransferOptions {
+            credentials: self.credentials(&image.registry)?,
+            insecure: self.options.is_insecure(&image.registry),
+        })
+    }
+}
+
+/// Chooses the engine as the user asked, says which and why on standard error, and connects.
+pub async fn connect_engine(args: &EngineArgs) -> Result<Box<dyn ContainerEngine>> {
+    let (kind, source) = engine_choice::choose(args.engine.as_deref())?;
+    eprintln!("engine: {kind} ({source})");
+    crate::engines::connect(kind).await
+}

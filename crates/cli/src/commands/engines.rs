@@ -1,0 +1,64 @@
+//! `berth engines`: which engines berth can reach here.
+
+use berth_core::Result;
+
+use crate::args::EnginesArgs;
+use crate::engine_choice::EngineKind;
+use crate::exit::ExitStatus;
+
+/// Runs `berth engines`.
+pub async fn run(args: &EnginesArgs) -> Result<ExitStatus> {
+    let mut rows = Vec::new();
+    for kind in [
+        EngineKind::Docker,
+        EngineKind::Podman,
+        EngineKind::Containerd,
+    ] {
+        let answer = match crate::engines::connect(kind).await {
+            Ok(engine) => engine.info().await,
+            Err(e) => Err(e),
+        };
+        rows.push((kind, answer));
+    }
+    if args.json {
+        let items: Vec<_> = rows
+            .iter()
+            .map(|(kind, answer)| match answer {
+                Ok(info) => serde_json::json!({
+                    "engine": kind.name(), "reachable": true, "version": info.version, "endpoint": info.endpoint,
+                    "rootless": info.capabilities.rootless, "cache_mounts": info.capabilities.cache_mounts,
+                    "secret_mounts": info.capabilities.secret_mounts,
+                }),
+                Err(e) => serde_json::json!({"engine": kind.name(), "reachable": false, "error": e.to_string()}),
+            })
+            .collect();
+        println!("{}", serde_json::Value::Array(items));
+    } else {
+        for (kind, answer) in &rows {
+            match answer {
+                Ok(info) => println!(
+                    "{:<11} reachable  {:<16} {}{}",
+                    kind.name(),
+                    info.version,
+                    info.endpoint,
+                    if info.capabilities.rootless {
+                        "  rootless"
+                    } else {
+                        ""
+                    }
+                ),
+                Err(e) => println!(
+                    "{:<11} unavailable  {}",
+                    kind.name(),
+                    e.to_string().replace('\n', "\n             ")
+                ),
+            }
+        }
+    }
+    let any = rows.iter().any(|(_, a)| a.is_ok());
+    Ok(if any {
+        ExitStatus::Success
+    } else {
+        ExitStatus::EngineUnavailable
+    })
+}

@@ -1,0 +1,41 @@
+//! `berth push`: push the locally built images of specs.
+
+use berth_core::reference::ImageRef;
+use berth_core::{Error, Result};
+
+use super::access::{connect_engine, Registries};
+use crate::args::PushArgs;
+use crate::exit::ExitStatus;
+use crate::progress::StderrProgress;
+
+/// Runs `berth push`.
+pub async fn run(args: &PushArgs) -> Result<ExitStatus> {
+    let specs = super::load_specs(&args.specs)?;
+    let namer = super::namer();
+    let names = specs
+        .iter()
+        .map(|s| namer.image_name(s))
+        .collect::<Result<Vec<_>>>()?;
+    if let Some(name) = names.iter().find(|n| n.registry.is_none()) {
+        return Err(
+            Error::invalid(format!("{name}: the spec names no registry to push to"))
+                .with_hint("add `registry:` to the spec"),
+        );
+    }
+    let registries = Registries::new(&args.engine)?;
+    let engine = connect_engine(&args.engine).await?;
+    for name in &names {
+        let image = ImageRef::parse(&name.to_string())?;
+        let progress = StderrProgress::new(&name.name, false);
+        let pushed = engine
+            .push(
+                &name.to_string(),
+                &registries.transfer_options(&image)?,
+                &progress,
+            )
+            .await
+            .map_err(|e| e.context(format!("pushing {name}")))?;
+        println!("{name}@{}", pushed.digest);
+    }
+    Ok(ExitStatus::Success)
+}

@@ -1,0 +1,25 @@
+//! The one place that knows every backend crate: connects to the chosen engine.
+
+use berth_core::engine::ContainerEngine;
+use berth_core::{Error, Result};
+
+use crate::engine_choice::EngineKind;
+
+/// Connects to an engine of `kind`, failing with `EngineUnavailable` and a hint when it cannot be reached.
+pub async fn connect(kind: EngineKind) -> Result<Box<dyn ContainerEngine>> {
+    match kind {
+        EngineKind::Docker => {
+            let engine = berth_backend_docker::DockerEngine::connect(
+                berth_backend_docker::DockerOptions::default(),
+            )
+            .await?;
+            Ok(Box::new(engine))
+        }
+        EngineKind::Podman | EngineKind::Containerd => Err(Error::unsupported(
+            kind.name(),
+            "connect",
+            format!("the {kind} backend is not part of this berth build yet"),
+        )
+        .with_hint("use --engine docker for now")),
+    }
+}
