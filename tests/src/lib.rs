@@ -91,3 +91,24 @@ pub fn git_copy_into(src: &Path, dest: &Path) {
         .expect("git init");
     assert!(status.success(), "git init failed");
 }
+
+/// Runs `berth` in `dir` with extra environment variables and `stdin` as standard input.
+pub fn berth_with(dir: &Path, args: &[&str], envs: &[(&str, &str)], stdin: &str) -> Output {
+    use std::io::Write;
+    let mut child = Command::new(berth_bin())
+        .args(args)
+        .current_dir(dir)
+        .envs(envs.iter().copied())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run berth");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(stdin.as_bytes())
+        .expect("write stdin");
+    child.wait_with_output().expect("wait for berth")
+}
