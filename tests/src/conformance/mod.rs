@@ -5,11 +5,16 @@
 //! A backend hooks in with one test file (add a `[[test]]` entry for it in `tests/Cargo.toml`):
 //!
 //! ```ignore
-//! //! The conformance suite against dockerd.
+//! //! The engine conformance suite against dockerd.
+//! use berth_backend_docker::{DockerEngine, DockerOptions};
 //! use berth_tests::env::TestEnv;
 //!
-//! async fn docker(env: &'static TestEnv) -> berth_core::Result<berth_backend_docker::DockerEngine> {
-//!     berth_backend_docker::DockerEngine::connect(&env.docker_socket).await
+//! async fn docker(env: &'static TestEnv) -> berth_core::Result<DockerEngine> {
+//!     DockerEngine::connect(DockerOptions {
+//!         host: Some(format!("unix://{}", env.docker_socket.display())),
+//!         ..DockerOptions::default()
+//!     })
+//!     .await
 //! }
 //!
 //! berth_tests::engine_conformance!(docker);

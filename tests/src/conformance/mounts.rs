@@ -189,7 +189,8 @@ pub async fn cache_mount_persists_between_builds(engine: &dyn ContainerEngine, e
 /// Behaviour 10: Helper-image and context bind mounts, as flytekit-style plans use them (uv from its image, lock files from
 /// the context): the step sees the helper image's file and the context file, runs the helper's binary, and neither
 /// lands in the image. The helper image comes from the authenticated test registry, so build credentials must
-/// reach helper pulls too.
+/// reach helper pulls too. `Capabilities` has no flag for these mounts (every plan from a spec uses them), so an
+/// engine that cannot bind-mount fails this behaviour rather than passing it with an `Unsupported` refusal.
 pub async fn image_and_context_mounts(engine: &dyn ContainerEngine, env: &TestEnv) {
     let mut cleanup = Cleanup::new(engine, env);
     let token = unique("bind");
