@@ -192,6 +192,36 @@ fn write_atomically(dir: &Path, name: &str, text: &str) -> std::io::Result<()> {
     result
 }
 
+/// What identifies a file's content without reading it: size, mtime and
+/// ctime (seconds, nanoseconds), inode, device.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Stamp([u64; 7]);
+
+impl Stamp {
+    /// The stamp of `meta` (a `stat` result).
+    pub(crate) fn of(meta: &std::fs::Metadata) -> Stamp {
+        Stamp([
+            meta.size(),
+            meta.mtime() as u64,
+            meta.mtime_nsec() as u64,
+            meta.ctime() as u64,
+            meta.ctime_nsec() as u64,
+            meta.ino(),
+            meta.dev(),
+        ])
+    }
+
+    /// The modification time.
+    fn modified(&self) -> SystemTime {
+        let (secs, nanos) = (self.0[1] as i64, self.0[2] as u32);
+        if secs >= 0 {
+            UNIX_EPOCH + Duration::new(secs as u64, nanos)
+        } else {
+            UNIX_EPOCH
+        }
+    }
+}
+
 /// A cache key under construction / finished.
 #[derive(Debug)]
 pub(crate) struct Key {
@@ -228,25 +258,16 @@ impl KeyBuilder {
     }
 
     /// Adds one covered file.
-    pub(crate) fn file(&mut self, name: &[u8], path: &Path, meta: &std::fs::Metadata) {
+    pub(crate) fn file(&mut self, name: &[u8], path: &Path, stamp: &Stamp) {
         let path = path.as_os_str().as_bytes();
         for part in [name, path] {
             self.hasher.update((part.len() as u64).to_le_bytes());
             self.hasher.update(part);
         }
-        for n in [
-            meta.size(),
-            meta.mtime() as u64,
-            meta.mtime_nsec() as u64,
-            meta.ctime() as u64,
-            meta.ctime_nsec() as u64,
-            meta.ino(),
-            meta.dev(),
-        ] {
+        for n in stamp.0 {
             self.hasher.update(n.to_le_bytes());
         }
-        let modified = meta.modified().unwrap_or(SystemTime::now());
-        if modified >= self.racy_after {
+        if stamp.modified() >= self.racy_after {
             self.racy = true;
         }
     }
@@ -276,7 +297,7 @@ mod tests {
         let path = dir.join("f");
         let meta = std::fs::metadata(&path).unwrap_or_else(|e| panic!("{e}"));
         let mut kb = KeyBuilder::new("test", 4, listed_at);
-        kb.file(b"f", &path, &meta);
+        kb.file(b"f", &path, &Stamp::of(&meta));
         kb.finish()
     }
 

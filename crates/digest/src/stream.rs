@@ -2,10 +2,9 @@
 //! a whole-digest lookup first, then resuming from the last checkpoint whose
 //! files are unchanged, then storing the digest and fresh checkpoints.
 
-use std::fs::Metadata;
 use std::time::SystemTime;
 
-use crate::cache::{stream_id, Checkpoint, DigestCache, KeyBuilder};
+use crate::cache::{stream_id, Checkpoint, DigestCache, KeyBuilder, Stamp};
 use crate::fastmd5::Md5;
 use crate::hash::{hex, md5_files, Job, Mode, Stats};
 use crate::{DigestError, SourceFile};
@@ -51,7 +50,7 @@ pub(crate) fn digest_files(
     kind: &'static str,
     identity: &[u8],
     files: &[SourceFile],
-    metas: &[Metadata],
+    stamps: &[Stamp],
     listed_at: SystemTime,
     cache: Option<&DigestCache>,
     mode: Mode,
@@ -78,8 +77,8 @@ pub(crate) fn digest_files(
     let mut kb = KeyBuilder::new(kind, 32, listed_at);
     let mut prefix_keys: Vec<(usize, Option<String>)> = Vec::with_capacity(plan.len());
     let mut planned = plan.iter().copied().peekable();
-    for (i, (job, meta)) in jobs.iter().zip(metas).enumerate() {
-        kb.file(&job.name, &job.path, meta);
+    for (i, (job, stamp)) in jobs.iter().zip(stamps).enumerate() {
+        kb.file(&job.name, &job.path, stamp);
         if planned.next_if_eq(&i).is_some() {
             prefix_keys.push((i, kb.snapshot()));
         }

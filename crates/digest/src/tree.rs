@@ -5,7 +5,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
-use crate::cache::DigestCache;
+use crate::cache::{DigestCache, Stamp};
 use crate::hash::Mode;
 use crate::ignore::{IgnoreGroup, PendingGit};
 use crate::stream::{digest_files, Outcome};
@@ -30,7 +30,7 @@ pub struct SourceFile {
 pub struct SourceTree {
     root: PathBuf,
     files: Vec<SourceFile>,
-    metas: Vec<Metadata>,
+    stamps: Vec<Stamp>,
     listed_at: SystemTime,
 }
 
@@ -43,7 +43,7 @@ pub fn list_source_files(root: &Path) -> Result<SourceTree, DigestError> {
     let git = PendingGit::spawn(root);
     let found = walk_source(root)?;
     let ignores = IgnoreGroup::new(root, git.wait())?;
-    let mut kept: Vec<(SourceFile, Metadata)> = Vec::with_capacity(found.len());
+    let mut kept: Vec<(SourceFile, Stamp)> = Vec::with_capacity(found.len());
     for f in found {
         let (relative, utf8) = match String::from_utf8(f.relative) {
             Ok(s) => (s, true),
@@ -53,16 +53,19 @@ pub fn list_source_files(root: &Path) -> Result<SourceTree, DigestError> {
             continue;
         }
         let size = f.meta.len();
-        kept.push((checked(f.absolute, relative, utf8, &f.meta, size)?, f.meta));
+        kept.push((
+            checked(f.absolute, relative, utf8, &f.meta, size)?,
+            Stamp::of(&f.meta),
+        ));
     }
     // Python sorts the absolute path strings; they share the root prefix, and
     // UTF-8 byte order is code point order.
-    kept.sort_by(|a, b| a.0.relative.cmp(&b.0.relative));
-    let (files, metas) = kept.into_iter().unzip();
+    kept.sort_unstable_by(|a, b| a.0.relative.cmp(&b.0.relative));
+    let (files, stamps) = kept.into_iter().unzip();
     Ok(SourceTree {
         root: root.to_path_buf(),
         files,
-        metas,
+        stamps,
         listed_at,
     })
 }
@@ -114,7 +117,7 @@ impl SourceTree {
             "source-v1",
             self.root.as_os_str().as_bytes(),
             &self.files,
-            &self.metas,
+            &self.stamps,
             self.listed_at,
             cache,
             mode,
@@ -149,9 +152,9 @@ fn list_copy_entry(path: &Path) -> CopyEntry {
     }
 }
 
-fn to_source_files(found: Vec<Found>) -> Result<(Vec<SourceFile>, Vec<Metadata>), DigestError> {
+fn to_source_files(found: Vec<Found>) -> Result<(Vec<SourceFile>, Vec<Stamp>), DigestError> {
     let mut files = Vec::with_capacity(found.len());
-    let mut metas = Vec::with_capacity(found.len());
+    let mut stamps = Vec::with_capacity(found.len());
     for f in found {
         let (relative, utf8) = match String::from_utf8(f.relative) {
             Ok(s) => (s, true),
@@ -159,9 +162,9 @@ fn to_source_files(found: Vec<Found>) -> Result<(Vec<SourceFile>, Vec<Metadata>)
         };
         let size = f.meta.len();
         files.push(checked(f.absolute, relative, utf8, &f.meta, size)?);
-        metas.push(f.meta);
+        stamps.push(Stamp::of(&f.meta));
     }
-    Ok((files, metas))
+    Ok((files, stamps))
 }
 
 /// md5 hex digest of an ImageSpec `copy` list, as flytekit's
@@ -187,8 +190,10 @@ pub(crate) fn copy_digest_with(
             found.extend(f);
         }
     }
-    let (files, metas) = to_source_files(found)?;
-    digest_files("copy-v1", &identity, &files, &metas, listed_at, cache, mode)
+    let (files, stamps) = to_source_files(found)?;
+    digest_files(
+        "copy-v1", &identity, &files, &stamps, listed_at, cache, mode,
+    )
 }
 
 /// The files a copy list contributes, in digest order: `relative` is the
