@@ -89,6 +89,36 @@ fn a_changed_file_resumes_from_the_last_checkpoint_before_it() {
 }
 
 #[test]
+fn a_fresh_file_stops_checkpoints_but_not_those_before_it() {
+    let dir = must(tempfile::tempdir(), "tempdir");
+    let root = dir.path().join("root");
+    must(std::fs::create_dir(&root), "mkdir");
+    for i in 0..10 {
+        write_old(&root.join(format!("f{i}")), &[b'a' + i as u8; 600], HOUR);
+    }
+    must(std::fs::write(root.join("f5"), [b'!'; 600]), "write"); // fresh
+    let cache = DigestCache::open(&dir.path().join("cache"));
+    let first = must(
+        must(list_source_files(&root), "list").digest_with(Some(&cache), Mode::Inline),
+        "digest",
+    );
+    assert_eq!((first.stats.files_read, first.resumed_at), (10, None));
+    let second = must(
+        must(list_source_files(&root), "list").digest_with(Some(&cache), Mode::Inline),
+        "digest",
+    );
+    assert!(!second.from_cache, "a racy tree must not be served whole");
+    let start = second
+        .resumed_at
+        .unwrap_or_else(|| panic!("no resume: {second:?}"));
+    assert!(
+        (1..=5).contains(&start),
+        "resumed after the fresh file: {start}"
+    );
+    assert_eq!(second.digest, first.digest);
+}
+
+#[test]
 fn recently_modified_files_are_never_cached() {
     let dir = must(tempfile::tempdir(), "tempdir");
     let root = dir.path().join("root");
