@@ -52,9 +52,8 @@ pub fn list_source_files(root: &Path) -> Result<SourceTree, DigestError> {
         if ignores.is_ignored(&relative)? {
             continue;
         }
-        let size = f.meta.len();
         kept.push((
-            checked(f.absolute, relative, utf8, &f.meta, size)?,
+            checked(f.absolute, relative, utf8, &f.meta)?,
             Stamp::of(&f.meta),
         ));
     }
@@ -76,7 +75,6 @@ fn checked(
     relative: String,
     utf8: bool,
     meta: &Metadata,
-    size: u64,
 ) -> Result<SourceFile, DigestError> {
     if !utf8 {
         return Err(DigestError::NonUtf8Path { path: absolute });
@@ -87,7 +85,7 @@ fn checked(
     Ok(SourceFile {
         relative,
         absolute,
-        size,
+        size: meta.len(),
     })
 }
 
@@ -160,8 +158,7 @@ fn to_source_files(found: Vec<Found>) -> Result<(Vec<SourceFile>, Vec<Stamp>), D
             Ok(s) => (s, true),
             Err(_) => (String::new(), false),
         };
-        let size = f.meta.len();
-        files.push(checked(f.absolute, relative, utf8, &f.meta, size)?);
+        files.push(checked(f.absolute, relative, utf8, &f.meta)?);
         stamps.push(Stamp::of(&f.meta));
     }
     Ok((files, stamps))
