@@ -54,18 +54,20 @@
 //!   32 MiB). Files modified within 2 s of the listing are never trusted.
 //!
 //! Measured on the 2-core reference machine, 520 MB tree of 12,220 files
-//! (20 x 10 MB, 200 x 1 MB, 2,000 x 40 KB, 10,000 x 2 KB), seconds for
-//! list + digest; other builds were running, so expect noise:
+//! (20 x 10 MB, 200 x 1 MB, 2,000 x 40 KB, 10,000 x 2 KB); seconds for
+//! list + digest, median of 3-4 runs, in two sessions while other builds
+//! kept the load at 4-6 (so absolute numbers are pessimistic):
 //!
 //! | case | one thread | pipelined (default) | flytekit 1.16 |
 //! | --- | --- | --- | --- |
-//! | cold disk (caches dropped) | 4.6 - 5.4 | 2.6 - 3.5 | 5.5 - 7.9 |
-//! | page cache warm, load ~2 | 1.24 - 1.30 | 1.17 - 1.21 | 2.1 |
-//! | page cache warm, load ~6 | 1.8 - 2.1 | 1.7 - 2.0 | 1.7 - 3.7 |
-//! | [`DigestCache`] hit | | 0.08 - 0.11 | |
+//! | cold disk (caches dropped) | 4.9 / 7.0 | 3.4 / 4.0 | 6.4 / 8.8 |
+//! | page cache warm | 2.1 / 3.0 | 1.9 / 2.6 | 3.4 / 4.6 |
+//! | [`DigestCache`] hit | | 0.08 - 0.16 | |
 //! | one file changed, cache on | | 0.6 - 1.0 | 4.8 - 6.1 |
 //!
-//! The pipelined hasher runs at ~90% of md5's raw speed (~520 MB/s).
+//! In a quieter moment (load ~2) the warm case took 1.2 s against 2.1 s for
+//! flytekit: the hasher then runs at ~90% of md5's raw speed (~520 MB/s),
+//! which bounds any cold-cache-free digest.
 //!
 //! # Differences from flytekit
 //! Where flytekit would crash or hang, this crate returns a [`DigestError`]
