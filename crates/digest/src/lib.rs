@@ -67,7 +67,7 @@
 //!
 //! In a quieter moment (load ~2) the warm case took 1.2 s against 2.1 s for
 //! flytekit: the hasher then runs at ~90% of md5's raw speed (~520 MB/s),
-//! which bounds any cold-cache-free digest.
+//! and md5 speed is the bound for any digest not served by the cache.
 //!
 //! # Differences from flytekit
 //! Where flytekit would crash or hang, this crate returns a [`DigestError`]
