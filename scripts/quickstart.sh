@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# From a fresh clone to a pushed image, as root: brings up the local engines and the authenticated registry
+# (scripts/env/up.sh), builds berth, logs in to the registry and builds examples/hello/spec.yaml.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+bash scripts/env/up.sh
+# shellcheck disable=SC1091
+source /var/lib/berth-env/env.sh
+
+cargo build --release --quiet -p berth-cli
+berth=target/release/berth
+
+# Keep the example's credentials out of your own ~/.docker/config.json.
+export DOCKER_CONFIG=/var/lib/berth-env/quickstart-docker-config
+"$berth" login "$BERTH_TEST_REGISTRY" --username "$BERTH_TEST_REGISTRY_USER" --password-stdin \
+    < "$BERTH_TEST_REGISTRY_PASSWORD_FILE"
+
+echo "+ berth name examples/hello/spec.yaml"
+"$berth" name examples/hello/spec.yaml
+echo "+ berth build examples/hello/spec.yaml"
+"$berth" build examples/hello/spec.yaml
