@@ -59,7 +59,7 @@ pub struct DockerOptions {
     pub host: Option<String>,
     /// Client certificates for a `tcp://` daemon; `None` reads `DOCKER_TLS_VERIFY` and `DOCKER_CERT_PATH`.
     pub tls: Option<TlsFiles>,
-    /// How long the daemon may take to answer its first request before it counts as unavailable.
+    /// How long the daemon may take to answer its first request (`/_ping`) before it counts as unavailable.
     pub ping_timeout: Duration,
     /// Which builder to use.
     pub builder: Builder,
@@ -155,6 +155,7 @@ impl ContainerEngine for DockerEngine {
             version: daemon.version.clone(),
             endpoint: self.endpoint_name(),
             capabilities: berth_core::engine::Capabilities {
+                run_mounts: buildkit,
                 cache_mounts: buildkit,
                 secret_mounts: buildkit,
                 cross_platform: false,
@@ -171,14 +172,19 @@ impl ContainerEngine for DockerEngine {
     ) -> Result<BuiltImage> {
         match self.builder().await? {
             SelectedBuilder::BuildKit => buildkit::build(self, plan, options, progress).await,
-            SelectedBuilder::Classic if plan.uses_mounts() => Err(Error::unsupported(
-                ENGINE,
-                "build",
-                "the classic builder cannot mount caches, secrets or files into RUN steps",
-            )
-            .with_hint(
-                "use a daemon with BuildKit (Linux dockerd 18.09+) and leave the builder on auto",
-            )),
+            SelectedBuilder::Classic if plan.uses_mounts() => {
+                let hint = if self.daemon().await?.podman {
+                    "this address serves Podman's Docker-compatible API: use berth's Podman engine for it"
+                } else {
+                    "use a daemon with BuildKit (Linux dockerd 18.09+) and leave the builder on auto"
+                };
+                Err(Error::unsupported(
+                    ENGINE,
+                    "build",
+                    "the classic builder cannot mount caches, secrets or files into RUN steps",
+                )
+                .with_hint(hint))
+            }
             SelectedBuilder::Classic => classic::build(self, plan, options, progress).await,
         }
     }

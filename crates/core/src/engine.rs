@@ -15,6 +15,8 @@ use crate::plan::BuildPlan;
 /// What an engine can do.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Capabilities {
+    /// `RUN --mount` of any kind (files from the context or another image); every plan made from a spec uses it.
+    pub run_mounts: bool,
     /// `RUN --mount=type=cache` persists between builds.
     pub cache_mounts: bool,
     /// `RUN --mount=type=secret` is supported.
@@ -242,6 +244,14 @@ pub trait ContainerEngineExt: ContainerEngine {
                 "this engine cannot mount build secrets",
             )
             .with_hint("remove pip_secret_mounts or use an engine with BuildKit or buildah"));
+        }
+        if plan.uses_mounts() && !caps.run_mounts {
+            return Err(Error::unsupported(
+                self.name(),
+                "build",
+                "this engine cannot mount files into RUN steps",
+            )
+            .with_hint("enable BuildKit (dockerd 18.09+ with BuildKit) or use another engine"));
         }
         if plan.uses_cache_mounts() && !caps.cache_mounts {
             return Err(Error::unsupported(

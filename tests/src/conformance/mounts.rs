@@ -230,5 +230,21 @@ pub async fn image_and_context_mounts(engine: &dyn ContainerEngine, env: &TestEn
         source: ContextSource::Bytes(format!("{token}\n").into_bytes()),
     }];
     let tag = image_ref(env, "bind-mounts", "v1");
+    let caps = engine
+        .info()
+        .await
+        .unwrap_or_else(|e| panic!("info: {e}"))
+        .capabilities;
+    if !caps.run_mounts {
+        cleanup.image(&tag);
+        expect_kind(
+            engine
+                .build(&plan, &build_options(env, &tag), &NoProgress)
+                .await,
+            ErrorKind::Unsupported,
+            "build with image and context mounts on an engine that declares run_mounts = false",
+        );
+        return;
+    }
     build_ok(engine, &mut cleanup, &plan, &build_options(env, &tag)).await;
 }
