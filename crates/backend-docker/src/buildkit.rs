@@ -47,25 +47,38 @@ pub(crate) async fn build(
     let stream = dial(&engine.endpoint)
         .await
         .map_err(|e| io_error(e, Op::Build, &endpoint))?;
-    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+    let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
         .map_err(|e| io_error(std::io::Error::other(e), Op::Build, &endpoint))?;
     let connection = tokio::spawn(connection);
-    let _abort_on_return = AbortOnDrop(connection);
 
-    let sent = sender.send_request(request).await;
-    let response = match sent {
-        Ok(response) => response,
-        Err(err) => {
-            // A context file that could not be read is the better explanation of a failed upload.
-            if let Ok(Err(tar_error)) = tar.writer.await {
-                if tar_error.kind() != ErrorKind::Cancelled {
-                    return Err(tar_error.with_engine(crate::ENGINE).with_operation("build"));
-                }
-            }
-            return Err(io_error(std::io::Error::other(err), Op::Build, &endpoint));
+    let outcome = follow(sender, request, progress, &endpoint).await;
+    // Stop sending (a failed build leaves the rest of the context unread), then hear from the tar thread:
+    // a context file that could not be read explains a failure better than what the daemon saw of it.
+    connection.abort();
+    drop(session);
+    match tar.writer.await {
+        Ok(Err(tar_error)) if tar_error.kind() != ErrorKind::Cancelled => {
+            Err(tar_error.with_engine(crate::ENGINE).with_operation("build"))
         }
-    };
+        _ => outcome,
+    }
+}
+
+/// Sends the build request and follows its progress stream to the image id or the failure.
+async fn follow<B>(
+    mut sender: hyper::client::conn::http1::SendRequest<B>,
+    request: http::Request<B>,
+    progress: &dyn Progress,
+    endpoint: &str,
+) -> Result<BuiltImage>
+where
+    B: hyper::body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let transport = |e: hyper::Error| io_error(std::io::Error::other(e), Op::Build, endpoint);
+    let response = sender.send_request(request).await.map_err(transport)?;
     let status = response.status();
     let mut body = response.into_body();
     if !status.is_success() {
@@ -79,15 +92,14 @@ pub(crate) async fn build(
             code: status.as_u16(),
             message: &message,
         };
-        return Err(to_error(failure, Op::Build, &endpoint));
+        return Err(to_error(failure, Op::Build, endpoint));
     }
 
     let mut log = BuildLog::new(progress);
     let mut buffer = BytesMut::new();
     let mut error: Option<String> = None;
     while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|e| io_error(std::io::Error::other(e), Op::Build, &endpoint))?;
-        let Ok(data) = frame.into_data() else {
+        let Ok(data) = frame.map_err(transport)?.into_data() else {
             continue;
         };
         buffer.extend_from_slice(&data);
@@ -99,7 +111,6 @@ pub(crate) async fn build(
     if buffer.has_remaining() {
         handle_line(&buffer, &mut log, &mut error);
     }
-    drop(session);
 
     if let Some(message) = error {
         let in_step = log.failed_in_step();
@@ -108,10 +119,7 @@ pub(crate) async fn build(
             in_step,
         };
         let text = log.failure_message(&message);
-        return Err(to_error_saying(failure, Op::Build, &endpoint, Some(text)));
-    }
-    if let Ok(Err(tar_error)) = tar.writer.await {
-        return Err(tar_error.with_engine(crate::ENGINE).with_operation("build"));
+        return Err(to_error_saying(failure, Op::Build, endpoint, Some(text)));
     }
     let id = log.image_id().map(str::to_string).ok_or_else(|| {
         Error::new(
@@ -204,14 +212,6 @@ fn daemon_message(body: &Bytes) -> String {
                 .map(str::to_string)
         })
         .unwrap_or_else(|| String::from_utf8_lossy(body).trim().to_string())
-}
-
-struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
-
-impl<T> Drop for AbortOnDrop<T> {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
 }
 
 #[cfg(test)]

@@ -70,7 +70,14 @@ pub(crate) async fn build(
             }
         }
     }
+    // The request is over: the tar thread stops if it was still sending, and a context file it could not
+    // read explains a failure better than what the daemon made of the truncated context.
     drop(stream);
+    if let Ok(Err(tar_error)) = tar.writer.await {
+        if tar_error.kind() != ErrorKind::Cancelled || failure.is_none() {
+            return Err(tar_error.with_engine(crate::ENGINE).with_operation("build"));
+        }
+    }
     if let Some(err) = failure {
         if let bollard::errors::Error::DockerStreamError { error } = &err {
             let in_step = log.failed_in_step();
@@ -81,15 +88,7 @@ pub(crate) async fn build(
             };
             return Err(to_error_saying(failure, Op::Build, &endpoint, Some(text)).with_source(err));
         }
-        if let Ok(Err(tar_error)) = tar.writer.await {
-            if tar_error.kind() != ErrorKind::Cancelled {
-                return Err(tar_error.with_engine(crate::ENGINE).with_operation("build"));
-            }
-        }
         return Err(client_error(err, Op::Build, &endpoint));
-    }
-    if let Ok(Err(tar_error)) = tar.writer.await {
-        return Err(tar_error.with_engine(crate::ENGINE).with_operation("build"));
     }
     let id = log.image_id().map(str::to_string).ok_or_else(|| {
         Error::new(

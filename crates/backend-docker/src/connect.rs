@@ -1,8 +1,8 @@
 //! Connecting: a bollard client for the resolved endpoint, and what the daemon says about itself.
 //!
-//! The first request to a daemon is bounded by [`DockerOptions::ping_timeout`], so a daemon that is missing,
-//! refuses connections or never answers is an `EngineUnavailable` error within that time, never a hang. The
-//! daemon's facts (version, API version, OS, BuildKit, rootless) are asked once and kept.
+//! The first request to a daemon (`/_ping`) is bounded by [`DockerOptions::ping_timeout`], so a daemon that is
+//! missing, refuses connections or never answers is an `EngineUnavailable` error within that time, never a
+//! hang. The daemon's facts (version, API version, OS, BuildKit, rootless) are then asked once and kept.
 
 use std::time::Duration;
 
@@ -26,6 +26,8 @@ pub(crate) struct Daemon {
     pub(crate) os: String,
     pub(crate) buildkit: bool,
     pub(crate) rootless: bool,
+    /// Podman's Docker-compatible API: it builds with buildah and has no BuildKit session endpoint.
+    pub(crate) podman: bool,
 }
 
 impl DockerEngine {
@@ -82,19 +84,19 @@ impl DockerEngine {
 
     /// The daemon's facts, asked on first use.
     pub(crate) async fn daemon(&self) -> Result<&Daemon> {
-        self.daemon
-            .get_or_try_init(|| async {
-                let timeout = self.options.ping_timeout;
-                match tokio::time::timeout(timeout, self.ask_daemon()).await {
-                    Ok(result) => result,
-                    Err(_) => Err(unanswered(&self.endpoint_name(), timeout)),
-                }
-            })
-            .await
+        self.daemon.get_or_try_init(|| self.ask_daemon()).await
     }
 
     async fn ask_daemon(&self) -> Result<Daemon> {
         let name = self.endpoint_name();
+        // Only the first contact is bounded by the ping timeout: it is what tells a missing daemon from a
+        // slow one (Podman's compat API takes most of a second per request).
+        let timeout = self.options.ping_timeout;
+        match tokio::time::timeout(timeout, self.client.ping()).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => return Err(client_error(e, Op::Connect, &name)),
+            Err(_) => return Err(unanswered(&name, timeout)),
+        }
         let client = self
             .client
             .clone()
@@ -115,7 +117,12 @@ impl DockerEngine {
             .or(info.os_type)
             .unwrap_or_default()
             .to_ascii_lowercase();
-        let buildkit = os == "linux" && api_at_least(&api_version, BUILDKIT_API);
+        let podman = version
+            .components
+            .unwrap_or_default()
+            .iter()
+            .any(|c| c.name.starts_with("Podman"));
+        let buildkit = !podman && os == "linux" && api_at_least(&api_version, BUILDKIT_API);
         let rootless = info
             .security_options
             .unwrap_or_default()
@@ -127,6 +134,7 @@ impl DockerEngine {
             os,
             buildkit,
             rootless,
+            podman,
         })
     }
 }

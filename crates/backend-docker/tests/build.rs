@@ -316,3 +316,37 @@ async fn host_networking_reaches_run_steps() {
             .unwrap_or_else(|e| panic!("{builder:?}: host network: {e}"));
     }
 }
+
+#[tokio::test]
+async fn an_unreadable_context_file_is_reported_as_such() {
+    let env = env();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let missing = dir.path().join("vanished.txt");
+    for builder in [Builder::Auto, Builder::Classic] {
+        let engine = engine(DockerOptions {
+            builder,
+            ..DockerOptions::default()
+        })
+        .await;
+        let plan = plan(
+            &env,
+            vec![Step::Copy(CopyStep {
+                sources: vec!["vanished.txt".into()],
+                destination: "/".into(),
+                chown: None,
+            })],
+            vec![ContextEntry {
+                path: "vanished.txt".into(),
+                source: ContextSource::File(missing.clone()),
+            }],
+        );
+        let tag = format!("berth-test/{}:1", unique("vanished"));
+        let _cleanup = Cleanup(vec![tag.clone()]);
+        let err = engine
+            .build(&plan, &options(&env, &tag), &Record::default())
+            .await
+            .expect_err("the context file is missing");
+        assert_eq!(err.kind(), ErrorKind::NotFound, "{builder:?}: {err}");
+        assert!(err.message().contains("vanished.txt"), "{builder:?}: {err}");
+    }
+}

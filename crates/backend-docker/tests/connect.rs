@@ -6,7 +6,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use berth_backend_docker::{DockerEngine, DockerOptions};
+use berth_backend_docker::{DockerEngine, DockerOptions, SelectedBuilder};
 use berth_core::engine::ContainerEngine;
 use berth_core::ErrorKind;
 
@@ -87,4 +87,27 @@ async fn docker_host_is_honoured_and_an_absent_daemon_fails_fast() {
         .expect("DOCKER_HOST is honoured");
     assert_eq!(engine.endpoint_name(), format!("unix://{socket}"));
     std::env::remove_var("DOCKER_HOST");
+
+    // Podman's Docker-compatible API answers, but has no BuildKit session: berth says so instead of failing
+    // halfway through a build.
+    let podman = std::env::var("BERTH_TEST_PODMAN_SOCKET")
+        .expect("BERTH_TEST_PODMAN_SOCKET is not set: run scripts/env/up.sh first");
+    let engine = DockerEngine::connect(DockerOptions {
+        host: Some(format!("unix://{podman}")),
+        ..DockerOptions::default()
+    })
+    .await
+    .expect("Podman's compat API answers");
+    assert_eq!(
+        engine.builder().await.expect("builder"),
+        SelectedBuilder::Classic
+    );
+    assert!(
+        !engine
+            .info()
+            .await
+            .expect("info")
+            .capabilities
+            .secret_mounts
+    );
 }
