@@ -277,3 +277,99 @@ fn base64_encode(text: &str) -> String {
     use base64::Engine as _;
     base64::engine::general_purpose::STANDARD.encode(text)
 }
+
+#[test]
+fn a_base_spec_is_built_first_and_no_push_then_push_works() {
+    let env = TestEnv::get();
+    let project = tempfile::tempdir().expect("temp dir");
+    let dir = project.path();
+    let config = dir.join("docker-config");
+    let common = format!(
+        "registry: {}/berth-e2e\nbuilder_config: {{uv_image: \"{}\"}}\nbuilder_options: {{install_flytekit: false}}\n",
+        env.registry, env.uv_image
+    );
+    write(
+        dir,
+        "base.yaml",
+        &format!("name: {}\nbase_image: {}\npython_exec: /usr/bin/python3\npackages: [\"six==1.16.0\"]\n{common}", unique("base"), env.python_image),
+    );
+    write(
+        dir,
+        "app.yaml",
+        &format!("name: {}\nbase_image: {{spec: base.yaml}}\npython_exec: /usr/bin/python3\nenv: {{LAYER: app}}\n{common}", unique("app")),
+    );
+    let login = berth(
+        dir,
+        &config,
+        &[
+            "login",
+            &env.registry,
+            "-u",
+            &env.registry_user,
+            "--password-stdin",
+        ],
+        env.registry_password().expose(),
+    );
+    assert_eq!(login.code, 0, "{}", login.stderr);
+
+    // Build both without pushing: the base is built first, the app on top of the local base.
+    let built = berth(
+        dir,
+        &config,
+        &["build", "--engine", "docker", "--no-push", "app.yaml"],
+        "",
+    );
+    assert_eq!(built.code, 0, "{}", built.stderr);
+    let names: Vec<&str> = built.stdout.lines().collect();
+    let base_name = berth(dir, &config, &["name", "base.yaml"], "")
+        .stdout
+        .trim()
+        .to_string();
+    let app_name = berth(dir, &config, &["name", "app.yaml"], "")
+        .stdout
+        .trim()
+        .to_string();
+    assert_eq!(
+        names,
+        [base_name.as_str(), app_name.as_str()],
+        "base first, then the app; nothing pushed"
+    );
+    let (ok, history) = tool(
+        "docker",
+        &["image", "inspect", "--format", "{{.Config.Env}}", &app_name],
+    );
+    assert!(ok && history.contains("LAYER=app"), "{history}");
+    let exists = berth(dir, &config, &["exists", "base.yaml", "app.yaml"], "");
+    assert_eq!(exists.code, 1, "nothing was pushed yet: {}", exists.stdout);
+
+    // Push them, and the registry has both with the digests berth printed.
+    let pushed = berth(
+        dir,
+        &config,
+        &["push", "--engine", "docker", "base.yaml", "app.yaml"],
+        "",
+    );
+    assert_eq!(pushed.code, 0, "{}", pushed.stderr);
+    for line in pushed.stdout.lines() {
+        let (reference, digest) = line.split_once('@').expect("name@digest");
+        let (ok, inspected) = tool(
+            "skopeo",
+            &[
+                "inspect",
+                "--tls-verify=false",
+                "--creds",
+                &env.creds_arg(),
+                "--format",
+                "{{.Digest}}",
+                &format!("docker://{reference}"),
+            ],
+        );
+        assert!(ok, "{inspected}");
+        assert_eq!(inspected.trim(), digest);
+    }
+    let exists = berth(dir, &config, &["exists", "base.yaml", "app.yaml"], "");
+    assert_eq!(exists.code, 0, "{}", exists.stdout);
+    for name in [&base_name, &app_name] {
+        let _ = tool("docker", &["rmi", "-f", name]);
+    }
+}

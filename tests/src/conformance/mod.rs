@@ -4,7 +4,7 @@
 //!
 //! A backend hooks in with one test file (add a `[[test]]` entry for it in `tests/Cargo.toml`):
 //!
-//! ```ignore
+//! ```text
 //! //! The engine conformance suite against dockerd.
 //! use berth_backend_docker::{DockerEngine, DockerOptions};
 //! use berth_tests::env::TestEnv;
