@@ -79,19 +79,7 @@ builder_options: {{install_flytekit: false}}
         ),
     );
 
-    let login = berth(
-        dir,
-        &config,
-        &[
-            "login",
-            &env.registry,
-            "-u",
-            &env.registry_user,
-            "--password-stdin",
-        ],
-        env.registry_password().expose(),
-    );
-    assert_eq!(login.code, 0, "login failed: {}", login.stderr);
+    log_in(dir, &config, env);
 
     let first = berth(
         dir,
@@ -113,20 +101,11 @@ builder_options: {{install_flytekit: false}}
     );
 
     // The registry holds exactly that digest (skopeo, not berth, asks).
-    let (ok, inspected) = tool(
-        "skopeo",
-        &[
-            "inspect",
-            "--tls-verify=false",
-            "--creds",
-            &env.creds_arg(),
-            "--format",
-            "{{.Digest}}",
-            &format!("docker://{reference}"),
-        ],
+    assert_eq!(
+        registry_digest(env, reference),
+        digest,
+        "the registry holds what berth printed"
     );
-    assert!(ok, "skopeo inspect: {inspected}");
-    assert_eq!(inspected.trim(), digest);
 
     // Pull it back with docker after removing the local copy, and run it.
     let _ = tool("docker", &["rmi", "-f", reference]);
@@ -273,6 +252,36 @@ fn a_wrong_password_is_a_clear_authentication_error() {
     );
 }
 
+/// Logs in to the test registry with berth, storing the credentials in `config`.
+fn log_in(dir: &Path, config: &Path, env: &TestEnv) {
+    let args = [
+        "login",
+        &env.registry,
+        "-u",
+        &env.registry_user,
+        "--password-stdin",
+    ];
+    let login = berth(dir, config, &args, env.registry_password().expose());
+    assert_eq!(login.code, 0, "login failed: {}", login.stderr);
+}
+
+/// The digest the registry reports for `reference`, asked by skopeo rather than berth.
+fn registry_digest(env: &TestEnv, reference: &str) -> String {
+    let image = format!("docker://{reference}");
+    let args = [
+        "inspect",
+        "--tls-verify=false",
+        "--creds",
+        &env.creds_arg(),
+        "--format",
+        "{{.Digest}}",
+        &image,
+    ];
+    let (ok, inspected) = tool("skopeo", &args);
+    assert!(ok, "skopeo inspect {reference}: {inspected}");
+    inspected.trim().to_string()
+}
+
 fn base64_encode(text: &str) -> String {
     use base64::Engine as _;
     base64::engine::general_purpose::STANDARD.encode(text)
@@ -298,19 +307,7 @@ fn a_base_spec_is_built_first_and_no_push_then_push_works() {
         "app.yaml",
         &format!("name: {}\nbase_image: {{spec: base.yaml}}\npython_exec: /usr/bin/python3\nenv: {{LAYER: app}}\n{common}", unique("app")),
     );
-    let login = berth(
-        dir,
-        &config,
-        &[
-            "login",
-            &env.registry,
-            "-u",
-            &env.registry_user,
-            "--password-stdin",
-        ],
-        env.registry_password().expose(),
-    );
-    assert_eq!(login.code, 0, "{}", login.stderr);
+    log_in(dir, &config, env);
 
     // Build both without pushing: the base is built first, the app on top of the local base.
     let built = berth(
@@ -352,20 +349,11 @@ fn a_base_spec_is_built_first_and_no_push_then_push_works() {
     assert_eq!(pushed.code, 0, "{}", pushed.stderr);
     for line in pushed.stdout.lines() {
         let (reference, digest) = line.split_once('@').expect("name@digest");
-        let (ok, inspected) = tool(
-            "skopeo",
-            &[
-                "inspect",
-                "--tls-verify=false",
-                "--creds",
-                &env.creds_arg(),
-                "--format",
-                "{{.Digest}}",
-                &format!("docker://{reference}"),
-            ],
+        assert_eq!(
+            registry_digest(env, reference),
+            digest,
+            "the registry holds what berth printed"
         );
-        assert!(ok, "{inspected}");
-        assert_eq!(inspected.trim(), digest);
     }
     let exists = berth(dir, &config, &["exists", "base.yaml", "app.yaml"], "");
     assert_eq!(exists.code, 0, "{}", exists.stdout);
