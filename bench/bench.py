@@ -97,10 +97,11 @@ print(time.perf_counter() - start)
 
 def table(title, rows):
     print(f"\n{title}")
-    print(f"{'tool':<44} {'median s':>10} {'peak MiB':>9} {'vs berth':>9}")
+    print(f"{'tool':<54} {'median s':>10} {'peak MiB':>9} {'vs berth':>9}")
     base = rows[0][1]
     for name, median, rss in rows:
-        print(f"{name:<44} {median:>10.3f} {rss:>9.1f} {median / base:>8.1f}x")
+        peak = "-" if rss != rss else f"{rss:.1f}"
+        print(f"{name:<54} {median:>10.3f} {peak:>9} {median / base:>8.1f}x")
 
 
 def bench_name(args):
