@@ -187,3 +187,16 @@ fn a_missing_spec_says_which_file() {
     assert_eq!(code, 2);
     assert!(err.contains("nope.yaml"), "{err}");
 }
+
+#[test]
+fn render_help_lists_every_spec_field() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (code, out, _) = run(dir.path(), &["render", "--help"]);
+    assert_eq!(code, 0);
+    for field in berth_core::spec::FIELDS {
+        assert!(
+            out.contains(field.name()),
+            "render --help does not list `{field}`:\n{out}"
+        );
+    }
+}

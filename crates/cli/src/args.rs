@@ -59,7 +59,14 @@ to the spec's folder. Source trees are hashed once and cached by path, size and 
 
 The Dockerfile follows flytekit's default builder: apt and uv with cache mounts, a `flytekit` user,
 packages installed with uv (into /root/.venv from `python_exec`, or a micromamba environment),
-copied files, commands, and the spec id as the last ENV.")]
+copied files, commands, and the spec id as the last ENV.
+
+Spec fields (flytekit ImageSpec names): name, python_version, builder, source_root, env, registry,
+packages, conda_packages, conda_channels, requirements, apt_packages, cuda, cudnn, base_image,
+platform, pip_index, pip_extra_index_url, pip_secret_mounts, pip_extra_args, registry_config,
+entrypoint, commands, tag_format, source_copy_mode, copy, python_exec, runtime_packages,
+builder_options, builder_config. Paths are relative to the spec file; base_image may be
+{spec: other.yaml}.")]
     Render(RenderArgs),
     /// Check the registry, build the specs whose images are missing, push them, print name@digest.
     #[command(after_help = "Examples:
