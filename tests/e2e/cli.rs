@@ -200,3 +200,24 @@ fn render_help_lists_every_spec_field() {
         );
     }
 }
+
+#[test]
+fn an_unknown_engine_is_refused_before_any_other_work() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    write(
+        dir.path(),
+        "spec.yaml",
+        "name: app\nregistry: registry.invalid/team\n",
+    );
+    let (code, out, err) = run(dir.path(), &["build", "--engine", "dokcer", "spec.yaml"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(out.is_empty());
+    assert!(
+        err.contains("unknown engine `dokcer`; known engines: docker, podman, containerd"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("registry"),
+        "no registry was contacted: {err}"
+    );
+}

@@ -36,7 +36,7 @@ impl ErrorKind {
     /// A short lowercase name for the kind, used in messages and JSON output.
     pub fn as_str(self) -> &'static str {
         match self {
-            ErrorKind::InvalidSpec => "invalid spec",
+            ErrorKind::InvalidSpec => "invalid input",
             ErrorKind::NotFound => "not found",
             ErrorKind::Unauthorized => "unauthorized",
             ErrorKind::Unsupported => "unsupported",

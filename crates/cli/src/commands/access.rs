@@ -7,7 +7,7 @@ use berth_core::Result;
 use berth_registry::{CredentialResolver, RegistryClient, RegistryOptions};
 
 use crate::args::EngineArgs;
-use crate::engine_choice;
+use crate::engine_choice::{self, ChoiceSource, EngineKind};
 
 /// Registry access for one run.
 pub struct Registries {
@@ -49,9 +49,22 @@ impl Registries {
     }
 }
 
-/// Chooses the engine as the user asked, says which and why on standard error, and connects.
-pub async fn connect_engine(args: &EngineArgs) -> Result<Box<dyn ContainerEngine>> {
-    let (kind, source) = engine_choice::choose(args.engine.as_deref())?;
-    eprintln!("engine: {kind} ({source})");
-    crate::engines::connect(kind).await
+/// The engine the user asked for (validated before any other work), connected only when needed.
+pub struct EngineChoice {
+    kind: EngineKind,
+    source: ChoiceSource,
+}
+
+impl EngineChoice {
+    /// Chooses the engine as the user asked: an unknown name is an error right away.
+    pub fn new(args: &EngineArgs) -> Result<Self> {
+        let (kind, source) = engine_choice::choose(args.engine.as_deref())?;
+        Ok(EngineChoice { kind, source })
+    }
+
+    /// Says which engine and why on standard error, and connects.
+    pub async fn connect(&self) -> Result<Box<dyn ContainerEngine>> {
+        eprintln!("engine: {} ({})", self.kind, self.source);
+        crate::engines::connect(self.kind).await
+    }
 }

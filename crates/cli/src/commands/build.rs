@@ -9,7 +9,7 @@ use berth_core::tag::ImageName;
 use berth_core::{Error, ErrorKind, Result};
 use berth_registry::Existence;
 
-use super::access::{connect_engine, Registries};
+use super::access::{EngineChoice, Registries};
 use super::exists::CONCURRENCY;
 use crate::args::{BuildArgs, IfUnknown, NetworkArg};
 use crate::exit::ExitStatus;
@@ -27,6 +27,7 @@ enum Action {
 
 /// Runs `berth build`.
 pub async fn run(args: &BuildArgs) -> Result<ExitStatus> {
+    let choice = EngineChoice::new(&args.engine)?;
     let specs = super::load_specs(&args.specs)?;
     let order = build_order(&specs);
     let namer = super::namer();
@@ -51,7 +52,7 @@ pub async fn run(args: &BuildArgs) -> Result<ExitStatus> {
             }
             Action::Build => {
                 if engine.is_none() {
-                    engine = Some(connect_engine(&args.engine).await?);
+                    engine = Some(choice.connect().await?);
                 }
                 let engine = engine.as_deref().expect("connected above");
                 let reference = build_one(args, engine, &registries, &namer, spec, name).await?;

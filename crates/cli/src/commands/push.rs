@@ -3,13 +3,14 @@
 use berth_core::reference::ImageRef;
 use berth_core::{Error, Result};
 
-use super::access::{connect_engine, Registries};
+use super::access::{EngineChoice, Registries};
 use crate::args::PushArgs;
 use crate::exit::ExitStatus;
 use crate::progress::StderrProgress;
 
 /// Runs `berth push`.
 pub async fn run(args: &PushArgs) -> Result<ExitStatus> {
+    let choice = EngineChoice::new(&args.engine)?;
     let specs = super::load_specs(&args.specs)?;
     let namer = super::namer();
     let names = specs
@@ -23,7 +24,7 @@ pub async fn run(args: &PushArgs) -> Result<ExitStatus> {
         );
     }
     let registries = Registries::new(&args.engine)?;
-    let engine = connect_engine(&args.engine).await?;
+    let engine = choice.connect().await?;
     for name in &names {
         let image = ImageRef::parse(&name.to_string())?;
         let progress = StderrProgress::new(&name.name, false);
