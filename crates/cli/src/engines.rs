@@ -15,7 +15,14 @@ pub async fn connect(kind: EngineKind) -> Result<Box<dyn ContainerEngine>> {
             .await?;
             Ok(Box::new(engine))
         }
-        EngineKind::Podman | EngineKind::Containerd => Err(Error::unsupported(
+        EngineKind::Podman => {
+            let engine = berth_backend_podman::PodmanEngine::connect(
+                berth_backend_podman::PodmanOptions::default(),
+            )
+            .await?;
+            Ok(Box::new(engine))
+        }
+        EngineKind::Containerd => Err(Error::unsupported(
             kind.name(),
             "connect",
             format!("the {kind} backend is not part of this berth build yet"),

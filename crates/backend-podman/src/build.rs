@@ -1,0 +1,349 @@
+//! Builds: the plan as a Dockerfile, streamed with its context to `POST /libpod/build` (buildah), the output
+//! turned into progress as it arrives.
+//!
+//! The image is written in Docker format (`outputformat`), as the podman CLI's `--format docker` asks: OCI
+//! configs have no `SHELL`, which flytekit-style plans set. Credentials for base and helper images travel in
+//! `X-Registry-Config` (registry → user and password, which libpod writes to a temporary auth file for the
+//! build). Secrets travel inside the context under reserved names and are named in `secrets`.
+
+use std::collections::{HashMap, VecDeque};
+use std::path::PathBuf;
+
+use berth_core::engine::{BuildOptions, BuiltImage, Network, Progress, ProgressEvent};
+use berth_core::plan::{BuildPlan, ContextEntry, ContextSource, Mount, Step};
+use berth_core::{Error, ErrorKind, Result};
+use http::Method;
+
+use crate::client::{self, query, Lines};
+use crate::context;
+use crate::errors::{io_error, to_error, to_error_saying, Failure, Op};
+use crate::images::with_algorithm;
+use crate::{auth_header, registry_hosts, PodmanEngine, ENGINE};
+
+/// Lines of a step's output kept for the failure message.
+const TAIL_LINES: usize = 20;
+/// libpod's name for the Docker image format.
+const DOCKER_FORMAT: &str = "application/vnd.docker.distribution.manifest.v2+json";
+
+pub(crate) async fn build(
+    engine: &PodmanEngine,
+    plan: &BuildPlan,
+    options: &BuildOptions,
+    progress: &dyn Progress,
+) -> Result<BuiltImage> {
+    let host = host_platform();
+    if !plan.platform.is_empty() && plan.platform != host {
+        return Err(Error::unsupported(
+            ENGINE,
+            "build",
+            format!(
+                "the plan targets {}, and berth builds only for this host's platform ({host}) on Podman",
+                plan.platform
+            ),
+        ));
+    }
+    let secrets = check_secrets(plan)?;
+    let mut secret_entries = Vec::new();
+    let mut secret_specs = Vec::new();
+    for (index, (id, path)) in secrets.into_iter().enumerate() {
+        let name = context::secret_name(index);
+        secret_specs.push(format!("id={id},src={name}"));
+        secret_entries.push(ContextEntry {
+            path: name,
+            source: ContextSource::File(path),
+        });
+    }
+    let tar = context::stream(
+        berth_core::render::dockerfile(plan),
+        plan.context.clone(),
+        secret_entries,
+    )?;
+
+    let mut params: Vec<(&str, String)> = vec![
+        ("dockerfile", context::DOCKERFILE_NAME.to_string()),
+        ("layers", "true".to_string()),
+        ("rm", "true".to_string()),
+        ("forcerm", "true".to_string()),
+        ("outputformat", DOCKER_FORMAT.to_string()),
+    ];
+    params.extend(options.tags.iter().map(|t| ("t", t.clone())));
+    if options.no_cache {
+        params.push(("nocache", "true".to_string()));
+    }
+    if !secret_specs.is_empty() {
+        params.push(("secrets", serde_json::Value::from(secret_specs).to_string()));
+    }
+    // As the podman CLI sends `--network host` / `--network none` (buildah's NetworkEnabled / NetworkDisabled
+    // policies with a network namespace option).
+    match options.network {
+        Network::Default => {}
+        Network::Host => {
+            params.push(("networkmode", "2".to_string()));
+            params.push((
+                "nsoptions",
+                r#"[{"Name":"network","Host":true}]"#.to_string(),
+            ));
+        }
+        Network::None => {
+            params.push(("networkmode", "1".to_string()));
+            params.push((
+                "nsoptions",
+                r#"[{"Name":"network","Path":"none"}]"#.to_string(),
+            ));
+        }
+    }
+    let mut headers = vec![("Content-Type", "application/x-tar".to_string())];
+    if !options.credentials.is_empty() {
+        let mut config = serde_json::Map::new();
+        for credentials in &options.credentials {
+            for host in registry_hosts(&credentials.registry) {
+                config.insert(
+                    host,
+                    serde_json::json!({
+                        "username": credentials.username,
+                        "password": credentials.password.expose(),
+                    }),
+                );
+            }
+        }
+        headers.push((
+            "X-Registry-Config",
+            auth_header(&serde_json::Value::Object(config)),
+        ));
+    }
+
+    let path = format!("/libpod/build?{}", query(&params));
+    let sent = engine
+        .client
+        .send(Method::POST, &path, &headers, client::streaming(tar.body))
+        .await;
+    let response = match sent {
+        Ok(response) => response,
+        Err(e) => {
+            // A context file that could not be read explains the failed request better than the request.
+            if let Ok(Err(writer)) = tar.writer.await {
+                if writer.kind() != ErrorKind::Cancelled {
+                    return Err(writer.with_engine(ENGINE).with_operation("build"));
+                }
+            }
+            return Err(io_error(e, Op::Build, engine.socket()));
+        }
+    };
+    if !response.status().is_success() {
+        let (status, body) = client::read_all(response)
+            .await
+            .map_err(|e| io_error(e, Op::Build, engine.socket()))?;
+        return Err(to_error(
+            Failure::Status {
+                code: status.as_u16(),
+                message: &client::error_message(&body),
+            },
+            Op::Build,
+            engine.socket(),
+        ));
+    }
+    let mut log = BuildLog::new(progress);
+    let mut lines = Lines::new(response);
+    while let Some(line) = lines
+        .next_json()
+        .await
+        .map_err(|e| io_error(e, Op::Build, engine.socket()))?
+    {
+        if let Some(message) = line["error"].as_str() {
+            return Err(log.failure(engine, message));
+        }
+        if let Some(text) = line["stream"].as_str() {
+            log.text(text);
+        }
+    }
+    log.flush();
+    match tar.writer.await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => return Err(e.with_engine(ENGINE).with_operation("build")),
+        Err(e) => {
+            return Err(
+                Error::new(ErrorKind::Io, format!("the context writer failed: {e}"))
+                    .with_engine(ENGINE)
+                    .with_operation("build"),
+            )
+        }
+    }
+    match log.image_id {
+        Some(id) => Ok(BuiltImage {
+            id: with_algorithm(&id),
+        }),
+        None => Err(Error::new(
+            ErrorKind::Protocol,
+            "the Podman service finished the build without naming the image",
+        )
+        .with_engine(ENGINE)
+        .with_operation("build")),
+    }
+}
+
+/// Build output as it arrives: progress events, the running step and its last lines, the image id.
+struct BuildLog<'a> {
+    progress: &'a dyn Progress,
+    partial: String,
+    step: Option<String>,
+    tail: VecDeque<String>,
+    image_id: Option<String>,
+}
+
+impl<'a> BuildLog<'a> {
+    fn new(progress: &'a dyn Progress) -> Self {
+        BuildLog {
+            progress,
+            partial: String::new(),
+            step: None,
+            tail: VecDeque::new(),
+            image_id: None,
+        }
+    }
+
+    fn text(&mut self, text: &str) {
+        self.partial.push_str(text);
+        while let Some(pos) = self.partial.find('\n') {
+            let line: String = self.partial.drain(..=pos).collect();
+            self.line(line.trim_end_matches(['\n', '\r']));
+        }
+    }
+
+    fn flush(&mut self) {
+        if !self.partial.is_empty() {
+            let line = std::mem::take(&mut self.partial);
+            self.line(&line);
+        }
+    }
+
+    fn line(&mut self, line: &str) {
+        if let Some((index, total, description)) = step_line(line) {
+            self.step = Some(description.to_string());
+            self.tail.clear();
+            self.progress.event(ProgressEvent::Step {
+                index,
+                total,
+                description: description.to_string(),
+            });
+            return;
+        }
+        if line.len() == 64 && line.chars().all(|c| c.is_ascii_hexdigit()) {
+            self.image_id = Some(line.to_string());
+        }
+        if self.tail.len() == TAIL_LINES {
+            self.tail.pop_front();
+        }
+        self.tail.push_back(line.to_string());
+        self.progress.event(ProgressEvent::Line(line.to_string()));
+    }
+
+    /// The error for an `error` line: a failing step (anything but `FROM`) is a build failure that names the
+    /// step and shows its output; anything else is classified from its text (e.g. a missing base image).
+    fn failure(&mut self, engine: &PodmanEngine, message: &str) -> Error {
+        self.flush();
+        let in_step = self
+            .step
+            .as_deref()
+            .is_some_and(|s| !s.trim_start().to_ascii_uppercase().starts_with("FROM"));
+        let text = match &self.step {
+            Some(step) if in_step => {
+                let output: Vec<&str> = self.tail.iter().map(String::as_str).collect();
+                Some(format!(
+                    "step `{step}` failed: {}\n--- its output ---\n{}",
+                    message.trim_end(),
+                    output.join("\n")
+                ))
+            }
+            _ => None,
+        };
+        to_error_saying(
+            Failure::Stream { message, in_step },
+            Op::Build,
+            engine.socket(),
+            text,
+        )
+    }
+}
+
+/// `[2/3] STEP 4/7: RUN ...` or `STEP 1/2: FROM ...` as (index, total, instruction).
+fn step_line(line: &str) -> Option<(usize, usize, &str)> {
+    let rest = match line.strip_prefix('[') {
+        Some(stage) => stage.split_once("] ")?.1,
+        None => line,
+    };
+    let rest = rest.strip_prefix("STEP ")?;
+    let (numbers, description) = rest.split_once(": ")?;
+    let (index, total) = numbers.split_once('/')?;
+    Some((index.parse().ok()?, total.parse().ok()?, description))
+}
+
+fn host_platform() -> String {
+    let arch = match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        other => other,
+    };
+    format!("linux/{arch}")
+}
+
+/// Every secret a step mounts, by id, with its file checked to exist (a missing file fails before the build
+/// starts, naming the file, rather than as an obscure mount error halfway through).
+fn check_secrets(plan: &BuildPlan) -> Result<Vec<(String, PathBuf)>> {
+    let files: HashMap<&str, &PathBuf> = plan
+        .secrets
+        .iter()
+        .map(|s| (s.id.as_str(), &s.source))
+        .collect();
+    let mut used: Vec<(String, PathBuf)> = Vec::new();
+    let mounts = plan.steps.iter().filter_map(|s| match s {
+        Step::Run(run) => Some(run.mounts.iter()),
+        _ => None,
+    });
+    for mount in mounts.flatten() {
+        let Mount::Secret { id, .. } = mount else {
+            continue;
+        };
+        if used.iter().any(|(seen, _)| seen == id) {
+            continue;
+        }
+        let Some(path) = files.get(id.as_str()) else {
+            return Err(crate::invalid(
+                Op::Build,
+                format!("a step mounts secret `{id}`, but the plan names no file for it"),
+            ));
+        };
+        if id.contains([',', '=']) {
+            return Err(crate::invalid(
+                Op::Build,
+                format!("secret id `{id}` may not contain `,` or `=`"),
+            ));
+        }
+        std::fs::metadata(path).map_err(|e| {
+            Error::io(path, e)
+                .context(format!("secret `{id}`"))
+                .with_engine(ENGINE)
+                .with_operation("build")
+        })?;
+        used.push((id.clone(), (*path).clone()));
+    }
+    Ok(used)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn step_lines_with_and_without_stages() {
+        assert_eq!(
+            step_line("[2/2] STEP 3/4: RUN echo hi"),
+            Some((3, 4, "RUN echo hi"))
+        );
+        assert_eq!(
+            step_line("STEP 1/3: FROM busybox"),
+            Some((1, 3, "FROM busybox"))
+        );
+        assert_eq!(step_line("STEPS 1/3: nothing"), None);
+        assert_eq!(step_line("uv 0.5.1"), None);
+    }
+}

@@ -1,0 +1,133 @@
+//! Connecting: the socket, a first `/_ping` bounded by [`PodmanOptions::ping_timeout`] (so a missing or silent
+//! service is an `EngineUnavailable` error within that time, never a hang), then `/libpod/info` once.
+
+use std::time::Duration;
+
+use berth_core::{Error, ErrorKind, Result};
+use http::Method;
+
+use crate::client::{self, Client};
+use crate::endpoint::{self, start_hint};
+use crate::errors::{io_error, to_error, Failure, Op};
+use crate::{PodmanEngine, PodmanOptions, ENGINE};
+
+/// What the service said about itself.
+#[derive(Debug, Clone)]
+pub(crate) struct Service {
+    pub(crate) version: String,
+    pub(crate) rootless: bool,
+}
+
+impl PodmanEngine {
+    /// An engine for the service named by `options` (or the environment), without contacting it yet.
+    pub fn new(options: PodmanOptions) -> Result<PodmanEngine> {
+        let socket = endpoint::resolve(options.socket.as_deref())?;
+        Ok(PodmanEngine {
+            client: Client { socket },
+            options,
+            service: tokio::sync::OnceCell::new(),
+        })
+    }
+
+    /// [`PodmanEngine::new`], then a first exchange with the service, so an unreachable one is reported here.
+    pub async fn connect(options: PodmanOptions) -> Result<PodmanEngine> {
+        let engine = PodmanEngine::new(options)?;
+        engine.service().await?;
+        Ok(engine)
+    }
+
+    /// The service's facts, asked on first use.
+    pub(crate) async fn service(&self) -> Result<&Service> {
+        self.service.get_or_try_init(|| self.ask_service()).await
+    }
+
+    async fn ask_service(&self) -> Result<Service> {
+        let timeout = self.options.ping_timeout;
+        let ping = async {
+            let response = self
+                .client
+                .send(Method::GET, "/libpod/_ping", &[], client::empty())
+                .await?;
+            client::read_all(response).await
+        };
+        match tokio::time::timeout(timeout, ping).await {
+            Ok(Ok((status, _))) if status.is_success() => {}
+            Ok(Ok((status, body))) => {
+                return Err(to_error(
+                    Failure::Status {
+                        code: status.as_u16(),
+                        message: &client::error_message(&body),
+                    },
+                    Op::Connect,
+                    self.socket(),
+                ))
+            }
+            Ok(Err(e)) => return Err(io_error(e, Op::Connect, self.socket())),
+            Err(_) => return Err(self.unanswered(timeout)),
+        }
+        let info = self.get_json("/libpod/info", Op::Connect).await?;
+        let version = info["version"]["Version"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let rootless = info["host"]["security"]["rootless"]
+            .as_bool()
+            .unwrap_or(false);
+        Ok(Service { version, rootless })
+    }
+
+    /// `GET path` answered with JSON.
+    pub(crate) async fn get_json(&self, path: &str, op: Op) -> Result<serde_json::Value> {
+        let (status, body) = self.request(Method::GET, path, op).await?;
+        serde_json::from_slice(&body).map_err(|e| {
+            Error::new(
+                ErrorKind::Protocol,
+                format!("the Podman service answered {path} with {status} and no JSON: {e}"),
+            )
+            .with_engine(ENGINE)
+            .with_operation(op.as_str())
+        })
+    }
+
+    /// A short request without body; a non-success status is an error.
+    pub(crate) async fn request(
+        &self,
+        method: Method,
+        path: &str,
+        op: Op,
+    ) -> Result<(http::StatusCode, bytes::Bytes)> {
+        let response = self
+            .client
+            .send(method, path, &[], client::empty())
+            .await
+            .map_err(|e| io_error(e, op, self.socket()))?;
+        let (status, body) = client::read_all(response)
+            .await
+            .map_err(|e| io_error(e, op, self.socket()))?;
+        if !status.is_success() {
+            return Err(to_error(
+                Failure::Status {
+                    code: status.as_u16(),
+                    message: &client::error_message(&body),
+                },
+                op,
+                self.socket(),
+            ));
+        }
+        Ok((status, body))
+    }
+
+    fn unanswered(&self, timeout: Duration) -> Error {
+        Error::new(
+            ErrorKind::EngineUnavailable,
+            format!(
+                "the Podman service at {} did not answer within {:.1}s",
+                self.endpoint_name(),
+                timeout.as_secs_f64()
+            ),
+        )
+        .with_engine(ENGINE)
+        .with_operation(Op::Connect.as_str())
+        .with_hint(start_hint(self.socket()))
+    }
+}

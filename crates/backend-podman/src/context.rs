@@ -1,0 +1,325 @@
+//! The build context as a tar stream: the rendered Dockerfile, exactly the plan's context files and the build
+//! secrets (libpod takes secret files from the context and moves them out of it before the build starts, so
+//! they reach no `COPY` and no layer; this also works when the service cannot read the caller's files).
+//!
+//! The tar is written on a blocking thread into a small bounded channel whose receiving end is the request
+//! body, so a context of any size costs [`CHUNK`] × [`CHANNEL_DEPTH`] bytes of memory, and the daemon's reading
+//! speed sets the pace. Entries belong to uid/gid 0; generated entries (the Dockerfile, generated files, parent
+//! folders) get fixed modes and a fixed mtime so identical plans give identical tars; files from disk keep
+//! their mode and mtime as `docker build` would send them.
+
+use std::collections::BTreeSet;
+use std::fs::File;
+use std::io::{self, Read, Write};
+
+use berth_core::plan::{ContextEntry, ContextSource};
+use berth_core::{Error, ErrorKind, Result};
+use bytes::Bytes;
+use futures_util::Stream;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use crate::ENGINE;
+
+/// Name of the Dockerfile inside the context; a context file of that name is refused.
+pub(crate) const DOCKERFILE_NAME: &str = ".berth.Dockerfile";
+/// Prefix of the context names secrets travel under; context files of such names are refused.
+pub(crate) const SECRET_PREFIX: &str = ".berth-secret-";
+/// Bytes per chunk sent to the daemon.
+const CHUNK: usize = 256 * 1024;
+/// Chunks buffered between the tar thread and the connection.
+const CHANNEL_DEPTH: usize = 4;
+/// mtime of generated entries (2000-01-01T00:00:00Z; 0 confuses some tools).
+const FIXED_MTIME: u64 = 946_684_800;
+
+/// A context tar being generated: the byte stream for the request body and the thread writing it.
+pub(crate) struct ContextTar {
+    /// The tar bytes; an `Err` item means the thread failed (the request should then fail too).
+    pub(crate) body: std::pin::Pin<Box<dyn Stream<Item = io::Result<Bytes>> + Send>>,
+    /// The writer thread; its error says which file could not be read.
+    pub(crate) writer: JoinHandle<Result<()>>,
+}
+
+/// Starts streaming the context of a build, `secrets` (named by [`secret_name`]) last. Fails at once for
+/// paths that cannot go into a context.
+pub(crate) fn stream(
+    dockerfile: String,
+    mut entries: Vec<ContextEntry>,
+    secrets: Vec<ContextEntry>,
+) -> Result<ContextTar> {
+    for entry in &entries {
+        check_path(&entry.path)?;
+    }
+    entries.extend(secrets);
+    let (tx, mut rx) = mpsc::channel::<io::Result<Bytes>>(CHANNEL_DEPTH);
+    let writer = tokio::task::spawn_blocking(move || {
+        let sink = ChannelWriter {
+            tx: tx.clone(),
+            buf: Vec::with_capacity(CHUNK),
+        };
+        let result = write_tar(sink, &dockerfile, &entries);
+        if let Err(err) = &result {
+            // The body must fail rather than end, or the daemon would build from a truncated context.
+            let _ = tx.blocking_send(Err(io::Error::other(err.to_string())));
+        }
+        result
+    });
+    let body = futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx));
+    Ok(ContextTar {
+        body: Box::pin(body),
+        writer,
+    })
+}
+
+fn check_path(path: &str) -> Result<()> {
+    let bad = path.is_empty()
+        || path.starts_with('/')
+        || path
+            .split('/')
+            .any(|c| c.is_empty() || c == "." || c == "..");
+    if bad {
+        return Err(Error::invalid(format!(
+            "context path `{path}` must be relative, without empty, `.` or `..` components"
+        ))
+        .with_engine(ENGINE)
+        .with_operation("build"));
+    }
+    if path == DOCKERFILE_NAME || path.starts_with(SECRET_PREFIX) {
+        return Err(Error::invalid(format!(
+            "context path `{path}` is reserved for the Dockerfile and secrets berth sends"
+        ))
+        .with_engine(ENGINE)
+        .with_operation("build"));
+    }
+    Ok(())
+}
+
+/// The context name of the `index`th secret: one flat file name, because libpod moves it next to the
+/// context folder by that name.
+pub(crate) fn secret_name(index: usize) -> String {
+    format!("{SECRET_PREFIX}{index}")
+}
+
+fn write_tar(sink: ChannelWriter, dockerfile: &str, entries: &[ContextEntry]) -> Result<()> {
+    let mut tar = tar::Builder::new(sink);
+    let io_err = |e: io::Error| {
+        // The receiver went away: the request failed or was cancelled; the caller reports that instead.
+        let kind = if e.kind() == io::ErrorKind::BrokenPipe {
+            ErrorKind::Cancelled
+        } else {
+            ErrorKind::Io
+        };
+        Error::new(kind, format!("writing the build context: {e}")).with_source(e)
+    };
+    append_bytes(&mut tar, DOCKERFILE_NAME, dockerfile.as_bytes()).map_err(io_err)?;
+    let mut dirs = BTreeSet::new();
+    for entry in entries {
+        let mut parent = String::new();
+        for component in entry
+            .path
+            .split('/')
+            .rev()
+            .skip(1)
+            .collect::<Vec<_>>()
+            .iter()
+            .rev()
+        {
+            if !parent.is_empty() {
+                parent.push('/');
+            }
+            parent.push_str(component);
+            if dirs.insert(parent.clone()) {
+                append_dir(&mut tar, &parent).map_err(io_err)?;
+            }
+        }
+        match &entry.source {
+            ContextSource::Bytes(bytes) => {
+                append_bytes(&mut tar, &entry.path, bytes).map_err(io_err)?
+            }
+            ContextSource::File(source) => {
+                let file = File::open(source).map_err(|e| Error::io(source, e))?;
+                let meta = file.metadata().map_err(|e| Error::io(source, e))?;
+                if !meta.is_file() {
+                    return Err(Error::invalid(format!(
+                        "context entry `{}` comes from {}, which is not a regular file",
+                        entry.path,
+                        source.display()
+                    )));
+                }
+                let mut header = header(tar::EntryType::Regular, meta.len(), file_mode(&meta));
+                header.set_mtime(mtime(&meta));
+                let reader = ExactReader {
+                    inner: file.take(meta.len()),
+                    remaining: meta.len(),
+                };
+                tar.append_data(&mut header, &entry.path, reader)
+                    .map_err(|e| match e.kind() {
+                        io::ErrorKind::UnexpectedEof => Error::io(source, e),
+                        _ => io_err(e),
+                    })?;
+            }
+        }
+    }
+    let mut sink = tar.into_inner().map_err(io_err)?;
+    sink.flush().map_err(io_err)?;
+    Ok(())
+}
+
+fn header(kind: tar::EntryType, size: u64, mode: u32) -> tar::Header {
+    let mut header = tar::Header::new_gnu();
+    header.set_entry_type(kind);
+    header.set_size(size);
+    header.set_mode(mode);
+    header.set_uid(0);
+    header.set_gid(0);
+    header.set_mtime(FIXED_MTIME);
+    header
+}
+
+fn append_bytes<W: Write>(tar: &mut tar::Builder<W>, path: &str, bytes: &[u8]) -> io::Result<()> {
+    let mut header = header(tar::EntryType::Regular, bytes.len() as u64, 0o644);
+    tar.append_data(&mut header, path, bytes)
+}
+
+fn append_dir<W: Write>(tar: &mut tar::Builder<W>, path: &str) -> io::Result<()> {
+    let mut header = header(tar::EntryType::Directory, 0, 0o755);
+    tar.append_data(&mut header, format!("{path}/"), io::empty())
+}
+
+#[cfg(unix)]
+fn file_mode(meta: &std::fs::Metadata) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    meta.permissions().mode() & 0o7777
+}
+
+#[cfg(not(unix))]
+fn file_mode(_meta: &std::fs::Metadata) -> u32 {
+    0o644
+}
+
+fn mtime(meta: &std::fs::Metadata) -> u64 {
+    meta.modified()
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(FIXED_MTIME, |d| d.as_secs())
+}
+
+/// Reads exactly `remaining` bytes, failing if the file shrank while it was read (the tar header already
+/// announced its size).
+struct ExactReader<R> {
+    inner: R,
+    remaining: u64,
+}
+
+impl<R: Read> Read for ExactReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if n == 0 && self.remaining > 0 && !buf.is_empty() {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "the file shrank while it was being sent",
+            ));
+        }
+        self.remaining -= n as u64;
+        Ok(n)
+    }
+}
+
+/// Sends what is written in [`CHUNK`]-sized pieces, blocking while the channel is full.
+struct ChannelWriter {
+    tx: mpsc::Sender<io::Result<Bytes>>,
+    buf: Vec<u8>,
+}
+
+impl ChannelWriter {
+    fn send(&mut self) -> io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let chunk = std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK));
+        self.tx
+            .blocking_send(Ok(Bytes::from(chunk)))
+            .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "the daemon stopped reading"))
+    }
+}
+
+impl Write for ChannelWriter {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        let n = data.len().min(CHUNK - self.buf.len());
+        self.buf.extend_from_slice(&data[..n]);
+        if self.buf.len() == CHUNK {
+            self.send()?;
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.send()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures_util::StreamExt;
+
+    #[tokio::test]
+    async fn the_tar_holds_the_dockerfile_and_exactly_the_context() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("a.py");
+        std::fs::write(&file, b"print(1)\n").expect("write");
+        let entries = vec![
+            ContextEntry {
+                path: "src/pkg/a.py".into(),
+                source: ContextSource::File(file),
+            },
+            ContextEntry {
+                path: "requirements.txt".into(),
+                source: ContextSource::Bytes(b"x==1\n".to_vec()),
+            },
+        ];
+        let tar = stream("FROM scratch\n".into(), entries, vec![]).expect("starts");
+        let chunks: Vec<_> = tar.body.collect().await;
+        tar.writer.await.expect("joins").expect("writes");
+        let bytes: Vec<u8> = chunks
+            .into_iter()
+            .flat_map(|c| c.expect("chunk").to_vec())
+            .collect();
+        let mut archive = tar::Archive::new(&bytes[..]);
+        let mut seen = Vec::new();
+        for entry in archive.entries().expect("entries") {
+            let entry = entry.expect("entry");
+            let header = entry.header();
+            assert_eq!((header.uid().ok(), header.gid().ok()), (Some(0), Some(0)));
+            seen.push(entry.path().expect("path").display().to_string());
+        }
+        assert_eq!(
+            seen,
+            [
+                DOCKERFILE_NAME,
+                "src/",
+                "src/pkg/",
+                "src/pkg/a.py",
+                "requirements.txt"
+            ]
+        );
+    }
+
+    #[test]
+    fn reserved_and_escaping_paths_are_refused() {
+        for bad in [
+            DOCKERFILE_NAME,
+            ".berth-secret-0",
+            "../x",
+            "/etc/passwd",
+            "a//b",
+            "./a",
+        ] {
+            let entry = ContextEntry {
+                path: bad.into(),
+                source: ContextSource::Bytes(vec![]),
+            };
+            assert!(check_path(&entry.path).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,175 @@
+//! berth's Podman backend: [`PodmanEngine`] implements berth-core's [`ContainerEngine`] on Podman's API service.
+//!
+//! It talks to the libpod REST API (`/v4.0.0/libpod/...`) on the service's unix socket with a small hyper
+//! client of its own, found the way podman's remote client finds it (`CONTAINER_HOST`, else the user's
+//! `$XDG_RUNTIME_DIR/podman/podman.sock`, else `/run/podman/podman.sock` for root). Rootful and rootless
+//! services work alike; [`Capabilities::rootless`] says which one answered. Builds go to buildah through
+//! `POST /libpod/build`: the context tar is generated while it is sent (its size does not matter for memory),
+//! build secrets travel inside it (libpod moves them out of the context before building), and registry
+//! credentials for base and helper images go in `X-Registry-Config`, so `RUN --mount` of every kind and
+//! authenticated bases all work. Every failure is a berth [`Error`] whose kind is decided in one function
+//! ([`errors`]'s `classify`).
+//!
+//! [`Capabilities::rootless`]: berth_core::engine::Capabilities::rootless
+
+mod build;
+mod client;
+mod connect;
+mod context;
+pub mod endpoint;
+mod errors;
+mod images;
+mod transfer;
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use berth_core::engine::{
+    BuildOptions, BuiltImage, Capabilities, ContainerEngine, Credentials, EngineInfo, ImageDetails,
+    Progress, PushedImage, RemoveOptions, TransferOptions,
+};
+use berth_core::plan::BuildPlan;
+use berth_core::reference::DOCKER_HUB;
+use berth_core::{Error, Result};
+
+/// The engine name in errors and [`EngineInfo`].
+pub(crate) const ENGINE: &str = "podman";
+
+/// How to reach the Podman service.
+#[derive(Debug, Clone)]
+pub struct PodmanOptions {
+    /// The service's socket (`unix:///path` or a path); `None` reads `CONTAINER_HOST`, then falls back to the
+    /// user's or root's default socket.
+    pub socket: Option<String>,
+    /// How long the service may take to answer its first request (`/_ping`) before it counts as unavailable.
+    pub ping_timeout: Duration,
+}
+
+impl Default for PodmanOptions {
+    fn default() -> Self {
+        PodmanOptions {
+            socket: None,
+            ping_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// A Podman API service berth builds on.
+#[derive(Debug)]
+pub struct PodmanEngine {
+    client: client::Client,
+    options: PodmanOptions,
+    service: tokio::sync::OnceCell<connect::Service>,
+}
+
+impl PodmanEngine {
+    /// The service's address as it appears in messages.
+    pub fn endpoint_name(&self) -> String {
+        format!("unix://{}", self.client.socket.display())
+    }
+
+    fn socket(&self) -> &std::path::Path {
+        &self.client.socket
+    }
+}
+
+#[async_trait]
+impl ContainerEngine for PodmanEngine {
+    fn name(&self) -> &'static str {
+        ENGINE
+    }
+
+    async fn info(&self) -> Result<EngineInfo> {
+        let service = self.service().await?;
+        Ok(EngineInfo {
+            engine: ENGINE.to_string(),
+            version: service.version.clone(),
+            endpoint: self.endpoint_name(),
+            capabilities: Capabilities {
+                // buildah understands every RUN --mount berth renders.
+                run_mounts: true,
+                cache_mounts: true,
+                secret_mounts: true,
+                cross_platform: false,
+                rootless: service.rootless,
+            },
+        })
+    }
+
+    async fn build(
+        &self,
+        plan: &BuildPlan,
+        options: &BuildOptions,
+        progress: &dyn Progress,
+    ) -> Result<BuiltImage> {
+        self.service().await?;
+        build::build(self, plan, options, progress).await
+    }
+
+    async fn push(
+        &self,
+        reference: &str,
+        options: &TransferOptions,
+        progress: &dyn Progress,
+    ) -> Result<PushedImage> {
+        self.service().await?;
+        transfer::push(self, reference, options, progress).await
+    }
+
+    async fn pull(
+        &self,
+        reference: &str,
+        options: &TransferOptions,
+        progress: &dyn Progress,
+    ) -> Result<()> {
+        self.service().await?;
+        transfer::pull(self, reference, options, progress).await
+    }
+
+    async fn inspect(&self, reference: &str) -> Result<ImageDetails> {
+        self.service().await?;
+        self.inspect_image(reference).await
+    }
+
+    async fn tag(&self, source: &str, target: &str) -> Result<()> {
+        self.service().await?;
+        self.tag_image(source, target).await
+    }
+
+    async fn remove(&self, reference: &str, options: RemoveOptions) -> Result<()> {
+        self.service().await?;
+        self.remove_image(reference, options).await
+    }
+}
+
+/// The names containers/image may look a registry's credentials up by.
+pub(crate) fn registry_hosts(registry: &str) -> Vec<String> {
+    let hub = [DOCKER_HUB, "index.docker.io", "registry-1.docker.io"];
+    if hub.contains(&registry) {
+        hub.iter().map(|h| h.to_string()).collect()
+    } else {
+        vec![registry.to_string()]
+    }
+}
+
+/// The `{"username", "password"}` object libpod's auth headers carry.
+pub(crate) fn auth_json(credentials: &Credentials) -> serde_json::Value {
+    serde_json::json!({
+        "username": credentials.username,
+        "password": credentials.password.expose(),
+        "serveraddress": credentials.registry,
+    })
+}
+
+/// A libpod auth header value: JSON in URL-safe base64, as libpod decodes it.
+pub(crate) fn auth_header(value: &serde_json::Value) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::URL_SAFE.encode(value.to_string())
+}
+
+/// An invalid-spec error of this engine.
+pub(crate) fn invalid(op: errors::Op, message: impl Into<String>) -> Error {
+    Error::invalid(message)
+        .with_engine(ENGINE)
+        .with_operation(op.as_str())
+}

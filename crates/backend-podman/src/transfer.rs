@@ -1,0 +1,171 @@
+//! Push and pull, with credentials in `X-Registry-Auth` and `tlsVerify=false` for insecure registries.
+//!
+//! Pushes go through the Docker-compatible `POST /images/{name}/push`: libpod 4.3's own push endpoint does not
+//! say which manifest digest the registry stored, the compatible one does (`<tag>: digest: sha256:... size: N`).
+//! Pulls use `POST /libpod/images/pull` with `policy=always`, so the registry is always asked.
+
+use berth_core::engine::{Progress, ProgressEvent, PushedImage, TransferOptions};
+use berth_core::reference::ImageRef;
+use berth_core::{Error, ErrorKind, Result};
+use http::Method;
+
+use crate::client::{self, image_path, query, Lines};
+use crate::errors::{io_error, to_error, Failure, Op};
+use crate::{auth_header, auth_json, PodmanEngine, ENGINE};
+
+pub(crate) async fn push(
+    engine: &PodmanEngine,
+    reference: &str,
+    options: &TransferOptions,
+    progress: &dyn Progress,
+) -> Result<PushedImage> {
+    let parsed = ImageRef::parse(reference)
+        .map_err(|e| e.with_engine(ENGINE).with_operation(Op::Push.as_str()))?;
+    if parsed.digest.is_some() {
+        return Err(crate::invalid(
+            Op::Push,
+            format!("`{reference}` names a digest; push needs a tag"),
+        ));
+    }
+    let (name, tag) = crate::images::split_reference(reference, Op::Push)?;
+    let mut params = vec![("tag", tag)];
+    if options.insecure {
+        params.push(("tlsVerify", "false".to_string()));
+    }
+    let path = format!("/images/{}/push?{}", image_path(&name), query(&params));
+    let mut lines = stream(engine, &path, options, Op::Push).await?;
+    let mut digest = None;
+    while let Some(line) = lines
+        .next_json()
+        .await
+        .map_err(|e| io_error(e, Op::Push, engine.socket()))?
+    {
+        if let Some(message) = line["error"].as_str() {
+            return Err(stream_error(engine, message, Op::Push));
+        }
+        if let Some(status) = line["status"].as_str() {
+            if let Some(found) = pushed_digest(status) {
+                digest = Some(found);
+            }
+            progress.event(ProgressEvent::Line(status.to_string()));
+        }
+    }
+    match digest {
+        Some(digest) => Ok(PushedImage { digest }),
+        None => Err(Error::new(
+            ErrorKind::Protocol,
+            format!("the Podman service pushed {reference} but named no manifest digest"),
+        )
+        .with_engine(ENGINE)
+        .with_operation(Op::Push.as_str())),
+    }
+}
+
+pub(crate) async fn pull(
+    engine: &PodmanEngine,
+    reference: &str,
+    options: &TransferOptions,
+    progress: &dyn Progress,
+) -> Result<()> {
+    let mut params = vec![
+        ("reference", reference.to_string()),
+        ("policy", "always".to_string()),
+    ];
+    if options.insecure {
+        params.push(("tlsVerify", "false".to_string()));
+    }
+    let path = format!("/libpod/images/pull?{}", query(&params));
+    let mut lines = stream(engine, &path, options, Op::Pull).await?;
+    let mut pulled = false;
+    while let Some(line) = lines
+        .next_json()
+        .await
+        .map_err(|e| io_error(e, Op::Pull, engine.socket()))?
+    {
+        if let Some(message) = line["error"].as_str() {
+            return Err(stream_error(engine, message, Op::Pull));
+        }
+        if let Some(text) = line["stream"].as_str() {
+            progress.event(ProgressEvent::Line(text.trim_end().to_string()));
+        }
+        if line["id"].as_str().is_some_and(|id| !id.is_empty()) {
+            pulled = true;
+        }
+    }
+    if pulled {
+        Ok(())
+    } else {
+        Err(Error::new(
+            ErrorKind::Protocol,
+            format!("the Podman service's pull of {reference} ended without an image id"),
+        )
+        .with_engine(ENGINE)
+        .with_operation(Op::Pull.as_str()))
+    }
+}
+
+/// Sends a transfer request and checks its status; the body is the progress stream.
+async fn stream(
+    engine: &PodmanEngine,
+    path: &str,
+    options: &TransferOptions,
+    op: Op,
+) -> Result<Lines> {
+    let mut headers = Vec::new();
+    if let Some(credentials) = &options.credentials {
+        headers.push(("X-Registry-Auth", auth_header(&auth_json(credentials))));
+    }
+    let response = engine
+        .client
+        .send(Method::POST, path, &headers, client::empty())
+        .await
+        .map_err(|e| io_error(e, op, engine.socket()))?;
+    if !response.status().is_success() {
+        let (status, body) = client::read_all(response)
+            .await
+            .map_err(|e| io_error(e, op, engine.socket()))?;
+        return Err(to_error(
+            Failure::Status {
+                code: status.as_u16(),
+                message: &client::error_message(&body),
+            },
+            op,
+            engine.socket(),
+        ));
+    }
+    Ok(Lines::new(response))
+}
+
+fn stream_error(engine: &PodmanEngine, message: &str, op: Op) -> Error {
+    to_error(
+        Failure::Stream {
+            message,
+            in_step: false,
+        },
+        op,
+        engine.socket(),
+    )
+}
+
+/// The digest in a push's closing status line, `<tag>: digest: sha256:<hex> size: <n>`.
+fn pushed_digest(status: &str) -> Option<String> {
+    let (_, rest) = status.split_once("digest: ")?;
+    let digest = rest.split_whitespace().next()?;
+    let hex = digest.strip_prefix("sha256:")?;
+    (hex.len() == 64 && hex.chars().all(|c| c.is_ascii_hexdigit())).then(|| digest.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_the_pushed_digest() {
+        let hex = "d4132f237af4ad232ee54c1d5a7ce2acba63ba8d5dc07f1c596ee3706900e486";
+        assert_eq!(
+            pushed_digest(&format!("1: digest: sha256:{hex} size: 752")),
+            Some(format!("sha256:{hex}"))
+        );
+        assert_eq!(pushed_digest("The push refers to repository [r/x:1]"), None);
+    }
+}
