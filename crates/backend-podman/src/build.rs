@@ -25,7 +25,33 @@ const TAIL_LINES: usize = 20;
 /// libpod's name for the Docker image format.
 const DOCKER_FORMAT: &str = "application/vnd.docker.distribution.manifest.v2+json";
 
+/// Builds made in all when buildah's cache lookup races another client's image removal (a temporary failure
+/// that happens before any step runs; see `errors::is_cache_race`).
+const ATTEMPTS: usize = 3;
+
 pub(crate) async fn build(
+    engine: &PodmanEngine,
+    plan: &BuildPlan,
+    options: &BuildOptions,
+    progress: &dyn Progress,
+) -> Result<BuiltImage> {
+    let mut attempt = 1;
+    loop {
+        match build_once(engine, plan, options, progress).await {
+            Err(e) if e.kind() == ErrorKind::Temporary && attempt < ATTEMPTS => {
+                progress.event(ProgressEvent::Line(format!(
+                    "retrying the build (attempt {} of {ATTEMPTS}): {}",
+                    attempt + 1,
+                    e.message()
+                )));
+                attempt += 1;
+            }
+            result => return result,
+        }
+    }
+}
+
+async fn build_once(
     engine: &PodmanEngine,
     plan: &BuildPlan,
     options: &BuildOptions,

@@ -76,6 +76,9 @@ pub(crate) fn classify(failure: &Failure<'_>, op: Op) -> ErrorKind {
             _ => ErrorKind::Protocol,
         },
         Failure::Stream { message, in_step } => {
+            if op == Op::Build && is_cache_race(message) {
+                return ErrorKind::Temporary;
+            }
             if *in_step {
                 return ErrorKind::BuildFailed;
             }
@@ -86,6 +89,15 @@ pub(crate) fn classify(failure: &Failure<'_>, op: Op) -> ErrorKind {
             }
         }
     }
+}
+
+/// buildah 1.28 looks for a cached layer by walking every image in the store; an image removed meanwhile (by
+/// any other client of the same service) fails that walk with `layer not known` before the step runs. The
+/// error line is buildah's own text, never the step's output (that arrives as `stream` lines), and building
+/// again succeeds.
+fn is_cache_race(message: &str) -> bool {
+    message.contains("checking if cached image exists from a previous build")
+        && (message.contains("not known") || message.contains("unknown"))
 }
 
 /// What a registry error says in words (containers/image passes the registry's error codes through as text:
@@ -207,6 +219,12 @@ mod tests {
         let message = "building at STEP \"RUN echo unauthorized; exit 1\": while running runtime: exit status 1";
         assert_eq!(stream(message, true, Op::Build), ErrorKind::BuildFailed);
         assert_eq!(stream("odd", false, Op::Build), ErrorKind::BuildFailed);
+    }
+
+    #[test]
+    fn a_cache_lookup_racing_a_removal_is_temporary() {
+        let message = "checking if cached image exists from a previous build: getting top layer info: layer not known";
+        assert_eq!(stream(message, true, Op::Build), ErrorKind::Temporary);
     }
 
     #[test]

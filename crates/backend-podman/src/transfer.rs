@@ -43,7 +43,9 @@ pub(crate) async fn push(
         if let Some(message) = line["error"].as_str() {
             return Err(stream_error(engine, message, Op::Push));
         }
-        if let Some(status) = line["status"].as_str() {
+        if let Some(event) = transfer_event(&line) {
+            progress.event(event);
+        } else if let Some(status) = line["status"].as_str() {
             if let Some(found) = pushed_digest(status) {
                 digest = Some(found);
             }
@@ -147,6 +149,17 @@ fn stream_error(engine: &PodmanEngine, message: &str, op: Op) -> Error {
     )
 }
 
+/// A push's byte count for one blob (`{"status": "Pushing", "progressDetail": {...}, "id": ...}`).
+fn transfer_event(line: &serde_json::Value) -> Option<ProgressEvent> {
+    let detail = line.get("progressDetail")?;
+    let current = detail.get("current")?.as_u64()?;
+    Some(ProgressEvent::Transfer {
+        id: line["id"].as_str().unwrap_or_default().to_string(),
+        current,
+        total: detail.get("total").and_then(|t| t.as_u64()),
+    })
+}
+
 /// The digest in a push's closing status line, `<tag>: digest: sha256:<hex> size: <n>`.
 fn pushed_digest(status: &str) -> Option<String> {
     let (_, rest) = status.split_once("digest: ")?;
@@ -167,5 +180,22 @@ mod tests {
             Some(format!("sha256:{hex}"))
         );
         assert_eq!(pushed_digest("The push refers to repository [r/x:1]"), None);
+    }
+
+    #[test]
+    fn byte_counts_become_transfer_events() {
+        let line = serde_json::json!({"status": "Pushing", "progressDetail": {"current": 5, "total": 9}, "id": "abc"});
+        assert_eq!(
+            transfer_event(&line),
+            Some(ProgressEvent::Transfer {
+                id: "abc".into(),
+                current: 5,
+                total: Some(9)
+            })
+        );
+        assert_eq!(
+            transfer_event(&serde_json::json!({"status": "Pushed", "id": "abc"})),
+            None
+        );
     }
 }
