@@ -8,7 +8,8 @@ bash scripts/env/up.sh
 # shellcheck disable=SC1091
 source /var/lib/berth-env/env.sh
 
-cargo build --release --quiet -p berth-cli
+echo "building berth (the first build takes about 15 minutes on 2 cores)"
+cargo build --release -p berth-cli
 berth=target/release/berth
 
 # Keep the example's credentials out of your own ~/.docker/config.json.

@@ -15,8 +15,7 @@ A spec is a YAML file whose keys are flytekit ImageSpec fields:
     apt_packages: [git]
     env: {LOG_LEVEL: info}
 
-berth names it `registry/name:tag`, with the same tag flytekit computes, so images built by berth are found by
-flytekit and the other way round.";
+berth names it `registry/name:tag`, with the same tag flytekit computes, so images built by berth are found by flytekit and the other way round.";
 
 const AFTER: &str = "Examples:
   berth name spec.yaml              print ghcr.io/my-org/my-task:<tag>
@@ -26,11 +25,9 @@ const AFTER: &str = "Examples:
   berth login ghcr.io -u me --password-stdin < token.txt
   berth engines                     which engines are reachable here
 
-Engine: --engine, else BERTH_ENGINE, else `engine:` in berth.yaml (searched upward), else the first
-reachable socket of docker, podman, containerd.
+Engine: --engine, else BERTH_ENGINE, else `engine:` in berth.yaml (searched upward), else the first reachable socket of docker, podman, containerd.
 
-Exit status: 0 success, 1 a negative answer or failed build, 2 invalid input, 3 engine unavailable,
-4 registry refused the credentials, 5 temporary failure after retries, 6 other errors.";
+Exit status: 0 success, 1 a negative answer, a failed build or an unsupported request, 2 invalid input, 3 engine unavailable, 4 registry refused the credentials, 5 temporary failure after retries, 6 other errors.";
 
 /// berth: container images from flytekit-style specs, on any engine.
 #[derive(Debug, Parser)]
@@ -49,24 +46,16 @@ pub enum Command {
   berth name spec.yaml
   berth name specs/*.yaml --json
 
-The tag equals flytekit's ImageSpec(**yaml.safe_load(open(spec))).tag for the same file, with paths relative
-to the spec's folder. Source trees are hashed once and cached by path, size and modification time.")]
+The tag equals flytekit's ImageSpec(**yaml.safe_load(open(spec))).tag for the same file, with paths relative to the spec's folder. Source trees are hashed once and cached by path, size and modification time.")]
     Name(NameArgs),
     /// Print the Dockerfile for a spec (no engine, no network).
     #[command(after_help = "Examples:
   berth render spec.yaml > Dockerfile
   berth render --context spec.yaml
 
-The Dockerfile follows flytekit's default builder: apt and uv with cache mounts, a `flytekit` user,
-packages installed with uv (into /root/.venv from `python_exec`, or a micromamba environment),
-copied files, commands, and the spec id as the last ENV.
+The Dockerfile follows flytekit's default builder: apt and uv with cache mounts, a `flytekit` user, packages installed with uv (into /root/.venv from `python_exec`, or a micromamba environment), copied files, commands, and the spec id as the last ENV.
 
-Spec fields (flytekit ImageSpec names): name, python_version, builder, source_root, env, registry,
-packages, conda_packages, conda_channels, requirements, apt_packages, cuda, cudnn, base_image,
-platform, pip_index, pip_extra_index_url, pip_secret_mounts, pip_extra_args, registry_config,
-entrypoint, commands, tag_format, source_copy_mode, copy, python_exec, runtime_packages,
-builder_options, builder_config. Paths are relative to the spec file; base_image may be
-{spec: other.yaml}.")]
+Spec fields (flytekit ImageSpec names): name, python_version, builder, source_root, env, registry, packages, conda_packages, conda_channels, requirements, apt_packages, cuda, cudnn, base_image, platform, pip_index, pip_extra_index_url, pip_secret_mounts, pip_extra_args, registry_config, entrypoint, commands, tag_format, source_copy_mode, copy, python_exec, runtime_packages, builder_options, builder_config. Paths are relative to the spec file; base_image may be {spec: other.yaml}.")]
     Render(RenderArgs),
     /// Check the registry, build the specs whose images are missing, push them, print name@digest.
     #[command(after_help = "Examples:
@@ -75,18 +64,14 @@ builder_options, builder_config. Paths are relative to the spec file; base_image
   berth build --no-push spec.yaml       build locally only
   berth build --force spec.yaml         build and push even if the registry has the image
 
-For each spec: name it, ask its registry whether the image exists (one HEAD request), and only if not,
-build it with the engine and push it. A base_image that is another spec is handled first. Images
-that exist cost no engine work. If the registry cannot tell (bad credentials, unreachable), berth
-stops with an error unless --if-unknown says otherwise; it never assumes the image exists.")]
+For each spec: name it, ask its registry whether the image exists (one HEAD request), and only if not, build it with the engine and push it. A base_image that is another spec is handled first. Images that exist cost no engine work. If the registry cannot tell (bad credentials, unreachable), berth stops with an error unless --if-unknown says otherwise; it never assumes the image exists.")]
     Build(BuildArgs),
     /// Ask the registry whether each spec's image exists (exit 0 all exist, 1 some absent, 2 could not tell).
     #[command(after_help = "Examples:
   berth exists spec.yaml
   berth exists specs/*.yaml --json
 
-Prints one line per spec: the image, then present (with its digest), absent, or unknown and why.
-Exit status: 0 all present, 1 some absent, 2 some could not be checked.")]
+Prints one line per spec, tab-separated: the image, then `present` and its digest, `absent`, or `unknown` and the kind of failure (the full reason goes to standard error). Exit status: 0 all present, 1 some absent, 2 some could not be checked.")]
     Exists(ExistsArgs),
     /// Push the locally built images of specs to their registries.
     #[command(after_help = "Examples:
@@ -97,9 +82,7 @@ Exit status: 0 all present, 1 some absent, 2 some could not be checked.")]
   echo \"$TOKEN\" | berth login ghcr.io --username me --password-stdin
   BERTH_REGISTRY_PASSWORD=... berth login 127.0.0.1:5000 -u berth
 
-The credentials are checked against the registry before they are stored.
-berth also reads credentials from credHelpers/credsStore, Podman's auth.json, and
-BERTH_REGISTRY_USERNAME/BERTH_REGISTRY_PASSWORD (for CI).")]
+The credentials are checked against the registry before they are stored. berth also reads credentials from credHelpers/credsStore, Podman's auth.json, and BERTH_REGISTRY_USERNAME/BERTH_REGISTRY_PASSWORD (for CI).")]
     Login(LoginArgs),
     /// List the engines berth can reach here: version, endpoint, rootless or not.
     #[command(after_help = "Examples:
@@ -107,12 +90,20 @@ BERTH_REGISTRY_USERNAME/BERTH_REGISTRY_PASSWORD (for CI).")]
     Engines(EnginesArgs),
 }
 
-/// How to reach engines and registries; shared by the commands that do.
+/// How to reach an engine and registries; shared by the commands that use an engine.
 #[derive(Debug, Args, Clone)]
 pub struct EngineArgs {
     /// Engine: docker, podman, containerd or auto [env: BERTH_ENGINE].
     #[arg(long, value_name = "ENGINE")]
     pub engine: Option<String>,
+    /// Registry access.
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+}
+
+/// How to reach registries.
+#[derive(Debug, Args, Clone)]
+pub struct RegistryArgs {
     /// Registry allowed over plain HTTP / unverified TLS (loopback registries always are). Repeatable.
     #[arg(long = "insecure-registry", value_name = "HOST[:PORT]")]
     pub insecure_registries: Vec<String>,
@@ -177,7 +168,7 @@ pub struct ExistsArgs {
     pub specs: Vec<PathBuf>,
     /// Registry access.
     #[command(flatten)]
-    pub engine: EngineArgs,
+    pub registry: RegistryArgs,
     /// Print a JSON array of {"image", "status", "digest", "error"} objects.
     #[arg(long)]
     pub json: bool,
@@ -210,7 +201,7 @@ pub struct LoginArgs {
     pub config: Option<PathBuf>,
     /// Registry access.
     #[command(flatten)]
-    pub engine: EngineArgs,
+    pub access: RegistryArgs,
 }
 
 /// Arguments of `berth engines`.

@@ -6,7 +6,7 @@ use berth_core::reference::ImageRef;
 use berth_core::Result;
 use berth_registry::{CredentialResolver, RegistryClient, RegistryOptions};
 
-use crate::args::EngineArgs;
+use crate::args::{EngineArgs, RegistryArgs};
 use crate::engine_choice::{self, ChoiceSource, EngineKind};
 
 /// Registry access for one run.
@@ -19,7 +19,7 @@ pub struct Registries {
 
 impl Registries {
     /// Sets up registry access from the command line.
-    pub fn new(args: &EngineArgs) -> Result<Self> {
+    pub fn new(args: &RegistryArgs) -> Result<Self> {
         let resolver = CredentialResolver::from_env();
         let options = RegistryOptions {
             insecure: args.insecure_registries.clone(),
@@ -59,6 +59,8 @@ impl EngineChoice {
     /// Chooses the engine as the user asked: an unknown name is an error right away.
     pub fn new(args: &EngineArgs) -> Result<Self> {
         let (kind, source) = engine_choice::choose(args.engine.as_deref())?;
+        crate::engines::check_supported(kind)
+            .map_err(|e| e.context(format!("engine {kind} ({source})")))?;
         Ok(EngineChoice { kind, source })
     }
 

@@ -35,7 +35,7 @@ pub async fn run(args: &BuildArgs) -> Result<ExitStatus> {
         .iter()
         .map(|s| namer.image_name(s))
         .collect::<Result<_>>()?;
-    let registries = Registries::new(&args.engine)?;
+    let registries = Registries::new(&args.engine.registry)?;
 
     let actions = decide(args, &names, &registries).await?;
     let mut engine: Option<Box<dyn ContainerEngine>> = None;
@@ -94,9 +94,19 @@ async fn decide(
             Existence::Absent => Action::Build,
             Existence::Unknown(err) => match args.if_unknown {
                 IfUnknown::Fail => {
-                    return Err(err.context(format!("cannot tell whether {name} exists")).with_hint(
-                        "fix the registry access (berth login, --insecure-registry, --ca-file), or pass --if-unknown build|skip",
-                    ))
+                    let fix = match err.kind() {
+                        ErrorKind::Unauthorized => format!(
+                            "log in with `berth login {}` (or docker login), or set BERTH_REGISTRY_USERNAME/BERTH_REGISTRY_PASSWORD",
+                            name.registry.as_deref().unwrap_or_default()
+                        ),
+                        ErrorKind::Temporary => "check that the registry is reachable, then retry".to_string(),
+                        _ => "check the registry address; for a registry with a private CA pass --ca-file, for plain HTTP --insecure-registry".to_string(),
+                    };
+                    return Err(err
+                        .context(format!("cannot tell whether {name} exists"))
+                        .with_hint(format!(
+                            "{fix}; or pass --if-unknown build|skip to go on without knowing"
+                        )));
                 }
                 IfUnknown::Build => Action::Build,
                 IfUnknown::Skip => Action::Skip(err),

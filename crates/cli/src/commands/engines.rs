@@ -14,9 +14,12 @@ pub async fn run(args: &EnginesArgs) -> Result<ExitStatus> {
         EngineKind::Podman,
         EngineKind::Containerd,
     ] {
-        let answer = match crate::engines::connect(kind).await {
-            Ok(engine) => engine.info().await,
+        let answer = match crate::engines::check_supported(kind) {
             Err(e) => Err(e),
+            Ok(()) => match crate::engines::connect(kind).await {
+                Ok(engine) => engine.info().await,
+                Err(e) => Err(e),
+            },
         };
         rows.push((kind, answer));
     }
@@ -37,21 +40,29 @@ pub async fn run(args: &EnginesArgs) -> Result<ExitStatus> {
         for (kind, answer) in &rows {
             match answer {
                 Ok(info) => println!(
-                    "{:<11} reachable  {:<16} {}{}",
+                    "{:<11} {:<12} {:<16} {:<9} {}",
                     kind.name(),
+                    "reachable",
                     info.version,
-                    info.endpoint,
                     if info.capabilities.rootless {
-                        "  rootless"
+                        "rootless"
                     } else {
-                        ""
-                    }
+                        "rootful"
+                    },
+                    info.endpoint,
                 ),
-                Err(e) => println!(
-                    "{:<11} unavailable  {}",
-                    kind.name(),
-                    e.to_string().replace('\n', "\n             ")
-                ),
+                Err(e) => {
+                    let state = if e.kind() == berth_core::ErrorKind::Unsupported {
+                        "unsupported"
+                    } else {
+                        "unavailable"
+                    };
+                    println!(
+                        "{:<11} {state:<12} {}",
+                        kind.name(),
+                        e.to_string().replace('\n', "\n            ")
+                    );
+                }
             }
         }
     }

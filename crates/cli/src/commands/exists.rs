@@ -14,7 +14,7 @@ pub const CONCURRENCY: usize = 32;
 pub async fn run(args: &ExistsArgs) -> Result<ExitStatus> {
     let specs = super::load_specs(&args.specs)?;
     let namer = super::namer();
-    let registries = super::access::Registries::new(&args.engine)?;
+    let registries = super::access::Registries::new(&args.registry)?;
     let mut names = Vec::with_capacity(specs.len());
     for spec in &specs {
         names.push(namer.image_name(spec)?);
@@ -66,7 +66,11 @@ pub async fn run(args: &ExistsArgs) -> Result<ExitStatus> {
             match (digest, error) {
                 (Some(d), _) => println!("{name}\t{state}\t{d}"),
                 (_, Some(e)) => {
-                    println!("{name}\t{state}");
+                    let kind = match answer {
+                        Existence::Unknown(err) => err.kind().as_str(),
+                        _ => "",
+                    };
+                    println!("{name}\t{state}\t{kind}");
                     eprintln!("error: {e}");
                 }
                 _ => println!("{name}\t{state}"),

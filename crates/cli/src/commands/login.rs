@@ -62,8 +62,8 @@ async fn verify(args: &LoginArgs, host: &str, username: &str, password: &Secret)
         password: password.clone(),
     };
     let options = RegistryOptions {
-        insecure: args.engine.insecure_registries.clone(),
-        ca_file: args.engine.ca_file.clone(),
+        insecure: args.access.insecure_registries.clone(),
+        ca_file: args.access.ca_file.clone(),
         credentials: CredentialResolver::with_vars(Default::default())
             .with_credentials(credentials),
         ..RegistryOptions::default()

@@ -23,7 +23,7 @@ pub async fn run(args: &PushArgs) -> Result<ExitStatus> {
                 .with_hint("add `registry:` to the spec"),
         );
     }
-    let registries = Registries::new(&args.engine)?;
+    let registries = Registries::new(&args.engine.registry)?;
     let engine = choice.connect().await?;
     for name in &names {
         let image = ImageRef::parse(&name.to_string())?;

@@ -272,9 +272,10 @@ impl Planner<'_> {
                 path: "pyproject.toml".into(),
                 source: ContextSource::File(pyproject),
             });
+            // Absolute targets: buildah refuses relative bind targets (BuildKit resolves them in WORKDIR).
             let binds = [lock_name, "pyproject.toml"].map(|f| Mount::Context {
                 source: f.into(),
-                target: f.into(),
+                target: format!("/root/{f}"),
             });
             self.step(Step::Workdir("/root".into()));
             if lock_name == "uv.lock" {
@@ -326,9 +327,15 @@ impl Planner<'_> {
             source: ContextSource::Bytes(requirements.join("\n").into_bytes()),
         });
         args.extend(["--requirement".into(), "requirements_uv.txt".into()]);
+        // The install runs in /root with python_exec (its venv is there), else in /; uv reads the file there.
+        let workdir = if spec.python_exec.is_some() {
+            "/root"
+        } else {
+            ""
+        };
         mounts.push(Mount::Context {
             source: "requirements_uv.txt".into(),
-            target: "requirements_uv.txt".into(),
+            target: format!("{workdir}/requirements_uv.txt"),
         });
         mounts.extend(secret_mounts);
         match &spec.python_exec {
