@@ -17,11 +17,11 @@ use futures_util::StreamExt;
 use http_body_util::{BodyExt, StreamBody};
 use hyper_util::rt::TokioIo;
 
-use crate::context::{self, DOCKERFILE_NAME};
 use crate::dial::{dial, HOST_HEADER};
 use crate::errors::{io_error, to_error, to_error_saying, Failure, Op};
 use crate::progress::BuildLog;
 use crate::DockerEngine;
+use berth_context::{self as context, DOCKERFILE_NAME};
 
 /// Builds `plan` with BuildKit.
 pub(crate) async fn build(
@@ -35,7 +35,12 @@ pub(crate) async fn build(
     let session = crate::session::open(&engine.endpoint, &options.credentials, secrets)
         .await
         .map_err(|e| io_error(e, Op::Build, &endpoint))?;
-    let tar = context::stream(berth_core::render::dockerfile(plan), plan.context.clone())?;
+    let tar = context::stream(
+        crate::ENGINE,
+        berth_core::render::dockerfile(plan),
+        plan.context.clone(),
+        Vec::new(),
+    )?;
     let body = StreamBody::new(tar.body.map(|chunk| chunk.map(hyper::body::Frame::data)));
 
     let uri = format!("/build?{}", query(plan, options, &session.id));

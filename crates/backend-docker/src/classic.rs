@@ -14,10 +14,10 @@ use bollard::models::BuildInfoAux;
 use bollard::query_parameters::{BuildImageOptions, BuilderVersion};
 use futures_util::StreamExt;
 
-use crate::context::{self, DOCKERFILE_NAME};
 use crate::errors::{client_error, to_error_saying, Failure, Op};
 use crate::progress::BuildLog;
 use crate::DockerEngine;
+use berth_context::{self as context, DOCKERFILE_NAME};
 
 /// Builds `plan` with the classic builder; tags beyond the first are added afterwards.
 pub(crate) async fn build(
@@ -27,7 +27,12 @@ pub(crate) async fn build(
     progress: &dyn Progress,
 ) -> Result<BuiltImage> {
     let endpoint = engine.endpoint_name();
-    let tar = context::stream(berth_core::render::dockerfile(plan), plan.context.clone())?;
+    let tar = context::stream(
+        crate::ENGINE,
+        berth_core::render::dockerfile(plan),
+        plan.context.clone(),
+        Vec::new(),
+    )?;
     let query = BuildImageOptions {
         dockerfile: DOCKERFILE_NAME.to_string(),
         t: options.tags.first().cloned(),

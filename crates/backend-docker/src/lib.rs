@@ -11,7 +11,6 @@
 mod buildkit;
 mod classic;
 mod connect;
-mod context;
 mod dial;
 pub mod endpoint;
 mod errors;

@@ -15,10 +15,10 @@ use berth_core::{Error, ErrorKind, Result};
 use http::Method;
 
 use crate::client::{self, query, Lines};
-use crate::context;
 use crate::errors::{io_error, to_error, to_error_saying, Failure, Op};
 use crate::images::with_algorithm;
 use crate::{auth_header, registry_hosts, PodmanEngine, ENGINE};
+use berth_context as context;
 
 /// Lines of a step's output kept for the failure message.
 const TAIL_LINES: usize = 20;
@@ -80,6 +80,7 @@ async fn build_once(
         });
     }
     let tar = context::stream(
+        ENGINE,
         berth_core::render::dockerfile(plan),
         plan.context.clone(),
         secret_entries,

@@ -15,7 +15,6 @@
 mod build;
 mod client;
 mod connect;
-mod context;
 pub mod endpoint;
 mod errors;
 mod images;

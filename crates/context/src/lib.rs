@@ -1,6 +1,7 @@
-//! The build context as a tar stream: the rendered Dockerfile, exactly the plan's context files and the build
-//! secrets (libpod takes secret files from the context and moves them out of it before the build starts, so
-//! they reach no `COPY` and no layer; this also works when the service cannot read the caller's files).
+//! The build context of a plan as a tar stream, for the engines that take a Dockerfile and a context (Docker and
+//! Podman): the rendered Dockerfile, exactly the plan's context files, and any extra entries an engine sends
+//! under reserved names (Podman ships build secrets that way: libpod moves them out of the context before the
+//! build starts, so they reach no `COPY` and no layer).
 //!
 //! The tar is written on a blocking thread into a small bounded channel whose receiving end is the request
 //! body, so a context of any size costs [`CHUNK`] × [`CHANNEL_DEPTH`] bytes of memory, and the daemon's reading
@@ -19,12 +20,10 @@ use futures_util::Stream;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use crate::ENGINE;
-
 /// Name of the Dockerfile inside the context; a context file of that name is refused.
-pub(crate) const DOCKERFILE_NAME: &str = ".berth.Dockerfile";
-/// Prefix of the context names secrets travel under; context files of such names are refused.
-pub(crate) const SECRET_PREFIX: &str = ".berth-secret-";
+pub const DOCKERFILE_NAME: &str = ".berth.Dockerfile";
+/// Prefix of the names extra entries (secrets) travel under; context files of such names are refused.
+pub const SECRET_PREFIX: &str = ".berth-secret-";
 /// Bytes per chunk sent to the daemon.
 const CHUNK: usize = 256 * 1024;
 /// Chunks buffered between the tar thread and the connection.
@@ -33,22 +32,23 @@ const CHANNEL_DEPTH: usize = 4;
 const FIXED_MTIME: u64 = 946_684_800;
 
 /// A context tar being generated: the byte stream for the request body and the thread writing it.
-pub(crate) struct ContextTar {
+pub struct ContextTar {
     /// The tar bytes; an `Err` item means the thread failed (the request should then fail too).
-    pub(crate) body: std::pin::Pin<Box<dyn Stream<Item = io::Result<Bytes>> + Send>>,
+    pub body: std::pin::Pin<Box<dyn Stream<Item = io::Result<Bytes>> + Send>>,
     /// The writer thread; its error says which file could not be read.
-    pub(crate) writer: JoinHandle<Result<()>>,
+    pub writer: JoinHandle<Result<()>>,
 }
 
-/// Starts streaming the context of a build, `secrets` (named by [`secret_name`]) last. Fails at once for
-/// paths that cannot go into a context.
-pub(crate) fn stream(
+/// Starts streaming the context of a build on `engine`, `extra` entries (named by [`secret_name`]) last. Fails
+/// at once for paths that cannot go into a context.
+pub fn stream(
+    engine: &'static str,
     dockerfile: String,
     mut entries: Vec<ContextEntry>,
     secrets: Vec<ContextEntry>,
 ) -> Result<ContextTar> {
     for entry in &entries {
-        check_path(&entry.path)?;
+        check_path(&entry.path).map_err(|e| e.with_engine(engine).with_operation("build"))?;
     }
     entries.extend(secrets);
     let (tx, mut rx) = mpsc::channel::<io::Result<Bytes>>(CHANNEL_DEPTH);
@@ -80,23 +80,19 @@ fn check_path(path: &str) -> Result<()> {
     if bad {
         return Err(Error::invalid(format!(
             "context path `{path}` must be relative, without empty, `.` or `..` components"
-        ))
-        .with_engine(ENGINE)
-        .with_operation("build"));
+        )));
     }
     if path == DOCKERFILE_NAME || path.starts_with(SECRET_PREFIX) {
         return Err(Error::invalid(format!(
             "context path `{path}` is reserved for the Dockerfile and secrets berth sends"
-        ))
-        .with_engine(ENGINE)
-        .with_operation("build"));
+        )));
     }
     Ok(())
 }
 
 /// The context name of the `index`th secret: one flat file name, because libpod moves it next to the
 /// context folder by that name.
-pub(crate) fn secret_name(index: usize) -> String {
+pub fn secret_name(index: usize) -> String {
     format!("{SECRET_PREFIX}{index}")
 }
 
@@ -278,7 +274,7 @@ mod tests {
                 source: ContextSource::Bytes(b"x==1\n".to_vec()),
             },
         ];
-        let tar = stream("FROM scratch\n".into(), entries, vec![]).expect("starts");
+        let tar = stream("test", "FROM scratch\n".into(), entries, vec![]).expect("starts");
         let chunks: Vec<_> = tar.body.collect().await;
         tar.writer.await.expect("joins").expect("writes");
         let bytes: Vec<u8> = chunks
