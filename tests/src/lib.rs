@@ -94,21 +94,28 @@ pub fn git_copy_into(src: &Path, dest: &Path) {
 
 /// Runs `berth` in `dir` with extra environment variables and `stdin` as standard input.
 pub fn berth_with(dir: &Path, args: &[&str], envs: &[(&str, &str)], stdin: &str) -> Output {
-    use std::io::Write;
-    let mut child = Command::new(berth_bin())
+    let mut command = Command::new(berth_bin());
+    command
         .args(args)
         .current_dir(dir)
-        .envs(envs.iter().copied())
+        .envs(envs.iter().copied());
+    output_with_stdin(command, stdin)
+}
+
+/// Runs `command` with `stdin` as its standard input and collects its output.
+pub fn output_with_stdin(mut command: Command, stdin: &str) -> Output {
+    use std::io::Write;
+    let mut child = command
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
-        .expect("run berth");
+        .unwrap_or_else(|e| panic!("run {:?}: {e}", command.get_program()));
     child
         .stdin
         .take()
         .expect("stdin")
         .write_all(stdin.as_bytes())
         .expect("write stdin");
-    child.wait_with_output().expect("wait for berth")
+    child.wait_with_output().expect("wait for the command")
 }

@@ -11,6 +11,7 @@ use std::path::PathBuf;
 
 use berth_core::engine::{BuildOptions, BuiltImage, Network, Progress, ProgressEvent};
 use berth_core::plan::{BuildPlan, ContextEntry, ContextSource, Mount, Step};
+use berth_core::render::{CacheSharing, RenderOptions};
 use berth_core::{Error, ErrorKind, Result};
 use http::Method;
 
@@ -24,6 +25,12 @@ use berth_context as context;
 const TAIL_LINES: usize = 20;
 /// libpod's name for the Docker image format.
 const DOCKER_FORMAT: &str = "application/vnd.docker.distribution.manifest.v2+json";
+
+/// Cache mounts are `sharing=shared` here (see [`CacheSharing::Shared`]): a cancelled build must not leave a
+/// lock that hangs every later build.
+const RENDER: RenderOptions = RenderOptions {
+    cache_sharing: CacheSharing::Shared,
+};
 
 /// Builds made in all when buildah's cache lookup races another client's image removal (a temporary failure
 /// that happens before any step runs; see `errors::is_cache_race`).
@@ -81,7 +88,7 @@ async fn build_once(
     }
     let tar = context::stream(
         ENGINE,
-        berth_core::render::dockerfile(plan),
+        berth_core::render::dockerfile_with(plan, RENDER),
         plan.context.clone(),
         secret_entries,
     )?;

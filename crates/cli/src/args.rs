@@ -27,7 +27,7 @@ const AFTER: &str = "Examples:
 
 Engine: --engine, else BERTH_ENGINE, else `engine:` in berth.yaml (searched upward), else the first reachable socket of docker, podman, containerd.
 
-Exit status: 0 success, 1 a negative answer, a failed build or an unsupported request, 2 invalid input, 3 engine unavailable, 4 registry refused the credentials, 5 temporary failure after retries, 6 other errors.";
+Exit status: 0 success, 1 a negative answer, a failed build or an unsupported request, 2 invalid input, 3 engine unavailable, 4 registry refused the credentials, 5 temporary failure after retries, 6 other errors, 130 interrupted (Ctrl-C or SIGTERM).";
 
 /// berth: container images from flytekit-style specs, on any engine.
 #[derive(Debug, Parser)]

@@ -23,6 +23,8 @@ pub enum ExitStatus {
     Temporary,
     /// Something else went wrong (I/O, protocol).
     Error,
+    /// Ctrl-C or SIGTERM stopped the work (130, as shells report SIGINT).
+    Interrupted,
 }
 
 impl ExitStatus {
@@ -52,6 +54,7 @@ impl ExitStatus {
             ExitStatus::Unauthorized => 4,
             ExitStatus::Temporary => 5,
             ExitStatus::Error => 6,
+            ExitStatus::Interrupted => 130,
         }
     }
 }

@@ -25,7 +25,7 @@ fn main() -> ExitCode {
             .enable_all()
             .build()
         {
-            Ok(runtime) => runtime.block_on(run_async(other)),
+            Ok(runtime) => runtime.block_on(until_interrupted(run_async(other))),
             Err(e) => Err(berth_core::Error::new(
                 berth_core::ErrorKind::Io,
                 format!("cannot start the async runtime: {e}"),
@@ -37,6 +37,31 @@ fn main() -> ExitCode {
         Err(err) => {
             eprintln!("error: {err}");
             ExitStatus::for_kind(err.kind()).into()
+        }
+    }
+}
+
+/// Runs `work` until it ends or the user interrupts (Ctrl-C, SIGTERM). Interrupting drops `work`, which closes
+/// its connections: BuildKit and buildah stop the build, and nothing half-pushed is tagged (the manifest goes last).
+async fn until_interrupted(
+    work: impl std::future::Future<Output = berth_core::Result<ExitStatus>>,
+) -> berth_core::Result<ExitStatus> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut terminate = signal(SignalKind::terminate()).map_err(|e| {
+        berth_core::Error::new(
+            berth_core::ErrorKind::Io,
+            format!("cannot watch for SIGTERM: {e}"),
+        )
+    })?;
+    tokio::select! {
+        result = work => result,
+        _ = tokio::signal::ctrl_c() => {
+            eprintln!("interrupted: stopped (the engine stops the build when berth disconnects)");
+            Ok(ExitStatus::Interrupted)
+        }
+        _ = terminate.recv() => {
+            eprintln!("terminated: stopped (the engine stops the build when berth disconnects)");
+            Ok(ExitStatus::Interrupted)
         }
     }
 }

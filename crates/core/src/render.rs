@@ -11,8 +11,41 @@ use crate::plan::{BuildPlan, CopyStep, Mount, RunStep, Step};
 
 const CONTINUE: &str = " \\\n    ";
 
-/// The Dockerfile for a plan.
+/// How concurrent builds share a cache mount (`sharing=` of `RUN --mount=type=cache`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CacheSharing {
+    /// One build at a time holds the cache (flytekit's choice; BuildKit releases it when a build is cancelled).
+    #[default]
+    Locked,
+    /// Builds use the cache at the same time; the tools inside (uv, apt, micromamba) take their own locks.
+    /// The Podman backend uses this: buildah 1.28 never releases a `locked` cache when a build is cancelled
+    /// mid-step, so every later build hangs at that step until the service restarts.
+    Shared,
+}
+
+impl CacheSharing {
+    fn as_str(self) -> &'static str {
+        match self {
+            CacheSharing::Locked => "locked",
+            CacheSharing::Shared => "shared",
+        }
+    }
+}
+
+/// Choices that differ between engines; the plan's content does not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct RenderOptions {
+    /// `sharing=` of cache mounts.
+    pub cache_sharing: CacheSharing,
+}
+
+/// The Dockerfile for a plan, with default options (what `berth render` prints and Docker builds).
 pub fn dockerfile(plan: &BuildPlan) -> String {
+    dockerfile_with(plan, RenderOptions::default())
+}
+
+/// The Dockerfile for a plan, rendered with `options`.
+pub fn dockerfile_with(plan: &BuildPlan, options: RenderOptions) -> String {
     let mut out = String::new();
     for helper in &plan.helper_images {
         let _ = writeln!(out, "FROM {} AS {}", helper.reference, helper.alias);
@@ -23,7 +56,7 @@ pub fn dockerfile(plan: &BuildPlan) -> String {
     let _ = writeln!(out, "FROM {}", plan.base_image);
     for step in &plan.steps {
         match step {
-            Step::Run(run) => render_run(run, &mut out),
+            Step::Run(run) => render_run(run, options, &mut out),
             Step::Copy(copy) => render_copy(copy, &mut out),
             Step::Env(vars) => {
                 let pairs: Vec<String> = vars
@@ -56,10 +89,10 @@ pub fn dockerfile(plan: &BuildPlan) -> String {
     out
 }
 
-fn render_run(run: &RunStep, out: &mut String) {
+fn render_run(run: &RunStep, options: RenderOptions, out: &mut String) {
     out.push_str("RUN ");
     for mount in &run.mounts {
-        out.push_str(&mount_flag(mount));
+        out.push_str(&mount_flag(mount, options));
         out.push_str(CONTINUE);
     }
     out.push_str(&run.command);
@@ -67,10 +100,11 @@ fn render_run(run: &RunStep, out: &mut String) {
 }
 
 /// The `--mount=...` flag for a mount.
-pub fn mount_flag(mount: &Mount) -> String {
+fn mount_flag(mount: &Mount, options: RenderOptions) -> String {
     match mount {
         Mount::Cache { id, target } => {
-            format!("--mount=type=cache,sharing=locked,mode=0777,target={target},id={id}")
+            let sharing = options.cache_sharing.as_str();
+            format!("--mount=type=cache,sharing={sharing},mode=0777,target={target},id={id}")
         }
         Mount::Secret { id, target } => format!("--mount=type=secret,id={id},target={target}"),
         Mount::Image {

@@ -93,3 +93,27 @@ fn source_root_is_copied_to_root() {
         ("src/pkg/mod.py", "x = 1\n"),
     ]));
 }
+
+#[test]
+fn shared_cache_sharing_changes_only_the_cache_mounts() {
+    use berth_core::render::{dockerfile_with, CacheSharing, RenderOptions};
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("spec.yaml");
+    std::fs::write(
+        &path,
+        "name: s\nbase_image: b:1\npython_exec: /usr/bin/python3\npackages: [six]\napt_packages: [jq]\n",
+    )
+    .expect("write");
+    let spec = load_spec(&path).expect("spec loads");
+    let plan = plan(&Namer::new(None), &spec).expect("plan");
+    let locked = dockerfile(&plan);
+    let shared = dockerfile_with(
+        &plan,
+        RenderOptions {
+            cache_sharing: CacheSharing::Shared,
+        },
+    );
+    assert_eq!(locked.matches("sharing=locked").count(), 2, "{locked}");
+    assert!(!shared.contains("sharing=locked"), "{shared}");
+    assert_eq!(shared, locked.replace("sharing=locked", "sharing=shared"));
+}

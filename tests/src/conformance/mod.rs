@@ -45,8 +45,8 @@ pub use build::{
 };
 pub use images::{info_describes_engine, inspect_missing_is_not_found, tag_inspect_remove};
 pub use mounts::{
-    cache_mount_persists_between_builds, image_and_context_mounts,
-    secret_mount_reaches_step_not_image,
+    cache_mount_persists_between_builds, cancelled_build_leaves_engine_usable,
+    image_and_context_mounts, secret_mount_reaches_step_not_image,
 };
 pub use registry::{
     pull_missing_is_not_found, pull_with_wrong_password_is_unauthorized, push_pull_round_trip,
@@ -93,6 +93,7 @@ macro_rules! engine_conformance {
             push_with_wrong_password_is_unauthorized,
             pull_with_wrong_password_is_unauthorized,
             pull_missing_is_not_found,
+            cancelled_build_leaves_engine_usable,
         );
     };
     (@tests $connect:expr; $($behaviour:ident),+ $(,)?) => {

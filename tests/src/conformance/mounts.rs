@@ -21,6 +21,15 @@ fn run_with(command: String, mounts: Vec<Mount>) -> Step {
     Step::Run(RunStep { command, mounts })
 }
 
+/// The engine's declared capabilities (`info` must work).
+async fn capabilities(engine: &dyn ContainerEngine) -> berth_core::engine::Capabilities {
+    engine
+        .info()
+        .await
+        .unwrap_or_else(|e| panic!("info: {e}"))
+        .capabilities
+}
+
 fn sha256_hex(data: &[u8]) -> String {
     use sha2::Digest;
     sha2::Sha256::digest(data)
@@ -34,11 +43,7 @@ fn sha256_hex(data: &[u8]) -> String {
 /// (manifest, config, any decompressed layer) contains the value — while a canary the step wrote is found there,
 /// proving the search reads the layers. Without `secret_mounts`, the build must be [`ErrorKind::Unsupported`].
 pub async fn secret_mount_reaches_step_not_image(engine: &dyn ContainerEngine, env: &TestEnv) {
-    let caps = engine
-        .info()
-        .await
-        .unwrap_or_else(|e| panic!("info: {e}"))
-        .capabilities;
+    let caps = capabilities(engine).await;
     let mut cleanup = Cleanup::new(engine, env);
     let dir = tempfile::tempdir().expect("temp dir");
     let value = format!(
@@ -120,11 +125,7 @@ pub async fn secret_mount_reaches_step_not_image(engine: &dyn ContainerEngine, e
 /// different, so it runs again) finds it; the cached file is in neither image. Without `cache_mounts`, the build
 /// must be [`ErrorKind::Unsupported`].
 pub async fn cache_mount_persists_between_builds(engine: &dyn ContainerEngine, env: &TestEnv) {
-    let caps = engine
-        .info()
-        .await
-        .unwrap_or_else(|e| panic!("info: {e}"))
-        .capabilities;
+    let caps = capabilities(engine).await;
     let mut cleanup = Cleanup::new(engine, env);
     let id = unique("cache-id");
     let token = unique("cached");
@@ -230,11 +231,7 @@ pub async fn image_and_context_mounts(engine: &dyn ContainerEngine, env: &TestEn
         source: ContextSource::Bytes(format!("{token}\n").into_bytes()),
     }];
     let tag = image_ref(env, "bind-mounts", "v1");
-    let caps = engine
-        .info()
-        .await
-        .unwrap_or_else(|e| panic!("info: {e}"))
-        .capabilities;
+    let caps = capabilities(engine).await;
     if !caps.run_mounts {
         cleanup.image(&tag);
         expect_kind(
@@ -247,4 +244,83 @@ pub async fn image_and_context_mounts(engine: &dyn ContainerEngine, env: &TestEn
         return;
     }
     build_ok(engine, &mut cleanup, &plan, &build_options(env, &tag)).await;
+}
+
+/// Marker the long step prints once it runs, so the test knows the engine is inside the step.
+const STARTED: &str = "berth-step-started";
+/// How long the follow-up build may take before the behaviour calls the engine stuck. A hang, not a speed limit:
+/// the build is two trivial busybox steps.
+const STUCK_AFTER: std::time::Duration = std::time::Duration::from_secs(300);
+
+/// Behaviour 16: A build cancelled mid-step (the caller drops the future, as Ctrl-C in berth does) leaves the engine
+/// usable: no tag is set, and a new build using the same cache mount (when the engine has cache mounts) completes
+/// instead of waiting on a lock the cancelled step held. (buildah 1.28 never releases a `sharing=locked` cache of a
+/// cancelled step, which is why the Podman backend renders cache mounts as shared.)
+pub async fn cancelled_build_leaves_engine_usable(engine: &dyn ContainerEngine, env: &TestEnv) {
+    let caps = capabilities(engine).await;
+    let mut cleanup = Cleanup::new(engine, env);
+    let id = unique("cancel-cache");
+    let mounts = || {
+        if caps.cache_mounts {
+            vec![Mount::Cache {
+                id: id.clone(),
+                target: "/berth-cache".into(),
+            }]
+        } else {
+            Vec::new()
+        }
+    };
+    let long = plan(
+        &env.busybox_image,
+        vec![run_with(
+            format!("echo {} {STARTED}; sleep 900", unique("run")),
+            mounts(),
+        )],
+    );
+    let cancelled_tag = image_ref(env, "cancelled", "v1");
+    cleanup.image(&cancelled_tag);
+    let progress = super::support::Recorder::default();
+    let options = build_options(env, &cancelled_tag);
+    let build = engine.build(&long, &options, &progress);
+    let watch = async {
+        while !progress.lines().iter().any(|l| l.contains(STARTED)) {
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+    };
+    tokio::select! {
+        result = build => panic!("the 900-second step ended first: {result:?}\n{}", progress.lines().join("\n")),
+        _ = tokio::time::timeout(STUCK_AFTER, watch) => {}
+    }
+    assert!(
+        progress.lines().iter().any(|l| l.contains(STARTED)),
+        "the long step never started:\n{}",
+        progress.lines().join("\n")
+    );
+    // The build future is dropped here: the cancellation under test.
+    expect_kind(
+        engine.inspect(&cancelled_tag).await,
+        ErrorKind::NotFound,
+        "inspect of the tag a cancelled build would have set",
+    );
+
+    let after = plan(
+        &env.busybox_image,
+        vec![
+            run_with(
+                checks(&[&format!("echo {} > /dev/null", unique("after"))]),
+                mounts(),
+            ),
+            run("true"),
+        ],
+    );
+    let after_tag = image_ref(env, "after-cancel", "v1");
+    let options = build_options(env, &after_tag);
+    let next = build_ok(engine, &mut cleanup, &after, &options);
+    if tokio::time::timeout(STUCK_AFTER, next).await.is_err() {
+        panic!(
+            "{}: a build after a cancelled one made no progress in {STUCK_AFTER:?}: the cancelled step still holds \
+             the cache mount or the engine",
+            engine.name()
+        );
+    }
 }

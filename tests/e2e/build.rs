@@ -1,0 +1,563 @@
+//! `berth build` end to end on every engine, as a user runs it: log in, build a Python spec (PyPI packages, apt
+//! packages, env, commands, copied files) on the fixture image, push, then check the pushed image with independent
+//! clients: skopeo asks the registry, and Docker and Podman each pull it and run it, so an image built by one engine
+//! runs on the other. A second build must not build or push; a wrong password must be a clear authentication
+//! error; a spec based on another spec builds its base first.
+//!
+//! Each engine is reached the way its users reach it: `--engine docker` and `--engine podman` as root, and for
+//! rootless Podman berth runs as the unprivileged user of `scripts/env/up.sh`, finding that user's service through
+//! `$XDG_RUNTIME_DIR` as Podman's own tools do.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+use berth_tests::conformance::support::unique;
+use berth_tests::env::TestEnv;
+use berth_tests::{berth_bin, output_with_stdin};
+
+fn write(dir: &Path, name: &str, text: &str) {
+    let path = dir.join(name);
+    std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+    std::fs::write(path, text).expect("write");
+}
+
+fn tool(program: &str, args: &[&str]) -> (bool, String) {
+    let out = Command::new(program)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("{program}: {e}"));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+struct Run {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+/// The engine a test builds with, and who runs berth.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Engine {
+    /// dockerd, berth as root.
+    Docker,
+    /// The rootful Podman service, berth as root.
+    Podman,
+    /// The rootless Podman service, berth as its unprivileged user.
+    PodmanRootless,
+}
+
+impl Engine {
+    /// The `--engine` value.
+    fn flag(self) -> &'static str {
+        match self {
+            Engine::Docker => "docker",
+            Engine::Podman | Engine::PodmanRootless => "podman",
+        }
+    }
+}
+
+/// A project folder for one test: spec files and the Docker config berth stores its login in. For rootless Podman
+/// it belongs to the unprivileged user, since berth runs as that user.
+struct Project {
+    dir: tempfile::TempDir,
+    engine: Engine,
+}
+
+impl Project {
+    fn new(engine: Engine) -> Project {
+        let dir = tempfile::tempdir().expect("temp dir");
+        Project { dir, engine }
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn config(&self) -> PathBuf {
+        self.path().join("docker-config")
+    }
+
+    fn write(&self, name: &str, text: &str) {
+        write(self.path(), name, text);
+        if self.engine == Engine::PodmanRootless {
+            let (ok, out) = tool(
+                "chown",
+                &[
+                    "-R",
+                    &rootless_user().owner,
+                    &self.path().display().to_string(),
+                ],
+            );
+            assert!(ok, "chown for the rootless user: {out}");
+        }
+    }
+
+    /// Runs berth in the project with `stdin` as standard input.
+    fn berth(&self, args: &[&str], stdin: &str) -> Run {
+        let config = self.config();
+        let mut command = match self.engine {
+            Engine::Docker | Engine::Podman => {
+                let mut command = Command::new(berth_bin());
+                command.env("DOCKER_CONFIG", &config);
+                command
+            }
+            Engine::PodmanRootless => {
+                let user = rootless_user();
+                user.command(
+                    &[format!("DOCKER_CONFIG={}", config.display())],
+                    &user.berth,
+                )
+            }
+        };
+        command.args(args).current_dir(self.path());
+        let out = output_with_stdin(command, stdin);
+        Run {
+            code: out.status.code().expect("exit code"),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    /// `berth build --engine <engine> ARGS...`.
+    fn build(&self, args: &[&str]) -> Run {
+        let mut all = vec!["build", "--engine", self.engine.flag()];
+        all.extend_from_slice(args);
+        self.berth(&all, "")
+    }
+}
+
+/// The unprivileged user of the rootless Podman service, and a copy of the berth binary that user may run (the
+/// build's target folder may be private to root).
+struct RootlessUser {
+    name: String,
+    owner: String,
+    uid: String,
+    gid: String,
+    home: String,
+    runtime_dir: PathBuf,
+    berth: PathBuf,
+    _bin_dir: tempfile::TempDir,
+}
+
+impl RootlessUser {
+    /// `program` run as the user with a login-like environment (`$XDG_RUNTIME_DIR` set, as a session gives it)
+    /// plus `extra_env` (`NAME=value`).
+    fn command(&self, extra_env: &[String], program: &Path) -> Command {
+        let mut command = Command::new("setpriv");
+        command
+            .arg(format!("--reuid={}", self.uid))
+            .arg(format!("--regid={}", self.gid))
+            .args(["--init-groups", "env", "-i"])
+            .arg(format!("HOME={}", self.home))
+            .arg(format!("USER={}", self.name))
+            .arg("PATH=/usr/local/bin:/usr/bin:/bin")
+            .arg(format!("XDG_RUNTIME_DIR={}", self.runtime_dir.display()))
+            .args(extra_env)
+            .arg(program);
+        command
+    }
+}
+
+fn rootless_user() -> &'static RootlessUser {
+    static USER: OnceLock<RootlessUser> = OnceLock::new();
+    USER.get_or_init(|| {
+        let env = TestEnv::get();
+        let name = env.podman_rootless_user.clone();
+        let id = |flag: &str| {
+            let (ok, out) = tool("id", &[flag, &name]);
+            assert!(ok, "id {flag} {name}: {out} (run scripts/env/up.sh first)");
+            out.trim().to_string()
+        };
+        let (uid, gid) = (id("-u"), id("-g"));
+        let (ok, passwd) = tool("getent", &["passwd", &name]);
+        assert!(ok, "getent passwd {name}: {passwd}");
+        let home = passwd
+            .trim()
+            .split(':')
+            .nth(5)
+            .expect("home field")
+            .to_string();
+        // The service's socket is $XDG_RUNTIME_DIR/podman/podman.sock.
+        let runtime_dir = env
+            .podman_rootless_socket
+            .parent()
+            .and_then(Path::parent)
+            .expect("socket under $XDG_RUNTIME_DIR/podman")
+            .to_path_buf();
+        let bin_dir = tempfile::tempdir().expect("temp dir");
+        std::fs::set_permissions(bin_dir.path(), std::fs::Permissions::from_mode(0o755))
+            .expect("chmod bin dir");
+        let berth = bin_dir.path().join("berth");
+        std::fs::copy(berth_bin(), &berth).expect("copy berth for the rootless user");
+        std::fs::set_permissions(&berth, std::fs::Permissions::from_mode(0o755))
+            .expect("chmod berth");
+        RootlessUser {
+            owner: format!("{uid}:{gid}"),
+            name,
+            uid,
+            gid,
+            home,
+            runtime_dir,
+            berth,
+            _bin_dir: bin_dir,
+        }
+    })
+}
+
+#[test]
+fn docker_builds_a_python_image_that_docker_and_podman_run() {
+    python_image_round_trip(Engine::Docker);
+}
+
+#[test]
+fn podman_builds_a_python_image_that_docker_and_podman_run() {
+    python_image_round_trip(Engine::Podman);
+}
+
+#[test]
+fn rootless_podman_builds_a_python_image_that_docker_and_podman_run() {
+    python_image_round_trip(Engine::PodmanRootless);
+}
+
+/// Builds and pushes a Python spec with `engine`, checks the registry's digest, runs the image on Docker and on
+/// rootful Podman (each pulling it from the registry), then checks that a second build is a no-op.
+fn python_image_round_trip(engine: Engine) {
+    let env = TestEnv::get();
+    let project = Project::new(engine);
+    let repo = unique(&format!("e2e-{}", engine.flag()));
+    project.write("data/hello.txt", "hello from berth\n");
+    project.write(
+        "spec.yaml",
+        &format!(
+            r#"name: {repo}
+registry: {registry}/berth-e2e
+base_image: {python}
+python_exec: /usr/bin/python3
+packages: ["six==1.16.0"]
+apt_packages: [jq]
+env: {{GREETING: "hello from env"}}
+commands: ["jq --version > /root/jq-version.txt"]
+copy: [data]
+builder_config: {{uv_image: "{uv}"}}
+builder_options: {{install_flytekit: false}}
+"#,
+            registry = env.registry,
+            python = env.python_image,
+            uv = env.uv_image,
+        ),
+    );
+
+    log_in(&project, env);
+
+    let first = project.build(&["spec.yaml"]);
+    assert_eq!(first.code, 0, "build failed:\n{}", first.stderr);
+    let pushed = first.stdout.trim().to_string();
+    let (reference, digest) = pushed.split_once('@').expect("name@digest on stdout");
+    assert!(
+        reference.starts_with(&format!("{}/berth-e2e/{repo}:", env.registry)),
+        "{pushed}"
+    );
+    assert!(
+        first
+            .stderr
+            .contains(&format!("engine: {} (from --engine)", engine.flag())),
+        "the engine choice is announced:\n{}",
+        first.stderr
+    );
+
+    // The registry holds exactly that digest (skopeo, not berth, asks).
+    assert_eq!(
+        registry_digest(env, reference),
+        digest,
+        "the registry holds what berth printed"
+    );
+
+    // Docker and Podman each pull it (no local copy first) and run it.
+    let script = "import os, six; print(six.__version__); print(os.environ['GREETING']); \
+                  print(open('/root/data/hello.txt').read().strip()); print(open('/root/jq-version.txt').read().strip())";
+    for runner in ["docker", "podman"] {
+        let _ = tool(runner, &["rmi", "-f", reference]);
+        let (ok, out) = match runner {
+            "docker" => tool(
+                "docker",
+                &[
+                    "--config",
+                    &project.config().display().to_string(),
+                    "pull",
+                    reference,
+                ],
+            ),
+            _ => tool(
+                "podman",
+                &[
+                    "pull",
+                    "--tls-verify=false",
+                    "--creds",
+                    &env.creds_arg(),
+                    reference,
+                ],
+            ),
+        };
+        assert!(ok, "{runner} pull of the {engine:?}-built image: {out}");
+        let (ok, out) = tool(runner, &["run", "--rm", reference, "python", "-c", script]);
+        assert!(ok, "{runner} run of the {engine:?}-built image: {out}");
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(
+            lines.get(..3),
+            Some(&["1.16.0", "hello from env", "hello from berth"][..]),
+            "{runner} running the {engine:?}-built image: {out}"
+        );
+        assert!(lines[3].starts_with("jq-"), "{out}");
+        let _ = tool(runner, &["rmi", "-f", reference]);
+    }
+
+    // A second build finds the image and does no engine work: nothing is built locally, nothing pushed.
+    let second = project.build(&["spec.yaml"]);
+    assert_eq!(second.code, 0, "{}", second.stderr);
+    assert_eq!(second.stdout.trim(), pushed);
+    assert!(
+        second.stderr.contains("already in the registry"),
+        "{}",
+        second.stderr
+    );
+    assert!(
+        !second.stderr.contains("engine:"),
+        "no engine is even contacted:\n{}",
+        second.stderr
+    );
+
+    // `berth exists` agrees.
+    let exists = project.berth(&["exists", "spec.yaml"], "");
+    assert_eq!(exists.code, 0, "{}", exists.stderr);
+    assert!(
+        exists.stdout.contains(&format!("present\t{digest}")),
+        "{}",
+        exists.stdout
+    );
+}
+
+#[test]
+fn a_wrong_password_is_a_clear_authentication_error() {
+    let env = TestEnv::get();
+    let project = Project::new(Engine::Docker);
+    let config = project.config();
+    let login = project.berth(
+        &[
+            "login",
+            &env.registry,
+            "-u",
+            &env.registry_user,
+            "--password-stdin",
+        ],
+        "not-the-password",
+    );
+    assert_eq!(
+        login.code, 4,
+        "login with a wrong password: {}",
+        login.stderr
+    );
+    assert!(login.stderr.contains("unauthorized"), "{}", login.stderr);
+    assert!(
+        !config.join("config.json").exists(),
+        "nothing is stored when the check fails"
+    );
+
+    // Credentials that the registry refuses, stored by hand as a user's stale config would have them.
+    let auth = base64_encode(&format!("{}:not-the-password", env.registry_user));
+    write(
+        &config,
+        "config.json",
+        &format!(
+            r#"{{"auths": {{"{}": {{"auth": "{auth}"}}}}}}"#,
+            env.registry
+        ),
+    );
+    project.write(
+        "spec.yaml",
+        &format!(
+            "name: {}\nregistry: {}/berth-e2e\n",
+            unique("denied"),
+            env.registry
+        ),
+    );
+    for args in [
+        &["exists", "spec.yaml"][..],
+        &["build", "--engine", "docker", "spec.yaml"][..],
+    ] {
+        let run = project.berth(args, "");
+        assert_ne!(run.code, 0, "{args:?} must fail");
+        assert!(
+            run.stderr.contains("unauthorized"),
+            "{args:?}: {}",
+            run.stderr
+        );
+        assert!(
+            run.stderr.contains("berth login") || run.stderr.contains("docker login"),
+            "{args:?} says how to fix it: {}",
+            run.stderr
+        );
+        assert!(
+            !run.stderr.contains("not-the-password"),
+            "the password never reaches a message"
+        );
+    }
+    let build = project.build(&["spec.yaml"]);
+    assert_eq!(
+        build.code, 4,
+        "build exits with the unauthorized status: {}",
+        build.stderr
+    );
+}
+
+/// Logs in to the test registry with berth, storing the credentials in `config`.
+fn log_in(project: &Project, env: &TestEnv) {
+    let args = [
+        "login",
+        &env.registry,
+        "-u",
+        &env.registry_user,
+        "--password-stdin",
+    ];
+    let login = project.berth(&args, env.registry_password().expose());
+    assert_eq!(login.code, 0, "login failed: {}", login.stderr);
+}
+
+/// The digest the registry reports for `reference`, asked by skopeo rather than berth.
+fn registry_digest(env: &TestEnv, reference: &str) -> String {
+    let image = format!("docker://{reference}");
+    let args = [
+        "inspect",
+        "--tls-verify=false",
+        "--creds",
+        &env.creds_arg(),
+        "--format",
+        "{{.Digest}}",
+        &image,
+    ];
+    let (ok, inspected) = tool("skopeo", &args);
+    assert!(ok, "skopeo inspect {reference}: {inspected}");
+    inspected.trim().to_string()
+}
+
+fn base64_encode(text: &str) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(text)
+}
+
+#[test]
+fn docker_builds_a_base_spec_first_and_pushes_later() {
+    base_first_then_push(Engine::Docker);
+}
+
+#[test]
+fn rootless_podman_builds_a_base_spec_first_and_pushes_later() {
+    base_first_then_push(Engine::PodmanRootless);
+}
+
+/// `--no-push` on a spec whose base is another spec builds the base first and the app on the local base; `berth
+/// push` then pushes both with the digests the registry reports.
+fn base_first_then_push(engine: Engine) {
+    let env = TestEnv::get();
+    let project = Project::new(engine);
+    let common = format!(
+        "registry: {}/berth-e2e\nbuilder_config: {{uv_image: \"{}\"}}\nbuilder_options: {{install_flytekit: false}}\n",
+        env.registry, env.uv_image
+    );
+    project.write(
+        "base.yaml",
+        &format!("name: {}\nbase_image: {}\npython_exec: /usr/bin/python3\npackages: [\"six==1.16.0\"]\n{common}", unique("base"), env.python_image),
+    );
+    project.write(
+        "app.yaml",
+        &format!("name: {}\nbase_image: {{spec: base.yaml}}\npython_exec: /usr/bin/python3\nenv: {{LAYER: app}}\n{common}", unique("app")),
+    );
+    log_in(&project, env);
+
+    // Build both without pushing: the base is built first, the app on top of the local base.
+    let built = project.build(&["--no-push", "app.yaml"]);
+    assert_eq!(built.code, 0, "{}", built.stderr);
+    let names: Vec<&str> = built.stdout.lines().collect();
+    let base_name = project
+        .berth(&["name", "base.yaml"], "")
+        .stdout
+        .trim()
+        .to_string();
+    let app_name = project
+        .berth(&["name", "app.yaml"], "")
+        .stdout
+        .trim()
+        .to_string();
+    assert_eq!(
+        names,
+        [base_name.as_str(), app_name.as_str()],
+        "base first, then the app; nothing pushed"
+    );
+    assert_eq!(
+        local_env(&project, &app_name)
+            .as_deref()
+            .map(|e| e.contains("LAYER=app")),
+        Some(true),
+        "the app image is in the engine's local store, with its env"
+    );
+    let exists = project.berth(&["exists", "base.yaml", "app.yaml"], "");
+    assert_eq!(exists.code, 1, "nothing was pushed yet: {}", exists.stdout);
+
+    // Push them, and the registry has both with the digests berth printed.
+    let pushed = project.berth(
+        &["push", "--engine", engine.flag(), "base.yaml", "app.yaml"],
+        "",
+    );
+    assert_eq!(pushed.code, 0, "{}", pushed.stderr);
+    for line in pushed.stdout.lines() {
+        let (reference, digest) = line.split_once('@').expect("name@digest");
+        assert_eq!(
+            registry_digest(env, reference),
+            digest,
+            "the registry holds what berth printed"
+        );
+    }
+    let exists = project.berth(&["exists", "base.yaml", "app.yaml"], "");
+    assert_eq!(exists.code, 0, "{}", exists.stdout);
+    for name in [&base_name, &app_name] {
+        remove_local(&project, name);
+    }
+}
+
+/// The `Config.Env` of a local image in the project's engine, as that engine's own CLI reports it.
+fn local_env(project: &Project, image: &str) -> Option<String> {
+    let args = ["image", "inspect", "--format", "{{.Config.Env}}", image];
+    let (ok, out) = engine_cli(project, &args);
+    ok.then_some(out)
+}
+
+/// Removes a local image from the project's engine.
+fn remove_local(project: &Project, image: &str) {
+    let _ = engine_cli(project, &["rmi", "-f", image]);
+}
+
+/// Runs the engine's own CLI (`docker`, `podman`, or `podman` as the rootless user).
+fn engine_cli(project: &Project, args: &[&str]) -> (bool, String) {
+    match project.engine {
+        Engine::Docker => tool("docker", args),
+        Engine::Podman => tool("podman", args),
+        Engine::PodmanRootless => {
+            let mut command = rootless_user().command(&[], Path::new("podman"));
+            let out = command
+                .arg("--remote")
+                .args(args)
+                .current_dir("/")
+                .output()
+                .expect("run podman as the rootless user");
+            let text = String::from_utf8_lossy(&out.stdout).into_owned()
+                + &String::from_utf8_lossy(&out.stderr);
+            (out.status.success(), text)
+        }
+    }
+}
