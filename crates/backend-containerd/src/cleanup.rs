@@ -1,0 +1,202 @@
+//! What a build or pull creates in containerd, removed whatever happens.
+//!
+//! A [`Guard`] owns a lease (with an expiry label, so containerd's collector drops it even if berth is killed)
+//! and records every task, container, active snapshot and ingest made under it. [`Guard::finish`] removes them
+//! in order (kill and delete tasks, delete containers, remove snapshots, abort ingests, delete the lease).
+//! When the operation's future is dropped instead (an error path that returned early, or Ctrl-C), `Drop` does
+//! the same synchronously on a thread of its own with a fresh connection, so it works on any runtime and even
+//! while the runtime is shutting down, and the caller's next step (or process exit) finds nothing left.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use berth_core::Result;
+
+use crate::convert::Daemon;
+use crate::errors::Op;
+use crate::labels::{rfc3339, unique_id};
+use crate::ContainerdEngine;
+
+/// How long a lease outlives a berth that died without deleting it.
+const LEASE_EXPIRY: Duration = Duration::from_secs(24 * 3600);
+/// Upper bound for a cleanup run from `Drop`.
+const DROP_CLEANUP_LIMIT: Duration = Duration::from_secs(60);
+/// SIGKILL.
+const SIGKILL: u32 = 9;
+
+#[derive(Debug, Default)]
+struct Pending {
+    tasks: Vec<String>,
+    containers: Vec<String>,
+    snapshots: Vec<String>,
+    ingests: Vec<String>,
+    dirs: Vec<PathBuf>,
+}
+
+/// Removes what an operation created (see the module doc).
+#[derive(Debug)]
+pub(crate) struct Guard {
+    daemon: Daemon,
+    lease: String,
+    pending: Arc<Mutex<Pending>>,
+    reconnect: (PathBuf, String, String, Duration),
+    finished: bool,
+}
+
+impl Guard {
+    /// Creates a lease for `purpose`; returns the guard and a connection whose requests all use that lease.
+    pub(crate) async fn lease(
+        engine: &ContainerdEngine,
+        purpose: &str,
+        op: Op,
+    ) -> Result<(Guard, Daemon)> {
+        let lease = unique_id(purpose);
+        let expire = rfc3339(SystemTime::now() + LEASE_EXPIRY);
+        engine.daemon.create_lease(&lease, &expire, op).await?;
+        let leased = engine.daemon.with_lease(&lease)?;
+        let o = &engine.options;
+        Ok((
+            Guard {
+                daemon: engine.daemon.clone(),
+                lease,
+                pending: Arc::default(),
+                reconnect: (
+                    o.address.clone(),
+                    o.namespace.clone(),
+                    o.snapshotter.clone(),
+                    o.connect_timeout,
+                ),
+                finished: false,
+            },
+            leased,
+        ))
+    }
+
+    /// The lease's id.
+    pub(crate) fn lease_id(&self) -> &str {
+        &self.lease
+    }
+
+    fn with<T>(&self, f: impl FnOnce(&mut Pending) -> T) -> T {
+        let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+        f(&mut pending)
+    }
+
+    /// A task to kill and delete.
+    pub(crate) fn task(&self, id: &str) {
+        self.with(|p| p.tasks.push(id.to_string()));
+    }
+
+    /// A container to delete.
+    pub(crate) fn container(&self, id: &str) {
+        self.with(|p| p.containers.push(id.to_string()));
+    }
+
+    /// An active snapshot or view to remove.
+    pub(crate) fn snapshot(&self, key: &str) {
+        self.with(|p| p.snapshots.push(key.to_string()));
+    }
+
+    /// An ingest to abort.
+    pub(crate) fn ingest(&self, reference: &str) {
+        self.with(|p| p.ingests.push(reference.to_string()));
+    }
+
+    /// A local folder to delete.
+    pub(crate) fn dir(&self, path: PathBuf) {
+        self.with(|p| p.dirs.push(path));
+    }
+
+    /// Forgets `id` (a task, container, snapshot or ingest that was cleaned up or committed normally).
+    pub(crate) fn done(&self, id: &str) {
+        self.with(|p| {
+            p.tasks.retain(|t| t != id);
+            p.containers.retain(|c| c != id);
+            p.snapshots.retain(|s| s != id);
+            p.ingests.retain(|i| i != id);
+        });
+    }
+
+    /// Removes everything now (kill tasks, delete containers, remove snapshots, abort ingests, delete the
+    /// lease); the first failure is returned after trying everything.
+    pub(crate) async fn finish(mut self) -> Result<()> {
+        self.finished = true;
+        let pending = std::mem::take(&mut *self.pending.lock().unwrap_or_else(|p| p.into_inner()));
+        run(&self.daemon, &self.lease, pending).await
+    }
+}
+
+/// Kills a task and waits (bounded) for it to exit, then deletes it and its container.
+pub(crate) async fn stop_task(daemon: &Daemon, id: &str) -> Result<()> {
+    daemon.kill_task(id, SIGKILL, Op::Build).await?;
+    let _ = tokio::time::timeout(Duration::from_secs(20), daemon.wait_task(id, Op::Build)).await;
+    daemon.delete_task(id, Op::Build).await
+}
+
+async fn run(daemon: &Daemon, lease: &str, pending: Pending) -> Result<()> {
+    let mut first = None;
+    let mut note = |r: Result<()>| {
+        if let Err(e) = r {
+            first.get_or_insert(e);
+        }
+    };
+    for id in &pending.tasks {
+        note(stop_task(daemon, id).await);
+    }
+    for id in &pending.containers {
+        note(daemon.delete_container(id, Op::Build).await);
+    }
+    for key in pending.snapshots.iter().rev() {
+        note(daemon.remove_snapshot(key, Op::Build).await);
+    }
+    for reference in &pending.ingests {
+        daemon.abort_ingest(reference).await;
+    }
+    note(daemon.delete_lease(lease, Op::Build).await);
+    for dir in &pending.dirs {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+    first.map_or(Ok(()), Err)
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        if self.finished {
+            return;
+        }
+        let pending = std::mem::take(&mut *self.pending.lock().unwrap_or_else(|p| p.into_inner()));
+        let lease = std::mem::take(&mut self.lease);
+        let (address, namespace, snapshotter, timeout) = self.reconnect.clone();
+        let work = move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build();
+            let Ok(runtime) = runtime else {
+                eprintln!("berth: cannot clean up containerd lease {lease}: no runtime");
+                return;
+            };
+            runtime.block_on(async move {
+                let cleanup = async {
+                    let daemon = Daemon::connect(&address, &namespace, &snapshotter, timeout).await?;
+                    run(&daemon, &lease, pending).await
+                };
+                match tokio::time::timeout(DROP_CLEANUP_LIMIT, cleanup).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => eprintln!("berth: cleaning up after an interrupted containerd build: {e}"),
+                    Err(_) => eprintln!(
+                        "berth: cleaning up lease {lease} took over {DROP_CLEANUP_LIMIT:?}; containerd drops it when it expires"
+                    ),
+                }
+            });
+        };
+        // A thread of its own: Drop may run inside a runtime (blocking it is fine for this short while, nesting
+        // block_on is not).
+        if let Ok(handle) = std::thread::Builder::new()
+            .name("berth-containerd-cleanup".into())
+            .spawn(work)
+        {
+            let _ = handle.join();
+        }
+    }
+}

@@ -1,0 +1,210 @@
+//! The content service: blob info, labels, streamed reads and writes.
+
+use std::collections::HashMap;
+use std::pin::Pin;
+
+use berth_core::{ErrorKind, Result};
+use bytes::Bytes;
+use containerd_client::services::v1::content_client::ContentClient;
+use containerd_client::services::v1::{
+    AbortRequest, Info, InfoRequest, ReadContentRequest, UpdateRequest, WriteAction,
+    WriteContentRequest, WriteContentResponse,
+};
+use containerd_client::tonic::Code;
+use futures_util::{Stream, StreamExt as _};
+use tokio::sync::mpsc;
+
+use super::{missing, Daemon};
+use crate::errors::{error, status_error, Op};
+
+/// A blob's bytes as a stream.
+pub(crate) type BlobStream = Pin<Box<dyn Stream<Item = Result<Bytes>> + Send>>;
+
+/// Bytes per write request (containerd accepts up to 16 MiB per message).
+const CHUNK: usize = 1 << 20;
+
+impl Daemon {
+    fn content(&self) -> ContentClient<containerd_client::tonic::transport::Channel> {
+        ContentClient::new(self.channel.clone())
+    }
+
+    /// The labels of blob `digest`, or `None` when the store does not have it.
+    pub(crate) async fn content_labels(
+        &self,
+        digest: &str,
+        op: Op,
+    ) -> Result<Option<HashMap<String, String>>> {
+        let request = self.request(InfoRequest {
+            digest: digest.to_string(),
+        });
+        match self.content().info(request).await {
+            Ok(response) => Ok(Some(
+                response
+                    .into_inner()
+                    .info
+                    .ok_or_else(|| missing("content info", op))?
+                    .labels,
+            )),
+            Err(s) if s.code() == Code::NotFound => Ok(None),
+            Err(s) => Err(status_error(&s, op)),
+        }
+    }
+
+    /// Sets `labels` on blob `digest` (other labels stay).
+    pub(crate) async fn set_content_labels(
+        &self,
+        digest: &str,
+        labels: &HashMap<String, String>,
+        op: Op,
+    ) -> Result<()> {
+        if labels.is_empty() {
+            return Ok(());
+        }
+        let paths = labels.keys().map(|k| format!("labels.{k}")).collect();
+        let request = self.request(UpdateRequest {
+            info: Some(Info {
+                digest: digest.to_string(),
+                labels: labels.clone(),
+                ..Info::default()
+            }),
+            update_mask: Some(prost_types::FieldMask { paths }),
+        });
+        self.content()
+            .update(request)
+            .await
+            .map_err(|s| status_error(&s, op))?;
+        Ok(())
+    }
+
+    /// Streams blob `digest` from the content store.
+    pub(crate) async fn read_blob(&self, digest: &str, op: Op) -> Result<BlobStream> {
+        let request = self.request(ReadContentRequest {
+            digest: digest.to_string(),
+            offset: 0,
+            size: 0,
+        });
+        let stream = self
+            .content()
+            .read(request)
+            .await
+            .map_err(|s| status_error(&s, op))?
+            .into_inner();
+        Ok(Box::pin(stream.map(move |item| {
+            item.map(|r| Bytes::from(r.data))
+                .map_err(|s| status_error(&s, op))
+        })))
+    }
+
+    /// Reads a whole (small) blob.
+    pub(crate) async fn read_all(&self, digest: &str, op: Op) -> Result<Vec<u8>> {
+        let mut stream = self.read_blob(digest, op).await?;
+        let mut all = Vec::new();
+        while let Some(chunk) = stream.next().await {
+            all.extend_from_slice(&chunk?);
+        }
+        Ok(all)
+    }
+
+    /// Writes blob `expected` (`total` bytes from `data`) under ingest `reference`, committing it with
+    /// `labels`. A blob the store already has is not written again; its labels are set. Requests and answers
+    /// go in lockstep, so flow control never stalls and a failure is seen at the chunk that caused it.
+    pub(crate) async fn write_blob(
+        &self,
+        reference: &str,
+        expected: &str,
+        total: i64,
+        labels: HashMap<String, String>,
+        mut data: BlobStream,
+        op: Op,
+    ) -> Result<()> {
+        let (tx, rx) = mpsc::channel::<WriteContentRequest>(2);
+        let base = WriteContentRequest {
+            r#ref: reference.to_string(),
+            total,
+            expected: expected.to_string(),
+            ..WriteContentRequest::default()
+        };
+        let closed = || {
+            error(
+                ErrorKind::Protocol,
+                op,
+                "containerd closed the content write stream",
+            )
+        };
+        tx.send(WriteContentRequest {
+            action: WriteAction::Stat as i32,
+            ..base.clone()
+        })
+        .await
+        .map_err(|_| closed())?;
+        let outbound =
+            futures_util::stream::unfold(
+                rx,
+                |mut rx| async move { rx.recv().await.map(|m| (m, rx)) },
+            );
+        let exists = |s: &containerd_client::tonic::Status| s.code() == Code::AlreadyExists;
+        let mut answers = match self.content().write(self.request(outbound)).await {
+            Ok(response) => response.into_inner(),
+            Err(s) if exists(&s) => return self.set_content_labels(expected, &labels, op).await,
+            Err(s) => return Err(status_error(&s, op)),
+        };
+        if next_answer(&mut answers, op).await?.is_none() {
+            return self.set_content_labels(expected, &labels, op).await;
+        }
+        let mut offset = 0i64;
+        while let Some(chunk) = data.next().await {
+            let chunk = chunk?;
+            for piece in chunk.chunks(CHUNK) {
+                tx.send(WriteContentRequest {
+                    action: WriteAction::Write as i32,
+                    offset,
+                    data: piece.to_vec(),
+                    ..base.clone()
+                })
+                .await
+                .map_err(|_| closed())?;
+                offset += piece.len() as i64;
+                if next_answer(&mut answers, op).await?.is_none() {
+                    return self.set_content_labels(expected, &labels, op).await;
+                }
+            }
+        }
+        tx.send(WriteContentRequest {
+            action: WriteAction::Commit as i32,
+            offset,
+            labels: labels.clone(),
+            ..base
+        })
+        .await
+        .map_err(|_| closed())?;
+        if next_answer(&mut answers, op).await?.is_none() {
+            self.set_content_labels(expected, &labels, op).await?;
+        }
+        Ok(())
+    }
+
+    /// Drops an unfinished ingest (best effort).
+    pub(crate) async fn abort_ingest(&self, reference: &str) {
+        let request = self.request(AbortRequest {
+            r#ref: reference.to_string(),
+        });
+        let _ = self.content().abort(request).await;
+    }
+}
+
+/// The next answer of a write stream; `None` when containerd says the blob exists already.
+async fn next_answer(
+    answers: &mut containerd_client::tonic::codec::Streaming<WriteContentResponse>,
+    op: Op,
+) -> Result<Option<WriteContentResponse>> {
+    match answers.message().await {
+        Ok(Some(answer)) => Ok(Some(answer)),
+        Ok(None) => Err(error(
+            ErrorKind::Protocol,
+            op,
+            "containerd ended the content write stream early",
+        )),
+        Err(s) if s.code() == Code::AlreadyExists => Ok(None),
+        Err(s) => Err(status_error(&s, op)),
+    }
+}

@@ -1,0 +1,224 @@
+//! berth's containerd backend: [`ContainerdEngine`] implements berth-core's [`ContainerEngine`] with a native
+//! builder on a containerd-only server, no BuildKit needed.
+//!
+//! It talks gRPC to containerd's socket (`CONTAINERD_ADDRESS`, default `/run/containerd/containerd.sock`) in one
+//! namespace (`CONTAINERD_NAMESPACE`, default `default`, so `ctr` and `nerdctl` users see the images), using only
+//! the services containerd 1.6 has: content, images, leases, snapshots, diff, containers and tasks (transfer is
+//! `Unimplemented` on 1.6, so pulls and pushes are done client-side through berth's own registry client).
+//!
+//! - **Pull** ([`pull`]): manifests and blobs come through [`berth_registry::RegistryClient`] into the content
+//!   store under a lease, with the garbage-collection labels containerd's own pull sets; layers are unpacked into
+//!   the snapshotter by chain id, and the image record is created.
+//! - **Build** ([`build`]): the plan is executed step by step. A RUN step is a container and task (runc shim,
+//!   an OCI runtime spec berth writes, host networking, the host's resolv.conf and hosts) on an active snapshot of
+//!   the previous step; its output is streamed through FIFOs; its upper layer becomes a layer through the diff
+//!   service. A COPY step is a layer berth writes itself (sorted, fixed times and owners: reproducible digests).
+//!   Config steps edit the image config; every step gets a history entry. A step cache keyed on the parent, the
+//!   step and the files it reads lets a rebuild re-run only from the first changed step.
+//! - **Push** ([`push`]): blobs the registry has are skipped, blobs of another repository of the same registry
+//!   are mounted, the rest uploaded from the content store; the manifest goes last.
+//! - **Cleanup** ([`cleanup`]): tasks, containers, active snapshots and leases a build creates are removed when
+//!   it fails or its future is dropped.
+//!
+//! Every failure is a berth [`Error`] whose kind comes from one function ([`errors`]'s `classify`).
+
+mod build;
+mod cleanup;
+mod convert;
+mod errors;
+mod images;
+mod labels;
+mod options;
+mod pull;
+mod push;
+mod rootfs;
+
+use async_trait::async_trait;
+use berth_core::engine::{
+    BuildOptions, BuiltImage, Capabilities, ContainerEngine, EngineInfo, ImageDetails, Progress,
+    PushedImage, RemoveOptions, TransferOptions,
+};
+use berth_core::plan::BuildPlan;
+use berth_core::{Error, Result};
+
+pub use options::{validate_namespace, ContainerdOptions, EnvVars, DEFAULT_ADDRESS};
+
+use convert::Daemon;
+use errors::Op;
+
+/// The engine name in errors and [`EngineInfo`].
+pub(crate) const ENGINE: &str = "containerd";
+
+/// Prefix of every id berth gives a lease, container or active snapshot, so leftovers are easy to find.
+pub const ID_PREFIX: &str = "berth-";
+
+/// A containerd daemon berth builds on.
+#[derive(Debug)]
+pub struct ContainerdEngine {
+    daemon: Daemon,
+    options: options::Resolved,
+    version: String,
+}
+
+/// What a build, failed or interrupted, may leave behind: the ids berth created that still exist.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Leftovers {
+    /// Tasks (by container id).
+    pub tasks: Vec<String>,
+    /// Containers.
+    pub containers: Vec<String>,
+    /// Active snapshots and views.
+    pub snapshots: Vec<String>,
+    /// Leases.
+    pub leases: Vec<String>,
+}
+
+impl Leftovers {
+    /// Whether nothing is left.
+    pub fn is_empty(&self) -> bool {
+        self.tasks.is_empty()
+            && self.containers.is_empty()
+            && self.snapshots.is_empty()
+            && self.leases.is_empty()
+    }
+}
+
+impl ContainerdEngine {
+    /// Connects to the daemon named by `options` (or the environment) and asks its version, so an unreachable
+    /// daemon or an invalid namespace is reported here.
+    pub async fn connect(options: ContainerdOptions) -> Result<ContainerdEngine> {
+        let options = options.resolve()?;
+        let daemon = Daemon::connect(
+            &options.address,
+            &options.namespace,
+            &options.snapshotter,
+            options.connect_timeout,
+        )
+        .await?;
+        let version = tokio::time::timeout(options.connect_timeout, daemon.version())
+            .await
+            .map_err(|_| {
+                errors::connect_error(&options.address, "the version request got no answer")
+            })??;
+        Ok(ContainerdEngine {
+            daemon,
+            options,
+            version,
+        })
+    }
+
+    /// The daemon's address as it appears in messages.
+    pub fn endpoint_name(&self) -> String {
+        format!("unix://{}", self.options.address.display())
+    }
+
+    /// The namespace images are built in.
+    pub fn namespace(&self) -> &str {
+        &self.options.namespace
+    }
+
+    /// The tasks, containers, active snapshots and leases with berth's [`ID_PREFIX`] in this namespace: what
+    /// builds in progress hold, and what a failed or cancelled build must not leave.
+    pub async fn leftovers(&self) -> Result<Leftovers> {
+        let d = &self.daemon;
+        let mut snapshots = Vec::new();
+        for name in d.snapshot_names(ID_PREFIX, Op::Inspect).await? {
+            snapshots.push(name);
+        }
+        Ok(Leftovers {
+            tasks: d.task_ids(ID_PREFIX, Op::Inspect).await?,
+            containers: d.container_ids(ID_PREFIX, Op::Inspect).await?,
+            snapshots,
+            leases: d.lease_ids(ID_PREFIX, Op::Inspect).await?,
+        })
+    }
+}
+
+#[async_trait]
+impl ContainerEngine for ContainerdEngine {
+    fn name(&self) -> &'static str {
+        ENGINE
+    }
+
+    async fn info(&self) -> Result<EngineInfo> {
+        Ok(EngineInfo {
+            engine: ENGINE.to_string(),
+            version: self.version.clone(),
+            endpoint: self.endpoint_name(),
+            capabilities: Capabilities {
+                run_mounts: true,
+                cache_mounts: true,
+                secret_mounts: true,
+                cross_platform: false,
+                rootless: false,
+            },
+        })
+    }
+
+    async fn build(
+        &self,
+        plan: &BuildPlan,
+        options: &BuildOptions,
+        progress: &dyn Progress,
+    ) -> Result<BuiltImage> {
+        build::build(self, plan, options, progress).await
+    }
+
+    async fn push(
+        &self,
+        reference: &str,
+        options: &TransferOptions,
+        progress: &dyn Progress,
+    ) -> Result<PushedImage> {
+        push::push(self, reference, options, progress).await
+    }
+
+    async fn pull(
+        &self,
+        reference: &str,
+        options: &TransferOptions,
+        progress: &dyn Progress,
+    ) -> Result<()> {
+        let registry = self.registry_client(
+            options.credentials.iter().cloned(),
+            options.insecure,
+            reference,
+        )?;
+        pull::pull_image(self, &registry, reference, Op::Pull, progress)
+            .await
+            .map(drop)
+    }
+
+    async fn inspect(&self, reference: &str) -> Result<ImageDetails> {
+        images::inspect(self, reference).await
+    }
+
+    async fn tag(&self, source: &str, target: &str) -> Result<()> {
+        images::tag(self, source, target).await
+    }
+
+    async fn remove(&self, reference: &str, options: RemoveOptions) -> Result<()> {
+        images::remove(self, reference, options).await
+    }
+}
+
+impl ContainerdEngine {
+    /// A registry client with `credentials` first, and `reference`'s registry allowed plain HTTP when `insecure`.
+    pub(crate) fn registry_client(
+        &self,
+        credentials: impl Iterator<Item = berth_core::engine::Credentials>,
+        insecure: bool,
+        reference: &str,
+    ) -> Result<berth_registry::RegistryClient> {
+        let mut options = self.options.registry.clone();
+        for c in credentials {
+            options.credentials = options.credentials.with_credentials(c);
+        }
+        if insecure {
+            if let Ok(image) = berth_core::reference::ImageRef::parse(reference) {
+                options.insecure.push(image.registry);
+            }
+        }
+        berth_registry::RegistryClient::new(options).map_err(|e: Error| e.with_engine(ENGINE))
+    }
+}
