@@ -16,6 +16,7 @@ CONTAINERD_SOCK=/run/containerd/containerd.sock
 DOCKER_SOCK=/var/run/docker.sock
 PODMAN_SOCK=/run/podman/podman.sock
 ROOTLESS_USER=berth-rootless
+PLAIN_USER=berth-plain # no subordinate ids, no Podman service: what `berth doctor` must diagnose
 # Debian mirror used for the python fixture (debootstrap and apt inside the image).
 MIRROR=${BERTH_ENV_MIRROR:-}
 SECURITY_MIRROR=${BERTH_ENV_SECURITY_MIRROR:-}
@@ -394,6 +395,21 @@ done
 RL_RUNTIME=/run/user/$RL_UID
 install -d -m 755 /run/user
 install -d -m 700 -o "$RL_UID" -g "$RL_GID" "$RL_RUNTIME" "$RL_RUNTIME/podman"
+# A user with a runtime folder but no subordinate ids and no Podman service: `berth doctor` must name
+# both fixes for it (tests/e2e/doctor.rs). useradd allocates subordinate ids by itself; remove any.
+if ! id -u "$PLAIN_USER" >/dev/null 2>&1; then
+  useradd --create-home --shell /bin/bash --comment "berth doctor tests, no rootless setup" \
+    -K SUB_UID_COUNT=0 -K SUB_GID_COUNT=0 "$PLAIN_USER"
+  log "created user $PLAIN_USER"
+fi
+PL_UID=$(id -u "$PLAIN_USER")
+for f in /etc/subuid /etc/subgid; do
+  if grep -qE "^($PLAIN_USER|$PL_UID):" "$f"; then
+    sed -i -E "/^($PLAIN_USER|$PL_UID):/d" "$f"
+    log "removed $PLAIN_USER's range from $f (it must have none)"
+  fi
+done
+install -d -m 700 -o "$PL_UID" -g "$(id -g "$PLAIN_USER")" "/run/user/$PL_UID"
 RL_TMP=/var/tmp/$ROOTLESS_USER
 install -d -m 700 -o "$RL_UID" -g "$RL_GID" "$RL_TMP"
 ROOTLESS_SOCK=$RL_RUNTIME/podman/podman.sock

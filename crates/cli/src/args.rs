@@ -24,6 +24,7 @@ const AFTER: &str = "Examples:
   berth build spec.yaml             check, build what is missing, push, print name@sha256:...
   berth login ghcr.io -u me --password-stdin < token.txt
   berth engines                     which engines are reachable here
+  berth doctor                      why berth cannot build here, and the commands that fix it
 
 Engine: --engine, else BERTH_ENGINE, else `engine:` in berth.yaml (searched upward), else the first reachable socket of docker, podman, containerd.
 
@@ -88,7 +89,29 @@ The credentials are checked against the registry before they are stored. berth a
     #[command(after_help = "Examples:
   berth engines")]
     Engines(EnginesArgs),
+    /// Find out why berth cannot build here, and print the command that fixes each problem.
+    #[command(after_help = DOCTOR_AFTER)]
+    Doctor(DoctorArgs),
 }
+
+const DOCTOR_AFTER: &str = "What is checked:
+
+  Engines: docker, podman and containerd, each reachable or not, with its version, rootless or rootful, and socket. For one that does not answer, why: no socket (and the command that starts the service), permission denied (and the group to join), or a socket nobody answers on. Then whether the engine berth would build with (--engine, BERTH_ENGINE, berth.yaml, else the first socket found) is one that works.
+
+  Rootless Podman, for a user other than root: a range of 65536 ids in /etc/subuid and /etc/subgid, newuidmap and newgidmap setuid root, podman on PATH, XDG_RUNTIME_DIR set to a folder of the user's own, and the user's service answering on $XDG_RUNTIME_DIR/podman/podman.sock. Skipped, and said so, for root.
+
+  Registry, with --registry HOST: which credentials berth would use for HOST and where they come from (BERTH_REGISTRY_USERNAME/PASSWORD, Docker's config.json auths, credHelpers or credsStore, Podman's auth.json), never the secret; then a login with them, as `berth login` does.
+
+Each line says ok, warning, problem or skipped; every problem has a `fix:` line with the command that fixes it.
+
+Examples:
+  berth doctor
+  berth doctor --registry ghcr.io
+  berth doctor --engine podman           check the engine you will build with
+  berth doctor --json | jq -r '.problems[].fix'
+  sudo -iu builder berth doctor         check rootless Podman for the user `builder`
+
+Exit status: 0 no problem (berth can build here), 1 some problem.";
 
 /// How to reach an engine and registries; shared by the commands that use an engine.
 #[derive(Debug, Args, Clone)]
@@ -208,6 +231,23 @@ pub struct LoginArgs {
 #[derive(Debug, Args)]
 pub struct EnginesArgs {
     /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Arguments of `berth doctor`.
+#[derive(Debug, Args)]
+pub struct DoctorArgs {
+    /// Also check the credentials berth would use for this registry, and log in with them.
+    #[arg(long, value_name = "HOST")]
+    pub registry: Option<String>,
+    /// The engine you mean to build with: docker, podman, containerd or auto [env: BERTH_ENGINE].
+    #[arg(long, value_name = "ENGINE")]
+    pub engine: Option<String>,
+    /// Registry access (for --registry).
+    #[command(flatten)]
+    pub access: RegistryArgs,
+    /// Print one JSON object: {"engines", "rootless", "registry", "problems": [{"check", "message", "fix"}], ...}.
     #[arg(long)]
     pub json: bool,
 }

@@ -1,6 +1,6 @@
 //! The one place that knows every backend crate: connects to the chosen engine.
 
-use berth_core::engine::ContainerEngine;
+use berth_core::engine::{ContainerEngine, EngineInfo};
 use berth_core::{Error, Result};
 
 use crate::engine_choice::EngineKind;
@@ -17,6 +17,45 @@ pub fn check_supported(kind: EngineKind) -> Result<()> {
         )
         .with_hint("use --engine docker or --engine podman for now")),
     }
+}
+
+/// Where berth looks for an engine of `kind` (`unix:///path`, `tcp://...`), without contacting it; `None` when
+/// this build has no backend for it or its address is malformed (connecting says why).
+pub fn endpoint(kind: EngineKind) -> Option<String> {
+    match kind {
+        EngineKind::Docker => Some(
+            std::env::var(berth_backend_docker::endpoint::DOCKER_HOST)
+                .ok()
+                .filter(|host| !host.is_empty())
+                .unwrap_or_else(|| {
+                    format!("unix://{}", berth_backend_docker::endpoint::DEFAULT_SOCKET)
+                }),
+        ),
+        EngineKind::Podman => {
+            berth_backend_podman::PodmanEngine::new(berth_backend_podman::PodmanOptions::default())
+                .ok()
+                .map(|engine| engine.endpoint_name())
+        }
+        EngineKind::Containerd => None,
+    }
+}
+
+/// What an engine of `kind` says about itself (`berth engines`, `berth doctor`); refused up front when this build
+/// has no backend for it.
+pub async fn info(kind: EngineKind) -> Result<EngineInfo> {
+    check_supported(kind)?;
+    connect(kind).await?.info().await
+}
+
+/// Connects to the Podman service listening on `socket` (a user's own, whatever the environment names).
+pub async fn connect_podman_at(socket: &std::path::Path) -> Result<Box<dyn ContainerEngine>> {
+    let options = berth_backend_podman::PodmanOptions {
+        socket: Some(socket.display().to_string()),
+        ..berth_backend_podman::PodmanOptions::default()
+    };
+    Ok(Box::new(
+        berth_backend_podman::PodmanEngine::connect(options).await?,
+    ))
 }
 
 /// Connects to an engine of `kind`, failing with `EngineUnavailable` and a hint when it cannot be reached.

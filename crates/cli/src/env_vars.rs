@@ -10,6 +10,10 @@ impl EnvVars {
     pub const XDG_CACHE_HOME: &'static str = "XDG_CACHE_HOME";
     /// The user's home folder.
     pub const HOME: &'static str = "HOME";
+    /// The user's login name (when `/etc/passwd` does not have it).
+    pub const USER: &'static str = "USER";
+    /// Where programs are found (`berth doctor` looks for `podman`, `newuidmap`, `newgidmap`).
+    pub const PATH: &'static str = "PATH";
 }
 
 impl EnvVars {

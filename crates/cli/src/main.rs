@@ -3,6 +3,7 @@
 
 mod args;
 mod commands;
+mod doctor;
 mod engine_choice;
 mod engines;
 mod env_vars;
@@ -73,6 +74,7 @@ async fn run_async(command: &Command) -> berth_core::Result<ExitStatus> {
         Command::Push(args) => commands::push::run(args).await,
         Command::Login(args) => commands::login::run(args).await,
         Command::Engines(args) => commands::engines::run(args).await,
+        Command::Doctor(args) => commands::doctor::run(args).await,
         Command::Name(_) | Command::Render(_) => unreachable!("run synchronously in main"),
     }
 }

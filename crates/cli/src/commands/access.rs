@@ -35,6 +35,11 @@ impl Registries {
         })
     }
 
+    /// Where this run finds credentials (`berth doctor` asks it where they come from).
+    pub fn resolver(&self) -> &CredentialResolver {
+        &self.resolver
+    }
+
     /// Credentials for `host`, if the user has any.
     pub fn credentials(&self, host: &str) -> Result<Option<Credentials>> {
         Ok(self.resolver.resolve(host)?.map(|r| r.credentials))

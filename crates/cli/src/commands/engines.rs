@@ -14,14 +14,7 @@ pub async fn run(args: &EnginesArgs) -> Result<ExitStatus> {
         EngineKind::Podman,
         EngineKind::Containerd,
     ] {
-        let answer = match crate::engines::check_supported(kind) {
-            Err(e) => Err(e),
-            Ok(()) => match crate::engines::connect(kind).await {
-                Ok(engine) => engine.info().await,
-                Err(e) => Err(e),
-            },
-        };
-        rows.push((kind, answer));
+        rows.push((kind, crate::engines::info(kind).await));
     }
     if args.json {
         let items: Vec<_> = rows

@@ -36,12 +36,7 @@ pub async fn run(args: &LoginArgs) -> Result<ExitStatus> {
         return Err(Error::invalid("the password is empty"));
     }
     let password = Secret::new(password);
-    let host = args
-        .registry
-        .trim_start_matches("https://")
-        .trim_start_matches("http://")
-        .trim_end_matches('/')
-        .to_string();
+    let host = registry_host(&args.registry);
     verify(args, &host, &username, &password).await?;
 
     let mut resolver = CredentialResolver::from_env();
@@ -51,6 +46,14 @@ pub async fn run(args: &LoginArgs) -> Result<ExitStatus> {
     let stored = resolver.login(&host, &username, &password)?;
     eprintln!("Login succeeded: credentials for {host} stored in {stored}");
     Ok(ExitStatus::Success)
+}
+
+/// The registry host in `arg`, as Docker's config keys it: without a scheme or a trailing slash.
+pub fn registry_host(arg: &str) -> String {
+    arg.trim_start_matches("https://")
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_string()
 }
 
 /// Checks the credentials the way `docker login` does (GET /v2/ with the credentials, following the registry's

@@ -2,6 +2,7 @@
 
 pub mod access;
 pub mod build;
+pub mod doctor;
 pub mod engines;
 pub mod exists;
 pub mod login;
