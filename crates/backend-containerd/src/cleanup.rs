@@ -108,14 +108,24 @@ impl Guard {
         self.with(|p| p.dirs.push(path));
     }
 
-    /// Forgets `id` (a task, container, snapshot or ingest that was cleaned up or committed normally).
-    pub(crate) fn done(&self, id: &str) {
-        self.with(|p| {
-            p.tasks.retain(|t| t != id);
-            p.containers.retain(|c| c != id);
-            p.snapshots.retain(|s| s != id);
-            p.ingests.retain(|i| i != id);
-        });
+    /// Forgets a task that was deleted normally.
+    pub(crate) fn task_done(&self, id: &str) {
+        self.with(|p| p.tasks.retain(|t| t != id));
+    }
+
+    /// Forgets a container that was deleted normally.
+    pub(crate) fn container_done(&self, id: &str) {
+        self.with(|p| p.containers.retain(|c| c != id));
+    }
+
+    /// Forgets a snapshot that was committed or removed normally.
+    pub(crate) fn snapshot_done(&self, key: &str) {
+        self.with(|p| p.snapshots.retain(|s| s != key));
+    }
+
+    /// Forgets an ingest that was committed.
+    pub(crate) fn ingest_done(&self, reference: &str) {
+        self.with(|p| p.ingests.retain(|i| i != reference));
     }
 
     /// Removes everything now (kill tasks, delete containers, remove snapshots, abort ingests, delete the
@@ -155,6 +165,10 @@ async fn run(daemon: &Daemon, lease: &str, pending: Pending) -> Result<()> {
     }
     note(daemon.delete_lease(lease, Op::Build).await);
     for dir in &pending.dirs {
+        // a reader still blocked opening a FIFO of a task that never started must wake up and end
+        for name in ["stdout", "stderr"] {
+            crate::build::release_fifo(&dir.join(name));
+        }
         let _ = std::fs::remove_dir_all(dir);
     }
     first.map_or(Ok(()), Err)

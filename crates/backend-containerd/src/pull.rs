@@ -274,7 +274,7 @@ pub(crate) async fn write(
     daemon
         .write_blob(&reference, &blob.digest, blob.size, labels, data, op)
         .await?;
-    guard.done(&reference);
+    guard.ingest_done(&reference);
     Ok(())
 }
 
@@ -311,7 +311,7 @@ pub(crate) async fn unpack(
                 // another pull committed the same chain meanwhile
                 daemon.remove_snapshot(&key, op).await?;
             }
-            guard.done(&key);
+            guard.snapshot_done(&key);
         }
         parent = Some(chain);
     }

@@ -47,7 +47,12 @@ async fn pull_inspect_tag_remove() {
         .await
         .expect("remove");
     assert_eq!(
-        engine.inspect(&alias).await.map(drop).unwrap_err().kind(),
+        engine
+            .inspect(&alias)
+            .await
+            .map(drop)
+            .expect_err("the alias is gone")
+            .kind(),
         ErrorKind::NotFound
     );
     let left = engine.leftovers().await.expect("leftovers");
@@ -65,7 +70,7 @@ async fn invalid_namespace_is_refused_before_any_request() {
     })
     .await
     .map(drop)
-    .unwrap_err();
+    .expect_err("an invalid namespace is refused");
     assert_eq!(err.kind(), ErrorKind::InvalidSpec, "{err}");
     assert!(err.hint().is_some());
 }

@@ -16,7 +16,6 @@ use crate::errors::{status_error, Op};
 impl From<Image> for ImageRecord {
     fn from(image: Image) -> Self {
         ImageRecord {
-            name: image.name,
             target: image.target.map(Descriptor::from).unwrap_or(Descriptor {
                 media_type: String::new(),
                 digest: String::new(),

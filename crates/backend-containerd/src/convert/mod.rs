@@ -44,7 +44,6 @@ pub(crate) struct MountSpec {
 /// An image record of the images service: a name pointing at a manifest or index.
 #[derive(Debug, Clone)]
 pub(crate) struct ImageRecord {
-    pub(crate) name: String,
     pub(crate) target: Descriptor,
     pub(crate) labels: HashMap<String, String>,
 }

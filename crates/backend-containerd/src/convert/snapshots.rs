@@ -221,7 +221,7 @@ impl Daemon {
     /// if berth dies before deleting it.
     pub(crate) async fn create_lease(&self, id: &str, expire: &str, op: Op) -> Result<()> {
         let mut labels = HashMap::new();
-        labels.insert("containerd.io/gc.expire".to_string(), expire.to_string());
+        labels.insert(crate::labels::GC_EXPIRE.to_string(), expire.to_string());
         let request = self.request(CreateRequest {
             id: id.to_string(),
             labels,

@@ -1,0 +1,114 @@
+//! The step cache: what a layer step produced, found by a key covering its parent, its definition and the files
+//! it reads, so a rebuild reuses every unchanged step and re-runs only from the first changed one.
+//!
+//! Records are small JSON files in berth's state folder. A record counts only while containerd still has what
+//! it names (the committed snapshot and the layer blob); the blob carries `containerd.io/gc.root` and a
+//! reference to its snapshot, so the collector keeps both after the build's lease is gone.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use berth_core::Result;
+use serde_json::json;
+
+use crate::convert::{Daemon, Descriptor, SnapshotKind};
+use crate::errors::{io_error, Op};
+use crate::labels::{self, sha256};
+
+/// A layer a step made.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Layer {
+    /// The compressed blob in the content store.
+    pub(crate) blob: Descriptor,
+    /// The digest of the uncompressed tar.
+    pub(crate) diff_id: String,
+    /// The chain id, which names the committed snapshot.
+    pub(crate) chain: String,
+}
+
+/// The cache in one folder.
+#[derive(Debug, Clone)]
+pub(crate) struct StepCache {
+    dir: PathBuf,
+}
+
+impl StepCache {
+    pub(crate) fn new(dir: PathBuf) -> StepCache {
+        StepCache { dir }
+    }
+
+    /// The key of a step: its parent chain and everything else it depends on.
+    pub(crate) fn key(parent: Option<&str>, step: &str) -> String {
+        let digest = sha256(format!("{}\n{step}", parent.unwrap_or("scratch")).as_bytes());
+        digest.trim_start_matches("sha256:").to_string()
+    }
+
+    fn path(&self, key: &str) -> PathBuf {
+        self.dir.join(format!("{key}.json"))
+    }
+
+    /// The layer recorded for `key`, if containerd still has its snapshot and blob.
+    pub(crate) async fn get(&self, daemon: &Daemon, key: &str) -> Result<Option<Layer>> {
+        let Ok(bytes) = std::fs::read(self.path(key)) else {
+            return Ok(None);
+        };
+        let Ok(record) = serde_json::from_slice::<serde_json::Value>(&bytes) else {
+            return Ok(None);
+        };
+        let text = |k: &str| record[k].as_str().unwrap_or_default().to_string();
+        let layer = Layer {
+            blob: Descriptor {
+                media_type: text("media_type"),
+                digest: text("digest"),
+                size: record["size"].as_i64().unwrap_or_default(),
+            },
+            diff_id: text("diff_id"),
+            chain: text("chain"),
+        };
+        let committed = daemon
+            .stat_snapshot(&layer.chain, Op::Build)
+            .await?
+            .is_some_and(|info| info.kind == SnapshotKind::Committed);
+        if !committed
+            || daemon
+                .content_labels(&layer.blob.digest, Op::Build)
+                .await?
+                .is_none()
+        {
+            return Ok(None);
+        }
+        Ok(Some(layer))
+    }
+
+    /// Records `layer` for `key` and marks its blob (and through it, its snapshot) as a collector root.
+    pub(crate) async fn put(&self, daemon: &Daemon, key: &str, layer: &Layer) -> Result<()> {
+        let labels = HashMap::from([
+            (
+                labels::GC_ROOT.to_string(),
+                labels::rfc3339(std::time::SystemTime::now()),
+            ),
+            (
+                labels::snapshot_ref(&daemon.snapshotter),
+                layer.chain.clone(),
+            ),
+        ]);
+        daemon
+            .set_content_labels(&layer.blob.digest, &labels, Op::Build)
+            .await?;
+        let record = json!({
+            "media_type": layer.blob.media_type,
+            "digest": layer.blob.digest,
+            "size": layer.blob.size,
+            "diff_id": layer.diff_id,
+            "chain": layer.chain,
+        });
+        std::fs::create_dir_all(&self.dir)
+            .map_err(|e| io_error(Op::Build, self.dir.display(), e))?;
+        let tmp = self.dir.join(format!(".{key}.{:x}", fastrand::u64(..)));
+        std::fs::write(&tmp, record.to_string())
+            .map_err(|e| io_error(Op::Build, tmp.display(), e))?;
+        std::fs::rename(&tmp, self.path(key))
+            .map_err(|e| io_error(Op::Build, self.dir.display(), e))?;
+        Ok(())
+    }
+}

@@ -1,0 +1,307 @@
+//! COPY steps as layers berth writes itself: the selected context files under their destination, entries sorted,
+//! every entry with a fixed modification time and the step's owner, and only the parent folders the image lacks,
+//! so the same files on the same parent always give the same layer digest.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::{Path, PathBuf};
+
+use berth_core::plan::{ContextEntry, ContextSource, CopyStep};
+use berth_core::{ErrorKind, Result};
+use sha2::{Digest as _, Sha256};
+
+use crate::errors::{error, io_error, Op};
+use crate::rootfs::normalize;
+
+/// Modification time of every entry (2000-01-01T00:00:00Z).
+pub(crate) const FIXED_MTIME: u64 = 946_684_800;
+
+/// One file the step copies.
+#[derive(Debug, Clone)]
+pub(crate) struct CopiedFile {
+    /// Absolute path in the image.
+    pub(crate) target: String,
+    pub(crate) source: ContextSource,
+    pub(crate) mode: u32,
+}
+
+/// The files `step` copies, by destination (sorted), with their modes.
+pub(crate) fn collect(
+    context: &[ContextEntry],
+    step: &CopyStep,
+    workdir: &str,
+) -> Result<Vec<CopiedFile>> {
+    let destination = normalize(Path::new(workdir), &step.destination);
+    let into_dir = step.destination.ends_with('/') || step.sources.len() > 1;
+    let mut files = BTreeMap::new();
+    for source in &step.sources {
+        let source = source.trim_end_matches('/');
+        let mut matched = false;
+        for entry in context {
+            let relative = if source == "." || source.is_empty() {
+                Some(entry.path.as_str())
+            } else if entry.path == source {
+                let name = entry.path.rsplit('/').next().unwrap_or(&entry.path);
+                if into_dir {
+                    Some(name)
+                } else {
+                    None
+                }
+            } else {
+                entry
+                    .path
+                    .strip_prefix(source)
+                    .and_then(|r| r.strip_prefix('/'))
+            };
+            let target = match relative {
+                Some(rel) => format!("{}/{rel}", destination.trim_end_matches('/')),
+                None if entry.path == source => destination.clone(),
+                None => continue,
+            };
+            matched = true;
+            let mode = match &entry.source {
+                ContextSource::File(path) => {
+                    std::fs::metadata(path)
+                        .map_err(|e| io_error(Op::Build, path.display(), e))?
+                        .permissions()
+                        .mode()
+                        & 0o7777
+                }
+                ContextSource::Bytes(_) => 0o644,
+            };
+            files.insert(
+                target.clone(),
+                CopiedFile {
+                    target,
+                    source: entry.source.clone(),
+                    mode,
+                },
+            );
+        }
+        if !matched {
+            return Err(error(
+                ErrorKind::BuildFailed,
+                Op::Build,
+                format!("COPY: `{source}` is not in the build context"),
+            )
+            .with_hint("check the `copy` and `source_root` entries of the spec"));
+        }
+    }
+    Ok(files.into_values().collect())
+}
+
+/// The folders a layer with `files` needs, parents first.
+pub(crate) fn folders(files: &[CopiedFile]) -> Vec<String> {
+    let mut dirs = std::collections::BTreeSet::new();
+    for file in files {
+        let mut path = Path::new(&file.target).parent();
+        while let Some(dir) = path {
+            if dir == Path::new("/") {
+                break;
+            }
+            dirs.insert(dir.to_string_lossy().into_owned());
+            path = dir.parent();
+        }
+    }
+    dirs.into_iter().collect()
+}
+
+/// A file's content hash, for the step cache.
+pub(crate) fn content_digest(source: &ContextSource) -> Result<String> {
+    let mut hasher = Sha256::new();
+    match source {
+        ContextSource::Bytes(bytes) => hasher.update(bytes),
+        ContextSource::File(path) => {
+            let mut file = File::open(path).map_err(|e| io_error(Op::Build, path.display(), e))?;
+            io::copy(&mut file, &mut hasher).map_err(|e| io_error(Op::Build, path.display(), e))?;
+        }
+    }
+    Ok(hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect())
+}
+
+/// A written layer: its gzip file, the compressed digest and size, and the diff id.
+#[derive(Debug)]
+pub(crate) struct WrittenLayer {
+    pub(crate) path: PathBuf,
+    pub(crate) digest: String,
+    pub(crate) size: u64,
+    pub(crate) diff_id: String,
+}
+
+/// Writes the layer into `dir`: `folders` (those the image lacks) then `files`, sorted, owned by `owner`.
+pub(crate) fn write_layer(
+    files: &[CopiedFile],
+    folders: &[String],
+    owner: (u32, u32),
+    dir: &Path,
+) -> io::Result<WrittenLayer> {
+    let path = dir.join("layer.tar.gz");
+    let out = HashingWriter::new(File::create(&path)?);
+    let gzip = flate2::GzBuilder::new()
+        .mtime(0)
+        .write(out, flate2::Compression::default());
+    let mut tar = tar::Builder::new(HashingWriter::new(gzip));
+    let mut entries: BTreeMap<String, Option<&CopiedFile>> = BTreeMap::new();
+    for folder in folders {
+        entries.insert(folder.trim_start_matches('/').to_string(), None);
+    }
+    for file in files {
+        entries.insert(file.target.trim_start_matches('/').to_string(), Some(file));
+    }
+    for (name, file) in entries {
+        let mut header = tar::Header::new_gnu();
+        header.set_uid(u64::from(owner.0));
+        header.set_gid(u64::from(owner.1));
+        header.set_mtime(FIXED_MTIME);
+        match file {
+            None => {
+                header.set_entry_type(tar::EntryType::Directory);
+                header.set_mode(0o755);
+                header.set_size(0);
+                tar.append_data(&mut header, format!("{name}/"), io::empty())?;
+            }
+            Some(file) => {
+                header.set_entry_type(tar::EntryType::Regular);
+                header.set_mode(file.mode);
+                match &file.source {
+                    ContextSource::Bytes(bytes) => {
+                        header.set_size(bytes.len() as u64);
+                        tar.append_data(&mut header, &name, bytes.as_slice())?;
+                    }
+                    ContextSource::File(source) => {
+                        let f = File::open(source)?;
+                        header.set_size(f.metadata()?.len());
+                        tar.append_data(&mut header, &name, f.take(u64::MAX))?;
+                    }
+                }
+            }
+        }
+    }
+    let tar_hash = tar.into_inner()?;
+    let (gzip, diff_id) = tar_hash.finish();
+    let (out, digest) = gzip.finish()?.finish();
+    let size = out
+        .sync_all()
+        .and_then(|()| std::fs::metadata(&path))
+        .map(|m| m.len())?;
+    Ok(WrittenLayer {
+        path,
+        digest,
+        size,
+        diff_id,
+    })
+}
+
+/// Passes bytes through while hashing them.
+struct HashingWriter<W> {
+    inner: W,
+    hasher: Sha256,
+}
+
+impl<W: Write> HashingWriter<W> {
+    fn new(inner: W) -> Self {
+        HashingWriter {
+            inner,
+            hasher: Sha256::new(),
+        }
+    }
+
+    fn finish(self) -> (W, String) {
+        let hex: String = self
+            .hasher
+            .finalize()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        (self.inner, format!("sha256:{hex}"))
+    }
+}
+
+impl<W: Write> Write for HashingWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(path: &str, bytes: &str) -> ContextEntry {
+        ContextEntry {
+            path: path.into(),
+            source: ContextSource::Bytes(bytes.as_bytes().to_vec()),
+        }
+    }
+
+    #[test]
+    fn folders_copy_their_contents_and_files_keep_their_names() {
+        let context = vec![
+            entry("tree/a.txt", "a"),
+            entry("tree/sub/b.txt", "b"),
+            entry("single.txt", "s"),
+        ];
+        let step = CopyStep {
+            sources: vec!["tree".into()],
+            destination: "/opt/ctx/".into(),
+            chown: None,
+        };
+        let files = collect(&context, &step, "/").expect("collect");
+        let targets: Vec<&str> = files.iter().map(|f| f.target.as_str()).collect();
+        assert_eq!(targets, ["/opt/ctx/a.txt", "/opt/ctx/sub/b.txt"]);
+        assert_eq!(folders(&files), ["/opt", "/opt/ctx", "/opt/ctx/sub"]);
+        let step = CopyStep {
+            sources: vec!["single.txt".into()],
+            destination: "/root/".into(),
+            chown: None,
+        };
+        assert_eq!(
+            collect(&context, &step, "/").expect("collect")[0].target,
+            "/root/single.txt"
+        );
+        let step = CopyStep {
+            sources: vec!["single.txt".into()],
+            destination: "renamed".into(),
+            chown: None,
+        };
+        assert_eq!(
+            collect(&context, &step, "/srv").expect("collect")[0].target,
+            "/srv/renamed"
+        );
+        let step = CopyStep {
+            sources: vec!["missing".into()],
+            destination: "/x/".into(),
+            chown: None,
+        };
+        assert!(collect(&context, &step, "/").is_err());
+    }
+
+    #[test]
+    fn the_same_files_give_the_same_layer() {
+        let context = vec![entry("b.txt", "b"), entry("a.txt", "a")];
+        let step = CopyStep {
+            sources: vec![".".into()],
+            destination: "/app/".into(),
+            chown: None,
+        };
+        let files = collect(&context, &step, "/").expect("collect");
+        let write = || {
+            let dir = tempfile::tempdir().expect("temp dir");
+            let layer = write_layer(&files, &folders(&files), (0, 0), dir.path()).expect("write");
+            (layer.digest, layer.diff_id)
+        };
+        assert_eq!(write(), write());
+    }
+}

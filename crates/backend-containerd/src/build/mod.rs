@@ -1,0 +1,507 @@
+//! Executing a build plan on containerd, step by step.
+//!
+//! The base image (and any helper image a step mounts from) is taken from the namespace or pulled. Config steps
+//! edit the image config; RUN and COPY steps each add a layer on top of the previous step's snapshot ([`run`],
+//! [`copy`]); every step gets a history entry. A layer step is looked up in the step cache first ([`cache`]).
+//! At the end berth writes the config and an OCI manifest into the content store and points each tag at it.
+//! Everything made along the way is held by the build's lease and removed by its [`Guard`] if the build fails or
+//! is dropped.
+
+mod cache;
+mod config;
+mod copy;
+mod mounts;
+mod run;
+mod spec;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::time::SystemTime;
+
+use berth_core::engine::{BuildOptions, BuiltImage, Network, Progress, ProgressEvent};
+use berth_core::plan::{BuildPlan, CopyStep, Step};
+use berth_core::{Error, ErrorKind, Result};
+use berth_registry::{RegistryClient, OCI_MANIFEST};
+use futures_util::StreamExt as _;
+use serde_json::json;
+use tokio::io::AsyncReadExt as _;
+
+use self::cache::{Layer, StepCache};
+use self::config::ImageConfig;
+use crate::cleanup::Guard;
+use crate::convert::{BlobStream, Daemon, Descriptor};
+use crate::errors::{error, io_error, Op};
+use crate::images::{host_platform, image_name};
+use crate::labels::{self, chain_id, rfc3339, sha256, unique_id};
+use crate::pull::{local_or_pull, write, Pulled};
+use crate::rootfs::{resolve_user, RootfsView};
+use crate::{ContainerdEngine, ENGINE};
+
+pub(crate) use run::release_fifo;
+
+/// OCI image config media type.
+const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
+
+/// What the steps of one build share.
+pub(crate) struct Builder<'a> {
+    engine: &'a ContainerdEngine,
+    /// The connection, with every request on the build's lease.
+    pub(crate) daemon: Daemon,
+    pub(crate) guard: &'a Guard,
+    pub(crate) plan: &'a BuildPlan,
+    pub(crate) state_dir: PathBuf,
+    pub(crate) namespace: String,
+    pub(crate) network: Network,
+    registry: RegistryClient,
+    helpers: tokio::sync::Mutex<HashMap<String, Pulled>>,
+}
+
+impl Builder<'_> {
+    /// The helper image `alias`, from the namespace or pulled.
+    pub(crate) async fn helper(&self, alias: &str, progress: &dyn Progress) -> Result<Pulled> {
+        let mut helpers = self.helpers.lock().await;
+        if let Some(pulled) = helpers.get(alias) {
+            return Ok(pulled.clone());
+        }
+        let helper = self
+            .plan
+            .helper_images
+            .iter()
+            .find(|h| h.alias == alias)
+            .ok_or_else(|| {
+                error(
+                    ErrorKind::InvalidSpec,
+                    Op::Build,
+                    format!("a step mounts from image `{alias}`, which the plan does not name"),
+                )
+            })?;
+        let pulled = local_or_pull(
+            self.engine,
+            &self.registry,
+            &helper.reference,
+            Op::Build,
+            progress,
+        )
+        .await
+        .map_err(|e| e.context(format!("helper image {}", helper.reference)))?;
+        helpers.insert(alias.to_string(), pulled.clone());
+        Ok(pulled)
+    }
+}
+
+/// Builds `plan` and tags the result.
+pub(crate) async fn build(
+    engine: &ContainerdEngine,
+    plan: &BuildPlan,
+    options: &BuildOptions,
+    progress: &dyn Progress,
+) -> Result<BuiltImage> {
+    let (os, arch) = host_platform();
+    if !plan.platform.is_empty() && plan.platform != format!("{os}/{arch}") {
+        return Err(Error::unsupported(
+            ENGINE,
+            "build",
+            format!(
+                "cannot build for {} on this {os}/{arch} machine",
+                plan.platform
+            ),
+        )
+        .with_hint(format!(
+            "build on a {} machine, or set `platform: {os}/{arch}`",
+            plan.platform
+        )));
+    }
+    let names = options
+        .tags
+        .iter()
+        .map(|t| image_name(t, Op::Build))
+        .collect::<Result<Vec<_>>>()?;
+    let registry = engine.registry_client(options.credentials.iter().cloned(), false, "")?;
+    let (guard, daemon) = Guard::lease(engine, "build", Op::Build).await?;
+    let builder = Builder {
+        engine,
+        daemon,
+        guard: &guard,
+        plan,
+        state_dir: engine.options.state_dir.clone(),
+        namespace: engine.options.namespace.clone(),
+        network: options.network,
+        registry,
+        helpers: tokio::sync::Mutex::default(),
+    };
+    let result = execute(&builder, options.no_cache, &names, progress).await;
+    drop(builder);
+    let finished = guard.finish().await;
+    let built = result?;
+    finished?;
+    Ok(built)
+}
+
+async fn execute(
+    builder: &Builder<'_>,
+    no_cache: bool,
+    names: &[String],
+    progress: &dyn Progress,
+) -> Result<BuiltImage> {
+    let plan = builder.plan;
+    let base = local_or_pull(
+        builder.engine,
+        &builder.registry,
+        &plan.base_image,
+        Op::Build,
+        progress,
+    )
+    .await
+    .map_err(|e| e.context(format!("base image {}", plan.base_image)))?;
+    let mut config = ImageConfig::from_base(&base.image.config_json);
+    let mut layers: Vec<(Descriptor, String)> = base
+        .image
+        .layers()
+        .into_iter()
+        .map(|mut d| {
+            d.media_type = oci_layer_type(&d.media_type);
+            d
+        })
+        .zip(base.image.diff_ids())
+        .collect();
+    let mut parent = base.top.clone();
+    let created = rfc3339(SystemTime::now());
+    let cache = StepCache::new(builder.state_dir.join("steps"));
+    let total = plan.steps.len();
+    for (i, step) in plan.steps.iter().enumerate() {
+        let description = describe(step);
+        progress.event(ProgressEvent::Step {
+            index: i + 1,
+            total,
+            description: description.clone(),
+        });
+        let definition = match step {
+            Step::Run(run) => format!(
+                "RUN\n{}\n{}\n{}",
+                config.run_identity(),
+                run.command,
+                mounts::identity(builder, run, progress).await?
+            ),
+            Step::Copy(copy) => copy_identity(builder, copy, &config)?,
+            other => {
+                apply_config(&mut config, other);
+                config.history(&created, &description, true);
+                continue;
+            }
+        };
+        let key = StepCache::key(parent.as_deref(), &definition);
+        let cached = if no_cache {
+            None
+        } else {
+            cache.get(&builder.daemon, &key).await?
+        };
+        let layer = match cached {
+            Some(layer) => {
+                progress.event(ProgressEvent::Line("using the cached layer".into()));
+                layer
+            }
+            None => {
+                let layer = match step {
+                    Step::Run(run) => {
+                        run::run_step(
+                            builder,
+                            run,
+                            &config,
+                            parent.as_deref(),
+                            &description,
+                            progress,
+                        )
+                        .await?
+                    }
+                    Step::Copy(copy) => {
+                        copy_step(builder, copy, &config, parent.as_deref()).await?
+                    }
+                    _ => unreachable!("config steps continue above"),
+                };
+                cache.put(&builder.daemon, &key, &layer).await?;
+                layer
+            }
+        };
+        parent = Some(layer.chain.clone());
+        layers.push((layer.blob, layer.diff_id));
+        config.history(&created, &description, false);
+    }
+    finish(
+        builder,
+        &base,
+        &config,
+        &layers,
+        parent.as_deref(),
+        &created,
+        names,
+    )
+    .await
+}
+
+/// Writes config and manifest and points every name at the manifest.
+async fn finish(
+    builder: &Builder<'_>,
+    base: &Pulled,
+    config: &ImageConfig,
+    layers: &[(Descriptor, String)],
+    top: Option<&str>,
+    created: &str,
+    names: &[String],
+) -> Result<BuiltImage> {
+    let daemon = &builder.daemon;
+    let diff_ids: Vec<String> = layers.iter().map(|(_, d)| d.clone()).collect();
+    let config_bytes =
+        serde_json::to_vec(&config.to_blob(&base.image.config_json, &diff_ids, created)).map_err(
+            |e| {
+                error(
+                    ErrorKind::Protocol,
+                    Op::Build,
+                    format!("cannot write the image config: {e}"),
+                )
+            },
+        )?;
+    let config_blob = Descriptor {
+        media_type: OCI_CONFIG.to_string(),
+        digest: sha256(&config_bytes),
+        size: config_bytes.len() as i64,
+    };
+    let mut config_labels = HashMap::new();
+    if let Some(top) = top {
+        config_labels.insert(labels::snapshot_ref(&daemon.snapshotter), top.to_string());
+    }
+    write(
+        daemon,
+        builder.guard,
+        &config_blob,
+        config_labels,
+        bytes_stream(config_bytes),
+        Op::Build,
+    )
+    .await?;
+
+    let json_descriptor =
+        |d: &Descriptor| json!({"mediaType": d.media_type, "digest": d.digest, "size": d.size});
+    let manifest = json!({
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "config": json_descriptor(&config_blob),
+        "layers": layers.iter().map(|(d, _)| json_descriptor(d)).collect::<Vec<_>>(),
+    });
+    let manifest_bytes = serde_json::to_vec(&manifest).map_err(|e| {
+        error(
+            ErrorKind::Protocol,
+            Op::Build,
+            format!("cannot write the manifest: {e}"),
+        )
+    })?;
+    let manifest_blob = Descriptor {
+        media_type: OCI_MANIFEST.to_string(),
+        digest: sha256(&manifest_bytes),
+        size: manifest_bytes.len() as i64,
+    };
+    let mut manifest_labels =
+        HashMap::from([(labels::REF_CONFIG.to_string(), config_blob.digest.clone())]);
+    for (i, (layer, _)) in layers.iter().enumerate() {
+        manifest_labels.insert(
+            format!("{}.l.{i}", labels::REF_CONTENT),
+            layer.digest.clone(),
+        );
+    }
+    write(
+        daemon,
+        builder.guard,
+        &manifest_blob,
+        manifest_labels,
+        bytes_stream(manifest_bytes),
+        Op::Build,
+    )
+    .await?;
+    for name in names {
+        daemon
+            .put_image(name, &manifest_blob, HashMap::new(), Op::Build)
+            .await?;
+    }
+    Ok(BuiltImage {
+        id: config_blob.digest,
+    })
+}
+
+fn bytes_stream(bytes: Vec<u8>) -> BlobStream {
+    Box::pin(futures_util::stream::iter([Ok(bytes::Bytes::from(bytes))]))
+}
+
+/// The OCI media type of a layer blob (Docker's gzip layers are the same bytes under another name).
+fn oci_layer_type(media_type: &str) -> String {
+    match media_type {
+        "application/vnd.docker.image.rootfs.diff.tar.gzip" => {
+            "application/vnd.oci.image.layer.v1.tar+gzip"
+        }
+        "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip" => {
+            "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip"
+        }
+        other => other,
+    }
+    .to_string()
+}
+
+fn apply_config(config: &mut ImageConfig, step: &Step) {
+    match step {
+        Step::Env(vars) => config.set_env(vars),
+        Step::Workdir(dir) => config.set_workdir(dir),
+        Step::User(user) => config.set_user(user),
+        Step::Entrypoint(args) => config.set_entrypoint(args),
+        Step::Shell(args) => config.set_shell(args),
+        Step::Label(labels) => config.set_labels(labels),
+        Step::Run(_) | Step::Copy(_) => {}
+    }
+}
+
+/// A step as a Dockerfile line (progress and history).
+fn describe(step: &Step) -> String {
+    let pairs = |vars: &[(String, String)]| {
+        vars.iter()
+            .map(|(k, v)| format!("{k}={}", json!(v)))
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    match step {
+        Step::Run(run) => format!("RUN {}", run.command),
+        Step::Copy(copy) => {
+            let chown = copy
+                .chown
+                .as_ref()
+                .map(|c| format!("--chown={c} "))
+                .unwrap_or_default();
+            let mut args = copy.sources.clone();
+            args.push(copy.destination.clone());
+            format!("COPY {chown}{}", json!(args))
+        }
+        Step::Env(vars) => format!("ENV {}", pairs(vars)),
+        Step::Label(labels) => format!("LABEL {}", pairs(labels)),
+        Step::Workdir(dir) => format!("WORKDIR {dir}"),
+        Step::User(user) => format!("USER {user}"),
+        Step::Entrypoint(args) => format!("ENTRYPOINT {}", json!(args)),
+        Step::Shell(args) => format!("SHELL {}", json!(args)),
+    }
+}
+
+fn copy_identity(builder: &Builder<'_>, step: &CopyStep, config: &ImageConfig) -> Result<String> {
+    let files = copy::collect(&builder.plan.context, step, &config.workdir())?;
+    let mut definition = format!("COPY\n{}", step.chown.as_deref().unwrap_or(""));
+    for file in &files {
+        definition.push_str(&format!(
+            "\n{} {:o} {}",
+            file.target,
+            file.mode,
+            copy::content_digest(&file.source)?
+        ));
+    }
+    Ok(definition)
+}
+
+/// A COPY step: berth writes the layer, the diff service applies it, and it is committed by chain id.
+async fn copy_step(
+    builder: &Builder<'_>,
+    step: &CopyStep,
+    config: &ImageConfig,
+    parent: Option<&str>,
+) -> Result<Layer> {
+    let daemon = &builder.daemon;
+    let guard = builder.guard;
+    let files = copy::collect(&builder.plan.context, step, &config.workdir())?;
+    let key = unique_id("copy");
+    guard.snapshot(&key);
+    let mounts = daemon
+        .prepare(&key, parent.unwrap_or(""), Op::Build)
+        .await?;
+    let view = RootfsView::from_mounts(&mounts);
+    let owner = match (&step.chown, &view) {
+        (None, _) => (0, 0),
+        (Some(spec), Some(view)) => {
+            resolve_user(view, spec)
+                .map(|u| (u.uid, u.gid))
+                .map_err(|why| {
+                    error(
+                        ErrorKind::BuildFailed,
+                        Op::Build,
+                        format!("COPY --chown={spec}: {why}"),
+                    )
+                })?
+        }
+        (Some(spec), None) => {
+            let (u, g) = spec.split_once(':').unwrap_or((spec, spec));
+            match (u.parse(), g.parse()) {
+                (Ok(u), Ok(g)) => (u, g),
+                _ => return Err(error(ErrorKind::Unsupported, Op::Build, format!("COPY --chown={spec}: names need the overlayfs or native snapshotter; use numeric ids"))),
+            }
+        }
+    };
+    let folders: Vec<String> = copy::folders(&files)
+        .into_iter()
+        .filter(|d| view.as_ref().is_none_or(|v| !v.exists(d)))
+        .collect();
+    let dir = builder.state_dir.join("tmp").join(&key);
+    guard.dir(dir.clone());
+    std::fs::create_dir_all(&dir).map_err(|e| io_error(Op::Build, dir.display(), e))?;
+    let out = dir.clone();
+    let written =
+        tokio::task::spawn_blocking(move || copy::write_layer(&files, &folders, owner, &out))
+            .await
+            .map_err(|e| {
+                error(
+                    ErrorKind::Io,
+                    Op::Build,
+                    format!("writing the COPY layer: {e}"),
+                )
+            })?
+            .map_err(|e| io_error(Op::Build, "writing the COPY layer", e))?;
+    let blob = Descriptor {
+        media_type: run::LAYER_GZIP.to_string(),
+        digest: written.digest.clone(),
+        size: written.size as i64,
+    };
+    let file = tokio::fs::File::open(&written.path)
+        .await
+        .map_err(|e| io_error(Op::Build, written.path.display(), e))?;
+    let stream: BlobStream = Box::pin(
+        futures_util::stream::unfold(file, |mut file| async move {
+            let mut buffer = vec![0u8; 1 << 20];
+            match file.read(&mut buffer).await {
+                Ok(0) => None,
+                Ok(n) => {
+                    buffer.truncate(n);
+                    Some((Ok(bytes::Bytes::from(buffer)), file))
+                }
+                Err(e) => Some((Err(io_error(Op::Build, "reading the COPY layer", e)), file)),
+            }
+        })
+        .fuse(),
+    );
+    let blob_labels = HashMap::from([(labels::UNCOMPRESSED.to_string(), written.diff_id.clone())]);
+    write(daemon, guard, &blob, blob_labels, stream, Op::Build).await?;
+    let applied = daemon.apply(&blob, &mounts, Op::Build).await?;
+    if applied.digest != written.diff_id {
+        return Err(error(
+            ErrorKind::Protocol,
+            Op::Build,
+            format!(
+                "the COPY layer applied as {}, not {}",
+                applied.digest, written.diff_id
+            ),
+        ));
+    }
+    let chain = chain_id(parent, &written.diff_id);
+    if !daemon
+        .commit(&chain, &key, HashMap::new(), Op::Build)
+        .await?
+    {
+        daemon.remove_snapshot(&key, Op::Build).await?;
+    }
+    guard.snapshot_done(&key);
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(Layer {
+        blob,
+        diff_id: written.diff_id,
+        chain,
+    })
+}

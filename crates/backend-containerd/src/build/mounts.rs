@@ -1,0 +1,247 @@
+//! A RUN step's mounts as bind mounts from the host: cache folders that persist in berth's state folder (one
+//! step at a time per cache, like `sharing=locked`), secrets and context files read-only from where they are,
+//! and a helper image's file from a read-only view of its unpacked snapshot. None of them is part of the step's
+//! layer: they are mounts, and the mount points runc had to create are removed again before the layer is taken.
+
+use std::fs::File;
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use berth_core::engine::{Progress, ProgressEvent};
+use berth_core::plan::{ContextSource, Mount, RunStep};
+use berth_core::{ErrorKind, Result};
+use nix::fcntl::{Flock, FlockArg};
+
+use super::spec::BindMount;
+use super::Builder;
+use crate::errors::{error, io_error, Op};
+use crate::labels::{sha256, unique_id};
+use crate::rootfs::{normalize, RootfsView};
+
+/// The mounts of one step, and what must live until it ends.
+pub(crate) struct StepMounts {
+    pub(crate) binds: Vec<BindMount>,
+    /// Views of helper images to remove after the step.
+    pub(crate) views: Vec<String>,
+    _locks: Vec<Flock<File>>,
+}
+
+fn cache_dir(builder: &Builder<'_>, id: &str) -> PathBuf {
+    let safe: String = id
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "-_.".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(64)
+        .collect();
+    let hash = sha256(id.as_bytes());
+    builder
+        .state_dir
+        .join("cache")
+        .join(format!("{safe}-{}", &hash[7..19]))
+}
+
+/// What a step's mounts contribute to its cache key: mount kinds and targets, the content of context files and
+/// the helper images' digests (never a secret's value).
+pub(crate) async fn identity(
+    builder: &Builder<'_>,
+    run: &RunStep,
+    progress: &dyn Progress,
+) -> Result<String> {
+    let mut parts = Vec::new();
+    for mount in &run.mounts {
+        parts.push(match mount {
+            Mount::Cache { id, target } => format!("cache {id} {target}"),
+            Mount::Secret { id, target } => format!("secret {id} {target}"),
+            Mount::Image {
+                alias,
+                source,
+                target,
+            } => {
+                let helper = builder.helper(alias, progress).await?;
+                format!("image {} {source} {target}", helper.image.manifest.digest)
+            }
+            Mount::Context { source, target } => {
+                let mut digests = Vec::new();
+                for entry in context_entries(builder, source)? {
+                    digests.push(format!(
+                        "{}={}",
+                        entry.0,
+                        super::copy::content_digest(&entry.1)?
+                    ));
+                }
+                format!("context {source} {target} {}", digests.join(","))
+            }
+        });
+    }
+    Ok(parts.join("\n"))
+}
+
+fn context_entries(builder: &Builder<'_>, source: &str) -> Result<Vec<(String, ContextSource)>> {
+    let source = source.trim_end_matches('/');
+    let entries: Vec<(String, ContextSource)> = builder
+        .plan
+        .context
+        .iter()
+        .filter_map(|e| {
+            if e.path == source {
+                Some((String::new(), e.source.clone()))
+            } else {
+                e.path
+                    .strip_prefix(source)
+                    .and_then(|r| r.strip_prefix('/'))
+                    .map(|r| (r.to_string(), e.source.clone()))
+            }
+        })
+        .collect();
+    if entries.is_empty() {
+        return Err(error(
+            ErrorKind::BuildFailed,
+            Op::Build,
+            format!("RUN --mount: `{source}` is not in the build context"),
+        ));
+    }
+    Ok(entries)
+}
+
+/// Sets up the mounts of `run` (targets relative to `workdir`); temporary files go into `run_dir`.
+pub(crate) async fn prepare(
+    builder: &Builder<'_>,
+    run: &RunStep,
+    workdir: &str,
+    run_dir: &Path,
+    progress: &dyn Progress,
+) -> Result<StepMounts> {
+    let mut mounts = StepMounts {
+        binds: Vec::new(),
+        views: Vec::new(),
+        _locks: Vec::new(),
+    };
+    for (n, mount) in run.mounts.iter().enumerate() {
+        let bind = |source: &Path, target: &str, read_only| BindMount {
+            source: source.display().to_string(),
+            target: normalize(Path::new(workdir), target),
+            read_only,
+        };
+        match mount {
+            Mount::Cache { id, target } => {
+                let dir = cache_dir(builder, id);
+                std::fs::create_dir_all(&dir).map_err(|e| io_error(Op::Build, dir.display(), e))?;
+                std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777))
+                    .map_err(|e| io_error(Op::Build, dir.display(), e))?;
+                mounts._locks.push(lock(&dir, id, progress).await?);
+                mounts.binds.push(bind(&dir, target, false));
+            }
+            Mount::Secret { id, target } => {
+                let secret = builder
+                    .plan
+                    .secrets
+                    .iter()
+                    .find(|s| &s.id == id)
+                    .ok_or_else(|| {
+                        error(
+                            ErrorKind::InvalidSpec,
+                            Op::Build,
+                            format!("the plan mounts secret `{id}` but does not define it"),
+                        )
+                    })?;
+                std::fs::metadata(&secret.source).map_err(|e| {
+                    io_error(
+                        Op::Build,
+                        format!("secret `{id}` ({})", secret.source.display()),
+                        e,
+                    )
+                })?;
+                mounts.binds.push(bind(&secret.source, target, true));
+            }
+            Mount::Image {
+                alias,
+                source,
+                target,
+            } => {
+                let helper = builder.helper(alias, progress).await?;
+                let key = unique_id("helper");
+                builder.guard.snapshot(&key);
+                mounts.views.push(key.clone());
+                let parent = helper.top.clone().unwrap_or_default();
+                let view = builder.daemon.view(&key, &parent, Op::Build).await?;
+                let host = RootfsView::from_mounts(&view)
+                    .and_then(|v| v.resolve_file(source))
+                    .ok_or_else(|| {
+                        error(
+                            ErrorKind::BuildFailed,
+                            Op::Build,
+                            format!("RUN --mount: helper image `{alias}` has no file {source}"),
+                        )
+                    })?;
+                mounts.binds.push(bind(&host, target, true));
+            }
+            Mount::Context { source, target } => {
+                let entries = context_entries(builder, source)?;
+                let host = match entries.as_slice() {
+                    [(name, ContextSource::File(path))] if name.is_empty() => path.clone(),
+                    _ => materialize(&entries, &run_dir.join(format!("context-{n}")))?,
+                };
+                mounts.binds.push(bind(&host, target, true));
+            }
+        }
+    }
+    Ok(mounts)
+}
+
+/// Writes context entries (generated bytes, or a folder) into `dest` so they can be bind-mounted.
+fn materialize(entries: &[(String, ContextSource)], dest: &Path) -> Result<PathBuf> {
+    let write = |path: &Path, source: &ContextSource| -> std::io::Result<()> {
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        match source {
+            ContextSource::Bytes(bytes) => std::fs::write(path, bytes),
+            ContextSource::File(from) => std::fs::copy(from, path).map(drop),
+        }
+    };
+    if let [(name, source)] = entries {
+        if name.is_empty() {
+            write(dest, source).map_err(|e| io_error(Op::Build, dest.display(), e))?;
+            return Ok(dest.to_path_buf());
+        }
+    }
+    for (name, source) in entries {
+        let path = dest.join(name);
+        write(&path, source).map_err(|e| io_error(Op::Build, path.display(), e))?;
+    }
+    Ok(dest.to_path_buf())
+}
+
+/// Takes the cache's lock, waiting while another build's step holds it.
+async fn lock(dir: &Path, id: &str, progress: &dyn Progress) -> Result<Flock<File>> {
+    let path = dir.with_extension("lock");
+    let mut told = false;
+    loop {
+        let file = File::create(&path).map_err(|e| io_error(Op::Build, path.display(), e))?;
+        match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+            Ok(lock) => return Ok(lock),
+            Err((_, nix::errno::Errno::EWOULDBLOCK)) => {
+                if !told {
+                    progress.event(ProgressEvent::Line(format!(
+                        "waiting for cache `{id}`, which another build is using"
+                    )));
+                    told = true;
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err((_, errno)) => {
+                return Err(io_error(
+                    Op::Build,
+                    path.display(),
+                    std::io::Error::from(errno),
+                ))
+            }
+        }
+    }
+}

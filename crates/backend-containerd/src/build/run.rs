@@ -1,0 +1,327 @@
+//! A RUN step: a container and task on an active snapshot of the previous step, output streamed from FIFOs,
+//! the exit status checked, then the snapshot's changes turned into a layer by the diff service and committed
+//! by chain id.
+
+use std::collections::{HashMap, VecDeque};
+use std::io::BufRead as _;
+use std::os::unix::fs::OpenOptionsExt as _;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use berth_core::engine::{Progress, ProgressEvent};
+use berth_core::plan::RunStep;
+use berth_core::{ErrorKind, Result};
+use nix::sys::stat::Mode;
+use tokio::sync::mpsc;
+
+use super::cache::Layer;
+use super::config::ImageConfig;
+use super::spec::{runtime_spec, Process, HOST_FILES};
+use super::{mounts, Builder};
+use crate::convert::{ContainerSpec, Daemon};
+use crate::errors::{error, io_error, Op};
+use crate::labels::{chain_id, unique_id, UNCOMPRESSED};
+use crate::rootfs::{resolve_user, RootfsView};
+
+/// containerd's runc shim.
+const RUNTIME: &str = "io.containerd.runc.v2";
+/// The layer media type the diff service writes.
+pub(crate) const LAYER_GZIP: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
+/// Output lines a failed step's error quotes.
+const TAIL: usize = 25;
+
+/// Runs `run` on `parent` and returns the layer it made.
+pub(crate) async fn run_step(
+    builder: &Builder<'_>,
+    run: &RunStep,
+    config: &ImageConfig,
+    parent: Option<&str>,
+    description: &str,
+    progress: &dyn Progress,
+) -> Result<Layer> {
+    let daemon = &builder.daemon;
+    let guard = builder.guard;
+    let id = unique_id("step");
+    guard.snapshot(&id);
+    let rootfs = daemon.prepare(&id, parent.unwrap_or(""), Op::Build).await?;
+    let view = RootfsView::from_mounts(&rootfs)
+        .filter(|v| v.upper().is_some())
+        .ok_or_else(|| {
+            error(
+                ErrorKind::Unsupported,
+                Op::Build,
+                format!(
+                    "snapshotter `{}` gives mounts berth cannot prepare RUN steps on",
+                    daemon.snapshotter
+                ),
+            )
+            .with_hint("use the overlayfs or native snapshotter (CONTAINERD_SNAPSHOTTER)")
+        })?;
+    let user_spec = config.user();
+    let user = resolve_user(&view, &user_spec).map_err(|why| {
+        error(
+            ErrorKind::BuildFailed,
+            Op::Build,
+            format!("{description}: USER {user_spec}: {why}"),
+        )
+    })?;
+    let cwd = config.workdir();
+    create_workdir(&view, &cwd)?;
+
+    let run_dir = builder.state_dir.join("run").join(&id);
+    guard.dir(run_dir.clone());
+    std::fs::create_dir_all(&run_dir).map_err(|e| io_error(Op::Build, run_dir.display(), e))?;
+    let step_mounts = mounts::prepare(builder, run, &cwd, &run_dir, progress).await?;
+    let mut stubs: Vec<Vec<String>> = Vec::new();
+    for target in step_mounts
+        .binds
+        .iter()
+        .map(|b| b.target.as_str())
+        .chain(HOST_FILES.iter().copied())
+    {
+        stubs.push(missing_prefixes(&view, target));
+    }
+
+    let mut args = config.shell().to_vec();
+    args.push(run.command.clone());
+    let process = Process {
+        args,
+        env: config.run_env(&user.home),
+        cwd,
+        user,
+    };
+    let spec = ContainerSpec {
+        id: id.clone(),
+        image: builder.plan.base_image.clone(),
+        runtime: RUNTIME.to_string(),
+        spec: runtime_spec(
+            &id,
+            &builder.namespace,
+            &process,
+            &step_mounts.binds,
+            builder.network,
+        ),
+        snapshot_key: id.clone(),
+        labels: HashMap::from([(
+            "berth.build.step".to_string(),
+            description.chars().take(200).collect(),
+        )]),
+    };
+    guard.container(&id);
+    daemon.create_container(&spec, Op::Build).await?;
+    let status = execute(daemon, guard, &id, &run_dir, progress).await;
+    crate::cleanup::stop_task(daemon, &id).await?;
+    guard.task_done(&id);
+    daemon.delete_container(&id, Op::Build).await?;
+    guard.container_done(&id);
+    for view_key in &step_mounts.views {
+        daemon.remove_snapshot(view_key, Op::Build).await?;
+        guard.snapshot_done(view_key);
+    }
+    drop(step_mounts);
+    let (status, tail) = status?;
+    if status != 0 {
+        let output = if tail.is_empty() {
+            String::from("(no output)")
+        } else {
+            tail.join("\n")
+        };
+        return Err(error(
+            ErrorKind::BuildFailed,
+            Op::Build,
+            format!("{description}: exited with status {status}; its last output:\n{output}"),
+        )
+        .with_hint("fix the command (its full output is above), or the spec it comes from"));
+    }
+
+    if let Some(upper) = view.upper() {
+        for prefixes in &stubs {
+            remove_stubs(upper, prefixes);
+        }
+    }
+    let layer = diff(daemon, guard, &id, parent, &rootfs).await?;
+    Ok(layer)
+}
+
+/// Turns active snapshot `key` (mounted by `upper`) into a layer and commits it by chain id.
+async fn diff(
+    daemon: &Daemon,
+    guard: &crate::cleanup::Guard,
+    key: &str,
+    parent: Option<&str>,
+    upper: &[crate::convert::MountSpec],
+) -> Result<Layer> {
+    let lower = match parent {
+        Some(parent) => {
+            let view = unique_id("view");
+            guard.snapshot(&view);
+            let mounts = daemon.view(&view, parent, Op::Build).await?;
+            Some((view, mounts))
+        }
+        None => None,
+    };
+    let lower_mounts = lower.as_ref().map(|(_, m)| m.clone()).unwrap_or_default();
+    let blob = daemon
+        .diff(&lower_mounts, upper, LAYER_GZIP, HashMap::new(), Op::Build)
+        .await?;
+    if let Some((view, _)) = lower {
+        daemon.remove_snapshot(&view, Op::Build).await?;
+        guard.snapshot_done(&view);
+    }
+    let diff_id = daemon
+        .content_labels(&blob.digest, Op::Build)
+        .await?
+        .and_then(|labels| labels.get(UNCOMPRESSED).cloned())
+        .ok_or_else(|| {
+            error(
+                ErrorKind::Protocol,
+                Op::Build,
+                format!("layer {} has no uncompressed digest", blob.digest),
+            )
+        })?;
+    let chain = chain_id(parent, &diff_id);
+    if !daemon
+        .commit(&chain, key, HashMap::new(), Op::Build)
+        .await?
+    {
+        daemon.remove_snapshot(key, Op::Build).await?;
+    }
+    guard.snapshot_done(key);
+    Ok(Layer {
+        blob,
+        diff_id,
+        chain,
+    })
+}
+
+/// Creates the task, streams its output, and waits for its exit status; returns it with the last lines.
+async fn execute(
+    daemon: &Daemon,
+    guard: &crate::cleanup::Guard,
+    id: &str,
+    run_dir: &Path,
+    progress: &dyn Progress,
+) -> Result<(u32, Vec<String>)> {
+    let (tx, mut rx) = mpsc::unbounded_channel::<String>();
+    let mut fifos = Vec::new();
+    for name in ["stdout", "stderr"] {
+        let path = run_dir.join(name);
+        nix::unistd::mkfifo(&path, Mode::from_bits_truncate(0o600))
+            .map_err(|e| io_error(Op::Build, path.display(), std::io::Error::from(e)))?;
+        let tx = tx.clone();
+        let reader = path.clone();
+        // opening blocks until the shim opens the other end, so it happens on a blocking thread
+        tokio::task::spawn_blocking(move || {
+            let Ok(file) = std::fs::File::open(&reader) else {
+                return;
+            };
+            for line in std::io::BufReader::new(file).split(b'\n') {
+                let Ok(line) = line else { break };
+                if tx
+                    .send(String::from_utf8_lossy(&line).into_owned())
+                    .is_err()
+                {
+                    break;
+                }
+            }
+        });
+        fifos.push(path);
+    }
+    drop(tx);
+    let mut tail = VecDeque::new();
+    let mut emit = |line: String| {
+        if tail.len() == TAIL {
+            tail.pop_front();
+        }
+        tail.push_back(line.clone());
+        progress.event(ProgressEvent::Line(line));
+    };
+    let started = async {
+        guard.task(id);
+        let path = |p: &PathBuf| p.display().to_string();
+        daemon
+            .create_task(
+                id,
+                &daemon.mounts(id, Op::Build).await?,
+                &path(&fifos[0]),
+                &path(&fifos[1]),
+                Op::Build,
+            )
+            .await?;
+        daemon.start_task(id, Op::Build).await?;
+        daemon.wait_task(id, Op::Build).await
+    };
+    tokio::pin!(started);
+    let status = loop {
+        tokio::select! {
+            status = &mut started => break status,
+            Some(line) = rx.recv() => emit(line),
+        }
+    };
+    // the readers end when the shim closes the FIFOs; release them in case the task never opened them
+    for fifo in &fifos {
+        release_fifo(fifo);
+    }
+    let drain = async {
+        while let Some(line) = rx.recv().await {
+            emit(line);
+        }
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(10), drain).await;
+    Ok((status?, tail.into_iter().collect()))
+}
+
+/// Opens a FIFO for writing without blocking and closes it: a reader blocked in `open` wakes up (and then sees
+/// the end once every writer is gone).
+pub(crate) fn release_fifo(path: &Path) {
+    let _ = std::fs::OpenOptions::new()
+        .write(true)
+        .custom_flags(nix::fcntl::OFlag::O_NONBLOCK.bits())
+        .open(path);
+}
+
+/// The prefixes of `target` (shortest first) that do not exist before the step: mount points runc creates.
+fn missing_prefixes(view: &RootfsView, target: &str) -> Vec<String> {
+    let mut missing = Vec::new();
+    let mut path = String::new();
+    for component in target.split('/').filter(|c| !c.is_empty()) {
+        path.push('/');
+        path.push_str(component);
+        if !missing.is_empty() || !view.exists(&path) {
+            missing.push(path.clone());
+        }
+    }
+    missing
+}
+
+/// Removes mount points runc created (empty files and folders), deepest first, keeping anything the step wrote.
+fn remove_stubs(upper: &Path, prefixes: &[String]) {
+    for path in prefixes.iter().rev() {
+        let host = upper.join(path.trim_start_matches('/'));
+        let Ok(meta) = std::fs::symlink_metadata(&host) else {
+            continue;
+        };
+        let removed = if meta.is_dir() {
+            std::fs::remove_dir(&host).is_ok()
+        } else if meta.is_file() && meta.len() == 0 {
+            std::fs::remove_file(&host).is_ok()
+        } else {
+            false
+        };
+        if !removed {
+            return;
+        }
+    }
+}
+
+/// Creates the working directory in the snapshot when the image lacks it (as WORKDIR does).
+fn create_workdir(view: &RootfsView, cwd: &str) -> Result<()> {
+    let Some(upper) = view.upper() else {
+        return Ok(());
+    };
+    if view.exists(cwd) {
+        return Ok(());
+    }
+    let host = upper.join(cwd.trim_start_matches('/'));
+    std::fs::create_dir_all(&host).map_err(|e| io_error(Op::Build, format!("WORKDIR {cwd}"), e))
+}
