@@ -1,19 +1,165 @@
-//! Pushing (in progress).
+//! Pushing from the content store through berth's registry client. Blobs the registry has are skipped; blobs
+//! whose `containerd.io/distribution.source.<registry>` label names another repository of the same registry
+//! are mounted from there; the rest are streamed from the content store. The manifest goes last, so a failed
+//! push never leaves a tag pointing at missing blobs. Pushed blobs get the repository added to their source
+//! label, so the next push of an image sharing them can mount instead of upload.
 
-use berth_core::engine::{Progress, PushedImage, TransferOptions};
-use berth_core::Result;
+use std::collections::HashMap;
 
+use berth_core::engine::{Progress, ProgressEvent, PushedImage, TransferOptions};
+use berth_core::reference::ImageRef;
+use berth_core::{ErrorKind, Result};
+use berth_registry::RegistryClient;
+
+use crate::convert::{Daemon, Descriptor};
+use crate::errors::{error, Op};
+use crate::images::{image_name, load};
+use crate::labels::distribution_source;
 use crate::ContainerdEngine;
 
 pub(crate) async fn push(
-    _engine: &ContainerdEngine,
-    _reference: &str,
-    _options: &TransferOptions,
-    _progress: &dyn Progress,
+    engine: &ContainerdEngine,
+    reference: &str,
+    options: &TransferOptions,
+    progress: &dyn Progress,
 ) -> Result<PushedImage> {
-    Err(berth_core::Error::unsupported(
-        crate::ENGINE,
-        "push",
-        "not yet",
-    ))
+    let op = Op::Push;
+    let name = image_name(reference, op)?;
+    let image = ImageRef::parse(&name).map_err(|e| e.with_engine(crate::ENGINE))?;
+    let daemon = &engine.daemon;
+    let record = daemon.get_image(&name, op).await?.ok_or_else(|| {
+        error(
+            ErrorKind::NotFound,
+            op,
+            format!(
+                "no image {name} in containerd namespace `{}`",
+                engine.namespace()
+            ),
+        )
+        .with_hint("build it first (`berth build --no-push` tags it locally)")
+    })?;
+    // an index pulled from elsewhere is pushed as the host platform's manifest
+    let local = load(daemon, &record.target, &name, op).await?;
+    let registry = engine.registry_client(
+        options.credentials.iter().cloned(),
+        options.insecure,
+        reference,
+    )?;
+    let mut blobs = local.layers();
+    blobs.push(local.config.clone());
+    for blob in &blobs {
+        send_blob(daemon, &registry, &image, blob, op, progress).await?;
+    }
+    let manifest = daemon.read_all(&local.manifest.digest, op).await?;
+    let digest = registry
+        .put_manifest(&image, &local.manifest.media_type, &manifest)
+        .await
+        .map_err(|e| with_push_hint(e, &name))?;
+    add_source(daemon, &image, &local.manifest.digest, op).await?;
+    Ok(PushedImage { digest })
+}
+
+/// Makes `blob` present in `image`'s repository: already there, mounted, or uploaded.
+async fn send_blob(
+    daemon: &Daemon,
+    registry: &RegistryClient,
+    image: &ImageRef,
+    blob: &Descriptor,
+    op: Op,
+    progress: &dyn Progress,
+) -> Result<()> {
+    let total = blob.size.max(0) as u64;
+    let done = |progress: &dyn Progress| {
+        progress.event(ProgressEvent::Transfer {
+            id: blob.digest.clone(),
+            current: total,
+            total: Some(total),
+        });
+    };
+    let name = image.to_string();
+    if registry
+        .blob_exists(image, &blob.digest)
+        .await
+        .map_err(|e| with_push_hint(e, &name))?
+    {
+        done(progress);
+        return Ok(());
+    }
+    let labels = daemon
+        .content_labels(&blob.digest, op)
+        .await?
+        .ok_or_else(|| {
+            error(
+                ErrorKind::NotFound,
+                op,
+                format!("{name}: blob {} is not in the content store", blob.digest),
+            )
+            .with_hint("build or pull the image again; its content was removed")
+        })?;
+    let sources: Vec<&str> = labels
+        .get(&distribution_source(&image.registry))
+        .map(|repos| {
+            repos
+                .split(',')
+                .filter(|r| *r != image.repository)
+                .collect()
+        })
+        .unwrap_or_default();
+    for repository in sources {
+        if registry
+            .mount_blob(image, repository, &blob.digest)
+            .await
+            .unwrap_or(false)
+        {
+            progress.event(ProgressEvent::Line(format!(
+                "mounted {} from {repository}",
+                blob.digest
+            )));
+            done(progress);
+            return add_source(daemon, image, &blob.digest, op).await;
+        }
+    }
+    progress.event(ProgressEvent::Transfer {
+        id: blob.digest.clone(),
+        current: 0,
+        total: Some(total),
+    });
+    let data = daemon.read_blob(&blob.digest, op).await?;
+    registry
+        .push_blob(image, &blob.digest, total, data)
+        .await
+        .map_err(|e| with_push_hint(e, &name))?;
+    done(progress);
+    add_source(daemon, image, &blob.digest, op).await
+}
+
+/// Adds `image`'s repository to the blob's distribution-source label.
+async fn add_source(daemon: &Daemon, image: &ImageRef, digest: &str, op: Op) -> Result<()> {
+    let key = distribution_source(&image.registry);
+    let labels = daemon.content_labels(digest, op).await?.unwrap_or_default();
+    let mut repos: Vec<String> = labels
+        .get(&key)
+        .map(|v| v.split(',').map(str::to_string).collect())
+        .unwrap_or_default();
+    if repos.contains(&image.repository) {
+        return Ok(());
+    }
+    repos.push(image.repository.clone());
+    daemon
+        .set_content_labels(digest, &HashMap::from([(key, repos.join(","))]), op)
+        .await
+}
+
+fn with_push_hint(e: berth_core::Error, name: &str) -> berth_core::Error {
+    let hint = match e.kind() {
+        ErrorKind::Unauthorized => {
+            "log in with `berth login` (or `docker login`) for this registry, with push rights"
+        }
+        ErrorKind::Temporary => "the registry failed for a while; push again",
+        _ => "check the registry address and that the repository accepts pushes",
+    };
+    let kind = e.kind();
+    error(kind, Op::Push, format!("{name}: {}", e.message()))
+        .with_hint(hint)
+        .with_source(e)
 }
