@@ -1,9 +1,18 @@
 //! The backend against the real containerd of `scripts/env/up.sh`: pulling through berth's registry client,
 //! image records, and that nothing berth creates for an operation outlives it.
 
+use std::os::unix::fs::PermissionsExt as _;
+use std::time::Duration;
+
 use berth_backend_containerd::{ContainerdEngine, ContainerdOptions};
-use berth_core::engine::{ContainerEngine, NoProgress, RemoveOptions, TransferOptions};
+use berth_core::engine::{
+    BuildOptions, ContainerEngine, NoProgress, Progress, ProgressEvent, RemoveOptions,
+    TransferOptions,
+};
+use berth_core::plan::{ContextEntry, ContextSource, CopyStep, Mount, PlanSecret, RunStep, Step};
 use berth_core::ErrorKind;
+use berth_tests::conformance::registry;
+use berth_tests::conformance::support::plan;
 use berth_tests::env::TestEnv;
 
 async fn engine(env: &TestEnv) -> ContainerdEngine {
@@ -73,4 +82,306 @@ async fn invalid_namespace_is_refused_before_any_request() {
     .expect_err("an invalid namespace is refused");
     assert_eq!(err.kind(), ErrorKind::InvalidSpec, "{err}");
     assert!(err.hint().is_some());
+}
+
+/// An engine in a namespace of its own with a fresh state folder (an empty step cache), so leftovers counted there
+/// are this test's alone.
+async fn isolated(env: &TestEnv, namespace: &str, state: &std::path::Path) -> ContainerdEngine {
+    ContainerdEngine::connect(ContainerdOptions {
+        address: Some(env.containerd_address.display().to_string()),
+        namespace: Some(namespace.to_string()),
+        state_dir: Some(state.to_path_buf()),
+        ..ContainerdOptions::default()
+    })
+    .await
+    .unwrap_or_else(|e| panic!("run scripts/env/up.sh first: {e}"))
+}
+
+fn options(env: &TestEnv, tag: &str) -> BuildOptions {
+    BuildOptions {
+        tags: vec![tag.to_string()],
+        credentials: vec![env.credentials()],
+        ..BuildOptions::default()
+    }
+}
+
+fn run_step(command: &str, mounts: Vec<Mount>) -> Step {
+    Step::Run(RunStep {
+        command: command.to_string(),
+        mounts,
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_and_interrupted_builds_leave_nothing_behind() {
+    let env = TestEnv::get();
+    let state = tempfile::tempdir().expect("temp dir");
+    let engine = isolated(env, "berth-test-leftovers", state.path()).await;
+    let secret = state.path().join("secret");
+    std::fs::write(&secret, "s3cr3t").expect("write secret");
+    let mounts = || {
+        vec![
+            Mount::Cache {
+                id: "leftovers".into(),
+                target: "/cache".into(),
+            },
+            Mount::Secret {
+                id: "s".into(),
+                target: "/run/secrets/s".into(),
+            },
+        ]
+    };
+    let mut failing = plan(
+        &env.busybox_image,
+        vec![
+            run_step("echo first > /first", vec![]),
+            run_step("echo failing; exit 3", mounts()),
+        ],
+    );
+    failing.secrets = vec![PlanSecret {
+        id: "s".into(),
+        source: secret.clone(),
+    }];
+    let tag = format!("{}/berth-daemon-test/leftovers:v1", env.registry);
+    let err = engine
+        .build(&failing, &options(env, &tag), &NoProgress)
+        .await
+        .expect_err("exit 3 fails the build");
+    assert_eq!(err.kind(), ErrorKind::BuildFailed, "{err}");
+    let left = engine.leftovers().await.expect("leftovers");
+    assert!(left.is_empty(), "after a failed build: {left:?}");
+
+    let mut long = plan(
+        &env.busybox_image,
+        vec![run_step("echo berth-started; sleep 600", mounts())],
+    );
+    long.secrets = failing.secrets.clone();
+    let progress = Lines::default();
+    {
+        let long_options = options(env, &tag);
+        let build = engine.build(&long, &long_options, &progress);
+        tokio::pin!(build);
+        let started = async {
+            while !progress.contains("berth-started") {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        };
+        tokio::select! {
+            result = &mut build => panic!("the sleeping build ended: {result:?}"),
+            _ = tokio::time::timeout(Duration::from_secs(120), started) => {}
+        }
+        assert!(progress.contains("berth-started"), "the step never started");
+        let running = engine.leftovers().await.expect("leftovers");
+        assert_eq!(running.tasks.len(), 1, "while running: {running:?}");
+        // dropping the build future here is the interruption (what Ctrl-C does in berth)
+    }
+    let left = engine.leftovers().await.expect("leftovers");
+    assert!(left.is_empty(), "after an interrupted build: {left:?}");
+    let run_dirs = std::fs::read_dir(state.path().join("berth-test-leftovers").join("run"))
+        .map(|entries| entries.count())
+        .unwrap_or(0);
+    assert_eq!(run_dirs, 0, "FIFO folders of steps are left");
+    assert_eq!(
+        engine
+            .inspect(&tag)
+            .await
+            .map(drop)
+            .expect_err("no tag")
+            .kind(),
+        ErrorKind::NotFound
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn copy_layers_are_reproducible_from_an_empty_cache() {
+    let env = TestEnv::get();
+    let files = tempfile::tempdir().expect("temp dir");
+    let script = files.path().join("run.sh");
+    std::fs::write(&script, "#!/bin/sh\necho hi\n").expect("write");
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let mut copying = plan(
+        &env.busybox_image,
+        vec![
+            Step::Copy(CopyStep {
+                sources: vec!["app".into()],
+                destination: "/opt/app/".into(),
+                chown: None,
+            }),
+            Step::Copy(CopyStep {
+                sources: vec!["owned.txt".into()],
+                destination: "/home/owned/".into(),
+                chown: Some("nobody".into()),
+            }),
+        ],
+    );
+    copying.context = vec![
+        ContextEntry {
+            path: "app/bin/run.sh".into(),
+            source: ContextSource::File(script),
+        },
+        ContextEntry {
+            path: "app/data/z.txt".into(),
+            source: ContextSource::Bytes(b"z\n".to_vec()),
+        },
+        ContextEntry {
+            path: "app/a.txt".into(),
+            source: ContextSource::Bytes(b"a\n".to_vec()),
+        },
+        ContextEntry {
+            path: "owned.txt".into(),
+            source: ContextSource::Bytes(b"mine\n".to_vec()),
+        },
+    ];
+    let mut digests = Vec::new();
+    for round in ["a", "b"] {
+        let state = tempfile::tempdir().expect("temp dir");
+        let engine = isolated(env, &format!("berth-test-repro-{round}"), state.path()).await;
+        let tag = format!(
+            "{}/berth-daemon-test/repro-{round}-{}:v1",
+            env.registry,
+            std::process::id()
+        );
+        let built = engine
+            .build(&copying, &options(env, &tag), &NoProgress)
+            .await
+            .unwrap_or_else(|e| panic!("build {round}: {e}"));
+        let image = engine.inspect(&tag).await.expect("inspect");
+        assert_eq!(image.id, built.id);
+        let transfer = TransferOptions {
+            credentials: Some(env.credentials()),
+            insecure: true,
+        };
+        engine
+            .push(&tag, &transfer, &NoProgress)
+            .await
+            .unwrap_or_else(|e| panic!("push {round}: {e}"));
+        let pushed = registry::download(env, &tag);
+        let _ = registry::delete(env, &tag);
+        let blobs: Vec<String> = pushed.layers.iter().map(|(d, _, _)| d.clone()).collect();
+        engine
+            .remove(&tag, RemoveOptions::default())
+            .await
+            .expect("remove");
+        digests.push((image.layers, blobs));
+    }
+    assert_eq!(
+        digests[0], digests[1],
+        "two builds from empty caches gave different copy layers"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pushed_image_runs_on_docker_and_podman() {
+    let env = TestEnv::get();
+    let engine = engine(env).await;
+    let token = format!("made-by-containerd-{}", std::process::id());
+    let built = plan(
+        &env.busybox_image,
+        vec![
+            run_step(&format!("echo {token} > /made"), vec![]),
+            Step::Env(vec![("BERTH_TOKEN".into(), token.clone())]),
+            Step::Entrypoint(vec![
+                "/bin/sh".into(),
+                "-c".into(),
+                "cat /made; echo $BERTH_TOKEN".into(),
+            ]),
+        ],
+    );
+    let tag = format!(
+        "{}/berth-daemon-test/runs-everywhere-{}:v1",
+        env.registry,
+        std::process::id()
+    );
+    engine
+        .build(&built, &options(env, &tag), &NoProgress)
+        .await
+        .unwrap_or_else(|e| panic!("build: {e}"));
+    let transfer = TransferOptions {
+        credentials: Some(env.credentials()),
+        insecure: true,
+    };
+    engine
+        .push(&tag, &transfer, &NoProgress)
+        .await
+        .unwrap_or_else(|e| panic!("push: {e}"));
+    let docker_config = tempfile::tempdir().expect("temp dir");
+    let config = docker_config.path().display().to_string();
+    let login = tool_with_stdin(
+        "docker",
+        &[
+            "--config",
+            &config,
+            "login",
+            "-u",
+            &env.registry_user,
+            "--password-stdin",
+            &env.registry,
+        ],
+        env.registry_password().expose(),
+    );
+    assert!(login.0, "docker login: {}", login.1);
+    let creds = env.creds_arg();
+    let runs = [
+        (
+            "docker",
+            vec!["--config", config.as_str(), "pull", tag.as_str()],
+            vec!["run", "--rm", tag.as_str()],
+        ),
+        (
+            "podman",
+            vec![
+                "pull",
+                "--tls-verify=false",
+                "--creds",
+                creds.as_str(),
+                tag.as_str(),
+            ],
+            vec!["run", "--rm", tag.as_str()],
+        ),
+    ];
+    for (runner, pull, run) in runs {
+        let _ = tool_with_stdin(runner, &["rmi", "-f", &tag], "");
+        let (ok, out) = tool_with_stdin(runner, &pull, "");
+        assert!(ok, "{runner} pull: {out}");
+        let (ok, out) = tool_with_stdin(runner, &run, "");
+        assert!(ok, "{runner} run: {out}");
+        assert_eq!(
+            out.lines().filter(|l| *l == token).count(),
+            2,
+            "{runner} run: {out}"
+        );
+        let _ = tool_with_stdin(runner, &["rmi", "-f", &tag], "");
+    }
+    let _ = registry::delete(env, &tag);
+    let _ = engine.remove(&tag, RemoveOptions::default()).await;
+}
+
+fn tool_with_stdin(program: &str, args: &[&str], stdin: &str) -> (bool, String) {
+    let mut command = std::process::Command::new(program);
+    command.args(args);
+    let out = berth_tests::output_with_stdin(command, stdin);
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.success(), text)
+}
+
+/// Progress that keeps output lines.
+#[derive(Default)]
+struct Lines(std::sync::Mutex<Vec<String>>);
+
+impl Lines {
+    fn contains(&self, needle: &str) -> bool {
+        self.0
+            .lock()
+            .map(|lines| lines.iter().any(|l| l.contains(needle)))
+            .unwrap_or(false)
+    }
+}
+
+impl Progress for Lines {
+    fn event(&self, event: ProgressEvent) {
+        if let (ProgressEvent::Line(line), Ok(mut lines)) = (event, self.0.lock()) {
+            lines.push(line);
+        }
+    }
 }

@@ -1,7 +1,7 @@
 //! The one place that knows every backend crate: connects to the chosen engine.
 
 use berth_core::engine::{ContainerEngine, EngineInfo};
-use berth_core::{Error, Result};
+use berth_core::Result;
 
 use crate::engine_choice::EngineKind;
 
@@ -9,13 +9,7 @@ use crate::engine_choice::EngineKind;
 /// cannot use is refused even when nothing needs building.
 pub fn check_supported(kind: EngineKind) -> Result<()> {
     match kind {
-        EngineKind::Docker | EngineKind::Podman => Ok(()),
-        EngineKind::Containerd => Err(Error::unsupported(
-            kind.name(),
-            "connect",
-            format!("the {kind} backend is not part of this berth build yet"),
-        )
-        .with_hint("use --engine docker or --engine podman for now")),
+        EngineKind::Docker | EngineKind::Podman | EngineKind::Containerd => Ok(()),
     }
 }
 
@@ -36,7 +30,12 @@ pub fn endpoint(kind: EngineKind) -> Option<String> {
                 .ok()
                 .map(|engine| engine.endpoint_name())
         }
-        EngineKind::Containerd => None,
+        EngineKind::Containerd => Some(format!(
+            "unix://{}",
+            berth_backend_containerd::ContainerdOptions::default()
+                .address_path()
+                .display()
+        )),
     }
 }
 
@@ -76,8 +75,11 @@ pub async fn connect(kind: EngineKind) -> Result<Box<dyn ContainerEngine>> {
             Ok(Box::new(engine))
         }
         EngineKind::Containerd => {
-            check_supported(kind)?;
-            Err(Error::unsupported(kind.name(), "connect", "no backend"))
+            let engine = berth_backend_containerd::ContainerdEngine::connect(
+                berth_backend_containerd::ContainerdOptions::default(),
+            )
+            .await?;
+            Ok(Box::new(engine))
         }
     }
 }
