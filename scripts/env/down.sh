@@ -2,7 +2,7 @@
 # Stops the daemons scripts/env/up.sh started (it knows them by their pid files under
 # $BERTH_ENV_STATE/run, default /var/lib/berth-env/run); daemons it did not start are
 # left alone.
-#   down.sh          stop podman (rootless, rootful), registry, dockerd, containerd
+#   down.sh          stop podman (rootless, rootful), the registries, dockerd, containerd
 #   down.sh --purge  also delete the state dir (registry data, password, cached fixture
 #                    rootfs tarballs, logs) and the config files up.sh wrote under
 #                    /etc/containers; the next up.sh starts from scratch (except packages,

@@ -9,12 +9,12 @@
 STATE=${BERTH_ENV_STATE:-/var/lib/berth-env}
 LOGS=$STATE/logs
 PIDS=$STATE/run
-DAEMONS=(containerd dockerd registry podman podman-rootless) # start order
+DAEMONS=(containerd dockerd registry public-registry podman podman-rootless) # start order
 
 # daemon_comm NAME -> the process name (comm) of that daemon
 daemon_comm() {
   case $1 in
-    registry) echo docker-registry ;;
+    registry | public-registry) echo docker-registry ;;
     podman-rootless) echo podman ;;
     *) echo "$1" ;;
   esac

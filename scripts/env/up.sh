@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs and starts, idempotently, everything berth's end-to-end tests need:
-# containerd, dockerd, an authenticated docker-registry on 127.0.0.1:5000,
-# rootful and rootless Podman API services, and fixture base images in the
-# registry. See scripts/env/README.md. Run as root. Safe to re-run.
+# containerd, dockerd, an authenticated docker-registry on 127.0.0.1:5000, a
+# public one (no authentication) on 127.0.0.1:5001, rootful and rootless Podman
+# API services, and fixture base images in the registry. See
+# scripts/env/README.md. Run as root. Safe to re-run.
 set -Eeuo pipefail
 
 # shellcheck source=scripts/env/lib.sh
@@ -11,6 +12,10 @@ REGISTRY=127.0.0.1:5000
 REGISTRY_USER=berth
 REGISTRY_DIR=$STATE/registry
 PASSWORD_FILE=$REGISTRY_DIR/password
+# A registry anyone may pull from (and push to): what a cluster without pull secrets sees
+# of a public repository (`berth verify-public`).
+PUBLIC_REGISTRY=127.0.0.1:5001
+PUBLIC_REGISTRY_DIR=$STATE/public-registry
 FIXTURES=$STATE/fixtures
 CONTAINERD_SOCK=/run/containerd/containerd.sock
 DOCKER_SOCK=/var/run/docker.sock
@@ -117,9 +122,9 @@ write_if_changed() {
 }
 
 [[ $(id -u) -eq 0 ]] || die "run as root (sudo $0)"
-mkdir -p "$STATE" "$LOGS" "$PIDS" "$REGISTRY_DIR" "$FIXTURES"
+mkdir -p "$STATE" "$LOGS" "$PIDS" "$REGISTRY_DIR" "$PUBLIC_REGISTRY_DIR" "$FIXTURES"
 chmod 755 "$STATE"
-chmod 700 "$REGISTRY_DIR" # password, htpasswd, http secret
+chmod 700 "$REGISTRY_DIR" "$PUBLIC_REGISTRY_DIR" # password, htpasswd, http secrets
 # One up.sh/down.sh at a time (several test sessions may call it at once).
 exec 9>"$STATE/.lock"
 if ! flock -n 9; then
@@ -217,7 +222,7 @@ insecure=$(docker info --format '{{json .RegistryConfig.InsecureRegistryCIDRs}}'
 log "dockerd treats 127.0.0.0/8 (so $REGISTRY) as insecure: ok"
 
 #######################################################################################
-step "3/6 registry on $REGISTRY"
+step "3/6 registries on $REGISTRY (authenticated) and $PUBLIC_REGISTRY (public)"
 if [[ ! -s $PASSWORD_FILE ]]; then
   (umask 077 && head -c 24 /dev/urandom | base64 | tr -dc 'A-Za-z0-9' >"$PASSWORD_FILE")
   log "generated registry password in $PASSWORD_FILE"
@@ -232,9 +237,13 @@ if [[ ! -s $REGISTRY_DIR/htpasswd ]] || ! htpasswd -vb "$REGISTRY_DIR/htpasswd" 
   registry_changed=1
   log "wrote $REGISTRY_DIR/htpasswd (bcrypt)"
 fi
-[[ -s $REGISTRY_DIR/http-secret ]] || (umask 077 && head -c 32 /dev/urandom | base64 | tr -dc 'A-Za-z0-9' >"$REGISTRY_DIR/http-secret")
-mkdir -p "$REGISTRY_DIR/data"
-if write_if_changed "$REGISTRY_DIR/config.yml" 600 <<EOF; then
+# registry_config DIR ADDR: prints docker-registry's config for storage in DIR/data, served on ADDR
+# with the secret in DIR/http-secret (made once); callers append an auth section, or none.
+registry_config() {
+  local dir=$1 addr=$2
+  [[ -s $dir/http-secret ]] || (umask 077 && head -c 32 /dev/urandom | base64 | tr -dc 'A-Za-z0-9' >"$dir/http-secret")
+  mkdir -p "$dir/data"
+  cat <<EOF
 # Written by berth scripts/env/up.sh
 version: 0.1
 log:
@@ -243,17 +252,23 @@ log:
     disabled: false
 storage:
   filesystem:
-    rootdirectory: $REGISTRY_DIR/data
+    rootdirectory: $dir/data
   delete:
     enabled: true
 http:
-  addr: $REGISTRY
-  secret: $(<"$REGISTRY_DIR/http-secret")
+  addr: $addr
+  secret: $(<"$dir/http-secret")
+EOF
+}
+if {
+  registry_config "$REGISTRY_DIR" "$REGISTRY"
+  cat <<EOF
 auth:
   htpasswd:
     realm: berth-test-registry
     path: $REGISTRY_DIR/htpasswd
 EOF
+} | write_if_changed "$REGISTRY_DIR/config.yml" 600; then
   registry_changed=1
   log "wrote $REGISTRY_DIR/config.yml"
 fi
@@ -277,17 +292,44 @@ code=$(curl -s -o /dev/null -m 5 -w '%{http_code}' -u "$CREDS" "http://$REGISTRY
 [[ $code == 200 ]] || { log_tail "$LOGS/registry.log" >&2; die "registry rejects the credentials from $PASSWORD_FILE (HTTP $code)"; }
 log "registry accepts user $REGISTRY_USER: ok"
 
+# The public registry: the same server with its own storage and secret, and no auth section, so
+# anonymous clients may pull (and push).
+public_changed=
+if registry_config "$PUBLIC_REGISTRY_DIR" "$PUBLIC_REGISTRY" | write_if_changed "$PUBLIC_REGISTRY_DIR/config.yml" 600; then
+  public_changed=1
+  log "wrote $PUBLIC_REGISTRY_DIR/config.yml"
+fi
+if [[ -n $public_changed ]] && pid_alive public-registry; then
+  log "public registry config changed: restarting it"
+  stop_daemon public-registry 10
+fi
+code=$(curl -s -o /dev/null -m 5 -w '%{http_code}' "http://$PUBLIC_REGISTRY/v2/" || true)
+if [[ $code == 200 ]] && pid_alive public-registry; then
+  log "public registry already answers 200 on http://$PUBLIC_REGISTRY/v2/"
+else
+  if [[ $code != 000 ]] && ! pid_alive public-registry; then
+    die "something else listens on $PUBLIC_REGISTRY (GET /v2/ -> HTTP $code, expected berth's public registry): $(ss -ltnp "sport = :5001" 2>/dev/null | tail -n +2)"
+  fi
+  pid_alive public-registry || start_daemon public-registry docker-registry serve "$PUBLIC_REGISTRY_DIR/config.yml"
+  wait_for public-registry 30 "GET http://$PUBLIC_REGISTRY/v2/ -> 200" bash -c "[[ \$(curl -s -o /dev/null -m 5 -w '%{http_code}' http://$PUBLIC_REGISTRY/v2/) == 200 ]]"
+  log "public registry is up (200 without credentials)"
+fi
+
 #######################################################################################
 step "4/6 podman (rootful + rootless API services)"
 podman_conf_changed=
 if write_if_changed /etc/containers/registries.conf.d/berth-local.conf 644 <<EOF; then
-# Written by berth scripts/env/up.sh: the test registry speaks plain HTTP.
+# Written by berth scripts/env/up.sh: the test registries speak plain HTTP.
 [[registry]]
 location = "$REGISTRY"
 insecure = true
 
 [[registry]]
 location = "localhost:5000"
+insecure = true
+
+[[registry]]
+location = "$PUBLIC_REGISTRY"
 insecure = true
 EOF
   podman_conf_changed=1
@@ -679,6 +721,7 @@ export BERTH_TEST_ENV_STATE=$STATE
 export BERTH_TEST_REGISTRY=$REGISTRY
 export BERTH_TEST_REGISTRY_USER=$REGISTRY_USER
 export BERTH_TEST_REGISTRY_PASSWORD_FILE=$PASSWORD_FILE
+export BERTH_TEST_PUBLIC_REGISTRY=$PUBLIC_REGISTRY
 export BERTH_TEST_BUSYBOX_IMAGE=$BUSYBOX_IMAGE
 export BERTH_TEST_PYTHON_IMAGE=$PYTHON_IMAGE
 export BERTH_TEST_UV_IMAGE=$UV_IMAGE

@@ -1,5 +1,5 @@
-//! The end-to-end test environment that `scripts/env/up.sh` starts: engines, an authenticated registry and fixture
-//! images, described by `BERTH_TEST_*` variables.
+//! The end-to-end test environment that `scripts/env/up.sh` starts: engines, an authenticated registry, a public
+//! one and fixture images, described by `BERTH_TEST_*` variables.
 //!
 //! `cargo test` does not source `/var/lib/berth-env/env.sh`, so each variable is taken from the process
 //! environment when set there and otherwise read from that file (or the file named by `BERTH_TEST_ENV_FILE`).
@@ -23,6 +23,9 @@ pub mod vars {
     pub const REGISTRY_USER: &str = "BERTH_TEST_REGISTRY_USER";
     /// File holding the registry password.
     pub const REGISTRY_PASSWORD_FILE: &str = "BERTH_TEST_REGISTRY_PASSWORD_FILE";
+    /// A second registry without any authentication, e.g. `127.0.0.1:5001` (plain HTTP): anonymous clients
+    /// pull from it, as from a public repository.
+    pub const PUBLIC_REGISTRY: &str = "BERTH_TEST_PUBLIC_REGISTRY";
     /// A busybox image in the registry: the fast base for most behaviours.
     pub const BUSYBOX_IMAGE: &str = "BERTH_TEST_BUSYBOX_IMAGE";
     /// A Debian bookworm image with python3, venv and pip in the registry.
@@ -45,6 +48,7 @@ pub mod vars {
         REGISTRY,
         REGISTRY_USER,
         REGISTRY_PASSWORD_FILE,
+        PUBLIC_REGISTRY,
         BUSYBOX_IMAGE,
         PYTHON_IMAGE,
         UV_IMAGE,
@@ -67,6 +71,8 @@ pub struct TestEnv {
     /// Registry user name.
     pub registry_user: String,
     registry_password: Secret,
+    /// The registry without authentication, e.g. `127.0.0.1:5001`.
+    pub public_registry: String,
     /// busybox fixture image reference.
     pub busybox_image: String,
     /// Python (Debian bookworm) fixture image reference.
@@ -172,6 +178,7 @@ impl TestEnv {
             registry: var(vars::REGISTRY),
             registry_user: var(vars::REGISTRY_USER),
             registry_password: Secret::new(password),
+            public_registry: var(vars::PUBLIC_REGISTRY),
             busybox_image: var(vars::BUSYBOX_IMAGE),
             python_image: var(vars::PYTHON_IMAGE),
             uv_image: var(vars::UV_IMAGE),
@@ -293,6 +300,10 @@ mod tests {
             env.busybox_image,
             format!("value-of-{}", vars::BUSYBOX_IMAGE)
         );
+        assert_eq!(
+            env.public_registry,
+            format!("value-of-{}", vars::PUBLIC_REGISTRY)
+        );
         assert_eq!(env.registry_password().expose(), "s3cret");
         assert!(!format!("{env:?}").contains("s3cret"));
     }
@@ -324,6 +335,17 @@ mod tests {
         assert!(
             err.to_string()
                 .contains("(missing BERTH_TEST_REGISTRY_USER, "),
+            "{err}"
+        );
+
+        // an env.sh written before the public registry existed: the message names it
+        let mut old = full_file(Path::new("/unused/password"));
+        old = old.replace(&format!("export {}=", vars::PUBLIC_REGISTRY), "export OLD_");
+        let err = TestEnv::from_sources(|_| None, Path::new("env.sh"), Ok(old))
+            .expect_err("the public registry is missing");
+        assert!(
+            err.to_string()
+                .starts_with("run scripts/env/up.sh first (missing BERTH_TEST_PUBLIC_REGISTRY)"),
             "{err}"
         );
     }

@@ -25,6 +25,7 @@ const AFTER: &str = "Examples:
   berth login ghcr.io -u me --password-stdin < token.txt
   berth engines                     which engines are reachable here
   berth doctor                      why berth cannot build here, and the commands that fix it
+  berth verify-public IMAGE...      can a cluster without credentials pull these images
 
 Engine: --engine, else BERTH_ENGINE, else `engine:` in berth.yaml (searched upward), else the first reachable socket of docker, podman, containerd.
 
@@ -64,6 +65,7 @@ Spec fields (flytekit ImageSpec names): name, python_version, builder, source_ro
   berth build --engine podman app.yaml worker.yaml
   berth build --no-push spec.yaml       build locally only
   berth build --force spec.yaml         build and push even if the registry has the image
+  berth build --verify-public spec.yaml then check that a cluster without credentials can pull each image
 
 For each spec: name it, ask its registry whether the image exists (one HEAD request), and only if not, build it with the engine and push it. A base_image that is another spec is handled first. Images that exist cost no engine work. If the registry cannot tell (bad credentials, unreachable), berth stops with an error unless --if-unknown says otherwise; it never assumes the image exists.")]
     Build(BuildArgs),
@@ -92,7 +94,23 @@ The credentials are checked against the registry before they are stored. berth a
     /// Find out why berth cannot build here, and print the command that fixes each problem.
     #[command(after_help = DOCTOR_AFTER)]
     Doctor(DoctorArgs),
+    /// Check that a client without credentials (a cluster without pull secrets) can pull each image.
+    #[command(after_help = VERIFY_PUBLIC_AFTER)]
+    VerifyPublic(VerifyPublicArgs),
 }
+
+const VERIFY_PUBLIC_AFTER: &str = "The cluster that runs tasks usually pulls without the builder's credentials, so an image in the registry may still fail to start there. This asks each image's registry for its manifest as such a client would: no credentials at all (not BERTH_REGISTRY_USERNAME/PASSWORD, Docker's config.json or Podman's auth.json, even when they hold a login for that registry), following the registry's token challenge anonymously, as Docker does for public images on Docker Hub and GHCR.
+
+Prints one line per image, tab-separated: the image (as berth reads it: docker.io/library/ for Docker Hub short names), then `public` and the digest an anonymous client is served, `private`, `not-found`, or `unknown` and the kind of failure. For every image that cannot be pulled, standard error says what the registry answered and what to do there: GHCR's package settings (Change visibility), Docker Hub's or Quay's repository visibility, an allUsers reader binding on Artifact Registry or GCR, ECR Public instead of private ECR; elsewhere, give the cluster pull credentials (imagePullSecrets) or make the repository public in the registry's settings. GHCR and Docker Hub refuse anonymous clients the same way whether a repository is private or missing, so there `private` can also mean the image does not exist.
+
+Examples:
+  berth verify-public ghcr.io/my-org/my-task:1a2b3c
+  berth verify-public $(berth name spec.yaml)              the image a spec names
+  berth verify-public --json ghcr.io/my-org/a:1 docker.io/me/b:2
+  berth verify-public ghcr.io/my-org/my-task@sha256:...    exactly the pushed manifest
+  berth build --verify-public spec.yaml                    build, push, then check the same way
+
+Exit status: 0 every image is public, 1 some is private or not found, 2 some could not be checked (network, registry errors) or a reference is invalid.";
 
 const DOCTOR_AFTER: &str = "What is checked:
 
@@ -181,6 +199,24 @@ pub struct BuildArgs {
     /// Ignore the engine's build cache.
     #[arg(long)]
     pub no_cache: bool,
+    /// After building (or finding) each image, check that a client without credentials, such as a cluster
+    /// without pull secrets, can pull it, as `berth verify-public` does; exit 1 if one cannot.
+    #[arg(long, conflicts_with = "no_push")]
+    pub verify_public: bool,
+}
+
+/// Arguments of `berth verify-public`.
+#[derive(Debug, Args)]
+pub struct VerifyPublicArgs {
+    /// Image references: registry/repository:tag, or @sha256:... for an exact manifest.
+    #[arg(required = true, value_name = "IMAGE")]
+    pub images: Vec<String>,
+    /// Registry access (plain HTTP and CA settings; no credentials are ever sent).
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+    /// Print a JSON array of {"image", "status", "digest", "detail", "error", "fix"} objects.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Arguments of `berth exists`.

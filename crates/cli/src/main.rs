@@ -75,6 +75,7 @@ async fn run_async(command: &Command) -> berth_core::Result<ExitStatus> {
         Command::Login(args) => commands::login::run(args).await,
         Command::Engines(args) => commands::engines::run(args).await,
         Command::Doctor(args) => commands::doctor::run(args).await,
+        Command::VerifyPublic(args) => commands::verify_public::run(args).await,
         Command::Name(_) | Command::Render(_) => unreachable!("run synchronously in main"),
     }
 }

@@ -199,7 +199,15 @@ impl RegistryClient {
     pub(crate) fn unauthorized(&self, call: &Call<'_>, detail: &str) -> Error {
         let host = self.host(call.registry);
         let registry = &host.registry;
+        let anonymous = self.is_anonymous();
         let (tried, hint) = match host.credentials.get().cloned().flatten() {
+            None if anonymous => (
+                "anonymously".to_string(),
+                format!(
+                    "an anonymous client (such as a cluster without pull secrets) cannot pull from here: make \
+                     the repository public in {registry}'s settings, or give the puller credentials"
+                ),
+            ),
             Some(found) => (
                 format!(
                     "using {} (user `{}`)",

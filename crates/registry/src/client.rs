@@ -2,7 +2,7 @@
 //! request with whatever authentication the registry asked for.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use berth_core::engine::Secret;
 use berth_core::{Error, ErrorKind, Result};
@@ -12,7 +12,7 @@ use tokio::sync::OnceCell;
 
 use crate::auth::{parse_challenge, Challenge, TokenCache};
 use crate::classify::{describe, status_failure, transport_failure, ENGINE};
-use crate::credentials::{is_docker_hub, ResolvedCredentials};
+use crate::credentials::{is_docker_hub, CredentialResolver, ResolvedCredentials};
 use crate::options::RegistryOptions;
 use crate::retry::Failure;
 
@@ -31,6 +31,8 @@ pub(crate) struct Inner {
     pub(crate) options: RegistryOptions,
     hosts: Mutex<HashMap<String, Arc<HostState>>>,
     pub(crate) tokens: TokenCache,
+    /// The anonymous twin of this client, made on first use (see [`RegistryClient::anonymous`]).
+    anonymous: OnceLock<RegistryClient>,
 }
 
 /// What berth learned about one registry.
@@ -110,15 +112,53 @@ impl RegistryClient {
                 .connect_timeout(options.connect_timeout)
                 .danger_accept_invalid_certs(true),
         )?;
-        Ok(RegistryClient {
+        Ok(RegistryClient::from_parts(verified, unverified, options))
+    }
+
+    fn from_parts(
+        verified: reqwest::Client,
+        unverified: reqwest::Client,
+        options: RegistryOptions,
+    ) -> Self {
+        RegistryClient {
             inner: Arc::new(Inner {
                 verified,
                 unverified,
                 options,
                 hosts: Mutex::new(HashMap::new()),
                 tokens: TokenCache::default(),
+                anonymous: OnceLock::new(),
             }),
-        })
+        }
+    }
+
+    /// This client as a machine without any login would be: same options, connection pool and TLS settings,
+    /// but [`CredentialResolver::anonymous`], so no credentials are ever sent, and its own per-registry state
+    /// and token cache (a token fetched with the user's credentials must not answer for an anonymous client).
+    /// Registries that ask for a bearer token still get the anonymous token request Docker makes for public
+    /// images. Made once and shared by later calls; an anonymous client returns itself.
+    pub fn anonymous(&self) -> RegistryClient {
+        if self.is_anonymous() {
+            return self.clone();
+        }
+        self.inner
+            .anonymous
+            .get_or_init(|| {
+                RegistryClient::from_parts(
+                    self.inner.verified.clone(),
+                    self.inner.unverified.clone(),
+                    RegistryOptions {
+                        credentials: CredentialResolver::anonymous(),
+                        ..self.inner.options.clone()
+                    },
+                )
+            })
+            .clone()
+    }
+
+    /// Whether this client never sends credentials ([`RegistryClient::anonymous`]).
+    pub fn is_anonymous(&self) -> bool {
+        self.inner.options.credentials.is_anonymous()
     }
 
     /// The options this client was made with.

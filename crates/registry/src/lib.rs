@@ -6,7 +6,9 @@
 //! talks to any OCI distribution / Docker registry v2 API over one pooled HTTP client ([`RegistryClient`]):
 //! HTTPS with verification by default, plain HTTP only for loopback or explicitly insecure registries,
 //! anonymous first and then basic auth or bearer tokens as the registry's `WWW-Authenticate` asks, with
-//! temporary failures retried with backoff ([`RetryPolicy`]). Every failure is a [`berth_core::Error`] whose
+//! temporary failures retried with backoff ([`RetryPolicy`]). It also asks as a client with no credentials
+//! at all would, as the cluster that runs the images usually does ([`RegistryClient::pull_check_anonymous`]),
+//! and says where each registry lets an owner make an image public ([`make_public`]). Every failure is a [`berth_core::Error`] whose
 //! kind is decided in one place, from the HTTP status and the registry's error body.
 
 mod auth;
@@ -18,8 +20,10 @@ pub mod credentials;
 mod env;
 mod manifest;
 mod options;
+mod public;
 mod retry;
 mod upload;
+mod visibility;
 
 pub use blob::Blob;
 pub use client::RegistryClient;
@@ -30,5 +34,7 @@ pub use manifest::{
     OCI_MANIFEST,
 };
 pub use options::RegistryOptions;
+pub use public::{PublicAccess, Refusal};
 pub use retry::RetryPolicy;
 pub use upload::{bytes_stream, describe_bytes};
+pub use visibility::make_public;

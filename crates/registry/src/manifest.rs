@@ -122,7 +122,13 @@ impl RegistryClient {
             .await
     }
 
-    async fn check_once(&self, call: &Call<'_>, image: &ImageRef) -> Result<String, Failure> {
+    /// One existence check (`HEAD`, then `GET` when the answer needs a body or lacks a digest): the digest, or
+    /// the failure. Shared by [`RegistryClient::exists`] and [`RegistryClient::pull_check_anonymous`].
+    pub(crate) async fn check_once(
+        &self,
+        call: &Call<'_>,
+        image: &ImageRef,
+    ) -> Result<String, Failure> {
         let timeout = self.inner.options.request_timeout;
         let response = self
             .send(call, true, |http, base| {

@@ -10,7 +10,10 @@ use std::time::{Duration, Instant};
 
 use berth_core::reference::ImageRef;
 use berth_core::ErrorKind;
-use berth_registry::{CredentialResolver, Existence, RegistryClient, RegistryOptions, RetryPolicy};
+use berth_registry::{
+    sha256_digest, CredentialResolver, Existence, PublicAccess, Refusal, RegistryClient,
+    RegistryOptions, RetryPolicy,
+};
 
 const DIGEST: &str = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
 
@@ -34,6 +37,10 @@ enum Mode {
     HarborMissing,
     /// A token-authenticated registry: `/token` gives `tok` to `user:pass` (basic auth), manifests need it.
     Bearer,
+    /// A token-authenticated registry with public repositories, as Docker Hub and GHCR are: `/token` gives
+    /// `anon` to a request without credentials, except for `private/app` (401, as GHCR refuses), and `tok` to
+    /// `user:pass`. `public/app:1` is an OCI index whose `HEAD` answer carries no digest; `gone/app` has nothing.
+    PublicBearer,
 }
 
 const BEARER_BASIC: &str = "Basic dXNlcjpwYXNz"; // user:pass
@@ -94,6 +101,8 @@ fn handle(stream: TcpStream, seen: &Seen, mode: Mode, addr: &str) {
         let _ = reader.read_exact(&mut body);
         let response = if let Mode::Bearer = mode {
             bearer_answer(&request_line, &authorization, seen, addr)
+        } else if let Mode::PublicBearer = mode {
+            public_answer(&request_line, &authorization, seen, addr)
         } else if request_line.contains("/manifests/") {
             let n = seen.manifest_requests.fetch_add(1, Ordering::SeqCst);
             match mode {
@@ -135,29 +144,39 @@ fn found() -> String {
     format!("HTTP/1.1 200 OK\r\nDocker-Content-Digest: {DIGEST}\r\nContent-Length: 0\r\n\r\n")
 }
 
-/// The token-authenticated registry of [`Mode::Bearer`].
-fn bearer_answer(request_line: &str, authorization: &str, seen: &Seen, addr: &str) -> String {
-    let path = request_line.split(' ').nth(1).unwrap_or_default();
-    let challenge = |scope: &str| {
-        format!(
-            "HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Bearer realm=\"http://{addr}/token\",\
-             service=\"fake-registry\"{scope}\r\nContent-Length: 0\r\n\r\n"
-        )
-    };
-    if let Some(query) = path.strip_prefix("/token?") {
-        seen.token_requests
-            .lock()
-            .expect("lock")
-            .push(format!("{query} {authorization}"));
-        return if authorization == BEARER_BASIC {
-            let body = r#"{"token":"tok","expires_in":300}"#;
+/// A 401 asking for a token from this server's `/token`; `scope` is `,scope="..."` or empty.
+fn bearer_challenge(addr: &str, scope: &str) -> String {
+    format!(
+        "HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Bearer realm=\"http://{addr}/token\",\
+         service=\"fake-registry\"{scope}\r\nContent-Length: 0\r\n\r\n"
+    )
+}
+
+/// Records a token request (`query` and the `Authorization` it came with) and answers with `token`, or 401.
+fn token_answer(query: &str, authorization: &str, seen: &Seen, token: Option<&str>) -> String {
+    seen.token_requests
+        .lock()
+        .expect("lock")
+        .push(format!("{query} {authorization}"));
+    match token {
+        Some(token) => {
+            let body = format!(r#"{{"token":"{token}","expires_in":300}}"#);
             format!(
                 "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
                 body.len()
             )
-        } else {
-            "HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\n\r\n".to_string()
-        };
+        }
+        None => "HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\n\r\n".to_string(),
+    }
+}
+
+/// The token-authenticated registry of [`Mode::Bearer`].
+fn bearer_answer(request_line: &str, authorization: &str, seen: &Seen, addr: &str) -> String {
+    let path = request_line.split(' ').nth(1).unwrap_or_default();
+    let challenge = |scope: &str| bearer_challenge(addr, scope);
+    if let Some(query) = path.strip_prefix("/token?") {
+        let token = (authorization == BEARER_BASIC).then_some("tok");
+        return token_answer(query, authorization, seen, token);
     }
     if path.contains("/manifests/") {
         seen.manifest_requests.fetch_add(1, Ordering::SeqCst);
@@ -168,6 +187,48 @@ fn bearer_answer(request_line: &str, authorization: &str, seen: &Seen, addr: &st
         };
     }
     challenge("")
+}
+
+/// The index `public/app:1` serves in [`Mode::PublicBearer`].
+const INDEX: &str =
+    r#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[]}"#;
+
+/// The registry of [`Mode::PublicBearer`].
+fn public_answer(request_line: &str, authorization: &str, seen: &Seen, addr: &str) -> String {
+    let path = request_line.split(' ').nth(1).unwrap_or_default();
+    let challenge = bearer_challenge(addr, "");
+    if let Some(query) = path.strip_prefix("/token?") {
+        let token = match authorization {
+            "" if query.contains("private%2Fapp") => None,
+            "" => Some("anon"),
+            BEARER_BASIC => Some("tok"),
+            _ => None,
+        };
+        return token_answer(query, authorization, seen, token);
+    }
+    if !path.contains("/manifests/") {
+        return challenge;
+    }
+    seen.manifest_requests.fetch_add(1, Ordering::SeqCst);
+    if !matches!(authorization, "Bearer anon" | "Bearer tok") {
+        return challenge;
+    }
+    if path.starts_with("/v2/gone/app/") {
+        let body = r#"{"errors":[{"code":"MANIFEST_UNKNOWN","message":"manifest unknown"}]}"#;
+        return format!(
+            "HTTP/1.1 404 Not Found\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+    }
+    let body = if request_line.starts_with("HEAD") {
+        ""
+    } else {
+        INDEX
+    };
+    format!(
+        "HTTP/1.1 200 OK\r\nContent-Type: application/vnd.oci.image.index.v1+json\r\nContent-Length: {}\r\n\r\n{body}",
+        INDEX.len()
+    )
 }
 
 fn client(attempts: u32) -> RegistryClient {
@@ -304,4 +365,52 @@ async fn a_refused_token_request_is_unauthorized() {
     assert!(err.message().contains("token server"), "{err}");
     assert!(err.message().contains("user `user`"), "{err}");
     assert!(!format!("{err:?}").contains("wrong"), "{err:?}");
+}
+
+#[tokio::test]
+async fn anonymous_checks_take_an_anonymous_token_and_never_send_credentials() {
+    let (addr, seen) = serve(Mode::PublicBearer);
+    // the client has credentials for every registry in its environment: the anonymous check must not use them
+    let client = bearer_client("user", "pass");
+    let at = |path: &str| ImageRef::parse(&format!("{addr}/{path}")).expect("reference");
+    let public = client.pull_check_anonymous(&at("public/app:1")).await;
+    let index_digest = sha256_digest(INDEX.as_bytes());
+    assert_eq!(
+        public.digest(),
+        Some(index_digest.as_str()),
+        "HEAD without a digest, then GET of the index: {public:?}"
+    );
+    let private = client.pull_check_anonymous(&at("private/app:1")).await;
+    let PublicAccess::Private { refusal, detail } = &private else {
+        panic!("the token server refuses anonymous clients for private/app: {private:?}");
+    };
+    assert_eq!(*refusal, Refusal::Refused);
+    assert!(detail.contains("anonymously"), "{detail}");
+    assert!(!detail.contains("user"), "{detail}");
+    let gone = client.pull_check_anonymous(&at("gone/app:1")).await;
+    assert!(matches!(gone, PublicAccess::NotFound { .. }), "{gone:?}");
+    let tokens = seen.token_requests.lock().expect("lock").clone();
+    assert_eq!(
+        tokens.len(),
+        3,
+        "one anonymous token per repository: {tokens:?}"
+    );
+    assert!(
+        tokens.iter().all(|t| t.ends_with(' ')),
+        "no credentials sent to the token server: {tokens:?}"
+    );
+
+    // the same client, asked as itself, still uses its credentials and does not reuse the anonymous token
+    let own = client.exists(&at("public/app:1")).await;
+    assert_eq!(own.digest(), Some(index_digest.as_str()), "{own:?}");
+    let tokens = seen.token_requests.lock().expect("lock").clone();
+    assert_eq!(
+        tokens.last().map(String::as_str),
+        Some(
+            format!("service=fake-registry&scope=repository%3Apublic%2Fapp%3Apull {BEARER_BASIC}")
+                .as_str()
+        ),
+        "{tokens:?}"
+    );
+    assert!(client.anonymous().is_anonymous() && !client.is_anonymous());
 }

@@ -9,6 +9,7 @@ pub mod login;
 pub mod name;
 pub mod push;
 pub mod render;
+pub mod verify_public;
 
 use std::path::{Path, PathBuf};
 

@@ -101,6 +101,8 @@ pub struct CredentialResolver {
     vars: Vars,
     docker_config: Option<PathBuf>,
     explicit: Vec<Credentials>,
+    /// Finds nothing, ever: see [`CredentialResolver::anonymous`].
+    anonymous: bool,
 }
 
 impl Default for CredentialResolver {
@@ -116,6 +118,7 @@ impl CredentialResolver {
             vars: Vars::Process,
             docker_config: None,
             explicit: Vec::new(),
+            anonymous: false,
         }
     }
 
@@ -125,7 +128,25 @@ impl CredentialResolver {
             vars: Vars::Fixed(Arc::new(vars)),
             docker_config: None,
             explicit: Vec::new(),
+            anonymous: false,
         }
+    }
+
+    /// A resolver that never finds credentials, whatever the environment and config files hold: a client using
+    /// it asks as a machine with no login at all would (a cluster node without pull secrets). It still follows
+    /// a registry's bearer-token challenge, anonymously, as Docker does for public images.
+    pub fn anonymous() -> Self {
+        CredentialResolver {
+            vars: Vars::Fixed(Arc::new(HashMap::new())),
+            docker_config: None,
+            explicit: Vec::new(),
+            anonymous: true,
+        }
+    }
+
+    /// Whether this resolver is [`CredentialResolver::anonymous`].
+    pub fn is_anonymous(&self) -> bool {
+        self.anonymous
     }
 
     /// Reads this Docker `config.json` instead of the default one (a spec's `registry_config`).
@@ -193,6 +214,9 @@ impl CredentialResolver {
 
     /// Where [`CredentialResolver::resolve`] looks, in order, for messages that say what was tried.
     pub fn locations(&self) -> Vec<String> {
+        if self.anonymous {
+            return Vec::new();
+        }
         let mut places = vec![CredentialOrigin::Environment.to_string()];
         places.extend(self.docker_config_path().map(|p| p.display().to_string()));
         places.extend(
@@ -206,6 +230,9 @@ impl CredentialResolver {
     /// The credentials for registry `host`, or `None` if the user has none for it. Fails when a config file
     /// is malformed or a configured helper is missing or fails.
     pub fn resolve(&self, host: &str) -> Result<Option<ResolvedCredentials>> {
+        if self.anonymous {
+            return Ok(None);
+        }
         let found = |username: String, password: Secret, origin| {
             Ok(Some(ResolvedCredentials {
                 credentials: Credentials {
@@ -276,6 +303,12 @@ impl CredentialResolver {
     /// Stores credentials for `host` where Docker would (see [`login`]), in this resolver's Docker config.
     /// Returns where they went.
     pub fn login(&self, host: &str, username: &str, password: &Secret) -> Result<CredentialOrigin> {
+        if self.anonymous {
+            return Err(berth_core::Error::invalid(format!(
+                "cannot store credentials for {host} through an anonymous resolver"
+            ))
+            .with_operation("login"));
+        }
         let path = self.docker_config_path().ok_or_else(|| {
             berth_core::Error::invalid(
                 "cannot tell where the docker config is: neither DOCKER_CONFIG nor HOME is set",
@@ -338,6 +371,27 @@ mod tests {
             (found.origin, found.credentials.username.as_str()),
             (CredentialOrigin::Explicit, "me")
         );
+    }
+
+    #[test]
+    fn anonymous_finds_nothing_whatever_the_environment_holds() {
+        let home = tempfile::tempdir().expect("temp home");
+        let config = home.path().join("config.json");
+        std::fs::write(&config, r#"{"auths":{"h:5000":{"auth":"dTpw"}}}"#).expect("write config");
+        let found = vars(&[
+            ("BERTH_REGISTRY_USERNAME", "u"),
+            ("BERTH_REGISTRY_PASSWORD", "p"),
+        ])
+        .docker_config(&config);
+        assert!(found.resolve("h:5000").expect("ok").is_some());
+        let anonymous = CredentialResolver::anonymous().docker_config(&config);
+        assert!(anonymous.is_anonymous() && !found.is_anonymous());
+        assert_eq!(anonymous.resolve("h:5000").expect("ok"), None);
+        assert!(anonymous.locations().is_empty());
+        let err = anonymous
+            .login("h:5000", "u", &Secret::new("p"))
+            .expect_err("nowhere to store");
+        assert!(err.message().contains("anonymous"), "{err}");
     }
 
     #[test]
