@@ -51,6 +51,8 @@ enum Engine {
     Podman,
     /// The rootless Podman service, berth as its unprivileged user.
     PodmanRootless,
+    /// containerd with berth's native builder, berth as root.
+    Containerd,
 }
 
 impl Engine {
@@ -59,6 +61,7 @@ impl Engine {
         match self {
             Engine::Docker => "docker",
             Engine::Podman | Engine::PodmanRootless => "podman",
+            Engine::Containerd => "containerd",
         }
     }
 }
@@ -103,7 +106,7 @@ impl Project {
     fn berth(&self, args: &[&str], stdin: &str) -> Run {
         let config = self.config();
         let mut command = match self.engine {
-            Engine::Docker | Engine::Podman => {
+            Engine::Docker | Engine::Podman | Engine::Containerd => {
                 let mut command = Command::new(berth_bin());
                 command.env("DOCKER_CONFIG", &config);
                 command
@@ -224,6 +227,11 @@ fn podman_builds_a_python_image_that_docker_and_podman_run() {
 #[test]
 fn rootless_podman_builds_a_python_image_that_docker_and_podman_run() {
     python_image_round_trip(Engine::PodmanRootless);
+}
+
+#[test]
+fn containerd_builds_a_python_image_that_docker_and_podman_run() {
+    python_image_round_trip(Engine::Containerd);
 }
 
 /// Builds and pushes a Python spec with `engine`, checks the registry's digest, runs the image on Docker and on
@@ -547,6 +555,7 @@ fn engine_cli(project: &Project, args: &[&str]) -> (bool, String) {
     match project.engine {
         Engine::Docker => tool("docker", args),
         Engine::Podman => tool("podman", args),
+        Engine::Containerd => panic!("no test runs an engine CLI for containerd: {args:?}"),
         Engine::PodmanRootless => {
             let mut command = rootless_user().command(&[], Path::new("podman"));
             let out = command

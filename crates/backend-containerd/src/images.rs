@@ -146,7 +146,7 @@ pub(crate) async fn load(
     })
 }
 
-fn not_found(engine: &ContainerdEngine, name: &str, op: Op) -> berth_core::Error {
+pub(crate) fn not_found(engine: &ContainerdEngine, name: &str, op: Op) -> berth_core::Error {
     error(
         ErrorKind::NotFound,
         op,

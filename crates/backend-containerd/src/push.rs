@@ -13,7 +13,7 @@ use berth_registry::RegistryClient;
 
 use crate::convert::{Daemon, Descriptor};
 use crate::errors::{error, Op};
-use crate::images::{image_name, load};
+use crate::images::{image_name, load, not_found};
 use crate::labels::distribution_source;
 use crate::ContainerdEngine;
 
@@ -27,17 +27,10 @@ pub(crate) async fn push(
     let name = image_name(reference, op)?;
     let image = ImageRef::parse(&name).map_err(|e| e.with_engine(crate::ENGINE))?;
     let daemon = &engine.daemon;
-    let record = daemon.get_image(&name, op).await?.ok_or_else(|| {
-        error(
-            ErrorKind::NotFound,
-            op,
-            format!(
-                "no image {name} in containerd namespace `{}`",
-                engine.namespace()
-            ),
-        )
-        .with_hint("build it first (`berth build --no-push` tags it locally)")
-    })?;
+    let record = daemon
+        .get_image(&name, op)
+        .await?
+        .ok_or_else(|| not_found(engine, &name, op))?;
     // an index pulled from elsewhere is pushed as the host platform's manifest
     let local = load(daemon, &record.target, &name, op).await?;
     let registry = engine.registry_client(
