@@ -52,17 +52,36 @@ pub(crate) async fn local_or_pull(
 ) -> Result<Pulled> {
     let name = image_name(reference, op)?;
     if let Some(record) = engine.daemon.get_image(&name, op).await? {
-        let image = images::load(&engine.daemon, &record.target, &name, op).await?;
-        let top = top_chain(&image);
-        let unpacked = match &top {
-            None => true,
-            Some(chain) => engine.daemon.stat_snapshot(chain, op).await?.is_some(),
-        };
-        if unpacked {
-            return Ok(Pulled { image, top });
+        // an image whose content or snapshots were removed (or never unpacked) is pulled again
+        match images::load(&engine.daemon, &record.target, &name, op).await {
+            Ok(image) if complete(engine, &image, op).await? => {
+                let top = top_chain(&image);
+                return Ok(Pulled { image, top });
+            }
+            Ok(_) => {}
+            Err(e) if e.kind() == ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
         }
     }
     pull_image(engine, registry, reference, op, progress).await
+}
+
+/// Whether every layer blob of `image` is in the content store and its top layer is unpacked.
+async fn complete(engine: &ContainerdEngine, image: &LocalImage, op: Op) -> Result<bool> {
+    for layer in image.layers() {
+        if engine
+            .daemon
+            .content_labels(&layer.digest, op)
+            .await?
+            .is_none()
+        {
+            return Ok(false);
+        }
+    }
+    Ok(match top_chain(image) {
+        None => true,
+        Some(chain) => engine.daemon.stat_snapshot(&chain, op).await?.is_some(),
+    })
 }
 
 fn top_chain(image: &LocalImage) -> Option<String> {
