@@ -570,3 +570,159 @@ fn engine_cli(project: &Project, args: &[&str]) -> (bool, String) {
         }
     }
 }
+
+#[test]
+fn docker_builds_a_project_and_locks_it() {
+    project_round_trip(Engine::Docker);
+}
+
+#[test]
+fn podman_builds_a_project_and_locks_it() {
+    project_round_trip(Engine::Podman);
+}
+
+#[test]
+fn rootless_podman_builds_a_project_and_locks_it() {
+    project_round_trip(Engine::PodmanRootless);
+}
+
+/// A project: a shared base spec file named twice, an inline spec built on it, a task with no image. `berth build`
+/// (engine and registry from berth.yaml) builds the two distinct images, base first, writes berth.lock with a
+/// digest for every task (the default image's asked of the registry); `--check` passes; a second run contacts no
+/// engine and leaves the lock as it was; changing a spec makes `--check` fail naming the task.
+fn project_round_trip(engine: Engine) {
+    let env = TestEnv::get();
+    let project = Project::new(engine);
+    let registry = format!("{}/{}", env.registry, unique("project"));
+    let common = format!(
+        "python_exec: /usr/bin/python3\nbuilder_config: {{uv_image: \"{}\"}}\nbuilder_options: {{install_flytekit: false}}\n",
+        env.uv_image
+    );
+    project.write(
+        "specs/base.yaml",
+        &format!(
+            "name: base\nbase_image: {}\npackages: [\"six==1.16.0\"]\n{common}",
+            env.python_image
+        ),
+    );
+    let berth_yaml = |app_env: &str| {
+        format!(
+            r#"engine: {{name: {engine}}}
+registry: {registry}
+default_image: {default}
+images:
+  base: specs/base.yaml
+  base-again: specs/base.yaml
+  app:
+    name: app
+    base_image: {{spec: specs/base.yaml}}
+    python_exec: /usr/bin/python3
+    env: {{STAGE: "{app_env}"}}
+    builder_config: {{uv_image: "{uv}"}}
+    builder_options: {{install_flytekit: false}}
+tasks:
+  prepare: base
+  check: base-again
+  train: app
+  report:
+"#,
+            engine = engine.flag(),
+            default = env.busybox_image,
+            uv = env.uv_image,
+        )
+    };
+    project.write("berth.yaml", &berth_yaml("train"));
+    log_in(&project, env);
+
+    let check = project.berth(&["build", "--check"], "");
+    assert_eq!(check.code, 1, "no lock yet: {}", check.stderr);
+    assert!(
+        check.stderr.contains("berth.lock does not exist"),
+        "{}",
+        check.stderr
+    );
+
+    let first = project.berth(&["build"], "");
+    assert_eq!(first.code, 0, "project build failed:\n{}", first.stderr);
+    assert!(
+        first.stderr.contains(&format!(
+            "engine: {} (from {})",
+            engine.flag(),
+            project.path().join("berth.yaml").display()
+        )),
+        "the engine comes from berth.yaml:\n{}",
+        first.stderr
+    );
+    let built: Vec<&str> = first.stdout.lines().collect();
+    assert_eq!(built.len(), 2, "two distinct images, base first: {built:?}");
+    assert!(
+        built[0].starts_with(&format!("{registry}/base:")),
+        "{built:?}"
+    );
+    assert!(
+        built[1].starts_with(&format!("{registry}/app:")),
+        "{built:?}"
+    );
+
+    let lock_text =
+        std::fs::read_to_string(project.path().join("berth.lock")).expect("berth.lock written");
+    let lock: serde_json::Value = serde_json::from_str(&lock_text).expect("lock is JSON");
+    let task = |name: &str| lock["tasks"][name].as_str().unwrap_or_default().to_string();
+    assert_eq!(task("prepare"), built[0], "{lock_text}");
+    assert_eq!(
+        task("check"),
+        built[0],
+        "the same spec twice is one image: {lock_text}"
+    );
+    assert_eq!(task("train"), built[1], "{lock_text}");
+    for reference in [task("prepare"), task("train"), task("report")] {
+        let (name, digest) = reference.split_once('@').expect("immutable reference");
+        assert_eq!(
+            registry_digest(env, name),
+            digest,
+            "the lock's digest is the registry's: {reference}"
+        );
+    }
+    assert!(
+        task("report").starts_with(&format!("{}@sha256:", env.busybox_image)),
+        "{lock_text}"
+    );
+    assert_eq!(
+        lock["default_image"].as_str(),
+        Some(task("report").as_str())
+    );
+
+    let check = project.berth(&["build", "--check"], "");
+    assert_eq!(check.code, 0, "the lock is current: {}", check.stderr);
+
+    let second = project.berth(&["build"], "");
+    assert_eq!(second.code, 0, "{}", second.stderr);
+    assert!(
+        !second.stderr.contains("engine:"),
+        "a second run contacts no engine:\n{}",
+        second.stderr
+    );
+    assert_eq!(
+        std::fs::read_to_string(project.path().join("berth.lock")).expect("lock"),
+        lock_text,
+        "a no-op run leaves the lock as it was"
+    );
+
+    project.write("berth.yaml", &berth_yaml("changed"));
+    let check = project.berth(&["build", "--check"], "");
+    assert_eq!(
+        check.code, 1,
+        "a changed spec makes the lock stale: {}",
+        check.stderr
+    );
+    assert!(check.stderr.contains("task `train`"), "{}", check.stderr);
+    assert!(
+        !check.stderr.contains("task `prepare`"),
+        "only what changed: {}",
+        check.stderr
+    );
+
+    for name in built {
+        remove_local(&project, name.split('@').next().unwrap_or(name));
+    }
+}

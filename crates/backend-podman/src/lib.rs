@@ -10,6 +10,16 @@
 //! authenticated bases all work. Every failure is a berth [`Error`] whose kind is decided in one function
 //! ([`errors`]'s `classify`).
 //!
+//! Podman versions: tested against Podman 4.3.1 (Debian 12), rootful and rootless. Podman 5 was not available
+//! here. What the backend reads is kept to fields whose names and types are the same in Podman 5's API types
+//! (checked against its source): `/libpod/info` `version.Version` and `host.security.rootless`; image inspect
+//! `Id`, `RepoTags`, `Config.{Env,Entrypoint,WorkingDir,User}`, `RootFS.Layers`; the build, pull and push
+//! streams' `stream`, `error`, `aux.ID`, `id`, `status` and `progressDetail`. Everything is read from untyped
+//! JSON, so a field that is absent or changes type degrades to an empty value instead of failing the request;
+//! requests use the `/v4.0.0` prefix, which Podman 5 still serves. Cache mounts are rendered `sharing=shared`
+//! (see [`berth_core::render::CacheSharing`]), which also avoids the `sharing=locked` parse errors reported on
+//! some Podman 5 builds.
+//!
 //! [`Capabilities::rootless`]: berth_core::engine::Capabilities::rootless
 
 mod build;

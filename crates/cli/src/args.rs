@@ -38,6 +38,12 @@ pub struct Cli {
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
+    /// Show only results and errors.
+    #[arg(long, short = 'q', global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+    /// Show every line of build output, also on a terminal (where berth otherwise shows one live line per image).
+    #[arg(long, short = 'v', global = true)]
+    pub verbose: bool,
 }
 
 /// berth's subcommands.
@@ -67,7 +73,22 @@ Spec fields (flytekit ImageSpec names): name, python_version, builder, source_ro
   berth build --force spec.yaml         build and push even if the registry has the image
   berth build --verify-public spec.yaml then check that a cluster without credentials can pull each image
 
-For each spec: name it, ask its registry whether the image exists (one HEAD request), and only if not, build it with the engine and push it. A base_image that is another spec is handled first. Images that exist cost no engine work. If the registry cannot tell (bad credentials, unreachable), berth stops with an error unless --if-unknown says otherwise; it never assumes the image exists.")]
+For each spec: name it, ask its registry whether the image exists (one HEAD request), and only if not, build it with the engine and push it. A base_image that is another spec is handled first. Images that exist cost no engine work. If the registry cannot tell (bad credentials, unreachable), berth stops with an error unless --if-unknown says otherwise; it never assumes the image exists. A failed image stops only the images built on it; the others still finish.
+
+In a project (a berth.yaml in this folder or above), `berth build` with no spec files builds every image the project names and writes berth.lock next to berth.yaml, mapping each task to registry/name:tag@sha256:... (tasks with no image get the default image, resolved to its digest). `berth build --check` fails when berth.lock no longer matches the specs (for CI). A berth.yaml:
+
+    engine: podman                      # docker | podman | containerd | auto
+    registry: ghcr.io/my-org            # for specs that name none
+    default_image: ghcr.io/my-org/flytekit:py3.12-1.16.31   # else flytekit's default
+    images:
+      base: specs/base.yaml             # a spec file (relative to berth.yaml)
+      trainer:                          # or an inline spec
+        base_image: {spec: specs/base.yaml}
+        packages: [torch]
+    tasks:
+      prepare: base
+      train: trainer
+      report:                           # no image: the default image")]
     Build(BuildArgs),
     /// Ask the registry whether each spec's image exists (exit 0 all exist, 1 some absent, 2 could not tell).
     #[command(after_help = "Examples:
@@ -91,6 +112,10 @@ The credentials are checked against the registry before they are stored. berth a
     #[command(after_help = "Examples:
   berth engines")]
     Engines(EnginesArgs),
+    /// Show the settings berth would use here (engine, registry, default image, project and user files) and where
+    /// each came from.
+    #[command(after_help = CONFIG_AFTER)]
+    Config(ConfigArgs),
     /// Find out why berth cannot build here, and print the command that fixes each problem.
     #[command(after_help = DOCTOR_AFTER)]
     Doctor(DoctorArgs),
@@ -111,6 +136,20 @@ Examples:
   berth build --verify-public spec.yaml                    build, push, then check the same way
 
 Exit status: 0 every image is public, 1 some is private or not found, 2 some could not be checked (network, registry errors) or a reference is invalid.";
+
+const CONFIG_AFTER: &str = "Precedence, first wins: command-line flag, environment (BERTH_ENGINE, BERTH_REGISTRY, BERTH_DEFAULT_IMAGE; DOCKER_HOST, CONTAINER_HOST, CONTAINERD_ADDRESS, CONTAINERD_NAMESPACE for connections), the project file (berth.yaml in this folder or above), the user file ($BERTH_CONFIG, else $XDG_CONFIG_HOME/berth/config.yaml, else ~/.config/berth/config.yaml), detection, built-in default.
+
+The user file takes the same settings as a project file, without images and tasks:
+
+    engine: {name: podman, podman: {socket: unix:///run/user/1000/podman/podman.sock}}
+    registry: ghcr.io/my-org
+    python_version: \"3.11\"            # for flytekit's default image, py3.11
+
+The default image, unless set, is flytekit's: cr.flyte.org/flyteorg/flytekit:py{X.Y}-1.16.31, for the Python of python3 on PATH.
+
+Examples:
+  berth config
+  berth config --json | jq -r .default_image.value";
 
 const DOCTOR_AFTER: &str = "What is checked:
 
@@ -178,8 +217,8 @@ pub enum NetworkArg {
 /// Arguments of `berth build`.
 #[derive(Debug, Args)]
 pub struct BuildArgs {
-    /// Spec files.
-    #[arg(required = true, value_name = "SPEC")]
+    /// Spec files; none inside a project builds every image of its berth.yaml and writes berth.lock.
+    #[arg(value_name = "SPEC")]
     pub specs: Vec<PathBuf>,
     /// Engine and registry access.
     #[command(flatten)]
@@ -199,6 +238,12 @@ pub struct BuildArgs {
     /// Ignore the engine's build cache.
     #[arg(long)]
     pub no_cache: bool,
+    /// Only check that berth.lock matches what the project's specs name now (offline; exit 1 if stale).
+    #[arg(long)]
+    pub check: bool,
+    /// Builds at a time (pushes overlap with the next builds regardless).
+    #[arg(long, short = 'j', default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub jobs: u16,
     /// After building (or finding) each image, check that a client without credentials, such as a cluster
     /// without pull secrets, can pull it, as `berth verify-public` does; exit 1 if one cannot.
     #[arg(long, conflicts_with = "no_push")]
@@ -263,6 +308,17 @@ pub struct LoginArgs {
     pub access: RegistryArgs,
 }
 
+/// Arguments of `berth config`.
+#[derive(Debug, Args)]
+pub struct ConfigArgs {
+    /// Show the engine this flag would choose: docker, podman, containerd or auto.
+    #[arg(long, value_name = "ENGINE")]
+    pub engine: Option<String>,
+    /// Print one JSON object.
+    #[arg(long)]
+    pub json: bool,
+}
+
 /// Arguments of `berth engines`.
 #[derive(Debug, Args)]
 pub struct EnginesArgs {
@@ -308,4 +364,15 @@ pub struct RenderArgs {
     /// List the build context's files (path in context, then source) instead of the Dockerfile.
     #[arg(long)]
     pub context: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Cli;
+
+    #[test]
+    fn the_command_line_definition_is_consistent() {
+        // clap checks for clashing flags (a global -q and a subcommand's -q) only when asked.
+        <Cli as clap::CommandFactory>::command().debug_assert();
+    }
 }

@@ -1,13 +1,15 @@
-//! Which engine to use: `--engine`, then `BERTH_ENGINE`, then `engine:` in the project's `berth.yaml`, then
-//! detection of a reachable socket. The choice and where it came from are printed, so a surprise is visible.
+//! Which engine to use: `--engine`, then `BERTH_ENGINE`, then `engine:` in the project's `berth.yaml`, then in
+//! the user's config file, then detection of a reachable socket. The choice and where it came from are printed, so a surprise is visible.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
-use berth_core::yaml::{self, Value};
 use berth_core::{Error, Result};
 
+#[cfg(test)]
+use crate::config::Project;
+use crate::config::{Config, EngineSettings, Source};
 use crate::env_vars::EnvVars;
 
 /// The engines berth knows.
@@ -67,6 +69,8 @@ pub enum ChoiceSource {
     Environment,
     /// `engine:` in a project file.
     ProjectFile(PathBuf),
+    /// `engine:` in the user's config file.
+    UserFile(PathBuf),
     /// A reachable socket was found.
     Detected(String),
 }
@@ -76,88 +80,64 @@ impl fmt::Display for ChoiceSource {
         match self {
             ChoiceSource::Flag => f.write_str("from --engine"),
             ChoiceSource::Environment => write!(f, "from {}", EnvVars::BERTH_ENGINE),
-            ChoiceSource::ProjectFile(path) => write!(f, "from {}", path.display()),
+            ChoiceSource::ProjectFile(path) | ChoiceSource::UserFile(path) => {
+                write!(f, "from {}", path.display())
+            }
             ChoiceSource::Detected(socket) => write!(f, "detected at {socket}"),
         }
     }
 }
 
-/// Picks the engine; `auto` anywhere means "keep looking further down the list".
+/// [`choose_with`] the project and user files of this run.
 pub fn choose(flag: Option<&str>) -> Result<(EngineKind, ChoiceSource)> {
+    choose_with(flag, &Config::load()?)
+}
+
+/// Picks the engine: `--engine`, `BERTH_ENGINE`, the project file, the user file, then detection; `auto`
+/// anywhere means "keep looking further down the list".
+pub fn choose_with(flag: Option<&str>, config: &Config) -> Result<(EngineKind, ChoiceSource)> {
     if let Some(name) = flag.filter(|n| !is_auto(n)) {
         return Ok((name.parse()?, ChoiceSource::Flag));
     }
-    if let Some(name) = std::env::var(EnvVars::BERTH_ENGINE)
-        .ok()
-        .filter(|n| !n.is_empty() && !is_auto(n))
-    {
-        let kind = name
-            .parse()
-            .map_err(|e: Error| e.context(format!("{}={name}", EnvVars::BERTH_ENGINE)))?;
-        return Ok((kind, ChoiceSource::Environment));
+    if let Some(setting) = config.engine_name().filter(|s| !is_auto(&s.value)) {
+        let kind = setting.value.parse().map_err(|e: Error| {
+            let origin = match &setting.source {
+                Source::Environment(var) => format!("{var}={}", setting.value),
+                other => format!("engine `{}` {other}", setting.value),
+            };
+            e.context(origin)
+        })?;
+        let source = match setting.source {
+            Source::Project(path) => ChoiceSource::ProjectFile(path),
+            Source::User(path) => ChoiceSource::UserFile(path),
+            _ => ChoiceSource::Environment,
+        };
+        return Ok((kind, source));
     }
-    let cwd = std::env::current_dir().map_err(|e| Error::io(Path::new("."), e))?;
-    if let Some((path, name)) = project_engine(&cwd)? {
-        if !is_auto(&name) {
-            let kind = name.parse().map_err(|e: Error| e.context(path.display()))?;
-            return Ok((kind, ChoiceSource::ProjectFile(path)));
-        }
-    }
-    detect()
+    detect(&config.connection())
 }
 
 fn is_auto(name: &str) -> bool {
     name.trim().eq_ignore_ascii_case("auto")
 }
 
-/// The `engine:` of the nearest `berth.yaml`, walking up from `dir` as cargo does.
-fn project_engine(dir: &Path) -> Result<Option<(PathBuf, String)>> {
-    for folder in dir.ancestors() {
-        let path = folder.join("berth.yaml");
-        if !path.is_file() {
-            continue;
-        }
-        let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
-        let root = yaml::load(&text).map_err(|e| {
-            Error::invalid(format!(
-                "{}:{}:{}: {}",
-                path.display(),
-                e.mark.line,
-                e.mark.column,
-                e.message
-            ))
-        })?;
-        let Some(Value::Map(entries)) = root.map(|n| n.value) else {
-            return Ok(None);
-        };
-        let engine = entries
-            .iter()
-            .find(|(k, _)| k.value.as_str() == Some("engine"))
-            .and_then(|(_, v)| match &v.value {
-                Value::Str(s) => Some(s.clone()),
-                Value::Map(m) => m
-                    .iter()
-                    .find(|(k, _)| k.value.as_str() == Some("name"))
-                    .and_then(|(_, v)| v.value.as_str().map(String::from)),
-                _ => None,
-            });
-        return Ok(engine.map(|e| (path, e)));
-    }
-    Ok(None)
-}
-
 /// The first engine whose socket exists: Docker, then Podman, then containerd.
-fn detect() -> Result<(EngineKind, ChoiceSource)> {
+fn detect(connection: &EngineSettings) -> Result<(EngineKind, ChoiceSource)> {
     let mut candidates: Vec<(EngineKind, String)> = Vec::new();
-    match std::env::var(EnvVars::DOCKER_HOST) {
-        Ok(host) if !host.is_empty() => candidates.push((EngineKind::Docker, host)),
-        _ => candidates.push((EngineKind::Docker, "/var/run/docker.sock".into())),
-    }
-    for socket in podman_sockets() {
+    candidates.push((
+        EngineKind::Docker,
+        connection
+            .docker_host
+            .clone()
+            .unwrap_or_else(|| "/var/run/docker.sock".into()),
+    ));
+    for socket in podman_sockets(connection) {
         candidates.push((EngineKind::Podman, socket));
     }
-    let containerd = std::env::var(EnvVars::CONTAINERD_ADDRESS)
-        .unwrap_or_else(|_| "/run/containerd/containerd.sock".into());
+    let containerd = connection
+        .containerd_address
+        .clone()
+        .unwrap_or_else(|| "/run/containerd/containerd.sock".into());
     candidates.push((EngineKind::Containerd, containerd));
     for (kind, socket) in &candidates {
         let path = socket.strip_prefix("unix://").unwrap_or(socket);
@@ -178,13 +158,12 @@ fn detect() -> Result<(EngineKind, ChoiceSource)> {
         .with_hint("start one (`dockerd`, `podman system service`, `containerd`) or name it with --engine / BERTH_ENGINE"))
 }
 
-/// Podman's sockets in the order its own tools look: `CONTAINER_HOST`, the user's, then root's.
-pub fn podman_sockets() -> Vec<String> {
+/// Podman's sockets in the order its own tools look: `CONTAINER_HOST` (or the configured socket), the user's,
+/// then root's.
+pub fn podman_sockets(connection: &EngineSettings) -> Vec<String> {
     let mut sockets = Vec::new();
-    if let Ok(host) = std::env::var(EnvVars::CONTAINER_HOST) {
-        if !host.is_empty() {
-            sockets.push(host);
-        }
+    if let Some(socket) = &connection.podman_socket {
+        sockets.push(socket.clone());
     }
     if let Ok(runtime) = std::env::var(EnvVars::XDG_RUNTIME_DIR) {
         if !runtime.is_empty() {
@@ -218,10 +197,21 @@ mod tests {
         std::fs::write(dir.path().join("berth.yaml"), "engine: podman\n").expect("write");
         let deep = dir.path().join("a/b");
         std::fs::create_dir_all(&deep).expect("mkdir");
-        let (path, engine) = project_engine(&deep).expect("reads").expect("found");
-        assert_eq!(
-            (path, engine.as_str()),
-            (dir.path().join("berth.yaml"), "podman")
-        );
+        let project = Project::find(&deep).expect("reads").expect("found");
+        assert_eq!(project.file, dir.path().join("berth.yaml"));
+        let config = Config {
+            project: Some(project),
+            user: None,
+        };
+        let (kind, source) = choose_with(Some("docker"), &config).expect("flag");
+        assert_eq!((kind, source), (EngineKind::Docker, ChoiceSource::Flag));
+        if std::env::var_os(EnvVars::BERTH_ENGINE).is_none() {
+            let (kind, source) = choose_with(None, &config).expect("project");
+            assert_eq!(kind, EngineKind::Podman);
+            assert_eq!(
+                source,
+                ChoiceSource::ProjectFile(dir.path().join("berth.yaml"))
+            );
+        }
     }
 }

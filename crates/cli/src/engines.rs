@@ -57,26 +57,44 @@ pub async fn connect_podman_at(socket: &std::path::Path) -> Result<Box<dyn Conta
     ))
 }
 
-/// Connects to an engine of `kind`, failing with `EngineUnavailable` and a hint when it cannot be reached.
+/// Connects to an engine of `kind` with the connection settings of this run's project and user files (the
+/// engines' own environment variables win), failing with `EngineUnavailable` and a hint when it cannot be reached.
 pub async fn connect(kind: EngineKind) -> Result<Box<dyn ContainerEngine>> {
+    connect_with(kind, &crate::config::Config::load()?.connection()).await
+}
+
+/// Connects to an engine of `kind` with `settings`.
+pub async fn connect_with(
+    kind: EngineKind,
+    settings: &crate::config::EngineSettings,
+) -> Result<Box<dyn ContainerEngine>> {
     match kind {
         EngineKind::Docker => {
-            let engine = berth_backend_docker::DockerEngine::connect(
-                berth_backend_docker::DockerOptions::default(),
-            )
-            .await?;
+            let engine =
+                berth_backend_docker::DockerEngine::connect(berth_backend_docker::DockerOptions {
+                    host: settings.docker_host.clone(),
+                    ..berth_backend_docker::DockerOptions::default()
+                })
+                .await?;
             Ok(Box::new(engine))
         }
         EngineKind::Podman => {
-            let engine = berth_backend_podman::PodmanEngine::connect(
-                berth_backend_podman::PodmanOptions::default(),
-            )
-            .await?;
+            let engine =
+                berth_backend_podman::PodmanEngine::connect(berth_backend_podman::PodmanOptions {
+                    socket: settings.podman_socket.clone(),
+                    ..berth_backend_podman::PodmanOptions::default()
+                })
+                .await?;
             Ok(Box::new(engine))
         }
         EngineKind::Containerd => {
             let engine = berth_backend_containerd::ContainerdEngine::connect(
-                berth_backend_containerd::ContainerdOptions::default(),
+                berth_backend_containerd::ContainerdOptions {
+                    address: settings.containerd_address.clone(),
+                    namespace: settings.containerd_namespace.clone(),
+                    snapshotter: settings.containerd_snapshotter.clone(),
+                    ..berth_backend_containerd::ContainerdOptions::default()
+                },
             )
             .await?;
             Ok(Box::new(engine))

@@ -27,4 +27,14 @@ impl EnvVars {
     pub const XDG_RUNTIME_DIR: &'static str = "XDG_RUNTIME_DIR";
     /// containerd's socket.
     pub const CONTAINERD_ADDRESS: &'static str = "CONTAINERD_ADDRESS";
+    /// containerd namespace.
+    pub const CONTAINERD_NAMESPACE: &'static str = "CONTAINERD_NAMESPACE";
+    /// The user's config file (default `$XDG_CONFIG_HOME/berth/config.yaml`, then `~/.config/berth/config.yaml`).
+    pub const BERTH_CONFIG: &'static str = "BERTH_CONFIG";
+    /// XDG config home.
+    pub const XDG_CONFIG_HOME: &'static str = "XDG_CONFIG_HOME";
+    /// Registry for specs that name none (over the project and user files).
+    pub const BERTH_REGISTRY: &'static str = "BERTH_REGISTRY";
+    /// The image of tasks that name none (over the project and user files).
+    pub const BERTH_DEFAULT_IMAGE: &'static str = "BERTH_DEFAULT_IMAGE";
 }

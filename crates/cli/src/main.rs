@@ -3,12 +3,14 @@
 
 mod args;
 mod commands;
+mod config;
 mod doctor;
 mod engine_choice;
 mod engines;
 mod env_vars;
 mod exit;
 mod progress;
+mod workflow;
 
 use std::process::ExitCode;
 
@@ -19,9 +21,17 @@ use exit::ExitStatus;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    progress::init(if cli.quiet {
+        progress::Verbosity::Quiet
+    } else if cli.verbose {
+        progress::Verbosity::Verbose
+    } else {
+        progress::Verbosity::Normal
+    });
     let result = match &cli.command {
         Command::Name(args) => commands::name::run(args),
         Command::Render(args) => commands::render::run(args),
+        Command::Config(args) => commands::config::run(args),
         other => match tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()
@@ -76,6 +86,8 @@ async fn run_async(command: &Command) -> berth_core::Result<ExitStatus> {
         Command::Engines(args) => commands::engines::run(args).await,
         Command::Doctor(args) => commands::doctor::run(args).await,
         Command::VerifyPublic(args) => commands::verify_public::run(args).await,
-        Command::Name(_) | Command::Render(_) => unreachable!("run synchronously in main"),
+        Command::Name(_) | Command::Render(_) | Command::Config(_) => {
+            unreachable!("run synchronously in main")
+        }
     }
 }

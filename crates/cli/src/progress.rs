@@ -1,75 +1,205 @@
-//! Progress for people: build steps and their output on standard error, as they happen.
+//! Progress for people, on standard error: on a terminal, one live line per image (its step, its last output
+//! line, a byte bar while pushing); otherwise plain lines, prefixed with the image, as they happen (what CI logs
+//! want). `-q` keeps only results and errors; `-v` adds every line of build output on a terminal too.
 
-use std::io::Write;
-use std::sync::Mutex;
+use std::collections::HashMap;
+use std::io::{IsTerminal, Write};
+use std::sync::{Mutex, OnceLock};
+use std::time::Duration;
 
 use berth_core::engine::{Progress, ProgressEvent};
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-/// Writes progress to standard error, each line prefixed with the image it belongs to. Repeated lines (a push
-/// says "Preparing" once per layer) and transfer counts between quarter marks are left out.
-pub struct StderrProgress {
-    prefix: String,
-    quiet: bool,
-    last: Mutex<Option<(String, u64)>>,
-    last_line: Mutex<String>,
+/// How much to show.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verbosity {
+    /// Results and errors only.
+    Quiet,
+    /// Steps and output (plain), or live lines (terminal).
+    Normal,
+    /// Every output line, also on a terminal.
+    Verbose,
 }
 
-impl StderrProgress {
-    /// Progress for work on `image`; `quiet` keeps only step headers.
-    pub fn new(image: &str, quiet: bool) -> Self {
-        StderrProgress {
+/// Where progress goes for this run.
+pub struct Output {
+    verbosity: Verbosity,
+    bars: Option<MultiProgress>,
+}
+
+static OUTPUT: OnceLock<Output> = OnceLock::new();
+
+/// Sets up progress output once, at start-up (live lines only when standard error is a terminal).
+pub fn init(verbosity: Verbosity) {
+    let live = verbosity != Verbosity::Quiet
+        && std::io::stderr().is_terminal()
+        && std::env::var("TERM").map_or(true, |t| t != "dumb");
+    let bars = live.then(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr()));
+    let _ = OUTPUT.set(Output { verbosity, bars });
+}
+
+/// This run's output (plain and normal if [`init`] was not called).
+pub fn output() -> &'static Output {
+    OUTPUT.get_or_init(|| Output {
+        verbosity: Verbosity::Normal,
+        bars: None,
+    })
+}
+
+impl Output {
+    /// A status line (`name: building on docker`), shown unless quiet, above any live lines.
+    pub fn say(&self, text: &str) {
+        if self.verbosity == Verbosity::Quiet {
+            return;
+        }
+        self.print(text);
+    }
+
+    /// A line that is always shown (a result or a warning), above any live lines.
+    pub fn print(&self, text: &str) {
+        match &self.bars {
+            Some(bars) => {
+                let _ = bars.println(text);
+            }
+            None => {
+                let _ = writeln!(std::io::stderr().lock(), "{text}");
+            }
+        }
+    }
+
+    /// Progress for work on `image`.
+    pub fn image(&'static self, image: &str) -> ImageProgress {
+        let bar = self.bars.as_ref().map(|bars| {
+            let bar = bars.add(ProgressBar::new_spinner());
+            bar.set_style(spinner_style());
+            bar.set_prefix(image.to_string());
+            bar.enable_steady_tick(Duration::from_millis(120));
+            bar
+        });
+        ImageProgress {
+            output: self,
             prefix: image.to_string(),
-            quiet,
-            last: Mutex::new(None),
-            last_line: Mutex::new(String::new()),
+            bar,
+            state: Mutex::new(State::default()),
         }
     }
 }
 
-impl Progress for StderrProgress {
+fn spinner_style() -> ProgressStyle {
+    ProgressStyle::with_template("{spinner} {prefix:.bold} {wide_msg}").expect("valid template")
+}
+
+fn bytes_style() -> ProgressStyle {
+    ProgressStyle::with_template(
+        "{spinner} {prefix:.bold} {msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}",
+    )
+    .expect("valid template")
+    .progress_chars("=> ")
+}
+
+#[derive(Default)]
+struct State {
+    step: String,
+    last_line: String,
+    /// Plain mode: the last quarter mark printed per layer.
+    marks: HashMap<String, u64>,
+    /// Live mode: bytes done and total per layer.
+    layers: HashMap<String, (u64, Option<u64>)>,
+}
+
+/// Progress of one image's build or push.
+pub struct ImageProgress {
+    output: &'static Output,
+    prefix: String,
+    bar: Option<ProgressBar>,
+    state: Mutex<State>,
+}
+
+impl Drop for ImageProgress {
+    fn drop(&mut self) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+impl Progress for ImageProgress {
     fn event(&self, event: ProgressEvent) {
-        let mut err = std::io::stderr().lock();
-        let _ = match event {
-            ProgressEvent::Step {
-                index,
-                total,
-                description,
-            } => {
-                writeln!(err, "[{}] step {index}/{total}: {description}", self.prefix)
+        if self.output.verbosity == Verbosity::Quiet {
+            return;
+        }
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        match (&self.bar, event) {
+            (
+                _,
+                ProgressEvent::Step {
+                    index,
+                    total,
+                    description,
+                },
+            ) => {
+                state.step = format!("step {index}/{total}: {description}");
+                match &self.bar {
+                    Some(bar) => {
+                        bar.set_message(state.step.clone());
+                        if self.output.verbosity == Verbosity::Verbose {
+                            self.output
+                                .print(&format!("[{}] {}", self.prefix, state.step));
+                        }
+                    }
+                    None => self
+                        .output
+                        .print(&format!("[{}] {}", self.prefix, state.step)),
+                }
             }
-            ProgressEvent::Line(line) if !self.quiet => {
-                let mut last = self.last_line.lock().unwrap_or_else(|e| e.into_inner());
-                if *last == line {
+            (bar, ProgressEvent::Line(line)) => {
+                // A push says "Preparing" once per layer; one is enough.
+                if state.last_line == line {
                     return;
                 }
-                let written = writeln!(err, "[{}]   {line}", self.prefix);
-                *last = line;
-                written
+                let verbose = self.output.verbosity == Verbosity::Verbose;
+                match bar {
+                    Some(bar) => {
+                        bar.set_message(format!("{} | {}", state.step, line.trim()));
+                        if verbose {
+                            self.output.print(&format!("[{}]   {line}", self.prefix));
+                        }
+                    }
+                    None => self.output.print(&format!("[{}]   {line}", self.prefix)),
+                }
+                state.last_line = line;
             }
-            ProgressEvent::Line(_) => Ok(()),
             // Counts without a layer id cannot be told apart; the per-layer status lines cover them.
-            ProgressEvent::Transfer { id, .. } if id.is_empty() => Ok(()),
-            ProgressEvent::Transfer { id, current, total } => {
+            (_, ProgressEvent::Transfer { id, .. }) if id.is_empty() => {}
+            (Some(bar), ProgressEvent::Transfer { id, current, total }) => {
+                state.layers.insert(id, (current, total));
+                let done: u64 = state.layers.values().map(|(c, _)| c).sum();
+                let all: u64 = state.layers.values().map(|(c, t)| t.unwrap_or(*c)).sum();
+                if bar.length() != Some(all) {
+                    bar.set_style(bytes_style());
+                    bar.set_length(all);
+                    bar.set_message(format!("{} layer(s)", state.layers.len()));
+                }
+                bar.set_position(done);
+            }
+            (None, ProgressEvent::Transfer { id, current, total }) => {
                 // One line per layer per 25%, not one per chunk.
                 let pct = total
                     .filter(|t| *t > 0)
                     .map(|t| (current * 100 / t).min(100));
-                let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
-                let bucket = pct.map(|p| p / 25).unwrap_or(current >> 26);
-                if last.as_ref() == Some(&(id.clone(), bucket)) {
+                let mark = pct.map(|p| p / 25).unwrap_or(current >> 26);
+                if state.marks.get(&id) == Some(&mark) {
                     return;
                 }
-                *last = Some((id.clone(), bucket));
-                match (pct, total) {
-                    (Some(p), Some(t)) => writeln!(
-                        err,
-                        "[{}]   {id}: {p}% of {} MB",
-                        self.prefix,
-                        t / 1_000_000
-                    ),
-                    _ => writeln!(err, "[{}]   {id}: {} MB", self.prefix, current / 1_000_000),
-                }
+                state.marks.insert(id.clone(), mark);
+                let text = match (pct, total) {
+                    (Some(p), Some(t)) => {
+                        format!("[{}]   {id}: {p}% of {} MB", self.prefix, t / 1_000_000)
+                    }
+                    _ => format!("[{}]   {id}: {} MB", self.prefix, current / 1_000_000),
+                };
+                self.output.print(&text);
             }
-        };
+        }
     }
 }

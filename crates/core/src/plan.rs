@@ -168,7 +168,7 @@ impl BuildPlan {
 }
 
 mod from_spec;
-pub use from_spec::plan_for_spec;
+pub use from_spec::{plan_for_spec, DEFAULT_PYTHON_VERSION};
 
 /// Plans a spec: names its base spec (if any) and computes its id, then [`plan_for_spec`].
 pub fn plan(namer: &Namer, spec: &ImageSpec) -> Result<BuildPlan> {

@@ -7,6 +7,7 @@ use berth_core::Result;
 use berth_registry::{CredentialResolver, RegistryClient, RegistryOptions};
 
 use crate::args::{EngineArgs, RegistryArgs};
+use crate::config::{Config, EngineSettings};
 use crate::engine_choice::{self, ChoiceSource, EngineKind};
 
 /// Registry access for one run.
@@ -58,20 +59,30 @@ impl Registries {
 pub struct EngineChoice {
     kind: EngineKind,
     source: ChoiceSource,
+    settings: EngineSettings,
 }
 
 impl EngineChoice {
     /// Chooses the engine as the user asked: an unknown name is an error right away.
     pub fn new(args: &EngineArgs) -> Result<Self> {
-        let (kind, source) = engine_choice::choose(args.engine.as_deref())?;
+        EngineChoice::with_config(args, &Config::load()?)
+    }
+
+    /// [`EngineChoice::new`] with this run's files already read.
+    pub fn with_config(args: &EngineArgs, config: &Config) -> Result<Self> {
+        let (kind, source) = engine_choice::choose_with(args.engine.as_deref(), config)?;
         crate::engines::check_supported(kind)
             .map_err(|e| e.context(format!("engine {kind} ({source})")))?;
-        Ok(EngineChoice { kind, source })
+        Ok(EngineChoice {
+            kind,
+            source,
+            settings: config.connection(),
+        })
     }
 
     /// Says which engine and why on standard error, and connects.
     pub async fn connect(&self) -> Result<Box<dyn ContainerEngine>> {
-        eprintln!("engine: {} ({})", self.kind, self.source);
-        crate::engines::connect(self.kind).await
+        crate::progress::output().say(&format!("engine: {} ({})", self.kind, self.source));
+        crate::engines::connect_with(self.kind, &self.settings).await
     }
 }

@@ -1,191 +1,263 @@
 //! `berth build`: name every spec, ask the registries, build only what is missing, push it, print name@digest.
+//! With no spec arguments inside a project (`berth.yaml`), every image of the project is built and `berth.lock`
+//! maps each task to an immutable reference; `--check` only says whether that lock is still current.
 
-use berth_core::engine::{BuildOptions, ContainerEngine, ContainerEngineExt, Network};
-use berth_core::order::build_order;
-use berth_core::plan::plan;
+use berth_core::engine::Network;
 use berth_core::reference::ImageRef;
 use berth_core::spec::ImageSpec;
-use berth_core::tag::ImageName;
 use berth_core::{Error, ErrorKind, Result};
 use berth_registry::Existence;
 
 use super::access::{EngineChoice, Registries};
-use super::exists::CONCURRENCY;
-use crate::args::{BuildArgs, IfUnknown, NetworkArg};
+use crate::args::{BuildArgs, NetworkArg};
+use crate::config::{Config, Project};
 use crate::exit::ExitStatus;
-use crate::progress::StderrProgress;
-
-/// What to do with one image.
-enum Action {
-    /// The registry has it: report its digest, no engine work.
-    Present(String),
-    /// Build it (and push unless told not to).
-    Build,
-    /// The registry could not tell and the user chose to skip.
-    Skip(Error),
-}
+use crate::progress::output;
+use crate::workflow::lock::{Lock, LOCK_FILE};
+use crate::workflow::run::{self, Outcome, RunOptions};
+use crate::workflow::units::{units, Unit};
 
 /// Runs `berth build`.
 pub async fn run(args: &BuildArgs) -> Result<ExitStatus> {
-    let choice = EngineChoice::new(&args.engine)?;
-    let specs = super::load_specs(&args.specs)?;
-    let order = build_order(&specs);
-    let namer = super::namer();
-    let names: Vec<ImageName> = order
-        .iter()
-        .map(|s| namer.image_name(s))
-        .collect::<Result<_>>()?;
-    let registries = Registries::new(&args.engine.registry)?;
-
-    let actions = decide(args, &names, &registries).await?;
-    let mut engine: Option<Box<dyn ContainerEngine>> = None;
-    let mut status = ExitStatus::Success;
-    for ((spec, name), action) in order.iter().zip(&names).zip(actions) {
-        match action {
-            Action::Present(digest) => {
-                eprintln!("{name}: already in the registry, nothing to build");
-                println!("{}@{digest}", name);
-            }
-            Action::Skip(err) => {
-                eprintln!("{name}: skipped, the registry could not tell whether it exists: {err}");
-                status = ExitStatus::CouldNotTell;
-            }
-            Action::Build => {
-                if engine.is_none() {
-                    engine = Some(choice.connect().await?);
-                }
-                let engine = engine.as_deref().expect("connected above");
-                let reference = build_one(args, engine, &registries, &namer, spec, name).await?;
-                println!("{reference}");
-            }
-        }
-    }
-    Ok(status)
-}
-
-/// Asks the registries about every image at once, and decides what to do with each.
-async fn decide(
-    args: &BuildArgs,
-    names: &[ImageName],
-    registries: &Registries,
-) -> Result<Vec<Action>> {
-    if args.force {
-        return Ok(names.iter().map(|_| Action::Build).collect());
-    }
-    let refs: Vec<ImageRef> = names
-        .iter()
-        .filter(|n| n.registry.is_some())
-        .map(|n| ImageRef::parse(&n.to_string()))
-        .collect::<Result<_>>()?;
-    let mut answers = registries
-        .client
-        .exists_many(&refs, CONCURRENCY)
-        .await
-        .into_iter();
-    let mut actions = Vec::with_capacity(names.len());
-    for name in names {
-        if name.registry.is_none() {
-            // Nothing to ask and nowhere to push: build locally (flytekit does the same with a local daemon).
-            actions.push(Action::Build);
-            continue;
-        }
-        let action = match answers.next().expect("one answer per reference") {
-            Existence::Present { digest } => Action::Present(digest),
-            Existence::Absent => Action::Build,
-            Existence::Unknown(err) => match args.if_unknown {
-                IfUnknown::Fail => {
-                    let fix = match err.kind() {
-                        ErrorKind::Unauthorized => format!(
-                            "log in with `berth login {}` (or docker login), or set BERTH_REGISTRY_USERNAME/BERTH_REGISTRY_PASSWORD",
-                            name.registry.as_deref().unwrap_or_default()
-                        ),
-                        ErrorKind::Temporary => "check that the registry is reachable, then retry".to_string(),
-                        _ => "check the registry address; for a registry with a private CA pass --ca-file, for plain HTTP --insecure-registry".to_string(),
-                    };
-                    return Err(err
-                        .context(format!("cannot tell whether {name} exists"))
-                        .with_hint(format!(
-                            "{fix}; or pass --if-unknown build|skip to go on without knowing"
-                        )));
-                }
-                IfUnknown::Build => Action::Build,
-                IfUnknown::Skip => Action::Skip(err),
-            },
+    let config = Config::load()?;
+    if args.specs.is_empty() {
+        let Some(project) = &config.project else {
+            return Err(Error::invalid(
+                "no spec files given, and no berth.yaml in this folder or above",
+            )
+            .with_hint("name spec files (`berth build spec.yaml`), or create a berth.yaml project (see `berth build --help`)"));
         };
-        actions.push(action);
+        return build_project(args, &config, project).await;
     }
-    Ok(actions)
+    if args.check {
+        return Err(Error::invalid(
+            "--check compares a project's berth.lock; it takes no spec files",
+        )
+        .with_hint("run `berth build --check` in the project folder"));
+    }
+    let specs = super::load_specs(&args.specs)?;
+    let labelled: Vec<(String, &ImageSpec)> = specs.iter().map(|s| (s.display_path(), s)).collect();
+    let namer = super::namer();
+    let units = units(&namer, &labelled)?;
+    let choice = EngineChoice::with_config(&args.engine, &config)?;
+    let registries = Registries::new(&args.engine.registry)?;
+    let outcomes = run::run(&units, &namer, &registries, &choice, &options(args)).await?;
+    for (unit, outcome) in units.iter().zip(&outcomes) {
+        report(unit, outcome);
+    }
+    finish(&units, outcomes)
 }
 
-async fn build_one(
-    args: &BuildArgs,
-    engine: &dyn ContainerEngine,
-    registries: &Registries,
-    namer: &berth_core::tag::Namer,
-    spec: &ImageSpec,
-    name: &ImageName,
-) -> Result<String> {
-    let plan = plan(namer, spec)?;
-    engine.check_plan(&plan).await?;
-    let mut credentials = Vec::new();
-    let pulls = std::iter::once(plan.base_image.as_str())
-        .chain(plan.helper_images.iter().map(|h| h.reference.as_str()));
-    for reference in pulls {
-        let host = ImageRef::parse(reference)?.registry;
-        if credentials
-            .iter()
-            .any(|c: &berth_core::engine::Credentials| c.registry == host)
-        {
-            continue;
-        }
-        if let Some(found) = registries.credentials(&host)? {
-            credentials.push(found);
-        }
-    }
-    let options = BuildOptions {
-        tags: vec![name.to_string()],
-        credentials,
+fn options(args: &BuildArgs) -> RunOptions {
+    RunOptions {
+        force: args.force,
+        no_push: args.no_push,
+        if_unknown: args.if_unknown,
         network: match args.network {
             NetworkArg::Default => Network::Default,
             NetworkArg::Host => Network::Host,
             NetworkArg::None => Network::None,
         },
         no_cache: args.no_cache,
-    };
-    eprintln!("{name}: building on {}", engine.name());
-    let progress = StderrProgress::new(&name.name, false);
-    let built = engine
-        .build(&plan, &options, &progress)
-        .await
-        .map_err(|e| e.context(format!("building {name}")))?;
-    if args.no_push || name.registry.is_none() {
-        if name.registry.is_none() {
-            eprintln!(
-                "{name}: built locally ({}); the spec names no registry, so it is not pushed",
-                built.id
-            );
-        } else {
-            eprintln!(
-                "{name}: built locally ({}), not pushed (--no-push)",
-                built.id
-            );
-        }
-        return Ok(name.to_string());
+        jobs: usize::from(args.jobs),
     }
-    let image = ImageRef::parse(&name.to_string())?;
-    let transfer = registries.transfer_options(&image)?;
-    eprintln!("{name}: pushing");
-    let pushed = engine.push(&name.to_string(), &transfer, &progress).await.map_err(|e| {
-        let hint = if e.kind() == ErrorKind::Unauthorized {
-            Some(format!("log in with `berth login {}` (or docker login), or set BERTH_REGISTRY_USERNAME/BERTH_REGISTRY_PASSWORD", image.registry))
-        } else {
-            None
-        };
-        let e = e.context(format!("pushing {name}"));
-        match hint {
-            Some(h) => e.with_hint(h),
-            None => e,
+}
+
+/// One line on stdout per image that is in a registry or built locally; failures go to stderr.
+fn report(unit: &Unit<'_>, outcome: &Outcome) {
+    let name = &unit.name;
+    match outcome {
+        Outcome::Present { digest } => {
+            output().say(&format!(
+                "{name}: already in the registry, nothing to build"
+            ));
+            println!("{name}@{digest}");
         }
-    })?;
-    Ok(format!("{}@{}", name, pushed.digest))
+        Outcome::Pushed { digest } => println!("{name}@{digest}"),
+        Outcome::Local => println!("{name}"),
+        Outcome::Skipped(err) => output().print(&format!(
+            "{name}: skipped, the registry could not tell whether it exists: {err}"
+        )),
+        Outcome::Failed(err) => output().print(&format!(
+            "error: {name} ({}): {err}",
+            unit.wanted_by.join(", ")
+        )),
+    }
+}
+
+/// The run's exit status: the first failure's, else "could not tell" for skipped images, else success.
+fn finish(units: &[Unit<'_>], outcomes: Vec<Outcome>) -> Result<ExitStatus> {
+    let failed: Vec<(&Unit<'_>, Error)> = units
+        .iter()
+        .zip(outcomes)
+        .filter_map(|(u, o)| match o {
+            Outcome::Failed(e) => Some((u, e)),
+            Outcome::Skipped(_) => None,
+            _ => None,
+        })
+        .collect();
+    if let Some((_, first)) = failed.into_iter().next() {
+        if units.len() == 1 {
+            return Err(first);
+        }
+        return Ok(ExitStatus::for_kind(first.kind()));
+    }
+    Ok(ExitStatus::Success)
+}
+
+async fn build_project(args: &BuildArgs, config: &Config, project: &Project) -> Result<ExitStatus> {
+    let registry = config.registry().map(|s| s.value);
+    let images = project.load_images(registry)?;
+    let labelled: Vec<(String, &ImageSpec)> = images.iter().map(|(n, s)| (n.clone(), s)).collect();
+    let namer = super::namer();
+    let units = units(&namer, &labelled)?;
+    let unit_of = |image: &str| -> usize {
+        let name = namer
+            .image_name(
+                &images
+                    .iter()
+                    .find(|(n, _)| n == image)
+                    .expect("checked when read")
+                    .1,
+            )
+            .expect("named above")
+            .to_string();
+        units
+            .iter()
+            .position(|u| u.name.to_string() == name)
+            .expect("every image is a unit")
+    };
+    let uses_default = project.tasks.iter().any(|(_, image)| image.is_none());
+    let default_image = uses_default.then(|| config.default_image());
+    let lock_path = project.dir().join(LOCK_FILE);
+
+    if args.check {
+        let mut wanted = Lock::default();
+        for (image, _) in &images {
+            wanted
+                .images
+                .insert(image.clone(), units[unit_of(image)].name.to_string());
+        }
+        for (task, image) in &project.tasks {
+            let name = match image {
+                Some(image) => units[unit_of(image)].name.to_string(),
+                None => default_image
+                    .as_ref()
+                    .expect("a task uses it")
+                    .value
+                    .clone(),
+            };
+            wanted.tasks.insert(task.clone(), name);
+        }
+        wanted.default_image = default_image.map(|s| s.value);
+        let differences = match Lock::read(&lock_path)? {
+            None => vec![format!("{} does not exist", lock_path.display())],
+            Some(lock) => lock.differences(&wanted),
+        };
+        if differences.is_empty() {
+            eprintln!(
+                "{} is current ({} tasks)",
+                lock_path.display(),
+                wanted.tasks.len()
+            );
+            return Ok(ExitStatus::Success);
+        }
+        for line in &differences {
+            eprintln!("stale: {line}");
+        }
+        eprintln!(
+            "hint: run `berth build` in {} to update {LOCK_FILE}",
+            project.dir().display()
+        );
+        return Ok(ExitStatus::Failure);
+    }
+
+    let choice = EngineChoice::with_config(&args.engine, config)?;
+    let registries = Registries::new(&args.engine.registry)?;
+    let default_ref = match &default_image {
+        Some(setting) => {
+            Some(resolve_default(&registries, &setting.value, &setting.source.to_string()).await?)
+        }
+        None => None,
+    };
+    let outcomes = run::run(&units, &namer, &registries, &choice, &options(args)).await?;
+    for (unit, outcome) in units.iter().zip(&outcomes) {
+        report(unit, outcome);
+    }
+    let reference = |i: usize| {
+        outcomes[i]
+            .digest()
+            .map(|d| format!("{}@{d}", units[i].name))
+    };
+    let mut lock = Lock {
+        default_image: default_ref.clone(),
+        ..Lock::default()
+    };
+    let mut missing = Vec::new();
+    for (image, _) in &images {
+        match reference(unit_of(image)) {
+            Some(r) => {
+                lock.images.insert(image.clone(), r);
+            }
+            None => missing.push(format!("image `{image}`")),
+        }
+    }
+    for (task, image) in &project.tasks {
+        let r = match image {
+            Some(image) => reference(unit_of(image)),
+            None => default_ref.clone(),
+        };
+        match r {
+            Some(r) => {
+                output().say(&format!("task {task}: {r}"));
+                lock.tasks.insert(task.clone(), r);
+            }
+            None => missing.push(format!("task `{task}`")),
+        }
+    }
+    if missing.is_empty() {
+        lock.write(&lock_path)?;
+        output().say(&format!(
+            "wrote {} ({} tasks)",
+            lock_path.display(),
+            lock.tasks.len()
+        ));
+        return finish(&units, outcomes);
+    }
+    output().print(&format!(
+        "{} not updated: {} not in a registry ({})",
+        lock_path.display(),
+        missing.join(", "),
+        if args.no_push {
+            "--no-push"
+        } else {
+            "see the errors above"
+        }
+    ));
+    let status = finish(&units, outcomes)?;
+    Ok(if status == ExitStatus::Success {
+        ExitStatus::Failure
+    } else {
+        status
+    })
+}
+
+/// The default image's immutable reference, asked of its registry.
+async fn resolve_default(registries: &Registries, image: &str, source: &str) -> Result<String> {
+    let reference = ImageRef::parse(image)
+        .map_err(|e| e.context(format!("default image {image} ({source})")))?;
+    let fix = "set `default_image:` in berth.yaml (or BERTH_DEFAULT_IMAGE) to an image your registry holds";
+    match registries.client.exists(&reference).await {
+        Existence::Present { digest } => Ok(format!("{image}@{digest}")),
+        Existence::Absent => Err(Error::new(
+            ErrorKind::NotFound,
+            format!("the default image {image} ({source}) is not in its registry"),
+        )
+        .with_hint(fix)),
+        Existence::Unknown(e) => Err(e
+            .context(format!(
+                "cannot resolve the default image {image} ({source})"
+            ))
+            .with_hint(fix)),
+    }
 }

@@ -2,6 +2,7 @@
 
 pub mod access;
 pub mod build;
+pub mod config;
 pub mod doctor;
 pub mod engines;
 pub mod exists;
@@ -13,15 +14,20 @@ pub mod verify_public;
 
 use std::path::{Path, PathBuf};
 
-use berth_core::spec::{load_spec, ImageSpec};
+use berth_core::spec::{load_spec_with, ImageSpec, SpecDefaults};
 use berth_core::tag::Namer;
 use berth_digest::DigestCache;
 
+use crate::config::Config;
 use crate::env_vars::EnvVars;
 
-/// Loads the specs named on the command line.
+/// Loads the specs named on the command line; specs that name no registry get the configured one
+/// (`BERTH_REGISTRY`, the project's or the user's `registry:`), as in a project build.
 pub fn load_specs(paths: &[PathBuf]) -> berth_core::Result<Vec<ImageSpec>> {
-    paths.iter().map(|p| load_spec(p)).collect()
+    let defaults = SpecDefaults {
+        registry: Config::load()?.registry().map(|s| s.value),
+    };
+    paths.iter().map(|p| load_spec_with(p, &defaults)).collect()
 }
 
 /// A namer with the user's digest cache.
@@ -29,7 +35,8 @@ pub fn namer() -> Namer {
     Namer::new(cache_dir().map(|dir| DigestCache::open(&dir.join("digests"))))
 }
 
-fn cache_dir() -> Option<PathBuf> {
+/// berth's cache folder: `BERTH_CACHE_DIR`, else `$XDG_CACHE_HOME/berth`, else `~/.cache/berth`.
+pub fn cache_dir() -> Option<PathBuf> {
     let var = |name: &str| {
         std::env::var_os(name)
             .filter(|v| !v.is_empty())

@@ -6,7 +6,7 @@ use berth_core::{Error, Result};
 use super::access::{EngineChoice, Registries};
 use crate::args::PushArgs;
 use crate::exit::ExitStatus;
-use crate::progress::StderrProgress;
+use crate::progress::output;
 
 /// Runs `berth push`.
 pub async fn run(args: &PushArgs) -> Result<ExitStatus> {
@@ -27,7 +27,7 @@ pub async fn run(args: &PushArgs) -> Result<ExitStatus> {
     let engine = choice.connect().await?;
     for name in &names {
         let image = ImageRef::parse(&name.to_string())?;
-        let progress = StderrProgress::new(&name.name, false);
+        let progress = output().image(&name.name);
         let pushed = engine
             .push(
                 &name.to_string(),

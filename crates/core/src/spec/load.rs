@@ -8,24 +8,49 @@ use crate::error::{Error, Result};
 use crate::pyrepr::str_value;
 use crate::yaml::{self, Mark, Node, Value};
 
+/// Values a project gives every spec it loads, where the spec itself says nothing.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SpecDefaults {
+    /// `registry` for specs (and their base specs) that set none; it takes part in the tag exactly as if the
+    /// spec file said it.
+    pub registry: Option<String>,
+}
+
 /// Loads a spec file, resolving relative paths against its folder and loading a nested base spec.
 pub fn load_spec(path: &Path) -> Result<ImageSpec> {
+    load_spec_with(path, &SpecDefaults::default())
+}
+
+/// [`load_spec`] with project defaults, applied to the spec and its base specs.
+pub fn load_spec_with(path: &Path, defaults: &SpecDefaults) -> Result<ImageSpec> {
     let mut chain = Vec::new();
-    load_chained(path, &mut chain)
+    load_chained(path, &mut chain, defaults)
 }
 
 /// Loads a spec from text as if it were the file `path` (which need not exist; its folder is used for paths).
 pub fn load_spec_str(text: &str, path: &Path) -> Result<ImageSpec> {
     let file = absolute(path)?;
     let mut chain = vec![file.clone()];
-    parse(text, &file, &mut chain)
+    parse(text, &file, &mut chain, &SpecDefaults::default())
+}
+
+/// Loads a spec written inline in another YAML file (a project file's `images:` entry): `node` is the mapping of
+/// ImageSpec fields, `file` the file it is in (relative paths resolve against its folder; errors point into it).
+pub fn load_inline_spec(node: &Node, file: &Path, defaults: &SpecDefaults) -> Result<ImageSpec> {
+    let file = absolute(file)?;
+    let mut chain = vec![file.clone()];
+    parse_root(node.clone(), &file, &mut chain, defaults)
 }
 
 fn absolute(path: &Path) -> Result<PathBuf> {
     std::path::absolute(path).map_err(|e| Error::io(path, e))
 }
 
-fn load_chained(path: &Path, chain: &mut Vec<PathBuf>) -> Result<ImageSpec> {
+fn load_chained(
+    path: &Path,
+    chain: &mut Vec<PathBuf>,
+    defaults: &SpecDefaults,
+) -> Result<ImageSpec> {
     let file = absolute(path)?;
     let text = std::fs::read_to_string(&file).map_err(|e| {
         Error::io(&file, e)
@@ -45,7 +70,7 @@ fn load_chained(path: &Path, chain: &mut Vec<PathBuf>) -> Result<ImageSpec> {
         )));
     }
     chain.push(canonical);
-    let spec = parse(&text, &file, chain);
+    let spec = parse(&text, &file, chain, defaults);
     chain.pop();
     spec
 }
@@ -61,7 +86,12 @@ pub(super) fn at(file: &Path, mark: Mark, message: impl std::fmt::Display) -> Er
     .with_operation("read spec")
 }
 
-fn parse(text: &str, file: &Path, chain: &mut Vec<PathBuf>) -> Result<ImageSpec> {
+fn parse(
+    text: &str,
+    file: &Path,
+    chain: &mut Vec<PathBuf>,
+    defaults: &SpecDefaults,
+) -> Result<ImageSpec> {
     let root = yaml::load(text).map_err(|e| at(file, e.mark, e.message))?;
     let Some(root) = root else {
         return Err(at(
@@ -70,6 +100,15 @@ fn parse(text: &str, file: &Path, chain: &mut Vec<PathBuf>) -> Result<ImageSpec>
             "the spec is empty; it needs at least `name:`",
         ));
     };
+    parse_root(root, file, chain, defaults)
+}
+
+fn parse_root(
+    root: Node,
+    file: &Path,
+    chain: &mut Vec<PathBuf>,
+    defaults: &SpecDefaults,
+) -> Result<ImageSpec> {
     let Value::Map(entries) = root.value else {
         return Err(at(
             file,
@@ -102,6 +141,19 @@ fn parse(text: &str, file: &Path, chain: &mut Vec<PathBuf>) -> Result<ImageSpec>
         };
         raw.push((field, value));
     }
+    if let Some(registry) = &defaults.registry {
+        let unset = |(f, n): &(Field, Node)| *f == Field::Registry && n.value == Value::Null;
+        if !raw.iter().any(|(f, _)| *f == Field::Registry) || raw.iter().any(unset) {
+            raw.retain(|entry| !unset(entry));
+            raw.push((
+                Field::Registry,
+                Node {
+                    value: Value::Str(registry.clone()),
+                    mark: root.mark,
+                },
+            ));
+        }
+    }
     let dir = file
         .parent()
         .map(Path::to_path_buf)
@@ -110,6 +162,7 @@ fn parse(text: &str, file: &Path, chain: &mut Vec<PathBuf>) -> Result<ImageSpec>
         file,
         dir: &dir,
         raw: &raw,
+        defaults,
     };
     reader.build(chain)
 }
@@ -118,6 +171,7 @@ struct Reader<'a> {
     file: &'a Path,
     dir: &'a Path,
     raw: &'a [(Field, Node)],
+    defaults: &'a SpecDefaults,
 }
 
 impl Reader<'_> {
@@ -370,7 +424,7 @@ impl Reader<'_> {
                         "expected an image reference or `{spec: other-spec.yaml}`",
                     ));
                 };
-                let nested = load_chained(&self.dir.join(spec_path), chain)
+                let nested = load_chained(&self.dir.join(spec_path), chain, self.defaults)
                     .map_err(|e| e.context(format!("{}: base_image spec", self.file.display())))?;
                 Ok(Some(BaseImage::Spec(Box::new(nested))))
             }

@@ -12,7 +12,7 @@ use std::path::PathBuf;
 
 pub use check::check_buildable;
 pub use fields::{Field, FIELDS};
-pub use load::{load_spec, load_spec_str};
+pub use load::{load_inline_spec, load_spec, load_spec_str, load_spec_with, SpecDefaults};
 
 use crate::yaml::Node;
 

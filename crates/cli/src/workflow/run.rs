@@ -1,0 +1,297 @@
+//! Running the units of a build: every existence check at once, then the missing images built in dependency
+//! order with at most `jobs` builds at a time; a push runs after its build without holding a build slot, so it
+//! overlaps the next builds. A failure stops only the images that depend on it; everything else finishes and is
+//! reported.
+
+use std::sync::Arc;
+
+use berth_core::engine::{BuildOptions, ContainerEngine, ContainerEngineExt, Credentials, Network};
+use berth_core::plan::plan;
+use berth_core::reference::ImageRef;
+use berth_core::tag::{ImageName, Namer};
+use berth_core::{Error, ErrorKind, Result};
+use berth_registry::Existence;
+use tokio::sync::{watch, Mutex, Semaphore};
+
+use super::units::Unit;
+use crate::commands::access::{EngineChoice, Registries};
+use crate::progress::{output, ImageProgress};
+
+/// How many existence checks run at once.
+pub const CHECKS_AT_ONCE: usize = 32;
+
+/// What `berth build` was asked to do with missing images.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// Build even when the registry has the image.
+    pub force: bool,
+    /// Build but do not push.
+    pub no_push: bool,
+    /// When the registry cannot tell: fail, build, or skip.
+    pub if_unknown: crate::args::IfUnknown,
+    /// Network of RUN steps.
+    pub network: Network,
+    /// Ignore the engine's build cache.
+    pub no_cache: bool,
+    /// Builds at a time.
+    pub jobs: usize,
+}
+
+/// How one unit ended.
+#[derive(Debug)]
+pub enum Outcome {
+    /// The registry already had it.
+    Present {
+        /// Its digest there.
+        digest: String,
+    },
+    /// Built and pushed.
+    Pushed {
+        /// The pushed digest.
+        digest: String,
+    },
+    /// Built locally only (`--no-push`, or the spec names no registry).
+    Local,
+    /// Not built: the registry could not tell and the user chose to skip.
+    Skipped(Error),
+    /// Failed (or its base did).
+    Failed(Error),
+}
+
+impl Outcome {
+    /// The immutable reference of a unit in a registry, if it is there.
+    pub fn digest(&self) -> Option<&str> {
+        match self {
+            Outcome::Present { digest } | Outcome::Pushed { digest } => Some(digest),
+            _ => None,
+        }
+    }
+}
+
+/// Checks, builds and pushes `units`; one outcome per unit, in order. Errors that concern the whole run
+/// (the engine cannot be chosen, `--if-unknown fail` met an unknown) end it early.
+pub async fn run(
+    units: &[Unit<'_>],
+    namer: &Namer,
+    registries: &Registries,
+    engine: &EngineChoice,
+    options: &RunOptions,
+) -> Result<Vec<Outcome>> {
+    let decisions = decide(units, registries, options).await?;
+    let connected: Mutex<Option<Arc<dyn ContainerEngine>>> = Mutex::new(None);
+    let slots = Semaphore::new(options.jobs.max(1));
+    let (senders, receivers): (Vec<_>, Vec<_>) =
+        units.iter().map(|_| watch::channel(None::<bool>)).unzip();
+    let work = units
+        .iter()
+        .zip(decisions)
+        .enumerate()
+        .map(|(i, (unit, decision))| {
+            let connected = &connected;
+            let slots = &slots;
+            let sender = &senders[i];
+            let base = unit.base.map(|b| receivers[b].clone());
+            async move {
+                let outcome = match decision {
+                    Decision::Done(outcome) => outcome,
+                    Decision::Build => {
+                        let base_ok = match base {
+                            None => true,
+                            Some(mut rx) => matches!(
+                                *rx.wait_for(Option::is_some).await.expect("sender lives"),
+                                Some(true)
+                            ),
+                        };
+                        if base_ok {
+                            build_unit(unit, namer, registries, engine, connected, slots, options)
+                                .await
+                        } else {
+                            let base_name = &units[unit.base.expect("has a base")].name;
+                            Outcome::Failed(Error::new(
+                                ErrorKind::BuildFailed,
+                                format!("not built: its base image {base_name} failed"),
+                            ))
+                        }
+                    }
+                };
+                let usable = !matches!(outcome, Outcome::Failed(_) | Outcome::Skipped(_));
+                let _ = sender.send(Some(usable));
+                outcome
+            }
+        });
+    Ok(futures_util::future::join_all(work).await)
+}
+
+enum Decision {
+    Done(Outcome),
+    Build,
+}
+
+/// Asks the registries about every unit at once.
+async fn decide(
+    units: &[Unit<'_>],
+    registries: &Registries,
+    options: &RunOptions,
+) -> Result<Vec<Decision>> {
+    if options.force {
+        return Ok(units.iter().map(|_| Decision::Build).collect());
+    }
+    let refs: Vec<ImageRef> = units
+        .iter()
+        .filter(|u| u.name.registry.is_some())
+        .map(|u| ImageRef::parse(&u.name.to_string()))
+        .collect::<Result<_>>()?;
+    let mut answers = registries
+        .client
+        .exists_many(&refs, CHECKS_AT_ONCE)
+        .await
+        .into_iter();
+    let mut decisions = Vec::with_capacity(units.len());
+    for unit in units {
+        let name = &unit.name;
+        if name.registry.is_none() {
+            // Nothing to ask and nowhere to push: build locally (flytekit does the same with a local daemon).
+            decisions.push(Decision::Build);
+            continue;
+        }
+        let decision = match answers.next().expect("one answer per reference") {
+            Existence::Present { digest } => Decision::Done(Outcome::Present { digest }),
+            Existence::Absent => Decision::Build,
+            Existence::Unknown(err) => match options.if_unknown {
+                crate::args::IfUnknown::Fail => return Err(unknown_error(name, err)),
+                crate::args::IfUnknown::Build => Decision::Build,
+                crate::args::IfUnknown::Skip => Decision::Done(Outcome::Skipped(err)),
+            },
+        };
+        decisions.push(decision);
+    }
+    Ok(decisions)
+}
+
+fn unknown_error(name: &ImageName, err: Error) -> Error {
+    let fix = match err.kind() {
+        ErrorKind::Unauthorized => login_hint(name.registry.as_deref().unwrap_or_default()),
+        ErrorKind::Temporary => "check that the registry is reachable, then retry".to_string(),
+        _ => "check the registry address; for a registry with a private CA pass --ca-file, for plain HTTP \
+              --insecure-registry"
+            .to_string(),
+    };
+    err.context(format!("cannot tell whether {name} exists"))
+        .with_hint(format!(
+            "{fix}; or pass --if-unknown build|skip to go on without knowing"
+        ))
+}
+
+/// What to do about refused credentials for `registry`.
+pub fn login_hint(registry: &str) -> String {
+    format!(
+        "log in with `berth login {registry}` (or docker login), or set BERTH_REGISTRY_USERNAME/BERTH_REGISTRY_PASSWORD"
+    )
+}
+
+/// Connects on first use; every unit shares the connection.
+async fn engine_for(
+    choice: &EngineChoice,
+    connected: &Mutex<Option<Arc<dyn ContainerEngine>>>,
+) -> Result<Arc<dyn ContainerEngine>> {
+    let mut slot = connected.lock().await;
+    if let Some(engine) = slot.as_ref() {
+        return Ok(engine.clone());
+    }
+    let engine: Arc<dyn ContainerEngine> = Arc::from(choice.connect().await?);
+    *slot = Some(engine.clone());
+    Ok(engine)
+}
+
+async fn build_unit(
+    unit: &Unit<'_>,
+    namer: &Namer,
+    registries: &Registries,
+    choice: &EngineChoice,
+    connected: &Mutex<Option<Arc<dyn ContainerEngine>>>,
+    slots: &Semaphore,
+    options: &RunOptions,
+) -> Outcome {
+    let name = &unit.name;
+    let progress = output().image(&name.name);
+    let built = async {
+        let plan = plan(namer, unit.spec)?;
+        let engine = engine_for(choice, connected).await?;
+        engine.check_plan(&plan).await?;
+        let build = BuildOptions {
+            tags: vec![name.to_string()],
+            credentials: pull_credentials(registries, &plan)?,
+            network: options.network,
+            no_cache: options.no_cache,
+        };
+        let _slot = slots.acquire().await.expect("semaphore open");
+        output().say(&format!("{name}: building on {}", engine.name()));
+        let built = engine
+            .build(&plan, &build, &progress)
+            .await
+            .map_err(|e| e.context(format!("building {name}")))?;
+        Ok::<_, Error>((engine, built))
+    }
+    .await;
+    let (engine, built) = match built {
+        Ok(done) => done,
+        Err(e) => return Outcome::Failed(e),
+    };
+    if options.no_push || name.registry.is_none() {
+        let why = if name.registry.is_none() {
+            "the spec names no registry, so it is not pushed"
+        } else {
+            "not pushed (--no-push)"
+        };
+        output().say(&format!("{name}: built locally ({}); {why}", built.id));
+        return Outcome::Local;
+    }
+    match push(&*engine, registries, name, &progress).await {
+        Ok(digest) => Outcome::Pushed { digest },
+        Err(e) => Outcome::Failed(e),
+    }
+}
+
+/// Credentials for the base and helper images' registries.
+fn pull_credentials(
+    registries: &Registries,
+    plan: &berth_core::plan::BuildPlan,
+) -> Result<Vec<Credentials>> {
+    let mut credentials: Vec<Credentials> = Vec::new();
+    let pulls = std::iter::once(plan.base_image.as_str())
+        .chain(plan.helper_images.iter().map(|h| h.reference.as_str()));
+    for reference in pulls {
+        let host = ImageRef::parse(reference)?.registry;
+        if credentials.iter().any(|c| c.registry == host) {
+            continue;
+        }
+        if let Some(found) = registries.credentials(&host)? {
+            credentials.push(found);
+        }
+    }
+    Ok(credentials)
+}
+
+/// Pushes a built image; its digest.
+pub async fn push(
+    engine: &dyn ContainerEngine,
+    registries: &Registries,
+    name: &ImageName,
+    progress: &ImageProgress,
+) -> Result<String> {
+    let image = ImageRef::parse(&name.to_string())?;
+    let transfer = registries.transfer_options(&image)?;
+    output().say(&format!("{name}: pushing"));
+    match engine.push(&name.to_string(), &transfer, progress).await {
+        Ok(pushed) => Ok(pushed.digest),
+        Err(e) => {
+            let unauthorized = e.kind() == ErrorKind::Unauthorized;
+            let e = e.context(format!("pushing {name}"));
+            Err(if unauthorized {
+                e.with_hint(login_hint(&image.registry))
+            } else {
+                e
+            })
+        }
+    }
+}
