@@ -708,6 +708,35 @@ tasks:
         "a no-op run leaves the lock as it was"
     );
 
+    // For scripts: the same no-op run as JSON, and asked whether a cluster without credentials could pull the
+    // images (no: the test registry wants a login), which fails the run and says what to do.
+    let json = project.berth(&["build", "--json", "--verify-public"], "");
+    assert_eq!(json.code, 1, "the images are not public: {}", json.stderr);
+    assert!(
+        json.stderr
+            .contains("verify-public: 0 of 2 images can be pulled without credentials"),
+        "{}",
+        json.stderr
+    );
+    let report: serde_json::Value = serde_json::from_str(&json.stdout).expect("--json prints JSON");
+    let statuses: Vec<&str> = report["images"]
+        .as_array()
+        .expect("images")
+        .iter()
+        .map(|i| i["status"].as_str().unwrap_or_default())
+        .collect();
+    assert_eq!(statuses, ["present", "present"], "{}", json.stdout);
+    assert_eq!(
+        report["tasks"]["train"].as_str(),
+        Some(task("train").as_str())
+    );
+    assert_eq!(
+        report["images"][0]["wanted_by"],
+        serde_json::json!(["base", "base-again"]),
+        "{}",
+        json.stdout
+    );
+
     project.write("berth.yaml", &berth_yaml("changed"));
     let check = project.berth(&["build", "--check"], "");
     assert_eq!(

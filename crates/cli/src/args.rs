@@ -248,6 +248,10 @@ pub struct BuildArgs {
     /// without pull secrets, can pull it, as `berth verify-public` does; exit 1 if one cannot.
     #[arg(long, conflicts_with = "no_push")]
     pub verify_public: bool,
+    /// Print one JSON object: {"images": [{"image", "wanted_by", "status", "digest", "error"}]}, plus "tasks"
+    /// and "lock" for a project (progress still goes to standard error).
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Arguments of `berth verify-public`.

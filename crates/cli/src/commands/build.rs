@@ -9,6 +9,7 @@ use berth_core::{Error, ErrorKind, Result};
 use berth_registry::Existence;
 
 use super::access::{EngineChoice, Registries};
+use super::verify_public::verify_all;
 use crate::args::{BuildArgs, NetworkArg};
 use crate::config::{Config, Project};
 use crate::exit::ExitStatus;
@@ -42,10 +43,7 @@ pub async fn run(args: &BuildArgs) -> Result<ExitStatus> {
     let choice = EngineChoice::with_config(&args.engine, &config)?;
     let registries = Registries::new(&args.engine.registry)?;
     let outcomes = run::run(&units, &namer, &registries, &choice, &options(args)).await?;
-    for (unit, outcome) in units.iter().zip(&outcomes) {
-        report(unit, outcome);
-    }
-    finish(&units, outcomes)
+    conclude(args, &registries, &units, outcomes, serde_json::Map::new()).await
 }
 
 fn options(args: &BuildArgs) -> RunOptions {
@@ -63,18 +61,82 @@ fn options(args: &BuildArgs) -> RunOptions {
     }
 }
 
-/// One line on stdout per image that is in a registry or built locally; failures go to stderr.
-fn report(unit: &Unit<'_>, outcome: &Outcome) {
+/// Prints the results: one line on stdout per image that is in a registry (`name@digest`) or built locally
+/// (`name`), or with `--json` one object with every image (and `extra`, a project's lock and tasks); failures and
+/// skips go to stderr. With `--verify-public`, then asks whether a client without credentials can pull each
+/// image that is in a registry. Returns the exit status.
+async fn conclude(
+    args: &BuildArgs,
+    registries: &Registries,
+    units: &[Unit<'_>],
+    outcomes: Vec<Outcome>,
+    extra: serde_json::Map<String, serde_json::Value>,
+) -> Result<ExitStatus> {
+    for (unit, outcome) in units.iter().zip(&outcomes) {
+        // A single image's failure is the command's error, printed once by main.
+        if !(units.len() == 1 && matches!(outcome, Outcome::Failed(_))) {
+            report(unit, outcome, !args.json);
+        }
+    }
+    if args.json {
+        let images: Vec<serde_json::Value> = units
+            .iter()
+            .zip(&outcomes)
+            .map(|(unit, outcome)| {
+                let (status, error) = match outcome {
+                    Outcome::Present { .. } => ("present", None),
+                    Outcome::Pushed { .. } => ("pushed", None),
+                    Outcome::Local => ("built-locally", None),
+                    Outcome::Skipped(e) => ("skipped", Some(e.to_string())),
+                    Outcome::Failed(e) => ("failed", Some(e.to_string())),
+                };
+                serde_json::json!({
+                    "image": unit.name.to_string(),
+                    "wanted_by": unit.wanted_by,
+                    "status": status,
+                    "digest": outcome.digest(),
+                    "error": error,
+                })
+            })
+            .collect();
+        let mut root = extra;
+        root.insert("images".into(), images.into());
+        println!("{}", serde_json::Value::Object(root));
+    }
+    let public_refs: Vec<ImageRef> = units
+        .iter()
+        .zip(&outcomes)
+        .filter_map(|(unit, outcome)| {
+            let digest = outcome.digest()?;
+            Some(ImageRef::parse(&unit.name.to_string()).map(|r| r.with_digest(digest)))
+        })
+        .collect::<Result<_>>()?;
+    let mut status = finish(units, outcomes)?;
+    if args.verify_public {
+        let report = verify_all(registries, &public_refs).await;
+        report.explain();
+        if status == ExitStatus::Success {
+            status = report.status();
+        }
+    }
+    Ok(status)
+}
+
+/// Says what happened to one image: `stdout` lines for scripts unless `--json` prints them all at the end.
+fn report(unit: &Unit<'_>, outcome: &Outcome, stdout: bool) {
     let name = &unit.name;
     match outcome {
         Outcome::Present { digest } => {
             output().say(&format!(
                 "{name}: already in the registry, nothing to build"
             ));
-            println!("{name}@{digest}");
+            if stdout {
+                println!("{name}@{digest}");
+            }
         }
-        Outcome::Pushed { digest } => println!("{name}@{digest}"),
-        Outcome::Local => println!("{name}"),
+        Outcome::Pushed { digest } if stdout => println!("{name}@{digest}"),
+        Outcome::Local if stdout => println!("{name}"),
+        Outcome::Pushed { .. } | Outcome::Local => {}
         Outcome::Skipped(err) => output().print(&format!(
             "{name}: skipped, the registry could not tell whether it exists: {err}"
         )),
@@ -85,24 +147,25 @@ fn report(unit: &Unit<'_>, outcome: &Outcome) {
     }
 }
 
-/// The run's exit status: the first failure's, else "could not tell" for skipped images, else success.
+/// The run's exit status: the first failure's (a single image's failure is returned as the error itself, so
+/// its message and hint print as for any command), else "could not tell" for skipped images, else success.
 fn finish(units: &[Unit<'_>], outcomes: Vec<Outcome>) -> Result<ExitStatus> {
-    let failed: Vec<(&Unit<'_>, Error)> = units
-        .iter()
-        .zip(outcomes)
-        .filter_map(|(u, o)| match o {
-            Outcome::Failed(e) => Some((u, e)),
-            Outcome::Skipped(_) => None,
-            _ => None,
-        })
-        .collect();
-    if let Some((_, first)) = failed.into_iter().next() {
+    let skipped = outcomes.iter().any(|o| matches!(o, Outcome::Skipped(_)));
+    let first = outcomes.into_iter().find_map(|o| match o {
+        Outcome::Failed(e) => Some(e),
+        _ => None,
+    });
+    if let Some(first) = first {
         if units.len() == 1 {
             return Err(first);
         }
         return Ok(ExitStatus::for_kind(first.kind()));
     }
-    Ok(ExitStatus::Success)
+    Ok(if skipped {
+        ExitStatus::CouldNotTell
+    } else {
+        ExitStatus::Success
+    })
 }
 
 async fn build_project(args: &BuildArgs, config: &Config, project: &Project) -> Result<ExitStatus> {
@@ -181,9 +244,6 @@ async fn build_project(args: &BuildArgs, config: &Config, project: &Project) -> 
         None => None,
     };
     let outcomes = run::run(&units, &namer, &registries, &choice, &options(args)).await?;
-    for (unit, outcome) in units.iter().zip(&outcomes) {
-        report(unit, outcome);
-    }
     let reference = |i: usize| {
         outcomes[i]
             .digest()
@@ -215,6 +275,8 @@ async fn build_project(args: &BuildArgs, config: &Config, project: &Project) -> 
             None => missing.push(format!("task `{task}`")),
         }
     }
+    let mut extra = serde_json::Map::new();
+    extra.insert("tasks".into(), serde_json::json!(lock.tasks));
     if missing.is_empty() {
         lock.write(&lock_path)?;
         output().say(&format!(
@@ -222,7 +284,8 @@ async fn build_project(args: &BuildArgs, config: &Config, project: &Project) -> 
             lock_path.display(),
             lock.tasks.len()
         ));
-        return finish(&units, outcomes);
+        extra.insert("lock".into(), lock_path.display().to_string().into());
+        return conclude(args, &registries, &units, outcomes, extra).await;
     }
     output().print(&format!(
         "{} not updated: {} not in a registry ({})",
@@ -234,7 +297,8 @@ async fn build_project(args: &BuildArgs, config: &Config, project: &Project) -> 
             "see the errors above"
         }
     ));
-    let status = finish(&units, outcomes)?;
+    extra.insert("lock".into(), serde_json::Value::Null);
+    let status = conclude(args, &registries, &units, outcomes, extra).await?;
     Ok(if status == ExitStatus::Success {
         ExitStatus::Failure
     } else {
