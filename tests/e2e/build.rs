@@ -755,3 +755,71 @@ tasks:
         remove_local(&project, name.split('@').next().unwrap_or(name));
     }
 }
+
+/// One image of a project fails: the image built on it is not attempted, an independent image still builds and
+/// is pushed, the errors name the images, the project entries and the tasks left without an image, and no
+/// berth.lock is written (a deploy step must not pick up half a set).
+#[test]
+fn a_failing_image_stops_only_what_depends_on_it() {
+    let env = TestEnv::get();
+    let project = Project::new(Engine::Docker);
+    let registry = format!("{}/{}", env.registry, unique("partial"));
+    let common = format!(
+        "base_image: {}\npython_exec: /usr/bin/python3\nbuilder_config: {{uv_image: \"{}\"}}\nbuilder_options: {{install_flytekit: false}}\n",
+        env.python_image, env.uv_image
+    );
+    project.write(
+        "good.yaml",
+        &format!("name: good\nenv: {{OK: \"1\"}}\n{common}"),
+    );
+    project.write(
+        "bad.yaml",
+        &format!("name: bad\ncommands: [\"echo broken-on-purpose >&2; exit 3\"]\n{common}"),
+    );
+    project.write(
+        "child.yaml",
+        "name: child\nbase_image: {spec: bad.yaml}\npython_exec: /usr/bin/python3\nbuilder_options: {install_flytekit: false}\n",
+    );
+    project.write(
+        "berth.yaml",
+        &format!(
+            "registry: {registry}\nimages:\n  good: good.yaml\n  bad: bad.yaml\n  child: child.yaml\ntasks:\n  fine: good\n  broken: bad\n  downstream: child\n"
+        ),
+    );
+    log_in(&project, env);
+    let run = project.berth(&["build", "--engine", "docker", "-j", "1"], "");
+    assert_eq!(run.code, 1, "a failed build fails the run:\n{}", run.stderr);
+    let pushed: Vec<&str> = run.stdout.lines().collect();
+    assert_eq!(pushed.len(), 1, "only the good image: {pushed:?}");
+    assert!(
+        pushed[0].starts_with(&format!("{registry}/good:")),
+        "{pushed:?}"
+    );
+    let (name, digest) = pushed[0].split_once('@').expect("name@digest");
+    assert_eq!(
+        registry_digest(env, name),
+        digest,
+        "what succeeded is in the registry"
+    );
+    assert!(
+        run.stderr.contains("broken-on-purpose") && run.stderr.contains("(bad)"),
+        "the failure carries the step's output and the project entry:\n{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains("not built: its base image") && run.stderr.contains("(child)"),
+        "the dependent image is not attempted:\n{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains("task `broken`") && run.stderr.contains("task `downstream`"),
+        "the tasks left without an image are named:\n{}",
+        run.stderr
+    );
+    assert!(!run.stderr.contains("task `fine`"), "{}", run.stderr);
+    assert!(
+        !project.path().join("berth.lock").exists(),
+        "no lock is written for a partial set"
+    );
+    remove_local(&project, name);
+}
