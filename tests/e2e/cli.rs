@@ -221,3 +221,98 @@ fn an_unknown_engine_is_refused_before_any_other_work() {
         "no registry was contacted: {err}"
     );
 }
+
+#[test]
+fn config_shows_each_setting_and_where_it_came_from() {
+    let home = tempfile::tempdir().expect("temp dir");
+    let user_file = home.path().join("user.yaml");
+    std::fs::write(
+        &user_file,
+        "engine: docker\nregistry: user.example/team\ndefault_image: user.example/flytekit:1\n",
+    )
+    .expect("write user file");
+    let project = tempfile::tempdir().expect("temp dir");
+    write(
+        project.path(),
+        "berth.yaml",
+        "engine: {name: podman, podman: {socket: unix:///run/elsewhere.sock}}\nregistry: project.example/team\nimages:\n  a: {name: a}\ntasks:\n  t1: a\n  t2:\n",
+    );
+    let deep = project.path().join("src/pkg");
+    std::fs::create_dir_all(&deep).expect("mkdir");
+    let user = user_file.to_str().expect("utf-8");
+    let run = |envs: &[(&str, &str)]| {
+        let mut all = vec![("BERTH_CONFIG", user)];
+        all.extend_from_slice(envs);
+        let out = berth_tests::berth_with(&deep, &["config", "--json"], &all, "");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).expect("JSON")
+    };
+    let config = run(&[]);
+    let project_file = project.path().join("berth.yaml").display().to_string();
+    assert_eq!(
+        config["project_file"],
+        project_file.as_str(),
+        "found walking up"
+    );
+    assert_eq!(config["engine"]["value"], "podman", "{config}");
+    assert_eq!(config["engine"]["source"], format!("from {project_file}"));
+    assert_eq!(
+        config["connection"]["podman_socket"],
+        "unix:///run/elsewhere.sock"
+    );
+    assert_eq!(
+        config["registry"]["value"], "project.example/team",
+        "the project beats the user file"
+    );
+    assert_eq!(
+        config["default_image"]["value"], "user.example/flytekit:1",
+        "the user file fills what the project leaves out"
+    );
+    assert_eq!(config["default_image"]["source"], format!("from {user}"));
+    assert_eq!(config["tasks"], serde_json::json!({"t1": "a", "t2": null}));
+
+    let config = run(&[
+        ("BERTH_REGISTRY", "env.example/x"),
+        ("BERTH_ENGINE", "docker"),
+    ]);
+    assert_eq!(
+        config["registry"]["value"], "env.example/x",
+        "the environment beats the files"
+    );
+    assert_eq!(config["registry"]["source"], "from BERTH_REGISTRY");
+    assert_eq!(config["engine"]["value"], "docker");
+    assert_eq!(config["engine"]["source"], "from BERTH_ENGINE");
+}
+
+#[test]
+fn a_bad_project_file_is_a_clear_error_that_points_at_the_line() {
+    let project = tempfile::tempdir().expect("temp dir");
+    write(
+        project.path(),
+        "berth.yaml",
+        "registry: r.example/x\nimages:\n  a: {name: a}\ntasks:\n  train: trainer\n",
+    );
+    let (code, _, err) = run(project.path(), &["build"]);
+    assert_eq!(code, 2, "invalid input: {err}");
+    assert!(
+        err.contains("berth.yaml:5:10"),
+        "points at the task's value: {err}"
+    );
+    assert!(
+        err.contains("task `train` names the image `trainer`"),
+        "{err}"
+    );
+    assert!(err.contains("images defined here: a"), "{err}");
+
+    write(project.path(), "berth.yaml", "regsitry: r.example/x\n");
+    let (code, _, err) = run(project.path(), &["build"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("unknown setting `regsitry`; did you mean `registry`?"),
+        "{err}"
+    );
+}
