@@ -171,8 +171,12 @@ impl Config {
             value: default_image::flytekit_default(&python.value),
             source: match python.source {
                 Source::Default => Source::Default,
+                Source::Detected(what) => Source::Detected(format!(
+                    "flytekit's scheme for Python {} of {what}",
+                    python.value
+                )),
                 other => Source::Detected(format!(
-                    "flytekit's scheme with Python {} ({other})",
+                    "flytekit's scheme for Python {}, python_version {other}",
                     python.value
                 )),
             },
