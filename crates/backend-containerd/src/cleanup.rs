@@ -22,6 +22,8 @@ use crate::ContainerdEngine;
 const LEASE_EXPIRY: Duration = Duration::from_secs(24 * 3600);
 /// Upper bound for a cleanup run from `Drop`.
 const DROP_CLEANUP_LIMIT: Duration = Duration::from_secs(60);
+/// How long requests of a dropped build may take to land in containerd.
+const IN_FLIGHT_GRACE: Duration = Duration::from_millis(500);
 /// SIGKILL.
 const SIGKILL: u32 = 9;
 
@@ -53,24 +55,23 @@ impl Guard {
     ) -> Result<(Guard, Daemon)> {
         let lease = unique_id(purpose);
         let expire = rfc3339(SystemTime::now() + LEASE_EXPIRY);
-        engine.daemon.create_lease(&lease, &expire, op).await?;
-        let leased = engine.daemon.with_lease(&lease)?;
         let o = &engine.options;
-        Ok((
-            Guard {
-                daemon: engine.daemon.clone(),
-                lease,
-                pending: Arc::default(),
-                reconnect: (
-                    o.address.clone(),
-                    o.namespace.clone(),
-                    o.snapshotter.clone(),
-                    o.connect_timeout,
-                ),
-                finished: false,
-            },
-            leased,
-        ))
+        // the guard exists before the lease does: dropped while the request is in flight, it still deletes it
+        let guard = Guard {
+            daemon: engine.daemon.clone(),
+            lease: lease.clone(),
+            pending: Arc::default(),
+            reconnect: (
+                o.address.clone(),
+                o.namespace.clone(),
+                o.snapshotter.clone(),
+                o.connect_timeout,
+            ),
+            finished: false,
+        };
+        let leased = engine.daemon.with_lease(&lease)?;
+        engine.daemon.create_lease(&lease, &expire, op).await?;
+        Ok((guard, leased))
     }
 
     /// The lease's id.
@@ -174,6 +175,14 @@ async fn run(daemon: &Daemon, lease: &str, pending: Pending) -> Result<()> {
     first.map_or(Ok(()), Err)
 }
 
+/// The ids of `existing` that are among `ours`.
+fn still_there(existing: Vec<String>, ours: &[String]) -> Vec<String> {
+    existing
+        .into_iter()
+        .filter(|id| ours.contains(id))
+        .collect()
+}
+
 impl Drop for Guard {
     fn drop(&mut self) {
         if self.finished {
@@ -193,7 +202,25 @@ impl Drop for Guard {
             runtime.block_on(async move {
                 let cleanup = async {
                     let daemon = Daemon::connect(&address, &namespace, &snapshotter, timeout).await?;
-                    run(&daemon, &lease, pending).await
+                    // A request the dropped future had sent may still land after this cleanup removed what it
+                    // knew of (a container created a moment later): give such requests time to land, and look
+                    // again afterwards for tasks and containers (which no lease holds).
+                    tokio::time::sleep(IN_FLIGHT_GRACE).await;
+                    let (tasks, containers) = (pending.tasks.clone(), pending.containers.clone());
+                    let first = run(&daemon, &lease, pending).await;
+                    tokio::time::sleep(IN_FLIGHT_GRACE).await;
+                    let late = Pending {
+                        tasks: still_there(daemon.task_ids(crate::ID_PREFIX, Op::Build).await?, &tasks),
+                        containers: still_there(
+                            daemon.container_ids(crate::ID_PREFIX, Op::Build).await?,
+                            &containers,
+                        ),
+                        ..Pending::default()
+                    };
+                    if !late.tasks.is_empty() || !late.containers.is_empty() {
+                        run(&daemon, &lease, late).await?;
+                    }
+                    first
                 };
                 match tokio::time::timeout(DROP_CLEANUP_LIMIT, cleanup).await {
                     Ok(Ok(())) => {}

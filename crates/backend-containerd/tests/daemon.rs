@@ -4,7 +4,7 @@
 use std::os::unix::fs::PermissionsExt as _;
 use std::time::Duration;
 
-use berth_backend_containerd::{ContainerdEngine, ContainerdOptions};
+use berth_backend_containerd::{ContainerdEngine, ContainerdOptions, Leftovers};
 use berth_core::engine::{
     BuildOptions, ContainerEngine, NoProgress, Progress, ProgressEvent, RemoveOptions,
     TransferOptions,
@@ -97,6 +97,20 @@ async fn isolated(env: &TestEnv, namespace: &str, state: &std::path::Path) -> Co
     .unwrap_or_else(|e| panic!("run scripts/env/up.sh first: {e}"))
 }
 
+/// What `engine` has now that it did not have in `before` (a run that failed earlier may have left some).
+async fn new_leftovers(engine: &ContainerdEngine, before: &Leftovers) -> Leftovers {
+    let now = engine.leftovers().await.expect("leftovers");
+    let new = |now: Vec<String>, before: &[String]| -> Vec<String> {
+        now.into_iter().filter(|id| !before.contains(id)).collect()
+    };
+    Leftovers {
+        tasks: new(now.tasks, &before.tasks),
+        containers: new(now.containers, &before.containers),
+        snapshots: new(now.snapshots, &before.snapshots),
+        leases: new(now.leases, &before.leases),
+    }
+}
+
 fn options(env: &TestEnv, tag: &str) -> BuildOptions {
     BuildOptions {
         tags: vec![tag.to_string()],
@@ -117,6 +131,7 @@ async fn failed_and_interrupted_builds_leave_nothing_behind() {
     let env = TestEnv::get();
     let state = tempfile::tempdir().expect("temp dir");
     let engine = isolated(env, "berth-test-leftovers", state.path()).await;
+    let before = engine.leftovers().await.expect("leftovers");
     let secret = state.path().join("secret");
     std::fs::write(&secret, "s3cr3t").expect("write secret");
     let mounts = || {
@@ -148,7 +163,7 @@ async fn failed_and_interrupted_builds_leave_nothing_behind() {
         .await
         .expect_err("exit 3 fails the build");
     assert_eq!(err.kind(), ErrorKind::BuildFailed, "{err}");
-    let left = engine.leftovers().await.expect("leftovers");
+    let left = new_leftovers(&engine, &before).await;
     assert!(left.is_empty(), "after a failed build: {left:?}");
 
     let mut long = plan(
@@ -171,11 +186,11 @@ async fn failed_and_interrupted_builds_leave_nothing_behind() {
             _ = tokio::time::timeout(Duration::from_secs(120), started) => {}
         }
         assert!(progress.contains("berth-started"), "the step never started");
-        let running = engine.leftovers().await.expect("leftovers");
+        let running = new_leftovers(&engine, &before).await;
         assert_eq!(running.tasks.len(), 1, "while running: {running:?}");
         // dropping the build future here is the interruption (what Ctrl-C does in berth)
     }
-    let left = engine.leftovers().await.expect("leftovers");
+    let left = new_leftovers(&engine, &before).await;
     assert!(left.is_empty(), "after an interrupted build: {left:?}");
     let run_dirs = std::fs::read_dir(state.path().join("berth-test-leftovers").join("run"))
         .map(|entries| entries.count())
@@ -190,6 +205,49 @@ async fn failed_and_interrupted_builds_leave_nothing_behind() {
             .kind(),
         ErrorKind::NotFound
     );
+}
+
+/// Cancels builds at moments spread over their whole course (pulling, preparing, creating the container and
+/// task, running): whatever request was in flight, nothing berth created may be left.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancelling_at_any_moment_leaves_nothing_behind() {
+    let env = TestEnv::get();
+    let state = tempfile::tempdir().expect("temp dir");
+    let engine = isolated(env, "berth-test-cancel", state.path()).await;
+    let before = engine.leftovers().await.expect("leftovers");
+    let steps = vec![
+        run_step("echo one > /one", vec![]),
+        run_step(
+            "echo cancel-me; sleep 600",
+            vec![Mount::Cache {
+                id: "cancel".into(),
+                target: "/cache".into(),
+            }],
+        ),
+    ];
+    let tag = format!("{}/berth-daemon-test/cancel:v1", env.registry);
+    let mut interrupted_running = 0;
+    for millis in (0..1600).step_by(80) {
+        let mut plan = plan(&env.busybox_image, steps.clone());
+        // a fresh first step each time, so it really runs instead of coming from the step cache
+        plan.steps
+            .insert(0, Step::Env(vec![("ROUND".into(), millis.to_string())]));
+        plan.steps[1] = run_step(&format!("echo {millis} > /one"), vec![]);
+        let build_options = options(env, &tag);
+        let build = engine.build(&plan, &build_options, &NoProgress);
+        if tokio::time::timeout(Duration::from_millis(millis), build)
+            .await
+            .is_ok()
+        {
+            panic!("a build with a 600 s step ended within {millis} ms");
+        }
+        let left = new_leftovers(&engine, &before).await;
+        assert!(left.is_empty(), "cancelled after {millis} ms: {left:?}");
+        if millis > 800 {
+            interrupted_running += 1;
+        }
+    }
+    assert!(interrupted_running > 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
