@@ -207,6 +207,63 @@ async fn failed_and_interrupted_builds_leave_nothing_behind() {
     );
 }
 
+/// The mount points runc creates for a step's mounts (and the host's resolv.conf) are not part of any layer: a
+/// later step sees no trace of them, not even an empty file or folder.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mount_points_leave_no_trace() {
+    let env = TestEnv::get();
+    let engine = engine(env).await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let secret = dir.path().join("secret");
+    std::fs::write(&secret, "value").expect("write secret");
+    let mut mounted = plan(
+        &env.busybox_image,
+        vec![
+            run_step(
+                "test -s /run/berth-secrets/s && test -x /opt/berth-helper/uv && test -d /berth-cache-dir/",
+                vec![
+                    Mount::Secret {
+                        id: "s".into(),
+                        target: "/run/berth-secrets/s".into(),
+                    },
+                    Mount::Image {
+                        alias: "uv".into(),
+                        source: "/uv".into(),
+                        target: "/opt/berth-helper/uv".into(),
+                    },
+                    Mount::Cache {
+                        id: format!("trace-{}", std::process::id()),
+                        target: "/berth-cache-dir".into(),
+                    },
+                ],
+            ),
+            run_step(
+                "for p in /run/berth-secrets /opt/berth-helper /berth-cache-dir; do \
+                 if [ -e $p ]; then echo \"left: $p\"; exit 1; fi; done",
+                vec![],
+            ),
+        ],
+    );
+    mounted.secrets = vec![PlanSecret {
+        id: "s".into(),
+        source: secret,
+    }];
+    mounted.helper_images = vec![berth_core::plan::HelperImage {
+        alias: "uv".into(),
+        reference: env.uv_image.clone(),
+    }];
+    let tag = format!(
+        "{}/berth-daemon-test/no-trace-{}:v1",
+        env.registry,
+        std::process::id()
+    );
+    engine
+        .build(&mounted, &options(env, &tag), &NoProgress)
+        .await
+        .unwrap_or_else(|e| panic!("build: {e}"));
+    let _ = engine.remove(&tag, RemoveOptions::default()).await;
+}
+
 /// Cancels builds at moments spread over their whole course (pulling, preparing, creating the container and
 /// task, running): whatever request was in flight, nothing berth created may be left.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
