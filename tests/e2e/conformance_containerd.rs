@@ -1,5 +1,6 @@
-//! The engine conformance suite against the containerd of `scripts/env/up.sh` (berth's native builder), plus what
-//! only this backend can show: no task, container, active snapshot or lease outlives a failed or cancelled build.
+//! The engine conformance suite against the containerd of `scripts/env/up.sh` (berth's native builder). What only
+//! this backend can show (no task, container, active snapshot or lease outlives a failed or cancelled build;
+//! reproducible COPY layers) is tested in `crates/backend-containerd/tests`.
 
 use berth_backend_containerd::{ContainerdEngine, ContainerdOptions};
 use berth_tests::env::TestEnv;
