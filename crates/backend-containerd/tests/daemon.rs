@@ -415,10 +415,17 @@ async fn a_pushed_image_runs_on_docker_and_podman() {
         credentials: Some(env.credentials()),
         insecure: true,
     };
+    let pushing = Lines::default();
     engine
-        .push(&tag, &transfer, &NoProgress)
+        .push(&tag, &transfer, &pushing)
         .await
         .unwrap_or_else(|e| panic!("push: {e}"));
+    // the base layer came from the fixture's repository of the same registry: mounted, not uploaded
+    assert!(
+        pushing.contains("mounted sha256:"),
+        "the busybox layer was not mounted from its repository: {:?}",
+        pushing.0.lock().map(|l| l.clone()).unwrap_or_default()
+    );
     let docker_config = tempfile::tempdir().expect("temp dir");
     let config = docker_config.path().display().to_string();
     let login = tool_with_stdin(
