@@ -264,6 +264,50 @@ async fn mount_points_leave_no_trace() {
     let _ = engine.remove(&tag, RemoveOptions::default()).await;
 }
 
+/// The step cache reuses a step until its record has gone unused for a week; then the record is dropped and its
+/// blob is no longer a root for containerd's collector, so the step runs again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unused_cache_records_expire() {
+    let env = TestEnv::get();
+    let state = tempfile::tempdir().expect("temp dir");
+    let namespace = "berth-test-prune";
+    let engine = isolated(env, namespace, state.path()).await;
+    let random = plan(
+        &env.busybox_image,
+        vec![
+            Step::Env(vec![("RUN_ID".into(), format!("{}", std::process::id()))]),
+            run_step("cat /proc/sys/kernel/random/uuid > /nonce", vec![]),
+        ],
+    );
+    let tag = format!("{}/berth-daemon-test/prune:v1", env.registry);
+    let mut layers = Vec::new();
+    for round in 0..3 {
+        if round == 2 {
+            // age every record by eight days
+            let steps = state.path().join(namespace).join("steps");
+            for entry in std::fs::read_dir(&steps).expect("step records").flatten() {
+                let old = std::time::SystemTime::now() - Duration::from_secs(8 * 24 * 3600);
+                std::fs::File::options()
+                    .append(true)
+                    .open(entry.path())
+                    .and_then(|f| f.set_modified(old))
+                    .expect("age a record");
+            }
+        }
+        engine
+            .build(&random, &options(env, &tag), &NoProgress)
+            .await
+            .unwrap_or_else(|e| panic!("build {round}: {e}"));
+        layers.push(engine.inspect(&tag).await.expect("inspect").layers);
+    }
+    assert_eq!(
+        layers[0], layers[1],
+        "the second build did not use the cache"
+    );
+    assert_ne!(layers[1], layers[2], "an expired record was still used");
+    let _ = engine.remove(&tag, RemoveOptions::default()).await;
+}
+
 /// Cancels builds at moments spread over their whole course (pulling, preparing, creating the container and
 /// task, running): whatever request was in flight, nothing berth created may be left.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -3,10 +3,13 @@
 //!
 //! Records are small JSON files in berth's state folder. A record counts only while containerd still has what
 //! it names (the committed snapshot and the layer blob); the blob carries `containerd.io/gc.root` and a
-//! reference to its snapshot, so the collector keeps both after the build's lease is gone.
+//! reference to its snapshot, so the collector keeps both after the build's lease is gone. A record not used for
+//! [`MAX_UNUSED`] is dropped at the start of a build and its blob loses the root label, so the collector can
+//! reclaim layers no image uses any more.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::time::{Duration, SystemTime};
 
 use berth_core::Result;
 use serde_json::json;
@@ -14,6 +17,9 @@ use serde_json::json;
 use crate::convert::{Daemon, Descriptor, SnapshotKind};
 use crate::errors::{io_error, Op};
 use crate::labels::{self, sha256};
+
+/// How long a step's layer is kept for the cache after its last use.
+pub(crate) const MAX_UNUSED: Duration = Duration::from_secs(7 * 24 * 3600);
 
 /// A layer a step made.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -77,6 +83,10 @@ impl StepCache {
         {
             return Ok(None);
         }
+        // a hit counts as a use: the record's age is the time since its last use
+        if let Ok(file) = std::fs::File::options().append(true).open(self.path(key)) {
+            let _ = file.set_modified(SystemTime::now());
+        }
         Ok(Some(layer))
     }
 
@@ -110,5 +120,40 @@ impl StepCache {
         std::fs::rename(&tmp, self.path(key))
             .map_err(|e| io_error(Op::Build, self.dir.display(), e))?;
         Ok(())
+    }
+
+    /// Drops records unused for longer than `max_unused`, and the root label of their blobs (best effort: a
+    /// record that cannot be read or a blob that is gone is simply dropped).
+    pub(crate) async fn prune(&self, daemon: &Daemon, max_unused: Duration) {
+        let Ok(entries) = std::fs::read_dir(&self.dir) else {
+            return;
+        };
+        let now = SystemTime::now();
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let unused = entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|modified| now.duration_since(modified).ok())
+                .unwrap_or_default();
+            if path.extension().is_none_or(|e| e != "json") || unused <= max_unused {
+                continue;
+            }
+            let digest = std::fs::read(&path)
+                .ok()
+                .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+                .and_then(|r| r["digest"].as_str().map(str::to_string));
+            if let Some(digest) = digest {
+                if daemon
+                    .remove_content_label(&digest, labels::GC_ROOT, Op::Build)
+                    .await
+                    .is_err()
+                {
+                    continue;
+                }
+            }
+            let _ = std::fs::remove_file(&path);
+        }
     }
 }

@@ -165,6 +165,7 @@ async fn execute(
     let mut parent = base.top.clone();
     let created = rfc3339(SystemTime::now());
     let cache = StepCache::new(builder.state_dir.join("steps"));
+    cache.prune(&builder.daemon, cache::MAX_UNUSED).await;
     let total = plan.steps.len();
     for (i, step) in plan.steps.iter().enumerate() {
         let description = describe(step);

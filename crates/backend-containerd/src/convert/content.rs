@@ -76,6 +76,25 @@ impl Daemon {
         Ok(())
     }
 
+    /// Removes label `key` from blob `digest`; a missing blob is fine.
+    pub(crate) async fn remove_content_label(&self, digest: &str, key: &str, op: Op) -> Result<()> {
+        let request = self.request(UpdateRequest {
+            info: Some(Info {
+                digest: digest.to_string(),
+                ..Info::default()
+            }),
+            // a label path in the mask whose key the info lacks deletes that label
+            update_mask: Some(prost_types::FieldMask {
+                paths: vec![format!("labels.{key}")],
+            }),
+        });
+        match self.content().update(request).await {
+            Ok(_) => Ok(()),
+            Err(s) if s.code() == Code::NotFound => Ok(()),
+            Err(s) => Err(status_error(&s, op)),
+        }
+    }
+
     /// Streams blob `digest` from the content store.
     pub(crate) async fn read_blob(&self, digest: &str, op: Op) -> Result<BlobStream> {
         let request = self.request(ReadContentRequest {
