@@ -545,9 +545,12 @@ fn local_env(project: &Project, image: &str) -> Option<String> {
     ok.then_some(out)
 }
 
-/// Removes a local image from the project's engine.
+/// Removes a local image from the project's engine (containerd's through `ctr`, in berth's default namespace).
 fn remove_local(project: &Project, image: &str) {
-    let _ = engine_cli(project, &["rmi", "-f", image]);
+    let _ = match project.engine {
+        Engine::Containerd => tool("ctr", &["--namespace", "default", "images", "rm", image]),
+        _ => engine_cli(project, &["rmi", "-f", image]),
+    };
 }
 
 /// Runs the engine's own CLI (`docker`, `podman`, or `podman` as the rootless user).
@@ -579,6 +582,11 @@ fn docker_builds_a_project_and_locks_it() {
 #[test]
 fn podman_builds_a_project_and_locks_it() {
     project_round_trip(Engine::Podman);
+}
+
+#[test]
+fn containerd_builds_a_project_and_locks_it() {
+    project_round_trip(Engine::Containerd);
 }
 
 #[test]
