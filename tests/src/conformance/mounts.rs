@@ -246,7 +246,8 @@ pub async fn image_and_context_mounts(engine: &dyn ContainerEngine, env: &TestEn
     build_ok(engine, &mut cleanup, &plan, &build_options(env, &tag)).await;
 }
 
-/// Marker the long step prints once it runs, so the test knows the engine is inside the step.
+/// Marker the long step prints once it runs, so the test knows the engine is inside the step. The command spells
+/// it `berth-step-"started"`, so the step's description (which progress reports too) never contains it.
 const STARTED: &str = "berth-step-started";
 /// How long the follow-up build may take before the behaviour calls the engine stuck. A hang, not a speed limit:
 /// the build is two trivial busybox steps.
@@ -273,7 +274,7 @@ pub async fn cancelled_build_leaves_engine_usable(engine: &dyn ContainerEngine, 
     let long = plan(
         &env.busybox_image,
         vec![run_with(
-            format!("echo {} {STARTED}; sleep 900", unique("run")),
+            format!("echo {} berth-step-\"started\"; sleep 900", unique("run")),
             mounts(),
         )],
     );
