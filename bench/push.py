@@ -1,0 +1,167 @@
+"""`push`: berth push against docker push, podman push and skopeo copy of images with one 200 MB layer, random
+(incompressible) or text (compressible), to a throwaway registry with the test registry's credentials."""
+
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from common import CACHE, berth_login, fmt, machine_line, md_table, measure, median, sh
+from build import Setup
+
+PORT = 5055
+
+
+def payload(kind, mb):
+    """A cached payload file: `random` (AES-CTR stream, incompressible) or `text` (repeated lines, gzip ~100x)."""
+    path = CACHE / f"push-{kind}-{mb}mb.bin"
+    if path.exists() and path.stat().st_size == mb * 10**6:
+        return path
+    tmp = path.with_suffix(".tmp")
+    if kind == "random":
+        sh(["sh", "-c", f"openssl enc -aes-128-ctr -nosalt -pbkdf2 -pass pass:berth-push -in /dev/zero 2>/dev/null "
+                        f"| head -c {mb * 10**6} > {tmp}"])
+    else:
+        line = b"2026-11-28T09:00:00Z INFO worker-7 processed batch with 1024 records in 35 ms (ok)\n"
+        with open(tmp, "wb") as f:
+            block = line * (2**20 // len(line))
+            left = mb * 10**6
+            while left:
+                f.write(block[:left])
+                left -= min(left, len(block))
+    tmp.rename(path)
+    return path
+
+
+class Registry:
+    """docker-registry on 127.0.0.1:PORT with its own storage (deleted afterwards) and the test registry's htpasswd,
+    so every push uploads every byte and nothing is left in the shared registry."""
+
+    def __init__(self, tmp, htpasswd):
+        self.addr = f"127.0.0.1:{PORT}"
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", PORT)) == 0:
+                raise SystemExit(f"port {PORT} is taken; stop whatever listens there first")
+        self.dir = tmp / "registry"
+        self.dir.mkdir()
+        config = self.dir / "config.yml"
+        config.write_text(f"version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\n"
+                          f"storage:\n  filesystem:\n    rootdirectory: {self.dir / 'data'}\n"
+                          f"http:\n  addr: {self.addr}\n  secret: berth-bench-{os.getpid()}\n"
+                          f"auth:\n  htpasswd:\n    realm: berth-bench\n    path: {htpasswd}\n")
+        self.proc = subprocess.Popen(["docker-registry", "serve", str(config)], stdout=subprocess.DEVNULL,
+                                     stderr=open(self.dir / "log", "w"))
+        for _ in range(100):
+            try:
+                urllib.request.urlopen(f"http://{self.addr}/v2/", timeout=1)
+                break
+            except urllib.error.HTTPError:  # 401: up, and asking for credentials
+                break
+            except OSError:
+                time.sleep(0.1)
+        else:
+            raise SystemExit("the benchmark registry did not start")
+
+    def close(self):
+        self.proc.terminate()
+        self.proc.wait()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def bench_push(args):
+    payloads = {kind: payload(kind, args.mb) for kind in ("random", "text")}
+    with tempfile.TemporaryDirectory(dir=CACHE, prefix="push-") as tmp:
+        tmp = Path(tmp)
+        s = Setup(tmp)
+        registry = Registry(tmp, "/var/lib/berth-env/registry/htpasswd")
+        try:
+            berth_login(s.berth, s.env, dict(s.tenv, BERTH_TEST_REGISTRY=registry.addr))
+            run(args, s, registry, payloads, tmp)
+        finally:
+            registry.close()
+
+
+def run(args, s, registry, payloads, tmp):
+    busybox = s.tenv["BERTH_TEST_BUSYBOX_IMAGE"]
+    user, password = s.tenv["BERTH_TEST_REGISTRY_USER"], s.tenv["password"]
+    counter = iter(range(10**6))
+
+    def make_image(engine, kind, tag):
+        """Builds FROM busybox + one layer holding the payload with a unique first 64 bytes, so no registry or
+        engine has seen the layer before."""
+        n = next(counter)
+        ctx = tmp / f"ctx-{n}"
+        ctx.mkdir()
+        with open(payloads[kind], "rb") as src, open(ctx / "payload.bin", "wb") as dst:
+            dst.write(f"{tag} {n} {time.time_ns()}".encode().ljust(64, b"\n"))
+            src.seek(64)
+            shutil.copyfileobj(src, dst, 8 * 2**20)
+        (ctx / "Dockerfile").write_text(f"FROM {busybox}\nCOPY payload.bin /payload.bin\n")
+        if engine == "docker":
+            sh(["docker", "build", "-q", "-t", tag, ctx], capture_output=True, env=dict(s.env, DOCKER_BUILDKIT="0"))
+        else:
+            sh(["podman", "build", "-q", "--format", "docker", "-t", tag, ctx], capture_output=True)
+        shutil.rmtree(ctx)
+
+    def remove(engine, tag):
+        subprocess.run([engine, "rmi", "-f", tag], capture_output=True)
+
+    def tools(engine):
+        def berth_push(kind):
+            name = f"berth-{engine}-{kind}-{next(counter)}"
+            spec = tmp / f"{name}.yaml"
+            spec.write_text(f"name: {name}\nregistry: {registry.addr}/bench\npackages: [numpy]\n")
+            tag = sh([s.berth, "name", spec.name], cwd=tmp, env=s.env, capture_output=True, text=True).stdout.strip()
+            return tag, [s.berth, "push", "-q", "--engine", engine, spec.name]
+
+        def cli_push(kind):
+            tag = f"{registry.addr}/bench/{engine}-cli-{kind}-{next(counter)}:1"
+            if engine == "docker":
+                return tag, ["docker", "push", "-q", tag]
+            return tag, ["podman", "push", "--quiet", "--tls-verify=false", "--authfile", s.auth, tag]
+
+        def skopeo(kind):
+            tag = f"{registry.addr}/bench/skopeo-{engine}-{kind}-{next(counter)}:1"
+            source = f"docker-daemon:{tag}" if engine == "docker" else f"containers-storage:{tag}"
+            return tag, ["skopeo", "copy", "--quiet", "--dest-tls-verify=false", "--dest-creds",
+                         f"{user}:{password}", source, f"docker://{tag}"]
+
+        return [(f"`berth push --engine {engine}`", berth_push),
+                (f"`{engine} push`", cli_push),
+                (f"`skopeo copy {'docker-daemon:' if engine == 'docker' else 'containers-storage:'}`", skopeo)]
+
+    print(machine_line())
+    print(f"Each push sends an image FROM the busybox fixture plus one {args.mb} MB layer whose first bytes are new "
+          f"for every push (so nothing is skipped or mounted), to a fresh docker-registry on {registry.addr} with "
+          f"htpasswd auth (the test registry's users), over loopback. random: AES-CTR bytes (incompressible); "
+          f"text: repeated log lines (gzip shrinks them ~100x). Each image is built, untimed, right before its "
+          f"push and removed after. Peak RSS is the client process's: berth, docker and podman push through their "
+          f"daemon or service... except `podman push`, which, like skopeo, does the work (compression, upload) "
+          f"in its own process.")
+    rows = []
+    for engine in args.engines:
+        for kind in ("random", "text"):
+            tool_list = tools(engine)
+            results = {label: [] for label, _ in tool_list}
+            for i in range(args.runs):
+                for label, make in tool_list[i % 3:] + tool_list[:i % 3]:
+                    tag, cmd = make(kind)
+                    make_image(engine, kind, tag)
+                    try:
+                        secs, rss, _ = measure(cmd, cwd=tmp, env=s.env)
+                    finally:
+                        remove(engine, tag)
+                    results[label].append((secs, rss))
+            base = median([r[0] for r in results[tool_list[0][0]]])
+            for label, _ in tool_list:
+                secs = [r[0] for r in results[label]]
+                m = median(secs)
+                rows.append((engine, kind, label, fmt(m), len(secs), f"{args.mb / m:.0f}",
+                             fmt(max(r[1] for r in results[label]), 1), f"{m / base:.2f}x"))
+    print(f"\n**Pushing one {args.mb} MB layer**\n")
+    print(md_table(["engine", "layer", "tool", "median s", "runs", "MB/s", "peak RSS MiB", "vs berth"], rows))
