@@ -334,7 +334,8 @@ pub struct EnginesArgs {
 /// Arguments of `berth doctor`.
 #[derive(Debug, Args)]
 pub struct DoctorArgs {
-    /// Also check the credentials berth would use for this registry, and log in with them.
+    /// Also check the credentials berth would use for this registry, and log in with them (default: the
+    /// configured registry: BERTH_REGISTRY, berth.yaml, the user file).
     #[arg(long, value_name = "HOST")]
     pub registry: Option<String>,
     /// The engine you mean to build with: docker, podman, containerd or auto [env: BERTH_ENGINE].

@@ -37,7 +37,11 @@ pub async fn run(args: &DoctorArgs) -> Result<ExitStatus> {
     json["rootless"] = rootless_json;
 
     json["registry"] = Value::Null;
-    if let Some(arg) = &args.registry {
+    // --registry, else the registry this project's builds push to (BERTH_REGISTRY, berth.yaml, the user file).
+    let configured = crate::config::Config::load()?
+        .registry()
+        .and_then(|s| s.value.split('/').next().map(str::to_string));
+    if let Some(arg) = args.registry.as_ref().or(configured.as_ref()) {
         let host = crate::commands::login::registry_host(arg);
         let (findings, registry_json) = match registry::inspect(&host, &args.access).await {
             Ok(facts) => (registry::findings(&facts), registry::to_json(&facts)),
