@@ -60,9 +60,13 @@ def peak_rss_mib(cmd, cwd=None, env=None, ok_codes=(0,)):
 
 
 def sh(cmd, **kw):
-    """Runs a preparation command (not timed); fails loudly."""
-    kw.setdefault("check", True)
-    return subprocess.run([str(c) for c in cmd], **kw)
+    """Runs a preparation command (not timed); fails loudly, with its error output."""
+    check = kw.pop("check", True)
+    proc = subprocess.run([str(c) for c in cmd], **kw)
+    if check and proc.returncode != 0:
+        err = proc.stderr.decode(errors="replace") if isinstance(proc.stderr, bytes) else (proc.stderr or "")
+        raise Failed(f"command failed ({proc.returncode}): {' '.join(map(str, cmd))}\n{err[-3000:]}")
+    return proc
 
 
 def berth_binary():

@@ -11,7 +11,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from common import CACHE, berth_login, fmt, machine_line, md_table, measure, median, sh
+from common import CACHE, Failed, berth_login, fmt, machine_line, md_table, measure, median, sh
 from build import Setup
 
 PORT = 5055
@@ -103,9 +103,14 @@ def run(args, s, registry, payloads, tmp):
             shutil.copyfileobj(src, dst, 8 * 2**20)
         (ctx / "Dockerfile").write_text(f"FROM {busybox}\nCOPY payload.bin /payload.bin\n")
         if engine == "docker":
-            sh(["docker", "build", "-q", "-t", tag, ctx], capture_output=True, env=dict(s.env, DOCKER_BUILDKIT="0"))
+            build = ["docker", "build", "-q", "-t", tag, ctx]
         else:
-            sh(["podman", "build", "-q", "--format", "docker", "-t", tag, ctx], capture_output=True)
+            build = ["podman", "build", "-q", "--format", "docker", "-t", tag, ctx]
+        try:
+            sh(build, capture_output=True, env=dict(s.env, DOCKER_BUILDKIT="0"))
+        except Failed as e:  # the engines are shared with other test runs: one retry, saying why
+            print(f"(retrying an untimed image build: {str(e).splitlines()[-1]})", flush=True)
+            sh(build, capture_output=True, env=dict(s.env, DOCKER_BUILDKIT="0"))
         shutil.rmtree(ctx)
 
     def remove(engine, tag):
