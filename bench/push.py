@@ -145,9 +145,8 @@ def run(args, s, registry, payloads, tmp):
           f"for every push (so nothing is skipped or mounted), to a fresh docker-registry on {registry.addr} with "
           f"htpasswd auth (the test registry's users), over loopback. random: AES-CTR bytes (incompressible); "
           f"text: repeated log lines (gzip shrinks them ~100x). Each image is built, untimed, right before its "
-          f"push and removed after. Peak RSS is the client process's: berth, docker and podman push through their "
-          f"daemon or service... except `podman push`, which, like skopeo, does the work (compression, upload) "
-          f"in its own process.")
+          f"push and removed after. Peak RSS is the client process's: berth and `docker push` have the daemon "
+          f"or service do the work; `podman push` and skopeo compress and upload in their own process.")
     rows = []
     for engine in args.engines:
         for kind in ("random", "text"):
