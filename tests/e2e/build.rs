@@ -8,13 +8,13 @@
 //! rootless Podman berth runs as the unprivileged user of `scripts/env/up.sh`, finding that user's service through
 //! `$XDG_RUNTIME_DIR` as Podman's own tools do.
 
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
 use berth_tests::conformance::support::unique;
 use berth_tests::env::TestEnv;
+use berth_tests::users::SystemUser;
 use berth_tests::{berth_bin, output_with_stdin};
 
 fn write(dir: &Path, name: &str, text: &str) {
@@ -94,7 +94,7 @@ impl Project {
                 "chown",
                 &[
                     "-R",
-                    &rootless_user().owner,
+                    &format!("{}:{}", rootless_user().uid, rootless_user().gid),
                     &self.path().display().to_string(),
                 ],
             );
@@ -112,11 +112,8 @@ impl Project {
                 command
             }
             Engine::PodmanRootless => {
-                let user = rootless_user();
-                user.command(
-                    &[format!("DOCKER_CONFIG={}", config.display())],
-                    &user.berth,
-                )
+                let docker_config = format!("DOCKER_CONFIG={}", config.display());
+                rootless_user().berth(&[&docker_config], &[])
             }
         };
         command.args(args).current_dir(self.path());
@@ -136,82 +133,11 @@ impl Project {
     }
 }
 
-/// The unprivileged user of the rootless Podman service, and a copy of the berth binary that user may run (the
-/// build's target folder may be private to root).
-struct RootlessUser {
-    name: String,
-    owner: String,
-    uid: String,
-    gid: String,
-    home: String,
-    runtime_dir: PathBuf,
-    berth: PathBuf,
-    _bin_dir: tempfile::TempDir,
-}
-
-impl RootlessUser {
-    /// `program` run as the user with a login-like environment (`$XDG_RUNTIME_DIR` set, as a session gives it)
-    /// plus `extra_env` (`NAME=value`).
-    fn command(&self, extra_env: &[String], program: &Path) -> Command {
-        let mut command = Command::new("setpriv");
-        command
-            .arg(format!("--reuid={}", self.uid))
-            .arg(format!("--regid={}", self.gid))
-            .args(["--init-groups", "env", "-i"])
-            .arg(format!("HOME={}", self.home))
-            .arg(format!("USER={}", self.name))
-            .arg("PATH=/usr/local/bin:/usr/bin:/bin")
-            .arg(format!("XDG_RUNTIME_DIR={}", self.runtime_dir.display()))
-            .args(extra_env)
-            .arg(program);
-        command
-    }
-}
-
-fn rootless_user() -> &'static RootlessUser {
-    static USER: OnceLock<RootlessUser> = OnceLock::new();
-    USER.get_or_init(|| {
-        let env = TestEnv::get();
-        let name = env.podman_rootless_user.clone();
-        let id = |flag: &str| {
-            let (ok, out) = tool("id", &[flag, &name]);
-            assert!(ok, "id {flag} {name}: {out} (run scripts/env/up.sh first)");
-            out.trim().to_string()
-        };
-        let (uid, gid) = (id("-u"), id("-g"));
-        let (ok, passwd) = tool("getent", &["passwd", &name]);
-        assert!(ok, "getent passwd {name}: {passwd}");
-        let home = passwd
-            .trim()
-            .split(':')
-            .nth(5)
-            .expect("home field")
-            .to_string();
-        // The service's socket is $XDG_RUNTIME_DIR/podman/podman.sock.
-        let runtime_dir = env
-            .podman_rootless_socket
-            .parent()
-            .and_then(Path::parent)
-            .expect("socket under $XDG_RUNTIME_DIR/podman")
-            .to_path_buf();
-        let bin_dir = tempfile::tempdir().expect("temp dir");
-        std::fs::set_permissions(bin_dir.path(), std::fs::Permissions::from_mode(0o755))
-            .expect("chmod bin dir");
-        let berth = bin_dir.path().join("berth");
-        std::fs::copy(berth_bin(), &berth).expect("copy berth for the rootless user");
-        std::fs::set_permissions(&berth, std::fs::Permissions::from_mode(0o755))
-            .expect("chmod berth");
-        RootlessUser {
-            owner: format!("{uid}:{gid}"),
-            name,
-            uid,
-            gid,
-            home,
-            runtime_dir,
-            berth,
-            _bin_dir: bin_dir,
-        }
-    })
+/// The unprivileged user of the rootless Podman service (berth finds that user's service through
+/// `$XDG_RUNTIME_DIR`, which [`SystemUser`] sets as a login would).
+fn rootless_user() -> &'static SystemUser {
+    static USER: OnceLock<SystemUser> = OnceLock::new();
+    USER.get_or_init(|| SystemUser::get(&TestEnv::get().podman_rootless_user))
 }
 
 #[test]
@@ -564,7 +490,6 @@ fn engine_cli(project: &Project, args: &[&str]) -> (bool, String) {
             let out = command
                 .arg("--remote")
                 .args(args)
-                .current_dir("/")
                 .output()
                 .expect("run podman as the rootless user");
             let text = String::from_utf8_lossy(&out.stdout).into_owned()

@@ -36,7 +36,7 @@ pub async fn run(args: &BuildArgs) -> Result<ExitStatus> {
         )
         .with_hint("run `berth build --check` in the project folder"));
     }
-    let specs = super::load_specs(&args.specs)?;
+    let specs = super::load_specs_with(&args.specs, &config)?;
     let labelled: Vec<(String, &ImageSpec)> = specs.iter().map(|s| (s.display_path(), s)).collect();
     let namer = super::namer();
     let units = units(&namer, &labelled)?;

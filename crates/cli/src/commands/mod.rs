@@ -24,8 +24,13 @@ use crate::env_vars::EnvVars;
 /// Loads the specs named on the command line; specs that name no registry get the configured one
 /// (`BERTH_REGISTRY`, the project's or the user's `registry:`), as in a project build.
 pub fn load_specs(paths: &[PathBuf]) -> berth_core::Result<Vec<ImageSpec>> {
+    load_specs_with(paths, &Config::load()?)
+}
+
+/// [`load_specs`] with this run's files already read.
+pub fn load_specs_with(paths: &[PathBuf], config: &Config) -> berth_core::Result<Vec<ImageSpec>> {
     let defaults = SpecDefaults {
-        registry: Config::load()?.registry().map(|s| s.value),
+        registry: config.registry().map(|s| s.value),
     };
     paths.iter().map(|p| load_spec_with(p, &defaults)).collect()
 }

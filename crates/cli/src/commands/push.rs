@@ -1,6 +1,5 @@
 //! `berth push`: push the locally built images of specs.
 
-use berth_core::reference::ImageRef;
 use berth_core::{Error, Result};
 
 use super::access::{EngineChoice, Registries};
@@ -26,17 +25,9 @@ pub async fn run(args: &PushArgs) -> Result<ExitStatus> {
     let registries = Registries::new(&args.engine.registry)?;
     let engine = choice.connect().await?;
     for name in &names {
-        let image = ImageRef::parse(&name.to_string())?;
         let progress = output().image(&name.name);
-        let pushed = engine
-            .push(
-                &name.to_string(),
-                &registries.transfer_options(&image)?,
-                &progress,
-            )
-            .await
-            .map_err(|e| e.context(format!("pushing {name}")))?;
-        println!("{name}@{}", pushed.digest);
+        let digest = crate::workflow::run::push(&*engine, &registries, name, &progress).await?;
+        println!("{name}@{digest}");
     }
     Ok(ExitStatus::Success)
 }
