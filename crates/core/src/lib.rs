@@ -8,7 +8,6 @@
 
 pub mod engine;
 pub mod error;
-pub mod order;
 pub mod plan;
 pub mod pyrepr;
 pub mod reference;
