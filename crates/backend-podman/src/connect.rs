@@ -1,5 +1,7 @@
 //! Connecting: the socket, a first `/_ping` bounded by [`PodmanOptions::ping_timeout`] (so a missing or silent
-//! service is an `EngineUnavailable` error within that time, never a hang), then `/libpod/info` once.
+//! service is an `EngineUnavailable` error within that time, never a hang). `/libpod/info` is asked only when
+//! berth reports the engine (`berth engines`, `doctor`): the service may take a while to gather it (storage
+//! statistics), and builds and pushes do not need it.
 
 use std::time::Duration;
 
@@ -25,6 +27,7 @@ impl PodmanEngine {
         Ok(PodmanEngine {
             client: Client { socket },
             options,
+            reachable: tokio::sync::OnceCell::new(),
             service: tokio::sync::OnceCell::new(),
         })
     }
@@ -32,16 +35,22 @@ impl PodmanEngine {
     /// [`PodmanEngine::new`], then a first exchange with the service, so an unreachable one is reported here.
     pub async fn connect(options: PodmanOptions) -> Result<PodmanEngine> {
         let engine = PodmanEngine::new(options)?;
-        engine.service().await?;
+        engine.reachable().await?;
         Ok(engine)
+    }
+
+    /// Answers once the service has answered a `/_ping`; every operation waits for this first.
+    pub(crate) async fn reachable(&self) -> Result<()> {
+        self.reachable.get_or_try_init(|| self.ping()).await.copied()
     }
 
     /// The service's facts, asked on first use.
     pub(crate) async fn service(&self) -> Result<&Service> {
+        self.reachable().await?;
         self.service.get_or_try_init(|| self.ask_service()).await
     }
 
-    async fn ask_service(&self) -> Result<Service> {
+    async fn ping(&self) -> Result<()> {
         let timeout = self.options.ping_timeout;
         let ping = async {
             let response = self
@@ -65,6 +74,10 @@ impl PodmanEngine {
             Ok(Err(e)) => return Err(io_error(e, Op::Connect, self.socket())),
             Err(_) => return Err(self.unanswered(timeout)),
         }
+        Ok(())
+    }
+
+    async fn ask_service(&self) -> Result<Service> {
         let info = self.get_json("/libpod/info", Op::Connect).await?;
         let version = info["version"]["Version"]
             .as_str()

@@ -68,6 +68,7 @@ impl Default for PodmanOptions {
 pub struct PodmanEngine {
     client: client::Client,
     options: PodmanOptions,
+    reachable: tokio::sync::OnceCell<()>,
     service: tokio::sync::OnceCell<connect::Service>,
 }
 
@@ -111,7 +112,7 @@ impl ContainerEngine for PodmanEngine {
         options: &BuildOptions,
         progress: &dyn Progress,
     ) -> Result<BuiltImage> {
-        self.service().await?;
+        self.reachable().await?;
         build::build(self, plan, options, progress).await
     }
 
@@ -121,7 +122,7 @@ impl ContainerEngine for PodmanEngine {
         options: &TransferOptions,
         progress: &dyn Progress,
     ) -> Result<PushedImage> {
-        self.service().await?;
+        self.reachable().await?;
         transfer::push(self, reference, options, progress).await
     }
 
@@ -131,22 +132,22 @@ impl ContainerEngine for PodmanEngine {
         options: &TransferOptions,
         progress: &dyn Progress,
     ) -> Result<()> {
-        self.service().await?;
+        self.reachable().await?;
         transfer::pull(self, reference, options, progress).await
     }
 
     async fn inspect(&self, reference: &str) -> Result<ImageDetails> {
-        self.service().await?;
+        self.reachable().await?;
         self.inspect_image(reference).await
     }
 
     async fn tag(&self, source: &str, target: &str) -> Result<()> {
-        self.service().await?;
+        self.reachable().await?;
         self.tag_image(source, target).await
     }
 
     async fn remove(&self, reference: &str, options: RemoveOptions) -> Result<()> {
-        self.service().await?;
+        self.reachable().await?;
         self.remove_image(reference, options).await
     }
 }

@@ -24,15 +24,54 @@ pub struct RegistryClient {
 }
 
 pub(crate) struct Inner {
-    /// Verifies certificates: used for every HTTPS registry not marked insecure.
-    verified: reqwest::Client,
-    /// Skips verification: used only for HTTPS to insecure and loopback registries.
-    unverified: reqwest::Client,
+    clients: Arc<HttpClients>,
     pub(crate) options: RegistryOptions,
     hosts: Mutex<HashMap<String, Arc<HostState>>>,
     pub(crate) tokens: TokenCache,
     /// The anonymous twin of this client, made on first use (see [`RegistryClient::anonymous`]).
     anonymous: OnceLock<RegistryClient>,
+}
+
+/// The HTTP clients, each made on first use (making one reads the system's CA certificates).
+struct HttpClients {
+    /// Certificates from `--ca-file`, trusted beside the system's.
+    extra_roots: Vec<reqwest::Certificate>,
+    connect_timeout: std::time::Duration,
+    /// Verifies certificates: used for every HTTPS registry not marked insecure, and for plain HTTP.
+    verified: OnceLock<reqwest::Client>,
+    /// Skips verification: used only for HTTPS to insecure and loopback registries.
+    unverified: OnceLock<reqwest::Client>,
+}
+
+impl HttpClients {
+    fn verified(&self) -> &reqwest::Client {
+        self.verified
+            .get_or_init(|| Self::build(self.verified_builder()))
+    }
+
+    fn verified_builder(&self) -> reqwest::ClientBuilder {
+        self.extra_roots
+            .iter()
+            .fold(self.builder(), |b, cert| b.add_root_certificate(cert.clone()))
+    }
+
+    fn unverified(&self) -> &reqwest::Client {
+        self.unverified
+            .get_or_init(|| Self::build(self.builder().danger_accept_invalid_certs(true)))
+    }
+
+    fn builder(&self) -> reqwest::ClientBuilder {
+        reqwest::Client::builder()
+            .user_agent(concat!("berth/", env!("CARGO_PKG_VERSION")))
+            .connect_timeout(self.connect_timeout)
+    }
+
+    /// With the CA file's roots checked in [`RegistryClient::new`], building fails only when the TLS backend
+    /// cannot start, which no input of berth's causes; the default client is the fallback, so requests still
+    /// report their own errors.
+    fn build(builder: reqwest::ClientBuilder) -> reqwest::Client {
+        builder.build().unwrap_or_else(|_| reqwest::Client::new())
+    }
 }
 
 /// What berth learned about one registry.
@@ -86,44 +125,35 @@ impl Call<'_> {
 impl RegistryClient {
     /// A client with `options`; fails if the CA file cannot be read.
     pub fn new(options: RegistryOptions) -> Result<Self> {
-        let mut builder = reqwest::Client::builder()
-            .user_agent(concat!("berth/", env!("CARGO_PKG_VERSION")))
-            .connect_timeout(options.connect_timeout);
+        let mut extra_roots = Vec::new();
         if let Some(path) = &options.ca_file {
             let pem = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-            let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
+            extra_roots = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
                 Error::invalid(format!("{} holds no PEM certificates: {e}", path.display()))
             })?;
-            for cert in certs {
-                builder = builder.add_root_certificate(cert);
-            }
         }
-        let build = |b: reqwest::ClientBuilder| {
-            b.build().map_err(|e| {
-                Error::new(ErrorKind::Io, format!("cannot set up the HTTP client: {e}"))
-                    .with_engine(ENGINE)
-                    .with_source(e)
-            })
+        let clients = HttpClients {
+            extra_roots,
+            connect_timeout: options.connect_timeout,
+            verified: OnceLock::new(),
+            unverified: OnceLock::new(),
         };
-        let verified = build(builder)?;
-        let unverified = build(
-            reqwest::Client::builder()
-                .user_agent(concat!("berth/", env!("CARGO_PKG_VERSION")))
-                .connect_timeout(options.connect_timeout)
-                .danger_accept_invalid_certs(true),
-        )?;
-        Ok(RegistryClient::from_parts(verified, unverified, options))
+        if !clients.extra_roots.is_empty() {
+            // made now, so a certificate the TLS library refuses is reported as the CA file's fault
+            let verified = clients.verified_builder().build().map_err(|e| {
+                let path = options.ca_file.as_deref().unwrap_or(std::path::Path::new(""));
+                Error::invalid(format!("{}: a certificate in it cannot be used: {e}", path.display()))
+                    .with_engine(ENGINE)
+            })?;
+            let _ = clients.verified.set(verified);
+        }
+        Ok(RegistryClient::from_parts(Arc::new(clients), options))
     }
 
-    fn from_parts(
-        verified: reqwest::Client,
-        unverified: reqwest::Client,
-        options: RegistryOptions,
-    ) -> Self {
+    fn from_parts(clients: Arc<HttpClients>, options: RegistryOptions) -> Self {
         RegistryClient {
             inner: Arc::new(Inner {
-                verified,
-                unverified,
+                clients,
                 options,
                 hosts: Mutex::new(HashMap::new()),
                 tokens: TokenCache::default(),
@@ -145,8 +175,7 @@ impl RegistryClient {
             .anonymous
             .get_or_init(|| {
                 RegistryClient::from_parts(
-                    self.inner.verified.clone(),
-                    self.inner.unverified.clone(),
+                    self.inner.clients.clone(),
                     RegistryOptions {
                         credentials: CredentialResolver::anonymous(),
                         ..self.inner.options.clone()
@@ -189,14 +218,14 @@ impl RegistryClient {
     }
 
     pub(crate) fn http_verified(&self) -> &reqwest::Client {
-        &self.inner.verified
+        self.inner.clients.verified()
     }
 
     pub(crate) fn http(&self, endpoint: &Endpoint) -> &reqwest::Client {
         if endpoint.unverified_tls {
-            &self.inner.unverified
+            self.inner.clients.unverified()
         } else {
-            &self.inner.verified
+            self.inner.clients.verified()
         }
     }
 
