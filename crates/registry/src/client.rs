@@ -381,3 +381,31 @@ fn authorize(
     request.headers_mut().insert(AUTHORIZATION, value);
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_ca(path: &std::path::Path) -> Result<RegistryClient> {
+        RegistryClient::new(RegistryOptions {
+            ca_file: Some(path.to_path_buf()),
+            ..RegistryOptions::default()
+        })
+    }
+
+    #[test]
+    fn a_ca_file_is_checked_when_the_client_is_made() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(with_ca(std::path::Path::new("/etc/ssl/certs/ca-certificates.crt")).is_ok());
+
+        let missing = with_ca(&dir.path().join("missing.pem")).unwrap_err();
+        assert_eq!(missing.kind(), ErrorKind::NotFound, "{missing}");
+        assert!(missing.to_string().contains("missing.pem"), "{missing}");
+
+        let garbage = dir.path().join("garbage.pem");
+        std::fs::write(&garbage, "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n").unwrap();
+        let refused = with_ca(&garbage).unwrap_err();
+        assert_eq!(refused.kind(), ErrorKind::InvalidSpec, "{refused}");
+        assert!(refused.to_string().contains("garbage.pem"), "{refused}");
+    }
+}
