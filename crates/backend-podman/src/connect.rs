@@ -41,7 +41,10 @@ impl PodmanEngine {
 
     /// Answers once the service has answered a `/_ping`; every operation waits for this first.
     pub(crate) async fn reachable(&self) -> Result<()> {
-        self.reachable.get_or_try_init(|| self.ping()).await.copied()
+        self.reachable
+            .get_or_try_init(|| self.ping())
+            .await
+            .copied()
     }
 
     /// The service's facts, asked on first use.

@@ -50,9 +50,9 @@ impl HttpClients {
     }
 
     fn verified_builder(&self) -> reqwest::ClientBuilder {
-        self.extra_roots
-            .iter()
-            .fold(self.builder(), |b, cert| b.add_root_certificate(cert.clone()))
+        self.extra_roots.iter().fold(self.builder(), |b, cert| {
+            b.add_root_certificate(cert.clone())
+        })
     }
 
     fn unverified(&self) -> &reqwest::Client {
@@ -141,9 +141,15 @@ impl RegistryClient {
         if !clients.extra_roots.is_empty() {
             // made now, so a certificate the TLS library refuses is reported as the CA file's fault
             let verified = clients.verified_builder().build().map_err(|e| {
-                let path = options.ca_file.as_deref().unwrap_or(std::path::Path::new(""));
-                Error::invalid(format!("{}: a certificate in it cannot be used: {e}", path.display()))
-                    .with_engine(ENGINE)
+                let path = options
+                    .ca_file
+                    .as_deref()
+                    .unwrap_or(std::path::Path::new(""));
+                Error::invalid(format!(
+                    "{}: a certificate in it cannot be used: {e}",
+                    path.display()
+                ))
+                .with_engine(ENGINE)
             })?;
             let _ = clients.verified.set(verified);
         }
@@ -403,7 +409,11 @@ mod tests {
         assert!(missing.to_string().contains("missing.pem"), "{missing}");
 
         let garbage = dir.path().join("garbage.pem");
-        std::fs::write(&garbage, "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n").unwrap();
+        std::fs::write(
+            &garbage,
+            "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
+        )
+        .unwrap();
         let refused = with_ca(&garbage).unwrap_err();
         assert_eq!(refused.kind(), ErrorKind::InvalidSpec, "{refused}");
         assert!(refused.to_string().contains("garbage.pem"), "{refused}");

@@ -41,7 +41,7 @@ pub mod support;
 
 pub use build::{
     build_applies_config, build_from_missing_base_fails, context_files_and_env_land,
-    failing_run_is_build_failed, rebuild_reuses_cache,
+    failing_run_is_build_failed, rebuild_reuses_cache, run_layers_carry_deletions,
 };
 pub use images::{info_describes_engine, inspect_missing_is_not_found, tag_inspect_remove};
 pub use mounts::{
@@ -94,6 +94,7 @@ macro_rules! engine_conformance {
             pull_with_wrong_password_is_unauthorized,
             pull_missing_is_not_found,
             cancelled_build_leaves_engine_usable,
+            run_layers_carry_deletions,
         );
     };
     (@tests $connect:expr; $($behaviour:ident),+ $(,)?) => {

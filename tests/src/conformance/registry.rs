@@ -306,3 +306,79 @@ pub async fn pull_missing_is_not_found(engine: &dyn ContainerEngine, env: &TestE
         "pull of a tag that does not exist in an existing repository",
     );
 }
+
+/// A file system entry after applying an image's layers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Applied {
+    /// A folder.
+    Dir,
+    /// A regular file: contents and permission bits (with setuid/setgid/sticky).
+    File(Vec<u8>, u32),
+    /// A symbolic link and its target.
+    Symlink(String),
+}
+
+/// The file system `image`'s layers give, applied in order as the OCI image spec says: `.wh.<name>` deletes
+/// `name` (and what is under it) from lower layers, `.wh..wh..opq` empties its folder of lower layers' entries,
+/// hard links copy their target's contents. Paths are relative (`etc/passwd`).
+pub fn apply_layers(image: &RegistryImage) -> std::collections::BTreeMap<String, Applied> {
+    let mut tree = std::collections::BTreeMap::<String, Applied>::new();
+    let under = |path: &str, dir: &str| path == dir || path.starts_with(&format!("{dir}/"));
+    for (digest, _, tar) in &image.layers {
+        let mut entries = Vec::new();
+        let mut archive = tar::Archive::new(tar.as_slice());
+        for entry in archive.entries().expect("the layer is a tar") {
+            let mut entry = entry.unwrap_or_else(|e| panic!("layer {digest}: {e}"));
+            let path = entry
+                .path()
+                .expect("entry path")
+                .to_string_lossy()
+                .into_owned();
+            let path = path.trim_start_matches("./").trim_matches('/').to_string();
+            let header = entry.header().clone();
+            let mut body = Vec::new();
+            entry.read_to_end(&mut body).expect("entry body");
+            let link = entry
+                .link_name()
+                .ok()
+                .flatten()
+                .map(|l| l.to_string_lossy().into_owned());
+            entries.push((path, header, body, link));
+        }
+        // whiteouts act on the layers below, before this layer's own entries land
+        for (path, ..) in &entries {
+            let (parent, name) = path.rsplit_once('/').unwrap_or(("", path.as_str()));
+            if name == ".wh..wh..opq" {
+                tree.retain(|p, _| !(p.starts_with(&format!("{parent}/")) || parent.is_empty()));
+            } else if let Some(hidden) = name.strip_prefix(".wh.") {
+                let hidden = if parent.is_empty() {
+                    hidden.to_string()
+                } else {
+                    format!("{parent}/{hidden}")
+                };
+                tree.retain(|p, _| !under(p, &hidden));
+            }
+        }
+        for (path, header, body, link) in entries {
+            let name = path.rsplit('/').next().unwrap_or_default();
+            if name.starts_with(".wh.") || path.is_empty() {
+                continue;
+            }
+            let mode = header.mode().unwrap_or(0) & 0o7777;
+            let applied = match header.entry_type() {
+                tar::EntryType::Directory => Applied::Dir,
+                tar::EntryType::Symlink => Applied::Symlink(link.unwrap_or_default()),
+                tar::EntryType::Link => {
+                    let target = link.unwrap_or_default();
+                    let target = target.trim_start_matches("./").trim_start_matches('/');
+                    tree.get(target).cloned().unwrap_or_else(|| {
+                        panic!("layer {digest}: hard link {path} to missing {target}")
+                    })
+                }
+                _ => Applied::File(body, mode),
+            };
+            tree.insert(path, applied);
+        }
+    }
+    tree
+}

@@ -199,20 +199,20 @@ pub(crate) fn write_layer(
 }
 
 /// Passes bytes through while hashing them.
-struct HashingWriter<W> {
+pub(crate) struct HashingWriter<W> {
     inner: W,
     hasher: Sha256,
 }
 
 impl<W: Write> HashingWriter<W> {
-    fn new(inner: W) -> Self {
+    pub(crate) fn new(inner: W) -> Self {
         HashingWriter {
             inner,
             hasher: Sha256::new(),
         }
     }
 
-    fn finish(self) -> (W, String) {
+    pub(crate) fn finish(self) -> (W, String) {
         let hex: String = self
             .hasher
             .finalize()

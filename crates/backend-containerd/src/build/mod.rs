@@ -14,6 +14,7 @@ mod image;
 mod mounts;
 mod run;
 mod spec;
+mod upper;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -348,30 +349,7 @@ async fn copy_step(
                 )
             })?
             .map_err(|e| io_error(Op::Build, "writing the COPY layer", e))?;
-    let blob = Descriptor {
-        media_type: run::LAYER_GZIP.to_string(),
-        digest: written.digest.clone(),
-        size: written.size as i64,
-    };
-    let file = tokio::fs::File::open(&written.path)
-        .await
-        .map_err(|e| io_error(Op::Build, written.path.display(), e))?;
-    let stream: BlobStream = Box::pin(
-        futures_util::stream::unfold(file, |mut file| async move {
-            let mut buffer = vec![0u8; 1 << 20];
-            match file.read(&mut buffer).await {
-                Ok(0) => None,
-                Ok(n) => {
-                    buffer.truncate(n);
-                    Some((Ok(bytes::Bytes::from(buffer)), file))
-                }
-                Err(e) => Some((Err(io_error(Op::Build, "reading the COPY layer", e)), file)),
-            }
-        })
-        .fuse(),
-    );
-    let blob_labels = HashMap::from([(labels::UNCOMPRESSED.to_string(), written.diff_id.clone())]);
-    write(daemon, guard, &blob, blob_labels, stream, Op::Build).await?;
+    let blob = store_layer(daemon, guard, &written, "the COPY layer").await?;
     let applied = daemon.apply(&blob, &mounts, Op::Build).await?;
     if applied.digest != written.diff_id {
         return Err(error(
@@ -397,4 +375,38 @@ async fn copy_step(
         diff_id: written.diff_id,
         chain,
     })
+}
+
+/// Puts a layer file berth wrote into the content store (labelled with its diff id) and returns its descriptor.
+pub(crate) async fn store_layer(
+    daemon: &Daemon,
+    guard: &Guard,
+    written: &copy::WrittenLayer,
+    what: &'static str,
+) -> Result<Descriptor> {
+    let blob = Descriptor {
+        media_type: run::LAYER_GZIP.to_string(),
+        digest: written.digest.clone(),
+        size: written.size as i64,
+    };
+    let file = tokio::fs::File::open(&written.path)
+        .await
+        .map_err(|e| io_error(Op::Build, written.path.display(), e))?;
+    let stream: BlobStream = Box::pin(
+        futures_util::stream::unfold(file, move |mut file| async move {
+            let mut buffer = vec![0u8; 1 << 20];
+            match file.read(&mut buffer).await {
+                Ok(0) => None,
+                Ok(n) => {
+                    buffer.truncate(n);
+                    Some((Ok(bytes::Bytes::from(buffer)), file))
+                }
+                Err(e) => Some((Err(io_error(Op::Build, format!("reading {what}"), e)), file)),
+            }
+        })
+        .fuse(),
+    );
+    let blob_labels = HashMap::from([(labels::UNCOMPRESSED.to_string(), written.diff_id.clone())]);
+    write(daemon, guard, &blob, blob_labels, stream, Op::Build).await?;
+    Ok(blob)
 }

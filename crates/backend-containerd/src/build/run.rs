@@ -17,7 +17,7 @@ use tokio::sync::mpsc;
 use super::cache::Layer;
 use super::config::ImageConfig;
 use super::spec::{runtime_spec, Process, HOST_FILES};
-use super::{mounts, Builder};
+use super::{mounts, upper, Builder};
 use crate::convert::{ContainerSpec, Daemon};
 use crate::errors::{error, io_error, Op};
 use crate::labels::{chain_id, unique_id, UNCOMPRESSED};
@@ -139,8 +139,62 @@ pub(crate) async fn run_step(
             remove_stubs(upper, prefixes);
         }
     }
-    let layer = diff(daemon, guard, &id, parent, &rootfs).await?;
+    let layer = match view.upper().filter(|_| is_overlay(&rootfs)) {
+        Some(upper) => layer_from_upper(builder, &id, parent, upper).await?,
+        None => diff(daemon, guard, &id, parent, &rootfs).await?,
+    };
     Ok(layer)
+}
+
+/// Whether the step's snapshot is an overlay (its upper folder then holds exactly the step's changes).
+fn is_overlay(mounts: &[crate::convert::MountSpec]) -> bool {
+    matches!(mounts, [m] if m.kind == "overlay")
+}
+
+/// Writes active snapshot `key`'s upper folder as a layer, stores it and commits the snapshot by chain id.
+async fn layer_from_upper(
+    builder: &Builder<'_>,
+    key: &str,
+    parent: Option<&str>,
+    upper: &Path,
+) -> Result<Layer> {
+    let daemon = &builder.daemon;
+    let guard = builder.guard;
+    let dir = builder.state_dir.join("tmp").join(key);
+    guard.dir(dir.clone());
+    std::fs::create_dir_all(&dir).map_err(|e| io_error(Op::Build, dir.display(), e))?;
+    let (from, out) = (upper.to_path_buf(), dir.clone());
+    let written = tokio::task::spawn_blocking(move || upper::write_upper_layer(&from, &out))
+        .await
+        .map_err(|e| {
+            error(
+                ErrorKind::Io,
+                Op::Build,
+                format!("writing the RUN layer: {e}"),
+            )
+        })?
+        .map_err(|e| {
+            io_error(
+                Op::Build,
+                format!("writing the RUN layer from {}", upper.display()),
+                e,
+            )
+        })?;
+    let blob = super::store_layer(daemon, guard, &written, "the RUN layer").await?;
+    let chain = chain_id(parent, &written.diff_id);
+    if !daemon
+        .commit(&chain, key, HashMap::new(), Op::Build)
+        .await?
+    {
+        daemon.remove_snapshot(key, Op::Build).await?;
+    }
+    guard.snapshot_done(key);
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(Layer {
+        blob,
+        diff_id: written.diff_id,
+        chain,
+    })
 }
 
 /// Turns active snapshot `key` (mounted by `upper`) into a layer and commits it by chain id.

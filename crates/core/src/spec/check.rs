@@ -124,7 +124,8 @@ pub(crate) fn repository_name(name: &str) -> Check {
 static REGISTRY: LazyLock<Regex> = LazyLock::new(|| {
     // flytekit's validate_container_registry_name, which ImageSpec applies on construction, with ASCII classes
     // (registry hosts and paths are ASCII; Unicode `\w` and `\d` cost ~30 ms to compile at every start).
-    Regex::new(r"^(localhost:[0-9]{1,5}|([a-z0-9._-]+)(:[0-9]{1,5})?)(/[A-Za-z0-9_.-]+)*$").expect("valid regex")
+    Regex::new(r"^(localhost:[0-9]{1,5}|([a-z0-9._-]+)(:[0-9]{1,5})?)(/[A-Za-z0-9_.-]+)*$")
+        .expect("valid regex")
 });
 
 /// A registry with an optional path, such as `ghcr.io/org` or `localhost:30000`.
@@ -252,7 +253,10 @@ mod tests {
         assert!(registry("127.0.0.1:5000").is_ok());
         assert!(registry("ghcr.io/org").is_ok());
         assert!(registry("https://ghcr.io").is_err());
-        assert!(registry("ghcr.io/\u{f8}rg").is_err(), "registry paths are ASCII");
+        assert!(
+            registry("ghcr.io/\u{f8}rg").is_err(),
+            "registry paths are ASCII"
+        );
         assert!(image_reference("debian:bookworm-slim").is_ok());
         assert!(image_reference("127.0.0.1:5000/fixtures/uv:0.5.1").is_ok());
         assert!(image_reference("bad ref").is_err());
