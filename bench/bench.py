@@ -27,6 +27,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import Failed  # noqa: E402
 
+ENGINES = ["docker", "podman", "containerd"]
+
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -43,14 +45,14 @@ def main():
     hash_.add_argument("--kinds", nargs="+", default=["source_root", "copy"], choices=["source_root", "copy"])
     build = sub.add_parser("build", help="berth build vs docker build and podman build of the same Dockerfile")
     build.add_argument("--runs", type=int, default=3, help="cold runs per tool (cached: twice as many)")
-    build.add_argument("--engines", nargs="+", default=["docker", "podman"], choices=["docker", "podman"])
+    build.add_argument("--engines", nargs="+", default=ENGINES, choices=ENGINES)
     build.add_argument("--no-classic", action="store_true", help="skip the classic-builder reference rows")
     push = sub.add_parser("push", help="berth push vs docker push, podman push and skopeo copy, 200 MB layers")
     push.add_argument("--runs", type=int, default=3)
     push.add_argument("--mb", type=int, default=200)
-    push.add_argument("--engines", nargs="+", default=["docker", "podman"], choices=["docker", "podman"])
+    push.add_argument("--engines", nargs="+", default=ENGINES, choices=ENGINES)
     memory = sub.add_parser("memory", help="berth's peak RSS building 256 MiB, 512 MiB and 1 GiB contexts")
-    memory.add_argument("--engines", nargs="+", default=["docker", "podman"], choices=["docker", "podman"])
+    memory.add_argument("--engines", nargs="+", default=ENGINES, choices=ENGINES)
     scale = sub.add_parser("scale", help="berth build of a 50-image project, all present, vs flytekit exist()")
     scale.add_argument("--runs", type=int, default=5)
     scale.add_argument("--images", type=int, default=50)

@@ -102,19 +102,38 @@ def run(args, s, registry, payloads, tmp):
             src.seek(64)
             shutil.copyfileobj(src, dst, 8 * 2**20)
         (ctx / "Dockerfile").write_text(f"FROM {busybox}\nCOPY payload.bin /payload.bin\n")
-        if engine == "docker":
-            build = ["docker", "build", "-q", "-t", tag, ctx]
-        else:
+        if engine == "podman":
             build = ["podman", "build", "-q", "--format", "docker", "-t", tag, ctx]
+        else:
+            build = ["docker", "build", "-q", "-t", tag, ctx]
         try:
             sh(build, capture_output=True, env=dict(s.env, DOCKER_BUILDKIT="0"))
         except Failed as e:  # the engines are shared with other test runs: one retry, saying why
             print(f"(retrying an untimed image build: {str(e).splitlines()[-1]})", flush=True)
             sh(build, capture_output=True, env=dict(s.env, DOCKER_BUILDKIT="0"))
         shutil.rmtree(ctx)
+        if engine == "containerd":
+            to_containerd(tag)
+
+    def to_containerd(tag):
+        """The docker image into containerd's `default` namespace with gzip layers, as an image berth built there
+        would have them: skopeo writes an OCI layout (compressing), ctr imports it. The layout is kept for the
+        `skopeo copy oci:` row, which uploads the very same blobs."""
+        layout = oci_layout(tag)
+        sh(["skopeo", "copy", "--quiet", f"docker-daemon:{tag}", f"oci:{layout}"], capture_output=True)
+        archive = layout.with_suffix(".tar")
+        sh(["tar", "-C", layout, "-cf", archive, "."])
+        sh(["ctr", "-n", "default", "images", "import", "--index-name", tag, archive], capture_output=True)
+        archive.unlink()
+
+    def oci_layout(tag):
+        return tmp / ("oci-" + tag.replace("/", "_").replace(":", "_"))
 
     def remove(engine, tag):
-        subprocess.run([engine, "rmi", "-f", tag], capture_output=True)
+        if engine == "containerd":
+            subprocess.run(["ctr", "-n", "default", "images", "rm", tag], capture_output=True)
+            shutil.rmtree(oci_layout(tag), ignore_errors=True)
+        subprocess.run([engine if engine == "podman" else "docker", "rmi", "-f", tag], capture_output=True)
 
     def tools(engine):
         def berth_push(kind):
@@ -128,17 +147,30 @@ def run(args, s, registry, payloads, tmp):
             tag = f"{registry.addr}/bench/{engine}-cli-{kind}-{next(counter)}:1"
             if engine == "docker":
                 return tag, ["docker", "push", "-q", tag]
+            if engine == "containerd":
+                return tag, ["ctr", "-n", "default", "images", "push", "--plain-http", "--user",
+                             f"{user}:{password}", tag]
             return tag, ["podman", "push", "--quiet", "--tls-verify=false", "--authfile", s.auth, tag]
+
+        def skopeo_layout(kind):
+            tag = f"{registry.addr}/bench/skopeo-oci-{kind}-{next(counter)}:1"
+            return tag, ["skopeo", "copy", "--quiet", "--dest-tls-verify=false", "--dest-creds",
+                         f"{user}:{password}", f"oci:{oci_layout(tag)}", f"docker://{tag}"]
 
         def skopeo(kind):
             tag = f"{registry.addr}/bench/skopeo-{engine}-{kind}-{next(counter)}:1"
-            source = f"docker-daemon:{tag}" if engine == "docker" else f"containers-storage:{tag}"
+            source = f"containers-storage:{tag}" if engine == "podman" else f"docker-daemon:{tag}"
             return tag, ["skopeo", "copy", "--quiet", "--dest-tls-verify=false", "--dest-creds",
                          f"{user}:{password}", source, f"docker://{tag}"]
 
+        if engine == "containerd":
+            return [("`berth push --engine containerd` (berth's own push from the content store)", berth_push),
+                    ("`ctr images push` (containerd's CLI, same image)", cli_push),
+                    ("`skopeo copy oci:` (the same gzip blobs from an OCI layout)", skopeo_layout),
+                    ("`skopeo copy docker-daemon:` (compresses while it uploads, as in the docker rows)", skopeo)]
         return [(f"`berth push --engine {engine}`", berth_push),
                 (f"`{engine} push`", cli_push),
-                (f"`skopeo copy {'docker-daemon:' if engine == 'docker' else 'containers-storage:'}`", skopeo)]
+                (f"`skopeo copy {'containers-storage:' if engine == 'podman' else 'docker-daemon:'}`", skopeo)]
 
     print(machine_line())
     print(f"Each push sends an image FROM the busybox fixture plus one {args.mb} MB layer whose first bytes are new "
@@ -146,14 +178,18 @@ def run(args, s, registry, payloads, tmp):
           f"htpasswd auth (the test registry's users), over loopback. random: AES-CTR bytes (incompressible); "
           f"text: repeated log lines (gzip shrinks them ~100x). Each image is built, untimed, right before its "
           f"push and removed after. Peak RSS is the client process's: berth and `docker push` have the daemon "
-          f"or service do the work; `podman push` and skopeo compress and upload in their own process.")
+          f"or service do the work on Docker and Podman; on containerd berth reads the content store and uploads in its own "
+          f"process, as do `podman push`, ctr and skopeo. containerd rows: the docker image is moved into "
+          f"containerd (skopeo to an OCI layout, gzip, then `ctr images import`), untimed, so its layer is already "
+          f"compressed there, as in an image berth's containerd builder made.")
     rows = []
     for engine in args.engines:
         for kind in ("random", "text"):
             tool_list = tools(engine)
             results = {label: [] for label, _ in tool_list}
             for i in range(args.runs):
-                for label, make in tool_list[i % 3:] + tool_list[:i % 3]:
+                n = len(tool_list)
+                for label, make in tool_list[i % n:] + tool_list[:i % n]:
                     tag, cmd = make(kind)
                     make_image(engine, kind, tag)
                     try:
