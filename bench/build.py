@@ -158,7 +158,7 @@ def bench_build(args):
               "Dockerfile and context `berth render` / `berth render --context` print, from a folder; berth "
               "streams the same as a tar. Cold: `--no-cache` for every tool (base images local; the apt and uv "
               "cache mounts stay warm for all). Cached: nothing changed since the last build. Peak RSS is the "
-              "client process's (the daemon or service does the work, except in `podman build`; berth on containerd writes COPY layers in its own process).")
+              "client process's (the daemon or service does the work, except in `podman build`; berth on containerd writes layers in its own process).")
         try:
             for engine in args.engines:
                 tools = tool_commands(s, spec, ctx, engine, False, not args.no_classic)

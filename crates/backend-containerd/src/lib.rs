@@ -11,8 +11,8 @@
 //!   the snapshotter by chain id, and the image record is created.
 //! - **Build** ([`build`]): the plan is executed step by step. A RUN step is a container and task (runc shim,
 //!   an OCI runtime spec berth writes, host networking, the host's resolv.conf and hosts) on an active snapshot of
-//!   the previous step; its output is streamed through FIFOs; its upper layer becomes a layer through the diff
-//!   service. A COPY step is a layer berth writes itself (sorted, fixed times and owners: reproducible digests).
+//!   the previous step; its output is streamed through FIFOs; berth writes the overlay snapshot's upper folder
+//!   as its layer (the diff service, which compares whole trees, only for other snapshotters). A COPY step is a layer berth writes itself (sorted, fixed times and owners: reproducible digests).
 //!   Config steps edit the image config; every step gets a history entry. A step cache keyed on the parent, the
 //!   step and the files it reads lets a rebuild re-run only from the first changed step.
 //! - **Push** ([`push`]): blobs the registry has are skipped, blobs of another repository of the same registry

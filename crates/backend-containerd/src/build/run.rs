@@ -1,6 +1,6 @@
 //! A RUN step: a container and task on an active snapshot of the previous step, output streamed from FIFOs,
-//! the exit status checked, then the snapshot's changes turned into a layer by the diff service and committed
-//! by chain id.
+//! the exit status checked, then the snapshot's changes turned into a layer (berth writes an overlay snapshot's
+//! upper folder; the diff service does it for other snapshotters) and committed by chain id.
 
 use std::collections::{HashMap, VecDeque};
 use std::io::BufRead as _;
