@@ -44,11 +44,19 @@ pub(crate) fn is_index(media_type: &str) -> bool {
 /// The entry of index `index` for the host's platform.
 pub(crate) fn pick_platform(index: &Value, what: &str, op: Op) -> Result<Descriptor> {
     let (os, arch) = host_platform();
-    index["manifests"]
+    let manifests = index["manifests"]
         .as_array()
-        .into_iter()
-        .flatten()
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    manifests
+        .iter()
         .find(|m| m["platform"]["os"] == os && m["platform"]["architecture"] == arch)
+        // an index that names no platforms (an OCI layout from `skopeo copy ... oci:`, `ctr import`) holds the
+        // image of whoever wrote it: its only manifest is taken, as containerd's own matcher does
+        .or_else(|| match manifests {
+            [only] if only.get("platform").is_none() => Some(only),
+            _ => None,
+        })
         .and_then(descriptor)
         .ok_or_else(|| {
             error(
@@ -218,6 +226,49 @@ pub(crate) async fn remove(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_index_without_platforms_gives_its_only_manifest() {
+        let (os, arch) = host_platform();
+        let entry = |digest: &str, platform: Option<(&str, &str)>| {
+            let mut m = serde_json::json!({
+                "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                "digest": digest,
+                "size": 1,
+            });
+            if let Some((os, arch)) = platform {
+                m["platform"] = serde_json::json!({"os": os, "architecture": arch});
+            }
+            m
+        };
+        let pick = |manifests: Vec<Value>| {
+            pick_platform(
+                &serde_json::json!({ "manifests": manifests }),
+                "image",
+                Op::Push,
+            )
+            .map(|d| d.digest)
+        };
+        assert_eq!(
+            pick(vec![entry("sha256:a", None)]).expect("only one"),
+            "sha256:a"
+        );
+        assert_eq!(
+            pick(vec![
+                entry("sha256:x", Some(("windows", "arm64"))),
+                entry("sha256:h", Some((os, arch)))
+            ])
+            .expect("host"),
+            "sha256:h"
+        );
+        assert_eq!(
+            pick(vec![entry("sha256:x", Some(("windows", "arm64")))])
+                .unwrap_err()
+                .kind(),
+            ErrorKind::NotFound
+        );
+        assert!(pick(vec![entry("sha256:a", None), entry("sha256:b", None)]).is_err());
+    }
 
     #[test]
     fn names_are_qualified_with_a_tag() {

@@ -139,23 +139,93 @@ fn detect(connection: &EngineSettings) -> Result<(EngineKind, ChoiceSource)> {
         .clone()
         .unwrap_or_else(|| "/run/containerd/containerd.sock".into());
     candidates.push((EngineKind::Containerd, containerd));
+    let mut refused = Vec::new();
     for (kind, socket) in &candidates {
         let path = socket.strip_prefix("unix://").unwrap_or(socket);
-        let reachable = if path.contains("://") {
-            true
-        } else {
-            Path::new(path).exists()
-        };
-        if reachable {
+        if path.contains("://") {
+            // tcp:// or ssh://: named on purpose; the engine reports whether it answers
             return Ok((*kind, ChoiceSource::Detected(socket.clone())));
+        }
+        if !Path::new(path).exists() {
+            continue;
+        }
+        // a socket that exists but refuses this user (or has nobody listening) is passed over for the next one
+        match std::os::unix::net::UnixStream::connect(path) {
+            Ok(_) => return Ok((*kind, ChoiceSource::Detected(socket.clone()))),
+            Err(e) => refused.push((*kind, socket.clone(), e)),
         }
     }
     let looked: Vec<String> = candidates
         .iter()
-        .map(|(k, s)| format!("{k}: {s}"))
+        .map(
+            |(kind, socket)| match refused.iter().find(|(_, s, _)| s == socket) {
+                Some((_, _, e)) => format!("{kind}: {socket} ({})", describe_refusal(e)),
+                None => format!("{kind}: {socket} (no such socket)"),
+            },
+        )
         .collect();
-    Err(Error::new(berth_core::ErrorKind::EngineUnavailable, format!("no container engine found (looked at {})", looked.join("; ")))
-        .with_hint("start one (`dockerd`, `podman system service`, `containerd`) or name it with --engine / BERTH_ENGINE"))
+    let denied: Vec<&str> = refused
+        .iter()
+        .filter(|(_, _, e)| e.kind() == std::io::ErrorKind::PermissionDenied)
+        .map(|(_, socket, _)| socket.strip_prefix("unix://").unwrap_or(socket))
+        .collect();
+    let mut fixes: Vec<String> = Vec::new();
+    let mut root_only: Vec<&str> = Vec::new();
+    for path in denied {
+        match socket_group(path) {
+            Some(group) => fixes.push(format!(
+                "join group `{group}` to use {path} (`sudo usermod -aG {group} $USER`, then log in again)"
+            )),
+            None => root_only.push(path),
+        }
+    }
+    if !root_only.is_empty() {
+        fixes.push(format!(
+            "{} {} only for root: run berth as root, or start your own rootless Podman \
+             (`systemctl --user start podman.socket`)",
+            root_only.join(" and "),
+            if root_only.len() == 1 { "is" } else { "are" }
+        ));
+    }
+    fixes.push(
+        "start an engine (`dockerd`, `podman system service`, `containerd`) or name one with --engine / BERTH_ENGINE"
+            .into(),
+    );
+    let hint = fixes.join("; or ");
+    Err(Error::new(
+        berth_core::ErrorKind::EngineUnavailable,
+        format!(
+            "no container engine this user can reach (looked at {})",
+            looked.join("; ")
+        ),
+    )
+    .with_hint(hint))
+}
+
+fn describe_refusal(e: &std::io::Error) -> String {
+    match e.kind() {
+        std::io::ErrorKind::PermissionDenied => "permission denied".into(),
+        std::io::ErrorKind::ConnectionRefused => "nothing listens on it".into(),
+        _ => e.to_string(),
+    }
+}
+
+/// The group that may open the socket at `path`, when its mode admits a group other than root's.
+fn socket_group(path: &str) -> Option<String> {
+    use std::os::unix::fs::MetadataExt as _;
+    let meta = std::fs::metadata(path).ok()?;
+    let gid = meta.gid();
+    (meta.mode() & 0o060 == 0o060 && gid != 0)
+        .then(|| group_name(gid).unwrap_or_else(|| gid.to_string()))
+}
+
+/// The name of group `gid`, from /etc/group.
+fn group_name(gid: u32) -> Option<String> {
+    let text = std::fs::read_to_string("/etc/group").ok()?;
+    crate::doctor::accounts::parse_groups(&text)
+        .into_iter()
+        .find(|g| g.gid == gid)
+        .map(|g| g.name)
 }
 
 /// Podman's sockets in the order its own tools look: `CONTAINER_HOST` (or the configured socket), the user's,
