@@ -125,7 +125,7 @@ def tool_commands(s, spec, ctx, engine, no_cache, classic):
                            ctx], None, dict(s.env, DOCKER_BUILDKIT="0")))
         return tools
     if engine == "containerd":
-        return [("`berth build --engine containerd` (berth's native builder: runc steps, diff layers)", berth,
+        return [("`berth build --engine containerd` (berth's native builder: runc steps, layers from the overlay upper folder)", berth,
                  spec.parent, s.env),
                 ("`DOCKER_BUILDKIT=1 docker build` (docker 20.10 CLI, BuildKit)",
                  [DOCKER20, "build", *nc, "-t", "bench-build-docker-cli", "-f", ctx / "Dockerfile", ctx], None,

@@ -15,6 +15,11 @@ use sha2::{Digest as _, Sha256};
 use crate::errors::{error, io_error, Op};
 use crate::rootfs::normalize;
 
+/// The gzip level of the layers berth writes: zlib's fastest, 4-5 times the speed of the default level (which
+/// writes incompressible files at ~30 MB/s here) for blobs ~10% larger on text. Docker and BuildKit keep layers
+/// uncompressed until they push; berth keeps them compressed, so the level is paid on every build.
+pub(crate) const GZIP_LEVEL: u32 = 1;
+
 /// Modification time of every entry (2000-01-01T00:00:00Z).
 pub(crate) const FIXED_MTIME: u64 = 946_684_800;
 
@@ -145,7 +150,7 @@ pub(crate) fn write_layer(
     let out = HashingWriter::new(File::create(&path)?);
     let gzip = flate2::GzBuilder::new()
         .mtime(0)
-        .write(out, flate2::Compression::default());
+        .write(out, flate2::Compression::new(GZIP_LEVEL));
     let mut tar = tar::Builder::new(HashingWriter::new(gzip));
     let mut entries: BTreeMap<String, Option<&CopiedFile>> = BTreeMap::new();
     for folder in folders {

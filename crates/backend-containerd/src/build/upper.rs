@@ -15,15 +15,12 @@ use std::io::{self, Write};
 use std::os::unix::fs::{FileTypeExt as _, MetadataExt as _};
 use std::path::Path;
 
-use super::copy::{HashingWriter, WrittenLayer};
+use super::copy::{HashingWriter, WrittenLayer, GZIP_LEVEL};
 
 /// Overlay's attributes for an opaque folder (rootful, then rootless overlay).
 const OPAQUE: [&str; 2] = ["trusted.overlay.opaque", "user.overlay.opaque"];
 /// Attribute namespaces overlay uses for itself; never part of the image.
 const OVERLAY_PRIVATE: [&str; 2] = ["trusted.overlay.", "user.overlay."];
-/// The gzip level of RUN layers: zlib's fastest. Docker stores layers uncompressed and gzips them when it
-/// pushes; berth stores them compressed, so the level is paid on every build.
-const LEVEL: u32 = 1;
 
 /// Writes the changes in `upper` as a gzip layer file in `dir`.
 pub(crate) fn write_upper_layer(upper: &Path, dir: &Path) -> io::Result<WrittenLayer> {
@@ -31,7 +28,7 @@ pub(crate) fn write_upper_layer(upper: &Path, dir: &Path) -> io::Result<WrittenL
     let out = HashingWriter::new(io::BufWriter::with_capacity(1 << 20, File::create(&path)?));
     let gzip = flate2::GzBuilder::new()
         .mtime(0)
-        .write(out, flate2::Compression::new(LEVEL));
+        .write(out, flate2::Compression::new(GZIP_LEVEL));
     let mut writer = LayerWriter {
         tar: tar::Builder::new(HashingWriter::new(gzip)),
         links: HashMap::new(),
