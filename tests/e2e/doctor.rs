@@ -352,8 +352,11 @@ fn detection_passes_over_sockets_the_user_cannot_open() {
     // A user who can open none of them is told, per socket, why, and what would let it in.
     let user = SystemUser::get(PLAIN_USER);
     let dir = tempfile::tempdir().expect("temp dir");
-    std::fs::set_permissions(dir.path(), std::os::unix::fs::PermissionsExt::from_mode(0o755))
-        .expect("chmod");
+    std::fs::set_permissions(
+        dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .expect("chmod");
     let spec = dir.path().join("spec.yaml");
     std::fs::write(&spec, "name: unreachable\npackages: [six]\n").expect("spec");
     let spec = spec.display().to_string();
@@ -370,6 +373,10 @@ fn detection_passes_over_sockets_the_user_cannot_open() {
         "/run/containerd/containerd.sock",
         "only for root",
     ] {
-        assert!(run.stderr.contains(expected), "{expected:?} missing from:\n{}", run.stderr);
+        assert!(
+            run.stderr.contains(expected),
+            "{expected:?} missing from:\n{}",
+            run.stderr
+        );
     }
 }

@@ -47,6 +47,16 @@ impl PodmanEngine {
             .copied()
     }
 
+    /// Whether the service runs rootless: what `/libpod/info` said if it was asked, else whether a user other than
+    /// root owns the socket (a Podman service creates its socket as the user it runs as).
+    pub(crate) fn runs_rootless(&self) -> bool {
+        use std::os::unix::fs::MetadataExt as _;
+        match self.service.get() {
+            Some(service) => service.rootless,
+            None => std::fs::metadata(self.socket()).is_ok_and(|m| m.uid() != 0),
+        }
+    }
+
     /// The service's facts, asked on first use.
     pub(crate) async fn service(&self) -> Result<&Service> {
         self.reachable().await?;

@@ -95,15 +95,13 @@ impl ContainerEngine for PodmanEngine {
             engine: ENGINE.to_string(),
             version: service.version.clone(),
             endpoint: self.endpoint_name(),
-            capabilities: Capabilities {
-                // buildah understands every RUN --mount berth renders.
-                run_mounts: true,
-                cache_mounts: true,
-                secret_mounts: true,
-                cross_platform: false,
-                rootless: service.rootless,
-            },
+            capabilities: features(service.rootless),
         })
+    }
+
+    async fn capabilities(&self) -> Result<Capabilities> {
+        self.reachable().await?;
+        Ok(features(self.runs_rootless()))
     }
 
     async fn build(
@@ -149,6 +147,17 @@ impl ContainerEngine for PodmanEngine {
     async fn remove(&self, reference: &str, options: RemoveOptions) -> Result<()> {
         self.reachable().await?;
         self.remove_image(reference, options).await
+    }
+}
+
+/// What buildah behind the service builds: every RUN --mount berth renders, for the host's platform.
+fn features(rootless: bool) -> Capabilities {
+    Capabilities {
+        run_mounts: true,
+        cache_mounts: true,
+        secret_mounts: true,
+        cross_platform: false,
+        rootless,
     }
 }
 

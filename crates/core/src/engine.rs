@@ -193,6 +193,11 @@ pub trait ContainerEngine: Send + Sync {
     /// Connects and reports version and capabilities; fails with [`ErrorKind::EngineUnavailable`] and a hint
     /// that says how to start the engine when it cannot be reached.
     async fn info(&self) -> Result<EngineInfo>;
+    /// What the engine can build: [`ContainerEngine::info`]'s capabilities, which an engine may answer without
+    /// gathering the rest (the Podman service takes up to half a second for its full report).
+    async fn capabilities(&self) -> Result<Capabilities> {
+        Ok(self.info().await?.capabilities)
+    }
     /// Builds a plan and tags the result.
     async fn build(
         &self,
@@ -236,7 +241,7 @@ pub trait ContainerEngineExt: ContainerEngine {
 
     /// Checks that the engine can build `plan`, naming the first feature it lacks.
     async fn check_plan(&self, plan: &BuildPlan) -> Result<()> {
-        let caps = self.info().await?.capabilities;
+        let caps = self.capabilities().await?;
         if plan.uses_secret_mounts() && !caps.secret_mounts {
             return Err(Error::unsupported(
                 self.name(),

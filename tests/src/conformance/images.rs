@@ -8,8 +8,13 @@ use super::support::{
 };
 use crate::env::TestEnv;
 
-/// Behaviour 0: `info` answers with the engine's own name, a version and the endpoint it reached.
+/// Behaviour 0: `info` answers with the engine's own name, a version and the endpoint it reached; `capabilities`,
+/// asked first (an engine may answer it without its full report), says what `info` says.
 pub async fn info_describes_engine(engine: &dyn ContainerEngine, _env: &TestEnv) {
+    let capabilities = engine
+        .capabilities()
+        .await
+        .unwrap_or_else(|e| panic!("{} capabilities: {e}", engine.name()));
     let info = engine
         .info()
         .await
@@ -22,6 +27,10 @@ pub async fn info_describes_engine(engine: &dyn ContainerEngine, _env: &TestEnv)
     assert!(
         !info.endpoint.trim().is_empty(),
         "info has no endpoint: {info:?}"
+    );
+    assert_eq!(
+        capabilities, info.capabilities,
+        "capabilities() and info() disagree"
     );
     eprintln!("{info:?}");
 }
