@@ -168,6 +168,15 @@ def run(args, s, registry, payloads, tmp):
                     ("`ctr images push` (containerd's CLI, same image)", cli_push),
                     ("`skopeo copy oci:` (the same gzip blobs from an OCI layout)", skopeo_layout),
                     ("`skopeo copy docker-daemon:` (compresses while it uploads, as in the docker rows)", skopeo)]
+        if engine == "podman":
+            def remote_push(kind):
+                tag, cmd = cli_push(kind)
+                return tag, ["podman", "--remote", "--url", "unix:///run/podman/podman.sock", *cmd[1:]]
+
+            return [("`berth push --engine podman` (through the rootful service)", berth_push),
+                    ("`podman push`", cli_push),
+                    ("`podman --remote push` (through the same service)", remote_push),
+                    ("`skopeo copy containers-storage:`", skopeo)]
         return [(f"`berth push --engine {engine}`", berth_push),
                 (f"`{engine} push`", cli_push),
                 (f"`skopeo copy {'containers-storage:' if engine == 'podman' else 'docker-daemon:'}`", skopeo)]
