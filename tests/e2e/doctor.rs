@@ -380,3 +380,34 @@ fn detection_passes_over_sockets_the_user_cannot_open() {
         );
     }
 }
+
+#[test]
+fn the_project_files_connection_settings_are_the_ones_doctor_reports_and_uses() {
+    let env = TestEnv::get();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let missing = dir.path().join("no-containerd.sock");
+    std::fs::write(
+        dir.path().join("berth.yaml"),
+        format!(
+            "engine:\n  name: containerd\n  containerd: {{address: {}}}\n",
+            missing.display()
+        ),
+    )
+    .expect("berth.yaml");
+    let mut command = berth_as_root(env, dir.path(), &["doctor", "--json"]);
+    command.env_remove("CONTAINERD_ADDRESS");
+    let run = Run::of(command, "");
+    assert_eq!(run.code, 1, "{}\n{}", run.stdout, run.stderr);
+    let report = run.json();
+    let containerd = engine(&report, "containerd");
+    assert_eq!(
+        containerd["endpoint"],
+        format!("unix://{}", missing.display()),
+        "{containerd:#}"
+    );
+    assert_eq!(containerd["status"], "problem", "{containerd:#}");
+    assert_eq!(
+        report["engine_choice"]["engine"], "containerd",
+        "{report:#}"
+    );
+}

@@ -3,6 +3,7 @@
 use berth_core::engine::{ContainerEngine, EngineInfo};
 use berth_core::Result;
 
+use crate::config::EngineSettings;
 use crate::engine_choice::EngineKind;
 
 /// Whether this build of berth has a backend for `kind`; checked when the engine is chosen, so an engine berth
@@ -13,29 +14,53 @@ pub fn check_supported(kind: EngineKind) -> Result<()> {
     }
 }
 
-/// Where berth looks for an engine of `kind` (`unix:///path`, `tcp://...`), without contacting it; `None` when
-/// this build has no backend for it or its address is malformed (connecting says why).
+/// Where an engine of `kind` is looked for, with the configured connection settings (flag-less: environment,
+/// berth.yaml, user file), as `connect` would reach it.
 pub fn endpoint(kind: EngineKind) -> Option<String> {
+    let settings = crate::config::Config::load()
+        .map(|c| c.connection())
+        .unwrap_or_default();
     match kind {
         EngineKind::Docker => Some(
-            std::env::var(berth_backend_docker::endpoint::DOCKER_HOST)
-                .ok()
+            settings
+                .docker_host
+                .clone()
+                .or_else(|| std::env::var(berth_backend_docker::endpoint::DOCKER_HOST).ok())
                 .filter(|host| !host.is_empty())
                 .unwrap_or_else(|| {
                     format!("unix://{}", berth_backend_docker::endpoint::DEFAULT_SOCKET)
                 }),
         ),
-        EngineKind::Podman => {
-            berth_backend_podman::PodmanEngine::new(berth_backend_podman::PodmanOptions::default())
-                .ok()
-                .map(|engine| engine.endpoint_name())
-        }
+        EngineKind::Podman => berth_backend_podman::PodmanEngine::new(podman_options(&settings))
+            .ok()
+            .map(|engine| engine.endpoint_name()),
         EngineKind::Containerd => Some(format!(
             "unix://{}",
-            berth_backend_containerd::ContainerdOptions::default()
-                .address_path()
-                .display()
+            containerd_options(&settings).address_path().display()
         )),
+    }
+}
+
+fn docker_options(settings: &EngineSettings) -> berth_backend_docker::DockerOptions {
+    berth_backend_docker::DockerOptions {
+        host: settings.docker_host.clone(),
+        ..berth_backend_docker::DockerOptions::default()
+    }
+}
+
+fn podman_options(settings: &EngineSettings) -> berth_backend_podman::PodmanOptions {
+    berth_backend_podman::PodmanOptions {
+        socket: settings.podman_socket.clone(),
+        ..berth_backend_podman::PodmanOptions::default()
+    }
+}
+
+fn containerd_options(settings: &EngineSettings) -> berth_backend_containerd::ContainerdOptions {
+    berth_backend_containerd::ContainerdOptions {
+        address: settings.containerd_address.clone(),
+        namespace: settings.containerd_namespace.clone(),
+        snapshotter: settings.containerd_snapshotter.clone(),
+        ..berth_backend_containerd::ContainerdOptions::default()
     }
 }
 
@@ -69,35 +94,15 @@ pub async fn connect_with(
     settings: &crate::config::EngineSettings,
 ) -> Result<Box<dyn ContainerEngine>> {
     match kind {
-        EngineKind::Docker => {
-            let engine =
-                berth_backend_docker::DockerEngine::connect(berth_backend_docker::DockerOptions {
-                    host: settings.docker_host.clone(),
-                    ..berth_backend_docker::DockerOptions::default()
-                })
-                .await?;
-            Ok(Box::new(engine))
-        }
-        EngineKind::Podman => {
-            let engine =
-                berth_backend_podman::PodmanEngine::connect(berth_backend_podman::PodmanOptions {
-                    socket: settings.podman_socket.clone(),
-                    ..berth_backend_podman::PodmanOptions::default()
-                })
-                .await?;
-            Ok(Box::new(engine))
-        }
-        EngineKind::Containerd => {
-            let engine = berth_backend_containerd::ContainerdEngine::connect(
-                berth_backend_containerd::ContainerdOptions {
-                    address: settings.containerd_address.clone(),
-                    namespace: settings.containerd_namespace.clone(),
-                    snapshotter: settings.containerd_snapshotter.clone(),
-                    ..berth_backend_containerd::ContainerdOptions::default()
-                },
-            )
-            .await?;
-            Ok(Box::new(engine))
-        }
+        EngineKind::Docker => Ok(Box::new(
+            berth_backend_docker::DockerEngine::connect(docker_options(settings)).await?,
+        )),
+        EngineKind::Podman => Ok(Box::new(
+            berth_backend_podman::PodmanEngine::connect(podman_options(settings)).await?,
+        )),
+        EngineKind::Containerd => Ok(Box::new(
+            berth_backend_containerd::ContainerdEngine::connect(containerd_options(settings))
+                .await?,
+        )),
     }
 }
