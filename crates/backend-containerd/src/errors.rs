@@ -7,30 +7,7 @@ use containerd_client::tonic::{Code, Status};
 use crate::ENGINE;
 
 /// The operation a failure happened in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Op {
-    Connect,
-    Build,
-    Push,
-    Pull,
-    Inspect,
-    Tag,
-    Remove,
-}
-
-impl Op {
-    pub(crate) fn as_str(self) -> &'static str {
-        match self {
-            Op::Connect => "connect",
-            Op::Build => "build",
-            Op::Push => "push",
-            Op::Pull => "pull",
-            Op::Inspect => "inspect",
-            Op::Tag => "tag",
-            Op::Remove => "remove",
-        }
-    }
-}
+pub(crate) use berth_core::Operation as Op;
 
 /// The one mapping from gRPC status codes to [`ErrorKind`].
 pub(crate) fn classify(code: Code, op: Op) -> ErrorKind {

@@ -14,30 +14,7 @@ use crate::endpoint::start_hint;
 use crate::ENGINE;
 
 /// The operation a failure happened in; it decides what a transport error or stream message means.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Op {
-    Connect,
-    Build,
-    Push,
-    Pull,
-    Inspect,
-    Tag,
-    Remove,
-}
-
-impl Op {
-    pub(crate) fn as_str(self) -> &'static str {
-        match self {
-            Op::Connect => "connect",
-            Op::Build => "build",
-            Op::Push => "push",
-            Op::Pull => "pull",
-            Op::Inspect => "inspect",
-            Op::Tag => "tag",
-            Op::Remove => "remove",
-        }
-    }
-}
+pub(crate) use berth_core::Operation as Op;
 
 /// A failure as it reached this crate.
 #[derive(Debug)]

@@ -8,6 +8,7 @@
 
 pub mod engine;
 pub mod error;
+pub mod operation;
 pub mod plan;
 pub mod pyrepr;
 pub mod reference;
@@ -18,3 +19,4 @@ pub mod tag;
 pub mod yaml;
 
 pub use error::{Error, ErrorKind, Result};
+pub use operation::Operation;
