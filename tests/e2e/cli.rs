@@ -90,7 +90,82 @@ fn copy_entries_cannot_leave_the_spec_folder() {
         let (code, _, err) = run(dir.path(), &["name", "proj/spec.yaml"]);
         assert_eq!(code, 2, "{entry}: {err}");
         assert!(err.contains(expect), "{entry}: {err}");
+        if entry.starts_with("..") {
+            assert!(
+                err.contains("hint: move the files the image needs under the spec's folder"),
+                "{err}"
+            );
+        }
     }
+}
+
+#[test]
+fn name_without_specs_names_every_image_of_the_project() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    write(
+        dir.path(),
+        "berth.yaml",
+        "registry: 127.0.0.1:5000/team\nimages:\n  a: {name: a, packages: [six]}\n  b: {name: b, packages: [idna]}\n",
+    );
+    std::fs::create_dir_all(dir.path().join("sub")).expect("sub folder");
+    let (code, out, err) = run(&dir.path().join("sub"), &["name"]);
+    assert_eq!(code, 0, "{err}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 2, "{out}");
+    assert!(lines[0].starts_with("127.0.0.1:5000/team/a:"), "{out}");
+    assert!(lines[1].starts_with("127.0.0.1:5000/team/b:"), "{out}");
+    let (code, json, err) = run(dir.path(), &["name", "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let items: serde_json::Value = serde_json::from_str(&json).expect("JSON");
+    assert_eq!(items[1]["spec"], "b", "{items}");
+
+    let outside = tempfile::tempdir().expect("temp dir");
+    for command in ["name", "exists"] {
+        let (code, _, err) = run(outside.path(), &[command]);
+        assert_eq!(code, 2, "{command}: {err}");
+        assert!(
+            err.contains("no berth.yaml in this folder or above")
+                && err.contains(&format!("berth {command} spec.yaml")),
+            "{command}: {err}"
+        );
+    }
+}
+
+#[test]
+fn verify_public_given_a_spec_file_says_how_to_check_its_image() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    write(dir.path(), "spec.yaml", "name: app\n");
+    let (code, out, err) = run(dir.path(), &["verify-public", "spec.yaml"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(out.is_empty(), "{out}");
+    assert!(err.contains("`spec.yaml` is a spec file"), "{err}");
+    assert!(
+        err.contains("berth verify-public $(berth name spec.yaml)")
+            && err.contains("berth build --verify-public spec.yaml"),
+        "{err}"
+    );
+}
+
+#[test]
+fn an_unknown_engine_in_the_environment_says_to_fix_the_variable() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    write(dir.path(), "spec.yaml", "name: app\n");
+    let out = std::process::Command::new(berth_tests::berth_bin())
+        .args(["build", "--no-push", "spec.yaml"])
+        .env("BERTH_ENGINE", "nerdctl")
+        .current_dir(dir.path())
+        .output()
+        .expect("run berth");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("BERTH_ENGINE=nerdctl: unknown engine"),
+        "{err}"
+    );
+    assert!(
+        err.contains("set BERTH_ENGINE to docker, podman, containerd or auto, or unset it"),
+        "{err}"
+    );
 }
 
 #[test]

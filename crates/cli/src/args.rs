@@ -53,6 +53,7 @@ pub enum Command {
     #[command(after_help = "Examples:
   berth name spec.yaml
   berth name specs/*.yaml --json
+  berth name                        in a berth.yaml project: every image of the project
 
 The tag equals flytekit's ImageSpec(**yaml.safe_load(open(spec))).tag for the same file, with paths relative to the spec's folder. Source trees are hashed once and cached by path, size and modification time.")]
     Name(NameArgs),
@@ -94,6 +95,7 @@ In a project (a berth.yaml in this folder or above), `berth build` with no spec 
     #[command(after_help = "Examples:
   berth exists spec.yaml
   berth exists specs/*.yaml --json
+  berth exists                      in a berth.yaml project: every image of the project
 
 Prints one line per spec, tab-separated: the image, then `present` and its digest, `absent`, or `unknown` and the kind of failure (the full reason goes to standard error). Exit status: 0 all present, 1 some absent, 2 some could not be checked.")]
     Exists(ExistsArgs),
@@ -271,8 +273,8 @@ pub struct VerifyPublicArgs {
 /// Arguments of `berth exists`.
 #[derive(Debug, Args)]
 pub struct ExistsArgs {
-    /// Spec files.
-    #[arg(required = true, value_name = "SPEC")]
+    /// Spec files; none in a berth.yaml project: every image of the project.
+    #[arg(value_name = "SPEC")]
     pub specs: Vec<PathBuf>,
     /// Registry access.
     #[command(flatten)]
@@ -352,8 +354,8 @@ pub struct DoctorArgs {
 /// Arguments of `berth name`.
 #[derive(Debug, Args)]
 pub struct NameArgs {
-    /// Spec files.
-    #[arg(required = true, value_name = "SPEC")]
+    /// Spec files; none in a berth.yaml project: every image of the project.
+    #[arg(value_name = "SPEC")]
     pub specs: Vec<PathBuf>,
     /// Print a JSON array of {"spec", "image", "registry", "name", "tag"} objects.
     #[arg(long)]

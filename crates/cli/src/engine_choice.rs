@@ -101,11 +101,25 @@ pub fn choose_with(flag: Option<&str>, config: &Config) -> Result<(EngineKind, C
     }
     if let Some(setting) = config.engine_name().filter(|s| !is_auto(&s.value)) {
         let kind = setting.value.parse().map_err(|e: Error| {
-            let origin = match &setting.source {
-                Source::Environment(var) => format!("{var}={}", setting.value),
-                other => format!("engine `{}` {other}", setting.value),
+            let (origin, fix) = match &setting.source {
+                Source::Environment(var) => (
+                    format!("{var}={}", setting.value),
+                    format!("set {var} to docker, podman, containerd or auto, or unset it"),
+                ),
+                Source::Project(path) | Source::User(path) => (
+                    format!("engine `{}` {}", setting.value, setting.source),
+                    format!(
+                        "set `engine:` in {} to docker, podman, containerd or auto",
+                        path.display()
+                    ),
+                ),
+                other => (
+                    format!("engine `{}` {other}", setting.value),
+                    "name docker, podman, containerd or auto".to_string(),
+                ),
             };
             e.context(origin)
+                .with_hint(format!("{fix}; or pass --engine to override it"))
         })?;
         let source = match setting.source {
             Source::Project(path) => ChoiceSource::ProjectFile(path),

@@ -12,11 +12,11 @@ pub const CONCURRENCY: usize = 32;
 
 /// Runs `berth exists`.
 pub async fn run(args: &ExistsArgs) -> Result<ExitStatus> {
-    let specs = super::load_specs(&args.specs)?;
+    let specs = super::specs_or_project(&args.specs, "exists")?;
     let namer = super::namer();
     let registries = super::access::Registries::new(&args.registry)?;
     let mut names = Vec::with_capacity(specs.len());
-    for spec in &specs {
+    for (_, spec) in &specs {
         names.push(namer.image_name(spec)?);
     }
     let mut refs = Vec::new();

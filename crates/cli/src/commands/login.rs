@@ -33,7 +33,9 @@ pub async fn run(args: &LoginArgs) -> Result<ExitStatus> {
         })?
     };
     if password.is_empty() {
-        return Err(Error::invalid("the password is empty"));
+        return Err(Error::invalid("the password is empty").with_hint(
+            "pipe the password or token in (`--password-stdin < token.txt`), or set BERTH_REGISTRY_PASSWORD",
+        ));
     }
     let password = Secret::new(password);
     let host = registry_host(&args.registry);

@@ -35,6 +35,32 @@ pub fn load_specs_with(paths: &[PathBuf], config: &Config) -> berth_core::Result
     paths.iter().map(|p| load_spec_with(p, &defaults)).collect()
 }
 
+/// The specs named on the command line, each with its path; with none, a project's images (found walking up from
+/// here), each with its name in `berth.yaml`. `command` names the command in the error when there is neither.
+pub fn specs_or_project(
+    paths: &[PathBuf],
+    command: &str,
+) -> berth_core::Result<Vec<(String, ImageSpec)>> {
+    let config = Config::load()?;
+    if !paths.is_empty() {
+        let specs = load_specs_with(paths, &config)?;
+        return Ok(paths
+            .iter()
+            .map(|p| p.display().to_string())
+            .zip(specs)
+            .collect());
+    }
+    let Some(project) = &config.project else {
+        return Err(berth_core::Error::invalid(
+            "no spec files given, and no berth.yaml in this folder or above",
+        )
+        .with_hint(format!(
+            "name spec files (`berth {command} spec.yaml`), or run it in a berth.yaml project for all its images"
+        )));
+    };
+    project.load_images(config.registry().map(|s| s.value))
+}
+
 /// A namer with the user's digest cache.
 pub fn namer() -> Namer {
     Namer::new(cache_dir().map(|dir| DigestCache::open(&dir.join("digests"))))

@@ -7,19 +7,19 @@ use crate::exit::ExitStatus;
 
 /// Runs `berth name`.
 pub fn run(args: &NameArgs) -> Result<ExitStatus> {
-    let specs = super::load_specs(&args.specs)?;
+    let specs = super::specs_or_project(&args.specs, "name")?;
     let namer = super::namer();
     let mut rows = Vec::with_capacity(specs.len());
-    for (path, spec) in args.specs.iter().zip(&specs) {
+    for (source, spec) in &specs {
         let name = namer.image_name(spec)?;
-        rows.push((path, name));
+        rows.push((source, name));
     }
     if args.json {
         let items: Vec<_> = rows
             .iter()
             .map(|(path, name)| {
                 serde_json::json!({
-                    "spec": path.display().to_string(),
+                    "spec": path,
                     "image": name.to_string(),
                     "registry": name.registry,
                     "name": name.name,

@@ -145,12 +145,29 @@ fn explanation(entry: &Entry) -> Option<String> {
     Some(format!("{}: {what}\n  fix: {fix}", entry.image))
 }
 
+/// An image reference from the command line; a spec file given by mistake is refused with the two ways to
+/// check the image it names.
+fn image_argument(text: &str) -> Result<ImageRef> {
+    let path = std::path::Path::new(text);
+    let looks_like_spec = text.ends_with(".yaml") || text.ends_with(".yml") || path.is_file();
+    if looks_like_spec {
+        return Err(berth_core::Error::invalid(format!(
+            "`{text}` is a spec file; verify-public takes image references"
+        ))
+        .with_hint(format!(
+            "check the image the spec names with `berth verify-public $(berth name {text})`, or build and check \
+             in one go with `berth build --verify-public {text}`"
+        )));
+    }
+    ImageRef::parse(text)
+}
+
 /// Runs `berth verify-public`.
 pub async fn run(args: &VerifyPublicArgs) -> Result<ExitStatus> {
     let images = args
         .images
         .iter()
-        .map(|text| ImageRef::parse(text))
+        .map(|text| image_argument(text))
         .collect::<Result<Vec<_>>>()?;
     let registries = Registries::new(&args.registry)?;
     let report = verify_all(&registries, &images).await;

@@ -97,7 +97,7 @@ fn parse(
         return Err(at(
             file,
             Mark { line: 1, column: 1 },
-            "the spec is empty; it needs at least `name:`",
+            "the spec is empty: write its fields, starting with `name: my-image` (without one, flytekit's default name `flytekit` applies)",
         ));
     };
     parse_root(root, file, chain, defaults)
@@ -481,7 +481,8 @@ impl Reader<'_> {
                         node,
                         Field::Copy,
                         format!("`{entry}` must be a path inside the spec's folder, without `..` and not absolute"),
-                    ));
+                    )
+                    .with_hint("move the files the image needs under the spec's folder (or move the spec up, e.g. to the project root) and name them relative to it"));
                 }
                 let absolute = self.dir.join(relative);
                 let resolved = absolute.canonicalize().map_err(|e| {
