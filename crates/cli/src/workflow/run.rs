@@ -203,6 +203,35 @@ async fn engine_for(
     Ok(engine)
 }
 
+/// A build that failed on one of the plan's helper images (uv, micromamba) says which spec field chooses it:
+/// with no network to Docker Hub or GHCR, that is the fix.
+fn helper_image_hint(error: Error, plan: &berth_core::plan::BuildPlan) -> Error {
+    let Some(helper) = plan
+        .helper_images
+        .iter()
+        .find(|h| error.message().contains(&h.reference))
+    else {
+        return error;
+    };
+    let field = if helper.reference.contains("micromamba") {
+        "`builder_config: {micromamba_image: ...}` for a reachable copy, or `python_exec` to use the base \
+         image's Python, which needs no micromamba"
+    } else {
+        "`builder_config: {uv_image: ...}` for a reachable copy"
+    };
+    let hint = match error.hint() {
+        Some(before) => format!(
+            "{before}; the image `{}` is a builder image: set {field}",
+            helper.reference
+        ),
+        None => format!(
+            "the image `{}` is a builder image: set {field}",
+            helper.reference
+        ),
+    };
+    error.with_hint(hint)
+}
+
 async fn build_unit(
     unit: &Unit<'_>,
     namer: &Namer,
@@ -229,7 +258,7 @@ async fn build_unit(
         let built = engine
             .build(&plan, &build, &progress)
             .await
-            .map_err(|e| e.context(format!("building {name}")))?;
+            .map_err(|e| helper_image_hint(e, &plan).context(format!("building {name}")))?;
         Ok::<_, Error>((engine, built))
     }
     .await;
@@ -293,5 +322,49 @@ pub async fn push(
                 e
             })
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use berth_core::plan::{BuildPlan, HelperImage};
+
+    #[test]
+    fn a_failing_builder_image_names_the_field_that_chooses_it() {
+        let plan = BuildPlan {
+            base_image: "debian:bookworm-slim".into(),
+            platform: "linux/amd64".into(),
+            helper_images: vec![
+                HelperImage {
+                    alias: "uv".into(),
+                    reference: "ghcr.io/astral-sh/uv:0.5.1".into(),
+                },
+                HelperImage {
+                    alias: "micromamba".into(),
+                    reference: "mambaorg/micromamba:2.0.3-debian12-slim".into(),
+                },
+            ],
+            steps: Vec::new(),
+            context: Vec::new(),
+            secrets: Vec::new(),
+        };
+        let failed = |message: &str| {
+            helper_image_hint(
+                Error::new(berth_core::ErrorKind::Temporary, message).with_hint("retry later"),
+                &plan,
+            )
+        };
+        let mamba = failed("helper image mambaorg/micromamba:2.0.3-debian12-slim: no such host");
+        let hint = mamba.hint().unwrap_or_default();
+        assert!(hint.starts_with("retry later; "), "{hint}");
+        assert!(
+            hint.contains("micromamba_image") && hint.contains("python_exec"),
+            "{hint}"
+        );
+        let uv = failed("pulling ghcr.io/astral-sh/uv:0.5.1: refused");
+        assert!(uv.hint().unwrap_or_default().contains("uv_image"), "{uv}");
+        let other = failed("apt-get failed");
+        assert_eq!(other.hint(), Some("retry later"));
     }
 }
