@@ -53,6 +53,18 @@ pub async fn run(args: &DoctorArgs) -> Result<ExitStatus> {
             title: format!("registry {host}"),
             findings,
         });
+    } else {
+        sections.push(Section {
+            title: "registry".to_string(),
+            findings: vec![report::Finding {
+                check: "registry".to_string(),
+                status: report::Status::Skipped,
+                message: "no registry to check: none given and none configured (BERTH_REGISTRY, berth.yaml, \
+                          the user file)"
+                    .to_string(),
+                fix: Some("run `berth doctor --registry HOST` to check your credentials for HOST".to_string()),
+            }],
+        });
     }
 
     json["problems"] = report::problems_json(&sections);
