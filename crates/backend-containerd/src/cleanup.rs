@@ -8,6 +8,7 @@
 //! while the runtime is shutting down, and the caller's next step (or process exit) finds nothing left.
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
@@ -24,6 +25,9 @@ const LEASE_EXPIRY: Duration = Duration::from_secs(24 * 3600);
 const DROP_CLEANUP_LIMIT: Duration = Duration::from_secs(60);
 /// How long requests of a dropped build may take to land in containerd.
 const IN_FLIGHT_GRACE: Duration = Duration::from_millis(500);
+/// How long a dropped build's cleanup watches for its lease to appear when the request creating it was in flight
+/// (a request queued behind a connection being opened can land after the first grace).
+const LATE_LEASE_WATCH: Duration = Duration::from_secs(5);
 /// SIGKILL.
 const SIGKILL: u32 = 9;
 
@@ -44,6 +48,8 @@ pub(crate) struct Guard {
     pending: Arc<Mutex<Pending>>,
     reconnect: (PathBuf, String, String, Duration),
     finished: bool,
+    /// True while the request creating the lease has not answered (it may still land after a drop).
+    lease_in_flight: Arc<AtomicBool>,
 }
 
 impl Guard {
@@ -68,9 +74,12 @@ impl Guard {
                 o.connect_timeout,
             ),
             finished: false,
+            lease_in_flight: Arc::new(AtomicBool::new(true)),
         };
         let leased = engine.daemon.with_lease(&lease)?;
-        engine.daemon.create_lease(&lease, &expire, op).await?;
+        let created = engine.daemon.create_lease(&lease, &expire, op).await;
+        guard.lease_in_flight.store(false, Ordering::SeqCst);
+        created?;
         Ok((guard, leased))
     }
 
@@ -175,6 +184,23 @@ async fn run(daemon: &Daemon, lease: &str, pending: Pending) -> Result<()> {
     first.map_or(Ok(()), Err)
 }
 
+/// Watches for `lease` (whose creation was in flight when the build was dropped) and deletes it if it appears.
+async fn remove_late_lease(daemon: &Daemon, lease: &str) -> Result<()> {
+    let deadline = tokio::time::Instant::now() + LATE_LEASE_WATCH;
+    while tokio::time::Instant::now() < deadline {
+        if daemon
+            .lease_ids(lease, Op::Build)
+            .await?
+            .iter()
+            .any(|id| id == lease)
+        {
+            return daemon.delete_lease(lease, Op::Build).await;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Ok(())
+}
+
 /// The ids of `existing` that are among `ours`.
 fn still_there(existing: Vec<String>, ours: &[String]) -> Vec<String> {
     existing
@@ -191,6 +217,7 @@ impl Drop for Guard {
         let pending = std::mem::take(&mut *self.pending.lock().unwrap_or_else(|p| p.into_inner()));
         let lease = std::mem::take(&mut self.lease);
         let (address, namespace, snapshotter, timeout) = self.reconnect.clone();
+        let lease_in_flight = self.lease_in_flight.load(Ordering::SeqCst);
         let work = move || {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -219,6 +246,9 @@ impl Drop for Guard {
                     };
                     if !late.tasks.is_empty() || !late.containers.is_empty() {
                         run(&daemon, &lease, late).await?;
+                    }
+                    if lease_in_flight {
+                        remove_late_lease(&daemon, &lease).await?;
                     }
                     first
                 };
