@@ -640,6 +640,11 @@ tasks:
         lock_text,
         "a no-op run leaves the lock as it was"
     );
+    assert!(
+        second.stderr.contains("berth.lock is up to date") && !second.stderr.contains("wrote "),
+        "a no-op run says the lock is current rather than written:\n{}",
+        second.stderr
+    );
 
     // For scripts: the same no-op run as JSON, and asked whether a cluster without credentials could pull the
     // images (no: the test registry wants a login), which fails the run and says what to do.

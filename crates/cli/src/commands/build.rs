@@ -278,12 +278,21 @@ async fn build_project(args: &BuildArgs, config: &Config, project: &Project) -> 
     let mut extra = serde_json::Map::new();
     extra.insert("tasks".into(), serde_json::json!(lock.tasks));
     if missing.is_empty() {
-        lock.write(&lock_path)?;
-        output().say(&format!(
-            "wrote {} ({} tasks)",
-            lock_path.display(),
-            lock.tasks.len()
-        ));
+        let current = std::fs::read_to_string(&lock_path).is_ok_and(|text| text == lock.to_json());
+        if current {
+            output().say(&format!(
+                "{} is up to date ({} tasks)",
+                lock_path.display(),
+                lock.tasks.len()
+            ));
+        } else {
+            lock.write(&lock_path)?;
+            output().say(&format!(
+                "wrote {} ({} tasks)",
+                lock_path.display(),
+                lock.tasks.len()
+            ));
+        }
         extra.insert("lock".into(), lock_path.display().to_string().into());
         return conclude(args, &registries, &units, outcomes, extra).await;
     }
