@@ -8,7 +8,6 @@
 //! while the runtime is shutting down, and the caller's next step (or process exit) finds nothing left.
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
@@ -49,7 +48,7 @@ pub(crate) struct Guard {
     reconnect: (PathBuf, String, String, Duration),
     finished: bool,
     /// True while the request creating the lease has not answered (it may still land after a drop).
-    lease_in_flight: Arc<AtomicBool>,
+    lease_in_flight: bool,
 }
 
 impl Guard {
@@ -63,7 +62,7 @@ impl Guard {
         let expire = rfc3339(SystemTime::now() + LEASE_EXPIRY);
         let o = &engine.options;
         // the guard exists before the lease does: dropped while the request is in flight, it still deletes it
-        let guard = Guard {
+        let mut guard = Guard {
             daemon: engine.daemon.clone(),
             lease: lease.clone(),
             pending: Arc::default(),
@@ -74,11 +73,11 @@ impl Guard {
                 o.connect_timeout,
             ),
             finished: false,
-            lease_in_flight: Arc::new(AtomicBool::new(true)),
+            lease_in_flight: true,
         };
         let leased = engine.daemon.with_lease(&lease)?;
         let created = engine.daemon.create_lease(&lease, &expire, op).await;
-        guard.lease_in_flight.store(false, Ordering::SeqCst);
+        guard.lease_in_flight = false;
         created?;
         Ok((guard, leased))
     }
@@ -217,7 +216,7 @@ impl Drop for Guard {
         let pending = std::mem::take(&mut *self.pending.lock().unwrap_or_else(|p| p.into_inner()));
         let lease = std::mem::take(&mut self.lease);
         let (address, namespace, snapshotter, timeout) = self.reconnect.clone();
-        let lease_in_flight = self.lease_in_flight.load(Ordering::SeqCst);
+        let lease_in_flight = self.lease_in_flight;
         let work = move || {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()

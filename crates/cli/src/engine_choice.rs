@@ -88,11 +88,6 @@ impl fmt::Display for ChoiceSource {
     }
 }
 
-/// [`choose_with`] the project and user files of this run.
-pub fn choose(flag: Option<&str>) -> Result<(EngineKind, ChoiceSource)> {
-    choose_with(flag, &Config::load()?)
-}
-
 /// Picks the engine: `--engine`, `BERTH_ENGINE`, the project file, the user file, then detection; `auto`
 /// anywhere means "keep looking further down the list".
 pub fn choose_with(flag: Option<&str>, config: &Config) -> Result<(EngineKind, ChoiceSource)> {

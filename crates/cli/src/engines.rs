@@ -14,12 +14,9 @@ pub fn check_supported(kind: EngineKind) -> Result<()> {
     }
 }
 
-/// Where an engine of `kind` is looked for, with the configured connection settings (flag-less: environment,
-/// berth.yaml, user file), as `connect` would reach it.
-pub fn endpoint(kind: EngineKind) -> Option<String> {
-    let settings = crate::config::Config::load()
-        .map(|c| c.connection())
-        .unwrap_or_default();
+/// Where an engine of `kind` is looked for with `settings` (the configured connection settings), as
+/// [`connect_with`] reaches it.
+pub fn endpoint(kind: EngineKind, settings: &EngineSettings) -> Option<String> {
     match kind {
         EngineKind::Docker => Some(
             settings
@@ -31,12 +28,12 @@ pub fn endpoint(kind: EngineKind) -> Option<String> {
                     format!("unix://{}", berth_backend_docker::endpoint::DEFAULT_SOCKET)
                 }),
         ),
-        EngineKind::Podman => berth_backend_podman::PodmanEngine::new(podman_options(&settings))
+        EngineKind::Podman => berth_backend_podman::PodmanEngine::new(podman_options(settings))
             .ok()
             .map(|engine| engine.endpoint_name()),
         EngineKind::Containerd => Some(format!(
             "unix://{}",
-            containerd_options(&settings).address_path().display()
+            containerd_options(settings).address_path().display()
         )),
     }
 }
@@ -66,9 +63,9 @@ fn containerd_options(settings: &EngineSettings) -> berth_backend_containerd::Co
 
 /// What an engine of `kind` says about itself (`berth engines`, `berth doctor`); refused up front when this build
 /// has no backend for it.
-pub async fn info(kind: EngineKind) -> Result<EngineInfo> {
+pub async fn info(kind: EngineKind, settings: &EngineSettings) -> Result<EngineInfo> {
     check_supported(kind)?;
-    connect(kind).await?.info().await
+    connect_with(kind, settings).await?.info().await
 }
 
 /// Connects to the Podman service listening on `socket` (a user's own, whatever the environment names).
@@ -82,13 +79,8 @@ pub async fn connect_podman_at(socket: &std::path::Path) -> Result<Box<dyn Conta
     ))
 }
 
-/// Connects to an engine of `kind` with the connection settings of this run's project and user files (the
-/// engines' own environment variables win), failing with `EngineUnavailable` and a hint when it cannot be reached.
-pub async fn connect(kind: EngineKind) -> Result<Box<dyn ContainerEngine>> {
-    connect_with(kind, &crate::config::Config::load()?.connection()).await
-}
-
-/// Connects to an engine of `kind` with `settings`.
+/// Connects to an engine of `kind` with `settings` (the run's connection settings; the engines' own environment
+/// variables win), failing with `EngineUnavailable` and a hint when it cannot be reached.
 pub async fn connect_with(
     kind: EngineKind,
     settings: &crate::config::EngineSettings,

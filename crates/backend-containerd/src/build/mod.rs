@@ -334,21 +334,10 @@ async fn copy_step(
         .into_iter()
         .filter(|d| view.as_ref().is_none_or(|v| !v.exists(d)))
         .collect();
-    let dir = builder.state_dir.join("tmp").join(&key);
-    guard.dir(dir.clone());
-    std::fs::create_dir_all(&dir).map_err(|e| io_error(Op::Build, dir.display(), e))?;
-    let out = dir.clone();
-    let written =
-        tokio::task::spawn_blocking(move || copy::write_layer(&files, &folders, owner, &out))
-            .await
-            .map_err(|e| {
-                error(
-                    ErrorKind::Io,
-                    Op::Build,
-                    format!("writing the COPY layer: {e}"),
-                )
-            })?
-            .map_err(|e| io_error(Op::Build, "writing the COPY layer", e))?;
+    let (written, dir) = write_layer_file(builder, &key, "the COPY layer", move |out| {
+        copy::write_layer(&files, &folders, owner, out)
+    })
+    .await?;
     let blob = store_layer(daemon, guard, &written, "the COPY layer").await?;
     let applied = daemon.apply(&blob, &mounts, Op::Build).await?;
     if applied.digest != written.diff_id {
@@ -361,18 +350,51 @@ async fn copy_step(
             ),
         ));
     }
-    let chain = chain_id(parent, &written.diff_id);
+    let layer = commit_layer(daemon, guard, &key, parent, blob, written.diff_id).await?;
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(layer)
+}
+
+/// Runs `write` on a blocking thread to write a layer file into a fresh temporary folder of the build (which
+/// the guard removes if the build is dropped); returns the layer and the folder.
+pub(crate) async fn write_layer_file(
+    builder: &Builder<'_>,
+    key: &str,
+    what: &'static str,
+    write: impl FnOnce(&std::path::Path) -> std::io::Result<copy::WrittenLayer> + Send + 'static,
+) -> Result<(copy::WrittenLayer, PathBuf)> {
+    let dir = builder.state_dir.join("tmp").join(key);
+    builder.guard.dir(dir.clone());
+    std::fs::create_dir_all(&dir).map_err(|e| io_error(Op::Build, dir.display(), e))?;
+    let out = dir.clone();
+    let written = tokio::task::spawn_blocking(move || write(&out))
+        .await
+        .map_err(|e| error(ErrorKind::Io, Op::Build, format!("writing {what}: {e}")))?
+        .map_err(|e| io_error(Op::Build, format!("writing {what}"), e))?;
+    Ok((written, dir))
+}
+
+/// Commits active snapshot `key`, whose changes are layer `blob` (`diff_id` uncompressed), by chain id; when that
+/// chain is already committed (another build made the same layer), the active snapshot is removed instead.
+pub(crate) async fn commit_layer(
+    daemon: &Daemon,
+    guard: &Guard,
+    key: &str,
+    parent: Option<&str>,
+    blob: Descriptor,
+    diff_id: String,
+) -> Result<Layer> {
+    let chain = chain_id(parent, &diff_id);
     if !daemon
-        .commit(&chain, &key, HashMap::new(), Op::Build)
+        .commit(&chain, key, HashMap::new(), Op::Build)
         .await?
     {
-        daemon.remove_snapshot(&key, Op::Build).await?;
+        daemon.remove_snapshot(key, Op::Build).await?;
     }
-    guard.snapshot_done(&key);
-    let _ = std::fs::remove_dir_all(&dir);
+    guard.snapshot_done(key);
     Ok(Layer {
         blob,
-        diff_id: written.diff_id,
+        diff_id,
         chain,
     })
 }

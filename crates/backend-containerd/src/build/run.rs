@@ -20,7 +20,7 @@ use super::spec::{runtime_spec, Process, HOST_FILES};
 use super::{mounts, upper, Builder};
 use crate::convert::{ContainerSpec, Daemon};
 use crate::errors::{error, io_error, Op};
-use crate::labels::{chain_id, unique_id, UNCOMPRESSED};
+use crate::labels::{unique_id, UNCOMPRESSED};
 use crate::rootfs::{resolve_user, RootfsView};
 
 /// containerd's runc shim.
@@ -158,43 +158,24 @@ async fn layer_from_upper(
     parent: Option<&str>,
     upper: &Path,
 ) -> Result<Layer> {
-    let daemon = &builder.daemon;
-    let guard = builder.guard;
-    let dir = builder.state_dir.join("tmp").join(key);
-    guard.dir(dir.clone());
-    std::fs::create_dir_all(&dir).map_err(|e| io_error(Op::Build, dir.display(), e))?;
-    let (from, out) = (upper.to_path_buf(), dir.clone());
-    let written = tokio::task::spawn_blocking(move || upper::write_upper_layer(&from, &out))
-        .await
-        .map_err(|e| {
-            error(
-                ErrorKind::Io,
-                Op::Build,
-                format!("writing the RUN layer: {e}"),
-            )
-        })?
-        .map_err(|e| {
-            io_error(
-                Op::Build,
-                format!("writing the RUN layer from {}", upper.display()),
-                e,
-            )
-        })?;
-    let blob = super::store_layer(daemon, guard, &written, "the RUN layer").await?;
-    let chain = chain_id(parent, &written.diff_id);
-    if !daemon
-        .commit(&chain, key, HashMap::new(), Op::Build)
-        .await?
-    {
-        daemon.remove_snapshot(key, Op::Build).await?;
-    }
-    guard.snapshot_done(key);
-    let _ = std::fs::remove_dir_all(&dir);
-    Ok(Layer {
-        blob,
-        diff_id: written.diff_id,
-        chain,
+    let from = upper.to_path_buf();
+    let (written, dir) = super::write_layer_file(builder, key, "the RUN layer", move |out| {
+        upper::write_upper_layer(&from, out)
     })
+    .await?;
+    let blob =
+        super::store_layer(&builder.daemon, builder.guard, &written, "the RUN layer").await?;
+    let layer = super::commit_layer(
+        &builder.daemon,
+        builder.guard,
+        key,
+        parent,
+        blob,
+        written.diff_id,
+    )
+    .await?;
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(layer)
 }
 
 /// Turns active snapshot `key` (mounted by `upper`) into a layer and commits it by chain id.
@@ -233,19 +214,7 @@ async fn diff(
                 format!("layer {} has no uncompressed digest", blob.digest),
             )
         })?;
-    let chain = chain_id(parent, &diff_id);
-    if !daemon
-        .commit(&chain, key, HashMap::new(), Op::Build)
-        .await?
-    {
-        daemon.remove_snapshot(key, Op::Build).await?;
-    }
-    guard.snapshot_done(key);
-    Ok(Layer {
-        blob,
-        diff_id,
-        chain,
-    })
+    super::commit_layer(daemon, guard, key, parent, blob, diff_id).await
 }
 
 /// Creates the task, streams its output, and waits for its exit status; returns it with the last lines.

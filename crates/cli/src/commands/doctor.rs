@@ -17,8 +17,9 @@ pub async fn run(args: &DoctorArgs) -> Result<ExitStatus> {
     let accounts = machine::accounts();
     let me = machine::identity(&accounts);
 
-    let probes = engines::probe_all().await;
-    let choice = engine_choice::choose(args.engine.as_deref());
+    let config = crate::config::Config::load()?;
+    let probes = engines::probe_all(&config.connection()).await;
+    let choice = engine_choice::choose_with(args.engine.as_deref(), &config);
     let engine_findings = engines::findings(&probes, &choice, |probe, error| {
         explain(probe, error, &me, &accounts)
     });
@@ -38,7 +39,7 @@ pub async fn run(args: &DoctorArgs) -> Result<ExitStatus> {
 
     json["registry"] = Value::Null;
     // --registry, else the registry this project's builds push to (BERTH_REGISTRY, berth.yaml, the user file).
-    let configured = crate::config::Config::load()?
+    let configured = config
         .registry()
         .and_then(|s| s.value.split('/').next().map(str::to_string));
     if let Some(arg) = args.registry.as_ref().or(configured.as_ref()) {

@@ -8,13 +8,14 @@ use crate::exit::ExitStatus;
 
 /// Runs `berth engines`.
 pub async fn run(args: &EnginesArgs) -> Result<ExitStatus> {
+    let settings = crate::config::Config::load()?.connection();
     let mut rows = Vec::new();
     for kind in [
         EngineKind::Docker,
         EngineKind::Podman,
         EngineKind::Containerd,
     ] {
-        rows.push((kind, crate::engines::info(kind).await));
+        rows.push((kind, crate::engines::info(kind, &settings).await));
     }
     if args.json {
         let items: Vec<_> = rows

@@ -29,13 +29,13 @@ pub struct EngineProbe {
 }
 
 /// Asks every engine about itself, as `berth engines` does.
-pub async fn probe_all() -> Vec<EngineProbe> {
+pub async fn probe_all(settings: &crate::config::EngineSettings) -> Vec<EngineProbe> {
     let mut probes = Vec::new();
     for kind in ALL {
         probes.push(EngineProbe {
             kind,
-            endpoint: crate::engines::endpoint(kind),
-            answer: crate::engines::info(kind).await,
+            endpoint: crate::engines::endpoint(kind, settings),
+            answer: crate::engines::info(kind, settings).await,
         });
     }
     probes
