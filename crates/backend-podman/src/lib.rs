@@ -17,12 +17,14 @@
 //! streams' `stream`, `error`, `aux.ID`, `id`, `status` and `progressDetail`. Everything is read from untyped
 //! JSON, so a field that is absent or changes type degrades to an empty value instead of failing the request;
 //! requests use the `/v4.0.0` prefix, which Podman 5 still serves. Cache mounts are rendered `sharing=shared`
-//! (see [`berth_core::render::CacheSharing`]), which also avoids the `sharing=locked` parse errors reported on
-//! some Podman 5 builds.
+//! with a lock each step takes itself, and ids per user (see [`cache`] and
+//! [`berth_core::render::CacheMounts::SharedWithLock`]), which also avoids the `sharing=locked` parse errors
+//! reported on some Podman 5 builds.
 //!
 //! [`Capabilities::rootless`]: berth_core::engine::Capabilities::rootless
 
 mod build;
+pub mod cache;
 mod client;
 mod connect;
 pub mod endpoint;

@@ -96,6 +96,10 @@ pub struct BuildOptions {
     pub network: Network,
     /// Ignore the build cache.
     pub no_cache: bool,
+    /// Registries (host and port, as in [`Credentials::registry`]) of the plan's base and helper images that may
+    /// be pulled over plain HTTP or unverified TLS: loopback ones and those named insecure. Engines that pull
+    /// themselves are told so for these hosts only, as pushes are.
+    pub insecure_registries: Vec<String>,
 }
 
 /// Options for [`ContainerEngine::push`] and [`ContainerEngine::pull`].
@@ -161,6 +165,9 @@ pub enum ProgressEvent {
     },
     /// A line of output from a step or a transfer.
     Line(String),
+    /// Something the user should know even when output is quiet: the build goes on, but not as well as it could
+    /// (and the text says how to fix that).
+    Warning(String),
     /// Bytes transferred for a layer.
     Transfer {
         /// Layer or blob id.

@@ -247,11 +247,13 @@ async fn build_unit(
         let plan = plan(namer, unit.spec)?;
         let engine = engine_for(choice, connected).await?;
         engine.check_plan(&plan).await?;
+        let (credentials, insecure_registries) = pull_access(registries, &plan)?;
         let build = BuildOptions {
             tags: vec![name.to_string()],
-            credentials: pull_credentials(registries, &plan)?,
+            credentials,
             network: options.network,
             no_cache: options.no_cache,
+            insecure_registries,
         };
         let _slot = slots.acquire().await.expect("semaphore open");
         output().say(&format!("{name}: building on {}", engine.name()));
@@ -281,24 +283,31 @@ async fn build_unit(
     }
 }
 
-/// Credentials for the base and helper images' registries.
-fn pull_credentials(
+/// Credentials for the base and helper images' registries, and which of those registries may be pulled from
+/// over plain HTTP (the same rule as for pushes).
+fn pull_access(
     registries: &Registries,
     plan: &berth_core::plan::BuildPlan,
-) -> Result<Vec<Credentials>> {
+) -> Result<(Vec<Credentials>, Vec<String>)> {
     let mut credentials: Vec<Credentials> = Vec::new();
+    let mut hosts: Vec<String> = Vec::new();
     let pulls = std::iter::once(plan.base_image.as_str())
         .chain(plan.helper_images.iter().map(|h| h.reference.as_str()));
     for reference in pulls {
         let host = ImageRef::parse(reference)?.registry;
-        if credentials.iter().any(|c| c.registry == host) {
+        if hosts.contains(&host) {
             continue;
         }
         if let Some(found) = registries.credentials(&host)? {
             credentials.push(found);
         }
+        hosts.push(host);
     }
-    Ok(credentials)
+    let insecure = hosts
+        .into_iter()
+        .filter(|host| registries.is_insecure(host))
+        .collect();
+    Ok((credentials, insecure))
 }
 
 /// Pushes a built image; its digest.
