@@ -148,6 +148,7 @@ impl ContainerEngine for ContainerdEngine {
             capabilities: Capabilities {
                 run_mounts: true,
                 cache_mounts: true,
+                caches_persist: true,
                 secret_mounts: true,
                 cross_platform: false,
                 rootless: false,

@@ -83,6 +83,12 @@ impl PodmanEngine {
     fn socket(&self) -> &std::path::Path {
         &self.client.socket
     }
+
+    /// Whether buildah can keep this service user's cache folders (see [`cache`]).
+    fn caches_persist(&self) -> bool {
+        let (mounts, _) = cache::cache_mounts(self.service_uid(), self.socket());
+        mounts != berth_core::render::CacheMounts::Tmpfs
+    }
 }
 
 #[async_trait]
@@ -97,13 +103,13 @@ impl ContainerEngine for PodmanEngine {
             engine: ENGINE.to_string(),
             version: service.version.clone(),
             endpoint: self.endpoint_name(),
-            capabilities: features(service.rootless),
+            capabilities: features(service.rootless, self.caches_persist()),
         })
     }
 
     async fn capabilities(&self) -> Result<Capabilities> {
         self.reachable().await?;
-        Ok(features(self.runs_rootless()))
+        Ok(features(self.runs_rootless(), self.caches_persist()))
     }
 
     async fn build(
@@ -153,10 +159,11 @@ impl ContainerEngine for PodmanEngine {
 }
 
 /// What buildah behind the service builds: every RUN --mount berth renders, for the host's platform.
-fn features(rootless: bool) -> Capabilities {
+fn features(rootless: bool, caches_persist: bool) -> Capabilities {
     Capabilities {
         run_mounts: true,
         cache_mounts: true,
+        caches_persist,
         secret_mounts: true,
         cross_platform: false,
         rootless,

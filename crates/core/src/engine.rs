@@ -17,8 +17,12 @@ use crate::plan::BuildPlan;
 pub struct Capabilities {
     /// `RUN --mount` of any kind (files from the context or another image); every plan made from a spec uses it.
     pub run_mounts: bool,
-    /// `RUN --mount=type=cache` persists between builds.
+    /// `RUN --mount=type=cache` is accepted.
     pub cache_mounts: bool,
+    /// What a cache mount holds is kept for the next build. `false` where the engine accepts cache mounts but
+    /// cannot keep them for this user (rootless Podman whose buildah cache folder another user made): each build
+    /// starts with empty caches, and the build says why in a [`ProgressEvent::Warning`].
+    pub caches_persist: bool,
     /// `RUN --mount=type=secret` is supported.
     pub secret_mounts: bool,
     /// Builds for a platform other than the host's.

@@ -46,7 +46,7 @@ pub use build::{
 pub use images::{info_describes_engine, inspect_missing_is_not_found, tag_inspect_remove};
 pub use mounts::{
     cache_mount_persists_between_builds, cancelled_build_leaves_engine_usable,
-    image_and_context_mounts, secret_mount_reaches_step_not_image,
+    concurrent_builds_share_a_cache, image_and_context_mounts, secret_mount_reaches_step_not_image,
 };
 pub use registry::{
     pull_missing_is_not_found, pull_with_wrong_password_is_unauthorized, push_pull_round_trip,
@@ -95,6 +95,7 @@ macro_rules! engine_conformance {
             pull_missing_is_not_found,
             cancelled_build_leaves_engine_usable,
             run_layers_carry_deletions,
+            concurrent_builds_share_a_cache,
         );
     };
     (@tests $connect:expr; $($behaviour:ident),+ $(,)?) => {

@@ -126,6 +126,24 @@ impl Recorder {
     }
 }
 
+impl Recorder {
+    /// The warnings received so far.
+    pub fn warnings(&self) -> Vec<String> {
+        self.events
+            .lock()
+            .map(|events| {
+                events
+                    .iter()
+                    .filter_map(|e| match e {
+                        ProgressEvent::Warning(text) => Some(text.clone()),
+                        _ => None,
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
 impl Progress for Recorder {
     fn event(&self, event: ProgressEvent) {
         if let Ok(mut events) = self.events.lock() {
