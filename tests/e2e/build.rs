@@ -192,6 +192,16 @@ builder_options: {{install_flytekit: false}}
 
     let first = project.build(&["spec.yaml"]);
     assert_eq!(first.code, 0, "build failed:\n{}", first.stderr);
+    if engine == Engine::PodmanRootless {
+        // scripts/env/up.sh leaves buildah's cache folder as root's first Podman build does (root's, mode 755):
+        // the rootless build still works, on empty caches, and says how to get caching back.
+        assert!(
+            first.stderr.contains("cannot keep build caches")
+                && first.stderr.contains("chmod 1777 /var/tmp/buildah-cache"),
+            "the rootless build warns about its caches:\n{}",
+            first.stderr
+        );
+    }
     let pushed = first.stdout.trim().to_string();
     let (reference, digest) = pushed.split_once('@').expect("name@digest on stdout");
     assert!(
@@ -760,4 +770,70 @@ fn a_failing_image_stops_only_what_depends_on_it() {
         "no lock is written for a partial set"
     );
     remove_local(&project, name);
+}
+
+#[test]
+fn docker_derived_image_keeps_base_packages_uv_0_5() {
+    derived_image_keeps_base_packages(Engine::Docker, &TestEnv::get().uv_image);
+}
+
+#[test]
+fn podman_derived_image_keeps_base_packages_current_uv() {
+    derived_image_keeps_base_packages(Engine::Podman, &TestEnv::get().uv_current_image);
+}
+
+#[test]
+fn rootless_podman_derived_image_keeps_base_packages_uv_0_5() {
+    derived_image_keeps_base_packages(Engine::PodmanRootless, &TestEnv::get().uv_image);
+}
+
+#[test]
+fn containerd_derived_image_keeps_base_packages_current_uv() {
+    derived_image_keeps_base_packages(Engine::Containerd, &TestEnv::get().uv_current_image);
+}
+
+/// A spec built on another spec, both installing packages into the venv: the derived image keeps the base's
+/// packages (uv 0.5 replaced an existing venv, current uv refuses one), checked by importing both in the pushed
+/// image, pulled and run by Docker.
+fn derived_image_keeps_base_packages(engine: Engine, uv_image: &str) {
+    let env = TestEnv::get();
+    let project = Project::new(engine);
+    let common = format!(
+        "registry: {}/berth-e2e\npython_exec: /usr/bin/python3\nbuilder_config: {{uv_image: \"{uv_image}\"}}\nbuilder_options: {{install_flytekit: false}}\n",
+        env.registry
+    );
+    project.write(
+        "base.yaml",
+        &format!(
+            "name: {}\nbase_image: {}\npackages: [\"six==1.16.0\"]\n{common}",
+            unique("venv-base"),
+            env.python_image
+        ),
+    );
+    project.write(
+        "app.yaml",
+        &format!(
+            "name: {}\nbase_image: {{spec: base.yaml}}\npackages: [\"idna==3.7\"]\n{common}",
+            unique("venv-app")
+        ),
+    );
+    log_in(&project, env);
+    let built = project.build(&["app.yaml"]);
+    assert_eq!(built.code, 0, "{}", built.stderr);
+    let app = built
+        .stdout
+        .lines()
+        .last()
+        .expect("the app's reference")
+        .to_string();
+    let config = project.config().display().to_string();
+    let (ok, out) = tool("docker", &["--config", &config, "pull", &app]);
+    assert!(ok, "docker pull {app}: {out}");
+    let script = "import six, idna; print(six.__version__, idna.__version__)";
+    let (ok, out) = tool("docker", &["run", "--rm", &app, "python", "-c", script]);
+    let _ = tool("docker", &["rmi", "-f", &app]);
+    assert!(
+        ok && out.trim() == "1.16.0 3.7",
+        "the {engine:?}-built app (uv {uv_image}) has its base's six and its own idna: {out}"
+    );
 }
