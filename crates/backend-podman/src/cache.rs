@@ -29,18 +29,18 @@ pub(crate) fn cache_mounts(uid: u32, socket: &Path) -> (CacheMounts, Option<Stri
     }
     match cache_folder_problem(uid, socket) {
         None => (keep, None),
-        Some(problem) => (
+        Some((problem, fix)) => (
             CacheMounts::Tmpfs,
             Some(format!(
                 "{problem}; this build's apt, uv and micromamba caches are empty and not kept (the image is the \
-                 same, only slower to build)"
+                 same, only slower to build); fix: {fix}"
             )),
         ),
     }
 }
 
-/// Why a rootless service running as `uid` cannot create its cache folders, with the fix; `None` when it can.
-pub fn cache_folder_problem(uid: u32, socket: &Path) -> Option<String> {
+/// Why a rootless service running as `uid` cannot create its cache folders, and the fix; `None` when it can.
+pub fn cache_folder_problem(uid: u32, socket: &Path) -> Option<(String, String)> {
     let root = service_tmpdir(uid, socket)
         .unwrap_or_else(|| PathBuf::from(DEFAULT_TMPDIR))
         .join(CACHE_FOLDER);
@@ -49,16 +49,20 @@ pub fn cache_folder_problem(uid: u32, socket: &Path) -> Option<String> {
     if writable {
         return None;
     }
-    Some(format!(
-        "rootless Podman cannot keep build caches: {} belongs to uid {} (mode {:o}), so buildah cannot make this \
-         user's cache folders in it; fix: as root, `chmod 1777 {}` (each user's caches stay apart: berth's cache \
-         ids carry the uid), or give the user's Podman service its own TMPDIR (`systemctl --user edit \
-         podman.service`, add `[Service]` and `Environment=TMPDIR=%h/.cache/podman-tmp`, make that folder, \
-         restart the service)",
-        root.display(),
-        meta.uid(),
-        meta.mode() & 0o7777,
-        root.display()
+    Some((
+        format!(
+            "rootless Podman cannot keep build caches: {} belongs to uid {} (mode {:o}), so buildah cannot make \
+             this user's cache folders in it",
+            root.display(),
+            meta.uid(),
+            meta.mode() & 0o7777,
+        ),
+        format!(
+            "as root, `chmod 1777 {}` (each user's caches stay apart: berth's cache ids carry the uid), or give \
+             the user's Podman service its own TMPDIR (`systemctl --user edit podman.service`, add `[Service]` and \
+             `Environment=TMPDIR=%h/.cache/podman-tmp`, make that folder, restart the service)",
+            root.display()
+        ),
     ))
 }
 

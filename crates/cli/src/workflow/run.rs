@@ -232,6 +232,38 @@ fn helper_image_hint(error: Error, plan: &berth_core::plan::BuildPlan) -> Error 
     error.with_hint(hint)
 }
 
+/// A build whose engine pulled a base or helper image over HTTPS from a registry that speaks plain HTTP says
+/// exactly what to change for that engine (berth tells Podman and containerd itself for loopback registries and
+/// `--insecure-registry`; dockerd decides alone).
+fn plain_http_hint(error: Error, engine: &str, plan: &berth_core::plan::BuildPlan) -> Error {
+    if !error
+        .message()
+        .contains("server gave HTTP response to HTTPS client")
+    {
+        return error;
+    }
+    let pulls = std::iter::once(plan.base_image.as_str())
+        .chain(plan.helper_images.iter().map(|h| h.reference.as_str()));
+    let Some(host) = pulls
+        .filter_map(|r| ImageRef::parse(r).ok())
+        .map(|r| r.registry)
+        .find(|host| error.message().contains(host.as_str()))
+    else {
+        return error;
+    };
+    let fix = match engine {
+        "docker" => format!(
+            "dockerd pulls {host} over HTTPS and only treats 127.0.0.0/8 as plain HTTP by itself: add \"{host}\" to \
+             \"insecure-registries\" in /etc/docker/daemon.json and restart dockerd"
+        ),
+        _ => format!(
+            "{host} speaks plain HTTP: pass `--insecure-registry {host}` and berth tells {engine} to pull it over \
+             plain HTTP"
+        ),
+    };
+    error.with_hint(fix)
+}
+
 async fn build_unit(
     unit: &Unit<'_>,
     namer: &Namer,
@@ -257,10 +289,10 @@ async fn build_unit(
         };
         let _slot = slots.acquire().await.expect("semaphore open");
         output().say(&format!("{name}: building on {}", engine.name()));
-        let built = engine
-            .build(&plan, &build, &progress)
-            .await
-            .map_err(|e| helper_image_hint(e, &plan).context(format!("building {name}")))?;
+        let built = engine.build(&plan, &build, &progress).await.map_err(|e| {
+            let e = plain_http_hint(helper_image_hint(e, &plan), engine.name(), &plan);
+            e.context(format!("building {name}"))
+        })?;
         Ok::<_, Error>((engine, built))
     }
     .await;
@@ -375,5 +407,43 @@ mod tests {
         assert!(uv.hint().unwrap_or_default().contains("uv_image"), "{uv}");
         let other = failed("apt-get failed");
         assert_eq!(other.hint(), Some("retry later"));
+    }
+
+    #[test]
+    fn a_plain_http_registry_gets_each_engines_fix() {
+        let plan = BuildPlan {
+            base_image: "reg.lan:5000/base:1".into(),
+            platform: "linux/amd64".into(),
+            helper_images: Vec::new(),
+            steps: Vec::new(),
+            context: Vec::new(),
+            secrets: Vec::new(),
+        };
+        let failed = || {
+            Error::new(
+                berth_core::ErrorKind::BuildFailed,
+                "pinging container registry reg.lan:5000: http: server gave HTTP response to HTTPS client",
+            )
+        };
+        let docker = plain_http_hint(failed(), "docker", &plan);
+        let hint = docker.hint().unwrap_or_default();
+        assert!(
+            hint.contains("/etc/docker/daemon.json") && hint.contains("\"reg.lan:5000\""),
+            "{hint}"
+        );
+        let podman = plain_http_hint(failed(), "podman", &plan);
+        assert!(
+            podman
+                .hint()
+                .unwrap_or_default()
+                .contains("--insecure-registry reg.lan:5000"),
+            "{podman}"
+        );
+        let other = plain_http_hint(
+            Error::new(berth_core::ErrorKind::BuildFailed, "no"),
+            "docker",
+            &plan,
+        );
+        assert_eq!(other.hint(), None);
     }
 }
