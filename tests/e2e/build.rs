@@ -837,3 +837,62 @@ fn derived_image_keeps_base_packages(engine: Engine, uv_image: &str) {
         "the {engine:?}-built app (uv {uv_image}) has its base's six and its own idna: {out}"
     );
 }
+
+#[test]
+fn docker_builds_two_apt_specs_at_once() {
+    two_apt_builds_at_once(Engine::Docker);
+}
+
+#[test]
+fn podman_builds_two_apt_specs_at_once() {
+    two_apt_builds_at_once(Engine::Podman);
+}
+
+#[test]
+fn rootless_podman_builds_two_apt_specs_at_once() {
+    two_apt_builds_at_once(Engine::PodmanRootless);
+}
+
+#[test]
+fn containerd_builds_two_apt_specs_at_once() {
+    two_apt_builds_at_once(Engine::Containerd);
+}
+
+/// Two `berth build --no-cache` processes started together, each running apt and uv on the shared caches: both
+/// succeed. (apt gives up at once when another process holds its lock, so whoever mounts the caches must let one
+/// step at a time use them; on Podman before the step lock, one of these failed with `Could not get lock`.)
+fn two_apt_builds_at_once(engine: Engine) {
+    let env = TestEnv::get();
+    let project = Project::new(engine);
+    let mut names = Vec::new();
+    for file in ["one.yaml", "two.yaml"] {
+        let name = unique(&format!("apt-{}", file.trim_end_matches(".yaml")));
+        project.write(
+            file,
+            &format!(
+                "name: {name}\nregistry: {}/berth-e2e\nbase_image: {}\npython_exec: /usr/bin/python3\n\
+                 packages: [\"six==1.16.0\"]\napt_packages: [jq]\nenv: {{WHICH: {name}}}\n\
+                 builder_config: {{uv_image: \"{}\"}}\nbuilder_options: {{install_flytekit: false}}\n",
+                env.registry, env.python_image, env.uv_image
+            ),
+        );
+        names.push(project.berth(&["name", file], "").stdout.trim().to_string());
+    }
+    log_in(&project, env);
+    let (one, two) = std::thread::scope(|s| {
+        let one = s.spawn(|| project.build(&["--no-cache", "--no-push", "one.yaml"]));
+        let two = s.spawn(|| project.build(&["--no-cache", "--no-push", "two.yaml"]));
+        (one.join(), two.join())
+    });
+    for name in &names {
+        remove_local(&project, name);
+    }
+    for (file, run) in [("one.yaml", one), ("two.yaml", two)] {
+        let run = run.expect("the build thread finished");
+        assert_eq!(
+            run.code, 0,
+            "{engine:?}: {file}, built at the same time as the other, failed:\n{}",
+            run.stderr
+        );
+    }
+}
