@@ -133,7 +133,8 @@ impl Shared<'_> {
     /// Gives a hashed buffer's bytes back to the budget and keeps a full-size buffer for reuse.
     fn recycle(&self, buf: Vec<u8>) {
         let bytes = buf.len();
-        self.budget.update(|s| s.in_flight = s.in_flight.saturating_sub(bytes));
+        self.budget
+            .update(|s| s.in_flight = s.in_flight.saturating_sub(bytes));
         if buf.len() == CHUNK {
             if let Ok(mut pool) = self.pool.lock() {
                 if pool.len() < POOL {
@@ -249,7 +250,11 @@ fn reader(shared: &Shared<'_>) {
 
 /// Sends the content and then the name of `job`; `Ok(false)` if the
 /// hasher went away.
-fn read_file(shared: &Shared<'_>, index: usize, tx: &SyncSender<Piece>) -> Result<bool, DigestError> {
+fn read_file(
+    shared: &Shared<'_>,
+    index: usize,
+    tx: &SyncSender<Piece>,
+) -> Result<bool, DigestError> {
     let job = &shared.jobs[index];
     let mut file = File::open(&job.path).map_err(|e| DigestError::io(&job.path, e))?;
     // Expected bytes still to come (content as listed, then the name).
