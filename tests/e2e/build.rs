@@ -896,3 +896,103 @@ fn two_apt_builds_at_once(engine: Engine) {
         );
     }
 }
+
+#[test]
+fn docker_two_berths_build_one_spec_at_once() {
+    two_berths_one_spec(Engine::Docker);
+}
+
+#[test]
+fn podman_two_berths_build_one_spec_at_once() {
+    two_berths_one_spec(Engine::Podman);
+}
+
+#[test]
+fn rootless_podman_two_berths_build_one_spec_at_once() {
+    two_berths_one_spec(Engine::PodmanRootless);
+}
+
+#[test]
+fn containerd_two_berths_build_one_spec_at_once() {
+    two_berths_one_spec(Engine::Containerd);
+}
+
+/// Two `berth build` processes started together for one missing spec: both succeed and print the same
+/// reference, which is what the registry holds (one build, one image: the second waits for the first and finds
+/// the image pushed).
+fn two_berths_one_spec(engine: Engine) {
+    let env = TestEnv::get();
+    let project = Project::new(engine);
+    project.write(
+        "spec.yaml",
+        &format!(
+            "name: {}\nregistry: {}/berth-e2e\nbase_image: {}\ncommands: [\"echo {} > /built\"]\n\
+             builder_options: {{install_flytekit: false}}\npython_exec: /usr/bin/python3\n\
+             builder_config: {{uv_image: \"{}\"}}\n",
+            unique("same-spec"),
+            env.registry,
+            env.python_image,
+            unique("token"),
+            env.uv_image
+        ),
+    );
+    log_in(&project, env);
+    let (one, two) = std::thread::scope(|s| {
+        let one = s.spawn(|| project.build(&["spec.yaml"]));
+        let two = s.spawn(|| project.build(&["spec.yaml"]));
+        (one.join().expect("thread"), two.join().expect("thread"))
+    });
+    assert_eq!(one.code, 0, "{engine:?}, first berth:\n{}", one.stderr);
+    assert_eq!(two.code, 0, "{engine:?}, second berth:\n{}", two.stderr);
+    assert_eq!(
+        one.stdout.trim(),
+        two.stdout.trim(),
+        "both print the one image:\n{}\n---\n{}",
+        one.stderr,
+        two.stderr
+    );
+    let (reference, digest) = one.stdout.trim().split_once('@').expect("name@digest");
+    assert_eq!(registry_digest(env, reference), digest);
+    let built = [&one, &two]
+        .iter()
+        .filter(|run| run.stderr.contains("building on"))
+        .count();
+    assert_eq!(
+        built, 1,
+        "only one of them built it:\n{}\n---\n{}",
+        one.stderr, two.stderr
+    );
+    remove_local(&project, reference);
+}
+
+#[test]
+fn eight_berth_exists_at_once_agree() {
+    let env = TestEnv::get();
+    let project = Project::new(Engine::Docker);
+    project.write(
+        "spec.yaml",
+        &format!(
+            "name: {}\nregistry: {}/berth-e2e\n",
+            unique("absent"),
+            env.registry
+        ),
+    );
+    log_in(&project, env);
+    let runs: Vec<Run> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..8)
+            .map(|_| s.spawn(|| project.berth(&["exists", "spec.yaml"], "")))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("thread"))
+            .collect()
+    });
+    for run in &runs {
+        assert_eq!(
+            run.code, 1,
+            "absent, from each of eight at once: {}",
+            run.stderr
+        );
+        assert!(run.stdout.contains("absent"), "{}", run.stdout);
+    }
+}

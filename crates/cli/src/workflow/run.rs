@@ -13,6 +13,7 @@ use berth_core::{Error, ErrorKind, Result};
 use berth_registry::Existence;
 use tokio::sync::{watch, Mutex, Semaphore};
 
+use super::image_lock::{self, ImageLock, Taken};
 use super::units::Unit;
 use crate::commands::access::{EngineChoice, Registries};
 use crate::progress::{output, ImageProgress};
@@ -274,6 +275,11 @@ async fn build_unit(
     options: &RunOptions,
 ) -> Outcome {
     let name = &unit.name;
+    let _lock = match one_build_at_a_time(name, registries, options).await {
+        Ok(Ok(lock)) => lock,
+        Ok(Err(present)) => return present,
+        Err(e) => return Outcome::Failed(e),
+    };
     let progress = output().image(&name.name);
     let built = async {
         let plan = plan(namer, unit.spec)?;
@@ -312,6 +318,42 @@ async fn build_unit(
     match push(&*engine, registries, name, &progress).await {
         Ok(digest) => Outcome::Pushed { digest },
         Err(e) => Outcome::Failed(e),
+    }
+}
+
+/// Waits while another berth on this machine builds the same image, then asks the registry again: `Ok(Err)` with
+/// the image's outcome when the other one pushed it meanwhile, else the lock to hold until the push is done.
+/// Local-only and forced builds take no lock (there is nothing to find in the registry afterwards).
+async fn one_build_at_a_time(
+    name: &ImageName,
+    registries: &Registries,
+    options: &RunOptions,
+) -> Result<std::result::Result<Option<ImageLock>, Outcome>> {
+    let Some(dir) = crate::commands::cache_dir() else {
+        return Ok(Ok(None));
+    };
+    if name.registry.is_none() || options.no_push || options.force {
+        return Ok(Ok(None));
+    }
+    let waiting = || {
+        output().say(&format!(
+            "{name}: another berth on this machine is building it; waiting for it"
+        ))
+    };
+    match image_lock::take(dir, &name.to_string(), waiting).await? {
+        Taken::Free(lock) => Ok(Ok(Some(lock))),
+        Taken::AfterWaiting(lock) => {
+            let image = ImageRef::parse(&name.to_string())?;
+            match registries.client.exists(&image).await {
+                Existence::Present { digest } => {
+                    output().say(&format!(
+                        "{name}: the other berth pushed it (@{digest}); not building it again"
+                    ));
+                    Ok(Err(Outcome::Present { digest }))
+                }
+                _ => Ok(Ok(Some(lock))),
+            }
+        }
     }
 }
 
