@@ -38,3 +38,7 @@ bash scripts/env/up.sh
 source /var/lib/berth-env/env.sh
 
 cargo test --workspace --locked "$@"
+
+# berth's names against flytekit 1.16.31's for 1,000 specs generated with a fixed seed, with the binary cargo test
+# just built (the flytekit venv is made once and cached).
+bash scripts/flytekit-corpus/regen.sh --differential --berth "${CARGO_TARGET_DIR:-target}/debug/berth" --count 1000
