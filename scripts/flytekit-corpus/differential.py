@@ -14,6 +14,7 @@ differently"), or be refused by both. Prints one line per disagreement, a summar
 import argparse
 import os
 import random
+import shutil
 import string
 import subprocess
 import sys
@@ -169,6 +170,7 @@ def main():
         else:
             failed += 1
             print(f"case {n} ({path}): flytekit {expected or flytekit_error!r}, berth {got or berth_error!r}")
+    shutil.rmtree(scratch, ignore_errors=True)
     for what, count in counts.items():
         print(f"{what}: {count}")
     print(f"{args.count - failed} passed, {failed} failed")
