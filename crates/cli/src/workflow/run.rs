@@ -278,7 +278,13 @@ async fn build_unit(
     let _lock = match one_build_at_a_time(name, registries, options).await {
         Ok(Ok(lock)) => lock,
         Ok(Err(present)) => return present,
-        Err(e) => return Outcome::Failed(e),
+        Err(e) => {
+            // The lock only keeps two berths from building one image twice: without it the build is still right.
+            output().print(&format!(
+                "{name}: warning: building without the per-image lock ({e}); another berth may build it at the same time"
+            ));
+            None
+        }
     };
     let progress = output().image(&name.name);
     let built = async {
