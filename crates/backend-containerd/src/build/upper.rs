@@ -16,9 +16,8 @@ use std::os::unix::fs::{FileTypeExt as _, MetadataExt as _};
 use std::path::Path;
 
 use super::copy::{HashingWriter, WrittenLayer, GZIP_LEVEL};
+use crate::rootfs::OPAQUE;
 
-/// Overlay's attributes for an opaque folder (rootful, then rootless overlay).
-const OPAQUE: [&str; 2] = ["trusted.overlay.opaque", "user.overlay.opaque"];
 /// Attribute namespaces overlay uses for itself; never part of the image.
 const OVERLAY_PRIVATE: [&str; 2] = ["trusted.overlay.", "user.overlay."];
 
