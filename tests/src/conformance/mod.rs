@@ -35,6 +35,7 @@ use crate::env::TestEnv;
 
 mod build;
 mod images;
+pub mod layered;
 mod mounts;
 pub mod registry;
 pub mod support;

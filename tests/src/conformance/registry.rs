@@ -14,7 +14,7 @@ use super::support::{
 };
 use crate::env::TestEnv;
 
-fn skopeo(args: &[&str]) -> Result<String, String> {
+pub(crate) fn skopeo(args: &[&str]) -> Result<String, String> {
     let out = Command::new("skopeo").args(args).output().map_err(|e| {
         format!("cannot run skopeo ({e}); run scripts/env/up.sh first, it installs skopeo")
     })?;

@@ -18,7 +18,9 @@ pub(crate) fn resolve_user(view: &RootfsView, spec: &str) -> Result<User, String
         Some((u, g)) => (u, Some(g)),
         None => (spec, None),
     };
-    let user = if user.is_empty() { "root" } else { user };
+    // no USER at all means root, even in an image without a user database (as Docker runs it)
+    let unset = user.is_empty();
+    let user = if unset { "root" } else { user };
     let passwd = view
         .read("/etc/passwd")
         .map(|b| String::from_utf8_lossy(&b).into_owned())
@@ -42,6 +44,7 @@ pub(crate) fn resolve_user(view: &RootfsView, spec: &str) -> Result<User, String
             Some(f[0].to_string()),
         ),
         (None, Ok(uid)) => (uid, uid, "/".to_string(), None),
+        (None, Err(_)) if unset => (0, 0, "/root".to_string(), None),
         (None, Err(_)) => return Err(format!("no user `{user}` in the image's /etc/passwd")),
     };
     if let Some(group) = group {
@@ -111,5 +114,12 @@ mod tests {
             Ok((123, 50))
         );
         assert!(resolve_user(&view, "ghost").is_err());
+        let empty = tempfile::tempdir().expect("temp dir");
+        let bare = view_of(&[empty.path()]);
+        assert_eq!(
+            resolve_user(&bare, "").map(|u| (u.uid, u.home)),
+            Ok((0, "/root".into()))
+        );
+        assert!(resolve_user(&bare, "root").is_err());
     }
 }

@@ -1,0 +1,161 @@
+//! Base and helper images that point into the host: the busybox fixture plus a layer whose `/etc`, `/root`, a
+//! folder's entry and a relative `../..` chain are links to a host folder holding a user database and a secret.
+//! berth reads and writes a snapshot from the host, as root; every such path must resolve inside the image, on the
+//! overlayfs and the native snapshotter alike (with native, the snapshot is one host folder written in place).
+
+use berth_backend_containerd::{ContainerdEngine, ContainerdOptions};
+use berth_core::engine::{BuildOptions, ContainerEngine, NoProgress, RemoveOptions};
+use berth_core::plan::{HelperImage, Mount, RunStep, Step};
+use berth_core::ErrorKind;
+use berth_tests::conformance::layered::{push_with_layer, Entry};
+use berth_tests::conformance::registry;
+use berth_tests::conformance::support::{plan, unique};
+use berth_tests::env::TestEnv;
+
+/// What the host folder holds, and the image that links to it.
+struct Hostile {
+    host: tempfile::TempDir,
+    image: String,
+}
+
+impl Hostile {
+    fn push(env: &TestEnv, snapshotter: &str) -> Hostile {
+        let host = tempfile::tempdir().expect("host dir");
+        std::fs::write(
+            host.path().join("passwd"),
+            "root:x:0:0::/root:/bin/sh\nhostonly:x:4242:4242::/h:/bin/sh\n",
+        )
+        .expect("passwd");
+        std::fs::write(host.path().join("secret.txt"), "host secret\n").expect("secret");
+        let target = host.path().display().to_string();
+        let image = format!(
+            "{}/berth-daemon-test/{}:v1",
+            env.registry,
+            unique(&format!("hostile-{snapshotter}"))
+        );
+        push_with_layer(
+            env,
+            &env.busybox_image,
+            &[
+                Entry::Link("etc".into(), target.clone()),
+                Entry::Link("root".into(), target.clone()),
+                Entry::Dir("srv".into()),
+                Entry::Link("srv/link".into(), target.clone()),
+                Entry::Link("rel".into(), format!("../../../../../../../..{target}")),
+            ],
+            &image,
+        );
+        Hostile { host, image }
+    }
+}
+
+async fn engine(env: &TestEnv, snapshotter: &str) -> ContainerdEngine {
+    ContainerdEngine::connect(ContainerdOptions {
+        address: Some(env.containerd_address.display().to_string()),
+        snapshotter: Some(snapshotter.to_string()),
+        ..ContainerdOptions::default()
+    })
+    .await
+    .unwrap_or_else(|e| panic!("run scripts/env/up.sh first: {e}"))
+}
+
+fn options(env: &TestEnv, tag: &str) -> BuildOptions {
+    BuildOptions {
+        tags: vec![tag.to_string()],
+        credentials: vec![env.credentials()],
+        ..BuildOptions::default()
+    }
+}
+
+fn run(command: &str, mounts: Vec<Mount>) -> Step {
+    Step::Run(RunStep {
+        command: command.to_string(),
+        mounts,
+    })
+}
+
+async fn hostile_images_stay_inside_their_root(snapshotter: &str) {
+    let env = TestEnv::get();
+    let engine = engine(env, snapshotter).await;
+    let hostile = Hostile::push(env, snapshotter);
+    let host = hostile.host.path();
+    let tag = format!(
+        "{}/berth-daemon-test/{}:v1",
+        env.registry,
+        unique("hostile-out")
+    );
+
+    // USER reads the image's /etc/passwd: the image has none (its /etc leads nowhere inside it)
+    let user = plan(
+        &hostile.image,
+        vec![Step::User("hostonly".into()), run("true", vec![])],
+    );
+    let err = engine
+        .build(&user, &options(env, &tag), &NoProgress)
+        .await
+        .map(drop)
+        .expect_err("USER hostonly exists only in the host folder the image's /etc links to");
+    assert_eq!(err.kind(), ErrorKind::BuildFailed, "{err}");
+    assert!(err.to_string().contains("no user `hostonly`"), "{err}");
+
+    // WORKDIR through links: the folders are made inside the image, never in the host folder
+    let workdirs = plan(
+        &hostile.image,
+        vec![
+            Step::Workdir("/srv/link/made-by-berth".into()),
+            run("test -d /srv/link/made-by-berth", vec![]),
+            Step::Workdir("/root/also-made".into()),
+            run("test -d /root/also-made", vec![]),
+        ],
+    );
+    let built = engine
+        .build(&workdirs, &options(env, &tag), &NoProgress)
+        .await;
+    assert!(
+        !host.join("made-by-berth").exists() && !host.join("also-made").exists(),
+        "a WORKDIR made a folder on the host"
+    );
+    built.unwrap_or_else(|e| panic!("WORKDIR through the image's links: {e}"));
+
+    // a helper image's mount source resolves inside the helper
+    for source in ["/srv/link/secret.txt", "/etc/secret.txt", "/rel/secret.txt"] {
+        let mut mounted = plan(
+            &env.busybox_image,
+            vec![run(
+                "cat /mnt/leak",
+                vec![Mount::Image {
+                    alias: "evil".into(),
+                    source: source.into(),
+                    target: "/mnt/leak".into(),
+                }],
+            )],
+        );
+        mounted.helper_images = vec![HelperImage {
+            alias: "evil".into(),
+            reference: hostile.image.clone(),
+        }];
+        let err = engine
+            .build(&mounted, &options(env, &tag), &NoProgress)
+            .await
+            .map(drop)
+            .expect_err("the helper's link leads outside it");
+        assert_eq!(err.kind(), ErrorKind::BuildFailed, "{source}: {err}");
+        assert!(err.to_string().contains("has no file"), "{source}: {err}");
+    }
+
+    let _ = engine.remove(&tag, RemoveOptions::default()).await;
+    let _ = engine
+        .remove(&hostile.image, RemoveOptions::default())
+        .await;
+    let _ = registry::delete(env, &hostile.image);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_images_stay_inside_their_root_on_overlayfs() {
+    hostile_images_stay_inside_their_root("overlayfs").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_images_stay_inside_their_root_on_native() {
+    hostile_images_stay_inside_their_root("native").await;
+}
