@@ -429,6 +429,39 @@ async fn copy_layers_are_reproducible_from_an_empty_cache() {
     );
 }
 
+/// A context file that gives more bytes than its size said (as one growing during the copy does; a /proc file
+/// always does) fails the COPY step with its name, instead of a layer whose tar entry runs past its header.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_copy_source_that_grows_fails_the_step() {
+    let env = TestEnv::get();
+    let engine = engine(env).await;
+    let mut copying = plan(
+        &env.busybox_image,
+        vec![Step::Copy(CopyStep {
+            sources: vec!["status".into()],
+            destination: "/srv/".into(),
+            chown: None,
+        })],
+    );
+    copying.context = vec![ContextEntry {
+        path: "status".into(),
+        source: ContextSource::File("/proc/self/status".into()),
+    }];
+    let tag = format!(
+        "{}/berth-daemon-test/growing-{}:v1",
+        env.registry,
+        std::process::id()
+    );
+    let err = engine
+        .build(&copying, &options(env, &tag), &NoProgress)
+        .await
+        .map(drop)
+        .expect_err("the file gave more bytes than its size");
+    assert_eq!(err.kind(), ErrorKind::BuildFailed, "{err}");
+    assert!(err.to_string().contains("/proc/self/status grew"), "{err}");
+    assert!(err.hint().is_some(), "{err}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pushed_image_runs_on_docker_and_podman() {
     let env = TestEnv::get();

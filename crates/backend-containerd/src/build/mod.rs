@@ -175,6 +175,7 @@ async fn execute(
             total,
             description: description.clone(),
         });
+        let mut copied = Vec::new();
         let definition = match step {
             Step::Run(run) => format!(
                 "RUN\n{}\n{}\n{}",
@@ -182,7 +183,10 @@ async fn execute(
                 run.command,
                 mounts::identity(builder, run, progress).await?
             ),
-            Step::Copy(copy) => copy_identity(builder, copy, &config)?,
+            Step::Copy(copy) => {
+                copied = copy::collect(&builder.plan.context, copy, &config.workdir())?;
+                copy_identity(copy, &copied)
+            }
             other => {
                 apply_config(&mut config, other);
                 config.history(&created, &description, true);
@@ -213,9 +217,7 @@ async fn execute(
                         )
                         .await?
                     }
-                    Step::Copy(copy) => {
-                        copy_step(builder, copy, &config, parent.as_deref()).await?
-                    }
+                    Step::Copy(copy) => copy_step(builder, copy, copied, parent.as_deref()).await?,
                     _ => unreachable!("config steps continue above"),
                 };
                 cache.put(&builder.daemon, &key, &layer).await?;
@@ -279,30 +281,27 @@ fn describe(step: &Step) -> String {
     }
 }
 
-fn copy_identity(builder: &Builder<'_>, step: &CopyStep, config: &ImageConfig) -> Result<String> {
-    let files = copy::collect(&builder.plan.context, step, &config.workdir())?;
+/// What a COPY step's layer depends on: the owner and each file's destination, mode and contents.
+fn copy_identity(step: &CopyStep, files: &[copy::CopiedFile]) -> String {
     let mut definition = format!("COPY\n{}", step.chown.as_deref().unwrap_or(""));
-    for file in &files {
+    for file in files {
         definition.push_str(&format!(
             "\n{} {:o} {}",
-            file.target,
-            file.mode,
-            copy::content_digest(&file.source)?
+            file.target, file.mode, file.digest
         ));
     }
-    Ok(definition)
+    definition
 }
 
 /// A COPY step: berth writes the layer, the diff service applies it, and it is committed by chain id.
 async fn copy_step(
     builder: &Builder<'_>,
     step: &CopyStep,
-    config: &ImageConfig,
+    files: Vec<copy::CopiedFile>,
     parent: Option<&str>,
 ) -> Result<Layer> {
     let daemon = &builder.daemon;
     let guard = builder.guard;
-    let files = copy::collect(&builder.plan.context, step, &config.workdir())?;
     let key = unique_id("copy");
     guard.snapshot(&key);
     let mounts = daemon
@@ -370,7 +369,13 @@ pub(crate) async fn write_layer_file(
     let written = tokio::task::spawn_blocking(move || write(&out))
         .await
         .map_err(|e| error(ErrorKind::Io, Op::Build, format!("writing {what}: {e}")))?
-        .map_err(|e| io_error(Op::Build, format!("writing {what}"), e))?;
+        .map_err(|e| match e.get_ref().and_then(|e| e.downcast_ref::<copy::SourceChanged>()) {
+            Some(changed) => error(ErrorKind::BuildFailed, Op::Build, changed.to_string()).with_hint(
+                "something wrote to that file during the build; build again once it is finished, \
+                 so the image and its step cache see one version of it",
+            ),
+            None => io_error(Op::Build, format!("writing {what}"), e),
+        })?;
     Ok((written, dir))
 }
 
