@@ -429,6 +429,36 @@ async fn copy_layers_are_reproducible_from_an_empty_cache() {
     );
 }
 
+/// A RUN step's seccomp filter refuses what needs no capability but opens kernel code to the step: a user
+/// namespace (`unshare -U`, which root without a filter may create) and the kernel keyrings.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn steps_cannot_create_namespaces() {
+    let env = TestEnv::get();
+    let engine = engine(env).await;
+    let tag = format!(
+        "{}/berth-daemon-test/namespaces-{}:v1",
+        env.registry,
+        std::process::id()
+    );
+    let refused = plan(
+        &env.busybox_image,
+        vec![
+            Step::Env(vec![("RUN_ID".into(), berth_tests::conformance::support::unique("ns"))]),
+            run_step(
+                "busybox --list | grep -qx unshare || { echo no unshare applet; exit 2; }; \
+                 for ns in -U -m -n -p; do \
+                 if unshare $ns true 2>/dev/null; then echo \"unshare $ns worked\"; exit 1; fi; done",
+                vec![],
+            ),
+        ],
+    );
+    engine
+        .build(&refused, &options(env, &tag), &NoProgress)
+        .await
+        .unwrap_or_else(|e| panic!("a step created a namespace: {e}"));
+    let _ = engine.remove(&tag, RemoveOptions::default()).await;
+}
+
 /// A context file that gives more bytes than its size said (as one growing during the copy does; a /proc file
 /// always does) fails the COPY step with its name, instead of a layer whose tar entry runs past its header.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -35,6 +35,7 @@ use crate::env::TestEnv;
 
 mod build;
 mod images;
+mod isolation;
 pub mod layered;
 mod mounts;
 pub mod registry;
@@ -45,6 +46,7 @@ pub use build::{
     failing_run_is_build_failed, rebuild_reuses_cache, run_layers_carry_deletions,
 };
 pub use images::{info_describes_engine, inspect_missing_is_not_found, tag_inspect_remove};
+pub use isolation::run_isolation_is_as_declared;
 pub use mounts::{
     cache_mount_persists_between_builds, cancelled_build_leaves_engine_usable,
     image_and_context_mounts, secret_mount_reaches_step_not_image,
@@ -96,6 +98,7 @@ macro_rules! engine_conformance {
             pull_missing_is_not_found,
             cancelled_build_leaves_engine_usable,
             run_layers_carry_deletions,
+            run_isolation_is_as_declared,
         );
     };
     (@tests $connect:expr; $($behaviour:ident),+ $(,)?) => {

@@ -13,6 +13,7 @@ mod copy;
 mod image;
 mod mounts;
 mod run;
+mod seccomp;
 mod spec;
 mod upper;
 

@@ -99,7 +99,14 @@ pub(crate) async fn run_step(
             &process,
             &step_mounts.binds,
             builder.network,
-        ),
+        )
+        .map_err(|e| {
+            error(
+                ErrorKind::InvalidSpec,
+                Op::Build,
+                format!("{description}: cannot describe the step as an OCI runtime spec: {e}"),
+            )
+        })?,
         snapshot_key: id.clone(),
         labels: HashMap::from([(
             "berth.build.step".to_string(),
