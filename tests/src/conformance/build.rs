@@ -330,3 +330,55 @@ pub async fn run_layers_carry_deletions(engine: &dyn ContainerEngine, env: &Test
         "the pushed layers of {reference}, applied in order, give the wrong /srv"
     );
 }
+
+/// Behaviour 19: Renaming a folder a previous step made and changing only the mode of a file it made reach the
+/// pushed image whole: the renamed folder keeps its contents and the file its data. (On overlay with `redirect_dir`
+/// or `metacopy` the step's upper folder holds only a pointer to the lower layer for both; an engine that wrote
+/// that folder as the layer would push an empty folder and an empty file.)
+pub async fn run_layers_carry_renames_and_mode_changes(
+    engine: &dyn ContainerEngine,
+    env: &TestEnv,
+) {
+    let mut cleanup = Cleanup::new(engine, env);
+    let reference = image_ref(env, "renames", "v1");
+    let token = unique("renames");
+    let plan = plan(
+        &env.busybox_image,
+        vec![
+            run(format!(
+                "mkdir -p /srv/tree/sub && echo {token} > /srv/tree/sub/file && echo base-{token} > /srv/base \
+                 && chmod 644 /srv/base"
+            )),
+            run("mv /srv/tree /srv/renamed && chmod 600 /srv/base"),
+        ],
+    );
+    build_ok(engine, &mut cleanup, &plan, &build_options(env, &reference)).await;
+    cleanup.pushed(&reference);
+    engine
+        .push(&reference, &transfer_options(env), &NoProgress)
+        .await
+        .unwrap_or_else(|e| panic!("push {reference}: {e}"));
+    let tree = apply_layers(&download(env, &reference));
+    let srv: Vec<(&str, &Applied)> = tree
+        .iter()
+        .filter(|(p, _)| p.starts_with("srv/"))
+        .map(|(p, a)| (p.as_str(), a))
+        .collect();
+    let expected = [
+        (
+            "srv/base",
+            Applied::File(format!("base-{token}\n").into_bytes(), 0o600),
+        ),
+        ("srv/renamed", Applied::Dir),
+        ("srv/renamed/sub", Applied::Dir),
+        (
+            "srv/renamed/sub/file",
+            Applied::File(format!("{token}\n").into_bytes(), 0o644),
+        ),
+    ];
+    let expected: Vec<(&str, &Applied)> = expected.iter().map(|(p, a)| (*p, a)).collect();
+    assert_eq!(
+        srv, expected,
+        "the pushed layers of {reference}, applied in order, give the wrong /srv"
+    );
+}

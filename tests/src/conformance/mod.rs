@@ -44,6 +44,7 @@ pub mod support;
 pub use build::{
     build_applies_config, build_from_missing_base_fails, context_files_and_env_land,
     failing_run_is_build_failed, rebuild_reuses_cache, run_layers_carry_deletions,
+    run_layers_carry_renames_and_mode_changes,
 };
 pub use images::{info_describes_engine, inspect_missing_is_not_found, tag_inspect_remove};
 pub use isolation::run_isolation_is_as_declared;
@@ -99,6 +100,7 @@ macro_rules! engine_conformance {
             cancelled_build_leaves_engine_usable,
             run_layers_carry_deletions,
             run_isolation_is_as_declared,
+            run_layers_carry_renames_and_mode_changes,
         );
     };
     (@tests $connect:expr; $($behaviour:ident),+ $(,)?) => {

@@ -12,6 +12,7 @@ mod config;
 mod copy;
 mod image;
 mod mounts;
+mod overlay;
 mod run;
 mod seccomp;
 mod spec;
@@ -355,6 +356,11 @@ async fn copy_step(
     Ok(layer)
 }
 
+/// The temporary folder a step's layer file is written in.
+pub(crate) fn layer_dir(builder: &Builder<'_>, key: &str) -> PathBuf {
+    builder.state_dir.join("tmp").join(key)
+}
+
 /// Runs `write` on a blocking thread to write a layer file into a fresh temporary folder of the build (which
 /// the guard removes if the build is dropped); returns the layer and the folder.
 pub(crate) async fn write_layer_file(
@@ -363,19 +369,25 @@ pub(crate) async fn write_layer_file(
     what: &'static str,
     write: impl FnOnce(&std::path::Path) -> std::io::Result<copy::WrittenLayer> + Send + 'static,
 ) -> Result<(copy::WrittenLayer, PathBuf)> {
-    let dir = builder.state_dir.join("tmp").join(key);
+    let dir = layer_dir(builder, key);
     builder.guard.dir(dir.clone());
     std::fs::create_dir_all(&dir).map_err(|e| io_error(Op::Build, dir.display(), e))?;
     let out = dir.clone();
     let written = tokio::task::spawn_blocking(move || write(&out))
         .await
         .map_err(|e| error(ErrorKind::Io, Op::Build, format!("writing {what}: {e}")))?
-        .map_err(|e| match e.get_ref().and_then(|e| e.downcast_ref::<copy::SourceChanged>()) {
-            Some(changed) => error(ErrorKind::BuildFailed, Op::Build, changed.to_string()).with_hint(
-                "something wrote to that file during the build; build again once it is finished, \
-                 so the image and its step cache see one version of it",
-            ),
-            None => io_error(Op::Build, format!("writing {what}"), e),
+        .map_err(|e| {
+            if let Some(changed) = e.get_ref().and_then(|e| e.downcast_ref::<copy::SourceChanged>()) {
+                return error(ErrorKind::BuildFailed, Op::Build, changed.to_string()).with_hint(
+                    "something wrote to that file during the build; build again once it is finished, \
+                     so the image and its step cache see one version of it",
+                );
+            }
+            if let Some(redirected) = e.get_ref().and_then(|e| e.downcast_ref::<overlay::Redirected>()) {
+                // the one Unsupported this returns: run.rs takes the diff service's layer instead
+                return error(ErrorKind::Unsupported, Op::Build, format!("writing {what}: {redirected}"));
+            }
+            io_error(Op::Build, format!("writing {what}"), e)
         })?;
     Ok((written, dir))
 }

@@ -143,11 +143,27 @@ pub(crate) async fn run_step(
     for prefixes in &stubs {
         view.remove_stubs(prefixes);
     }
-    let layer = match view.upper().filter(|_| is_overlay(&rootfs)) {
-        Some(upper) => layer_from_upper(builder, &id, parent, upper).await?,
-        None => diff(daemon, guard, &id, parent, &rootfs).await?,
-    };
-    Ok(layer)
+    let feature = super::overlay::incomplete_upper(&rootfs);
+    if let Some(feature) = feature {
+        progress.event(ProgressEvent::Line(format!(
+            "the snapshot's overlay mount uses {feature}: containerd's diff service writes the layer"
+        )));
+    }
+    let upper = view
+        .upper()
+        .filter(|_| is_overlay(&rootfs) && feature.is_none());
+    if let Some(upper) = upper {
+        match layer_from_upper(builder, &id, parent, upper).await {
+            Err(e) if e.kind() == ErrorKind::Unsupported => {
+                progress.event(ProgressEvent::Line(format!(
+                    "{e}; containerd's diff service writes the layer"
+                )));
+                let _ = std::fs::remove_dir_all(super::layer_dir(builder, &id));
+            }
+            written => return written,
+        }
+    }
+    diff(daemon, guard, &id, parent, &rootfs).await
 }
 
 /// Whether the step's snapshot is an overlay (its upper folder then holds exactly the step's changes).

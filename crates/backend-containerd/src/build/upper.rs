@@ -7,7 +7,8 @@
 //! diff service does (its cost grows with the image, not with the change: about a second per step on a Python
 //! base here). Entries are written in path order as an OCI layer: whiteouts as `.wh.<name>`, opaque folders as
 //! `.wh..wh..opq`, hard links within the layer as links, extended attributes (file capabilities) as PAX
-//! records, sockets skipped (a tar cannot hold them), as containerd's own tar writer does.
+//! records, sockets skipped (a tar cannot hold them), as containerd's own tar writer does. An entry whose contents
+//! live in a lower layer (overlay's redirect_dir or metacopy, see [`super::overlay`]) stops the walk.
 
 use std::collections::HashMap;
 use std::fs::{File, Metadata};
@@ -16,6 +17,7 @@ use std::os::unix::fs::{FileTypeExt as _, MetadataExt as _};
 use std::path::Path;
 
 use super::copy::{HashingWriter, WrittenLayer, GZIP_LEVEL};
+use super::overlay::{Redirected, REDIRECTS};
 use crate::rootfs::OPAQUE;
 
 /// Attribute namespaces overlay uses for itself; never part of the image.
@@ -84,6 +86,15 @@ impl<W: Write> LayerWriter<W> {
             return Ok(());
         }
         let attributes = attributes(host)?;
+        if let Some((attribute, _)) = attributes
+            .iter()
+            .find(|(k, _)| REDIRECTS.contains(&k.as_str()))
+        {
+            return Err(io::Error::other(Redirected {
+                path: host.to_path_buf(),
+                attribute: attribute.clone(),
+            }));
+        }
         if kind.is_dir() {
             let opaque = attributes
                 .iter()
@@ -316,5 +327,28 @@ mod tests {
             | ((65539u64 & 0xffff_ff00) << 12)
             | (65539 & 0xff);
         assert_eq!((major(big), minor(big)), (259, 65539));
+    }
+
+    #[test]
+    fn entries_whose_contents_are_below_stop_the_walk() {
+        for attribute in ["trusted.overlay.metacopy", "trusted.overlay.redirect"] {
+            let upper = tempfile::tempdir().expect("upper");
+            let out = tempfile::tempdir().expect("out");
+            std::fs::create_dir(upper.path().join("opt")).expect("mkdir");
+            let entry = upper.path().join("opt/entry");
+            std::fs::write(&entry, "").expect("write");
+            xattr::set(&entry, attribute, b"").expect(
+                "trusted xattrs need root (CAP_SYS_ADMIN), as berth's containerd builder does",
+            );
+            let err = write_upper_layer(upper.path(), out.path()).expect_err("incomplete upper");
+            let redirected = err
+                .get_ref()
+                .and_then(|e| e.downcast_ref::<Redirected>())
+                .unwrap_or_else(|| panic!("not a redirect: {err}"));
+            assert_eq!(
+                (redirected.path.as_path(), redirected.attribute.as_str()),
+                (entry.as_path(), attribute)
+            );
+        }
     }
 }
