@@ -4,12 +4,12 @@
 //! overlayfs and the native snapshotter alike (with native, the snapshot is one host folder written in place).
 
 use berth_backend_containerd::{ContainerdEngine, ContainerdOptions};
-use berth_core::engine::{BuildOptions, ContainerEngine, NoProgress, RemoveOptions};
+use berth_core::engine::{ContainerEngine, NoProgress, RemoveOptions};
 use berth_core::plan::{HelperImage, Mount, RunStep, Step};
 use berth_core::ErrorKind;
 use berth_tests::conformance::layered::{push_with_layer, Entry};
 use berth_tests::conformance::registry;
-use berth_tests::conformance::support::{plan, unique};
+use berth_tests::conformance::support::{build_options, plan, unique};
 use berth_tests::env::TestEnv;
 
 /// What the host folder holds, and the image that links to it.
@@ -59,14 +59,6 @@ async fn engine(env: &TestEnv, snapshotter: &str) -> ContainerdEngine {
     .unwrap_or_else(|e| panic!("run scripts/env/up.sh first: {e}"))
 }
 
-fn options(env: &TestEnv, tag: &str) -> BuildOptions {
-    BuildOptions {
-        tags: vec![tag.to_string()],
-        credentials: vec![env.credentials()],
-        ..BuildOptions::default()
-    }
-}
-
 fn run(command: &str, mounts: Vec<Mount>) -> Step {
     Step::Run(RunStep {
         command: command.to_string(),
@@ -91,7 +83,7 @@ async fn hostile_images_stay_inside_their_root(snapshotter: &str) {
         vec![Step::User("hostonly".into()), run("true", vec![])],
     );
     let err = engine
-        .build(&user, &options(env, &tag), &NoProgress)
+        .build(&user, &build_options(env, &tag), &NoProgress)
         .await
         .map(drop)
         .expect_err("USER hostonly exists only in the host folder the image's /etc links to");
@@ -109,7 +101,7 @@ async fn hostile_images_stay_inside_their_root(snapshotter: &str) {
         ],
     );
     let built = engine
-        .build(&workdirs, &options(env, &tag), &NoProgress)
+        .build(&workdirs, &build_options(env, &tag), &NoProgress)
         .await;
     assert!(
         !host.join("made-by-berth").exists() && !host.join("also-made").exists(),
@@ -135,7 +127,7 @@ async fn hostile_images_stay_inside_their_root(snapshotter: &str) {
             reference: hostile.image.clone(),
         }];
         let err = engine
-            .build(&mounted, &options(env, &tag), &NoProgress)
+            .build(&mounted, &build_options(env, &tag), &NoProgress)
             .await
             .map(drop)
             .expect_err("the helper's link leads outside it");

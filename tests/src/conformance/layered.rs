@@ -6,7 +6,7 @@ use std::path::Path;
 
 use sha2::{Digest as _, Sha256};
 
-use super::registry::skopeo;
+use super::registry::{copy_to_dir, skopeo};
 use crate::env::TestEnv;
 
 /// An entry of the added layer.
@@ -24,17 +24,7 @@ pub enum Entry {
 pub fn push_with_layer(env: &TestEnv, base: &str, entries: &[Entry], reference: &str) {
     let dir = tempfile::tempdir().expect("temp dir");
     let image = dir.path().join("image");
-    let creds = env.creds_arg();
-    skopeo(&[
-        "copy",
-        "--quiet",
-        "--src-creds",
-        &creds,
-        "--src-tls-verify=false",
-        &format!("docker://{base}"),
-        &format!("dir:{}", image.display()),
-    ])
-    .unwrap_or_else(|e| panic!("cannot download {base}: {e}"));
+    copy_to_dir(env, base, &image);
     let tar = layer_tar(entries);
     let diff_id = format!("sha256:{:x}", Sha256::digest(&tar));
     let mut gzip = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
@@ -77,7 +67,7 @@ pub fn push_with_layer(env: &TestEnv, base: &str, entries: &[Entry], reference: 
         "copy",
         "--quiet",
         "--dest-creds",
-        &creds,
+        &env.creds_arg(),
         "--dest-tls-verify=false",
         &format!("dir:{}", image.display()),
         &format!("docker://{reference}"),

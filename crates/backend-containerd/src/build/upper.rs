@@ -320,13 +320,16 @@ mod tests {
 
     #[test]
     fn device_numbers_split_as_the_kernel_packs_them() {
-        // makedev(1, 3) is /dev/null; makedev(259, 65539) exercises the high bits
-        assert_eq!((major(0x103), minor(0x103)), (1, 3));
-        let big = ((259u64 & 0xffff_f000) << 32)
-            | ((259 & 0xfff) << 8)
-            | ((65539u64 & 0xffff_ff00) << 12)
-            | (65539 & 0xff);
-        assert_eq!((major(big), minor(big)), (259, 65539));
+        // glibc's makedev; (1, 3) is /dev/null, (4097, 65539) exercises the high bits of both
+        let makedev = |major: u64, minor: u64| {
+            ((major & 0xffff_f000) << 32)
+                | ((major & 0xfff) << 8)
+                | ((minor & 0xffff_ff00) << 12)
+                | (minor & 0xff)
+        };
+        assert_eq!((major(makedev(1, 3)), minor(makedev(1, 3))), (1, 3));
+        let big = makedev(4097, 65539);
+        assert_eq!((major(big), minor(big)), (4097, 65539));
     }
 
     #[test]
