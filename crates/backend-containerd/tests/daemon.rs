@@ -459,6 +459,52 @@ async fn steps_cannot_create_namespaces() {
     let _ = engine.remove(&tag, RemoveOptions::default()).await;
 }
 
+/// A context file a RUN step mounts is the copy berth hashed for the step cache, not the original read again
+/// later: a /proc file (whose contents depend on who reads it, as a file being rewritten depends on when) shows the
+/// step what berth read, the test process's own status, not the status of whichever process opened it last.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn context_mounts_are_the_bytes_that_were_hashed() {
+    let env = TestEnv::get();
+    let engine = engine(env).await;
+    let status = std::fs::read_to_string("/proc/self/status").expect("own status");
+    let name = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Name:"))
+        .expect("a Name line")
+        .trim()
+        .to_string();
+    let mut mounted = plan(
+        &env.busybox_image,
+        vec![
+            Step::Env(vec![(
+                "RUN_ID".into(),
+                berth_tests::conformance::support::unique("pinned"),
+            )]),
+            run_step(
+                &format!("grep \"^Name:\" /mnt/status; grep -q \"^Name:[[:space:]]*{name}$\" /mnt/status"),
+                vec![Mount::Context {
+                    source: "status".into(),
+                    target: "/mnt/status".into(),
+                }],
+            ),
+        ],
+    );
+    mounted.context = vec![ContextEntry {
+        path: "status".into(),
+        source: ContextSource::File("/proc/self/status".into()),
+    }];
+    let tag = format!(
+        "{}/berth-daemon-test/pinned-{}:v1",
+        env.registry,
+        std::process::id()
+    );
+    engine
+        .build(&mounted, &options(env, &tag), &NoProgress)
+        .await
+        .unwrap_or_else(|e| panic!("the step did not see what berth hashed (Name: {name}): {e}"));
+    let _ = engine.remove(&tag, RemoveOptions::default()).await;
+}
+
 /// A context file that gives more bytes than its size said (as one growing during the copy does; a /proc file
 /// always does) fails the COPY step with its name, instead of a layer whose tar entry runs past its header.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

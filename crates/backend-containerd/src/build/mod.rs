@@ -55,6 +55,10 @@ pub(crate) struct Builder<'a> {
     pub(crate) network: Network,
     registry: RegistryClient,
     helpers: tokio::sync::Mutex<HashMap<String, Pulled>>,
+    /// Context sources RUN steps mount, copied when hashed: `name=digest` list and host path, by source.
+    pinned: std::sync::Mutex<HashMap<String, (Vec<String>, PathBuf)>>,
+    /// The name of the build's folder of pinned context (under the layer folders).
+    pin_key: String,
 }
 
 impl Builder<'_> {
@@ -129,6 +133,8 @@ pub(crate) async fn build(
         network: options.network,
         registry,
         helpers: tokio::sync::Mutex::default(),
+        pinned: std::sync::Mutex::default(),
+        pin_key: unique_id("context"),
     };
     let result = execute(&builder, options.no_cache, &names, progress).await;
     drop(builder);

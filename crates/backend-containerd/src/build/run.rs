@@ -72,7 +72,7 @@ pub(crate) async fn run_step(
     let run_dir = builder.state_dir.join("run").join(&id);
     guard.dir(run_dir.clone());
     std::fs::create_dir_all(&run_dir).map_err(|e| io_error(Op::Build, run_dir.display(), e))?;
-    let step_mounts = mounts::prepare(builder, run, &cwd, &run_dir, progress).await?;
+    let step_mounts = mounts::prepare(builder, run, &cwd, progress).await?;
     let stubs: Vec<_> = step_mounts
         .binds
         .iter()
