@@ -1,11 +1,14 @@
-//! Base and helper images that point into the host: the busybox fixture plus a layer whose `/etc`, `/root`, a
-//! folder's entry and a relative `../..` chain are links to a host folder holding a user database and a secret.
-//! berth reads and writes a snapshot from the host, as root; every such path must resolve inside the image, on the
-//! overlayfs and the native snapshotter alike (with native, the snapshot is one host folder written in place).
+//! What berth does not control: base and helper images that point into the host, steps that try to leave their
+//! namespaces, and context files that change while berth reads them.
+//!
+//! The hostile images are the busybox fixture plus a layer whose `/etc`, `/root`, a folder's entry and a relative
+//! `../..` chain are links to a host folder holding a user database and a secret. berth reads and writes a
+//! snapshot from the host, as root; every such path must resolve inside the image, on the overlayfs and the native
+//! snapshotter alike (with native, the snapshot is one host folder written in place).
 
 use berth_backend_containerd::{ContainerdEngine, ContainerdOptions};
 use berth_core::engine::{ContainerEngine, NoProgress, RemoveOptions};
-use berth_core::plan::{HelperImage, Mount, RunStep, Step};
+use berth_core::plan::{ContextEntry, ContextSource, CopyStep, HelperImage, Mount, RunStep, Step};
 use berth_core::ErrorKind;
 use berth_tests::conformance::layered::{push_with_layer, Entry};
 use berth_tests::conformance::registry;
@@ -150,4 +153,113 @@ async fn hostile_images_stay_inside_their_root_on_overlayfs() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_images_stay_inside_their_root_on_native() {
     hostile_images_stay_inside_their_root("native").await;
+}
+
+/// A RUN step's seccomp filter refuses what needs no capability but opens kernel code to the step: a user
+/// namespace (`unshare -U`, which root without a filter may create; the others need `CAP_SYS_ADMIN`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn steps_cannot_create_namespaces() {
+    let env = TestEnv::get();
+    let engine = engine(env, "overlayfs").await;
+    let tag = format!(
+        "{}/berth-daemon-test/namespaces-{}:v1",
+        env.registry,
+        std::process::id()
+    );
+    let refused = plan(
+        &env.busybox_image,
+        vec![
+            Step::Env(vec![("RUN_ID".into(), unique("ns"))]),
+            run(
+                "busybox --list | grep -qx unshare || { echo no unshare applet; exit 2; }; \
+                 for ns in -U -m -n -p; do \
+                 if unshare $ns true 2>/dev/null; then echo \"unshare $ns worked\"; exit 1; fi; done",
+                vec![],
+            ),
+        ],
+    );
+    engine
+        .build(&refused, &build_options(env, &tag), &NoProgress)
+        .await
+        .unwrap_or_else(|e| panic!("a step created a namespace: {e}"));
+    let _ = engine.remove(&tag, RemoveOptions::default()).await;
+}
+
+/// A context file a RUN step mounts is the copy berth hashed for the step cache, not the original read again
+/// later: a /proc file (whose contents depend on who reads it, as a file being rewritten depends on when) shows the
+/// step what berth read, the test process's own status, not the status of whichever process opened it last.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn context_mounts_are_the_bytes_that_were_hashed() {
+    let env = TestEnv::get();
+    let engine = engine(env, "overlayfs").await;
+    let status = std::fs::read_to_string("/proc/self/status").expect("own status");
+    let name = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Name:"))
+        .expect("a Name line")
+        .trim()
+        .to_string();
+    let mut mounted = plan(
+        &env.busybox_image,
+        vec![
+            Step::Env(vec![(
+                "RUN_ID".into(),
+                unique("pinned"),
+            )]),
+            run(
+                &format!("grep \"^Name:\" /mnt/status; grep -q \"^Name:[[:space:]]*{name}$\" /mnt/status"),
+                vec![Mount::Context {
+                    source: "status".into(),
+                    target: "/mnt/status".into(),
+                }],
+            ),
+        ],
+    );
+    mounted.context = vec![ContextEntry {
+        path: "status".into(),
+        source: ContextSource::File("/proc/self/status".into()),
+    }];
+    let tag = format!(
+        "{}/berth-daemon-test/pinned-{}:v1",
+        env.registry,
+        std::process::id()
+    );
+    engine
+        .build(&mounted, &build_options(env, &tag), &NoProgress)
+        .await
+        .unwrap_or_else(|e| panic!("the step did not see what berth hashed (Name: {name}): {e}"));
+    let _ = engine.remove(&tag, RemoveOptions::default()).await;
+}
+
+/// A context file that gives more bytes than its size said (as one growing during the copy does; a /proc file
+/// always does) fails the COPY step with its name, instead of a layer whose tar entry runs past its header.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_copy_source_that_grows_fails_the_step() {
+    let env = TestEnv::get();
+    let engine = engine(env, "overlayfs").await;
+    let mut copying = plan(
+        &env.busybox_image,
+        vec![Step::Copy(CopyStep {
+            sources: vec!["status".into()],
+            destination: "/srv/".into(),
+            chown: None,
+        })],
+    );
+    copying.context = vec![ContextEntry {
+        path: "status".into(),
+        source: ContextSource::File("/proc/self/status".into()),
+    }];
+    let tag = format!(
+        "{}/berth-daemon-test/growing-{}:v1",
+        env.registry,
+        std::process::id()
+    );
+    let err = engine
+        .build(&copying, &build_options(env, &tag), &NoProgress)
+        .await
+        .map(drop)
+        .expect_err("the file gave more bytes than its size");
+    assert_eq!(err.kind(), ErrorKind::BuildFailed, "{err}");
+    assert!(err.to_string().contains("/proc/self/status grew"), "{err}");
+    assert!(err.hint().is_some(), "{err}");
 }
