@@ -156,6 +156,7 @@ impl ContainerEngine for DockerEngine {
             capabilities: berth_core::engine::Capabilities {
                 run_mounts: buildkit,
                 cache_mounts: buildkit,
+                caches_persist: buildkit,
                 secret_mounts: buildkit,
                 cross_platform: false,
                 rootless: daemon.rootless,

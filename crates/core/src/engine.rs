@@ -17,8 +17,12 @@ use crate::plan::BuildPlan;
 pub struct Capabilities {
     /// `RUN --mount` of any kind (files from the context or another image); every plan made from a spec uses it.
     pub run_mounts: bool,
-    /// `RUN --mount=type=cache` persists between builds.
+    /// `RUN --mount=type=cache` is accepted.
     pub cache_mounts: bool,
+    /// What a cache mount holds is kept for the next build. `false` where the engine accepts cache mounts but
+    /// cannot keep them for this user (rootless Podman whose buildah cache folder another user made): each build
+    /// starts with empty caches, and the build says why in a [`ProgressEvent::Warning`].
+    pub caches_persist: bool,
     /// `RUN --mount=type=secret` is supported.
     pub secret_mounts: bool,
     /// Builds for a platform other than the host's.
@@ -115,6 +119,10 @@ pub struct BuildOptions {
     pub network: Network,
     /// Ignore the build cache.
     pub no_cache: bool,
+    /// Registries (host and port, as in [`Credentials::registry`]) of the plan's base and helper images that may
+    /// be pulled over plain HTTP or unverified TLS: loopback ones and those named insecure. Engines that pull
+    /// themselves are told so for these hosts only, as pushes are.
+    pub insecure_registries: Vec<String>,
 }
 
 /// Options for [`ContainerEngine::push`] and [`ContainerEngine::pull`].
@@ -180,6 +188,9 @@ pub enum ProgressEvent {
     },
     /// A line of output from a step or a transfer.
     Line(String),
+    /// Something the user should know even when output is quiet: the build goes on, but not as well as it could
+    /// (and the text says how to fix that).
+    Warning(String),
     /// Bytes transferred for a layer.
     Transfer {
         /// Layer or blob id.

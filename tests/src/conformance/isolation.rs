@@ -6,7 +6,7 @@ use super::support::{build_ok, build_options, checks, image_ref, plan, run, uniq
 use super::ContainerEngine;
 use crate::env::TestEnv;
 
-/// Behaviour 18: A RUN step (with the default network) has the isolation the engine declares: a seccomp filter
+/// Behaviour 19: A RUN step (with the default network) has the isolation the engine declares: a seccomp filter
 /// (`Seccomp: 2` in `/proc/self/status`) or none, `CAP_SYS_ADMIN` (bit 21 of `CapEff`) absent or present, a user
 /// namespace (a `uid_map` other than the identity) or none, and the host's network namespace or another one.
 /// What a filter refuses differs (buildah's lets a step create user namespaces, Docker's and berth's containerd

@@ -69,7 +69,7 @@ pub async fn run_layers_carry_deletions(engine: &dyn ContainerEngine, env: &Test
     pushed_srv_is(engine, env, "deletions", steps, &expected).await;
 }
 
-/// Behaviour 19: Renaming a folder a previous step made and changing only the mode of a file it made reach the
+/// Behaviour 20: Renaming a folder a previous step made and changing only the mode of a file it made reach the
 /// pushed image whole: the renamed folder keeps its contents and the file its data. (On overlay with `redirect_dir`
 /// or `metacopy` the step's upper folder holds only a pointer to the lower layer for both; an engine that wrote
 /// that folder as the layer would push an empty folder and an empty file.)

@@ -121,7 +121,11 @@ pub(crate) async fn build(
         .iter()
         .map(|t| image_name(t, Op::Build))
         .collect::<Result<Vec<_>>>()?;
-    let registry = engine.registry_client(options.credentials.iter().cloned(), false, "")?;
+    // base and helper pulls follow the same plain-HTTP rule as pushes (loopback, --insecure-registry)
+    let registry = engine.registry_client(
+        options.credentials.iter().cloned(),
+        &options.insecure_registries,
+    )?;
     let (guard, daemon) = Guard::lease(engine, "build", Op::Build).await?;
     let builder = Builder {
         engine,
