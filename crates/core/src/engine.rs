@@ -38,8 +38,9 @@ pub struct Capabilities {
 /// only specs (and base images) you would run on that host.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct RunIsolation {
-    /// A seccomp filter refuses the system calls containers do not need (new namespaces, kernel keyrings, bpf,
-    /// mounting, loading modules, ...).
+    /// A seccomp filter refuses system calls a build has no use for (kernel keyrings, `bpf`, mounting, loading
+    /// modules, ...). Which ones differs: Docker's filter and berth's containerd builder's refuse new user
+    /// namespaces, buildah's allows them.
     pub seccomp: bool,
     /// The step runs without `CAP_SYS_ADMIN`: Docker's default capability set or a smaller one.
     pub reduced_capabilities: bool,
