@@ -156,9 +156,10 @@ async fn hostile_images_stay_inside_their_root_on_native() {
 }
 
 /// A RUN step's seccomp filter refuses what needs no capability but opens kernel code to the step: a user
-/// namespace (`unshare -U`, which root without a filter may create; the others need `CAP_SYS_ADMIN`).
+/// namespace (`unshare -U`, which root without a filter may create; the others need `CAP_SYS_ADMIN`). A step
+/// as a non-root user has no capabilities at all.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn steps_cannot_create_namespaces() {
+async fn steps_cannot_create_namespaces_or_keep_capabilities() {
     let env = TestEnv::get();
     let engine = engine(env, "overlayfs").await;
     let tag = format!(
@@ -176,12 +177,19 @@ async fn steps_cannot_create_namespaces() {
                  if unshare $ns true 2>/dev/null; then echo \"unshare $ns worked\"; exit 1; fi; done",
                 vec![],
             ),
+            // a non-root USER keeps no capability (no ambient or inheritable ones)
+            Step::User("nobody".into()),
+            run(
+                "grep Cap /proc/self/status; grep -Eq \"^CapEff:[[:space:]]+0+$\" /proc/self/status \
+                 && grep -Eq \"^CapAmb:[[:space:]]+0+$\" /proc/self/status",
+                vec![],
+            ),
         ],
     );
     engine
         .build(&refused, &build_options(env, &tag), &NoProgress)
         .await
-        .unwrap_or_else(|e| panic!("a step created a namespace: {e}"));
+        .unwrap_or_else(|e| panic!("a step created a namespace or kept capabilities: {e}"));
     let _ = engine.remove(&tag, RemoveOptions::default()).await;
 }
 

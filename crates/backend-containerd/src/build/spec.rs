@@ -182,13 +182,19 @@ pub(crate) fn runtime_spec(
                 .args(process.args.clone())
                 .env(process.env.clone())
                 .cwd(&process.cwd)
+                // the builders start from oci-spec's defaults: every field berth means to leave out is set empty
+                // (no inheritable or ambient capabilities, which a non-root USER would otherwise keep; no
+                // rlimits, so the step inherits containerd's rather than a 1024-file limit)
                 .capabilities(
                     LinuxCapabilitiesBuilder::default()
                         .bounding(capabilities.clone())
                         .effective(capabilities.clone())
                         .permitted(capabilities)
+                        .inheritable(oci_spec::runtime::Capabilities::new())
+                        .ambient(oci_spec::runtime::Capabilities::new())
                         .build()?,
                 )
+                .rlimits(Vec::new())
                 // setuid programs (sudo, su) work in a build, as with Docker
                 .no_new_privileges(false)
                 .build()?,
@@ -255,9 +261,14 @@ mod tests {
     #[test]
     fn steps_get_dockers_capabilities_and_a_seccomp_filter() {
         let spec = spec(Network::Default);
-        let effective = spec["process"]["capabilities"]["effective"].to_string();
+        let caps = &spec["process"]["capabilities"];
+        let effective = caps["effective"].to_string();
         assert!(effective.contains("CAP_CHOWN"), "{effective}");
         assert!(!effective.contains("CAP_SYS_ADMIN"), "{effective}");
+        // nothing oci-spec's defaults would add: ambient capabilities (kept by a non-root USER), a file limit
+        assert_eq!(caps["ambient"], serde_json::json!([]), "{caps}");
+        assert_eq!(caps["inheritable"], serde_json::json!([]), "{caps}");
+        assert_eq!(spec["process"]["rlimits"], serde_json::json!([]));
         let seccomp = &spec["linux"]["seccomp"];
         assert_eq!(seccomp["defaultAction"], "SCMP_ACT_ALLOW");
         let rules = seccomp["syscalls"].as_array().expect("rules");
