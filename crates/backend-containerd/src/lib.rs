@@ -36,7 +36,7 @@ mod rootfs;
 use async_trait::async_trait;
 use berth_core::engine::{
     BuildOptions, BuiltImage, Capabilities, ContainerEngine, EngineInfo, ImageDetails, Progress,
-    PushedImage, RemoveOptions, TransferOptions,
+    PushedImage, RemoveOptions, RunIsolation, TransferOptions,
 };
 use berth_core::plan::BuildPlan;
 use berth_core::{Error, Result};
@@ -152,6 +152,14 @@ impl ContainerEngine for ContainerdEngine {
                 secret_mounts: true,
                 cross_platform: false,
                 rootless: false,
+                // the runtime spec berth writes (build/spec.rs): its seccomp filter and Docker's capability set,
+                // no user namespace, no network namespace unless the plan asks for none
+                run_isolation: RunIsolation {
+                    seccomp: true,
+                    reduced_capabilities: true,
+                    user_namespace: false,
+                    host_network_by_default: true,
+                },
             },
         })
     }

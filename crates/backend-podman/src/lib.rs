@@ -167,6 +167,15 @@ fn features(rootless: bool, caches_persist: bool) -> Capabilities {
         secret_mounts: true,
         cross_platform: false,
         rootless,
+        // buildah's defaults: containers/common's seccomp profile (which, unlike Docker's, lets a step create user
+        // namespaces) and containers.conf's capability set; libpod 4.3 runs RUN in the host's network namespace
+        // unless berth asks for none (measured by the conformance suite's isolation behaviour)
+        run_isolation: berth_core::engine::RunIsolation {
+            seccomp: true,
+            reduced_capabilities: true,
+            user_namespace: rootless,
+            host_network_by_default: true,
+        },
     }
 }
 

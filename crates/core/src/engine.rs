@@ -29,6 +29,26 @@ pub struct Capabilities {
     pub cross_platform: bool,
     /// The engine runs without root privileges.
     pub rootless: bool,
+    /// What separates a RUN step from the host.
+    pub run_isolation: RunIsolation,
+}
+
+/// What separates a RUN step from the host as an engine runs it (the conformance suite checks each from inside a
+/// step). No engine gives a RUN step a virtual machine's isolation: the step shares the host's kernel, so build
+/// only specs (and base images) you would run on that host.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RunIsolation {
+    /// A seccomp filter refuses system calls a build has no use for (kernel keyrings, `bpf`, mounting, loading
+    /// modules, ...). Which ones differs: Docker's filter and berth's containerd builder's refuse new user
+    /// namespaces, buildah's allows them.
+    pub seccomp: bool,
+    /// The step runs without `CAP_SYS_ADMIN`: Docker's default capability set or a smaller one.
+    pub reduced_capabilities: bool,
+    /// The step's root is an unprivileged user on the host (a user namespace, as rootless engines run steps).
+    pub user_namespace: bool,
+    /// With [`Network::Default`] the step shares the host's network namespace: it reaches whatever the host
+    /// reaches, including services listening on the host's loopback. [`Network::None`] always isolates it.
+    pub host_network_by_default: bool,
 }
 
 /// What an engine says about itself.
