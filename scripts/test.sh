@@ -39,6 +39,23 @@ source /var/lib/berth-env/env.sh
 
 cargo test --workspace --locked "$@"
 
+# containerd's RUN layers where overlay's redirect_dir and metacopy are on (a RUN step's upper folder then holds
+# pointers into lower layers, and berth must take the layer from containerd's diff service): the module's defaults
+# are switched on for this one step, when nothing else runs, and put back after.
+params=/sys/module/overlay/parameters
+if [[ ! -w $params/redirect_dir || ! -w $params/metacopy ]]; then
+    echo "scripts/test.sh: cannot switch overlay's redirect_dir/metacopy in $params (load the overlay module, run as root)" >&2
+    exit 1
+fi
+old_redirect=$(cat "$params/redirect_dir") old_metacopy=$(cat "$params/metacopy")
+restore_overlay() { echo "$old_metacopy" >"$params/metacopy"; echo "$old_redirect" >"$params/redirect_dir"; }
+trap restore_overlay EXIT
+echo Y >"$params/redirect_dir"
+echo Y >"$params/metacopy"
+cargo test --locked -p berth-tests --test conformance_containerd -- run_layers_carry
+restore_overlay
+trap - EXIT
+
 # berth's names against flytekit 1.16.31's for 1,000 specs generated with a fixed seed, with the binary cargo test
 # just built (the flytekit venv is made once and cached).
 bash scripts/flytekit-corpus/regen.sh --differential --berth "${CARGO_TARGET_DIR:-target}/debug/berth" --count 1000

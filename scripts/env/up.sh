@@ -195,18 +195,6 @@ fi
 MIRROR=${MIRROR/#https:/http:}
 [[ -n $SECURITY_MIRROR ]] || SECURITY_MIRROR=${MIRROR%/debian}/debian-security
 
-# BERTH_ENV_OVERLAY_REDIRECTS=1: overlay's redirect_dir and metacopy on, host-wide, for a CI job of its own. A RUN
-# step's upper folder then holds pointers to lower layers (a renamed folder, a chmod-ed file) and berth must take
-# its layer from containerd's diff service (conformance behaviour 19 checks the pushed layers). It changes every
-# overlay mount made afterwards, Docker's and Podman's too, and dockerd reads it when it starts: use it on a fresh
-# machine, never on a shared one.
-if [[ ${BERTH_ENV_OVERLAY_REDIRECTS:-} == 1 ]]; then
-  modprobe overlay 2>/dev/null || true
-  echo Y >/sys/module/overlay/parameters/redirect_dir
-  echo Y >/sys/module/overlay/parameters/metacopy
-  log "overlay: redirect_dir and metacopy are on for every new mount"
-fi
-
 #######################################################################################
 step "2/6 containerd + dockerd"
 ctr_version() { [[ -S $CONTAINERD_SOCK ]] && timeout 10 ctr --address "$CONTAINERD_SOCK" --connect-timeout 2s version; }
