@@ -356,10 +356,9 @@ impl Planner<'_> {
     }
 
     fn source_root(&mut self) -> Result<()> {
-        let Some(root) = &self.spec.source_root else {
+        let Some(tree) = self.spec.source_tree().map_err(|e| self.fail(e))? else {
             return Ok(());
         };
-        let tree = berth_digest::list_source_files(root).map_err(|e| self.fail(e))?;
         for file in tree.files() {
             self.context.push(ContextEntry {
                 path: format!("src/{}", file.relative),

@@ -3,6 +3,7 @@
 use std::path::{Component, Path, PathBuf};
 
 use super::check;
+use super::flytekit::{enum_member, FromPython};
 use super::{BaseImage, BuilderConfig, CopyEntry, Field, ImageSpec, SecretMount};
 use crate::error::{Error, Result};
 use crate::pyrepr::str_value;
@@ -39,7 +40,37 @@ pub fn load_spec_str(text: &str, path: &Path) -> Result<ImageSpec> {
 pub fn load_inline_spec(node: &Node, file: &Path, defaults: &SpecDefaults) -> Result<ImageSpec> {
     let file = absolute(file)?;
     let mut chain = vec![file.clone()];
-    parse_root(node.clone(), &file, &mut chain, defaults)
+    parse_root(node.clone(), &file, &mut chain, defaults, None)
+}
+
+/// Loads the fields of a spec a flytekit process sent (see [`super::flytekit`]): `file` stands for the spec in
+/// messages and its folder is the working directory paths resolve against. An enum member becomes its value,
+/// hashed as its Python repr; no project defaults apply, since flytekit names the image.
+pub(super) fn load_python_spec(
+    mut fields: Node,
+    file: &Path,
+    extras: &FromPython,
+) -> Result<ImageSpec> {
+    let mut reprs = Vec::new();
+    if let Value::Map(entries) = &mut fields.value {
+        for (key, value) in entries.iter_mut() {
+            if let Some((repr, plain)) = enum_member(value) {
+                let field = key.value.as_str().and_then(Field::from_name);
+                reprs.extend(field.map(|f| (f, repr)));
+                value.value = plain.clone();
+            }
+        }
+    }
+    let mut chain = vec![file.to_path_buf()];
+    let mut spec = parse_root(
+        fields,
+        file,
+        &mut chain,
+        &SpecDefaults::default(),
+        Some(extras),
+    )?;
+    spec.python_reprs = reprs;
+    Ok(spec)
 }
 
 fn absolute(path: &Path) -> Result<PathBuf> {
@@ -77,6 +108,11 @@ fn load_chained(
 
 /// An error at a position in a spec file.
 pub(super) fn at(file: &Path, mark: Mark, message: impl std::fmt::Display) -> Error {
+    if mark.line == 0 {
+        // A spec sent as JSON by a program: there is no line to point at.
+        return Error::invalid(format!("{}: {message}", file.display()))
+            .with_operation("read spec");
+    }
     Error::invalid(format!(
         "{}:{}:{}: {message}",
         file.display(),
@@ -100,7 +136,7 @@ fn parse(
             "the spec is empty: write its fields, starting with `name: my-image` (without one, flytekit's default name `flytekit` applies)",
         ));
     };
-    parse_root(root, file, chain, defaults)
+    parse_root(root, file, chain, defaults, None)
 }
 
 fn parse_root(
@@ -108,6 +144,7 @@ fn parse_root(
     file: &Path,
     chain: &mut Vec<PathBuf>,
     defaults: &SpecDefaults,
+    python: Option<&FromPython>,
 ) -> Result<ImageSpec> {
     let Value::Map(entries) = root.value else {
         return Err(at(
@@ -163,6 +200,7 @@ fn parse_root(
         dir: &dir,
         raw: &raw,
         defaults,
+        python,
     };
     reader.build(chain)
 }
@@ -172,6 +210,8 @@ struct Reader<'a> {
     dir: &'a Path,
     raw: &'a [(Field, Node)],
     defaults: &'a SpecDefaults,
+    /// Set for a spec a flytekit process sent: its copy modes are flytekit's own.
+    python: Option<&'a FromPython>,
 }
 
 impl Reader<'_> {
@@ -279,8 +319,14 @@ impl Reader<'_> {
             .string(Field::Platform)?
             .unwrap_or_else(|| default_platform(registry.as_deref()));
 
-        let source_root = self.path(Field::SourceRoot, true)?;
-        self.check_copy_mode(source_root.is_some())?;
+        let (source_root, source_files) = match self.python {
+            None => {
+                let root = self.path(Field::SourceRoot, true)?;
+                self.check_copy_mode(root.is_some())?;
+                (root, None)
+            }
+            Some(python) => self.python_source(python)?,
+        };
 
         if let Some(node) = self.node(Field::BuilderOptions) {
             if !matches!(node.value, Value::Map(_)) {
@@ -301,6 +347,7 @@ impl Reader<'_> {
             name,
             python_version: self.string(Field::PythonVersion)?,
             source_root,
+            source_files,
             env: self.env()?,
             registry,
             packages: self.strings(Field::Packages)?.unwrap_or_default(),
@@ -326,7 +373,53 @@ impl Reader<'_> {
             python_exec: self.string(Field::PythonExec)?,
             runtime_packages: self.strings(Field::RuntimePackages)?.unwrap_or_default(),
             builder_config: self.builder_config()?,
+            python_reprs: Vec::new(),
         })
+    }
+
+    /// flytekit's copy modes, as its tag and default builder read them: LOADED_MODULES (1) copies the files the
+    /// process listed, ALL (2) every file, NO_COPY (3) or none copies nothing (the root is then hashed as a path).
+    fn python_source(
+        &self,
+        python: &FromPython,
+    ) -> Result<(Option<PathBuf>, Option<Vec<PathBuf>>)> {
+        let Some(node) = self.node(Field::SourceCopyMode) else {
+            return Ok((None, None));
+        };
+        let mode = match node.value {
+            Value::Int(mode @ 1..=3) => mode,
+            _ => {
+                return Err(self.err(
+                    node,
+                    Field::SourceCopyMode,
+                    format!(
+                        "expected a CopyFileDetection member, found {}",
+                        str_value(&node.value)
+                    ),
+                ))
+            }
+        };
+        if mode == 3 {
+            return Ok((None, None));
+        }
+        let Some(root) = self.path(Field::SourceRoot, true)? else {
+            return Err(self.err(
+                node,
+                Field::SourceCopyMode,
+                "copies from `source_root`, which is not set (flytekit refuses it as well)",
+            ));
+        };
+        if mode == 2 {
+            return Ok((Some(root), None));
+        }
+        match &python.source_files {
+            Some(files) => Ok((Some(root), Some(files.clone()))),
+            None => Err(self.err(
+                node,
+                Field::SourceCopyMode,
+                "LOADED_MODULES needs the list of imported files, which the flytekit plugin sends",
+            )),
+        }
     }
 
     fn item(&self, field: Field, index: usize) -> &Node {
