@@ -71,12 +71,13 @@ pub fn list_source_files(root: &Path) -> Result<SourceTree, DigestError> {
 
 /// The given files of `root` (absolute paths under it) as a tree, for flytekit's LOADED_MODULES copy mode: the
 /// Python process that imported the modules lists them (`ls_files`), berth hashes and copies exactly those. Sorted
-/// as flytekit sorts them (by path string); symlinks are followed, as Python's `open` and `shutil.copy` do.
+/// as flytekit sorts them (by path string); symlinks are followed, as Python's `open` and `shutil.copy` do. A file
+/// listed twice stays twice (it is hashed twice, as flytekit does).
 pub fn list_given_files(root: &Path, paths: &[PathBuf]) -> Result<SourceTree, DigestError> {
     let listed_at = SystemTime::now();
     let mut sorted: Vec<&PathBuf> = paths.iter().collect();
-    sorted.sort_unstable_by(|a, b| a.as_os_str().as_bytes().cmp(b.as_os_str().as_bytes()));
-    sorted.dedup();
+    // A module imported under two names is listed twice and flytekit hashes it twice; keep the repeats.
+    sorted.sort_by(|a, b| a.as_os_str().as_bytes().cmp(b.as_os_str().as_bytes()));
     let mut files = Vec::with_capacity(sorted.len());
     let mut stamps = Vec::with_capacity(sorted.len());
     for path in sorted {
