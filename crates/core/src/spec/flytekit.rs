@@ -29,6 +29,9 @@ use crate::yaml::{Mark, Node, Value};
 pub(super) struct FromPython {
     /// The files LOADED_MODULES copies, listed by flytekit in the process that imported them.
     pub source_files: Option<Vec<PathBuf>>,
+    /// The `CopyFileDetection` member `source_copy_mode` holds (`ALL`, `LOADED_MODULES`, `NO_COPY`), if it is one:
+    /// flytekit compares against the members, so a plain int there copies every file whatever its value.
+    pub copy_mode_member: Option<String>,
 }
 
 /// Reads a spec sent by the flytekit plugin (see the module docs); relative paths resolve against `cwd`.
@@ -82,9 +85,9 @@ pub fn load_flytekit_json(text: &str, cwd: &Path) -> Result<ImageSpec> {
     super::load::load_python_spec(fields, &file, &extras)
 }
 
-/// A Python enum member sent as `{"enum": ..., "member": ..., "value": ...}`: its repr, and its value for the
-/// typed reading.
-pub(super) fn enum_member(node: &Node) -> Option<(String, &Value)> {
+/// A Python enum member sent as `{"enum": ..., "member": ..., "value": ...}`: its repr, its value for the typed
+/// reading, and its member name.
+pub(super) fn enum_member(node: &Node) -> Option<(String, &Value, &str)> {
     let Value::Map(entries) = &node.value else {
         return None;
     };
@@ -104,7 +107,7 @@ pub(super) fn enum_member(node: &Node) -> Option<(String, &Value)> {
     };
     let mut repr = String::new();
     crate::pyrepr::repr_value(value, &mut repr);
-    Some((format!("<{class}.{member}: {repr}>"), value))
+    Some((format!("<{class}.{member}: {repr}>"), value, member))
 }
 
 /// Positions mean nothing in a JSON document a program wrote; line 0 tells [`super::load`] to print none.
@@ -210,9 +213,10 @@ mod tests {
     fn an_enum_member_is_hashed_as_its_python_repr() {
         let n = parse_json(r#"{"enum": "CopyFileDetection", "member": "ALL", "value": 2}"#)
             .expect("valid");
-        let (repr, value) = enum_member(&n).expect("an enum member");
+        let (repr, value, member) = enum_member(&n).expect("an enum member");
         assert_eq!(repr, "<CopyFileDetection.ALL: 2>");
         assert_eq!(value, &Value::Int(2));
+        assert_eq!(member, "ALL");
     }
 
     #[test]

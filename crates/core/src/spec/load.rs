@@ -52,23 +52,23 @@ pub(super) fn load_python_spec(
     extras: &FromPython,
 ) -> Result<ImageSpec> {
     let mut reprs = Vec::new();
+    let mut extras = extras.clone();
     if let Value::Map(entries) = &mut fields.value {
         for (key, value) in entries.iter_mut() {
-            if let Some((repr, plain)) = enum_member(value) {
+            if let Some((repr, plain, member)) = enum_member(value) {
                 let field = key.value.as_str().and_then(Field::from_name);
+                if field == Some(Field::SourceCopyMode) {
+                    extras.copy_mode_member = Some(member.to_string());
+                }
+                let plain = plain.clone();
                 reprs.extend(field.map(|f| (f, repr)));
-                value.value = plain.clone();
+                value.value = plain;
             }
         }
     }
     let mut chain = vec![file.to_path_buf()];
-    let mut spec = parse_root(
-        fields,
-        file,
-        &mut chain,
-        &SpecDefaults::default(),
-        Some(extras),
-    )?;
+    let defaults = SpecDefaults::default();
+    let mut spec = parse_root(fields, file, &mut chain, &defaults, Some(&extras))?;
     spec.python_reprs = reprs;
     Ok(spec)
 }
@@ -377,8 +377,9 @@ impl Reader<'_> {
         })
     }
 
-    /// flytekit's copy modes, as its tag and default builder read them: LOADED_MODULES (1) copies the files the
-    /// process listed, ALL (2) every file, NO_COPY (3) or none copies nothing (the root is then hashed as a path).
+    /// flytekit's copy modes, as its tag and default builder read them: the member LOADED_MODULES copies the files
+    /// the process listed, NO_COPY nothing (the root is then hashed as a path, as when the mode is unset); ALL, or
+    /// any plain value (which flytekit compares unequal to every member), copies every file.
     fn python_source(
         &self,
         python: &FromPython,
@@ -386,20 +387,8 @@ impl Reader<'_> {
         let Some(node) = self.node(Field::SourceCopyMode) else {
             return Ok((None, None));
         };
-        let mode = match node.value {
-            Value::Int(mode @ 1..=3) => mode,
-            _ => {
-                return Err(self.err(
-                    node,
-                    Field::SourceCopyMode,
-                    format!(
-                        "expected a CopyFileDetection member, found {}",
-                        str_value(&node.value)
-                    ),
-                ))
-            }
-        };
-        if mode == 3 {
+        let member = python.copy_mode_member.as_deref();
+        if member == Some("NO_COPY") {
             return Ok((None, None));
         }
         let Some(root) = self.path(Field::SourceRoot, true)? else {
@@ -409,7 +398,7 @@ impl Reader<'_> {
                 "copies from `source_root`, which is not set (flytekit refuses it as well)",
             ));
         };
-        if mode == 2 {
+        if member != Some("LOADED_MODULES") {
             return Ok((Some(root), None));
         }
         match &python.source_files {
