@@ -2,12 +2,14 @@
 
 berth computes the tag from these values the way flytekit does (Python's ``str()`` of the fields), so they travel
 with their Python types; JSON keeps str, int, float, bool, None, list and dict (in insertion order). An enum member
-(``source_copy_mode``) goes as ``{"enum", "member", "value"}`` and is hashed as its repr. Any other type is refused
+(``source_copy_mode``) goes as ``{"$enum", "$member", "$value"}`` and is hashed as its repr, and a float JSON
+cannot hold as ``{"$float": "inf"}``, an int beyond 64 bits as ``{"$int": "123..."}``. Any other type is refused
 rather than approximated, since its repr could not be reproduced.
 """
 
 import dataclasses
 import enum
+import math
 from typing import Any, Callable, List, Optional
 
 from flytekit.constants import CopyFileDetection
@@ -19,10 +21,14 @@ class UnsupportedValue(ValueError):
 
 
 def encode(value: Any, where: str) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return {"$float": repr(value)}
+    if isinstance(value, int) and not isinstance(value, bool) and not -(2**63) <= value < 2**64:
+        return {"$int": str(value)}
     if value is None or isinstance(value, (bool, int, float, str)):
         return value
     if isinstance(value, enum.Enum):
-        return {"enum": type(value).__name__, "member": value.name, "value": encode(value.value, where)}
+        return {"$enum": type(value).__name__, "$member": value.name, "$value": encode(value.value, where)}
     if isinstance(value, (list, tuple)):
         return [encode(v, where) for v in value]
     if isinstance(value, dict):

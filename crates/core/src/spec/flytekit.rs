@@ -5,13 +5,14 @@
 //!
 //! ```json
 //! {"fields": {"name": "app", "registry": "ghcr.io/me", "source_root": "/src", "copy": ["a.py"],
-//!             "source_copy_mode": {"enum": "CopyFileDetection", "member": "LOADED_MODULES", "value": 1}, ...},
+//!             "source_copy_mode": {"$enum": "CopyFileDetection", "$member": "LOADED_MODULES", "$value": 1}, ...},
 //!  "source_files": ["/src/app/main.py", ...]}
 //! ```
 //!
 //! `fields` holds the values exactly as the dataclass holds them after `__post_init__` (JSON keeps their Python
 //! types: str, int, float, bool, None, list, dict in insertion order); an enum member, which JSON cannot hold, is
-//! the object above, hashed as Python's `repr` prints it. Relative paths resolve against the working directory, as
+//! the object above, hashed as Python's `repr` prints it, and a float JSON cannot hold is `{"$float": "inf"}`
+//! (or `-inf`, `nan`), and an int beyond 64 bits `{"$int": "123..."}`. Keys starting with `$` are not valid Python identifiers nor flytekit values of their own. Relative paths resolve against the working directory, as
 //! flytekit resolves them. `source_files` is what flytekit's own `ls_files` listed in that process for
 //! LOADED_MODULES (the modules it imported), since only that process knows them.
 
@@ -85,7 +86,7 @@ pub fn load_flytekit_json(text: &str, cwd: &Path) -> Result<ImageSpec> {
     super::load::load_python_spec(fields, &file, &extras)
 }
 
-/// A Python enum member sent as `{"enum": ..., "member": ..., "value": ...}`: its repr, its value for the typed
+/// A Python enum member sent as `{"$enum": ..., "$member": ..., "$value": ...}`: its repr, its value for the typed
 /// reading, and its member name.
 pub(super) fn enum_member(node: &Node) -> Option<(String, &Value, &str)> {
     let Value::Map(entries) = &node.value else {
@@ -101,7 +102,7 @@ pub(super) fn enum_member(node: &Node) -> Option<(String, &Value, &str)> {
         return None;
     }
     let (Some(Value::Str(class)), Some(Value::Str(member)), Some(value)) =
-        (get("enum"), get("member"), get("value"))
+        (get("$enum"), get("$member"), get("$value"))
     else {
         return None;
     };
@@ -188,6 +189,26 @@ impl<'de> Visitor<'de> for NodeVisitor {
                 None => entries.push((node(Value::Str(key)), value)),
             }
         }
+        if let [(key, value)] = entries.as_slice() {
+            if key.value.as_str() == Some("$int") {
+                // An int beyond 64 bits (serde_json would read it as a float, losing digits).
+                return match value.value.as_str().map(str::parse::<i128>) {
+                    Some(Ok(int)) => Ok(node(Value::Int(int))),
+                    _ => Err(de::Error::custom(
+                        "`$int` holds an integer of at most 128 bits",
+                    )),
+                };
+            }
+            if key.value.as_str() == Some("$float") {
+                let float = match value.value.as_str() {
+                    Some("inf") => f64::INFINITY,
+                    Some("-inf") => f64::NEG_INFINITY,
+                    Some("nan") => f64::NAN,
+                    _ => return Err(de::Error::custom("`$float` is one of inf, -inf, nan")),
+                };
+                return Ok(node(Value::Float(float)));
+            }
+        }
         Ok(node(Value::Map(entries)))
     }
 }
@@ -198,7 +219,10 @@ mod tests {
 
     #[test]
     fn objects_keep_their_key_order_and_python_types() {
-        let n = parse_json(r#"{"b": 1, "a": [2.5, true, null, "x"]}"#).expect("valid");
+        let n = parse_json(
+            r#"{"b": 1, "a": [2.5, true, null, "x", {"$float": "-inf"}, {"$int": "123456789012345678901234567890"}]}"#,
+        )
+        .expect("valid");
         let Value::Map(entries) = n.value else {
             panic!("a map")
         };
@@ -206,12 +230,15 @@ mod tests {
         assert_eq!(keys, [Some("b"), Some("a")]);
         let mut repr = String::new();
         crate::pyrepr::repr_value(&entries[1].1.value, &mut repr);
-        assert_eq!(repr, "[2.5, True, None, 'x']");
+        assert_eq!(
+            repr,
+            "[2.5, True, None, 'x', -inf, 123456789012345678901234567890]"
+        );
     }
 
     #[test]
     fn an_enum_member_is_hashed_as_its_python_repr() {
-        let n = parse_json(r#"{"enum": "CopyFileDetection", "member": "ALL", "value": 2}"#)
+        let n = parse_json(r#"{"$enum": "CopyFileDetection", "$member": "ALL", "$value": 2}"#)
             .expect("valid");
         let (repr, value, member) = enum_member(&n).expect("an enum member");
         assert_eq!(repr, "<CopyFileDetection.ALL: 2>");
