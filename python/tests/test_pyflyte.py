@@ -39,6 +39,9 @@ def task_images(package) -> dict:
     images = {}
     with tarfile.open(package) as tar:
         for member in tar.getmembers():
+            # flytekit names each entity file N_<name>_<resource type>.pb; 1 is a task (2 workflow, 3 launch plan).
+            if not member.name.endswith("_1.pb"):
+                continue
             spec = TaskSpec()
             spec.ParseFromString(tar.extractfile(member).read())
             if spec.HasField("template") and spec.template.HasField("container"):
@@ -100,7 +103,7 @@ def test_refused_credentials_fail_with_berths_hint_and_push_nothing(env):
     assert code != 0, out
     assert "BerthImageBuildError" in out, out
     assert "berth could not check the image of ImageSpec 'fk-base'" in out, out
-    assert "hint: log in with `berth login 127.0.0.1:5000`" in out, out
+    assert "hint: check the user name and password" in out and "`berth login 127.0.0.1:5000`" in out, out
     assert "assumes the image" not in out and "CalledProcessError" not in out, out
     registry = registry_of(env)
     for repo in ("fk-base", "fk-app"):
