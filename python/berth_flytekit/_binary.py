@@ -1,5 +1,6 @@
 """Finding and running the ``berth`` binary that came in the same wheel."""
 
+import atexit
 import json
 import os
 import shutil
@@ -7,7 +8,7 @@ import signal
 import subprocess
 import sys
 import sysconfig
-from typing import List, Optional
+from typing import Optional
 
 #: Overrides where the binary is (for a development build).
 BERTH_BIN = "BERTH_BIN"
@@ -48,41 +49,80 @@ class Answer:
         return self.data.get("error")
 
 
-def run_berth(args: List[str], payload: dict) -> Answer:
-    """Runs ``berth flytekit ARGS`` with ``payload`` on standard input; its progress goes straight to this
-    process's standard error (the terminal pyflyte runs in). Ctrl-C stops berth too: berth is in the terminal's
-    foreground process group and gets the same SIGINT; if only this process was signalled, it is passed on."""
-    command = [find_berth(), "flytekit", *args]
-    proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=None)
-    try:
-        out, _ = proc.communicate(json.dumps(payload).encode("utf-8"))
-    except KeyboardInterrupt:
-        _stop(proc)
-        raise
-    except BaseException:
-        _stop(proc)
-        raise
-    text = out.decode("utf-8", errors="replace").strip()
-    try:
-        data = json.loads(text.splitlines()[-1]) if text else {}
-    except ValueError:
-        data = {}
-    if not isinstance(data, dict) or not data:
-        data = {
-            "error": {
-                "kind": "error",
-                "message": f"berth exited with status {proc.returncode} and no answer: {text[:500]!r}",
-                "hint": "run the same pyflyte command again; if it persists, reinstall the berth package",
-            }
-        }
-    return Answer(data, proc.returncode)
+class _Server:
+    """One ``berth flytekit serve`` for this process: every request after the first reuses its registry
+    connections and tokens instead of starting berth and logging in again for each image. Its progress goes
+    straight to this process's standard error (the terminal pyflyte runs in). Ctrl-C stops berth too: berth is in
+    the terminal's foreground process group and gets the same SIGINT; if only this process was signalled, it is
+    passed on. A berth that ended (interrupted, or killed) is started again on the next request."""
 
+    def __init__(self):
+        self.proc = None
+        self.cwd = None
 
-def _stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGINT)
+    def ask(self, action: str, payload: dict, force: bool = False) -> Answer:
+        # berth resolves relative paths against its working directory, as flytekit does against this process's.
+        if self.proc is not None and (self.proc.poll() is not None or self.cwd != os.getcwd()):
+            self.close()
+        if self.proc is None:
+            self.cwd = os.getcwd()
+            self.proc = subprocess.Popen(
+                [find_berth(), "flytekit", "serve"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=None
+            )
+        request = f"{action}{' --force' if force else ''} {json.dumps(payload)}\n"
         try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+            self.proc.stdin.write(request.encode("utf-8"))
+            self.proc.stdin.flush()
+            line = self.proc.stdout.readline()
+        except BrokenPipeError:
+            line = b""
+        except BaseException:
+            self.stop()
+            raise
+        if not line:
+            code = self.proc.wait()
+            self.proc = None
+            return Answer(_no_answer(f"berth ended (exit status {code}) without answering"), code)
+        try:
+            data = json.loads(line)
+        except ValueError:
+            data = _no_answer(f"berth answered something else than JSON: {line[:500]!r}")
+        return Answer(data, 0)
+
+    def close(self) -> None:
+        if self.proc is not None:
+            try:
+                self.proc.stdin.close()
+                self.proc.wait(timeout=30)
+            except (OSError, subprocess.TimeoutExpired):
+                self.stop()
+            self.proc = None
+
+    def stop(self) -> None:
+        proc, self.proc = self.proc, None
+        if proc is not None and proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def _no_answer(message: str) -> dict:
+    return {
+        "error": {
+            "kind": "error",
+            "message": message,
+            "hint": "run the same pyflyte command again; if it persists, reinstall the berth package",
+        }
+    }
+
+
+_SERVER = _Server()
+atexit.register(_SERVER.close)
+
+
+def run_berth(action: str, payload: dict, force: bool = False) -> Answer:
+    """Asks berth about one spec: ``action`` is name, exists or build."""
+    return _SERVER.ask(action, payload, force)

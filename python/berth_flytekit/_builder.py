@@ -44,12 +44,12 @@ class BerthImageSpecBuilder(ImageSpecBuilder):
 
     builder_type = "berth"
 
-    def _ask(self, action: str, spec: ImageSpec, *extra: str) -> dict:
+    def _ask(self, action: str, spec: ImageSpec, force: bool = False) -> dict:
         try:
             payload = _spec.payload(spec, self.image_name)
         except _spec.UnsupportedValue as e:
             raise BerthError(f"berth cannot build ImageSpec {spec.name!r}: {e}") from None
-        answer = run_berth([action, *extra], payload)
+        answer = run_berth(action, payload, force)
         if answer.error:
             verb = {"name": "name", "exists": "check", "build": "build"}[action]
             _raise(verb, spec, answer.error)
@@ -87,8 +87,7 @@ class BerthImageSpecBuilder(ImageSpecBuilder):
         return True
 
     def build_image(self, image_spec: ImageSpec) -> str:
-        extra = ["--force"] if image_spec._is_force_push else []
-        answer = self._ask("build", image_spec, *extra)
+        answer = self._ask("build", image_spec, force=image_spec._is_force_push)
         reference = answer["reference"]
         click.secho(f"Image {reference} {answer.get('status', 'built')}.", fg="blue")
         return reference

@@ -131,7 +131,9 @@ The credentials are checked against the registry before they are stored. berth a
 
 const FLYTEKIT_AFTER: &str = "The flytekit plugin (pip install berth; see the README's \"With flytekit\") runs this in the pyflyte process, sending the ImageSpec's dataclass fields as flytekit holds them: {\"fields\": {...}, \"source_files\": [...] or null}. Relative paths resolve against the working directory, as in flytekit; source_files lists what LOADED_MODULES copies. No project or user registry applies: the image is named exactly as flytekit names it.
 
-Prints one JSON object: {\"image\"} for name; {\"image\", \"status\": \"present\"|\"absent\", \"digest\"} for exists; {\"image\", \"status\": \"present\"|\"pushed\", \"digest\", \"reference\"} for build; or {\"error\": {\"kind\", \"message\", \"hint\"}}. Progress goes to standard error. Exit status as for the other commands (exists: 1 absent).";
+Prints one JSON object: {\"image\"} for name; {\"image\", \"status\": \"present\"|\"absent\", \"digest\"} for exists; {\"image\", \"status\": \"present\"|\"pushed\", \"digest\", \"reference\"} for build; or {\"error\": {\"kind\", \"message\", \"hint\"}}. Progress goes to standard error. Exit status as for the other commands (exists: 1 absent).
+
+serve answers such requests one per line, `name|exists|build [--force] SPEC-JSON`, one JSON line each, until standard input closes; the plugin keeps one berth per pyflyte run so that registry connections and tokens are reused.";
 
 /// What `berth flytekit` does with the spec.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -142,6 +144,8 @@ pub enum FlytekitAction {
     Exists,
     /// Build and push the image unless the registry has it.
     Build,
+    /// Answer requests, one per line (`ACTION [--force] SPEC-JSON`), until standard input closes.
+    Serve,
 }
 
 /// Arguments of `berth flytekit`.
