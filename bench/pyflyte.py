@@ -129,7 +129,7 @@ def bench_pyflyte(args):
               f"alternating; each run checked to find all {args.images} images and write {args.images} task templates.")
         print(f"\n**pyflyte package, {args.images} ImageSpecs, all present**\n")
         print(md_table(["builder", "median s", "runs", "peak RSS MiB (pyflyte)", "vs berth"], [
-            ("berth plugin (`berth flytekit exists` per image)", fmt(median(b)), len(b),
+            ("berth plugin (one `berth flytekit serve`, a registry check per image)", fmt(median(b)), len(b),
              fmt(max(r[1] for r in results["berth"]), 1), "1.00x"),
             ("flytekit default builder (`docker` SDK `get_registry_data` per image)", fmt(median(d)), len(d),
              fmt(max(r[1] for r in results["default"]), 1), f"{median(d) / median(b):.2f}x"),
