@@ -9,7 +9,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from build import Setup
+from build import Setup, copy_fixture_as
 from common import REPO, alternate, fmt, machine_line, md_table, measure, median, sh
 
 PROJECT = '''
@@ -93,12 +93,7 @@ def bench_pyflyte(args):
             raise SystemExit(f"expected {args.images} image names, got {names}")
         # Present in the registry: the python fixture copied under each name (registry-side copies: both builders
         # only ask for the manifest, so what the image holds does not matter).
-        start = time.perf_counter()
-        creds = f"{tenv['BERTH_TEST_REGISTRY_USER']}:{tenv['password']}"
-        for name in names:
-            sh(["skopeo", "copy", "--quiet", "--src-tls-verify=false", "--dest-tls-verify=false", "--src-creds", creds,
-                "--dest-creds", creds, f"docker://{python}", f"docker://{name}"])
-        prepared = time.perf_counter() - start
+        prepared = copy_fixture_as(s, python, names)
         # --fast: the images are named from their specs alone (as `pyflyte register` does by default); without it
         # LOADED_MODULES would put this project's files into every image and its name.
         command = [bin_dir / "pyflyte", "--pkgs", "bench_images", "package", "--fast", "--force", "--output",
