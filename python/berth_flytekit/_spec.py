@@ -29,7 +29,8 @@ def encode(value: Any, where: str) -> Any:
         return value
     if isinstance(value, enum.Enum):
         return {"$enum": type(value).__name__, "$member": value.name, "$value": encode(value.value, where)}
-    if isinstance(value, (list, tuple)):
+    if isinstance(value, list) or (isinstance(value, tuple) and where.endswith(": pip_secret_mounts")):
+        # pip_secret_mounts holds tuples, and is left out of the hash; elsewhere a tuple's repr has no JSON form.
         return [encode(v, where) for v in value]
     if isinstance(value, dict):
         out = {}
