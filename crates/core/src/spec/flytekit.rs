@@ -247,6 +247,25 @@ mod tests {
     }
 
     #[test]
+    fn errors_speak_python() {
+        let cwd = Path::new("/");
+        let err = load_flytekit_json(r#"{"fields": {"name": "x", "python_version": 3.1}}"#, cwd)
+            .expect_err("a number");
+        assert!(
+            err.to_string().contains(r#"python_version="3.10""#),
+            "{err}"
+        );
+        assert!(
+            err.to_string().starts_with("read spec: /ImageSpec(x): "),
+            "{err}"
+        );
+        let lm = r#"{"fields": {"name": "x", "source_root": "/", "source_copy_mode":
+            {"$enum": "CopyFileDetection", "$member": "LOADED_MODULES", "$value": 1}}}"#;
+        let err = load_flytekit_json(lm, cwd).expect_err("no file list");
+        assert!(err.to_string().contains("LOADED_MODULES needs"), "{err}");
+    }
+
+    #[test]
     fn malformed_input_is_an_invalid_spec_error() {
         let cwd = Path::new("/");
         for text in [

@@ -234,6 +234,13 @@ impl Reader<'_> {
             Value::Str(s) => Ok(Some(s.clone())),
             Value::Float(_) | Value::Int(_) => {
                 let written = str_value(&node.value);
+                if self.python.is_some() {
+                    return Err(self.err(
+                        node,
+                        field,
+                        format!("expected a str, found the number {written}; pass it as text, e.g. {field}=\"3.10\""),
+                    ));
+                }
                 Err(self.err(
                     node,
                     field,
