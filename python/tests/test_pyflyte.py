@@ -83,6 +83,15 @@ def test_pyflyte_build_then_nothing_then_package(env, test_id, engine, rootless)
     assert BUILDING.findall(out) == [], f"the second run built again:\n{out}"
     assert sorted(FOUND.findall(out)) == sorted(pushed), out
 
+    if test_id == "docker":
+        # flytekit's force push (ImageSpec.force_push(), or FLYTE_FORCE_PUSH_IMAGE_SPEC for every spec) builds anyway.
+        forced = dict(extra, FLYTE_FORCE_PUSH_IMAGE_SPEC="true")
+        code, out = run_pyflyte(["build", "workflows/wf.py", "pipeline"], project, forced, as_user=user)
+        assert code == 0, out
+        assert len(re.findall(r"found; force push: building it again with berth", out)) == 2, out
+        assert sorted(n for n, _ in PUSHED.findall(out)) == sorted(pushed), out
+        pushed = dict(PUSHED.findall(out))  # the same content, but a rebuild may give another digest
+
     package = project / "flyte-package.tgz"
     code, out = run_pyflyte(["--pkgs", "workflows", "package", "--output", str(package)], project, extra, as_user=user)
     assert code == 0, out
