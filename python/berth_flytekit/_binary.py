@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import sysconfig
+import threading
 from typing import Optional
 
 #: Overrides where the binary is (for a development build).
@@ -59,8 +60,15 @@ class _Server:
     def __init__(self):
         self.proc = None
         self.cwd = None
+        # One request at a time: flytekit builds one image after another, but a threaded caller must not
+        # interleave lines.
+        self.lock = threading.Lock()
 
     def ask(self, action: str, payload: dict, force: bool = False) -> Answer:
+        with self.lock:
+            return self._ask(action, payload, force)
+
+    def _ask(self, action: str, payload: dict, force: bool) -> Answer:
         # berth resolves relative paths against its working directory, as flytekit does against this process's.
         if self.proc is not None and (self.proc.poll() is not None or self.cwd != os.getcwd()):
             self.close()
