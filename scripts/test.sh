@@ -56,6 +56,10 @@ cargo test --locked -p berth-tests --test conformance_containerd -- run_layers_c
 restore_overlay
 trap - EXIT
 
-# berth's names against flytekit 1.16.31's for 1,000 specs generated with a fixed seed, with the binary cargo test
-# just built (the flytekit venv is made once and cached).
-bash scripts/flytekit-corpus/regen.sh --differential --berth "${CARGO_TARGET_DIR:-target}/debug/berth" --count 1000
+# The flytekit plugin: the package built from this checkout (with the binary cargo test built), pyflyte on every
+# engine (scripts/python-test.sh makes and caches the venv with flytekit 1.16.31).
+bash scripts/python-test.sh
+
+# berth's names against flytekit 1.16.31's for 1,000 specs generated with a fixed seed, in the same venv.
+FLYTEKIT_PYTHON=${BERTH_FLYTEKIT_VENV:-/var/lib/berth-env/flytekit-venv}/bin/python \
+    bash scripts/flytekit-corpus/regen.sh --differential --berth "${CARGO_TARGET_DIR:-target}/debug/berth" --count 1000
