@@ -62,13 +62,17 @@ impl Stream for Blob {
                 }
                 Poll::Ready(Some(Ok(chunk)))
             }
-            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(Error::new(
-                ErrorKind::Temporary,
-                format!("{}: download interrupted: {e}", this.target),
-            )
-            .with_engine(crate::classify::ENGINE)
-            .with_operation("get blob")
-            .with_source(e)))),
+            Poll::Ready(Some(Err(e))) => {
+                // the URL may be a signed redirect to object storage
+                let e = e.without_url();
+                Poll::Ready(Some(Err(Error::new(
+                    ErrorKind::Temporary,
+                    format!("{}: download interrupted: {e}", this.target),
+                )
+                .with_engine(crate::classify::ENGINE)
+                .with_operation("get blob")
+                .with_source(e))))
+            }
             Poll::Ready(None) => {
                 let Some(hasher) = this.hasher.take() else {
                     return Poll::Ready(None);

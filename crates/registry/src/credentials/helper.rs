@@ -94,7 +94,10 @@ pub(crate) fn get(
     let creds: HelperCredentials = serde_json::from_slice(&stdout).map_err(|e| {
         Error::new(
             ErrorKind::Protocol,
-            format!("docker-credential-{helper} get printed something that is not credentials JSON: {e}"),
+            format!(
+                "docker-credential-{helper} get printed something that is not credentials JSON: it {}",
+                super::config_file::json_problem(&e)
+            ),
         )
     })?;
     if creds.username.is_empty() && creds.secret.is_empty() {

@@ -108,11 +108,12 @@ fn read_object(path: &Path) -> Result<Map<String, Value>> {
             "{} is not a JSON object",
             path.display()
         ))),
-        Err(e) => Err(
-            Error::invalid(format!("{} is not valid JSON: {e}", path.display())).with_hint(
-                "fix or move the file; berth will not overwrite a config it cannot read",
-            ),
-        ),
+        Err(e) => Err(Error::invalid(format!(
+            "{} is not valid JSON: it {}",
+            path.display(),
+            super::config_file::json_problem(&e)
+        ))
+        .with_hint("fix or move the file; berth will not overwrite a config it cannot read")),
     }
 }
 

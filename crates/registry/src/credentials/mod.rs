@@ -89,10 +89,25 @@ pub struct ResolvedCredentials {
     pub origin: CredentialOrigin,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 enum Vars {
     Process,
     Fixed(Arc<HashMap<String, String>>),
+}
+
+/// The variables' names only: the map may hold `BERTH_REGISTRY_PASSWORD`, and a resolver is printed inside
+/// `RegistryOptions`, `RegistryClient` and every backend's options.
+impl fmt::Debug for Vars {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Vars::Process => f.write_str("Process"),
+            Vars::Fixed(map) => {
+                let mut names: Vec<&str> = map.keys().map(String::as_str).collect();
+                names.sort_unstable();
+                f.debug_tuple("Fixed").field(&names).finish()
+            }
+        }
+    }
 }
 
 /// Finds registry credentials the way Docker and Podman users already have them (see the module doc).
@@ -392,6 +407,23 @@ mod tests {
             .login("h:5000", "u", &Secret::new("p"))
             .expect_err("nowhere to store");
         assert!(err.message().contains("anonymous"), "{err}");
+    }
+
+    #[test]
+    fn debug_names_variables_but_never_prints_their_values() {
+        let resolver = vars(&[
+            ("BERTH_REGISTRY_USERNAME", "u"),
+            ("BERTH_REGISTRY_PASSWORD", "hunter2-secret"),
+        ])
+        .with_credentials(Credentials {
+            registry: "h".into(),
+            username: "me".into(),
+            password: Secret::new("explicit-secret"),
+        });
+        let printed = format!("{resolver:?} {resolver:#?}");
+        assert!(printed.contains("BERTH_REGISTRY_PASSWORD"), "{printed}");
+        assert!(!printed.contains("hunter2"), "{printed}");
+        assert!(!printed.contains("explicit-secret"), "{printed}");
     }
 
     #[test]
