@@ -133,7 +133,10 @@ impl RegistryClient {
                 credentials.as_ref(),
             )
             .await?;
-        *entry = Some((token.clone(), Instant::now() + lifetime));
+        // lifetime is bounded (auth.rs), but the deadline stays checked: a token without one is not cached
+        *entry = Instant::now()
+            .checked_add(lifetime)
+            .map(|until| (token.clone(), until));
         Ok(Some(token))
     }
 
