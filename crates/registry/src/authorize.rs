@@ -8,7 +8,8 @@ use reqwest::StatusCode;
 use std::time::Instant;
 
 use crate::auth::{basic_header, valid, Challenge, TokenCache, TokenResponse};
-use crate::classify::transport_failure;
+use crate::body::{read_capped, Capped, MAX_TOKEN_BYTES};
+use crate::classify::{redact_url, transport_failure};
 use crate::client::{Call, Endpoint, HostState, RegistryClient};
 use crate::credentials::ResolvedCredentials;
 use crate::retry::{with_retry, Failure};
@@ -157,9 +158,9 @@ impl RegistryClient {
         // the realm is on the registry itself or on an auth server: only the former may skip verification
         let same_host = realm.starts_with(&format!("{}/", endpoint.base));
         let http = if same_host {
-            self.http(endpoint)
+            self.http(endpoint)?
         } else {
-            self.http_verified()
+            self.http_verified()?
         };
         let mut request = http
             .get(realm)
@@ -182,10 +183,24 @@ impl RegistryClient {
             }
             return Err(failure);
         }
-        let body = response
-            .bytes()
+        let body = match read_capped(response, MAX_TOKEN_BYTES)
             .await
-            .map_err(|e| transport_failure(call.op, realm, e))?;
+            .map_err(|e| transport_failure(call.op, realm, e))?
+        {
+            Capped::Whole(body) => body,
+            Capped::Over(_) => {
+                return Err(call
+                    .error(
+                        ErrorKind::Protocol,
+                        format!(
+                            "the token server {} answered with more than {} KiB",
+                            redact_url(realm),
+                            MAX_TOKEN_BYTES >> 10
+                        ),
+                    )
+                    .into())
+            }
+        };
         serde_json::from_slice::<TokenResponse>(&body)
             .ok()
             .and_then(TokenResponse::into_token)

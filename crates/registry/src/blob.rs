@@ -11,6 +11,7 @@ use futures_util::{Stream, StreamExt as _};
 use reqwest::StatusCode;
 use sha2::{Digest as _, Sha256};
 
+use crate::body::MAX_IN_MEMORY_BLOB_BYTES;
 use crate::client::{Call, RegistryClient};
 use crate::manifest::pull_scope;
 use crate::retry::with_retry;
@@ -39,11 +40,29 @@ impl Blob {
         self.size
     }
 
-    /// Reads the whole blob into memory (for configs and small layers).
+    /// Reads the whole blob into memory (for configs and small layers): at most
+    /// [`MAX_IN_MEMORY_BLOB_BYTES`], whatever size the registry announces or sends.
     pub async fn into_bytes(mut self) -> Result<Bytes> {
+        let too_large = |target: &str| {
+            Error::new(
+                ErrorKind::Protocol,
+                format!(
+                    "{target}: the blob is larger than the {} MiB berth reads into memory",
+                    MAX_IN_MEMORY_BLOB_BYTES >> 20
+                ),
+            )
+            .with_engine(crate::classify::ENGINE)
+            .with_operation("get blob")
+        };
+        if self.size.is_some_and(|n| n > MAX_IN_MEMORY_BLOB_BYTES) {
+            return Err(too_large(&self.target));
+        }
         let mut all = BytesMut::new();
         while let Some(chunk) = self.next().await {
             all.extend_from_slice(&chunk?);
+            if all.len() as u64 > MAX_IN_MEMORY_BLOB_BYTES {
+                return Err(too_large(&self.target));
+            }
         }
         Ok(all.freeze())
     }
