@@ -36,6 +36,7 @@ pub(super) fn store(
     username: &str,
     password: &Secret,
     path_var: Option<&str>,
+    helper_timeout: std::time::Duration,
 ) -> Result<CredentialOrigin> {
     let op = |e: Error| {
         e.with_operation("login")
@@ -66,7 +67,8 @@ pub(super) fn store(
         .ok_or_else(|| op(Error::invalid("auths is not an object")))?;
     let origin = match &helper {
         Some(helper) => {
-            helper::store(helper, &key, username, password, path_var).map_err(op)?;
+            helper::store(helper, &key, username, password, path_var, helper_timeout)
+                .map_err(op)?;
             // Docker leaves an entry without secrets so the registry still shows up as logged in.
             auths
                 .entry(key.clone())
