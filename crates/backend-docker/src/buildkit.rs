@@ -32,7 +32,8 @@ pub(crate) async fn build(
 ) -> Result<BuiltImage> {
     let endpoint = engine.endpoint_name();
     let secrets = crate::check_secrets(plan)?;
-    let session = crate::session::open(&engine.endpoint, &options.credentials, secrets)
+    let timeout = engine.options.connect_timeout;
+    let session = crate::session::open(&engine.endpoint, timeout, &options.credentials, secrets)
         .await
         .map_err(|e| io_error(e, Op::Build, &endpoint))?;
     let tar = context::stream(
@@ -49,7 +50,7 @@ pub(crate) async fn build(
         .header(http::header::CONTENT_TYPE, "application/x-tar")
         .body(body)
         .map_err(|e| Error::new(ErrorKind::InvalidSpec, e.to_string()))?;
-    let stream = dial(&engine.endpoint)
+    let stream = dial(&engine.endpoint, timeout)
         .await
         .map_err(|e| io_error(e, Op::Build, &endpoint))?;
     let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))

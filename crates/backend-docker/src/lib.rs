@@ -60,6 +60,9 @@ pub struct DockerOptions {
     pub tls: Option<TlsFiles>,
     /// How long the daemon may take to answer its first request (`/_ping`) before it counts as unavailable.
     pub ping_timeout: Duration,
+    /// How long opening a connection of berth's own (the BuildKit session and build request), TLS handshake
+    /// included, may take.
+    pub connect_timeout: Duration,
     /// Which builder to use.
     pub builder: Builder,
 }
@@ -70,6 +73,7 @@ impl Default for DockerOptions {
             host: None,
             tls: None,
             ping_timeout: Duration::from_secs(2),
+            connect_timeout: Duration::from_secs(10),
             builder: Builder::Auto,
         }
     }
