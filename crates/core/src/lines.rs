@@ -90,12 +90,48 @@ impl LineSplitter {
     }
 }
 
+/// The lines of `reader` as text (invalid UTF-8 replaced), each at most [`MAX_LINE_BYTES`], with `overlong`
+/// in place of a longer one. Ends at the end of the input or at a read error.
+pub fn bounded_lines(
+    mut reader: impl std::io::Read,
+    overlong: &'static str,
+) -> impl Iterator<Item = String> {
+    let mut splitter = LineSplitter::default();
+    let mut buffer = vec![0u8; 64 << 10];
+    let mut ended = false;
+    std::iter::from_fn(move || loop {
+        let piece = if ended {
+            splitter.finish()
+        } else {
+            splitter.next_piece()
+        };
+        match piece {
+            Some(Piece::Line(line)) => return Some(String::from_utf8_lossy(&line).into_owned()),
+            Some(Piece::Overlong) => return Some(overlong.to_string()),
+            None if ended => return None,
+            None => match reader.read(&mut buffer) {
+                Ok(0) | Err(_) => ended = true,
+                Ok(n) => splitter.push(&buffer[..n]),
+            },
+        }
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn drain(splitter: &mut LineSplitter) -> Vec<Piece> {
         std::iter::from_fn(|| splitter.next_piece()).collect()
+    }
+
+    #[test]
+    fn bounded_lines_reads_text_with_a_marker_for_long_lines() {
+        let mut input = b"one\n".to_vec();
+        input.extend(std::iter::repeat_n(b'x', MAX_LINE_BYTES + 10));
+        input.extend_from_slice(b"\nlast");
+        let lines: Vec<String> = bounded_lines(&input[..], "(long)").collect();
+        assert_eq!(lines, vec!["one", "(long)", "last"]);
     }
 
     #[test]
