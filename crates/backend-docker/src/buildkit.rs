@@ -20,7 +20,7 @@ use hyper_util::rt::TokioIo;
 
 use crate::dial::{dial, HOST_HEADER};
 use crate::errors::{io_error, to_error, to_error_saying, Failure, Op};
-use crate::progress::BuildLog;
+use crate::progress::{BuildLog, OVERLONG};
 use crate::DockerEngine;
 use berth_context::{self as context, DOCKERFILE_NAME};
 
@@ -71,9 +71,6 @@ pub(crate) async fn build(
         _ => outcome,
     }
 }
-
-/// Said in place of a line of the daemon's stream too long to keep.
-const OVERLONG: &str = "(berth left out a line of build output longer than 1 MiB)";
 
 /// Sends the build request and follows its progress stream to the image id or the failure.
 async fn follow<B>(
