@@ -76,17 +76,10 @@ impl FakeServer {
     pub fn tcp(handler: impl Fn(&Request) -> Answer + Send + Sync + 'static) -> FakeServer {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
         let addr = listener.local_addr().expect("addr").to_string();
-        let (seen, handler) = (Arc::new(Mutex::new(Vec::new())), Arc::new(handler));
-        let record = seen.clone();
-        std::thread::spawn(move || {
-            for stream in listener.incoming().flatten() {
-                let Ok(reader) = stream.try_clone() else {
-                    continue;
-                };
-                spawn_connection(reader, stream, record.clone(), handler.clone());
-            }
-        });
-        FakeServer { addr, seen }
+        let incoming = std::iter::from_fn(move || Some(listener.accept()))
+            .flatten()
+            .filter_map(|(s, _)| Some((s.try_clone().ok()?, s)));
+        FakeServer::serve(addr, incoming, Arc::new(handler))
     }
 
     /// Serves `handler` on a Unix socket at `path`.
@@ -95,20 +88,26 @@ impl FakeServer {
         handler: impl Fn(&Request) -> Answer + Send + Sync + 'static,
     ) -> FakeServer {
         let listener = UnixListener::bind(path).expect("bind unix socket");
-        let (seen, handler) = (Arc::new(Mutex::new(Vec::new())), Arc::new(handler));
+        let incoming = std::iter::from_fn(move || Some(listener.accept()))
+            .flatten()
+            .filter_map(|(s, _)| Some((s.try_clone().ok()?, s)));
+        FakeServer::serve(path.display().to_string(), incoming, Arc::new(handler))
+    }
+
+    /// Answers each connection of `incoming` (a reading and a writing handle each) on a thread of its own.
+    fn serve<S: Read + Write + Send + 'static>(
+        addr: String,
+        incoming: impl Iterator<Item = (S, S)> + Send + 'static,
+        handler: Arc<Handler>,
+    ) -> FakeServer {
+        let seen = Arc::new(Mutex::new(Vec::new()));
         let record = seen.clone();
         std::thread::spawn(move || {
-            for stream in listener.incoming().flatten() {
-                let Ok(reader) = stream.try_clone() else {
-                    continue;
-                };
-                spawn_connection(reader, stream, record.clone(), handler.clone());
+            for (reader, writer) in incoming {
+                spawn_connection(reader, writer, record.clone(), handler.clone());
             }
         });
-        FakeServer {
-            addr: path.display().to_string(),
-            seen,
-        }
+        FakeServer { addr, seen }
     }
 
     /// Every request so far, in order.

@@ -8,8 +8,8 @@ use reqwest::StatusCode;
 use std::time::Instant;
 
 use crate::auth::{basic_header, valid, Challenge, TokenCache, TokenResponse};
-use crate::body::{read_capped, Capped, MAX_TOKEN_BYTES};
-use crate::classify::{redact_url, transport_failure};
+use crate::body::{read_whole, MAX_TOKEN_BYTES};
+use crate::classify::transport_failure;
 use crate::client::{Call, Endpoint, HostState, RegistryClient};
 use crate::credentials::ResolvedCredentials;
 use crate::retry::{with_retry, Failure};
@@ -183,24 +183,7 @@ impl RegistryClient {
             }
             return Err(failure);
         }
-        let body = match read_capped(response, MAX_TOKEN_BYTES)
-            .await
-            .map_err(|e| transport_failure(call.op, realm, e))?
-        {
-            Capped::Whole(body) => body,
-            Capped::Over(_) => {
-                return Err(call
-                    .error(
-                        ErrorKind::Protocol,
-                        format!(
-                            "the token server {} answered with more than {} KiB",
-                            redact_url(realm),
-                            MAX_TOKEN_BYTES >> 10
-                        ),
-                    )
-                    .into())
-            }
-        };
+        let body = read_whole(call, realm, response, MAX_TOKEN_BYTES, "the token answer").await?;
         serde_json::from_slice::<TokenResponse>(&body)
             .ok()
             .and_then(TokenResponse::into_token)

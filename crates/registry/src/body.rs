@@ -1,8 +1,13 @@
 //! Reading answer bodies into memory, never more than a cap: a registry, token server or object store that
 //! sends an endless body must not make berth allocate until the kernel kills it.
 
+use berth_core::ErrorKind;
 use bytes::{Bytes, BytesMut};
 use reqwest::Response;
+
+use crate::classify::transport_failure;
+use crate::client::Call;
+use crate::retry::Failure;
 
 /// The largest manifest or index berth reads (containerd refuses larger ones too).
 pub const MAX_MANIFEST_BYTES: usize = 4 << 20;
@@ -48,5 +53,32 @@ pub(crate) async fn error_body(response: Response) -> Bytes {
     match read_capped(response, MAX_ERROR_BODY_BYTES).await {
         Ok(Capped::Whole(body) | Capped::Over(body)) => body,
         Err(_) => Bytes::new(),
+    }
+}
+
+/// Reads the whole body of `response` from `from` (a URL or what berth asked for), or fails as a protocol
+/// error naming `what` when it is longer than `cap`.
+pub(crate) async fn read_whole(
+    call: &Call<'_>,
+    from: &str,
+    response: Response,
+    cap: usize,
+    what: &str,
+) -> Result<Bytes, Failure> {
+    match read_capped(response, cap)
+        .await
+        .map_err(|e| transport_failure(call.op, from, e))?
+    {
+        Capped::Whole(body) => Ok(body),
+        Capped::Over(_) => Err(call
+            .error(
+                ErrorKind::Protocol,
+                format!(
+                    "{}: {what} is larger than {} MiB",
+                    crate::classify::redact_url(from),
+                    cap as f64 / f64::from(1 << 20)
+                ),
+            )
+            .into()),
     }
 }

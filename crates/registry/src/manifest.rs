@@ -8,7 +8,7 @@ use reqwest::header::{ACCEPT, CONTENT_TYPE};
 use reqwest::StatusCode;
 use sha2::{Digest as _, Sha256};
 
-use crate::body::{read_capped, Capped, MAX_MANIFEST_BYTES};
+use crate::body::{read_whole, MAX_MANIFEST_BYTES};
 use crate::classify::transport_failure;
 use crate::client::{Call, RegistryClient};
 use crate::retry::{with_retry, Failure};
@@ -213,24 +213,14 @@ impl RegistryClient {
         }
         let header_digest = header(&response, DIGEST_HEADER);
         let content_type = header(&response, CONTENT_TYPE.as_str());
-        let bytes = match read_capped(response, MAX_MANIFEST_BYTES)
-            .await
-            .map_err(|e| transport_failure(call.op, &call.target, e))?
-        {
-            Capped::Whole(bytes) => bytes,
-            Capped::Over(_) => {
-                return Err(call
-                    .error(
-                        ErrorKind::Protocol,
-                        format!(
-                            "{}: the manifest is larger than {} MiB, which no registry accepts",
-                            call.target,
-                            MAX_MANIFEST_BYTES >> 20
-                        ),
-                    )
-                    .into())
-            }
-        };
+        let bytes = read_whole(
+            call,
+            &call.target,
+            response,
+            MAX_MANIFEST_BYTES,
+            "the manifest",
+        )
+        .await?;
         let digest = sha256_digest(&bytes);
         let expected = image
             .digest
