@@ -9,7 +9,6 @@ use reqwest::StatusCode;
 use sha2::{Digest as _, Sha256};
 
 use crate::body::{read_whole, MAX_MANIFEST_BYTES};
-use crate::classify::transport_failure;
 use crate::client::{Call, RegistryClient};
 use crate::retry::{with_retry, Failure};
 
