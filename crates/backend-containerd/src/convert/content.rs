@@ -21,6 +21,9 @@ use crate::errors::{error, status_error, Op};
 /// A blob's bytes as a stream.
 pub(crate) type BlobStream = Pin<Box<dyn Stream<Item = Result<Bytes>> + Send>>;
 
+/// The most [`Daemon::read_all`] reads (as the registry client's cap for blobs read into memory).
+const MAX_IN_MEMORY: usize = berth_registry::MAX_IN_MEMORY_BLOB_BYTES as usize;
+
 /// Bytes per write request (containerd accepts up to 16 MiB per message).
 const CHUNK: usize = 1 << 20;
 
@@ -122,12 +125,23 @@ impl Daemon {
         ))
     }
 
-    /// Reads a whole (small) blob.
+    /// Reads a whole (small) blob: a manifest, index or config, at most [`MAX_IN_MEMORY`] bytes (an image
+    /// pulled by another client may hold anything under a manifest's digest).
     pub(crate) async fn read_all(&self, digest: &str, op: Op) -> Result<Vec<u8>> {
         let mut stream = self.read_blob(digest, op).await?;
         let mut all = Vec::new();
         while let Some(chunk) = stream.next().await {
             all.extend_from_slice(&chunk?);
+            if all.len() > MAX_IN_MEMORY {
+                return Err(error(
+                    ErrorKind::Protocol,
+                    op,
+                    format!(
+                        "{digest} is larger than the {} MiB berth reads into memory for a manifest or config",
+                        MAX_IN_MEMORY >> 20
+                    ),
+                ));
+            }
         }
         Ok(all)
     }
