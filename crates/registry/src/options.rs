@@ -24,7 +24,8 @@ pub struct RegistryOptions {
     /// overall limit (a layer may take hours on a slow link); [`RegistryOptions::idle_timeout`] bounds them.
     pub request_timeout: Duration,
     /// Limit for any request to go without receiving a byte: a stalled blob upload (no answer) or download
-    /// (no data) fails as a temporary error instead of hanging.
+    /// (no data) fails as a temporary error instead of hanging. Generous, because a registry may answer a
+    /// large upload only after moving it into its storage.
     pub idle_timeout: Duration,
     /// Limit for opening a connection.
     pub connect_timeout: Duration,
@@ -41,7 +42,7 @@ impl Default for RegistryOptions {
             retry: RetryPolicy::default(),
             credentials: CredentialResolver::from_env(),
             request_timeout: Duration::from_secs(30),
-            idle_timeout: Duration::from_secs(120),
+            idle_timeout: Duration::from_secs(300),
             connect_timeout: Duration::from_secs(10),
             chunk_size: None,
         }
