@@ -177,6 +177,27 @@ mod tests {
     use super::*;
 
     #[test]
+    fn debug_never_prints_a_registry_password() {
+        let vars = std::collections::HashMap::from([(
+            "BERTH_REGISTRY_PASSWORD".to_string(),
+            "hunter2-pw".to_string(),
+        )]);
+        let options = ContainerdOptions {
+            registry: RegistryOptions {
+                credentials: berth_registry::CredentialResolver::with_vars(vars),
+                ..RegistryOptions::default()
+            },
+            ..ContainerdOptions::default()
+        };
+        let printed = format!(
+            "{options:?} {:?}",
+            options.clone().resolve().expect("valid")
+        );
+        assert!(printed.contains("BERTH_REGISTRY_PASSWORD"), "{printed}");
+        assert!(!printed.contains("hunter2"), "{printed}");
+    }
+
+    #[test]
     fn namespaces_follow_containerd_rules() {
         for good in ["default", "k8s.io", "a-b_c.d", "x1"] {
             assert!(validate_namespace(good).is_ok(), "{good}");
