@@ -34,6 +34,15 @@ fn registry(store: String) -> FakeServer {
             ("POST", t) if t.starts_with("/v2/team/app/blobs/uploads/") => {
                 Answer::reply("202 Accepted", &signed("/upload/1"), b"")
             }
+            // an upload location on the registry, whose PUT is redirected to the store
+            ("POST", t) if t.starts_with("/v2/team/redirected/blobs/uploads/") => Answer::reply(
+                "202 Accepted",
+                "Location: /v2/team/redirected/blobs/uploads/u1\r\n",
+                b"",
+            ),
+            ("PUT", t) if t.starts_with("/v2/team/redirected/blobs/uploads/u1") => {
+                Answer::reply("307 Temporary Redirect", &signed("/upload/2"), b"")
+            }
             ("GET", t) if t.starts_with("/v2/team/app/blobs/") => {
                 Answer::reply("307 Temporary Redirect", &signed("/blob/1"), b"")
             }
@@ -89,6 +98,14 @@ async fn signed_upload_and_download_urls_stay_out_of_errors() {
     let printed = format!("{err}\n{err:?}");
     assert!(printed.contains("push blob"), "{printed}");
     assert_clean("a failed upload", &printed);
+
+    let redirected =
+        ImageRef::parse(&format!("{}/team/redirected:1", registry.addr)).expect("reference");
+    let err = client
+        .push_blob(&redirected, &digest, size, bytes_stream(&b"layer"[..]))
+        .await
+        .expect_err("the redirected upload fails");
+    assert_clean("a redirected upload", &format!("{err}\n{err:?}"));
 
     let mut blob = client
         .get_blob(&image, &digest)
