@@ -29,10 +29,16 @@ SECURITY_MIRROR=${BERTH_ENV_SECURITY_MIRROR:-}
 UV_VERSION=0.5.1
 UV_WHEEL_URL=https://files.pythonhosted.org/packages/c5/0a/956467ee8bfa59f698f384eef6e072b14b971d36b7ee6d9b8ed15cfed065/uv-0.5.1-py3-none-musllinux_1_1_x86_64.whl
 UV_WHEEL_SHA256=6a76765c3cc49268f3c6773bd89a0dacf8a91b040fc3faea6c527ef6f2308eba
+# A current uv too: `uv venv` changed behaviour between the two (0.5.1 replaces an existing venv, current ones
+# refuse), and specs built on other specs must work with both.
+UV_CURRENT_VERSION=0.13.9
+UV_CURRENT_WHEEL_URL=https://files.pythonhosted.org/packages/fe/fe/794884de0efd3ac77a427cab21aa72c0483e100c55a42cd5cbb02c141b84/uv-0.13.9-py3-none-musllinux_1_1_x86_64.whl
+UV_CURRENT_WHEEL_SHA256=2c45530751517d6c3bbc69a19473f6effe47cce047bede01ffd8af7ea7b36b25
 
 BUSYBOX_IMAGE=$REGISTRY/fixtures/busybox:1
 PYTHON_IMAGE=$REGISTRY/fixtures/bookworm-python:1
 UV_IMAGE=$REGISTRY/fixtures/uv:$UV_VERSION
+UV_CURRENT_IMAGE=$REGISTRY/fixtures/uv:$UV_CURRENT_VERSION
 # Bump when a fixture recipe changes, so cached rootfs tarballs are rebuilt.
 BUSYBOX_RECIPE=r1
 PYTHON_RECIPE=r2
@@ -189,6 +195,18 @@ fi
 MIRROR=${MIRROR/#https:/http:}
 [[ -n $SECURITY_MIRROR ]] || SECURITY_MIRROR=${MIRROR%/debian}/debian-security
 
+# BERTH_ENV_OVERLAY_REDIRECTS=1: overlay's redirect_dir and metacopy on, host-wide, for a CI job of its own. A RUN
+# step's upper folder then holds pointers to lower layers (a renamed folder, a chmod-ed file) and berth must take
+# its layer from containerd's diff service (conformance behaviour 19 checks the pushed layers). It changes every
+# overlay mount made afterwards, Docker's and Podman's too, and dockerd reads it when it starts: use it on a fresh
+# machine, never on a shared one.
+if [[ ${BERTH_ENV_OVERLAY_REDIRECTS:-} == 1 ]]; then
+  modprobe overlay 2>/dev/null || true
+  echo Y >/sys/module/overlay/parameters/redirect_dir
+  echo Y >/sys/module/overlay/parameters/metacopy
+  log "overlay: redirect_dir and metacopy are on for every new mount"
+fi
+
 #######################################################################################
 step "2/6 containerd + dockerd"
 ctr_version() { [[ -S $CONTAINERD_SOCK ]] && timeout 10 ctr --address "$CONTAINERD_SOCK" --connect-timeout 2s version; }
@@ -318,22 +336,13 @@ fi
 #######################################################################################
 step "4/6 podman (rootful + rootless API services)"
 podman_conf_changed=
-if write_if_changed /etc/containers/registries.conf.d/berth-local.conf 644 <<EOF; then
-# Written by berth scripts/env/up.sh: the test registries speak plain HTTP.
-[[registry]]
-location = "$REGISTRY"
-insecure = true
-
-[[registry]]
-location = "localhost:5000"
-insecure = true
-
-[[registry]]
-location = "$PUBLIC_REGISTRY"
-insecure = true
-EOF
+# No registries.conf entries for the test registries: a user's machine has none, and berth itself tells Podman
+# which registries speak plain HTTP (loopback ones and --insecure-registry), for pulls during builds as for pushes.
+# Earlier versions of this script wrote one; remove it.
+if [[ -f /etc/containers/registries.conf.d/berth-local.conf ]]; then
+  rm -f /etc/containers/registries.conf.d/berth-local.conf
   podman_conf_changed=1
-  log "wrote /etc/containers/registries.conf.d/berth-local.conf"
+  log "removed /etc/containers/registries.conf.d/berth-local.conf (written by an earlier up.sh)"
 fi
 # No systemd here: cgroupfs cgroup manager and a file events log, for root and users
 # (podman's defaults, systemd + journald, only produce warnings/fallbacks here).
@@ -382,13 +391,13 @@ if [[ -c /dev/net/tun ]] && [[ $(stat -c %a /dev/net/tun) != 666 ]]; then
   log "chmod 666 /dev/net/tun (was 0600: rootless slirp4netns cannot open it)"
 fi
 
-# buildah 1.28 (podman 4.3) keeps RUN --mount=type=cache dirs in $TMPDIR/buildah-cache
-# (/var/tmp by default), shared by root and all users. If root creates it first (0755),
-# rootless builds fail with "Permission denied". Pre-create it world-writable + sticky,
-# and also give the rootless service its own TMPDIR so its cache dirs never collide
-# with root's (same cache id -> same subdirectory, owned by whoever made it first).
-install -d -m 1777 /var/tmp/buildah-cache
-chmod 1777 /var/tmp/buildah-cache
+# buildah 1.28 (podman 4.3) keeps RUN --mount=type=cache dirs in $TMPDIR/buildah-cache (/var/tmp by default),
+# one folder for root and all users. Leave it as root's first Podman build leaves it on a user's machine (root's,
+# mode 755), so the rootless tests meet what rootless users meet after root has built (berth must cope; doctor
+# names it). Earlier versions of this script made it 1777.
+install -d -m 755 /var/tmp/buildah-cache
+chown root:root /var/tmp/buildah-cache
+chmod 755 /var/tmp/buildah-cache
 
 podman_ping() { curl -sf -m 5 --unix-socket "$1" http://d/_ping 2>/dev/null | grep -q OK; }
 
@@ -452,8 +461,6 @@ for f in /etc/subuid /etc/subgid; do
   fi
 done
 install -d -m 700 -o "$PL_UID" -g "$(id -g "$PLAIN_USER")" "/run/user/$PL_UID"
-RL_TMP=/var/tmp/$ROOTLESS_USER
-install -d -m 700 -o "$RL_UID" -g "$RL_GID" "$RL_TMP"
 ROOTLESS_SOCK=$RL_RUNTIME/podman/podman.sock
 # Rootless storage: without a config podman 4.3 falls back to the slow, disk-hungry vfs
 # driver here; the kernel supports native rootless overlay, so ask for it.
@@ -471,8 +478,15 @@ fi
 ROOTLESS_ENV=(setpriv --reuid="$RL_UID" --regid="$RL_GID" --init-groups
   env -i HOME="$RL_HOME" USER="$ROOTLESS_USER" LOGNAME="$ROOTLESS_USER" SHELL=/bin/bash
   PATH=/usr/local/bin:/usr/bin:/bin:/usr/local/sbin:/usr/sbin:/sbin
-  XDG_RUNTIME_DIR="$RL_RUNTIME" TMPDIR="$RL_TMP")
-if [[ -n $rl_storage_changed || -n $podman_conf_changed ]]; then
+  XDG_RUNTIME_DIR="$RL_RUNTIME")
+# A service an earlier version of this script started with a private TMPDIR hides what users meet: restart it.
+rl_tmpdir_set=
+if pid_alive podman-rootless; then
+  for p in $(pgrep -u "$RL_UID" -f 'podman system service' || true); do
+    if tr '\0' '\n' <"/proc/$p/environ" 2>/dev/null | grep -q '^TMPDIR='; then rl_tmpdir_set=1; fi
+  done
+fi
+if [[ -n $rl_storage_changed || -n $podman_conf_changed || -n $rl_tmpdir_set ]]; then
   stop_ours podman-rootless
 fi
 if [[ -n $rl_storage_changed && -d $RL_HOME/.local/share/containers/storage/vfs ]]; then
@@ -683,31 +697,39 @@ verify_python() {
   log "  uv: ${out//$'\n'/ }"
 }
 
-build_uv() {
-  local out=$1 dir
+# build_uv_from VERSION URL SHA256 OUT: a scratch image's rootfs with the static uv (and uvx) from the wheel
+build_uv_from() {
+  local version=$1 url=$2 sha=$3 out=$4 dir
   dir=$(mktemp -d "$FIXTURES/uv-root.XXXXXX")
-  curl -fsSL --retry 3 -o "$dir/uv.whl" "$UV_WHEEL_URL" || die "cannot download $UV_WHEEL_URL"
-  echo "$UV_WHEEL_SHA256  $dir/uv.whl" | sha256sum -c --quiet - || die "uv wheel checksum mismatch"
+  curl -fsSL --retry 3 -o "$dir/uv.whl" "$url" || die "cannot download $url"
+  echo "$sha  $dir/uv.whl" | sha256sum -c --quiet - || die "uv $version wheel checksum mismatch"
   mkdir -p "$dir/x" "$dir/root"
-  busybox unzip -q "$dir/uv.whl" "uv-$UV_VERSION.data/scripts/*" -d "$dir/x"
-  install -m 755 "$dir/x/uv-$UV_VERSION.data/scripts/uv" "$dir/root/uv"
-  [[ -f $dir/x/uv-$UV_VERSION.data/scripts/uvx ]] && install -m 755 "$dir/x/uv-$UV_VERSION.data/scripts/uvx" "$dir/root/uvx"
+  busybox unzip -q "$dir/uv.whl" "uv-$version.data/scripts/*" -d "$dir/x"
+  install -m 755 "$dir/x/uv-$version.data/scripts/uv" "$dir/root/uv"
+  [[ -f $dir/x/uv-$version.data/scripts/uvx ]] && install -m 755 "$dir/x/uv-$version.data/scripts/uvx" "$dir/root/uvx"
   tar --numeric-owner --owner=0 --group=0 -C "$dir/root" -cf "$out.tmp" .
   mv "$out.tmp" "$out"
   remove_tree "$dir"
 }
-verify_uv() {
+# verify_uv_version VERSION IMAGE
+verify_uv_version() {
   local out
-  out=$(docker run --rm --entrypoint /uv "$1" --version)
+  out=$(docker run --rm --entrypoint /uv "$2" --version)
   log "  $out"
-  [[ $out == "uv $UV_VERSION"* ]] || die "uv fixture reports '$out', expected uv $UV_VERSION"
+  [[ $out == "uv $1"* ]] || die "uv fixture reports '$out', expected uv $1"
 }
+build_uv() { build_uv_from "$UV_VERSION" "$UV_WHEEL_URL" "$UV_WHEEL_SHA256" "$1"; }
+verify_uv() { verify_uv_version "$UV_VERSION" "$1"; }
+build_uv_current() { build_uv_from "$UV_CURRENT_VERSION" "$UV_CURRENT_WHEEL_URL" "$UV_CURRENT_WHEEL_SHA256" "$1"; }
+verify_uv_current() { verify_uv_version "$UV_CURRENT_VERSION" "$1"; }
 
 ensure_fixture busybox "$BUSYBOX_IMAGE" "$BUSYBOX_RECIPE" "$FIXTURES/busybox-$BUSYBOX_RECIPE.tar" build_busybox verify_busybox \
   --change "ENV $ENV_PATH" --change 'CMD ["/bin/sh"]'
 # uv before python: the python image's verification uses the uv binary
 ensure_fixture uv "$UV_IMAGE" "$UV_RECIPE" "$FIXTURES/uv-$UV_VERSION-$UV_RECIPE.tar" build_uv verify_uv \
   --change 'ENTRYPOINT ["/uv"]'
+ensure_fixture uv-current "$UV_CURRENT_IMAGE" "$UV_RECIPE" "$FIXTURES/uv-$UV_CURRENT_VERSION-$UV_RECIPE.tar" \
+  build_uv_current verify_uv_current --change 'ENTRYPOINT ["/uv"]'
 ensure_fixture bookworm-python "$PYTHON_IMAGE" "$PYTHON_RECIPE" "$FIXTURES/bookworm-python-$PYTHON_RECIPE.tar" build_python verify_python \
   "${PYTHON_CHANGES[@]}"
 
@@ -725,6 +747,7 @@ export BERTH_TEST_PUBLIC_REGISTRY=$PUBLIC_REGISTRY
 export BERTH_TEST_BUSYBOX_IMAGE=$BUSYBOX_IMAGE
 export BERTH_TEST_PYTHON_IMAGE=$PYTHON_IMAGE
 export BERTH_TEST_UV_IMAGE=$UV_IMAGE
+export BERTH_TEST_UV_CURRENT_IMAGE=$UV_CURRENT_IMAGE
 export BERTH_TEST_DOCKER_SOCKET=$DOCKER_SOCK
 export BERTH_TEST_PODMAN_SOCKET=$PODMAN_SOCK
 export BERTH_TEST_PODMAN_ROOTLESS_SOCKET=$ROOTLESS_SOCK

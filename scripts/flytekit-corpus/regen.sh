@@ -3,6 +3,8 @@
 #
 #   scripts/flytekit-corpus/regen.sh                 # rewrite tests/corpus/expected.tsv
 #   scripts/flytekit-corpus/regen.sh --specs a.yaml  # any other args are passed to tags.py
+#   scripts/flytekit-corpus/regen.sh --differential --berth target/debug/berth [--count 1000]
+#                                                    # differential.py: generated specs, berth vs flytekit
 #
 # Uses $FLYTEKIT_PYTHON if set (must have flytekit==1.16.31 and pyyaml), otherwise
 # creates/reuses a venv in ${XDG_CACHE_HOME:-$HOME/.cache}/berth/flytekit-venv.
@@ -32,6 +34,9 @@ else
   fi
 fi
 
+if [[ ${1:-} == --differential ]]; then
+  exec "$py" "$here/differential.py" "${@:2}"
+fi
 if [[ $# -gt 0 ]]; then
   exec "$py" "$here/tags.py" "$@"
 fi

@@ -192,6 +192,16 @@ builder_options: {{install_flytekit: false}}
 
     let first = project.build(&["spec.yaml"]);
     assert_eq!(first.code, 0, "build failed:\n{}", first.stderr);
+    if engine == Engine::PodmanRootless {
+        // scripts/env/up.sh leaves buildah's cache folder as root's first Podman build does (root's, mode 755):
+        // the rootless build still works, on empty caches, and says how to get caching back.
+        assert!(
+            first.stderr.contains("cannot keep build caches")
+                && first.stderr.contains("chmod 1777 /var/tmp/buildah-cache"),
+            "the rootless build warns about its caches:\n{}",
+            first.stderr
+        );
+    }
     let pushed = first.stdout.trim().to_string();
     let (reference, digest) = pushed.split_once('@').expect("name@digest on stdout");
     assert!(
@@ -760,4 +770,229 @@ fn a_failing_image_stops_only_what_depends_on_it() {
         "no lock is written for a partial set"
     );
     remove_local(&project, name);
+}
+
+#[test]
+fn docker_derived_image_keeps_base_packages_uv_0_5() {
+    derived_image_keeps_base_packages(Engine::Docker, &TestEnv::get().uv_image);
+}
+
+#[test]
+fn podman_derived_image_keeps_base_packages_current_uv() {
+    derived_image_keeps_base_packages(Engine::Podman, &TestEnv::get().uv_current_image);
+}
+
+#[test]
+fn rootless_podman_derived_image_keeps_base_packages_uv_0_5() {
+    derived_image_keeps_base_packages(Engine::PodmanRootless, &TestEnv::get().uv_image);
+}
+
+#[test]
+fn containerd_derived_image_keeps_base_packages_current_uv() {
+    derived_image_keeps_base_packages(Engine::Containerd, &TestEnv::get().uv_current_image);
+}
+
+/// A spec built on another spec, both installing packages into the venv: the derived image keeps the base's
+/// packages (uv 0.5 replaced an existing venv, current uv refuses one), checked by importing both in the pushed
+/// image, pulled and run by Docker.
+fn derived_image_keeps_base_packages(engine: Engine, uv_image: &str) {
+    let env = TestEnv::get();
+    let project = Project::new(engine);
+    let common = format!(
+        "registry: {}/berth-e2e\npython_exec: /usr/bin/python3\nbuilder_config: {{uv_image: \"{uv_image}\"}}\nbuilder_options: {{install_flytekit: false}}\n",
+        env.registry
+    );
+    project.write(
+        "base.yaml",
+        &format!(
+            "name: {}\nbase_image: {}\npackages: [\"six==1.16.0\"]\n{common}",
+            unique("venv-base"),
+            env.python_image
+        ),
+    );
+    project.write(
+        "app.yaml",
+        &format!(
+            "name: {}\nbase_image: {{spec: base.yaml}}\npackages: [\"idna==3.7\"]\n{common}",
+            unique("venv-app")
+        ),
+    );
+    log_in(&project, env);
+    let built = project.build(&["app.yaml"]);
+    assert_eq!(built.code, 0, "{}", built.stderr);
+    let app = built
+        .stdout
+        .lines()
+        .last()
+        .expect("the app's reference")
+        .to_string();
+    let config = project.config().display().to_string();
+    let (ok, out) = tool("docker", &["--config", &config, "pull", &app]);
+    assert!(ok, "docker pull {app}: {out}");
+    let script = "import six, idna; print(six.__version__, idna.__version__)";
+    let (ok, out) = tool("docker", &["run", "--rm", &app, "python", "-c", script]);
+    let _ = tool("docker", &["rmi", "-f", &app]);
+    assert!(
+        ok && out.trim() == "1.16.0 3.7",
+        "the {engine:?}-built app (uv {uv_image}) has its base's six and its own idna: {out}"
+    );
+}
+
+#[test]
+fn docker_builds_two_apt_specs_at_once() {
+    two_apt_builds_at_once(Engine::Docker);
+}
+
+#[test]
+fn podman_builds_two_apt_specs_at_once() {
+    two_apt_builds_at_once(Engine::Podman);
+}
+
+#[test]
+fn rootless_podman_builds_two_apt_specs_at_once() {
+    two_apt_builds_at_once(Engine::PodmanRootless);
+}
+
+#[test]
+fn containerd_builds_two_apt_specs_at_once() {
+    two_apt_builds_at_once(Engine::Containerd);
+}
+
+/// Two `berth build --no-cache` processes started together, each running apt and uv on the shared caches: both
+/// succeed. (apt gives up at once when another process holds its lock, so whoever mounts the caches must let one
+/// step at a time use them; on Podman before the step lock, one of these failed with `Could not get lock`.)
+fn two_apt_builds_at_once(engine: Engine) {
+    let env = TestEnv::get();
+    let project = Project::new(engine);
+    let mut names = Vec::new();
+    for file in ["one.yaml", "two.yaml"] {
+        let name = unique(&format!("apt-{}", file.trim_end_matches(".yaml")));
+        project.write(
+            file,
+            &format!(
+                "name: {name}\nregistry: {}/berth-e2e\nbase_image: {}\npython_exec: /usr/bin/python3\n\
+                 packages: [\"six==1.16.0\"]\napt_packages: [jq]\nenv: {{WHICH: {name}}}\n\
+                 builder_config: {{uv_image: \"{}\"}}\nbuilder_options: {{install_flytekit: false}}\n",
+                env.registry, env.python_image, env.uv_image
+            ),
+        );
+        names.push(project.berth(&["name", file], "").stdout.trim().to_string());
+    }
+    log_in(&project, env);
+    let (one, two) = std::thread::scope(|s| {
+        let one = s.spawn(|| project.build(&["--no-cache", "--no-push", "one.yaml"]));
+        let two = s.spawn(|| project.build(&["--no-cache", "--no-push", "two.yaml"]));
+        (one.join(), two.join())
+    });
+    for name in &names {
+        remove_local(&project, name);
+    }
+    for (file, run) in [("one.yaml", one), ("two.yaml", two)] {
+        let run = run.expect("the build thread finished");
+        assert_eq!(
+            run.code, 0,
+            "{engine:?}: {file}, built at the same time as the other, failed:\n{}",
+            run.stderr
+        );
+    }
+}
+
+#[test]
+fn docker_two_berths_build_one_spec_at_once() {
+    two_berths_one_spec(Engine::Docker);
+}
+
+#[test]
+fn podman_two_berths_build_one_spec_at_once() {
+    two_berths_one_spec(Engine::Podman);
+}
+
+#[test]
+fn rootless_podman_two_berths_build_one_spec_at_once() {
+    two_berths_one_spec(Engine::PodmanRootless);
+}
+
+#[test]
+fn containerd_two_berths_build_one_spec_at_once() {
+    two_berths_one_spec(Engine::Containerd);
+}
+
+/// Two `berth build` processes started together for one missing spec: both succeed and print the same
+/// reference, which is what the registry holds (one build, one image: the second waits for the first and finds
+/// the image pushed).
+fn two_berths_one_spec(engine: Engine) {
+    let env = TestEnv::get();
+    let project = Project::new(engine);
+    project.write(
+        "spec.yaml",
+        &format!(
+            "name: {}\nregistry: {}/berth-e2e\nbase_image: {}\ncommands: [\"echo {} > /built\"]\n\
+             builder_options: {{install_flytekit: false}}\npython_exec: /usr/bin/python3\n\
+             builder_config: {{uv_image: \"{}\"}}\n",
+            unique("same-spec"),
+            env.registry,
+            env.python_image,
+            unique("token"),
+            env.uv_image
+        ),
+    );
+    log_in(&project, env);
+    let (one, two) = std::thread::scope(|s| {
+        let one = s.spawn(|| project.build(&["spec.yaml"]));
+        let two = s.spawn(|| project.build(&["spec.yaml"]));
+        (one.join().expect("thread"), two.join().expect("thread"))
+    });
+    assert_eq!(one.code, 0, "{engine:?}, first berth:\n{}", one.stderr);
+    assert_eq!(two.code, 0, "{engine:?}, second berth:\n{}", two.stderr);
+    assert_eq!(
+        one.stdout.trim(),
+        two.stdout.trim(),
+        "both print the one image:\n{}\n---\n{}",
+        one.stderr,
+        two.stderr
+    );
+    let (reference, digest) = one.stdout.trim().split_once('@').expect("name@digest");
+    assert_eq!(registry_digest(env, reference), digest);
+    let built = [&one, &two]
+        .iter()
+        .filter(|run| run.stderr.contains("building on"))
+        .count();
+    assert_eq!(
+        built, 1,
+        "only one of them built it:\n{}\n---\n{}",
+        one.stderr, two.stderr
+    );
+    remove_local(&project, reference);
+}
+
+#[test]
+fn eight_berth_exists_at_once_agree() {
+    let env = TestEnv::get();
+    let project = Project::new(Engine::Docker);
+    project.write(
+        "spec.yaml",
+        &format!(
+            "name: {}\nregistry: {}/berth-e2e\n",
+            unique("absent"),
+            env.registry
+        ),
+    );
+    log_in(&project, env);
+    let runs: Vec<Run> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..8)
+            .map(|_| s.spawn(|| project.berth(&["exists", "spec.yaml"], "")))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("thread"))
+            .collect()
+    });
+    for run in &runs {
+        assert_eq!(
+            run.code, 1,
+            "absent, from each of eight at once: {}",
+            run.stderr
+        );
+        assert!(run.stdout.contains("absent"), "{}", run.stdout);
+    }
 }

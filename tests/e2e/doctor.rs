@@ -246,6 +246,15 @@ fn as_the_rootless_user_everything_rootless_podman_needs_is_there() {
     ] {
         assert_eq!(check(&report, name)["status"], "ok", "{name}: {report:#}");
     }
+    // up.sh leaves buildah's cache folder as root's first Podman build does: builds work (on empty caches), and
+    // doctor names the condition with both fixes.
+    let caches = check(&report, "build caches");
+    assert_eq!(caches["status"], "warning", "{caches:#}");
+    let fix = caches["fix"].as_str().unwrap_or_default();
+    assert!(
+        fix.contains("chmod 1777 /var/tmp/buildah-cache") && fix.contains("TMPDIR"),
+        "{fix}"
+    );
     let podman = engine(&report, "podman");
     assert_eq!(
         (podman["reachable"].as_bool(), podman["rootless"].as_bool()),

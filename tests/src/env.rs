@@ -32,6 +32,8 @@ pub mod vars {
     pub const PYTHON_IMAGE: &str = "BERTH_TEST_PYTHON_IMAGE";
     /// An image holding the `uv` binary at `/uv`, in the registry.
     pub const UV_IMAGE: &str = "BERTH_TEST_UV_IMAGE";
+    /// The same with a current uv (whose `uv venv` refuses an existing venv where 0.5 replaced it).
+    pub const UV_CURRENT_IMAGE: &str = "BERTH_TEST_UV_CURRENT_IMAGE";
     /// dockerd's socket.
     pub const DOCKER_SOCKET: &str = "BERTH_TEST_DOCKER_SOCKET";
     /// The rootful Podman API socket.
@@ -52,6 +54,7 @@ pub mod vars {
         BUSYBOX_IMAGE,
         PYTHON_IMAGE,
         UV_IMAGE,
+        UV_CURRENT_IMAGE,
         DOCKER_SOCKET,
         PODMAN_SOCKET,
         PODMAN_ROOTLESS_SOCKET,
@@ -79,6 +82,8 @@ pub struct TestEnv {
     pub python_image: String,
     /// uv fixture image reference (`/uv`).
     pub uv_image: String,
+    /// A current uv's image (see [`vars::UV_CURRENT_IMAGE`]).
+    pub uv_current_image: String,
     /// dockerd's socket.
     pub docker_socket: PathBuf,
     /// Rootful Podman API socket.
@@ -182,6 +187,7 @@ impl TestEnv {
             busybox_image: var(vars::BUSYBOX_IMAGE),
             python_image: var(vars::PYTHON_IMAGE),
             uv_image: var(vars::UV_IMAGE),
+            uv_current_image: var(vars::UV_CURRENT_IMAGE),
             docker_socket: var(vars::DOCKER_SOCKET).into(),
             podman_socket: var(vars::PODMAN_SOCKET).into(),
             podman_rootless_socket: var(vars::PODMAN_ROOTLESS_SOCKET).into(),

@@ -263,7 +263,8 @@ mod tests {
         );
         assert_eq!(
             pick(vec![entry("sha256:x", Some(("windows", "arm64")))])
-                .unwrap_err()
+                .map(drop)
+                .expect_err("no manifest for this platform")
                 .kind(),
             ErrorKind::NotFound
         );

@@ -36,7 +36,7 @@ mod rootfs;
 use async_trait::async_trait;
 use berth_core::engine::{
     BuildOptions, BuiltImage, Capabilities, ContainerEngine, EngineInfo, ImageDetails, Progress,
-    PushedImage, RemoveOptions, TransferOptions,
+    PushedImage, RemoveOptions, RunIsolation, TransferOptions,
 };
 use berth_core::plan::BuildPlan;
 use berth_core::{Error, Result};
@@ -149,9 +149,18 @@ impl ContainerEngine for ContainerdEngine {
             capabilities: Capabilities {
                 run_mounts: true,
                 cache_mounts: true,
+                caches_persist: true,
                 secret_mounts: true,
                 cross_platform: false,
                 rootless: false,
+                // the runtime spec berth writes (build/spec.rs): its seccomp filter and Docker's capability set,
+                // no user namespace, no network namespace unless the plan asks for none
+                run_isolation: RunIsolation {
+                    seccomp: true,
+                    reduced_capabilities: true,
+                    user_namespace: false,
+                    host_network_by_default: true,
+                },
             },
         })
     }
@@ -182,8 +191,7 @@ impl ContainerEngine for ContainerdEngine {
     ) -> Result<()> {
         let registry = self.registry_client(
             options.credentials.iter().cloned(),
-            options.insecure,
-            reference,
+            &insecure_host(options, reference),
         )?;
         pull::pull_image(self, &registry, reference, Op::Pull, progress)
             .await
@@ -204,22 +212,25 @@ impl ContainerEngine for ContainerdEngine {
 }
 
 impl ContainerdEngine {
-    /// A registry client with `credentials` first, and `reference`'s registry allowed plain HTTP when `insecure`.
+    /// A registry client with `credentials` first, and the registries `insecure` names allowed plain HTTP.
     pub(crate) fn registry_client(
         &self,
         credentials: impl Iterator<Item = berth_core::engine::Credentials>,
-        insecure: bool,
-        reference: &str,
+        insecure: &[String],
     ) -> Result<berth_registry::RegistryClient> {
         let mut options = self.options.registry.clone();
         for c in credentials {
             options.credentials = options.credentials.with_credentials(c);
         }
-        if insecure {
-            if let Ok(image) = berth_core::reference::ImageRef::parse(reference) {
-                options.insecure.push(image.registry);
-            }
-        }
+        options.insecure.extend(insecure.iter().cloned());
         berth_registry::RegistryClient::new(options).map_err(|e: Error| e.with_engine(ENGINE))
+    }
+}
+
+/// `reference`'s registry, when a transfer may use plain HTTP with it.
+pub(crate) fn insecure_host(options: &TransferOptions, reference: &str) -> Vec<String> {
+    match berth_core::reference::ImageRef::parse(reference) {
+        Ok(image) if options.insecure => vec![image.registry],
+        _ => Vec::new(),
     }
 }

@@ -35,8 +35,7 @@ pub(crate) async fn push(
     let local = load(daemon, &record.target, &name, op).await?;
     let registry = engine.registry_client(
         options.credentials.iter().cloned(),
-        options.insecure,
-        reference,
+        &crate::insecure_host(options, reference),
     )?;
     let mut blobs = local.layers();
     blobs.push(local.config.clone());

@@ -183,9 +183,18 @@ impl ContainerEngine for DockerEngine {
             capabilities: berth_core::engine::Capabilities {
                 run_mounts: buildkit,
                 cache_mounts: buildkit,
+                caches_persist: buildkit,
                 secret_mounts: buildkit,
                 cross_platform: false,
                 rootless: daemon.rootless,
+                // dockerd's defaults for build containers: its seccomp profile and capability set, the bridge
+                // network; a user namespace only when dockerd itself is rootless
+                run_isolation: berth_core::engine::RunIsolation {
+                    seccomp: true,
+                    reduced_capabilities: true,
+                    user_namespace: daemon.rootless,
+                    host_network_by_default: false,
+                },
             },
         })
     }

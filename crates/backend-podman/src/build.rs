@@ -9,9 +9,12 @@
 use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
 
-use berth_core::engine::{BuildOptions, BuiltImage, Network, Progress, ProgressEvent};
+use berth_core::engine::{
+    BuildOptions, BuiltImage, Network, Progress, ProgressEvent, TransferOptions,
+};
 use berth_core::plan::{BuildPlan, ContextEntry, ContextSource, Mount, Step};
-use berth_core::render::{CacheSharing, RenderOptions};
+use berth_core::reference::ImageRef;
+use berth_core::render::RenderOptions;
 use berth_core::{Error, ErrorKind, Result};
 use http::Method;
 
@@ -25,12 +28,6 @@ use berth_context as context;
 const TAIL_LINES: usize = 20;
 /// libpod's name for the Docker image format.
 const DOCKER_FORMAT: &str = "application/vnd.docker.distribution.manifest.v2+json";
-
-/// Cache mounts are `sharing=shared` here (see [`CacheSharing::Shared`]): a cancelled build must not leave a
-/// lock that hangs every later build.
-const RENDER: RenderOptions = RenderOptions {
-    cache_sharing: CacheSharing::Shared,
-};
 
 /// Builds made in all when buildah's cache lookup races another client's image removal (a temporary failure
 /// that happens before any step runs; see `errors::is_cache_race`).
@@ -86,9 +83,15 @@ async fn build_once(
             source: ContextSource::File(path),
         });
     }
+    let (cache_mounts, warning) = crate::cache::cache_mounts(engine.service_uid(), engine.socket());
+    if let Some(warning) = warning {
+        progress.event(ProgressEvent::Warning(warning));
+    }
+    let plain_http = insecure_pulls(engine, plan, options, progress).await?;
+    let render = RenderOptions { cache_mounts };
     let tar = context::stream(
         ENGINE,
-        berth_core::render::dockerfile_with(plan, RENDER),
+        berth_core::render::dockerfile_with(plan, &render),
         plan.context.clone(),
         secret_entries,
     )?;
@@ -103,6 +106,9 @@ async fn build_once(
     params.extend(options.tags.iter().map(|t| ("t", t.clone())));
     if options.no_cache {
         params.push(("nocache", "true".to_string()));
+    }
+    if plain_http {
+        params.push(("tlsVerify", "false".to_string()));
     }
     if !secret_specs.is_empty() {
         params.push(("secrets", serde_json::Value::from(secret_specs).to_string()));
@@ -309,6 +315,56 @@ fn step_line(line: &str) -> Option<(usize, usize, &str)> {
     let (numbers, description) = rest.split_once(": ")?;
     let (index, total) = numbers.split_once('/')?;
     Some((index.parse().ok()?, total.parse().ok()?, description))
+}
+
+/// Lets buildah pull the plan's images from registries berth allows plain HTTP for (loopback ones, and those
+/// named insecure), as pushes there already are: the service only knows the registries its registries.conf marks
+/// insecure. When every image the build pulls is on such a registry, the build itself is told (`true`: send
+/// `tlsVerify=false`); when only some are, those are pulled first, if missing, with verification off for them
+/// alone, so the others keep TLS verification.
+async fn insecure_pulls(
+    engine: &PodmanEngine,
+    plan: &BuildPlan,
+    options: &BuildOptions,
+    progress: &dyn Progress,
+) -> Result<bool> {
+    if options.insecure_registries.is_empty() {
+        return Ok(false);
+    }
+    let mut insecure = Vec::new();
+    let mut secure = 0;
+    let pulls = std::iter::once(plan.base_image.as_str())
+        .chain(plan.helper_images.iter().map(|h| h.reference.as_str()));
+    for reference in pulls {
+        let host = ImageRef::parse(reference)
+            .map_err(|e| e.with_engine(ENGINE).with_operation(Op::Build.as_str()))?
+            .registry;
+        if options.insecure_registries.contains(&host) {
+            insecure.push((reference, host));
+        } else {
+            secure += 1;
+        }
+    }
+    if secure == 0 {
+        return Ok(!insecure.is_empty());
+    }
+    for (reference, host) in insecure {
+        match engine.inspect_image(reference).await {
+            Ok(_) => continue,
+            Err(e) if e.kind() == ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+        let transfer = TransferOptions {
+            credentials: options
+                .credentials
+                .iter()
+                .find(|c| c.registry == host)
+                .cloned(),
+            insecure: true,
+        };
+        crate::transfer::pull(engine, reference, &transfer, progress).await?;
+    }
+    Ok(false)
 }
 
 fn host_platform() -> String {

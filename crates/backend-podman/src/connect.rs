@@ -60,6 +60,13 @@ impl PodmanEngine {
         }
     }
 
+    /// The uid the service runs as on this host: the socket's owner (a Podman service creates its socket as the
+    /// user it runs as).
+    pub(crate) fn service_uid(&self) -> u32 {
+        use std::os::unix::fs::MetadataExt as _;
+        std::fs::metadata(self.socket()).map_or(0, |m| m.uid())
+    }
+
     /// The service's facts, asked on first use.
     pub(crate) async fn service(&self) -> Result<&Service> {
         self.reachable().await?;

@@ -17,12 +17,14 @@
 //! streams' `stream`, `error`, `aux.ID`, `id`, `status` and `progressDetail`. Everything is read from untyped
 //! JSON, so a field that is absent or changes type degrades to an empty value instead of failing the request;
 //! requests use the `/v4.0.0` prefix, which Podman 5 still serves. Cache mounts are rendered `sharing=shared`
-//! (see [`berth_core::render::CacheSharing`]), which also avoids the `sharing=locked` parse errors reported on
-//! some Podman 5 builds.
+//! with a lock each step takes itself, and ids per user (see [`cache`] and
+//! [`berth_core::render::CacheMounts::SharedWithLock`]), which also avoids the `sharing=locked` parse errors
+//! reported on some Podman 5 builds.
 //!
 //! [`Capabilities::rootless`]: berth_core::engine::Capabilities::rootless
 
 mod build;
+pub mod cache;
 mod client;
 mod connect;
 pub mod endpoint;
@@ -89,6 +91,12 @@ impl PodmanEngine {
     fn socket(&self) -> &std::path::Path {
         &self.client.socket
     }
+
+    /// Whether buildah can keep this service user's cache folders (see [`cache`]).
+    fn caches_persist(&self) -> bool {
+        let (mounts, _) = cache::cache_mounts(self.service_uid(), self.socket());
+        mounts != berth_core::render::CacheMounts::Tmpfs
+    }
 }
 
 #[async_trait]
@@ -103,13 +111,13 @@ impl ContainerEngine for PodmanEngine {
             engine: ENGINE.to_string(),
             version: service.version.clone(),
             endpoint: self.endpoint_name(),
-            capabilities: features(service.rootless),
+            capabilities: features(service.rootless, self.caches_persist()),
         })
     }
 
     async fn capabilities(&self) -> Result<Capabilities> {
         self.reachable().await?;
-        Ok(features(self.runs_rootless()))
+        Ok(features(self.runs_rootless(), self.caches_persist()))
     }
 
     async fn build(
@@ -159,13 +167,23 @@ impl ContainerEngine for PodmanEngine {
 }
 
 /// What buildah behind the service builds: every RUN --mount berth renders, for the host's platform.
-fn features(rootless: bool) -> Capabilities {
+fn features(rootless: bool, caches_persist: bool) -> Capabilities {
     Capabilities {
         run_mounts: true,
         cache_mounts: true,
+        caches_persist,
         secret_mounts: true,
         cross_platform: false,
         rootless,
+        // buildah's defaults: containers/common's seccomp profile (which, unlike Docker's, lets a step create user
+        // namespaces) and containers.conf's capability set; libpod 4.3 runs RUN in the host's network namespace
+        // unless berth asks for none (measured by the conformance suite's isolation behaviour)
+        run_isolation: berth_core::engine::RunIsolation {
+            seccomp: true,
+            reduced_capabilities: true,
+            user_namespace: rootless,
+            host_network_by_default: true,
+        },
     }
 }
 

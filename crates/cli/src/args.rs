@@ -184,7 +184,7 @@ pub struct EngineArgs {
 }
 
 /// How to reach registries.
-#[derive(Debug, Args, Clone)]
+#[derive(Debug, Args, Clone, Default)]
 pub struct RegistryArgs {
     /// Registry allowed over plain HTTP / unverified TLS (loopback registries always are). Repeatable.
     #[arg(long = "insecure-registry", value_name = "HOST[:PORT]")]

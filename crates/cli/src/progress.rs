@@ -125,6 +125,12 @@ impl Drop for ImageProgress {
 
 impl Progress for ImageProgress {
     fn event(&self, event: ProgressEvent) {
+        if let ProgressEvent::Warning(text) = &event {
+            // Shown at every verbosity: the build goes on, but the user has something to fix.
+            self.output
+                .print(&format!("{}: warning: {text}", self.prefix));
+            return;
+        }
         if self.output.verbosity == Verbosity::Quiet {
             return;
         }
@@ -169,6 +175,7 @@ impl Progress for ImageProgress {
                 }
                 state.last_line = line;
             }
+            (_, ProgressEvent::Warning(_)) => {}
             // Counts without a layer id cannot be told apart; the per-layer status lines cover them.
             (_, ProgressEvent::Transfer { id, .. }) if id.is_empty() => {}
             (Some(bar), ProgressEvent::Transfer { id, current, total }) => {

@@ -17,14 +17,38 @@ use crate::plan::BuildPlan;
 pub struct Capabilities {
     /// `RUN --mount` of any kind (files from the context or another image); every plan made from a spec uses it.
     pub run_mounts: bool,
-    /// `RUN --mount=type=cache` persists between builds.
+    /// `RUN --mount=type=cache` is accepted.
     pub cache_mounts: bool,
+    /// What a cache mount holds is kept for the next build. `false` where the engine accepts cache mounts but
+    /// cannot keep them for this user (rootless Podman whose buildah cache folder another user made): each build
+    /// starts with empty caches, and the build says why in a [`ProgressEvent::Warning`].
+    pub caches_persist: bool,
     /// `RUN --mount=type=secret` is supported.
     pub secret_mounts: bool,
     /// Builds for a platform other than the host's.
     pub cross_platform: bool,
     /// The engine runs without root privileges.
     pub rootless: bool,
+    /// What separates a RUN step from the host.
+    pub run_isolation: RunIsolation,
+}
+
+/// What separates a RUN step from the host as an engine runs it (the conformance suite checks each from inside a
+/// step). No engine gives a RUN step a virtual machine's isolation: the step shares the host's kernel, so build
+/// only specs (and base images) you would run on that host.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RunIsolation {
+    /// A seccomp filter refuses system calls a build has no use for (kernel keyrings, `bpf`, mounting, loading
+    /// modules, ...). Which ones differs: Docker's filter and berth's containerd builder's refuse new user
+    /// namespaces, buildah's allows them.
+    pub seccomp: bool,
+    /// The step runs without `CAP_SYS_ADMIN`: Docker's default capability set or a smaller one.
+    pub reduced_capabilities: bool,
+    /// The step's root is an unprivileged user on the host (a user namespace, as rootless engines run steps).
+    pub user_namespace: bool,
+    /// With [`Network::Default`] the step shares the host's network namespace: it reaches whatever the host
+    /// reaches, including services listening on the host's loopback. [`Network::None`] always isolates it.
+    pub host_network_by_default: bool,
 }
 
 /// What an engine says about itself.
@@ -96,6 +120,10 @@ pub struct BuildOptions {
     pub network: Network,
     /// Ignore the build cache.
     pub no_cache: bool,
+    /// Registries (host and port, as in [`Credentials::registry`]) of the plan's base and helper images that may
+    /// be pulled over plain HTTP or unverified TLS: loopback ones and those named insecure. Engines that pull
+    /// themselves are told so for these hosts only, as pushes are.
+    pub insecure_registries: Vec<String>,
 }
 
 /// Options for [`ContainerEngine::push`] and [`ContainerEngine::pull`].
@@ -161,6 +189,9 @@ pub enum ProgressEvent {
     },
     /// A line of output from a step or a transfer.
     Line(String),
+    /// Something the user should know even when output is quiet: the build goes on, but not as well as it could
+    /// (and the text says how to fix that).
+    Warning(String),
     /// Bytes transferred for a layer.
     Transfer {
         /// Layer or blob id.

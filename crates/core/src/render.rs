@@ -11,41 +11,45 @@ use crate::plan::{BuildPlan, CopyStep, Mount, RunStep, Step};
 
 const CONTINUE: &str = " \\\n    ";
 
-/// How concurrent builds share a cache mount (`sharing=` of `RUN --mount=type=cache`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum CacheSharing {
-    /// One build at a time holds the cache (flytekit's choice; BuildKit releases it when a build is cancelled).
+/// How RUN steps mount their caches (`RUN --mount=type=cache`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum CacheMounts {
+    /// `sharing=locked`: one build at a time holds a cache (flytekit's choice; BuildKit releases it when a build
+    /// is cancelled).
     #[default]
     Locked,
-    /// Builds use the cache at the same time; the tools inside (uv, apt, micromamba) take their own locks.
-    /// The Podman backend uses this: buildah 1.28 never releases a `locked` cache when a build is cancelled
-    /// mid-step, so every later build hangs at that step until the service restarts.
-    Shared,
-}
-
-impl CacheSharing {
-    fn as_str(self) -> &'static str {
-        match self {
-            CacheSharing::Locked => "locked",
-            CacheSharing::Shared => "shared",
-        }
-    }
+    /// `sharing=shared`, each step taking a kernel lock (`flock`) on every cache it mounts before its command
+    /// runs: one build at a time uses a cache, as with `locked`, but the lock belongs to the step's processes and
+    /// dies with them. The Podman backend uses this: buildah 1.28 never releases a `locked` cache when a build is
+    /// cancelled mid-step (every later build hangs at that step until the service restarts), and with plain
+    /// `shared` two builds run apt on one cache at once and one fails (`Could not get lock`). The lock is skipped
+    /// in images without `flock` (util-linux and busybox have it).
+    ///
+    /// `id_suffix` is appended to every cache id: buildah keeps one folder per id for root and every user alike,
+    /// owned by whoever made it first, so ids must differ between users.
+    SharedWithLock {
+        /// Appended to each cache id (`apt` becomes `apt-<suffix>`).
+        id_suffix: String,
+    },
+    /// An empty tmpfs at each cache target: nothing is kept between builds, and nothing the tools download lands
+    /// in the layer. For engines that cannot keep caches for this user.
+    Tmpfs,
 }
 
 /// Choices that differ between engines; the plan's content does not.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct RenderOptions {
-    /// `sharing=` of cache mounts.
-    pub cache_sharing: CacheSharing,
+    /// How cache mounts are rendered.
+    pub cache_mounts: CacheMounts,
 }
 
 /// The Dockerfile for a plan, with default options (what `berth render` prints and Docker builds).
 pub fn dockerfile(plan: &BuildPlan) -> String {
-    dockerfile_with(plan, RenderOptions::default())
+    dockerfile_with(plan, &RenderOptions::default())
 }
 
 /// The Dockerfile for a plan, rendered with `options`.
-pub fn dockerfile_with(plan: &BuildPlan, options: RenderOptions) -> String {
+pub fn dockerfile_with(plan: &BuildPlan, options: &RenderOptions) -> String {
     let mut out = String::new();
     for helper in &plan.helper_images {
         let _ = writeln!(out, "FROM {} AS {}", helper.reference, helper.alias);
@@ -89,23 +93,49 @@ pub fn dockerfile_with(plan: &BuildPlan, options: RenderOptions) -> String {
     out
 }
 
-fn render_run(run: &RunStep, options: RenderOptions, out: &mut String) {
+fn render_run(run: &RunStep, options: &RenderOptions, out: &mut String) {
     out.push_str("RUN ");
     for mount in &run.mounts {
         out.push_str(&mount_flag(mount, options));
         out.push_str(CONTINUE);
     }
+    if matches!(options.cache_mounts, CacheMounts::SharedWithLock { .. }) {
+        out.push_str(&cache_locks(run));
+    }
     out.push_str(&run.command);
     out.push('\n');
 }
 
+/// Shell that takes an exclusive `flock` on each cache the step mounts (file descriptors 9, 8, ...), held until
+/// the step's last process exits. The file lives in the cache folder, never in the layer.
+fn cache_locks(run: &RunStep) -> String {
+    let mut out = String::new();
+    let targets = run.mounts.iter().filter_map(|m| match m {
+        Mount::Cache { target, .. } => Some(target),
+        _ => None,
+    });
+    for (n, target) in targets.enumerate() {
+        let fd = 9usize.saturating_sub(n).max(3);
+        let _ = write!(
+            out,
+            "exec {fd}>{target}/.berth-lock; command -v flock >/dev/null && flock {fd};{CONTINUE}"
+        );
+    }
+    out
+}
+
 /// The `--mount=...` flag for a mount.
-fn mount_flag(mount: &Mount, options: RenderOptions) -> String {
+fn mount_flag(mount: &Mount, options: &RenderOptions) -> String {
     match mount {
-        Mount::Cache { id, target } => {
-            let sharing = options.cache_sharing.as_str();
-            format!("--mount=type=cache,sharing={sharing},mode=0777,target={target},id={id}")
-        }
+        Mount::Cache { id, target } => match &options.cache_mounts {
+            CacheMounts::Locked => {
+                format!("--mount=type=cache,sharing=locked,mode=0777,target={target},id={id}")
+            }
+            CacheMounts::SharedWithLock { id_suffix } => format!(
+                "--mount=type=cache,sharing=shared,mode=0777,target={target},id={id}-{id_suffix}"
+            ),
+            CacheMounts::Tmpfs => format!("--mount=type=tmpfs,target={target}"),
+        },
         Mount::Secret { id, target } => format!("--mount=type=secret,id={id},target={target}"),
         Mount::Image {
             alias,

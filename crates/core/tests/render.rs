@@ -95,8 +95,8 @@ fn source_root_is_copied_to_root() {
 }
 
 #[test]
-fn shared_cache_sharing_changes_only_the_cache_mounts() {
-    use berth_core::render::{dockerfile_with, CacheSharing, RenderOptions};
+fn cache_mount_modes_change_only_the_cache_mounts() {
+    use berth_core::render::{dockerfile_with, CacheMounts, RenderOptions};
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("spec.yaml");
     std::fs::write(
@@ -107,13 +107,34 @@ fn shared_cache_sharing_changes_only_the_cache_mounts() {
     let spec = load_spec(&path).expect("spec loads");
     let plan = plan(&Namer::new(None), &spec).expect("plan");
     let locked = dockerfile(&plan);
-    let shared = dockerfile_with(
-        &plan,
-        RenderOptions {
-            cache_sharing: CacheSharing::Shared,
-        },
-    );
+    let render = |cache_mounts| dockerfile_with(&plan, &RenderOptions { cache_mounts });
+    let shared = render(CacheMounts::SharedWithLock {
+        id_suffix: "1001".into(),
+    });
     assert_eq!(locked.matches("sharing=locked").count(), 2, "{locked}");
     assert!(!shared.contains("sharing=locked"), "{shared}");
-    assert_eq!(shared, locked.replace("sharing=locked", "sharing=shared"));
+    // ids differ per user, and each step locks the caches it mounts before its command
+    assert!(
+        shared.contains("target=/var/cache/apt,id=apt-1001 \\\n    exec 9>/var/cache/apt/.berth-lock; command -v flock >/dev/null && flock 9; \\\n    apt-get update"),
+        "{shared}"
+    );
+    assert!(shared.contains("id=uv-1001"), "{shared}");
+    assert_eq!(shared.matches("flock 9;").count(), 2, "{shared}");
+    let unlocked: String = shared
+        .replace(
+            "exec 9>/var/cache/apt/.berth-lock; command -v flock >/dev/null && flock 9; \\\n    ",
+            "",
+        )
+        .replace(
+            "exec 9>/root/.cache/uv/.berth-lock; command -v flock >/dev/null && flock 9; \\\n    ",
+            "",
+        )
+        .replace("-1001", "");
+    assert_eq!(unlocked, locked.replace("sharing=locked", "sharing=shared"));
+    let tmpfs = render(CacheMounts::Tmpfs);
+    assert!(
+        tmpfs.contains("--mount=type=tmpfs,target=/var/cache/apt \\\n    apt-get update"),
+        "{tmpfs}"
+    );
+    assert!(!tmpfs.contains("type=cache"), "{tmpfs}");
 }

@@ -10,15 +10,19 @@
 //! byte is read twice.
 //!
 //! Memory is bounded: at most [`FILES_AHEAD`] files are dispatched beyond
-//! the one being hashed, and each file's channel holds at most
-//! [`PER_FILE`] buffers of at most [`CHUNK`] bytes (small files get buffers
-//! of their own size).
+//! the one being hashed, each file's channel holds at most [`PER_FILE`]
+//! buffers of at most [`CHUNK`] bytes (small files get buffers of their own
+//! size), and all buffers read ahead of the hasher share one [`BUDGET`] of
+//! bytes. Only the file being hashed may read past the budget (else the
+//! readers could wait on each other forever), and its channel bounds it.
+//! Without the budget, files read ahead whole waited in their channels:
+//! ~100 MiB peak over a tree of 1 MiB files.
 
 use std::fs::File;
 use std::io::{ErrorKind, Read};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
-use std::sync::Mutex;
+use std::sync::{Condvar, Mutex};
 
 use crate::fastmd5::Md5;
 use crate::hash::{Job, Run, Stats};
@@ -31,7 +35,9 @@ const FILES_AHEAD: usize = 128;
 /// Buffers a file's reader may get ahead of the hasher.
 const PER_FILE: usize = 8;
 /// Recycled full-size buffers kept around.
-const POOL: usize = 32;
+const POOL: usize = 8;
+/// Bytes of buffers read ahead of the hasher, in all.
+const BUDGET: usize = 16 * 1024 * 1024;
 
 /// Reader threads (`BERTH_DIGEST_READERS`, default 4).
 fn readers() -> usize {
@@ -50,28 +56,85 @@ enum Piece {
     Failed(DigestError),
 }
 
+/// Bytes in buffers between the readers and the hasher, and which file the hasher is on.
+#[derive(Default)]
+struct Budget {
+    state: Mutex<BudgetState>,
+    changed: Condvar,
+}
+
+#[derive(Default)]
+struct BudgetState {
+    in_flight: usize,
+    hashing: usize,
+    /// The hasher is gone (done or failed): nobody waits any more.
+    closed: bool,
+}
+
+impl Budget {
+    /// Takes `bytes` for a buffer of file `index`, waiting while the budget is spent (never for the file being
+    /// hashed); `false` once the hasher is gone.
+    fn take(&self, bytes: usize, index: usize) -> bool {
+        let Ok(mut state) = self.state.lock() else {
+            return false;
+        };
+        while !state.closed && index != state.hashing && state.in_flight + bytes > BUDGET {
+            state = match self.changed.wait(state) {
+                Ok(state) => state,
+                Err(_) => return false,
+            };
+        }
+        state.in_flight += bytes;
+        !state.closed
+    }
+
+    fn update(&self, change: impl FnOnce(&mut BudgetState)) {
+        if let Ok(mut state) = self.state.lock() {
+            change(&mut state);
+        }
+        self.changed.notify_all();
+    }
+}
+
+/// Closes the budget when the hasher leaves, however it leaves, so no reader waits on it forever.
+struct CloseOnDrop<'a>(&'a Budget);
+
+impl Drop for CloseOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.update(|s| s.closed = true);
+    }
+}
+
 /// State shared by the readers.
 struct Shared<'a> {
     jobs: &'a [Job],
     work: Mutex<Receiver<(usize, SyncSender<Piece>)>>,
     pool: Mutex<Vec<Vec<u8>>>,
     bytes_read: AtomicU64,
+    budget: Budget,
 }
 
 impl Shared<'_> {
-    /// A buffer of `want` bytes (1 to [`CHUNK`]) to fill.
-    fn buffer(&self, want: usize) -> Vec<u8> {
+    /// A buffer of `want` bytes (1 to [`CHUNK`]) to fill for file `index`, within the budget; `None` once the
+    /// hasher is gone.
+    fn buffer(&self, want: usize, index: usize) -> Option<Vec<u8>> {
         let want = want.clamp(1, CHUNK);
+        if !self.budget.take(want, index) {
+            return None;
+        }
         if want == CHUNK {
             if let Some(buf) = self.pool.lock().ok().and_then(|mut p| p.pop()) {
-                return buf;
+                return Some(buf);
             }
         }
-        vec![0; want]
+        Some(vec![0; want])
     }
 
-    /// Keeps a full-size buffer for reuse.
+    /// Gives a hashed buffer's bytes back to the budget and keeps a full-size buffer for reuse.
     fn recycle(&self, buf: Vec<u8>) {
+        let bytes = buf.len();
+        self.budget
+            .update(|s| s.in_flight = s.in_flight.saturating_sub(bytes));
         if buf.len() == CHUNK {
             if let Ok(mut pool) = self.pool.lock() {
                 if pool.len() < POOL {
@@ -95,6 +158,7 @@ pub(crate) fn run(
         work: Mutex::new(work_rx),
         pool: Mutex::new(Vec::new()),
         bytes_read: AtomicU64::new(0),
+        budget: Budget::default(),
     };
     let shared = &shared;
     let mut checkpoints = Vec::new();
@@ -125,7 +189,9 @@ pub(crate) fn run(
         // dispatched file's receiver) before the scope joins the threads:
         // that fails the dispatcher's and the readers' sends, and they stop.
         let order_rx = order_rx;
+        let _close = CloseOnDrop(&shared.budget);
         for (index, file) in order_rx.iter().enumerate() {
+            shared.budget.update(|s| s.hashing = index);
             loop {
                 match file.recv() {
                     Ok(Piece::Bytes(buf, used)) => {
@@ -171,7 +237,7 @@ fn reader(shared: &Shared<'_>) {
         let Ok((index, tx)) = next else {
             return; // no more files
         };
-        let piece = match read_file(shared, &shared.jobs[index], &tx) {
+        let piece = match read_file(shared, index, &tx) {
             Ok(true) => Piece::End,
             Ok(false) => return, // the hasher is gone
             Err(e) => Piece::Failed(e),
@@ -184,13 +250,20 @@ fn reader(shared: &Shared<'_>) {
 
 /// Sends the content and then the name of `job`; `Ok(false)` if the
 /// hasher went away.
-fn read_file(shared: &Shared<'_>, job: &Job, tx: &SyncSender<Piece>) -> Result<bool, DigestError> {
+fn read_file(
+    shared: &Shared<'_>,
+    index: usize,
+    tx: &SyncSender<Piece>,
+) -> Result<bool, DigestError> {
+    let job = &shared.jobs[index];
     let mut file = File::open(&job.path).map_err(|e| DigestError::io(&job.path, e))?;
     // Expected bytes still to come (content as listed, then the name).
     let mut remaining = usize::try_from(job.size)
         .unwrap_or(usize::MAX)
         .saturating_add(job.name.len());
-    let mut buf = shared.buffer(remaining);
+    let Some(mut buf) = shared.buffer(remaining, index) else {
+        return Ok(false);
+    };
     let mut used = 0;
     macro_rules! send {
         () => {{
@@ -198,7 +271,10 @@ fn read_file(shared: &Shared<'_>, job: &Job, tx: &SyncSender<Piece>) -> Result<b
             if tx.send(Piece::Bytes(buf, used)).is_err() {
                 return Ok(false);
             }
-            buf = shared.buffer(remaining.max(job.name.len()));
+            buf = match shared.buffer(remaining.max(job.name.len()), index) {
+                Some(buf) => buf,
+                None => return Ok(false),
+            };
             used = 0;
         }};
     }

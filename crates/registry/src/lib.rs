@@ -37,7 +37,7 @@ pub use manifest::{
     sha256_digest, Existence, Manifest, DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, OCI_INDEX,
     OCI_MANIFEST,
 };
-pub use options::RegistryOptions;
+pub use options::{is_loopback, RegistryOptions};
 pub use public::{PublicAccess, Refusal};
 pub use retry::RetryPolicy;
 pub use upload::{bytes_stream, describe_bytes};

@@ -50,7 +50,7 @@ impl Default for RegistryOptions {
 }
 
 /// Whether `registry` (`host`, `host:port`, `[v6]:port`) is on this machine.
-pub(crate) fn is_loopback(registry: &str) -> bool {
+pub fn is_loopback(registry: &str) -> bool {
     let host = host_part(registry);
     if host.eq_ignore_ascii_case("localhost") || host.to_ascii_lowercase().ends_with(".localhost") {
         return true;

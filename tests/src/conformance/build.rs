@@ -7,14 +7,12 @@
 use std::os::unix::fs::PermissionsExt;
 
 use berth_core::engine::{BuildOptions, ContainerEngine, NoProgress};
-
-use super::registry::{apply_layers, download, Applied};
 use berth_core::plan::{ContextEntry, ContextSource, CopyStep, Step};
 use berth_core::ErrorKind;
 
 use super::support::{
-    build_ok, build_options, checks, expect_kind, image_ref, inspect_ok, plan, run,
-    transfer_options, unique, Cleanup, Recorder,
+    build_ok, build_options, checks, expect_kind, image_ref, inspect_ok, plan, run, unique,
+    Cleanup, Recorder,
 };
 use crate::env::TestEnv;
 
@@ -279,54 +277,5 @@ pub async fn build_from_missing_base_fails(engine: &dyn ContainerEngine, env: &T
         "{}: a missing base image is {:?}",
         engine.name(),
         err.kind()
-    );
-}
-
-/// Behaviour 17: What RUN steps delete, replace and link reaches the pushed image: the registry's layers, applied
-/// in order by the suite itself (so neither the engine's local snapshots nor its own unpacking can hide a wrong
-/// layer), give a tree where a deleted file is gone, a folder removed and made again holds only its new
-/// contents, a hard link shares its file's contents, a symlink keeps its target and a setuid bit survives.
-pub async fn run_layers_carry_deletions(engine: &dyn ContainerEngine, env: &TestEnv) {
-    let mut cleanup = Cleanup::new(engine, env);
-    let reference = image_ref(env, "deletions", "v1");
-    let token = unique("layers");
-    let plan = plan(
-        &env.busybox_image,
-        vec![
-            run(format!(
-                "mkdir -p /srv/keep /srv/tree/sub && echo {token} > /srv/keep/a && echo b > /srv/tree/sub/b \
-                 && echo gone > /srv/gone && echo x > /srv/x"
-            )),
-            run("rm /srv/gone && rm -rf /srv/tree && mkdir /srv/tree && echo c > /srv/tree/c \
-                 && chmod 4755 /srv/x && ln /srv/keep/a /srv/keep/a-link && ln -s keep/a /srv/a-sym \
-                 && echo more >> /srv/keep/a"),
-        ],
-    );
-    build_ok(engine, &mut cleanup, &plan, &build_options(env, &reference)).await;
-    cleanup.pushed(&reference);
-    engine
-        .push(&reference, &transfer_options(env), &NoProgress)
-        .await
-        .unwrap_or_else(|e| panic!("push {reference}: {e}"));
-    let tree = apply_layers(&download(env, &reference));
-    let srv: Vec<(&str, &Applied)> = tree
-        .iter()
-        .filter(|(p, _)| p.starts_with("srv/"))
-        .map(|(p, a)| (p.as_str(), a))
-        .collect();
-    let a = format!("{token}\nmore\n").into_bytes();
-    let expected = vec![
-        ("srv/a-sym", Applied::Symlink("keep/a".into())),
-        ("srv/keep", Applied::Dir),
-        ("srv/keep/a", Applied::File(a.clone(), 0o644)),
-        ("srv/keep/a-link", Applied::File(a, 0o644)),
-        ("srv/tree", Applied::Dir),
-        ("srv/tree/c", Applied::File(b"c\n".to_vec(), 0o644)),
-        ("srv/x", Applied::File(b"x\n".to_vec(), 0o4755)),
-    ];
-    let expected: Vec<(&str, &Applied)> = expected.iter().map(|(p, a)| (*p, a)).collect();
-    assert_eq!(
-        srv, expected,
-        "the pushed layers of {reference}, applied in order, give the wrong /srv"
     );
 }

@@ -35,18 +35,23 @@ use crate::env::TestEnv;
 
 mod build;
 mod images;
+mod isolation;
+pub mod layered;
+mod layers;
 mod mounts;
 pub mod registry;
 pub mod support;
 
 pub use build::{
     build_applies_config, build_from_missing_base_fails, context_files_and_env_land,
-    failing_run_is_build_failed, rebuild_reuses_cache, run_layers_carry_deletions,
+    failing_run_is_build_failed, rebuild_reuses_cache,
 };
 pub use images::{info_describes_engine, inspect_missing_is_not_found, tag_inspect_remove};
+pub use isolation::run_isolation_is_as_declared;
+pub use layers::{run_layers_carry_deletions, run_layers_carry_renames_and_mode_changes};
 pub use mounts::{
     cache_mount_persists_between_builds, cancelled_build_leaves_engine_usable,
-    image_and_context_mounts, secret_mount_reaches_step_not_image,
+    concurrent_builds_share_a_cache, image_and_context_mounts, secret_mount_reaches_step_not_image,
 };
 pub use registry::{
     pull_missing_is_not_found, pull_with_wrong_password_is_unauthorized, push_pull_round_trip,
@@ -95,6 +100,9 @@ macro_rules! engine_conformance {
             pull_missing_is_not_found,
             cancelled_build_leaves_engine_usable,
             run_layers_carry_deletions,
+            concurrent_builds_share_a_cache,
+            run_isolation_is_as_declared,
+            run_layers_carry_renames_and_mode_changes,
         );
     };
     (@tests $connect:expr; $($behaviour:ident),+ $(,)?) => {

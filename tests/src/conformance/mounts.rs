@@ -178,6 +178,36 @@ pub async fn cache_mount_persists_between_builds(engine: &dyn ContainerEngine, e
         &build_options(env, &first_tag),
     )
     .await;
+    if !caps.caches_persist {
+        // Declared: the cache is mounted but not kept (rootless Podman after another user made buildah's cache
+        // folder). The next build starts with an empty cache, nothing lands in the image, and the build says so.
+        let empty = plan(
+            &env.busybox_image,
+            vec![run_with(
+                checks(&["test -d /berth-cache", "test ! -e /berth-cache/seen"]),
+                vec![mount()],
+            )],
+        );
+        let options = build_options(env, &second_tag);
+        cleanup.image_all(&options.tags);
+        let progress = super::support::Recorder::default();
+        if let Err(e) = engine.build(&empty, &options, &progress).await {
+            panic!(
+                "{} build with an unkept cache failed: {e}\n{}",
+                engine.name(),
+                progress.lines().join("\n")
+            );
+        }
+        let warned = progress.warnings();
+        assert!(
+            warned
+                .iter()
+                .any(|w| w.contains("cannot keep build caches") && w.contains("fix:")),
+            "{} declares caches_persist = false but its build did not warn with a fix: {warned:?}",
+            engine.name()
+        );
+        return;
+    }
     build_ok(
         engine,
         &mut cleanup,
@@ -324,4 +354,48 @@ pub async fn cancelled_build_leaves_engine_usable(engine: &dyn ContainerEngine, 
             engine.name()
         );
     }
+}
+
+/// Behaviour 18: Two builds at once that mount the same cache both succeed: the tools berth runs on caches (apt
+/// above all) give up instead of waiting when another process holds their lock, so an engine must let one build
+/// at a time use a cache (BuildKit's `sharing=locked`, containerd's cache lock, the `flock` Podman steps take).
+/// The step here behaves like apt: it takes a lock in the cache without waiting (an atomic `mkdir`), and fails if
+/// it is held. It runs on the Debian fixture, as apt steps do (the Podman lock needs util-linux's `flock`).
+pub async fn concurrent_builds_share_a_cache(engine: &dyn ContainerEngine, env: &TestEnv) {
+    let caps = capabilities(engine).await;
+    if !caps.cache_mounts {
+        // behaviour 9 checks that such an engine refuses cache mounts
+        println!(
+            "{} declares no cache mounts: nothing to share (behaviour 9 checks the refusal)",
+            engine.name()
+        );
+        return;
+    }
+    let (mut one, mut two) = (Cleanup::new(engine, env), Cleanup::new(engine, env));
+    let id = unique("shared-cache");
+    let build = |n: usize| {
+        plan(
+            &env.python_image,
+            vec![run_with(
+                checks(&[
+                    &format!("echo {} build {n}", unique("concurrent")),
+                    "mkdir /berth-cache/tool.lock",
+                    "sleep 5",
+                    "rmdir /berth-cache/tool.lock",
+                ]),
+                vec![Mount::Cache {
+                    id: id.clone(),
+                    target: "/berth-cache".into(),
+                }],
+            )],
+        )
+    };
+    let (first, second) = (build(1), build(2));
+    let first_options = build_options(env, &image_ref(env, "concurrent", "one"));
+    let second_options = build_options(env, &image_ref(env, "concurrent", "two"));
+    let (a, b) = tokio::join!(
+        build_ok(engine, &mut one, &first, &first_options),
+        build_ok(engine, &mut two, &second, &second_options),
+    );
+    assert_ne!(a.id, b.id, "two different plans built one image");
 }

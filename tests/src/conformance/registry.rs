@@ -14,7 +14,7 @@ use super::support::{
 };
 use crate::env::TestEnv;
 
-fn skopeo(args: &[&str]) -> Result<String, String> {
+pub(crate) fn skopeo(args: &[&str]) -> Result<String, String> {
     let out = Command::new("skopeo").args(args).output().map_err(|e| {
         format!("cannot run skopeo ({e}); run scripts/env/up.sh first, it installs skopeo")
     })?;
@@ -91,10 +91,8 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     !needle.is_empty() && haystack.windows(needle.len()).any(|w| w == needle)
 }
 
-/// Downloads `reference` from the registry with skopeo (`dir:` layout) and decompresses its layers.
-pub fn download(env: &TestEnv, reference: &str) -> RegistryImage {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let dest = dir.path().join("image");
+/// Copies `reference` from the registry into `dest` in skopeo's `dir:` layout (manifest.json, blobs by digest).
+pub(crate) fn copy_to_dir(env: &TestEnv, reference: &str, dest: &Path) {
     let creds = env.creds_arg();
     skopeo(&[
         "copy",
@@ -106,6 +104,13 @@ pub fn download(env: &TestEnv, reference: &str) -> RegistryImage {
         &format!("dir:{}", dest.display()),
     ])
     .unwrap_or_else(|e| panic!("cannot download {reference} from the registry: {e}"));
+}
+
+/// Downloads `reference` from the registry with skopeo (`dir:` layout) and decompresses its layers.
+pub fn download(env: &TestEnv, reference: &str) -> RegistryImage {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let dest = dir.path().join("image");
+    copy_to_dir(env, reference, &dest);
     let manifest = std::fs::read(dest.join("manifest.json")).expect("skopeo wrote manifest.json");
     let parsed: serde_json::Value =
         serde_json::from_slice(&manifest).expect("the manifest is JSON");

@@ -79,13 +79,15 @@ pub fn checks(conditions: &[&str]) -> String {
     script
 }
 
-/// Build options tagging `tag` with the test registry's credentials (the fixtures' registry needs them).
+/// Build options tagging `tag` with the test registry's credentials (the fixtures' registry needs them), which
+/// speaks plain HTTP on loopback (as the CLI says of such registries).
 pub fn build_options(env: &TestEnv, tag: &str) -> BuildOptions {
     BuildOptions {
         tags: vec![tag.to_string()],
         credentials: vec![env.credentials()],
         network: Network::Default,
         no_cache: false,
+        insecure_registries: vec![env.registry.clone()],
     }
 }
 
@@ -112,9 +114,29 @@ impl Recorder {
                 events
                     .iter()
                     .filter_map(|e| match e {
-                        ProgressEvent::Line(line) => Some(line.clone()),
+                        ProgressEvent::Line(line) | ProgressEvent::Warning(line) => {
+                            Some(line.clone())
+                        }
                         ProgressEvent::Step { description, .. } => Some(description.clone()),
                         ProgressEvent::Transfer { .. } => None,
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+impl Recorder {
+    /// The warnings received so far.
+    pub fn warnings(&self) -> Vec<String> {
+        self.events
+            .lock()
+            .map(|events| {
+                events
+                    .iter()
+                    .filter_map(|e| match e {
+                        ProgressEvent::Warning(text) => Some(text.clone()),
+                        _ => None,
                     })
                     .collect()
             })

@@ -1,6 +1,12 @@
 //! COPY steps as layers berth writes itself: the selected context files under their destination, entries sorted,
 //! every entry with a fixed modification time and the step's owner, and only the parent folders the image lacks,
 //! so the same files on the same parent always give the same layer digest.
+//!
+//! A context file can change while a build reads it (an editor saving, a log growing). Each file is hashed once,
+//! for the step cache's key, and the layer must hold exactly those bytes: the tar header announces the size the
+//! open file has, the reader gives exactly that many bytes and fails if the file ends early or goes on past it,
+//! and what was written is hashed again and compared. A file that changed fails the step with its name, instead of
+//! a corrupt layer or a cache entry whose key describes other contents.
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -30,9 +36,11 @@ pub(crate) struct CopiedFile {
     pub(crate) target: String,
     pub(crate) source: ContextSource,
     pub(crate) mode: u32,
+    /// The contents' sha256 (hex) when they were collected: the step cache key's, and what the layer must hold.
+    pub(crate) digest: String,
 }
 
-/// The files `step` copies, by destination (sorted), with their modes.
+/// The files `step` copies, by destination (sorted), with their modes and contents' digests.
 pub(crate) fn collect(
     context: &[ContextEntry],
     step: &CopyStep,
@@ -82,6 +90,7 @@ pub(crate) fn collect(
                     target,
                     source: entry.source.clone(),
                     mode,
+                    digest: content_digest(&entry.source)?,
                 },
             );
         }
@@ -123,11 +132,106 @@ pub(crate) fn content_digest(source: &ContextSource) -> Result<String> {
             io::copy(&mut file, &mut hasher).map_err(|e| io_error(Op::Build, path.display(), e))?;
         }
     }
-    Ok(hasher
+    Ok(hex(hasher))
+}
+
+fn hex(hasher: Sha256) -> String {
+    hasher
         .finalize()
         .iter()
         .map(|b| format!("{b:02x}"))
-        .collect())
+        .collect()
+}
+
+/// A context file that changed between being hashed and being written into the layer (or while it was written).
+#[derive(Debug)]
+pub(crate) struct SourceChanged {
+    pub(crate) path: PathBuf,
+    pub(crate) how: &'static str,
+}
+
+impl std::fmt::Display for SourceChanged {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "COPY: {} {} while berth was reading it",
+            self.path.display(),
+            self.how
+        )
+    }
+}
+
+impl std::error::Error for SourceChanged {}
+
+fn changed(path: &Path, how: &'static str) -> io::Error {
+    io::Error::other(SourceChanged {
+        path: path.to_path_buf(),
+        how,
+    })
+}
+
+/// Reads exactly the `remaining` bytes a tar header announced, hashing them; an early end or more bytes after
+/// them mean the file changed.
+struct Announced<'a, R> {
+    inner: R,
+    remaining: u64,
+    hasher: Sha256,
+    path: &'a Path,
+}
+
+impl<R: Read> Read for Announced<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        if self.remaining == 0 {
+            let mut probe = [0u8; 1];
+            return match self.inner.read(&mut probe)? {
+                0 => Ok(0),
+                _ => Err(changed(self.path, "grew")),
+            };
+        }
+        let wanted = buf
+            .len()
+            .min(usize::try_from(self.remaining).unwrap_or(usize::MAX));
+        let n = self.inner.read(&mut buf[..wanted])?;
+        if n == 0 {
+            return Err(changed(self.path, "shrank"));
+        }
+        self.remaining -= n as u64;
+        self.hasher.update(&buf[..n]);
+        Ok(n)
+    }
+}
+
+/// Appends regular file `source` as `name`, checking that the bytes written are the ones `digest` describes.
+fn append_file<W: Write>(
+    tar: &mut tar::Builder<W>,
+    header: &mut tar::Header,
+    name: &str,
+    source: &Path,
+    digest: &str,
+) -> io::Result<()> {
+    let file = File::open(source)?;
+    let meta = file.metadata()?;
+    if !meta.is_file() {
+        return Err(changed(source, "stopped being a regular file"));
+    }
+    header.set_size(meta.len());
+    let mut reader = Announced {
+        inner: file,
+        remaining: meta.len(),
+        hasher: Sha256::new(),
+        path: source,
+    };
+    tar.append_data(header, name, &mut reader)?;
+    if hex(reader.hasher) != digest {
+        return Err(changed(
+            source,
+            "changed after it was hashed for the step cache, or",
+        ));
+    }
+    Ok(())
 }
 
 /// A written layer: its gzip file, the compressed digest and size, and the diff id.
@@ -180,9 +284,7 @@ pub(crate) fn write_layer(
                         tar.append_data(&mut header, &name, bytes.as_slice())?;
                     }
                     ContextSource::File(source) => {
-                        let f = File::open(source)?;
-                        header.set_size(f.metadata()?.len());
-                        tar.append_data(&mut header, &name, f.take(u64::MAX))?;
+                        append_file(&mut tar, &mut header, &name, source, &file.digest)?;
                     }
                 }
             }
@@ -308,5 +410,64 @@ mod tests {
             (layer.digest, layer.diff_id)
         };
         assert_eq!(write(), write());
+    }
+
+    fn changed_how(err: io::Error) -> &'static str {
+        err.get_ref()
+            .and_then(|e| e.downcast_ref::<SourceChanged>())
+            .unwrap_or_else(|| panic!("not a changed source: {err}"))
+            .how
+    }
+
+    #[test]
+    fn the_reader_gives_exactly_the_announced_bytes() {
+        let read = |data: &[u8], announced: u64| {
+            let mut reader = Announced {
+                inner: data,
+                remaining: announced,
+                hasher: Sha256::new(),
+                path: Path::new("f"),
+            };
+            let mut out = Vec::new();
+            reader.read_to_end(&mut out).map(|_| out)
+        };
+        assert_eq!(read(b"12345", 5).expect("exact"), b"12345");
+        assert_eq!(
+            changed_how(read(b"1234567", 5).expect_err("longer")),
+            "grew"
+        );
+        assert_eq!(changed_how(read(b"123", 5).expect_err("shorter")), "shrank");
+    }
+
+    #[test]
+    fn a_file_that_changes_fails_the_layer_instead_of_corrupting_it() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("app.log");
+        std::fs::write(&path, "first version\n").expect("write");
+        let context = vec![ContextEntry {
+            path: "app.log".into(),
+            source: ContextSource::File(path.clone()),
+        }];
+        let step = CopyStep {
+            sources: vec!["app.log".into()],
+            destination: "/srv/".into(),
+            chown: None,
+        };
+        let files = collect(&context, &step, "/").expect("collect");
+        let out = tempfile::tempdir().expect("out");
+        write_layer(&files, &[], (0, 0), out.path()).expect("unchanged");
+        // changed after the step cache's key was computed from it
+        std::fs::write(&path, "second version, longer\n").expect("rewrite");
+        let err = write_layer(&files, &[], (0, 0), out.path()).expect_err("changed");
+        assert!(changed_how(err).starts_with("changed after"));
+        // a file whose size says 0 but which gives bytes: what a file growing during the copy looks like
+        let growing = vec![CopiedFile {
+            target: "/srv/status".into(),
+            source: ContextSource::File("/proc/self/status".into()),
+            mode: 0o644,
+            digest: String::new(),
+        }];
+        let err = write_layer(&growing, &[], (0, 0), out.path()).expect_err("grew");
+        assert_eq!(changed_how(err), "grew");
     }
 }

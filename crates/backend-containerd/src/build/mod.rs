@@ -12,7 +12,9 @@ mod config;
 mod copy;
 mod image;
 mod mounts;
+mod overlay;
 mod run;
+mod seccomp;
 mod spec;
 mod upper;
 
@@ -53,6 +55,10 @@ pub(crate) struct Builder<'a> {
     pub(crate) network: Network,
     registry: RegistryClient,
     helpers: tokio::sync::Mutex<HashMap<String, Pulled>>,
+    /// Context sources RUN steps mount, copied when hashed: `name=digest` list and host path, by source.
+    pinned: std::sync::Mutex<HashMap<String, (Vec<String>, PathBuf)>>,
+    /// The name of the build's folder of pinned context (under the layer folders).
+    pin_key: String,
 }
 
 impl Builder<'_> {
@@ -115,7 +121,11 @@ pub(crate) async fn build(
         .iter()
         .map(|t| image_name(t, Op::Build))
         .collect::<Result<Vec<_>>>()?;
-    let registry = engine.registry_client(options.credentials.iter().cloned(), false, "")?;
+    // base and helper pulls follow the same plain-HTTP rule as pushes (loopback, --insecure-registry)
+    let registry = engine.registry_client(
+        options.credentials.iter().cloned(),
+        &options.insecure_registries,
+    )?;
     let (guard, daemon) = Guard::lease(engine, "build", Op::Build).await?;
     let builder = Builder {
         engine,
@@ -127,6 +137,8 @@ pub(crate) async fn build(
         network: options.network,
         registry,
         helpers: tokio::sync::Mutex::default(),
+        pinned: std::sync::Mutex::default(),
+        pin_key: unique_id("context"),
     };
     let result = execute(&builder, options.no_cache, &names, progress).await;
     drop(builder);
@@ -175,6 +187,7 @@ async fn execute(
             total,
             description: description.clone(),
         });
+        let mut copied = Vec::new();
         let definition = match step {
             Step::Run(run) => format!(
                 "RUN\n{}\n{}\n{}",
@@ -182,7 +195,10 @@ async fn execute(
                 run.command,
                 mounts::identity(builder, run, progress).await?
             ),
-            Step::Copy(copy) => copy_identity(builder, copy, &config)?,
+            Step::Copy(copy) => {
+                copied = copy::collect(&builder.plan.context, copy, &config.workdir())?;
+                copy_identity(copy, &copied)
+            }
             other => {
                 apply_config(&mut config, other);
                 config.history(&created, &description, true);
@@ -213,9 +229,7 @@ async fn execute(
                         )
                         .await?
                     }
-                    Step::Copy(copy) => {
-                        copy_step(builder, copy, &config, parent.as_deref()).await?
-                    }
+                    Step::Copy(copy) => copy_step(builder, copy, copied, parent.as_deref()).await?,
                     _ => unreachable!("config steps continue above"),
                 };
                 cache.put(&builder.daemon, &key, &layer).await?;
@@ -279,30 +293,27 @@ fn describe(step: &Step) -> String {
     }
 }
 
-fn copy_identity(builder: &Builder<'_>, step: &CopyStep, config: &ImageConfig) -> Result<String> {
-    let files = copy::collect(&builder.plan.context, step, &config.workdir())?;
+/// What a COPY step's layer depends on: the owner and each file's destination, mode and contents.
+fn copy_identity(step: &CopyStep, files: &[copy::CopiedFile]) -> String {
     let mut definition = format!("COPY\n{}", step.chown.as_deref().unwrap_or(""));
-    for file in &files {
+    for file in files {
         definition.push_str(&format!(
             "\n{} {:o} {}",
-            file.target,
-            file.mode,
-            copy::content_digest(&file.source)?
+            file.target, file.mode, file.digest
         ));
     }
-    Ok(definition)
+    definition
 }
 
 /// A COPY step: berth writes the layer, the diff service applies it, and it is committed by chain id.
 async fn copy_step(
     builder: &Builder<'_>,
     step: &CopyStep,
-    config: &ImageConfig,
+    files: Vec<copy::CopiedFile>,
     parent: Option<&str>,
 ) -> Result<Layer> {
     let daemon = &builder.daemon;
     let guard = builder.guard;
-    let files = copy::collect(&builder.plan.context, step, &config.workdir())?;
     let key = unique_id("copy");
     guard.snapshot(&key);
     let mounts = daemon
@@ -355,6 +366,11 @@ async fn copy_step(
     Ok(layer)
 }
 
+/// The temporary folder a step's layer file is written in.
+pub(crate) fn layer_dir(builder: &Builder<'_>, key: &str) -> PathBuf {
+    builder.state_dir.join("tmp").join(key)
+}
+
 /// Runs `write` on a blocking thread to write a layer file into a fresh temporary folder of the build (which
 /// the guard removes if the build is dropped); returns the layer and the folder.
 pub(crate) async fn write_layer_file(
@@ -363,14 +379,26 @@ pub(crate) async fn write_layer_file(
     what: &'static str,
     write: impl FnOnce(&std::path::Path) -> std::io::Result<copy::WrittenLayer> + Send + 'static,
 ) -> Result<(copy::WrittenLayer, PathBuf)> {
-    let dir = builder.state_dir.join("tmp").join(key);
+    let dir = layer_dir(builder, key);
     builder.guard.dir(dir.clone());
     std::fs::create_dir_all(&dir).map_err(|e| io_error(Op::Build, dir.display(), e))?;
     let out = dir.clone();
     let written = tokio::task::spawn_blocking(move || write(&out))
         .await
         .map_err(|e| error(ErrorKind::Io, Op::Build, format!("writing {what}: {e}")))?
-        .map_err(|e| io_error(Op::Build, format!("writing {what}"), e))?;
+        .map_err(|e| {
+            if let Some(changed) = e.get_ref().and_then(|e| e.downcast_ref::<copy::SourceChanged>()) {
+                return error(ErrorKind::BuildFailed, Op::Build, changed.to_string()).with_hint(
+                    "something wrote to that file during the build; build again once it is finished, \
+                     so the image and its step cache see one version of it",
+                );
+            }
+            if let Some(redirected) = e.get_ref().and_then(|e| e.downcast_ref::<overlay::Redirected>()) {
+                // the one Unsupported this returns: run.rs takes the diff service's layer instead
+                return error(ErrorKind::Unsupported, Op::Build, format!("writing {what}: {redirected}"));
+            }
+            io_error(Op::Build, format!("writing {what}"), e)
+        })?;
     Ok((written, dir))
 }
 

@@ -65,21 +65,20 @@ pub(crate) async fn run_step(
         )
     })?;
     let cwd = config.workdir();
-    create_workdir(&view, &cwd)?;
+    view.create_dir_all(&cwd)
+        .map_err(|e| io_error(Op::Build, format!("{description}: WORKDIR {cwd}"), e))?;
 
     let run_dir = builder.state_dir.join("run").join(&id);
     guard.dir(run_dir.clone());
     std::fs::create_dir_all(&run_dir).map_err(|e| io_error(Op::Build, run_dir.display(), e))?;
-    let step_mounts = mounts::prepare(builder, run, &cwd, &run_dir, progress).await?;
-    let mut stubs: Vec<Vec<String>> = Vec::new();
-    for target in step_mounts
+    let step_mounts = mounts::prepare(builder, run, &cwd, progress).await?;
+    let stubs: Vec<_> = step_mounts
         .binds
         .iter()
         .map(|b| b.target.as_str())
         .chain(HOST_FILES.iter().copied())
-    {
-        stubs.push(missing_prefixes(&view, target));
-    }
+        .map(|target| view.missing_below(target))
+        .collect();
 
     let mut args = config.shell().to_vec();
     args.push(run.command.clone());
@@ -99,7 +98,14 @@ pub(crate) async fn run_step(
             &process,
             &step_mounts.binds,
             builder.network,
-        ),
+        )
+        .map_err(|e| {
+            error(
+                ErrorKind::InvalidSpec,
+                Op::Build,
+                format!("{description}: cannot describe the step as an OCI runtime spec: {e}"),
+            )
+        })?,
         snapshot_key: id.clone(),
         labels: HashMap::from([(
             "berth.build.step".to_string(),
@@ -133,16 +139,30 @@ pub(crate) async fn run_step(
         .with_hint("fix the command (its full output is above), or the spec it comes from"));
     }
 
-    if let Some(upper) = view.upper() {
-        for prefixes in &stubs {
-            remove_stubs(upper, prefixes);
+    for prefixes in &stubs {
+        view.remove_stubs(prefixes);
+    }
+    let feature = super::overlay::incomplete_upper(&rootfs);
+    if let Some(feature) = feature {
+        progress.event(ProgressEvent::Line(format!(
+            "the snapshot's overlay mount uses {feature}: containerd's diff service writes the layer"
+        )));
+    }
+    let upper = view
+        .upper()
+        .filter(|_| is_overlay(&rootfs) && feature.is_none());
+    if let Some(upper) = upper {
+        match layer_from_upper(builder, &id, parent, upper).await {
+            Err(e) if e.kind() == ErrorKind::Unsupported => {
+                progress.event(ProgressEvent::Line(format!(
+                    "{e}; containerd's diff service writes the layer"
+                )));
+                let _ = std::fs::remove_dir_all(super::layer_dir(builder, &id));
+            }
+            written => return written,
         }
     }
-    let layer = match view.upper().filter(|_| is_overlay(&rootfs)) {
-        Some(upper) => layer_from_upper(builder, &id, parent, upper).await?,
-        None => diff(daemon, guard, &id, parent, &rootfs).await?,
-    };
-    Ok(layer)
+    diff(daemon, guard, &id, parent, &rootfs).await
 }
 
 /// Whether the step's snapshot is an overlay (its upper folder then holds exactly the step's changes).
@@ -298,50 +318,4 @@ pub(crate) fn release_fifo(path: &Path) {
         .write(true)
         .custom_flags(nix::fcntl::OFlag::O_NONBLOCK.bits())
         .open(path);
-}
-
-/// The prefixes of `target` (shortest first) that do not exist before the step: mount points runc creates.
-fn missing_prefixes(view: &RootfsView, target: &str) -> Vec<String> {
-    let mut missing = Vec::new();
-    let mut path = String::new();
-    for component in target.split('/').filter(|c| !c.is_empty()) {
-        path.push('/');
-        path.push_str(component);
-        if !missing.is_empty() || !view.exists(&path) {
-            missing.push(path.clone());
-        }
-    }
-    missing
-}
-
-/// Removes mount points runc created (empty files and folders), deepest first, keeping anything the step wrote.
-fn remove_stubs(upper: &Path, prefixes: &[String]) {
-    for path in prefixes.iter().rev() {
-        let host = upper.join(path.trim_start_matches('/'));
-        let Ok(meta) = std::fs::symlink_metadata(&host) else {
-            continue;
-        };
-        let removed = if meta.is_dir() {
-            std::fs::remove_dir(&host).is_ok()
-        } else if meta.is_file() && meta.len() == 0 {
-            std::fs::remove_file(&host).is_ok()
-        } else {
-            false
-        };
-        if !removed {
-            return;
-        }
-    }
-}
-
-/// Creates the working directory in the snapshot when the image lacks it (as WORKDIR does).
-fn create_workdir(view: &RootfsView, cwd: &str) -> Result<()> {
-    let Some(upper) = view.upper() else {
-        return Ok(());
-    };
-    if view.exists(cwd) {
-        return Ok(());
-    }
-    let host = upper.join(cwd.trim_start_matches('/'));
-    std::fs::create_dir_all(&host).map_err(|e| io_error(Op::Build, format!("WORKDIR {cwd}"), e))
 }

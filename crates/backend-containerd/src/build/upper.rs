@@ -7,7 +7,8 @@
 //! diff service does (its cost grows with the image, not with the change: about a second per step on a Python
 //! base here). Entries are written in path order as an OCI layer: whiteouts as `.wh.<name>`, opaque folders as
 //! `.wh..wh..opq`, hard links within the layer as links, extended attributes (file capabilities) as PAX
-//! records, sockets skipped (a tar cannot hold them), as containerd's own tar writer does.
+//! records, sockets skipped (a tar cannot hold them), as containerd's own tar writer does. An entry whose contents
+//! live in a lower layer (overlay's redirect_dir or metacopy, see [`super::overlay`]) stops the walk.
 
 use std::collections::HashMap;
 use std::fs::{File, Metadata};
@@ -16,9 +17,9 @@ use std::os::unix::fs::{FileTypeExt as _, MetadataExt as _};
 use std::path::Path;
 
 use super::copy::{HashingWriter, WrittenLayer, GZIP_LEVEL};
+use super::overlay::{Redirected, REDIRECTS};
+use crate::rootfs::OPAQUE;
 
-/// Overlay's attributes for an opaque folder (rootful, then rootless overlay).
-const OPAQUE: [&str; 2] = ["trusted.overlay.opaque", "user.overlay.opaque"];
 /// Attribute namespaces overlay uses for itself; never part of the image.
 const OVERLAY_PRIVATE: [&str; 2] = ["trusted.overlay.", "user.overlay."];
 
@@ -85,6 +86,15 @@ impl<W: Write> LayerWriter<W> {
             return Ok(());
         }
         let attributes = attributes(host)?;
+        if let Some((attribute, _)) = attributes
+            .iter()
+            .find(|(k, _)| REDIRECTS.contains(&k.as_str()))
+        {
+            return Err(io::Error::other(Redirected {
+                path: host.to_path_buf(),
+                attribute: attribute.clone(),
+            }));
+        }
         if kind.is_dir() {
             let opaque = attributes
                 .iter()
@@ -310,12 +320,38 @@ mod tests {
 
     #[test]
     fn device_numbers_split_as_the_kernel_packs_them() {
-        // makedev(1, 3) is /dev/null; makedev(259, 65539) exercises the high bits
-        assert_eq!((major(0x103), minor(0x103)), (1, 3));
-        let big = ((259u64 & 0xffff_f000) << 32)
-            | ((259 & 0xfff) << 8)
-            | ((65539u64 & 0xffff_ff00) << 12)
-            | (65539 & 0xff);
-        assert_eq!((major(big), minor(big)), (259, 65539));
+        // glibc's makedev; (1, 3) is /dev/null, (4097, 65539) exercises the high bits of both
+        let makedev = |major: u64, minor: u64| {
+            ((major & 0xffff_f000) << 32)
+                | ((major & 0xfff) << 8)
+                | ((minor & 0xffff_ff00) << 12)
+                | (minor & 0xff)
+        };
+        assert_eq!((major(makedev(1, 3)), minor(makedev(1, 3))), (1, 3));
+        let big = makedev(4097, 65539);
+        assert_eq!((major(big), minor(big)), (4097, 65539));
+    }
+
+    #[test]
+    fn entries_whose_contents_are_below_stop_the_walk() {
+        for attribute in ["trusted.overlay.metacopy", "trusted.overlay.redirect"] {
+            let upper = tempfile::tempdir().expect("upper");
+            let out = tempfile::tempdir().expect("out");
+            std::fs::create_dir(upper.path().join("opt")).expect("mkdir");
+            let entry = upper.path().join("opt/entry");
+            std::fs::write(&entry, "").expect("write");
+            xattr::set(&entry, attribute, b"").expect(
+                "trusted xattrs need root (CAP_SYS_ADMIN), as berth's containerd builder does",
+            );
+            let err = write_upper_layer(upper.path(), out.path()).expect_err("incomplete upper");
+            let redirected = err
+                .get_ref()
+                .and_then(|e| e.downcast_ref::<Redirected>())
+                .unwrap_or_else(|| panic!("not a redirect: {err}"));
+            assert_eq!(
+                (redirected.path.as_path(), redirected.attribute.as_str()),
+                (entry.as_path(), attribute)
+            );
+        }
     }
 }

@@ -46,6 +46,11 @@ impl Registries {
         Ok(self.resolver.resolve(host)?.map(|r| r.credentials))
     }
 
+    /// Whether `registry` may be reached over plain HTTP or unverified TLS (loopback, or `--insecure-registry`).
+    pub fn is_insecure(&self, registry: &str) -> bool {
+        self.options.is_insecure(registry)
+    }
+
     /// What an engine needs to push to or pull from `image`'s registry.
     pub fn transfer_options(&self, image: &ImageRef) -> Result<TransferOptions> {
         Ok(TransferOptions {

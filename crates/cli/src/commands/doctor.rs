@@ -44,10 +44,16 @@ pub async fn run(args: &DoctorArgs) -> Result<ExitStatus> {
         .and_then(|s| s.value.split('/').next().map(str::to_string));
     if let Some(arg) = args.registry.as_ref().or(configured.as_ref()) {
         let host = crate::commands::login::registry_host(arg);
-        let (findings, registry_json) = match registry::inspect(&host, &args.access).await {
+        let (mut findings, registry_json) = match registry::inspect(&host, &args.access).await {
             Ok(facts) => (registry::findings(&facts), registry::to_json(&facts)),
             Err(e) => (vec![setup_problem(&e)], json!({"host": host})),
         };
+        let daemon_json = std::fs::read_to_string(registry::DOCKER_DAEMON_JSON).ok();
+        findings.extend(registry::docker_plain_http(
+            &host,
+            &args.access,
+            daemon_json.as_deref(),
+        ));
         json["registry"] = registry_json;
         json["registry"]["checks"] = report::findings_json(&findings);
         sections.push(Section {

@@ -25,6 +25,12 @@ pub async fn run(args: &EnginesArgs) -> Result<ExitStatus> {
                     "engine": kind.name(), "reachable": true, "version": info.version, "endpoint": info.endpoint,
                     "rootless": info.capabilities.rootless, "cache_mounts": info.capabilities.cache_mounts,
                     "secret_mounts": info.capabilities.secret_mounts,
+                    "run_isolation": {
+                        "seccomp": info.capabilities.run_isolation.seccomp,
+                        "reduced_capabilities": info.capabilities.run_isolation.reduced_capabilities,
+                        "user_namespace": info.capabilities.run_isolation.user_namespace,
+                        "host_network_by_default": info.capabilities.run_isolation.host_network_by_default,
+                    },
                 }),
                 Err(e) => serde_json::json!({"engine": kind.name(), "reachable": false, "error": e.to_string()}),
             })

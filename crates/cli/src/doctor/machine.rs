@@ -132,9 +132,11 @@ pub async fn rootless_facts(user: Identity) -> RootlessFacts {
         let state = path_state(Path::new(&dir));
         (PathBuf::from(dir), state)
     });
+    let mut cache_problem = None;
     let service = match &runtime_dir {
         Some((dir, PathState::Present(file))) if file.kind == FileKind::Dir => {
             let path = dir.join("podman").join("podman.sock");
+            cache_problem = berth_backend_podman::cache::cache_folder_problem(user.uid, &path);
             match ask_service(&path).await {
                 Ok((version, rootless)) => ServiceAnswer::Answered { version, rootless },
                 Err(error) => ServiceAnswer::Failed {
@@ -155,6 +157,7 @@ pub async fn rootless_facts(user: Identity) -> RootlessFacts {
         runtime_dir,
         service,
         os_release: read("/etc/os-release").ok(),
+        cache_problem,
         user,
     }
 }

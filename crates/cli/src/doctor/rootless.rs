@@ -72,6 +72,8 @@ pub struct RootlessFacts {
     pub service: ServiceAnswer,
     /// `/etc/os-release`, for install commands.
     pub os_release: Option<String>,
+    /// Why buildah cannot keep this user's build caches, and the fix (see `berth_backend_podman::cache`).
+    pub cache_problem: Option<(String, String)>,
 }
 
 /// The findings, and the user's ranges (for `--json`).
@@ -111,6 +113,16 @@ pub fn check(facts: &RootlessFacts, accounts: &Accounts) -> RootlessReport {
     });
     findings.push(check_runtime_dir(&facts.user, facts.runtime_dir.as_ref()));
     findings.push(check_service(&facts.user, accounts, &facts.service));
+    if let ServiceAnswer::Answered { rootless: true, .. } = facts.service {
+        findings.push(match &facts.cache_problem {
+            None => Finding::ok("build caches", "buildah can keep this user's cache folders"),
+            Some((message, fix)) => Finding::warning(
+                "build caches",
+                format!("{message}: builds work, on empty apt/uv/micromamba caches every time"),
+                Some(fix.clone()),
+            ),
+        });
+    }
     RootlessReport {
         findings,
         subuid,
@@ -413,6 +425,7 @@ mod tests {
                 rootless: true,
             },
             os_release: Some(DEBIAN.into()),
+            cache_problem: None,
         }
     }
 
@@ -609,5 +622,19 @@ mod tests {
                 .contains("systemctl --user start podman.socket"),
             "{f:?}"
         );
+    }
+
+    #[test]
+    fn build_caches_another_user_owns_are_a_warning_with_the_fix() {
+        let fine = check(&ready(), &Accounts::default());
+        assert_eq!(finding(&fine, "build caches").status, Status::Ok);
+        let facts = RootlessFacts {
+            cache_problem: Some(("cannot keep build caches".into(), "chmod 1777 it".into())),
+            ..ready()
+        };
+        let report = check(&facts, &Accounts::default());
+        let f = finding(&report, "build caches");
+        assert_eq!(f.status, Status::Warning, "{f:?}");
+        assert_eq!(f.fix.as_deref(), Some("chmod 1777 it"));
     }
 }

@@ -2,6 +2,7 @@
 //! built and pushed with bounded concurrency ([`run`]), and the lock file that maps a project's tasks to
 //! immutable references ([`lock`]).
 
+pub mod image_lock;
 pub mod lock;
 pub mod run;
 pub mod units;

@@ -13,6 +13,7 @@ use berth_core::{Error, ErrorKind, Result};
 use berth_registry::Existence;
 use tokio::sync::{watch, Mutex, Semaphore};
 
+use super::image_lock::{self, ImageLock, Taken};
 use super::units::Unit;
 use crate::commands::access::{EngineChoice, Registries};
 use crate::progress::{output, ImageProgress};
@@ -232,6 +233,38 @@ fn helper_image_hint(error: Error, plan: &berth_core::plan::BuildPlan) -> Error 
     error.with_hint(hint)
 }
 
+/// A build whose engine pulled a base or helper image over HTTPS from a registry that speaks plain HTTP says
+/// exactly what to change for that engine (berth tells Podman and containerd itself for loopback registries and
+/// `--insecure-registry`; dockerd decides alone).
+fn plain_http_hint(error: Error, engine: &str, plan: &berth_core::plan::BuildPlan) -> Error {
+    if !error
+        .message()
+        .contains("server gave HTTP response to HTTPS client")
+    {
+        return error;
+    }
+    let pulls = std::iter::once(plan.base_image.as_str())
+        .chain(plan.helper_images.iter().map(|h| h.reference.as_str()));
+    let Some(host) = pulls
+        .filter_map(|r| ImageRef::parse(r).ok())
+        .map(|r| r.registry)
+        .find(|host| error.message().contains(host.as_str()))
+    else {
+        return error;
+    };
+    let fix = match engine {
+        "docker" => format!(
+            "dockerd pulls {host} over HTTPS and only treats 127.0.0.0/8 as plain HTTP by itself: add \"{host}\" to \
+             \"insecure-registries\" in /etc/docker/daemon.json and restart dockerd"
+        ),
+        _ => format!(
+            "{host} speaks plain HTTP: pass `--insecure-registry {host}` and berth tells {engine} to pull it over \
+             plain HTTP"
+        ),
+    };
+    error.with_hint(fix)
+}
+
 async fn build_unit(
     unit: &Unit<'_>,
     namer: &Namer,
@@ -242,23 +275,36 @@ async fn build_unit(
     options: &RunOptions,
 ) -> Outcome {
     let name = &unit.name;
+    let _lock = match one_build_at_a_time(name, registries, options).await {
+        Ok(Ok(lock)) => lock,
+        Ok(Err(present)) => return present,
+        Err(e) => {
+            // The lock only keeps two berths from building one image twice: without it the build is still right.
+            output().print(&format!(
+                "{name}: warning: building without the per-image lock ({e}); another berth may build it at the same time"
+            ));
+            None
+        }
+    };
     let progress = output().image(&name.name);
     let built = async {
         let plan = plan(namer, unit.spec)?;
         let engine = engine_for(choice, connected).await?;
         engine.check_plan(&plan).await?;
+        let (credentials, insecure_registries) = pull_access(registries, &plan)?;
         let build = BuildOptions {
             tags: vec![name.to_string()],
-            credentials: pull_credentials(registries, &plan)?,
+            credentials,
             network: options.network,
             no_cache: options.no_cache,
+            insecure_registries,
         };
         let _slot = slots.acquire().await.expect("semaphore open");
         output().say(&format!("{name}: building on {}", engine.name()));
-        let built = engine
-            .build(&plan, &build, &progress)
-            .await
-            .map_err(|e| helper_image_hint(e, &plan).context(format!("building {name}")))?;
+        let built = engine.build(&plan, &build, &progress).await.map_err(|e| {
+            let e = plain_http_hint(helper_image_hint(e, &plan), engine.name(), &plan);
+            e.context(format!("building {name}"))
+        })?;
         Ok::<_, Error>((engine, built))
     }
     .await;
@@ -281,24 +327,67 @@ async fn build_unit(
     }
 }
 
-/// Credentials for the base and helper images' registries.
-fn pull_credentials(
+/// Waits while another berth on this machine builds the same image, then asks the registry again: `Ok(Err)` with
+/// the image's outcome when the other one pushed it meanwhile, else the lock to hold until the push is done.
+/// Local-only and forced builds take no lock (there is nothing to find in the registry afterwards).
+async fn one_build_at_a_time(
+    name: &ImageName,
+    registries: &Registries,
+    options: &RunOptions,
+) -> Result<std::result::Result<Option<ImageLock>, Outcome>> {
+    let Some(dir) = crate::commands::cache_dir() else {
+        return Ok(Ok(None));
+    };
+    if name.registry.is_none() || options.no_push || options.force {
+        return Ok(Ok(None));
+    }
+    let waiting = || {
+        output().say(&format!(
+            "{name}: another berth on this machine is building it; waiting for it"
+        ))
+    };
+    match image_lock::take(dir, &name.to_string(), waiting).await? {
+        Taken::Free(lock) => Ok(Ok(Some(lock))),
+        Taken::AfterWaiting(lock) => {
+            let image = ImageRef::parse(&name.to_string())?;
+            match registries.client.exists(&image).await {
+                Existence::Present { digest } => {
+                    output().say(&format!(
+                        "{name}: the other berth pushed it (@{digest}); not building it again"
+                    ));
+                    Ok(Err(Outcome::Present { digest }))
+                }
+                _ => Ok(Ok(Some(lock))),
+            }
+        }
+    }
+}
+
+/// Credentials for the base and helper images' registries, and which of those registries may be pulled from
+/// over plain HTTP (the same rule as for pushes).
+fn pull_access(
     registries: &Registries,
     plan: &berth_core::plan::BuildPlan,
-) -> Result<Vec<Credentials>> {
+) -> Result<(Vec<Credentials>, Vec<String>)> {
     let mut credentials: Vec<Credentials> = Vec::new();
+    let mut hosts: Vec<String> = Vec::new();
     let pulls = std::iter::once(plan.base_image.as_str())
         .chain(plan.helper_images.iter().map(|h| h.reference.as_str()));
     for reference in pulls {
         let host = ImageRef::parse(reference)?.registry;
-        if credentials.iter().any(|c| c.registry == host) {
+        if hosts.contains(&host) {
             continue;
         }
         if let Some(found) = registries.credentials(&host)? {
             credentials.push(found);
         }
+        hosts.push(host);
     }
-    Ok(credentials)
+    let insecure = hosts
+        .into_iter()
+        .filter(|host| registries.is_insecure(host))
+        .collect();
+    Ok((credentials, insecure))
 }
 
 /// Pushes a built image; its digest.
@@ -366,5 +455,43 @@ mod tests {
         assert!(uv.hint().unwrap_or_default().contains("uv_image"), "{uv}");
         let other = failed("apt-get failed");
         assert_eq!(other.hint(), Some("retry later"));
+    }
+
+    #[test]
+    fn a_plain_http_registry_gets_each_engines_fix() {
+        let plan = BuildPlan {
+            base_image: "reg.lan:5000/base:1".into(),
+            platform: "linux/amd64".into(),
+            helper_images: Vec::new(),
+            steps: Vec::new(),
+            context: Vec::new(),
+            secrets: Vec::new(),
+        };
+        let failed = || {
+            Error::new(
+                berth_core::ErrorKind::BuildFailed,
+                "pinging container registry reg.lan:5000: http: server gave HTTP response to HTTPS client",
+            )
+        };
+        let docker = plain_http_hint(failed(), "docker", &plan);
+        let hint = docker.hint().unwrap_or_default();
+        assert!(
+            hint.contains("/etc/docker/daemon.json") && hint.contains("\"reg.lan:5000\""),
+            "{hint}"
+        );
+        let podman = plain_http_hint(failed(), "podman", &plan);
+        assert!(
+            podman
+                .hint()
+                .unwrap_or_default()
+                .contains("--insecure-registry reg.lan:5000"),
+            "{podman}"
+        );
+        let other = plain_http_hint(
+            Error::new(berth_core::ErrorKind::BuildFailed, "no"),
+            "docker",
+            &plan,
+        );
+        assert_eq!(other.hint(), None);
     }
 }

@@ -339,11 +339,13 @@ impl Planner<'_> {
         });
         mounts.extend(secret_mounts);
         match &spec.python_exec {
+            // A venv the base already has (a base spec's) is kept: `uv venv` would replace it (uv 0.5) or refuse
+            // (current uv), and the image would lose the base's packages.
             Some(exec) => {
                 self.step(Step::Workdir("/root".into()));
                 self.run(
                     format!(
-                        "uv venv --python {exec} --system-site-packages /root/.venv && uv pip install --python {VENV_PYTHON} {} && chown -R {USER} /root/.venv",
+                        "{{ [ -f /root/.venv/pyvenv.cfg ] || uv venv --python {exec} --system-site-packages /root/.venv; }} && uv pip install --python {VENV_PYTHON} {} && chown -R {USER} /root/.venv",
                         args.join(" ")
                     ),
                     mounts,

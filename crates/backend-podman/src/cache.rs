@@ -1,0 +1,131 @@
+//! Where buildah keeps `RUN --mount=type=cache` folders, and how berth renders cache mounts for the service's
+//! user.
+//!
+//! buildah 1.28 keeps them in `$TMPDIR/buildah-cache/<id>` of the service process (`/var/tmp` when TMPDIR is
+//! unset, as with `systemctl --user start podman.socket`), one folder per id for root and every user alike, owned
+//! by whoever made it first. So berth's cache ids carry the service user's uid (`apt-u1001`), and a rootless
+//! service whose `buildah-cache` folder another user made (root's first build makes it mode 755) cannot make its
+//! own folders there at all: its builds get an empty tmpfs per cache instead (correct images, nothing cached),
+//! with a warning that says how to get caching back. `berth doctor` reports the same condition.
+
+use std::os::unix::fs::MetadataExt as _;
+use std::path::{Path, PathBuf};
+
+use berth_core::render::CacheMounts;
+
+/// buildah's folder name under the service's TMPDIR.
+const CACHE_FOLDER: &str = "buildah-cache";
+/// TMPDIR when the service has none.
+const DEFAULT_TMPDIR: &str = "/var/tmp";
+
+/// How cache mounts are rendered for a service running as `uid` and listening on `socket`, and a warning when
+/// caches cannot be kept.
+pub(crate) fn cache_mounts(uid: u32, socket: &Path) -> (CacheMounts, Option<String>) {
+    let keep = CacheMounts::SharedWithLock {
+        id_suffix: format!("u{uid}"),
+    };
+    if uid == 0 {
+        return (keep, None);
+    }
+    match cache_folder_problem(uid, socket) {
+        None => (keep, None),
+        Some((problem, fix)) => (
+            CacheMounts::Tmpfs,
+            Some(format!(
+                "{problem}; this build's apt, uv and micromamba caches are empty and not kept (the image is the \
+                 same, only slower to build); fix: {fix}"
+            )),
+        ),
+    }
+}
+
+/// Why a rootless service running as `uid` cannot create its cache folders, and the fix; `None` when it can.
+pub fn cache_folder_problem(uid: u32, socket: &Path) -> Option<(String, String)> {
+    let root = service_tmpdir(uid, socket)
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_TMPDIR))
+        .join(CACHE_FOLDER);
+    let meta = std::fs::metadata(&root).ok()?;
+    let writable = meta.uid() == uid || meta.mode() & 0o002 != 0;
+    if writable {
+        return None;
+    }
+    Some((
+        format!(
+            "rootless Podman cannot keep build caches: {} belongs to uid {} (mode {:o}), so buildah cannot make \
+             this user's cache folders in it",
+            root.display(),
+            meta.uid(),
+            meta.mode() & 0o7777,
+        ),
+        format!(
+            "as root, `chmod 1777 {}` (each user's caches stay apart: berth's cache ids carry the uid), or give \
+             the user's Podman service its own TMPDIR (`systemctl --user edit podman.service`, add `[Service]` and \
+             `Environment=TMPDIR=%h/.cache/podman-tmp`, make that folder, restart the service)",
+            root.display()
+        ),
+    ))
+}
+
+/// TMPDIR of the Podman service process of `uid` that serves `socket`, if it can be read. The service may have
+/// been started with its socket on the command line or by socket activation (no socket named): a process that
+/// names `socket` wins, else the only `podman system service` of that user.
+fn service_tmpdir(uid: u32, socket: &Path) -> Option<PathBuf> {
+    let socket = socket.to_string_lossy();
+    let mut found: Vec<(bool, Option<PathBuf>)> = Vec::new();
+    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let dir = PathBuf::from(format!("/proc/{pid}"));
+        if std::fs::metadata(&dir).map(|m| m.uid()).ok() != Some(uid) {
+            continue;
+        }
+        let Ok(cmdline) = std::fs::read(dir.join("cmdline")) else {
+            continue;
+        };
+        let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+        let is_service = args.first().is_some_and(|a| a.ends_with(b"podman"))
+            && args
+                .windows(2)
+                .any(|w| w[0] == b"system" && w[1] == b"service");
+        if !is_service {
+            continue;
+        }
+        let names_socket = args
+            .iter()
+            .any(|a| String::from_utf8_lossy(a).ends_with(socket.as_ref()));
+        let tmpdir = std::fs::read(dir.join("environ")).ok().and_then(|env| {
+            env.split(|b| *b == 0)
+                .find_map(|var| var.strip_prefix(b"TMPDIR="))
+                .filter(|v| !v.is_empty())
+                .map(|v| PathBuf::from(String::from_utf8_lossy(v).into_owned()))
+        });
+        found.push((names_socket, tmpdir));
+    }
+    match found.iter().find(|(names, _)| *names) {
+        Some((_, tmpdir)) => tmpdir.clone(),
+        None if found.len() == 1 => found.pop().and_then(|(_, tmpdir)| tmpdir),
+        None => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn root_keeps_caches_under_its_own_ids() {
+        let (mounts, warning) = cache_mounts(0, Path::new("/run/podman/podman.sock"));
+        assert_eq!(
+            mounts,
+            CacheMounts::SharedWithLock {
+                id_suffix: "u0".into()
+            }
+        );
+        assert_eq!(warning, None);
+    }
+}
