@@ -83,7 +83,7 @@ fn load_chained(
     defaults: &SpecDefaults,
 ) -> Result<ImageSpec> {
     let file = absolute(path)?;
-    let text = std::fs::read_to_string(&file).map_err(|e| {
+    let text = yaml::read_file(&file).map_err(|e| {
         Error::io(&file, e)
             .with_operation("read spec")
             .with_hint("check the spec path; it is relative to where you run berth")
