@@ -104,11 +104,18 @@ impl Project {
 
     /// Runs berth in the project with `stdin` as standard input.
     fn berth(&self, args: &[&str], stdin: &str) -> Run {
+        self.berth_with(args, stdin, &[])
+    }
+
+    /// [`Project::berth`] with these variables set in berth's environment only (root engines).
+    fn berth_with(&self, args: &[&str], stdin: &str, vars: &[(&str, &str)]) -> Run {
         let config = self.config();
         let mut command = match self.engine {
             Engine::Docker | Engine::Podman | Engine::Containerd => {
                 let mut command = Command::new(berth_bin());
-                command.env("DOCKER_CONFIG", &config);
+                command
+                    .env("DOCKER_CONFIG", &config)
+                    .envs(vars.iter().copied());
                 command
             }
             Engine::PodmanRootless => {
@@ -347,6 +354,154 @@ fn a_wrong_password_is_a_clear_authentication_error() {
         build.code, 4,
         "build exits with the unauthorized status: {}",
         build.stderr
+    );
+}
+
+/// The first command quoted in the hint of a failed run.
+fn hinted_command(run: &Run) -> String {
+    let hint = run
+        .stderr
+        .lines()
+        .find_map(|l| l.trim_start().strip_prefix("hint: "))
+        .unwrap_or_else(|| panic!("no hint:\n{}", run.stderr));
+    hint.split('`')
+        .nth(1)
+        .expect("a quoted command")
+        .to_string()
+}
+
+/// For each place credentials come from (none, the environment, a Docker config's `auths`, a credential helper),
+/// a refused check says what fixes it there, the same for `exists` and `build`, and the command it names works.
+#[test]
+fn refused_credentials_get_the_fix_for_where_they_came_from() {
+    let env = TestEnv::get();
+    let project = Project::new(Engine::Docker);
+    let config = project.config();
+    let spec = format!(
+        "name: {}\nregistry: {}/team\n",
+        unique("hint"),
+        env.registry
+    );
+    project.write("spec.yaml", &spec);
+    let password = env.registry_password().expose().to_string();
+    let checks = |vars: &[(&str, &str)]| -> Vec<Run> {
+        [
+            &["exists", "spec.yaml"][..],
+            &["build", "--engine", "docker", "spec.yaml"][..],
+        ]
+        .iter()
+        .map(|args| project.berth_with(args, "", vars))
+        .collect()
+    };
+    let same_hint = |runs: &[Run]| -> String {
+        assert_eq!(runs[0].code, 2, "exists could not tell: {}", runs[0].stderr);
+        assert_eq!(runs[1].code, 4, "build was refused: {}", runs[1].stderr);
+        let command = hinted_command(&runs[0]);
+        assert_eq!(hinted_command(&runs[1]), command, "exists and build agree");
+        command
+    };
+    let login_as_hinted = |command: &str, vars: &[(&str, &str)]| {
+        let command = command.replace("USER", &env.registry_user);
+        let words: Vec<&str> = command.split_whitespace().collect();
+        assert_eq!(words[..2], ["berth", "login"], "{command}");
+        let end = words.iter().position(|w| *w == "<").unwrap_or(words.len());
+        let login = project.berth_with(&words[1..end], &password, vars);
+        assert_eq!(login.code, 0, "`{command}` as hinted: {}", login.stderr);
+    };
+
+    // No credentials anywhere: the hinted login (the registry host, not the repository path) fixes it.
+    let command = same_hint(&checks(&[]));
+    assert!(
+        command.starts_with(&format!("berth login {} ", env.registry)),
+        "{command}"
+    );
+    login_as_hinted(&command, &[]);
+    assert_eq!(checks(&[])[0].code, 1, "logged in: the image is absent");
+
+    // Wrong credentials in the environment win over that login: the hint says so instead of "log in".
+    let wrong = [
+        ("BERTH_REGISTRY_USERNAME", env.registry_user.as_str()),
+        ("BERTH_REGISTRY_PASSWORD", "not-the-password"),
+    ];
+    let runs = checks(&wrong);
+    same_hint(&runs);
+    assert!(
+        runs[1].stderr.contains("unset them") && !runs[1].stderr.contains("hint: log in"),
+        "{}",
+        runs[1].stderr
+    );
+
+    // A stale `auths` entry: the hint names the file and the login that replaces it.
+    let auth = base64_encode(&format!("{}:not-the-password", env.registry_user));
+    let auths = format!(
+        r#"{{"auths": {{"{}": {{"auth": "{auth}"}}}}}}"#,
+        env.registry
+    );
+    write(&config, "config.json", &auths);
+    let runs = checks(&[]);
+    let command = same_hint(&runs);
+    assert!(
+        runs[1]
+            .stderr
+            .contains(&config.join("config.json").display().to_string()),
+        "{}",
+        runs[1].stderr
+    );
+    login_as_hinted(&format!("{command} --username USER --password-stdin"), &[]);
+    assert_eq!(
+        checks(&[])[0].code,
+        1,
+        "logged in again: the image is absent"
+    );
+
+    // A credential helper holding a wrong password: the hint names it, and a login stores through it.
+    let bin = project.path().join("bin");
+    write(
+        &bin,
+        "docker-credential-berthtest",
+        "#!/bin/sh\nstore=\"$(dirname \"$0\")/stored.json\"\ncase \"$1\" in\n\
+         get) if [ -f \"$store\" ]; then cat \"$store\"; else echo '{\"Username\":\"berth\",\"Secret\":\"not-the-password\"}'; fi ;;\n\
+         store) cat > \"$store\" ;;\nesac\n",
+    );
+    tool(
+        "chmod",
+        &[
+            "+x",
+            &bin.join("docker-credential-berthtest")
+                .display()
+                .to_string(),
+        ],
+    );
+    write(
+        &config,
+        "config.json",
+        &format!(r#"{{"credHelpers": {{"{}": "berthtest"}}}}"#, env.registry),
+    );
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let with_helper = [("PATH", path.as_str())];
+    let runs = checks(&with_helper);
+    let command = same_hint(&runs);
+    assert!(
+        runs[1].stderr.contains("docker-credential-berthtest"),
+        "{}",
+        runs[1].stderr
+    );
+    login_as_hinted(
+        &format!("{command} --username USER --password-stdin"),
+        &with_helper,
+    );
+    assert!(
+        bin.join("stored.json").exists(),
+        "stored through the helper"
+    );
+    assert_eq!(
+        checks(&with_helper)[0].code,
+        1,
+        "logged in again: the image is absent"
     );
 }
 

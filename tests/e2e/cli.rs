@@ -391,3 +391,23 @@ fn a_bad_project_file_is_a_clear_error_that_points_at_the_line() {
         "{err}"
     );
 }
+
+#[test]
+fn login_refuses_a_repository_path_and_names_the_host() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (code, _, err) = run(
+        dir.path(),
+        &[
+            "login",
+            "127.0.0.1:5000/team",
+            "-u",
+            "me",
+            "--password-stdin",
+        ],
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("names a repository path") && err.contains("`berth login 127.0.0.1:5000`"),
+        "{err}"
+    );
+}

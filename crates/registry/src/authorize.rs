@@ -213,20 +213,14 @@ impl RegistryClient {
                     "using {} (user `{}`)",
                     found.origin, found.credentials.username
                 ),
-                format!(
-                    "check the user name and password, and its access to this repository; then log in again with \
-                     `berth login {registry}` or `docker login {registry}`"
-                ),
+                crate::credentials::login_hint(registry, Some(&found.origin)),
             ),
             None => (
                 format!(
                     "without credentials (none for {registry} in {})",
                     self.inner.options.credentials.locations().join(", ")
                 ),
-                format!(
-                    "log in with `berth login {registry}` or `docker login {registry}`, or set \
-                     BERTH_REGISTRY_USERNAME and BERTH_REGISTRY_PASSWORD"
-                ),
+                crate::credentials::login_hint(registry, None),
             ),
         };
         call.error(

@@ -27,7 +27,9 @@ mod visibility;
 
 pub use blob::Blob;
 pub use client::RegistryClient;
-pub use credentials::{login, CredentialOrigin, CredentialResolver, ResolvedCredentials};
+pub use credentials::{
+    login, login_hint, CredentialOrigin, CredentialResolver, ResolvedCredentials,
+};
 pub use env::EnvVars;
 pub use manifest::{
     sha256_digest, Existence, Manifest, DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, OCI_INDEX,

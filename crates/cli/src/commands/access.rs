@@ -46,6 +46,14 @@ impl Registries {
         Ok(self.resolver.resolve(host)?.map(|r| r.credentials))
     }
 
+    /// What to do when `host` refuses the credentials this run would use there (the fix depends on where
+    /// they come from: see [`berth_registry::login_hint`]).
+    pub fn login_hint(&self, host: &str) -> String {
+        // A config file that cannot be read fails the push before this; no origin is the honest fallback.
+        let found = self.resolver.resolve(host).ok().flatten();
+        berth_registry::login_hint(host, found.as_ref().map(|f| &f.origin))
+    }
+
     /// What an engine needs to push to or pull from `image`'s registry.
     pub fn transfer_options(&self, image: &ImageRef) -> Result<TransferOptions> {
         Ok(TransferOptions {
