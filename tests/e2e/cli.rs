@@ -2,8 +2,6 @@
 
 use std::path::Path;
 
-use berth_tests::berth;
-
 fn write(dir: &Path, name: &str, text: &str) {
     let path = dir.join(name);
     if let Some(parent) = path.parent() {
@@ -13,7 +11,18 @@ fn write(dir: &Path, name: &str, text: &str) {
 }
 
 fn run(dir: &Path, args: &[&str]) -> (i32, String, String) {
-    let out = berth(dir, args);
+    run_with(dir, args, &[])
+}
+
+/// [`run`] with `vars` set in berth's environment only (never the test process's: services are shared).
+fn run_with(dir: &Path, args: &[&str], vars: &[(&str, &str)]) -> (i32, String, String) {
+    let out = std::process::Command::new(berth_tests::berth_bin())
+        .args(args)
+        .current_dir(dir)
+        .env_remove("BERTH_ENGINE")
+        .envs(vars.iter().copied())
+        .output()
+        .expect("run berth");
     (
         out.status.code().expect("exit code"),
         String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -408,6 +417,61 @@ fn login_refuses_a_repository_path_and_names_the_host() {
     assert_eq!(code, 2, "{err}");
     assert!(
         err.contains("names a repository path") && err.contains("`berth login 127.0.0.1:5000`"),
+        "{err}"
+    );
+}
+
+#[test]
+fn an_engine_address_the_user_set_that_does_not_answer_is_named_not_passed_over() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    write(dir.path(), "spec.yaml", "name: local-only\n");
+    let docker = format!("unix://{}/docker-dead.sock", dir.path().display());
+    let podman = format!("unix://{}/podman-dead.sock", dir.path().display());
+    let vars = [
+        ("DOCKER_HOST", docker.as_str()),
+        ("CONTAINER_HOST", podman.as_str()),
+    ];
+    let (code, out, err) = run_with(dir.path(), &["config"], &vars);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains(&format!(
+            "none: {docker_var}={docker} names the docker engine, which does not answer there: no such socket",
+            docker_var = "DOCKER_HOST"
+        )),
+        "{out}"
+    );
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("docker host") && l.ends_with("(from DOCKER_HOST)")),
+        "{out}"
+    );
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("podman socket") && l.ends_with("(from CONTAINER_HOST)")),
+        "{out}"
+    );
+
+    // A build does not quietly go to another engine: it stops, naming the variable and how to get out.
+    for vars in [&vars[..], &vars[..1]] {
+        let (code, _, err) = run_with(dir.path(), &["build", "--no-push", "spec.yaml"], vars);
+        assert_eq!(code, 3, "{err}");
+        assert!(
+            err.contains(&format!("DOCKER_HOST={docker} names the docker engine"))
+                && err.contains("unset DOCKER_HOST"),
+            "{err}"
+        );
+        assert!(!err.contains("engine: "), "no engine was used: {err}");
+    }
+
+    // Chosen explicitly, an unusable CONTAINER_HOST is named too.
+    let (code, _, err) = run_with(
+        dir.path(),
+        &["build", "--engine", "podman", "--no-push", "spec.yaml"],
+        &[("CONTAINER_HOST", "nowhere")],
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("CONTAINER_HOST=nowhere: ") && err.contains("unset CONTAINER_HOST"),
         "{err}"
     );
 }

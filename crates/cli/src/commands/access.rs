@@ -7,7 +7,7 @@ use berth_core::Result;
 use berth_registry::{CredentialResolver, RegistryClient, RegistryOptions};
 
 use crate::args::{EngineArgs, RegistryArgs};
-use crate::config::{Config, EngineSettings};
+use crate::config::{Config, EngineSettings, Setting};
 use crate::engine_choice::{self, ChoiceSource, EngineKind};
 
 /// Registry access for one run.
@@ -68,6 +68,8 @@ pub struct EngineChoice {
     kind: EngineKind,
     source: ChoiceSource,
     settings: EngineSettings,
+    /// The setting that names the engine's address, if one does (its errors name it).
+    named: Option<Setting>,
 }
 
 impl EngineChoice {
@@ -85,12 +87,15 @@ impl EngineChoice {
             kind,
             source,
             settings: config.connection(),
+            named: config.endpoint(kind),
         })
     }
 
     /// Says which engine and why on standard error, and connects.
     pub async fn connect(&self) -> Result<Box<dyn ContainerEngine>> {
         crate::progress::output().say(&format!("engine: {} ({})", self.kind, self.source));
-        crate::engines::connect_with(self.kind, &self.settings).await
+        crate::engines::connect_with(self.kind, &self.settings)
+            .await
+            .map_err(|e| engine_choice::blame_named(self.kind, self.named.as_ref(), e))
     }
 }
