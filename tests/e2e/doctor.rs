@@ -454,3 +454,24 @@ fn a_dead_docker_host_is_named_as_the_problem() {
         "{report:#}"
     );
 }
+
+/// Without credentials, a registry that asks for none (the public test registry takes anonymous pushes) is not
+/// a problem; the authenticated one still is.
+#[test]
+fn no_credentials_is_a_problem_only_where_the_registry_asks_for_them() {
+    let env = TestEnv::get();
+    let config = tempfile::tempdir().expect("temp dir");
+    let doctor = |registry: &str| {
+        let args = ["doctor", "--json", "--registry", registry];
+        Run::of(berth_as_root(env, config.path(), &args), "")
+    };
+    let open = doctor(&env.public_registry);
+    assert_eq!(open.code, 0, "{}\n{}", open.stdout, open.stderr);
+    let report = open.json();
+    assert_eq!(report["registry"]["needs_credentials"], false, "{report:#}");
+    assert_eq!(report["problems"], Value::Array(vec![]), "{report:#}");
+
+    let closed = doctor(&env.registry);
+    assert_eq!(closed.code, 1, "{}", closed.stdout);
+    assert_eq!(closed.json()["registry"]["needs_credentials"], true);
+}
