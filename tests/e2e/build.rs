@@ -619,6 +619,46 @@ fn base_first_then_push(engine: Engine) {
     }
 }
 
+/// `berth push` on an engine that lacks the image (built with `--no-push` on another) says which engine has it and
+/// the command that pushes from there, which works.
+#[test]
+fn a_push_from_the_wrong_engine_names_the_engine_that_has_the_image() {
+    let env = TestEnv::get();
+    let project = Project::new(Engine::Podman);
+    project.write(
+        "spec.yaml",
+        &format!(
+            "name: {}\nregistry: {}/berth-e2e\nbase_image: {}\npython_exec: /usr/bin/python3\n\
+             builder_config: {{uv_image: \"{}\"}}\nbuilder_options: {{install_flytekit: false}}\n",
+            unique("elsewhere"),
+            env.registry,
+            env.python_image,
+            env.uv_image
+        ),
+    );
+    log_in(&project, env);
+    let built = project.build(&["--no-push", "spec.yaml"]);
+    assert_eq!(built.code, 0, "{}", built.stderr);
+    let name = built.stdout.trim().to_string();
+
+    let wrong = project.berth(&["push", "--engine", "docker", "spec.yaml"], "");
+    assert_eq!(wrong.code, 2, "{}", wrong.stderr);
+    assert!(
+        wrong.stderr.contains(&format!(
+            "{name} is not an image on docker (it is on podman)"
+        )),
+        "{}",
+        wrong.stderr
+    );
+    assert_eq!(
+        hinted_command(&wrong),
+        "berth push --engine podman spec.yaml"
+    );
+    let right = project.berth(&["push", "--engine", "podman", "spec.yaml"], "");
+    assert_eq!(right.code, 0, "the hinted push works: {}", right.stderr);
+    remove_local(&project, &name);
+}
+
 /// The `Config.Env` of a local image in the project's engine, as that engine's own CLI reports it.
 fn local_env(project: &Project, image: &str) -> Option<String> {
     let args = ["image", "inspect", "--format", "{{.Config.Env}}", image];

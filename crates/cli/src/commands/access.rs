@@ -1,7 +1,7 @@
 //! Reaching registries and engines from command-line options: one registry client per run, credentials
 //! resolved as Docker and Podman users keep them, the engine chosen and announced.
 
-use berth_core::engine::{ContainerEngine, Credentials, TransferOptions};
+use berth_core::engine::{ContainerEngine, ContainerEngineExt, Credentials, TransferOptions};
 use berth_core::reference::ImageRef;
 use berth_core::Result;
 use berth_registry::{CredentialResolver, RegistryClient, RegistryOptions};
@@ -89,6 +89,23 @@ impl EngineChoice {
             settings: config.connection(),
             named: config.endpoint(kind),
         })
+    }
+
+    /// The other engines reachable here that hold `reference` (for "built on another engine" hints); engines
+    /// that do not answer are left out quietly.
+    pub async fn others_with(&self, reference: &str) -> Vec<EngineKind> {
+        let mut found = Vec::new();
+        for kind in crate::doctor::engines::ALL
+            .into_iter()
+            .filter(|k| *k != self.kind)
+        {
+            if let Ok(engine) = crate::engines::connect_with(kind, &self.settings).await {
+                if engine.has_image(reference).await.unwrap_or(false) {
+                    found.push(kind);
+                }
+            }
+        }
+        found
     }
 
     /// Says which engine and why on standard error, and connects.
