@@ -840,6 +840,12 @@ tasks:
         "a no-op run says the lock is current rather than written:\n{}",
         second.stderr
     );
+    assert!(
+        second.stderr.rfind("already in the registry")
+            < second.stderr.find("berth.lock is up to date"),
+        "the lock line sums up the images' lines, after them:\n{}",
+        second.stderr
+    );
 
     // For scripts: the same no-op run as JSON, and asked whether a cluster without credentials could pull the
     // images (no: the test registry wants a login), which fails the run and says what to do.
@@ -953,6 +959,16 @@ fn a_failing_image_stops_only_what_depends_on_it() {
     assert!(
         !project.path().join("berth.lock").exists(),
         "no lock is written for a partial set"
+    );
+    let not_updated = run
+        .stderr
+        .find("berth.lock not updated")
+        .expect("the lock is mentioned");
+    assert!(
+        run.stderr.find("broken-on-purpose") < Some(not_updated)
+            && run.stderr.find("not built: its base image") < Some(not_updated),
+        "`see the errors above` comes after the errors:\n{}",
+        run.stderr
     );
     remove_local(&project, name);
 }

@@ -475,3 +475,64 @@ fn an_engine_address_the_user_set_that_does_not_answer_is_named_not_passed_over(
         "{err}"
     );
 }
+
+/// The project example of `berth build --help`, used as written, names each image after its entry.
+#[test]
+fn the_build_help_project_example_works_as_written() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (code, help, _) = run(dir.path(), &["build", "--help"]);
+    assert_eq!(code, 0);
+    let example: String = help
+        .lines()
+        .skip_while(|l| !l.trim_start().starts_with("engine: podman"))
+        .take_while(|l| l.starts_with("    ") || l.is_empty())
+        .map(|l| format!("{}\n", l.strip_prefix("    ").unwrap_or(l)))
+        .collect();
+    assert!(example.contains("trainer:"), "{help}");
+    write(dir.path(), "berth.yaml", &example);
+    write(dir.path(), "specs/base.yaml", "name: base\n");
+    let (code, out, err) = run(dir.path(), &["name"]);
+    assert_eq!(code, 0, "{err}\n{example}");
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("ghcr.io/my-org/trainer:")),
+        "{out}"
+    );
+    assert!(!out.contains("/flytekit:"), "{out}");
+}
+
+/// `berth build --check --json` answers on stdout, whatever the answer.
+#[test]
+fn build_check_json_prints_the_answer() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    write(
+        dir.path(),
+        "berth.yaml",
+        "registry: 127.0.0.1:5000/team\nimages:\n  a: {name: a, packages: [six]}\ntasks:\n  t: a\n",
+    );
+    let (code, out, err) = run(dir.path(), &["build", "--check", "--json"]);
+    assert_eq!(code, 1, "no lock yet: {err}");
+    let answer: serde_json::Value = serde_json::from_str(&out).expect("JSON on stdout");
+    assert_eq!(answer["current"], false, "{answer}");
+    assert!(
+        answer["stale"][0]
+            .as_str()
+            .unwrap_or_default()
+            .ends_with("berth.lock does not exist"),
+        "{answer}"
+    );
+    let name = answer["tasks"]["t"].as_str().expect("task t").to_string();
+    assert!(name.starts_with("127.0.0.1:5000/team/a:"), "{answer}");
+
+    // A lock that matches: current, and still JSON.
+    let lock = format!(
+        "{{\"version\": 1, \"images\": {{\"a\": \"{name}@sha256:{zeros}\"}}, \"tasks\": {{\"t\": \"{name}@sha256:{zeros}\"}}}}",
+        zeros = "0".repeat(64)
+    );
+    write(dir.path(), "berth.lock", &lock);
+    let (code, out, err) = run(dir.path(), &["build", "--check", "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let answer: serde_json::Value = serde_json::from_str(&out).expect("JSON on stdout");
+    assert_eq!(answer["current"], true, "{answer}");
+    assert_eq!(answer["stale"], serde_json::json!([]), "{answer}");
+}
