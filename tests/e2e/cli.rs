@@ -52,13 +52,22 @@ fn help_explains_with_examples() {
 #[test]
 fn a_typo_names_file_line_column_and_the_nearest_field() {
     let dir = tempfile::tempdir().expect("temp dir");
-    write(dir.path(), "spec.yaml", "name: app\npakages: [numpy]\n");
+    write(
+        dir.path(),
+        "spec.yaml",
+        "name: app\npakages: [numpy]\napt_pakages: [git]\n",
+    );
     let (code, out, err) = run(dir.path(), &["name", "spec.yaml"]);
     assert_eq!(code, 2, "{err}");
     assert!(out.is_empty());
     assert!(err.contains("spec.yaml:2:1"), "{err}");
     assert!(
         err.contains("unknown field `pakages`; did you mean `packages`?"),
+        "{err}"
+    );
+    // Every unknown field, not only the first.
+    assert!(
+        err.contains("spec.yaml:3:1: unknown field `apt_pakages`; did you mean `apt_packages`?"),
         "{err}"
     );
 }
@@ -73,6 +82,10 @@ fn an_unquoted_python_version_gets_a_hint_to_quote_it() {
     assert!(
         err.contains("`python_version`") && err.contains("3.1") && err.contains("quote it"),
         "{err}"
+    );
+    assert!(
+        err.contains("quote it: python_version: \"3.10\""),
+        "the fix quotes what was written: {err}"
     );
 }
 
