@@ -57,7 +57,8 @@ pub(crate) async fn build(
         .map_err(|e| io_error(std::io::Error::other(e), Op::Build, &endpoint))?;
     let connection = tokio::spawn(connection);
 
-    let outcome = follow(sender, request, progress, &endpoint).await;
+    let log = BuildLog::new(progress, plan.steps.iter().map(|s| s.describe()).collect());
+    let outcome = follow(sender, request, log, &endpoint).await;
     // Stop sending (a failed build leaves the rest of the context unread), then hear from the tar thread:
     // a context file that could not be read explains a failure better than what the daemon saw of it.
     connection.abort();
@@ -74,7 +75,7 @@ pub(crate) async fn build(
 async fn follow<B>(
     mut sender: hyper::client::conn::http1::SendRequest<B>,
     request: http::Request<B>,
-    progress: &dyn Progress,
+    mut log: BuildLog<'_>,
     endpoint: &str,
 ) -> Result<BuiltImage>
 where
@@ -100,7 +101,6 @@ where
         return Err(to_error(failure, Op::Build, endpoint));
     }
 
-    let mut log = BuildLog::new(progress);
     let mut buffer = BytesMut::new();
     let mut error: Option<String> = None;
     while let Some(frame) = body.frame().await {
@@ -126,6 +126,7 @@ where
         let text = log.failure_message(&message);
         return Err(to_error_saying(failure, Op::Build, endpoint, Some(text)));
     }
+    log.finish();
     let id = log.image_id().map(str::to_string).ok_or_else(|| {
         Error::new(
             ErrorKind::Protocol,
