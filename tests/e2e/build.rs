@@ -213,6 +213,8 @@ builder_options: {{install_flytekit: false}}
         first.stderr
     );
 
+    steps_count_the_plan(&project, &first.stderr);
+
     // The registry holds exactly that digest (skopeo, not berth, asks).
     assert_eq!(
         registry_digest(env, reference),
@@ -354,6 +356,32 @@ fn a_wrong_password_is_a_clear_authentication_error() {
         build.code, 4,
         "build exits with the unauthorized status: {}",
         build.stderr
+    );
+}
+
+/// Every engine numbers a spec's steps the same way: the Dockerfile's main stage after `FROM` (helper stages and
+/// `FROM` are not counted), in order, up to the total.
+fn steps_count_the_plan(project: &Project, stderr: &str) {
+    let rendered = project.berth(&["render", "spec.yaml"], "");
+    let main_stage = rendered.stdout.rsplit("\nFROM ").next().unwrap_or_default();
+    let total = main_stage
+        .lines()
+        .skip(1)
+        .filter(|l| l.starts_with(|c: char| c.is_ascii_uppercase()))
+        .count();
+    let steps: Vec<(usize, usize)> = stderr
+        .lines()
+        .filter_map(|l| l.split_once("] step ")?.1.split_once(':'))
+        .filter_map(|(counts, _)| {
+            let (i, n) = counts.split_once('/')?;
+            Some((i.parse().ok()?, n.parse().ok()?))
+        })
+        .collect();
+    let expected: Vec<(usize, usize)> = (1..=total).map(|i| (i, total)).collect();
+    assert_eq!(
+        steps, expected,
+        "{:?}: steps of the main stage, 1 to {total}:\n{stderr}",
+        project.engine
     );
 }
 
