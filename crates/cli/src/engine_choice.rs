@@ -246,6 +246,14 @@ pub fn setting_name(kind: EngineKind, setting: &Setting) -> String {
     }
 }
 
+/// How to stop naming that address: unset the variable, or remove the file's entry.
+fn way_out(kind: EngineKind, setting: &Setting) -> String {
+    match &setting.source {
+        Source::Environment(var) => format!("unset {var}"),
+        _ => format!("remove `engine.{kind}` from that file"),
+    }
+}
+
 fn file_key(kind: EngineKind) -> &'static str {
     match kind {
         EngineKind::Docker => "engine.docker.host",
@@ -268,10 +276,7 @@ fn named_address_unanswered(
         }
         None => "not a socket address (unix:///PATH)".to_string(),
     };
-    let unset = match &setting.source {
-        Source::Environment(var) => format!("unset {var}"),
-        _ => format!("remove `engine.{kind}` from that file"),
-    };
+    let unset = way_out(kind, setting);
     Error::new(
         berth_core::ErrorKind::EngineUnavailable,
         format!(
@@ -291,10 +296,7 @@ pub fn blame_named(kind: EngineKind, named: Option<&Setting>, error: Error) -> E
     let Some(setting) = named else {
         return error;
     };
-    let unset = match &setting.source {
-        Source::Environment(var) => format!("unset {var}"),
-        _ => format!("remove `engine.{kind}` from that file"),
-    };
+    let unset = way_out(kind, setting);
     let hint = match error.hint() {
         Some(hint) => format!("{hint}; or point it at the {kind} service, or {unset}"),
         None => format!("point it at the {kind} service, or {unset}"),
