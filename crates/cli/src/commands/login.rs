@@ -102,10 +102,10 @@ mod tests {
     #[test]
     fn a_path_is_refused_with_the_host_to_use() {
         assert_eq!(
-            login_host("https://127.0.0.1:5000/").unwrap(),
+            login_host("https://127.0.0.1:5000/").expect("a host"),
             "127.0.0.1:5000"
         );
-        let e = login_host("127.0.0.1:5000/team").unwrap_err();
+        let e = login_host("127.0.0.1:5000/team").expect_err("a path");
         assert_eq!(e.kind(), ErrorKind::InvalidSpec);
         assert_eq!(e.hint(), Some("run `berth login 127.0.0.1:5000`"));
         assert!(login_host("").is_err());
