@@ -9,7 +9,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 if [[ $(id -u) -ne 0 ]]; then
-    echo "scripts/test.sh: run as root (it installs and starts container engines): sudo bash scripts/test.sh" >&2
+    echo "scripts/test.sh: run it as root (it installs and starts container engines)" >&2
     exit 1
 fi
 

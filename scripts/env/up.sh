@@ -744,7 +744,7 @@ export BERTH_TEST_PODMAN_ROOTLESS_SOCKET=$ROOTLESS_SOCK
 export BERTH_TEST_PODMAN_ROOTLESS_USER=$ROOTLESS_USER
 export CONTAINERD_ADDRESS=$CONTAINERD_SOCK
 # dockerd is on its default socket
-unset DOCKER_HOST
+# (a DOCKER_HOST of your own is left as it is: berth names it when it does not answer)
 EOF
 chmod 644 "$ENV_FILE"
 if [[ -n $env_changed ]]; then log "wrote $ENV_FILE"; else log "$ENV_FILE is up to date"; fi

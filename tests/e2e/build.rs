@@ -104,11 +104,18 @@ impl Project {
 
     /// Runs berth in the project with `stdin` as standard input.
     fn berth(&self, args: &[&str], stdin: &str) -> Run {
+        self.berth_with(args, stdin, &[])
+    }
+
+    /// [`Project::berth`] with these variables set in berth's environment only (root engines).
+    fn berth_with(&self, args: &[&str], stdin: &str, vars: &[(&str, &str)]) -> Run {
         let config = self.config();
         let mut command = match self.engine {
             Engine::Docker | Engine::Podman | Engine::Containerd => {
                 let mut command = Command::new(berth_bin());
-                command.env("DOCKER_CONFIG", &config);
+                command
+                    .env("DOCKER_CONFIG", &config)
+                    .envs(vars.iter().copied());
                 command
             }
             Engine::PodmanRootless => {
@@ -215,6 +222,8 @@ builder_options: {{install_flytekit: false}}
         "the engine choice is announced:\n{}",
         first.stderr
     );
+
+    steps_count_the_plan(&project, &first.stderr);
 
     // The registry holds exactly that digest (skopeo, not berth, asks).
     assert_eq!(
@@ -360,6 +369,180 @@ fn a_wrong_password_is_a_clear_authentication_error() {
     );
 }
 
+/// Every engine numbers a spec's steps the same way: the Dockerfile's main stage after `FROM` (helper stages and
+/// `FROM` are not counted), in order, up to the total.
+fn steps_count_the_plan(project: &Project, stderr: &str) {
+    let rendered = project.berth(&["render", "spec.yaml"], "");
+    let main_stage = rendered.stdout.rsplit("\nFROM ").next().unwrap_or_default();
+    let total = main_stage
+        .lines()
+        .skip(1)
+        .filter(|l| l.starts_with(|c: char| c.is_ascii_uppercase()))
+        .count();
+    let steps: Vec<(usize, usize)> = stderr
+        .lines()
+        .filter_map(|l| l.split_once("] step ")?.1.split_once(':'))
+        .filter_map(|(counts, _)| {
+            let (i, n) = counts.split_once('/')?;
+            Some((i.parse().ok()?, n.parse().ok()?))
+        })
+        .collect();
+    let expected: Vec<(usize, usize)> = (1..=total).map(|i| (i, total)).collect();
+    assert_eq!(
+        steps, expected,
+        "{:?}: steps of the main stage, 1 to {total}:\n{stderr}",
+        project.engine
+    );
+}
+
+/// The first command quoted in the hint of a failed run.
+fn hinted_command(run: &Run) -> String {
+    let hint = run
+        .stderr
+        .lines()
+        .find_map(|l| l.trim_start().strip_prefix("hint: "))
+        .unwrap_or_else(|| panic!("no hint:\n{}", run.stderr));
+    hint.split('`')
+        .nth(1)
+        .expect("a quoted command")
+        .to_string()
+}
+
+/// For each place credentials come from (none, the environment, a Docker config's `auths`, a credential helper),
+/// a refused check says what fixes it there, the same for `exists` and `build`, and the command it names works.
+#[test]
+fn refused_credentials_get_the_fix_for_where_they_came_from() {
+    let env = TestEnv::get();
+    let project = Project::new(Engine::Docker);
+    let config = project.config();
+    let spec = format!(
+        "name: {}\nregistry: {}/team\n",
+        unique("hint"),
+        env.registry
+    );
+    project.write("spec.yaml", &spec);
+    let password = env.registry_password().expose().to_string();
+    let checks = |vars: &[(&str, &str)]| -> Vec<Run> {
+        [
+            &["exists", "spec.yaml"][..],
+            &["build", "--engine", "docker", "spec.yaml"][..],
+        ]
+        .iter()
+        .map(|args| project.berth_with(args, "", vars))
+        .collect()
+    };
+    let same_hint = |runs: &[Run]| -> String {
+        assert_eq!(runs[0].code, 2, "exists could not tell: {}", runs[0].stderr);
+        assert_eq!(runs[1].code, 4, "build was refused: {}", runs[1].stderr);
+        let command = hinted_command(&runs[0]);
+        assert_eq!(hinted_command(&runs[1]), command, "exists and build agree");
+        command
+    };
+    let login_as_hinted = |command: &str, vars: &[(&str, &str)]| {
+        let command = command.replace("USER", &env.registry_user);
+        let words: Vec<&str> = command.split_whitespace().collect();
+        assert_eq!(words[..2], ["berth", "login"], "{command}");
+        let end = words.iter().position(|w| *w == "<").unwrap_or(words.len());
+        let login = project.berth_with(&words[1..end], &password, vars);
+        assert_eq!(login.code, 0, "`{command}` as hinted: {}", login.stderr);
+    };
+
+    // No credentials anywhere: the hinted login (the registry host, not the repository path) fixes it.
+    let command = same_hint(&checks(&[]));
+    assert!(
+        command.starts_with(&format!("berth login {} ", env.registry)),
+        "{command}"
+    );
+    login_as_hinted(&command, &[]);
+    assert_eq!(checks(&[])[0].code, 1, "logged in: the image is absent");
+
+    // Wrong credentials in the environment win over that login: the hint says so instead of "log in".
+    let wrong = [
+        ("BERTH_REGISTRY_USERNAME", env.registry_user.as_str()),
+        ("BERTH_REGISTRY_PASSWORD", "not-the-password"),
+    ];
+    let runs = checks(&wrong);
+    same_hint(&runs);
+    assert!(
+        runs[1].stderr.contains("unset them") && !runs[1].stderr.contains("hint: log in"),
+        "{}",
+        runs[1].stderr
+    );
+
+    // A stale `auths` entry: the hint names the file and the login that replaces it.
+    let auth = base64_encode(&format!("{}:not-the-password", env.registry_user));
+    let auths = format!(
+        r#"{{"auths": {{"{}": {{"auth": "{auth}"}}}}}}"#,
+        env.registry
+    );
+    write(&config, "config.json", &auths);
+    let runs = checks(&[]);
+    let command = same_hint(&runs);
+    assert!(
+        runs[1]
+            .stderr
+            .contains(&config.join("config.json").display().to_string()),
+        "{}",
+        runs[1].stderr
+    );
+    login_as_hinted(&format!("{command} --username USER --password-stdin"), &[]);
+    assert_eq!(
+        checks(&[])[0].code,
+        1,
+        "logged in again: the image is absent"
+    );
+
+    // A credential helper holding a wrong password: the hint names it, and a login stores through it.
+    let bin = project.path().join("bin");
+    write(
+        &bin,
+        "docker-credential-berthtest",
+        "#!/bin/sh\nstore=\"$(dirname \"$0\")/stored.json\"\ncase \"$1\" in\n\
+         get) if [ -f \"$store\" ]; then cat \"$store\"; else echo '{\"Username\":\"berth\",\"Secret\":\"not-the-password\"}'; fi ;;\n\
+         store) cat > \"$store\" ;;\nesac\n",
+    );
+    tool(
+        "chmod",
+        &[
+            "+x",
+            &bin.join("docker-credential-berthtest")
+                .display()
+                .to_string(),
+        ],
+    );
+    write(
+        &config,
+        "config.json",
+        &format!(r#"{{"credHelpers": {{"{}": "berthtest"}}}}"#, env.registry),
+    );
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let with_helper = [("PATH", path.as_str())];
+    let runs = checks(&with_helper);
+    let command = same_hint(&runs);
+    assert!(
+        runs[1].stderr.contains("docker-credential-berthtest"),
+        "{}",
+        runs[1].stderr
+    );
+    login_as_hinted(
+        &format!("{command} --username USER --password-stdin"),
+        &with_helper,
+    );
+    assert!(
+        bin.join("stored.json").exists(),
+        "stored through the helper"
+    );
+    assert_eq!(
+        checks(&with_helper)[0].code,
+        1,
+        "logged in again: the image is absent"
+    );
+}
+
 /// Logs in to the test registry with berth, storing the credentials in `config`.
 fn log_in(project: &Project, env: &TestEnv) {
     let args = [
@@ -472,6 +655,46 @@ fn base_first_then_push(engine: Engine) {
     for name in [&base_name, &app_name] {
         remove_local(&project, name);
     }
+}
+
+/// `berth push` on an engine that lacks the image (built with `--no-push` on another) says which engine has it and
+/// the command that pushes from there, which works.
+#[test]
+fn a_push_from_the_wrong_engine_names_the_engine_that_has_the_image() {
+    let env = TestEnv::get();
+    let project = Project::new(Engine::Podman);
+    project.write(
+        "spec.yaml",
+        &format!(
+            "name: {}\nregistry: {}/berth-e2e\nbase_image: {}\npython_exec: /usr/bin/python3\n\
+             builder_config: {{uv_image: \"{}\"}}\nbuilder_options: {{install_flytekit: false}}\n",
+            unique("elsewhere"),
+            env.registry,
+            env.python_image,
+            env.uv_image
+        ),
+    );
+    log_in(&project, env);
+    let built = project.build(&["--no-push", "spec.yaml"]);
+    assert_eq!(built.code, 0, "{}", built.stderr);
+    let name = built.stdout.trim().to_string();
+
+    let wrong = project.berth(&["push", "--engine", "docker", "spec.yaml"], "");
+    assert_eq!(wrong.code, 2, "{}", wrong.stderr);
+    assert!(
+        wrong.stderr.contains(&format!(
+            "{name} is not an image on docker (it is on podman)"
+        )),
+        "{}",
+        wrong.stderr
+    );
+    assert_eq!(
+        hinted_command(&wrong),
+        "berth push --engine podman spec.yaml"
+    );
+    let right = project.berth(&["push", "--engine", "podman", "spec.yaml"], "");
+    assert_eq!(right.code, 0, "the hinted push works: {}", right.stderr);
+    remove_local(&project, &name);
 }
 
 /// The `Config.Env` of a local image in the project's engine, as that engine's own CLI reports it.
@@ -655,6 +878,12 @@ tasks:
         "a no-op run says the lock is current rather than written:\n{}",
         second.stderr
     );
+    assert!(
+        second.stderr.rfind("already in the registry")
+            < second.stderr.find("berth.lock is up to date"),
+        "the lock line sums up the images' lines, after them:\n{}",
+        second.stderr
+    );
 
     // For scripts: the same no-op run as JSON, and asked whether a cluster without credentials could pull the
     // images (no: the test registry wants a login), which fails the run and says what to do.
@@ -768,6 +997,16 @@ fn a_failing_image_stops_only_what_depends_on_it() {
     assert!(
         !project.path().join("berth.lock").exists(),
         "no lock is written for a partial set"
+    );
+    let not_updated = run
+        .stderr
+        .find("berth.lock not updated")
+        .expect("the lock is mentioned");
+    assert!(
+        run.stderr.find("broken-on-purpose") < Some(not_updated)
+            && run.stderr.find("not built: its base image") < Some(not_updated),
+        "`see the errors above` comes after the errors:\n{}",
+        run.stderr
     );
     remove_local(&project, name);
 }

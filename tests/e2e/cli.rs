@@ -2,8 +2,6 @@
 
 use std::path::Path;
 
-use berth_tests::berth;
-
 fn write(dir: &Path, name: &str, text: &str) {
     let path = dir.join(name);
     if let Some(parent) = path.parent() {
@@ -13,7 +11,18 @@ fn write(dir: &Path, name: &str, text: &str) {
 }
 
 fn run(dir: &Path, args: &[&str]) -> (i32, String, String) {
-    let out = berth(dir, args);
+    run_with(dir, args, &[])
+}
+
+/// [`run`] with `vars` set in berth's environment only (never the test process's: services are shared).
+fn run_with(dir: &Path, args: &[&str], vars: &[(&str, &str)]) -> (i32, String, String) {
+    let out = std::process::Command::new(berth_tests::berth_bin())
+        .args(args)
+        .current_dir(dir)
+        .env_remove("BERTH_ENGINE")
+        .envs(vars.iter().copied())
+        .output()
+        .expect("run berth");
     (
         out.status.code().expect("exit code"),
         String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -43,13 +52,22 @@ fn help_explains_with_examples() {
 #[test]
 fn a_typo_names_file_line_column_and_the_nearest_field() {
     let dir = tempfile::tempdir().expect("temp dir");
-    write(dir.path(), "spec.yaml", "name: app\npakages: [numpy]\n");
+    write(
+        dir.path(),
+        "spec.yaml",
+        "name: app\npakages: [numpy]\napt_pakages: [git]\n",
+    );
     let (code, out, err) = run(dir.path(), &["name", "spec.yaml"]);
     assert_eq!(code, 2, "{err}");
     assert!(out.is_empty());
     assert!(err.contains("spec.yaml:2:1"), "{err}");
     assert!(
         err.contains("unknown field `pakages`; did you mean `packages`?"),
+        "{err}"
+    );
+    // Every unknown field, not only the first.
+    assert!(
+        err.contains("spec.yaml:3:1: unknown field `apt_pakages`; did you mean `apt_packages`?"),
         "{err}"
     );
 }
@@ -64,6 +82,10 @@ fn an_unquoted_python_version_gets_a_hint_to_quote_it() {
     assert!(
         err.contains("`python_version`") && err.contains("3.1") && err.contains("quote it"),
         "{err}"
+    );
+    assert!(
+        err.contains("quote it: python_version: \"3.10\""),
+        "the fix quotes what was written: {err}"
     );
 }
 
@@ -419,4 +441,140 @@ fn a_billion_laughs_spec_is_refused_at_its_alias() {
         err.contains("aliases in this file expand to more than"),
         "{err}"
     );
+}
+
+#[test]
+fn login_refuses_a_repository_path_and_names_the_host() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (code, _, err) = run(
+        dir.path(),
+        &[
+            "login",
+            "127.0.0.1:5000/team",
+            "-u",
+            "me",
+            "--password-stdin",
+        ],
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("names a repository path") && err.contains("`berth login 127.0.0.1:5000`"),
+        "{err}"
+    );
+}
+
+#[test]
+fn an_engine_address_the_user_set_that_does_not_answer_is_named_not_passed_over() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    write(dir.path(), "spec.yaml", "name: local-only\n");
+    let docker = format!("unix://{}/docker-dead.sock", dir.path().display());
+    let podman = format!("unix://{}/podman-dead.sock", dir.path().display());
+    let vars = [
+        ("DOCKER_HOST", docker.as_str()),
+        ("CONTAINER_HOST", podman.as_str()),
+    ];
+    let (code, out, err) = run_with(dir.path(), &["config"], &vars);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains(&format!(
+            "none: {docker_var}={docker} names the docker engine, which does not answer there: no such socket",
+            docker_var = "DOCKER_HOST"
+        )),
+        "{out}"
+    );
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("docker host") && l.ends_with("(from DOCKER_HOST)")),
+        "{out}"
+    );
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("podman socket") && l.ends_with("(from CONTAINER_HOST)")),
+        "{out}"
+    );
+
+    // A build does not quietly go to another engine: it stops, naming the variable and how to get out.
+    for vars in [&vars[..], &vars[..1]] {
+        let (code, _, err) = run_with(dir.path(), &["build", "--no-push", "spec.yaml"], vars);
+        assert_eq!(code, 3, "{err}");
+        assert!(
+            err.contains(&format!("DOCKER_HOST={docker} names the docker engine"))
+                && err.contains("unset DOCKER_HOST"),
+            "{err}"
+        );
+        assert!(!err.contains("engine: "), "no engine was used: {err}");
+    }
+
+    // Chosen explicitly, an unusable CONTAINER_HOST is named too.
+    let (code, _, err) = run_with(
+        dir.path(),
+        &["build", "--engine", "podman", "--no-push", "spec.yaml"],
+        &[("CONTAINER_HOST", "nowhere")],
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("CONTAINER_HOST=nowhere: ") && err.contains("unset CONTAINER_HOST"),
+        "{err}"
+    );
+}
+
+/// The project example of `berth build --help`, used as written, names each image after its entry.
+#[test]
+fn the_build_help_project_example_works_as_written() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (code, help, _) = run(dir.path(), &["build", "--help"]);
+    assert_eq!(code, 0);
+    let example: String = help
+        .lines()
+        .skip_while(|l| !l.trim_start().starts_with("engine: podman"))
+        .take_while(|l| l.starts_with("    ") || l.is_empty())
+        .map(|l| format!("{}\n", l.strip_prefix("    ").unwrap_or(l)))
+        .collect();
+    assert!(example.contains("trainer:"), "{help}");
+    write(dir.path(), "berth.yaml", &example);
+    write(dir.path(), "specs/base.yaml", "name: base\n");
+    let (code, out, err) = run(dir.path(), &["name"]);
+    assert_eq!(code, 0, "{err}\n{example}");
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("ghcr.io/my-org/trainer:")),
+        "{out}"
+    );
+    assert!(!out.contains("/flytekit:"), "{out}");
+}
+
+/// `berth build --check --json` answers on stdout, whatever the answer.
+#[test]
+fn build_check_json_prints_the_answer() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    write(
+        dir.path(),
+        "berth.yaml",
+        "registry: 127.0.0.1:5000/team\nimages:\n  a: {name: a, packages: [six]}\ntasks:\n  t: a\n",
+    );
+    let (code, out, err) = run(dir.path(), &["build", "--check", "--json"]);
+    assert_eq!(code, 1, "no lock yet: {err}");
+    let answer: serde_json::Value = serde_json::from_str(&out).expect("JSON on stdout");
+    assert_eq!(answer["current"], false, "{answer}");
+    assert!(
+        answer["stale"][0]
+            .as_str()
+            .unwrap_or_default()
+            .ends_with("berth.lock does not exist"),
+        "{answer}"
+    );
+    let name = answer["tasks"]["t"].as_str().expect("task t").to_string();
+    assert!(name.starts_with("127.0.0.1:5000/team/a:"), "{answer}");
+
+    // A lock that matches: current, and still JSON.
+    let lock = format!(
+        "{{\"version\": 1, \"images\": {{\"a\": \"{name}@sha256:{zeros}\"}}, \"tasks\": {{\"t\": \"{name}@sha256:{zeros}\"}}}}",
+        zeros = "0".repeat(64)
+    );
+    write(dir.path(), "berth.lock", &lock);
+    let (code, out, err) = run(dir.path(), &["build", "--check", "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let answer: serde_json::Value = serde_json::from_str(&out).expect("JSON on stdout");
+    assert_eq!(answer["current"], true, "{answer}");
+    assert_eq!(answer["stale"], serde_json::json!([]), "{answer}");
 }

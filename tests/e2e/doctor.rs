@@ -420,3 +420,67 @@ fn the_project_files_connection_settings_are_the_ones_doctor_reports_and_uses() 
         "{report:#}"
     );
 }
+
+/// A `DOCKER_HOST` that does not answer is the problem doctor names (berth would not build elsewhere), and each
+/// engine says which variable points at it.
+#[test]
+fn a_dead_docker_host_is_named_as_the_problem() {
+    let env = TestEnv::get();
+    let config = tempfile::tempdir().expect("temp dir");
+    let dead = format!("unix://{}/dead.sock", config.path().display());
+    let mut command = berth_as_root(env, config.path(), &["doctor", "--json"]);
+    command.env("DOCKER_HOST", &dead);
+    let run = Run::of(command, "");
+    assert_eq!(run.code, 1, "{}\n{}", run.stdout, run.stderr);
+    let report = run.json();
+    let docker = engine(&report, "docker");
+    assert!(
+        docker["message"]
+            .as_str()
+            .unwrap_or_default()
+            .ends_with("; DOCKER_HOST points there"),
+        "{docker:#}"
+    );
+    let podman = engine(&report, "podman");
+    assert!(
+        podman["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("CONTAINER_HOST points there"),
+        "{podman:#}"
+    );
+    assert!(report["engine_choice"].is_null(), "{report:#}");
+    let problems = report["problems"].as_array().expect("problems");
+    assert!(
+        problems.iter().any(|p| p["message"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with(&format!("{}={dead} names the docker engine", "DOCKER_HOST"))
+            && p["fix"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("unset DOCKER_HOST")),
+        "{report:#}"
+    );
+}
+
+/// Without credentials, a registry that asks for none (the public test registry takes anonymous pushes) is not
+/// a problem; the authenticated one still is.
+#[test]
+fn no_credentials_is_a_problem_only_where_the_registry_asks_for_them() {
+    let env = TestEnv::get();
+    let config = tempfile::tempdir().expect("temp dir");
+    let doctor = |registry: &str| {
+        let args = ["doctor", "--json", "--registry", registry];
+        Run::of(berth_as_root(env, config.path(), &args), "")
+    };
+    let open = doctor(&env.public_registry);
+    assert_eq!(open.code, 0, "{}\n{}", open.stdout, open.stderr);
+    let report = open.json();
+    assert_eq!(report["registry"]["needs_credentials"], false, "{report:#}");
+    assert_eq!(report["problems"], Value::Array(vec![]), "{report:#}");
+
+    let closed = doctor(&env.registry);
+    assert_eq!(closed.code, 1, "{}", closed.stdout);
+    assert_eq!(closed.json()["registry"]["needs_credentials"], true);
+}

@@ -264,6 +264,29 @@ pub fn parse_env_file(text: &str) -> HashMap<String, String> {
 mod tests {
     use super::*;
 
+    /// Sourcing env.sh sets the test variables and leaves the user's own engine variables alone (berth now
+    /// names a DOCKER_HOST that does not answer rather than passing it over, so there is no reason to clear it).
+    #[test]
+    fn the_env_file_up_sh_writes_leaves_docker_host_alone() {
+        let script = std::fs::read_to_string(crate::repo_root().join("scripts/env/up.sh"))
+            .expect("read up.sh");
+        let env_file = script
+            .split("write_if_changed \"$ENV_FILE\"")
+            .nth(1)
+            .and_then(|rest| rest.split("\nEOF\n").next())
+            .expect("up.sh writes the env file from a here-document");
+        assert!(
+            env_file.contains("export BERTH_TEST_REGISTRY="),
+            "{env_file}"
+        );
+        for line in env_file.lines() {
+            assert!(
+                !line.trim_start().starts_with("unset "),
+                "env.sh unsets a variable of the user's: {line}"
+            );
+        }
+    }
+
     fn full_file(password_file: &Path) -> String {
         let mut text = String::from("# written by up.sh\n");
         for name in vars::REQUIRED {

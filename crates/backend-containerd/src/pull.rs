@@ -108,14 +108,14 @@ async fn fetch(
     );
     let top = registry.get_manifest(image).await.map_err(|e| {
         let kind = e.kind();
+        let hint = match kind {
+            ErrorKind::NotFound => "check the image name and tag, and that it was pushed",
+            // The registry client's hint fits where the refused credentials came from.
+            ErrorKind::Unauthorized => e.hint().unwrap_or("log in for this registry"),
+            _ => "check that the registry is reachable",
+        };
         error(kind, op, format!("{name}: {}", e.message()))
-            .with_hint(match kind {
-                ErrorKind::NotFound => "check the image name and tag, and that it was pushed",
-                ErrorKind::Unauthorized => {
-                    "log in with `berth login` or `docker login` for this registry"
-                }
-                _ => "check that the registry is reachable",
-            })
+            .with_hint(hint.to_string())
             .with_source(e)
     })?;
     let top_descriptor = Descriptor {

@@ -144,14 +144,15 @@ async fn add_source(daemon: &Daemon, image: &ImageRef, digest: &str, op: Op) -> 
 
 fn with_push_hint(e: berth_core::Error, name: &str) -> berth_core::Error {
     let hint = match e.kind() {
-        ErrorKind::Unauthorized => {
-            "log in with `berth login` (or `docker login`) for this registry, with push rights"
-        }
+        // The registry client's hint fits where the refused credentials came from.
+        ErrorKind::Unauthorized => e
+            .hint()
+            .unwrap_or("log in for this registry, with push rights"),
         ErrorKind::Temporary => "the registry failed for a while; push again",
         _ => "check the registry address and that the repository accepts pushes",
     };
     let kind = e.kind();
     error(kind, Op::Push, format!("{name}: {}", e.message()))
-        .with_hint(hint)
+        .with_hint(hint.to_string())
         .with_source(e)
 }

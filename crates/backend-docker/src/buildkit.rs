@@ -8,7 +8,7 @@
 
 use std::collections::HashMap;
 
-use berth_core::engine::{BuildOptions, BuiltImage, Network, Progress, ProgressEvent};
+use berth_core::engine::{BuildOptions, BuiltImage, Network, Progress};
 use berth_core::lines::{LineSplitter, Piece};
 use berth_core::plan::BuildPlan;
 use berth_core::{Error, ErrorKind, Result};
@@ -59,7 +59,8 @@ pub(crate) async fn build(
         .map_err(|e| io_error(std::io::Error::other(e), Op::Build, &endpoint))?;
     let connection = tokio::spawn(connection);
 
-    let outcome = follow(sender, request, progress, &endpoint).await;
+    let log = BuildLog::new(progress, plan.steps.iter().map(|s| s.describe()).collect());
+    let outcome = follow(sender, request, log, &endpoint).await;
     // Stop sending (a failed build leaves the rest of the context unread), then hear from the tar thread:
     // a context file that could not be read explains a failure better than what the daemon saw of it.
     connection.abort();
@@ -76,7 +77,7 @@ pub(crate) async fn build(
 async fn follow<B>(
     mut sender: hyper::client::conn::http1::SendRequest<B>,
     request: http::Request<B>,
-    progress: &dyn Progress,
+    mut log: BuildLog<'_>,
     endpoint: &str,
 ) -> Result<BuiltImage>
 where
@@ -103,12 +104,11 @@ where
         return Err(to_error(failure, Op::Build, endpoint));
     }
 
-    let mut log = BuildLog::new(progress);
     let mut lines = LineSplitter::default();
     let mut error: Option<String> = None;
     let handle = |piece: Piece, log: &mut BuildLog, error: &mut Option<String>| match piece {
         Piece::Line(line) => handle_line(&line, log, error),
-        Piece::Overlong => progress.event(ProgressEvent::Line(OVERLONG.to_string())),
+        Piece::Overlong => log.note(OVERLONG),
     };
     while let Some(frame) = body.frame().await {
         let Ok(data) = frame.map_err(transport)?.into_data() else {
@@ -132,6 +132,7 @@ where
         let text = log.failure_message(&message);
         return Err(to_error_saying(failure, Op::Build, endpoint, Some(text)));
     }
+    log.finish();
     let id = log.image_id().map(str::to_string).ok_or_else(|| {
         Error::new(
             ErrorKind::Protocol,
@@ -252,6 +253,8 @@ mod tests {
         );
     }
 
+    use berth_core::engine::ProgressEvent;
+
     #[derive(Default)]
     struct Record(std::sync::Mutex<Vec<String>>);
 
@@ -288,7 +291,7 @@ mod tests {
             .body(http_body_util::Empty::<Bytes>::new())
             .expect("request");
         let record = Record::default();
-        let built = follow(sender, request, &record, "fake")
+        let built = follow(sender, request, BuildLog::new(&record, Vec::new()), "fake")
             .await
             .expect("built");
         assert_eq!(built.id, id);

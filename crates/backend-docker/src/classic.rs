@@ -54,7 +54,7 @@ pub(crate) async fn build(
         Some(credentials),
         Some(bollard::body_try_stream(tar.body)),
     );
-    let mut log = BuildLog::new(progress);
+    let mut log = BuildLog::new(progress, plan.steps.iter().map(|s| s.describe()).collect());
     let mut failure: Option<bollard::errors::Error> = None;
     while let Some(item) = engine.next_within(&mut stream, Op::Build).await? {
         match item {
@@ -94,6 +94,7 @@ pub(crate) async fn build(
         }
         return Err(client_error(err, Op::Build, &endpoint));
     }
+    log.finish();
     let id = log.image_id().map(str::to_string).ok_or_else(|| {
         Error::new(
             ErrorKind::Protocol,

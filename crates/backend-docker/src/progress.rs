@@ -40,17 +40,56 @@ pub(crate) struct BuildLog<'a> {
     current: Option<String>,
     failed: Option<(String, String)>,
     image_id: Option<String>,
+    /// The plan's steps (the main stage after `FROM`), and how many were announced.
+    plan_steps: Vec<String>,
+    announced: usize,
 }
 
 impl<'a> BuildLog<'a> {
-    pub(crate) fn new(progress: &'a dyn Progress) -> Self {
+    /// A log for building a plan whose steps are `plan_steps` ([`berth_core::plan::Step::describe`]).
+    pub(crate) fn new(progress: &'a dyn Progress, plan_steps: Vec<String>) -> Self {
         BuildLog {
             progress,
             steps: HashMap::new(),
             current: None,
             failed: None,
             image_id: None,
+            plan_steps,
+            announced: 0,
         }
+    }
+
+    /// A line that is not the daemon's (berth's own note about the stream).
+    pub(crate) fn note(&self, line: &str) {
+        self.progress.event(ProgressEvent::Line(line.to_string()));
+    }
+
+    /// Announces the plan's steps up to `index` (1-based) as every engine numbers them: only the main stage's
+    /// steps after `FROM`. BuildKit makes no vertex for metadata steps (ENV, USER, SHELL...), so they are
+    /// announced when the next step with a vertex starts.
+    fn reach(&mut self, index: usize) {
+        let total = self.plan_steps.len();
+        while self.announced < index.min(total) {
+            self.announced += 1;
+            self.progress.event(ProgressEvent::Step {
+                index: self.announced,
+                total,
+                description: self.plan_steps[self.announced - 1].clone(),
+            });
+        }
+    }
+
+    /// The build succeeded: the trailing metadata steps (flytekit's last step is an ENV) were applied too.
+    pub(crate) fn finish(&mut self) {
+        self.reach(self.plan_steps.len());
+    }
+
+    /// The plan step a numbered instruction of `total` is, counting from the end (the main stage is last, and
+    /// its instructions after `FROM` are the plan's steps); `None` for `FROM` and helper stages.
+    fn plan_index(&self, index: usize, total: usize) -> Option<usize> {
+        (index + self.plan_steps.len())
+            .checked_sub(total)
+            .filter(|i| *i >= 1)
     }
 
     /// Records the image id the daemon announced.
@@ -70,12 +109,12 @@ impl<'a> BuildLog<'a> {
             step.name = vertex.name.clone();
             if !step.announced && (vertex.started.is_some() || vertex.cached) {
                 step.announced = true;
-                match numbered(&vertex.name) {
-                    Some((index, total, instruction)) => self.progress.event(ProgressEvent::Step {
-                        index,
-                        total,
-                        description: instruction.to_string(),
-                    }),
+                // Helper stages (`[uv 1/1]`) and FROM are not the plan's steps: a line, not a count.
+                let main = numbered(&vertex.name)
+                    .filter(|(stage, ..)| stage.is_none_or(|s| s.starts_with("stage-")))
+                    .and_then(|(_, index, total, _)| self.plan_index(index, total));
+                match main {
+                    Some(index) => self.reach(index),
                     None => self
                         .progress
                         .event(ProgressEvent::Line(vertex.name.clone())),
@@ -114,11 +153,13 @@ impl<'a> BuildLog<'a> {
                 step.name = format!("[{index}/{total}] {description}");
                 step.announced = true;
                 self.current = Some(key);
-                self.progress.event(ProgressEvent::Step {
-                    index,
-                    total,
-                    description: description.to_string(),
-                });
+                // The classic builder counts every stage's instructions; the plan's steps are the last ones.
+                match self.plan_index(index, total) {
+                    Some(index) => self.reach(index),
+                    None => self
+                        .progress
+                        .event(ProgressEvent::Line(description.to_string())),
+                }
             } else if !bare.is_empty() {
                 self.progress.event(ProgressEvent::Line(bare.clone()));
                 // Builder chatter, not the step's output.
@@ -156,7 +197,7 @@ impl<'a> BuildLog<'a> {
     pub(crate) fn failed_in_step(&self) -> bool {
         self.failing_step()
             .and_then(|s| numbered(&s.name))
-            .is_some_and(|(_, _, instruction)| !instruction.starts_with("FROM"))
+            .is_some_and(|(.., instruction)| !instruction.starts_with("FROM"))
     }
 
     fn failing_step(&self) -> Option<&StepLog> {
@@ -189,12 +230,15 @@ impl<'a> BuildLog<'a> {
 }
 
 /// `[2/5] RUN x` or `[stage-1 2/5] RUN x` → (2, 5, "RUN x").
-fn numbered(name: &str) -> Option<(usize, usize, &str)> {
+fn numbered(name: &str) -> Option<(Option<&str>, usize, usize, &str)> {
     let rest = name.strip_prefix('[')?;
     let (label, instruction) = rest.split_once("] ")?;
-    let counts = label.rsplit(' ').next()?;
+    let (stage, counts) = match label.rsplit_once(' ') {
+        Some((stage, counts)) => (Some(stage), counts),
+        None => (None, label),
+    };
     let (index, total) = counts.split_once('/')?;
-    Some((index.parse().ok()?, total.parse().ok()?, instruction))
+    Some((stage, index.parse().ok()?, total.parse().ok()?, instruction))
 }
 
 /// `Step 2/5 : RUN x` → (2, 5, "RUN x").
@@ -243,7 +287,7 @@ mod tests {
     #[test]
     fn classic_output_names_the_failing_step() {
         let record = Record::default();
-        let mut log = BuildLog::new(&record);
+        let mut log = BuildLog::new(&record, vec!["RUN echo boom; false".into()]);
         log.classic("Step 1/2 : FROM busybox\n ---> abc\nStep 2/2 : RUN echo boom; false\n");
         log.classic(" ---> Running in 123\n\u{1b}[91mboom\n\u{1b}[0m");
         assert!(log.failed_in_step());
@@ -257,16 +301,69 @@ mod tests {
         assert!(message.contains("  | boom"), "{message}");
         let events = record.0.lock().expect("lock");
         assert!(events.contains(&ProgressEvent::Step {
-            index: 2,
-            total: 2,
+            index: 1,
+            total: 1,
             description: "RUN echo boom; false".into()
         }));
+    }
+
+    fn steps(events: &[ProgressEvent]) -> Vec<(usize, usize)> {
+        events
+            .iter()
+            .filter_map(|e| match e {
+                ProgressEvent::Step { index, total, .. } => Some((*index, *total)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// BuildKit numbers each stage on its own and makes no vertex for ENV or USER: the count is the plan's
+    /// steps only (no helper stage, no FROM), in order, and reaches its total when the build ends.
+    #[test]
+    fn buildkit_counts_the_plan_steps_and_reaches_the_total() {
+        use bollard::moby::buildkit::v1::Vertex;
+        let record = Record::default();
+        let plan = ["ENV A=1", "RUN a", "USER x", "RUN b", "ENV B=2"];
+        let mut log = BuildLog::new(&record, plan.iter().map(|s| s.to_string()).collect());
+        for (digest, name) in [
+            ("u", "[uv 1/1] FROM uv"),
+            ("f", "[stage-1 1/6] FROM base"),
+            ("a", "[stage-1 3/6] RUN a"),
+            ("b", "[stage-1 5/6] RUN b"),
+        ] {
+            log.buildkit(StatusResponse {
+                vertexes: vec![Vertex {
+                    digest: digest.into(),
+                    name: name.into(),
+                    cached: true,
+                    ..Vertex::default()
+                }],
+                ..StatusResponse::default()
+            });
+        }
+        assert_eq!(
+            steps(&record.0.lock().expect("lock")),
+            [(1, 5), (2, 5), (3, 5), (4, 5)]
+        );
+        log.finish();
+        let events = record.0.lock().expect("lock");
+        assert_eq!(steps(&events), [(1, 5), (2, 5), (3, 5), (4, 5), (5, 5)]);
+        assert!(events.contains(&ProgressEvent::Line("[uv 1/1] FROM uv".into())));
+    }
+
+    #[test]
+    fn classic_counts_only_the_main_stage() {
+        let record = Record::default();
+        let mut log = BuildLog::new(&record, vec!["RUN a".into(), "ENV B=2".into()]);
+        log.classic("Step 1/4 : FROM uv AS uv\nStep 2/4 : FROM base\nStep 3/4 : RUN a\nStep 4/4 : ENV B=2\n");
+        log.finish();
+        assert_eq!(steps(&record.0.lock().expect("lock")), [(1, 2), (2, 2)]);
     }
 
     #[test]
     fn step_output_without_newlines_is_bounded() {
         let record = Record::default();
-        let mut log = BuildLog::new(&record);
+        let mut log = BuildLog::new(&record, Vec::new());
         let chunk = "x".repeat(64 << 10);
         for _ in 0..64 {
             log.output("v", &chunk);
@@ -280,8 +377,11 @@ mod tests {
 
     #[test]
     fn numbered_vertex_names() {
-        assert_eq!(numbered("[2/5] RUN x"), Some((2, 5, "RUN x")));
-        assert_eq!(numbered("[stage-1 1/3] FROM b"), Some((1, 3, "FROM b")));
+        assert_eq!(numbered("[2/5] RUN x"), Some((None, 2, 5, "RUN x")));
+        assert_eq!(
+            numbered("[stage-1 1/3] FROM b"),
+            Some((Some("stage-1"), 1, 3, "FROM b"))
+        );
         assert_eq!(numbered("[internal] load .dockerignore"), None);
     }
 }

@@ -260,11 +260,17 @@ impl<'a> BuildLog<'a> {
         if let Some((index, total, description)) = step_line(line) {
             self.step = Some(description.to_string());
             self.tail.clear();
-            self.progress.event(ProgressEvent::Step {
-                index,
-                total,
-                description: description.to_string(),
-            });
+            // The plan's steps are the last stage's after FROM, numbered so on every engine; helper stages and
+            // FROM are lines.
+            let event = match plan_step(line, index, total) {
+                Some((index, total)) => ProgressEvent::Step {
+                    index,
+                    total,
+                    description: description.to_string(),
+                },
+                None => ProgressEvent::Line(line.to_string()),
+            };
+            self.progress.event(event);
             return;
         }
         if line.len() == 64 && line.chars().all(|c| c.is_ascii_hexdigit()) {
@@ -367,6 +373,15 @@ async fn insecure_pulls(
     Ok(false)
 }
 
+/// `[2/2] STEP 3/4: ...` is plan step 2 of 3: buildah numbers each stage (`[stage/stages]`) from its FROM.
+fn plan_step(line: &str, index: usize, total: usize) -> Option<(usize, usize)> {
+    let last_stage = match line.strip_prefix('[').and_then(|r| r.split_once(']')) {
+        Some((stage, _)) => stage.split_once('/').is_some_and(|(a, b)| a == b),
+        None => true,
+    };
+    (last_stage && index > 1).then(|| (index - 1, total - 1))
+}
+
 fn host_platform() -> String {
     let arch = match std::env::consts::ARCH {
         "x86_64" => "amd64",
@@ -434,6 +449,10 @@ mod tests {
             Some((1, 3, "FROM busybox"))
         );
         assert_eq!(step_line("STEPS 1/3: nothing"), None);
+        assert_eq!(plan_step("[2/2] STEP 3/4: RUN echo hi", 3, 4), Some((2, 3)));
+        assert_eq!(plan_step("[1/2] STEP 1/1: FROM uv AS uv", 1, 1), None);
+        assert_eq!(plan_step("[2/2] STEP 1/4: FROM base", 1, 4), None);
+        assert_eq!(plan_step("STEP 2/3: RUN x", 2, 3), Some((1, 2)));
         assert_eq!(step_line("uv 0.5.1"), None);
     }
 }

@@ -64,18 +64,25 @@ fn is_root() -> bool {
     std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
 }
 
-/// The command that starts a service listening on `socket`.
+/// The command that starts a service listening on `socket`, for whoever runs berth: root starts the system
+/// unit (no `sudo`, no `--user`), another user their own unit, or asks root for the system one.
 pub(crate) fn start_hint(socket: &Path) -> String {
-    if socket == Path::new(ROOTFUL_SOCKET) {
-        format!(
-            "start the service: `sudo systemctl start podman.socket`, or `sudo podman system service --time=0 unix://{}`",
-            socket.display()
-        )
-    } else {
-        format!(
-            "start the service: `systemctl --user start podman.socket`, or `podman system service --time=0 unix://{}`",
-            socket.display()
-        )
+    start_hint_as(socket, is_root())
+}
+
+fn start_hint_as(socket: &Path, root: bool) -> String {
+    let service = format!("podman system service --time=0 unix://{}", socket.display());
+    match (root, socket == Path::new(ROOTFUL_SOCKET)) {
+        (true, true) => {
+            format!("start the service: `systemctl start podman.socket`, or `{service} &`")
+        }
+        (true, false) => format!("start a service there: `{service} &`"),
+        (false, true) => {
+            format!("start the service: `sudo systemctl start podman.socket`, or `sudo {service}`")
+        }
+        (false, false) => {
+            format!("start the service: `systemctl --user start podman.socket`, or `{service}`")
+        }
     }
 }
 
@@ -100,6 +107,20 @@ mod tests {
             berth_core::ErrorKind::Unsupported
         );
         assert!(parse("unix://").is_err());
+    }
+
+    #[test]
+    fn root_is_told_to_start_the_system_unit_without_sudo_or_user() {
+        let root = start_hint_as(Path::new(ROOTFUL_SOCKET), true);
+        assert!(root.contains("`systemctl start podman.socket`"), "{root}");
+        assert!(!root.contains("--user") && !root.contains("sudo"), "{root}");
+        let elsewhere = start_hint_as(Path::new("/tmp/p.sock"), true);
+        assert!(!elsewhere.contains("--user"), "{elsewhere}");
+        let user = start_hint_as(Path::new("/run/user/7/podman/podman.sock"), false);
+        assert!(
+            user.contains("systemctl --user start podman.socket"),
+            "{user}"
+        );
     }
 
     #[test]

@@ -224,6 +224,6 @@ mod tests {
         assert!(err
             .hint()
             .unwrap_or_default()
-            .contains("systemctl --user start podman.socket"));
+            .contains("podman system service --time=0 unix:///run/user/7/podman/podman.sock"));
     }
 }

@@ -83,7 +83,8 @@ In a project (a berth.yaml in this folder or above), `berth build` with no spec 
     default_image: ghcr.io/my-org/flytekit:py3.12-1.16.31   # else flytekit's default
     images:
       base: specs/base.yaml             # a spec file (relative to berth.yaml)
-      trainer:                          # or an inline spec
+      trainer:                          # or an inline spec; name it (else flytekit's `flytekit`)
+        name: trainer
         base_image: {spec: specs/base.yaml}
         packages: [torch]
     tasks:

@@ -9,7 +9,7 @@ use berth_core::{Error, Result};
 
 #[cfg(test)]
 use crate::config::Project;
-use crate::config::{Config, EngineSettings, Source};
+use crate::config::{Config, EngineSettings, Setting, Source};
 use crate::env_vars::EnvVars;
 
 /// The engines berth knows.
@@ -123,15 +123,18 @@ pub fn choose_with(flag: Option<&str>, config: &Config) -> Result<(EngineKind, C
         };
         return Ok((kind, source));
     }
-    detect(&config.connection())
+    detect(config)
 }
 
 fn is_auto(name: &str) -> bool {
     name.trim().eq_ignore_ascii_case("auto")
 }
 
-/// The first engine whose socket exists: Docker, then Podman, then containerd.
-fn detect(connection: &EngineSettings) -> Result<(EngineKind, ChoiceSource)> {
+/// The first engine whose socket answers: Docker, then Podman, then containerd. An address the user named
+/// (`DOCKER_HOST`, `CONTAINER_HOST`, `CONTAINERD_ADDRESS` or a file's `engine.<name>`) that does not answer stops
+/// detection with an error naming it, rather than a quiet switch to the next engine.
+fn detect(config: &Config) -> Result<(EngineKind, ChoiceSource)> {
+    let connection = config.connection();
     let mut candidates: Vec<(EngineKind, String)> = Vec::new();
     candidates.push((
         EngineKind::Docker,
@@ -140,7 +143,7 @@ fn detect(connection: &EngineSettings) -> Result<(EngineKind, ChoiceSource)> {
             .clone()
             .unwrap_or_else(|| "/var/run/docker.sock".into()),
     ));
-    for socket in podman_sockets(connection) {
+    for socket in podman_sockets(&connection) {
         candidates.push((EngineKind::Podman, socket));
     }
     let containerd = connection
@@ -155,14 +158,27 @@ fn detect(connection: &EngineSettings) -> Result<(EngineKind, ChoiceSource)> {
             // tcp:// or ssh://: named on purpose; the engine reports whether it answers
             return Ok((*kind, ChoiceSource::Detected(socket.clone())));
         }
-        if !Path::new(path).exists() {
-            continue;
+        let named = config
+            .endpoint(*kind)
+            .filter(|setting| &setting.value == socket);
+        let answer = if Path::new(path).exists() {
+            std::os::unix::net::UnixStream::connect(path).map(drop)
+        } else {
+            Err(std::io::ErrorKind::NotFound.into())
+        };
+        let refusal = match answer {
+            Ok(()) => {
+                let place = named.map_or_else(|| socket.clone(), |n| named_address(*kind, &n));
+                return Ok((*kind, ChoiceSource::Detected(place)));
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => Some(e),
+        };
+        if let Some(setting) = named {
+            return Err(named_address_unanswered(*kind, &setting, refusal.as_ref()));
         }
-        // a socket that exists but refuses this user (or has nobody listening) is passed over for the next one
-        match std::os::unix::net::UnixStream::connect(path) {
-            Ok(_) => return Ok((*kind, ChoiceSource::Detected(socket.clone()))),
-            Err(e) => refused.push((*kind, socket.clone(), e)),
-        }
+        refused.extend(refusal.map(|e| (*kind, socket.clone(), e)));
+        // a default socket that is missing, refuses this user or has nobody listening: try the next one
     }
     let looked: Vec<String> = candidates
         .iter()
@@ -209,6 +225,83 @@ fn detect(connection: &EngineSettings) -> Result<(EngineKind, ChoiceSource)> {
         ),
     )
     .with_hint(hint))
+}
+
+/// `DOCKER_HOST=unix:///x`, or `engine.docker.host: unix:///x` (from FILE): the setting as the user wrote it.
+pub fn named_address(kind: EngineKind, setting: &Setting) -> String {
+    match &setting.source {
+        Source::Environment(var) => format!("{var}={}", setting.value),
+        other => format!("`{}: {}` ({other})", file_key(kind), setting.value),
+    }
+}
+
+/// `DOCKER_HOST`, or `engine.docker.host` in FILE: which setting names `kind`'s address.
+pub fn setting_name(kind: EngineKind, setting: &Setting) -> String {
+    match &setting.source {
+        Source::Environment(var) => var.to_string(),
+        Source::Project(path) | Source::User(path) => {
+            format!("`{}` in {}", file_key(kind), path.display())
+        }
+        other => format!("`{}` {other}", file_key(kind)),
+    }
+}
+
+/// How to stop naming that address: unset the variable, or remove the file's entry.
+fn way_out(kind: EngineKind, setting: &Setting) -> String {
+    match &setting.source {
+        Source::Environment(var) => format!("unset {var}"),
+        _ => format!("remove `engine.{kind}` from that file"),
+    }
+}
+
+fn file_key(kind: EngineKind) -> &'static str {
+    match kind {
+        EngineKind::Docker => "engine.docker.host",
+        EngineKind::Podman => "engine.podman.socket",
+        EngineKind::Containerd => "engine.containerd.address",
+    }
+}
+
+/// The error for an address the user named that does not answer; `refused` is why, when its socket exists
+/// (else there is no such socket, or the value is not a socket path at all).
+fn named_address_unanswered(
+    kind: EngineKind,
+    setting: &Setting,
+    refused: Option<&std::io::Error>,
+) -> Error {
+    let why = match refused {
+        Some(e) => describe_refusal(e),
+        None if setting.value.trim_start_matches("unix://").starts_with('/') => {
+            "no such socket".to_string()
+        }
+        None => "not a socket address (unix:///PATH)".to_string(),
+    };
+    let unset = way_out(kind, setting);
+    Error::new(
+        berth_core::ErrorKind::EngineUnavailable,
+        format!(
+            "{} names the {kind} engine, which does not answer there: {why}",
+            named_address(kind, setting)
+        ),
+    )
+    .with_hint(format!(
+        "start {kind} there or point it at one that runs; or {unset} to let berth detect an engine; or choose \
+         one with --engine"
+    ))
+}
+
+/// A failure to reach `kind` at an address the user named says which setting named it, and that unsetting it is a
+/// way out.
+pub fn blame_named(kind: EngineKind, named: Option<&Setting>, error: Error) -> Error {
+    let Some(setting) = named else {
+        return error;
+    };
+    let unset = way_out(kind, setting);
+    let hint = match error.hint() {
+        Some(hint) => format!("{hint}; or point it at the {kind} service, or {unset}"),
+        None => format!("point it at the {kind} service, or {unset}"),
+    };
+    error.context(named_address(kind, setting)).with_hint(hint)
 }
 
 fn describe_refusal(e: &std::io::Error) -> String {

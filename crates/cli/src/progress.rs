@@ -192,15 +192,14 @@ impl Progress for ImageProgress {
                 // One line per layer per 25%, not one per chunk.
                 let pct = percent(current, total);
                 let mark = pct.map(|p| p / 25).unwrap_or(current >> 26);
-                if state.marks.get(&id) == Some(&mark) {
+                let previous = state.marks.insert(id.clone(), mark);
+                // Nothing moved yet (0%), or still within the same quarter: no line.
+                if previous == Some(mark) || mark == 0 {
                     return;
                 }
-                state.marks.insert(id.clone(), mark);
                 let text = match (pct, total) {
-                    (Some(p), Some(t)) => {
-                        format!("[{}]   {id}: {p}% of {} MB", self.prefix, t / 1_000_000)
-                    }
-                    _ => format!("[{}]   {id}: {} MB", self.prefix, current / 1_000_000),
+                    (Some(p), Some(t)) => format!("[{}]   {id}: {p}% of {}", self.prefix, size(t)),
+                    _ => format!("[{}]   {id}: {}", self.prefix, size(current)),
                 };
                 self.output.print(&text);
             }
@@ -226,6 +225,15 @@ fn percent(current: u64, total: Option<u64>) -> Option<u64> {
     let total = total.filter(|t| *t > 0)?;
     let pct = (u128::from(current) * 100 / u128::from(total)).min(100);
     Some(pct as u64)
+}
+
+/// A byte count for a person: `512 B`, `34 kB`, `12.3 MB` (config blobs and small layers are not `0 MB`).
+fn size(bytes: u64) -> String {
+    match bytes {
+        0..=999 => format!("{bytes} B"),
+        1_000..=999_999 => format!("{} kB", bytes / 1_000),
+        _ => format!("{:.1} MB", bytes as f64 / 1e6),
+    }
 }
 
 #[cfg(test)]
@@ -262,5 +270,12 @@ mod tests {
                 });
             }
         }
+    }
+
+    #[test]
+    fn small_blobs_are_not_zero_megabytes() {
+        assert_eq!(size(512), "512 B");
+        assert_eq!(size(34_567), "34 kB");
+        assert_eq!(size(12_345_678), "12.3 MB");
     }
 }

@@ -58,6 +58,38 @@ pub enum Step {
     Label(Vec<(String, String)>),
 }
 
+impl Step {
+    /// The step as a Dockerfile line, for progress and image history: every engine numbers and names a plan's
+    /// steps the same way (`step 3/14: RUN ...`), helper stages and `FROM` not counted.
+    pub fn describe(&self) -> String {
+        let pairs = |vars: &[(String, String)]| {
+            vars.iter()
+                .map(|(k, v)| format!("{k}={}", serde_json::json!(v)))
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        match self {
+            Step::Run(run) => format!("RUN {}", run.command),
+            Step::Copy(copy) => {
+                let chown = copy
+                    .chown
+                    .as_ref()
+                    .map(|c| format!("--chown={c} "))
+                    .unwrap_or_default();
+                let mut args = copy.sources.clone();
+                args.push(copy.destination.clone());
+                format!("COPY {chown}{}", serde_json::json!(args))
+            }
+            Step::Env(vars) => format!("ENV {}", pairs(vars)),
+            Step::Label(labels) => format!("LABEL {}", pairs(labels)),
+            Step::Workdir(dir) => format!("WORKDIR {dir}"),
+            Step::User(user) => format!("USER {user}"),
+            Step::Entrypoint(args) => format!("ENTRYPOINT {}", serde_json::json!(args)),
+            Step::Shell(args) => format!("SHELL {}", serde_json::json!(args)),
+        }
+    }
+}
+
 /// A command run with `/bin/sh -c` (or the current `Shell`), with mounts.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RunStep {

@@ -195,6 +195,34 @@ impl RegistryClient {
             })
     }
 
+    /// Whether `registry` asks for authentication at all: `GET /v2/` with no credentials and no token. `false`
+    /// when it answers (a registry without auth, where anonymous pushes may work); `true` when it asks for
+    /// credentials (a token registry such as Docker Hub asks too, even for public pulls).
+    pub async fn requires_auth(&self, registry: &str) -> berth_core::Result<bool> {
+        let call = Call {
+            op: "ping",
+            registry,
+            target: registry.to_string(),
+            scopes: Vec::new(),
+        };
+        let timeout = self.inner.options.request_timeout;
+        let anonymous = self.anonymous();
+        with_retry(&self.inner.options.retry, || async {
+            // not resendable: a 401 is the answer, not a challenge to follow
+            let response = anonymous
+                .send(&call, false, |http, base| {
+                    http.get(format!("{base}/v2/")).timeout(timeout)
+                })
+                .await?;
+            match response.status() {
+                status if status.is_success() => Ok(false),
+                StatusCode::UNAUTHORIZED => Ok(true),
+                _ => Err(anonymous.failure(&call, response).await),
+            }
+        })
+        .await
+    }
+
     /// An [`ErrorKind::Unauthorized`] error for `call` naming the registry, the credentials tried (never the
     /// secret) and how to fix it.
     pub(crate) fn unauthorized(&self, call: &Call<'_>, detail: &str) -> Error {
@@ -214,20 +242,14 @@ impl RegistryClient {
                     "using {} (user `{}`)",
                     found.origin, found.credentials.username
                 ),
-                format!(
-                    "check the user name and password, and its access to this repository; then log in again with \
-                     `berth login {registry}` or `docker login {registry}`"
-                ),
+                crate::credentials::login_hint(registry, Some(&found.origin)),
             ),
             None => (
                 format!(
                     "without credentials (none for {registry} in {})",
                     self.inner.options.credentials.locations().join(", ")
                 ),
-                format!(
-                    "log in with `berth login {registry}` or `docker login {registry}`, or set \
-                     BERTH_REGISTRY_USERNAME and BERTH_REGISTRY_PASSWORD"
-                ),
+                crate::credentials::login_hint(registry, None),
             ),
         };
         call.error(

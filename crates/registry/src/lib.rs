@@ -31,7 +31,9 @@ pub use body::{
     MAX_ERROR_BODY_BYTES, MAX_IN_MEMORY_BLOB_BYTES, MAX_MANIFEST_BYTES, MAX_TOKEN_BYTES,
 };
 pub use client::RegistryClient;
-pub use credentials::{login, CredentialOrigin, CredentialResolver, ResolvedCredentials};
+pub use credentials::{
+    login, login_hint, CredentialOrigin, CredentialResolver, ResolvedCredentials,
+};
 pub use env::EnvVars;
 pub use manifest::{
     sha256_digest, Existence, Manifest, DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, OCI_INDEX,

@@ -27,7 +27,6 @@ use berth_core::plan::{BuildPlan, CopyStep, Step};
 use berth_core::{Error, ErrorKind, Result};
 use berth_registry::RegistryClient;
 use futures_util::StreamExt as _;
-use serde_json::json;
 use tokio::io::AsyncReadExt as _;
 
 use self::cache::{Layer, StepCache};
@@ -181,7 +180,7 @@ async fn execute(
     cache.prune(&builder.daemon, cache::MAX_UNUSED).await;
     let total = plan.steps.len();
     for (i, step) in plan.steps.iter().enumerate() {
-        let description = describe(step);
+        let description = step.describe();
         progress.event(ProgressEvent::Step {
             index: i + 1,
             total,
@@ -261,35 +260,6 @@ fn apply_config(config: &mut ImageConfig, step: &Step) {
         Step::Shell(args) => config.set_shell(args),
         Step::Label(labels) => config.set_labels(labels),
         Step::Run(_) | Step::Copy(_) => {}
-    }
-}
-
-/// A step as a Dockerfile line (progress and history).
-fn describe(step: &Step) -> String {
-    let pairs = |vars: &[(String, String)]| {
-        vars.iter()
-            .map(|(k, v)| format!("{k}={}", json!(v)))
-            .collect::<Vec<_>>()
-            .join(" ")
-    };
-    match step {
-        Step::Run(run) => format!("RUN {}", run.command),
-        Step::Copy(copy) => {
-            let chown = copy
-                .chown
-                .as_ref()
-                .map(|c| format!("--chown={c} "))
-                .unwrap_or_default();
-            let mut args = copy.sources.clone();
-            args.push(copy.destination.clone());
-            format!("COPY {chown}{}", json!(args))
-        }
-        Step::Env(vars) => format!("ENV {}", pairs(vars)),
-        Step::Label(labels) => format!("LABEL {}", pairs(labels)),
-        Step::Workdir(dir) => format!("WORKDIR {dir}"),
-        Step::User(user) => format!("USER {user}"),
-        Step::Entrypoint(args) => format!("ENTRYPOINT {}", json!(args)),
-        Step::Shell(args) => format!("SHELL {}", json!(args)),
     }
 }
 

@@ -1,13 +1,13 @@
 //! Reaching registries and engines from command-line options: one registry client per run, credentials
 //! resolved as Docker and Podman users keep them, the engine chosen and announced.
 
-use berth_core::engine::{ContainerEngine, Credentials, TransferOptions};
+use berth_core::engine::{ContainerEngine, ContainerEngineExt, Credentials, TransferOptions};
 use berth_core::reference::ImageRef;
 use berth_core::Result;
 use berth_registry::{CredentialResolver, RegistryClient, RegistryOptions};
 
 use crate::args::{EngineArgs, RegistryArgs};
-use crate::config::{Config, EngineSettings};
+use crate::config::{Config, EngineSettings, Setting};
 use crate::engine_choice::{self, ChoiceSource, EngineKind};
 
 /// Registry access for one run.
@@ -51,6 +51,14 @@ impl Registries {
         self.options.is_insecure(registry)
     }
 
+    /// What to do when `host` refuses the credentials this run would use there (the fix depends on where
+    /// they come from: see [`berth_registry::login_hint`]).
+    pub fn login_hint(&self, host: &str) -> String {
+        // A config file that cannot be read fails the push before this; no origin is the honest fallback.
+        let found = self.resolver.resolve(host).ok().flatten();
+        berth_registry::login_hint(host, found.as_ref().map(|f| &f.origin))
+    }
+
     /// What an engine needs to push to or pull from `image`'s registry.
     pub fn transfer_options(&self, image: &ImageRef) -> Result<TransferOptions> {
         Ok(TransferOptions {
@@ -65,6 +73,8 @@ pub struct EngineChoice {
     kind: EngineKind,
     source: ChoiceSource,
     settings: EngineSettings,
+    /// The setting that names the engine's address, if one does (its errors name it).
+    named: Option<Setting>,
 }
 
 impl EngineChoice {
@@ -82,12 +92,32 @@ impl EngineChoice {
             kind,
             source,
             settings: config.connection(),
+            named: config.endpoint(kind),
         })
+    }
+
+    /// The other engines reachable here that hold `reference` (for "built on another engine" hints); engines
+    /// that do not answer are left out quietly.
+    pub async fn others_with(&self, reference: &str) -> Vec<EngineKind> {
+        let mut found = Vec::new();
+        for kind in crate::doctor::engines::ALL
+            .into_iter()
+            .filter(|k| *k != self.kind)
+        {
+            if let Ok(engine) = crate::engines::connect_with(kind, &self.settings).await {
+                if engine.has_image(reference).await.unwrap_or(false) {
+                    found.push(kind);
+                }
+            }
+        }
+        found
     }
 
     /// Says which engine and why on standard error, and connects.
     pub async fn connect(&self) -> Result<Box<dyn ContainerEngine>> {
         crate::progress::output().say(&format!("engine: {} ({})", self.kind, self.source));
-        crate::engines::connect_with(self.kind, &self.settings).await
+        crate::engines::connect_with(self.kind, &self.settings)
+            .await
+            .map_err(|e| engine_choice::blame_named(self.kind, self.named.as_ref(), e))
     }
 }

@@ -43,7 +43,15 @@ pub async fn run(args: &BuildArgs) -> Result<ExitStatus> {
     let choice = EngineChoice::with_config(&args.engine, &config)?;
     let registries = Registries::new(&args.engine.registry)?;
     let outcomes = run::run(&units, &namer, &registries, &choice, &options(args)).await?;
-    conclude(args, &registries, &units, outcomes, serde_json::Map::new()).await
+    conclude(
+        args,
+        &registries,
+        &units,
+        outcomes,
+        serde_json::Map::new(),
+        None,
+    )
+    .await
 }
 
 fn options(args: &BuildArgs) -> RunOptions {
@@ -64,19 +72,28 @@ fn options(args: &BuildArgs) -> RunOptions {
 /// Prints the results: one line on stdout per image that is in a registry (`name@digest`) or built locally
 /// (`name`), or with `--json` one object with every image (and `extra`, a project's lock and tasks); failures and
 /// skips go to stderr. With `--verify-public`, then asks whether a client without credentials can pull each
-/// image that is in a registry. Returns the exit status.
+/// image that is in a registry. `lock_note` (what became of a project's lock) is said after the images' lines,
+/// which it sums up. Returns the exit status.
 async fn conclude(
     args: &BuildArgs,
     registries: &Registries,
     units: &[Unit<'_>],
     outcomes: Vec<Outcome>,
     extra: serde_json::Map<String, serde_json::Value>,
+    lock_note: Option<LockNote>,
 ) -> Result<ExitStatus> {
+    // A single spec's failure is the command's error, printed once by main; in a project it is reported with
+    // the others, before what became of the lock.
+    let single = units.len() == 1 && lock_note.is_none();
     for (unit, outcome) in units.iter().zip(&outcomes) {
-        // A single image's failure is the command's error, printed once by main.
-        if !(units.len() == 1 && matches!(outcome, Outcome::Failed(_))) {
+        if !(single && matches!(outcome, Outcome::Failed(_))) {
             report(unit, outcome, !args.json);
         }
+    }
+    match lock_note {
+        Some(LockNote::Done(line)) => output().say(&line),
+        Some(LockNote::NotUpdated(line)) => output().print(&line),
+        None => {}
     }
     if args.json {
         let images: Vec<serde_json::Value> = units
@@ -111,7 +128,7 @@ async fn conclude(
             Some(ImageRef::parse(&unit.name.to_string()).map(|r| r.with_digest(digest)))
         })
         .collect::<Result<_>>()?;
-    let mut status = finish(units, outcomes)?;
+    let mut status = finish(single, outcomes)?;
     if args.verify_public {
         let report = verify_all(registries, &public_refs).await;
         report.explain();
@@ -120,6 +137,14 @@ async fn conclude(
         }
     }
     Ok(status)
+}
+
+/// What became of a project's `berth.lock`, said after the images' lines.
+enum LockNote {
+    /// Written, or already current (progress; `-q` hides it).
+    Done(String),
+    /// Left as it was because images are missing (always shown).
+    NotUpdated(String),
 }
 
 /// Says what happened to one image: `stdout` lines for scripts unless `--json` prints them all at the end.
@@ -147,16 +172,16 @@ fn report(unit: &Unit<'_>, outcome: &Outcome, stdout: bool) {
     }
 }
 
-/// The run's exit status: the first failure's (a single image's failure is returned as the error itself, so
+/// The run's exit status: the first failure's (a `single` image's failure is returned as the error itself, so
 /// its message and hint print as for any command), else "could not tell" for skipped images, else success.
-fn finish(units: &[Unit<'_>], outcomes: Vec<Outcome>) -> Result<ExitStatus> {
+fn finish(single: bool, outcomes: Vec<Outcome>) -> Result<ExitStatus> {
     let skipped = outcomes.iter().any(|o| matches!(o, Outcome::Skipped(_)));
     let first = outcomes.into_iter().find_map(|o| match o {
         Outcome::Failed(e) => Some(e),
         _ => None,
     });
     if let Some(first) = first {
-        if units.len() == 1 {
+        if single {
             return Err(first);
         }
         return Ok(ExitStatus::for_kind(first.kind()));
@@ -217,6 +242,15 @@ async fn build_project(args: &BuildArgs, config: &Config, project: &Project) -> 
             None => vec![format!("{} does not exist", lock_path.display())],
             Some(lock) => lock.differences(&wanted),
         };
+        if args.json {
+            let answer = serde_json::json!({
+                "lock": lock_path.display().to_string(),
+                "current": differences.is_empty(),
+                "stale": differences,
+                "tasks": wanted.tasks,
+            });
+            println!("{answer}");
+        }
         if differences.is_empty() {
             eprintln!(
                 "{} is current ({} tasks)",
@@ -279,24 +313,17 @@ async fn build_project(args: &BuildArgs, config: &Config, project: &Project) -> 
     extra.insert("tasks".into(), serde_json::json!(lock.tasks));
     if missing.is_empty() {
         let current = std::fs::read_to_string(&lock_path).is_ok_and(|text| text == lock.to_json());
-        if current {
-            output().say(&format!(
-                "{} is up to date ({} tasks)",
-                lock_path.display(),
-                lock.tasks.len()
-            ));
+        let (path, tasks) = (lock_path.display(), lock.tasks.len());
+        let note = LockNote::Done(if current {
+            format!("{path} is up to date ({tasks} tasks)")
         } else {
             lock.write(&lock_path)?;
-            output().say(&format!(
-                "wrote {} ({} tasks)",
-                lock_path.display(),
-                lock.tasks.len()
-            ));
-        }
+            format!("wrote {path} ({tasks} tasks)")
+        });
         extra.insert("lock".into(), lock_path.display().to_string().into());
-        return conclude(args, &registries, &units, outcomes, extra).await;
+        return conclude(args, &registries, &units, outcomes, extra, Some(note)).await;
     }
-    output().print(&format!(
+    let note = LockNote::NotUpdated(format!(
         "{} not updated: {} not in a registry ({})",
         lock_path.display(),
         missing.join(", "),
@@ -307,7 +334,7 @@ async fn build_project(args: &BuildArgs, config: &Config, project: &Project) -> 
         }
     ));
     extra.insert("lock".into(), serde_json::Value::Null);
-    let status = conclude(args, &registries, &units, outcomes, extra).await?;
+    let status = conclude(args, &registries, &units, outcomes, extra, Some(note)).await?;
     Ok(if status == ExitStatus::Success {
         ExitStatus::Failure
     } else {

@@ -5,7 +5,7 @@ use serde_json::json;
 
 use crate::args::ConfigArgs;
 use crate::config::{Config, Setting};
-use crate::engine_choice;
+use crate::engine_choice::{self, EngineKind};
 use crate::exit::ExitStatus;
 
 /// Runs `berth config`.
@@ -19,6 +19,13 @@ pub fn run(args: &ConfigArgs) -> Result<ExitStatus> {
     let user_path = crate::config::UserConfig::path();
     let cache = super::cache_dir();
     let connection = config.connection();
+    // Which variable or file names each engine's address (detection never passes over one that is named).
+    let named = |kind| config.endpoint(kind).map(|s| s.source.to_string());
+    let (docker_from, podman_from, containerd_from) = (
+        named(EngineKind::Docker),
+        named(EngineKind::Podman),
+        named(EngineKind::Containerd),
+    );
     if args.json {
         let setting = |s: &Setting| json!({"value": s.value, "source": s.source.to_string()});
         let value = json!({
@@ -34,6 +41,11 @@ pub fn run(args: &ConfigArgs) -> Result<ExitStatus> {
                 "containerd_address": connection.containerd_address,
                 "containerd_namespace": connection.containerd_namespace,
                 "containerd_snapshotter": connection.containerd_snapshotter,
+                "sources": {
+                    "docker_host": docker_from,
+                    "podman_socket": podman_from,
+                    "containerd_address": containerd_from,
+                },
             },
             "registry": registry.as_ref().map(setting),
             "default_image": setting(&default_image),
@@ -69,15 +81,19 @@ pub fn run(args: &ConfigArgs) -> Result<ExitStatus> {
         Err(e) => row("engine", &format!("none: {e}"), ""),
     }
     let connections = [
-        ("docker host", &connection.docker_host),
-        ("podman socket", &connection.podman_socket),
-        ("containerd", &connection.containerd_address),
-        ("ctr namespace", &connection.containerd_namespace),
-        ("snapshotter", &connection.containerd_snapshotter),
+        ("docker host", &connection.docker_host, &docker_from),
+        ("podman socket", &connection.podman_socket, &podman_from),
+        (
+            "containerd",
+            &connection.containerd_address,
+            &containerd_from,
+        ),
+        ("ctr namespace", &connection.containerd_namespace, &None),
+        ("snapshotter", &connection.containerd_snapshotter, &None),
     ];
-    for (key, value) in connections {
+    for (key, value, source) in connections {
         if let Some(value) = value {
-            row(key, value, "");
+            row(key, value, source.as_deref().unwrap_or_default());
         }
     }
     match &registry {

@@ -18,7 +18,7 @@ pub async fn run(args: &DoctorArgs) -> Result<ExitStatus> {
     let me = machine::identity(&accounts);
 
     let config = crate::config::Config::load()?;
-    let probes = engines::probe_all(&config.connection()).await;
+    let probes = engines::probe_all(&config).await;
     let choice = engine_choice::choose_with(args.engine.as_deref(), &config);
     let engine_findings = engines::findings(&probes, &choice, |probe, error| {
         explain(probe, error, &me, &accounts)

@@ -11,6 +11,7 @@ use crate::exit::ExitStatus;
 
 /// Runs `berth login`.
 pub async fn run(args: &LoginArgs) -> Result<ExitStatus> {
+    let host = login_host(&args.registry)?;
     let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
     let username = args
         .username
@@ -38,7 +39,6 @@ pub async fn run(args: &LoginArgs) -> Result<ExitStatus> {
         ));
     }
     let password = Secret::new(password);
-    let host = registry_host(&args.registry);
     verify(args, &host, &username, &password).await?;
 
     let mut resolver = CredentialResolver::from_env();
@@ -56,6 +56,21 @@ pub fn registry_host(arg: &str) -> String {
         .trim_start_matches("http://")
         .trim_end_matches('/')
         .to_string()
+}
+
+/// The registry host `berth login` was given. A repository path (`127.0.0.1:5000/team`, as a spec's `registry:`
+/// reads) is refused rather than stripped: logins are per registry, and Docker keys them by host alone.
+fn login_host(arg: &str) -> Result<String> {
+    let host = registry_host(arg);
+    match host.split_once('/') {
+        Some((registry, _)) => Err(Error::invalid(format!(
+            "`{arg}` names a repository path; a login is for the whole registry `{registry}`"
+        ))
+        .with_hint(format!("run `berth login {registry}`"))),
+        None if host.is_empty() => Err(Error::invalid("no registry given")
+            .with_hint("name the registry host, for example `berth login 127.0.0.1:5000`")),
+        None => Ok(host),
+    }
 }
 
 /// Checks the credentials the way `docker login` does (GET /v2/ with the credentials, following the registry's
@@ -78,4 +93,21 @@ async fn verify(args: &LoginArgs, host: &str, username: &str, password: &Secret)
         .check_login(host)
         .await
         .map_err(|e| e.context(format!("checking the credentials for {username} at {host}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_path_is_refused_with_the_host_to_use() {
+        assert_eq!(
+            login_host("https://127.0.0.1:5000/").expect("a host"),
+            "127.0.0.1:5000"
+        );
+        let e = login_host("127.0.0.1:5000/team").expect_err("a path");
+        assert_eq!(e.kind(), ErrorKind::InvalidSpec);
+        assert_eq!(e.hint(), Some("run `berth login 127.0.0.1:5000`"));
+        assert!(login_host("").is_err());
+    }
 }

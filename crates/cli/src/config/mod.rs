@@ -138,6 +138,21 @@ impl Config {
         }
     }
 
+    /// Where the user named `kind`'s address, and the value: `DOCKER_HOST`, `CONTAINER_HOST` or
+    /// `CONTAINERD_ADDRESS`, else `engine.<kind>` in the project file, then the user file. `None` when nobody did
+    /// (the engine's default place). An address someone named is never passed over for another engine.
+    pub fn endpoint(&self, kind: crate::engine_choice::EngineKind) -> Option<Setting> {
+        use crate::engine_choice::EngineKind;
+        let (var, field): (_, fn(&EngineSettings) -> Option<String>) = match kind {
+            EngineKind::Docker => (EnvVars::DOCKER_HOST, |e| e.docker_host.clone()),
+            EngineKind::Podman => (EnvVars::CONTAINER_HOST, |e| e.podman_socket.clone()),
+            EngineKind::Containerd => (EnvVars::CONTAINERD_ADDRESS, |e| {
+                e.containerd_address.clone()
+            }),
+        };
+        self.layered(Some(var), |p| field(&p.engine), |u| field(&u.engine))
+    }
+
     /// The registry for specs that name none.
     pub fn registry(&self) -> Option<Setting> {
         self.layered(

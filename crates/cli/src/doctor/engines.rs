@@ -24,17 +24,23 @@ pub struct EngineProbe {
     pub kind: EngineKind,
     /// Where berth looks for it.
     pub endpoint: Option<String>,
+    /// The setting that names that place (`DOCKER_HOST`, a file's `engine.docker.host`), if one does.
+    pub named: Option<String>,
     /// What it said about itself, or why it could not be asked.
     pub answer: Result<EngineInfo>,
 }
 
 /// Asks every engine about itself, as `berth engines` does.
-pub async fn probe_all(settings: &crate::config::EngineSettings) -> Vec<EngineProbe> {
+pub async fn probe_all(config: &crate::config::Config) -> Vec<EngineProbe> {
+    let settings = &config.connection();
     let mut probes = Vec::new();
     for kind in ALL {
         probes.push(EngineProbe {
             kind,
             endpoint: crate::engines::endpoint(kind, settings),
+            named: config
+                .endpoint(kind)
+                .map(|s| crate::engine_choice::setting_name(kind, &s)),
             answer: crate::engines::info(kind, settings).await,
         });
     }
@@ -59,8 +65,12 @@ pub fn findings(
         .map(|probe| {
             let check = format!("engine {}", probe.kind);
             let is_chosen = chosen.is_some_and(|(kind, _)| *kind == probe.kind);
+            let named = |message: String| match &probe.named {
+                Some(setting) => format!("{message}; {setting} points there"),
+                None => message,
+            };
             let error = match &probe.answer {
-                Ok(info) => return Finding::ok(check, reachable(info)),
+                Ok(info) => return Finding::ok(check, named(reachable(info))),
                 Err(e) => e,
             };
             if error.kind() == ErrorKind::Unsupported && !is_chosen {
@@ -71,6 +81,7 @@ pub fn findings(
             } else {
                 why(probe, error)
             };
+            message = named(message);
             if let Some((_, source)) = chosen.filter(|_| is_chosen) {
                 message.push_str(&format!("; berth would build with it ({source})"));
                 if let Some(other) = working.first() {
@@ -154,6 +165,7 @@ mod tests {
         EngineProbe {
             kind,
             endpoint: None,
+            named: None,
             answer: Ok(EngineInfo {
                 engine: kind.name().into(),
                 version: "4.3.1".into(),
@@ -178,6 +190,7 @@ mod tests {
         EngineProbe {
             kind,
             endpoint: None,
+            named: (kind == EngineKind::Docker).then(|| "DOCKER_HOST".to_string()),
             answer: Err(error),
         }
     }
@@ -230,6 +243,13 @@ mod tests {
         ];
         let found = findings(&probes, &detected(EngineKind::Docker), why);
         assert_eq!(found[0].status, Status::Problem);
+        assert!(
+            found[0]
+                .message
+                .starts_with("docker is down; DOCKER_HOST points there"),
+            "{:?}",
+            found[0]
+        );
         assert!(
             found[0]
                 .message

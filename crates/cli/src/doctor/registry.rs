@@ -2,7 +2,7 @@
 //! (never the secret itself), and whether the registry accepts them.
 
 use berth_core::{ErrorKind, Result};
-use berth_registry::ResolvedCredentials;
+use berth_registry::{CredentialOrigin, ResolvedCredentials};
 use serde_json::{json, Value};
 
 use super::report::Finding;
@@ -21,6 +21,8 @@ pub struct RegistryFacts {
     pub credentials: Result<Option<ResolvedCredentials>>,
     /// The registry's answer to a login with them (`None`: not asked, for want of credentials).
     pub login: Option<Result<()>>,
+    /// Without credentials: whether the registry asks for any (`None`: not asked, there are credentials).
+    pub requires_auth: Option<Result<bool>>,
 }
 
 /// Looks up the credentials for `host` and, if there are some, checks them with the registry as `berth login`
@@ -32,11 +34,17 @@ pub async fn inspect(host: &str, args: &RegistryArgs) -> Result<RegistryFacts> {
         Ok(Some(_)) => Some(registries.client.check_login(host).await),
         _ => None,
     };
+    // No credentials is a problem only where the registry wants some.
+    let requires_auth = match &credentials {
+        Ok(None) => Some(registries.client.requires_auth(host).await),
+        _ => None,
+    };
     Ok(RegistryFacts {
         host: host.to_string(),
         locations: registries.resolver().locations(),
         credentials,
         login,
+        requires_auth,
     })
 }
 
@@ -67,6 +75,36 @@ pub fn findings(facts: &RegistryFacts) -> Vec<Finding> {
                 "no credentials for {host} (looked at {})",
                 facts.locations.join("; ")
             );
+            match &facts.requires_auth {
+                Some(Ok(false)) => {
+                    return vec![
+                        Finding::ok(
+                            "registry credentials",
+                            format!(
+                                "{message}; none needed: {host} answers without authentication"
+                            ),
+                        ),
+                        not_checked("no credentials, and the registry asks for none"),
+                    ]
+                }
+                Some(Err(e)) => {
+                    return vec![
+                        Finding::problem(
+                            "registry credentials",
+                            format!(
+                                "{message}; could not ask {host} whether it needs any: {}",
+                                describe(e)
+                            ),
+                            e.hint().map_or_else(
+                                || format!("check that {host} is reachable from here"),
+                                str::to_string,
+                            ),
+                        ),
+                        not_checked("no credentials"),
+                    ]
+                }
+                Some(Ok(true)) | None => {}
+            }
             let fix = format!(
                 "{}; in CI set BERTH_REGISTRY_USERNAME and BERTH_REGISTRY_PASSWORD",
                 login_fix("NAME")
@@ -89,7 +127,13 @@ pub fn findings(facts: &RegistryFacts) -> Vec<Finding> {
         Some(Err(e)) if e.kind() == ErrorKind::Unauthorized => Finding::problem(
             "registry login",
             format!("{host} refused {user}'s credentials from {}: {}", found.origin, describe(e)),
-            format!("{} with a current password or token", login_fix(user)),
+            match found.origin {
+                // a new login cannot help while these win over it
+                CredentialOrigin::Environment | CredentialOrigin::Explicit => {
+                    berth_registry::login_hint(host, Some(&found.origin))
+                }
+                _ => format!("{} with a current password or token", login_fix(user)),
+            },
         ),
         Some(Err(e)) => Finding::problem(
             "registry login",
@@ -121,7 +165,11 @@ pub fn to_json(facts: &RegistryFacts) -> Value {
         Some(Err(e)) if e.kind() == ErrorKind::Unauthorized => "refused",
         Some(Err(_)) => "failed",
     };
-    json!({"host": facts.host, "credentials": credentials, "login": login})
+    let needs_credentials = match &facts.requires_auth {
+        Some(Ok(asks)) => Value::Bool(*asks),
+        _ => Value::Null,
+    };
+    json!({"host": facts.host, "credentials": credentials, "login": login, "needs_credentials": needs_credentials})
 }
 
 /// dockerd's configuration file.
@@ -172,7 +220,6 @@ mod tests {
 
     use berth_core::engine::{Credentials, Secret};
     use berth_core::Error;
-    use berth_registry::CredentialOrigin;
 
     use super::super::report::Status;
     use super::*;
@@ -195,6 +242,7 @@ mod tests {
                 },
             })),
             login,
+            requires_auth: None,
         }
     }
 
@@ -236,10 +284,18 @@ mod tests {
         );
         assert!(!everything_printed(&refused).contains(PASSWORD));
         assert_eq!(to_json(&refused)["login"], "refused");
+        // From the environment, which wins over any login: the fix says to correct or unset the variables.
+        let mut from_env = facts(Some(Err(Error::new(ErrorKind::Unauthorized, "refused"))));
+        if let Ok(Some(found)) = &mut from_env.credentials {
+            found.origin = CredentialOrigin::Environment;
+        }
+        let fix = findings(&from_env)[1].fix.clone().unwrap_or_default();
+        assert!(fix.contains("unset them"), "{fix}");
 
         let none = RegistryFacts {
             credentials: Ok(None),
             login: None,
+            requires_auth: Some(Ok(true)),
             ..facts(None)
         };
         let found = findings(&none);
@@ -261,6 +317,21 @@ mod tests {
                 .starts_with("berth login 127.0.0.1:5000"),
             "{found:?}"
         );
+
+        // A registry that asks for no authentication: no credentials is fine there.
+        let open = RegistryFacts {
+            requires_auth: Some(Ok(false)),
+            ..none
+        };
+        let found = findings(&open);
+        assert_eq!(
+            (found[0].status, found[1].status),
+            (Status::Ok, Status::Skipped),
+            "{found:?}"
+        );
+        assert!(found[0]
+            .message
+            .ends_with("none needed: 127.0.0.1:5000 answers without authentication"));
     }
 
     #[test]

@@ -171,7 +171,8 @@ async fn decide(
 
 fn unknown_error(name: &ImageName, err: Error) -> Error {
     let fix = match err.kind() {
-        ErrorKind::Unauthorized => login_hint(name.registry.as_deref().unwrap_or_default()),
+        // The registry client's hint already fits where the refused credentials came from.
+        ErrorKind::Unauthorized => err.hint().unwrap_or_default().to_string(),
         ErrorKind::Temporary => "check that the registry is reachable, then retry".to_string(),
         _ => "check the registry address; for a registry with a private CA pass --ca-file, for plain HTTP \
               --insecure-registry"
@@ -181,13 +182,6 @@ fn unknown_error(name: &ImageName, err: Error) -> Error {
         .with_hint(format!(
             "{fix}; or pass --if-unknown build|skip to go on without knowing"
         ))
-}
-
-/// What to do about refused credentials for `registry`.
-pub fn login_hint(registry: &str) -> String {
-    format!(
-        "log in with `berth login {registry}` (or docker login), or set BERTH_REGISTRY_USERNAME/BERTH_REGISTRY_PASSWORD"
-    )
 }
 
 /// Connects on first use; every unit shares the connection.
@@ -406,7 +400,7 @@ pub async fn push(
             let unauthorized = e.kind() == ErrorKind::Unauthorized;
             let e = e.context(format!("pushing {name}"));
             Err(if unauthorized {
-                e.with_hint(login_hint(&image.registry))
+                e.with_hint(registries.login_hint(&image.registry))
             } else {
                 e
             })

@@ -122,6 +122,18 @@ pub(super) fn at(file: &Path, mark: Mark, message: impl std::fmt::Display) -> Er
     .with_operation("read spec")
 }
 
+/// The plain scalar written at `mark` in `file` (`3.10` where YAML read 3.1), when the file can be read again.
+fn written_at(file: &Path, mark: Mark) -> Option<String> {
+    let text = std::fs::read_to_string(file).ok()?;
+    let line = text.lines().nth(mark.line.checked_sub(1)?)?;
+    let rest: String = line.chars().skip(mark.column.checked_sub(1)?).collect();
+    let token: String = rest
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '+' | '-'))
+        .collect();
+    (!token.is_empty()).then_some(token)
+}
+
 fn parse(
     text: &str,
     file: &Path,
@@ -157,6 +169,8 @@ fn parse_root(
         ));
     };
     let mut raw = Vec::with_capacity(entries.len());
+    // Every unknown field at once, so a spec with several typos is fixed in one go.
+    let mut unknown = Vec::new();
     for (key, value) in entries {
         let Value::Str(name) = &key.value else {
             return Err(at(
@@ -170,13 +184,17 @@ fn parse_root(
                 Some(f) => format!("; did you mean `{f}`?"),
                 None => "; see `berth render --help` for the fields".to_string(),
             };
-            return Err(at(
-                file,
-                key.mark,
-                format!("unknown field `{name}`{suggestion}"),
-            ));
+            unknown.push((key.mark, format!("unknown field `{name}`{suggestion}")));
+            continue;
         };
         raw.push((field, value));
+    }
+    if let Some(((mark, first), rest)) = unknown.split_first() {
+        let more: String = rest
+            .iter()
+            .map(|(m, message)| format!("\n{}:{}:{}: {message}", file.display(), m.line, m.column))
+            .collect();
+        return Err(at(file, *mark, format!("{first}{more}")));
     }
     if let Some(registry) = &defaults.registry {
         let unset = |(f, n): &(Field, Node)| *f == Field::Registry && n.value == Value::Null;
@@ -233,18 +251,21 @@ impl Reader<'_> {
         match &node.value {
             Value::Str(s) => Ok(Some(s.clone())),
             Value::Float(_) | Value::Int(_) => {
-                let written = str_value(&node.value);
+                let read = str_value(&node.value);
                 if self.python.is_some() {
                     return Err(self.err(
                         node,
                         field,
-                        format!("expected a str, found the number {written}; pass it as text, e.g. {field}=\"3.10\""),
+                        format!("expected a str, found the number {read}; pass it as text, e.g. {field}=\"3.10\""),
                     ));
                 }
+                // What the user wrote (`3.10`), which YAML read as 3.1: the fix quotes exactly that.
+                let written =
+                    written_at(self.file, node.mark).unwrap_or_else(|| "<version>".into());
                 Err(self.err(
                     node,
                     field,
-                    format!("expected text, found the number {written}; YAML reads unquoted versions as numbers (3.10 becomes 3.1), so quote it: {field}: \"<version>\""),
+                    format!("expected text, found the number {read}; YAML reads unquoted versions as numbers (3.10 becomes 3.1), so quote it: {field}: \"{written}\""),
                 ))
             }
             other => Err(self.err(

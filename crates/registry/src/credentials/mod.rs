@@ -16,6 +16,7 @@
 
 mod config_file;
 mod helper;
+mod hint;
 mod login;
 
 use std::collections::HashMap;
@@ -31,6 +32,7 @@ use crate::env::EnvVars;
 use config_file::{same_registry, server_key, ConfigFile};
 
 pub(crate) use config_file::is_docker_hub;
+pub use hint::login_hint;
 pub use login::login;
 
 /// Where a set of credentials came from (for messages and `berth doctor`; never includes the secret).
