@@ -9,6 +9,7 @@ use std::sync::OnceLock;
 
 pub mod conformance;
 pub mod env;
+pub mod faults;
 pub mod users;
 
 /// The repository root.
