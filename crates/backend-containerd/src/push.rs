@@ -123,9 +123,8 @@ async fn send_blob(
     add_source(daemon, image, &blob.digest, op).await
 }
 
-/// Uploads `blob` from the content store. The registry client cannot replay a stream once it has sent data,
-/// so an upload cut off by a temporary failure (a reset, a 5xx or 429 answer to the upload) is started again
-/// here with a fresh read of the blob, as the client's retry policy allows.
+/// Uploads `blob` from the content store, reading it afresh for each try: the registry client cannot replay a
+/// stream once it has sent data.
 async fn upload(
     daemon: &Daemon,
     registry: &RegistryClient,
@@ -133,19 +132,12 @@ async fn upload(
     blob: &Descriptor,
     op: Op,
 ) -> Result<()> {
-    let policy = registry.options().retry;
-    let mut attempt = 1;
-    loop {
+    let total = blob.size.max(0) as u64;
+    crate::pull::again_while_temporary(registry, || async {
         let data = daemon.read_blob(&blob.digest, op).await?;
-        let total = blob.size.max(0) as u64;
-        match registry.push_blob(image, &blob.digest, total, data).await {
-            Err(e) if e.kind() == ErrorKind::Temporary && attempt < policy.max_attempts => {
-                tokio::time::sleep(policy.delay(attempt, None)).await;
-                attempt += 1;
-            }
-            other => return other,
-        }
-    }
+        registry.push_blob(image, &blob.digest, total, data).await
+    })
+    .await
 }
 
 /// Adds `image`'s repository to the blob's distribution-source label.

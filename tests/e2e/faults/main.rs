@@ -114,7 +114,10 @@ impl Operation {
             Operation::ClientPull | Operation::ContainerdBuildPull => {
                 &[Class::ManifestGet, Class::BlobGet]
             }
-            Operation::ClientPush | Operation::ContainerdPush => {
+            Operation::ClientPush
+            | Operation::ContainerdPush
+            | Operation::DockerPush
+            | Operation::PodmanPush => {
                 &[Class::BlobUpload, Class::ManifestPut]
             }
         }

@@ -4,6 +4,8 @@
 use std::path::PathBuf;
 
 use berth_backend_containerd::{ContainerdEngine, ContainerdOptions};
+use berth_backend_docker::{DockerEngine, DockerOptions};
+use berth_backend_podman::{PodmanEngine, PodmanOptions};
 use berth_core::engine::{
     BuildOptions, ContainerEngine, Credentials, Network, NoProgress, RemoveOptions,
     TransferOptions,
@@ -29,6 +31,8 @@ pub enum Operation {
     CliExists,
     ContainerdPush,
     ContainerdBuildPull,
+    DockerPush,
+    PodmanPush,
 }
 
 /// What every scenario shares: a client on the real registry, an image in it, containerd and an image there.
@@ -40,17 +44,21 @@ pub struct Fixtures {
     containerd: ContainerdEngine,
     /// A local containerd image to push under other names.
     local: String,
+    docker: DockerEngine,
+    podman: PodmanEngine,
     berth: PathBuf,
 }
 
 impl Operation {
-    pub const ALL: [Operation; 6] = [
+    pub const ALL: [Operation; 8] = [
         Operation::ClientExists,
         Operation::ClientPull,
         Operation::ClientPush,
         Operation::CliExists,
         Operation::ContainerdPush,
         Operation::ContainerdBuildPull,
+        Operation::DockerPush,
+        Operation::PodmanPush,
     ];
 
     pub fn name(self) -> &'static str {
@@ -61,6 +69,8 @@ impl Operation {
             Operation::CliExists => "berth exists",
             Operation::ContainerdPush => "containerd push",
             Operation::ContainerdBuildPull => "containerd build (base pull)",
+            Operation::DockerPush => "docker push (dockerd)",
+            Operation::PodmanPush => "podman push (libpod)",
         }
     }
 
@@ -75,7 +85,11 @@ impl Operation {
             Operation::ClientPull => client_pull(fx, &image::client(creds), &host).await,
             Operation::ClientPush => client_push(fx, &image::client(creds), &host).await,
             Operation::CliExists => cli_exists(fx, &host).await,
-            Operation::ContainerdPush => containerd_push(fx, creds, &host).await,
+            Operation::ContainerdPush => {
+                engine_push(fx, &fx.containerd, &fx.local, creds, &host).await
+            }
+            Operation::DockerPush => engine_push(fx, &fx.docker, &fx.base_ref(), creds, &host).await,
+            Operation::PodmanPush => engine_push(fx, &fx.podman, &fx.base_ref(), creds, &host).await,
             Operation::ContainerdBuildPull => containerd_build(fx, creds, &host).await,
         }
     }
@@ -111,22 +125,52 @@ impl Fixtures {
             )
             .await;
         built.expect("build the image containerd pushes");
-        Fixtures {
+        let docker = DockerEngine::connect(DockerOptions {
+            host: Some(format!("unix://{}", env.docker_socket.display())),
+            ..DockerOptions::default()
+        })
+        .await
+        .expect("dockerd (scripts/env/up.sh starts it)");
+        let podman = PodmanEngine::connect(PodmanOptions {
+            socket: Some(format!("unix://{}", env.podman_socket.display())),
+            ..PodmanOptions::default()
+        })
+        .await
+        .expect("the Podman service (scripts/env/up.sh starts it)");
+        let fixtures = Fixtures {
             env,
             real,
             base,
             base_repo,
             containerd,
             local,
+            docker,
+            podman,
             berth,
+        };
+        let options = TransferOptions {
+            credentials: Some(env.credentials()),
+            insecure: true,
+        };
+        for engine in [&fixtures.docker as &dyn ContainerEngine, &fixtures.podman] {
+            engine
+                .pull(&fixtures.base_ref(), &options, &NoProgress)
+                .await
+                .unwrap_or_else(|e| panic!("pull the image to push: {e}"));
         }
+        fixtures
+    }
+
+    /// The base image in the real registry.
+    fn base_ref(&self) -> String {
+        reference(&self.env.registry, &self.base_repo).to_string()
     }
 
     pub async fn clean_up(&self) {
-        let _ = self
-            .containerd
-            .remove(&self.local, RemoveOptions { force: true })
-            .await;
+        let force = RemoveOptions { force: true };
+        let _ = self.containerd.remove(&self.local, force).await;
+        let _ = self.docker.remove(&self.base_ref(), force).await;
+        let _ = self.podman.remove(&self.base_ref(), force).await;
     }
 }
 
@@ -228,25 +272,28 @@ async fn client_push(fx: &Fixtures, client: &RegistryClient, host: &str) -> Resu
     judge_push(fx, &repository, pushed).await
 }
 
-async fn containerd_push(fx: &Fixtures, creds: Credentials, host: &str) -> Result {
-    let repository = format!("faults/{}", unique("cpush"));
+/// Pushes `source`, tagged anew in `engine` for the proxy, and judges it by the registry.
+async fn engine_push(
+    fx: &Fixtures,
+    engine: &dyn ContainerEngine,
+    source: &str,
+    creds: Credentials,
+    host: &str,
+) -> Result {
+    let repository = format!("faults/{}", unique("push"));
     let target = reference(host, &repository).to_string();
-    if let Err(e) = fx.containerd.tag(&fx.local, &target).await {
-        panic!("tag {target} in containerd: {e}");
+    if let Err(e) = engine.tag(source, &target).await {
+        panic!("tag {target}: {e}");
     }
     let options = TransferOptions {
         credentials: Some(creds),
         insecure: true,
     };
-    let pushed = fx
-        .containerd
+    let pushed = engine
         .push(&target, &options, &NoProgress)
         .await
         .map(|p| p.digest);
-    let _ = fx
-        .containerd
-        .remove(&target, RemoveOptions { force: false })
-        .await;
+    let _ = engine.remove(&target, RemoveOptions { force: false }).await;
     judge_push(fx, &repository, pushed).await
 }
 
