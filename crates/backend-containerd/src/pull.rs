@@ -170,7 +170,11 @@ async fn fetch(
         .collect();
 
     let config_bytes = again_while_temporary(registry, || async {
-        registry.get_blob(image, &config.digest).await?.into_bytes().await
+        registry
+            .get_blob(image, &config.digest)
+            .await?
+            .into_bytes()
+            .await
     })
     .await?;
     let config_json = parse(&config_bytes)?;
@@ -210,7 +214,15 @@ async fn fetch(
         // each try writes under a new ingest reference; the guard aborts the ones a cut-off download left
         again_while_temporary(registry, || async {
             let blob = registry.get_blob(image, &layer.digest).await?;
-            write(daemon, guard, layer, layer_labels.clone(), Box::pin(blob), op).await
+            write(
+                daemon,
+                guard,
+                layer,
+                layer_labels.clone(),
+                Box::pin(blob),
+                op,
+            )
+            .await
         })
         .await?;
         progress.event(ProgressEvent::Transfer {
@@ -286,7 +298,10 @@ async fn fetch(
 /// Runs a transfer again while it fails temporarily (a connection cut or reset mid-body, a 5xx or 429 answer to
 /// an upload), as often as the registry client's retry policy allows. The client retries requests, but a body
 /// that broke off midway, in either direction, can only be sent again from the start, which is what this does.
-pub(crate) async fn again_while_temporary<T, F, Fut>(registry: &RegistryClient, mut attempt: F) -> Result<T>
+pub(crate) async fn again_while_temporary<T, F, Fut>(
+    registry: &RegistryClient,
+    mut attempt: F,
+) -> Result<T>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<T>>,

@@ -5,8 +5,8 @@ use berth_core::engine::Credentials;
 use berth_core::reference::ImageRef;
 use berth_core::ErrorKind;
 use berth_registry::{
-    bytes_stream, describe_bytes, CredentialResolver, RegistryClient, RegistryOptions,
-    RetryPolicy, OCI_MANIFEST,
+    bytes_stream, describe_bytes, CredentialResolver, RegistryClient, RegistryOptions, RetryPolicy,
+    OCI_MANIFEST,
 };
 use std::time::Duration;
 
@@ -61,7 +61,11 @@ impl TestImage {
     }
 
     /// Uploads the blobs the repository lacks, then the manifest (last, as every pusher must).
-    pub async fn push(&self, client: &RegistryClient, image: &ImageRef) -> berth_core::Result<String> {
+    pub async fn push(
+        &self,
+        client: &RegistryClient,
+        image: &ImageRef,
+    ) -> berth_core::Result<String> {
         for blob in [&self.layer, &self.config] {
             let (digest, size) = describe_bytes(blob);
             if !client.blob_exists(image, &digest).await? {
@@ -70,7 +74,9 @@ impl TestImage {
                     .await?;
             }
         }
-        client.put_manifest(image, OCI_MANIFEST, &self.manifest).await
+        client
+            .put_manifest(image, OCI_MANIFEST, &self.manifest)
+            .await
     }
 }
 
@@ -111,7 +117,8 @@ pub fn client(credentials: Credentials) -> RegistryClient {
 /// The options of [`client`], for engines that make their own client.
 pub fn options(credentials: Credentials) -> RegistryOptions {
     RegistryOptions {
-        credentials: CredentialResolver::with_vars(Default::default()).with_credentials(credentials),
+        credentials: CredentialResolver::with_vars(Default::default())
+            .with_credentials(credentials),
         request_timeout: Duration::from_secs(3),
         connect_timeout: Duration::from_secs(3),
         retry: RetryPolicy {

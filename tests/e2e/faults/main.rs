@@ -44,7 +44,11 @@ fn registry_faults_never_hang_or_corrupt() {
     );
     // the proxy must have hit something, or the table measures nothing
     let injected: u32 = table.rows().iter().map(|r| r.injected).sum();
-    assert!(injected as usize >= table.rows().len() / 2, "{}", table.render());
+    assert!(
+        injected as usize >= table.rows().len() / 2,
+        "{}",
+        table.render()
+    );
     runtime.shutdown_timeout(Duration::from_secs(1));
 }
 
@@ -117,9 +121,7 @@ impl Operation {
             Operation::ClientPush
             | Operation::ContainerdPush
             | Operation::DockerPush
-            | Operation::PodmanPush => {
-                &[Class::BlobUpload, Class::ManifestPut]
-            }
+            | Operation::PodmanPush => &[Class::BlobUpload, Class::ManifestPut],
         }
     }
 }

@@ -7,8 +7,7 @@ use berth_backend_containerd::{ContainerdEngine, ContainerdOptions};
 use berth_backend_docker::{DockerEngine, DockerOptions};
 use berth_backend_podman::{PodmanEngine, PodmanOptions};
 use berth_core::engine::{
-    BuildOptions, ContainerEngine, Credentials, Network, NoProgress, RemoveOptions,
-    TransferOptions,
+    BuildOptions, ContainerEngine, Credentials, Network, NoProgress, RemoveOptions, TransferOptions,
 };
 use berth_core::plan::Step;
 use berth_core::reference::ImageRef;
@@ -88,8 +87,12 @@ impl Operation {
             Operation::ContainerdPush => {
                 engine_push(fx, &fx.containerd, &fx.local, creds, &host).await
             }
-            Operation::DockerPush => engine_push(fx, &fx.docker, &fx.base_ref(), creds, &host).await,
-            Operation::PodmanPush => engine_push(fx, &fx.podman, &fx.base_ref(), creds, &host).await,
+            Operation::DockerPush => {
+                engine_push(fx, &fx.docker, &fx.base_ref(), creds, &host).await
+            }
+            Operation::PodmanPush => {
+                engine_push(fx, &fx.podman, &fx.base_ref(), creds, &host).await
+            }
             Operation::ContainerdBuildPull => containerd_build(fx, creds, &host).await,
         }
     }
@@ -193,7 +196,10 @@ fn build_options(credentials: Credentials, host: &str, tag: &str) -> BuildOption
 }
 
 fn failed(e: &Error) -> Result {
-    (Outcome::FailedClearly(e.kind().as_str().into()), e.to_string())
+    (
+        Outcome::FailedClearly(e.kind().as_str().into()),
+        e.to_string(),
+    )
 }
 
 async fn client_exists(fx: &Fixtures, client: &RegistryClient, host: &str) -> Result {
@@ -377,7 +383,10 @@ async fn berth(fx: &Fixtures, dir: &std::path::Path, args: &[&str]) -> std::proc
         .args(args)
         .current_dir(dir)
         .env("BERTH_REGISTRY_USERNAME", &fx.env.registry_user)
-        .env("BERTH_REGISTRY_PASSWORD", fx.env.registry_password().expose())
+        .env(
+            "BERTH_REGISTRY_PASSWORD",
+            fx.env.registry_password().expose(),
+        )
         .env("HOME", dir)
         .env("DOCKER_CONFIG", dir)
         .kill_on_drop(true)

@@ -154,8 +154,14 @@ mod tests {
     fn requests_are_classified_by_method_and_path() {
         assert_eq!(Class::of("GET", "/v2/"), Class::Ping);
         assert_eq!(Class::of("GET", "/token?scope=x"), Class::Token);
-        assert_eq!(Class::of("HEAD", "/v2/a/b/manifests/1"), Class::ManifestHead);
-        assert_eq!(Class::of("GET", "/v2/a/manifests/sha256:x"), Class::ManifestGet);
+        assert_eq!(
+            Class::of("HEAD", "/v2/a/b/manifests/1"),
+            Class::ManifestHead
+        );
+        assert_eq!(
+            Class::of("GET", "/v2/a/manifests/sha256:x"),
+            Class::ManifestGet
+        );
         assert_eq!(Class::of("PUT", "/v2/a/manifests/1"), Class::ManifestPut);
         assert_eq!(Class::of("HEAD", "/v2/a/blobs/sha256:x"), Class::BlobHead);
         assert_eq!(Class::of("GET", "/v2/a/blobs/sha256:x"), Class::BlobGet);
@@ -164,6 +170,9 @@ mod tests {
             Class::of("PUT", "/v2/a/blobs/uploads/u?digest=sha256:x"),
             Class::BlobUpload
         );
-        assert_eq!(Class::of("PATCH", "/v2/a/blobs/uploads/u"), Class::BlobUpload);
+        assert_eq!(
+            Class::of("PATCH", "/v2/a/blobs/uploads/u"),
+            Class::BlobUpload
+        );
     }
 }

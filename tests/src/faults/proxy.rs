@@ -144,13 +144,20 @@ async fn serve(client: TcpStream, shared: &Shared) -> std::io::Result<()> {
     match fault {
         Some(Fault::ServerError) => {
             shared.injected.fetch_add(1, Ordering::SeqCst);
-            let body = r#"{"errors":[{"code":"UNAVAILABLE","message":"injected by the fault proxy"}]}"#;
+            let body =
+                r#"{"errors":[{"code":"UNAVAILABLE","message":"injected by the fault proxy"}]}"#;
             return answer(&mut client, "503 Service Unavailable", &[], body).await;
         }
         Some(Fault::TooManyRequests) => {
             shared.injected.fetch_add(1, Ordering::SeqCst);
             let body = r#"{"errors":[{"code":"TOOMANYREQUESTS","message":"injected by the fault proxy"}]}"#;
-            return answer(&mut client, "429 Too Many Requests", &["Retry-After: 1"], body).await;
+            return answer(
+                &mut client,
+                "429 Too Many Requests",
+                &["Retry-After: 1"],
+                body,
+            )
+            .await;
         }
         Some(Fault::Stall) if !request.body.is_empty() || request.method == "HEAD" => {
             // nothing reaches the registry and no byte comes back
@@ -308,9 +315,7 @@ fn reset(client: TcpStream) -> std::io::Result<()> {
 /// Holds the connection without sending anything until the client gives up (or [`STALL_LIMIT`]).
 async fn stall(mut client: TcpStream) -> std::io::Result<()> {
     let mut sink = [0u8; 1024];
-    let wait = async {
-        while matches!(client.read(&mut sink).await, Ok(n) if n > 0) {}
-    };
+    let wait = async { while matches!(client.read(&mut sink).await, Ok(n) if n > 0) {} };
     let _ = tokio::time::timeout(STALL_LIMIT, wait).await;
     Ok(())
 }
@@ -324,10 +329,7 @@ fn set_content_length(head: &[u8], length: usize) -> Vec<u8> {
     let text = String::from_utf8_lossy(head);
     let mut out = String::new();
     for line in text.split_inclusive("\r\n") {
-        if line
-            .to_ascii_lowercase()
-            .starts_with("content-length:")
-        {
+        if line.to_ascii_lowercase().starts_with("content-length:") {
             out.push_str(&format!("Content-Length: {length}\r\n"));
         } else {
             out.push_str(line);
