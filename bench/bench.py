@@ -8,6 +8,7 @@
     python3 bench/bench.py push   [--runs 3]                 berth push vs docker push, podman push, skopeo copy
     python3 bench/bench.py memory                            berth's peak RSS building 256 MiB-1 GiB contexts
     python3 bench/bench.py scale  [--runs 5] [--images 50]   a 50-image project, all present, vs flytekit exist()
+    python3 bench/bench.py pyflyte [--runs 5] [--images 20]  pyflyte package, 20 ImageSpecs present: berth plugin vs default
     python3 bench/bench.py all                               each of them once, with their defaults
 
 All but `name` need scripts/env/up.sh's environment (dockerd, Podman, the registry, fixtures) and root (`hash`
@@ -56,9 +57,12 @@ def main():
     scale = sub.add_parser("scale", help="berth build of a 50-image project, all present, vs flytekit exist()")
     scale.add_argument("--runs", type=int, default=5)
     scale.add_argument("--images", type=int, default=50)
+    pyflyte = sub.add_parser("pyflyte", help="pyflyte package of 20 present ImageSpecs: berth plugin vs flytekit's builder")
+    pyflyte.add_argument("--runs", type=int, default=5)
+    pyflyte.add_argument("--images", type=int, default=20)
     sub.add_parser("all", help="every benchmark once, with its defaults")
     args = p.parse_args()
-    order = ["name", "exists", "hash", "build", "push", "memory", "scale"]
+    order = ["name", "exists", "hash", "build", "push", "memory", "scale", "pyflyte"]
     every = args.what == "all"
     for what in order if every else [args.what]:
         if every:
@@ -86,6 +90,9 @@ def run(what, args):
     if what == "scale":
         import scale
         return scale.bench_scale(args)
+    if what == "pyflyte":
+        import pyflyte
+        return pyflyte.bench_pyflyte(args)
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+import time
 from pathlib import Path
 
 from common import (CACHE, alternate, berth_binary, berth_login, fmt, machine_line, md_table, measure, median, sh,
@@ -107,6 +108,17 @@ class Setup:
         self.env.pop("DOCKER_HOST", None)
         berth_login(self.berth, self.env, self.tenv)
         self.auth = str(self.config / "config.json")
+
+
+def copy_fixture_as(s, source, names):
+    """Puts `source` in the test registry under each of `names` (registry-side copies with skopeo: checks only read
+    manifests, so what the images hold does not matter); returns the seconds it took, for the setup note."""
+    start = time.perf_counter()
+    creds = f"{s.tenv['BERTH_TEST_REGISTRY_USER']}:{s.tenv['password']}"
+    for name in names:
+        sh(["skopeo", "copy", "--quiet", "--src-tls-verify=false", "--dest-tls-verify=false", "--src-creds", creds,
+            "--dest-creds", creds, f"docker://{source}", f"docker://{name}"])
+    return time.perf_counter() - start
 
 
 def tool_commands(s, spec, ctx, engine, no_cache, classic):

@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 from common import REPO, alternate, flytekit_python, fmt, machine_line, md_table, measure, median, sh
-from build import Setup
+from build import Setup, copy_fixture_as
 
 FLYTEKIT_EXIST = """
 import sys, time
@@ -49,12 +49,7 @@ def bench_scale(args):
             raise SystemExit("berth and flytekit disagree on the names; fix that before timing")
         # Present in the registry: the python fixture copied under each name (registry-side copies: the check
         # and the lock only read manifests, so what the image holds does not matter).
-        start = time.perf_counter()
-        creds = f"{tenv['BERTH_TEST_REGISTRY_USER']}:{tenv['password']}"
-        for name in names:
-            sh(["skopeo", "copy", "--quiet", "--src-tls-verify=false", "--dest-tls-verify=false", "--src-creds", creds,
-                "--dest-creds", creds, f"docker://{python}", f"docker://{name}"])
-        prepared = time.perf_counter() - start
+        prepared = copy_fixture_as(s, python, names)
         berth_cmd = [s.berth, "build", "-q"]
         flyte_cmd = [py, "-c", FLYTEKIT_EXIST, REPO / "scripts/flytekit-corpus", *files]
 

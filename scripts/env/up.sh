@@ -47,6 +47,8 @@ UV_RECIPE=r1
 PACKAGES=(
   docker.io containerd runc podman uidmap docker-registry skopeo debootstrap
   busybox-static apache2-utils protobuf-compiler ca-certificates curl git
+  # scripts/python-test.sh: the flytekit venv (from /usr/bin/python3, so the rootless user can run it)
+  python3-venv
   # podman's Recommends we rely on (installed with --no-install-recommends):
   slirp4netns fuse-overlayfs netavark aardvark-dns catatonit
   # docker.io Recommends worth having: faster/compatible layer (de)compression

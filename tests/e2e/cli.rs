@@ -391,3 +391,32 @@ fn a_bad_project_file_is_a_clear_error_that_points_at_the_line() {
         "{err}"
     );
 }
+
+#[test]
+fn a_billion_laughs_spec_is_refused_at_its_alias() {
+    // Eight levels of ten aliases: under 1 KB of text, 10^8 values if berth copied every alias.
+    let mut text = String::from("name: app\nl0: &l0 [lol]\n");
+    for level in 1..=8 {
+        let refs = vec![format!("*l{}", level - 1); 10].join(", ");
+        text.push_str(&format!("l{level}: &l{level} [{refs}]\n"));
+    }
+    assert!(text.len() < 1024);
+    let dir = tempfile::tempdir().expect("temp dir");
+    write(dir.path(), "spec.yaml", &text);
+    // Under a 4 GiB address-space limit berth before the alias budget died of a failed allocation instead of
+    // taking the machine down; with the budget it stops at the alias that crosses it.
+    let out = std::process::Command::new("prlimit")
+        .arg("--as=4294967296")
+        .arg(berth_tests::berth_bin())
+        .args(["name", "spec.yaml"])
+        .current_dir(dir.path())
+        .output()
+        .expect("run berth under prlimit");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("spec.yaml:6:"), "{err}");
+    assert!(
+        err.contains("aliases in this file expand to more than"),
+        "{err}"
+    );
+}

@@ -94,7 +94,8 @@ impl ContainerdEngine {
             &options.snapshotter,
             options.connect_timeout,
         )
-        .await?;
+        .await?
+        .with_timeouts(options.timeouts);
         let version = tokio::time::timeout(options.connect_timeout, daemon.version())
             .await
             .map_err(|_| {

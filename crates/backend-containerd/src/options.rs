@@ -46,6 +46,12 @@ pub struct ContainerdOptions {
     pub state_dir: Option<PathBuf>,
     /// How long connecting and the first request may take.
     pub connect_timeout: Duration,
+    /// Deadline of each short gRPC call (metadata: images, containers, tasks, leases, labels). Calls whose
+    /// length depends on the work (unpacking, diffs, preparing a native snapshot, waiting for a RUN step) have
+    /// none; streams have [`ContainerdOptions::idle_timeout`].
+    pub call_timeout: Duration,
+    /// How long a content stream (blob read or write) may go without progress.
+    pub idle_timeout: Duration,
     /// Registry client options (insecure registries, CA file, retries, credential lookup) for pulls and pushes.
     pub registry: RegistryOptions,
 }
@@ -58,6 +64,8 @@ impl Default for ContainerdOptions {
             snapshotter: None,
             state_dir: None,
             connect_timeout: Duration::from_secs(5),
+            call_timeout: Duration::from_secs(60),
+            idle_timeout: Duration::from_secs(120),
             registry: RegistryOptions::default(),
         }
     }
@@ -71,6 +79,7 @@ pub(crate) struct Resolved {
     pub(crate) snapshotter: String,
     pub(crate) state_dir: PathBuf,
     pub(crate) connect_timeout: Duration,
+    pub(crate) timeouts: crate::convert::Timeouts,
     pub(crate) registry: RegistryOptions,
 }
 
@@ -125,6 +134,10 @@ impl ContainerdOptions {
             snapshotter,
             state_dir,
             connect_timeout: self.connect_timeout,
+            timeouts: crate::convert::Timeouts {
+                call: self.call_timeout,
+                idle: self.idle_timeout,
+            },
             registry: self.registry,
         })
     }
@@ -162,6 +175,27 @@ pub fn validate_namespace(namespace: &str) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn debug_never_prints_a_registry_password() {
+        let vars = std::collections::HashMap::from([(
+            "BERTH_REGISTRY_PASSWORD".to_string(),
+            "hunter2-pw".to_string(),
+        )]);
+        let options = ContainerdOptions {
+            registry: RegistryOptions {
+                credentials: berth_registry::CredentialResolver::with_vars(vars),
+                ..RegistryOptions::default()
+            },
+            ..ContainerdOptions::default()
+        };
+        let printed = format!(
+            "{options:?} {:?}",
+            options.clone().resolve().expect("valid")
+        );
+        assert!(printed.contains("BERTH_REGISTRY_PASSWORD"), "{printed}");
+        assert!(!printed.contains("hunter2"), "{printed}");
+    }
 
     #[test]
     fn namespaces_follow_containerd_rules() {

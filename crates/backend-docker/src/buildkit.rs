@@ -8,18 +8,19 @@
 
 use std::collections::HashMap;
 
-use berth_core::engine::{BuildOptions, BuiltImage, Network, Progress};
+use berth_core::engine::{BuildOptions, BuiltImage, Network, Progress, ProgressEvent};
+use berth_core::lines::{LineSplitter, Piece};
 use berth_core::plan::BuildPlan;
 use berth_core::{Error, ErrorKind, Result};
 use bollard::models::{BuildInfo, BuildInfoAux};
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::Bytes;
 use futures_util::StreamExt;
-use http_body_util::{BodyExt, StreamBody};
+use http_body_util::{BodyExt, Limited, StreamBody};
 use hyper_util::rt::TokioIo;
 
 use crate::dial::{dial, HOST_HEADER};
 use crate::errors::{io_error, to_error, to_error_saying, Failure, Op};
-use crate::progress::BuildLog;
+use crate::progress::{BuildLog, OVERLONG};
 use crate::DockerEngine;
 use berth_context::{self as context, DOCKERFILE_NAME};
 
@@ -32,7 +33,8 @@ pub(crate) async fn build(
 ) -> Result<BuiltImage> {
     let endpoint = engine.endpoint_name();
     let secrets = crate::check_secrets(plan)?;
-    let session = crate::session::open(&engine.endpoint, &options.credentials, secrets)
+    let timeout = engine.options.connect_timeout;
+    let session = crate::session::open(&engine.endpoint, timeout, &options.credentials, secrets)
         .await
         .map_err(|e| io_error(e, Op::Build, &endpoint))?;
     let tar = context::stream(
@@ -49,7 +51,7 @@ pub(crate) async fn build(
         .header(http::header::CONTENT_TYPE, "application/x-tar")
         .body(body)
         .map_err(|e| Error::new(ErrorKind::InvalidSpec, e.to_string()))?;
-    let stream = dial(&engine.endpoint)
+    let stream = dial(&engine.endpoint, timeout)
         .await
         .map_err(|e| io_error(e, Op::Build, &endpoint))?;
     let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
@@ -87,7 +89,8 @@ where
     let status = response.status();
     let mut body = response.into_body();
     if !status.is_success() {
-        let bytes = body
+        // an error answer is a short JSON message; one that does not end is left unread past 64 KiB
+        let bytes = Limited::new(body, 64 << 10)
             .collect()
             .await
             .map(|b| b.to_bytes())
@@ -101,20 +104,23 @@ where
     }
 
     let mut log = BuildLog::new(progress);
-    let mut buffer = BytesMut::new();
+    let mut lines = LineSplitter::default();
     let mut error: Option<String> = None;
+    let handle = |piece: Piece, log: &mut BuildLog, error: &mut Option<String>| match piece {
+        Piece::Line(line) => handle_line(&line, log, error),
+        Piece::Overlong => progress.event(ProgressEvent::Line(OVERLONG.to_string())),
+    };
     while let Some(frame) = body.frame().await {
         let Ok(data) = frame.map_err(transport)?.into_data() else {
             continue;
         };
-        buffer.extend_from_slice(&data);
-        while let Some(pos) = buffer.iter().position(|b| *b == b'\n') {
-            let line = buffer.split_to(pos + 1);
-            handle_line(&line, &mut log, &mut error);
+        lines.push(&data);
+        while let Some(piece) = lines.next_piece() {
+            handle(piece, &mut log, &mut error);
         }
     }
-    if buffer.has_remaining() {
-        handle_line(&buffer, &mut log, &mut error);
+    while let Some(piece) = lines.finish() {
+        handle(piece, &mut log, &mut error);
     }
 
     if let Some(message) = error {
@@ -244,5 +250,55 @@ mod tests {
             "version=2&session=s1&dockerfile=.berth.Dockerfile&rm=1&forcerm=1\
              &t=r%3A5000%2Fa%3A1&t=r%3A5000%2Fa%3Alatest&platform=linux%2Famd64&networkmode=host"
         );
+    }
+
+    #[derive(Default)]
+    struct Record(std::sync::Mutex<Vec<String>>);
+
+    impl Progress for Record {
+        fn event(&self, event: ProgressEvent) {
+            if let ProgressEvent::Line(line) = event {
+                self.0.lock().expect("lock").push(line);
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn an_overlong_output_line_is_left_out_and_the_build_still_finishes() {
+        use berth_tests::fake_http::{Answer, FakeServer};
+        let id = format!("sha256:{}", "a".repeat(64));
+        let mut body = format!(r#"{{"stream":"{}"}}"#, "x".repeat(3 << 20)).into_bytes();
+        body.extend_from_slice(
+            format!("\n{{\"stream\":\"short\\n\"}}\n{{\"aux\":{{\"ID\":\"{id}\"}}}}\n").as_bytes(),
+        );
+        let server = FakeServer::tcp(move |_| {
+            let mut answer = b"HTTP/1.1 200 OK\r\n\r\n".to_vec();
+            answer.extend_from_slice(&body);
+            Answer::SendAndClose(answer)
+        });
+        let stream = tokio::net::TcpStream::connect(&server.addr)
+            .await
+            .expect("connect");
+        let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .expect("handshake");
+        tokio::spawn(connection);
+        let request = http::Request::post("/build")
+            .header(http::header::HOST, HOST_HEADER)
+            .body(http_body_util::Empty::<Bytes>::new())
+            .expect("request");
+        let record = Record::default();
+        let built = follow(sender, request, &record, "fake")
+            .await
+            .expect("built");
+        assert_eq!(built.id, id);
+        let lines = record.0.lock().expect("lock").clone();
+        assert!(
+            lines.iter().all(|l| l.len() < 1 << 20),
+            "a line of {} bytes",
+            lines.iter().map(String::len).max().unwrap_or(0)
+        );
+        assert!(lines.iter().any(|l| l == OVERLONG), "{lines:?}");
+        assert!(lines.iter().any(|l| l.contains("short")), "{lines:?}");
     }
 }

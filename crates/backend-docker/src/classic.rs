@@ -12,7 +12,6 @@ use berth_core::{Error, ErrorKind, Result};
 use bollard::auth::DockerCredentials;
 use bollard::models::BuildInfoAux;
 use bollard::query_parameters::{BuildImageOptions, BuilderVersion};
-use futures_util::StreamExt;
 
 use crate::errors::{client_error, to_error_saying, Failure, Op};
 use crate::progress::BuildLog;
@@ -57,7 +56,7 @@ pub(crate) async fn build(
     );
     let mut log = BuildLog::new(progress);
     let mut failure: Option<bollard::errors::Error> = None;
-    while let Some(item) = stream.next().await {
+    while let Some(item) = engine.next_within(&mut stream, Op::Build).await? {
         match item {
             Ok(info) => {
                 if let Some(text) = &info.stream {

@@ -9,6 +9,7 @@ use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpStream, UnixStream};
@@ -24,8 +25,22 @@ impl<T: AsyncRead + AsyncWrite + Send + Unpin> Stream for T {}
 /// The `Host` header sent on raw requests (dockerd ignores it; HTTP/1.1 requires one).
 pub(crate) const HOST_HEADER: &str = "docker";
 
-/// Opens a connection to the daemon at `endpoint`.
-pub(crate) async fn dial(endpoint: &Endpoint) -> io::Result<Box<dyn Stream>> {
+/// Opens a connection to the daemon at `endpoint`, TLS handshake included, within `timeout`: a daemon address
+/// that accepts and never answers (a firewall, a wrong port, a stalled TLS peer) must not hang a build.
+pub(crate) async fn dial(endpoint: &Endpoint, timeout: Duration) -> io::Result<Box<dyn Stream>> {
+    match tokio::time::timeout(timeout, connect(endpoint)).await {
+        Ok(stream) => stream,
+        Err(_) => Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            format!(
+                "no connection to the daemon within {} s",
+                timeout.as_secs_f32()
+            ),
+        )),
+    }
+}
+
+async fn connect(endpoint: &Endpoint) -> io::Result<Box<dyn Stream>> {
     match endpoint {
         Endpoint::Unix(path) => Ok(Box::new(UnixStream::connect(path).await?)),
         Endpoint::Tcp { addr, tls: None } => {
@@ -139,5 +154,97 @@ impl AsyncWrite for SshStream {
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.stdin).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::process::Command as StdCommand;
+
+    /// A CA, and a client certificate and key it signed, made with openssl in `dir`.
+    fn tls_files(dir: &std::path::Path) -> TlsFiles {
+        let openssl = |args: &[&str]| {
+            let status = StdCommand::new("openssl")
+                .args(args)
+                .current_dir(dir)
+                .output()
+                .expect("run openssl");
+            assert!(status.status.success(), "openssl {args:?}: {status:?}");
+        };
+        std::fs::write(dir.join("ext.cnf"), "basicConstraints=CA:FALSE\n").expect("write ext.cnf");
+        let key = ["-newkey", "rsa:2048", "-nodes", "-days", "1"];
+        openssl(
+            &[
+                &["req", "-x509"][..],
+                &key,
+                &["-keyout", "ca-key.pem", "-out", "ca.pem", "-subj", "/CN=ca"],
+            ]
+            .concat(),
+        );
+        openssl(
+            &[
+                &["req"][..],
+                &key[..3],
+                &[
+                    "-keyout",
+                    "key.pem",
+                    "-out",
+                    "cert.csr",
+                    "-subj",
+                    "/CN=client",
+                ],
+            ]
+            .concat(),
+        );
+        openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            "cert.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca-key.pem",
+            "-CAcreateserial",
+            "-out",
+            "cert.pem",
+            "-days",
+            "1",
+            // without extensions openssl signs a version 1 certificate, which rustls refuses
+            "-extfile",
+            "ext.cnf",
+        ]);
+        TlsFiles {
+            ca: dir.join("ca.pem"),
+            cert: dir.join("cert.pem"),
+            key: dir.join("key.pem"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_daemon_that_accepts_and_never_answers_times_out() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let tls = tls_files(dir.path());
+        // accepts every connection and holds it, silent: the TLS handshake never completes
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().expect("addr").to_string();
+        std::thread::spawn(move || {
+            let held: Vec<_> = listener.incoming().collect();
+            drop(held);
+        });
+        let endpoint = Endpoint::Tcp {
+            addr,
+            tls: Some(tls),
+        };
+        // the outer guard turns a regression into a failure rather than a test that never ends
+        let dialled = tokio::time::timeout(
+            Duration::from_secs(60),
+            dial(&endpoint, Duration::from_millis(300)),
+        )
+        .await
+        .expect("hung: the dialer has no timeout");
+        let err = dialled.err().expect("no connection");
+        assert_eq!(err.kind(), io::ErrorKind::TimedOut, "{err}");
     }
 }

@@ -60,6 +60,12 @@ pub struct DockerOptions {
     pub tls: Option<TlsFiles>,
     /// How long the daemon may take to answer its first request (`/_ping`) before it counts as unavailable.
     pub ping_timeout: Duration,
+    /// How long opening a connection of berth's own (the BuildKit session and build request), TLS handshake
+    /// included, may take.
+    pub connect_timeout: Duration,
+    /// How long a progress stream (push, pull, classic build output) may go without a message: a daemon that
+    /// stalls mid-stream fails the operation instead of hanging it. A RUN step may be silent for a long time.
+    pub idle_timeout: Duration,
     /// Which builder to use.
     pub builder: Builder,
 }
@@ -70,6 +76,8 @@ impl Default for DockerOptions {
             host: None,
             tls: None,
             ping_timeout: Duration::from_secs(2),
+            connect_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(30 * 60),
             builder: Builder::Auto,
         }
     }
@@ -137,6 +145,25 @@ impl DockerEngine {
         self.client
             .clone()
             .with_timeout(Duration::from_secs(24 * 3600))
+    }
+
+    /// The next message of a daemon's progress stream, failing when none came for
+    /// [`DockerOptions::idle_timeout`] (the long client's own timeout is a day).
+    async fn next_within<S>(&self, stream: &mut S, op: errors::Op) -> Result<Option<S::Item>>
+    where
+        S: futures_util::Stream + Unpin,
+    {
+        use futures_util::StreamExt as _;
+        let idle = self.options.idle_timeout;
+        tokio::time::timeout(idle, stream.next())
+            .await
+            .map_err(|_| {
+                let silent = std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!("the daemon sent nothing for {} s", idle.as_secs_f32()),
+                );
+                errors::io_error(silent, op, &self.endpoint_name())
+            })
     }
 }
 

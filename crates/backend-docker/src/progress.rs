@@ -8,6 +8,7 @@
 use std::collections::{HashMap, VecDeque};
 
 use berth_core::engine::{Progress, ProgressEvent};
+use berth_core::lines::MAX_LINE_BYTES;
 use bollard::moby::buildkit::v1::StatusResponse;
 
 /// Lines of output kept per step for the failure message.
@@ -142,6 +143,12 @@ impl<'a> BuildLog<'a> {
             step.push_line(&line);
             self.progress.event(ProgressEvent::Line(line));
         }
+        // a step printing without newlines must not grow one buffer for ever
+        if step.partial.len() > MAX_LINE_BYTES {
+            step.partial.clear();
+            self.progress
+                .event(ProgressEvent::Line(OVERLONG.to_string()));
+        }
     }
 
     /// Whether the failure happened inside a build step (RUN, COPY...) rather than while resolving or pulling
@@ -216,6 +223,9 @@ fn strip_ansi(line: &str) -> String {
     out
 }
 
+/// Said in place of a line of build output too long to keep.
+pub(crate) const OVERLONG: &str = "(berth left out a line of build output longer than 1 MiB)";
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -251,6 +261,21 @@ mod tests {
             total: 2,
             description: "RUN echo boom; false".into()
         }));
+    }
+
+    #[test]
+    fn step_output_without_newlines_is_bounded() {
+        let record = Record::default();
+        let mut log = BuildLog::new(&record);
+        let chunk = "x".repeat(64 << 10);
+        for _ in 0..64 {
+            log.output("v", &chunk);
+            assert!(log.steps["v"].partial.len() <= MAX_LINE_BYTES + chunk.len());
+        }
+        log.output("v", "\ndone\n");
+        let events = record.0.lock().expect("lock");
+        assert!(events.contains(&ProgressEvent::Line(OVERLONG.to_string())));
+        assert!(events.contains(&ProgressEvent::Line("done".to_string())));
     }
 
     #[test]

@@ -64,11 +64,12 @@ impl Drop for Session {
 /// Opens a session serving `credentials` and the secrets `secrets` (id → file).
 pub(crate) async fn open(
     endpoint: &Endpoint,
+    connect_timeout: std::time::Duration,
     credentials: &[Credentials],
     secrets: HashMap<String, PathBuf>,
 ) -> io::Result<Session> {
     let id = new_id();
-    let stream = dial(endpoint).await?;
+    let stream = dial(endpoint, connect_timeout).await?;
     let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
         .map_err(io::Error::other)?;

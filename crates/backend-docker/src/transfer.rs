@@ -9,7 +9,6 @@ use berth_core::{Error, ErrorKind, Result};
 use bollard::auth::DockerCredentials;
 use bollard::models::ProgressDetail;
 use bollard::query_parameters::{CreateImageOptions, PushImageOptions};
-use futures_util::StreamExt;
 
 use crate::errors::{client_error, Op};
 use crate::DockerEngine;
@@ -33,7 +32,7 @@ pub(crate) async fn push(
         options.credentials.as_ref().map(credentials),
     );
     let mut digest = None;
-    while let Some(item) = stream.next().await {
+    while let Some(item) = engine.next_within(&mut stream, Op::Push).await? {
         let info = item.map_err(|e| client_error(e, Op::Push, &endpoint))?;
         if let Some(status) = &info.status {
             if let Some(d) = digest_in(status) {
@@ -72,7 +71,7 @@ pub(crate) async fn pull(
         None,
         options.credentials.as_ref().map(credentials),
     );
-    while let Some(item) = stream.next().await {
+    while let Some(item) = engine.next_within(&mut stream, Op::Pull).await? {
         let info = item.map_err(|e| client_error(e, Op::Pull, &endpoint))?;
         report(progress, info.status, info.progress_detail, info.id);
     }

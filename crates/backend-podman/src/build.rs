@@ -183,7 +183,7 @@ async fn build_once(
         ));
     }
     let mut log = BuildLog::new(progress);
-    let mut lines = Lines::new(response);
+    let mut lines = Lines::new(response, engine.client.idle_timeout);
     while let Some(line) = lines
         .next_json()
         .await

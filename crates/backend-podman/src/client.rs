@@ -4,12 +4,15 @@
 
 use std::io;
 use std::path::PathBuf;
+use std::time::Duration;
+
+use berth_core::lines::{LineSplitter, Piece};
 
 use bytes::Bytes;
 use futures_util::Stream;
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::combinators::UnsyncBoxBody;
-use http_body_util::{BodyExt, Empty, StreamBody};
+use http_body_util::{BodyExt, Empty, Limited, StreamBody};
 use hyper::body::{Frame, Incoming};
 use hyper_util::rt::TokioIo;
 use tokio::net::UnixStream;
@@ -40,7 +43,15 @@ where
 #[derive(Debug, Clone)]
 pub(crate) struct Client {
     pub(crate) socket: PathBuf,
+    /// How long a streamed answer may go without a byte ([`crate::PodmanOptions::idle_timeout`]).
+    pub(crate) idle_timeout: Duration,
 }
+
+/// The largest answer berth reads whole (inspect, info, error documents are kilobytes).
+pub(crate) const MAX_ANSWER_BYTES: usize = 16 << 20;
+
+/// Said in place of a line of the service's stream too long to keep.
+pub(crate) const OVERLONG: &str = "(berth left out a line of output longer than 1 MiB)\n";
 
 impl Client {
     /// Sends `method path` (path below [`API`], query included) with `headers` and `body`.
@@ -78,14 +89,22 @@ pub(crate) fn hyper_io(err: hyper::Error) -> io::Error {
     io::Error::new(kind, err)
 }
 
-/// A response read whole.
+/// A response read whole, up to [`MAX_ANSWER_BYTES`].
 pub(crate) async fn read_all(response: Response<Incoming>) -> io::Result<(StatusCode, Bytes)> {
     let status = response.status();
-    let body = response
-        .into_body()
+    let body = Limited::new(response.into_body(), MAX_ANSWER_BYTES)
         .collect()
         .await
-        .map_err(hyper_io)?
+        .map_err(|e| match e.downcast::<hyper::Error>() {
+            Ok(e) => hyper_io(*e),
+            Err(_) => io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "the service answered with more than {} MiB",
+                    MAX_ANSWER_BYTES >> 20
+                ),
+            ),
+        })?
         .to_bytes();
     Ok((status, body))
 }
@@ -102,43 +121,58 @@ pub(crate) fn error_message(body: &[u8]) -> String {
         .unwrap_or_else(|| String::from_utf8_lossy(body).trim().to_string())
 }
 
-/// Splits a streamed response body into lines as they arrive.
+/// Splits a streamed response body into lines as they arrive, each at most [`berth_core::lines::MAX_LINE_BYTES`],
+/// failing when the body goes [`Client::idle_timeout`] without a byte.
 pub(crate) struct Lines {
     body: Incoming,
-    buf: Vec<u8>,
+    lines: LineSplitter,
+    idle_timeout: Duration,
     done: bool,
 }
 
 impl Lines {
-    pub(crate) fn new(response: Response<Incoming>) -> Self {
+    pub(crate) fn new(response: Response<Incoming>, idle_timeout: Duration) -> Self {
         Lines {
             body: response.into_body(),
-            buf: Vec::new(),
+            lines: LineSplitter::default(),
+            idle_timeout,
             done: false,
         }
     }
 
-    /// The next non-empty line parsed as JSON, or `None` at the end of the body.
+    /// The next non-empty line parsed as JSON, or `None` at the end of the body. A line too long to keep
+    /// comes back as a `stream` message saying so.
     pub(crate) async fn next_json(&mut self) -> io::Result<Option<serde_json::Value>> {
         loop {
-            if let Some(pos) = self.buf.iter().position(|b| *b == b'\n') {
-                let line: Vec<u8> = self.buf.drain(..=pos).collect();
-                if line.iter().all(u8::is_ascii_whitespace) {
-                    continue;
+            let piece = if self.done {
+                self.lines.finish()
+            } else {
+                self.lines.next_piece()
+            };
+            match piece {
+                Some(Piece::Line(line)) if line.iter().all(u8::is_ascii_whitespace) => continue,
+                Some(Piece::Line(line)) => return parse_line(&line).map(Some),
+                Some(Piece::Overlong) => {
+                    return Ok(Some(serde_json::json!({ "stream": OVERLONG })))
                 }
-                return parse_line(&line).map(Some);
+                None if self.done => return Ok(None),
+                None => {}
             }
-            if self.done {
-                if self.buf.iter().all(u8::is_ascii_whitespace) {
-                    return Ok(None);
-                }
-                let line = std::mem::take(&mut self.buf);
-                return parse_line(&line).map(Some);
-            }
-            match self.body.frame().await {
+            let frame = tokio::time::timeout(self.idle_timeout, self.body.frame())
+                .await
+                .map_err(|_| {
+                    io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        format!(
+                            "the service sent nothing for {} s",
+                            self.idle_timeout.as_secs_f32()
+                        ),
+                    )
+                })?;
+            match frame {
                 Some(frame) => {
                     if let Ok(data) = frame.map_err(hyper_io)?.into_data() {
-                        self.buf.extend_from_slice(&data);
+                        self.lines.push(&data);
                     }
                 }
                 None => self.done = true,
@@ -200,5 +234,80 @@ mod tests {
         let body = br#"{"cause":"image not known","message":"x: image not known","response":404}"#;
         assert_eq!(error_message(body), "x: image not known");
         assert_eq!(error_message(b"plain\n"), "plain");
+    }
+
+    mod misbehaving {
+        use super::super::*;
+        use berth_tests::fake_http::{Answer, FakeServer};
+
+        fn client(dir: &std::path::Path, answer: fn() -> Answer) -> (Client, FakeServer) {
+            let socket = dir.join("podman.sock");
+            let server = FakeServer::unix(&socket, move |_| answer());
+            let client = Client {
+                socket,
+                idle_timeout: Duration::from_millis(300),
+            };
+            (client, server)
+        }
+
+        /// Fails the test when `work` has not finished long after the client's bounds should have hit.
+        async fn bounded<T>(work: impl std::future::Future<Output = T>) -> T {
+            tokio::time::timeout(Duration::from_secs(60), work)
+                .await
+                .expect("hung: a read without a bound")
+        }
+
+        async fn get(client: &Client) -> Response<Incoming> {
+            client
+                .send(Method::GET, "/libpod/info", &[], empty())
+                .await
+                .expect("answer")
+        }
+
+        #[tokio::test]
+        async fn an_endless_answer_is_cut_at_the_cap() {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let (client, _server) = client(dir.path(), || {
+                Answer::Endless("HTTP/1.1 200 OK\r\n\r\n".to_string())
+            });
+            let err = bounded(read_all(bounded(get(&client)).await))
+                .await
+                .expect_err("endless");
+            assert_eq!(err.kind(), io::ErrorKind::InvalidData, "{err}");
+            assert!(err.to_string().contains("more than 16 MiB"), "{err}");
+        }
+
+        #[tokio::test]
+        async fn a_stream_that_stalls_times_out() {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let (client, _server) = client(dir.path(), || {
+                Answer::SendAndStall(
+                    b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n11\r\n{\"stream\":\"a\\n\"}\n\r\n"
+                        .to_vec(),
+                )
+            });
+            let mut lines = Lines::new(bounded(get(&client)).await, client.idle_timeout);
+            let first = bounded(lines.next_json()).await.expect("a line");
+            assert_eq!(first, Some(serde_json::json!({"stream": "a\n"})));
+            let err = bounded(lines.next_json()).await.expect_err("stalled");
+            assert_eq!(err.kind(), io::ErrorKind::TimedOut, "{err}");
+        }
+
+        #[tokio::test]
+        async fn an_overlong_line_is_left_out_and_said() {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let (client, _server) = client(dir.path(), || {
+                let mut answer = b"HTTP/1.1 200 OK\r\n\r\n{\"stream\":\"".to_vec();
+                answer.extend(std::iter::repeat_n(b'x', 3 << 20));
+                answer.extend_from_slice(b"\"}\n{\"stream\":\"after\"}\n");
+                Answer::SendAndClose(answer)
+            });
+            let mut lines = Lines::new(bounded(get(&client)).await, client.idle_timeout);
+            let mut seen = Vec::new();
+            while let Some(line) = bounded(lines.next_json()).await.expect("lines") {
+                seen.push(line["stream"].as_str().unwrap_or_default().to_string());
+            }
+            assert_eq!(seen, vec![OVERLONG.to_string(), "after".to_string()]);
+        }
     }
 }

@@ -25,7 +25,10 @@ impl PodmanEngine {
     pub fn new(options: PodmanOptions) -> Result<PodmanEngine> {
         let socket = endpoint::resolve(options.socket.as_deref())?;
         Ok(PodmanEngine {
-            client: Client { socket },
+            client: Client {
+                socket,
+                idle_timeout: options.idle_timeout,
+            },
             options,
             reachable: tokio::sync::OnceCell::new(),
             service: tokio::sync::OnceCell::new(),
@@ -129,13 +132,19 @@ impl PodmanEngine {
         path: &str,
         op: Op,
     ) -> Result<(http::StatusCode, bytes::Bytes)> {
-        let response = self
-            .client
-            .send(method, path, &[], client::empty())
+        let timeout = self.options.request_timeout;
+        let exchange = async {
+            let response = self.client.send(method, path, &[], client::empty()).await?;
+            client::read_all(response).await
+        };
+        let (status, body) = tokio::time::timeout(timeout, exchange)
             .await
-            .map_err(|e| io_error(e, op, self.socket()))?;
-        let (status, body) = client::read_all(response)
-            .await
+            .unwrap_or_else(|_| {
+                Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!("no answer within {} s", timeout.as_secs_f32()),
+                ))
+            })
             .map_err(|e| io_error(e, op, self.socket()))?;
         if !status.is_success() {
             return Err(to_error(

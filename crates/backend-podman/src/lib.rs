@@ -54,6 +54,11 @@ pub struct PodmanOptions {
     pub socket: Option<String>,
     /// How long the service may take to answer its first request (`/_ping`) before it counts as unavailable.
     pub ping_timeout: Duration,
+    /// Limit for a request that answers at once (inspect, tag, remove, info), answer read included.
+    pub request_timeout: Duration,
+    /// Limit for a streamed answer (build output, push progress) to go without a byte: a service that stalls
+    /// mid-stream fails the build or push instead of hanging it.
+    pub idle_timeout: Duration,
 }
 
 impl Default for PodmanOptions {
@@ -61,6 +66,9 @@ impl Default for PodmanOptions {
         PodmanOptions {
             socket: None,
             ping_timeout: Duration::from_secs(5),
+            request_timeout: Duration::from_secs(120),
+            // a RUN step may print nothing for a long time (a compile, a download): generous
+            idle_timeout: Duration::from_secs(30 * 60),
         }
     }
 }

@@ -135,7 +135,7 @@ async fn stream(
             engine.socket(),
         ));
     }
-    Ok(Lines::new(response))
+    Ok(Lines::new(response, engine.client.idle_timeout))
 }
 
 fn stream_error(engine: &PodmanEngine, message: &str, op: Op) -> Error {

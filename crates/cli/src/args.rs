@@ -124,6 +124,42 @@ The credentials are checked against the registry before they are stored. berth a
     /// Check that a client without credentials (a cluster without pull secrets) can pull each image.
     #[command(after_help = VERIFY_PUBLIC_AFTER)]
     VerifyPublic(VerifyPublicArgs),
+    /// Name, check or build one flytekit ImageSpec read as JSON from standard input (used by the flytekit plugin).
+    #[command(after_help = FLYTEKIT_AFTER)]
+    Flytekit(FlytekitArgs),
+}
+
+const FLYTEKIT_AFTER: &str = "The flytekit plugin (pip install berth; see the README's \"With flytekit\") runs this in the pyflyte process, sending the ImageSpec's dataclass fields as flytekit holds them: {\"fields\": {...}, \"source_files\": [...] or null}. Relative paths resolve against the working directory, as in flytekit; source_files lists what LOADED_MODULES copies. No project or user registry applies: the image is named exactly as flytekit names it.
+
+Prints one JSON object: {\"image\"} for name; {\"image\", \"status\": \"present\"|\"absent\", \"digest\"} for exists; {\"image\", \"status\": \"present\"|\"pushed\", \"digest\", \"reference\"} for build; or {\"error\": {\"kind\", \"message\", \"hint\"}}. Progress goes to standard error. Exit status as for the other commands (exists: 1 absent).
+
+serve answers such requests one per line, `name|exists|build [--force] SPEC-JSON`, one JSON line each, until standard input closes; the plugin keeps one berth per pyflyte run so that registry connections and tokens are reused.";
+
+/// What `berth flytekit` does with the spec.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum FlytekitAction {
+    /// Print the image name.
+    Name,
+    /// Ask the registry whether the image is there.
+    Exists,
+    /// Build and push the image unless the registry has it.
+    Build,
+    /// Answer requests, one per line (`ACTION [--force] SPEC-JSON`), until standard input closes.
+    Serve,
+}
+
+/// Arguments of `berth flytekit`.
+#[derive(Debug, Args)]
+pub struct FlytekitArgs {
+    /// What to do with the spec read from standard input.
+    #[arg(value_enum)]
+    pub action: FlytekitAction,
+    /// Engine and registry access.
+    #[command(flatten)]
+    pub engine: EngineArgs,
+    /// Build and push even if the registry has the image (flytekit's ImageSpec.force_push()).
+    #[arg(long)]
+    pub force: bool,
 }
 
 const VERIFY_PUBLIC_AFTER: &str = "The cluster that runs tasks usually pulls without the builder's credentials, so an image in the registry may still fail to start there. This asks each image's registry for its manifest as such a client would: no credentials at all (not BERTH_REGISTRY_USERNAME/PASSWORD, Docker's config.json or Podman's auth.json, even when they hold a login for that registry), following the registry's token challenge anonymously, as Docker does for public images on Docker Hub and GHCR.

@@ -86,6 +86,7 @@ async fn run_async(command: &Command) -> berth_core::Result<ExitStatus> {
         Command::Engines(args) => commands::engines::run(args).await,
         Command::Doctor(args) => commands::doctor::run(args).await,
         Command::VerifyPublic(args) => commands::verify_public::run(args).await,
+        Command::Flytekit(args) => commands::flytekit::run(args).await,
         Command::Name(_) | Command::Render(_) | Command::Config(_) => {
             unreachable!("run synchronously in main")
         }

@@ -180,8 +180,7 @@ impl Progress for ImageProgress {
             (_, ProgressEvent::Transfer { id, .. }) if id.is_empty() => {}
             (Some(bar), ProgressEvent::Transfer { id, current, total }) => {
                 state.layers.insert(id, (current, total));
-                let done: u64 = state.layers.values().map(|(c, _)| c).sum();
-                let all: u64 = state.layers.values().map(|(c, t)| t.unwrap_or(*c)).sum();
+                let (done, all) = totals(&state.layers);
                 if bar.length() != Some(all) {
                     bar.set_style(bytes_style());
                     bar.set_length(all);
@@ -191,9 +190,7 @@ impl Progress for ImageProgress {
             }
             (None, ProgressEvent::Transfer { id, current, total }) => {
                 // One line per layer per 25%, not one per chunk.
-                let pct = total
-                    .filter(|t| *t > 0)
-                    .map(|t| (current * 100 / t).min(100));
+                let pct = percent(current, total);
                 let mark = pct.map(|p| p / 25).unwrap_or(current >> 26);
                 if state.marks.get(&id) == Some(&mark) {
                     return;
@@ -206,6 +203,63 @@ impl Progress for ImageProgress {
                     _ => format!("[{}]   {id}: {} MB", self.prefix, current / 1_000_000),
                 };
                 self.output.print(&text);
+            }
+        }
+    }
+}
+
+/// Bytes done and bytes in all, over every layer. The counts are the daemon's: saturating, so absurd ones
+/// make an absurd bar, never an overflow.
+fn totals(layers: &HashMap<String, (u64, Option<u64>)>) -> (u64, u64) {
+    layers
+        .values()
+        .fold((0u64, 0u64), |(done, all), (current, total)| {
+            (
+                done.saturating_add(*current),
+                all.saturating_add(total.unwrap_or(*current)),
+            )
+        })
+}
+
+/// How far `current` is into `total`, 0 to 100 (in u128, so no daemon-reported count can overflow it).
+fn percent(current: u64, total: Option<u64>) -> Option<u64> {
+    let total = total.filter(|t| *t > 0)?;
+    let pct = (u128::from(current) * 100 / u128::from(total)).min(100);
+    Some(pct as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn daemon_byte_counts_cannot_overflow_the_arithmetic() {
+        assert_eq!(percent(u64::MAX, Some(u64::MAX)), Some(100));
+        assert_eq!(percent(u64::MAX, Some(1)), Some(100));
+        assert_eq!(percent(1, Some(4)), Some(25));
+        assert_eq!(percent(5, Some(0)), None);
+        let layers = HashMap::from([
+            ("a".to_string(), (u64::MAX, Some(u64::MAX))),
+            ("b".to_string(), (u64::MAX, None)),
+        ]);
+        assert_eq!(totals(&layers), (u64::MAX, u64::MAX));
+
+        // both modes, through the event path a daemon's counts take
+        for bars in [
+            None,
+            Some(MultiProgress::with_draw_target(ProgressDrawTarget::hidden())),
+        ] {
+            let output: &'static Output = Box::leak(Box::new(Output {
+                verbosity: Verbosity::Normal,
+                bars,
+            }));
+            let progress = output.image("app");
+            for id in ["a", "b"] {
+                progress.event(ProgressEvent::Transfer {
+                    id: id.into(),
+                    current: u64::MAX,
+                    total: Some(u64::MAX),
+                });
             }
         }
     }

@@ -141,7 +141,11 @@ fn mount_flag(mount: &Mount, options: &RenderOptions) -> String {
             alias,
             source,
             target,
-        } => format!("--mount=from={alias},source={source},target={target}"),
+        } => {
+            // `type=bind` spelled out: buildah 1.28 gives a mount without `type=` the type of the mount before it
+            // on the line, so after a tmpfs mount it refused `from=` ("invalid mount option").
+            format!("--mount=type=bind,from={alias},source={source},target={target}")
+        }
         Mount::Context { source, target } => {
             format!("--mount=type=bind,target={target},src={source}")
         }

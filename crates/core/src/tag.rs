@@ -98,12 +98,10 @@ impl Namer {
                     }
                     _ => plain_value(spec, field),
                 },
-                Field::SourceRoot => match &spec.source_root {
-                    Some(root) => {
-                        let tree = berth_digest::list_source_files(root).map_err(digest_error)?;
-                        Some(PyValue::Str(tree.digest(cache).map_err(digest_error)?))
-                    }
-                    None => None,
+                Field::SourceRoot => match spec.source_tree().map_err(digest_error)? {
+                    Some(tree) => Some(PyValue::Str(tree.digest(cache).map_err(digest_error)?)),
+                    // A root nothing is copied from (flytekit's NO_COPY) is hashed as its path.
+                    None => plain_value(spec, field),
                 },
                 Field::Copy if !spec.copy.is_empty() => {
                     let paths: Vec<_> = spec.copy.iter().map(|c| c.absolute.clone()).collect();
@@ -150,6 +148,9 @@ fn id_fields(spec: &ImageSpec) -> Vec<(String, PyValue)> {
 
 /// A field's value as flytekit holds it after `__post_init__` (lowercased name and registry, default platform).
 fn plain_value(spec: &ImageSpec, field: Field) -> Option<PyValue> {
+    if let Some((_, repr)) = spec.python_reprs.iter().find(|(f, _)| *f == field) {
+        return Some(PyValue::Raw(repr.clone()));
+    }
     match field {
         Field::Name => Some(PyValue::Str(spec.name.clone())),
         Field::Registry => spec.registry.clone().map(PyValue::Str),

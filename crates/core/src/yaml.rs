@@ -4,13 +4,21 @@
 //! type of every scalar matters: PyYAML follows YAML 1.1, where `yes` is `True`, `017` is 15 and `1e3` is a string.
 //! yaml-rust2 parses the syntax (and gives line and column); this module resolves plain scalars with PyYAML's
 //! implicit resolvers. Timestamps, merge keys and Python-specific tags are refused with a hint instead of guessed.
+//! What a file may make berth allocate is bounded (see [`limits`]).
+
+mod limits;
 
 use std::collections::HashMap;
 use std::sync::LazyLock;
 
 use regex::Regex;
-use yaml_rust2::parser::{Event, MarkedEventReceiver, Parser, Tag};
+use yaml_rust2::parser::{Event, Parser, Tag};
 use yaml_rust2::scanner::{Marker, TScalarStyle};
+
+pub use limits::{
+    read_file, MAX_ALIAS_BYTES, MAX_ALIAS_VALUES, MAX_DEPTH, MAX_TEXT_BYTES, MAX_VALUES,
+};
+use limits::{Budget, Size};
 
 /// A position in the YAML text, 1-based.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -83,17 +91,36 @@ pub struct YamlError {
 }
 
 /// Parses one YAML document. Returns `None` for an empty document.
+///
+/// The events are pulled one at a time (yaml-rust2's `Parser::load` recurses once per nesting level) and the
+/// parse stops at the first one past a [`limits`] bound, so no text can make this allocate without bound.
 pub fn load(text: &str) -> Result<Option<Node>, YamlError> {
+    if text.len() > MAX_TEXT_BYTES {
+        return Err(YamlError {
+            message: format!(
+                "the file is larger than {} MiB; berth reads specs and project files, not data",
+                MAX_TEXT_BYTES >> 20
+            ),
+            mark: Mark { line: 1, column: 1 },
+        });
+    }
     let mut builder = Builder::default();
     let mut parser = Parser::new_from_str(text);
-    parser.load(&mut builder, false).map_err(|e| YamlError {
-        message: e.info().to_string(),
-        mark: mark_of(*e.marker()),
-    })?;
-    if let Some(err) = builder.error {
-        return Err(err);
+    loop {
+        let (event, marker) = parser.next_token().map_err(|e| YamlError {
+            message: e.info().to_string(),
+            mark: mark_of(*e.marker()),
+        })?;
+        // One document, as `Parser::load(_, false)` reads: what follows its end is not parsed.
+        let last = matches!(event, Event::DocumentEnd | Event::StreamEnd);
+        builder.on_event(event, marker);
+        if let Some(err) = builder.error {
+            return Err(err);
+        }
+        if last {
+            return Ok(builder.root);
+        }
     }
-    Ok(builder.root)
 }
 
 fn mark_of(m: Marker) -> Mark {
@@ -106,21 +133,52 @@ fn mark_of(m: Marker) -> Mark {
 enum Frame {
     Seq {
         anchor: usize,
+        start: Size,
         mark: Mark,
         items: Vec<Node>,
     },
     Map {
         anchor: usize,
+        start: Size,
         mark: Mark,
         entries: Vec<(Node, Node)>,
+        /// Where each hashable key is in `entries`, so a mapping of many keys is not quadratic to read.
+        index: HashMap<KeyId, usize>,
         key: Option<Node>,
     },
+}
+
+/// A mapping key as a Python dict compares it: `1`, `1.0` and `True` are one key.
+#[derive(Debug, PartialEq, Eq, Hash)]
+enum KeyId {
+    Null,
+    Int(i128),
+    Float(u64),
+    Str(String),
+}
+
+/// The key's identity, or `None` for keys no other key equals (NaN) or that berth compares one by one (lists
+/// and mappings, which Python would refuse as unhashable).
+fn key_id(value: &Value) -> Option<KeyId> {
+    Some(match value {
+        Value::Null => KeyId::Null,
+        Value::Bool(b) => KeyId::Int(i128::from(*b)),
+        Value::Int(i) => KeyId::Int(*i),
+        Value::Float(f) if f.is_nan() => return None,
+        // Exact, as Python compares an int with a float; the range check keeps the cast from saturating.
+        Value::Float(f) if f.fract() == 0.0 && f.abs() < 1e38 => KeyId::Int(*f as i128),
+        Value::Float(f) => KeyId::Float(f.to_bits()),
+        Value::Str(s) => KeyId::Str(s.clone()),
+        Value::Seq(_) | Value::Map(_) => return None,
+    })
 }
 
 #[derive(Default)]
 struct Builder {
     stack: Vec<Frame>,
-    anchors: HashMap<usize, Node>,
+    /// Anchored values with their size, which an alias adds again to the budget.
+    anchors: HashMap<usize, (Node, Size)>,
+    budget: Budget,
     root: Option<Node>,
     error: Option<YamlError>,
 }
@@ -130,7 +188,12 @@ impl Builder {
         match self.stack.last_mut() {
             None => self.root = Some(node),
             Some(Frame::Seq { items, .. }) => items.push(node),
-            Some(Frame::Map { entries, key, .. }) => match key.take() {
+            Some(Frame::Map {
+                entries,
+                index,
+                key,
+                ..
+            }) => match key.take() {
                 None => {
                     if let Value::Str(k) = &node.value {
                         if k == "<<" && self.error.is_none() {
@@ -143,13 +206,18 @@ impl Builder {
                     *key = Some(node);
                 }
                 Some(k) => {
-                    if let Some(slot) = entries
-                        .iter_mut()
-                        .find(|(existing, _)| same_key(&existing.value, &k.value))
-                    {
-                        slot.1 = node;
-                    } else {
-                        entries.push((k, node));
+                    let slot = match key_id(&k.value) {
+                        Some(id) => index.get(&id).copied().or_else(|| {
+                            index.insert(id, entries.len());
+                            None
+                        }),
+                        None => entries
+                            .iter()
+                            .position(|(existing, _)| existing.value == k.value),
+                    };
+                    match slot {
+                        Some(i) => entries[i].1 = node,
+                        None => entries.push((k, node)),
                     }
                 }
             },
@@ -163,16 +231,7 @@ impl Builder {
     }
 }
 
-fn same_key(a: &Value, b: &Value) -> bool {
-    match (a, b) {
-        // Python: 1 == 1.0 == True as dict keys.
-        (Value::Int(x), Value::Float(y)) | (Value::Float(y), Value::Int(x)) => (*x as f64) == *y,
-        (Value::Bool(x), Value::Int(y)) | (Value::Int(y), Value::Bool(x)) => i128::from(*x) == *y,
-        _ => a == b,
-    }
-}
-
-impl MarkedEventReceiver for Builder {
+impl Builder {
     fn on_event(&mut self, ev: Event, marker: Marker) {
         if self.error.is_some() {
             return;
@@ -180,11 +239,18 @@ impl MarkedEventReceiver for Builder {
         let mark = mark_of(marker);
         match ev {
             Event::Scalar(text, style, anchor, tag) => {
+                if let Err(message) = self.budget.scalar(text.len()) {
+                    return self.fail(message, mark);
+                }
                 match resolve_scalar(&text, style, tag.as_ref()) {
                     Ok(value) => {
                         let node = Node { value, mark };
                         if anchor > 0 {
-                            self.anchors.insert(anchor, node.clone());
+                            let size = Size {
+                                values: 1,
+                                bytes: text.len(),
+                            };
+                            self.anchors.insert(anchor, (node.clone(), size));
                         }
                         self.push_node(node);
                     }
@@ -195,8 +261,13 @@ impl MarkedEventReceiver for Builder {
                 if let Some(message) = unsupported_collection_tag(tag.as_ref(), "seq") {
                     return self.fail(message, mark);
                 }
+                let start = self.budget.mark();
+                if let Err(message) = self.budget.collection(self.stack.len() + 1) {
+                    return self.fail(message, mark);
+                }
                 self.stack.push(Frame::Seq {
                     anchor,
+                    start,
                     mark,
                     items: Vec::new(),
                 });
@@ -205,21 +276,29 @@ impl MarkedEventReceiver for Builder {
                 if let Some(message) = unsupported_collection_tag(tag.as_ref(), "map") {
                     return self.fail(message, mark);
                 }
+                let start = self.budget.mark();
+                if let Err(message) = self.budget.collection(self.stack.len() + 1) {
+                    return self.fail(message, mark);
+                }
                 self.stack.push(Frame::Map {
                     anchor,
+                    start,
                     mark,
                     entries: Vec::new(),
+                    index: HashMap::new(),
                     key: None,
                 });
             }
             Event::SequenceEnd | Event::MappingEnd => {
-                let (anchor, node) = match self.stack.pop() {
+                let (anchor, start, node) = match self.stack.pop() {
                     Some(Frame::Seq {
                         anchor,
+                        start,
                         mark,
                         items,
                     }) => (
                         anchor,
+                        start,
                         Node {
                             value: Value::Seq(items),
                             mark,
@@ -227,11 +306,13 @@ impl MarkedEventReceiver for Builder {
                     ),
                     Some(Frame::Map {
                         anchor,
+                        start,
                         mark,
                         entries,
                         ..
                     }) => (
                         anchor,
+                        start,
                         Node {
                             value: Value::Map(entries),
                             mark,
@@ -240,17 +321,19 @@ impl MarkedEventReceiver for Builder {
                     None => return,
                 };
                 if anchor > 0 {
-                    self.anchors.insert(anchor, node.clone());
+                    let size = self.budget.since(start);
+                    self.anchors.insert(anchor, (node.clone(), size));
                 }
                 self.push_node(node);
             }
             Event::Alias(id) => match self.anchors.get(&id) {
-                Some(node) => {
-                    let node = Node {
-                        value: node.value.clone(),
-                        mark,
+                Some((node, size)) => {
+                    // Counted before the copy is made: the copy is what the budget guards against.
+                    let value = match self.budget.alias(*size) {
+                        Ok(()) => node.value.clone(),
+                        Err(message) => return self.fail(message, mark),
                     };
-                    self.push_node(node);
+                    self.push_node(Node { value, mark });
                 }
                 None => self.fail("alias to an unknown anchor".into(), mark),
             },
@@ -392,7 +475,9 @@ fn int_value(text: &str) -> Option<Value> {
     } else {
         digits.parse::<i128>().ok()?
     };
-    Some(Value::Int(sign * magnitude))
+    // from_str_radix takes a sign of its own (`0x-8...`, as Python's int() does), so the magnitude can be
+    // i128::MIN and the product can overflow.
+    sign.checked_mul(magnitude).map(Value::Int)
 }
 
 fn float_value(text: &str) -> Option<Value> {
@@ -468,6 +553,16 @@ mod tests {
         assert_eq!(entries.len(), 2);
         assert_eq!(entries[0].0.value, Value::Str("a".into()));
         assert_eq!(entries[0].1.value, Value::Int(3));
+        // As in a Python dict, 1, 1.0 and True are one key.
+        let node = load("1: a\n1.0: b\ntrue: c\n2: d\n")
+            .expect("parses")
+            .expect("doc");
+        let Value::Map(entries) = node.value else {
+            panic!("map")
+        };
+        assert_eq!(entries.len(), 2);
+        assert_eq!(entries[0].0.value, Value::Int(1));
+        assert_eq!(entries[0].1.value, Value::Str("c".into()));
     }
 
     #[test]
@@ -483,5 +578,86 @@ mod tests {
     fn syntax_errors_have_line_and_column() {
         let err = load("a: [1, 2\nb: 3\n").expect_err("unclosed");
         assert!(err.mark.line >= 1);
+    }
+
+    /// Eight levels of ten aliases: 10^8 values from under 1 KB of text.
+    pub(crate) fn billion_laughs() -> String {
+        let mut text = String::from("name: app\nl0: &l0 [lol]\n");
+        for level in 1..=8 {
+            let refs = vec![format!("*l{}", level - 1); 10].join(", ");
+            text.push_str(&format!("l{level}: &l{level} [{refs}]\n"));
+        }
+        text
+    }
+
+    #[test]
+    fn nested_aliases_are_refused_at_the_alias_past_the_budget() {
+        let text = billion_laughs();
+        assert!(text.len() < 1024);
+        let err = load(&text).expect_err("refused");
+        assert!(err.message.contains("aliases"), "{}", err.message);
+        // Level 4 holds 10^4 + ... values: the alias that crosses 10 000 copied values is on line 6.
+        assert_eq!(err.mark.line, 6, "{err:?}");
+        // A few aliases within the budget still work.
+        assert!(load("a: &a [1, 2]\nb: [*a, *a, *a]\n").is_ok());
+    }
+
+    #[test]
+    fn an_alias_of_a_long_string_counts_its_bytes() {
+        let long = "x".repeat(MAX_ALIAS_BYTES / 4);
+        let text = format!("a: &a {long}\nb: [*a, *a, *a, *a, *a]\n");
+        let err = load(&text).expect_err("refused");
+        assert_eq!(err.mark.line, 2);
+    }
+
+    #[test]
+    fn depth_count_and_size_are_bounded() {
+        let deep = format!("{}{}", "[".repeat(MAX_DEPTH + 1), "]".repeat(MAX_DEPTH + 1));
+        let err = load(&deep).expect_err("too deep");
+        assert!(err.message.contains("nest"), "{}", err.message);
+        assert_eq!(err.mark.column, MAX_DEPTH + 1);
+        // Block nesting is not bounded by the scanner's flow level, and yaml-rust2's own loader recursed on it.
+        let block = format!("{}x\n", "- ".repeat(100_000));
+        let err = load(&block).expect_err("too deep");
+        assert!(err.message.contains("nest"), "{err:?}");
+        let ok = format!("{}{}", "[".repeat(MAX_DEPTH), "]".repeat(MAX_DEPTH));
+        assert!(load(&ok).is_ok());
+
+        let many = format!("[{}]", vec!["1"; MAX_VALUES].join(","));
+        let err = load(&many).expect_err("too many");
+        assert!(err.message.contains("values"), "{}", err.message);
+
+        let big = format!("a: '{}'", "x".repeat(MAX_TEXT_BYTES));
+        let err = load(&big).expect_err("too large");
+        assert!(err.message.contains("larger than"), "{}", err.message);
+    }
+
+    #[test]
+    fn read_file_stops_past_the_limit() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("big.yaml");
+        // A multi-byte character across the cut must still give the size error, not a UTF-8 one.
+        let text = format!(
+            "a: '{}é{}'",
+            "x".repeat(MAX_TEXT_BYTES - 4),
+            "y".repeat(4096)
+        );
+        std::fs::write(&path, text).expect("write");
+        let read = read_file(&path).expect("read");
+        assert!(read.len() > MAX_TEXT_BYTES);
+        assert!(load(&read)
+            .expect_err("too large")
+            .message
+            .contains("larger than"));
+    }
+
+    #[test]
+    fn tagged_integers_that_overflow_are_refused() {
+        // Python's int() takes a sign after the prefix, as from_str_radix does; -(i128::MIN) overflows.
+        let min = format!("-0x-{:x}", i128::MIN.unsigned_abs());
+        let err = load(&format!("k: !!int '{min}'\n")).expect_err("overflow");
+        assert!(err.message.contains("not an integer"), "{}", err.message);
+        assert_eq!(scalar("!!int '0x-1'"), Value::Int(-1));
+        assert!(load("k: !!int '99999999999999999999999999999999999999:0'\n").is_err());
     }
 }

@@ -52,6 +52,15 @@ pub enum DigestError {
         reason: String,
     },
 
+    /// A listed source file is not under the source root.
+    #[error("{} is not under the source root {}; only files under source_root can be copied", path.display(), root.display())]
+    OutsideRoot {
+        /// The file.
+        path: PathBuf,
+        /// The source root.
+        root: PathBuf,
+    },
+
     /// An entry of an ImageSpec `copy` list does not exist (only reported by
     /// [`copy_files`](crate::copy_files); the digest silently skips it, as
     /// flytekit does).

@@ -91,4 +91,6 @@ mod walk;
 pub use cache::DigestCache;
 pub use error::DigestError;
 pub use requirements::requirements_digest;
-pub use tree::{copy_digest, copy_files, list_source_files, SourceFile, SourceTree};
+pub use tree::{
+    copy_digest, copy_files, list_given_files, list_source_files, SourceFile, SourceTree,
+};

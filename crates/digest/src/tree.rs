@@ -69,6 +69,42 @@ pub fn list_source_files(root: &Path) -> Result<SourceTree, DigestError> {
     })
 }
 
+/// The given files of `root` (absolute paths under it) as a tree, for flytekit's LOADED_MODULES copy mode: the
+/// Python process that imported the modules lists them (`ls_files`), berth hashes and copies exactly those. Sorted
+/// as flytekit sorts them (by path string); symlinks are followed, as Python's `open` and `shutil.copy` do. A file
+/// listed twice stays twice (it is hashed twice, as flytekit does).
+pub fn list_given_files(root: &Path, paths: &[PathBuf]) -> Result<SourceTree, DigestError> {
+    let listed_at = SystemTime::now();
+    let mut sorted: Vec<&PathBuf> = paths.iter().collect();
+    // A module imported under two names is listed twice and flytekit hashes it twice; keep the repeats.
+    sorted.sort_by(|a, b| a.as_os_str().as_bytes().cmp(b.as_os_str().as_bytes()));
+    let mut files = Vec::with_capacity(sorted.len());
+    let mut stamps = Vec::with_capacity(sorted.len());
+    for path in sorted {
+        let relative = path
+            .strip_prefix(root)
+            .ok()
+            .filter(|r| !r.as_os_str().is_empty())
+            .ok_or_else(|| DigestError::OutsideRoot {
+                path: path.clone(),
+                root: root.to_path_buf(),
+            })?;
+        let meta = std::fs::metadata(path).map_err(|e| DigestError::io(path, e))?;
+        let (relative, utf8) = match relative.to_str() {
+            Some(s) => (s.to_string(), true),
+            None => (String::new(), false),
+        };
+        files.push(checked(path.clone(), relative, utf8, &meta)?);
+        stamps.push(Stamp::of(&meta));
+    }
+    Ok(SourceTree {
+        root: root.to_path_buf(),
+        files,
+        stamps,
+        listed_at,
+    })
+}
+
 /// Refuses what flytekit could not hash: non-UTF-8 names and special files.
 fn checked(
     absolute: PathBuf,

@@ -244,3 +244,38 @@ fn both_modes_agree_on_a_tree() {
     assert_eq!(a.digest, b.digest);
     assert_eq!(a.stats, b.stats);
 }
+
+#[test]
+fn given_files_hash_as_flytekit_lists_them_repeats_included() {
+    let dir = must(tempfile::tempdir(), "tempdir");
+    let root = dir.path().join("root");
+    must(std::fs::create_dir_all(root.join("pkg")), "mkdir");
+    must(std::fs::write(root.join("pkg/a.py"), b"a = 1\n"), "write");
+    must(
+        std::fs::write(root.join("main.py"), b"import pkg.a\n"),
+        "write",
+    );
+    let a = root.join("pkg/a.py");
+    let main = root.join("main.py");
+    // flytekit: md5 over the sorted list of file content then path without separators, a repeat hashed twice.
+    let mut md5 = md5::Md5::default();
+    for (path, name) in [(&main, "main.py"), (&a, "pkga.py"), (&a, "pkga.py")] {
+        md5::Digest::update(&mut md5, must(std::fs::read(path), "read"));
+        md5::Digest::update(&mut md5, name.as_bytes());
+    }
+    let want: String = md5::Digest::finalize(md5)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let tree = must(list_given_files(&root, &[a.clone(), main, a]), "list");
+    let names: Vec<&str> = tree.files().iter().map(|f| f.relative.as_str()).collect();
+    assert_eq!(names, ["main.py", "pkg/a.py", "pkg/a.py"]);
+    assert_eq!(must(tree.digest(None), "digest"), want);
+
+    let outside = dir.path().join("elsewhere.py");
+    must(std::fs::write(&outside, b""), "write");
+    assert!(matches!(
+        list_given_files(&root, &[outside]),
+        Err(DigestError::OutsideRoot { .. })
+    ));
+}

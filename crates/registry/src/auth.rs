@@ -86,6 +86,9 @@ pub(crate) fn basic_header(credentials: &Credentials) -> Secret {
     Secret::new(format!("Basic {}", STANDARD.encode(raw)))
 }
 
+/// The longest berth keeps a token, in seconds, whatever the token server says.
+const MAX_TOKEN_LIFETIME: u64 = 24 * 60 * 60;
+
 /// A token endpoint's answer (Docker's token spec: `token`, or OAuth's `access_token`).
 #[derive(Deserialize)]
 pub(crate) struct TokenResponse {
@@ -101,8 +104,11 @@ impl TokenResponse {
     /// The token and how long it may be used; `None` if the answer holds no token.
     pub(crate) fn into_token(self) -> Option<(Secret, Duration)> {
         let token = self.token.or(self.access_token).filter(|t| !t.is_empty())?;
-        // the spec's default lifetime is 60 s; stop using a token a little before the registry would refuse it
-        let lifetime = Duration::from_secs(self.expires_in.unwrap_or(60).max(1));
+        // the spec's default lifetime is 60 s; stop using a token a little before the registry would refuse it.
+        // The answer is the token server's: a lifetime past a day is taken as a day, so that no number it
+        // sends can overflow the deadline computed from it.
+        let lifetime =
+            Duration::from_secs(self.expires_in.unwrap_or(60).clamp(1, MAX_TOKEN_LIFETIME));
         let margin = (lifetime / 10).min(Duration::from_secs(30));
         Some((Secret::new(format!("Bearer {token}")), lifetime - margin))
     }
@@ -178,6 +184,13 @@ mod tests {
         let (token, lifetime) = t.into_token().expect("token");
         assert_eq!(token.expose(), "Bearer abc");
         assert_eq!(lifetime, Duration::from_secs(270));
+        // u64::MAX seconds once panicked on `Instant::now() + lifetime`
+        let huge: TokenResponse =
+            serde_json::from_str(r#"{"token":"abc","expires_in":18446744073709551615}"#)
+                .expect("json");
+        let (_, lifetime) = huge.into_token().expect("token");
+        assert_eq!(lifetime, Duration::from_secs(MAX_TOKEN_LIFETIME - 30));
+        let _ = Instant::now() + lifetime;
         let a = TokenCache::key("h", &["b".into(), "a".into()]);
         assert_eq!(
             a,

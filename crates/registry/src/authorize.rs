@@ -8,6 +8,7 @@ use reqwest::StatusCode;
 use std::time::Instant;
 
 use crate::auth::{basic_header, valid, Challenge, TokenCache, TokenResponse};
+use crate::body::{read_whole, MAX_TOKEN_BYTES};
 use crate::classify::transport_failure;
 use crate::client::{Call, Endpoint, HostState, RegistryClient};
 use crate::credentials::ResolvedCredentials;
@@ -133,7 +134,10 @@ impl RegistryClient {
                 credentials.as_ref(),
             )
             .await?;
-        *entry = Some((token.clone(), Instant::now() + lifetime));
+        // lifetime is bounded (auth.rs), but the deadline stays checked: a token without one is not cached
+        *entry = Instant::now()
+            .checked_add(lifetime)
+            .map(|until| (token.clone(), until));
         Ok(Some(token))
     }
 
@@ -154,9 +158,9 @@ impl RegistryClient {
         // the realm is on the registry itself or on an auth server: only the former may skip verification
         let same_host = realm.starts_with(&format!("{}/", endpoint.base));
         let http = if same_host {
-            self.http(endpoint)
+            self.http(endpoint)?
         } else {
-            self.http_verified()
+            self.http_verified()?
         };
         let mut request = http
             .get(realm)
@@ -179,10 +183,7 @@ impl RegistryClient {
             }
             return Err(failure);
         }
-        let body = response
-            .bytes()
-            .await
-            .map_err(|e| transport_failure(call.op, realm, e))?;
+        let body = read_whole(call, realm, response, MAX_TOKEN_BYTES, "the token answer").await?;
         serde_json::from_slice::<TokenResponse>(&body)
             .ok()
             .and_then(TokenResponse::into_token)

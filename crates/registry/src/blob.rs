@@ -11,6 +11,7 @@ use futures_util::{Stream, StreamExt as _};
 use reqwest::StatusCode;
 use sha2::{Digest as _, Sha256};
 
+use crate::body::MAX_IN_MEMORY_BLOB_BYTES;
 use crate::client::{Call, RegistryClient};
 use crate::manifest::pull_scope;
 use crate::retry::with_retry;
@@ -39,11 +40,29 @@ impl Blob {
         self.size
     }
 
-    /// Reads the whole blob into memory (for configs and small layers).
+    /// Reads the whole blob into memory (for configs and small layers): at most
+    /// [`MAX_IN_MEMORY_BLOB_BYTES`], whatever size the registry announces or sends.
     pub async fn into_bytes(mut self) -> Result<Bytes> {
+        let too_large = |target: &str| {
+            Error::new(
+                ErrorKind::Protocol,
+                format!(
+                    "{target}: the blob is larger than the {} MiB berth reads into memory",
+                    MAX_IN_MEMORY_BLOB_BYTES >> 20
+                ),
+            )
+            .with_engine(crate::classify::ENGINE)
+            .with_operation("get blob")
+        };
+        if self.size.is_some_and(|n| n > MAX_IN_MEMORY_BLOB_BYTES) {
+            return Err(too_large(&self.target));
+        }
         let mut all = BytesMut::new();
         while let Some(chunk) = self.next().await {
             all.extend_from_slice(&chunk?);
+            if all.len() as u64 > MAX_IN_MEMORY_BLOB_BYTES {
+                return Err(too_large(&self.target));
+            }
         }
         Ok(all.freeze())
     }
@@ -62,13 +81,17 @@ impl Stream for Blob {
                 }
                 Poll::Ready(Some(Ok(chunk)))
             }
-            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(Error::new(
-                ErrorKind::Temporary,
-                format!("{}: download interrupted: {e}", this.target),
-            )
-            .with_engine(crate::classify::ENGINE)
-            .with_operation("get blob")
-            .with_source(e)))),
+            Poll::Ready(Some(Err(e))) => {
+                // the URL may be a signed redirect to object storage
+                let e = e.without_url();
+                Poll::Ready(Some(Err(Error::new(
+                    ErrorKind::Temporary,
+                    format!("{}: download interrupted: {e}", this.target),
+                )
+                .with_engine(crate::classify::ENGINE)
+                .with_operation("get blob")
+                .with_source(e))))
+            }
             Poll::Ready(None) => {
                 let Some(hasher) = this.hasher.take() else {
                     return Poll::Ready(None);

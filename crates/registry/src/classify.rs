@@ -149,8 +149,37 @@ pub(crate) fn describe(status: StatusCode, body: &[u8]) -> String {
     format!("HTTP {status}{detail}")
 }
 
+/// `url` without what may be a credential: its query (signed object-storage URLs carry their signature
+/// there: `X-Amz-Signature`, `sig`, `token`), fragment and user info. For messages only.
+pub(crate) fn redact_url(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(mut parsed) => {
+            let hidden = parsed.query().is_some();
+            parsed.set_query(None);
+            parsed.set_fragment(None);
+            let _ = parsed.set_username("");
+            let _ = parsed.set_password(None);
+            let mut text = parsed.to_string();
+            if hidden {
+                text.push_str("?…");
+            }
+            text
+        }
+        // not a URL: keep only what comes before a query
+        Err(_) => match url.split_once('?') {
+            Some((before, _)) => format!("{before}?…"),
+            None => url.to_string(),
+        },
+    }
+}
+
 /// The error for a request that got no HTTP answer (connection refused or reset, TLS failure, timeout).
+///
+/// reqwest's errors print the URL they were for, which for an upload location or a redirect to object
+/// storage is a signed URL: it is dropped, and `target` (what berth was doing) names the request instead.
 pub(crate) fn transport_failure(op: &str, target: &str, err: reqwest::Error) -> Failure {
+    let err = err.without_url();
+    let target = redact_url(target);
     let kind = if err.is_builder() || err.is_redirect() || (err.is_decode() && !body_cut(&err)) {
         ErrorKind::Protocol
     } else {
@@ -263,6 +292,16 @@ mod tests {
         // another code with the same words is not reinterpreted
         let other = r#"{"errors":[{"code":"INTERNAL","message":"database not found"}]}"#;
         assert_eq!(kind(500, other), ErrorKind::Temporary);
+    }
+
+    #[test]
+    fn urls_lose_queries_and_user_info() {
+        assert_eq!(
+            redact_url("https://u:pw@s3.example/b/k?X-Amz-Signature=abc&X-Amz-Credential=x#f"),
+            "https://s3.example/b/k?…"
+        );
+        assert_eq!(redact_url("http://h:5000/v2/"), "http://h:5000/v2/");
+        assert_eq!(redact_url("not a url?sig=abc"), "not a url?…");
     }
 
     #[test]

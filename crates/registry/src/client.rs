@@ -11,6 +11,7 @@ use reqwest::{Request, RequestBuilder, Response, StatusCode};
 use tokio::sync::OnceCell;
 
 use crate::auth::{parse_challenge, Challenge, TokenCache};
+use crate::body::error_body;
 use crate::classify::{describe, status_failure, transport_failure, ENGINE};
 use crate::credentials::{is_docker_hub, CredentialResolver, ResolvedCredentials};
 use crate::options::RegistryOptions;
@@ -37,16 +38,22 @@ struct HttpClients {
     /// Certificates from `--ca-file`, trusted beside the system's.
     extra_roots: Vec<reqwest::Certificate>,
     connect_timeout: std::time::Duration,
+    idle_timeout: std::time::Duration,
     /// Verifies certificates: used for every HTTPS registry not marked insecure, and for plain HTTP.
-    verified: OnceLock<reqwest::Client>,
+    verified: OnceLock<Built>,
     /// Skips verification: used only for HTTPS to insecure and loopback registries.
-    unverified: OnceLock<reqwest::Client>,
+    unverified: OnceLock<Built>,
 }
 
+/// A client, or why it could not be made (kept, so every request says so).
+type Built = std::result::Result<reqwest::Client, String>;
+
 impl HttpClients {
-    fn verified(&self) -> &reqwest::Client {
-        self.verified
-            .get_or_init(|| Self::build(self.verified_builder()))
+    fn verified(&self) -> Result<&reqwest::Client> {
+        Self::made(
+            self.verified
+                .get_or_init(|| Self::build(self.verified_builder())),
+        )
     }
 
     fn verified_builder(&self) -> reqwest::ClientBuilder {
@@ -55,22 +62,46 @@ impl HttpClients {
         })
     }
 
-    fn unverified(&self) -> &reqwest::Client {
-        self.unverified
-            .get_or_init(|| Self::build(self.builder().danger_accept_invalid_certs(true)))
+    fn unverified(&self) -> Result<&reqwest::Client> {
+        Self::made(
+            self.unverified
+                .get_or_init(|| Self::build(self.builder().danger_accept_invalid_certs(true))),
+        )
     }
 
     fn builder(&self) -> reqwest::ClientBuilder {
         reqwest::Client::builder()
             .user_agent(concat!("berth/", env!("CARGO_PKG_VERSION")))
             .connect_timeout(self.connect_timeout)
+            .read_timeout(self.idle_timeout)
     }
 
-    /// With the CA file's roots checked in [`RegistryClient::new`], building fails only when the TLS backend
-    /// cannot start, which no input of berth's causes; the default client is the fallback, so requests still
-    /// report their own errors.
-    fn build(builder: reqwest::ClientBuilder) -> reqwest::Client {
-        builder.build().unwrap_or_else(|_| reqwest::Client::new())
+    /// Building fails when the TLS library cannot start or the system's CA store holds certificates it
+    /// refuses. A default client instead would drop the extra roots and every timeout, so the failure is
+    /// kept and each request reports it.
+    fn build(builder: reqwest::ClientBuilder) -> Built {
+        builder.build().map_err(|e| {
+            let mut cause = e.to_string();
+            let mut source = std::error::Error::source(&e);
+            while let Some(s) = source {
+                cause = format!("{cause}: {s}");
+                source = s.source();
+            }
+            cause
+        })
+    }
+
+    fn made(built: &Built) -> Result<&reqwest::Client> {
+        built.as_ref().map_err(|cause| {
+            Error::new(
+                ErrorKind::Io,
+                format!("cannot set up HTTPS for registries: {cause}"),
+            )
+            .with_engine(ENGINE)
+            .with_hint(
+                "check the system's CA certificates (SSL_CERT_FILE, SSL_CERT_DIR, /etc/ssl/certs)",
+            )
+        })
     }
 }
 
@@ -135,6 +166,7 @@ impl RegistryClient {
         let clients = HttpClients {
             extra_roots,
             connect_timeout: options.connect_timeout,
+            idle_timeout: options.idle_timeout,
             verified: OnceLock::new(),
             unverified: OnceLock::new(),
         };
@@ -151,7 +183,7 @@ impl RegistryClient {
                 ))
                 .with_engine(ENGINE)
             })?;
-            let _ = clients.verified.set(verified);
+            let _ = clients.verified.set(Ok(verified));
         }
         Ok(RegistryClient::from_parts(Arc::new(clients), options))
     }
@@ -223,11 +255,11 @@ impl RegistryClient {
             .clone()
     }
 
-    pub(crate) fn http_verified(&self) -> &reqwest::Client {
+    pub(crate) fn http_verified(&self) -> Result<&reqwest::Client> {
         self.inner.clients.verified()
     }
 
-    pub(crate) fn http(&self, endpoint: &Endpoint) -> &reqwest::Client {
+    pub(crate) fn http(&self, endpoint: &Endpoint) -> Result<&reqwest::Client> {
         if endpoint.unverified_tls {
             self.inner.clients.unverified()
         } else {
@@ -262,7 +294,7 @@ impl RegistryClient {
         for endpoint in candidates {
             let url = format!("{}/v2/", endpoint.base);
             let request = self
-                .http(&endpoint)
+                .http(&endpoint)?
                 .get(&url)
                 .timeout(self.inner.options.request_timeout);
             let response = match request.send().await {
@@ -286,7 +318,7 @@ impl RegistryClient {
                 ),
                 _ => {
                     let headers = response.headers().clone();
-                    let body = response.bytes().await.unwrap_or_default();
+                    let body = error_body(response).await;
                     let mut failure = status_failure(call.op, &url, status, &headers, &body);
                     if failure.error.kind() == ErrorKind::NotFound {
                         failure.error = call.error(
@@ -319,7 +351,7 @@ impl RegistryClient {
         let mut auth = self.authorization(&host, &endpoint, call, None).await?;
         let mut renewed = false;
         loop {
-            let http = self.http(&endpoint);
+            let http = self.http(&endpoint)?;
             let mut request = build(http, &endpoint.base)
                 .build()
                 .map_err(|e| transport_failure(call.op, &call.target, e))?;
@@ -355,7 +387,7 @@ impl RegistryClient {
     pub(crate) async fn failure(&self, call: &Call<'_>, response: Response) -> Failure {
         let status = response.status();
         let headers = response.headers().clone();
-        let body = response.bytes().await.unwrap_or_default();
+        let body = error_body(response).await;
         let mut failure = status_failure(call.op, &call.target, status, &headers, &body);
         if failure.error.kind() == ErrorKind::Unauthorized {
             failure.error = self.unauthorized(call, &describe(status, &body));

@@ -14,6 +14,7 @@
 mod auth;
 mod authorize;
 mod blob;
+mod body;
 mod classify;
 mod client;
 pub mod credentials;
@@ -26,6 +27,9 @@ mod upload;
 mod visibility;
 
 pub use blob::Blob;
+pub use body::{
+    MAX_ERROR_BODY_BYTES, MAX_IN_MEMORY_BLOB_BYTES, MAX_MANIFEST_BYTES, MAX_TOKEN_BYTES,
+};
 pub use client::RegistryClient;
 pub use credentials::{login, CredentialOrigin, CredentialResolver, ResolvedCredentials};
 pub use env::EnvVars;

@@ -8,7 +8,7 @@ use reqwest::header::{ACCEPT, CONTENT_TYPE};
 use reqwest::StatusCode;
 use sha2::{Digest as _, Sha256};
 
-use crate::classify::transport_failure;
+use crate::body::{read_whole, MAX_MANIFEST_BYTES};
 use crate::client::{Call, RegistryClient};
 use crate::retry::{with_retry, Failure};
 
@@ -212,10 +212,14 @@ impl RegistryClient {
         }
         let header_digest = header(&response, DIGEST_HEADER);
         let content_type = header(&response, CONTENT_TYPE.as_str());
-        let bytes = response
-            .bytes()
-            .await
-            .map_err(|e| transport_failure(call.op, &call.target, e))?;
+        let bytes = read_whole(
+            call,
+            &call.target,
+            response,
+            MAX_MANIFEST_BYTES,
+            "the manifest",
+        )
+        .await?;
         let digest = sha256_digest(&bytes);
         let expected = image
             .digest

@@ -20,8 +20,13 @@ pub struct RegistryOptions {
     pub retry: RetryPolicy,
     /// Where credentials come from.
     pub credentials: CredentialResolver,
-    /// Limit for one request without a large body (checks, manifests, tokens); blob transfers have none.
+    /// Limit for one request without a large body (checks, manifests, tokens). Blob transfers have no
+    /// overall limit (a layer may take hours on a slow link); [`RegistryOptions::idle_timeout`] bounds them.
     pub request_timeout: Duration,
+    /// Limit for any request to go without receiving a byte: a stalled blob upload (no answer) or download
+    /// (no data) fails as a temporary error instead of hanging. Generous, because a registry may answer a
+    /// large upload only after moving it into its storage.
+    pub idle_timeout: Duration,
     /// Limit for opening a connection.
     pub connect_timeout: Duration,
     /// Upload blobs in chunks of this many bytes (`PATCH` each, then `PUT`); `None` sends each blob in one
@@ -37,6 +42,7 @@ impl Default for RegistryOptions {
             retry: RetryPolicy::default(),
             credentials: CredentialResolver::from_env(),
             request_timeout: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(300),
             connect_timeout: Duration::from_secs(10),
             chunk_size: None,
         }

@@ -12,6 +12,7 @@ use reqwest::header::{CONTENT_LENGTH, CONTENT_TYPE, LOCATION};
 use reqwest::StatusCode;
 
 use crate::blob::blob_call;
+use crate::classify::redact_url;
 use crate::client::{Call, RegistryClient};
 use crate::manifest::{header, pull_scope, push_scope, sha256_digest};
 use crate::retry::{with_retry, Failure};
@@ -38,7 +39,7 @@ fn with_query(url: &str, pairs: &[(&str, &str)], call: &Call<'_>) -> Result<reqw
     let mut url = reqwest::Url::parse(url).map_err(|e| {
         call.error(
             ErrorKind::Protocol,
-            format!("bad upload location {url}: {e}"),
+            format!("bad upload location {}: {e}", redact_url(url)),
         )
     })?;
     url.query_pairs_mut().extend_pairs(pairs);

@@ -3,7 +3,6 @@
 //! upper folder; the diff service does it for other snapshotters) and committed by chain id.
 
 use std::collections::{HashMap, VecDeque};
-use std::io::BufRead as _;
 use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -258,12 +257,10 @@ async fn execute(
             let Ok(file) = std::fs::File::open(&reader) else {
                 return;
             };
-            for line in std::io::BufReader::new(file).split(b'\n') {
-                let Ok(line) = line else { break };
-                if tx
-                    .send(String::from_utf8_lossy(&line).into_owned())
-                    .is_err()
-                {
+            // lines of at most 1 MiB: a step printing without newlines must not grow one buffer for ever
+            let overlong = "(berth left out a line of output longer than 1 MiB)";
+            for line in berth_core::lines::bounded_lines(file, overlong) {
+                if tx.send(line).is_err() {
                     break;
                 }
             }

@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 use std::pin::Pin;
+use std::time::Duration;
 
 use berth_core::{ErrorKind, Result};
 use bytes::Bytes;
@@ -20,6 +21,9 @@ use crate::errors::{error, status_error, Op};
 /// A blob's bytes as a stream.
 pub(crate) type BlobStream = Pin<Box<dyn Stream<Item = Result<Bytes>> + Send>>;
 
+/// The most [`Daemon::read_all`] reads (as the registry client's cap for blobs read into memory).
+const MAX_IN_MEMORY: usize = berth_registry::MAX_IN_MEMORY_BLOB_BYTES as usize;
+
 /// Bytes per write request (containerd accepts up to 16 MiB per message).
 const CHUNK: usize = 1 << 20;
 
@@ -34,7 +38,7 @@ impl Daemon {
         digest: &str,
         op: Op,
     ) -> Result<Option<HashMap<String, String>>> {
-        let request = self.request(InfoRequest {
+        let request = self.call(InfoRequest {
             digest: digest.to_string(),
         });
         match self.content().info(request).await {
@@ -61,7 +65,7 @@ impl Daemon {
             return Ok(());
         }
         let paths = labels.keys().map(|k| format!("labels.{k}")).collect();
-        let request = self.request(UpdateRequest {
+        let request = self.call(UpdateRequest {
             info: Some(Info {
                 digest: digest.to_string(),
                 labels: labels.clone(),
@@ -78,7 +82,7 @@ impl Daemon {
 
     /// Removes label `key` from blob `digest`; a missing blob is fine.
     pub(crate) async fn remove_content_label(&self, digest: &str, key: &str, op: Op) -> Result<()> {
-        let request = self.request(UpdateRequest {
+        let request = self.call(UpdateRequest {
             info: Some(Info {
                 digest: digest.to_string(),
                 ..Info::default()
@@ -102,24 +106,42 @@ impl Daemon {
             offset: 0,
             size: 0,
         });
-        let stream = self
-            .content()
-            .read(request)
-            .await
-            .map_err(|s| status_error(&s, op))?
-            .into_inner();
-        Ok(Box::pin(stream.map(move |item| {
-            item.map(|r| Bytes::from(r.data))
+        let idle = self.timeouts.idle;
+        let stream = within(idle, op, async {
+            self.content()
+                .read(request)
+                .await
                 .map_err(|s| status_error(&s, op))
-        })))
+        })
+        .await?
+        .into_inner();
+        Ok(idle_bounded(
+            stream.map(move |item| {
+                item.map(|r| Bytes::from(r.data))
+                    .map_err(|s| status_error(&s, op))
+            }),
+            idle,
+            op,
+        ))
     }
 
-    /// Reads a whole (small) blob.
+    /// Reads a whole (small) blob: a manifest, index or config, at most [`MAX_IN_MEMORY`] bytes (an image
+    /// pulled by another client may hold anything under a manifest's digest).
     pub(crate) async fn read_all(&self, digest: &str, op: Op) -> Result<Vec<u8>> {
         let mut stream = self.read_blob(digest, op).await?;
         let mut all = Vec::new();
         while let Some(chunk) = stream.next().await {
             all.extend_from_slice(&chunk?);
+            if all.len() > MAX_IN_MEMORY {
+                return Err(error(
+                    ErrorKind::Protocol,
+                    op,
+                    format!(
+                        "{digest} is larger than the {} MiB berth reads into memory for a manifest or config",
+                        MAX_IN_MEMORY >> 20
+                    ),
+                ));
+            }
         }
         Ok(all)
     }
@@ -136,6 +158,7 @@ impl Daemon {
         mut data: BlobStream,
         op: Op,
     ) -> Result<()> {
+        let idle = self.timeouts.idle;
         let (tx, rx) = mpsc::channel::<WriteContentRequest>(2);
         let base = WriteContentRequest {
             r#ref: reference.to_string(),
@@ -162,28 +185,40 @@ impl Daemon {
                 |mut rx| async move { rx.recv().await.map(|m| (m, rx)) },
             );
         let exists = |s: &containerd_client::tonic::Status| s.code() == Code::AlreadyExists;
-        let mut answers = match self.content().write(self.request(outbound)).await {
+        let opened = within(idle, op, async {
+            Ok(self.content().write(self.request(outbound)).await)
+        })
+        .await?;
+        let mut answers = match opened {
             Ok(response) => response.into_inner(),
             Err(s) if exists(&s) => return self.set_content_labels(expected, &labels, op).await,
             Err(s) => return Err(status_error(&s, op)),
         };
-        if next_answer(&mut answers, op).await?.is_none() {
+        if within(idle, op, next_answer(&mut answers, op))
+            .await?
+            .is_none()
+        {
             return self.set_content_labels(expected, &labels, op).await;
         }
         let mut offset = 0i64;
         while let Some(chunk) = data.next().await {
             let chunk = chunk?;
             for piece in chunk.chunks(CHUNK) {
-                tx.send(WriteContentRequest {
+                let message = WriteContentRequest {
                     action: WriteAction::Write as i32,
                     offset,
                     data: piece.to_vec(),
                     ..base.clone()
+                };
+                within(idle, op, async {
+                    tx.send(message).await.map_err(|_| closed())
                 })
-                .await
-                .map_err(|_| closed())?;
+                .await?;
                 offset += piece.len() as i64;
-                if next_answer(&mut answers, op).await?.is_none() {
+                if within(idle, op, next_answer(&mut answers, op))
+                    .await?
+                    .is_none()
+                {
                     return self.set_content_labels(expected, &labels, op).await;
                 }
             }
@@ -196,7 +231,10 @@ impl Daemon {
         })
         .await
         .map_err(|_| closed())?;
-        if next_answer(&mut answers, op).await?.is_none() {
+        if within(idle, op, next_answer(&mut answers, op))
+            .await?
+            .is_none()
+        {
             self.set_content_labels(expected, &labels, op).await?;
         }
         Ok(())
@@ -204,11 +242,55 @@ impl Daemon {
 
     /// Drops an unfinished ingest (best effort).
     pub(crate) async fn abort_ingest(&self, reference: &str) {
-        let request = self.request(AbortRequest {
+        let request = self.call(AbortRequest {
             r#ref: reference.to_string(),
         });
         let _ = self.content().abort(request).await;
     }
+}
+
+/// `work`, failing as a temporary error when it takes longer than `idle`: the daemon stopped answering.
+async fn within<T>(
+    idle: Duration,
+    op: Op,
+    work: impl std::future::Future<Output = Result<T>>,
+) -> Result<T> {
+    tokio::time::timeout(idle, work)
+        .await
+        .unwrap_or_else(|_| Err(stalled(idle, op)))
+}
+
+fn stalled(idle: Duration, op: Op) -> berth_core::Error {
+    error(
+        ErrorKind::Temporary,
+        op,
+        format!(
+            "the content stream made no progress for {} s",
+            idle.as_secs_f32()
+        ),
+    )
+}
+
+/// `stream`, ending with a temporary error when its next item takes longer than `idle`.
+fn idle_bounded(
+    stream: impl Stream<Item = Result<Bytes>> + Send + 'static,
+    idle: Duration,
+    op: Op,
+) -> BlobStream {
+    let state = (Box::pin(stream), false);
+    Box::pin(futures_util::stream::unfold(
+        state,
+        move |(mut stream, failed)| async move {
+            if failed {
+                return None;
+            }
+            match tokio::time::timeout(idle, stream.next()).await {
+                Ok(Some(item)) => Some((item, (stream, false))),
+                Ok(None) => None,
+                Err(_) => Some((Err(stalled(idle, op)), (stream, true))),
+            }
+        },
+    ))
 }
 
 /// The next answer of a write stream; `None` when containerd says the blob exists already.
@@ -225,5 +307,33 @@ async fn next_answer(
         )),
         Err(s) if s.code() == Code::AlreadyExists => Ok(None),
         Err(s) => Err(status_error(&s, op)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_stream_that_stops_sending_ends_with_an_error() {
+        // one chunk, then nothing ever again: a daemon that stalled mid-blob
+        let stalled = futures_util::stream::iter([Ok(Bytes::from_static(b"first"))])
+            .chain(futures_util::stream::pending());
+        let mut stream = idle_bounded(stalled, Duration::from_millis(100), Op::Pull);
+        let guard = Duration::from_secs(60);
+        let first = tokio::time::timeout(guard, stream.next())
+            .await
+            .expect("first");
+        assert_eq!(&first.expect("item").expect("bytes")[..], b"first");
+        let err = tokio::time::timeout(guard, stream.next())
+            .await
+            .expect("hung: no idle timeout")
+            .expect("an item")
+            .expect_err("stalled");
+        assert_eq!(err.kind(), ErrorKind::Temporary, "{err}");
+        assert!(tokio::time::timeout(guard, stream.next())
+            .await
+            .expect("ends")
+            .is_none());
     }
 }

@@ -33,7 +33,7 @@ impl Daemon {
 
     /// The record named `name`, or `None`.
     pub(crate) async fn get_image(&self, name: &str, op: Op) -> Result<Option<ImageRecord>> {
-        let request = self.request(GetImageRequest {
+        let request = self.call(GetImageRequest {
             name: name.to_string(),
         });
         match self.images().get(request).await {
@@ -58,14 +58,14 @@ impl Daemon {
             created_at: None,
             updated_at: None,
         };
-        let request = self.request(CreateImageRequest {
+        let request = self.call(CreateImageRequest {
             image: Some(image.clone()),
             source_date_epoch: None,
         });
         match self.images().create(request).await {
             Ok(_) => Ok(()),
             Err(s) if s.code() == Code::AlreadyExists => {
-                let request = self.request(UpdateImageRequest {
+                let request = self.call(UpdateImageRequest {
                     image: Some(image),
                     update_mask: Some(prost_types::FieldMask {
                         paths: vec!["target".into(), "labels".into()],
@@ -84,7 +84,7 @@ impl Daemon {
 
     /// The names of every record pointing at `digest`.
     pub(crate) async fn image_names_for(&self, digest: &str, op: Op) -> Result<Vec<String>> {
-        let request = self.request(ListImagesRequest {
+        let request = self.call(ListImagesRequest {
             filters: vec![format!("target.digest=={digest}")],
         });
         let images = self
@@ -101,7 +101,7 @@ impl Daemon {
 
     /// Deletes record `name`; `false` when there was none.
     pub(crate) async fn delete_image(&self, name: &str, op: Op) -> Result<bool> {
-        let request = self.request(DeleteImageRequest {
+        let request = self.call(DeleteImageRequest {
             name: name.to_string(),
             sync: false,
             target: None,

@@ -63,10 +63,29 @@ pub(crate) enum SnapshotKind {
     Unknown,
 }
 
+/// How long calls may take: a daemon that stops answering fails the build instead of hanging it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Timeouts {
+    /// Deadline of each short call ([`Daemon::call`]).
+    pub(crate) call: Duration,
+    /// Longest wait for the next message of a content stream.
+    pub(crate) idle: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            call: Duration::from_secs(60),
+            idle: Duration::from_secs(120),
+        }
+    }
+}
+
 /// A connection to containerd in one namespace, optionally attaching every request to a lease.
 #[derive(Clone)]
 pub(crate) struct Daemon {
     channel: Channel,
+    timeouts: Timeouts,
     namespace: MetadataValue<containerd_client::tonic::metadata::Ascii>,
     lease: Option<MetadataValue<containerd_client::tonic::metadata::Ascii>>,
     /// The snapshotter every snapshot call uses.
@@ -115,6 +134,7 @@ impl Daemon {
         };
         Ok(Daemon {
             channel,
+            timeouts: Timeouts::default(),
             namespace,
             lease: None,
             snapshotter: snapshotter.to_string(),
@@ -129,7 +149,21 @@ impl Daemon {
         })
     }
 
-    /// A request carrying the namespace (and lease) headers.
+    /// The same connection with these timeouts.
+    pub(crate) fn with_timeouts(self, timeouts: Timeouts) -> Daemon {
+        Daemon { timeouts, ..self }
+    }
+
+    /// A request for a short call: [`Daemon::request`] with the call deadline, which tonic enforces on the
+    /// client (and sends as `grpc-timeout`, so containerd gives up too).
+    fn call<T>(&self, message: T) -> Request<T> {
+        let mut request = self.request(message);
+        request.set_timeout(self.timeouts.call);
+        request
+    }
+
+    /// A request carrying the namespace (and lease) headers, without a deadline: for calls whose length
+    /// depends on the work. Prefer [`Daemon::call`].
     fn request<T>(&self, message: T) -> Request<T> {
         let mut request = Request::new(message);
         let metadata = request.metadata_mut();
@@ -146,7 +180,7 @@ impl Daemon {
             self.channel.clone(),
         );
         let response = client
-            .version(())
+            .version(self.call(()))
             .await
             .map_err(|s| status_error(&s, Op::Connect))?;
         Ok(response.into_inner().version)
@@ -211,4 +245,35 @@ fn missing(what: &str, op: Op) -> Error {
     )
     .with_engine(ENGINE)
     .with_operation(op.as_str())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use berth_tests::fake_http::{Answer, FakeServer};
+
+    #[tokio::test]
+    async fn a_daemon_that_stops_answering_fails_a_short_call_at_its_deadline() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let socket = dir.path().join("containerd.sock");
+        // accepts the connection and never says a word: no HTTP/2 settings, no answers
+        let _server = FakeServer::unix(&socket, |_| Answer::stall());
+        let guard = Duration::from_secs(60);
+        let daemon = tokio::time::timeout(
+            guard,
+            Daemon::connect(&socket, "default", "overlayfs", guard),
+        )
+        .await
+        .expect("connecting does not wait for the daemon to speak")
+        .expect("connected")
+        .with_timeouts(Timeouts {
+            call: Duration::from_millis(300),
+            idle: Duration::from_millis(300),
+        });
+        let found = tokio::time::timeout(guard, daemon.get_image("x", Op::Inspect))
+            .await
+            .expect("hung: a call without a deadline");
+        let err = found.expect_err("no answer");
+        assert_eq!(err.engine(), Some(ENGINE), "{err}");
+    }
 }

@@ -59,7 +59,7 @@ impl Daemon {
             snapshot_key: spec.snapshot_key.clone(),
             ..Container::default()
         };
-        let request = self.request(CreateContainerRequest {
+        let request = self.call(CreateContainerRequest {
             container: Some(container),
         });
         self.containers()
@@ -71,7 +71,7 @@ impl Daemon {
 
     /// Deletes a container record; missing is fine.
     pub(crate) async fn delete_container(&self, id: &str, op: Op) -> Result<()> {
-        let request = self.request(DeleteContainerRequest { id: id.to_string() });
+        let request = self.call(DeleteContainerRequest { id: id.to_string() });
         match self.containers().delete(request).await {
             Ok(_) => Ok(()),
             Err(s) if s.code() == Code::NotFound => Ok(()),
@@ -81,7 +81,7 @@ impl Daemon {
 
     /// Ids of the containers whose id starts with `prefix`.
     pub(crate) async fn container_ids(&self, prefix: &str, op: Op) -> Result<Vec<String>> {
-        let request = self.request(ListContainersRequest {
+        let request = self.call(ListContainersRequest {
             filters: Vec::new(),
         });
         let containers = self
@@ -107,7 +107,7 @@ impl Daemon {
         stderr: &str,
         op: Op,
     ) -> Result<()> {
-        let request = self.request(CreateTaskRequest {
+        let request = self.call(CreateTaskRequest {
             container_id: id.to_string(),
             rootfs: mounts_out(rootfs),
             stdout: stdout.to_string(),
@@ -123,7 +123,7 @@ impl Daemon {
 
     /// Starts the task of container `id`.
     pub(crate) async fn start_task(&self, id: &str, op: Op) -> Result<()> {
-        let request = self.request(StartRequest {
+        let request = self.call(StartRequest {
             container_id: id.to_string(),
             exec_id: String::new(),
         });
@@ -150,7 +150,7 @@ impl Daemon {
 
     /// Sends `signal` to every process of the task of container `id`; a task that is gone is fine.
     pub(crate) async fn kill_task(&self, id: &str, signal: u32, op: Op) -> Result<()> {
-        let request = self.request(KillRequest {
+        let request = self.call(KillRequest {
             container_id: id.to_string(),
             exec_id: String::new(),
             signal,
@@ -165,7 +165,7 @@ impl Daemon {
 
     /// Deletes the (stopped) task of container `id`; missing is fine.
     pub(crate) async fn delete_task(&self, id: &str, op: Op) -> Result<()> {
-        let request = self.request(DeleteTaskRequest {
+        let request = self.call(DeleteTaskRequest {
             container_id: id.to_string(),
         });
         match self.tasks().delete(request).await {
@@ -177,7 +177,7 @@ impl Daemon {
 
     /// Container ids of the tasks whose container id starts with `prefix`.
     pub(crate) async fn task_ids(&self, prefix: &str, op: Op) -> Result<Vec<String>> {
-        let request = self.request(ListTasksRequest {
+        let request = self.call(ListTasksRequest {
             filter: String::new(),
         });
         let tasks = self

@@ -62,7 +62,7 @@ impl Daemon {
 
     /// The mounts of snapshot `key`.
     pub(crate) async fn mounts(&self, key: &str, op: Op) -> Result<Vec<MountSpec>> {
-        let request = self.request(MountsRequest {
+        let request = self.call(MountsRequest {
             snapshotter: self.snapshotter.clone(),
             key: key.to_string(),
         });
@@ -111,7 +111,7 @@ impl Daemon {
 
     /// What the snapshotter knows about `key`, or `None`.
     pub(crate) async fn stat_snapshot(&self, key: &str, op: Op) -> Result<Option<SnapshotInfo>> {
-        let request = self.request(StatSnapshotRequest {
+        let request = self.call(StatSnapshotRequest {
             snapshotter: self.snapshotter.clone(),
             key: key.to_string(),
         });
@@ -136,7 +136,7 @@ impl Daemon {
 
     /// Names of the snapshots whose name starts with `prefix` (for checks that a build left nothing behind).
     pub(crate) async fn snapshot_names(&self, prefix: &str, op: Op) -> Result<Vec<String>> {
-        let request = self.request(ListSnapshotsRequest {
+        let request = self.call(ListSnapshotsRequest {
             snapshotter: self.snapshotter.clone(),
             filters: Vec::new(),
         });
@@ -222,7 +222,7 @@ impl Daemon {
     pub(crate) async fn create_lease(&self, id: &str, expire: &str, op: Op) -> Result<()> {
         let mut labels = HashMap::new();
         labels.insert(crate::labels::GC_EXPIRE.to_string(), expire.to_string());
-        let request = self.request(CreateRequest {
+        let request = self.call(CreateRequest {
             id: id.to_string(),
             labels,
         });
@@ -235,7 +235,7 @@ impl Daemon {
 
     /// Deletes lease `id`; what only it referenced becomes garbage.
     pub(crate) async fn delete_lease(&self, id: &str, op: Op) -> Result<()> {
-        let request = self.request(DeleteRequest {
+        let request = self.call(DeleteRequest {
             id: id.to_string(),
             sync: false,
         });
@@ -248,7 +248,7 @@ impl Daemon {
 
     /// Adds blob `digest` to lease `id`, so the collector keeps it while the lease lives.
     pub(crate) async fn lease_content(&self, id: &str, digest: &str, op: Op) -> Result<()> {
-        let request = self.request(AddResourceRequest {
+        let request = self.call(AddResourceRequest {
             id: id.to_string(),
             resource: Some(Resource {
                 id: digest.to_string(),
@@ -264,7 +264,7 @@ impl Daemon {
 
     /// Ids of the leases whose id starts with `prefix`.
     pub(crate) async fn lease_ids(&self, prefix: &str, op: Op) -> Result<Vec<String>> {
-        let request = self.request(ListRequest {
+        let request = self.call(ListRequest {
             filters: Vec::new(),
         });
         let leases = self

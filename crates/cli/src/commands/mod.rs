@@ -6,6 +6,7 @@ pub mod config;
 pub mod doctor;
 pub mod engines;
 pub mod exists;
+pub mod flytekit;
 pub mod login;
 pub mod name;
 pub mod push;

@@ -17,7 +17,7 @@ pub struct YamlFile {
 impl YamlFile {
     /// Reads `path`; an empty file is an empty mapping. Keys outside `known` are errors naming the nearest one.
     pub fn read(path: &Path, known: &[&str]) -> Result<YamlFile> {
-        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        let text = yaml::read_file(path).map_err(|e| Error::io(path, e))?;
         let root = yaml::load(&text).map_err(|e| at(path, &e.mark, e.message))?;
         let entries = match root {
             None => Vec::new(),

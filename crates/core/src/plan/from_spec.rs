@@ -358,11 +358,15 @@ impl Planner<'_> {
     }
 
     fn source_root(&mut self) -> Result<()> {
-        let Some(root) = &self.spec.source_root else {
+        let Some(tree) = self.spec.source_tree().map_err(|e| self.fail(e))? else {
             return Ok(());
         };
-        let tree = berth_digest::list_source_files(root).map_err(|e| self.fail(e))?;
+        let mut previous: Option<&str> = None;
         for file in tree.files() {
+            // A module listed twice (LOADED_MODULES) is copied once, as flytekit's builder skips existing files.
+            if previous.replace(&file.relative) == Some(file.relative.as_str()) {
+                continue;
+            }
             self.context.push(ContextEntry {
                 path: format!("src/{}", file.relative),
                 source: ContextSource::File(file.absolute.clone()),

@@ -3,6 +3,7 @@
 use std::path::{Component, Path, PathBuf};
 
 use super::check;
+use super::flytekit::{enum_member, FromPython};
 use super::{BaseImage, BuilderConfig, CopyEntry, Field, ImageSpec, SecretMount};
 use crate::error::{Error, Result};
 use crate::pyrepr::str_value;
@@ -39,7 +40,37 @@ pub fn load_spec_str(text: &str, path: &Path) -> Result<ImageSpec> {
 pub fn load_inline_spec(node: &Node, file: &Path, defaults: &SpecDefaults) -> Result<ImageSpec> {
     let file = absolute(file)?;
     let mut chain = vec![file.clone()];
-    parse_root(node.clone(), &file, &mut chain, defaults)
+    parse_root(node.clone(), &file, &mut chain, defaults, None)
+}
+
+/// Loads the fields of a spec a flytekit process sent (see [`super::flytekit`]): `file` stands for the spec in
+/// messages and its folder is the working directory paths resolve against. An enum member becomes its value,
+/// hashed as its Python repr; no project defaults apply, since flytekit names the image.
+pub(super) fn load_python_spec(
+    mut fields: Node,
+    file: &Path,
+    extras: &FromPython,
+) -> Result<ImageSpec> {
+    let mut reprs = Vec::new();
+    let mut extras = extras.clone();
+    if let Value::Map(entries) = &mut fields.value {
+        for (key, value) in entries.iter_mut() {
+            if let Some((repr, plain, member)) = enum_member(value) {
+                let field = key.value.as_str().and_then(Field::from_name);
+                if field == Some(Field::SourceCopyMode) {
+                    extras.copy_mode_member = Some(member.to_string());
+                }
+                let plain = plain.clone();
+                reprs.extend(field.map(|f| (f, repr)));
+                value.value = plain;
+            }
+        }
+    }
+    let mut chain = vec![file.to_path_buf()];
+    let defaults = SpecDefaults::default();
+    let mut spec = parse_root(fields, file, &mut chain, &defaults, Some(&extras))?;
+    spec.python_reprs = reprs;
+    Ok(spec)
 }
 
 fn absolute(path: &Path) -> Result<PathBuf> {
@@ -52,7 +83,7 @@ fn load_chained(
     defaults: &SpecDefaults,
 ) -> Result<ImageSpec> {
     let file = absolute(path)?;
-    let text = std::fs::read_to_string(&file).map_err(|e| {
+    let text = yaml::read_file(&file).map_err(|e| {
         Error::io(&file, e)
             .with_operation("read spec")
             .with_hint("check the spec path; it is relative to where you run berth")
@@ -77,6 +108,11 @@ fn load_chained(
 
 /// An error at a position in a spec file.
 pub(super) fn at(file: &Path, mark: Mark, message: impl std::fmt::Display) -> Error {
+    if mark.line == 0 {
+        // A spec sent as JSON by a program: there is no line to point at.
+        return Error::invalid(format!("{}: {message}", file.display()))
+            .with_operation("read spec");
+    }
     Error::invalid(format!(
         "{}:{}:{}: {message}",
         file.display(),
@@ -100,7 +136,7 @@ fn parse(
             "the spec is empty: write its fields, starting with `name: my-image` (without one, flytekit's default name `flytekit` applies)",
         ));
     };
-    parse_root(root, file, chain, defaults)
+    parse_root(root, file, chain, defaults, None)
 }
 
 fn parse_root(
@@ -108,6 +144,7 @@ fn parse_root(
     file: &Path,
     chain: &mut Vec<PathBuf>,
     defaults: &SpecDefaults,
+    python: Option<&FromPython>,
 ) -> Result<ImageSpec> {
     let Value::Map(entries) = root.value else {
         return Err(at(
@@ -163,6 +200,7 @@ fn parse_root(
         dir: &dir,
         raw: &raw,
         defaults,
+        python,
     };
     reader.build(chain)
 }
@@ -172,6 +210,8 @@ struct Reader<'a> {
     dir: &'a Path,
     raw: &'a [(Field, Node)],
     defaults: &'a SpecDefaults,
+    /// Set for a spec a flytekit process sent: its copy modes are flytekit's own.
+    python: Option<&'a FromPython>,
 }
 
 impl Reader<'_> {
@@ -194,6 +234,13 @@ impl Reader<'_> {
             Value::Str(s) => Ok(Some(s.clone())),
             Value::Float(_) | Value::Int(_) => {
                 let written = str_value(&node.value);
+                if self.python.is_some() {
+                    return Err(self.err(
+                        node,
+                        field,
+                        format!("expected a str, found the number {written}; pass it as text, e.g. {field}=\"3.10\""),
+                    ));
+                }
                 Err(self.err(
                     node,
                     field,
@@ -279,8 +326,14 @@ impl Reader<'_> {
             .string(Field::Platform)?
             .unwrap_or_else(|| default_platform(registry.as_deref()));
 
-        let source_root = self.path(Field::SourceRoot, true)?;
-        self.check_copy_mode(source_root.is_some())?;
+        let (source_root, source_files) = match self.python {
+            None => {
+                let root = self.path(Field::SourceRoot, true)?;
+                self.check_copy_mode(root.is_some())?;
+                (root, None)
+            }
+            Some(python) => self.python_source(python)?,
+        };
 
         if let Some(node) = self.node(Field::BuilderOptions) {
             if !matches!(node.value, Value::Map(_)) {
@@ -301,6 +354,7 @@ impl Reader<'_> {
             name,
             python_version: self.string(Field::PythonVersion)?,
             source_root,
+            source_files,
             env: self.env()?,
             registry,
             packages: self.strings(Field::Packages)?.unwrap_or_default(),
@@ -326,7 +380,42 @@ impl Reader<'_> {
             python_exec: self.string(Field::PythonExec)?,
             runtime_packages: self.strings(Field::RuntimePackages)?.unwrap_or_default(),
             builder_config: self.builder_config()?,
+            python_reprs: Vec::new(),
         })
+    }
+
+    /// flytekit's copy modes, as its tag and default builder read them: the member LOADED_MODULES copies the files
+    /// the process listed, NO_COPY nothing (the root is then hashed as a path, as when the mode is unset); ALL, or
+    /// any plain value (which flytekit compares unequal to every member), copies every file.
+    fn python_source(
+        &self,
+        python: &FromPython,
+    ) -> Result<(Option<PathBuf>, Option<Vec<PathBuf>>)> {
+        let Some(node) = self.node(Field::SourceCopyMode) else {
+            return Ok((None, None));
+        };
+        let member = python.copy_mode_member.as_deref();
+        if member == Some("NO_COPY") {
+            return Ok((None, None));
+        }
+        let Some(root) = self.path(Field::SourceRoot, true)? else {
+            return Err(self.err(
+                node,
+                Field::SourceCopyMode,
+                "copies from `source_root`, which is not set (flytekit refuses it as well)",
+            ));
+        };
+        if member != Some("LOADED_MODULES") {
+            return Ok((Some(root), None));
+        }
+        match &python.source_files {
+            Some(files) => Ok((Some(root), Some(files.clone()))),
+            None => Err(self.err(
+                node,
+                Field::SourceCopyMode,
+                "LOADED_MODULES needs the list of imported files, which the flytekit plugin sends",
+            )),
+        }
     }
 
     fn item(&self, field: Field, index: usize) -> &Node {

@@ -6,12 +6,16 @@
 
 mod check;
 mod fields;
+mod flytekit;
 mod load;
 
 use std::path::PathBuf;
 
+use berth_digest::{DigestError, SourceTree};
+
 pub use check::check_buildable;
 pub use fields::{Field, FIELDS};
+pub use flytekit::load_flytekit_json;
 pub use load::{load_inline_spec, load_spec, load_spec_str, load_spec_with, SpecDefaults};
 
 use crate::yaml::Node;
@@ -32,8 +36,13 @@ pub struct ImageSpec {
     pub name: String,
     /// Python version for micromamba to install, e.g. "3.11".
     pub python_version: Option<String>,
-    /// Source tree to copy into `/root` (absolute), with `source_copy_mode: 2` (ALL).
+    /// Source tree to copy into `/root` (absolute), with `source_copy_mode: 2` (ALL), or LOADED_MODULES from a
+    /// flytekit process (then `source_files` lists the files). `None` when nothing is copied, also when a flytekit
+    /// spec names a root with NO_COPY (its path then stays in `raw` and is hashed as written).
     pub source_root: Option<PathBuf>,
+    /// With `source_root`: exactly these files (absolute), as the flytekit process that imported them listed them
+    /// (LOADED_MODULES); `None`: every file under the root minus the ignored ones (ALL).
+    pub source_files: Option<Vec<PathBuf>>,
     /// Environment variables, in order, values as Python's `str()` would print them.
     pub env: Vec<(String, String)>,
     /// Registry (and path) to push to, lowercased.
@@ -80,6 +89,9 @@ pub struct ImageSpec {
     pub runtime_packages: Vec<String>,
     /// Builder images (`uv_image`, `micromamba_image`).
     pub builder_config: BuilderConfig,
+    /// Values YAML cannot hold, by field, as Python's `repr` prints them (a flytekit spec's `source_copy_mode` is
+    /// an enum member, `<CopyFileDetection.ALL: 2>`); the tag hashes these instead of `raw`.
+    pub python_reprs: Vec<(Field, String)>,
 }
 
 /// What a spec builds on.
@@ -141,6 +153,17 @@ impl ImageSpec {
             .iter()
             .find(|(f, node)| *f == field && node.value != crate::yaml::Value::Null)
             .map(|(_, node)| node)
+    }
+
+    /// The files copied from `source_root`, in flytekit's order (none when nothing is copied).
+    pub fn source_tree(&self) -> std::result::Result<Option<SourceTree>, DigestError> {
+        let Some(root) = &self.source_root else {
+            return Ok(None);
+        };
+        match &self.source_files {
+            Some(files) => berth_digest::list_given_files(root, files).map(Some),
+            None => berth_digest::list_source_files(root).map(Some),
+        }
     }
 
     /// The spec file's path as given to berth, for messages.

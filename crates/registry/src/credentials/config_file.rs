@@ -28,7 +28,7 @@ pub(crate) struct ConfigFile {
 }
 
 /// One `auths` entry.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Default, Deserialize)]
 pub(crate) struct AuthEntry {
     #[serde(default)]
     auth: Option<String>,
@@ -36,6 +36,30 @@ pub(crate) struct AuthEntry {
     username: Option<String>,
     #[serde(default)]
     password: Option<String>,
+}
+
+/// Whether each field is set, never what it holds: `auth` and `password` are the credentials.
+impl std::fmt::Debug for AuthEntry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let shown = |v: &Option<String>| v.as_ref().map(|_| "***");
+        f.debug_struct("AuthEntry")
+            .field("auth", &shown(&self.auth))
+            .field("username", &self.username)
+            .field("password", &shown(&self.password))
+            .finish()
+    }
+}
+
+/// What is wrong with a JSON document that may hold credentials, without quoting it: serde_json's messages
+/// quote the offending value ("invalid type: string \"...\""), which may be a password.
+pub(crate) fn json_problem(e: &serde_json::Error) -> String {
+    let what = match e.classify() {
+        serde_json::error::Category::Io => "cannot be read",
+        serde_json::error::Category::Syntax => "is not valid JSON",
+        serde_json::error::Category::Data => "has a value of the wrong type",
+        serde_json::error::Category::Eof => "ends early",
+    };
+    format!("{what} at line {} column {}", e.line(), e.column())
 }
 
 impl ConfigFile {
@@ -51,10 +75,10 @@ impl ConfigFile {
         }
         serde_json::from_slice(&text).map(Some).map_err(|e| {
             Error::invalid(format!(
-                "{} is not a valid registry config: {e}",
-                path.display()
+                "{} is not a valid registry config: it {}",
+                path.display(),
+                json_problem(&e)
             ))
-            .with_source(e)
         })
     }
 
@@ -188,6 +212,32 @@ mod tests {
         assert!(bad.auth_for("h").is_err());
         let empty = config(r#"{"auths": {"h": {}}, "credsStore": "pass"}"#);
         assert!(empty.auth_for("h").expect("valid").is_none());
+    }
+
+    #[test]
+    fn errors_and_debug_never_quote_credentials() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("config.json");
+        // a password where a mapping belongs: serde_json's own message would quote it
+        std::fs::write(&path, r#"{"auths": {"h": {"password": ["s3cret-pw"]}}}"#).expect("write");
+        let err = ConfigFile::read(&path).expect_err("invalid");
+        let printed = format!("{err} {err:?}");
+        assert!(printed.contains("line 1 column"), "{printed}");
+        assert!(!printed.contains("s3cret"), "{printed}");
+        std::fs::write(&path, r#"{"auths": "s3cret-pw"}"#).expect("write");
+        let err = ConfigFile::read(&path).expect_err("invalid");
+        assert!(!format!("{err} {err:?}").contains("s3cret"), "{err:?}");
+
+        let cfg = config(&format!(
+            r#"{{"auths": {{"h": {{"auth": "{}", "username": "u", "password": "s3cret-pw"}}}}}}"#,
+            encode_auth("u", "s3cret-pw")
+        ));
+        let printed = format!("{cfg:?}");
+        assert!(
+            printed.contains("***") && printed.contains("\"u\""),
+            "{printed}"
+        );
+        assert!(!printed.contains("s3cret") && !printed.contains(&encode_auth("u", "s3cret-pw")));
     }
 
     #[test]

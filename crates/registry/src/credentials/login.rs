@@ -36,6 +36,7 @@ pub(super) fn store(
     username: &str,
     password: &Secret,
     path_var: Option<&str>,
+    helper_timeout: std::time::Duration,
 ) -> Result<CredentialOrigin> {
     let op = |e: Error| {
         e.with_operation("login")
@@ -66,7 +67,8 @@ pub(super) fn store(
         .ok_or_else(|| op(Error::invalid("auths is not an object")))?;
     let origin = match &helper {
         Some(helper) => {
-            helper::store(helper, &key, username, password, path_var).map_err(op)?;
+            helper::store(helper, &key, username, password, path_var, helper_timeout)
+                .map_err(op)?;
             // Docker leaves an entry without secrets so the registry still shows up as logged in.
             auths
                 .entry(key.clone())
@@ -108,11 +110,12 @@ fn read_object(path: &Path) -> Result<Map<String, Value>> {
             "{} is not a JSON object",
             path.display()
         ))),
-        Err(e) => Err(
-            Error::invalid(format!("{} is not valid JSON: {e}", path.display())).with_hint(
-                "fix or move the file; berth will not overwrite a config it cannot read",
-            ),
-        ),
+        Err(e) => Err(Error::invalid(format!(
+            "{} is not valid JSON: it {}",
+            path.display(),
+            super::config_file::json_problem(&e)
+        ))
+        .with_hint("fix or move the file; berth will not overwrite a config it cannot read")),
     }
 }
 

@@ -22,6 +22,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use berth_core::engine::{Credentials, Secret};
 use berth_core::Result;
@@ -89,10 +90,25 @@ pub struct ResolvedCredentials {
     pub origin: CredentialOrigin,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 enum Vars {
     Process,
     Fixed(Arc<HashMap<String, String>>),
+}
+
+/// The variables' names only: the map may hold `BERTH_REGISTRY_PASSWORD`, and a resolver is printed inside
+/// `RegistryOptions`, `RegistryClient` and every backend's options.
+impl fmt::Debug for Vars {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Vars::Process => f.write_str("Process"),
+            Vars::Fixed(map) => {
+                let mut names: Vec<&str> = map.keys().map(String::as_str).collect();
+                names.sort_unstable();
+                f.debug_tuple("Fixed").field(&names).finish()
+            }
+        }
+    }
 }
 
 /// Finds registry credentials the way Docker and Podman users already have them (see the module doc).
@@ -103,7 +119,13 @@ pub struct CredentialResolver {
     explicit: Vec<Credentials>,
     /// Finds nothing, ever: see [`CredentialResolver::anonymous`].
     anonymous: bool,
+    /// How long a credential helper may take before it is killed.
+    helper_timeout: Duration,
 }
+
+/// How long a credential helper may run by default: long enough for a keychain lookup, short enough that a
+/// helper waiting on a passphrase nobody can type does not block a CI job.
+pub const DEFAULT_HELPER_TIMEOUT: Duration = Duration::from_secs(60);
 
 impl Default for CredentialResolver {
     fn default() -> Self {
@@ -119,6 +141,7 @@ impl CredentialResolver {
             docker_config: None,
             explicit: Vec::new(),
             anonymous: false,
+            helper_timeout: DEFAULT_HELPER_TIMEOUT,
         }
     }
 
@@ -129,6 +152,7 @@ impl CredentialResolver {
             docker_config: None,
             explicit: Vec::new(),
             anonymous: false,
+            helper_timeout: DEFAULT_HELPER_TIMEOUT,
         }
     }
 
@@ -141,6 +165,7 @@ impl CredentialResolver {
             docker_config: None,
             explicit: Vec::new(),
             anonymous: true,
+            helper_timeout: DEFAULT_HELPER_TIMEOUT,
         }
     }
 
@@ -152,6 +177,12 @@ impl CredentialResolver {
     /// Reads this Docker `config.json` instead of the default one (a spec's `registry_config`).
     pub fn docker_config(mut self, path: impl Into<PathBuf>) -> Self {
         self.docker_config = Some(path.into());
+        self
+    }
+
+    /// Kills a credential helper that has not answered within `timeout` (default [`DEFAULT_HELPER_TIMEOUT`]).
+    pub fn helper_timeout(mut self, timeout: Duration) -> Self {
+        self.helper_timeout = timeout;
         self
     }
 
@@ -274,7 +305,8 @@ impl CredentialResolver {
                     config: path.clone(),
                 };
                 if let Some(helper) = config.helper_for(host) {
-                    if let Some((user, secret)) = helper::get(helper, &server, path_var.as_deref())?
+                    if let Some((user, secret)) =
+                        helper::get(helper, &server, path_var.as_deref(), self.helper_timeout)?
                     {
                         return found(user, secret, helper_origin(helper));
                     }
@@ -283,7 +315,8 @@ impl CredentialResolver {
                     return found(user, pass, CredentialOrigin::AuthFile { path, key });
                 }
                 if let Some(store) = config.creds_store.as_deref().filter(|s| !s.is_empty()) {
-                    if let Some((user, secret)) = helper::get(store, &server, path_var.as_deref())?
+                    if let Some((user, secret)) =
+                        helper::get(store, &server, path_var.as_deref(), self.helper_timeout)?
                     {
                         return found(user, secret, helper_origin(store));
                     }
@@ -320,6 +353,7 @@ impl CredentialResolver {
             username,
             password,
             self.var(EnvVars::PATH).as_deref(),
+            self.helper_timeout,
         )
     }
 }
@@ -392,6 +426,23 @@ mod tests {
             .login("h:5000", "u", &Secret::new("p"))
             .expect_err("nowhere to store");
         assert!(err.message().contains("anonymous"), "{err}");
+    }
+
+    #[test]
+    fn debug_names_variables_but_never_prints_their_values() {
+        let resolver = vars(&[
+            ("BERTH_REGISTRY_USERNAME", "u"),
+            ("BERTH_REGISTRY_PASSWORD", "hunter2-secret"),
+        ])
+        .with_credentials(Credentials {
+            registry: "h".into(),
+            username: "me".into(),
+            password: Secret::new("explicit-secret"),
+        });
+        let printed = format!("{resolver:?} {resolver:#?}");
+        assert!(printed.contains("BERTH_REGISTRY_PASSWORD"), "{printed}");
+        assert!(!printed.contains("hunter2"), "{printed}");
+        assert!(!printed.contains("explicit-secret"), "{printed}");
     }
 
     #[test]
