@@ -108,6 +108,10 @@ fn arch() -> &'static str {
     }
 }
 
+/// How long berth's clients (registry, dockerd, Podman) wait for a silent answer here: long enough for this busy
+/// machine, short enough that every stall trips it quickly.
+pub const IDLE: Duration = Duration::from_secs(5);
+
 /// A registry client for `credentials`' registry, with timeouts short enough that a stalled request gives up
 /// within seconds, and quick retries.
 pub fn client(credentials: Credentials) -> RegistryClient {
@@ -120,6 +124,7 @@ pub fn options(credentials: Credentials) -> RegistryOptions {
         credentials: CredentialResolver::with_vars(Default::default())
             .with_credentials(credentials),
         request_timeout: Duration::from_secs(3),
+        idle_timeout: IDLE,
         connect_timeout: Duration::from_secs(3),
         retry: RetryPolicy {
             max_attempts: 4,

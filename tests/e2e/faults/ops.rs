@@ -130,12 +130,14 @@ impl Fixtures {
         built.expect("build the image containerd pushes");
         let docker = DockerEngine::connect(DockerOptions {
             host: Some(format!("unix://{}", env.docker_socket.display())),
+            idle_timeout: image::IDLE,
             ..DockerOptions::default()
         })
         .await
         .expect("dockerd (scripts/env/up.sh starts it)");
         let podman = PodmanEngine::connect(PodmanOptions {
             socket: Some(format!("unix://{}", env.podman_socket.display())),
+            idle_timeout: image::IDLE,
             ..PodmanOptions::default()
         })
         .await
