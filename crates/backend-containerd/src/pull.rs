@@ -169,11 +169,14 @@ async fn fetch(
         .filter_map(descriptor)
         .collect();
 
-    let config_bytes = registry
-        .get_blob(image, &config.digest)
-        .await?
-        .into_bytes()
-        .await?;
+    let config_bytes = again_while_temporary(registry, || async {
+        registry
+            .get_blob(image, &config.digest)
+            .await?
+            .into_bytes()
+            .await
+    })
+    .await?;
     let config_json = parse(&config_bytes)?;
     let diff_ids = images::strings(&config_json["rootfs"]["diff_ids"]);
     if diff_ids.len() != layers.len() {
@@ -201,7 +204,6 @@ async fn fetch(
                 .await?;
             continue;
         }
-        let blob = registry.get_blob(image, &layer.digest).await?;
         let id = layer.digest.clone();
         let total = layer.size.max(0) as u64;
         progress.event(ProgressEvent::Transfer {
@@ -209,7 +211,20 @@ async fn fetch(
             current: 0,
             total: Some(total),
         });
-        write(daemon, guard, layer, layer_labels, Box::pin(blob), op).await?;
+        // each try writes under a new ingest reference; the guard aborts the ones a cut-off download left
+        again_while_temporary(registry, || async {
+            let blob = registry.get_blob(image, &layer.digest).await?;
+            write(
+                daemon,
+                guard,
+                layer,
+                layer_labels.clone(),
+                Box::pin(blob),
+                op,
+            )
+            .await
+        })
+        .await?;
         progress.event(ProgressEvent::Transfer {
             id,
             current: total,
@@ -280,6 +295,30 @@ async fn fetch(
 }
 
 /// Writes one blob under the guard's lease.
+/// Runs a transfer again while it fails temporarily (a connection cut or reset mid-body, a 5xx or 429 answer to
+/// an upload), as often as the registry client's retry policy allows. The client retries requests, but a body
+/// that broke off midway, in either direction, can only be sent again from the start, which is what this does.
+pub(crate) async fn again_while_temporary<T, F, Fut>(
+    registry: &RegistryClient,
+    mut attempt: F,
+) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T>>,
+{
+    let policy = registry.options().retry;
+    let mut n = 1;
+    loop {
+        match attempt().await {
+            Err(e) if e.kind() == ErrorKind::Temporary && n < policy.max_attempts => {
+                tokio::time::sleep(policy.delay(n, None)).await;
+                n += 1;
+            }
+            other => return other,
+        }
+    }
+}
+
 pub(crate) async fn write(
     daemon: &Daemon,
     guard: &Guard,

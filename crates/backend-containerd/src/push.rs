@@ -116,13 +116,28 @@ async fn send_blob(
         current: 0,
         total: Some(total),
     });
-    let data = daemon.read_blob(&blob.digest, op).await?;
-    registry
-        .push_blob(image, &blob.digest, total, data)
+    upload(daemon, registry, image, blob, op)
         .await
         .map_err(|e| with_push_hint(e, &name))?;
     done(progress);
     add_source(daemon, image, &blob.digest, op).await
+}
+
+/// Uploads `blob` from the content store, reading it afresh for each try: the registry client cannot replay a
+/// stream once it has sent data.
+async fn upload(
+    daemon: &Daemon,
+    registry: &RegistryClient,
+    image: &ImageRef,
+    blob: &Descriptor,
+    op: Op,
+) -> Result<()> {
+    let total = blob.size.max(0) as u64;
+    crate::pull::again_while_temporary(registry, || async {
+        let data = daemon.read_blob(&blob.digest, op).await?;
+        registry.push_blob(image, &blob.digest, total, data).await
+    })
+    .await
 }
 
 /// Adds `image`'s repository to the blob's distribution-source label.

@@ -180,7 +180,7 @@ pub(crate) fn redact_url(url: &str) -> String {
 pub(crate) fn transport_failure(op: &str, target: &str, err: reqwest::Error) -> Failure {
     let err = err.without_url();
     let target = redact_url(target);
-    let kind = if err.is_builder() || err.is_redirect() || err.is_decode() {
+    let kind = if err.is_builder() || err.is_redirect() || (err.is_decode() && !body_cut(&err)) {
         ErrorKind::Protocol
     } else {
         // connect, timeout, request and body errors: the network or the server may recover
@@ -205,6 +205,23 @@ pub(crate) fn transport_failure(op: &str, target: &str, err: reqwest::Error) -> 
             .with_operation(op)
             .with_source(err),
     )
+}
+
+/// Whether a decode error is really the body being cut off (closed early, reset, timed out while reading): reqwest
+/// reports those as decode errors wrapping a body error, but the answer was never complete, so it is worth
+/// another try, unlike a complete answer that does not parse.
+fn body_cut(err: &reqwest::Error) -> bool {
+    let mut source = std::error::Error::source(err);
+    while let Some(s) = source {
+        if s.downcast_ref::<reqwest::Error>()
+            .is_some_and(|e| e.is_body() || e.is_timeout())
+            || s.downcast_ref::<std::io::Error>().is_some()
+        {
+            return true;
+        }
+        source = s.source();
+    }
+    false
 }
 
 /// `Retry-After` as a duration: delta-seconds or an HTTP date.

@@ -1,0 +1,127 @@
+//! Reliability under registry faults: every registry operation berth does with its own client, run through a
+//! fault-injecting proxy (`berth_tests::faults`) once per fault and request class. Each must succeed after
+//! retries or fail with a classified error within [`HANG_BOUND`]; after every push the registry itself (not the
+//! proxy) must hold either no tag or a complete image. Prints the outcome table; asserts hung == 0 and
+//! corrupt == 0.
+//!
+//! Run: `source /var/lib/berth-env/env.sh && cargo test -p berth-tests --test faults -- --nocapture`
+
+mod image;
+mod ops;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use berth_tests::env::TestEnv;
+use berth_tests::faults::{Class, Fault, FaultPlan, FaultProxy, Outcome, Row, Table};
+use tokio::sync::{Mutex, Semaphore};
+
+use ops::{Fixtures, Operation};
+
+/// How long one operation may take before it counts as hung. berth's CLI waits 30 s for a silent answer
+/// before retrying (it has no option to shorten that), so a stall costs it one such wait.
+const HANG_BOUND: Duration = Duration::from_secs(75);
+
+/// Operations running at once: the machine is small and shared; enough that the waits overlap.
+const PARALLEL: usize = 10;
+
+#[test]
+fn registry_faults_never_hang_or_corrupt() {
+    let env = TestEnv::get();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(4)
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let table = runtime.block_on(run_all(env));
+    println!("\n{}", table.render());
+    assert_eq!(table.hung(), 0, "operations hung:\n{}", table.render());
+    assert_eq!(
+        table.corrupt(),
+        0,
+        "operations left or returned corrupt images:\n{}",
+        table.render()
+    );
+    // the proxy must have hit something, or the table measures nothing
+    let injected: u32 = table.rows().iter().map(|r| r.injected).sum();
+    assert!(
+        injected as usize >= table.rows().len() / 2,
+        "{}",
+        table.render()
+    );
+    runtime.shutdown_timeout(Duration::from_secs(1));
+}
+
+async fn run_all(env: &'static TestEnv) -> Table {
+    let fixtures = Arc::new(Fixtures::prepare(env).await);
+    let table = Arc::new(Mutex::new(Table::default()));
+    let limit = Arc::new(Semaphore::new(PARALLEL));
+    let mut tasks = Vec::new();
+    for operation in Operation::ALL {
+        for class in operation.classes() {
+            for fault in Fault::ALL.into_iter().filter(|f| f.applies_to(*class)) {
+                let plan = FaultPlan {
+                    fault,
+                    class: *class,
+                    times: fault.burst(),
+                };
+                let (fixtures, table, limit) = (fixtures.clone(), table.clone(), limit.clone());
+                tasks.push(tokio::spawn(async move {
+                    let _permit = limit.acquire().await.expect("semaphore");
+                    let row = scenario(env, &fixtures, operation, plan).await;
+                    table.lock().await.push(row);
+                }));
+            }
+        }
+    }
+    for task in tasks {
+        task.await.expect("scenario task");
+    }
+    fixtures.clean_up().await;
+    let mut table = Arc::try_unwrap(table).expect("tasks done").into_inner();
+    table.sort();
+    table
+}
+
+async fn scenario(
+    env: &'static TestEnv,
+    fixtures: &Fixtures,
+    operation: Operation,
+    plan: FaultPlan,
+) -> Row {
+    let proxy = FaultProxy::start(&env.registry, plan)
+        .await
+        .expect("start the fault proxy");
+    let run = operation.run(env, fixtures, &proxy);
+    let (outcome, detail) = match tokio::time::timeout(HANG_BOUND, run).await {
+        Ok(result) => result,
+        Err(_) => (
+            Outcome::Hung,
+            format!("still running after {} s", HANG_BOUND.as_secs()),
+        ),
+    };
+    Row {
+        fault: plan.fault,
+        class: plan.class,
+        operation: operation.name().to_string(),
+        injected: proxy.injected(),
+        outcome,
+        detail,
+    }
+}
+
+/// Classes each operation's requests fall in, which are the ones worth faulting.
+impl Operation {
+    fn classes(self) -> &'static [Class] {
+        match self {
+            Operation::ClientExists | Operation::CliExists => &[Class::Ping, Class::ManifestHead],
+            Operation::ClientPull | Operation::ContainerdBuildPull => {
+                &[Class::ManifestGet, Class::BlobGet]
+            }
+            Operation::ClientPush
+            | Operation::ContainerdPush
+            | Operation::DockerPush
+            | Operation::PodmanPush => &[Class::BlobUpload, Class::ManifestPut],
+        }
+    }
+}

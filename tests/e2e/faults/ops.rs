@@ -1,0 +1,398 @@
+//! The operations run under each fault: berth's registry client directly, `berth exists`, and the containerd
+//! backend's push and base-image pull, each judged by what the real registry (or the engine) holds afterwards.
+
+use std::path::PathBuf;
+
+use berth_backend_containerd::{ContainerdEngine, ContainerdOptions};
+use berth_backend_docker::{DockerEngine, DockerOptions};
+use berth_backend_podman::{PodmanEngine, PodmanOptions};
+use berth_core::engine::{
+    BuildOptions, ContainerEngine, Credentials, Network, NoProgress, RemoveOptions, TransferOptions,
+};
+use berth_core::plan::Step;
+use berth_core::reference::ImageRef;
+use berth_core::Error;
+use berth_registry::{describe_bytes, Existence, RegistryClient};
+use berth_tests::conformance::support::{plan, unique};
+use berth_tests::env::TestEnv;
+use berth_tests::faults::{FaultProxy, Outcome};
+
+use crate::image::{self, corruption, TestImage};
+
+/// What one operation came to, and the error or corruption behind it.
+type Result = (Outcome, String);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Operation {
+    ClientExists,
+    ClientPull,
+    ClientPush,
+    CliExists,
+    ContainerdPush,
+    ContainerdBuildPull,
+    DockerPush,
+    PodmanPush,
+}
+
+/// What every scenario shares: a client on the real registry, an image in it, containerd and an image there.
+pub struct Fixtures {
+    env: &'static TestEnv,
+    real: RegistryClient,
+    base: TestImage,
+    base_repo: String,
+    containerd: ContainerdEngine,
+    /// A local containerd image to push under other names.
+    local: String,
+    docker: DockerEngine,
+    podman: PodmanEngine,
+    berth: PathBuf,
+}
+
+impl Operation {
+    pub const ALL: [Operation; 8] = [
+        Operation::ClientExists,
+        Operation::ClientPull,
+        Operation::ClientPush,
+        Operation::CliExists,
+        Operation::ContainerdPush,
+        Operation::ContainerdBuildPull,
+        Operation::DockerPush,
+        Operation::PodmanPush,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Operation::ClientExists => "RegistryClient::exists",
+            Operation::ClientPull => "RegistryClient get manifest+blobs",
+            Operation::ClientPush => "RegistryClient push blobs+manifest",
+            Operation::CliExists => "berth exists",
+            Operation::ContainerdPush => "containerd push",
+            Operation::ContainerdBuildPull => "containerd build (base pull)",
+            Operation::DockerPush => "docker push (dockerd)",
+            Operation::PodmanPush => "podman push (libpod)",
+        }
+    }
+
+    pub async fn run(self, env: &TestEnv, fx: &Fixtures, proxy: &FaultProxy) -> Result {
+        let host = proxy.host();
+        let creds = Credentials {
+            registry: host.clone(),
+            ..env.credentials()
+        };
+        match self {
+            Operation::ClientExists => client_exists(fx, &image::client(creds), &host).await,
+            Operation::ClientPull => client_pull(fx, &image::client(creds), &host).await,
+            Operation::ClientPush => client_push(fx, &image::client(creds), &host).await,
+            Operation::CliExists => cli_exists(fx, &host).await,
+            Operation::ContainerdPush => {
+                engine_push(fx, &fx.containerd, &fx.local, creds, &host).await
+            }
+            Operation::DockerPush => {
+                engine_push(fx, &fx.docker, &fx.base_ref(), creds, &host).await
+            }
+            Operation::PodmanPush => {
+                engine_push(fx, &fx.podman, &fx.base_ref(), creds, &host).await
+            }
+            Operation::ContainerdBuildPull => containerd_build(fx, creds, &host).await,
+        }
+    }
+}
+
+impl Fixtures {
+    pub async fn prepare(env: &'static TestEnv) -> Fixtures {
+        let berth = tokio::task::spawn_blocking(|| berth_tests::berth_bin().to_path_buf())
+            .await
+            .expect("build berth");
+        let real = image::client(env.credentials());
+        let base = TestImage::new(256 * 1024);
+        let base_repo = format!("faults/{}", unique("base"));
+        base.push(&real, &reference(&env.registry, &base_repo))
+            .await
+            .expect("put the base image in the registry");
+        let containerd = ContainerdEngine::connect(ContainerdOptions {
+            address: Some(env.containerd_address.display().to_string()),
+            registry: image::options(env.credentials()),
+            ..ContainerdOptions::default()
+        })
+        .await
+        .expect("containerd (scripts/env/up.sh starts it)");
+        let local = format!("{}/faults/{}:1", env.registry, unique("local"));
+        let built = containerd
+            .build(
+                &plan(
+                    &reference(&env.registry, &base_repo).to_string(),
+                    vec![label()],
+                ),
+                &build_options(env.credentials(), &env.registry, &local),
+                &NoProgress,
+            )
+            .await;
+        built.expect("build the image containerd pushes");
+        let docker = DockerEngine::connect(DockerOptions {
+            host: Some(format!("unix://{}", env.docker_socket.display())),
+            idle_timeout: image::IDLE,
+            ..DockerOptions::default()
+        })
+        .await
+        .expect("dockerd (scripts/env/up.sh starts it)");
+        let podman = PodmanEngine::connect(PodmanOptions {
+            socket: Some(format!("unix://{}", env.podman_socket.display())),
+            idle_timeout: image::IDLE,
+            ..PodmanOptions::default()
+        })
+        .await
+        .expect("the Podman service (scripts/env/up.sh starts it)");
+        let fixtures = Fixtures {
+            env,
+            real,
+            base,
+            base_repo,
+            containerd,
+            local,
+            docker,
+            podman,
+            berth,
+        };
+        let options = TransferOptions {
+            credentials: Some(env.credentials()),
+            insecure: true,
+        };
+        for engine in [&fixtures.docker as &dyn ContainerEngine, &fixtures.podman] {
+            engine
+                .pull(&fixtures.base_ref(), &options, &NoProgress)
+                .await
+                .unwrap_or_else(|e| panic!("pull the image to push: {e}"));
+        }
+        fixtures
+    }
+
+    /// The base image in the real registry.
+    fn base_ref(&self) -> String {
+        reference(&self.env.registry, &self.base_repo).to_string()
+    }
+
+    pub async fn clean_up(&self) {
+        let force = RemoveOptions { force: true };
+        let _ = self.containerd.remove(&self.local, force).await;
+        let _ = self.docker.remove(&self.base_ref(), force).await;
+        let _ = self.podman.remove(&self.base_ref(), force).await;
+    }
+}
+
+fn reference(host: &str, repository: &str) -> ImageRef {
+    ImageRef::parse(&format!("{host}/{repository}:1")).expect("valid reference")
+}
+
+fn label() -> Step {
+    Step::Label(vec![("berth.test".into(), "faults".into())])
+}
+
+fn build_options(credentials: Credentials, host: &str, tag: &str) -> BuildOptions {
+    BuildOptions {
+        tags: vec![tag.to_string()],
+        credentials: vec![credentials],
+        network: Network::Default,
+        no_cache: false,
+        insecure_registries: vec![host.to_string()],
+    }
+}
+
+fn failed(e: &Error) -> Result {
+    (
+        Outcome::FailedClearly(e.kind().as_str().into()),
+        e.to_string(),
+    )
+}
+
+async fn client_exists(fx: &Fixtures, client: &RegistryClient, host: &str) -> Result {
+    match client.exists(&reference(host, &fx.base_repo)).await {
+        Existence::Present { digest } if digest == fx.base.manifest_digest() => {
+            (Outcome::Survived, String::new())
+        }
+        Existence::Present { digest } => {
+            let what = format!("reported {digest}, not {}", fx.base.manifest_digest());
+            (Outcome::Corrupt(what.clone()), what)
+        }
+        Existence::Absent => {
+            let what = "reported an image that is there as absent".to_string();
+            (Outcome::Corrupt(what.clone()), what)
+        }
+        Existence::Unknown(e) => failed(&e),
+    }
+}
+
+async fn client_pull(fx: &Fixtures, client: &RegistryClient, host: &str) -> Result {
+    let image = reference(host, &fx.base_repo);
+    let manifest = match client.get_manifest(&image).await {
+        Ok(m) => m,
+        Err(e) => return failed(&e),
+    };
+    if manifest.bytes != fx.base.manifest {
+        let what = "the manifest's bytes are not the registry's".to_string();
+        return (Outcome::Corrupt(what.clone()), what);
+    }
+    for blob in [&fx.base.layer, &fx.base.config] {
+        let digest = describe_bytes(blob).0;
+        let got = match client.get_blob(&image, &digest).await {
+            Ok(b) => b.into_bytes().await,
+            Err(e) => Err(e),
+        };
+        match got {
+            Ok(bytes) if bytes == *blob => {}
+            Ok(_) => {
+                let what = format!("blob {digest} came back with other bytes and no error");
+                return (Outcome::Corrupt(what.clone()), what);
+            }
+            Err(e) => return failed(&e),
+        }
+    }
+    (Outcome::Survived, String::new())
+}
+
+/// The outcome of a push, judged by the registry itself: a push that failed may leave no tag or a complete
+/// image; one that succeeded must have left exactly what it pushed.
+async fn judge_push(
+    fx: &Fixtures,
+    repository: &str,
+    pushed: std::result::Result<String, Error>,
+) -> Result {
+    let real = reference(&fx.env.registry, repository);
+    let expected = pushed.as_ref().ok().map(String::as_str);
+    if let Some(what) = corruption(&fx.real, &real, expected).await {
+        return (Outcome::Corrupt(what.clone()), what);
+    }
+    match pushed {
+        Ok(digest) => {
+            if fx.real.exists(&real).await.digest() == Some(digest.as_str()) {
+                (Outcome::Survived, String::new())
+            } else {
+                let what = format!("push reported {digest} but the registry has no such tag");
+                (Outcome::Corrupt(what.clone()), what)
+            }
+        }
+        Err(e) => failed(&e),
+    }
+}
+
+async fn client_push(fx: &Fixtures, client: &RegistryClient, host: &str) -> Result {
+    let repository = format!("faults/{}", unique("push"));
+    let pushed = fx.base.push(client, &reference(host, &repository)).await;
+    judge_push(fx, &repository, pushed).await
+}
+
+/// Pushes `source`, tagged anew in `engine` for the proxy, and judges it by the registry.
+async fn engine_push(
+    fx: &Fixtures,
+    engine: &dyn ContainerEngine,
+    source: &str,
+    creds: Credentials,
+    host: &str,
+) -> Result {
+    let repository = format!("faults/{}", unique("push"));
+    let target = reference(host, &repository).to_string();
+    if let Err(e) = engine.tag(source, &target).await {
+        panic!("tag {target}: {e}");
+    }
+    let options = TransferOptions {
+        credentials: Some(creds),
+        insecure: true,
+    };
+    let pushed = engine
+        .push(&target, &options, &NoProgress)
+        .await
+        .map(|p| p.digest);
+    let _ = engine.remove(&target, RemoveOptions { force: false }).await;
+    judge_push(fx, &repository, pushed).await
+}
+
+async fn containerd_build(fx: &Fixtures, creds: Credentials, host: &str) -> Result {
+    // an image of its own, so containerd has none of its content and must download every blob
+    let repository = format!("faults/{}", unique("cbase"));
+    let fresh = TestImage::new(64 * 1024);
+    fresh
+        .push(&fx.real, &reference(&fx.env.registry, &repository))
+        .await
+        .expect("put a fresh base image in the registry");
+    let base = reference(host, &repository).to_string();
+    let tag = format!("{}/faults/{}:1", fx.env.registry, unique("cbuilt"));
+    let built = fx
+        .containerd
+        .build(
+            &plan(&base, vec![label()]),
+            &build_options(creds, host, &tag),
+            &NoProgress,
+        )
+        .await;
+    let result = match built {
+        Ok(_) => match fx.containerd.inspect(&tag).await {
+            Ok(_) => (Outcome::Survived, String::new()),
+            Err(e) => {
+                let what = format!("the build succeeded but its image is unreadable: {e}");
+                (Outcome::Corrupt(what.clone()), what)
+            }
+        },
+        Err(e) => failed(&e),
+    };
+    for name in [&tag, &base] {
+        let _ = fx
+            .containerd
+            .remove(name, RemoveOptions { force: true })
+            .await;
+    }
+    result
+}
+
+async fn cli_exists(fx: &Fixtures, host: &str) -> Result {
+    let dir = tempfile::tempdir().expect("temp dir");
+    std::fs::write(
+        dir.path().join("spec.yaml"),
+        format!("name: app\nregistry: {host}/faults/{}\n", unique("cli")),
+    )
+    .expect("write spec");
+    let name = berth(fx, dir.path(), &["name", "spec.yaml"]).await;
+    let name = String::from_utf8_lossy(&name.stdout).trim().to_string();
+    let image = ImageRef::parse(&name).unwrap_or_else(|e| panic!("berth name said {name:?}: {e}"));
+    // the image named by the spec, put into the registry directly
+    let real = ImageRef {
+        registry: fx.env.registry.clone(),
+        ..image.clone()
+    };
+    fx.base
+        .push(&fx.real, &real)
+        .await
+        .expect("put the spec's image in the registry");
+    let out = berth(fx, dir.path(), &["exists", "spec.yaml"]).await;
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    let stderr = String::from_utf8_lossy(&out.stderr).trim().to_string();
+    let fields: Vec<&str> = stdout.trim().split('\t').collect();
+    match fields.as_slice() {
+        [_, "present", digest] if *digest == fx.base.manifest_digest() && out.status.success() => {
+            (Outcome::Survived, String::new())
+        }
+        [_, "unknown", kind] if !stderr.is_empty() => {
+            (Outcome::FailedClearly((*kind).to_string()), stderr)
+        }
+        _ => {
+            let what = format!("berth exists said {stdout:?} ({}): {stderr}", out.status);
+            (Outcome::Corrupt(what.clone()), what)
+        }
+    }
+}
+
+/// Runs berth with the test registry's password in the environment; killed if the scenario is abandoned.
+async fn berth(fx: &Fixtures, dir: &std::path::Path, args: &[&str]) -> std::process::Output {
+    tokio::process::Command::new(&fx.berth)
+        .args(args)
+        .current_dir(dir)
+        .env("BERTH_REGISTRY_USERNAME", &fx.env.registry_user)
+        .env(
+            "BERTH_REGISTRY_PASSWORD",
+            fx.env.registry_password().expose(),
+        )
+        .env("HOME", dir)
+        .env("DOCKER_CONFIG", dir)
+        .kill_on_drop(true)
+        .output()
+        .await
+        .expect("run berth")
+}
