@@ -394,7 +394,32 @@ pub async fn push(
     let image = ImageRef::parse(&name.to_string())?;
     let transfer = registries.transfer_options(&image)?;
     output().say(&format!("{name}: pushing"));
-    match engine.push(&name.to_string(), &transfer, progress).await {
+    // A push that fails temporarily (a 5xx, a 429, a reset connection) is made again whole: dockerd retries
+    // neither a 429 nor a failed manifest PUT, and Podman no 5xx. A push is idempotent (blobs are addressed by
+    // content and what the registry has is skipped; the manifest goes last), so nothing half-written is trusted.
+    let policy = berth_registry::RetryPolicy {
+        base_delay: std::time::Duration::from_secs(1),
+        ..berth_registry::RetryPolicy::default()
+    };
+    let mut attempt = 1;
+    let pushed = loop {
+        match engine.push(&name.to_string(), &transfer, progress).await {
+            Err(e) if e.kind() == ErrorKind::Temporary && attempt < policy.max_attempts => {
+                let delay = policy.delay(attempt, None);
+                output().say(&format!(
+                    "{name}: the push failed ({}); pushing again in {:.1} s (attempt {} of {})",
+                    e.message(),
+                    delay.as_secs_f64(),
+                    attempt + 1,
+                    policy.max_attempts
+                ));
+                tokio::time::sleep(delay).await;
+                attempt += 1;
+            }
+            result => break result,
+        }
+    };
+    match pushed {
         Ok(pushed) => Ok(pushed.digest),
         Err(e) => {
             let unauthorized = e.kind() == ErrorKind::Unauthorized;
