@@ -78,7 +78,8 @@ async fn a_wrong_password_is_unauthorized_and_names_the_user_not_the_secret() {
     assert!(text.contains(&env.registry), "{text}");
     // the credentials came from the caller, so the fix is to correct those (a login would not be used)
     assert!(
-        err.hint().is_some_and(|h| h.contains("given to berth") && h.contains(&env.registry)),
+        err.hint()
+            .is_some_and(|h| h.contains("given to berth") && h.contains(&env.registry)),
         "{text}"
     );
     assert_eq!(err.engine(), Some("registry"));
