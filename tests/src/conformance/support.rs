@@ -108,38 +108,25 @@ pub struct Recorder {
 impl Recorder {
     /// The output lines received so far.
     pub fn lines(&self) -> Vec<String> {
-        self.events
-            .lock()
-            .map(|events| {
-                events
-                    .iter()
-                    .filter_map(|e| match e {
-                        ProgressEvent::Line(line) | ProgressEvent::Warning(line) => {
-                            Some(line.clone())
-                        }
-                        ProgressEvent::Step { description, .. } => Some(description.clone()),
-                        ProgressEvent::Transfer { .. } => None,
-                    })
-                    .collect()
-            })
-            .unwrap_or_default()
+        self.pick(|e| match e {
+            ProgressEvent::Line(line) | ProgressEvent::Warning(line) => Some(line.clone()),
+            ProgressEvent::Step { description, .. } => Some(description.clone()),
+            ProgressEvent::Transfer { .. } => None,
+        })
     }
-}
 
-impl Recorder {
     /// The warnings received so far.
     pub fn warnings(&self) -> Vec<String> {
+        self.pick(|e| match e {
+            ProgressEvent::Warning(text) => Some(text.clone()),
+            _ => None,
+        })
+    }
+
+    fn pick(&self, text: impl Fn(&ProgressEvent) -> Option<String>) -> Vec<String> {
         self.events
             .lock()
-            .map(|events| {
-                events
-                    .iter()
-                    .filter_map(|e| match e {
-                        ProgressEvent::Warning(text) => Some(text.clone()),
-                        _ => None,
-                    })
-                    .collect()
-            })
+            .map(|events| events.iter().filter_map(&text).collect())
             .unwrap_or_default()
     }
 }
