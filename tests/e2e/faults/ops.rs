@@ -32,6 +32,8 @@ pub enum Operation {
     ContainerdBuildPull,
     DockerPush,
     PodmanPush,
+    CliPushDocker,
+    CliPushPodman,
 }
 
 /// What every scenario shares: a client on the real registry, an image in it, containerd and an image there.
@@ -49,7 +51,7 @@ pub struct Fixtures {
 }
 
 impl Operation {
-    pub const ALL: [Operation; 8] = [
+    pub const ALL: [Operation; 10] = [
         Operation::ClientExists,
         Operation::ClientPull,
         Operation::ClientPush,
@@ -58,6 +60,8 @@ impl Operation {
         Operation::ContainerdBuildPull,
         Operation::DockerPush,
         Operation::PodmanPush,
+        Operation::CliPushDocker,
+        Operation::CliPushPodman,
     ];
 
     pub fn name(self) -> &'static str {
@@ -70,6 +74,8 @@ impl Operation {
             Operation::ContainerdBuildPull => "containerd build (base pull)",
             Operation::DockerPush => "docker push (dockerd)",
             Operation::PodmanPush => "podman push (libpod)",
+            Operation::CliPushDocker => "berth push --engine docker",
+            Operation::CliPushPodman => "berth push --engine podman",
         }
     }
 
@@ -94,6 +100,8 @@ impl Operation {
                 engine_push(fx, &fx.podman, &fx.base_ref(), creds, &host).await
             }
             Operation::ContainerdBuildPull => containerd_build(fx, creds, &host).await,
+            Operation::CliPushDocker => cli_push(fx, &fx.docker, "docker", &host).await,
+            Operation::CliPushPodman => cli_push(fx, &fx.podman, "podman", &host).await,
         }
     }
 }
@@ -256,7 +264,15 @@ async fn judge_push(
     repository: &str,
     pushed: std::result::Result<String, Error>,
 ) -> Result {
-    let real = reference(&fx.env.registry, repository);
+    judge_push_at(fx, reference(&fx.env.registry, repository), pushed).await
+}
+
+/// [`judge_push`] of the image `real` names in the real registry.
+async fn judge_push_at(
+    fx: &Fixtures,
+    real: ImageRef,
+    pushed: std::result::Result<String, Error>,
+) -> Result {
     let expected = pushed.as_ref().ok().map(String::as_str);
     if let Some(what) = corruption(&fx.real, &real, expected).await {
         return (Outcome::Corrupt(what.clone()), what);
@@ -377,6 +393,60 @@ async fn cli_exists(fx: &Fixtures, host: &str) -> Result {
             (Outcome::Corrupt(what.clone()), what)
         }
     }
+}
+
+/// `berth push --engine ENGINE spec.yaml` of the base image, tagged in the engine as the spec names it: the push
+/// through the engine, with the CLI's whole-push retry of temporary failures around it.
+async fn cli_push(fx: &Fixtures, engine: &dyn ContainerEngine, flag: &str, host: &str) -> Result {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let repository = format!("faults/{}", unique("clipush"));
+    std::fs::write(
+        dir.path().join("spec.yaml"),
+        format!("name: app\nregistry: {host}/{repository}\n"),
+    )
+    .expect("write spec");
+    let name = berth(fx, dir.path(), &["name", "spec.yaml"]).await;
+    let name = String::from_utf8_lossy(&name.stdout).trim().to_string();
+    let image = ImageRef::parse(&name).unwrap_or_else(|e| panic!("berth name said {name:?}: {e}"));
+    let real = ImageRef {
+        registry: fx.env.registry.clone(),
+        ..image
+    };
+    if let Err(e) = engine.tag(&fx.base_ref(), &name).await {
+        panic!("tag {name}: {e}");
+    }
+    let out = berth(fx, dir.path(), &["push", "--engine", flag, "spec.yaml"]).await;
+    let _ = engine.remove(&name, RemoveOptions { force: false }).await;
+    let stdout = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let stderr = String::from_utf8_lossy(&out.stderr).trim().to_string();
+    let pushed = match (out.status.success(), stdout.split_once('@')) {
+        (true, Some((_, digest))) => Ok(digest.to_string()),
+        (false, _) if !stderr.is_empty() => {
+            let last = stderr
+                .lines()
+                .rev()
+                .find(|l| l.starts_with("error:"))
+                .unwrap_or(&stderr);
+            return judge_cli_failure(fx, real, last).await;
+        }
+        _ => {
+            let what = format!("berth push said {stdout:?} ({}): {stderr}", out.status);
+            return (Outcome::Corrupt(what.clone()), what);
+        }
+    };
+    judge_push_at(fx, real, pushed).await
+}
+
+/// A failed CLI push: the registry must hold no tag or a complete image, and the error is classified by its exit.
+async fn judge_cli_failure(fx: &Fixtures, real: ImageRef, error: &str) -> Result {
+    if let Some(what) = corruption(&fx.real, &real, None).await {
+        return (Outcome::Corrupt(what.clone()), what);
+    }
+    let kind = error
+        .rsplit_once('(')
+        .map(|(_, k)| k.trim_end_matches(')').to_string())
+        .unwrap_or_else(|| "error".into());
+    (Outcome::FailedClearly(kind), error.to_string())
 }
 
 /// Runs berth with the test registry's password in the environment; killed if the scenario is abandoned.
