@@ -112,7 +112,9 @@ def test_refused_credentials_fail_with_berths_hint_and_push_nothing(env):
     assert code != 0, out
     assert "BerthImageBuildError" in out, out
     assert "berth could not check the image of ImageSpec 'fk-base'" in out, out
-    assert "hint: check the user name and password" in out and "`berth login 127.0.0.1:5000`" in out, out
+    # the refused credentials came from BERTH_REGISTRY_*: the hint says so, and how to use a stored login instead
+    assert "hint: the credentials come from BERTH_REGISTRY_USERNAME" in out, out
+    assert "`berth login 127.0.0.1:5000`" in out, out
     assert "assumes the image" not in out and "CalledProcessError" not in out, out
     registry = registry_of(env)
     for repo in ("fk-base", "fk-app"):
