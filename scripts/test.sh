@@ -70,7 +70,8 @@ restore_overlay() {
 trap restore_overlay EXIT
 echo Y >"$params/redirect_dir"
 echo Y >"$params/metacopy"
-CONTAINERD_NAMESPACE=$overlay_ns cargo test --locked -p berth-tests --test conformance_containerd -- run_layers_carry
+# --workspace keeps the features the suite was built with, so nothing is compiled again
+CONTAINERD_NAMESPACE=$overlay_ns cargo test --workspace --locked --test conformance_containerd -- run_layers_carry
 restore_overlay
 trap - EXIT
 
