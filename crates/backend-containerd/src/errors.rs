@@ -74,10 +74,18 @@ pub(crate) fn io_error(op: Op, what: impl std::fmt::Display, err: std::io::Error
         std::io::ErrorKind::NotFound => ErrorKind::NotFound,
         _ => ErrorKind::Io,
     };
-    Error::new(kind, format!("{what}: {err}"))
+    let full = err.kind() == std::io::ErrorKind::StorageFull;
+    let error = Error::new(kind, format!("{what}: {err}"))
         .with_engine(ENGINE)
-        .with_operation(op.as_str())
-        .with_source(err)
+        .with_operation(op.as_str());
+    let error = if full {
+        error.with_hint(
+            "free space on the file system named above, or point BERTH_CONTAINERD_STATE_DIR at one with room",
+        )
+    } else {
+        error
+    };
+    error.with_source(err)
 }
 
 #[cfg(test)]

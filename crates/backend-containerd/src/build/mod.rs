@@ -367,7 +367,7 @@ pub(crate) async fn write_layer_file(
                 // the one Unsupported this returns: run.rs takes the diff service's layer instead
                 return error(ErrorKind::Unsupported, Op::Build, format!("writing {what}: {redirected}"));
             }
-            io_error(Op::Build, format!("writing {what}"), e)
+            io_error(Op::Build, format!("writing {what} in {}", dir.display()), e)
         })?;
     Ok((written, dir))
 }
