@@ -83,7 +83,7 @@ async fn build_once(
             source: ContextSource::File(path),
         });
     }
-    let (cache_mounts, warning) = crate::cache::cache_mounts(engine.service_uid(), engine.socket());
+    let (cache_mounts, warning) = engine.cache_choice().clone();
     if let Some(warning) = warning {
         progress.event(ProgressEvent::Warning(warning));
     }

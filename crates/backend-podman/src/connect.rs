@@ -31,6 +31,7 @@ impl PodmanEngine {
             },
             options,
             reachable: tokio::sync::OnceCell::new(),
+            caches: std::sync::OnceLock::new(),
             service: tokio::sync::OnceCell::new(),
         })
     }

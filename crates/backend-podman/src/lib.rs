@@ -80,6 +80,7 @@ pub struct PodmanEngine {
     options: PodmanOptions,
     reachable: tokio::sync::OnceCell<()>,
     service: tokio::sync::OnceCell<connect::Service>,
+    caches: std::sync::OnceLock<(berth_core::render::CacheMounts, Option<String>)>,
 }
 
 impl PodmanEngine {
@@ -92,10 +93,16 @@ impl PodmanEngine {
         &self.client.socket
     }
 
-    /// Whether buildah can keep this service user's cache folders (see [`cache`]).
+    /// How cache mounts are rendered for this service, and the warning when they cannot be kept (see [`cache`]):
+    /// decided once per engine, since a rootless service's answer reads `/proc`.
+    pub(crate) fn cache_choice(&self) -> &(berth_core::render::CacheMounts, Option<String>) {
+        self.caches
+            .get_or_init(|| cache::cache_mounts(self.service_uid(), self.socket()))
+    }
+
+    /// Whether buildah can keep this service user's cache folders.
     fn caches_persist(&self) -> bool {
-        let (mounts, _) = cache::cache_mounts(self.service_uid(), self.socket());
-        mounts != berth_core::render::CacheMounts::Tmpfs
+        self.cache_choice().0 != berth_core::render::CacheMounts::Tmpfs
     }
 }
 

@@ -2,13 +2,10 @@
 //! (so neither the engine's local snapshots nor its own unpacking can hide a wrong layer), give the expected
 //! `/srv`.
 
-use berth_core::engine::NoProgress;
 use berth_core::plan::Step;
 
 use super::registry::{apply_layers, download, Applied};
-use super::support::{
-    build_ok, build_options, image_ref, plan, run, transfer_options, unique, Cleanup,
-};
+use super::support::{build_and_push, image_ref, plan, run, unique, Cleanup};
 use super::ContainerEngine;
 use crate::env::TestEnv;
 
@@ -23,12 +20,7 @@ async fn pushed_srv_is(
     let mut cleanup = Cleanup::new(engine, env);
     let reference = image_ref(env, label, "v1");
     let plan = plan(&env.busybox_image, steps);
-    build_ok(engine, &mut cleanup, &plan, &build_options(env, &reference)).await;
-    cleanup.pushed(&reference);
-    engine
-        .push(&reference, &transfer_options(env), &NoProgress)
-        .await
-        .unwrap_or_else(|e| panic!("push {reference}: {e}"));
+    build_and_push(engine, &mut cleanup, env, &plan, &reference).await;
     let tree = apply_layers(&download(env, &reference));
     let srv: Vec<(&str, &Applied)> = tree
         .iter()

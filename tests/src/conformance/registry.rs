@@ -9,8 +9,8 @@ use berth_core::engine::{ContainerEngine, NoProgress, RemoveOptions, TransferOpt
 use berth_core::ErrorKind;
 
 use super::support::{
-    build_ok, build_options, expect_kind, image_ref, inspect_ok, plan, run, transfer_options,
-    unique, Cleanup,
+    build_and_push, build_ok, build_options, expect_kind, image_ref, inspect_ok, plan, run,
+    transfer_options, unique, Cleanup,
 };
 use crate::env::TestEnv;
 
@@ -269,12 +269,7 @@ pub async fn pull_with_wrong_password_is_unauthorized(engine: &dyn ContainerEngi
         &env.busybox_image,
         vec![run(format!("echo {} > /x", unique("content")))],
     );
-    build_ok(engine, &mut cleanup, &plan, &build_options(env, &reference)).await;
-    cleanup.pushed(&reference);
-    engine
-        .push(&reference, &transfer_options(env), &NoProgress)
-        .await
-        .unwrap_or_else(|e| panic!("push {reference}: {e}"));
+    build_and_push(engine, &mut cleanup, env, &plan, &reference).await;
     engine
         .remove(&reference, RemoveOptions { force: true })
         .await

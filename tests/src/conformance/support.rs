@@ -6,8 +6,8 @@ use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use berth_core::engine::{
-    BuildOptions, BuiltImage, ContainerEngine, ImageDetails, Network, Progress, ProgressEvent,
-    RemoveOptions, TransferOptions,
+    BuildOptions, BuiltImage, ContainerEngine, ImageDetails, Network, NoProgress, Progress,
+    ProgressEvent, RemoveOptions, TransferOptions,
 };
 use berth_core::plan::{BuildPlan, RunStep, Step};
 use berth_core::{Error, ErrorKind, Result};
@@ -159,6 +159,23 @@ pub async fn build_ok(
             progress.lines().join("\n")
         ),
     }
+}
+
+/// Builds `plan` as `reference` and pushes it, both of which must succeed; `cleanup` removes the local image and
+/// the registry's.
+pub async fn build_and_push(
+    engine: &dyn ContainerEngine,
+    cleanup: &mut Cleanup<'_>,
+    env: &TestEnv,
+    plan: &BuildPlan,
+    reference: &str,
+) {
+    build_ok(engine, cleanup, plan, &build_options(env, reference)).await;
+    cleanup.pushed(reference);
+    engine
+        .push(reference, &transfer_options(env), &NoProgress)
+        .await
+        .unwrap_or_else(|e| panic!("push {reference}: {e}"));
 }
 
 /// `inspect` that must succeed.
