@@ -1,0 +1,160 @@
+//! Detection: the first engine in the table whose socket answers. An address the user named (`DOCKER_HOST`,
+//! `CONTAINER_HOST`, `CONTAINERD_ADDRESS` or a file's `engine.<name>`) that does not answer stops detection with
+//! an error naming it, rather than a quiet switch to the next engine.
+
+use std::io::ErrorKind as IoKind;
+use std::path::Path;
+
+use berth_core::provider::Shared;
+use berth_core::{Error, ErrorKind, Result};
+
+use crate::choice::{named_address, way_out, ChoiceSource};
+use crate::settings::{connect_settings, named, FileSettings, Setting};
+use crate::{providers, EngineKind};
+
+/// The first engine whose socket answers, in table order.
+pub(crate) fn detect(files: &dyn FileSettings) -> Result<(EngineKind, ChoiceSource)> {
+    let candidates: Vec<(EngineKind, String)> = providers()
+        .flat_map(|kind| {
+            let settings = connect_settings(kind, files, Shared::default());
+            let places = kind.provider().candidates(&settings);
+            places.into_iter().map(move |place| (kind, place))
+        })
+        .collect();
+    let mut refused = Vec::new();
+    for (kind, socket) in &candidates {
+        let path = socket.strip_prefix("unix://").unwrap_or(socket);
+        if path.contains("://") {
+            // tcp://, ssh:// or https://: named on purpose; the engine reports whether it answers
+            return Ok((*kind, ChoiceSource::Detected(socket.clone())));
+        }
+        let named = named(*kind, files).filter(|setting| &setting.value == socket);
+        let answer = if Path::new(path).exists() {
+            std::os::unix::net::UnixStream::connect(path).map(drop)
+        } else {
+            Err(IoKind::NotFound.into())
+        };
+        let refusal = match answer {
+            Ok(()) => {
+                let place = named.map_or_else(|| socket.clone(), |n| named_address(*kind, &n));
+                return Ok((*kind, ChoiceSource::Detected(place)));
+            }
+            Err(e) if e.kind() == IoKind::NotFound => None,
+            Err(e) => Some(e),
+        };
+        if let Some(setting) = named {
+            return Err(named_address_unanswered(*kind, &setting, refusal.as_ref()));
+        }
+        refused.extend(refusal.map(|e| (socket.clone(), e)));
+        // a default socket that is missing, refuses this user or has nobody listening: try the next one
+    }
+    Err(nothing_answered(&candidates, &refused))
+}
+
+/// The error when no candidate answered: every place looked at and why, and what would fix it.
+fn nothing_answered(
+    candidates: &[(EngineKind, String)],
+    refused: &[(String, std::io::Error)],
+) -> Error {
+    let looked: Vec<String> = candidates
+        .iter()
+        .map(
+            |(kind, socket)| match refused.iter().find(|(s, _)| s == socket) {
+                Some((_, e)) => format!("{kind}: {socket} ({})", describe_refusal(e)),
+                None => format!("{kind}: {socket} (no such socket)"),
+            },
+        )
+        .collect();
+    let denied = refused
+        .iter()
+        .filter(|(_, e)| e.kind() == IoKind::PermissionDenied)
+        .map(|(socket, _)| socket.strip_prefix("unix://").unwrap_or(socket));
+    let mut fixes: Vec<String> = Vec::new();
+    let mut root_only: Vec<&str> = Vec::new();
+    for path in denied {
+        match socket_group(path) {
+            Some(group) => fixes.push(format!(
+                "join group `{group}` to use {path} (`sudo usermod -aG {group} $USER`, then log in again)"
+            )),
+            None => root_only.push(path),
+        }
+    }
+    if !root_only.is_empty() {
+        fixes.push(format!(
+            "{} {} only for root: run berth as root, or start your own rootless Podman \
+             (`systemctl --user start podman.socket`)",
+            root_only.join(" and "),
+            if root_only.len() == 1 { "is" } else { "are" }
+        ));
+    }
+    let starts: Vec<String> = providers()
+        .map(|k| format!("`{}`", k.provider().start_command()))
+        .collect();
+    fixes.push(format!(
+        "start an engine ({}) or name one with --engine / BERTH_ENGINE",
+        starts.join(", ")
+    ));
+    Error::new(
+        ErrorKind::EngineUnavailable,
+        format!(
+            "no container engine this user can reach (looked at {})",
+            looked.join("; ")
+        ),
+    )
+    .with_hint(fixes.join("; or "))
+}
+
+/// The error for an address the user named that does not answer; `refused` is why, when its socket exists
+/// (else there is no such socket, or the value is not a socket path at all).
+fn named_address_unanswered(
+    kind: EngineKind,
+    setting: &Setting,
+    refused: Option<&std::io::Error>,
+) -> Error {
+    let why = match refused {
+        Some(e) => describe_refusal(e),
+        None if setting.value.trim_start_matches("unix://").starts_with('/') => {
+            "no such socket".to_string()
+        }
+        None => "not a socket address (unix:///PATH)".to_string(),
+    };
+    let unset = way_out(kind, setting);
+    Error::new(
+        ErrorKind::EngineUnavailable,
+        format!(
+            "{} names the {kind} engine, which does not answer there: {why}",
+            named_address(kind, setting)
+        ),
+    )
+    .with_hint(format!(
+        "start {kind} there or point it at one that runs; or {unset} to let berth detect an engine; or choose \
+         one with --engine"
+    ))
+}
+
+fn describe_refusal(e: &std::io::Error) -> String {
+    match e.kind() {
+        IoKind::PermissionDenied => "permission denied".into(),
+        IoKind::ConnectionRefused => "nothing listens on it".into(),
+        _ => e.to_string(),
+    }
+}
+
+/// The group that may open the socket at `path`, when its mode admits a group other than root's.
+fn socket_group(path: &str) -> Option<String> {
+    use std::os::unix::fs::MetadataExt as _;
+    let meta = std::fs::metadata(path).ok()?;
+    let gid = meta.gid();
+    (meta.mode() & 0o060 == 0o060 && gid != 0)
+        .then(|| group_name(gid).unwrap_or_else(|| gid.to_string()))
+}
+
+/// The name of group `gid`, from /etc/group (`name:password:gid:members`).
+fn group_name(gid: u32) -> Option<String> {
+    let text = std::fs::read_to_string("/etc/group").ok()?;
+    text.lines().find_map(|line| {
+        let mut fields = line.split(':');
+        let name = fields.next()?;
+        (fields.nth(1)?.parse::<u32>().ok()? == gid).then(|| name.to_string())
+    })
+}
