@@ -200,8 +200,8 @@ impl ContainerEngine for DockerEngine {
                 },
                 // dockerd pulls and pushes itself: its certs.d and daemon.json decide TLS, not berth's flags
                 registries: berth_core::engine::RegistryAccess::Daemon {
-                    insecure_per_request: false,
                     ca_place: "/etc/docker/certs.d/HOST/ca.crt",
+                    insecure_place: Some("`insecure-registries` in /etc/docker/daemon.json"),
                 },
             },
         })

@@ -196,8 +196,8 @@ fn features(rootless: bool, caches_persist: bool) -> Capabilities {
         },
         // the service pulls and pushes itself (tlsVerify=false per request for insecure registries)
         registries: berth_core::engine::RegistryAccess::Daemon {
-            insecure_per_request: true,
             ca_place: "/etc/containers/certs.d/HOST/ca.crt",
+            insecure_place: None,
         },
     }
 }

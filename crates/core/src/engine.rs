@@ -43,11 +43,11 @@ pub enum RegistryAccess {
     Berth,
     /// The engine's daemon, with its own TLS configuration: `--ca-file` cannot reach it, and berth warns.
     Daemon {
-        /// Whether it honours [`TransferOptions::insecure`] per request (else only its own configuration
-        /// makes a registry insecure).
-        insecure_per_request: bool,
         /// Where the daemon reads a registry's CA certificate, `HOST` standing for the registry.
         ca_place: &'static str,
+        /// Where the daemon's own configuration marks a registry insecure, when it does not honour
+        /// [`TransferOptions::insecure`] per request (`None`: it does).
+        insecure_place: Option<&'static str>,
     },
 }
 

@@ -16,7 +16,7 @@ mod table;
 use std::fmt;
 use std::str::FromStr;
 
-use berth_core::engine::ContainerEngine;
+use berth_core::engine::{ContainerEngine, EngineInfo};
 use berth_core::provider::{EngineProvider, Shared};
 use berth_core::{Error, Result};
 
@@ -107,6 +107,11 @@ pub async fn connect(
     kind.provider()
         .connect(&connect_settings(kind, files, shared))
         .await
+}
+
+/// What an engine of `kind` says about itself (`berth engines`, `berth doctor`).
+pub async fn info(kind: EngineKind, files: &dyn FileSettings) -> Result<EngineInfo> {
+    connect(kind, files, Shared::default()).await?.info().await
 }
 
 #[cfg(test)]
