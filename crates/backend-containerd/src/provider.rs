@@ -2,7 +2,7 @@
 
 use async_trait::async_trait;
 use berth_core::engine::ContainerEngine;
-use berth_core::provider::{ConnectSettings, EngineProvider, SettingKey};
+use berth_core::provider::{ConnectSettings, EngineProvider, ProviderInfo, SettingKey};
 use berth_core::Result;
 use berth_registry::RegistryClient;
 
@@ -17,26 +17,31 @@ pub static PROVIDER: ContainerdProvider = ContainerdProvider;
 #[derive(Debug)]
 pub struct ContainerdProvider;
 
-const SETTINGS: &[SettingKey] = &[
-    SettingKey {
+static INFO: ProviderInfo = ProviderInfo {
+    name: ENGINE,
+    address: SettingKey {
         key: "address",
         env: Some(EnvVars::CONTAINERD_ADDRESS),
         label: "containerd",
         json: "containerd_address",
     },
-    SettingKey {
-        key: "namespace",
-        env: Some(EnvVars::CONTAINERD_NAMESPACE),
-        label: "ctr namespace",
-        json: "containerd_namespace",
-    },
-    SettingKey {
-        key: "snapshotter",
-        env: Some(EnvVars::CONTAINERD_SNAPSHOTTER),
-        label: "snapshotter",
-        json: "containerd_snapshotter",
-    },
-];
+    options: &[
+        SettingKey {
+            key: "namespace",
+            env: Some(EnvVars::CONTAINERD_NAMESPACE),
+            label: "ctr namespace",
+            json: "containerd_namespace",
+        },
+        SettingKey {
+            key: "snapshotter",
+            env: Some(EnvVars::CONTAINERD_SNAPSHOTTER),
+            label: "snapshotter",
+            json: "containerd_snapshotter",
+        },
+    ],
+    other_env: &[EnvVars::BERTH_CONTAINERD_STATE_DIR],
+    start_command: "containerd",
+};
 
 fn options(settings: &ConnectSettings) -> ContainerdOptions {
     ContainerdOptions {
@@ -50,24 +55,8 @@ fn options(settings: &ConnectSettings) -> ContainerdOptions {
 
 #[async_trait]
 impl EngineProvider for ContainerdProvider {
-    fn name(&self) -> &'static str {
-        ENGINE
-    }
-
-    fn address(&self) -> &'static SettingKey {
-        &SETTINGS[0]
-    }
-
-    fn settings(&self) -> &'static [SettingKey] {
-        SETTINGS
-    }
-
-    fn other_env(&self) -> &'static [&'static str] {
-        &[EnvVars::BERTH_CONTAINERD_STATE_DIR]
-    }
-
-    fn start_command(&self) -> &'static str {
-        "containerd"
+    fn info(&self) -> &'static ProviderInfo {
+        &INFO
     }
 
     fn candidates(&self, settings: &ConnectSettings) -> Vec<String> {

@@ -2,7 +2,7 @@
 
 use async_trait::async_trait;
 use berth_core::engine::ContainerEngine;
-use berth_core::provider::{ConnectSettings, EngineProvider, SettingKey};
+use berth_core::provider::{ConnectSettings, EngineProvider, ProviderInfo, SettingKey};
 use berth_core::Result;
 
 use crate::endpoint::{DEFAULT_SOCKET, DOCKER_CERT_PATH, DOCKER_HOST, DOCKER_TLS_VERIFY};
@@ -15,33 +15,23 @@ pub static PROVIDER: DockerProvider = DockerProvider;
 #[derive(Debug)]
 pub struct DockerProvider;
 
-const SETTINGS: &[SettingKey] = &[SettingKey {
-    key: "host",
-    env: Some(DOCKER_HOST),
-    label: "docker host",
-    json: "docker_host",
-}];
+static INFO: ProviderInfo = ProviderInfo {
+    name: ENGINE,
+    address: SettingKey {
+        key: "host",
+        env: Some(DOCKER_HOST),
+        label: "docker host",
+        json: "docker_host",
+    },
+    options: &[],
+    other_env: &[DOCKER_TLS_VERIFY, DOCKER_CERT_PATH],
+    start_command: "dockerd",
+};
 
 #[async_trait]
 impl EngineProvider for DockerProvider {
-    fn name(&self) -> &'static str {
-        ENGINE
-    }
-
-    fn address(&self) -> &'static SettingKey {
-        &SETTINGS[0]
-    }
-
-    fn settings(&self) -> &'static [SettingKey] {
-        SETTINGS
-    }
-
-    fn other_env(&self) -> &'static [&'static str] {
-        &[DOCKER_TLS_VERIFY, DOCKER_CERT_PATH]
-    }
-
-    fn start_command(&self) -> &'static str {
-        "dockerd"
+    fn info(&self) -> &'static ProviderInfo {
+        &INFO
     }
 
     fn candidates(&self, settings: &ConnectSettings) -> Vec<String> {

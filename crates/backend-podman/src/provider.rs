@@ -2,7 +2,7 @@
 
 use async_trait::async_trait;
 use berth_core::engine::ContainerEngine;
-use berth_core::provider::{ConnectSettings, EngineProvider, SettingKey};
+use berth_core::provider::{ConnectSettings, EngineProvider, ProviderInfo, SettingKey};
 use berth_core::Result;
 
 use crate::endpoint::{CONTAINER_HOST, ROOTFUL_SOCKET, XDG_RUNTIME_DIR};
@@ -15,12 +15,18 @@ pub static PROVIDER: PodmanProvider = PodmanProvider;
 #[derive(Debug)]
 pub struct PodmanProvider;
 
-const SETTINGS: &[SettingKey] = &[SettingKey {
-    key: "socket",
-    env: Some(CONTAINER_HOST),
-    label: "podman socket",
-    json: "podman_socket",
-}];
+static INFO: ProviderInfo = ProviderInfo {
+    name: ENGINE,
+    address: SettingKey {
+        key: "socket",
+        env: Some(CONTAINER_HOST),
+        label: "podman socket",
+        json: "podman_socket",
+    },
+    options: &[],
+    other_env: &[XDG_RUNTIME_DIR],
+    start_command: "podman system service",
+};
 
 fn options(settings: &ConnectSettings) -> PodmanOptions {
     PodmanOptions {
@@ -31,24 +37,8 @@ fn options(settings: &ConnectSettings) -> PodmanOptions {
 
 #[async_trait]
 impl EngineProvider for PodmanProvider {
-    fn name(&self) -> &'static str {
-        ENGINE
-    }
-
-    fn address(&self) -> &'static SettingKey {
-        &SETTINGS[0]
-    }
-
-    fn settings(&self) -> &'static [SettingKey] {
-        SETTINGS
-    }
-
-    fn other_env(&self) -> &'static [&'static str] {
-        &[XDG_RUNTIME_DIR]
-    }
-
-    fn start_command(&self) -> &'static str {
-        "podman system service"
+    fn info(&self) -> &'static ProviderInfo {
+        &INFO
     }
 
     /// In the order Podman's own tools look: the named socket, the user's, then root's (detection tries both,

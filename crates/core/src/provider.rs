@@ -99,24 +99,36 @@ impl ConnectSettings {
     }
 }
 
+/// What a front end knows of an engine without asking it: its name and settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProviderInfo {
+    /// The engine's name, as `--engine` and `BERTH_ENGINE` take it: `docker`, `podman`, `containerd`.
+    pub name: &'static str,
+    /// The setting that says where the engine is (`DOCKER_HOST`, `engine.docker.host`). An address someone
+    /// named is never passed over for another engine during detection.
+    pub address: SettingKey,
+    /// Its other settings (a namespace, a snapshotter).
+    pub options: &'static [SettingKey],
+    /// Other environment variables the backend reads itself (TLS files, runtime folders), for documentation
+    /// and the uniqueness check; the settings' variables are not repeated here.
+    pub other_env: &'static [&'static str],
+    /// The command that starts the engine, for "start an engine" hints (`dockerd`).
+    pub start_command: &'static str,
+}
+
+impl ProviderInfo {
+    /// Every setting the engine reads, the address first.
+    pub fn settings(&self) -> impl Iterator<Item = &SettingKey> {
+        std::iter::once(&self.address).chain(self.options)
+    }
+}
+
 /// A backend, as a front end sees it before connecting: the one thing each backend crate exports for
 /// registration.
 #[async_trait]
 pub trait EngineProvider: Send + Sync {
-    /// The engine's name, as `--engine` and `BERTH_ENGINE` take it: `docker`, `podman`, `containerd`.
-    fn name(&self) -> &'static str;
-    /// The setting that says where the engine is (`DOCKER_HOST`, `engine.docker.host`). An address someone
-    /// named is never passed over for another engine during detection.
-    fn address(&self) -> &'static SettingKey;
-    /// Every setting the engine reads, the address first.
-    fn settings(&self) -> &'static [SettingKey];
-    /// Other environment variables the backend reads itself (TLS files, runtime folders), for documentation
-    /// and the uniqueness check; the settings' variables are not repeated here.
-    fn other_env(&self) -> &'static [&'static str] {
-        &[]
-    }
-    /// The command that starts the engine, for "start an engine" hints (`dockerd`).
-    fn start_command(&self) -> &'static str;
+    /// Its name and settings.
+    fn info(&self) -> &'static ProviderInfo;
     /// Where detection looks for the engine, in order: the named address if any, then the default places
     /// (`unix:///PATH`, a bare path, or another scheme such as `https://`, which counts as named on purpose).
     fn candidates(&self, settings: &ConnectSettings) -> Vec<String>;
@@ -129,7 +141,7 @@ pub trait EngineProvider: Send + Sync {
 
 impl fmt::Debug for dyn EngineProvider {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "EngineProvider({})", self.name())
+        write!(f, "EngineProvider({})", self.info().name)
     }
 }
 

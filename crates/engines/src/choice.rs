@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use berth_core::{Error, Result};
 
-use crate::settings::{from_env, FileSettings, Setting, Source};
+use crate::settings::{FileSettings, Setting, Source};
 use crate::{names, EngineKind, BERTH_ENGINE};
 
 /// Where the engine choice came from.
@@ -47,7 +47,7 @@ pub fn choose_with(
     if let Some(name) = flag.filter(|n| !is_auto(n)) {
         return Ok((name.parse()?, ChoiceSource::Flag));
     }
-    let configured = from_env(BERTH_ENGINE).or_else(|| files.engine_name());
+    let configured = Setting::from_env(BERTH_ENGINE).or_else(|| files.engine_name());
     if let Some(setting) = configured.filter(|s| !is_auto(&s.value)) {
         let kind = setting.value.parse().map_err(|e: Error| {
             let choices = format!("{} or auto", names(", "));
@@ -111,7 +111,7 @@ pub(crate) fn way_out(kind: EngineKind, setting: &Setting) -> String {
 
 /// `engine.docker.host`: the file key of `kind`'s address.
 fn file_key(kind: EngineKind) -> String {
-    format!("engine.{kind}.{}", kind.provider().address().key)
+    format!("engine.{kind}.{}", kind.info().address.key)
 }
 
 /// A failure to reach `kind` at an address the user named says which setting named it, and that unsetting it is a

@@ -88,7 +88,7 @@ fn nothing_answered(
         ));
     }
     let starts: Vec<String> = providers()
-        .map(|k| format!("`{}`", k.provider().start_command()))
+        .map(|k| format!("`{}`", k.info().start_command))
         .collect();
     fixes.push(format!(
         "start an engine ({}) or name one with --engine / BERTH_ENGINE",

@@ -17,7 +17,7 @@ use std::fmt;
 use std::str::FromStr;
 
 use berth_core::engine::{ContainerEngine, EngineInfo};
-use berth_core::provider::{EngineProvider, Shared};
+use berth_core::provider::{EngineProvider, ProviderInfo, Shared};
 use berth_core::{Error, Result};
 
 pub use choice::{blame_named, choose_with, named_address, setting_name, ChoiceSource};
@@ -46,7 +46,12 @@ pub struct EngineKind(&'static dyn EngineProvider);
 impl EngineKind {
     /// The engine's name.
     pub fn name(self) -> &'static str {
-        self.0.name()
+        self.0.info().name
+    }
+
+    /// Its name and settings.
+    pub fn info(self) -> &'static ProviderInfo {
+        self.0.info()
     }
 
     /// Its provider.

@@ -52,28 +52,30 @@ pub trait FileSettings {
     fn engine_setting(&self, engine: &str, key: &str) -> Option<Setting>;
 }
 
-/// The value of environment variable `name`, unless unset or blank.
-pub(crate) fn from_env(name: &'static str) -> Option<Setting> {
-    std::env::var(name)
-        .ok()
-        .filter(|v| !v.trim().is_empty())
-        .map(|value| Setting {
-            value,
-            source: Source::Environment(name),
-        })
+impl Setting {
+    /// The value of environment variable `name`, unless unset or blank.
+    pub fn from_env(name: &'static str) -> Option<Setting> {
+        std::env::var(name)
+            .ok()
+            .filter(|v| !v.trim().is_empty())
+            .map(|value| Setting {
+                value,
+                source: Source::Environment(name),
+            })
+    }
 }
 
 /// `key` of `kind`: its environment variable, else the files.
 pub fn setting(kind: EngineKind, key: &SettingKey, files: &dyn FileSettings) -> Option<Setting> {
     key.env
-        .and_then(from_env)
+        .and_then(Setting::from_env)
         .or_else(|| files.engine_setting(kind.name(), key.key))
 }
 
 /// Where the user named `kind`'s address (`DOCKER_HOST`, else `engine.docker.host` in a file), and the value;
 /// `None` when nobody did (the engine's default place). An address someone named is never passed over.
 pub fn named(kind: EngineKind, files: &dyn FileSettings) -> Option<Setting> {
-    setting(kind, kind.provider().address(), files)
+    setting(kind, &kind.info().address, files)
 }
 
 /// Every setting of `kind` someone set, with `shared` services, for connecting.
@@ -82,9 +84,8 @@ pub fn connect_settings(
     files: &dyn FileSettings,
     shared: Shared,
 ) -> ConnectSettings {
-    kind.provider()
+    kind.info()
         .settings()
-        .iter()
         .filter_map(|key| Some((key.key, setting(kind, key, files)?.value)))
         .fold(ConnectSettings::default().sharing(shared), |s, (k, v)| {
             s.set(k, v)

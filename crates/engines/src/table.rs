@@ -21,7 +21,7 @@ mod tests {
 
     #[test]
     fn every_compiled_in_backend_is_listed_once() {
-        let names: Vec<&str> = PROVIDERS.iter().map(|p| p.name()).collect();
+        let names: Vec<&str> = PROVIDERS.iter().map(|p| p.info().name).collect();
         let expected: Vec<&str> = [
             cfg!(feature = "docker").then_some("docker"),
             cfg!(feature = "podman").then_some("podman"),
@@ -38,30 +38,19 @@ mod tests {
         let mut names = HashSet::new();
         let mut vars = HashSet::new();
         for provider in PROVIDERS {
-            assert!(names.insert(provider.name()), "{} twice", provider.name());
+            let info = provider.info();
+            assert!(names.insert(info.name), "{} twice", info.name);
             assert!(
-                !["auto", "name"].contains(&provider.name()),
+                !["auto", "name"].contains(&info.name),
                 "`{}` is a word of the `engine:` setting itself",
-                provider.name()
-            );
-            let settings = provider.settings();
-            assert_eq!(
-                settings.first(),
-                Some(provider.address()),
-                "{}: the address comes first",
-                provider.name()
+                info.name
             );
             let mut keys = HashSet::new();
-            for setting in settings {
-                assert!(
-                    keys.insert(setting.key),
-                    "{}.{}",
-                    provider.name(),
-                    setting.key
-                );
+            for setting in info.settings() {
+                assert!(keys.insert(setting.key), "{}.{}", info.name, setting.key);
             }
-            let env = settings.iter().filter_map(|s| s.env);
-            for var in env.chain(provider.other_env().iter().copied()) {
+            let env = info.settings().filter_map(|s| s.env);
+            for var in env.chain(info.other_env.iter().copied()) {
                 assert!(vars.insert(var), "{var} is read by two engines");
             }
         }

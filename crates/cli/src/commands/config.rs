@@ -113,15 +113,12 @@ struct ConnectionRow {
 fn connection(config: &Config) -> Vec<ConnectionRow> {
     berth_engines::providers()
         .flat_map(|kind| {
-            let address = kind.provider().address();
-            kind.provider()
-                .settings()
-                .iter()
-                .map(move |key| ConnectionRow {
-                    key,
-                    setting: berth_engines::setting(kind, key, config),
-                    named: key == address,
-                })
+            let info = kind.info();
+            info.settings().map(move |key| ConnectionRow {
+                key,
+                setting: berth_engines::setting(kind, key, config),
+                named: key == &info.address,
+            })
         })
         .collect()
 }

@@ -79,7 +79,7 @@ impl EngineSettings {
     /// The values of the mapping `node` (`engine.<kind>`), whose keys are `kind`'s settings.
     fn read_section(&mut self, file: &YamlFile, kind: EngineKind, node: &Node) -> Result<()> {
         let name = kind.name();
-        let keys: Vec<&'static str> = kind.provider().settings().iter().map(|s| s.key).collect();
+        let keys: Vec<&'static str> = kind.info().settings().map(|s| s.key).collect();
         let Value::Map(entries) = &node.value else {
             return Err(file.error(
                 node,

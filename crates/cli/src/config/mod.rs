@@ -43,16 +43,7 @@ impl Config {
         project: impl Fn(&Project) -> Option<String>,
         user: impl Fn(&UserConfig) -> Option<String>,
     ) -> Option<Setting> {
-        let from_env = var.and_then(|name| {
-            std::env::var(name)
-                .ok()
-                .filter(|v| !v.trim().is_empty())
-                .map(|value| Setting {
-                    value,
-                    source: Source::Environment(name),
-                })
-        });
-        from_env
+        var.and_then(Setting::from_env)
             .or_else(|| {
                 let p = self.project.as_ref()?;
                 project(p).map(|value| Setting {

@@ -165,10 +165,8 @@ pub async fn rootless_facts(user: Identity) -> RootlessFacts {
 async fn ask_service(socket: &Path) -> berth_core::Result<(String, bool)> {
     // the user's own service, whatever the environment names: the socket is the Podman provider's address
     let podman: berth_engines::EngineKind = "podman".parse()?;
-    let settings = berth_core::provider::ConnectSettings::default().set(
-        podman.provider().address().key,
-        socket.display().to_string(),
-    );
+    let settings = berth_core::provider::ConnectSettings::default()
+        .set(podman.info().address.key, socket.display().to_string());
     let info = podman.provider().connect(&settings).await?.info().await?;
     Ok((info.version, info.capabilities.rootless))
 }
