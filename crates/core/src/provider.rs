@@ -129,8 +129,10 @@ impl ProviderInfo {
 pub trait EngineProvider: Send + Sync {
     /// Its name and settings.
     fn info(&self) -> &'static ProviderInfo;
-    /// Where detection looks for the engine, in order: the named address if any, then the default places
-    /// (`unix:///PATH`, a bare path, or another scheme such as `https://`, which counts as named on purpose).
+    /// Where detection looks for the engine, in order: first the place the address setting names, when it is
+    /// set (the socket it names, or one derived from it, as a socket inside a named folder), then the default
+    /// places (`unix:///PATH`, a bare path, or another scheme such as `https://`, which counts as named on
+    /// purpose). A named place that does not answer stops detection with an error naming the setting.
     fn candidates(&self, settings: &ConnectSettings) -> Vec<String>;
     /// Where [`EngineProvider::connect`] would reach the engine with `settings`, for messages; `None` when the
     /// settings name no place the engine can use.

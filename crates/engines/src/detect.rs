@@ -14,21 +14,27 @@ use crate::{providers, EngineKind};
 
 /// The first engine whose socket answers, in table order.
 pub(crate) fn detect(files: &dyn FileSettings) -> Result<(EngineKind, ChoiceSource)> {
-    let candidates: Vec<(EngineKind, String)> = providers()
+    // with its address named, an engine's first candidate is the place that setting names (a socket, or one
+    // derived from it, as LXD's socket in `LXD_DIR`)
+    let candidates: Vec<(EngineKind, String, Option<Setting>)> = providers()
         .flat_map(|kind| {
             let settings = connect_settings(kind, files, Shared::default());
             let places = kind.provider().candidates(&settings);
-            places.into_iter().map(move |place| (kind, place))
+            let named = named(kind, files);
+            places
+                .into_iter()
+                .enumerate()
+                .map(move |(i, place)| (kind, place, named.clone().filter(|_| i == 0)))
         })
         .collect();
     let mut refused = Vec::new();
-    for (kind, socket) in &candidates {
+    for (kind, socket, named) in &candidates {
         let path = socket.strip_prefix("unix://").unwrap_or(socket);
         if path.contains("://") {
             // tcp://, ssh:// or https://: named on purpose; the engine reports whether it answers
             return Ok((*kind, ChoiceSource::Detected(socket.clone())));
         }
-        let named = named(*kind, files).filter(|setting| &setting.value == socket);
+        let named = named.clone();
         let answer = if Path::new(path).exists() {
             std::os::unix::net::UnixStream::connect(path).map(drop)
         } else {
@@ -53,13 +59,13 @@ pub(crate) fn detect(files: &dyn FileSettings) -> Result<(EngineKind, ChoiceSour
 
 /// The error when no candidate answered: every place looked at and why, and what would fix it.
 fn nothing_answered(
-    candidates: &[(EngineKind, String)],
+    candidates: &[(EngineKind, String, Option<Setting>)],
     refused: &[(String, std::io::Error)],
 ) -> Error {
     let looked: Vec<String> = candidates
         .iter()
         .map(
-            |(kind, socket)| match refused.iter().find(|(s, _)| s == socket) {
+            |(kind, socket, _)| match refused.iter().find(|(s, _)| s == socket) {
                 Some((_, e)) => format!("{kind}: {socket} ({})", describe_refusal(e)),
                 None => format!("{kind}: {socket} (no such socket)"),
             },
@@ -157,4 +163,52 @@ fn group_name(gid: u32) -> Option<String> {
         let name = fields.next()?;
         (fields.nth(1)?.parse::<u32>().ok()? == gid).then(|| name.to_string())
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use super::*;
+    use crate::settings::Source;
+
+    /// A project file naming a Docker socket that does not exist.
+    struct NamesDocker;
+
+    impl FileSettings for NamesDocker {
+        fn engine_name(&self) -> Option<Setting> {
+            None
+        }
+
+        fn engine_setting(&self, engine: &str, key: &str) -> Option<Setting> {
+            (engine == "docker" && key == "host").then(|| Setting {
+                value: "unix:///nonexistent/berth-test.sock".into(),
+                source: Source::Project(PathBuf::from("/p/berth.yaml")),
+            })
+        }
+    }
+
+    #[test]
+    fn a_named_address_that_does_not_answer_stops_detection() {
+        if std::env::var_os("DOCKER_HOST").is_some() {
+            eprintln!("skipped: DOCKER_HOST names Docker's address instead of the file");
+            return;
+        }
+        let error = detect(&NamesDocker).expect_err("nothing answers there");
+        assert_eq!(error.kind(), ErrorKind::EngineUnavailable);
+        assert!(
+            error.to_string().contains(
+                "`engine.docker.host: unix:///nonexistent/berth-test.sock` (from /p/berth.yaml) names the docker \
+                 engine, which does not answer there: no such socket"
+            ),
+            "{error}"
+        );
+        assert!(
+            error
+                .hint()
+                .unwrap_or_default()
+                .contains("remove `engine.docker` from that file"),
+            "{error:?}"
+        );
+    }
 }
