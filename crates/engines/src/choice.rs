@@ -152,6 +152,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(all(feature = "docker", feature = "podman"))]
     fn the_flag_wins_then_the_project_file() {
         let file = ProjectFile(PathBuf::from("/p/berth.yaml"));
         let (kind, source) = choose_with(Some("docker"), &file).expect("flag");
@@ -164,6 +165,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(feature = "docker")]
     fn a_named_address_is_blamed_with_its_file_key() {
         let file = ProjectFile(PathBuf::from("/p/berth.yaml"));
         let docker: EngineKind = "docker".parse().expect("docker");

@@ -189,6 +189,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(feature = "docker")]
     fn a_named_address_that_does_not_answer_stops_detection() {
         if std::env::var_os("DOCKER_HOST").is_some() {
             eprintln!("skipped: DOCKER_HOST names Docker's address instead of the file");

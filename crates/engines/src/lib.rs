@@ -119,7 +119,7 @@ pub async fn info(kind: EngineKind, files: &dyn FileSettings) -> Result<EngineIn
     connect(kind, files, Shared::default()).await?.info().await
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "docker", feature = "podman", feature = "containerd"))]
 mod tests {
     use super::*;
 
