@@ -12,6 +12,7 @@ mod buildkit;
 mod classic;
 mod connect;
 mod dial;
+pub mod doctor;
 pub mod endpoint;
 mod errors;
 mod images;

@@ -1,9 +1,12 @@
-//! Docker's entry in the engine table: its settings, where detection looks, connecting from settings.
+//! Docker's entry in the engine table: its settings, where detection looks, connecting from settings, and its
+//! doctor checks (`daemon.json` for a plain-HTTP registry; rootless Podman offered when the socket is not the
+//! user's to use).
 
 use async_trait::async_trait;
+use berth_core::doctor::{DoctorContext, ProviderChecks};
 use berth_core::engine::ContainerEngine;
 use berth_core::provider::{ConnectSettings, EngineProvider, ProviderInfo, SettingKey};
-use berth_core::Result;
+use berth_core::{Error, Result};
 
 use crate::endpoint::{DEFAULT_SOCKET, DOCKER_CERT_PATH, DOCKER_HOST, DOCKER_TLS_VERIFY};
 use crate::{DockerEngine, DockerOptions, ENGINE};
@@ -56,5 +59,35 @@ impl EngineProvider for DockerProvider {
             ..DockerOptions::default()
         };
         Ok(Box::new(DockerEngine::connect(options).await?))
+    }
+
+    fn explain_unreachable(
+        &self,
+        endpoint: Option<&str>,
+        error: &Error,
+        context: &DoctorContext<'_>,
+    ) -> (String, String) {
+        berth_core::doctor::socket::explain(
+            ENGINE,
+            endpoint,
+            error,
+            context.user,
+            context.accounts,
+            Some(crate::doctor::INSTEAD),
+        )
+    }
+
+    /// Whether dockerd will pull from the registry being checked over plain HTTP.
+    async fn doctor(&self, context: &DoctorContext<'_>) -> ProviderChecks {
+        let Some(registry) = context.registry else {
+            return ProviderChecks::default();
+        };
+        let daemon_json = std::fs::read_to_string(crate::doctor::DOCKER_DAEMON_JSON).ok();
+        ProviderChecks {
+            sections: Vec::new(),
+            registry: crate::doctor::plain_http(registry, daemon_json.as_deref())
+                .into_iter()
+                .collect(),
+        }
     }
 }

@@ -27,6 +27,7 @@ mod build;
 pub mod cache;
 mod client;
 mod connect;
+pub mod doctor;
 pub mod endpoint;
 mod errors;
 mod images;

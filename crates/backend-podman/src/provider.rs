@@ -1,6 +1,8 @@
-//! Podman's entry in the engine table: its settings, where detection looks, connecting from settings.
+//! Podman's entry in the engine table: its settings, where detection looks, connecting from settings, and its
+//! doctor checks (rootless Podman for the user who runs berth).
 
 use async_trait::async_trait;
+use berth_core::doctor::{DoctorContext, ProviderChecks};
 use berth_core::engine::ContainerEngine;
 use berth_core::provider::{ConnectSettings, EngineProvider, ProviderInfo, SettingKey};
 use berth_core::Result;
@@ -62,5 +64,13 @@ impl EngineProvider for PodmanProvider {
 
     async fn connect(&self, settings: &ConnectSettings) -> Result<Box<dyn ContainerEngine>> {
         Ok(Box::new(PodmanEngine::connect(options(settings)).await?))
+    }
+
+    /// Whether the user can run rootless Podman: a section of its own, skipped for root.
+    async fn doctor(&self, context: &DoctorContext<'_>) -> ProviderChecks {
+        ProviderChecks {
+            sections: vec![crate::doctor::section(context.user, context.accounts).await],
+            registry: Vec::new(),
+        }
     }
 }

@@ -1,5 +1,6 @@
 //! Every environment variable berth's CLI reads, named in one place. The engine's (`BERTH_ENGINE`, and each
-//! engine's own such as `DOCKER_HOST`) are named by `berth_engines` and the engines' providers.
+//! engine's own such as `DOCKER_HOST`) are named by `berth_engines` and the engines' providers; those `berth
+//! doctor` reads about the machine (`PATH`, `USER`) by `berth_core::doctor::machine`.
 
 /// Names of the environment variables berth reads.
 pub struct EnvVars;
@@ -11,15 +12,9 @@ impl EnvVars {
     pub const XDG_CACHE_HOME: &'static str = "XDG_CACHE_HOME";
     /// The user's home folder.
     pub const HOME: &'static str = "HOME";
-    /// The user's login name (when `/etc/passwd` does not have it).
-    pub const USER: &'static str = "USER";
-    /// Where programs are found (`berth doctor` looks for `podman`, `newuidmap`, `newgidmap`).
-    pub const PATH: &'static str = "PATH";
 }
 
 impl EnvVars {
-    /// The user's runtime folder (rootless Podman's socket lives there; `berth doctor` looks).
-    pub const XDG_RUNTIME_DIR: &'static str = "XDG_RUNTIME_DIR";
     /// The user's config file (default `$XDG_CONFIG_HOME/berth/config.yaml`, then `~/.config/berth/config.yaml`).
     pub const BERTH_CONFIG: &'static str = "BERTH_CONFIG";
     /// XDG config home.

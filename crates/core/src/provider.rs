@@ -4,7 +4,8 @@
 //! environment variable that sets it and its key under `engine.<name>` in berth's files), where it is looked for
 //! when nothing names an engine, and how to connect from settings. A table of providers (the `berth-engines`
 //! crate) is all a front end iterates, as OpenDAL's schemes or object_store's `parse_url` do, so a new backend
-//! is one crate plus one line in that table. Nothing here names a backend's library types: settings are text,
+//! is one crate plus one line in that table. A provider also makes its engine's `berth doctor` checks
+//! ([`crate::doctor`]), so a front end renders them without knowing the engine. Nothing here names a backend's library types: settings are text,
 //! and services a front end shares with its engines (one registry client per run) travel in [`Shared`].
 
 use std::any::Any;
@@ -13,8 +14,9 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
+use crate::doctor::{DoctorContext, ProviderChecks};
 use crate::engine::ContainerEngine;
-use crate::error::Result;
+use crate::error::{Error, Result};
 
 /// One setting an engine reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -139,6 +141,33 @@ pub trait EngineProvider: Send + Sync {
     fn endpoint(&self, settings: &ConnectSettings) -> Option<String>;
     /// Connects with `settings`, failing with `EngineUnavailable` and a hint when the engine cannot be reached.
     async fn connect(&self, settings: &ConnectSettings) -> Result<Box<dyn ContainerEngine>>;
+
+    /// Why the engine did not answer at `endpoint` with `error`, for `berth doctor`: a message and the fix. By
+    /// default, what its socket file shows (missing, not this user's, nobody answering), else its error and
+    /// hint; a provider overrides it to add what it knows (another way to build).
+    fn explain_unreachable(
+        &self,
+        endpoint: Option<&str>,
+        error: &Error,
+        context: &DoctorContext<'_>,
+    ) -> (String, String) {
+        crate::doctor::socket::explain(
+            self.info().name,
+            endpoint,
+            error,
+            context.user,
+            context.accounts,
+            None,
+        )
+    }
+
+    /// The engine's own checks for `berth doctor` beyond whether it answers (rootless prerequisites, a daemon's
+    /// configuration for the registry being checked): sections of its own and registry findings. None by
+    /// default.
+    async fn doctor(&self, context: &DoctorContext<'_>) -> ProviderChecks {
+        let _ = context;
+        ProviderChecks::default()
+    }
 }
 
 impl fmt::Debug for dyn EngineProvider {

@@ -1,14 +1,17 @@
-//! `berth doctor`: checks the engines, rootless Podman for the current user and, with `--registry`, the
-//! credentials for a registry; prints what it found with a fix for every problem, or one JSON object.
+//! `berth doctor`: checks the engines, each engine's own prerequisites (its provider's checks: rootless Podman
+//! for the current user, Docker's `daemon.json`) and, with `--registry`, the credentials for a registry; prints
+//! what it found with a fix for every problem, or one JSON object. It names no engine: it iterates the table.
 
+use berth_core::doctor::accounts::{Accounts, Identity};
+use berth_core::doctor::{self as checks, machine, socket, DoctorContext, Finding, RegistryCheck, Section};
+use berth_core::provider::{ConnectSettings, Shared};
 use berth_core::{Error, Result};
+use berth_engines::EngineKind;
 use serde_json::{json, Value};
 
 use crate::args::DoctorArgs;
-use crate::doctor::accounts::{Accounts, Identity};
-use crate::doctor::engines::{self, EngineProbe};
-use crate::doctor::report::{self, Finding, Section};
-use crate::doctor::{machine, registry, rootless, socket_access};
+use crate::config::Config;
+use crate::doctor::{engines, registry, report};
 use crate::exit::ExitStatus;
 
 /// Runs `berth doctor`.
@@ -16,11 +19,32 @@ pub async fn run(args: &DoctorArgs) -> Result<ExitStatus> {
     let accounts = machine::accounts();
     let me = machine::identity(&accounts);
 
-    let config = crate::config::Config::load()?;
+    let config = Config::load()?;
+    // --registry, else the registry this project's builds push to (BERTH_REGISTRY, berth.yaml, the user file).
+    let configured = config
+        .registry()
+        .and_then(|s| s.value.split('/').next().map(str::to_string));
+    let checked_registry = args
+        .registry
+        .as_ref()
+        .or(configured.as_ref())
+        .map(|arg| registry_check(&crate::commands::login::registry_host(arg), args));
+    let facts = Facts {
+        config: &config,
+        me: &me,
+        accounts: &accounts,
+        registry: checked_registry.as_ref(),
+    };
+
     let probes = engines::probe_all(&config).await;
     let choice = berth_engines::choose_with(args.engine.as_deref(), &config);
     let engine_findings = engines::findings(&probes, &choice, |probe, error| {
-        explain(probe, error, &me, &accounts)
+        let settings = facts.settings(probe.kind);
+        probe.kind.provider().explain_unreachable(
+            probe.endpoint.as_deref(),
+            error,
+            &facts.context(&settings),
+        )
     });
     let mut json = json!({
         "user": {"name": me.name, "uid": me.uid},
@@ -32,29 +56,27 @@ pub async fn run(args: &DoctorArgs) -> Result<ExitStatus> {
         findings: engine_findings,
     }];
 
-    let (section, rootless_json) = rootless_section(&me, &accounts).await;
-    sections.push(section);
-    json["rootless"] = rootless_json;
+    // Each engine's own checks: sections of its own, and findings about the registry.
+    let mut engine_registry_findings = Vec::new();
+    for kind in berth_engines::providers() {
+        let settings = facts.settings(kind);
+        let found = kind.provider().doctor(&facts.context(&settings)).await;
+        for own in found.sections {
+            json[own.key] = own.json;
+            sections.push(own.section);
+        }
+        engine_registry_findings.extend(found.registry);
+    }
 
     json["registry"] = Value::Null;
-    // --registry, else the registry this project's builds push to (BERTH_REGISTRY, berth.yaml, the user file).
-    let configured = config
-        .registry()
-        .and_then(|s| s.value.split('/').next().map(str::to_string));
-    if let Some(arg) = args.registry.as_ref().or(configured.as_ref()) {
-        let host = crate::commands::login::registry_host(arg);
-        let (mut findings, registry_json) = match registry::inspect(&host, &args.access).await {
+    if let Some(RegistryCheck { host, .. }) = &checked_registry {
+        let (mut findings, registry_json) = match registry::inspect(host, &args.access).await {
             Ok(facts) => (registry::findings(&facts), registry::to_json(&facts)),
             Err(e) => (vec![setup_problem(&e)], json!({"host": host})),
         };
-        let daemon_json = std::fs::read_to_string(registry::DOCKER_DAEMON_JSON).ok();
-        findings.extend(registry::docker_plain_http(
-            &host,
-            &args.access,
-            daemon_json.as_deref(),
-        ));
+        findings.extend(engine_registry_findings);
         json["registry"] = registry_json;
-        json["registry"]["checks"] = report::findings_json(&findings);
+        json["registry"]["checks"] = checks::findings_json(&findings);
         sections.push(Section {
             title: format!("registry {host}"),
             findings,
@@ -62,14 +84,11 @@ pub async fn run(args: &DoctorArgs) -> Result<ExitStatus> {
     } else {
         sections.push(Section {
             title: "registry".to_string(),
-            findings: vec![report::Finding {
-                check: "registry".to_string(),
-                status: report::Status::Skipped,
-                message: "no registry to check: none given and none configured (BERTH_REGISTRY, berth.yaml, \
-                          the user file)"
-                    .to_string(),
-                fix: Some("run `berth doctor --registry HOST` to check your credentials for HOST".to_string()),
-            }],
+            findings: vec![Finding::skipped_with_fix(
+                "registry",
+                "no registry to check: none given and none configured (BERTH_REGISTRY, berth.yaml, the user file)",
+                "run `berth doctor --registry HOST` to check your credentials for HOST",
+            )],
         });
     }
 
@@ -87,64 +106,48 @@ pub async fn run(args: &DoctorArgs) -> Result<ExitStatus> {
     })
 }
 
-/// Why `probe`'s engine did not answer: what its socket file shows, else its own error and hint.
-fn explain(
-    probe: &EngineProbe,
-    error: &Error,
-    me: &Identity,
-    accounts: &Accounts,
-) -> (String, String) {
-    match probe
-        .endpoint
-        .as_deref()
-        .and_then(socket_access::socket_path)
-    {
-        Some(path) => socket_access::diagnose(
-            probe.kind.name(),
-            path,
-            &machine::path_state(path),
-            me,
-            accounts,
-            error,
-        ),
-        None => (
-            socket_access::describe(error),
-            socket_access::start_fix(error),
-        ),
+/// What every provider's checks are given, whichever engine they are for.
+struct Facts<'a> {
+    config: &'a Config,
+    me: &'a Identity,
+    accounts: &'a Accounts,
+    registry: Option<&'a RegistryCheck>,
+}
+
+impl Facts<'_> {
+    /// `kind`'s settings, as a connection would use them.
+    fn settings(&self, kind: EngineKind) -> ConnectSettings {
+        berth_engines::connect_settings(kind, self.config, Shared::default())
+    }
+
+    fn context<'s>(&'s self, settings: &'s ConnectSettings) -> DoctorContext<'s> {
+        DoctorContext {
+            settings,
+            user: self.me,
+            accounts: self.accounts,
+            registry: self.registry,
+        }
     }
 }
 
-/// The rootless Podman section, skipped for root (whose Podman is rootful), and its JSON.
-async fn rootless_section(me: &Identity, accounts: &Accounts) -> (Section, Value) {
-    let title = format!("rootless podman (user {}, uid {})", me.name, me.uid);
-    if me.is_root() {
-        let why = "berth runs as root, whose Podman is rootful; run `berth doctor` as the user who builds to check theirs";
-        let json =
-            json!({"skipped": "running as root", "user": me.name, "uid": me.uid, "checks": []});
-        let findings = vec![Finding::skipped("rootless", why)];
-        return (Section { title, findings }, json);
-    }
-    let facts = machine::rootless_facts(me.clone()).await;
-    let checked = rootless::check(&facts, accounts);
-    let ranges = |entries: &[crate::doctor::subids::SubIdEntry]| -> Value {
-        entries
+/// The registry `host` as the engines' checks see it: whether berth was told to use plain HTTP with it, and
+/// whether it is on this machine.
+fn registry_check(host: &str, args: &DoctorArgs) -> RegistryCheck {
+    RegistryCheck {
+        host: host.to_string(),
+        plain_http: args
+            .access
+            .insecure_registries
             .iter()
-            .map(|e| json!({"start": e.start, "count": e.count}))
-            .collect()
-    };
-    let json = json!({
-        "skipped": null, "user": me.name, "uid": me.uid,
-        "subuid": ranges(&checked.subuid), "subgid": ranges(&checked.subgid),
-        "checks": report::findings_json(&checked.findings),
-    });
-    let findings = checked.findings;
-    (Section { title, findings }, json)
+            .any(|h| h.eq_ignore_ascii_case(host)),
+        loopback: berth_registry::is_loopback(host),
+    }
 }
 
 fn setup_problem(error: &Error) -> Finding {
     Finding::problem(
         "registry access",
-        socket_access::describe(error),
+        socket::describe(error),
         error
             .hint()
             .unwrap_or("check --ca-file and --insecure-registry"),

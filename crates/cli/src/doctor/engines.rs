@@ -2,13 +2,12 @@
 //! berth would choose for a build is one that works. An unreachable engine is a problem when berth would use it
 //! or when no engine works; otherwise it is a warning, since builds go to the one that works.
 
+use berth_core::doctor::socket::{describe, start_fix};
+use berth_core::doctor::Finding;
 use berth_core::engine::EngineInfo;
 use berth_core::{Error, ErrorKind, Result};
-use serde_json::{json, Value};
-
-use super::report::Finding;
-use super::socket_access::{describe, start_fix};
 use berth_engines::{ChoiceSource, EngineKind};
+use serde_json::{json, Value};
 
 /// One engine, as berth found it.
 #[derive(Debug)]
@@ -149,7 +148,8 @@ pub fn to_json(
 mod tests {
     use berth_core::engine::Capabilities;
 
-    use super::super::report::Status;
+    use berth_core::doctor::Status;
+
     use super::*;
 
     fn kind(name: &str) -> EngineKind {

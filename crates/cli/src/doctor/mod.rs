@@ -1,15 +1,11 @@
-//! `berth doctor`'s checks: why berth cannot build here, and the command that fixes it.
+//! `berth doctor`'s checks that are not about one engine: whether each engine of the table answers and which
+//! one berth would build with ([`engines`]), the registry's credentials ([`registry`]), and the report
+//! ([`report`]). Each engine's own checks (rootless Podman, Docker's `daemon.json`) come from its provider
+//! (`EngineProvider::doctor` in berth-core), so this module names no engine.
 //!
-//! [`machine`] is the only part that looks at the machine (files, paths, sockets, `PATH`); the engine and
-//! registry probes go through the same code the other commands use. Everything that decides ok, warning or
-//! problem is a pure function over what they found, so it is tested with real-looking inputs.
+//! Everything that decides ok, warning or problem is a pure function over what the probes found, so it is tested
+//! with real-looking inputs.
 
-pub mod accounts;
 pub mod engines;
-pub mod machine;
-pub mod packages;
 pub mod registry;
 pub mod report;
-pub mod rootless;
-pub mod socket_access;
-pub mod subids;

@@ -1,12 +1,12 @@
 //! The registry section (`--registry HOST`): which credentials berth would use for HOST and where they come from
 //! (never the secret itself), and whether the registry accepts them.
 
+use berth_core::doctor::socket::describe;
+use berth_core::doctor::Finding;
 use berth_core::{ErrorKind, Result};
 use berth_registry::{CredentialOrigin, ResolvedCredentials};
 use serde_json::{json, Value};
 
-use super::report::Finding;
-use super::socket_access::describe;
 use crate::args::RegistryArgs;
 use crate::commands::access::Registries;
 
@@ -172,48 +172,6 @@ pub fn to_json(facts: &RegistryFacts) -> Value {
     json!({"host": facts.host, "credentials": credentials, "login": login, "needs_credentials": needs_credentials})
 }
 
-/// dockerd's configuration file.
-pub const DOCKER_DAEMON_JSON: &str = "/etc/docker/daemon.json";
-
-/// For a plain-HTTP registry off this machine (`--insecure-registry HOST`), whether dockerd will pull from it:
-/// berth tells Podman and its containerd builder itself, but dockerd pulls base images on its own and treats
-/// only 127.0.0.0/8 as plain HTTP unless `daemon_json` (the text of [`DOCKER_DAEMON_JSON`]) lists the host.
-pub fn docker_plain_http(
-    host: &str,
-    args: &RegistryArgs,
-    daemon_json: Option<&str>,
-) -> Option<Finding> {
-    const CHECK: &str = "plain HTTP on docker";
-    let named = args
-        .insecure_registries
-        .iter()
-        .any(|h| h.eq_ignore_ascii_case(host));
-    if !named || berth_registry::is_loopback(host) {
-        return None;
-    }
-    let listed = daemon_json
-        .and_then(|text| serde_json::from_str::<Value>(text).ok())
-        .and_then(|config| config["insecure-registries"].as_array().cloned())
-        .is_some_and(|hosts| hosts.iter().any(|h| h.as_str() == Some(host)));
-    Some(if listed {
-        Finding::ok(
-            CHECK,
-            format!("{DOCKER_DAEMON_JSON} lists {host} in insecure-registries"),
-        )
-    } else {
-        Finding::warning(
-            CHECK,
-            format!(
-                "dockerd pulls {host} over HTTPS: {DOCKER_DAEMON_JSON} does not list it (berth tells Podman and \
-                 containerd about --insecure-registry itself)"
-            ),
-            Some(format!(
-                "add \"{host}\" to \"insecure-registries\" in {DOCKER_DAEMON_JSON} and restart dockerd"
-            )),
-        )
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use std::path::PathBuf;
@@ -221,7 +179,8 @@ mod tests {
     use berth_core::engine::{Credentials, Secret};
     use berth_core::Error;
 
-    use super::super::report::Status;
+    use berth_core::doctor::Status;
+
     use super::*;
 
     const PASSWORD: &str = "s3cret-token";
@@ -332,28 +291,5 @@ mod tests {
         assert!(found[0]
             .message
             .ends_with("none needed: 127.0.0.1:5000 answers without authentication"));
-    }
-
-    #[test]
-    fn a_plain_http_registry_off_this_machine_must_be_in_dockers_daemon_json() {
-        let args = RegistryArgs {
-            insecure_registries: vec!["reg.lan:5000".into()],
-            ..RegistryArgs::default()
-        };
-        let missing = docker_plain_http("reg.lan:5000", &args, None).expect("a finding");
-        assert_eq!(missing.status, Status::Warning);
-        assert!(
-            missing
-                .fix
-                .as_deref()
-                .unwrap_or_default()
-                .contains("\"reg.lan:5000\""),
-            "{missing:?}"
-        );
-        let listed = r#"{"insecure-registries": ["reg.lan:5000"]}"#;
-        let ok = docker_plain_http("reg.lan:5000", &args, Some(listed)).expect("a finding");
-        assert_eq!(ok.status, Status::Ok);
-        assert!(docker_plain_http("127.0.0.1:5000", &args, None).is_none());
-        assert!(docker_plain_http("ghcr.io", &args, None).is_none());
     }
 }

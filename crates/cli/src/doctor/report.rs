@@ -1,102 +1,7 @@
 //! What `berth doctor` found: one [`Finding`] per check, grouped in sections, printed for a person or as JSON.
 
+use berth_core::doctor::{Finding, Section, Status};
 use serde_json::{json, Value};
-
-/// How a check came out.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Status {
-    /// Works.
-    Ok,
-    /// Works, or may, but something could bite later (a small id range, capabilities berth cannot read).
-    Warning,
-    /// Stands between this machine and a build: it makes `berth doctor` exit 1, and comes with a fix.
-    Problem,
-    /// Not checked, with the reason (running as root, no backend in this build).
-    Skipped,
-}
-
-impl Status {
-    /// The word printed for it.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Status::Ok => "ok",
-            Status::Warning => "warning",
-            Status::Problem => "problem",
-            Status::Skipped => "skipped",
-        }
-    }
-}
-
-/// The outcome of one check: what was checked, how it came out, what was seen and the command that fixes it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Finding {
-    /// What was checked, e.g. `engine docker`, `subuid`, `registry login`.
-    pub check: String,
-    /// How it came out.
-    pub status: Status,
-    /// What was seen, in specific terms.
-    pub message: String,
-    /// What to run or change (always present for a problem).
-    pub fix: Option<String>,
-}
-
-impl Finding {
-    /// A check that passed.
-    pub fn ok(check: impl Into<String>, message: impl Into<String>) -> Self {
-        Finding::new(check, Status::Ok, message, None)
-    }
-
-    /// A check that failed, and how to fix it.
-    pub fn problem(
-        check: impl Into<String>,
-        message: impl Into<String>,
-        fix: impl Into<String>,
-    ) -> Self {
-        Finding::new(check, Status::Problem, message, Some(fix.into()))
-    }
-
-    /// Something worth knowing that does not stop a build.
-    pub fn warning(
-        check: impl Into<String>,
-        message: impl Into<String>,
-        fix: Option<String>,
-    ) -> Self {
-        Finding::new(check, Status::Warning, message, fix)
-    }
-
-    /// A check that was not made, and why.
-    pub fn skipped(check: impl Into<String>, message: impl Into<String>) -> Self {
-        Finding::new(check, Status::Skipped, message, None)
-    }
-
-    fn new(
-        check: impl Into<String>,
-        status: Status,
-        message: impl Into<String>,
-        fix: Option<String>,
-    ) -> Self {
-        Finding {
-            check: check.into(),
-            status,
-            message: message.into(),
-            fix,
-        }
-    }
-
-    /// `{"check", "status", "message", "fix"}`.
-    pub fn to_json(&self) -> Value {
-        json!({"check": self.check, "status": self.status.as_str(), "message": self.message, "fix": self.fix})
-    }
-}
-
-/// A titled group of findings (engines, rootless Podman, the registry).
-#[derive(Debug, Clone)]
-pub struct Section {
-    /// The heading, e.g. `rootless podman (user me, uid 1000)`.
-    pub title: String,
-    /// The findings, in the order they were checked.
-    pub findings: Vec<Finding>,
-}
 
 /// The report as a person reads it: sections of `ok`/`warning`/`problem` lines, a `fix:` under each problem
 /// (and under warnings that have one), and a last line that says whether berth can build here.
@@ -160,11 +65,6 @@ pub fn problems_json(sections: &[Section]) -> Value {
             .map(|f| json!({"check": f.check, "message": f.message, "fix": f.fix}))
             .collect(),
     )
-}
-
-/// The findings of a section as a JSON array.
-pub fn findings_json(findings: &[Finding]) -> Value {
-    Value::Array(findings.iter().map(Finding::to_json).collect())
 }
 
 #[cfg(test)]

@@ -1,10 +1,11 @@
 //! Why an engine's unix socket did not answer, in specific terms: no socket (the daemon is not running), a
 //! socket this user may not open (and which group would let it), or a socket nobody answers on. The engine's own
-//! error supplies the start command; this adds what the file system shows.
+//! error supplies the start command; this adds what the file system shows. A provider may name another way to
+//! build when the socket is not this user's to use (Docker names rootless Podman).
 
 use std::path::Path;
 
-use berth_core::Error;
+use crate::Error;
 
 use super::accounts::{Accounts, Identity};
 use super::machine::{FileFacts, PathState};
@@ -15,15 +16,54 @@ pub fn socket_path(endpoint: &str) -> Option<&Path> {
     path.starts_with('/').then(|| Path::new(path))
 }
 
-/// What went wrong reaching `engine` at `socket` (whose file is in `state`), and the fix.
-pub fn diagnose(
+/// Why `engine` did not answer at `endpoint`: what its socket file shows (when it is a unix socket), else the
+/// engine's own error and hint. `instead` is another way to build, offered when the socket is not this user's
+/// to use (`use rootless Podman (...)`).
+pub fn explain(
     engine: &str,
-    socket: &Path,
-    state: &PathState,
+    endpoint: Option<&str>,
+    error: &Error,
     me: &Identity,
     accounts: &Accounts,
-    error: &Error,
+    instead: Option<&str>,
 ) -> (String, String) {
+    match endpoint.and_then(socket_path) {
+        Some(path) => Diagnosis {
+            engine,
+            socket: path,
+            me,
+            accounts,
+            instead,
+        }
+        .of(&super::machine::path_state(path), error),
+        None => (describe(error), start_fix(error)),
+    }
+}
+
+/// An engine's socket that did not answer, and who asked.
+#[derive(Debug, Clone, Copy)]
+pub struct Diagnosis<'a> {
+    /// The engine's name.
+    pub engine: &'a str,
+    /// Its socket.
+    pub socket: &'a Path,
+    /// Who asked.
+    pub me: &'a Identity,
+    /// The user and group databases.
+    pub accounts: &'a Accounts,
+    /// Another way to build, offered when the socket is not `me`'s to use.
+    pub instead: Option<&'a str>,
+}
+
+impl Diagnosis<'_> {
+    /// What went wrong, given what is at the socket path (`state`) and the engine's `error`, and the fix.
+    pub fn of(&self, state: &PathState, error: &Error) -> (String, String) {
+        diagnose(self, state, error)
+    }
+}
+
+fn diagnose(d: &Diagnosis<'_>, state: &PathState, error: &Error) -> (String, String) {
+    let (engine, socket, me) = (d.engine, d.socket, d.me);
     let path = socket.display();
     let start = || start_fix(error);
     match state {
@@ -40,9 +80,7 @@ pub fn diagnose(
             ),
             format!("run berth as the user whose {engine} service that is, or use one of your own"),
         ),
-        PathState::Present(file) if !may_connect(file, me) => {
-            denied(engine, socket, file, me, accounts)
-        }
+        PathState::Present(file) if !may_connect(file, me) => denied(d, file),
         PathState::Present(_) => (
             format!(
                 "{path} exists but the {engine} service does not answer on it: {}",
@@ -80,24 +118,15 @@ fn may_connect(file: &FileFacts, me: &Identity) -> bool {
     bits & 0o2 != 0
 }
 
-fn denied(
-    engine: &str,
-    socket: &Path,
-    file: &FileFacts,
-    me: &Identity,
-    accounts: &Accounts,
-) -> (String, String) {
+fn denied(d: &Diagnosis<'_>, file: &FileFacts) -> (String, String) {
+    let (socket, me, accounts) = (d.socket, d.me, d.accounts);
     let (owner, group) = (accounts.user(file.uid), accounts.group(file.gid));
     let seen = format!(
         "permission denied on {} (owner {owner}:{group}, mode {:o})",
         socket.display(),
         file.mode & 0o777
     );
-    let own_engine = if engine == "docker" {
-        "; or use rootless Podman (the rootless podman section says what it needs)"
-    } else {
-        ""
-    };
+    let own_engine = d.instead.map(|way| format!("; or {way}")).unwrap_or_default();
     let user = &me.name;
     if file.gid != 0 && file.mode & 0o020 != 0 {
         if accounts.lists_member(file.gid, user) {
@@ -119,11 +148,31 @@ fn denied(
 
 #[cfg(test)]
 mod tests {
-    use berth_core::ErrorKind;
-
     use super::super::accounts::parse_groups;
     use super::super::machine::FileKind;
     use super::*;
+    use crate::ErrorKind;
+
+    /// As Docker's provider asks: it offers rootless Podman instead.
+    fn diagnose(
+        engine: &str,
+        socket: &Path,
+        state: &PathState,
+        me: &Identity,
+        accounts: &Accounts,
+        error: &Error,
+    ) -> (String, String) {
+        let instead = (engine == "docker")
+            .then_some("use rootless Podman (the rootless podman section says what it needs)");
+        Diagnosis {
+            engine,
+            socket,
+            me,
+            accounts,
+            instead,
+        }
+        .of(state, error)
+    }
 
     fn me(groups: Vec<u32>) -> Identity {
         Identity {

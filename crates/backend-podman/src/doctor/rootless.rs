@@ -5,28 +5,19 @@
 use std::io::ErrorKind as IoKind;
 use std::path::{Path, PathBuf};
 
+use berth_core::doctor::accounts::{Accounts, Identity};
+use berth_core::doctor::machine::{Executable, FileKind, PathState};
+use berth_core::doctor::socket::Diagnosis;
+use berth_core::doctor::Finding;
 use berth_core::Error;
 
-use super::accounts::{Accounts, Identity};
-use super::machine::{FileFacts, FileKind, PathState};
 use super::packages::{install_command, Tool};
-use super::report::Finding;
-use super::socket_access;
 use super::subids::{self, SubIdEntry};
 
 /// The subordinate uid file.
 pub const SUBUID: &str = "/etc/subuid";
 /// The subordinate gid file.
 pub const SUBGID: &str = "/etc/subgid";
-
-/// A program found on `PATH`, and its file's facts.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Executable {
-    /// Where it was found.
-    pub path: PathBuf,
-    /// Its owner and mode.
-    pub file: FileFacts,
-}
 
 /// What the user's Podman service said.
 #[derive(Debug)]
@@ -72,7 +63,7 @@ pub struct RootlessFacts {
     pub service: ServiceAnswer,
     /// `/etc/os-release`, for install commands.
     pub os_release: Option<String>,
-    /// Why buildah cannot keep this user's build caches, and the fix (see `berth_backend_podman::cache`).
+    /// Why buildah cannot keep this user's build caches, and the fix (see [`crate::cache`]).
     pub cache_problem: Option<(String, String)>,
 }
 
@@ -364,8 +355,14 @@ fn check_service(user: &Identity, accounts: &Accounts, service: &ServiceAnswer) 
             socket,
             error,
         } => {
-            let (message, fix) =
-                socket_access::diagnose("podman", path, socket, user, accounts, error);
+            let diagnosis = Diagnosis {
+                engine: crate::ENGINE,
+                socket: path,
+                me: user,
+                accounts,
+                instead: None,
+            };
+            let (message, fix) = diagnosis.of(socket, error);
             Finding::problem(CHECK, message, fix)
         }
     }
@@ -373,9 +370,10 @@ fn check_service(user: &Identity, accounts: &Accounts, service: &ServiceAnswer) 
 
 #[cfg(test)]
 mod tests {
+    use berth_core::doctor::machine::FileFacts;
+    use berth_core::doctor::Status;
     use berth_core::ErrorKind;
 
-    use super::super::report::Status;
     use super::*;
 
     const SUBUID_TEXT: &str = "berth-rootless:100000:65536\n";

@@ -1,12 +1,15 @@
-//! What `berth doctor` learns from this machine: files read, paths looked at, programs found on `PATH`. The
+//! What doctor checks learn from this machine: files read, paths looked at, programs found on `PATH`. The
 //! checks themselves are pure functions over what these return, so they are tested with written-out inputs.
 
 use std::os::unix::fs::{FileTypeExt as _, MetadataExt as _};
 use std::path::{Path, PathBuf};
 
 use super::accounts::{self, Accounts, Identity};
-use super::rootless::{Executable, RootlessFacts, ServiceAnswer, SUBGID, SUBUID};
-use crate::env_vars::EnvVars;
+
+/// Where programs are found (doctor looks for `podman`, `newuidmap`, `newgidmap`).
+pub const PATH: &str = "PATH";
+/// The user's login name, when `/etc/passwd` does not have it.
+pub const USER: &str = "USER";
 
 /// What kind of file is at a path.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,13 +77,31 @@ pub fn read(path: &str) -> Result<String, std::io::ErrorKind> {
 
 /// The first `name` on `PATH`, as a shell would find it (a file with an execute bit, followed if a symlink).
 pub fn find_on_path(name: &str) -> Option<PathBuf> {
-    let path = std::env::var_os(EnvVars::PATH)?;
+    let path = std::env::var_os(PATH)?;
     std::env::split_paths(&path)
         .filter(|dir| dir.is_absolute())
         .map(|dir| dir.join(name))
         .find(|candidate| {
             std::fs::metadata(candidate).is_ok_and(|m| m.is_file() && m.mode() & 0o111 != 0)
         })
+}
+
+/// A program found on `PATH`, and its file's facts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Executable {
+    /// Where it was found.
+    pub path: PathBuf,
+    /// Its owner and mode.
+    pub file: FileFacts,
+}
+
+/// The first `name` on `PATH` and its file's facts.
+pub fn executable(name: &str) -> Option<Executable> {
+    let path = find_on_path(name)?;
+    match path_state(&path) {
+        PathState::Present(file) => Some(Executable { path, file }),
+        _ => None,
+    }
 }
 
 /// A non-empty environment variable.
@@ -108,7 +129,7 @@ pub fn identity(accounts: &Accounts) -> Identity {
             (uid, gid, Vec::new())
         });
     let name = accounts::user_name(&accounts.passwd, uid)
-        .or_else(|| env(EnvVars::USER))
+        .or_else(|| env(USER))
         .unwrap_or_else(|| uid.to_string());
     Identity {
         name,
@@ -116,57 +137,4 @@ pub fn identity(accounts: &Accounts) -> Identity {
         gid,
         groups,
     }
-}
-
-/// Everything the rootless checks look at, for `user`: files, programs on `PATH`, the runtime folder, and the
-/// user's Podman service (asked only when the runtime folder is usable).
-pub async fn rootless_facts(user: Identity) -> RootlessFacts {
-    let executable = |name: &str| {
-        let path = find_on_path(name)?;
-        match path_state(&path) {
-            PathState::Present(file) => Some(Executable { path, file }),
-            _ => None,
-        }
-    };
-    let runtime_dir = env(EnvVars::XDG_RUNTIME_DIR).map(|dir| {
-        let state = path_state(Path::new(&dir));
-        (PathBuf::from(dir), state)
-    });
-    let mut cache_problem = None;
-    let service = match &runtime_dir {
-        Some((dir, PathState::Present(file))) if file.kind == FileKind::Dir => {
-            let path = dir.join("podman").join("podman.sock");
-            cache_problem = berth_backend_podman::cache::cache_folder_problem(user.uid, &path);
-            match ask_service(&path).await {
-                Ok((version, rootless)) => ServiceAnswer::Answered { version, rootless },
-                Err(error) => ServiceAnswer::Failed {
-                    socket: path_state(&path),
-                    path,
-                    error,
-                },
-            }
-        }
-        _ => ServiceAnswer::NotAsked,
-    };
-    RootlessFacts {
-        subuid: read(SUBUID),
-        subgid: read(SUBGID),
-        newuidmap: executable("newuidmap"),
-        newgidmap: executable("newgidmap"),
-        podman: find_on_path("podman"),
-        runtime_dir,
-        service,
-        os_release: read("/etc/os-release").ok(),
-        cache_problem,
-        user,
-    }
-}
-
-async fn ask_service(socket: &Path) -> berth_core::Result<(String, bool)> {
-    // the user's own service, whatever the environment names: the socket is the Podman provider's address
-    let podman: berth_engines::EngineKind = "podman".parse()?;
-    let settings = berth_core::provider::ConnectSettings::default()
-        .set(podman.info().address.key, socket.display().to_string());
-    let info = podman.provider().connect(&settings).await?.info().await?;
-    Ok((info.version, info.capabilities.rootless))
 }

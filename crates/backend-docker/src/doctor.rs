@@ -1,0 +1,78 @@
+//! Docker's `berth doctor` checks: for a plain-HTTP registry off this machine, whether dockerd's `daemon.json`
+//! lets it pull from there; and, for a socket this user may not use, rootless Podman as the other way to build.
+
+use berth_core::doctor::{Finding, RegistryCheck};
+use serde_json::Value;
+
+/// dockerd's configuration file.
+pub const DOCKER_DAEMON_JSON: &str = "/etc/docker/daemon.json";
+
+/// What Docker's doctor offers when its socket is not this user's to use.
+pub const INSTEAD: &str = "use rootless Podman (the rootless podman section says what it needs)";
+
+/// For a plain-HTTP registry off this machine (`--insecure-registry HOST`), whether dockerd will pull from it:
+/// berth tells Podman and its containerd builder itself, but dockerd pulls base images on its own and treats
+/// only 127.0.0.0/8 as plain HTTP unless `daemon_json` (the text of [`DOCKER_DAEMON_JSON`]) lists the host.
+pub fn plain_http(registry: &RegistryCheck, daemon_json: Option<&str>) -> Option<Finding> {
+    const CHECK: &str = "plain HTTP on docker";
+    let host = &registry.host;
+    if !registry.plain_http || registry.loopback {
+        return None;
+    }
+    let listed = daemon_json
+        .and_then(|text| serde_json::from_str::<Value>(text).ok())
+        .and_then(|config| config["insecure-registries"].as_array().cloned())
+        .is_some_and(|hosts| hosts.iter().any(|h| h.as_str() == Some(host)));
+    Some(if listed {
+        Finding::ok(
+            CHECK,
+            format!("{DOCKER_DAEMON_JSON} lists {host} in insecure-registries"),
+        )
+    } else {
+        Finding::warning(
+            CHECK,
+            format!(
+                "dockerd pulls {host} over HTTPS: {DOCKER_DAEMON_JSON} does not list it (berth tells Podman and \
+                 containerd about --insecure-registry itself)"
+            ),
+            Some(format!(
+                "add \"{host}\" to \"insecure-registries\" in {DOCKER_DAEMON_JSON} and restart dockerd"
+            )),
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use berth_core::doctor::Status;
+
+    use super::*;
+
+    fn registry(host: &str, plain_http: bool, loopback: bool) -> RegistryCheck {
+        RegistryCheck {
+            host: host.into(),
+            plain_http,
+            loopback,
+        }
+    }
+
+    #[test]
+    fn a_plain_http_registry_off_this_machine_must_be_in_dockers_daemon_json() {
+        let lan = registry("reg.lan:5000", true, false);
+        let missing = plain_http(&lan, None).expect("a finding");
+        assert_eq!(missing.status, Status::Warning);
+        assert!(
+            missing
+                .fix
+                .as_deref()
+                .unwrap_or_default()
+                .contains("\"reg.lan:5000\""),
+            "{missing:?}"
+        );
+        let listed = r#"{"insecure-registries": ["reg.lan:5000"]}"#;
+        let ok = plain_http(&lan, Some(listed)).expect("a finding");
+        assert_eq!(ok.status, Status::Ok);
+        assert!(plain_http(&registry("127.0.0.1:5000", true, true), None).is_none());
+        assert!(plain_http(&registry("ghcr.io", false, false), None).is_none());
+    }
+}
