@@ -85,13 +85,28 @@ impl FromStr for EngineKind {
 
     fn from_str(s: &str) -> Result<Self> {
         let wanted = s.trim().to_ascii_lowercase();
-        providers().find(|k| k.name() == wanted).ok_or_else(|| {
-            Error::invalid(format!(
-                "unknown engine `{wanted}`; known engines: {}",
-                names(", ")
-            ))
-            .with_hint(format!("pass --engine {}, or `auto` to detect", names("|")))
-        })
+        if let Some(kind) = providers().find(|k| k.name() == wanted) {
+            return Ok(kind);
+        }
+        let hint = format!("pass --engine {}, or `auto` to detect", names("|"));
+        if table::BACKENDS.contains(&(wanted.as_str(), false)) {
+            return Err(Error::unsupported(
+                &wanted,
+                "choose the engine",
+                format!(
+                    "this berth was built without the {wanted} backend (cargo feature {wanted}); it has {}",
+                    names(", ")
+                ),
+            )
+            .with_hint(format!(
+                "{hint}; or build berth with the cargo feature {wanted} of berth-engines"
+            )));
+        }
+        Err(Error::invalid(format!(
+            "unknown engine `{wanted}`; known engines: {}",
+            names(", ")
+        ))
+        .with_hint(hint))
     }
 }
 
@@ -117,6 +132,33 @@ pub async fn connect(
 /// What an engine of `kind` says about itself (`berth engines`, `berth doctor`).
 pub async fn info(kind: EngineKind, files: &dyn FileSettings) -> Result<EngineInfo> {
     connect(kind, files, Shared::default()).await?.info().await
+}
+
+#[cfg(all(test, feature = "docker", not(feature = "podman")))]
+mod built_without {
+    use berth_core::ErrorKind;
+
+    use super::*;
+
+    /// Run with `cargo test -p berth-engines --no-default-features --features docker`.
+    #[test]
+    fn an_engine_compiled_out_says_so_and_an_unknown_one_is_still_unknown() {
+        let err = "podman".parse::<EngineKind>().expect_err("compiled out");
+        assert_eq!(err.kind(), ErrorKind::Unsupported, "{err:?}");
+        assert!(
+            err.to_string()
+                .contains("this berth was built without the podman backend (cargo feature podman)"),
+            "{err}"
+        );
+        assert!(!err.to_string().contains("unknown"), "{err}");
+        assert!(
+            err.hint().unwrap_or_default().contains("--engine docker"),
+            "{err:?}"
+        );
+        let err = "dokcer".parse::<EngineKind>().expect_err("unknown");
+        assert_eq!(err.kind(), ErrorKind::InvalidSpec, "{err:?}");
+        assert!(err.to_string().contains("unknown engine `dokcer`"), "{err}");
+    }
 }
 
 #[cfg(all(test, feature = "docker", feature = "podman", feature = "containerd"))]

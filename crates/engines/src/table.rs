@@ -1,5 +1,5 @@
-//! The table of providers, in detection order. A new backend is one crate exporting a `PROVIDER` and one line
-//! here (behind its cargo feature).
+//! The table of providers, in detection order. A new backend is one crate exporting a `PROVIDER`, one line in
+//! [`PROVIDERS`] (behind its cargo feature) and one in [`BACKENDS`].
 
 use berth_core::provider::EngineProvider;
 
@@ -11,6 +11,14 @@ pub(crate) static PROVIDERS: &[&(dyn EngineProvider + 'static)] = &[
     &berth_backend_podman::PROVIDER,
     #[cfg(feature = "containerd")]
     &berth_backend_containerd::PROVIDER,
+];
+
+/// Every backend berth has, whether or not this build has it: its name, which is also its cargo feature, and
+/// whether it is compiled in. A name from here that [`PROVIDERS`] lacks is "built without", not "unknown".
+pub(crate) static BACKENDS: &[(&str, bool)] = &[
+    ("docker", cfg!(feature = "docker")),
+    ("podman", cfg!(feature = "podman")),
+    ("containerd", cfg!(feature = "containerd")),
 ];
 
 #[cfg(test)]
@@ -31,6 +39,18 @@ mod tests {
         .flatten()
         .collect();
         assert_eq!(names, expected);
+    }
+
+    #[test]
+    fn every_backend_is_compiled_in_exactly_when_the_table_has_its_provider() {
+        for (name, compiled_in) in BACKENDS {
+            let listed = PROVIDERS.iter().any(|p| p.info().name == *name);
+            assert_eq!(listed, *compiled_in, "{name}");
+        }
+        for provider in PROVIDERS {
+            let name = provider.info().name;
+            assert!(BACKENDS.contains(&(name, true)), "{name} is not in BACKENDS");
+        }
     }
 
     #[test]
