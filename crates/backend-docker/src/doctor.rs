@@ -7,6 +7,11 @@ use serde_json::Value;
 /// dockerd's configuration file.
 pub const DOCKER_DAEMON_JSON: &str = "/etc/docker/daemon.json";
 
+/// What the checks look at, for `berth doctor --help`.
+pub const HELP: &str = "Docker, when the registry checked is named by --insecure-registry and is not on this \
+machine: whether /etc/docker/daemon.json lists it in insecure-registries (dockerd pulls base images itself, over HTTPS \
+unless it does).";
+
 /// What Docker's doctor offers when its socket is not this user's to use.
 pub const INSTEAD: &str = "use rootless Podman (the rootless podman section says what it needs)";
 

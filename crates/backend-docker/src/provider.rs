@@ -77,6 +77,10 @@ impl EngineProvider for DockerProvider {
         )
     }
 
+    fn doctor_help(&self) -> Option<&'static str> {
+        Some(crate::doctor::HELP)
+    }
+
     /// Whether dockerd will pull from the registry being checked over plain HTTP.
     async fn doctor(&self, context: &DoctorContext<'_>) -> ProviderChecks {
         let Some(registry) = context.registry else {

@@ -66,6 +66,10 @@ impl EngineProvider for PodmanProvider {
         Ok(Box::new(PodmanEngine::connect(options(settings)).await?))
     }
 
+    fn doctor_help(&self) -> Option<&'static str> {
+        Some(crate::doctor::HELP)
+    }
+
     /// Whether the user can run rootless Podman: a section of its own, skipped for root.
     async fn doctor(&self, context: &DoctorContext<'_>) -> ProviderChecks {
         ProviderChecks {

@@ -1,10 +1,11 @@
-//! Command-line types (clap), kept apart from what the commands do.
+//! Command-line types (clap), kept apart from what the commands do. Texts that name the engines carry tokens
+//! (`@ENGINES@`) that [`crate::help`] fills in from the engine table.
 
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-const ABOUT: &str = "Build container images from flytekit-style image specs on Docker, Podman or containerd.
+const ABOUT: &str = "Build container images from flytekit-style image specs on @ENGINES_OR@.
 
 A spec is a YAML file whose keys are flytekit ImageSpec fields:
 
@@ -27,7 +28,7 @@ const AFTER: &str = "Examples:
   berth doctor                      why berth cannot build here, and the commands that fix it
   berth verify-public IMAGE...      can a cluster without credentials pull these images
 
-Engine: --engine, else BERTH_ENGINE, else `engine:` in berth.yaml (searched upward), else the first reachable socket of docker, podman, containerd.
+Engine: --engine, else BERTH_ENGINE, else `engine:` in berth.yaml (searched upward), else the first reachable socket of @ENGINES@.
 
 Exit status: 0 success, 1 a negative answer, a failed build or an unsupported request, 2 invalid input, 3 engine unavailable, 4 registry refused the credentials, 5 temporary failure after retries, 6 other errors, 130 interrupted (Ctrl-C or SIGTERM).";
 
@@ -78,7 +79,7 @@ For each spec: name it, ask its registry whether the image exists (one HEAD requ
 
 In a project (a berth.yaml in this folder or above), `berth build` with no spec files builds every image the project names and writes berth.lock next to berth.yaml, mapping each task to registry/name:tag@sha256:... (tasks with no image get the default image, resolved to its digest). `berth build --check` fails when berth.lock no longer matches the specs (for CI). A berth.yaml:
 
-    engine: podman                      # docker | podman | containerd | auto
+    engine: podman                      # @ENGINE_CHOICES@ | auto
     registry: ghcr.io/my-org            # for specs that name none
     default_image: ghcr.io/my-org/flytekit:py3.12-1.16.31   # else flytekit's default
     images:
@@ -176,7 +177,7 @@ Examples:
 
 Exit status: 0 every image is public, 1 some is private or not found, 2 some could not be checked (network, registry errors) or a reference is invalid.";
 
-const CONFIG_AFTER: &str = "Precedence, first wins: command-line flag, environment (BERTH_ENGINE, BERTH_REGISTRY, BERTH_DEFAULT_IMAGE; DOCKER_HOST, CONTAINER_HOST, CONTAINERD_ADDRESS, CONTAINERD_NAMESPACE for connections), the project file (berth.yaml in this folder or above), the user file ($BERTH_CONFIG, else $XDG_CONFIG_HOME/berth/config.yaml, else ~/.config/berth/config.yaml), detection, built-in default.
+const CONFIG_AFTER: &str = "Precedence, first wins: command-line flag, environment (BERTH_ENGINE, BERTH_REGISTRY, BERTH_DEFAULT_IMAGE; @ENGINE_ENV@ for connections), the project file (berth.yaml in this folder or above), the user file ($BERTH_CONFIG, else $XDG_CONFIG_HOME/berth/config.yaml, else ~/.config/berth/config.yaml), detection, built-in default.
 
 The user file takes the same settings as a project file, without images and tasks:
 
@@ -192,11 +193,9 @@ Examples:
 
 const DOCTOR_AFTER: &str = "What is checked:
 
-  Engines: docker, podman and containerd, each reachable or not, with its version, rootless or rootful, and socket. For one that does not answer, why: no socket (and the command that starts the service), permission denied (and the group to join), or a socket nobody answers on. Then whether the engine berth would build with (--engine, BERTH_ENGINE, berth.yaml, else the first socket found) is one that works.
+  Engines: @ENGINES@, each reachable or not, with its version, rootless or rootful, and socket. For one that does not answer, why: no socket (and the command that starts the service), permission denied (and the group to join), or a socket nobody answers on. Then whether the engine berth would build with (--engine, BERTH_ENGINE, berth.yaml, else the first socket found) is one that works.
 
-  Rootless Podman, for a user other than root: a range of 65536 ids in /etc/subuid and /etc/subgid, newuidmap and newgidmap setuid root, podman on PATH, XDG_RUNTIME_DIR set to a folder of the user's own, and the user's service answering on $XDG_RUNTIME_DIR/podman/podman.sock. Skipped, and said so, for root.
-
-  Registry, with --registry HOST: which credentials berth would use for HOST and where they come from (BERTH_REGISTRY_USERNAME/PASSWORD, Docker's config.json auths, credHelpers or credsStore, Podman's auth.json), never the secret; then a login with them, as `berth login` does.
+  @ENGINE_CHECKS@Registry, with --registry HOST: which credentials berth would use for HOST and where they come from (BERTH_REGISTRY_USERNAME/PASSWORD, Docker's config.json auths, credHelpers or credsStore, Podman's auth.json), never the secret; then a login with them, as `berth login` does.
 
 Each line says ok, warning, problem or skipped; every problem has a `fix:` line with the command that fixes it.
 
@@ -212,7 +211,7 @@ Exit status: 0 no problem (berth can build here), 1 some problem.";
 /// How to reach an engine and registries; shared by the commands that use an engine.
 #[derive(Debug, Args, Clone)]
 pub struct EngineArgs {
-    /// Engine: docker, podman, containerd or auto [env: BERTH_ENGINE].
+    /// Engine: @ENGINES@ or auto [env: BERTH_ENGINE].
     #[arg(long, value_name = "ENGINE")]
     pub engine: Option<String>,
     /// Registry access.
@@ -354,7 +353,7 @@ pub struct LoginArgs {
 /// Arguments of `berth config`.
 #[derive(Debug, Args)]
 pub struct ConfigArgs {
-    /// Show the engine this flag would choose: docker, podman, containerd or auto.
+    /// Show the engine this flag would choose: @ENGINES@ or auto.
     #[arg(long, value_name = "ENGINE")]
     pub engine: Option<String>,
     /// Print one JSON object.
@@ -377,7 +376,7 @@ pub struct DoctorArgs {
     /// configured registry: BERTH_REGISTRY, berth.yaml, the user file).
     #[arg(long, value_name = "HOST")]
     pub registry: Option<String>,
-    /// The engine you mean to build with: docker, podman, containerd or auto [env: BERTH_ENGINE].
+    /// The engine you mean to build with: @ENGINES@ or auto [env: BERTH_ENGINE].
     #[arg(long, value_name = "ENGINE")]
     pub engine: Option<String>,
     /// Registry access (for --registry).
@@ -412,11 +411,9 @@ pub struct RenderArgs {
 
 #[cfg(test)]
 mod tests {
-    use super::Cli;
-
     #[test]
     fn the_command_line_definition_is_consistent() {
         // clap checks for clashing flags (a global -q and a subcommand's -q) only when asked.
-        <Cli as clap::CommandFactory>::command().debug_assert();
+        crate::help::command().debug_assert();
     }
 }

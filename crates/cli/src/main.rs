@@ -7,18 +7,17 @@ mod config;
 mod doctor;
 mod env_vars;
 mod exit;
+mod help;
 mod progress;
 mod workflow;
 
 use std::process::ExitCode;
 
-use clap::Parser;
-
-use args::{Cli, Command};
+use args::Command;
 use exit::ExitStatus;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = help::parse();
     progress::init(if cli.quiet {
         progress::Verbosity::Quiet
     } else if cli.verbose {

@@ -161,6 +161,12 @@ pub trait EngineProvider: Send + Sync {
         )
     }
 
+    /// What [`EngineProvider::doctor`] looks at, for `berth doctor --help`: one paragraph that starts with what
+    /// it is about (`Rootless Podman, for a user other than root: ...`); `None` when it checks nothing.
+    fn doctor_help(&self) -> Option<&'static str> {
+        None
+    }
+
     /// The engine's own checks for `berth doctor` beyond whether it answers (rootless prerequisites, a daemon's
     /// configuration for the registry being checked): sections of its own and registry findings. None by
     /// default.

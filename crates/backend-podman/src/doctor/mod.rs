@@ -20,6 +20,11 @@ use berth_core::engine::ContainerEngine as _;
 use rootless::{RootlessFacts, ServiceAnswer, SUBGID, SUBUID};
 use subids::SubIdEntry;
 
+/// What the checks look at, for `berth doctor --help`.
+pub const HELP: &str = "Rootless Podman, for a user other than root: a range of 65536 ids in /etc/subuid and /etc/subgid, \
+newuidmap and newgidmap setuid root, podman on PATH, XDG_RUNTIME_DIR set to a folder of the user's own, and the user's \
+service answering on $XDG_RUNTIME_DIR/podman/podman.sock. Skipped, and said so, for root.";
+
 /// The rootless Podman section for `user`, skipped for root (whose Podman is rootful), with its JSON
 /// (`{"skipped", "user", "uid", "subuid", "subgid", "checks"}`).
 pub async fn section(user: &Identity, accounts: &Accounts) -> ProviderSection {
