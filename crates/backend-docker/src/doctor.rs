@@ -49,9 +49,44 @@ pub fn plain_http(registry: &RegistryCheck, daemon_json: Option<&str>) -> Option
 
 #[cfg(test)]
 mod tests {
-    use berth_core::doctor::Status;
+    use std::os::unix::fs::PermissionsExt as _;
+
+    use berth_core::doctor::accounts::{Accounts, Identity};
+    use berth_core::doctor::{DoctorContext, Status};
+    use berth_core::provider::{ConnectSettings, EngineProvider as _};
+    use berth_core::{Error, ErrorKind};
 
     use super::*;
+
+    #[test]
+    fn a_socket_that_is_not_the_users_offers_rootless_podman() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("docker.sock");
+        let _listener = std::os::unix::net::UnixListener::bind(&path).expect("bind");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+        // someone who neither owns the socket nor is root
+        let stranger = Identity {
+            name: "stranger".into(),
+            uid: 4_000_000,
+            gid: 4_000_000,
+            groups: vec![],
+        };
+        let settings = ConnectSettings::default();
+        let context = DoctorContext {
+            settings: &settings,
+            user: &stranger,
+            accounts: &Accounts::default(),
+            registry: None,
+        };
+        let error = Error::new(
+            ErrorKind::EngineUnavailable,
+            "cannot reach the Docker daemon",
+        );
+        let endpoint = format!("unix://{}", path.display());
+        let (message, fix) = crate::PROVIDER.explain_unreachable(Some(&endpoint), &error, &context);
+        assert!(message.contains("permission denied on"), "{message}");
+        assert!(fix.ends_with(&format!("; or {INSTEAD}")), "{fix}");
+    }
 
     fn registry(host: &str, plain_http: bool, loopback: bool) -> RegistryCheck {
         RegistryCheck {

@@ -62,7 +62,9 @@ impl Words {
     fn fill(&self, text: &str) -> String {
         self.0
             .iter()
-            .fold(text.to_string(), |text, (token, words)| text.replace(token, words))
+            .fold(text.to_string(), |text, (token, words)| {
+                text.replace(token, words)
+            })
     }
 }
 
@@ -166,7 +168,13 @@ mod tests {
         let mut command = command();
         command.build();
         let text = all_help(command);
-        for token in [ENGINES, ENGINES_OR, ENGINE_CHOICES, ENGINE_ENV, ENGINE_CHECKS] {
+        for token in [
+            ENGINES,
+            ENGINES_OR,
+            ENGINE_CHOICES,
+            ENGINE_ENV,
+            ENGINE_CHECKS,
+        ] {
             assert!(!text.contains(token), "{token} left in the help");
         }
     }

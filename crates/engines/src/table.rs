@@ -49,7 +49,10 @@ mod tests {
         }
         for provider in PROVIDERS {
             let name = provider.info().name;
-            assert!(BACKENDS.contains(&(name, true)), "{name} is not in BACKENDS");
+            assert!(
+                BACKENDS.contains(&(name, true)),
+                "{name} is not in BACKENDS"
+            );
         }
     }
 

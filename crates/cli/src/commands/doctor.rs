@@ -3,7 +3,9 @@
 //! what it found with a fix for every problem, or one JSON object. It names no engine: it iterates the table.
 
 use berth_core::doctor::accounts::{Accounts, Identity};
-use berth_core::doctor::{self as checks, machine, socket, DoctorContext, Finding, RegistryCheck, Section};
+use berth_core::doctor::{
+    self as checks, machine, socket, DoctorContext, Finding, ProviderChecks, RegistryCheck, Section,
+};
 use berth_core::provider::{ConnectSettings, Shared};
 use berth_core::{Error, Result};
 use berth_engines::EngineKind;
@@ -57,16 +59,12 @@ pub async fn run(args: &DoctorArgs) -> Result<ExitStatus> {
     }];
 
     // Each engine's own checks: sections of its own, and findings about the registry.
-    let mut engine_registry_findings = Vec::new();
+    let mut found = Vec::new();
     for kind in berth_engines::providers() {
         let settings = facts.settings(kind);
-        let found = kind.provider().doctor(&facts.context(&settings)).await;
-        for own in found.sections {
-            json[own.key] = own.json;
-            sections.push(own.section);
-        }
-        engine_registry_findings.extend(found.registry);
+        found.push(kind.provider().doctor(&facts.context(&settings)).await);
     }
+    let engine_registry_findings = add_provider_checks(found, &mut sections, &mut json);
 
     json["registry"] = Value::Null;
     if let Some(RegistryCheck { host, .. }) = &checked_registry {
@@ -104,6 +102,24 @@ pub async fn run(args: &DoctorArgs) -> Result<ExitStatus> {
     } else {
         ExitStatus::Failure
     })
+}
+
+/// Adds the providers' own sections to the report, in order, and their JSON under their keys; returns their
+/// findings about the registry.
+fn add_provider_checks(
+    found: Vec<ProviderChecks>,
+    sections: &mut Vec<Section>,
+    json: &mut Value,
+) -> Vec<Finding> {
+    let mut registry = Vec::new();
+    for checks in found {
+        for own in checks.sections {
+            json[own.key] = own.json;
+            sections.push(own.section);
+        }
+        registry.extend(checks.registry);
+    }
+    registry
 }
 
 /// What every provider's checks are given, whichever engine they are for.
@@ -152,4 +168,65 @@ fn setup_problem(error: &Error) -> Finding {
             .hint()
             .unwrap_or("check --ca-file and --insecure-registry"),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use berth_core::doctor::{ProviderSection, Status};
+
+    use super::*;
+
+    /// A backend the CLI has never heard of (LXD's checks, as its provider will make them).
+    fn lxd() -> ProviderChecks {
+        let findings = vec![
+            Finding::problem("lxd init", "LXD is not initialised", "sudo lxd init --auto"),
+            Finding::problem(
+                "storage pool",
+                "no storage pool",
+                "lxc storage create default dir",
+            ),
+            Finding::problem(
+                "lxd group",
+                "alice is not in group lxd",
+                "sudo usermod -aG lxd alice",
+            ),
+        ];
+        ProviderChecks {
+            sections: vec![ProviderSection {
+                key: "lxd",
+                json: json!({"checks": checks::findings_json(&findings)}),
+                section: Section {
+                    title: "lxd".into(),
+                    findings,
+                },
+            }],
+            registry: vec![Finding::ok("plain HTTP on lxd", "fine")],
+        }
+    }
+
+    #[test]
+    fn a_providers_own_sections_and_registry_findings_reach_the_report() {
+        let mut sections = vec![Section {
+            title: "engines".into(),
+            findings: Vec::new(),
+        }];
+        let mut json = json!({"engines": []});
+        let registry = add_provider_checks(
+            vec![ProviderChecks::default(), lxd()],
+            &mut sections,
+            &mut json,
+        );
+        let titles: Vec<&str> = sections.iter().map(|s| s.title.as_str()).collect();
+        assert_eq!(titles, ["engines", "lxd"]);
+        assert_eq!(json["lxd"]["checks"][2]["check"], "lxd group");
+        assert_eq!(json["lxd"]["checks"][0]["status"], "problem");
+        assert_eq!(registry.len(), 1);
+        assert_eq!(registry[0].status, Status::Ok);
+        assert_eq!(report::problems(&sections).count(), 3);
+        let text = report::render_human(&sections);
+        assert!(
+            text.contains("  problem  lxd init: LXD is not initialised\n           fix: sudo lxd init --auto\n"),
+            "{text}"
+        );
+    }
 }

@@ -126,7 +126,10 @@ fn denied(d: &Diagnosis<'_>, file: &FileFacts) -> (String, String) {
         socket.display(),
         file.mode & 0o777
     );
-    let own_engine = d.instead.map(|way| format!("; or {way}")).unwrap_or_default();
+    let own_engine = d
+        .instead
+        .map(|way| format!("; or {way}"))
+        .unwrap_or_default();
     let user = &me.name;
     if file.gid != 0 && file.mode & 0o020 != 0 {
         if accounts.lists_member(file.gid, user) {
