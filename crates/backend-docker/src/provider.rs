@@ -67,14 +67,8 @@ impl EngineProvider for DockerProvider {
         error: &Error,
         context: &DoctorContext<'_>,
     ) -> (String, String) {
-        berth_core::doctor::socket::explain(
-            ENGINE,
-            endpoint,
-            error,
-            context.user,
-            context.accounts,
-            Some(crate::doctor::INSTEAD),
-        )
+        let instead = Some(crate::doctor::INSTEAD);
+        berth_core::doctor::socket::explain(ENGINE, endpoint, error, context, instead)
     }
 
     fn doctor_help(&self) -> Option<&'static str> {

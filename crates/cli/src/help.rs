@@ -70,36 +70,34 @@ impl Words {
 
 /// Fills the tokens in `command`'s texts, its arguments' and its subcommands'.
 fn fill_command(mut command: Command, words: &Words) -> Command {
-    let has_token = |text: &clap::builder::StyledStr| words.in_text(&text.to_string());
-    if let Some(text) = command.get_about().filter(|t| has_token(t)) {
-        let text = words.fill(&text.to_string());
+    // the text with its tokens filled in, for a text that has any
+    let filled = |text: Option<&clap::builder::StyledStr>| {
+        let text = text?.to_string();
+        words.in_text(&text).then(|| words.fill(&text))
+    };
+    if let Some(text) = filled(command.get_about()) {
         command = command.about(text);
     }
-    if let Some(text) = command.get_long_about().filter(|t| has_token(t)) {
-        let text = words.fill(&text.to_string());
+    if let Some(text) = filled(command.get_long_about()) {
         command = command.long_about(text);
     }
-    if let Some(text) = command.get_after_help().filter(|t| has_token(t)) {
-        let text = words.fill(&text.to_string());
+    if let Some(text) = filled(command.get_after_help()) {
         command = command.after_help(text);
     }
-    if let Some(text) = command.get_after_long_help().filter(|t| has_token(t)) {
-        let text = words.fill(&text.to_string());
+    if let Some(text) = filled(command.get_after_long_help()) {
         command = command.after_long_help(text);
     }
     let args: Vec<clap::Id> = command
         .get_arguments()
-        .filter(|a| a.get_help().is_some_and(has_token) || a.get_long_help().is_some_and(has_token))
+        .filter(|a| filled(a.get_help()).is_some() || filled(a.get_long_help()).is_some())
         .map(|a| a.get_id().clone())
         .collect();
     for id in args {
         command = command.mut_arg(id, |mut arg| {
-            if let Some(text) = arg.get_help() {
-                let text = words.fill(&text.to_string());
+            if let Some(text) = filled(arg.get_help()) {
                 arg = arg.help(text);
             }
-            if let Some(text) = arg.get_long_help() {
-                let text = words.fill(&text.to_string());
+            if let Some(text) = filled(arg.get_long_help()) {
                 arg = arg.long_help(text);
             }
             arg

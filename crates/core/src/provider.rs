@@ -151,14 +151,7 @@ pub trait EngineProvider: Send + Sync {
         error: &Error,
         context: &DoctorContext<'_>,
     ) -> (String, String) {
-        crate::doctor::socket::explain(
-            self.info().name,
-            endpoint,
-            error,
-            context.user,
-            context.accounts,
-            None,
-        )
+        crate::doctor::socket::explain(self.info().name, endpoint, error, context, None)
     }
 
     /// What [`EngineProvider::doctor`] looks at, for `berth doctor --help`: one paragraph that starts with what

@@ -9,6 +9,7 @@ use crate::Error;
 
 use super::accounts::{Accounts, Identity};
 use super::machine::{FileFacts, PathState};
+use super::DoctorContext;
 
 /// The socket path of a `unix://` endpoint (or a bare absolute path); `None` for tcp:// and ssh://.
 pub fn socket_path(endpoint: &str) -> Option<&Path> {
@@ -23,16 +24,15 @@ pub fn explain(
     engine: &str,
     endpoint: Option<&str>,
     error: &Error,
-    me: &Identity,
-    accounts: &Accounts,
+    context: &DoctorContext<'_>,
     instead: Option<&str>,
 ) -> (String, String) {
     match endpoint.and_then(socket_path) {
         Some(path) => Diagnosis {
             engine,
             socket: path,
-            me,
-            accounts,
+            me: context.user,
+            accounts: context.accounts,
             instead,
         }
         .of(&super::machine::path_state(path), error),
