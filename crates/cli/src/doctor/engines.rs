@@ -100,8 +100,10 @@ pub fn findings(
         Err(e) => findings.push(Finding::problem(
             "engine choice",
             describe(e),
-            e.hint()
-                .unwrap_or("pass --engine docker or --engine podman"),
+            e.hint().map_or_else(
+                || format!("pass --engine {}", berth_engines::names("|")),
+                str::to_string,
+            ),
         )),
     }
     findings
