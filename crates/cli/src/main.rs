@@ -10,7 +10,6 @@ mod engines;
 mod env_vars;
 mod exit;
 mod progress;
-mod workflow;
 
 use std::process::ExitCode;
 

@@ -2,21 +2,22 @@
 //! With no spec arguments inside a project (`berth.yaml`), every image of the project is built and `berth.lock`
 //! maps each task to an immutable reference; `--check` only says whether that lock is still current.
 
+use std::sync::Arc;
+
 use berth_core::engine::Network;
 use berth_core::reference::ImageRef;
 use berth_core::spec::ImageSpec;
 use berth_core::{Error, ErrorKind, Result};
 use berth_registry::Existence;
+use berth_workflow::lock::{Lock, LOCK_FILE};
+use berth_workflow::{units, Context, IfUnknown, Outcome, RunOptions, Unit};
 
-use super::access::{EngineChoice, Registries};
+use super::access::{registries, EngineChoice, Registries};
 use super::verify_public::verify_all;
 use crate::args::{BuildArgs, NetworkArg};
 use crate::config::{Config, Project};
 use crate::exit::ExitStatus;
-use crate::progress::output;
-use crate::workflow::lock::{Lock, LOCK_FILE};
-use crate::workflow::run::{self, Outcome, RunOptions};
-use crate::workflow::units::{units, Unit};
+use crate::progress::{output, RunOutput};
 
 /// Runs `berth build`.
 pub async fn run(args: &BuildArgs) -> Result<ExitStatus> {
@@ -38,14 +39,14 @@ pub async fn run(args: &BuildArgs) -> Result<ExitStatus> {
     }
     let specs = super::load_specs_with(&args.specs, &config)?;
     let labelled: Vec<(String, &ImageSpec)> = specs.iter().map(|s| (s.display_path(), s)).collect();
-    let namer = super::namer();
+    let namer = Arc::new(super::namer());
     let units = units(&namer, &labelled)?;
     let choice = EngineChoice::with_config(&args.engine, &config)?;
-    let registries = Registries::new(&args.engine.registry)?;
-    let outcomes = run::run(&units, &namer, &registries, &choice, &options(args)).await?;
+    let context = context(namer, registries(&args.engine.registry)?, choice);
+    let outcomes = berth_workflow::run(&units, &context, &options(args)).await?;
     conclude(
         args,
-        &registries,
+        &context.registries,
         &units,
         outcomes,
         serde_json::Map::new(),
@@ -54,11 +55,29 @@ pub async fn run(args: &BuildArgs) -> Result<ExitStatus> {
     .await
 }
 
+/// What a workflow run of this command works with: its output is this run's.
+pub(crate) fn context(
+    namer: Arc<berth_core::tag::Namer>,
+    registries: Registries,
+    choice: EngineChoice,
+) -> Context {
+    Context {
+        namer,
+        registries: Arc::new(registries),
+        engine: Arc::new(choice),
+        progress: Arc::new(RunOutput),
+    }
+}
+
 fn options(args: &BuildArgs) -> RunOptions {
     RunOptions {
         force: args.force,
         no_push: args.no_push,
-        if_unknown: args.if_unknown,
+        if_unknown: match args.if_unknown {
+            crate::args::IfUnknown::Fail => IfUnknown::Fail,
+            crate::args::IfUnknown::Build => IfUnknown::Build,
+            crate::args::IfUnknown::Skip => IfUnknown::Skip,
+        },
         network: match args.network {
             NetworkArg::Default => Network::Default,
             NetworkArg::Host => Network::Host,
@@ -66,6 +85,7 @@ fn options(args: &BuildArgs) -> RunOptions {
         },
         no_cache: args.no_cache,
         jobs: usize::from(args.jobs),
+        lock_dir: super::cache_dir(),
     }
 }
 
@@ -77,7 +97,7 @@ fn options(args: &BuildArgs) -> RunOptions {
 async fn conclude(
     args: &BuildArgs,
     registries: &Registries,
-    units: &[Unit<'_>],
+    units: &[Unit],
     outcomes: Vec<Outcome>,
     extra: serde_json::Map<String, serde_json::Value>,
     lock_note: Option<LockNote>,
@@ -148,7 +168,7 @@ enum LockNote {
 }
 
 /// Says what happened to one image: `stdout` lines for scripts unless `--json` prints them all at the end.
-fn report(unit: &Unit<'_>, outcome: &Outcome, stdout: bool) {
+fn report(unit: &Unit, outcome: &Outcome, stdout: bool) {
     let name = &unit.name;
     match outcome {
         Outcome::Present { digest } => {
@@ -197,7 +217,7 @@ async fn build_project(args: &BuildArgs, config: &Config, project: &Project) -> 
     let registry = config.registry().map(|s| s.value);
     let images = project.load_images(registry)?;
     let labelled: Vec<(String, &ImageSpec)> = images.iter().map(|(n, s)| (n.clone(), s)).collect();
-    let namer = super::namer();
+    let namer = Arc::new(super::namer());
     let units = units(&namer, &labelled)?;
     let unit_of = |image: &str| -> usize {
         let name = namer
@@ -270,14 +290,15 @@ async fn build_project(args: &BuildArgs, config: &Config, project: &Project) -> 
     }
 
     let choice = EngineChoice::with_config(&args.engine, config)?;
-    let registries = Registries::new(&args.engine.registry)?;
+    let context = context(namer.clone(), registries(&args.engine.registry)?, choice);
+    let registries = &*context.registries;
     let default_ref = match &default_image {
         Some(setting) => {
-            Some(resolve_default(&registries, &setting.value, &setting.source.to_string()).await?)
+            Some(resolve_default(registries, &setting.value, &setting.source.to_string()).await?)
         }
         None => None,
     };
-    let outcomes = run::run(&units, &namer, &registries, &choice, &options(args)).await?;
+    let outcomes = berth_workflow::run(&units, &context, &options(args)).await?;
     let reference = |i: usize| {
         outcomes[i]
             .digest()
@@ -321,7 +342,7 @@ async fn build_project(args: &BuildArgs, config: &Config, project: &Project) -> 
             format!("wrote {path} ({tasks} tasks)")
         });
         extra.insert("lock".into(), lock_path.display().to_string().into());
-        return conclude(args, &registries, &units, outcomes, extra, Some(note)).await;
+        return conclude(args, registries, &units, outcomes, extra, Some(note)).await;
     }
     let note = LockNote::NotUpdated(format!(
         "{} not updated: {} not in a registry ({})",
@@ -334,7 +355,7 @@ async fn build_project(args: &BuildArgs, config: &Config, project: &Project) -> 
         }
     ));
     extra.insert("lock".into(), serde_json::Value::Null);
-    let status = conclude(args, &registries, &units, outcomes, extra, Some(note)).await?;
+    let status = conclude(args, registries, &units, outcomes, extra, Some(note)).await?;
     Ok(if status == ExitStatus::Success {
         ExitStatus::Failure
     } else {
