@@ -19,6 +19,7 @@ mod hints;
 pub mod image_lock;
 pub mod lock;
 pub mod project;
+pub mod project_units;
 pub mod registries;
 pub mod report;
 pub mod run;

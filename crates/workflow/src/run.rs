@@ -10,7 +10,7 @@ use berth_core::engine::{ContainerEngine, Network};
 use berth_core::reference::ImageRef;
 use berth_core::tag::{ImageName, Namer};
 use berth_core::{Error, ErrorKind, Result};
-use berth_registry::Existence;
+use berth_registry::{Existence, RegistryClient};
 use tokio::sync::{watch, OnceCell, Semaphore};
 use tokio::task::JoinSet;
 
@@ -186,11 +186,7 @@ async fn decide(
         .filter(|u| u.name.registry.is_some())
         .map(|u| ImageRef::parse(&u.name.to_string()))
         .collect::<Result<_>>()?;
-    let mut answers = registries
-        .client
-        .exists_many(&refs, CHECKS_AT_ONCE)
-        .await
-        .into_iter();
+    let mut answers = exists_all(&registries.client, refs).await.into_iter();
     let mut decisions = Vec::with_capacity(units.len());
     for unit in units {
         let name = &unit.name;
@@ -214,6 +210,33 @@ async fn decide(
         decisions.push(decision);
     }
     Ok(decisions)
+}
+
+/// Whether each of `refs` is in its registry, at most [`CHECKS_AT_ONCE`] at a time over the client's shared
+/// pool, in the order of `refs`. Each check is a task of its own (the registry client's stream of checks borrows
+/// the client, which would keep a run from being spawned on another thread by a front end).
+async fn exists_all(client: &RegistryClient, refs: Vec<ImageRef>) -> Vec<Existence> {
+    let slots = Arc::new(Semaphore::new(CHECKS_AT_ONCE));
+    let mut checks = JoinSet::new();
+    for (i, image) in refs.into_iter().enumerate() {
+        let (client, slots) = (client.clone(), slots.clone());
+        checks.spawn(async move {
+            let _slot = slots.acquire_owned().await;
+            (i, client.exists(&image).await)
+        });
+    }
+    let mut answers: Vec<Option<Existence>> = Vec::new();
+    answers.resize_with(checks.len(), || None);
+    while let Some(joined) = checks.join_next().await {
+        match joined {
+            Ok((i, answer)) => answers[i] = Some(answer),
+            Err(e) => std::panic::resume_unwind(e.into_panic()),
+        }
+    }
+    answers
+        .into_iter()
+        .map(|a| a.expect("every check answered"))
+        .collect()
 }
 
 fn unknown_error(name: &ImageName, err: Error) -> Error {

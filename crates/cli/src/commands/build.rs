@@ -10,6 +10,7 @@ use berth_core::spec::ImageSpec;
 use berth_core::{Error, ErrorKind, Result};
 use berth_registry::Existence;
 use berth_workflow::lock::{Lock, LOCK_FILE};
+use berth_workflow::project_units::ProjectUnits;
 use berth_workflow::{units, Context, IfUnknown, Outcome, RunOptions, Unit};
 
 use super::access::{registries, EngineChoice, Registries};
@@ -215,49 +216,16 @@ fn finish(single: bool, outcomes: Vec<Outcome>) -> Result<ExitStatus> {
 
 async fn build_project(args: &BuildArgs, config: &Config, project: &Project) -> Result<ExitStatus> {
     let registry = config.registry().map(|s| s.value);
-    let images = project.load_images(registry)?;
-    let labelled: Vec<(String, &ImageSpec)> = images.iter().map(|(n, s)| (n.clone(), s)).collect();
     let namer = Arc::new(super::namer());
-    let units = units(&namer, &labelled)?;
-    let unit_of = |image: &str| -> usize {
-        let name = namer
-            .image_name(
-                &images
-                    .iter()
-                    .find(|(n, _)| n == image)
-                    .expect("checked when read")
-                    .1,
-            )
-            .expect("named above")
-            .to_string();
-        units
-            .iter()
-            .position(|u| u.name.to_string() == name)
-            .expect("every image is a unit")
-    };
-    let uses_default = project.tasks.iter().any(|(_, image)| image.is_none());
-    let default_image = uses_default.then(|| config.default_image());
+    let project_units = ProjectUnits::new(project, &namer, registry)?;
+    let units = &project_units.units;
+    let default_image = project_units
+        .uses_default_image()
+        .then(|| config.default_image());
     let lock_path = project.dir().join(LOCK_FILE);
 
     if args.check {
-        let mut wanted = Lock::default();
-        for (image, _) in &images {
-            wanted
-                .images
-                .insert(image.clone(), units[unit_of(image)].name.to_string());
-        }
-        for (task, image) in &project.tasks {
-            let name = match image {
-                Some(image) => units[unit_of(image)].name.to_string(),
-                None => default_image
-                    .as_ref()
-                    .expect("a task uses it")
-                    .value
-                    .clone(),
-            };
-            wanted.tasks.insert(task.clone(), name);
-        }
-        wanted.default_image = default_image.map(|s| s.value);
+        let wanted = project_units.wanted(default_image.map(|s| s.value));
         let differences = match Lock::read(&lock_path)? {
             None => vec![format!("{} does not exist", lock_path.display())],
             Some(lock) => lock.differences(&wanted),
@@ -290,7 +258,7 @@ async fn build_project(args: &BuildArgs, config: &Config, project: &Project) -> 
     }
 
     let choice = EngineChoice::with_config(&args.engine, config)?;
-    let context = context(namer.clone(), registries(&args.engine.registry)?, choice);
+    let context = context(namer, registries(&args.engine.registry)?, choice);
     let registries = &*context.registries;
     let default_ref = match &default_image {
         Some(setting) => {
@@ -298,36 +266,11 @@ async fn build_project(args: &BuildArgs, config: &Config, project: &Project) -> 
         }
         None => None,
     };
-    let outcomes = berth_workflow::run(&units, &context, &options(args)).await?;
-    let reference = |i: usize| {
-        outcomes[i]
-            .digest()
-            .map(|d| format!("{}@{d}", units[i].name))
-    };
-    let mut lock = Lock {
-        default_image: default_ref.clone(),
-        ..Lock::default()
-    };
-    let mut missing = Vec::new();
-    for (image, _) in &images {
-        match reference(unit_of(image)) {
-            Some(r) => {
-                lock.images.insert(image.clone(), r);
-            }
-            None => missing.push(format!("image `{image}`")),
-        }
-    }
-    for (task, image) in &project.tasks {
-        let r = match image {
-            Some(image) => reference(unit_of(image)),
-            None => default_ref.clone(),
-        };
-        match r {
-            Some(r) => {
-                output().say(&format!("task {task}: {r}"));
-                lock.tasks.insert(task.clone(), r);
-            }
-            None => missing.push(format!("task `{task}`")),
+    let outcomes = berth_workflow::run(units, &context, &options(args)).await?;
+    let (lock, missing) = project_units.locked(&outcomes, default_ref);
+    for task in project_units.tasks() {
+        if let Some(r) = lock.tasks.get(task) {
+            output().say(&format!("task {task}: {r}"));
         }
     }
     let mut extra = serde_json::Map::new();
@@ -342,7 +285,7 @@ async fn build_project(args: &BuildArgs, config: &Config, project: &Project) -> 
             format!("wrote {path} ({tasks} tasks)")
         });
         extra.insert("lock".into(), lock_path.display().to_string().into());
-        return conclude(args, registries, &units, outcomes, extra, Some(note)).await;
+        return conclude(args, registries, units, outcomes, extra, Some(note)).await;
     }
     let note = LockNote::NotUpdated(format!(
         "{} not updated: {} not in a registry ({})",
@@ -355,7 +298,7 @@ async fn build_project(args: &BuildArgs, config: &Config, project: &Project) -> 
         }
     ));
     extra.insert("lock".into(), serde_json::Value::Null);
-    let status = conclude(args, registries, &units, outcomes, extra, Some(note)).await?;
+    let status = conclude(args, registries, units, outcomes, extra, Some(note)).await?;
     Ok(if status == ExitStatus::Success {
         ExitStatus::Failure
     } else {
