@@ -342,6 +342,10 @@ async fn cancelling_at_any_moment_leaves_nothing_behind() {
         {
             panic!("a build with a 600 s step ended within {millis} ms");
         }
+        // the dropped build cleans up on a thread of its own; berth waits for it before exiting, as here
+        tokio::task::spawn_blocking(berth_backend_containerd::wait_for_cleanups)
+            .await
+            .expect("cleanups");
         let left = new_leftovers(&engine, &before).await;
         assert!(left.is_empty(), "cancelled after {millis} ms: {left:?}");
         if millis > 800 {

@@ -195,7 +195,20 @@ async fn execute(
                 mounts::identity(builder, run, progress).await?
             ),
             Step::Copy(copy) => {
-                copied = copy::collect(&builder.plan.context, copy, &config.workdir())?;
+                // Hashing the sources (the step cache's key, so a cache hit needs it too) reads every file: on a
+                // blocking thread, so the other images of a project build go on meanwhile.
+                let (context, step, workdir) =
+                    (builder.plan.context.clone(), copy.clone(), config.workdir());
+                copied =
+                    tokio::task::spawn_blocking(move || copy::collect(&context, &step, &workdir))
+                        .await
+                        .map_err(|e| {
+                            error(
+                                ErrorKind::Io,
+                                Op::Build,
+                                format!("hashing COPY sources: {e}"),
+                            )
+                        })??;
                 copy_identity(copy, &copied)
             }
             other => {
