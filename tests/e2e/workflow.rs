@@ -63,6 +63,14 @@ impl Specs {
         }
     }
 
+    /// `name.yaml`, a spec of that name in `server`'s `team` repository.
+    fn in_registry(&self, server: &FakeServer, name: &str) -> ImageSpec {
+        self.write(
+            &format!("{name}.yaml"),
+            &format!("name: {name}\nregistry: {}/team\n", server.addr),
+        )
+    }
+
     fn write(&self, file: &str, text: &str) -> ImageSpec {
         let path = self.dir.path().join(file);
         std::fs::write(&path, text).expect("write spec");
@@ -154,12 +162,12 @@ async fn an_image_whose_base_failed_is_not_built_and_says_so() {
     let server = registry(&[], &[]);
     let specs = Specs::new();
     let reg = format!("registry: {}/team\n", server.addr);
-    let base = specs.write("base.yaml", &format!("name: base\n{reg}"));
+    let base = specs.in_registry(&server, "base");
     let child = specs.write(
         "child.yaml",
         &format!("name: child\n{reg}base_image: {{spec: base.yaml}}\n"),
     );
-    let other = specs.write("other.yaml", &format!("name: other\n{reg}"));
+    let other = specs.in_registry(&server, "other");
     let engine = FakeEngine::new();
     engine.fail_build("/base:", ErrorKind::BuildFailed);
     let (context, _) = context(&engine, no_credentials());
@@ -211,9 +219,8 @@ async fn an_image_whose_base_failed_is_not_built_and_says_so() {
 async fn if_unknown_fails_builds_or_skips() {
     let server = registry(&["there"], &["unsure"]);
     let specs = Specs::new();
-    let reg = format!("registry: {}/team\n", server.addr);
-    let unsure = specs.write("unsure.yaml", &format!("name: unsure\n{reg}"));
-    let there = specs.write("there.yaml", &format!("name: there\n{reg}"));
+    let unsure = specs.in_registry(&server, "unsure");
+    let there = specs.in_registry(&server, "there");
 
     let engine = FakeEngine::new();
     let (context, _) = context(&engine, no_credentials());
@@ -332,9 +339,8 @@ async fn a_project_build_gives_the_lock_and_a_failure_keeps_it_unwritten() {
 async fn a_push_does_not_hold_a_build_slot() {
     let server = registry(&[], &[]);
     let specs = Specs::new();
-    let reg = format!("registry: {}/team\n", server.addr);
-    let a = specs.write("a.yaml", &format!("name: a\n{reg}"));
-    let b = specs.write("b.yaml", &format!("name: b\n{reg}"));
+    let a = specs.in_registry(&server, "a");
+    let b = specs.in_registry(&server, "b");
     let engine = FakeEngine::new();
     // Every push waits until both images are built. With one build slot, a push that held the slot would keep
     // the other image from being built: the run would never end.
@@ -464,9 +470,8 @@ async fn dropping_a_run_stops_its_builds() {
 async fn blocking_work_in_one_build_does_not_stall_another_image() {
     let server = registry(&[], &[]);
     let specs = Specs::new();
-    let reg = format!("registry: {}/team\n", server.addr);
-    let slow = specs.write("slow.yaml", &format!("name: slow\n{reg}"));
-    let quick = specs.write("quick.yaml", &format!("name: quick\n{reg}"));
+    let slow = specs.in_registry(&server, "slow");
+    let quick = specs.in_registry(&server, "quick");
     let engine = FakeEngine::new();
     let quick_building = Arc::new(AtomicBool::new(false));
     let slow_blocking = Arc::new(AtomicBool::new(false));

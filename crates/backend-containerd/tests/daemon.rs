@@ -194,6 +194,10 @@ async fn failed_and_interrupted_builds_leave_nothing_behind() {
         assert_eq!(running.tasks.len(), 1, "while running: {running:?}");
         // dropping the build future here is the interruption (what Ctrl-C does in berth)
     }
+    // its cleanup runs on a thread of its own; berth waits for it before exiting, as here
+    tokio::task::spawn_blocking(berth_backend_containerd::wait_for_cleanups)
+        .await
+        .expect("cleanups");
     let left = new_leftovers(&engine, &before).await;
     assert!(left.is_empty(), "after an interrupted build: {left:?}");
     let run_dirs = std::fs::read_dir(state.path().join("berth-test-leftovers").join("run"))
