@@ -5,8 +5,6 @@ mod args;
 mod commands;
 mod config;
 mod doctor;
-mod engine_choice;
-mod engines;
 mod env_vars;
 mod exit;
 mod progress;
@@ -41,7 +39,7 @@ fn main() -> ExitCode {
                 // A containerd build dropped midway cleans up on a thread of its own instead of holding up the
                 // others; berth waits for those threads here, so it exits leaving nothing behind.
                 drop(runtime);
-                berth_backend_containerd::wait_for_cleanups();
+                berth_engines::wait_for_background_work();
                 result
             }
             Err(e) => Err(berth_core::Error::new(

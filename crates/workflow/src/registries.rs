@@ -44,6 +44,12 @@ impl Registries {
         })
     }
 
+    /// The options the client was made with (`--insecure-registry`, `--ca-file`), for engines that reach
+    /// registries themselves.
+    pub fn options(&self) -> &RegistryOptions {
+        &self.options
+    }
+
     /// Where this run finds credentials (`berth doctor` asks it where they come from).
     pub fn resolver(&self) -> &CredentialResolver {
         &self.resolver

@@ -62,6 +62,8 @@ pub(crate) fn context(
     registries: Registries,
     choice: EngineChoice,
 ) -> Context {
+    // the engine uses this run's registry client, or warns about registry flags it cannot apply
+    let choice = choice.sharing(&registries);
     Context {
         namer,
         registries: Arc::new(registries),
