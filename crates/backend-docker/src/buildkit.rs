@@ -6,14 +6,11 @@
 //! the same single path handles cache mounts, secret mounts and authenticated base images, streams the context
 //! without holding it in memory, and reports BuildKit's progress as it comes.
 
-use std::collections::HashMap;
-
 use berth_core::engine::{BuildOptions, BuiltImage, Network, Progress};
 use berth_core::lines::{LineSplitter, Piece};
 use berth_core::plan::BuildPlan;
 use berth_core::{Error, ErrorKind, Result};
 use bollard::models::{BuildInfo, BuildInfoAux};
-use bytes::Bytes;
 use futures_util::StreamExt;
 use http_body_util::{BodyExt, Limited, StreamBody};
 use hyper_util::rt::TokioIo;
@@ -66,9 +63,9 @@ pub(crate) async fn build(
     connection.abort();
     drop(session);
     match tar.writer.await {
-        Ok(Err(tar_error)) if tar_error.kind() != ErrorKind::Cancelled => {
-            Err(tar_error.with_engine(crate::ENGINE).with_operation("build"))
-        }
+        Ok(Err(tar_error)) if tar_error.kind() != ErrorKind::Cancelled => Err(tar_error
+            .with_engine(crate::ENGINE)
+            .with_operation(berth_core::Operation::Build)),
         _ => outcome,
     }
 }
@@ -96,7 +93,7 @@ where
             .await
             .map(|b| b.to_bytes())
             .unwrap_or_default();
-        let message = daemon_message(&bytes);
+        let message = berth_http::failure::message_of(&bytes);
         let failure = Failure::Status {
             code: status.as_u16(),
             message: &message,
@@ -139,7 +136,7 @@ where
             "the daemon finished the build without naming the image",
         )
         .with_engine(crate::ENGINE)
-        .with_operation("build")
+        .with_operation(berth_core::Operation::Build)
     })?;
     Ok(BuiltImage { id })
 }
@@ -167,23 +164,7 @@ fn query(plan: &BuildPlan, options: &BuildOptions, session: &str) -> String {
     if options.no_cache {
         pairs.push(("nocache", "1".into()));
     }
-    pairs
-        .iter()
-        .map(|(k, v)| format!("{k}={}", percent_encode(v)))
-        .collect::<Vec<_>>()
-        .join("&")
-}
-
-fn percent_encode(value: &str) -> String {
-    let mut out = String::with_capacity(value.len());
-    for b in value.bytes() {
-        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
+    berth_http::encode::query(&pairs)
 }
 
 /// One JSON message of the build stream.
@@ -212,18 +193,6 @@ fn handle_line(line: &[u8], log: &mut BuildLog<'_>, error: &mut Option<String>) 
     if let Some(message) = message {
         error.get_or_insert(message);
     }
-}
-
-/// The daemon's `{"message": ...}` error body, or the text as it is.
-fn daemon_message(body: &Bytes) -> String {
-    serde_json::from_slice::<HashMap<String, serde_json::Value>>(body)
-        .ok()
-        .and_then(|m| {
-            m.get("message")
-                .and_then(|v| v.as_str())
-                .map(str::to_string)
-        })
-        .unwrap_or_else(|| String::from_utf8_lossy(body).trim().to_string())
 }
 
 #[cfg(test)]
@@ -288,7 +257,7 @@ mod tests {
         tokio::spawn(connection);
         let request = http::Request::post("/build")
             .header(http::header::HOST, HOST_HEADER)
-            .body(http_body_util::Empty::<Bytes>::new())
+            .body(http_body_util::Empty::<bytes::Bytes>::new())
             .expect("request");
         let record = Record::default();
         let built = follow(sender, request, BuildLog::new(&record, Vec::new()), "fake")

@@ -282,13 +282,13 @@ pub(crate) fn check_secrets(plan: &BuildPlan) -> Result<HashMap<String, PathBuf>
                 "a step mounts secret `{id}`, but the plan names no file for it"
             ))
             .with_engine(ENGINE)
-            .with_operation("build"));
+            .with_operation(berth_core::Operation::Build));
         };
         std::fs::metadata(path).map_err(|e| {
             Error::io(path, e)
                 .context(format!("secret `{id}`"))
                 .with_engine(ENGINE)
-                .with_operation("build")
+                .with_operation(berth_core::Operation::Build)
         })?;
         used.insert(id.clone(), (*path).clone());
     }

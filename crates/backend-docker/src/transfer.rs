@@ -47,7 +47,7 @@ pub(crate) async fn push(
             format!("the daemon pushed {reference} without reporting the manifest digest"),
         )
         .with_engine(crate::ENGINE)
-        .with_operation("push")
+        .with_operation(berth_core::Operation::Push)
     })?;
     Ok(PushedImage { digest })
 }
@@ -125,7 +125,7 @@ pub(crate) fn split_reference(reference: &str, op: Op) -> Result<(String, String
     let invalid = |why: &str| {
         Error::invalid(format!("`{reference}`: {why}"))
             .with_engine(crate::ENGINE)
-            .with_operation(op.as_str())
+            .with_operation(op)
     };
     if reference.is_empty() || reference.contains(char::is_whitespace) {
         return Err(invalid("not an image reference"));

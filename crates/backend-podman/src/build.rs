@@ -29,8 +29,8 @@ const TAIL_LINES: usize = 20;
 /// libpod's name for the Docker image format.
 const DOCKER_FORMAT: &str = "application/vnd.docker.distribution.manifest.v2+json";
 
-/// Builds made in all when buildah's cache lookup races another client's image removal (a temporary failure
-/// that happens before any step runs; see `errors::is_cache_race`).
+/// Builds made in all when buildah's cache lookup races another client's image removal (a failure that
+/// happens before any step runs; see `errors::is_cache_race`).
 const ATTEMPTS: usize = 3;
 
 pub(crate) async fn build(
@@ -42,7 +42,11 @@ pub(crate) async fn build(
     let mut attempt = 1;
     loop {
         match build_once(engine, plan, options, progress).await {
-            Err(e) if e.kind() == ErrorKind::Temporary && attempt < ATTEMPTS => {
+            // Only that race is a build failure marked temporary; a throttled pull or a reset connection is
+            // the caller's to retry (or not), not a reason to run every step again here.
+            Err(e)
+                if e.kind() == ErrorKind::BuildFailed && e.is_temporary() && attempt < ATTEMPTS =>
+            {
                 progress.event(ProgressEvent::Line(format!(
                     "retrying the build (attempt {} of {ATTEMPTS}): {}",
                     attempt + 1,
@@ -163,7 +167,9 @@ async fn build_once(
             // A context file that could not be read explains the failed request better than the request.
             if let Ok(Err(writer)) = tar.writer.await {
                 if writer.kind() != ErrorKind::Cancelled {
-                    return Err(writer.with_engine(ENGINE).with_operation("build"));
+                    return Err(writer
+                        .with_engine(ENGINE)
+                        .with_operation(berth_core::Operation::Build));
                 }
             }
             return Err(io_error(e, Op::Build, engine.socket()));
@@ -176,7 +182,7 @@ async fn build_once(
         return Err(to_error(
             Failure::Status {
                 code: status.as_u16(),
-                message: &client::error_message(&body),
+                message: &berth_http::failure::message_of(&body),
             },
             Op::Build,
             engine.socket(),
@@ -199,12 +205,16 @@ async fn build_once(
     log.flush();
     match tar.writer.await {
         Ok(Ok(())) => {}
-        Ok(Err(e)) => return Err(e.with_engine(ENGINE).with_operation("build")),
+        Ok(Err(e)) => {
+            return Err(e
+                .with_engine(ENGINE)
+                .with_operation(berth_core::Operation::Build))
+        }
         Err(e) => {
             return Err(
                 Error::new(ErrorKind::Io, format!("the context writer failed: {e}"))
                     .with_engine(ENGINE)
-                    .with_operation("build"),
+                    .with_operation(berth_core::Operation::Build),
             )
         }
     }
@@ -217,7 +227,7 @@ async fn build_once(
             "the Podman service finished the build without naming the image",
         )
         .with_engine(ENGINE)
-        .with_operation("build")),
+        .with_operation(berth_core::Operation::Build)),
     }
 }
 
@@ -343,7 +353,7 @@ async fn insecure_pulls(
         .chain(plan.helper_images.iter().map(|h| h.reference.as_str()));
     for reference in pulls {
         let host = ImageRef::parse(reference)
-            .map_err(|e| e.with_engine(ENGINE).with_operation(Op::Build.as_str()))?
+            .map_err(|e| e.with_engine(ENGINE).with_operation(Op::Build))?
             .registry;
         if options.insecure_registries.contains(&host) {
             insecure.push((reference, host));
@@ -427,7 +437,7 @@ fn check_secrets(plan: &BuildPlan) -> Result<Vec<(String, PathBuf)>> {
             Error::io(path, e)
                 .context(format!("secret `{id}`"))
                 .with_engine(ENGINE)
-                .with_operation("build")
+                .with_operation(berth_core::Operation::Build)
         })?;
         used.push((id.clone(), (*path).clone()));
     }

@@ -109,18 +109,6 @@ pub(crate) async fn read_all(response: Response<Incoming>) -> io::Result<(Status
     Ok((status, body))
 }
 
-/// The `message` of a libpod error body (`{"cause", "message", "response"}`), or the body as text.
-pub(crate) fn error_message(body: &[u8]) -> String {
-    serde_json::from_slice::<serde_json::Value>(body)
-        .ok()
-        .and_then(|v| {
-            v.get("message")
-                .and_then(|m| m.as_str())
-                .map(str::to_string)
-        })
-        .unwrap_or_else(|| String::from_utf8_lossy(body).trim().to_string())
-}
-
 /// Splits a streamed response body into lines as they arrive, each at most [`berth_core::lines::MAX_LINE_BYTES`],
 /// failing when the body goes [`Client::idle_timeout`] without a byte.
 pub(crate) struct Lines {
@@ -185,32 +173,11 @@ fn parse_line(line: &[u8]) -> io::Result<serde_json::Value> {
     serde_json::from_slice(line).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
 }
 
-/// Percent-encodes `value` for a URL, leaving unreserved characters and those in `keep`.
-pub(crate) fn encode(value: &str, keep: &str) -> String {
-    let mut out = String::with_capacity(value.len());
-    for byte in value.bytes() {
-        let c = byte as char;
-        if c.is_ascii_alphanumeric() || "-._~".contains(c) || (c.is_ascii() && keep.contains(c)) {
-            out.push(c);
-        } else {
-            out.push_str(&format!("%{byte:02X}"));
-        }
-    }
-    out
-}
-
-/// `name=value&...` with values encoded.
-pub(crate) fn query(pairs: &[(&str, String)]) -> String {
-    pairs
-        .iter()
-        .map(|(k, v)| format!("{k}={}", encode(v, "")))
-        .collect::<Vec<_>>()
-        .join("&")
-}
+pub(crate) use berth_http::encode::query;
 
 /// An image name as a path segment of `/libpod/images/{name}/...`.
 pub(crate) fn image_path(name: &str) -> String {
-    encode(name, ":@")
+    berth_http::encode::encode(name, ":@")
 }
 
 #[cfg(test)]
@@ -227,13 +194,6 @@ mod tests {
             "t=127.0.0.1%3A5000%2Fa%2Fb%3A1&x=%5B%22a%20b%22%5D"
         );
         assert_eq!(image_path("r:5000/a/b:1"), "r:5000%2Fa%2Fb:1");
-    }
-
-    #[test]
-    fn error_bodies_give_their_message() {
-        let body = br#"{"cause":"image not known","message":"x: image not known","response":404}"#;
-        assert_eq!(error_message(body), "x: image not known");
-        assert_eq!(error_message(b"plain\n"), "plain");
     }
 
     mod misbehaving {

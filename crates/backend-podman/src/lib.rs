@@ -223,5 +223,5 @@ pub(crate) fn auth_header(value: &serde_json::Value) -> String {
 pub(crate) fn invalid(op: errors::Op, message: impl Into<String>) -> Error {
     Error::invalid(message)
         .with_engine(ENGINE)
-        .with_operation(op.as_str())
+        .with_operation(op)
 }

@@ -19,8 +19,8 @@ pub(crate) async fn push(
     options: &TransferOptions,
     progress: &dyn Progress,
 ) -> Result<PushedImage> {
-    let parsed = ImageRef::parse(reference)
-        .map_err(|e| e.with_engine(ENGINE).with_operation(Op::Push.as_str()))?;
+    let parsed =
+        ImageRef::parse(reference).map_err(|e| e.with_engine(ENGINE).with_operation(Op::Push))?;
     if parsed.digest.is_some() {
         return Err(crate::invalid(
             Op::Push,
@@ -59,7 +59,7 @@ pub(crate) async fn push(
             format!("the Podman service pushed {reference} but named no manifest digest"),
         )
         .with_engine(ENGINE)
-        .with_operation(Op::Push.as_str())),
+        .with_operation(Op::Push)),
     }
 }
 
@@ -102,7 +102,7 @@ pub(crate) async fn pull(
             format!("the Podman service's pull of {reference} ended without an image id"),
         )
         .with_engine(ENGINE)
-        .with_operation(Op::Pull.as_str()))
+        .with_operation(Op::Pull))
     }
 }
 
@@ -129,7 +129,7 @@ async fn stream(
         return Err(to_error(
             Failure::Status {
                 code: status.as_u16(),
-                message: &client::error_message(&body),
+                message: &berth_http::failure::message_of(&body),
             },
             op,
             engine.socket(),

@@ -19,5 +19,5 @@ pub mod spec;
 pub mod tag;
 pub mod yaml;
 
-pub use error::{Error, ErrorKind, Result};
+pub use error::{Error, ErrorKind, ErrorStatus, Result};
 pub use operation::Operation;

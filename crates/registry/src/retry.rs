@@ -71,7 +71,8 @@ impl From<Error> for Failure {
     }
 }
 
-/// Runs `attempt` until it succeeds, fails with a kind that is not temporary, or `policy` runs out.
+/// Runs `attempt` until it succeeds, fails in a way that is not temporary ([`Error::is_temporary`]), or `policy`
+/// runs out.
 pub(crate) async fn with_retry<T, F, Fut>(policy: &RetryPolicy, mut attempt: F) -> Result<T, Error>
 where
     F: FnMut() -> Fut,
@@ -85,7 +86,7 @@ where
             Ok(value) => return Ok(value),
             Err(failure) => failure,
         };
-        if failure.error.kind() != ErrorKind::Temporary {
+        if !failure.error.is_temporary() {
             return Err(failure.error);
         }
         if n >= max {
@@ -95,11 +96,12 @@ where
     }
 }
 
-/// The final error after `attempts` temporary failures: same kind, operation and hint, the count in front.
+/// The final error after `attempts` temporary failures: same kind, operation and hint, the count in front,
+/// and [`berth_core::ErrorStatus::Persistent`].
 fn gave_up(last: Error, attempts: u32) -> Error {
     let plural = if attempts == 1 { "" } else { "s" };
     let mut error = Error::new(
-        ErrorKind::Temporary,
+        last.kind(),
         format!(
             "gave up after {attempts} attempt{plural}: {}",
             last.message()
@@ -114,7 +116,7 @@ fn gave_up(last: Error, attempts: u32) -> Error {
     if let Some(hint) = last.hint() {
         error = error.with_hint(hint.to_string());
     }
-    error.with_source(last)
+    error.persisted().with_source(last)
 }
 
 #[cfg(test)]
