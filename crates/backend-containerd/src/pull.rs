@@ -310,7 +310,7 @@ where
     let mut n = 1;
     loop {
         match attempt().await {
-            Err(e) if e.kind() == ErrorKind::Temporary && n < policy.max_attempts => {
+            Err(e) if e.is_temporary() && n < policy.max_attempts => {
                 tokio::time::sleep(policy.delay(n, None)).await;
                 n += 1;
             }

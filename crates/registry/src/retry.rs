@@ -1,13 +1,14 @@
 //! The retry layer: wraps one registry exchange from outside and retries it while it fails temporarily.
 //!
-//! Only [`ErrorKind::Temporary`] failures (connection errors, timeouts, 429, 5xx) are retried, with exponential
+//! Only failures whose status is temporary ([`Error::is_temporary`]: connection errors, timeouts, 429, 5xx)
+//! are retried, with exponential
 //! backoff and jitter, waiting at least as long as a `Retry-After` header asked. When the attempts run out the
 //! error says how many there were and what the last one died of.
 
 use std::future::Future;
 use std::time::Duration;
 
-use berth_core::{Error, ErrorKind};
+use berth_core::Error;
 
 /// How often and how patiently a temporarily failing registry request is retried.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -122,6 +123,7 @@ fn gave_up(last: Error, attempts: u32) -> Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use berth_core::ErrorKind;
     use std::sync::atomic::{AtomicU32, Ordering};
 
     #[test]
