@@ -25,15 +25,7 @@ pub(crate) fn image_name(reference: &str, op: Op) -> Result<String> {
 
 /// The host's platform as OCI names it.
 pub(crate) fn host_platform() -> (&'static str, &'static str) {
-    let arch = match std::env::consts::ARCH {
-        "x86_64" => "amd64",
-        "aarch64" => "arm64",
-        "arm" => "arm",
-        "powerpc64" => "ppc64le",
-        "s390x" => "s390x",
-        other => other,
-    };
-    ("linux", arch)
+    ("linux", berth_core::platform::host_arch())
 }
 
 /// Whether `media_type` is an index (multi-platform) rather than one image's manifest.

@@ -130,23 +130,16 @@ pub(crate) fn split_reference(reference: &str, op: Op) -> Result<(String, String
     if reference.is_empty() || reference.contains(char::is_whitespace) {
         return Err(invalid("not an image reference"));
     }
-    if let Some((name, digest)) = reference.split_once('@') {
-        if op != Op::Pull {
-            return Err(invalid(
-                "a digest reference cannot be pushed or tagged; name a tag",
-            ));
-        }
-        let name = match name.rsplit_once(':') {
-            Some((repo, tag)) if !tag.contains('/') => repo,
-            _ => name,
-        };
-        return Ok((name.to_string(), digest.to_string()));
-    }
-    match reference.rsplit_once(':') {
-        Some((repo, tag)) if !tag.contains('/') && !repo.is_empty() => {
-            Ok((repo.to_string(), tag.to_string()))
-        }
-        _ => Ok((reference.to_string(), "latest".to_string())),
+    let written = berth_core::reference::WrittenRef::split(reference);
+    match written.digest {
+        Some(_) if op != Op::Pull => Err(invalid(
+            "a digest reference cannot be pushed or tagged; name a tag",
+        )),
+        Some(digest) => Ok((written.name.to_string(), digest.to_string())),
+        None => Ok((
+            written.name.to_string(),
+            written.tag_or_latest().to_string(),
+        )),
     }
 }
 

@@ -6,13 +6,13 @@
 //! `X-Registry-Config` (registry → user and password, which libpod writes to a temporary auth file for the
 //! build). Secrets travel inside the context under reserved names and are named in `secrets`.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::path::PathBuf;
 
 use berth_core::engine::{
     BuildOptions, BuiltImage, Network, Progress, ProgressEvent, TransferOptions,
 };
-use berth_core::plan::{BuildPlan, ContextEntry, ContextSource, Mount, Step};
+use berth_core::plan::{BuildPlan, ContextEntry, ContextSource};
 use berth_core::reference::ImageRef;
 use berth_core::render::RenderOptions;
 use berth_core::{Error, ErrorKind, Result};
@@ -65,7 +65,7 @@ async fn build_once(
     options: &BuildOptions,
     progress: &dyn Progress,
 ) -> Result<BuiltImage> {
-    let host = host_platform();
+    let host = berth_core::platform::host_platform();
     if !plan.platform.is_empty() && plan.platform != host {
         return Err(Error::unsupported(
             ENGINE,
@@ -392,54 +392,18 @@ fn plan_step(line: &str, index: usize, total: usize) -> Option<(usize, usize)> {
     (last_stage && index > 1).then(|| (index - 1, total - 1))
 }
 
-fn host_platform() -> String {
-    let arch = match std::env::consts::ARCH {
-        "x86_64" => "amd64",
-        "aarch64" => "arm64",
-        other => other,
-    };
-    format!("linux/{arch}")
-}
-
-/// Every secret a step mounts, by id, with its file checked to exist (a missing file fails before the build
-/// starts, naming the file, rather than as an obscure mount error halfway through).
+/// Every secret a step mounts, by id, with its file checked to exist ([`BuildPlan::secret_files`]); libpod's
+/// `secrets` parameter is `id=...,src=...`, so an id may hold neither separator.
 fn check_secrets(plan: &BuildPlan) -> Result<Vec<(String, PathBuf)>> {
-    let files: HashMap<&str, &PathBuf> = plan
-        .secrets
-        .iter()
-        .map(|s| (s.id.as_str(), &s.source))
-        .collect();
-    let mut used: Vec<(String, PathBuf)> = Vec::new();
-    let mounts = plan.steps.iter().filter_map(|s| match s {
-        Step::Run(run) => Some(run.mounts.iter()),
-        _ => None,
-    });
-    for mount in mounts.flatten() {
-        let Mount::Secret { id, .. } = mount else {
-            continue;
-        };
-        if used.iter().any(|(seen, _)| seen == id) {
-            continue;
-        }
-        let Some(path) = files.get(id.as_str()) else {
-            return Err(crate::invalid(
-                Op::Build,
-                format!("a step mounts secret `{id}`, but the plan names no file for it"),
-            ));
-        };
-        if id.contains([',', '=']) {
-            return Err(crate::invalid(
-                Op::Build,
-                format!("secret id `{id}` may not contain `,` or `=`"),
-            ));
-        }
-        std::fs::metadata(path).map_err(|e| {
-            Error::io(path, e)
-                .context(format!("secret `{id}`"))
-                .with_engine(ENGINE)
-                .with_operation(berth_core::Operation::Build)
-        })?;
-        used.push((id.clone(), (*path).clone()));
+    let used = plan.secret_files().map_err(|e| {
+        e.with_engine(ENGINE)
+            .with_operation(berth_core::Operation::Build)
+    })?;
+    if let Some((id, _)) = used.iter().find(|(id, _)| id.contains([',', '='])) {
+        return Err(crate::invalid(
+            Op::Build,
+            format!("secret id `{id}` may not contain `,` or `=`"),
+        ));
     }
     Ok(used)
 }

@@ -11,6 +11,7 @@ pub mod error;
 pub mod lines;
 pub mod operation;
 pub mod plan;
+pub mod platform;
 pub mod pyrepr;
 pub mod reference;
 pub mod render;
