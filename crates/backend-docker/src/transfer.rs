@@ -35,7 +35,7 @@ pub(crate) async fn push(
     while let Some(item) = engine.next_within(&mut stream, Op::Push).await? {
         let info = item.map_err(|e| client_error(e, Op::Push, &endpoint))?;
         if let Some(status) = &info.status {
-            if let Some(d) = digest_in(status) {
+            if let Some(d) = berth_http::stream::pushed_digest(status) {
                 digest = Some(d.to_string());
             }
         }
@@ -111,14 +111,6 @@ fn report(
     }
 }
 
-/// `latest: digest: sha256:abc... size: 527` → `sha256:abc...`.
-fn digest_in(status: &str) -> Option<&str> {
-    let start = status.find("digest: sha256:")? + "digest: ".len();
-    let digest = status[start..].split_whitespace().next()?;
-    let hex = digest.strip_prefix("sha256:")?;
-    (hex.len() == 64 && hex.chars().all(|c| c.is_ascii_hexdigit())).then_some(digest)
-}
-
 /// `registry/repo:tag` → (`registry/repo`, `tag`); `repo@sha256:...` → (`repo`, `sha256:...`), which the
 /// daemon's pull accepts in its tag parameter; no tag means `latest`.
 pub(crate) fn split_reference(reference: &str, op: Op) -> Result<(String, String)> {
@@ -146,14 +138,6 @@ pub(crate) fn split_reference(reference: &str, op: Op) -> Result<(String, String
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn digests_in_push_status() {
-        let hex = "a".repeat(64);
-        let status = format!("v1: digest: sha256:{hex} size: 527");
-        assert_eq!(digest_in(&status), Some(format!("sha256:{hex}").as_str()));
-        assert_eq!(digest_in("Pushed"), None);
-    }
 
     #[test]
     fn references_split_at_the_tag() {

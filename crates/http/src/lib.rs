@@ -9,6 +9,7 @@
 
 pub mod encode;
 pub mod failure;
+pub mod stream;
 pub mod transport;
 
 pub use failure::{to_error, Failure, Service};
