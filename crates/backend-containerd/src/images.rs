@@ -69,12 +69,40 @@ pub(crate) fn descriptor(value: &Value) -> Option<Descriptor> {
     })
 }
 
+/// A manifest's config and layer descriptors, read with oci-spec's types: a descriptor without its media type,
+/// a well-formed digest or its size is refused rather than left out (a layer silently dropped from the list
+/// gave an image missing that layer, or a count mismatch far from the cause).
+pub(crate) fn manifest_parts(
+    manifest: &Value,
+    what: &str,
+    op: Op,
+) -> Result<(Descriptor, Vec<Descriptor>)> {
+    let typed: oci_spec::image::ImageManifest =
+        serde_json::from_value(manifest.clone()).map_err(|e| {
+            error(
+                ErrorKind::Protocol,
+                op,
+                format!("the manifest of {what} is not a valid image manifest: {e}"),
+            )
+        })?;
+    let convert = |d: &oci_spec::image::Descriptor| Descriptor {
+        media_type: d.media_type().to_string(),
+        digest: d.digest().to_string(),
+        size: i64::try_from(d.size()).unwrap_or(i64::MAX),
+    };
+    Ok((
+        convert(typed.config()),
+        typed.layers().iter().map(convert).collect(),
+    ))
+}
+
 /// An image read from the content store.
 #[derive(Debug, Clone)]
 pub(crate) struct LocalImage {
     /// The platform manifest.
     pub(crate) manifest: Descriptor,
-    pub(crate) manifest_json: Value,
+    /// The layers the manifest names, in order ([`manifest_parts`]).
+    pub(crate) layers: Vec<Descriptor>,
     /// The config blob.
     pub(crate) config: Descriptor,
     pub(crate) config_json: Value,
@@ -83,12 +111,7 @@ pub(crate) struct LocalImage {
 impl LocalImage {
     /// The layer descriptors, in order.
     pub(crate) fn layers(&self) -> Vec<Descriptor> {
-        self.manifest_json["layers"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(descriptor)
-            .collect()
+        self.layers.clone()
     }
 
     /// The uncompressed digests of the layers, from the config.
@@ -130,17 +153,11 @@ pub(crate) async fn load(
         manifest = pick_platform(&manifest_json, what, op)?;
         manifest_json = parse(&daemon.read_all(&manifest.digest, op).await?, what, op)?;
     }
-    let config = descriptor(&manifest_json["config"]).ok_or_else(|| {
-        error(
-            ErrorKind::Protocol,
-            op,
-            format!("the manifest of {what} names no config"),
-        )
-    })?;
+    let (config, layers) = manifest_parts(&manifest_json, what, op)?;
     let config_json = parse(&daemon.read_all(&config.digest, op).await?, what, op)?;
     Ok(LocalImage {
         manifest,
-        manifest_json,
+        layers,
         config,
         config_json,
     })
@@ -218,6 +235,48 @@ pub(crate) async fn remove(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn manifest(layer: Value) -> Value {
+        let hex = |c: &str| c.repeat(64);
+        let mut layer = layer;
+        layer["digest"] = format!("sha256:{}", hex("b")).into();
+        serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+            "config": {
+                "mediaType": "application/vnd.docker.container.image.v1+json",
+                "digest": format!("sha256:{}", hex("a")),
+                "size": 7,
+            },
+            "layers": [layer],
+        })
+    }
+
+    #[test]
+    fn a_manifest_gives_its_config_and_layers() {
+        let gzip = "application/vnd.docker.image.rootfs.diff.tar.gzip";
+        let (config, layers) = manifest_parts(
+            &manifest(serde_json::json!({"mediaType": gzip, "size": 42})),
+            "x",
+            Op::Pull,
+        )
+        .expect("valid");
+        assert_eq!(config.size, 7);
+        assert_eq!(layers.len(), 1);
+        assert_eq!(layers[0].media_type, gzip);
+        assert_eq!(layers[0].size, 42);
+        assert_eq!(layers[0].digest, format!("sha256:{}", "b".repeat(64)));
+    }
+
+    #[test]
+    fn a_layer_without_size_is_refused_not_left_out() {
+        let sizeless = manifest(serde_json::json!({
+            "mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
+        }));
+        let err = manifest_parts(&sizeless, "x", Op::Pull).expect_err("no size");
+        assert_eq!(err.kind(), ErrorKind::Protocol, "{err}");
+        assert!(err.message().contains("size"), "{err}");
+    }
 
     #[test]
     fn an_index_without_platforms_gives_its_only_manifest() {
