@@ -7,13 +7,10 @@
 //! without holding it in memory, and reports BuildKit's progress as it comes.
 
 use berth_core::engine::{BuildOptions, BuiltImage, Network, Progress};
-use berth_core::lines::{LineSplitter, Piece};
+use berth_core::lines::Piece;
 use berth_core::plan::BuildPlan;
 use berth_core::{Error, ErrorKind, Result};
 use bollard::models::{BuildInfo, BuildInfoAux};
-use futures_util::StreamExt;
-use http_body_util::{BodyExt, Limited, StreamBody};
-use hyper_util::rt::TokioIo;
 
 use crate::dial::{dial, HOST_HEADER};
 use crate::errors::{io_error, to_error, to_error_saying, Failure, Op};
@@ -40,7 +37,7 @@ pub(crate) async fn build(
         plan.context.clone(),
         Vec::new(),
     )?;
-    let body = StreamBody::new(tar.body.map(|chunk| chunk.map(hyper::body::Frame::data)));
+    let body = berth_http::client::streaming(tar.body);
 
     let uri = format!("/build?{}", query(plan, options, &session.id));
     let request = http::Request::post(uri)
@@ -51,16 +48,19 @@ pub(crate) async fn build(
     let stream = dial(&engine.endpoint, timeout)
         .await
         .map_err(|e| io_error(e, Op::Build, &endpoint))?;
-    let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .map_err(|e| io_error(std::io::Error::other(e), Op::Build, &endpoint))?;
-    let connection = tokio::spawn(connection);
 
     let log = BuildLog::new(progress, plan.steps.iter().map(|s| s.describe()).collect());
-    let outcome = follow(sender, request, log, &endpoint).await;
-    // Stop sending (a failed build leaves the rest of the context unread), then hear from the tar thread:
-    // a context file that could not be read explains a failure better than what the daemon saw of it.
-    connection.abort();
+    let outcome = match berth_http::client::send(stream, request).await {
+        Ok(exchange) => {
+            let outcome = follow(exchange.response, log, &endpoint).await;
+            // Stop sending: a failed build leaves the rest of the context unread.
+            exchange.connection.abort();
+            outcome
+        }
+        Err(e) => Err(io_error(e, Op::Build, &endpoint)),
+    };
+    // Then hear from the tar thread: a context file that could not be read explains a failure better than
+    // what the daemon saw of it.
     drop(session);
     match tar.writer.await {
         Ok(Err(tar_error)) if tar_error.kind() != ErrorKind::Cancelled => Err(tar_error
@@ -70,28 +70,18 @@ pub(crate) async fn build(
     }
 }
 
-/// Sends the build request and follows its progress stream to the image id or the failure.
-async fn follow<B>(
-    mut sender: hyper::client::conn::http1::SendRequest<B>,
-    request: http::Request<B>,
+/// Follows the build's answer, its progress stream, to the image id or the failure.
+async fn follow(
+    response: http::Response<hyper::body::Incoming>,
     mut log: BuildLog<'_>,
     endpoint: &str,
-) -> Result<BuiltImage>
-where
-    B: hyper::body::Body + Send + 'static,
-    B::Data: Send,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-{
-    let transport = |e: hyper::Error| io_error(std::io::Error::other(e), Op::Build, endpoint);
-    let response = sender.send_request(request).await.map_err(transport)?;
+) -> Result<BuiltImage> {
     let status = response.status();
-    let mut body = response.into_body();
     if !status.is_success() {
         // an error answer is a short JSON message; one that does not end is left unread past 64 KiB
-        let bytes = Limited::new(body, 64 << 10)
-            .collect()
+        let bytes = berth_http::client::read_all(response, 64 << 10)
             .await
-            .map(|b| b.to_bytes())
+            .map(|(_, body)| body)
             .unwrap_or_default();
         let message = berth_http::failure::message_of(&bytes);
         let failure = Failure::Status {
@@ -101,23 +91,18 @@ where
         return Err(to_error(failure, Op::Build, endpoint));
     }
 
-    let mut lines = LineSplitter::default();
+    // dockerd's own idle bound applies to the build; berth adds none here
+    let mut lines = berth_http::client::Lines::new(response, None);
     let mut error: Option<String> = None;
-    let handle = |piece: Piece, log: &mut BuildLog, error: &mut Option<String>| match piece {
-        Piece::Line(line) => handle_line(&line, log, error),
-        Piece::Overlong => log.note(OVERLONG),
-    };
-    while let Some(frame) = body.frame().await {
-        let Ok(data) = frame.map_err(transport)?.into_data() else {
-            continue;
-        };
-        lines.push(&data);
-        while let Some(piece) = lines.next_piece() {
-            handle(piece, &mut log, &mut error);
+    while let Some(piece) = lines
+        .next()
+        .await
+        .map_err(|e| io_error(e, Op::Build, endpoint))?
+    {
+        match piece {
+            Piece::Line(line) => handle_line(&line, &mut log, &mut error),
+            Piece::Overlong => log.note(OVERLONG),
         }
-    }
-    while let Some(piece) = lines.finish() {
-        handle(piece, &mut log, &mut error);
     }
 
     if let Some(message) = error {
@@ -251,18 +236,21 @@ mod tests {
         let stream = tokio::net::TcpStream::connect(&server.addr)
             .await
             .expect("connect");
-        let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-            .await
-            .expect("handshake");
-        tokio::spawn(connection);
         let request = http::Request::post("/build")
             .header(http::header::HOST, HOST_HEADER)
             .body(http_body_util::Empty::<bytes::Bytes>::new())
             .expect("request");
-        let record = Record::default();
-        let built = follow(sender, request, BuildLog::new(&record, Vec::new()), "fake")
+        let exchange = berth_http::client::send(stream, request)
             .await
-            .expect("built");
+            .expect("answer");
+        let record = Record::default();
+        let built = follow(
+            exchange.response,
+            BuildLog::new(&record, Vec::new()),
+            "fake",
+        )
+        .await
+        .expect("built");
         assert_eq!(built.id, id);
         let lines = record.0.lock().expect("lock").clone();
         assert!(

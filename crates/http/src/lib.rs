@@ -7,6 +7,7 @@
 //! transport error is from its types, [`failure`] decides the kind, status and hint, and [`encode`] builds the
 //! request URLs. A backend describes itself once in an [`failure::Service`] and calls [`failure::to_error`].
 
+pub mod client;
 pub mod encode;
 pub mod failure;
 pub mod stream;
