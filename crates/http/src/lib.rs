@@ -11,6 +11,7 @@ pub mod client;
 pub mod encode;
 pub mod failure;
 pub mod stream;
+pub mod tls;
 pub mod transport;
 
 pub use failure::{to_error, Failure, Service};
