@@ -29,6 +29,7 @@ mod errors;
 mod images;
 mod labels;
 mod options;
+mod provider;
 mod pull;
 mod push;
 mod rootfs;
@@ -42,6 +43,7 @@ use berth_core::plan::BuildPlan;
 use berth_core::{Error, Result};
 
 pub use options::{validate_namespace, ContainerdOptions, EnvVars, DEFAULT_ADDRESS};
+pub use provider::PROVIDER;
 
 use convert::Daemon;
 use errors::Op;
@@ -161,6 +163,7 @@ impl ContainerEngine for ContainerdEngine {
                     user_namespace: false,
                     host_network_by_default: true,
                 },
+                registries: berth_core::engine::RegistryAccess::Berth,
             },
         })
     }
@@ -212,13 +215,22 @@ impl ContainerEngine for ContainerdEngine {
 }
 
 impl ContainerdEngine {
-    /// A registry client with `credentials` first, and the registries `insecure` names allowed plain HTTP.
+    /// The registry client for one pull, push or build: the shared one when the engine was given it and it
+    /// already allows every registry in `insecure` plain HTTP, else a new client with `credentials` first and
+    /// those registries allowed (made from the shared client's options when there is one, so `--ca-file` holds).
     pub(crate) fn registry_client(
         &self,
         credentials: impl Iterator<Item = berth_core::engine::Credentials>,
         insecure: &[String],
     ) -> Result<berth_registry::RegistryClient> {
-        let mut options = self.options.registry.clone();
+        let shared = self.options.client.as_ref();
+        if let Some(client) = shared {
+            if insecure.iter().all(|h| client.options().is_insecure(h)) {
+                return Ok(client.clone());
+            }
+        }
+        let mut options =
+            shared.map_or_else(|| self.options.registry.clone(), |c| c.options().clone());
         for c in credentials {
             options.credentials = options.credentials.with_credentials(c);
         }

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use berth_core::{Error, Result};
-use berth_registry::RegistryOptions;
+use berth_registry::{RegistryClient, RegistryOptions};
 
 use crate::ENGINE;
 
@@ -52,8 +52,15 @@ pub struct ContainerdOptions {
     pub call_timeout: Duration,
     /// How long a content stream (blob read or write) may go without progress.
     pub idle_timeout: Duration,
-    /// Registry client options (insecure registries, CA file, retries, credential lookup) for pulls and pushes.
+    /// Registry client options (insecure registries, CA file, retries, credential lookup) for pulls and pushes,
+    /// used when no [`ContainerdOptions::client`] is given.
     pub registry: RegistryOptions,
+    /// The front end's registry client, shared by every pull, push and build of this engine (one connection
+    /// pool, token cache and `/v2/` check per registry, credential helpers run once). Its credential lookup
+    /// must be where [`TransferOptions`](berth_core::engine::TransferOptions) and build credentials come from:
+    /// a call's own credentials are not added to it. A call that names an insecure registry the client would
+    /// verify gets a client of its own, made from this one's options.
+    pub client: Option<RegistryClient>,
 }
 
 impl Default for ContainerdOptions {
@@ -67,6 +74,7 @@ impl Default for ContainerdOptions {
             call_timeout: Duration::from_secs(60),
             idle_timeout: Duration::from_secs(120),
             registry: RegistryOptions::default(),
+            client: None,
         }
     }
 }
@@ -81,6 +89,7 @@ pub(crate) struct Resolved {
     pub(crate) connect_timeout: Duration,
     pub(crate) timeouts: crate::convert::Timeouts,
     pub(crate) registry: RegistryOptions,
+    pub(crate) client: Option<RegistryClient>,
 }
 
 fn var(name: &str) -> Option<String> {
@@ -139,6 +148,7 @@ impl ContainerdOptions {
                 idle: self.idle_timeout,
             },
             registry: self.registry,
+            client: self.client,
         })
     }
 }

@@ -16,6 +16,7 @@ pub mod endpoint;
 mod errors;
 mod images;
 mod progress;
+mod provider;
 mod session;
 mod transfer;
 
@@ -33,6 +34,8 @@ use berth_core::{Error, Result};
 use bollard::Docker;
 
 pub use endpoint::TlsFiles;
+
+pub use provider::PROVIDER;
 
 /// The engine name in errors and [`EngineInfo`].
 pub(crate) const ENGINE: &str = "docker";
@@ -193,6 +196,11 @@ impl ContainerEngine for DockerEngine {
                     reduced_capabilities: true,
                     user_namespace: daemon.rootless,
                     host_network_by_default: false,
+                },
+                // dockerd pulls and pushes itself: its certs.d and daemon.json decide TLS, not berth's flags
+                registries: berth_core::engine::RegistryAccess::Daemon {
+                    ca_place: "/etc/docker/certs.d/HOST/ca.crt",
+                    insecure_place: Some("`insecure-registries` in /etc/docker/daemon.json"),
                 },
             },
         })

@@ -30,6 +30,7 @@ mod connect;
 pub mod endpoint;
 mod errors;
 mod images;
+mod provider;
 mod transfer;
 
 use std::time::Duration;
@@ -41,6 +42,8 @@ use berth_core::engine::{
 };
 use berth_core::plan::BuildPlan;
 use berth_core::{Error, Result};
+
+pub use provider::PROVIDER;
 
 /// The engine name in errors and [`EngineInfo`].
 pub(crate) const ENGINE: &str = "podman";
@@ -189,6 +192,11 @@ fn features(rootless: bool, caches_persist: bool) -> Capabilities {
             reduced_capabilities: true,
             user_namespace: rootless,
             host_network_by_default: true,
+        },
+        // the service pulls and pushes itself (tlsVerify=false per request for insecure registries)
+        registries: berth_core::engine::RegistryAccess::Daemon {
+            ca_place: "/etc/containers/certs.d/HOST/ca.crt",
+            insecure_place: None,
         },
     }
 }

@@ -1,4 +1,5 @@
-//! Every environment variable berth reads, named in one place.
+//! Every environment variable berth's CLI reads, named in one place. The engine's (`BERTH_ENGINE`, and each
+//! engine's own such as `DOCKER_HOST`) are named by `berth_engines` and the engines' providers.
 
 /// Names of the environment variables berth reads.
 pub struct EnvVars;
@@ -17,18 +18,8 @@ impl EnvVars {
 }
 
 impl EnvVars {
-    /// Engine to use: docker, podman, containerd or auto.
-    pub const BERTH_ENGINE: &'static str = "BERTH_ENGINE";
-    /// Docker's daemon address.
-    pub const DOCKER_HOST: &'static str = "DOCKER_HOST";
-    /// Podman's service address.
-    pub const CONTAINER_HOST: &'static str = "CONTAINER_HOST";
-    /// The user's runtime folder (rootless Podman's socket lives there).
+    /// The user's runtime folder (rootless Podman's socket lives there; `berth doctor` looks).
     pub const XDG_RUNTIME_DIR: &'static str = "XDG_RUNTIME_DIR";
-    /// containerd's socket.
-    pub const CONTAINERD_ADDRESS: &'static str = "CONTAINERD_ADDRESS";
-    /// containerd namespace.
-    pub const CONTAINERD_NAMESPACE: &'static str = "CONTAINERD_NAMESPACE";
     /// The user's config file (default `$XDG_CONFIG_HOME/berth/config.yaml`, then `~/.config/berth/config.yaml`).
     pub const BERTH_CONFIG: &'static str = "BERTH_CONFIG";
     /// XDG config home.

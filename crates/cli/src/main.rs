@@ -5,8 +5,6 @@ mod args;
 mod commands;
 mod config;
 mod doctor;
-mod engine_choice;
-mod engines;
 mod env_vars;
 mod exit;
 mod progress;

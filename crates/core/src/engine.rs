@@ -31,6 +31,24 @@ pub struct Capabilities {
     pub rootless: bool,
     /// What separates a RUN step from the host.
     pub run_isolation: RunIsolation,
+    /// Who reaches registries for pulls and pushes, and so which of berth's registry settings apply.
+    pub registries: RegistryAccess,
+}
+
+/// Who reaches registries for an engine's pulls and pushes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum RegistryAccess {
+    /// berth's own registry client (the one the front end shares): `--ca-file` and `--insecure-registry` apply.
+    #[default]
+    Berth,
+    /// The engine's daemon, with its own TLS configuration: `--ca-file` cannot reach it, and berth warns.
+    Daemon {
+        /// Where the daemon reads a registry's CA certificate, `HOST` standing for the registry.
+        ca_place: &'static str,
+        /// Where the daemon's own configuration marks a registry insecure, when it does not honour
+        /// [`TransferOptions::insecure`] per request (`None`: it does).
+        insecure_place: Option<&'static str>,
+    },
 }
 
 /// What separates a RUN step from the host as an engine runs it (the conformance suite checks each from inside a

@@ -4,7 +4,8 @@
 //! to flytekit's, [`tag`]) and an engine-neutral [`plan`] of build steps, which Docker and Podman receive as a
 //! Dockerfile ([`render`]) and containerd executes step by step. Engines implement the small
 //! [`engine::ContainerEngine`] trait in their own crates; every failure is an [`error::Error`] classified by kind.
-//! Nothing here talks to an engine or a network.
+//! Each backend also exports an [`provider::EngineProvider`] (name, settings, detection, connect) for the
+//! table front ends iterate. Nothing here talks to an engine or a network.
 
 pub mod engine;
 pub mod error;
@@ -12,6 +13,7 @@ pub mod lines;
 pub mod operation;
 pub mod plan;
 pub mod platform;
+pub mod provider;
 pub mod pyrepr;
 pub mod reference;
 pub mod render;

@@ -434,10 +434,10 @@ mod tests {
 
     #[test]
     fn a_ca_file_is_checked_when_the_client_is_made() {
-        let dir = tempfile::tempdir().expect("tempdir");
+        let dir = tempfile::tempdir().expect("temp dir");
         assert!(with_ca(std::path::Path::new("/etc/ssl/certs/ca-certificates.crt")).is_ok());
 
-        let missing = with_ca(&dir.path().join("missing.pem")).expect_err("missing");
+        let missing = with_ca(&dir.path().join("missing.pem")).expect_err("no such file");
         assert_eq!(missing.kind(), ErrorKind::NotFound, "{missing}");
         assert!(missing.to_string().contains("missing.pem"), "{missing}");
 
@@ -447,7 +447,7 @@ mod tests {
             "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
         )
         .expect("write");
-        let refused = with_ca(&garbage).expect_err("garbage");
+        let refused = with_ca(&garbage).expect_err("not a certificate");
         assert_eq!(refused.kind(), ErrorKind::InvalidSpec, "{refused}");
         assert!(refused.to_string().contains("garbage.pem"), "{refused}");
     }

@@ -25,6 +25,7 @@ const STALL_LIMIT: Duration = Duration::from_secs(600);
 pub struct FaultProxy {
     addr: SocketAddr,
     injected: Arc<AtomicU32>,
+    seen: Arc<AtomicU32>,
     task: JoinHandle<()>,
 }
 
@@ -40,10 +41,11 @@ impl FaultProxy {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
         let injected = Arc::new(AtomicU32::new(0));
+        let seen = Arc::new(AtomicU32::new(0));
         let shared = Arc::new(Shared {
             upstream: upstream.to_string(),
             plan,
-            seen: AtomicU32::new(0),
+            seen: seen.clone(),
             injected: injected.clone(),
         });
         let task = tokio::spawn(async move {
@@ -58,6 +60,7 @@ impl FaultProxy {
         Ok(FaultProxy {
             addr,
             injected,
+            seen,
             task,
         })
     }
@@ -71,13 +74,18 @@ impl FaultProxy {
     pub fn injected(&self) -> u32 {
         self.injected.load(Ordering::SeqCst)
     }
+
+    /// How many requests of the plan's class came so far (with `times: 0`, a counter that harms nothing).
+    pub fn seen(&self) -> u32 {
+        self.seen.load(Ordering::SeqCst)
+    }
 }
 
 struct Shared {
     upstream: String,
     plan: FaultPlan,
     /// Requests of the plan's class seen so far.
-    seen: AtomicU32,
+    seen: Arc<AtomicU32>,
     injected: Arc<AtomicU32>,
 }
 

@@ -1,14 +1,18 @@
 //! Reaching registries and engines from command-line options: one registry client per run, credentials
 //! resolved as Docker and Podman users keep them, the engine chosen and announced.
 
-use berth_core::engine::{ContainerEngine, ContainerEngineExt, Credentials, TransferOptions};
+use berth_core::engine::{
+    Capabilities, ContainerEngine, ContainerEngineExt, Credentials, Progress, ProgressEvent,
+    RegistryAccess, TransferOptions,
+};
+use berth_core::provider::Shared;
 use berth_core::reference::ImageRef;
 use berth_core::Result;
+use berth_engines::{ChoiceSource, EngineKind};
 use berth_registry::{CredentialResolver, RegistryClient, RegistryOptions};
 
 use crate::args::{EngineArgs, RegistryArgs};
-use crate::config::{Config, EngineSettings, Setting};
-use crate::engine_choice::{self, ChoiceSource, EngineKind};
+use crate::config::{Config, Setting};
 
 /// Registry access for one run.
 pub struct Registries {
@@ -72,9 +76,13 @@ impl Registries {
 pub struct EngineChoice {
     kind: EngineKind,
     source: ChoiceSource,
-    settings: EngineSettings,
+    config: Config,
     /// The setting that names the engine's address, if one does (its errors name it).
     named: Option<Setting>,
+    /// What engines that use berth's registry client share (this run's one client), and the registry options
+    /// to warn about when the chosen engine reaches registries itself.
+    shared: Shared,
+    registry: Option<RegistryOptions>,
 }
 
 impl EngineChoice {
@@ -85,26 +93,32 @@ impl EngineChoice {
 
     /// [`EngineChoice::new`] with this run's files already read.
     pub fn with_config(args: &EngineArgs, config: &Config) -> Result<Self> {
-        let (kind, source) = engine_choice::choose_with(args.engine.as_deref(), config)?;
-        crate::engines::check_supported(kind)
-            .map_err(|e| e.context(format!("engine {kind} ({source})")))?;
+        let (kind, source) = berth_engines::choose_with(args.engine.as_deref(), config)?;
         Ok(EngineChoice {
             kind,
             source,
-            settings: config.connection(),
-            named: config.endpoint(kind),
+            config: config.clone(),
+            named: berth_engines::named(kind, config),
+            shared: Shared::default(),
+            registry: None,
         })
+    }
+
+    /// The engine will use this run's registry client (engines with [`RegistryAccess::Berth`]), and warn about
+    /// registry options it cannot apply (the others).
+    pub fn sharing(mut self, registries: &Registries) -> Self {
+        self.shared = Shared::default().with(registries.client.clone());
+        self.registry = Some(registries.options.clone());
+        self
     }
 
     /// The other engines reachable here that hold `reference` (for "built on another engine" hints); engines
     /// that do not answer are left out quietly.
     pub async fn others_with(&self, reference: &str) -> Vec<EngineKind> {
         let mut found = Vec::new();
-        for kind in crate::doctor::engines::ALL
-            .into_iter()
-            .filter(|k| *k != self.kind)
-        {
-            if let Ok(engine) = crate::engines::connect_with(kind, &self.settings).await {
+        for kind in berth_engines::providers().filter(|k| *k != self.kind) {
+            if let Ok(engine) = berth_engines::connect(kind, &self.config, Shared::default()).await
+            {
                 if engine.has_image(reference).await.unwrap_or(false) {
                     found.push(kind);
                 }
@@ -113,11 +127,119 @@ impl EngineChoice {
         found
     }
 
-    /// Says which engine and why on standard error, and connects.
+    /// Says which engine and why on standard error, connects, and warns about registry options the engine
+    /// cannot apply.
     pub async fn connect(&self) -> Result<Box<dyn ContainerEngine>> {
         crate::progress::output().say(&format!("engine: {} ({})", self.kind, self.source));
-        crate::engines::connect_with(self.kind, &self.settings)
+        let engine = berth_engines::connect(self.kind, &self.config, self.shared.clone())
             .await
-            .map_err(|e| engine_choice::blame_named(self.kind, self.named.as_ref(), e))
+            .map_err(|e| berth_engines::blame_named(self.kind, self.named.as_ref(), e))?;
+        if let Some(options) = self.registry.as_ref().filter(|o| asks_registry_access(o)) {
+            // only asked when a flag could be lost: Docker's capabilities cost a request
+            if let Ok(capabilities) = engine.capabilities().await {
+                let progress = crate::progress::output().image(engine.name());
+                for text in registry_warnings(engine.name(), &capabilities, options) {
+                    progress.event(ProgressEvent::Warning(text));
+                }
+            }
+        }
+        Ok(engine)
+    }
+}
+
+/// Whether `options` hold anything an engine might not apply: `--ca-file` or `--insecure-registry`.
+fn asks_registry_access(options: &RegistryOptions) -> bool {
+    options.ca_file.is_some() || !options.insecure.is_empty()
+}
+
+/// What of `options` cannot reach `engine`, which reaches registries as `capabilities` say, and what to do.
+fn registry_warnings(
+    engine: &str,
+    capabilities: &Capabilities,
+    options: &RegistryOptions,
+) -> Vec<String> {
+    let RegistryAccess::Daemon {
+        ca_place,
+        insecure_place,
+    } = capabilities.registries
+    else {
+        return Vec::new();
+    };
+    let mut warnings = Vec::new();
+    if let Some(path) = &options.ca_file {
+        warnings.push(format!(
+            "--ca-file {} does not reach {engine}, whose daemon pulls and pushes with its own certificates \
+             (it applies to berth's own registry checks only); for the daemon, copy it to {ca_place} \
+             (HOST: the registry's host[:port])",
+            path.display()
+        ));
+    }
+    let named = options
+        .insecure
+        .iter()
+        .filter(|host| !berth_registry::is_loopback(host));
+    for (host, place) in named.filter_map(|host| Some((host, insecure_place?))) {
+        warnings.push(format!(
+            "--insecure-registry {host} does not reach {engine}, whose daemon allows plain HTTP only to the \
+             registries its own configuration names; add {host} to {place} and restart it"
+        ));
+    }
+    warnings
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn options(ca: bool, insecure: &[&str]) -> RegistryOptions {
+        RegistryOptions {
+            ca_file: ca.then(|| "/certs/ca.pem".into()),
+            insecure: insecure.iter().map(|h| h.to_string()).collect(),
+            ..RegistryOptions::default()
+        }
+    }
+
+    fn daemon(insecure_per_request: bool) -> Capabilities {
+        Capabilities {
+            registries: RegistryAccess::Daemon {
+                ca_place: "/etc/docker/certs.d/HOST/ca.crt",
+                insecure_place: (!insecure_per_request).then_some("daemon.json"),
+            },
+            ..Capabilities::default()
+        }
+    }
+
+    #[test]
+    fn engines_on_berths_client_get_no_warning() {
+        let berth = Capabilities::default();
+        assert!(registry_warnings("containerd", &berth, &options(true, &["r:5000"])).is_empty());
+    }
+
+    #[test]
+    fn a_daemon_is_warned_about_flags_it_cannot_apply() {
+        let warnings = registry_warnings(
+            "docker",
+            &daemon(false),
+            &options(true, &["r:5000", "127.0.0.1:5000"]),
+        );
+        assert_eq!(warnings.len(), 2, "{warnings:?}");
+        assert!(
+            warnings[0].starts_with("--ca-file /certs/ca.pem does not reach docker"),
+            "{warnings:?}"
+        );
+        assert!(
+            warnings[0].contains("/etc/docker/certs.d/HOST/ca.crt"),
+            "{warnings:?}"
+        );
+        assert!(
+            warnings[1].starts_with("--insecure-registry r:5000 does not reach docker"),
+            "{warnings:?}"
+        );
+        // Podman takes tlsVerify=false per request: only the CA file is lost.
+        let podman = registry_warnings("podman", &daemon(true), &options(true, &["r:5000"]));
+        assert_eq!(podman.len(), 1, "{podman:?}");
+        assert!(
+            registry_warnings("podman", &daemon(true), &options(false, &["r:5000"])).is_empty()
+        );
     }
 }

@@ -5,27 +5,19 @@ use serde_json::json;
 
 use crate::args::ConfigArgs;
 use crate::config::{Config, Setting};
-use crate::engine_choice::{self, EngineKind};
 use crate::exit::ExitStatus;
 
 /// Runs `berth config`.
 pub fn run(args: &ConfigArgs) -> Result<ExitStatus> {
     let config = Config::load()?;
-    let engine = engine_choice::choose_with(args.engine.as_deref(), &config)
+    let engine = berth_engines::choose_with(args.engine.as_deref(), &config)
         .map(|(kind, source)| (kind.name(), source.to_string()));
     let registry = config.registry();
     let default_image = config.default_image();
     let project = config.project.as_ref();
     let user_path = crate::config::UserConfig::path();
     let cache = super::cache_dir();
-    let connection = config.connection();
-    // Which variable or file names each engine's address (detection never passes over one that is named).
-    let named = |kind| config.endpoint(kind).map(|s| s.source.to_string());
-    let (docker_from, podman_from, containerd_from) = (
-        named(EngineKind::Docker),
-        named(EngineKind::Podman),
-        named(EngineKind::Containerd),
-    );
+    let connection = connection(&config);
     if args.json {
         let setting = |s: &Setting| json!({"value": s.value, "source": s.source.to_string()});
         let value = json!({
@@ -35,18 +27,7 @@ pub fn run(args: &ConfigArgs) -> Result<ExitStatus> {
                 Ok((kind, source)) => json!({"value": kind, "source": source}),
                 Err(e) => json!({"error": e.to_string()}),
             },
-            "connection": {
-                "docker_host": connection.docker_host,
-                "podman_socket": connection.podman_socket,
-                "containerd_address": connection.containerd_address,
-                "containerd_namespace": connection.containerd_namespace,
-                "containerd_snapshotter": connection.containerd_snapshotter,
-                "sources": {
-                    "docker_host": docker_from,
-                    "podman_socket": podman_from,
-                    "containerd_address": containerd_from,
-                },
-            },
+            "connection": connection_json(&connection),
             "registry": registry.as_ref().map(setting),
             "default_image": setting(&default_image),
             "cache_dir": cache.as_ref().map(|c| c.display().to_string()),
@@ -80,20 +61,14 @@ pub fn run(args: &ConfigArgs) -> Result<ExitStatus> {
         Ok((kind, source)) => row("engine", kind, source),
         Err(e) => row("engine", &format!("none: {e}"), ""),
     }
-    let connections = [
-        ("docker host", &connection.docker_host, &docker_from),
-        ("podman socket", &connection.podman_socket, &podman_from),
-        (
-            "containerd",
-            &connection.containerd_address,
-            &containerd_from,
-        ),
-        ("ctr namespace", &connection.containerd_namespace, &None),
-        ("snapshotter", &connection.containerd_snapshotter, &None),
-    ];
-    for (key, value, source) in connections {
-        if let Some(value) = value {
-            row(key, value, source.as_deref().unwrap_or_default());
+    for row_of in &connection {
+        if let Some(value) = &row_of.setting {
+            let source = row_of.named.then(|| value.source.to_string());
+            row(
+                row_of.key.label,
+                &value.value,
+                source.as_deref().unwrap_or_default(),
+            );
         }
     }
     match &registry {
@@ -124,4 +99,47 @@ pub fn run(args: &ConfigArgs) -> Result<ExitStatus> {
         }
     }
     Ok(ExitStatus::Success)
+}
+
+/// One engine setting of this run: an engine's own environment variable, else the project file, else the user's.
+struct ConnectionRow {
+    key: &'static berth_core::provider::SettingKey,
+    setting: Option<Setting>,
+    /// The engine's address, whose source is shown (detection never passes over one that is named).
+    named: bool,
+}
+
+/// Every engine's settings, in table order.
+fn connection(config: &Config) -> Vec<ConnectionRow> {
+    berth_engines::providers()
+        .flat_map(|kind| {
+            let info = kind.info();
+            info.settings().map(move |key| ConnectionRow {
+                key,
+                setting: berth_engines::setting(kind, key, config),
+                named: key == &info.address,
+            })
+        })
+        .collect()
+}
+
+/// `{"docker_host": ..., ..., "sources": {"docker_host": ...}}`: every setting's value (null when unset) and
+/// where each address came from.
+fn connection_json(rows: &[ConnectionRow]) -> serde_json::Value {
+    let mut values = serde_json::Map::new();
+    let mut sources = serde_json::Map::new();
+    for row in rows {
+        values.insert(
+            row.key.json.into(),
+            json!(row.setting.as_ref().map(|s| &s.value)),
+        );
+        if row.named {
+            sources.insert(
+                row.key.json.into(),
+                json!(row.setting.as_ref().map(|s| s.source.to_string())),
+            );
+        }
+    }
+    values.insert("sources".into(), serde_json::Value::Object(sources));
+    serde_json::Value::Object(values)
 }

@@ -9,7 +9,6 @@ use crate::doctor::accounts::{Accounts, Identity};
 use crate::doctor::engines::{self, EngineProbe};
 use crate::doctor::report::{self, Finding, Section};
 use crate::doctor::{machine, registry, rootless, socket_access};
-use crate::engine_choice;
 use crate::exit::ExitStatus;
 
 /// Runs `berth doctor`.
@@ -19,7 +18,7 @@ pub async fn run(args: &DoctorArgs) -> Result<ExitStatus> {
 
     let config = crate::config::Config::load()?;
     let probes = engines::probe_all(&config).await;
-    let choice = engine_choice::choose_with(args.engine.as_deref(), &config);
+    let choice = berth_engines::choose_with(args.engine.as_deref(), &config);
     let engine_findings = engines::findings(&probes, &choice, |probe, error| {
         explain(probe, error, &me, &accounts)
     });

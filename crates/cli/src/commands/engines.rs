@@ -3,19 +3,14 @@
 use berth_core::Result;
 
 use crate::args::EnginesArgs;
-use crate::engine_choice::EngineKind;
 use crate::exit::ExitStatus;
 
 /// Runs `berth engines`.
 pub async fn run(args: &EnginesArgs) -> Result<ExitStatus> {
-    let settings = crate::config::Config::load()?.connection();
+    let config = crate::config::Config::load()?;
     let mut rows = Vec::new();
-    for kind in [
-        EngineKind::Docker,
-        EngineKind::Podman,
-        EngineKind::Containerd,
-    ] {
-        rows.push((kind, crate::engines::info(kind, &settings).await));
+    for kind in berth_engines::providers() {
+        rows.push((kind, berth_engines::info(kind, &config).await));
     }
     if args.json {
         let items: Vec<_> = rows

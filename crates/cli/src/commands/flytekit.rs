@@ -204,7 +204,8 @@ impl<'a> Session<'a> {
             // The engine follows berth's usual precedence (BERTH_ENGINE, berth.yaml, the user file, detection);
             // the registry setting does not apply, since flytekit has named the image already.
             let config = Config::load()?;
-            self.engine = Some(EngineChoice::with_config(&self.args.engine, &config)?);
+            let choice = EngineChoice::with_config(&self.args.engine, &config)?;
+            self.engine = Some(choice.sharing(self.registries()?));
         }
         self.registries()?;
         let (Some(engine), Some(registries)) = (&self.engine, &self.registries) else {

@@ -24,6 +24,7 @@ pub async fn run(args: &PushArgs) -> Result<ExitStatus> {
         );
     }
     let registries = Registries::new(&args.engine.registry)?;
+    let choice = choice.sharing(&registries);
     let engine = choice.connect().await?;
     for name in &names {
         let reference = name.to_string();

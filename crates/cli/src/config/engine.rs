@@ -1,4 +1,6 @@
 //! The `engine:` setting of a project or user file: a name, or a name with connection settings per engine.
+//! The sections and their keys are the engine table's (each provider's settings), so a new backend needs
+//! nothing here.
 //!
 //! ```yaml
 //! engine: podman
@@ -12,24 +14,17 @@
 
 use berth_core::yaml::{Node, Value};
 use berth_core::Result;
+use berth_engines::EngineKind;
 
 use super::file::YamlFile;
 
-/// Engine name and connection settings from one file; unset fields fall through to the next source.
+/// Engine name and connection settings from one file; unset ones fall through to the next source.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct EngineSettings {
-    /// docker, podman, containerd or auto.
+    /// An engine's name or auto.
     pub name: Option<String>,
-    /// Docker daemon address (as `DOCKER_HOST`).
-    pub docker_host: Option<String>,
-    /// Podman service socket (as `CONTAINER_HOST`).
-    pub podman_socket: Option<String>,
-    /// containerd socket (as `CONTAINERD_ADDRESS`).
-    pub containerd_address: Option<String>,
-    /// containerd namespace (as `CONTAINERD_NAMESPACE`).
-    pub containerd_namespace: Option<String>,
-    /// containerd snapshotter.
-    pub containerd_snapshotter: Option<String>,
+    /// `engine.<engine>.<key>` values: engine, key, value.
+    values: Vec<(&'static str, &'static str, String)>,
 }
 
 impl EngineSettings {
@@ -38,43 +33,25 @@ impl EngineSettings {
         let Some(node) = file.get("engine") else {
             return Ok(EngineSettings::default());
         };
+        let engines: Vec<EngineKind> = berth_engines::providers().collect();
         match &node.value {
             Value::Str(_) => Ok(EngineSettings {
                 name: Some(file.text_of(node, "engine")?),
                 ..EngineSettings::default()
             }),
             Value::Map(entries) => {
-                let entries = file.keys(
-                    entries.clone(),
-                    &["name", "docker", "podman", "containerd"],
-                    "engine setting",
-                )?;
+                let known: Vec<&str> = std::iter::once("name")
+                    .chain(engines.iter().map(|k| k.name()))
+                    .collect();
+                let entries = file.keys(entries.clone(), &known, "engine setting")?;
                 let mut settings = EngineSettings::default();
                 for (key, value) in &entries {
                     if value.value == Value::Null {
                         continue;
                     }
-                    match key.as_str() {
-                        "name" => settings.name = Some(file.text_of(value, "engine.name")?),
-                        "docker" => {
-                            let [host] = section(file, value, "docker", &["host"])?;
-                            settings.docker_host = host;
-                        }
-                        "podman" => {
-                            let [socket] = section(file, value, "podman", &["socket"])?;
-                            settings.podman_socket = socket;
-                        }
-                        _ => {
-                            let [address, namespace, snapshotter] = section(
-                                file,
-                                value,
-                                "containerd",
-                                &["address", "namespace", "snapshotter"],
-                            )?;
-                            settings.containerd_address = address;
-                            settings.containerd_namespace = namespace;
-                            settings.containerd_snapshotter = snapshotter;
-                        }
+                    match engines.iter().find(|k| k.name() == key) {
+                        Some(kind) => settings.read_section(file, *kind, value)?,
+                        None => settings.name = Some(file.text_of(value, "engine.name")?),
                     }
                 }
                 Ok(settings)
@@ -82,52 +59,43 @@ impl EngineSettings {
             other => Err(file.error(
                 node,
                 format!(
-                    "`engine` must be a name (docker, podman, containerd, auto) or a mapping with `name:` and \
-                     per-engine settings, found {}",
+                    "`engine` must be a name ({}, auto) or a mapping with `name:` and per-engine settings, \
+                     found {}",
+                    berth_engines::names(", "),
                     other.type_name()
                 ),
             )),
         }
     }
 
-    /// Each field of `self`, else of `fallback`.
-    pub fn or(self, fallback: &EngineSettings) -> EngineSettings {
-        let pick = |a: Option<String>, b: &Option<String>| a.or_else(|| b.clone());
-        EngineSettings {
-            name: pick(self.name, &fallback.name),
-            docker_host: pick(self.docker_host, &fallback.docker_host),
-            podman_socket: pick(self.podman_socket, &fallback.podman_socket),
-            containerd_address: pick(self.containerd_address, &fallback.containerd_address),
-            containerd_namespace: pick(self.containerd_namespace, &fallback.containerd_namespace),
-            containerd_snapshotter: pick(
-                self.containerd_snapshotter,
-                &fallback.containerd_snapshotter,
-            ),
-        }
+    /// The value of `engine.<engine>.<key>`, if the file sets it.
+    pub fn get(&self, engine: &str, key: &str) -> Option<&str> {
+        self.values
+            .iter()
+            .find(|(e, k, _)| *e == engine && *k == key)
+            .map(|(_, _, v)| v.as_str())
     }
-}
 
-/// The text values of `keys` in the mapping `node` (`engine.<name>`).
-fn section<const N: usize>(
-    file: &YamlFile,
-    node: &Node,
-    name: &str,
-    keys: &[&str; N],
-) -> Result<[Option<String>; N]> {
-    let Value::Map(entries) = &node.value else {
-        return Err(file.error(
-            node,
-            format!("`engine.{name}` must be a mapping with {}", keys.join(", ")),
-        ));
-    };
-    let entries = file.keys(entries.clone(), keys, &format!("engine.{name} setting"))?;
-    let mut values: [Option<String>; N] = std::array::from_fn(|_| None);
-    for (key, value) in &entries {
-        if value.value == Value::Null {
-            continue;
+    /// The values of the mapping `node` (`engine.<kind>`), whose keys are `kind`'s settings.
+    fn read_section(&mut self, file: &YamlFile, kind: EngineKind, node: &Node) -> Result<()> {
+        let name = kind.name();
+        let keys: Vec<&'static str> = kind.info().settings().map(|s| s.key).collect();
+        let Value::Map(entries) = &node.value else {
+            return Err(file.error(
+                node,
+                format!("`engine.{name}` must be a mapping with {}", keys.join(", ")),
+            ));
+        };
+        let entries = file.keys(entries.clone(), &keys, &format!("engine.{name} setting"))?;
+        for (key, value) in &entries {
+            let Some(key) = keys.iter().find(|k| *k == key) else {
+                continue; // `keys` refused every other key above
+            };
+            if value.value != Value::Null {
+                let text = file.text_of(value, &format!("engine.{name}.{key}"))?;
+                self.values.push((name, key, text));
+            }
         }
-        let index = keys.iter().position(|k| k == key).expect("known key");
-        values[index] = Some(file.text_of(value, &format!("engine.{name}.{key}"))?);
+        Ok(())
     }
-    Ok(values)
 }

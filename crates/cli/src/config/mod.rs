@@ -7,50 +7,15 @@ pub mod file;
 pub mod project;
 pub mod user;
 
-use std::fmt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use berth_core::{Error, Result};
 
 use crate::env_vars::EnvVars;
+pub use berth_engines::{Setting, Source};
 pub use engine::EngineSettings;
 pub use project::Project;
 pub use user::UserConfig;
-
-/// Where a setting's value came from.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Source {
-    /// An environment variable.
-    Environment(&'static str),
-    /// The project file.
-    Project(PathBuf),
-    /// The user's config file.
-    User(PathBuf),
-    /// Found by looking (a socket, an interpreter).
-    Detected(String),
-    /// berth's built-in default.
-    Default,
-}
-
-impl fmt::Display for Source {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Source::Environment(var) => write!(f, "from {var}"),
-            Source::Project(path) | Source::User(path) => write!(f, "from {}", path.display()),
-            Source::Detected(what) => write!(f, "detected: {what}"),
-            Source::Default => f.write_str("default"),
-        }
-    }
-}
-
-/// A value and where it came from.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Setting {
-    /// The value.
-    pub value: String,
-    /// Its source.
-    pub source: Source,
-}
 
 /// The project and user files for this run.
 #[derive(Debug, Clone, Default)]
@@ -78,16 +43,7 @@ impl Config {
         project: impl Fn(&Project) -> Option<String>,
         user: impl Fn(&UserConfig) -> Option<String>,
     ) -> Option<Setting> {
-        let from_env = var.and_then(|name| {
-            std::env::var(name)
-                .ok()
-                .filter(|v| !v.trim().is_empty())
-                .map(|value| Setting {
-                    value,
-                    source: Source::Environment(name),
-                })
-        });
-        from_env
+        var.and_then(Setting::from_env)
             .or_else(|| {
                 let p = self.project.as_ref()?;
                 project(p).map(|value| Setting {
@@ -102,55 +58,6 @@ impl Config {
                     source: Source::User(u.file.clone()),
                 })
             })
-    }
-
-    /// The engine name from the environment or the files (`auto` included), before detection.
-    pub fn engine_name(&self) -> Option<Setting> {
-        self.layered(
-            Some(EnvVars::BERTH_ENGINE),
-            |p| p.engine.name.clone(),
-            |u| u.engine.name.clone(),
-        )
-    }
-
-    /// Engine connection settings from the files, project first; the engines' own environment variables
-    /// (`DOCKER_HOST`, `CONTAINER_HOST`, `CONTAINERD_ADDRESS`) win over both.
-    pub fn connection(&self) -> EngineSettings {
-        let project = self
-            .project
-            .as_ref()
-            .map(|p| p.engine.clone())
-            .unwrap_or_default();
-        let user = self
-            .user
-            .as_ref()
-            .map(|u| u.engine.clone())
-            .unwrap_or_default();
-        let files = project.or(&user);
-        let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
-        EngineSettings {
-            name: files.name,
-            docker_host: env(EnvVars::DOCKER_HOST).or(files.docker_host),
-            podman_socket: env(EnvVars::CONTAINER_HOST).or(files.podman_socket),
-            containerd_address: env(EnvVars::CONTAINERD_ADDRESS).or(files.containerd_address),
-            containerd_namespace: env(EnvVars::CONTAINERD_NAMESPACE).or(files.containerd_namespace),
-            containerd_snapshotter: files.containerd_snapshotter,
-        }
-    }
-
-    /// Where the user named `kind`'s address, and the value: `DOCKER_HOST`, `CONTAINER_HOST` or
-    /// `CONTAINERD_ADDRESS`, else `engine.<kind>` in the project file, then the user file. `None` when nobody did
-    /// (the engine's default place). An address someone named is never passed over for another engine.
-    pub fn endpoint(&self, kind: crate::engine_choice::EngineKind) -> Option<Setting> {
-        use crate::engine_choice::EngineKind;
-        let (var, field): (_, fn(&EngineSettings) -> Option<String>) = match kind {
-            EngineKind::Docker => (EnvVars::DOCKER_HOST, |e| e.docker_host.clone()),
-            EngineKind::Podman => (EnvVars::CONTAINER_HOST, |e| e.podman_socket.clone()),
-            EngineKind::Containerd => (EnvVars::CONTAINERD_ADDRESS, |e| {
-                e.containerd_address.clone()
-            }),
-        };
-        self.layered(Some(var), |p| field(&p.engine), |u| field(&u.engine))
     }
 
     /// The registry for specs that name none.
@@ -196,5 +103,61 @@ impl Config {
                 )),
             },
         }
+    }
+}
+
+/// The files' `engine:` settings, project first, for engine choice and connecting (the engines' own environment
+/// variables win over both: `berth_engines` reads them).
+impl berth_engines::FileSettings for Config {
+    fn engine_name(&self) -> Option<Setting> {
+        self.layered(None, |p| p.engine.name.clone(), |u| u.engine.name.clone())
+    }
+
+    fn engine_setting(&self, engine: &str, key: &str) -> Option<Setting> {
+        let value = |e: &EngineSettings| e.get(engine, key).map(str::to_string);
+        self.layered(None, |p| value(&p.engine), |u| value(&u.engine))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use berth_engines::ChoiceSource;
+
+    #[test]
+    fn the_project_file_is_found_walking_up_and_names_the_engine() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let text = "engine:\n  name: podman\n  containerd: {namespace: builds}\n";
+        std::fs::write(dir.path().join("berth.yaml"), text).expect("write");
+        let deep = dir.path().join("a/b");
+        std::fs::create_dir_all(&deep).expect("mkdir");
+        let project = Project::find(&deep).expect("reads").expect("found");
+        assert_eq!(project.file, dir.path().join("berth.yaml"));
+        let config = Config {
+            project: Some(project),
+            user: None,
+        };
+        let (kind, source) = berth_engines::choose_with(Some("docker"), &config).expect("flag");
+        assert_eq!((kind.name(), source), ("docker", ChoiceSource::Flag));
+        if std::env::var_os(berth_engines::BERTH_ENGINE).is_none() {
+            let (kind, source) = berth_engines::choose_with(None, &config).expect("project");
+            assert_eq!(kind.name(), "podman");
+            assert_eq!(
+                source,
+                ChoiceSource::ProjectFile(dir.path().join("berth.yaml"))
+            );
+        }
+        let namespace =
+            berth_engines::FileSettings::engine_setting(&config, "containerd", "namespace");
+        assert_eq!(namespace.map(|s| s.value).as_deref(), Some("builds"));
+    }
+
+    #[test]
+    fn engine_sections_take_only_their_engines_keys() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("berth.yaml");
+        std::fs::write(&path, "engine:\n  docker: {socket: /x.sock}\n").expect("write");
+        let err = Project::find(dir.path()).expect_err("podman's key under docker");
+        assert!(err.to_string().contains("socket"), "{err}");
     }
 }

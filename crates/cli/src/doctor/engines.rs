@@ -8,14 +8,7 @@ use serde_json::{json, Value};
 
 use super::report::Finding;
 use super::socket_access::{describe, start_fix};
-use crate::engine_choice::{ChoiceSource, EngineKind};
-
-/// Every engine berth knows, in detection order.
-pub const ALL: [EngineKind; 3] = [
-    EngineKind::Docker,
-    EngineKind::Podman,
-    EngineKind::Containerd,
-];
+use berth_engines::{ChoiceSource, EngineKind};
 
 /// One engine, as berth found it.
 #[derive(Debug)]
@@ -32,16 +25,14 @@ pub struct EngineProbe {
 
 /// Asks every engine about itself, as `berth engines` does.
 pub async fn probe_all(config: &crate::config::Config) -> Vec<EngineProbe> {
-    let settings = &config.connection();
     let mut probes = Vec::new();
-    for kind in ALL {
+    for kind in berth_engines::providers() {
         probes.push(EngineProbe {
             kind,
-            endpoint: crate::engines::endpoint(kind, settings),
-            named: config
-                .endpoint(kind)
-                .map(|s| crate::engine_choice::setting_name(kind, &s)),
-            answer: crate::engines::info(kind, settings).await,
+            endpoint: berth_engines::endpoint(kind, config),
+            named: berth_engines::named(kind, config)
+                .map(|s| berth_engines::setting_name(kind, &s)),
+            answer: berth_engines::info(kind, config).await,
         });
     }
     probes
@@ -161,6 +152,10 @@ mod tests {
     use super::super::report::Status;
     use super::*;
 
+    fn kind(name: &str) -> EngineKind {
+        name.parse().expect("compiled in")
+    }
+
     fn works(kind: EngineKind, rootless: bool) -> EngineProbe {
         EngineProbe {
             kind,
@@ -179,18 +174,16 @@ mod tests {
     }
 
     fn fails(kind: EngineKind) -> EngineProbe {
-        let error = match kind {
+        let error = match kind.name() {
             // an engine this build has no backend for (how containerd was before its backend landed)
-            EngineKind::Containerd => {
-                Error::unsupported(kind.name(), "connect", "no backend in this build")
-                    .with_hint("use --engine docker or --engine podman for now")
-            }
+            "containerd" => Error::unsupported(kind.name(), "connect", "no backend in this build")
+                .with_hint("use --engine docker or --engine podman for now"),
             _ => Error::new(ErrorKind::EngineUnavailable, "cannot reach it").with_hint("start it"),
         };
         EngineProbe {
             kind,
             endpoint: None,
-            named: (kind == EngineKind::Docker).then(|| "DOCKER_HOST".to_string()),
+            named: (kind.name() == "docker").then(|| "DOCKER_HOST".to_string()),
             answer: Err(error),
         }
     }
@@ -213,11 +206,11 @@ mod tests {
     #[test]
     fn containerd_is_not_a_problem_when_another_engine_works() {
         let probes = [
-            works(EngineKind::Docker, false),
-            works(EngineKind::Podman, false),
-            fails(EngineKind::Containerd),
+            works(kind("docker"), false),
+            works(kind("podman"), false),
+            fails(kind("containerd")),
         ];
-        let findings = findings(&probes, &detected(EngineKind::Docker), why);
+        let findings = findings(&probes, &detected(kind("docker")), why);
         assert_eq!(
             statuses(&findings),
             [
@@ -237,11 +230,11 @@ mod tests {
     #[test]
     fn the_chosen_engine_failing_is_a_problem_that_names_the_working_one() {
         let probes = [
-            fails(EngineKind::Docker),
-            works(EngineKind::Podman, true),
-            fails(EngineKind::Containerd),
+            fails(kind("docker")),
+            works(kind("podman"), true),
+            fails(kind("containerd")),
         ];
-        let found = findings(&probes, &detected(EngineKind::Docker), why);
+        let found = findings(&probes, &detected(kind("docker")), why);
         assert_eq!(found[0].status, Status::Problem);
         assert!(
             found[0]
@@ -264,7 +257,7 @@ mod tests {
         // Chosen explicitly, the working engine makes the other one a mere warning.
         let found = findings(
             &probes,
-            &Ok((EngineKind::Podman, ChoiceSource::Environment)),
+            &Ok((kind("podman"), ChoiceSource::Environment)),
             why,
         );
         assert_eq!(statuses(&found)[0], ("engine docker", Status::Warning));
@@ -277,9 +270,9 @@ mod tests {
     #[test]
     fn with_no_engine_every_unreachable_one_is_a_problem() {
         let probes = [
-            fails(EngineKind::Docker),
-            fails(EngineKind::Podman),
-            fails(EngineKind::Containerd),
+            fails(kind("docker")),
+            fails(kind("podman")),
+            fails(kind("containerd")),
         ];
         let nothing = Err(Error::new(
             ErrorKind::EngineUnavailable,
@@ -295,11 +288,7 @@ mod tests {
             ]
         );
         // Asking for containerd is a problem: this build cannot use it.
-        let found = findings(
-            &probes,
-            &Ok((EngineKind::Containerd, ChoiceSource::Flag)),
-            why,
-        );
+        let found = findings(&probes, &Ok((kind("containerd"), ChoiceSource::Flag)), why);
         assert_eq!(found[2].status, Status::Problem);
         assert!(
             found[2]

@@ -163,9 +163,10 @@ pub async fn rootless_facts(user: Identity) -> RootlessFacts {
 }
 
 async fn ask_service(socket: &Path) -> berth_core::Result<(String, bool)> {
-    let info = crate::engines::connect_podman_at(socket)
-        .await?
-        .info()
-        .await?;
+    // the user's own service, whatever the environment names: the socket is the Podman provider's address
+    let podman: berth_engines::EngineKind = "podman".parse()?;
+    let settings = berth_core::provider::ConnectSettings::default()
+        .set(podman.info().address.key, socket.display().to_string());
+    let info = podman.provider().connect(&settings).await?.info().await?;
     Ok((info.version, info.capabilities.rootless))
 }

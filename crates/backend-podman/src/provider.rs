@@ -1,0 +1,66 @@
+//! Podman's entry in the engine table: its settings, where detection looks, connecting from settings.
+
+use async_trait::async_trait;
+use berth_core::engine::ContainerEngine;
+use berth_core::provider::{ConnectSettings, EngineProvider, ProviderInfo, SettingKey};
+use berth_core::Result;
+
+use crate::endpoint::{CONTAINER_HOST, ROOTFUL_SOCKET, XDG_RUNTIME_DIR};
+use crate::{PodmanEngine, PodmanOptions, ENGINE};
+
+/// Podman, for the engine table.
+pub static PROVIDER: PodmanProvider = PodmanProvider;
+
+/// Podman, rootful or rootless, through its libpod API socket.
+#[derive(Debug)]
+pub struct PodmanProvider;
+
+static INFO: ProviderInfo = ProviderInfo {
+    name: ENGINE,
+    address: SettingKey {
+        key: "socket",
+        env: Some(CONTAINER_HOST),
+        label: "podman socket",
+        json: "podman_socket",
+    },
+    options: &[],
+    other_env: &[XDG_RUNTIME_DIR],
+    start_command: "podman system service",
+};
+
+fn options(settings: &ConnectSettings) -> PodmanOptions {
+    PodmanOptions {
+        socket: settings.owned("socket"),
+        ..PodmanOptions::default()
+    }
+}
+
+#[async_trait]
+impl EngineProvider for PodmanProvider {
+    fn info(&self) -> &'static ProviderInfo {
+        &INFO
+    }
+
+    /// In the order Podman's own tools look: the named socket, the user's, then root's (detection tries both,
+    /// where connecting picks one by who runs berth).
+    fn candidates(&self, settings: &ConnectSettings) -> Vec<String> {
+        let mut sockets: Vec<String> = settings.owned("socket").into_iter().collect();
+        if let Ok(runtime) = std::env::var(XDG_RUNTIME_DIR) {
+            if !runtime.is_empty() {
+                sockets.push(format!("{runtime}/podman/podman.sock"));
+            }
+        }
+        sockets.push(ROOTFUL_SOCKET.into());
+        sockets
+    }
+
+    fn endpoint(&self, settings: &ConnectSettings) -> Option<String> {
+        PodmanEngine::new(options(settings))
+            .ok()
+            .map(|engine| engine.endpoint_name())
+    }
+
+    async fn connect(&self, settings: &ConnectSettings) -> Result<Box<dyn ContainerEngine>> {
+        Ok(Box::new(PodmanEngine::connect(options(settings)).await?))
+    }
+}

@@ -1,0 +1,58 @@
+//! The table of providers, in detection order. A new backend is one crate exporting a `PROVIDER` and one line
+//! here (behind its cargo feature).
+
+use berth_core::provider::EngineProvider;
+
+/// Every backend compiled into this build, in the order detection tries them.
+pub(crate) static PROVIDERS: &[&(dyn EngineProvider + 'static)] = &[
+    #[cfg(feature = "docker")]
+    &berth_backend_docker::PROVIDER,
+    #[cfg(feature = "podman")]
+    &berth_backend_podman::PROVIDER,
+    #[cfg(feature = "containerd")]
+    &berth_backend_containerd::PROVIDER,
+];
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+
+    use super::*;
+
+    #[test]
+    fn every_compiled_in_backend_is_listed_once() {
+        let names: Vec<&str> = PROVIDERS.iter().map(|p| p.info().name).collect();
+        let expected: Vec<&str> = [
+            cfg!(feature = "docker").then_some("docker"),
+            cfg!(feature = "podman").then_some("podman"),
+            cfg!(feature = "containerd").then_some("containerd"),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        assert_eq!(names, expected);
+    }
+
+    #[test]
+    fn names_environment_variables_and_keys_are_unique() {
+        let mut names = HashSet::new();
+        let mut vars = HashSet::new();
+        for provider in PROVIDERS {
+            let info = provider.info();
+            assert!(names.insert(info.name), "{} twice", info.name);
+            assert!(
+                !["auto", "name"].contains(&info.name),
+                "`{}` is a word of the `engine:` setting itself",
+                info.name
+            );
+            let mut keys = HashSet::new();
+            for setting in info.settings() {
+                assert!(keys.insert(setting.key), "{}.{}", info.name, setting.key);
+            }
+            let env = info.settings().filter_map(|s| s.env);
+            for var in env.chain(info.other_env.iter().copied()) {
+                assert!(vars.insert(var), "{var} is read by two engines");
+            }
+        }
+    }
+}
