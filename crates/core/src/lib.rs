@@ -12,6 +12,7 @@ pub mod error;
 pub mod lines;
 pub mod operation;
 pub mod plan;
+pub mod platform;
 pub mod provider;
 pub mod pyrepr;
 pub mod reference;
@@ -21,5 +22,5 @@ pub mod spec;
 pub mod tag;
 pub mod yaml;
 
-pub use error::{Error, ErrorKind, Result};
+pub use error::{Error, ErrorKind, ErrorStatus, Result};
 pub use operation::Operation;
