@@ -57,6 +57,21 @@ enum Engine {
 
 impl Engine {
     /// The `--engine` value.
+    /// The engine's name in `BERTH_TEST_ENGINES`.
+    fn selection_name(self) -> &'static str {
+        match self {
+            Engine::Docker => "docker",
+            Engine::Podman => "podman",
+            Engine::PodmanRootless => "podman_rootless",
+            Engine::Containerd => "containerd",
+        }
+    }
+
+    /// The environment, when `BERTH_TEST_ENGINES` selects this engine.
+    fn selected(self) -> Option<&'static TestEnv> {
+        TestEnv::for_engine(self.selection_name())
+    }
+
     fn flag(self) -> &'static str {
         match self {
             Engine::Docker => "docker",
@@ -170,7 +185,9 @@ fn containerd_builds_a_python_image_that_docker_and_podman_run() {
 /// Builds and pushes a Python spec with `engine`, checks the registry's digest, runs the image on Docker and on
 /// rootful Podman (each pulling it from the registry), then checks that a second build is a no-op.
 fn python_image_round_trip(engine: Engine) {
-    let env = TestEnv::get();
+    let Some(env) = engine.selected() else {
+        return;
+    };
     let project = Project::new(engine);
     let repo = unique(&format!("e2e-{}", engine.flag()));
     project.write("data/hello.txt", "hello from berth\n");
@@ -298,7 +315,9 @@ builder_options: {{install_flytekit: false}}
 
 #[test]
 fn a_wrong_password_is_a_clear_authentication_error() {
-    let env = TestEnv::get();
+    let Some(env) = TestEnv::selected() else {
+        return;
+    };
     let project = Project::new(Engine::Docker);
     let config = project.config();
     let login = project.berth(
@@ -412,7 +431,9 @@ fn hinted_command(run: &Run) -> String {
 /// a refused check says what fixes it there, the same for `exists` and `build`, and the command it names works.
 #[test]
 fn refused_credentials_get_the_fix_for_where_they_came_from() {
-    let env = TestEnv::get();
+    let Some(env) = TestEnv::selected() else {
+        return;
+    };
     let project = Project::new(Engine::Docker);
     let config = project.config();
     let spec = format!(
@@ -591,7 +612,9 @@ fn rootless_podman_builds_a_base_spec_first_and_pushes_later() {
 /// `--no-push` on a spec whose base is another spec builds the base first and the app on the local base; `berth
 /// push` then pushes both with the digests the registry reports.
 fn base_first_then_push(engine: Engine) {
-    let env = TestEnv::get();
+    let Some(env) = engine.selected() else {
+        return;
+    };
     let project = Project::new(engine);
     let common = format!(
         "registry: {}/berth-e2e\nbuilder_config: {{uv_image: \"{}\"}}\nbuilder_options: {{install_flytekit: false}}\n",
@@ -661,7 +684,9 @@ fn base_first_then_push(engine: Engine) {
 /// the command that pushes from there, which works.
 #[test]
 fn a_push_from_the_wrong_engine_names_the_engine_that_has_the_image() {
-    let env = TestEnv::get();
+    let Some(env) = TestEnv::selected() else {
+        return;
+    };
     let project = Project::new(Engine::Podman);
     project.write(
         "spec.yaml",
@@ -757,7 +782,9 @@ fn rootless_podman_builds_a_project_and_locks_it() {
 /// digest for every task (the default image's asked of the registry); `--check` passes; a second run contacts no
 /// engine and leaves the lock as it was; changing a spec makes `--check` fail naming the task.
 fn project_round_trip(engine: Engine) {
-    let env = TestEnv::get();
+    let Some(env) = engine.selected() else {
+        return;
+    };
     let project = Project::new(engine);
     let registry = format!("{}/{}", env.registry, unique("project"));
     let common = format!(
@@ -938,7 +965,9 @@ tasks:
 /// berth.lock is written (a deploy step must not pick up half a set).
 #[test]
 fn a_failing_image_stops_only_what_depends_on_it() {
-    let env = TestEnv::get();
+    let Some(env) = TestEnv::selected() else {
+        return;
+    };
     let project = Project::new(Engine::Docker);
     let registry = format!("{}/{}", env.registry, unique("partial"));
     let common = format!(
@@ -1013,29 +1042,32 @@ fn a_failing_image_stops_only_what_depends_on_it() {
 
 #[test]
 fn docker_derived_image_keeps_base_packages_uv_0_5() {
-    derived_image_keeps_base_packages(Engine::Docker, &TestEnv::get().uv_image);
+    derived_image_keeps_base_packages(Engine::Docker, |env| &env.uv_image);
 }
 
 #[test]
 fn podman_derived_image_keeps_base_packages_current_uv() {
-    derived_image_keeps_base_packages(Engine::Podman, &TestEnv::get().uv_current_image);
+    derived_image_keeps_base_packages(Engine::Podman, |env| &env.uv_current_image);
 }
 
 #[test]
 fn rootless_podman_derived_image_keeps_base_packages_uv_0_5() {
-    derived_image_keeps_base_packages(Engine::PodmanRootless, &TestEnv::get().uv_image);
+    derived_image_keeps_base_packages(Engine::PodmanRootless, |env| &env.uv_image);
 }
 
 #[test]
 fn containerd_derived_image_keeps_base_packages_current_uv() {
-    derived_image_keeps_base_packages(Engine::Containerd, &TestEnv::get().uv_current_image);
+    derived_image_keeps_base_packages(Engine::Containerd, |env| &env.uv_current_image);
 }
 
 /// A spec built on another spec, both installing packages into the venv: the derived image keeps the base's
 /// packages (uv 0.5 replaced an existing venv, current uv refuses one), checked by importing both in the pushed
 /// image, pulled and run by Docker.
-fn derived_image_keeps_base_packages(engine: Engine, uv_image: &str) {
-    let env = TestEnv::get();
+fn derived_image_keeps_base_packages(engine: Engine, uv_image: fn(&TestEnv) -> &str) {
+    let Some(env) = engine.selected() else {
+        return;
+    };
+    let uv_image = uv_image(env);
     let project = Project::new(engine);
     let common = format!(
         "registry: {}/berth-e2e\npython_exec: /usr/bin/python3\nbuilder_config: {{uv_image: \"{uv_image}\"}}\nbuilder_options: {{install_flytekit: false}}\n",
@@ -1101,7 +1133,9 @@ fn containerd_builds_two_apt_specs_at_once() {
 /// succeed. (apt gives up at once when another process holds its lock, so whoever mounts the caches must let one
 /// step at a time use them; on Podman before the step lock, one of these failed with `Could not get lock`.)
 fn two_apt_builds_at_once(engine: Engine) {
-    let env = TestEnv::get();
+    let Some(env) = engine.selected() else {
+        return;
+    };
     let project = Project::new(engine);
     let mut names = Vec::new();
     for file in ["one.yaml", "two.yaml"] {
@@ -1160,7 +1194,9 @@ fn containerd_two_berths_build_one_spec_at_once() {
 /// reference, which is what the registry holds (one build, one image: the second waits for the first and finds
 /// the image pushed).
 fn two_berths_one_spec(engine: Engine) {
-    let env = TestEnv::get();
+    let Some(env) = engine.selected() else {
+        return;
+    };
     let project = Project::new(engine);
     project.write(
         "spec.yaml",
@@ -1206,7 +1242,9 @@ fn two_berths_one_spec(engine: Engine) {
 
 #[test]
 fn eight_berth_exists_at_once_agree() {
-    let env = TestEnv::get();
+    let Some(env) = TestEnv::selected() else {
+        return;
+    };
     let project = Project::new(Engine::Docker);
     project.write(
         "spec.yaml",

@@ -199,7 +199,9 @@ fn berth(dir: &Path, args: &[&str]) -> (i32, String, String) {
 
 #[test]
 fn the_ca_file_reaches_containerd_pushes() {
-    let env = TestEnv::get();
+    let Some(env) = TestEnv::for_engine("containerd") else {
+        return;
+    };
     let registry = TlsRegistry::start();
     let (dir, reference) = project(&registry.host);
     // the image as a build would leave it: any image under the spec's name
@@ -247,6 +249,9 @@ fn the_ca_file_reaches_containerd_pushes() {
 
 #[test]
 fn docker_is_warned_that_the_ca_file_cannot_reach_its_daemon() {
+    if TestEnv::for_engine("docker").is_none() {
+        return;
+    }
     let registry = TlsRegistry::start();
     let (dir, _) = project(&registry.host);
     let ca = registry.ca.display().to_string();

@@ -1,6 +1,8 @@
 //! Helpers for berth's end-to-end tests: where the corpus lives, how to run the `berth` binary, how to lay out a
-//! spec folder the way a user's checkout would be, the test environment of `scripts/env/up.sh` ([`env`]), a
-//! misbehaving HTTP server ([`fake_http`]), running berth as another user of the machine ([`users`]), the engine
+//! spec folder the way a user's checkout would be, the test environment of `scripts/env/up.sh` ([`env`]) and which daemon
+//! suites run ([`select`]), a
+//! recording, failure-scripting engine for workflow tests without a daemon ([`fake_engine`]), a misbehaving HTTP
+//! server ([`fake_http`]), running berth as another user of the machine ([`users`]), the engine
 //! conformance suite every backend runs ([`conformance`]) and the fault-injecting registry proxy of the
 //! reliability test ([`faults`]).
 
@@ -10,8 +12,10 @@ use std::sync::OnceLock;
 
 pub mod conformance;
 pub mod env;
+pub mod fake_engine;
 pub mod fake_http;
 pub mod faults;
+pub mod select;
 pub mod users;
 
 /// The repository root.

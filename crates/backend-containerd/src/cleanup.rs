@@ -3,9 +3,11 @@
 //! A [`Guard`] owns a lease (with an expiry label, so containerd's collector drops it even if berth is killed)
 //! and records every task, container, active snapshot and ingest made under it. [`Guard::finish`] removes them
 //! in order (kill and delete tasks, delete containers, remove snapshots, abort ingests, delete the lease).
-//! When the operation's future is dropped instead (an error path that returned early, or Ctrl-C), `Drop` does
-//! the same synchronously on a thread of its own with a fresh connection, so it works on any runtime and even
-//! while the runtime is shutting down, and the caller's next step (or process exit) finds nothing left.
+//! When the operation's future is dropped instead (an error path that returned early, or Ctrl-C), `Drop` starts
+//! the same on a thread of its own with a fresh connection, so it works on any runtime and even while the runtime
+//! is shutting down, and returns at once: the dropping task (and every other image of a project build) goes on.
+//! A process that is about to exit waits for those threads with [`wait_for_cleanups`], so it leaves nothing
+//! behind.
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -260,12 +262,34 @@ impl Drop for Guard {
                 }
             });
         };
-        // A thread of its own: Drop may run inside a runtime (blocking it is fine for this short while, nesting
-        // block_on is not).
+        // A thread of its own: Drop may run inside a runtime, where nesting block_on is not allowed, and waiting
+        // here would hold up the dropping thread's other tasks for seconds. The thread is joined by
+        // wait_for_cleanups before the process exits.
         if let Ok(handle) = std::thread::Builder::new()
             .name("berth-containerd-cleanup".into())
             .spawn(work)
         {
+            RUNNING
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(handle);
+        }
+    }
+}
+
+/// Cleanups that dropped operations started and nobody has waited for yet.
+static RUNNING: Mutex<Vec<std::thread::JoinHandle<()>>> = Mutex::new(Vec::new());
+
+/// Waits until every cleanup that a dropped build or pull started has ended (each is bounded, see
+/// `DROP_CLEANUP_LIMIT`). Call it before the process exits, outside any runtime or on a blocking thread: after
+/// Ctrl-C, when the runtime has dropped the interrupted builds.
+pub fn wait_for_cleanups() {
+    loop {
+        let running = std::mem::take(&mut *RUNNING.lock().unwrap_or_else(|p| p.into_inner()));
+        if running.is_empty() {
+            return;
+        }
+        for handle in running {
             let _ = handle.join();
         }
     }

@@ -42,6 +42,7 @@ use berth_core::engine::{
 use berth_core::plan::BuildPlan;
 use berth_core::{Error, Result};
 
+pub use cleanup::wait_for_cleanups;
 pub use options::{validate_namespace, ContainerdOptions, EnvVars, DEFAULT_ADDRESS};
 pub use provider::PROVIDER;
 

@@ -77,4 +77,8 @@ impl EngineProvider for ContainerdProvider {
             crate::ContainerdEngine::connect(options(settings)).await?,
         ))
     }
+
+    fn wait_for_background_work(&self) {
+        crate::wait_for_cleanups();
+    }
 }

@@ -26,7 +26,9 @@ async fn engine(env: &TestEnv) -> ContainerdEngine {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pull_inspect_tag_remove() {
-    let env = TestEnv::get();
+    let Some(env) = TestEnv::for_engine("containerd") else {
+        return;
+    };
     let engine = engine(env).await;
     let options = TransferOptions {
         credentials: Some(env.credentials()),
@@ -128,7 +130,9 @@ fn run_step(command: &str, mounts: Vec<Mount>) -> Step {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failed_and_interrupted_builds_leave_nothing_behind() {
-    let env = TestEnv::get();
+    let Some(env) = TestEnv::for_engine("containerd") else {
+        return;
+    };
     let state = tempfile::tempdir().expect("temp dir");
     let engine = isolated(env, "berth-test-leftovers", state.path()).await;
     let before = engine.leftovers().await.expect("leftovers");
@@ -190,6 +194,10 @@ async fn failed_and_interrupted_builds_leave_nothing_behind() {
         assert_eq!(running.tasks.len(), 1, "while running: {running:?}");
         // dropping the build future here is the interruption (what Ctrl-C does in berth)
     }
+    // its cleanup runs on a thread of its own; berth waits for it before exiting, as here
+    tokio::task::spawn_blocking(berth_backend_containerd::wait_for_cleanups)
+        .await
+        .expect("cleanups");
     let left = new_leftovers(&engine, &before).await;
     assert!(left.is_empty(), "after an interrupted build: {left:?}");
     let run_dirs = std::fs::read_dir(state.path().join("berth-test-leftovers").join("run"))
@@ -211,7 +219,9 @@ async fn failed_and_interrupted_builds_leave_nothing_behind() {
 /// later step sees no trace of them, not even an empty file or folder.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mount_points_leave_no_trace() {
-    let env = TestEnv::get();
+    let Some(env) = TestEnv::for_engine("containerd") else {
+        return;
+    };
     let engine = engine(env).await;
     let dir = tempfile::tempdir().expect("temp dir");
     let secret = dir.path().join("secret");
@@ -268,7 +278,9 @@ async fn mount_points_leave_no_trace() {
 /// blob is no longer a root for containerd's collector, so the step runs again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unused_cache_records_expire() {
-    let env = TestEnv::get();
+    let Some(env) = TestEnv::for_engine("containerd") else {
+        return;
+    };
     let state = tempfile::tempdir().expect("temp dir");
     let namespace = "berth-test-prune";
     let engine = isolated(env, namespace, state.path()).await;
@@ -312,7 +324,9 @@ async fn unused_cache_records_expire() {
 /// task, running): whatever request was in flight, nothing berth created may be left.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cancelling_at_any_moment_leaves_nothing_behind() {
-    let env = TestEnv::get();
+    let Some(env) = TestEnv::for_engine("containerd") else {
+        return;
+    };
     let state = tempfile::tempdir().expect("temp dir");
     let engine = isolated(env, "berth-test-cancel", state.path()).await;
     let before = engine.leftovers().await.expect("leftovers");
@@ -342,6 +356,10 @@ async fn cancelling_at_any_moment_leaves_nothing_behind() {
         {
             panic!("a build with a 600 s step ended within {millis} ms");
         }
+        // the dropped build cleans up on a thread of its own; berth waits for it before exiting, as here
+        tokio::task::spawn_blocking(berth_backend_containerd::wait_for_cleanups)
+            .await
+            .expect("cleanups");
         let left = new_leftovers(&engine, &before).await;
         assert!(left.is_empty(), "cancelled after {millis} ms: {left:?}");
         if millis > 800 {
@@ -353,7 +371,9 @@ async fn cancelling_at_any_moment_leaves_nothing_behind() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn copy_layers_are_reproducible_from_an_empty_cache() {
-    let env = TestEnv::get();
+    let Some(env) = TestEnv::for_engine("containerd") else {
+        return;
+    };
     let files = tempfile::tempdir().expect("temp dir");
     let script = files.path().join("run.sh");
     std::fs::write(&script, "#!/bin/sh\necho hi\n").expect("write");
@@ -431,7 +451,9 @@ async fn copy_layers_are_reproducible_from_an_empty_cache() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pushed_image_runs_on_docker_and_podman() {
-    let env = TestEnv::get();
+    let Some(env) = TestEnv::for_engine("containerd") else {
+        return;
+    };
     let engine = engine(env).await;
     let token = format!("made-by-containerd-{}", std::process::id());
     let built = plan(

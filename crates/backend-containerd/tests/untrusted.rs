@@ -70,7 +70,9 @@ fn run(command: &str, mounts: Vec<Mount>) -> Step {
 }
 
 async fn hostile_images_stay_inside_their_root(snapshotter: &str) {
-    let env = TestEnv::get();
+    let Some(env) = TestEnv::for_engine("containerd") else {
+        return;
+    };
     let engine = engine(env, snapshotter).await;
     let hostile = Hostile::push(env, snapshotter);
     let host = hostile.host.path();
@@ -160,7 +162,9 @@ async fn hostile_images_stay_inside_their_root_on_native() {
 /// as a non-root user has no capabilities at all.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn steps_cannot_create_namespaces_or_keep_capabilities() {
-    let env = TestEnv::get();
+    let Some(env) = TestEnv::for_engine("containerd") else {
+        return;
+    };
     let engine = engine(env, "overlayfs").await;
     let tag = format!(
         "{}/berth-daemon-test/namespaces-{}:v1",
@@ -198,7 +202,9 @@ async fn steps_cannot_create_namespaces_or_keep_capabilities() {
 /// step what berth read, the test process's own status, not the status of whichever process opened it last.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn context_mounts_are_the_bytes_that_were_hashed() {
-    let env = TestEnv::get();
+    let Some(env) = TestEnv::for_engine("containerd") else {
+        return;
+    };
     let engine = engine(env, "overlayfs").await;
     let status = std::fs::read_to_string("/proc/self/status").expect("own status");
     let name = status
@@ -243,7 +249,9 @@ async fn context_mounts_are_the_bytes_that_were_hashed() {
 /// always does) fails the COPY step with its name, instead of a layer whose tar entry runs past its header.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_copy_source_that_grows_fails_the_step() {
-    let env = TestEnv::get();
+    let Some(env) = TestEnv::for_engine("containerd") else {
+        return;
+    };
     let engine = engine(env, "overlayfs").await;
     let mut copying = plan(
         &env.busybox_image,

@@ -31,7 +31,9 @@ async fn unavailable(what: &str, options: DockerOptions) {
 
 #[tokio::test]
 async fn docker_host_is_honoured_and_an_absent_daemon_fails_fast() {
-    common::env();
+    if common::env().is_none() {
+        return;
+    }
     let dir = tempfile::tempdir().expect("tempdir");
 
     // A socket path with nothing behind it, from DOCKER_HOST as the CLI reads it.

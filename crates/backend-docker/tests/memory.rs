@@ -29,7 +29,9 @@ fn peak_rss() -> u64 {
 
 #[tokio::test]
 async fn a_large_context_is_streamed_not_held_in_memory() {
-    let env = env();
+    let Some(env) = env() else {
+        return;
+    };
     let dir = tempfile::tempdir().expect("tempdir");
     let big = dir.path().join("big.bin");
     std::fs::File::create(&big)

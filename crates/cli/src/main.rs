@@ -9,7 +9,6 @@ mod env_vars;
 mod exit;
 mod help;
 mod progress;
-mod workflow;
 
 use std::process::ExitCode;
 
@@ -33,7 +32,15 @@ fn main() -> ExitCode {
             .enable_all()
             .build()
         {
-            Ok(runtime) => runtime.block_on(until_interrupted(run_async(other))),
+            Ok(runtime) => {
+                let result = runtime.block_on(until_interrupted(run_async(other)));
+                // Dropping the runtime drops what an interruption left running (a project build's image tasks).
+                // A containerd build dropped midway cleans up on a thread of its own instead of holding up the
+                // others; berth waits for those threads here, so it exits leaving nothing behind.
+                drop(runtime);
+                berth_engines::wait_for_background_work();
+                result
+            }
             Err(e) => Err(berth_core::Error::new(
                 berth_core::ErrorKind::Io,
                 format!("cannot start the async runtime: {e}"),
@@ -49,8 +56,9 @@ fn main() -> ExitCode {
     }
 }
 
-/// Runs `work` until it ends or the user interrupts (Ctrl-C, SIGTERM). Interrupting drops `work`, which closes
-/// its connections: BuildKit and buildah stop the build, and nothing half-pushed is tagged (the manifest goes last).
+/// Runs `work` until it ends or the user interrupts (Ctrl-C, SIGTERM). Interrupting drops `work` (and with it a
+/// project build's image tasks), which closes its connections: BuildKit and buildah stop the build, and nothing
+/// half-pushed is tagged (the manifest goes last).
 async fn until_interrupted(
     work: impl std::future::Future<Output = berth_core::Result<ExitStatus>>,
 ) -> berth_core::Result<ExitStatus> {

@@ -85,6 +85,27 @@ impl Output {
     }
 }
 
+/// A workflow run's progress as this run shows it: status lines said (hidden by `-q`), warnings printed, each
+/// image's build and push on its own line.
+pub struct RunOutput;
+
+impl Progress for RunOutput {
+    fn event(&self, event: ProgressEvent) {
+        match event {
+            ProgressEvent::Warning(text) => output().print(&text),
+            ProgressEvent::Line(text) => output().say(&text),
+            // A run reports transfers and steps on its images' progress, never on its own.
+            ProgressEvent::Step { .. } | ProgressEvent::Transfer { .. } => {}
+        }
+    }
+}
+
+impl berth_workflow::RunProgress for RunOutput {
+    fn image(&self, image: &str) -> Box<dyn Progress> {
+        Box::new(output().image(image))
+    }
+}
+
 fn spinner_style() -> ProgressStyle {
     ProgressStyle::with_template("{spinner} {prefix:.bold} {wide_msg}").expect("valid template")
 }

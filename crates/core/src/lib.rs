@@ -13,6 +13,7 @@ pub mod error;
 pub mod lines;
 pub mod operation;
 pub mod plan;
+pub mod platform;
 pub mod provider;
 pub mod pyrepr;
 pub mod reference;
@@ -22,5 +23,5 @@ pub mod spec;
 pub mod tag;
 pub mod yaml;
 
-pub use error::{Error, ErrorKind, Result};
+pub use error::{Error, ErrorKind, ErrorStatus, Result};
 pub use operation::Operation;

@@ -141,6 +141,10 @@ pub trait EngineProvider: Send + Sync {
     fn endpoint(&self, settings: &ConnectSettings) -> Option<String>;
     /// Connects with `settings`, failing with `EngineUnavailable` and a hint when the engine cannot be reached.
     async fn connect(&self, settings: &ConnectSettings) -> Result<Box<dyn ContainerEngine>>;
+    /// Waits for work that this engine's dropped operations left running in the background (containerd cleans
+    /// up after an interrupted build on a thread of its own, so the interrupted task's thread goes on). A front
+    /// end calls it, outside any runtime, before its process exits. Nothing to wait for by default.
+    fn wait_for_background_work(&self) {}
 
     /// Why the engine did not answer at `endpoint` with `error`, for `berth doctor`: a message and the fix. By
     /// default, what its socket file shows (missing, not this user's, nobody answering), else its error and

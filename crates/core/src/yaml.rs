@@ -6,6 +6,7 @@
 //! implicit resolvers. Timestamps, merge keys and Python-specific tags are refused with a hint instead of guessed.
 //! What a file may make berth allocate is bounded (see [`limits`]).
 
+mod file;
 mod limits;
 
 use std::collections::HashMap;
@@ -19,6 +20,8 @@ pub use limits::{
     read_file, MAX_ALIAS_BYTES, MAX_ALIAS_VALUES, MAX_DEPTH, MAX_TEXT_BYTES, MAX_VALUES,
 };
 use limits::{Budget, Size};
+
+pub use file::YamlFile;
 
 /// A position in the YAML text, 1-based.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

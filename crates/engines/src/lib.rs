@@ -129,6 +129,14 @@ pub async fn connect(
         .await
 }
 
+/// Waits for what every engine's dropped operations left running in the background (see
+/// [`EngineProvider::wait_for_background_work`]); call it outside any runtime before the process exits.
+pub fn wait_for_background_work() {
+    for kind in providers() {
+        kind.provider().wait_for_background_work();
+    }
+}
+
 /// What an engine of `kind` says about itself (`berth engines`, `berth doctor`).
 pub async fn info(kind: EngineKind, files: &dyn FileSettings) -> Result<EngineInfo> {
     connect(kind, files, Shared::default()).await?.info().await

@@ -44,8 +44,9 @@ pub struct Setting {
 }
 
 /// The `engine:` settings of a front end's files (berth's CLI: the project's `berth.yaml`, then the user's
-/// file), each with the file it came from.
-pub trait FileSettings {
+/// file), each with the file it came from. `Sync`, so a connection can be opened from a spawned task (a workflow
+/// run opens its engine from the first image task that builds).
+pub trait FileSettings: Sync {
     /// The engine's name (`engine:` or `engine.name:`), `auto` included.
     fn engine_name(&self) -> Option<Setting>;
     /// `engine.<engine>.<key>`.

@@ -51,6 +51,23 @@ impl RegistryClient {
         .await
     }
 
+    /// The user's credentials for `registry` as this client sends them, for an engine that pulls or pushes there
+    /// itself: looked up once per registry per client, on a blocking thread, so a credential helper runs once
+    /// however many existence checks, builds and pushes of a run need it.
+    pub async fn credentials_for(
+        &self,
+        registry: &str,
+    ) -> berth_core::Result<Option<ResolvedCredentials>> {
+        let host = self.host(registry);
+        let call = Call {
+            op: "credentials",
+            registry,
+            target: registry.to_string(),
+            scopes: Vec::new(),
+        };
+        self.credentials(&host, &call).await.map_err(|f| f.error)
+    }
+
     /// The user's credentials for `host`, looked up once per client (helpers can be slow).
     pub(crate) async fn credentials(
         &self,

@@ -72,6 +72,7 @@ impl HttpClients {
     fn builder(&self) -> reqwest::ClientBuilder {
         reqwest::Client::builder()
             .user_agent(concat!("berth/", env!("CARGO_PKG_VERSION")))
+            .dns_resolver(std::sync::Arc::new(crate::resolve::SystemResolver))
             .connect_timeout(self.connect_timeout)
             .read_timeout(self.idle_timeout)
     }

@@ -11,7 +11,9 @@ use common::{authed_client, client, env, image, skopeo_copy, skopeo_digest, uniq
 
 #[tokio::test]
 async fn a_fixture_image_is_present_with_skopeos_digest() {
-    let env = env();
+    let Some(env) = env() else {
+        return;
+    };
     let home = Home::new();
     let found = authed_client(&home)
         .exists(&image(&env.busybox_image))
@@ -24,7 +26,9 @@ async fn a_fixture_image_is_present_with_skopeos_digest() {
 
 #[tokio::test]
 async fn a_missing_tag_and_a_missing_repository_are_absent() {
-    let env = env();
+    let Some(env) = env() else {
+        return;
+    };
     let home = Home::new();
     let client = authed_client(&home);
     let busybox = image(&env.busybox_image);
@@ -52,7 +56,9 @@ impl WithTag for berth_core::reference::ImageRef {
 
 #[tokio::test]
 async fn a_wrong_password_is_unauthorized_and_names_the_user_not_the_secret() {
-    let env = env();
+    let Some(env) = env() else {
+        return;
+    };
     let home = Home::new();
     let wrong = env.wrong_credentials();
     let client = client(home.resolver(&[]).with_credentials(wrong.clone()));
@@ -88,7 +94,9 @@ async fn a_wrong_password_is_unauthorized_and_names_the_user_not_the_secret() {
 
 #[tokio::test]
 async fn no_credentials_is_unauthorized_and_says_where_it_looked() {
-    let env = env();
+    let Some(env) = env() else {
+        return;
+    };
     let home = Home::new();
     let found = client(home.resolver(&[]))
         .exists(&image(&env.busybox_image))
@@ -109,7 +117,9 @@ async fn no_credentials_is_unauthorized_and_says_where_it_looked() {
 
 #[tokio::test]
 async fn environment_credentials_for_the_host_are_used() {
-    let env = env();
+    let Some(env) = env() else {
+        return;
+    };
     let home = Home::new();
     let resolver = home.resolver(&[
         ("BERTH_REGISTRY_USERNAME", &env.registry_user),
@@ -133,7 +143,9 @@ async fn environment_credentials_for_the_host_are_used() {
 
 #[tokio::test]
 async fn exists_many_answers_a_hundred_references_in_order() {
-    let env = env();
+    let Some(env) = env() else {
+        return;
+    };
     let repo = format!("{}/{}", env.registry, unique_repo("many"));
     // 50 present tags, made with skopeo one after the other (docker-registry 2.8 answers 500 "invalid
     // checksum digest format" to reads racing concurrent tag writes in one repository), 50 absent ones,
@@ -181,7 +193,9 @@ async fn exists_many_answers_a_hundred_references_in_order() {
 
 #[tokio::test]
 async fn an_explicit_credential_for_another_registry_is_not_sent() {
-    let env = env();
+    let Some(env) = env() else {
+        return;
+    };
     let home = Home::new();
     let elsewhere = Credentials {
         registry: "elsewhere.example".into(),

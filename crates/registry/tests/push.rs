@@ -81,7 +81,9 @@ async fn push(client: &RegistryClient, target: &ImageRef, blob: &[u8]) {
 
 #[tokio::test]
 async fn a_pushed_image_reads_back_through_skopeo_and_berth() {
-    let env = env();
+    let Some(env) = env() else {
+        return;
+    };
     let home = Home::new();
     let client = authed_client(&home);
     // a second client that uploads in 700-byte chunks: the 2 KiB layer goes as PATCH, PATCH, PUT
@@ -159,7 +161,9 @@ async fn a_pushed_image_reads_back_through_skopeo_and_berth() {
 
 #[tokio::test]
 async fn blobs_mount_across_repositories() {
-    let env = env();
+    let Some(env) = env() else {
+        return;
+    };
     let home = Home::new();
     let client = authed_client(&home);
     let source = image(&format!(

@@ -195,7 +195,20 @@ async fn execute(
                 mounts::identity(builder, run, progress).await?
             ),
             Step::Copy(copy) => {
-                copied = copy::collect(&builder.plan.context, copy, &config.workdir())?;
+                // Hashing the sources (the step cache's key, so a cache hit needs it too) reads every file: on a
+                // blocking thread, so the other images of a project build go on meanwhile.
+                let (context, step, workdir) =
+                    (builder.plan.context.clone(), copy.clone(), config.workdir());
+                copied =
+                    tokio::task::spawn_blocking(move || copy::collect(&context, &step, &workdir))
+                        .await
+                        .map_err(|e| {
+                            error(
+                                ErrorKind::Io,
+                                Op::Build,
+                                format!("hashing COPY sources: {e}"),
+                            )
+                        })??;
                 copy_identity(copy, &copied)
             }
             other => {
@@ -358,7 +371,7 @@ pub(crate) async fn write_layer_file(
         .map_err(|e| error(ErrorKind::Io, Op::Build, format!("writing {what}: {e}")))?
         .map_err(|e| {
             if let Some(changed) = e.get_ref().and_then(|e| e.downcast_ref::<copy::SourceChanged>()) {
-                return error(ErrorKind::BuildFailed, Op::Build, changed.to_string()).with_hint(
+                return error(ErrorKind::BuildFailed, Op::Build, format!("COPY: {changed}")).with_hint(
                     "something wrote to that file during the build; build again once it is finished, \
                      so the image and its step cache see one version of it",
                 );

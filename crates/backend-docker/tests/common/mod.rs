@@ -17,8 +17,12 @@ pub struct TestEnv {
     pub busybox: String,
 }
 
-/// Reads the BERTH_TEST_* variables; panics (the test fails, it is not skipped) when they are missing.
-pub fn env() -> TestEnv {
+/// Reads the BERTH_TEST_* variables; panics (the test fails, it is not skipped) when they are missing. `None` (the
+/// test returns, printing why) only when `BERTH_TEST_ENGINES` does not select Docker.
+pub fn env() -> Option<TestEnv> {
+    if !berth_tests::select::selects(Some("docker")) {
+        return None;
+    }
     let var = |name: &str| {
         std::env::var(name).unwrap_or_else(|_| {
             panic!(
@@ -31,12 +35,12 @@ pub fn env() -> TestEnv {
         .unwrap_or_else(|e| panic!("{password_file}: {e}: run scripts/env/up.sh first"))
         .trim()
         .to_string();
-    TestEnv {
+    Some(TestEnv {
         registry: var("BERTH_TEST_REGISTRY"),
         user: var("BERTH_TEST_REGISTRY_USER"),
         password,
         busybox: var("BERTH_TEST_BUSYBOX_IMAGE"),
-    }
+    })
 }
 
 impl TestEnv {

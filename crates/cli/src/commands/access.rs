@@ -1,75 +1,24 @@
-//! Reaching registries and engines from command-line options: one registry client per run, credentials
-//! resolved as Docker and Podman users keep them, the engine chosen and announced.
+//! Reaching registries and engines from command-line options: one registry client per run (berth-workflow's
+//! [`Registries`]), the engine chosen and announced, and opened for a workflow run when it first builds.
+
+use std::sync::Arc;
 
 use berth_core::engine::{
-    Capabilities, ContainerEngine, ContainerEngineExt, Credentials, Progress, ProgressEvent,
-    RegistryAccess, TransferOptions,
+    Capabilities, ContainerEngine, ContainerEngineExt, Progress, ProgressEvent, RegistryAccess,
 };
 use berth_core::provider::Shared;
-use berth_core::reference::ImageRef;
 use berth_core::Result;
 use berth_engines::{ChoiceSource, EngineKind};
-use berth_registry::{CredentialResolver, RegistryClient, RegistryOptions};
+use berth_registry::RegistryOptions;
+use berth_workflow::OpenEngine;
+pub use berth_workflow::Registries;
 
 use crate::args::{EngineArgs, RegistryArgs};
 use crate::config::{Config, Setting};
 
-/// Registry access for one run.
-pub struct Registries {
-    /// The shared client (connection pool, token cache).
-    pub client: RegistryClient,
-    resolver: CredentialResolver,
-    options: RegistryOptions,
-}
-
-impl Registries {
-    /// Sets up registry access from the command line.
-    pub fn new(args: &RegistryArgs) -> Result<Self> {
-        let resolver = CredentialResolver::from_env();
-        let options = RegistryOptions {
-            insecure: args.insecure_registries.clone(),
-            ca_file: args.ca_file.clone(),
-            credentials: resolver.clone(),
-            ..RegistryOptions::default()
-        };
-        let client = RegistryClient::new(options.clone())?;
-        Ok(Registries {
-            client,
-            resolver,
-            options,
-        })
-    }
-
-    /// Where this run finds credentials (`berth doctor` asks it where they come from).
-    pub fn resolver(&self) -> &CredentialResolver {
-        &self.resolver
-    }
-
-    /// Credentials for `host`, if the user has any.
-    pub fn credentials(&self, host: &str) -> Result<Option<Credentials>> {
-        Ok(self.resolver.resolve(host)?.map(|r| r.credentials))
-    }
-
-    /// Whether `registry` may be reached over plain HTTP or unverified TLS (loopback, or `--insecure-registry`).
-    pub fn is_insecure(&self, registry: &str) -> bool {
-        self.options.is_insecure(registry)
-    }
-
-    /// What to do when `host` refuses the credentials this run would use there (the fix depends on where
-    /// they come from: see [`berth_registry::login_hint`]).
-    pub fn login_hint(&self, host: &str) -> String {
-        // A config file that cannot be read fails the push before this; no origin is the honest fallback.
-        let found = self.resolver.resolve(host).ok().flatten();
-        berth_registry::login_hint(host, found.as_ref().map(|f| &f.origin))
-    }
-
-    /// What an engine needs to push to or pull from `image`'s registry.
-    pub fn transfer_options(&self, image: &ImageRef) -> Result<TransferOptions> {
-        Ok(TransferOptions {
-            credentials: self.credentials(&image.registry)?,
-            insecure: self.options.is_insecure(&image.registry),
-        })
-    }
+/// Registry access for one run, from the command line's `--insecure-registry` and `--ca-file`.
+pub fn registries(args: &RegistryArgs) -> Result<Registries> {
+    Registries::new(args.insecure_registries.clone(), args.ca_file.clone())
 }
 
 /// The engine the user asked for (validated before any other work), connected only when needed.
@@ -108,7 +57,7 @@ impl EngineChoice {
     /// registry options it cannot apply (the others).
     pub fn sharing(mut self, registries: &Registries) -> Self {
         self.shared = Shared::default().with(registries.client.clone());
-        self.registry = Some(registries.options.clone());
+        self.registry = Some(registries.options().clone());
         self
     }
 
@@ -185,6 +134,13 @@ fn registry_warnings(
         ));
     }
     warnings
+}
+
+#[async_trait::async_trait]
+impl OpenEngine for EngineChoice {
+    async fn open(&self) -> Result<Arc<dyn ContainerEngine>> {
+        Ok(Arc::from(self.connect().await?))
+    }
 }
 
 #[cfg(test)]

@@ -2,21 +2,23 @@
 //! With no spec arguments inside a project (`berth.yaml`), every image of the project is built and `berth.lock`
 //! maps each task to an immutable reference; `--check` only says whether that lock is still current.
 
+use std::sync::Arc;
+
 use berth_core::engine::Network;
 use berth_core::reference::ImageRef;
 use berth_core::spec::ImageSpec;
 use berth_core::{Error, ErrorKind, Result};
 use berth_registry::Existence;
+use berth_workflow::lock::{Lock, LOCK_FILE};
+use berth_workflow::project_units::ProjectUnits;
+use berth_workflow::{units, Context, IfUnknown, Outcome, RunOptions, Unit};
 
-use super::access::{EngineChoice, Registries};
+use super::access::{registries, EngineChoice, Registries};
 use super::verify_public::verify_all;
 use crate::args::{BuildArgs, NetworkArg};
 use crate::config::{Config, Project};
 use crate::exit::ExitStatus;
-use crate::progress::output;
-use crate::workflow::lock::{Lock, LOCK_FILE};
-use crate::workflow::run::{self, Outcome, RunOptions};
-use crate::workflow::units::{units, Unit};
+use crate::progress::{output, RunOutput};
 
 /// Runs `berth build`.
 pub async fn run(args: &BuildArgs) -> Result<ExitStatus> {
@@ -38,15 +40,14 @@ pub async fn run(args: &BuildArgs) -> Result<ExitStatus> {
     }
     let specs = super::load_specs_with(&args.specs, &config)?;
     let labelled: Vec<(String, &ImageSpec)> = specs.iter().map(|s| (s.display_path(), s)).collect();
-    let namer = super::namer();
+    let namer = Arc::new(super::namer());
     let units = units(&namer, &labelled)?;
     let choice = EngineChoice::with_config(&args.engine, &config)?;
-    let registries = Registries::new(&args.engine.registry)?;
-    let choice = choice.sharing(&registries);
-    let outcomes = run::run(&units, &namer, &registries, &choice, &options(args)).await?;
+    let context = context(namer, registries(&args.engine.registry)?, choice);
+    let outcomes = berth_workflow::run(&units, &context, &options(args)).await?;
     conclude(
         args,
-        &registries,
+        &context.registries,
         &units,
         outcomes,
         serde_json::Map::new(),
@@ -55,11 +56,31 @@ pub async fn run(args: &BuildArgs) -> Result<ExitStatus> {
     .await
 }
 
+/// What a workflow run of this command works with: its output is this run's.
+pub(crate) fn context(
+    namer: Arc<berth_core::tag::Namer>,
+    registries: Registries,
+    choice: EngineChoice,
+) -> Context {
+    // the engine uses this run's registry client, or warns about registry flags it cannot apply
+    let choice = choice.sharing(&registries);
+    Context {
+        namer,
+        registries: Arc::new(registries),
+        engine: Arc::new(choice),
+        progress: Arc::new(RunOutput),
+    }
+}
+
 fn options(args: &BuildArgs) -> RunOptions {
     RunOptions {
         force: args.force,
         no_push: args.no_push,
-        if_unknown: args.if_unknown,
+        if_unknown: match args.if_unknown {
+            crate::args::IfUnknown::Fail => IfUnknown::Fail,
+            crate::args::IfUnknown::Build => IfUnknown::Build,
+            crate::args::IfUnknown::Skip => IfUnknown::Skip,
+        },
         network: match args.network {
             NetworkArg::Default => Network::Default,
             NetworkArg::Host => Network::Host,
@@ -67,6 +88,7 @@ fn options(args: &BuildArgs) -> RunOptions {
         },
         no_cache: args.no_cache,
         jobs: usize::from(args.jobs),
+        lock_dir: super::cache_dir(),
     }
 }
 
@@ -78,7 +100,7 @@ fn options(args: &BuildArgs) -> RunOptions {
 async fn conclude(
     args: &BuildArgs,
     registries: &Registries,
-    units: &[Unit<'_>],
+    units: &[Unit],
     outcomes: Vec<Outcome>,
     extra: serde_json::Map<String, serde_json::Value>,
     lock_note: Option<LockNote>,
@@ -149,7 +171,7 @@ enum LockNote {
 }
 
 /// Says what happened to one image: `stdout` lines for scripts unless `--json` prints them all at the end.
-fn report(unit: &Unit<'_>, outcome: &Outcome, stdout: bool) {
+fn report(unit: &Unit, outcome: &Outcome, stdout: bool) {
     let name = &unit.name;
     match outcome {
         Outcome::Present { digest } => {
@@ -196,49 +218,16 @@ fn finish(single: bool, outcomes: Vec<Outcome>) -> Result<ExitStatus> {
 
 async fn build_project(args: &BuildArgs, config: &Config, project: &Project) -> Result<ExitStatus> {
     let registry = config.registry().map(|s| s.value);
-    let images = project.load_images(registry)?;
-    let labelled: Vec<(String, &ImageSpec)> = images.iter().map(|(n, s)| (n.clone(), s)).collect();
-    let namer = super::namer();
-    let units = units(&namer, &labelled)?;
-    let unit_of = |image: &str| -> usize {
-        let name = namer
-            .image_name(
-                &images
-                    .iter()
-                    .find(|(n, _)| n == image)
-                    .expect("checked when read")
-                    .1,
-            )
-            .expect("named above")
-            .to_string();
-        units
-            .iter()
-            .position(|u| u.name.to_string() == name)
-            .expect("every image is a unit")
-    };
-    let uses_default = project.tasks.iter().any(|(_, image)| image.is_none());
-    let default_image = uses_default.then(|| config.default_image());
+    let namer = Arc::new(super::namer());
+    let project_units = ProjectUnits::new(project, &namer, registry)?;
+    let units = &project_units.units;
+    let default_image = project_units
+        .uses_default_image()
+        .then(|| config.default_image());
     let lock_path = project.dir().join(LOCK_FILE);
 
     if args.check {
-        let mut wanted = Lock::default();
-        for (image, _) in &images {
-            wanted
-                .images
-                .insert(image.clone(), units[unit_of(image)].name.to_string());
-        }
-        for (task, image) in &project.tasks {
-            let name = match image {
-                Some(image) => units[unit_of(image)].name.to_string(),
-                None => default_image
-                    .as_ref()
-                    .expect("a task uses it")
-                    .value
-                    .clone(),
-            };
-            wanted.tasks.insert(task.clone(), name);
-        }
-        wanted.default_image = default_image.map(|s| s.value);
+        let wanted = project_units.wanted(default_image.map(|s| s.value));
         let differences = match Lock::read(&lock_path)? {
             None => vec![format!("{} does not exist", lock_path.display())],
             Some(lock) => lock.differences(&wanted),
@@ -271,44 +260,19 @@ async fn build_project(args: &BuildArgs, config: &Config, project: &Project) -> 
     }
 
     let choice = EngineChoice::with_config(&args.engine, config)?;
-    let registries = Registries::new(&args.engine.registry)?;
-    let choice = choice.sharing(&registries);
+    let context = context(namer, registries(&args.engine.registry)?, choice);
+    let registries = &*context.registries;
     let default_ref = match &default_image {
         Some(setting) => {
-            Some(resolve_default(&registries, &setting.value, &setting.source.to_string()).await?)
+            Some(resolve_default(registries, &setting.value, &setting.source.to_string()).await?)
         }
         None => None,
     };
-    let outcomes = run::run(&units, &namer, &registries, &choice, &options(args)).await?;
-    let reference = |i: usize| {
-        outcomes[i]
-            .digest()
-            .map(|d| format!("{}@{d}", units[i].name))
-    };
-    let mut lock = Lock {
-        default_image: default_ref.clone(),
-        ..Lock::default()
-    };
-    let mut missing = Vec::new();
-    for (image, _) in &images {
-        match reference(unit_of(image)) {
-            Some(r) => {
-                lock.images.insert(image.clone(), r);
-            }
-            None => missing.push(format!("image `{image}`")),
-        }
-    }
-    for (task, image) in &project.tasks {
-        let r = match image {
-            Some(image) => reference(unit_of(image)),
-            None => default_ref.clone(),
-        };
-        match r {
-            Some(r) => {
-                output().say(&format!("task {task}: {r}"));
-                lock.tasks.insert(task.clone(), r);
-            }
-            None => missing.push(format!("task `{task}`")),
+    let outcomes = berth_workflow::run(units, &context, &options(args)).await?;
+    let (lock, missing) = project_units.locked(&outcomes, default_ref);
+    for task in project_units.tasks() {
+        if let Some(r) = lock.tasks.get(task) {
+            output().say(&format!("task {task}: {r}"));
         }
     }
     let mut extra = serde_json::Map::new();
@@ -323,7 +287,7 @@ async fn build_project(args: &BuildArgs, config: &Config, project: &Project) -> 
             format!("wrote {path} ({tasks} tasks)")
         });
         extra.insert("lock".into(), lock_path.display().to_string().into());
-        return conclude(args, &registries, &units, outcomes, extra, Some(note)).await;
+        return conclude(args, registries, units, outcomes, extra, Some(note)).await;
     }
     let note = LockNote::NotUpdated(format!(
         "{} not updated: {} not in a registry ({})",
@@ -336,7 +300,7 @@ async fn build_project(args: &BuildArgs, config: &Config, project: &Project) -> 
         }
     ));
     extra.insert("lock".into(), serde_json::Value::Null);
-    let status = conclude(args, &registries, &units, outcomes, extra, Some(note)).await?;
+    let status = conclude(args, registries, units, outcomes, extra, Some(note)).await?;
     Ok(if status == ExitStatus::Success {
         ExitStatus::Failure
     } else {

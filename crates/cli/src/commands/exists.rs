@@ -14,7 +14,7 @@ pub const CONCURRENCY: usize = 32;
 pub async fn run(args: &ExistsArgs) -> Result<ExitStatus> {
     let specs = super::specs_or_project(&args.specs, "exists")?;
     let namer = super::namer();
-    let registries = super::access::Registries::new(&args.registry)?;
+    let registries = super::access::registries(&args.registry)?;
     let mut names = Vec::with_capacity(specs.len());
     for (_, spec) in &specs {
         names.push(namer.image_name(spec)?);

@@ -18,12 +18,15 @@ use berth_core::{Error, ErrorKind, Result};
 use berth_registry::Existence;
 use serde_json::{json, Value};
 
-use super::access::{EngineChoice, Registries};
-use crate::args::{FlytekitAction, FlytekitArgs, IfUnknown};
+use std::sync::Arc;
+
+use berth_workflow::{units, Context, IfUnknown, Outcome, RunOptions};
+
+use super::access::{registries, EngineChoice, Registries};
+use crate::args::{FlytekitAction, FlytekitArgs};
 use crate::config::Config;
 use crate::exit::ExitStatus;
-use crate::workflow::run::{self, Outcome, RunOptions};
-use crate::workflow::units::units;
+use crate::progress::RunOutput;
 
 /// Runs `berth flytekit`; every failure is answered as JSON, so this never returns an error to `main`.
 pub async fn run(args: &FlytekitArgs) -> Result<ExitStatus> {
@@ -77,16 +80,16 @@ fn error_json(err: &Error) -> Value {
 /// engine choice.
 struct Session<'a> {
     args: &'a FlytekitArgs,
-    namer: Namer,
-    registries: Option<Registries>,
-    engine: Option<EngineChoice>,
+    namer: Arc<Namer>,
+    registries: Option<Arc<Registries>>,
+    engine: Option<Arc<EngineChoice>>,
 }
 
 impl<'a> Session<'a> {
     fn new(args: &'a FlytekitArgs) -> Self {
         Session {
             args,
-            namer: super::namer(),
+            namer: Arc::new(super::namer()),
             registries: None,
             engine: None,
         }
@@ -94,7 +97,7 @@ impl<'a> Session<'a> {
 
     fn registries(&mut self) -> Result<&Registries> {
         if self.registries.is_none() {
-            self.registries = Some(Registries::new(&self.args.engine.registry)?);
+            self.registries = Some(Arc::new(registries(&self.args.engine.registry)?));
         }
         Ok(self.registries.as_ref().expect("set above"))
     }
@@ -205,7 +208,7 @@ impl<'a> Session<'a> {
             // the registry setting does not apply, since flytekit has named the image already.
             let config = Config::load()?;
             let choice = EngineChoice::with_config(&self.args.engine, &config)?;
-            self.engine = Some(choice.sharing(self.registries()?));
+            self.engine = Some(Arc::new(choice.sharing(self.registries()?)));
         }
         self.registries()?;
         let (Some(engine), Some(registries)) = (&self.engine, &self.registries) else {
@@ -220,8 +223,15 @@ impl<'a> Session<'a> {
             network: berth_core::engine::Network::Default,
             no_cache: false,
             jobs: 1,
+            lock_dir: super::cache_dir(),
         };
-        let outcome = run::run(&units, &self.namer, registries, engine, &options)
+        let context = Context {
+            namer: self.namer.clone(),
+            registries: registries.clone(),
+            engine: engine.clone(),
+            progress: Arc::new(RunOutput),
+        };
+        let outcome = berth_workflow::run(&units, &context, &options)
             .await?
             .pop()
             .expect("one unit, one outcome");

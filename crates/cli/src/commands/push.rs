@@ -3,10 +3,10 @@
 use berth_core::engine::ContainerEngineExt;
 use berth_core::{Error, ErrorKind, Result};
 
-use super::access::{EngineChoice, Registries};
+use super::access::{registries, EngineChoice};
 use crate::args::PushArgs;
 use crate::exit::ExitStatus;
-use crate::progress::output;
+use crate::progress::{output, RunOutput};
 
 /// Runs `berth push`.
 pub async fn run(args: &PushArgs) -> Result<ExitStatus> {
@@ -23,7 +23,7 @@ pub async fn run(args: &PushArgs) -> Result<ExitStatus> {
                 .with_hint("add `registry:` to the spec"),
         );
     }
-    let registries = Registries::new(&args.engine.registry)?;
+    let registries = registries(&args.engine.registry)?;
     let choice = choice.sharing(&registries);
     let engine = choice.connect().await?;
     for name in &names {
@@ -32,7 +32,8 @@ pub async fn run(args: &PushArgs) -> Result<ExitStatus> {
             return Err(not_built_here(&choice, engine.name(), &reference, &args.specs).await);
         }
         let progress = output().image(&name.name);
-        let digest = crate::workflow::run::push(&*engine, &registries, name, &progress).await?;
+        let digest =
+            berth_workflow::push(&*engine, &registries, name, &RunOutput, &progress).await?;
         println!("{name}@{digest}");
     }
     Ok(ExitStatus::Success)

@@ -169,7 +169,7 @@ pub async fn run(args: &VerifyPublicArgs) -> Result<ExitStatus> {
         .iter()
         .map(|text| image_argument(text))
         .collect::<Result<Vec<_>>>()?;
-    let registries = Registries::new(&args.registry)?;
+    let registries = super::access::registries(&args.registry)?;
     let report = verify_all(&registries, &images).await;
     if args.json {
         println!("{}", report.json());

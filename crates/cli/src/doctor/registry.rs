@@ -8,7 +8,6 @@ use berth_registry::{CredentialOrigin, ResolvedCredentials};
 use serde_json::{json, Value};
 
 use crate::args::RegistryArgs;
-use crate::commands::access::Registries;
 
 /// What berth found out about one registry.
 #[derive(Debug)]
@@ -28,7 +27,7 @@ pub struct RegistryFacts {
 /// Looks up the credentials for `host` and, if there are some, checks them with the registry as `berth login`
 /// does. Fails only when registry access cannot be set up (e.g. an unreadable `--ca-file`).
 pub async fn inspect(host: &str, args: &RegistryArgs) -> Result<RegistryFacts> {
-    let registries = Registries::new(args)?;
+    let registries = crate::commands::access::registries(args)?;
     let credentials = registries.resolver().resolve(host);
     let login = match &credentials {
         Ok(Some(_)) => Some(registries.client.check_login(host).await),

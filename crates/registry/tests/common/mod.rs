@@ -12,9 +12,10 @@ use berth_core::reference::ImageRef;
 use berth_registry::{CredentialResolver, RegistryClient, RegistryOptions, RetryPolicy};
 pub use berth_tests::env::TestEnv;
 
-/// The environment, or a panic saying to run `scripts/env/up.sh` (never a skip).
-pub fn env() -> &'static TestEnv {
-    TestEnv::get()
+/// The environment, or a panic saying to run `scripts/env/up.sh`; `None` (the test returns, printing why) only
+/// when `BERTH_TEST_ENGINES=none` selects no daemon suite.
+pub fn env() -> Option<&'static TestEnv> {
+    TestEnv::selected()
 }
 
 /// A repository path no other run or test uses.
@@ -106,7 +107,10 @@ pub fn client(resolver: CredentialResolver) -> RegistryClient {
 
 /// A client with the test registry's valid credentials and nothing else.
 pub fn authed_client(home: &Home) -> RegistryClient {
-    client(home.resolver(&[]).with_credentials(env().credentials()))
+    client(
+        home.resolver(&[])
+            .with_credentials(TestEnv::get().credentials()),
+    )
 }
 
 pub fn image(reference: &str) -> ImageRef {
@@ -120,7 +124,7 @@ pub fn skopeo(args: &[&str]) -> String {
         .output()
         .expect("run skopeo (scripts/env/up.sh installs it)");
     if !out.status.success() {
-        let secret = env().registry_password().expose();
+        let secret = TestEnv::get().registry_password().expose();
         let shown = format!("{args:?}").replace(secret, "***");
         panic!(
             "skopeo {shown} failed: {}",
@@ -132,7 +136,7 @@ pub fn skopeo(args: &[&str]) -> String {
 
 /// The manifest digest skopeo sees for `reference`.
 pub fn skopeo_digest(reference: &str) -> String {
-    let creds = env().creds_arg();
+    let creds = TestEnv::get().creds_arg();
     skopeo(&[
         "inspect",
         "--tls-verify=false",
@@ -146,7 +150,7 @@ pub fn skopeo_digest(reference: &str) -> String {
 
 /// Copies `from` to `to` inside the test registry.
 pub fn skopeo_copy(from: &str, to: &str) {
-    let creds = env().creds_arg();
+    let creds = TestEnv::get().creds_arg();
     skopeo(&[
         "copy",
         "-q",

@@ -8,10 +8,10 @@ use berth_core::tag::{ImageName, Namer};
 use berth_core::Result;
 
 /// One image to check and perhaps build.
-#[derive(Debug)]
-pub struct Unit<'a> {
+#[derive(Debug, Clone)]
+pub struct Unit {
     /// Its spec (the first that named it).
-    pub spec: &'a ImageSpec,
+    pub spec: ImageSpec,
     /// Its full name.
     pub name: ImageName,
     /// The unit it is built on, when its base is another spec.
@@ -21,8 +21,8 @@ pub struct Unit<'a> {
 }
 
 /// The units of `specs` (each with a label saying what asked for it), bases first.
-pub fn units<'a>(namer: &Namer, specs: &[(String, &'a ImageSpec)]) -> Result<Vec<Unit<'a>>> {
-    let mut units: Vec<Unit<'a>> = Vec::new();
+pub fn units(namer: &Namer, specs: &[(String, &ImageSpec)]) -> Result<Vec<Unit>> {
+    let mut units: Vec<Unit> = Vec::new();
     let mut index: HashMap<String, usize> = HashMap::new();
     for (label, spec) in specs {
         let at = visit(namer, spec, &mut units, &mut index)?;
@@ -33,10 +33,10 @@ pub fn units<'a>(namer: &Namer, specs: &[(String, &'a ImageSpec)]) -> Result<Vec
     Ok(units)
 }
 
-fn visit<'a>(
+fn visit(
     namer: &Namer,
-    spec: &'a ImageSpec,
-    units: &mut Vec<Unit<'a>>,
+    spec: &ImageSpec,
+    units: &mut Vec<Unit>,
     index: &mut HashMap<String, usize>,
 ) -> Result<usize> {
     let base = match &spec.base_image {
@@ -49,7 +49,7 @@ fn visit<'a>(
         return Ok(at);
     }
     units.push(Unit {
-        spec,
+        spec: spec.clone(),
         name,
         base,
         wanted_by: Vec::new(),
