@@ -193,7 +193,7 @@ pub async fn push(
     let mut attempt = 1;
     let pushed = loop {
         match engine.push(&name.to_string(), &transfer, progress).await {
-            Err(e) if e.kind() == ErrorKind::Temporary && attempt < policy.max_attempts => {
+            Err(e) if e.is_temporary() && attempt < policy.max_attempts => {
                 let delay = policy.delay(attempt, None);
                 say(
                     status,
