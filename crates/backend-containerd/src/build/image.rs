@@ -8,7 +8,7 @@ use berth_core::{ErrorKind, Result};
 use berth_registry::OCI_MANIFEST;
 use serde_json::json;
 
-use super::config::ImageConfig;
+use berth_core::image_config::ImageConfig;
 use super::Builder;
 use crate::convert::{BlobStream, Descriptor};
 use crate::errors::{error, Op};

@@ -8,7 +8,6 @@
 //! is dropped.
 
 mod cache;
-mod config;
 mod copy;
 mod image;
 mod mounts;
@@ -23,6 +22,7 @@ use std::path::PathBuf;
 use std::time::SystemTime;
 
 use berth_core::engine::{BuildOptions, BuiltImage, Network, Progress, ProgressEvent};
+use berth_core::image_config::ImageConfig;
 use berth_core::plan::{BuildPlan, CopyStep, Step};
 use berth_core::{Error, ErrorKind, Result};
 use berth_registry::RegistryClient;
@@ -30,7 +30,6 @@ use futures_util::StreamExt as _;
 use tokio::io::AsyncReadExt as _;
 
 use self::cache::{Layer, StepCache};
-use self::config::ImageConfig;
 use crate::cleanup::Guard;
 use crate::convert::{BlobStream, Daemon, Descriptor};
 use crate::errors::{error, io_error, Op};
@@ -199,7 +198,7 @@ async fn execute(
                 copy_identity(copy, &copied)
             }
             other => {
-                apply_config(&mut config, other);
+                config.apply(other);
                 config.history(&created, &description, true);
                 continue;
             }
@@ -249,18 +248,6 @@ async fn execute(
         names,
     )
     .await
-}
-
-fn apply_config(config: &mut ImageConfig, step: &Step) {
-    match step {
-        Step::Env(vars) => config.set_env(vars),
-        Step::Workdir(dir) => config.set_workdir(dir),
-        Step::User(user) => config.set_user(user),
-        Step::Entrypoint(args) => config.set_entrypoint(args),
-        Step::Shell(args) => config.set_shell(args),
-        Step::Label(labels) => config.set_labels(labels),
-        Step::Run(_) | Step::Copy(_) => {}
-    }
 }
 
 /// What a COPY step's layer depends on: the owner and each file's destination, mode and contents.

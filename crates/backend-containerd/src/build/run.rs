@@ -14,7 +14,7 @@ use nix::sys::stat::Mode;
 use tokio::sync::mpsc;
 
 use super::cache::Layer;
-use super::config::ImageConfig;
+use berth_core::image_config::ImageConfig;
 use super::spec::{runtime_spec, Process, HOST_FILES};
 use super::{mounts, upper, Builder};
 use crate::convert::{ContainerSpec, Daemon};
