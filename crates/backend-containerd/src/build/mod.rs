@@ -8,7 +8,6 @@
 //! is dropped.
 
 mod cache;
-mod copy;
 mod image;
 mod mounts;
 mod overlay;
@@ -25,6 +24,7 @@ use berth_core::engine::{BuildOptions, BuiltImage, Network, Progress, ProgressEv
 use berth_core::image_config::ImageConfig;
 use berth_core::plan::{BuildPlan, CopyStep, Step};
 use berth_core::{Error, ErrorKind, Result};
+use berth_layer::copy;
 use berth_registry::RegistryClient;
 use futures_util::StreamExt as _;
 use tokio::io::AsyncReadExt as _;
@@ -334,8 +334,8 @@ pub(crate) async fn write_layer_file(
     builder: &Builder<'_>,
     key: &str,
     what: &'static str,
-    write: impl FnOnce(&std::path::Path) -> std::io::Result<copy::WrittenLayer> + Send + 'static,
-) -> Result<(copy::WrittenLayer, PathBuf)> {
+    write: impl FnOnce(&std::path::Path) -> std::io::Result<berth_layer::WrittenLayer> + Send + 'static,
+) -> Result<(berth_layer::WrittenLayer, PathBuf)> {
     let dir = layer_dir(builder, key);
     builder.guard.dir(dir.clone());
     std::fs::create_dir_all(&dir).map_err(|e| io_error(Op::Build, dir.display(), e))?;
@@ -388,7 +388,7 @@ pub(crate) async fn commit_layer(
 pub(crate) async fn store_layer(
     daemon: &Daemon,
     guard: &Guard,
-    written: &copy::WrittenLayer,
+    written: &berth_layer::WrittenLayer,
     what: &'static str,
 ) -> Result<Descriptor> {
     let blob = Descriptor {
