@@ -11,5 +11,6 @@
 pub mod copy;
 pub mod entries;
 mod file;
+pub mod oci;
 
 pub use file::{HashingWriter, LayerFile, WrittenLayer, FIXED_MTIME, GZIP_LEVEL};
