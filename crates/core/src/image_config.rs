@@ -39,7 +39,7 @@ pub fn normalize(dir: &Path, path: &str) -> String {
 }
 
 /// Docker's PATH when an image sets none.
-const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 /// The `config` object of an image config, and the build's own state (shell, history).
 #[derive(Debug, Clone)]
