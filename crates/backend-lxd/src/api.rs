@@ -60,18 +60,35 @@ impl Lxd {
         self.finish(op, path, envelope).await
     }
 
-    /// The raw bytes at `path` (exec logs, files), or the error the envelope carries.
-    pub(crate) async fn get_raw(&self, op: Operation, path: &str) -> Result<bytes::Bytes> {
-        let answer = self
-            .client
-            .send(Method::GET, path, &[], Body::Empty)
-            .await
-            .map_err(|e| unavailable(&self.client.socket, &e).with_operation(op.as_str()))?;
-        if answer.status.is_success() {
-            return Ok(answer.body);
+    /// Starts an operation without waiting for it: its path and its `metadata` (an exec's stream secrets).
+    pub(crate) async fn start(
+        &self,
+        op: Operation,
+        method: Method,
+        path: &str,
+        body: &Value,
+    ) -> Result<(String, Value)> {
+        let headers = [("Content-Type", "application/json".to_string())];
+        let envelope = self
+            .envelope(
+                op,
+                method,
+                path,
+                &headers,
+                Body::Bytes(body.to_string().into()),
+            )
+            .await?;
+        match envelope["operation"].as_str() {
+            Some(operation) if envelope["type"] == "async" => Ok((
+                operation.to_string(),
+                envelope["metadata"]["metadata"].clone(),
+            )),
+            _ => Err(error(
+                ErrorKind::Protocol,
+                op,
+                format!("LXD answered {path} without an operation"),
+            )),
         }
-        let envelope: Value = serde_json::from_slice(&answer.body).unwrap_or(Value::Null);
-        Err(failure(op, path, answer.status, &envelope))
     }
 
     async fn envelope(

@@ -6,12 +6,15 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use berth_core::engine::{Progress, ProgressEvent};
+use berth_core::lines::{LineSplitter, Piece};
 use berth_core::{ErrorKind, Operation, Result};
 use http::Method;
 use serde_json::{json, Map, Value};
 
 use crate::api::Lxd;
 use crate::errors::{error, io_error};
+use crate::websocket;
 use crate::LxdEngine;
 
 /// Prefix of every container berth makes (`berth-<pid>-<n>`), so leftovers are easy to find.
@@ -38,11 +41,51 @@ impl Leftovers {
     }
 }
 
-/// What a command printed and how it ended.
+/// How many of a command's last lines [`Output`] keeps.
+const TAIL: usize = 20;
+
+/// How a command ended, and the last lines it printed.
 pub(crate) struct Output {
     pub(crate) status: i64,
-    pub(crate) stdout: Vec<u8>,
-    pub(crate) stderr: Vec<u8>,
+    pub(crate) tail: Vec<String>,
+}
+
+/// Passes a command's output stream to `progress` line by line, keeping the last [`TAIL`] lines in `tail`.
+async fn relay(
+    mut stream: websocket::WebSocket,
+    progress: &dyn Progress,
+    tail: &std::sync::Mutex<std::collections::VecDeque<String>>,
+) -> std::io::Result<()> {
+    let mut splitter = LineSplitter::default();
+    let mut ended = false;
+    loop {
+        let piece = if ended {
+            splitter.finish()
+        } else {
+            splitter.next_piece()
+        };
+        let line = match piece {
+            Some(Piece::Line(line)) => String::from_utf8_lossy(&line).into_owned(),
+            Some(Piece::Overlong) => {
+                "(berth left out a line of output longer than 1 MiB)".to_string()
+            }
+            None if ended => return Ok(()),
+            None => {
+                match stream.next().await? {
+                    Some(data) => splitter.push(&data),
+                    None => ended = true,
+                }
+                continue;
+            }
+        };
+        if let Ok(mut tail) = tail.lock() {
+            if tail.len() == TAIL {
+                tail.pop_front();
+            }
+            tail.push_back(line.clone());
+        }
+        progress.event(ProgressEvent::Line(line));
+    }
 }
 
 /// A command for [`Instance::exec`].
@@ -97,19 +140,29 @@ impl Instance {
         alias: &str,
         isolated: bool,
     ) -> Result<()> {
-        let mut config = json!({
-            "security.privileged": "true",
-            PID_KEY: std::process::id().to_string(),
-        });
+        let init = crate::init::install(&engine.state_dir)?;
+        let mut raw = format!("lxc.init.cmd = {}\n", crate::init::INIT_PATH);
         let mut devices = Map::new();
+        devices.insert(
+            "berth-init".into(),
+            json!({"type": "disk", "source": init, "path": crate::init::INIT_PATH, "readonly": "true"}),
+        );
         if !isolated {
             // LXD refuses `lxc.net.*` keys; sharing the server's namespace is allowed (LXD runs in the host's)
-            config["raw.lxc"] = json!(format!("lxc.namespace.share.net={}", engine.server_pid));
+            raw.push_str(&format!(
+                "lxc.namespace.share.net = {}\n",
+                engine.server_pid
+            ));
             devices.insert(
                 "berth-resolv".into(),
                 json!({"type": "disk", "source": "/etc/resolv.conf", "path": "/etc/resolv.conf", "readonly": "true"}),
             );
         }
+        let config = json!({
+            "security.privileged": "true",
+            "raw.lxc": raw,
+            PID_KEY: std::process::id().to_string(),
+        });
         let body = json!({
             "name": self.name,
             "type": "container",
@@ -143,20 +196,42 @@ impl Instance {
             })
     }
 
-    /// Runs a command, waits for it, and returns its output.
-    pub(crate) async fn exec(&self, command: &Command) -> Result<Output> {
+    /// Runs a command, streaming its output (stdout and stderr, line by line) to `progress`, and returns how
+    /// it ended with its last lines.
+    pub(crate) async fn exec(&self, command: &Command, progress: &dyn Progress) -> Result<Output> {
         let body = json!({
             "command": command.argv,
             "environment": command.env,
             "cwd": command.cwd,
             "user": command.uid,
             "group": command.gid,
-            "wait-for-websocket": false,
+            "wait-for-websocket": true,
             "interactive": false,
-            "record-output": true,
+            "record-output": false,
         });
         let path = format!("/1.0/instances/{}/exec", self.name);
-        let done = self.lxd.call(OP, Method::POST, &path, Some(&body)).await?;
+        let (operation, meta) = self.lxd.start(OP, Method::POST, &path, &body).await?;
+        let stream = |fd: &str| {
+            let secret = meta["fds"][fd].as_str().unwrap_or_default().to_string();
+            let url = format!("{operation}/websocket?secret={secret}");
+            let socket = self.lxd.socket().to_path_buf();
+            async move { websocket::connect(&socket, &url).await }
+        };
+        let lost = |e: std::io::Error| error(ErrorKind::Protocol, OP, format!("LXD {path}: {e}"));
+        // LXD starts the command once every stream is connected
+        let mut control = stream("control").await.map_err(lost)?;
+        let mut stdin = stream("0").await.map_err(lost)?;
+        let stdout = stream("1").await.map_err(lost)?;
+        let stderr = stream("2").await.map_err(lost)?;
+        stdin.close().await.map_err(lost)?;
+        let tail = std::sync::Mutex::new(std::collections::VecDeque::new());
+        let (out, err) = tokio::join!(
+            relay(stdout, progress, &tail),
+            relay(stderr, progress, &tail)
+        );
+        out.and(err).map_err(lost)?;
+        let _ = control.close().await;
+        let done = self.lxd.wait(OP, &path, &operation).await?;
         let status = done["return"].as_i64().ok_or_else(|| {
             error(
                 ErrorKind::Protocol,
@@ -164,25 +239,8 @@ impl Instance {
                 format!("LXD {path}: no exit status"),
             )
         })?;
-        let mut logs = Vec::new();
-        for fd in ["1", "2"] {
-            let log = match done["output"][fd].as_str() {
-                Some(log) => {
-                    let bytes = self.lxd.get_raw(OP, log).await?.to_vec();
-                    let _ = self.lxd.call(OP, Method::DELETE, log, None).await;
-                    bytes
-                }
-                None => Vec::new(),
-            };
-            logs.push(log);
-        }
-        let stderr = logs.pop().unwrap_or_default();
-        let stdout = logs.pop().unwrap_or_default();
-        Ok(Output {
-            status,
-            stdout,
-            stderr,
-        })
+        let tail = tail.into_inner().unwrap_or_default().into_iter().collect();
+        Ok(Output { status, tail })
     }
 
     /// Writes one file or folder through the file API (owner and mode as given).
@@ -331,7 +389,22 @@ pub(crate) async fn remove_dead(engine: &LxdEngine) -> Result<()> {
     let found = leftovers(engine).await?;
     let dead = |name: &str| pid_of(name).is_some_and(|pid| !alive(pid));
     for name in found.instances.iter().filter(|n| dead(n)) {
-        delete(&engine.lxd, name).await?;
+        // another build may be removing it too: what matters is that it goes
+        if let Err(e) = delete(&engine.lxd, name).await {
+            let still_there = engine
+                .lxd
+                .call(
+                    Operation::Inspect,
+                    Method::GET,
+                    &format!("/1.0/instances/{name}"),
+                    None,
+                )
+                .await
+                .is_ok();
+            if still_there {
+                return Err(e);
+            }
+        }
     }
     for folder in found.folders {
         if folder

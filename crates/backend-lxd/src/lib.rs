@@ -31,10 +31,12 @@ mod build;
 mod client;
 mod errors;
 mod images;
+mod init;
 mod instance;
 mod pull;
 mod push;
 mod store;
+mod websocket;
 
 use std::path::PathBuf;
 

@@ -141,12 +141,8 @@ async fn fetch_blob(
 ) -> Result<()> {
     let digest = blob["digest"].as_str().unwrap_or_default();
     let total = blob["size"].as_u64();
-    let tmp = store.blob_path(digest, op)?; // validates the digest before it names a file
-    let tmp = store.tmp_dir().join(format!(
-        "{}.{}",
-        tmp.file_name().and_then(|n| n.to_str()).unwrap_or("blob"),
-        std::process::id()
-    ));
+    store.blob_path(digest, op)?; // validates the digest before it names a file
+    let tmp = store.tmp_file(digest.trim_start_matches("sha256:"));
     let policy = registry.options().retry;
     let mut attempt = 1;
     loop {

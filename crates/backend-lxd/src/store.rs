@@ -80,9 +80,12 @@ impl Store {
         Ok(Store { root })
     }
 
-    /// A folder for temporary files on the store's file system (renamed into place from there).
-    pub(crate) fn tmp_dir(&self) -> PathBuf {
-        self.root.join("tmp")
+    /// A new temporary file name on the store's file system (renamed into place from there), unique across
+    /// berth processes and the builds and pulls of one process.
+    pub(crate) fn tmp_file(&self, what: &str) -> PathBuf {
+        self.root
+            .join("tmp")
+            .join(format!("{what}.{}", crate::instance::unique_name()))
     }
 
     /// Where blob `digest` is (whether or not it exists).
@@ -116,9 +119,7 @@ impl Store {
         if self.has_blob(&digest, op)? {
             return Ok(digest);
         }
-        let tmp = self
-            .tmp_dir()
-            .join(format!("{}.{}", &digest[7..], std::process::id()));
+        let tmp = self.tmp_file(&digest[7..]);
         let mut file = File::create(&tmp).map_err(|e| io_error(op, tmp.display(), e))?;
         file.write_all(bytes)
             .and_then(|()| file.sync_all())
@@ -219,9 +220,7 @@ impl Store {
         let mut manifests = self.index(op)?;
         edit(&mut manifests);
         let body = json!({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": manifests});
-        let tmp = self
-            .tmp_dir()
-            .join(format!("index.json.{}", std::process::id()));
+        let tmp = self.tmp_file("index.json");
         fs::write(&tmp, serde_json::to_vec_pretty(&body).unwrap_or_default())
             .and_then(|()| fs::rename(&tmp, self.root.join("index.json")))
             .map_err(|e| io_error(op, tmp.display(), e))

@@ -68,7 +68,7 @@ impl StepCache {
         let op = Operation::Build;
         std::fs::create_dir_all(&self.dir).map_err(|e| io_error(op, self.dir.display(), e))?;
         let path = self.path(key);
-        let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+        let tmp = path.with_extension(crate::instance::unique_name());
         let entry = json!({"descriptor": layer.descriptor, "diff_id": layer.diff_id});
         std::fs::write(&tmp, entry.to_string())
             .and_then(|()| std::fs::rename(&tmp, &path))

@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use berth_core::engine::{Progress, ProgressEvent};
+use berth_core::engine::Progress;
 use berth_core::image_config::ImageConfig;
 use berth_core::plan::{ContextSource, CopyStep, RunStep};
 use berth_core::{ErrorKind, Operation, Result};
@@ -27,9 +27,6 @@ use crate::instance::{unique_name, Command, Instance};
 use crate::store::{descriptor, OCI_LAYER_GZIP};
 
 const OP: Operation = Operation::Build;
-
-/// How many lines of a failed step's output its error carries.
-const TAIL: usize = 20;
 
 /// Runs a RUN step; `tree` is the root folder before it, and after it on success.
 #[allow(clippy::too_many_arguments)]
@@ -77,7 +74,7 @@ pub(crate) async fn run_step(
                 .set_step_devices(step_mounts.devices.clone())
                 .await?;
         }
-        instance.exec(&command).await
+        instance.exec(&command, progress).await
     }
     .await;
     let removed = if has_devices {
@@ -88,17 +85,11 @@ pub(crate) async fn run_step(
     step_mounts.release();
     let output = output?;
     removed?;
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    for line in text.lines() {
-        progress.event(ProgressEvent::Line(line.to_string()));
-    }
     if output.status != 0 {
-        let lines: Vec<&str> = text.lines().collect();
-        let tail = lines[lines.len().saturating_sub(TAIL)..].join("\n");
+        let tail = output.tail.join(
+            "
+",
+        );
         return Err(error(
             ErrorKind::BuildFailed,
             OP,
@@ -126,22 +117,25 @@ async fn make_workdir(instance: &Instance, workdir: &str) -> Result<()> {
         return Ok(());
     }
     let made = instance
-        .exec(&Command {
-            argv: vec!["mkdir".into(), "-p".into(), workdir.to_string()],
-            env: BTreeMap::from([("PATH".into(), berth_core::image_config::DEFAULT_PATH.into())]),
-            cwd: "/".into(),
-            uid: 0,
-            gid: 0,
-        })
+        .exec(
+            &Command {
+                argv: vec!["mkdir".into(), "-p".into(), workdir.to_string()],
+                env: BTreeMap::from([(
+                    "PATH".into(),
+                    berth_core::image_config::DEFAULT_PATH.into(),
+                )]),
+                cwd: "/".into(),
+                uid: 0,
+                gid: 0,
+            },
+            &berth_core::engine::NoProgress,
+        )
         .await?;
     if made.status != 0 {
         return Err(error(
             ErrorKind::BuildFailed,
             OP,
-            format!(
-                "WORKDIR {workdir}: cannot make it: {}",
-                String::from_utf8_lossy(&made.stderr).trim()
-            ),
+            format!("WORKDIR {workdir}: cannot make it: {}", made.tail.join(" ")),
         ));
     }
     Ok(())
