@@ -21,10 +21,12 @@ pub enum EngineKind {
     Podman,
     /// containerd, through its gRPC socket; berth executes the build itself.
     Containerd,
+    /// LXD, through its REST API socket; berth executes the build itself in an LXD container.
+    Lxd,
 }
 
 /// Every engine name, for messages.
-pub const KNOWN: &[&str] = &["docker", "podman", "containerd"];
+pub const KNOWN: &[&str] = &["docker", "podman", "containerd", "lxd"];
 
 impl EngineKind {
     /// The engine's name.
@@ -33,6 +35,7 @@ impl EngineKind {
             EngineKind::Docker => "docker",
             EngineKind::Podman => "podman",
             EngineKind::Containerd => "containerd",
+            EngineKind::Lxd => "lxd",
         }
     }
 }
@@ -51,11 +54,12 @@ impl FromStr for EngineKind {
             "docker" => Ok(EngineKind::Docker),
             "podman" => Ok(EngineKind::Podman),
             "containerd" => Ok(EngineKind::Containerd),
+            "lxd" => Ok(EngineKind::Lxd),
             other => Err(Error::invalid(format!(
                 "unknown engine `{other}`; known engines: {}",
                 KNOWN.join(", ")
             ))
-            .with_hint("pass --engine docker|podman|containerd, or `auto` to detect")),
+            .with_hint("pass --engine docker|podman|containerd|lxd, or `auto` to detect")),
         }
     }
 }
@@ -259,6 +263,7 @@ fn file_key(kind: EngineKind) -> &'static str {
         EngineKind::Docker => "engine.docker.host",
         EngineKind::Podman => "engine.podman.socket",
         EngineKind::Containerd => "engine.containerd.address",
+        EngineKind::Lxd => "engine.lxd",
     }
 }
 

@@ -10,7 +10,9 @@ use crate::engine_choice::EngineKind;
 /// cannot use is refused even when nothing needs building.
 pub fn check_supported(kind: EngineKind) -> Result<()> {
     match kind {
-        EngineKind::Docker | EngineKind::Podman | EngineKind::Containerd => Ok(()),
+        EngineKind::Docker | EngineKind::Podman | EngineKind::Containerd | EngineKind::Lxd => {
+            Ok(())
+        }
     }
 }
 
@@ -34,6 +36,10 @@ pub fn endpoint(kind: EngineKind, settings: &EngineSettings) -> Option<String> {
         EngineKind::Containerd => Some(format!(
             "unix://{}",
             containerd_options(settings).address_path().display()
+        )),
+        EngineKind::Lxd => Some(format!(
+            "unix://{}",
+            berth_backend_lxd::LxdOptions::default().socket().display()
         )),
     }
 }
@@ -95,6 +101,9 @@ pub async fn connect_with(
         EngineKind::Containerd => Ok(Box::new(
             berth_backend_containerd::ContainerdEngine::connect(containerd_options(settings))
                 .await?,
+        )),
+        EngineKind::Lxd => Ok(Box::new(
+            berth_backend_lxd::LxdEngine::connect(berth_backend_lxd::LxdOptions::default()).await?,
         )),
     }
 }

@@ -27,6 +27,8 @@ impl EnvVars {
     pub const XDG_RUNTIME_DIR: &'static str = "XDG_RUNTIME_DIR";
     /// containerd's socket.
     pub const CONTAINERD_ADDRESS: &'static str = "CONTAINERD_ADDRESS";
+    /// LXD's folder, holding its `unix.socket` (LXD's own variable, as `lxc` reads it).
+    pub const LXD_DIR: &'static str = "LXD_DIR";
     /// containerd namespace.
     pub const CONTAINERD_NAMESPACE: &'static str = "CONTAINERD_NAMESPACE";
     /// The user's config file (default `$XDG_CONFIG_HOME/berth/config.yaml`, then `~/.config/berth/config.yaml`).

@@ -149,6 +149,8 @@ impl Config {
             EngineKind::Containerd => (EnvVars::CONTAINERD_ADDRESS, |e| {
                 e.containerd_address.clone()
             }),
+            // LXD is found by LXD_DIR alone (no file setting yet)
+            EngineKind::Lxd => (EnvVars::LXD_DIR, |_| None),
         };
         self.layered(Some(var), |p| field(&p.engine), |u| field(&u.engine))
     }
