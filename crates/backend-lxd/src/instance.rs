@@ -322,23 +322,36 @@ impl Drop for Instance {
     }
 }
 
-/// Stops (forcibly) and deletes container `name`; one that does not exist is fine.
+/// Stops (forcibly) and deletes container `name`; one that does not exist is fine. LXD refuses both while
+/// another operation on the container runs (a berth killed while its container was starting leaves one for a
+/// moment), so they are tried again for a while.
 async fn delete(lxd: &Lxd, name: &str) -> Result<()> {
+    const ATTEMPTS: u32 = 30;
     let stop = json!({"action": "stop", "force": true});
-    let _ = lxd
-        .call(
-            OP,
-            Method::PUT,
-            &format!("/1.0/instances/{name}/state"),
-            Some(&stop),
-        )
-        .await;
-    match lxd
-        .call(OP, Method::DELETE, &format!("/1.0/instances/{name}"), None)
-        .await
-    {
-        Err(e) if e.kind() != ErrorKind::NotFound => Err(e),
-        _ => Ok(()),
+    let mut attempt = 1;
+    loop {
+        let _ = lxd
+            .call(
+                OP,
+                Method::PUT,
+                &format!("/1.0/instances/{name}/state"),
+                Some(&stop),
+            )
+            .await;
+        match lxd
+            .call(OP, Method::DELETE, &format!("/1.0/instances/{name}"), None)
+            .await
+        {
+            Ok(_) => return Ok(()),
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(()),
+            Err(e) if attempt >= ATTEMPTS || e.kind() == ErrorKind::EngineUnavailable => {
+                return Err(e.with_hint(format!("remove it yourself: `lxc delete --force {name}`")))
+            }
+            Err(_) => {
+                tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                attempt += 1;
+            }
+        }
     }
 }
 
