@@ -14,6 +14,7 @@ pub async fn run(args: &EnginesArgs) -> Result<ExitStatus> {
         EngineKind::Docker,
         EngineKind::Podman,
         EngineKind::Containerd,
+        EngineKind::Lxd,
     ] {
         rows.push((kind, crate::engines::info(kind, &settings).await));
     }
