@@ -25,15 +25,7 @@ pub(crate) fn image_name(reference: &str, op: Op) -> Result<String> {
 
 /// The host's platform as OCI names it.
 pub(crate) fn host_platform() -> (&'static str, &'static str) {
-    let arch = match std::env::consts::ARCH {
-        "x86_64" => "amd64",
-        "aarch64" => "arm64",
-        "arm" => "arm",
-        "powerpc64" => "ppc64le",
-        "s390x" => "s390x",
-        other => other,
-    };
-    ("linux", arch)
+    ("linux", berth_core::platform::host_arch())
 }
 
 /// Whether `media_type` is an index (multi-platform) rather than one image's manifest.
@@ -41,23 +33,34 @@ pub(crate) fn is_index(media_type: &str) -> bool {
     media_type == OCI_INDEX || media_type == DOCKER_MANIFEST_LIST
 }
 
-/// The entry of index `index` for the host's platform.
+/// The entry of index `index` for the host's platform, read with oci-spec's `ImageIndex` (an entry without its
+/// digest or size is an error, not an entry passed over).
 pub(crate) fn pick_platform(index: &Value, what: &str, op: Op) -> Result<Descriptor> {
     let (os, arch) = host_platform();
-    let manifests = index["manifests"]
-        .as_array()
-        .map(Vec::as_slice)
-        .unwrap_or_default();
+    let typed: oci_spec::image::ImageIndex =
+        serde_json::from_value(index.clone()).map_err(|e| {
+            error(
+                ErrorKind::Protocol,
+                op,
+                format!("the index of {what} is not a valid image index: {e}"),
+            )
+        })?;
+    let manifests = typed.manifests().as_slice();
+    let for_host = |m: &&oci_spec::image::Descriptor| {
+        m.platform()
+            .as_ref()
+            .is_some_and(|p| p.os().to_string() == os && p.architecture().to_string() == arch)
+    };
     manifests
         .iter()
-        .find(|m| m["platform"]["os"] == os && m["platform"]["architecture"] == arch)
+        .find(for_host)
         // an index that names no platforms (an OCI layout from `skopeo copy ... oci:`, `ctr import`) holds the
         // image of whoever wrote it: its only manifest is taken, as containerd's own matcher does
         .or_else(|| match manifests {
-            [only] if only.get("platform").is_none() => Some(only),
+            [only] if only.platform().is_none() => Some(only),
             _ => None,
         })
-        .and_then(descriptor)
+        .map(from_oci)
         .ok_or_else(|| {
             error(
                 ErrorKind::NotFound,
@@ -68,13 +71,35 @@ pub(crate) fn pick_platform(index: &Value, what: &str, op: Op) -> Result<Descrip
         })
 }
 
-/// A descriptor from its JSON form.
-pub(crate) fn descriptor(value: &Value) -> Option<Descriptor> {
-    Some(Descriptor {
-        media_type: value["mediaType"].as_str().unwrap_or_default().to_string(),
-        digest: value["digest"].as_str()?.to_string(),
-        size: value["size"].as_i64()?,
-    })
+/// berth's descriptor from oci-spec's.
+fn from_oci(d: &oci_spec::image::Descriptor) -> Descriptor {
+    Descriptor {
+        media_type: d.media_type().to_string(),
+        digest: d.digest().to_string(),
+        size: i64::try_from(d.size()).unwrap_or(i64::MAX),
+    }
+}
+
+/// A manifest's config and layer descriptors, read with oci-spec's types: a descriptor without its media type,
+/// a well-formed digest or its size is refused rather than left out (a layer silently dropped from the list
+/// gave an image missing that layer, or a count mismatch far from the cause).
+pub(crate) fn manifest_parts(
+    manifest: &Value,
+    what: &str,
+    op: Op,
+) -> Result<(Descriptor, Vec<Descriptor>)> {
+    let typed: oci_spec::image::ImageManifest =
+        serde_json::from_value(manifest.clone()).map_err(|e| {
+            error(
+                ErrorKind::Protocol,
+                op,
+                format!("the manifest of {what} is not a valid image manifest: {e}"),
+            )
+        })?;
+    Ok((
+        from_oci(typed.config()),
+        typed.layers().iter().map(from_oci).collect(),
+    ))
 }
 
 /// An image read from the content store.
@@ -82,7 +107,8 @@ pub(crate) fn descriptor(value: &Value) -> Option<Descriptor> {
 pub(crate) struct LocalImage {
     /// The platform manifest.
     pub(crate) manifest: Descriptor,
-    pub(crate) manifest_json: Value,
+    /// The layers the manifest names, in order ([`manifest_parts`]).
+    pub(crate) layers: Vec<Descriptor>,
     /// The config blob.
     pub(crate) config: Descriptor,
     pub(crate) config_json: Value,
@@ -91,12 +117,7 @@ pub(crate) struct LocalImage {
 impl LocalImage {
     /// The layer descriptors, in order.
     pub(crate) fn layers(&self) -> Vec<Descriptor> {
-        self.manifest_json["layers"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(descriptor)
-            .collect()
+        self.layers.clone()
     }
 
     /// The uncompressed digests of the layers, from the config.
@@ -131,17 +152,11 @@ pub(crate) async fn load(
         manifest = pick_platform(&manifest_json, what, op)?;
         manifest_json = parse(&daemon.read_all(&manifest.digest, op).await?, what, op)?;
     }
-    let config = descriptor(&manifest_json["config"]).ok_or_else(|| {
-        error(
-            ErrorKind::Protocol,
-            op,
-            format!("the manifest of {what} names no config"),
-        )
-    })?;
+    let (config, layers) = manifest_parts(&manifest_json, what, op)?;
     let config_json = parse(&daemon.read_all(&config.digest, op).await?, what, op)?;
     Ok(LocalImage {
         manifest,
-        manifest_json,
+        layers,
         config,
         config_json,
     })
@@ -220,13 +235,56 @@ pub(crate) async fn remove(
 mod tests {
     use super::*;
 
+    fn manifest(layer: Value) -> Value {
+        let hex = |c: &str| c.repeat(64);
+        let mut layer = layer;
+        layer["digest"] = format!("sha256:{}", hex("b")).into();
+        serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+            "config": {
+                "mediaType": "application/vnd.docker.container.image.v1+json",
+                "digest": format!("sha256:{}", hex("a")),
+                "size": 7,
+            },
+            "layers": [layer],
+        })
+    }
+
+    #[test]
+    fn a_manifest_gives_its_config_and_layers() {
+        let gzip = "application/vnd.docker.image.rootfs.diff.tar.gzip";
+        let (config, layers) = manifest_parts(
+            &manifest(serde_json::json!({"mediaType": gzip, "size": 42})),
+            "x",
+            Op::Pull,
+        )
+        .expect("valid");
+        assert_eq!(config.size, 7);
+        assert_eq!(layers.len(), 1);
+        assert_eq!(layers[0].media_type, gzip);
+        assert_eq!(layers[0].size, 42);
+        assert_eq!(layers[0].digest, format!("sha256:{}", "b".repeat(64)));
+    }
+
+    #[test]
+    fn a_layer_without_size_is_refused_not_left_out() {
+        let sizeless = manifest(serde_json::json!({
+            "mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
+        }));
+        let err = manifest_parts(&sizeless, "x", Op::Pull).expect_err("no size");
+        assert_eq!(err.kind(), ErrorKind::Protocol, "{err}");
+        assert!(err.message().contains("size"), "{err}");
+    }
+
     #[test]
     fn an_index_without_platforms_gives_its_only_manifest() {
         let (os, arch) = host_platform();
-        let entry = |digest: &str, platform: Option<(&str, &str)>| {
+        let digest = |c: &str| format!("sha256:{}", c.repeat(64));
+        let entry = |c: &str, platform: Option<(&str, &str)>| {
             let mut m = serde_json::json!({
                 "mediaType": "application/vnd.oci.image.manifest.v1+json",
-                "digest": digest,
+                "digest": digest(c),
                 "size": 1,
             });
             if let Some((os, arch)) = platform {
@@ -236,32 +294,34 @@ mod tests {
         };
         let pick = |manifests: Vec<Value>| {
             pick_platform(
-                &serde_json::json!({ "manifests": manifests }),
+                &serde_json::json!({ "schemaVersion": 2, "manifests": manifests }),
                 "image",
                 Op::Push,
             )
             .map(|d| d.digest)
         };
-        assert_eq!(
-            pick(vec![entry("sha256:a", None)]).expect("only one"),
-            "sha256:a"
-        );
+        assert_eq!(pick(vec![entry("a", None)]).expect("only one"), digest("a"));
         assert_eq!(
             pick(vec![
-                entry("sha256:x", Some(("windows", "arm64"))),
-                entry("sha256:h", Some((os, arch)))
+                entry("b", Some(("windows", "arm64"))),
+                entry("c", Some((os, arch)))
             ])
             .expect("host"),
-            "sha256:h"
+            digest("c")
         );
         assert_eq!(
-            pick(vec![entry("sha256:x", Some(("windows", "arm64")))])
+            pick(vec![entry("b", Some(("windows", "arm64")))])
                 .map(drop)
                 .expect_err("no manifest for this platform")
                 .kind(),
             ErrorKind::NotFound
         );
-        assert!(pick(vec![entry("sha256:a", None), entry("sha256:b", None)]).is_err());
+        assert!(pick(vec![entry("a", None), entry("b", None)]).is_err());
+        // an entry without its size is refused, not passed over for the next one
+        let mut sizeless = entry("d", Some((os, arch)));
+        sizeless.as_object_mut().map(|m| m.remove("size"));
+        let err = pick(vec![sizeless, entry("c", Some((os, arch)))]).expect_err("no size");
+        assert_eq!(err.kind(), ErrorKind::Protocol, "{err}");
     }
 
     #[test]

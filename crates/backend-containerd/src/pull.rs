@@ -12,7 +12,7 @@ use berth_registry::RegistryClient;
 use crate::cleanup::Guard;
 use crate::convert::{BlobStream, Daemon, Descriptor};
 use crate::errors::{error, Op};
-use crate::images::{self, descriptor, image_name, is_index, LocalImage};
+use crate::images::{self, image_name, is_index, LocalImage};
 use crate::labels::{self, chain_id, distribution_source, unique_id};
 use crate::ContainerdEngine;
 
@@ -155,19 +155,7 @@ async fn fetch(
             (top_descriptor.clone(), top.bytes.clone(), None)
         };
     let manifest_json = parse(&manifest_bytes)?;
-    let config = descriptor(&manifest_json["config"]).ok_or_else(|| {
-        error(
-            ErrorKind::Protocol,
-            op,
-            format!("{name}: manifest without config"),
-        )
-    })?;
-    let layers: Vec<Descriptor> = manifest_json["layers"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(descriptor)
-        .collect();
+    let (config, layers) = images::manifest_parts(&manifest_json, name, op)?;
 
     let config_bytes = again_while_temporary(registry, || async {
         registry
@@ -286,7 +274,7 @@ async fn fetch(
     Ok(Pulled {
         image: LocalImage {
             manifest,
-            manifest_json,
+            layers,
             config,
             config_json,
         },
@@ -310,7 +298,7 @@ where
     let mut n = 1;
     loop {
         match attempt().await {
-            Err(e) if e.kind() == ErrorKind::Temporary && n < policy.max_attempts => {
+            Err(e) if e.is_temporary() && n < policy.max_attempts => {
                 tokio::time::sleep(policy.delay(n, None)).await;
                 n += 1;
             }

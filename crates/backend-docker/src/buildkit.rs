@@ -6,17 +6,11 @@
 //! the same single path handles cache mounts, secret mounts and authenticated base images, streams the context
 //! without holding it in memory, and reports BuildKit's progress as it comes.
 
-use std::collections::HashMap;
-
 use berth_core::engine::{BuildOptions, BuiltImage, Network, Progress};
-use berth_core::lines::{LineSplitter, Piece};
+use berth_core::lines::Piece;
 use berth_core::plan::BuildPlan;
 use berth_core::{Error, ErrorKind, Result};
 use bollard::models::{BuildInfo, BuildInfoAux};
-use bytes::Bytes;
-use futures_util::StreamExt;
-use http_body_util::{BodyExt, Limited, StreamBody};
-use hyper_util::rt::TokioIo;
 
 use crate::dial::{dial, HOST_HEADER};
 use crate::errors::{io_error, to_error, to_error_saying, Failure, Op};
@@ -43,7 +37,7 @@ pub(crate) async fn build(
         plan.context.clone(),
         Vec::new(),
     )?;
-    let body = StreamBody::new(tar.body.map(|chunk| chunk.map(hyper::body::Frame::data)));
+    let body = berth_http::client::streaming(tar.body);
 
     let uri = format!("/build?{}", query(plan, options, &session.id));
     let request = http::Request::post(uri)
@@ -54,49 +48,42 @@ pub(crate) async fn build(
     let stream = dial(&engine.endpoint, timeout)
         .await
         .map_err(|e| io_error(e, Op::Build, &endpoint))?;
-    let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .map_err(|e| io_error(std::io::Error::other(e), Op::Build, &endpoint))?;
-    let connection = tokio::spawn(connection);
 
     let log = BuildLog::new(progress, plan.steps.iter().map(|s| s.describe()).collect());
-    let outcome = follow(sender, request, log, &endpoint).await;
-    // Stop sending (a failed build leaves the rest of the context unread), then hear from the tar thread:
-    // a context file that could not be read explains a failure better than what the daemon saw of it.
-    connection.abort();
+    let outcome = match berth_http::client::send(stream, request).await {
+        Ok(exchange) => {
+            let outcome = follow(exchange.response, log, &endpoint).await;
+            // Stop sending: a failed build leaves the rest of the context unread.
+            exchange.connection.abort();
+            outcome
+        }
+        Err(e) => Err(io_error(e, Op::Build, &endpoint)),
+    };
+    // Then hear from the tar thread: a context file that could not be read explains a failure better than
+    // what the daemon saw of it.
     drop(session);
     match tar.writer.await {
-        Ok(Err(tar_error)) if tar_error.kind() != ErrorKind::Cancelled => {
-            Err(tar_error.with_engine(crate::ENGINE).with_operation("build"))
-        }
+        Ok(Err(tar_error)) if tar_error.kind() != ErrorKind::Cancelled => Err(tar_error
+            .with_engine(crate::ENGINE)
+            .with_operation(berth_core::Operation::Build)),
         _ => outcome,
     }
 }
 
-/// Sends the build request and follows its progress stream to the image id or the failure.
-async fn follow<B>(
-    mut sender: hyper::client::conn::http1::SendRequest<B>,
-    request: http::Request<B>,
+/// Follows the build's answer, its progress stream, to the image id or the failure.
+async fn follow(
+    response: http::Response<hyper::body::Incoming>,
     mut log: BuildLog<'_>,
     endpoint: &str,
-) -> Result<BuiltImage>
-where
-    B: hyper::body::Body + Send + 'static,
-    B::Data: Send,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-{
-    let transport = |e: hyper::Error| io_error(std::io::Error::other(e), Op::Build, endpoint);
-    let response = sender.send_request(request).await.map_err(transport)?;
+) -> Result<BuiltImage> {
     let status = response.status();
-    let mut body = response.into_body();
     if !status.is_success() {
         // an error answer is a short JSON message; one that does not end is left unread past 64 KiB
-        let bytes = Limited::new(body, 64 << 10)
-            .collect()
+        let bytes = berth_http::client::read_all(response, 64 << 10)
             .await
-            .map(|b| b.to_bytes())
+            .map(|(_, body)| body)
             .unwrap_or_default();
-        let message = daemon_message(&bytes);
+        let message = berth_http::failure::message_of(&bytes);
         let failure = Failure::Status {
             code: status.as_u16(),
             message: &message,
@@ -104,23 +91,18 @@ where
         return Err(to_error(failure, Op::Build, endpoint));
     }
 
-    let mut lines = LineSplitter::default();
+    // dockerd's own idle bound applies to the build; berth adds none here
+    let mut lines = berth_http::client::Lines::new(response, None);
     let mut error: Option<String> = None;
-    let handle = |piece: Piece, log: &mut BuildLog, error: &mut Option<String>| match piece {
-        Piece::Line(line) => handle_line(&line, log, error),
-        Piece::Overlong => log.note(OVERLONG),
-    };
-    while let Some(frame) = body.frame().await {
-        let Ok(data) = frame.map_err(transport)?.into_data() else {
-            continue;
-        };
-        lines.push(&data);
-        while let Some(piece) = lines.next_piece() {
-            handle(piece, &mut log, &mut error);
+    while let Some(piece) = lines
+        .next()
+        .await
+        .map_err(|e| io_error(e, Op::Build, endpoint))?
+    {
+        match piece {
+            Piece::Line(line) => handle_line(&line, &mut log, &mut error),
+            Piece::Overlong => log.note(OVERLONG),
         }
-    }
-    while let Some(piece) = lines.finish() {
-        handle(piece, &mut log, &mut error);
     }
 
     if let Some(message) = error {
@@ -139,7 +121,7 @@ where
             "the daemon finished the build without naming the image",
         )
         .with_engine(crate::ENGINE)
-        .with_operation("build")
+        .with_operation(berth_core::Operation::Build)
     })?;
     Ok(BuiltImage { id })
 }
@@ -167,23 +149,7 @@ fn query(plan: &BuildPlan, options: &BuildOptions, session: &str) -> String {
     if options.no_cache {
         pairs.push(("nocache", "1".into()));
     }
-    pairs
-        .iter()
-        .map(|(k, v)| format!("{k}={}", percent_encode(v)))
-        .collect::<Vec<_>>()
-        .join("&")
-}
-
-fn percent_encode(value: &str) -> String {
-    let mut out = String::with_capacity(value.len());
-    for b in value.bytes() {
-        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
+    berth_http::encode::query(&pairs)
 }
 
 /// One JSON message of the build stream.
@@ -212,18 +178,6 @@ fn handle_line(line: &[u8], log: &mut BuildLog<'_>, error: &mut Option<String>) 
     if let Some(message) = message {
         error.get_or_insert(message);
     }
-}
-
-/// The daemon's `{"message": ...}` error body, or the text as it is.
-fn daemon_message(body: &Bytes) -> String {
-    serde_json::from_slice::<HashMap<String, serde_json::Value>>(body)
-        .ok()
-        .and_then(|m| {
-            m.get("message")
-                .and_then(|v| v.as_str())
-                .map(str::to_string)
-        })
-        .unwrap_or_else(|| String::from_utf8_lossy(body).trim().to_string())
 }
 
 #[cfg(test)]
@@ -282,18 +236,21 @@ mod tests {
         let stream = tokio::net::TcpStream::connect(&server.addr)
             .await
             .expect("connect");
-        let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-            .await
-            .expect("handshake");
-        tokio::spawn(connection);
         let request = http::Request::post("/build")
             .header(http::header::HOST, HOST_HEADER)
-            .body(http_body_util::Empty::<Bytes>::new())
+            .body(http_body_util::Empty::<bytes::Bytes>::new())
             .expect("request");
-        let record = Record::default();
-        let built = follow(sender, request, BuildLog::new(&record, Vec::new()), "fake")
+        let exchange = berth_http::client::send(stream, request)
             .await
-            .expect("built");
+            .expect("answer");
+        let record = Record::default();
+        let built = follow(
+            exchange.response,
+            BuildLog::new(&record, Vec::new()),
+            "fake",
+        )
+        .await
+        .expect("built");
         assert_eq!(built.id, id);
         let lines = record.0.lock().expect("lock").clone();
         assert!(

@@ -79,7 +79,9 @@ pub(crate) async fn build(
     drop(stream);
     if let Ok(Err(tar_error)) = tar.writer.await {
         if tar_error.kind() != ErrorKind::Cancelled || failure.is_none() {
-            return Err(tar_error.with_engine(crate::ENGINE).with_operation("build"));
+            return Err(tar_error
+                .with_engine(crate::ENGINE)
+                .with_operation(berth_core::Operation::Build));
         }
     }
     if let Some(err) = failure {
@@ -101,7 +103,7 @@ pub(crate) async fn build(
             "the daemon finished the build without naming the image",
         )
         .with_engine(crate::ENGINE)
-        .with_operation("build")
+        .with_operation(berth_core::Operation::Build)
     })?;
     for tag in options.tags.iter().skip(1) {
         engine.tag_image(&id, tag).await?;

@@ -148,7 +148,7 @@ fn unanswered(endpoint: &str, timeout: Duration) -> Error {
         ),
     )
     .with_engine(ENGINE)
-    .with_operation(Op::Connect.as_str())
+    .with_operation(Op::Connect)
     .with_hint(
         "start the daemon (`sudo systemctl start docker`, or run `dockerd`), \
          or point DOCKER_HOST at one that runs",

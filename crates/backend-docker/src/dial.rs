@@ -2,21 +2,20 @@
 //! (`POST /session`, upgraded to HTTP/2 with berth serving gRPC) and the BuildKit `POST /build` that refers to it.
 //!
 //! bollard keeps its transports private, so this module reaches the same [`Endpoint`]s itself: unix sockets,
-//! plain TCP, TCP with the client certificates of `DOCKER_CERT_PATH`, and ssh through
-//! `ssh HOST docker system dial-stdio`, the way the docker CLI does.
+//! plain TCP, TCP with the client certificates of `DOCKER_CERT_PATH` ([`berth_http::tls`]), and ssh through
+//! `ssh HOST docker system dial-stdio`, the way the docker CLI does. What is said on the stream is
+//! [`berth_http::client`]'s.
 
 use std::io;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpStream, UnixStream};
 use tokio::process::{Child, ChildStdin, ChildStdout, Command};
-use tokio_rustls::rustls;
 
-use crate::endpoint::{Endpoint, TlsFiles};
+use crate::endpoint::Endpoint;
 
 /// A byte stream to the daemon.
 pub(crate) trait Stream: AsyncRead + AsyncWrite + Send + Unpin {}
@@ -51,22 +50,9 @@ async fn connect(endpoint: &Endpoint) -> io::Result<Box<dyn Stream>> {
         Endpoint::Tcp {
             addr,
             tls: Some(files),
-        } => {
-            let config = tls_config(files)?;
-            let host = addr
-                .rsplit_once(':')
-                .map_or(addr.as_str(), |(h, _)| h)
-                .trim_start_matches('[')
-                .trim_end_matches(']');
-            let name = rustls::pki_types::ServerName::try_from(host.to_string())
-                .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
-            let stream = TcpStream::connect(addr).await?;
-            stream.set_nodelay(true)?;
-            let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
-                .connect(name, stream)
-                .await?;
-            Ok(Box::new(tls))
-        }
+        } => Ok(Box::new(
+            berth_http::tls::connect(addr, &files.ca, &files.cert, &files.key).await?,
+        )),
         Endpoint::Ssh { destination, port } => {
             let mut command = Command::new("ssh");
             if let Some(port) = port {
@@ -90,36 +76,6 @@ async fn connect(endpoint: &Endpoint) -> io::Result<Box<dyn Stream>> {
             }))
         }
     }
-}
-
-/// Verifies the daemon against `ca.pem` and presents `cert.pem`/`key.pem`, as `DOCKER_TLS_VERIFY` asks.
-fn tls_config(files: &TlsFiles) -> io::Result<rustls::ClientConfig> {
-    use rustls::pki_types::pem::PemObject;
-    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-    let pem_error = |path: &std::path::Path, e: rustls::pki_types::pem::Error| {
-        io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!("{}: {e}", path.display()),
-        )
-    };
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in CertificateDer::pem_file_iter(&files.ca).map_err(|e| pem_error(&files.ca, e))? {
-        roots
-            .add(cert.map_err(|e| pem_error(&files.ca, e))?)
-            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
-    }
-    let chain = CertificateDer::pem_file_iter(&files.cert)
-        .map_err(|e| pem_error(&files.cert, e))?
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| pem_error(&files.cert, e))?;
-    let key = PrivateKeyDer::from_pem_file(&files.key).map_err(|e| pem_error(&files.key, e))?;
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?
-        .with_root_certificates(roots)
-        .with_client_auth_cert(chain, key)
-        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
 }
 
 /// `docker system dial-stdio` on the remote host: its stdout is what the daemon sends, its stdin what we do.
@@ -160,6 +116,7 @@ impl AsyncWrite for SshStream {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::endpoint::TlsFiles;
     use std::process::Command as StdCommand;
 
     /// A CA, and a client certificate and key it signed, made with openssl in `dir`.

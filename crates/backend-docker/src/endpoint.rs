@@ -72,7 +72,7 @@ impl Endpoint {
         let invalid = |why: &str| {
             Error::invalid(format!("docker host `{host}`: {why}"))
                 .with_engine(ENGINE)
-                .with_operation("connect")
+                .with_operation(berth_core::Operation::Connect)
                 .with_hint("set DOCKER_HOST to unix:///var/run/docker.sock, tcp://HOST:PORT or ssh://USER@HOST")
         };
         if let Some(path) = host.strip_prefix("unix://") {

@@ -28,8 +28,7 @@ use berth_core::engine::{
     BuildOptions, BuiltImage, ContainerEngine, EngineInfo, ImageDetails, Progress, PushedImage,
     RemoveOptions, TransferOptions,
 };
-use berth_core::plan::{BuildPlan, Mount, Step};
-use berth_core::reference::DOCKER_HUB;
+use berth_core::plan::BuildPlan;
 use berth_core::{Error, Result};
 use bollard::Docker;
 
@@ -260,52 +259,16 @@ impl ContainerEngine for DockerEngine {
     }
 }
 
-/// Every secret a step mounts, by id, with its file checked to exist (a missing file fails before the build
-/// starts, naming the file, rather than as an obscure mount error halfway through).
+/// Every secret a step mounts, by id, with its file checked to exist ([`BuildPlan::secret_files`]).
 pub(crate) fn check_secrets(plan: &BuildPlan) -> Result<HashMap<String, PathBuf>> {
-    let files: HashMap<&str, &PathBuf> = plan
-        .secrets
-        .iter()
-        .map(|s| (s.id.as_str(), &s.source))
-        .collect();
-    let mut used = HashMap::new();
-    let mounts = plan.steps.iter().filter_map(|s| match s {
-        Step::Run(run) => Some(run.mounts.iter()),
-        _ => None,
-    });
-    for mount in mounts.flatten() {
-        let Mount::Secret { id, .. } = mount else {
-            continue;
-        };
-        let Some(path) = files.get(id.as_str()) else {
-            return Err(Error::invalid(format!(
-                "a step mounts secret `{id}`, but the plan names no file for it"
-            ))
-            .with_engine(ENGINE)
-            .with_operation("build"));
-        };
-        std::fs::metadata(path).map_err(|e| {
-            Error::io(path, e)
-                .context(format!("secret `{id}`"))
-                .with_engine(ENGINE)
-                .with_operation("build")
-        })?;
-        used.insert(id.clone(), (*path).clone());
-    }
-    Ok(used)
+    let files = plan.secret_files().map_err(|e| {
+        e.with_engine(ENGINE)
+            .with_operation(berth_core::Operation::Build)
+    })?;
+    Ok(files.into_iter().collect())
 }
 
 /// The names a daemon or BuildKit may look a registry's credentials up by.
 pub(crate) fn registry_hosts(registry: &str) -> Vec<String> {
-    let hub = [
-        DOCKER_HUB,
-        "index.docker.io",
-        "registry-1.docker.io",
-        "https://index.docker.io/v1/",
-    ];
-    if hub.contains(&registry) {
-        hub.iter().map(|h| h.to_string()).collect()
-    } else {
-        vec![registry.to_string()]
-    }
+    berth_core::reference::credential_names(registry)
 }

@@ -70,10 +70,6 @@ pub(crate) async fn open(
 ) -> io::Result<Session> {
     let id = new_id();
     let stream = dial(endpoint, connect_timeout).await?;
-    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .map_err(io::Error::other)?;
-    let connection = tokio::spawn(connection.with_upgrades());
     let mut request = http::Request::post("/session")
         .header(http::header::HOST, HOST_HEADER)
         .header(http::header::CONNECTION, "Upgrade")
@@ -87,10 +83,10 @@ pub(crate) async fn open(
     let request = request
         .body(Empty::<bytes::Bytes>::new())
         .map_err(io::Error::other)?;
-    let response = sender
-        .send_request(request)
-        .await
-        .map_err(io::Error::other)?;
+    let berth_http::client::Exchange {
+        response,
+        connection,
+    } = berth_http::client::send(stream, request).await?;
     if response.status() != http::StatusCode::SWITCHING_PROTOCOLS {
         connection.abort();
         return Err(io::Error::other(format!(

@@ -35,7 +35,7 @@ pub(crate) async fn push(
     while let Some(item) = engine.next_within(&mut stream, Op::Push).await? {
         let info = item.map_err(|e| client_error(e, Op::Push, &endpoint))?;
         if let Some(status) = &info.status {
-            if let Some(d) = digest_in(status) {
+            if let Some(d) = berth_http::stream::pushed_digest(status) {
                 digest = Some(d.to_string());
             }
         }
@@ -47,7 +47,7 @@ pub(crate) async fn push(
             format!("the daemon pushed {reference} without reporting the manifest digest"),
         )
         .with_engine(crate::ENGINE)
-        .with_operation("push")
+        .with_operation(berth_core::Operation::Push)
     })?;
     Ok(PushedImage { digest })
 }
@@ -111,56 +111,33 @@ fn report(
     }
 }
 
-/// `latest: digest: sha256:abc... size: 527` → `sha256:abc...`.
-fn digest_in(status: &str) -> Option<&str> {
-    let start = status.find("digest: sha256:")? + "digest: ".len();
-    let digest = status[start..].split_whitespace().next()?;
-    let hex = digest.strip_prefix("sha256:")?;
-    (hex.len() == 64 && hex.chars().all(|c| c.is_ascii_hexdigit())).then_some(digest)
-}
-
 /// `registry/repo:tag` → (`registry/repo`, `tag`); `repo@sha256:...` → (`repo`, `sha256:...`), which the
 /// daemon's pull accepts in its tag parameter; no tag means `latest`.
 pub(crate) fn split_reference(reference: &str, op: Op) -> Result<(String, String)> {
     let invalid = |why: &str| {
         Error::invalid(format!("`{reference}`: {why}"))
             .with_engine(crate::ENGINE)
-            .with_operation(op.as_str())
+            .with_operation(op)
     };
     if reference.is_empty() || reference.contains(char::is_whitespace) {
         return Err(invalid("not an image reference"));
     }
-    if let Some((name, digest)) = reference.split_once('@') {
-        if op != Op::Pull {
-            return Err(invalid(
-                "a digest reference cannot be pushed or tagged; name a tag",
-            ));
-        }
-        let name = match name.rsplit_once(':') {
-            Some((repo, tag)) if !tag.contains('/') => repo,
-            _ => name,
-        };
-        return Ok((name.to_string(), digest.to_string()));
-    }
-    match reference.rsplit_once(':') {
-        Some((repo, tag)) if !tag.contains('/') && !repo.is_empty() => {
-            Ok((repo.to_string(), tag.to_string()))
-        }
-        _ => Ok((reference.to_string(), "latest".to_string())),
+    let written = berth_core::reference::WrittenRef::split(reference);
+    match written.digest {
+        Some(_) if op != Op::Pull => Err(invalid(
+            "a digest reference cannot be pushed or tagged; name a tag",
+        )),
+        Some(digest) => Ok((written.name.to_string(), digest.to_string())),
+        None => Ok((
+            written.name.to_string(),
+            written.tag_or_latest().to_string(),
+        )),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn digests_in_push_status() {
-        let hex = "a".repeat(64);
-        let status = format!("v1: digest: sha256:{hex} size: 527");
-        assert_eq!(digest_in(&status), Some(format!("sha256:{hex}").as_str()));
-        assert_eq!(digest_in("Pushed"), None);
-    }
 
     #[test]
     fn references_split_at_the_tag() {

@@ -1,21 +1,19 @@
-//! The HTTP/1.1 exchange with the LXD daemon on its unix socket: one connection per request, bodies sent whole
-//! or streamed from a file, answers read whole. This is the only module that names hyper: the shared client
-//! crate the Docker and Podman backends are moving to replaces it in a few lines (`send` and `read_all`).
+//! The HTTP/1.1 exchange with the LXD daemon on its unix socket, through berth's shared client
+//! ([`berth_http::client`]): one connection per request, bodies sent whole or streamed from a file, answers read
+//! whole.
 
 use std::io;
 use std::path::{Path, PathBuf};
 
+use berth_http::client::{empty, read_all, send, streaming};
 use bytes::Bytes;
 use futures_util::StreamExt as _;
 use http::{Method, Request, StatusCode};
-use http_body_util::combinators::UnsyncBoxBody;
-use http_body_util::{BodyExt, Full, Limited, StreamBody};
-use hyper::body::Frame;
-use hyper_util::rt::TokioIo;
+use http_body_util::{BodyExt, Full};
 use tokio::io::AsyncReadExt as _;
 use tokio::net::UnixStream;
 
-/// The largest answer read whole (instance and image documents are kilobytes; exec logs are capped by this).
+/// The largest answer read whole (instance and image documents are kilobytes).
 const MAX_ANSWER_BYTES: usize = 64 << 20;
 
 /// What a request sends.
@@ -49,11 +47,6 @@ impl Client {
         headers: &[(&str, String)],
         body: Body,
     ) -> io::Result<Answer> {
-        let stream = UnixStream::connect(&self.socket).await?;
-        let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-            .await
-            .map_err(hyper_io)?;
-        tokio::spawn(connection);
         let mut request = Request::builder()
             .method(method)
             .uri(path)
@@ -61,10 +54,8 @@ impl Client {
         for (name, value) in headers {
             request = request.header(*name, value);
         }
-        let body: UnsyncBoxBody<Bytes, io::Error> = match body {
-            Body::Empty => Full::new(Bytes::new())
-                .map_err(|never| match never {})
-                .boxed_unsync(),
+        let body = match body {
+            Body::Empty => empty(),
             Body::Bytes(bytes) => Full::new(bytes)
                 .map_err(|never| match never {})
                 .boxed_unsync(),
@@ -77,25 +68,15 @@ impl Client {
         let request = request
             .body(body)
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
-        let response = sender.send_request(request).await.map_err(hyper_io)?;
-        let status = response.status();
-        let body = Limited::new(response.into_body(), MAX_ANSWER_BYTES)
-            .collect()
-            .await
-            .map_err(|e| match e.downcast::<hyper::Error>() {
-                Ok(e) => hyper_io(*e),
-                Err(_) => io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    format!("LXD answered with more than {} MiB", MAX_ANSWER_BYTES >> 20),
-                ),
-            })?
-            .to_bytes();
+        let stream = UnixStream::connect(&self.socket).await?;
+        let exchange = send(stream, request).await?;
+        let (status, body) = read_all(exchange.response, MAX_ANSWER_BYTES).await?;
         Ok(Answer { status, body })
     }
 }
 
 /// A body that streams `path` in 1 MiB pieces.
-async fn file_body(path: &Path) -> io::Result<UnsyncBoxBody<Bytes, io::Error>> {
+async fn file_body(path: &Path) -> io::Result<berth_http::client::Body> {
     let file = tokio::fs::File::open(path).await?;
     let chunks = futures_util::stream::unfold(file, |mut file| async move {
         let mut buffer = vec![0u8; 1 << 20];
@@ -103,18 +84,10 @@ async fn file_body(path: &Path) -> io::Result<UnsyncBoxBody<Bytes, io::Error>> {
             Ok(0) => None,
             Ok(n) => {
                 buffer.truncate(n);
-                Some((Ok(Frame::data(Bytes::from(buffer))), file))
+                Some((Ok(Bytes::from(buffer)), file))
             }
             Err(e) => Some((Err(e), file)),
         }
     });
-    Ok(BodyExt::boxed_unsync(StreamBody::new(chunks.boxed())))
-}
-
-/// A hyper error as an I/O error, keeping an underlying I/O error's kind.
-fn hyper_io(err: hyper::Error) -> io::Error {
-    let kind = std::error::Error::source(&err)
-        .and_then(|s| s.downcast_ref::<io::Error>())
-        .map_or(io::ErrorKind::Other, io::Error::kind);
-    io::Error::new(kind, err)
+    Ok(streaming(chunks.boxed()))
 }

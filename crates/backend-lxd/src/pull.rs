@@ -13,16 +13,6 @@ use tokio::io::AsyncWriteExt as _;
 use crate::errors::{error, io_error};
 use crate::store::{descriptor, LocalImage, Store};
 
-/// The host's platform as OCI names it.
-pub(crate) fn host_platform() -> (&'static str, &'static str) {
-    let arch = match std::env::consts::ARCH {
-        "x86_64" => "amd64",
-        "aarch64" => "arm64",
-        other => other,
-    };
-    ("linux", arch)
-}
-
 /// `reference` with `:latest` when it names neither tag nor digest, as the store names images.
 pub(crate) fn image_name(reference: &str, op: Operation) -> Result<String> {
     let image = ImageRef::parse(reference)
@@ -92,7 +82,7 @@ pub(crate) async fn pull(
     };
     let mut json = parse(&manifest.bytes)?;
     if json.get("manifests").is_some() {
-        let (os, arch) = host_platform();
+        let (os, arch) = ("linux", berth_core::platform::host_arch());
         let chosen = json["manifests"]
             .as_array()
             .into_iter()

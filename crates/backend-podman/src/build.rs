@@ -6,13 +6,13 @@
 //! `X-Registry-Config` (registry → user and password, which libpod writes to a temporary auth file for the
 //! build). Secrets travel inside the context under reserved names and are named in `secrets`.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::path::PathBuf;
 
 use berth_core::engine::{
     BuildOptions, BuiltImage, Network, Progress, ProgressEvent, TransferOptions,
 };
-use berth_core::plan::{BuildPlan, ContextEntry, ContextSource, Mount, Step};
+use berth_core::plan::{BuildPlan, ContextEntry, ContextSource};
 use berth_core::reference::ImageRef;
 use berth_core::render::RenderOptions;
 use berth_core::{Error, ErrorKind, Result};
@@ -29,8 +29,8 @@ const TAIL_LINES: usize = 20;
 /// libpod's name for the Docker image format.
 const DOCKER_FORMAT: &str = "application/vnd.docker.distribution.manifest.v2+json";
 
-/// Builds made in all when buildah's cache lookup races another client's image removal (a temporary failure
-/// that happens before any step runs; see `errors::is_cache_race`).
+/// Builds made in all when buildah's cache lookup races another client's image removal (a failure that
+/// happens before any step runs; see `errors::is_cache_race`).
 const ATTEMPTS: usize = 3;
 
 pub(crate) async fn build(
@@ -42,7 +42,11 @@ pub(crate) async fn build(
     let mut attempt = 1;
     loop {
         match build_once(engine, plan, options, progress).await {
-            Err(e) if e.kind() == ErrorKind::Temporary && attempt < ATTEMPTS => {
+            // Only that race is a build failure marked temporary; a throttled pull or a reset connection is
+            // the caller's to retry (or not), not a reason to run every step again here.
+            Err(e)
+                if e.kind() == ErrorKind::BuildFailed && e.is_temporary() && attempt < ATTEMPTS =>
+            {
                 progress.event(ProgressEvent::Line(format!(
                     "retrying the build (attempt {} of {ATTEMPTS}): {}",
                     attempt + 1,
@@ -61,7 +65,7 @@ async fn build_once(
     options: &BuildOptions,
     progress: &dyn Progress,
 ) -> Result<BuiltImage> {
-    let host = host_platform();
+    let host = berth_core::platform::host_platform();
     if !plan.platform.is_empty() && plan.platform != host {
         return Err(Error::unsupported(
             ENGINE,
@@ -163,7 +167,9 @@ async fn build_once(
             // A context file that could not be read explains the failed request better than the request.
             if let Ok(Err(writer)) = tar.writer.await {
                 if writer.kind() != ErrorKind::Cancelled {
-                    return Err(writer.with_engine(ENGINE).with_operation("build"));
+                    return Err(writer
+                        .with_engine(ENGINE)
+                        .with_operation(berth_core::Operation::Build));
                 }
             }
             return Err(io_error(e, Op::Build, engine.socket()));
@@ -176,7 +182,7 @@ async fn build_once(
         return Err(to_error(
             Failure::Status {
                 code: status.as_u16(),
-                message: &client::error_message(&body),
+                message: &berth_http::failure::message_of(&body),
             },
             Op::Build,
             engine.socket(),
@@ -199,12 +205,16 @@ async fn build_once(
     log.flush();
     match tar.writer.await {
         Ok(Ok(())) => {}
-        Ok(Err(e)) => return Err(e.with_engine(ENGINE).with_operation("build")),
+        Ok(Err(e)) => {
+            return Err(e
+                .with_engine(ENGINE)
+                .with_operation(berth_core::Operation::Build))
+        }
         Err(e) => {
             return Err(
                 Error::new(ErrorKind::Io, format!("the context writer failed: {e}"))
                     .with_engine(ENGINE)
-                    .with_operation("build"),
+                    .with_operation(berth_core::Operation::Build),
             )
         }
     }
@@ -217,7 +227,7 @@ async fn build_once(
             "the Podman service finished the build without naming the image",
         )
         .with_engine(ENGINE)
-        .with_operation("build")),
+        .with_operation(berth_core::Operation::Build)),
     }
 }
 
@@ -343,7 +353,7 @@ async fn insecure_pulls(
         .chain(plan.helper_images.iter().map(|h| h.reference.as_str()));
     for reference in pulls {
         let host = ImageRef::parse(reference)
-            .map_err(|e| e.with_engine(ENGINE).with_operation(Op::Build.as_str()))?
+            .map_err(|e| e.with_engine(ENGINE).with_operation(Op::Build))?
             .registry;
         if options.insecure_registries.contains(&host) {
             insecure.push((reference, host));
@@ -382,54 +392,18 @@ fn plan_step(line: &str, index: usize, total: usize) -> Option<(usize, usize)> {
     (last_stage && index > 1).then(|| (index - 1, total - 1))
 }
 
-fn host_platform() -> String {
-    let arch = match std::env::consts::ARCH {
-        "x86_64" => "amd64",
-        "aarch64" => "arm64",
-        other => other,
-    };
-    format!("linux/{arch}")
-}
-
-/// Every secret a step mounts, by id, with its file checked to exist (a missing file fails before the build
-/// starts, naming the file, rather than as an obscure mount error halfway through).
+/// Every secret a step mounts, by id, with its file checked to exist ([`BuildPlan::secret_files`]); libpod's
+/// `secrets` parameter is `id=...,src=...`, so an id may hold neither separator.
 fn check_secrets(plan: &BuildPlan) -> Result<Vec<(String, PathBuf)>> {
-    let files: HashMap<&str, &PathBuf> = plan
-        .secrets
-        .iter()
-        .map(|s| (s.id.as_str(), &s.source))
-        .collect();
-    let mut used: Vec<(String, PathBuf)> = Vec::new();
-    let mounts = plan.steps.iter().filter_map(|s| match s {
-        Step::Run(run) => Some(run.mounts.iter()),
-        _ => None,
-    });
-    for mount in mounts.flatten() {
-        let Mount::Secret { id, .. } = mount else {
-            continue;
-        };
-        if used.iter().any(|(seen, _)| seen == id) {
-            continue;
-        }
-        let Some(path) = files.get(id.as_str()) else {
-            return Err(crate::invalid(
-                Op::Build,
-                format!("a step mounts secret `{id}`, but the plan names no file for it"),
-            ));
-        };
-        if id.contains([',', '=']) {
-            return Err(crate::invalid(
-                Op::Build,
-                format!("secret id `{id}` may not contain `,` or `=`"),
-            ));
-        }
-        std::fs::metadata(path).map_err(|e| {
-            Error::io(path, e)
-                .context(format!("secret `{id}`"))
-                .with_engine(ENGINE)
-                .with_operation("build")
-        })?;
-        used.push((id.clone(), (*path).clone()));
+    let used = plan.secret_files().map_err(|e| {
+        e.with_engine(ENGINE)
+            .with_operation(berth_core::Operation::Build)
+    })?;
+    if let Some((id, _)) = used.iter().find(|(id, _)| id.contains([',', '='])) {
+        return Err(crate::invalid(
+            Op::Build,
+            format!("secret id `{id}` may not contain `,` or `=`"),
+        ));
     }
     Ok(used)
 }

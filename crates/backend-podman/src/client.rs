@@ -1,43 +1,19 @@
-//! A minimal HTTP/1.1 client for the libpod API on a unix socket: one connection per request (the service
-//! answers long streams on each), request bodies that may be streams, and response bodies read whole or as
+//! The libpod API on the service's unix socket, through the REST engines' shared HTTP/1.1 client
+//! ([`berth_http::client`]): one connection per request, bodies that may be streams, answers read whole or as
 //! JSON lines while they arrive.
 
 use std::io;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use berth_core::lines::{LineSplitter, Piece};
-
-use bytes::Bytes;
-use futures_util::Stream;
+use berth_core::lines::Piece;
+pub(crate) use berth_http::client::{empty, streaming, Body};
 use http::{Method, Request, Response, StatusCode};
-use http_body_util::combinators::UnsyncBoxBody;
-use http_body_util::{BodyExt, Empty, Limited, StreamBody};
-use hyper::body::{Frame, Incoming};
-use hyper_util::rt::TokioIo;
+use hyper::body::Incoming;
 use tokio::net::UnixStream;
 
 /// The API prefix: libpod 4.0 is the oldest API berth speaks (Debian 12 ships 4.3).
 pub(crate) const API: &str = "/v4.0.0";
-
-/// A request body.
-pub(crate) type Body = UnsyncBoxBody<Bytes, io::Error>;
-
-/// An empty body.
-pub(crate) fn empty() -> Body {
-    Empty::<Bytes>::new()
-        .map_err(|never| match never {})
-        .boxed_unsync()
-}
-
-/// A body that sends what `stream` yields, as it yields it.
-pub(crate) fn streaming<S>(stream: S) -> Body
-where
-    S: Stream<Item = io::Result<Bytes>> + Send + 'static,
-{
-    use futures_util::StreamExt;
-    BodyExt::boxed_unsync(StreamBody::new(stream.map(|chunk| chunk.map(Frame::data))))
-}
 
 /// The service's socket.
 #[derive(Debug, Clone)]
@@ -63,10 +39,6 @@ impl Client {
         body: Body,
     ) -> io::Result<Response<Incoming>> {
         let stream = UnixStream::connect(&self.socket).await?;
-        let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-            .await
-            .map_err(hyper_io)?;
-        tokio::spawn(connection);
         let mut request = Request::builder()
             .method(method)
             .uri(format!("{API}{path}"))
@@ -77,105 +49,37 @@ impl Client {
         let request = request
             .body(body)
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
-        sender.send_request(request).await.map_err(hyper_io)
+        // the connection task ends with the answer's body; nothing needs to stop it sooner
+        Ok(berth_http::client::send(stream, request).await?.response)
     }
 }
 
-/// A hyper error as an I/O error, keeping an underlying I/O error's kind.
-pub(crate) fn hyper_io(err: hyper::Error) -> io::Error {
-    let kind = std::error::Error::source(&err)
-        .and_then(|s| s.downcast_ref::<io::Error>())
-        .map_or(io::ErrorKind::Other, io::Error::kind);
-    io::Error::new(kind, err)
-}
-
 /// A response read whole, up to [`MAX_ANSWER_BYTES`].
-pub(crate) async fn read_all(response: Response<Incoming>) -> io::Result<(StatusCode, Bytes)> {
-    let status = response.status();
-    let body = Limited::new(response.into_body(), MAX_ANSWER_BYTES)
-        .collect()
-        .await
-        .map_err(|e| match e.downcast::<hyper::Error>() {
-            Ok(e) => hyper_io(*e),
-            Err(_) => io::Error::new(
-                io::ErrorKind::InvalidData,
-                format!(
-                    "the service answered with more than {} MiB",
-                    MAX_ANSWER_BYTES >> 20
-                ),
-            ),
-        })?
-        .to_bytes();
-    Ok((status, body))
+pub(crate) async fn read_all(
+    response: Response<Incoming>,
+) -> io::Result<(StatusCode, bytes::Bytes)> {
+    berth_http::client::read_all(response, MAX_ANSWER_BYTES).await
 }
 
-/// The `message` of a libpod error body (`{"cause", "message", "response"}`), or the body as text.
-pub(crate) fn error_message(body: &[u8]) -> String {
-    serde_json::from_slice::<serde_json::Value>(body)
-        .ok()
-        .and_then(|v| {
-            v.get("message")
-                .and_then(|m| m.as_str())
-                .map(str::to_string)
-        })
-        .unwrap_or_else(|| String::from_utf8_lossy(body).trim().to_string())
-}
-
-/// Splits a streamed response body into lines as they arrive, each at most [`berth_core::lines::MAX_LINE_BYTES`],
-/// failing when the body goes [`Client::idle_timeout`] without a byte.
-pub(crate) struct Lines {
-    body: Incoming,
-    lines: LineSplitter,
-    idle_timeout: Duration,
-    done: bool,
-}
+/// A streamed response body as JSON lines, failing when it goes [`Client::idle_timeout`] without a byte.
+pub(crate) struct Lines(berth_http::client::Lines);
 
 impl Lines {
     pub(crate) fn new(response: Response<Incoming>, idle_timeout: Duration) -> Self {
-        Lines {
-            body: response.into_body(),
-            lines: LineSplitter::default(),
-            idle_timeout,
-            done: false,
-        }
+        Lines(berth_http::client::Lines::new(response, Some(idle_timeout)))
     }
 
     /// The next non-empty line parsed as JSON, or `None` at the end of the body. A line too long to keep
     /// comes back as a `stream` message saying so.
     pub(crate) async fn next_json(&mut self) -> io::Result<Option<serde_json::Value>> {
         loop {
-            let piece = if self.done {
-                self.lines.finish()
-            } else {
-                self.lines.next_piece()
-            };
-            match piece {
+            match self.0.next().await? {
                 Some(Piece::Line(line)) if line.iter().all(u8::is_ascii_whitespace) => continue,
                 Some(Piece::Line(line)) => return parse_line(&line).map(Some),
                 Some(Piece::Overlong) => {
                     return Ok(Some(serde_json::json!({ "stream": OVERLONG })))
                 }
-                None if self.done => return Ok(None),
-                None => {}
-            }
-            let frame = tokio::time::timeout(self.idle_timeout, self.body.frame())
-                .await
-                .map_err(|_| {
-                    io::Error::new(
-                        io::ErrorKind::TimedOut,
-                        format!(
-                            "the service sent nothing for {} s",
-                            self.idle_timeout.as_secs_f32()
-                        ),
-                    )
-                })?;
-            match frame {
-                Some(frame) => {
-                    if let Ok(data) = frame.map_err(hyper_io)?.into_data() {
-                        self.lines.push(&data);
-                    }
-                }
-                None => self.done = true,
+                None => return Ok(None),
             }
         }
     }
@@ -185,32 +89,11 @@ fn parse_line(line: &[u8]) -> io::Result<serde_json::Value> {
     serde_json::from_slice(line).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
 }
 
-/// Percent-encodes `value` for a URL, leaving unreserved characters and those in `keep`.
-pub(crate) fn encode(value: &str, keep: &str) -> String {
-    let mut out = String::with_capacity(value.len());
-    for byte in value.bytes() {
-        let c = byte as char;
-        if c.is_ascii_alphanumeric() || "-._~".contains(c) || (c.is_ascii() && keep.contains(c)) {
-            out.push(c);
-        } else {
-            out.push_str(&format!("%{byte:02X}"));
-        }
-    }
-    out
-}
-
-/// `name=value&...` with values encoded.
-pub(crate) fn query(pairs: &[(&str, String)]) -> String {
-    pairs
-        .iter()
-        .map(|(k, v)| format!("{k}={}", encode(v, "")))
-        .collect::<Vec<_>>()
-        .join("&")
-}
+pub(crate) use berth_http::encode::query;
 
 /// An image name as a path segment of `/libpod/images/{name}/...`.
 pub(crate) fn image_path(name: &str) -> String {
-    encode(name, ":@")
+    berth_http::encode::encode(name, ":@")
 }
 
 #[cfg(test)]
@@ -227,13 +110,6 @@ mod tests {
             "t=127.0.0.1%3A5000%2Fa%2Fb%3A1&x=%5B%22a%20b%22%5D"
         );
         assert_eq!(image_path("r:5000/a/b:1"), "r:5000%2Fa%2Fb:1");
-    }
-
-    #[test]
-    fn error_bodies_give_their_message() {
-        let body = br#"{"cause":"image not known","message":"x: image not known","response":404}"#;
-        assert_eq!(error_message(body), "x: image not known");
-        assert_eq!(error_message(b"plain\n"), "plain");
     }
 
     mod misbehaving {

@@ -89,7 +89,7 @@ impl PodmanEngine {
                 return Err(to_error(
                     Failure::Status {
                         code: status.as_u16(),
-                        message: &client::error_message(&body),
+                        message: &berth_http::failure::message_of(&body),
                     },
                     Op::Connect,
                     self.socket(),
@@ -122,7 +122,7 @@ impl PodmanEngine {
                 format!("the Podman service answered {path} with {status} and no JSON: {e}"),
             )
             .with_engine(ENGINE)
-            .with_operation(op.as_str())
+            .with_operation(op)
         })
     }
 
@@ -151,7 +151,7 @@ impl PodmanEngine {
             return Err(to_error(
                 Failure::Status {
                     code: status.as_u16(),
-                    message: &client::error_message(&body),
+                    message: &berth_http::failure::message_of(&body),
                 },
                 op,
                 self.socket(),
@@ -170,7 +170,7 @@ impl PodmanEngine {
             ),
         )
         .with_engine(ENGINE)
-        .with_operation(Op::Connect.as_str())
+        .with_operation(Op::Connect)
         .with_hint(start_hint(self.socket()))
     }
 }

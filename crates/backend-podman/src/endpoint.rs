@@ -47,7 +47,7 @@ fn parse(host: &str) -> Result<PathBuf> {
     Err(
         Error::invalid(format!("podman host `{host}`: expected unix:///PATH"))
             .with_engine(ENGINE)
-            .with_operation("connect"),
+            .with_operation(berth_core::Operation::Connect),
     )
 }
 

@@ -1,14 +1,15 @@
-//! Podman failures turned into berth errors: [`classify`] is the one place that decides an [`ErrorKind`].
+//! Podman failures turned into berth errors through the REST engines' one mapping ([`berth_http::failure`]).
 //!
 //! libpod answers short requests with an HTTP status and a JSON body (`{"cause", "message", "response"}`), and
 //! long ones (build, push, pull) with 200 and a stream whose `{"error": ...}` line is the failure, as text only.
-//! Only that last case forces reading message text; it is done in [`classify_text`], called from [`classify`]
-//! and nowhere else.
+//! This module only says how the Podman service is named and what to tell a person; the one thing it decides
+//! itself is buildah's cache race ([`is_cache_race`]), the only failure of a build worth building again.
 
 use std::io;
 use std::path::Path;
 
-use berth_core::{Error, ErrorKind};
+use berth_core::{Error, ErrorStatus};
+pub(crate) use berth_http::Failure;
 
 use crate::endpoint::start_hint;
 use crate::ENGINE;
@@ -16,104 +17,7 @@ use crate::ENGINE;
 /// The operation a failure happened in; it decides what a transport error or stream message means.
 pub(crate) use berth_core::Operation as Op;
 
-/// A failure as it reached this crate.
-#[derive(Debug)]
-pub(crate) enum Failure<'a> {
-    /// An I/O error on the connection to the service.
-    Io(&'a io::Error),
-    /// A non-success HTTP status, with the service's message.
-    Status { code: u16, message: &'a str },
-    /// An `error` line inside a build, push or pull stream. `in_step` says a build step other than `FROM` was
-    /// running, so the message is that step's failure and never a registry's.
-    Stream { message: &'a str, in_step: bool },
-}
-
-/// The one mapping from Podman failures to [`ErrorKind`].
-pub(crate) fn classify(failure: &Failure<'_>, op: Op) -> ErrorKind {
-    match failure {
-        Failure::Io(err) => match err.kind() {
-            io::ErrorKind::NotFound
-            | io::ErrorKind::ConnectionRefused
-            | io::ErrorKind::PermissionDenied
-            | io::ErrorKind::AddrNotAvailable => ErrorKind::EngineUnavailable,
-            _ if op == Op::Connect => ErrorKind::EngineUnavailable,
-            io::ErrorKind::InvalidData => ErrorKind::Protocol,
-            _ => ErrorKind::Temporary,
-        },
-        Failure::Status { code, message } => match code {
-            400 => ErrorKind::InvalidSpec,
-            401 | 403 => ErrorKind::Unauthorized,
-            404 => ErrorKind::NotFound,
-            // Conflict: removing an image a container uses.
-            409 => ErrorKind::InvalidSpec,
-            501 => ErrorKind::Unsupported,
-            // libpod wraps registry failures in a 500 whose only trace of the cause is the text.
-            500 => classify_text(message).unwrap_or(ErrorKind::Temporary),
-            408 | 429 | 502..=599 => ErrorKind::Temporary,
-            _ => ErrorKind::Protocol,
-        },
-        Failure::Stream { message, in_step } => {
-            if op == Op::Build && is_cache_race(message) {
-                return ErrorKind::Temporary;
-            }
-            if *in_step {
-                return ErrorKind::BuildFailed;
-            }
-            match classify_text(message) {
-                Some(kind) => kind,
-                None if op == Op::Build => ErrorKind::BuildFailed,
-                None => ErrorKind::Protocol,
-            }
-        }
-    }
-}
-
-/// buildah 1.28 looks for a cached layer by walking every image in the store; an image removed meanwhile (by
-/// any other client of the same service) fails that walk with `layer not known` before the step runs. The
-/// error line is buildah's own text, never the step's output (that arrives as `stream` lines), and building
-/// again succeeds.
-fn is_cache_race(message: &str) -> bool {
-    message.contains("checking if cached image exists from a previous build")
-        && (message.contains("not known") || message.contains("unknown"))
-}
-
-/// What a registry error says in words (containers/image passes the registry's error codes through as text:
-/// `unauthorized: authentication required`, `manifest unknown`, `toomanyrequests`). Only asked about messages
-/// that cannot be a build step's own output.
-fn classify_text(message: &str) -> Option<ErrorKind> {
-    let m = message.to_ascii_lowercase();
-    let has = |needles: &[&str]| needles.iter().any(|n| m.contains(n));
-    if has(&[
-        "manifest unknown",
-        "name unknown",
-        "repository does not exist",
-        "image not known",
-    ]) {
-        Some(ErrorKind::NotFound)
-    } else if has(&[
-        "unauthorized",
-        "authentication required",
-        "denied",
-        "incorrect username or password",
-    ]) {
-        Some(ErrorKind::Unauthorized)
-    } else if has(&["not found", "does not exist", "no such image"]) {
-        Some(ErrorKind::NotFound)
-    } else if has(&[
-        "toomanyrequests",
-        "timeout",
-        "timed out",
-        "connection reset",
-        "temporary failure",
-        "503 service unavailable",
-    ]) {
-        Some(ErrorKind::Temporary)
-    } else {
-        None
-    }
-}
-
-/// A berth error for `failure`: kind from [`classify`], engine, operation and a hint that says what to do.
+/// A berth error for `failure` on the service at `socket`.
 pub(crate) fn to_error(failure: Failure<'_>, op: Op, socket: &Path) -> Error {
     to_error_saying(failure, op, socket, None)
 }
@@ -126,97 +30,105 @@ pub(crate) fn to_error_saying(
     socket: &Path,
     message: Option<String>,
 ) -> Error {
-    let kind = classify(&failure, op);
-    let permission_denied =
-        matches!(&failure, Failure::Io(e) if e.kind() == io::ErrorKind::PermissionDenied);
-    let detail = match &failure {
-        Failure::Io(e) => e.to_string(),
-        Failure::Status { code, message } => format!("{message} (HTTP {code})"),
-        Failure::Stream { message, .. } => message.trim_end().to_string(),
+    let service = format!("the Podman service at unix://{}", socket.display());
+    let start = start_hint(socket);
+    let podman = berth_http::Service {
+        engine: ENGINE,
+        service: &service,
+        start_hint: &start,
+        permission_hint: "your user may not use this socket: use your own user's service \
+                          ($XDG_RUNTIME_DIR/podman/podman.sock) or run as root",
+        tls_hint: "the Podman service is reached over its unix socket only",
+        registry_ca_hint:
+            "Podman checks registry certificates itself (berth's --ca-file does not reach \
+                           it): put the registry's CA in /etc/containers/certs.d/HOST:PORT/ca.crt \
+                           (rootless: ~/.config/containers/certs.d/HOST:PORT/ca.crt)",
+        insecure_hint:
+            "the registry speaks plain HTTP: pass --insecure-registry HOST:PORT to berth, or \
+                        mark it `insecure = true` in registries.conf",
     };
-    let message = match (kind, message) {
-        (_, Some(message)) => message,
-        (ErrorKind::EngineUnavailable, None) => format!(
-            "cannot reach the Podman service at unix://{}: {detail}",
-            socket.display()
-        ),
-        (_, None) => detail,
-    };
-    let mut error = Error::new(kind, message)
-        .with_engine(ENGINE)
-        .with_operation(op.as_str());
-    let hint = match kind {
-        ErrorKind::EngineUnavailable if permission_denied => Some(
-            "your user may not use this socket: use your own user's service \
-             ($XDG_RUNTIME_DIR/podman/podman.sock) or run as root"
-                .to_string(),
-        ),
-        ErrorKind::EngineUnavailable => Some(start_hint(socket)),
-        ErrorKind::Unauthorized => {
-            Some("check the user name and password or token given for this registry".to_string())
-        }
-        _ => None,
-    };
-    if let Some(hint) = hint {
-        error = error.with_hint(hint);
+    let cache_race = op == Op::Build
+        && matches!(&failure, Failure::Stream { message, .. } if is_cache_race(message));
+    let error = berth_http::to_error(&podman, &failure, op, message);
+    if cache_race {
+        error.with_status(ErrorStatus::Temporary)
+    } else {
+        error
     }
-    error
+}
+
+/// buildah 1.28 looks for a cached layer by walking every image in the store; an image removed meanwhile (by
+/// any other client of the same service) fails that walk with `layer not known` before the step runs. The
+/// error line is buildah's own text, never the step's output (that arrives as `stream` lines), and building
+/// again succeeds.
+fn is_cache_race(message: &str) -> bool {
+    message.contains("checking if cached image exists from a previous build")
+        && (message.contains("not known") || message.contains("unknown"))
 }
 
 /// [`to_error`] for an I/O error, keeping it as the source.
 pub(crate) fn io_error(err: io::Error, op: Op, socket: &Path) -> Error {
-    to_error(Failure::Io(&err), op, socket).with_source(err)
+    to_error(Failure::Transport(&err), op, socket).with_source(err)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use berth_core::ErrorKind;
 
-    fn stream(message: &str, in_step: bool, op: Op) -> ErrorKind {
-        classify(&Failure::Stream { message, in_step }, op)
+    fn stream(message: &str, in_step: bool, op: Op) -> Error {
+        to_error(
+            Failure::Stream { message, in_step },
+            op,
+            Path::new("/run/podman/podman.sock"),
+        )
     }
 
     #[test]
-    fn registry_messages_in_streams() {
-        let unauthorized =
-            "trying to reuse blob sha256:3a at destination: checking whether a blob \
-                            exists in 127.0.0.1:5000/x: unauthorized: authentication required";
-        assert_eq!(
-            stream(unauthorized, false, Op::Push),
-            ErrorKind::Unauthorized
+    fn a_cache_lookup_racing_a_removal_is_a_build_failure_worth_building_again() {
+        let message =
+            "checking if cached image exists from a previous build: getting top layer info: \
+                       layer not known";
+        let err = stream(message, true, Op::Build);
+        assert_eq!(err.kind(), ErrorKind::BuildFailed);
+        assert!(err.is_temporary(), "{err:?}");
+    }
+
+    #[test]
+    fn other_build_failures_are_not_built_again() {
+        // a base image pull the registry throttled: the workflow's push retry or the user decides, not a
+        // whole rebuild inside the backend
+        let err = stream("toomanyrequests: slow down", false, Op::Build);
+        assert_eq!(err.kind(), ErrorKind::Temporary);
+        assert!(!is_cache_race(err.message()));
+        let step = stream(
+            "building at STEP \"RUN false\": exit status 1",
+            true,
+            Op::Build,
         );
-        let missing = "initializing source docker://r/x:1: reading manifest 1 in r/x: \
-                       manifest unknown: manifest unknown";
-        assert_eq!(stream(missing, false, Op::Pull), ErrorKind::NotFound);
-        assert_eq!(stream(missing, false, Op::Build), ErrorKind::NotFound);
+        assert!(!step.is_temporary());
     }
 
     #[test]
-    fn a_failing_step_is_a_build_failure_whatever_it_printed() {
-        let message = "building at STEP \"RUN echo unauthorized; exit 1\": while running runtime: exit status 1";
-        assert_eq!(stream(message, true, Op::Build), ErrorKind::BuildFailed);
-        assert_eq!(stream("odd", false, Op::Build), ErrorKind::BuildFailed);
-    }
-
-    #[test]
-    fn a_cache_lookup_racing_a_removal_is_temporary() {
-        let message = "checking if cached image exists from a previous build: getting top layer info: layer not known";
-        assert_eq!(stream(message, true, Op::Build), ErrorKind::Temporary);
-    }
-
-    #[test]
-    fn statuses() {
-        let status = |code| classify(&Failure::Status { code, message: "x" }, Op::Inspect);
-        assert_eq!(status(404), ErrorKind::NotFound);
-        assert_eq!(status(401), ErrorKind::Unauthorized);
-        assert_eq!(status(503), ErrorKind::Temporary);
+    fn an_untrusted_registry_names_podmans_certificate_folder() {
+        let message = "initializing source docker://127.0.0.1:5002/x:1: pinging container registry \
+                       127.0.0.1:5002: Get \"https://127.0.0.1:5002/v2/\": x509: certificate signed by \
+                       unknown authority";
+        let err = stream(message, false, Op::Pull);
+        assert!(!err.is_temporary());
+        assert!(
+            err.hint()
+                .unwrap_or_default()
+                .contains("/etc/containers/certs.d"),
+            "{err}"
+        );
     }
 
     #[test]
     fn no_service_says_how_to_start_one() {
         let refused = io::Error::from(io::ErrorKind::ConnectionRefused);
         let err = to_error(
-            Failure::Io(&refused),
+            Failure::Transport(&refused),
             Op::Connect,
             Path::new("/run/user/7/podman/podman.sock"),
         );

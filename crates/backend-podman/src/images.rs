@@ -76,11 +76,11 @@ pub(crate) fn split_reference(reference: &str, op: Op) -> Result<(String, String
             format!("`{reference}` names a digest; a tag is needed here"),
         ));
     }
-    match reference.rsplit_once(':') {
-        Some((repo, tag)) if !tag.contains('/') && !repo.is_empty() => {
-            Ok((repo.to_string(), tag.to_string()))
-        }
-        _ if !reference.is_empty() => Ok((reference.to_string(), "latest".to_string())),
+    match berth_core::reference::WrittenRef::split(reference) {
+        written if !written.name.is_empty() => Ok((
+            written.name.to_string(),
+            written.tag_or_latest().to_string(),
+        )),
         _ => Err(invalid(op, "an empty image reference")),
     }
 }

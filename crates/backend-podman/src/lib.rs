@@ -40,7 +40,6 @@ use berth_core::engine::{
     Progress, PushedImage, RemoveOptions, TransferOptions,
 };
 use berth_core::plan::BuildPlan;
-use berth_core::reference::DOCKER_HUB;
 use berth_core::{Error, Result};
 
 /// The engine name in errors and [`EngineInfo`].
@@ -196,12 +195,7 @@ fn features(rootless: bool, caches_persist: bool) -> Capabilities {
 
 /// The names containers/image may look a registry's credentials up by.
 pub(crate) fn registry_hosts(registry: &str) -> Vec<String> {
-    let hub = [DOCKER_HUB, "index.docker.io", "registry-1.docker.io"];
-    if hub.contains(&registry) {
-        hub.iter().map(|h| h.to_string()).collect()
-    } else {
-        vec![registry.to_string()]
-    }
+    berth_core::reference::credential_names(registry)
 }
 
 /// The `{"username", "password"}` object libpod's auth headers carry.
@@ -223,5 +217,5 @@ pub(crate) fn auth_header(value: &serde_json::Value) -> String {
 pub(crate) fn invalid(op: errors::Op, message: impl Into<String>) -> Error {
     Error::invalid(message)
         .with_engine(ENGINE)
-        .with_operation(op.as_str())
+        .with_operation(op)
 }

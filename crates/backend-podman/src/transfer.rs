@@ -19,8 +19,8 @@ pub(crate) async fn push(
     options: &TransferOptions,
     progress: &dyn Progress,
 ) -> Result<PushedImage> {
-    let parsed = ImageRef::parse(reference)
-        .map_err(|e| e.with_engine(ENGINE).with_operation(Op::Push.as_str()))?;
+    let parsed =
+        ImageRef::parse(reference).map_err(|e| e.with_engine(ENGINE).with_operation(Op::Push))?;
     if parsed.digest.is_some() {
         return Err(crate::invalid(
             Op::Push,
@@ -46,8 +46,8 @@ pub(crate) async fn push(
         if let Some(event) = transfer_event(&line) {
             progress.event(event);
         } else if let Some(status) = line["status"].as_str() {
-            if let Some(found) = pushed_digest(status) {
-                digest = Some(found);
+            if let Some(found) = berth_http::stream::pushed_digest(status) {
+                digest = Some(found.to_string());
             }
             progress.event(ProgressEvent::Line(status.to_string()));
         }
@@ -59,7 +59,7 @@ pub(crate) async fn push(
             format!("the Podman service pushed {reference} but named no manifest digest"),
         )
         .with_engine(ENGINE)
-        .with_operation(Op::Push.as_str())),
+        .with_operation(Op::Push)),
     }
 }
 
@@ -102,7 +102,7 @@ pub(crate) async fn pull(
             format!("the Podman service's pull of {reference} ended without an image id"),
         )
         .with_engine(ENGINE)
-        .with_operation(Op::Pull.as_str()))
+        .with_operation(Op::Pull))
     }
 }
 
@@ -129,7 +129,7 @@ async fn stream(
         return Err(to_error(
             Failure::Status {
                 code: status.as_u16(),
-                message: &client::error_message(&body),
+                message: &berth_http::failure::message_of(&body),
             },
             op,
             engine.socket(),
@@ -160,27 +160,9 @@ fn transfer_event(line: &serde_json::Value) -> Option<ProgressEvent> {
     })
 }
 
-/// The digest in a push's closing status line, `<tag>: digest: sha256:<hex> size: <n>`.
-fn pushed_digest(status: &str) -> Option<String> {
-    let (_, rest) = status.split_once("digest: ")?;
-    let digest = rest.split_whitespace().next()?;
-    let hex = digest.strip_prefix("sha256:")?;
-    (hex.len() == 64 && hex.chars().all(|c| c.is_ascii_hexdigit())).then(|| digest.to_string())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn finds_the_pushed_digest() {
-        let hex = "d4132f237af4ad232ee54c1d5a7ce2acba63ba8d5dc07f1c596ee3706900e486";
-        assert_eq!(
-            pushed_digest(&format!("1: digest: sha256:{hex} size: 752")),
-            Some(format!("sha256:{hex}"))
-        );
-        assert_eq!(pushed_digest("The push refers to repository [r/x:1]"), None);
-    }
 
     #[test]
     fn byte_counts_become_transfer_events() {

@@ -11,14 +11,17 @@
 
 use std::collections::BTreeSet;
 use std::fs::File;
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 
 use berth_core::plan::{ContextEntry, ContextSource};
 use berth_core::{Error, ErrorKind, Result};
 use bytes::Bytes;
+pub use exact::{changed, ExactReader, SourceChanged};
 use futures_util::Stream;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
+
+mod exact;
 
 /// Name of the Dockerfile inside the context; a context file of that name is refused.
 pub const DOCKERFILE_NAME: &str = ".berth.Dockerfile";
@@ -144,14 +147,14 @@ fn write_tar(sink: ChannelWriter, dockerfile: &str, entries: &[ContextEntry]) ->
                 }
                 let mut header = header(tar::EntryType::Regular, meta.len(), file_mode(&meta));
                 header.set_mtime(mtime(&meta));
-                let reader = ExactReader {
-                    inner: file.take(meta.len()),
-                    remaining: meta.len(),
-                };
+                let reader = ExactReader::new(file, meta.len(), source, |_| {});
                 tar.append_data(&mut header, &entry.path, reader)
-                    .map_err(|e| match e.kind() {
-                        io::ErrorKind::UnexpectedEof => Error::io(source, e),
-                        _ => io_err(e),
+                    .map_err(|e| {
+                        if e.get_ref().is_some_and(|e| e.is::<SourceChanged>()) {
+                            Error::new(ErrorKind::Io, e.to_string()).with_source(e)
+                        } else {
+                            io_err(e)
+                        }
                     })?;
             }
         }
@@ -198,27 +201,6 @@ fn mtime(meta: &std::fs::Metadata) -> u64 {
         .ok()
         .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
         .map_or(FIXED_MTIME, |d| d.as_secs())
-}
-
-/// Reads exactly `remaining` bytes, failing if the file shrank while it was read (the tar header already
-/// announced its size).
-struct ExactReader<R> {
-    inner: R,
-    remaining: u64,
-}
-
-impl<R: Read> Read for ExactReader<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        if n == 0 && self.remaining > 0 && !buf.is_empty() {
-            return Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                "the file shrank while it was being sent",
-            ));
-        }
-        self.remaining -= n as u64;
-        Ok(n)
-    }
 }
 
 /// Sends what is written in [`CHUNK`]-sized pieces, blocking while the channel is full.

@@ -3,6 +3,10 @@
 //! Every failure carries what kind of failure it is (so callers decide by kind, never by message), the engine and
 //! the operation it happened in, a message that says what went wrong, and where possible a hint that says what to
 //! do about it. Backends map their client library's statuses to a kind in one function each.
+//!
+//! Whether trying again may help is an [`ErrorStatus`] beside the kind, as OpenDAL keeps it: a TLS certificate
+//! nobody trusts is a protocol failure that no retry fixes, while a reset connection is worth another attempt
+//! whatever operation it broke. Retry loops ask [`Error::is_temporary`], never the kind.
 
 use std::fmt;
 
@@ -20,7 +24,8 @@ pub enum ErrorKind {
     Unsupported,
     /// The engine is not reachable: no socket, daemon not running, permission denied on the socket.
     EngineUnavailable,
-    /// A failure that may go away when retried: timeouts, 429, 5xx, connection resets.
+    /// The network or a service failed for a while: timeouts, 429, 5xx, connection resets. Errors of this kind
+    /// are [`ErrorStatus::Temporary`] unless a mapping says otherwise.
     Temporary,
     /// A build step failed (a RUN command exited non-zero, a COPY source was missing, ...).
     BuildFailed,
@@ -49,10 +54,22 @@ impl ErrorKind {
         }
     }
 
-    /// Whether retrying the same operation may succeed.
+    /// Whether retrying the same operation may succeed, for an error of this kind that says nothing else: the
+    /// status [`Error::new`] gives it.
     pub fn is_temporary(self) -> bool {
         self == ErrorKind::Temporary
     }
+}
+
+/// Whether trying the same operation again may succeed (OpenDAL's `ErrorStatus`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorStatus {
+    /// Trying again gives the same answer (a refused password, a missing image, an untrusted certificate).
+    Permanent,
+    /// Trying again, after a pause, may succeed (a reset connection, a 503, a 429).
+    Temporary,
+    /// It was temporary, and retries did not outlast it.
+    Persistent,
 }
 
 impl fmt::Display for ErrorKind {
@@ -66,6 +83,7 @@ type Source = Box<dyn std::error::Error + Send + Sync + 'static>;
 /// berth's error: a kind, the engine and operation it happened in, a message, an optional hint and source.
 pub struct Error {
     kind: ErrorKind,
+    status: ErrorStatus,
     message: String,
     operation: Option<String>,
     engine: Option<String>,
@@ -81,6 +99,11 @@ impl Error {
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
         Error {
             kind,
+            status: if kind.is_temporary() {
+                ErrorStatus::Temporary
+            } else {
+                ErrorStatus::Permanent
+            },
             message: message.into(),
             operation: None,
             engine: None,
@@ -122,6 +145,21 @@ impl Error {
         self
     }
 
+    /// Says whether trying again may help, where the kind alone does not tell (e.g. a build that raced another
+    /// client's removal is [`ErrorKind::BuildFailed`] yet [`ErrorStatus::Temporary`]).
+    pub fn with_status(mut self, status: ErrorStatus) -> Self {
+        self.status = status;
+        self
+    }
+
+    /// Marks a temporary error as having outlasted its retries; other statuses stay.
+    pub fn persisted(mut self) -> Self {
+        if self.status == ErrorStatus::Temporary {
+            self.status = ErrorStatus::Persistent;
+        }
+        self
+    }
+
     /// Says what the user can do about it.
     pub fn with_hint(mut self, hint: impl Into<String>) -> Self {
         self.hint = Some(hint.into());
@@ -143,6 +181,16 @@ impl Error {
     /// The kind of failure.
     pub fn kind(&self) -> ErrorKind {
         self.kind
+    }
+
+    /// Whether trying again may succeed.
+    pub fn status(&self) -> ErrorStatus {
+        self.status
+    }
+
+    /// Whether a retry loop should try again: the one question retries ask (never the kind).
+    pub fn is_temporary(&self) -> bool {
+        self.status == ErrorStatus::Temporary
     }
 
     /// What went wrong.
@@ -186,6 +234,7 @@ impl fmt::Debug for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Error")
             .field("kind", &self.kind)
+            .field("status", &self.status)
             .field("message", &self.message)
             .field("operation", &self.operation)
             .field("engine", &self.engine)
@@ -220,6 +269,29 @@ mod tests {
             err.to_string(),
             "docker build: cannot connect to /run/docker.sock (engine unavailable)\n  hint: start it with `dockerd`"
         );
+    }
+
+    #[test]
+    fn retrying_is_a_status_beside_the_kind() {
+        let reset = Error::new(ErrorKind::Temporary, "connection reset");
+        assert!(reset.is_temporary());
+        assert_eq!(
+            Error::new(ErrorKind::Temporary, "reset")
+                .persisted()
+                .status(),
+            ErrorStatus::Persistent
+        );
+        let untrusted = Error::new(
+            ErrorKind::Protocol,
+            "certificate signed by unknown authority",
+        );
+        assert!(!untrusted.is_temporary());
+        let race = Error::new(ErrorKind::BuildFailed, "layer not known")
+            .with_status(ErrorStatus::Temporary);
+        assert!(race.is_temporary());
+        assert_eq!(race.kind(), ErrorKind::BuildFailed);
+        // a permanent failure stays permanent when retries end
+        assert_eq!(untrusted.persisted().status(), ErrorStatus::Permanent);
     }
 
     #[test]

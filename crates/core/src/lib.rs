@@ -12,6 +12,7 @@ pub mod image_config;
 pub mod lines;
 pub mod operation;
 pub mod plan;
+pub mod platform;
 pub mod pyrepr;
 pub mod reference;
 pub mod render;
@@ -20,5 +21,5 @@ pub mod spec;
 pub mod tag;
 pub mod yaml;
 
-pub use error::{Error, ErrorKind, Result};
+pub use error::{Error, ErrorKind, ErrorStatus, Result};
 pub use operation::Operation;

@@ -39,3 +39,11 @@ impl std::fmt::Display for Operation {
         f.write_str(self.as_str())
     }
 }
+
+/// Lets [`crate::Error::with_operation`] take an [`Operation`] as it is, so engine code names its operation
+/// by the type rather than by a string that may drift.
+impl From<Operation> for String {
+    fn from(operation: Operation) -> String {
+        operation.as_str().to_string()
+    }
+}

@@ -5,9 +5,9 @@
 //! a `flytekit` user, packages through uv into a venv (`python_exec`) or a micromamba environment, copied files,
 //! commands, and the spec id as the very last `ENV` so a changed tag does not invalidate the layer cache.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::spec::{BaseImage, ImageSpec, DEFAULT_BASE_IMAGE};
 use crate::tag::{spec_id, Namer};
 
@@ -188,6 +188,35 @@ impl BuildPlan {
         self.mounts().next().is_some()
     }
 
+    /// The file behind secret `id`, checked to exist: a missing file fails before the build starts, naming
+    /// the file, rather than as an obscure mount error halfway through. The one such check every engine uses.
+    pub fn secret_file(&self, id: &str) -> Result<&Path> {
+        let secret = self.secrets.iter().find(|s| s.id == id).ok_or_else(|| {
+            Error::invalid(format!(
+                "a step mounts secret `{id}`, but the plan names no file for it"
+            ))
+        })?;
+        std::fs::metadata(&secret.source)
+            .map_err(|e| Error::io(&secret.source, e).context(format!("secret `{id}`")))?;
+        Ok(&secret.source)
+    }
+
+    /// Every secret a step mounts, once each in the order first mounted, with its file checked
+    /// ([`BuildPlan::secret_file`]).
+    pub fn secret_files(&self) -> Result<Vec<(String, PathBuf)>> {
+        let mut used: Vec<(String, PathBuf)> = Vec::new();
+        for mount in self.mounts() {
+            let Mount::Secret { id, .. } = mount else {
+                continue;
+            };
+            if used.iter().all(|(seen, _)| seen != id) {
+                let path = self.secret_file(id)?.to_path_buf();
+                used.push((id.clone(), path));
+            }
+        }
+        Ok(used)
+    }
+
     fn mounts(&self) -> impl Iterator<Item = &Mount> {
         self.steps
             .iter()
@@ -210,4 +239,61 @@ pub fn plan(namer: &Namer, spec: &ImageSpec) -> Result<BuildPlan> {
         Some(BaseImage::Spec(base)) => namer.image_name(base)?.to_string(),
     };
     plan_for_spec(spec, &base, &spec_id(spec))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan(mounted: &[&str], secrets: Vec<PlanSecret>) -> BuildPlan {
+        let run = |id: &&str| {
+            Step::Run(RunStep {
+                command: "true".into(),
+                mounts: vec![Mount::Secret {
+                    id: id.to_string(),
+                    target: "/run/s".into(),
+                }],
+            })
+        };
+        BuildPlan {
+            base_image: "debian".into(),
+            platform: String::new(),
+            helper_images: Vec::new(),
+            steps: mounted.iter().map(run).collect(),
+            context: Vec::new(),
+            secrets,
+        }
+    }
+
+    #[test]
+    fn secret_files_are_checked_once_each_in_mount_order() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("token");
+        std::fs::write(&file, "x").expect("write");
+        let secret = |id: &str, source: &Path| PlanSecret {
+            id: id.into(),
+            source: source.to_path_buf(),
+        };
+        let ok = plan(
+            &["b", "a", "b"],
+            vec![secret("a", &file), secret("b", &file)],
+        );
+        let ids: Vec<String> = ok
+            .secret_files()
+            .expect("present")
+            .into_iter()
+            .map(|(id, _)| id)
+            .collect();
+        assert_eq!(ids, ["b", "a"]);
+        let undefined = plan(&["a"], Vec::new())
+            .secret_files()
+            .expect_err("undefined");
+        assert_eq!(undefined.kind(), crate::ErrorKind::InvalidSpec);
+        let gone = dir.path().join("gone");
+        let missing = plan(&["a"], vec![secret("a", &gone)])
+            .secret_files()
+            .expect_err("missing");
+        assert_eq!(missing.kind(), crate::ErrorKind::NotFound);
+        assert!(missing.message().contains("secret `a`"), "{missing}");
+    }
 }

@@ -7,6 +7,40 @@ use crate::error::{Error, Result};
 /// Docker Hub's registry host, used when a reference names none.
 pub const DOCKER_HUB: &str = "docker.io";
 
+/// Every host name Docker Hub goes by: in references, as its API host, as its old index.
+pub const DOCKER_HUB_HOSTS: &[&str] = &[DOCKER_HUB, "index.docker.io", "registry-1.docker.io"];
+
+/// The key Docker's `config.json` and credential helpers file Docker Hub under.
+pub const DOCKER_HUB_KEY: &str = "https://index.docker.io/v1/";
+
+/// Whether `registry` (a host, `host:port`, or a credential key such as [`DOCKER_HUB_KEY`]) is Docker Hub under
+/// any of its names.
+pub fn is_docker_hub(registry: &str) -> bool {
+    let key = registry.trim();
+    let key = key
+        .strip_prefix("https://")
+        .or_else(|| key.strip_prefix("http://"))
+        .unwrap_or(key);
+    let host = key.split('/').next().unwrap_or(key);
+    DOCKER_HUB_HOSTS
+        .iter()
+        .any(|hub| hub.eq_ignore_ascii_case(host))
+}
+
+/// The names an engine may look `registry`'s credentials up by: all of Docker Hub's (hosts and key) for Docker
+/// Hub, else the registry as given.
+pub fn credential_names(registry: &str) -> Vec<String> {
+    if is_docker_hub(registry) {
+        DOCKER_HUB_HOSTS
+            .iter()
+            .chain(std::iter::once(&DOCKER_HUB_KEY))
+            .map(|h| h.to_string())
+            .collect()
+    } else {
+        vec![registry.to_string()]
+    }
+}
+
 /// A parsed image reference.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct ImageRef {
@@ -112,6 +146,47 @@ impl ImageRef {
     }
 }
 
+/// A reference as written, split where engine APIs take it apart (`fromImage` + `tag`, `repo` + `tag`).
+///
+/// The name keeps the text the user gave (no `docker.io/library/` is added, as [`ImageRef`] does, so the
+/// engine names the image as it was named); nothing is validated here, [`ImageRef::parse`] does that.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WrittenRef<'a> {
+    /// Everything before the tag and digest: `127.0.0.1:5000/team/app`.
+    pub name: &'a str,
+    /// The tag, when one follows the last path component (a registry's `:port` is not one).
+    pub tag: Option<&'a str>,
+    /// The digest after `@`, when given.
+    pub digest: Option<&'a str>,
+}
+
+impl<'a> WrittenRef<'a> {
+    /// Splits `reference` at its digest and tag.
+    pub fn split(reference: &'a str) -> Self {
+        let (rest, digest) = match reference.split_once('@') {
+            Some((rest, digest)) => (rest, Some(digest)),
+            None => (reference, None),
+        };
+        match rest.rsplit_once(':') {
+            Some((name, tag)) if !tag.contains('/') && !name.is_empty() => WrittenRef {
+                name,
+                tag: Some(tag),
+                digest,
+            },
+            _ => WrittenRef {
+                name: rest,
+                tag: None,
+                digest,
+            },
+        }
+    }
+
+    /// The tag, or `latest` when none is written.
+    pub fn tag_or_latest(&self) -> &'a str {
+        self.tag.unwrap_or("latest")
+    }
+}
+
 impl fmt::Display for ImageRef {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}/{}", self.registry, self.repository)?;
@@ -128,6 +203,46 @@ impl fmt::Display for ImageRef {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn docker_hub_by_any_name() {
+        for name in [
+            "docker.io",
+            "Index.Docker.io",
+            "registry-1.docker.io",
+            DOCKER_HUB_KEY,
+        ] {
+            assert!(is_docker_hub(name), "{name}");
+            assert_eq!(credential_names(name).len(), 4, "{name}");
+        }
+        assert!(!is_docker_hub("ghcr.io"));
+        assert!(!is_docker_hub("docker.io.example"));
+        assert_eq!(credential_names("127.0.0.1:5000"), ["127.0.0.1:5000"]);
+    }
+
+    #[test]
+    fn written_references_split_at_tag_and_digest_not_port() {
+        let split = WrittenRef::split;
+        assert_eq!(
+            split("127.0.0.1:5000/a/b:1"),
+            WrittenRef {
+                name: "127.0.0.1:5000/a/b",
+                tag: Some("1"),
+                digest: None
+            }
+        );
+        assert_eq!(split("127.0.0.1:5000/a/b").tag_or_latest(), "latest");
+        assert_eq!(split("127.0.0.1:5000/a/b").name, "127.0.0.1:5000/a/b");
+        assert_eq!(
+            split("r/a:1@sha256:00"),
+            WrittenRef {
+                name: "r/a",
+                tag: Some("1"),
+                digest: Some("sha256:00")
+            }
+        );
+        assert_eq!(split("busybox").name, "busybox");
+    }
 
     #[test]
     fn parses_registries_tags_and_digests() {

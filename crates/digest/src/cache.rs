@@ -38,8 +38,8 @@ pub(crate) const RACY_WINDOW: Duration = Duration::from_secs(2);
 
 /// Where digests are remembered between runs.
 ///
-/// Open one with [`DigestCache::open`] (usually on
-/// [`DigestCache::default_dir`]) or use [`DigestCache::disabled`]. Sharing
+/// Open one with [`DigestCache::open`] (the CLI opens `digests` in its one cache folder,
+/// `BERTH_CACHE_DIR` or the XDG default) or use [`DigestCache::disabled`]. Sharing
 /// one directory between processes is safe: writes are atomic renames.
 #[derive(Debug)]
 pub struct DigestCache {
@@ -57,21 +57,6 @@ impl DigestCache {
     /// A cache that never remembers anything.
     pub fn disabled() -> Self {
         DigestCache { dir: None }
-    }
-
-    /// `$XDG_CACHE_HOME/berth/digests`, else `$HOME/.cache/berth/digests`;
-    /// `None` when neither variable is set to an absolute path.
-    pub fn default_dir() -> Option<PathBuf> {
-        let base = std::env::var_os("XDG_CACHE_HOME")
-            .map(PathBuf::from)
-            .filter(|p| p.is_absolute())
-            .or_else(|| {
-                std::env::var_os("HOME")
-                    .map(PathBuf::from)
-                    .filter(|p| p.is_absolute())
-                    .map(|h| h.join(".cache"))
-            })?;
-        Some(base.join("berth").join("digests"))
     }
 
     /// The directory entries live in, if enabled.

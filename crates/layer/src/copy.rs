@@ -10,9 +10,9 @@
 
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::os::unix::fs::PermissionsExt as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use berth_core::image_config::normalize;
 use berth_core::plan::{ContextEntry, ContextSource, CopyStep};
@@ -139,68 +139,8 @@ pub fn content_digest(source: &ContextSource) -> Result<String> {
     Ok(hex(hasher))
 }
 
-/// A context file that changed between being hashed and being written into the layer (or while it was written).
-#[derive(Debug)]
-pub struct SourceChanged {
-    /// The context file.
-    pub path: PathBuf,
-    /// What happened to it.
-    pub how: &'static str,
-}
-
-impl std::fmt::Display for SourceChanged {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "COPY: {} {} while berth was reading it",
-            self.path.display(),
-            self.how
-        )
-    }
-}
-
-impl std::error::Error for SourceChanged {}
-
-fn changed(path: &Path, how: &'static str) -> io::Error {
-    io::Error::other(SourceChanged {
-        path: path.to_path_buf(),
-        how,
-    })
-}
-
-/// Reads exactly the `remaining` bytes a tar header announced, hashing them; an early end or more bytes after
-/// them mean the file changed.
-struct Announced<'a, R> {
-    inner: R,
-    remaining: u64,
-    hasher: Sha256,
-    path: &'a Path,
-}
-
-impl<R: Read> Read for Announced<'_, R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if buf.is_empty() {
-            return Ok(0);
-        }
-        if self.remaining == 0 {
-            let mut probe = [0u8; 1];
-            return match self.inner.read(&mut probe)? {
-                0 => Ok(0),
-                _ => Err(changed(self.path, "grew")),
-            };
-        }
-        let wanted = buf
-            .len()
-            .min(usize::try_from(self.remaining).unwrap_or(usize::MAX));
-        let n = self.inner.read(&mut buf[..wanted])?;
-        if n == 0 {
-            return Err(changed(self.path, "shrank"));
-        }
-        self.remaining -= n as u64;
-        self.hasher.update(&buf[..n]);
-        Ok(n)
-    }
-}
+pub use berth_context::SourceChanged;
+use berth_context::{changed, ExactReader};
 
 /// Appends regular file `source` as `name`, checking that the bytes written are the ones `digest` describes.
 fn append_file<W: Write>(
@@ -216,14 +156,10 @@ fn append_file<W: Write>(
         return Err(changed(source, "stopped being a regular file"));
     }
     header.set_size(meta.len());
-    let mut reader = Announced {
-        inner: file,
-        remaining: meta.len(),
-        hasher: Sha256::new(),
-        path: source,
-    };
-    tar.append_data(header, name, &mut reader)?;
-    if hex(reader.hasher) != digest {
+    let mut hasher = Sha256::new();
+    let reader = ExactReader::new(file, meta.len(), source, |bytes| hasher.update(bytes));
+    tar.append_data(header, name, reader)?;
+    if hex(hasher) != digest {
         return Err(changed(
             source,
             "changed after it was hashed for the step cache, or",
@@ -353,26 +289,6 @@ mod tests {
             .and_then(|e| e.downcast_ref::<SourceChanged>())
             .unwrap_or_else(|| panic!("not a changed source: {err}"))
             .how
-    }
-
-    #[test]
-    fn the_reader_gives_exactly_the_announced_bytes() {
-        let read = |data: &[u8], announced: u64| {
-            let mut reader = Announced {
-                inner: data,
-                remaining: announced,
-                hasher: Sha256::new(),
-                path: Path::new("f"),
-            };
-            let mut out = Vec::new();
-            reader.read_to_end(&mut out).map(|_| out)
-        };
-        assert_eq!(read(b"12345", 5).expect("exact"), b"12345");
-        assert_eq!(
-            changed_how(read(b"1234567", 5).expect_err("longer")),
-            "grew"
-        );
-        assert_eq!(changed_how(read(b"123", 5).expect_err("shorter")), "shrank");
     }
 
     #[test]

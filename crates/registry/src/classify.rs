@@ -12,7 +12,9 @@ use reqwest::header::{HeaderMap, RETRY_AFTER};
 use reqwest::StatusCode;
 use serde::Deserialize;
 
+use crate::resolve::UnknownHost;
 use crate::retry::Failure;
+use berth_http::transport::find;
 
 /// The engine name berth's errors from this crate carry.
 pub(crate) const ENGINE: &str = "registry";
@@ -175,16 +177,31 @@ pub(crate) fn redact_url(url: &str) -> String {
 
 /// The error for a request that got no HTTP answer (connection refused or reset, TLS failure, timeout).
 ///
-/// reqwest's errors print the URL they were for, which for an upload location or a redirect to object
-/// storage is a signed URL: it is dropped, and `target` (what berth was doing) names the request instead.
+/// What went wrong is read from the error's types: a certificate nobody trusts ([`rustls::Error`] inside the
+/// chain) and a host name that does not resolve ([`UnknownHost`]) are permanent, with a hint of their own;
+/// connection failures and timeouts are temporary. reqwest's errors print the URL they were for, which for an
+/// upload location or a redirect to object storage is a signed URL: it is dropped, and `target` (what berth
+/// was doing) names the request instead.
 pub(crate) fn transport_failure(op: &str, target: &str, err: reqwest::Error) -> Failure {
     let err = err.without_url();
     let target = redact_url(target);
-    let kind = if err.is_builder() || err.is_redirect() || (err.is_decode() && !body_cut(&err)) {
-        ErrorKind::Protocol
+    let untrusted = find::<rustls::Error>(&err).is_some();
+    let unknown_host = find::<UnknownHost>(&err).map(|u| u.host.clone());
+    let (kind, hint) = if let Some(host) = &unknown_host {
+        let hint = format!(
+            "check the registry's host name ({host} does not resolve on this machine) and its DNS setup"
+        );
+        (ErrorKind::InvalidSpec, Some(hint))
+    } else if untrusted {
+        let hint =
+            "the registry's certificate is not trusted: pass --ca-file with the CA that signed it \
+                    (or --insecure-registry HOST:PORT for a test registry)";
+        (ErrorKind::Protocol, Some(hint.to_string()))
+    } else if err.is_builder() || err.is_redirect() || (err.is_decode() && !body_cut(&err)) {
+        (ErrorKind::Protocol, None)
     } else {
         // connect, timeout, request and body errors: the network or the server may recover
-        ErrorKind::Temporary
+        (ErrorKind::Temporary, None)
     };
     let mut cause = err.to_string();
     let mut source: Option<&dyn std::error::Error> = std::error::Error::source(&err);
@@ -192,19 +209,24 @@ pub(crate) fn transport_failure(op: &str, target: &str, err: reqwest::Error) -> 
         cause = format!("{cause}: {s}");
         source = s.source();
     }
-    let what = if err.is_timeout() {
+    let what = if unknown_host.is_some() {
+        "unknown host"
+    } else if untrusted {
+        "certificate not trusted"
+    } else if err.is_timeout() {
         "timed out"
     } else if err.is_connect() {
         "cannot connect"
     } else {
         "request failed"
     };
-    Failure::from(
-        Error::new(kind, format!("{target}: {what}: {cause}"))
-            .with_engine(ENGINE)
-            .with_operation(op)
-            .with_source(err),
-    )
+    let mut error = Error::new(kind, format!("{target}: {what}: {cause}"))
+        .with_engine(ENGINE)
+        .with_operation(op);
+    if let Some(hint) = hint {
+        error = error.with_hint(hint);
+    }
+    Failure::from(error.with_source(err))
 }
 
 /// Whether a decode error is really the body being cut off (closed early, reset, timed out while reading): reqwest

@@ -72,6 +72,7 @@ impl HttpClients {
     fn builder(&self) -> reqwest::ClientBuilder {
         reqwest::Client::builder()
             .user_agent(concat!("berth/", env!("CARGO_PKG_VERSION")))
+            .dns_resolver(std::sync::Arc::new(crate::resolve::SystemResolver))
             .connect_timeout(self.connect_timeout)
             .read_timeout(self.idle_timeout)
     }
@@ -433,10 +434,10 @@ mod tests {
 
     #[test]
     fn a_ca_file_is_checked_when_the_client_is_made() {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = tempfile::tempdir().expect("tempdir");
         assert!(with_ca(std::path::Path::new("/etc/ssl/certs/ca-certificates.crt")).is_ok());
 
-        let missing = with_ca(&dir.path().join("missing.pem")).unwrap_err();
+        let missing = with_ca(&dir.path().join("missing.pem")).expect_err("missing");
         assert_eq!(missing.kind(), ErrorKind::NotFound, "{missing}");
         assert!(missing.to_string().contains("missing.pem"), "{missing}");
 
@@ -445,8 +446,8 @@ mod tests {
             &garbage,
             "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
         )
-        .unwrap();
-        let refused = with_ca(&garbage).unwrap_err();
+        .expect("write");
+        let refused = with_ca(&garbage).expect_err("garbage");
         assert_eq!(refused.kind(), ErrorKind::InvalidSpec, "{refused}");
         assert!(refused.to_string().contains("garbage.pem"), "{refused}");
     }

@@ -22,6 +22,7 @@ mod env;
 mod manifest;
 mod options;
 mod public;
+mod resolve;
 mod retry;
 mod upload;
 mod visibility;

@@ -1,13 +1,14 @@
 //! The retry layer: wraps one registry exchange from outside and retries it while it fails temporarily.
 //!
-//! Only [`ErrorKind::Temporary`] failures (connection errors, timeouts, 429, 5xx) are retried, with exponential
+//! Only failures whose status is temporary ([`Error::is_temporary`]: connection errors, timeouts, 429, 5xx)
+//! are retried, with exponential
 //! backoff and jitter, waiting at least as long as a `Retry-After` header asked. When the attempts run out the
 //! error says how many there were and what the last one died of.
 
 use std::future::Future;
 use std::time::Duration;
 
-use berth_core::{Error, ErrorKind};
+use berth_core::Error;
 
 /// How often and how patiently a temporarily failing registry request is retried.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -71,7 +72,8 @@ impl From<Error> for Failure {
     }
 }
 
-/// Runs `attempt` until it succeeds, fails with a kind that is not temporary, or `policy` runs out.
+/// Runs `attempt` until it succeeds, fails in a way that is not temporary ([`Error::is_temporary`]), or `policy`
+/// runs out.
 pub(crate) async fn with_retry<T, F, Fut>(policy: &RetryPolicy, mut attempt: F) -> Result<T, Error>
 where
     F: FnMut() -> Fut,
@@ -85,7 +87,7 @@ where
             Ok(value) => return Ok(value),
             Err(failure) => failure,
         };
-        if failure.error.kind() != ErrorKind::Temporary {
+        if !failure.error.is_temporary() {
             return Err(failure.error);
         }
         if n >= max {
@@ -95,11 +97,12 @@ where
     }
 }
 
-/// The final error after `attempts` temporary failures: same kind, operation and hint, the count in front.
+/// The final error after `attempts` temporary failures: same kind, operation and hint, the count in front,
+/// and [`berth_core::ErrorStatus::Persistent`].
 fn gave_up(last: Error, attempts: u32) -> Error {
     let plural = if attempts == 1 { "" } else { "s" };
     let mut error = Error::new(
-        ErrorKind::Temporary,
+        last.kind(),
         format!(
             "gave up after {attempts} attempt{plural}: {}",
             last.message()
@@ -114,12 +117,13 @@ fn gave_up(last: Error, attempts: u32) -> Error {
     if let Some(hint) = last.hint() {
         error = error.with_hint(hint.to_string());
     }
-    error.with_source(last)
+    error.persisted().with_source(last)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use berth_core::ErrorKind;
     use std::sync::atomic::{AtomicU32, Ordering};
 
     #[test]

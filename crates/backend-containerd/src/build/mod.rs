@@ -345,7 +345,7 @@ pub(crate) async fn write_layer_file(
         .map_err(|e| error(ErrorKind::Io, Op::Build, format!("writing {what}: {e}")))?
         .map_err(|e| {
             if let Some(changed) = e.get_ref().and_then(|e| e.downcast_ref::<copy::SourceChanged>()) {
-                return error(ErrorKind::BuildFailed, Op::Build, changed.to_string()).with_hint(
+                return error(ErrorKind::BuildFailed, Op::Build, format!("COPY: {changed}")).with_hint(
                     "something wrote to that file during the build; build again once it is finished, \
                      so the image and its step cache see one version of it",
                 );

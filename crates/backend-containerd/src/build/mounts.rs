@@ -132,26 +132,11 @@ pub(crate) async fn prepare(
                 mounts.binds.push(bind(&dir, target, false));
             }
             Mount::Secret { id, target } => {
-                let secret = builder
-                    .plan
-                    .secrets
-                    .iter()
-                    .find(|s| &s.id == id)
-                    .ok_or_else(|| {
-                        error(
-                            ErrorKind::InvalidSpec,
-                            Op::Build,
-                            format!("the plan mounts secret `{id}` but does not define it"),
-                        )
-                    })?;
-                std::fs::metadata(&secret.source).map_err(|e| {
-                    io_error(
-                        Op::Build,
-                        format!("secret `{id}` ({})", secret.source.display()),
-                        e,
-                    )
+                let source = builder.plan.secret_file(id).map_err(|e| {
+                    e.with_engine(crate::ENGINE)
+                        .with_operation(berth_core::Operation::Build)
                 })?;
-                mounts.binds.push(bind(&secret.source, target, true));
+                mounts.binds.push(bind(source, target, true));
             }
             Mount::Image {
                 alias,

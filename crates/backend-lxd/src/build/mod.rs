@@ -31,7 +31,7 @@ use self::tree::Tree;
 use crate::base::{lxd_image, unpack_image, unpack_layer};
 use crate::errors::{error, io_error};
 use crate::instance::{remove_dead, Instance};
-use crate::pull::{host_platform, image_name, local_or_pull};
+use crate::pull::{image_name, local_or_pull};
 use crate::store::{descriptor, LocalImage, Store, OCI_CONFIG, OCI_LAYER_GZIP, OCI_MANIFEST};
 use crate::{LxdEngine, ENGINE};
 
@@ -108,18 +108,15 @@ pub(crate) async fn build(
     options: &BuildOptions,
     progress: &dyn Progress,
 ) -> Result<BuiltImage> {
-    let (os, arch) = host_platform();
-    if !plan.platform.is_empty() && plan.platform != format!("{os}/{arch}") {
+    let host = berth_core::platform::host_platform();
+    if !plan.platform.is_empty() && plan.platform != host {
         return Err(Error::unsupported(
             ENGINE,
             "build",
-            format!(
-                "cannot build for {} on this {os}/{arch} machine",
-                plan.platform
-            ),
+            format!("cannot build for {} on this {host} machine", plan.platform),
         )
         .with_hint(format!(
-            "build on a {} machine, or set `platform: {os}/{arch}`",
+            "build on a {} machine, or set `platform: {host}`",
             plan.platform
         )));
     }

@@ -10,11 +10,7 @@ use berth_core::engine::Secret;
 use berth_core::{Error, Result};
 use serde::Deserialize;
 
-/// The key Docker uses for Docker Hub in `auths` and towards credential helpers.
-pub(crate) const DOCKER_HUB_KEY: &str = "https://index.docker.io/v1/";
-
-/// The host names that all mean Docker Hub.
-const DOCKER_HUB_ALIASES: &[&str] = &["docker.io", "index.docker.io", "registry-1.docker.io"];
+pub(crate) use berth_core::reference::DOCKER_HUB_KEY;
 
 /// The parts of a Docker `config.json` (or Podman `auth.json`) that hold credentials.
 #[derive(Debug, Default, Deserialize)]
@@ -132,17 +128,14 @@ pub(crate) fn normalize_host(key: &str) -> String {
         .or_else(|| key.strip_prefix("http://"))
         .unwrap_or(key);
     let host = key.split('/').next().unwrap_or(key).to_ascii_lowercase();
-    if DOCKER_HUB_ALIASES.contains(&host.as_str()) {
+    if berth_core::reference::is_docker_hub(&host) {
         "docker.io".to_string()
     } else {
         host
     }
 }
 
-/// Whether `host` is Docker Hub under any of its names.
-pub(crate) fn is_docker_hub(host: &str) -> bool {
-    normalize_host(host) == "docker.io"
-}
+pub(crate) use berth_core::reference::is_docker_hub;
 
 /// Whether two registry names (hosts or config keys) mean the same registry.
 pub(crate) fn same_registry(a: &str, b: &str) -> bool {
