@@ -218,19 +218,16 @@ impl ContainerdEngine {
         credentials: impl Iterator<Item = berth_core::engine::Credentials>,
         insecure: &[String],
     ) -> Result<berth_registry::RegistryClient> {
-        let mut options = self.options.registry.clone();
-        for c in credentials {
-            options.credentials = options.credentials.with_credentials(c);
-        }
-        options.insecure.extend(insecure.iter().cloned());
+        let options = self
+            .options
+            .registry
+            .clone()
+            .with_access(credentials, insecure);
         berth_registry::RegistryClient::new(options).map_err(|e: Error| e.with_engine(ENGINE))
     }
 }
 
 /// `reference`'s registry, when a transfer may use plain HTTP with it.
 pub(crate) fn insecure_host(options: &TransferOptions, reference: &str) -> Vec<String> {
-    match berth_core::reference::ImageRef::parse(reference) {
-        Ok(image) if options.insecure => vec![image.registry],
-        _ => Vec::new(),
-    }
+    berth_registry::RegistryOptions::transfer_insecure(options, reference)
 }

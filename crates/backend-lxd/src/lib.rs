@@ -130,11 +130,11 @@ impl LxdEngine {
         credentials: impl Iterator<Item = berth_core::engine::Credentials>,
         insecure: &[String],
     ) -> Result<berth_registry::RegistryClient> {
-        let mut options = self.options.registry.clone();
-        for c in credentials {
-            options.credentials = options.credentials.with_credentials(c);
-        }
-        options.insecure.extend(insecure.iter().cloned());
+        let options = self
+            .options
+            .registry
+            .clone()
+            .with_access(credentials, insecure);
         berth_registry::RegistryClient::new(options).map_err(|e: Error| e.with_engine(ENGINE))
     }
 
@@ -143,10 +143,7 @@ impl LxdEngine {
         options: &TransferOptions,
         reference: &str,
     ) -> Result<berth_registry::RegistryClient> {
-        let insecure = match berth_core::reference::ImageRef::parse(reference) {
-            Ok(image) if options.insecure => vec![image.registry],
-            _ => Vec::new(),
-        };
+        let insecure = berth_registry::RegistryOptions::transfer_insecure(options, reference);
         self.registry_client(options.credentials.iter().cloned(), &insecure)
     }
 }
