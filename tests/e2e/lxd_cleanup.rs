@@ -95,14 +95,13 @@ async fn failed_and_cancelled_builds_leave_nothing() {
     nothing_left_of(&engine, pid, "a cancelled build").await;
 }
 
+/// Whether `name` is a container (build folders appear before their container does): its folder in LXD's.
 fn is_instance(_engine: &LxdEngine, name: &str) -> bool {
-    // build folders appear before their container; a container name has no path separator either, so ask LXD
-    std::path::Path::new("/var/lib/lxd/containers")
+    LxdOptions::default()
+        .lxd_dir()
+        .join("containers")
         .join(name)
         .exists()
-        || std::path::Path::new("/var/snap/lxd/common/lxd/containers")
-            .join(name)
-            .exists()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
