@@ -53,10 +53,11 @@ enum Engine {
     PodmanRootless,
     /// containerd with berth's native builder, berth as root.
     Containerd,
+    /// LXD with berth's builder in an LXD container, berth as root.
+    Lxd,
 }
 
 impl Engine {
-    /// The `--engine` value.
     /// The engine's name in `BERTH_TEST_ENGINES`.
     fn selection_name(self) -> &'static str {
         match self {
@@ -64,6 +65,7 @@ impl Engine {
             Engine::Podman => "podman",
             Engine::PodmanRootless => "podman_rootless",
             Engine::Containerd => "containerd",
+            Engine::Lxd => "lxd",
         }
     }
 
@@ -72,11 +74,13 @@ impl Engine {
         TestEnv::for_engine(self.selection_name())
     }
 
+    /// The `--engine` value.
     fn flag(self) -> &'static str {
         match self {
             Engine::Docker => "docker",
             Engine::Podman | Engine::PodmanRootless => "podman",
             Engine::Containerd => "containerd",
+            Engine::Lxd => "lxd",
         }
     }
 }
@@ -126,7 +130,7 @@ impl Project {
     fn berth_with(&self, args: &[&str], stdin: &str, vars: &[(&str, &str)]) -> Run {
         let config = self.config();
         let mut command = match self.engine {
-            Engine::Docker | Engine::Podman | Engine::Containerd => {
+            Engine::Docker | Engine::Podman | Engine::Containerd | Engine::Lxd => {
                 let mut command = Command::new(berth_bin());
                 command
                     .env("DOCKER_CONFIG", &config)
@@ -180,6 +184,11 @@ fn rootless_podman_builds_a_python_image_that_docker_and_podman_run() {
 #[test]
 fn containerd_builds_a_python_image_that_docker_and_podman_run() {
     python_image_round_trip(Engine::Containerd);
+}
+
+#[test]
+fn lxd_builds_a_python_image_that_docker_and_podman_run() {
+    python_image_round_trip(Engine::Lxd);
 }
 
 /// Builds and pushes a Python spec with `engine`, checks the registry's digest, runs the image on Docker and on
@@ -729,10 +738,23 @@ fn local_env(project: &Project, image: &str) -> Option<String> {
     ok.then_some(out)
 }
 
-/// Removes a local image from the project's engine (containerd's through `ctr`, in berth's default namespace).
+/// Removes a local image from the project's engine (containerd's through `ctr`, in berth's default namespace; LXD's
+/// from berth's store).
 fn remove_local(project: &Project, image: &str) {
     let _ = match project.engine {
         Engine::Containerd => tool("ctr", &["--namespace", "default", "images", "rm", image]),
+        Engine::Lxd => {
+            // LXD keeps no OCI images: berth's store is read through the backend itself
+            let runtime = tokio::runtime::Runtime::new().expect("runtime");
+            runtime.block_on(async {
+                use berth_core::engine::{ContainerEngine as _, RemoveOptions};
+                let engine = berth_backend_lxd::LxdEngine::connect(Default::default())
+                    .await
+                    .expect("connect to LXD");
+                let removed = engine.remove(image, RemoveOptions::default()).await;
+                (removed.is_ok(), format!("{removed:?}"))
+            })
+        }
         _ => engine_cli(project, &["rmi", "-f", image]),
     };
 }
@@ -742,7 +764,12 @@ fn engine_cli(project: &Project, args: &[&str]) -> (bool, String) {
     match project.engine {
         Engine::Docker => tool("docker", args),
         Engine::Podman => tool("podman", args),
-        Engine::Containerd => panic!("no test runs an engine CLI for containerd: {args:?}"),
+        Engine::Containerd | Engine::Lxd => {
+            panic!(
+                "no test runs an engine CLI for {:?}: {args:?}",
+                project.engine
+            )
+        }
         Engine::PodmanRootless => {
             let mut command = rootless_user().command(&[], Path::new("podman"));
             let out = command
@@ -770,6 +797,11 @@ fn podman_builds_a_project_and_locks_it() {
 #[test]
 fn containerd_builds_a_project_and_locks_it() {
     project_round_trip(Engine::Containerd);
+}
+
+#[test]
+fn lxd_builds_a_project_and_locks_it() {
+    project_round_trip(Engine::Lxd);
 }
 
 #[test]

@@ -9,6 +9,7 @@
 
 pub mod engine;
 pub mod error;
+pub mod image_config;
 pub mod lines;
 pub mod operation;
 pub mod plan;

@@ -11,6 +11,8 @@ pub(crate) static PROVIDERS: &[&(dyn EngineProvider + 'static)] = &[
     &berth_backend_podman::PROVIDER,
     #[cfg(feature = "containerd")]
     &berth_backend_containerd::PROVIDER,
+    #[cfg(feature = "lxd")]
+    &berth_backend_lxd::PROVIDER,
 ];
 
 #[cfg(test)]
@@ -26,6 +28,7 @@ mod tests {
             cfg!(feature = "docker").then_some("docker"),
             cfg!(feature = "podman").then_some("podman"),
             cfg!(feature = "containerd").then_some("containerd"),
+            cfg!(feature = "lxd").then_some("lxd"),
         ]
         .into_iter()
         .flatten()
