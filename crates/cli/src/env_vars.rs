@@ -19,6 +19,8 @@ impl EnvVars {
 impl EnvVars {
     /// Engine to use: docker, podman, containerd or auto.
     pub const BERTH_ENGINE: &'static str = "BERTH_ENGINE";
+    /// Who pushes Docker and Podman images: `berth` (default) or `engine` (`--push-via`).
+    pub const BERTH_PUSH_VIA: &'static str = "BERTH_PUSH_VIA";
     /// Docker's daemon address.
     pub const DOCKER_HOST: &'static str = "DOCKER_HOST";
     /// Podman's service address.

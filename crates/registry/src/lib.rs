@@ -19,6 +19,7 @@ mod classify;
 mod client;
 pub mod credentials;
 mod env;
+mod export;
 mod manifest;
 mod options;
 mod public;
@@ -35,6 +36,7 @@ pub use credentials::{
     login, login_hint, CredentialOrigin, CredentialResolver, ResolvedCredentials,
 };
 pub use env::EnvVars;
+pub use export::LocalImage;
 pub use manifest::{
     sha256_digest, Existence, Manifest, DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, OCI_INDEX,
     OCI_MANIFEST,

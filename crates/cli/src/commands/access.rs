@@ -6,7 +6,7 @@ use berth_core::reference::ImageRef;
 use berth_core::Result;
 use berth_registry::{CredentialResolver, RegistryClient, RegistryOptions};
 
-use crate::args::{EngineArgs, RegistryArgs};
+use crate::args::{EngineArgs, PushVia, RegistryArgs};
 use crate::config::{Config, EngineSettings, Setting};
 use crate::engine_choice::{self, ChoiceSource, EngineKind};
 
@@ -16,6 +16,8 @@ pub struct Registries {
     pub client: RegistryClient,
     resolver: CredentialResolver,
     options: RegistryOptions,
+    /// Who pushes images built on Docker or Podman.
+    pub push_via: PushVia,
 }
 
 impl Registries {
@@ -33,6 +35,15 @@ impl Registries {
             client,
             resolver,
             options,
+            push_via: PushVia::default(),
+        })
+    }
+
+    /// [`Registries::new`] for a command that pushes with an engine: `--push-via` counts too.
+    pub fn for_engine(args: &EngineArgs) -> Result<Self> {
+        Ok(Registries {
+            push_via: args.push_via,
+            ..Registries::new(&args.registry)?
         })
     }
 

@@ -41,7 +41,7 @@ pub async fn run(args: &BuildArgs) -> Result<ExitStatus> {
     let namer = super::namer();
     let units = units(&namer, &labelled)?;
     let choice = EngineChoice::with_config(&args.engine, &config)?;
-    let registries = Registries::new(&args.engine.registry)?;
+    let registries = Registries::for_engine(&args.engine)?;
     let outcomes = run::run(&units, &namer, &registries, &choice, &options(args)).await?;
     conclude(
         args,
@@ -270,7 +270,7 @@ async fn build_project(args: &BuildArgs, config: &Config, project: &Project) -> 
     }
 
     let choice = EngineChoice::with_config(&args.engine, config)?;
-    let registries = Registries::new(&args.engine.registry)?;
+    let registries = Registries::for_engine(&args.engine)?;
     let default_ref = match &default_image {
         Some(setting) => {
             Some(resolve_default(&registries, &setting.value, &setting.source.to_string()).await?)

@@ -94,7 +94,7 @@ impl<'a> Session<'a> {
 
     fn registries(&mut self) -> Result<&Registries> {
         if self.registries.is_none() {
-            self.registries = Some(Registries::new(&self.args.engine.registry)?);
+            self.registries = Some(Registries::for_engine(&self.args.engine)?);
         }
         Ok(self.registries.as_ref().expect("set above"))
     }

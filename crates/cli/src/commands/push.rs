@@ -23,7 +23,7 @@ pub async fn run(args: &PushArgs) -> Result<ExitStatus> {
                 .with_hint("add `registry:` to the spec"),
         );
     }
-    let registries = Registries::new(&args.engine.registry)?;
+    let registries = Registries::for_engine(&args.engine)?;
     let engine = choice.connect().await?;
     for name in &names {
         let reference = name.to_string();

@@ -4,5 +4,6 @@
 
 pub mod image_lock;
 pub mod lock;
+pub mod push_via;
 pub mod run;
 pub mod units;

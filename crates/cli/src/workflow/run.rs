@@ -403,7 +403,8 @@ pub async fn push(
     };
     let mut attempt = 1;
     let pushed = loop {
-        match engine.push(&name.to_string(), &transfer, progress).await {
+        let reference = name.to_string();
+        match super::push_via::push(engine, registries, &reference, &transfer, progress).await {
             Err(e) if e.kind() == ErrorKind::Temporary && attempt < policy.max_attempts => {
                 let delay = policy.delay(attempt, None);
                 output().say(&format!(
