@@ -247,7 +247,12 @@ impl RegistryClient {
         S: Stream<Item = Result<Bytes>> + Send + 'static,
         D: std::future::Future<Output = Result<String>>,
     {
-        let call = blob_call("push blob", image, what, vec![push_scope(&image.repository)]);
+        let call = blob_call(
+            "push blob",
+            image,
+            what,
+            vec![push_scope(&image.repository)],
+        );
         let start = with_retry(&self.inner.options.retry, || {
             self.start_upload(&call, image, &[])
         })
@@ -255,7 +260,10 @@ impl RegistryClient {
         let Upload::Started(location) = start else {
             return Err(call.error(
                 ErrorKind::Protocol,
-                format!("{}: the registry took an upload before it was sent", call.target),
+                format!(
+                    "{}: the registry took an upload before it was sent",
+                    call.target
+                ),
             ));
         };
         let result = match self.inner.options.chunk_size {
@@ -279,18 +287,42 @@ impl RegistryClient {
         S: Stream<Item = Result<Bytes>> + Send + 'static,
         D: std::future::Future<Output = Result<String>>,
     {
-        let mut body = Some(reqwest::Body::wrap_stream(data));
-        let response = self
-            .send(call, false, |http, _| {
-                let request = http
-                    .patch(&location)
-                    .header(CONTENT_TYPE, "application/octet-stream");
-                match body.take() {
-                    Some(body) => request.body(body),
-                    None => request,
-                }
-            })
-            .await?;
+        // the registry must answer within a request's time once it has every byte: a silent one is temporary
+        let (ended, sent) = tokio::sync::oneshot::channel::<()>();
+        let end = futures_util::stream::once(async move {
+            let _ = ended.send(());
+            None
+        })
+        .filter_map(std::future::ready);
+        let mut body = Some(reqwest::Body::wrap_stream(data.chain(end)));
+        let patch = self.send(call, false, |http, _| {
+            let request = http
+                .patch(&location)
+                .header(CONTENT_TYPE, "application/octet-stream");
+            match body.take() {
+                Some(body) => request.body(body),
+                None => request,
+            }
+        });
+        let timeout = self.inner.options.request_timeout;
+        let response = tokio::select! {
+            response = patch => response?,
+            () = async {
+                let _ = sent.await;
+                tokio::time::sleep(timeout).await;
+            } => {
+                return Err(call
+                    .error(
+                        ErrorKind::Temporary,
+                        format!(
+                            "{}: the registry did not answer within {} s of the upload's end",
+                            call.target,
+                            timeout.as_secs()
+                        ),
+                    )
+                    .into());
+            }
+        };
         if response.status() != StatusCode::ACCEPTED && !response.status().is_success() {
             return Err(self.failure(call, response).await);
         }

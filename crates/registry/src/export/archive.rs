@@ -58,7 +58,10 @@ impl Read for StreamReader {
 pub(crate) fn engine_error(e: std::io::Error) -> std::result::Result<Error, std::io::Error> {
     if e.get_ref().is_some_and(|inner| inner.is::<Error>()) {
         if let Some(inner) = e.into_inner() {
-            return inner.downcast::<Error>().map(|b| *b).map_err(std::io::Error::other);
+            return inner
+                .downcast::<Error>()
+                .map(|b| *b)
+                .map_err(std::io::Error::other);
         }
         return Err(std::io::Error::other("export failed"));
     }
@@ -178,7 +181,8 @@ mod tests {
 
     #[test]
     fn reads_the_layer_order_of_manifest_json() {
-        let json = format!(r#"[{{"Config":"{C}.json","Layers":["{A}/layer.tar","{B}/layer.tar"]}}]"#);
+        let json =
+            format!(r#"[{{"Config":"{C}.json","Layers":["{A}/layer.tar","{B}/layer.tar"]}}]"#);
         assert_eq!(
             manifest_layers(json.as_bytes()),
             [format!("{A}/layer.tar"), format!("{B}/layer.tar")]

@@ -239,7 +239,7 @@ mod tests {
             out.extend_from_slice(&b);
             true
         })
-        .unwrap();
+        .expect("test setup");
         (out, found)
     }
 
@@ -265,7 +265,7 @@ mod tests {
             let mut back = Vec::new();
             flate2::read::GzDecoder::new(&gz[..])
                 .read_to_end(&mut back)
-                .unwrap();
+                .expect("test setup");
             assert_eq!(back, data, "length {len}");
             assert_eq!(found.size, gz.len() as u64);
             assert_eq!(found.input_size, len as u64);
@@ -275,7 +275,7 @@ mod tests {
             let mut single = Vec::new();
             flate2::bufread::GzDecoder::new(&gz[..])
                 .read_to_end(&mut single)
-                .unwrap();
+                .expect("test setup");
             assert_eq!(single.len(), len);
         }
     }

@@ -124,13 +124,13 @@ mod tests {
 
     #[test]
     fn remembers_layers_folders_and_configs() {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = tempfile::tempdir().expect("test setup");
         let memory = Memory::new(Some(dir.path()));
         assert_eq!(memory.layer(D1), None);
         memory.remember_layer(D1, D2, 10, "r/a");
         memory.remember_layer(D1, D2, 10, "r/b");
         memory.remember_layer(D1, D2, 10, "r/a");
-        let made = memory.layer(D1).unwrap();
+        let made = memory.layer(D1).expect("test setup");
         assert_eq!(made.repositories, ["r/a", "r/b"]);
         memory.remember_folder(&D2[7..], D1);
         assert_eq!(memory.folder(&D2[7..]).as_deref(), Some(D1));
