@@ -126,7 +126,7 @@ impl Project {
         self.berth_with(args, stdin, &[])
     }
 
-    /// [`Project::berth`] with these variables set in berth's environment only (root engines).
+    /// [`Project::berth`] with these variables set in berth's environment only.
     fn berth_with(&self, args: &[&str], stdin: &str, vars: &[(&str, &str)]) -> Run {
         let config = self.config();
         let mut command = match self.engine {
@@ -138,8 +138,10 @@ impl Project {
                 command
             }
             Engine::PodmanRootless => {
-                let docker_config = format!("DOCKER_CONFIG={}", config.display());
-                rootless_user().berth(&[&docker_config], &[])
+                let mut extra = vec![format!("DOCKER_CONFIG={}", config.display())];
+                extra.extend(vars.iter().map(|(name, value)| format!("{name}={value}")));
+                let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
+                rootless_user().berth(&extra, &[])
             }
         };
         command.args(args).current_dir(self.path());
@@ -728,6 +730,147 @@ fn a_push_from_the_wrong_engine_names_the_engine_that_has_the_image() {
     );
     let right = project.berth(&["push", "--engine", "podman", "spec.yaml"], "");
     assert_eq!(right.code, 0, "the hinted push works: {}", right.stderr);
+    remove_local(&project, &name);
+}
+
+#[test]
+fn docker_pushes_with_berths_client_repeatably() {
+    pushes_with_berths_client(Engine::Docker);
+}
+
+#[test]
+fn podman_pushes_with_berths_client_repeatably() {
+    pushes_with_berths_client(Engine::Podman);
+}
+
+#[test]
+fn rootless_podman_pushes_with_berths_client_repeatably() {
+    pushes_with_berths_client(Engine::PodmanRootless);
+}
+
+/// `berth push` of a Docker or Podman image is berth's own (it compresses the engine's export and remembers the
+/// blobs it made in its cache folder); pushed again with an empty cache it compresses anew to the same manifest
+/// digest; the result pulls and runs on Docker and Podman and pulls complete on containerd; `--push-via engine`
+/// still pushes through the engine.
+fn pushes_with_berths_client(engine: Engine) {
+    let env = TestEnv::get();
+    let project = Project::new(engine);
+    project.write(
+        "spec.yaml",
+        &format!(
+            "name: {}\nregistry: {}/berth-e2e\nbase_image: {}\npython_exec: /usr/bin/python3\n\
+             env: {{PUSHED_BY: berth}}\nbuilder_config: {{uv_image: \"{}\"}}\n\
+             builder_options: {{install_flytekit: false}}\n",
+            unique("own-push"),
+            env.registry,
+            env.python_image,
+            env.uv_image
+        ),
+    );
+    log_in(&project, env);
+    let built = project.build(&["--no-push", "spec.yaml"]);
+    assert_eq!(built.code, 0, "{}", built.stderr);
+    let name = built.stdout.trim().to_string();
+
+    let push = |cache: &str, extra: &[&str]| {
+        let cache = project.path().join(cache).display().to_string();
+        let mut args = vec!["push", "--engine", engine.flag()];
+        args.extend_from_slice(extra);
+        args.push("spec.yaml");
+        let run = project.berth_with(&args, "", &[("BERTH_CACHE_DIR", &cache)]);
+        assert_eq!(run.code, 0, "push {extra:?}: {}", run.stderr);
+        let (reference, digest) = run.stdout.trim().split_once('@').expect("name@digest");
+        assert_eq!(reference, name);
+        assert_eq!(
+            registry_digest(env, reference),
+            digest,
+            "the registry holds what berth printed"
+        );
+        digest.to_string()
+    };
+    let first = push("cache-a", &[]);
+    let remembered = project.path().join("cache-a/pushed/layers");
+    let count = std::fs::read_dir(&remembered)
+        .map(|d| d.count())
+        .unwrap_or(0);
+    assert!(
+        count > 0,
+        "berth compressed the layers itself and remembered them in {}",
+        remembered.display()
+    );
+    assert_eq!(
+        push("cache-b", &[]),
+        first,
+        "compressed anew, the same manifest"
+    );
+    assert_eq!(
+        push("cache-a", &[]),
+        first,
+        "from memory, the same manifest"
+    );
+
+    let pinned = format!("{}@{first}", name.rsplit_once(':').expect("tag").0);
+    for runner in ["docker", "podman"] {
+        let (ok, out) = match runner {
+            "docker" => tool(
+                "docker",
+                &[
+                    "--config",
+                    &project.config().display().to_string(),
+                    "pull",
+                    &pinned,
+                ],
+            ),
+            _ => tool(
+                "podman",
+                &[
+                    "pull",
+                    "--tls-verify=false",
+                    "--creds",
+                    &env.creds_arg(),
+                    &pinned,
+                ],
+            ),
+        };
+        assert!(ok, "{runner} pull of berth's push from {engine:?}: {out}");
+        let (ok, out) = tool(
+            runner,
+            &["run", "--rm", &pinned, "sh", "-c", "echo $PUSHED_BY"],
+        );
+        assert!(
+            ok && out.trim() == "berth",
+            "{runner} run of berth's push from {engine:?}: {out}"
+        );
+        let _ = tool(runner, &["rmi", "-f", &pinned]);
+    }
+    let namespace = unique("own-push");
+    let (ok, out) = tool(
+        "ctr",
+        &[
+            "--namespace",
+            &namespace,
+            "images",
+            "pull",
+            "--plain-http",
+            "--user",
+            &env.creds_arg(),
+            &pinned,
+        ],
+    );
+    assert!(ok, "containerd pull of berth's push from {engine:?}: {out}");
+    let (ok, out) = tool("ctr", &["--namespace", &namespace, "images", "check"]);
+    assert!(
+        ok && out.contains("complete"),
+        "containerd has all of it: {out}"
+    );
+    let _ = tool("ctr", &["--namespace", &namespace, "images", "rm", &pinned]);
+    let _ = tool("ctr", &["namespaces", "rm", &namespace]);
+
+    push("cache-c", &["--push-via", "engine"]);
+    assert!(
+        !project.path().join("cache-c/pushed").exists(),
+        "the engine pushed: berth compressed nothing"
+    );
     remove_local(&project, &name);
 }
 

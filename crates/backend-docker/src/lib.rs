@@ -14,6 +14,7 @@ mod connect;
 mod dial;
 pub mod endpoint;
 mod errors;
+mod export;
 mod images;
 mod progress;
 mod provider;
@@ -239,6 +240,11 @@ impl ContainerEngine for DockerEngine {
     ) -> Result<PushedImage> {
         self.daemon().await?;
         transfer::push(self, reference, options, progress).await
+    }
+
+    async fn export(&self, reference: &str) -> Result<berth_core::engine::ExportStream> {
+        self.daemon().await?;
+        export::export(self, reference).await
     }
 
     async fn pull(

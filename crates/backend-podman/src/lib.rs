@@ -29,6 +29,7 @@ mod client;
 mod connect;
 pub mod endpoint;
 mod errors;
+mod export;
 mod images;
 mod provider;
 mod transfer;
@@ -147,6 +148,10 @@ impl ContainerEngine for PodmanEngine {
     ) -> Result<PushedImage> {
         self.reachable().await?;
         transfer::push(self, reference, options, progress).await
+    }
+
+    async fn export(&self, reference: &str) -> Result<berth_core::engine::ExportStream> {
+        export::export(self, reference).await
     }
 
     async fn pull(
