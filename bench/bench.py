@@ -5,7 +5,7 @@
     python3 bench/bench.py exists [--runs 5] [--specs 100]   registry checks: berth exists vs flytekit, skopeo
     python3 bench/bench.py hash   [--runs 3]                 naming a spec over a 1 GiB tree, cold and warm
     python3 bench/bench.py build  [--runs 3]                 berth build vs docker build / podman build
-    python3 bench/bench.py push   [--runs 3]                 berth push vs docker push, podman push, skopeo copy
+    python3 bench/bench.py push   [--runs 3] [--torch-mb N]  berth push vs docker/podman push, skopeo copy, ctr push
     python3 bench/bench.py memory                            berth's peak RSS building 256 MiB-1 GiB contexts
     python3 bench/bench.py scale  [--runs 5] [--images 50]   a 50-image project, all present, vs flytekit exist()
     python3 bench/bench.py pyflyte [--runs 5] [--images 20]  pyflyte package, 20 ImageSpecs present: berth plugin vs default
@@ -48,9 +48,10 @@ def main():
     build.add_argument("--runs", type=int, default=3, help="cold runs per tool (cached: twice as many)")
     build.add_argument("--engines", nargs="+", default=ENGINES, choices=ENGINES)
     build.add_argument("--no-classic", action="store_true", help="skip the classic-builder reference rows")
-    push = sub.add_parser("push", help="berth push vs docker push, podman push and skopeo copy, 200 MB layers")
+    push = sub.add_parser("push", help="berth push vs docker/podman push, skopeo copy and ctr push: 200 MB layers, a 1.5 GB image")
     push.add_argument("--runs", type=int, default=3)
     push.add_argument("--mb", type=int, default=200)
+    push.add_argument("--torch-mb", type=int, default=1500, help="the PyTorch-shaped image's size (0: leave it out)")
     push.add_argument("--engines", nargs="+", default=ENGINES, choices=ENGINES)
     memory = sub.add_parser("memory", help="berth's peak RSS building 256 MiB, 512 MiB and 1 GiB contexts")
     memory.add_argument("--engines", nargs="+", default=ENGINES, choices=ENGINES)

@@ -1,5 +1,8 @@
-"""`push`: berth push against docker push, podman push and skopeo copy of images with one 200 MB layer, random
-(incompressible) or text (compressible), to a throwaway registry with the test registry's credentials."""
+"""`push`: berth push against docker push, podman push, skopeo copy and ctr images push, side by side, to a
+throwaway registry with the test registry's credentials: images with one 200 MB layer, random (incompressible) or
+text (compressible), and a 1.5 GB image shaped like a PyTorch one (a few large layers of mixed content, many small
+ones). Each shape also gets the physical limit: an uncompressed monolithic upload of the same bytes (curl, one
+POST and one PUT per layer)."""
 
 import os
 import shutil
@@ -15,6 +18,7 @@ from common import CACHE, Failed, berth_login, fmt, machine_line, md_table, meas
 from build import Setup
 
 PORT = 5055
+HTPASSWD = "/var/lib/berth-env/registry/htpasswd"
 
 
 def payload(kind, mb):
@@ -36,6 +40,86 @@ def payload(kind, mb):
                 left -= min(left, len(block))
     tmp.rename(path)
     return path
+
+
+def mixed(path, mb, seed):
+    """A file like shared libraries and wheels: 64 KiB runs of random bytes (a third) and of repeated code-like
+    text (two thirds), so gzip shrinks it about 3x, as it does shared libraries."""
+    if path.exists() and path.stat().st_size == mb * 10**6:
+        return path
+    random = payload("random", 200)
+    text = payload("text", 200)
+    tmp = path.with_suffix(".tmp")
+    run = 64 * 1024
+    with open(random, "rb") as r, open(text, "rb") as t, open(tmp, "wb") as out:
+        left, i = mb * 10**6, seed
+        while left:
+            src = r if i % 3 == 0 else t
+            chunk = src.read(min(run, left))
+            if len(chunk) < min(run, left):
+                src.seek(0)
+                continue
+            out.write(chunk)
+            left -= len(chunk)
+            i += 1
+    tmp.rename(path)
+    return path
+
+
+def torch_layers(total_mb):
+    """The layer files of the PyTorch-shaped image, scaled to total_mb: three large layers (torch and CUDA
+    libraries: mixed; model-like weights: random) and 24 small ones (Python packages and config: text or mixed)."""
+    scale = total_mb / 1500
+    sizes = [("mixed", 640), ("mixed", 400), ("random", 250)]
+    sizes += [("text" if i % 2 else "mixed", [2, 5, 9, 13][i % 4]) for i in range(24)]
+    files = []
+    for i, (kind, mb) in enumerate(sizes):
+        mb = max(1, round(mb * scale))
+        path = CACHE / f"push-torch-{i:02d}-{kind}-{mb}mb.bin"
+        if kind == "mixed":
+            mixed(path, mb, i)
+        else:
+            source = payload(kind, 200)
+            if not (path.exists() and path.stat().st_size == mb * 10**6):
+                with open(source, "rb") as src, open(path, "wb") as dst:
+                    left = mb * 10**6
+                    dst.write(f"torch layer {i}".encode().ljust(64, b"\n"))
+                    left -= 64
+                    while left:
+                        src.seek(64)
+                        chunk = src.read(min(left, 199 * 10**6))
+                        dst.write(chunk)
+                        left -= len(chunk)
+        files.append(path)
+    return files
+
+
+def monolithic_script(tmp, registry_addr, user, password, files, tag):
+    """A shell script that uploads each file uncompressed as one blob (POST, then one PUT), like the best a client
+    can do with the same bytes; returns its path."""
+    lines = ["set -e"]
+    repo = tag.split("/", 1)[1].split(":")[0]
+    for f in files:
+        digest = sha256_of(f)
+        lines.append(
+            f"loc=$(curl -sS -u {user}:{password} -X POST -D - -o /dev/null "
+            f"http://{registry_addr}/v2/{repo}/blobs/uploads/ | tr -d '\\r' | sed -n 's/^[Ll]ocation: //p')")
+        lines.append(f"case $loc in http*) ;; *) loc=http://{registry_addr}$loc;; esac")
+        lines.append(f"curl -sSf -u {user}:{password} -H 'Content-Type: application/octet-stream' "
+                     f"-T {f} \"$loc&digest={digest}\" -o /dev/null")
+    script = tmp / f"upload-{repo.replace('/', '_')}.sh"
+    script.write_text("\n".join(lines) + "\n")
+    return script
+
+
+def sha256_of(path):
+    """The file's sha256, cached beside it."""
+    cached = path.with_suffix(".sha256")
+    if cached.exists() and cached.stat().st_mtime >= path.stat().st_mtime:
+        return cached.read_text().strip()
+    digest = "sha256:" + sh(["sha256sum", path], capture_output=True, text=True).stdout.split()[0]
+    cached.write_text(digest)
+    return digest
 
 
 class Registry:
@@ -72,13 +156,18 @@ class Registry:
         self.proc.wait()
         shutil.rmtree(self.dir, ignore_errors=True)
 
+    def restart(self, tmp, htpasswd):
+        """An empty registry on the same address: a push after it cannot skip or mount anything."""
+        self.close()
+        self.__init__(tmp, htpasswd)
+
 
 def bench_push(args):
     payloads = {kind: payload(kind, args.mb) for kind in ("random", "text")}
     with tempfile.TemporaryDirectory(dir=CACHE, prefix="push-") as tmp:
         tmp = Path(tmp)
         s = Setup(tmp)
-        registry = Registry(tmp, "/var/lib/berth-env/registry/htpasswd")
+        registry = Registry(tmp, HTPASSWD)
         try:
             berth_login(s.berth, s.env, dict(s.tenv, BERTH_TEST_REGISTRY=registry.addr))
             run(args, s, registry, payloads, tmp)
@@ -181,36 +270,96 @@ def run(args, s, registry, payloads, tmp):
                 (f"`{engine} push`", cli_push),
                 (f"`skopeo copy {'containers-storage:' if engine == 'podman' else 'docker-daemon:'}`", skopeo)]
 
+    def build_torch(engine, tag):
+        """The PyTorch-shaped image, one COPY per layer file (built once per engine, untimed)."""
+        ctx = tmp / "ctx-torch"
+        if not ctx.exists():
+            ctx.mkdir()
+            lines = [f"FROM {busybox}"]
+            for f in torch_files:
+                os.link(f, ctx / f.name)
+                lines.append(f"COPY {f.name} /opt/torch/{f.name}")
+            (ctx / "Dockerfile").write_text("\n".join(lines) + "\n")
+        if engine == "podman":
+            build = ["podman", "build", "-q", "--format", "docker", "-t", tag, ctx]
+        else:
+            build = ["docker", "build", "-q", "-t", tag, ctx]
+        sh(build, capture_output=True, env=dict(s.env, DOCKER_BUILDKIT="0"))
+        if engine == "containerd":
+            to_containerd(tag)
+
+    def retag(engine, source, tag):
+        if engine == "containerd":
+            sh(["ctr", "-n", "default", "images", "tag", "--force", source, tag], capture_output=True)
+            layout = oci_layout(source)
+            if layout.exists() and not oci_layout(tag).exists():
+                os.symlink(layout, oci_layout(tag))
+        sh([engine if engine == "podman" else "docker", "tag", source, tag], capture_output=True)
+
+    def untag(engine, tag):
+        if engine == "containerd":
+            subprocess.run(["ctr", "-n", "default", "images", "rm", tag], capture_output=True)
+            if oci_layout(tag).is_symlink():
+                oci_layout(tag).unlink()
+        subprocess.run([engine if engine == "podman" else "docker", "rmi", tag], capture_output=True)
+
+    shapes = [("random", f"one {args.mb} MB layer, random"), ("text", f"one {args.mb} MB layer, text")]
+    if args.torch_mb:
+        shapes.append(("torch", f"{args.torch_mb} MB in 27 layers (PyTorch-like)"))
+        torch_files = torch_layers(args.torch_mb)
     print(machine_line())
-    print(f"Each push sends an image FROM the busybox fixture plus one {args.mb} MB layer whose first bytes are new "
-          f"for every push (so nothing is skipped or mounted), to a fresh docker-registry on {registry.addr} with "
-          f"htpasswd auth (the test registry's users), over loopback. random: AES-CTR bytes (incompressible); "
-          f"text: repeated log lines (gzip shrinks them ~100x). Each image is built, untimed, right before its "
-          f"push and removed after. Peak RSS is the client process's: berth and `docker push` have the daemon "
-          f"or service do the work on Docker and Podman; on containerd berth reads the content store and uploads in its own "
-          f"process, as do `podman push`, ctr and skopeo. containerd rows: the docker image is moved into "
-          f"containerd (skopeo to an OCI layout, gzip, then `ctr images import`), untimed, so its layer is already "
-          f"compressed there, as in an image berth's containerd builder made.")
+    print(f"Each push sends an image to a docker-registry on {registry.addr} with htpasswd auth (the test "
+          f"registry's users), over loopback. random: one {args.mb} MB layer of AES-CTR bytes (incompressible); "
+          f"text: one of repeated log lines (gzip shrinks them ~100x); both FROM the busybox fixture, built untimed "
+          f"right before each push with first bytes new for every push (so nothing is skipped or mounted), removed "
+          f"after. torch: {args.torch_mb} MB in 27 layers on busybox: 640, 400 and 250 MB scaled (two of code-like "
+          f"mixed content, gzip ~3x; one random), 24 of 2-13 MB (text or mixed); built once per engine, and pushed "
+          f"each time to a registry emptied first. Peak RSS is the client process's. containerd rows: the docker "
+          f"image is moved into containerd (skopeo to an OCI layout, gzip, then `ctr images import`), untimed, so "
+          f"its layers are already compressed there, as in an image berth's containerd builder made. "
+          f"`curl` rows: the same bytes uploaded uncompressed, one POST and PUT per layer (the physical limit).")
     rows = []
-    for engine in args.engines:
-        for kind in ("random", "text"):
+    for shape, _ in shapes:
+        files = torch_files if shape == "torch" else [payloads[shape]]
+        limit = []
+        for _ in range(args.runs):
+            if shape == "torch":
+                registry.restart(tmp, HTPASSWD)
+            tag = f"{registry.addr}/bench/monolithic-{shape}-{next(counter)}:1"
+            script = monolithic_script(tmp, registry.addr, user, password, files, tag)
+            limit.append(measure(["sh", script], cwd=tmp, env=s.env)[:2])
+        limit_s = median([r[0] for r in limit])
+        total_mb = sum(f.stat().st_size for f in files) / 10**6
+        rows.append(("-", shape, "`curl` uncompressed monolithic upload of the same bytes", fmt(limit_s),
+                     len(limit), f"{total_mb / limit_s:.0f}", fmt(max(r[1] for r in limit), 1), "-", "1.00x"))
+        for engine in args.engines:
             tool_list = tools(engine)
             results = {label: [] for label, _ in tool_list}
+            source = f"berth-bench/torch-{engine}:1"
+            if shape == "torch":
+                build_torch(engine, source)
             for i in range(args.runs):
                 n = len(tool_list)
                 for label, make in tool_list[i % n:] + tool_list[:i % n]:
-                    tag, cmd = make(kind)
-                    make_image(engine, kind, tag)
+                    tag, cmd = make(shape)
+                    if shape == "torch":
+                        registry.restart(tmp, HTPASSWD)
+                        retag(engine, source, tag)
+                    else:
+                        make_image(engine, shape, tag)
                     try:
                         secs, rss, _ = measure(cmd, cwd=tmp, env=s.env)
                     finally:
-                        remove(engine, tag)
+                        untag(engine, tag) if shape == "torch" else remove(engine, tag)
                     results[label].append((secs, rss))
+            if shape == "torch":
+                remove(engine, source)
             base = median([r[0] for r in results[tool_list[0][0]]])
             for label, _ in tool_list:
                 secs = [r[0] for r in results[label]]
                 m = median(secs)
-                rows.append((engine, kind, label, fmt(m), len(secs), f"{args.mb / m:.0f}",
-                             fmt(max(r[1] for r in results[label]), 1), f"{m / base:.2f}x"))
-    print(f"\n**Pushing one {args.mb} MB layer**\n")
-    print(md_table(["engine", "layer", "tool", "median s", "runs", "MB/s", "peak RSS MiB", "vs berth"], rows))
+                rows.append((engine, shape, label, fmt(m), len(secs), f"{total_mb / m:.0f}",
+                             fmt(max(r[1] for r in results[label]), 1), f"{m / base:.2f}x", f"{m / limit_s:.2f}x"))
+    print("\n**Pushing images, side by side**\n")
+    print(md_table(["engine", "image", "tool", "median s", "runs", "MB/s", "peak RSS MiB", "vs berth",
+                    "vs uncompressed upload"], rows))

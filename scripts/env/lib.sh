@@ -9,7 +9,7 @@
 STATE=${BERTH_ENV_STATE:-/var/lib/berth-env}
 LOGS=$STATE/logs
 PIDS=$STATE/run
-DAEMONS=(containerd dockerd registry public-registry podman podman-rootless) # start order
+DAEMONS=(containerd dockerd registry public-registry podman podman-rootless lxd) # start order
 
 # daemon_comm NAME -> the process name (comm) of that daemon
 daemon_comm() {

@@ -53,6 +53,8 @@ PACKAGES=(
   slirp4netns fuse-overlayfs netavark aardvark-dns catatonit
   # docker.io Recommends worth having: faster/compatible layer (de)compression
   xz-utils pigz
+  # the LXD engine (lxd pulls in lxc, its client, and lxcfs)
+  lxd
 )
 
 T0=$(date +%s)
@@ -141,7 +143,7 @@ if ! flock -n 9; then
 fi
 
 #######################################################################################
-step "1/6 packages"
+step "1/7 packages"
 pkg_installed() { [[ $(dpkg-query -W -f='${db:Status-Abbrev}' "$1" 2>/dev/null) == ii* ]]; }
 missing=()
 installed=" $(dpkg-query -W -f='${db:Status-Abbrev}${Package} \n' "${PACKAGES[@]}" 2>/dev/null | awk '/^ii/ {printf "%s ", $2}' || true) "
@@ -198,7 +200,7 @@ MIRROR=${MIRROR/#https:/http:}
 [[ -n $SECURITY_MIRROR ]] || SECURITY_MIRROR=${MIRROR%/debian}/debian-security
 
 #######################################################################################
-step "2/6 containerd + dockerd"
+step "2/7 containerd + dockerd"
 ctr_version() { [[ -S $CONTAINERD_SOCK ]] && timeout 10 ctr --address "$CONTAINERD_SOCK" --connect-timeout 2s version; }
 if ctr_version >/dev/null 2>&1; then
   log "containerd already answers on $CONTAINERD_SOCK"
@@ -230,7 +232,7 @@ insecure=$(docker info --format '{{json .RegistryConfig.InsecureRegistryCIDRs}}'
 log "dockerd treats 127.0.0.0/8 (so $REGISTRY) as insecure: ok"
 
 #######################################################################################
-step "3/6 registries on $REGISTRY (authenticated) and $PUBLIC_REGISTRY (public)"
+step "3/7 registries on $REGISTRY (authenticated) and $PUBLIC_REGISTRY (public)"
 if [[ ! -s $PASSWORD_FILE ]]; then
   (umask 077 && head -c 24 /dev/urandom | base64 | tr -dc 'A-Za-z0-9' >"$PASSWORD_FILE")
   log "generated registry password in $PASSWORD_FILE"
@@ -324,7 +326,7 @@ else
 fi
 
 #######################################################################################
-step "4/6 podman (rootful + rootless API services)"
+step "4/7 podman (rootful + rootless API services)"
 podman_conf_changed=
 # No registries.conf entries for the test registries: a user's machine has none, and berth itself tells Podman
 # which registries speak plain HTTP (loopback ones and --insecure-registry), for pulls during builds as for pushes.
@@ -497,7 +499,45 @@ else
 fi
 
 #######################################################################################
-step "5/6 fixture images"
+step "5/7 lxd"
+# No systemd: lxd runs as a daemon of its own (group lxd may use the socket). The
+# preseed is applied only while the server has no storage pool, so a re-run changes
+# nothing. The default profile gets a root disk on a `dir` pool and no NIC: berth gives
+# its build containers the host's network itself (see crates/backend-lxd).
+LXD_DIR_PATH=/var/lib/lxd
+LXD_SOCK=$LXD_DIR_PATH/unix.socket
+lxd_ready() { [[ -S $LXD_SOCK ]] && LXD_DIR=$LXD_DIR_PATH timeout 10 lxd waitready --timeout 5; }
+if lxd_ready; then
+  log "lxd already answers on $LXD_SOCK"
+else
+  if pid_alive lxd; then
+    log "lxd (pid $(<"$PIDS/lxd.pid")) is running but not answering yet"
+  else
+    start_daemon lxd env LXD_DIR=$LXD_DIR_PATH lxd --group lxd --logfile "$LOGS/lxd-server.log"
+  fi
+  wait_for lxd 120 "lxd waitready on $LXD_SOCK" lxd_ready
+  log "lxd is up"
+fi
+if [[ $(LXD_DIR=$LXD_DIR_PATH lxc storage list --format csv | wc -l) -eq 0 ]]; then
+  LXD_DIR=$LXD_DIR_PATH lxd init --preseed <<'PRESEED' || die "lxd init --preseed failed"
+storage_pools:
+- name: default
+  driver: dir
+profiles:
+- name: default
+  devices:
+    root:
+      path: /
+      pool: default
+      type: disk
+PRESEED
+  log "lxd initialised: storage pool default (dir)"
+else
+  log "lxd already has a storage pool"
+fi
+
+#######################################################################################
+step "6/7 fixture images"
 # remove_tree DIR: unmount whatever a failed debootstrap left mounted below DIR, then delete it
 remove_tree() {
   local dir m
@@ -724,7 +764,7 @@ ensure_fixture bookworm-python "$PYTHON_IMAGE" "$PYTHON_RECIPE" "$FIXTURES/bookw
   "${PYTHON_CHANGES[@]}"
 
 #######################################################################################
-step "6/6 env file"
+step "7/7 env file"
 ENV_FILE=$STATE/env.sh
 env_changed=
 write_if_changed "$ENV_FILE" 644 <<EOF && env_changed=1
@@ -743,6 +783,7 @@ export BERTH_TEST_PODMAN_SOCKET=$PODMAN_SOCK
 export BERTH_TEST_PODMAN_ROOTLESS_SOCKET=$ROOTLESS_SOCK
 export BERTH_TEST_PODMAN_ROOTLESS_USER=$ROOTLESS_USER
 export CONTAINERD_ADDRESS=$CONTAINERD_SOCK
+export LXD_DIR=$LXD_DIR_PATH
 # dockerd is on its default socket
 # (a DOCKER_HOST of your own is left as it is: berth names it when it does not answer)
 EOF

@@ -53,10 +53,11 @@ enum Engine {
     PodmanRootless,
     /// containerd with berth's native builder, berth as root.
     Containerd,
+    /// LXD with berth's builder in an LXD container, berth as root.
+    Lxd,
 }
 
 impl Engine {
-    /// The `--engine` value.
     /// The engine's name in `BERTH_TEST_ENGINES`.
     fn selection_name(self) -> &'static str {
         match self {
@@ -64,6 +65,7 @@ impl Engine {
             Engine::Podman => "podman",
             Engine::PodmanRootless => "podman_rootless",
             Engine::Containerd => "containerd",
+            Engine::Lxd => "lxd",
         }
     }
 
@@ -72,11 +74,13 @@ impl Engine {
         TestEnv::for_engine(self.selection_name())
     }
 
+    /// The `--engine` value.
     fn flag(self) -> &'static str {
         match self {
             Engine::Docker => "docker",
             Engine::Podman | Engine::PodmanRootless => "podman",
             Engine::Containerd => "containerd",
+            Engine::Lxd => "lxd",
         }
     }
 }
@@ -122,11 +126,11 @@ impl Project {
         self.berth_with(args, stdin, &[])
     }
 
-    /// [`Project::berth`] with these variables set in berth's environment only (root engines).
+    /// [`Project::berth`] with these variables set in berth's environment only.
     fn berth_with(&self, args: &[&str], stdin: &str, vars: &[(&str, &str)]) -> Run {
         let config = self.config();
         let mut command = match self.engine {
-            Engine::Docker | Engine::Podman | Engine::Containerd => {
+            Engine::Docker | Engine::Podman | Engine::Containerd | Engine::Lxd => {
                 let mut command = Command::new(berth_bin());
                 command
                     .env("DOCKER_CONFIG", &config)
@@ -134,8 +138,10 @@ impl Project {
                 command
             }
             Engine::PodmanRootless => {
-                let docker_config = format!("DOCKER_CONFIG={}", config.display());
-                rootless_user().berth(&[&docker_config], &[])
+                let mut extra = vec![format!("DOCKER_CONFIG={}", config.display())];
+                extra.extend(vars.iter().map(|(name, value)| format!("{name}={value}")));
+                let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
+                rootless_user().berth(&extra, &[])
             }
         };
         command.args(args).current_dir(self.path());
@@ -180,6 +186,11 @@ fn rootless_podman_builds_a_python_image_that_docker_and_podman_run() {
 #[test]
 fn containerd_builds_a_python_image_that_docker_and_podman_run() {
     python_image_round_trip(Engine::Containerd);
+}
+
+#[test]
+fn lxd_builds_a_python_image_that_docker_and_podman_run() {
+    python_image_round_trip(Engine::Lxd);
 }
 
 /// Builds and pushes a Python spec with `engine`, checks the registry's digest, runs the image on Docker and on
@@ -722,6 +733,147 @@ fn a_push_from_the_wrong_engine_names_the_engine_that_has_the_image() {
     remove_local(&project, &name);
 }
 
+#[test]
+fn docker_pushes_with_berths_client_repeatably() {
+    pushes_with_berths_client(Engine::Docker);
+}
+
+#[test]
+fn podman_pushes_with_berths_client_repeatably() {
+    pushes_with_berths_client(Engine::Podman);
+}
+
+#[test]
+fn rootless_podman_pushes_with_berths_client_repeatably() {
+    pushes_with_berths_client(Engine::PodmanRootless);
+}
+
+/// `berth push` of a Docker or Podman image is berth's own (it compresses the engine's export and remembers the
+/// blobs it made in its cache folder); pushed again with an empty cache it compresses anew to the same manifest
+/// digest; the result pulls and runs on Docker and Podman and pulls complete on containerd; `--push-via engine`
+/// still pushes through the engine.
+fn pushes_with_berths_client(engine: Engine) {
+    let env = TestEnv::get();
+    let project = Project::new(engine);
+    project.write(
+        "spec.yaml",
+        &format!(
+            "name: {}\nregistry: {}/berth-e2e\nbase_image: {}\npython_exec: /usr/bin/python3\n\
+             env: {{PUSHED_BY: berth}}\nbuilder_config: {{uv_image: \"{}\"}}\n\
+             builder_options: {{install_flytekit: false}}\n",
+            unique("own-push"),
+            env.registry,
+            env.python_image,
+            env.uv_image
+        ),
+    );
+    log_in(&project, env);
+    let built = project.build(&["--no-push", "spec.yaml"]);
+    assert_eq!(built.code, 0, "{}", built.stderr);
+    let name = built.stdout.trim().to_string();
+
+    let push = |cache: &str, extra: &[&str]| {
+        let cache = project.path().join(cache).display().to_string();
+        let mut args = vec!["push", "--engine", engine.flag()];
+        args.extend_from_slice(extra);
+        args.push("spec.yaml");
+        let run = project.berth_with(&args, "", &[("BERTH_CACHE_DIR", &cache)]);
+        assert_eq!(run.code, 0, "push {extra:?}: {}", run.stderr);
+        let (reference, digest) = run.stdout.trim().split_once('@').expect("name@digest");
+        assert_eq!(reference, name);
+        assert_eq!(
+            registry_digest(env, reference),
+            digest,
+            "the registry holds what berth printed"
+        );
+        digest.to_string()
+    };
+    let first = push("cache-a", &[]);
+    let remembered = project.path().join("cache-a/pushed/layers");
+    let count = std::fs::read_dir(&remembered)
+        .map(|d| d.count())
+        .unwrap_or(0);
+    assert!(
+        count > 0,
+        "berth compressed the layers itself and remembered them in {}",
+        remembered.display()
+    );
+    assert_eq!(
+        push("cache-b", &[]),
+        first,
+        "compressed anew, the same manifest"
+    );
+    assert_eq!(
+        push("cache-a", &[]),
+        first,
+        "from memory, the same manifest"
+    );
+
+    let pinned = format!("{}@{first}", name.rsplit_once(':').expect("tag").0);
+    for runner in ["docker", "podman"] {
+        let (ok, out) = match runner {
+            "docker" => tool(
+                "docker",
+                &[
+                    "--config",
+                    &project.config().display().to_string(),
+                    "pull",
+                    &pinned,
+                ],
+            ),
+            _ => tool(
+                "podman",
+                &[
+                    "pull",
+                    "--tls-verify=false",
+                    "--creds",
+                    &env.creds_arg(),
+                    &pinned,
+                ],
+            ),
+        };
+        assert!(ok, "{runner} pull of berth's push from {engine:?}: {out}");
+        let (ok, out) = tool(
+            runner,
+            &["run", "--rm", &pinned, "sh", "-c", "echo $PUSHED_BY"],
+        );
+        assert!(
+            ok && out.trim() == "berth",
+            "{runner} run of berth's push from {engine:?}: {out}"
+        );
+        let _ = tool(runner, &["rmi", "-f", &pinned]);
+    }
+    let namespace = unique("own-push");
+    let (ok, out) = tool(
+        "ctr",
+        &[
+            "--namespace",
+            &namespace,
+            "images",
+            "pull",
+            "--plain-http",
+            "--user",
+            &env.creds_arg(),
+            &pinned,
+        ],
+    );
+    assert!(ok, "containerd pull of berth's push from {engine:?}: {out}");
+    let (ok, out) = tool("ctr", &["--namespace", &namespace, "images", "check"]);
+    assert!(
+        ok && out.contains("complete"),
+        "containerd has all of it: {out}"
+    );
+    let _ = tool("ctr", &["--namespace", &namespace, "images", "rm", &pinned]);
+    let _ = tool("ctr", &["namespaces", "rm", &namespace]);
+
+    push("cache-c", &["--push-via", "engine"]);
+    assert!(
+        !project.path().join("cache-c/pushed").exists(),
+        "the engine pushed: berth compressed nothing"
+    );
+    remove_local(&project, &name);
+}
+
 /// The `Config.Env` of a local image in the project's engine, as that engine's own CLI reports it.
 fn local_env(project: &Project, image: &str) -> Option<String> {
     let args = ["image", "inspect", "--format", "{{.Config.Env}}", image];
@@ -729,10 +881,23 @@ fn local_env(project: &Project, image: &str) -> Option<String> {
     ok.then_some(out)
 }
 
-/// Removes a local image from the project's engine (containerd's through `ctr`, in berth's default namespace).
+/// Removes a local image from the project's engine (containerd's through `ctr`, in berth's default namespace; LXD's
+/// from berth's store).
 fn remove_local(project: &Project, image: &str) {
     let _ = match project.engine {
         Engine::Containerd => tool("ctr", &["--namespace", "default", "images", "rm", image]),
+        Engine::Lxd => {
+            // LXD keeps no OCI images: berth's store is read through the backend itself
+            let runtime = tokio::runtime::Runtime::new().expect("runtime");
+            runtime.block_on(async {
+                use berth_core::engine::{ContainerEngine as _, RemoveOptions};
+                let engine = berth_backend_lxd::LxdEngine::connect(Default::default())
+                    .await
+                    .expect("connect to LXD");
+                let removed = engine.remove(image, RemoveOptions::default()).await;
+                (removed.is_ok(), format!("{removed:?}"))
+            })
+        }
         _ => engine_cli(project, &["rmi", "-f", image]),
     };
 }
@@ -742,7 +907,12 @@ fn engine_cli(project: &Project, args: &[&str]) -> (bool, String) {
     match project.engine {
         Engine::Docker => tool("docker", args),
         Engine::Podman => tool("podman", args),
-        Engine::Containerd => panic!("no test runs an engine CLI for containerd: {args:?}"),
+        Engine::Containerd | Engine::Lxd => {
+            panic!(
+                "no test runs an engine CLI for {:?}: {args:?}",
+                project.engine
+            )
+        }
         Engine::PodmanRootless => {
             let mut command = rootless_user().command(&[], Path::new("podman"));
             let out = command
@@ -770,6 +940,11 @@ fn podman_builds_a_project_and_locks_it() {
 #[test]
 fn containerd_builds_a_project_and_locks_it() {
     project_round_trip(Engine::Containerd);
+}
+
+#[test]
+fn lxd_builds_a_project_and_locks_it() {
+    project_round_trip(Engine::Lxd);
 }
 
 #[test]

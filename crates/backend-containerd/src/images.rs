@@ -127,14 +127,7 @@ impl LocalImage {
 }
 
 /// A JSON array of strings (anything else reads as empty).
-pub(crate) fn strings(value: &Value) -> Vec<String> {
-    value
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|v| v.as_str().map(str::to_string))
-        .collect()
-}
+pub(crate) use berth_core::image_config::strings;
 
 fn parse(bytes: &[u8], what: &str, op: Op) -> Result<Value> {
     serde_json::from_slice(bytes).map_err(|e| {

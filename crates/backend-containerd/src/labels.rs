@@ -1,8 +1,6 @@
 //! The names containerd's garbage collector and tools read (labels), chain ids, berth's ids and timestamps.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
-
-use sha2::{Digest as _, Sha256};
+pub(crate) use berth_layer::oci::{chain_id, rfc3339};
 
 use crate::ID_PREFIX;
 
@@ -31,73 +29,9 @@ pub(crate) fn distribution_source(registry: &str) -> String {
     format!("{DISTRIBUTION_SOURCE}.{registry}")
 }
 
-/// `sha256:<hex>` of `bytes`.
-pub(crate) fn sha256(bytes: &[u8]) -> String {
-    let hex: String = Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    format!("sha256:{hex}")
-}
-
-/// The chain id of a layer `diff_id` on top of `parent`'s chain (the OCI image spec's definition), which is
-/// also the name of its committed snapshot.
-pub(crate) fn chain_id(parent: Option<&str>, diff_id: &str) -> String {
-    match parent {
-        None => diff_id.to_string(),
-        Some(parent) => sha256(format!("{parent} {diff_id}").as_bytes()),
-    }
-}
+pub(crate) use berth_layer::oci::sha256;
 
 /// A fresh id for something berth creates in containerd: `berth-<what>-<random>`.
 pub(crate) fn unique_id(what: &str) -> String {
     format!("{ID_PREFIX}{what}-{:016x}", fastrand::u64(..))
-}
-
-/// `time` as RFC 3339 in UTC with seconds (what image configs and lease expiry labels hold).
-pub(crate) fn rfc3339(time: SystemTime) -> String {
-    let secs = time
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or(Duration::ZERO)
-        .as_secs();
-    let days = (secs / 86_400) as i64;
-    let rem = secs % 86_400;
-    // civil-from-days (Howard Hinnant's algorithm)
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn chain_ids_follow_the_image_spec() {
-        let a = "sha256:aaaa";
-        assert_eq!(chain_id(None, a), a);
-        assert_eq!(
-            chain_id(Some(a), "sha256:bbbb"),
-            sha256(b"sha256:aaaa sha256:bbbb")
-        );
-    }
-
-    #[test]
-    fn timestamps_are_rfc3339() {
-        assert_eq!(rfc3339(UNIX_EPOCH), "1970-01-01T00:00:00Z");
-        let t = UNIX_EPOCH + Duration::from_secs(1_795_000_000);
-        assert_eq!(rfc3339(t), "2026-11-18T11:06:40Z");
-    }
 }

@@ -224,26 +224,17 @@ impl ContainerdEngine {
         credentials: impl Iterator<Item = berth_core::engine::Credentials>,
         insecure: &[String],
     ) -> Result<berth_registry::RegistryClient> {
-        let shared = self.options.client.as_ref();
-        if let Some(client) = shared {
-            if insecure.iter().all(|h| client.options().is_insecure(h)) {
-                return Ok(client.clone());
-            }
-        }
-        let mut options =
-            shared.map_or_else(|| self.options.registry.clone(), |c| c.options().clone());
-        for c in credentials {
-            options.credentials = options.credentials.with_credentials(c);
-        }
-        options.insecure.extend(insecure.iter().cloned());
-        berth_registry::RegistryClient::new(options).map_err(|e: Error| e.with_engine(ENGINE))
+        berth_registry::RegistryClient::for_transfer(
+            self.options.client.as_ref(),
+            &self.options.registry,
+            credentials,
+            insecure,
+        )
+        .map_err(|e: Error| e.with_engine(ENGINE))
     }
 }
 
 /// `reference`'s registry, when a transfer may use plain HTTP with it.
 pub(crate) fn insecure_host(options: &TransferOptions, reference: &str) -> Vec<String> {
-    match berth_core::reference::ImageRef::parse(reference) {
-        Ok(image) if options.insecure => vec![image.registry],
-        _ => Vec::new(),
-    }
+    berth_registry::RegistryOptions::transfer_insecure(options, reference)
 }

@@ -15,6 +15,7 @@ mod dial;
 pub mod doctor;
 pub mod endpoint;
 mod errors;
+mod export;
 mod images;
 mod progress;
 mod provider;
@@ -240,6 +241,11 @@ impl ContainerEngine for DockerEngine {
     ) -> Result<PushedImage> {
         self.daemon().await?;
         transfer::push(self, reference, options, progress).await
+    }
+
+    async fn export(&self, reference: &str) -> Result<berth_core::engine::ExportStream> {
+        self.daemon().await?;
+        export::export(self, reference).await
     }
 
     async fn pull(

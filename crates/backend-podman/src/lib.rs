@@ -30,6 +30,7 @@ mod connect;
 pub mod doctor;
 pub mod endpoint;
 mod errors;
+mod export;
 mod images;
 mod provider;
 mod transfer;
@@ -148,6 +149,10 @@ impl ContainerEngine for PodmanEngine {
     ) -> Result<PushedImage> {
         self.reachable().await?;
         transfer::push(self, reference, options, progress).await
+    }
+
+    async fn export(&self, reference: &str) -> Result<berth_core::engine::ExportStream> {
+        export::export(self, reference).await
     }
 
     async fn pull(

@@ -214,9 +214,24 @@ pub struct EngineArgs {
     /// Engine: @ENGINES@ or auto [env: BERTH_ENGINE].
     #[arg(long, value_name = "ENGINE")]
     pub engine: Option<String>,
+    /// Who pushes Docker and Podman images: berth (reads the image out of the engine, compresses on every
+    /// core) or the engine (its own push: for registries only the daemon is set up for, such as mirrors,
+    /// daemon-side credentials or certificates).
+    #[arg(long, value_name = "WHO", value_enum, env = crate::env_vars::EnvVars::BERTH_PUSH_VIA, default_value_t = PushVia::Berth)]
+    pub push_via: PushVia,
     /// Registry access.
     #[command(flatten)]
     pub registry: RegistryArgs,
+}
+
+/// Who pushes images built on Docker or Podman (containerd images are always pushed by berth).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum PushVia {
+    /// berth's registry client, from the engine's image export.
+    #[default]
+    Berth,
+    /// The engine's own push (`docker push`, `podman push`).
+    Engine,
 }
 
 /// How to reach registries.

@@ -21,6 +21,8 @@ impl EnvVars {
     pub const XDG_CONFIG_HOME: &'static str = "XDG_CONFIG_HOME";
     /// Registry for specs that name none (over the project and user files).
     pub const BERTH_REGISTRY: &'static str = "BERTH_REGISTRY";
+    /// Who pushes Docker and Podman images: `berth` (default) or `engine` (`--push-via`).
+    pub const BERTH_PUSH_VIA: &'static str = "BERTH_PUSH_VIA";
     /// The image of tasks that name none (over the project and user files).
     pub const BERTH_DEFAULT_IMAGE: &'static str = "BERTH_DEFAULT_IMAGE";
 }

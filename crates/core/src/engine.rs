@@ -160,6 +160,11 @@ pub struct RemoveOptions {
     pub force: bool,
 }
 
+/// A local image as its engine exports it: a tar in `docker save`'s layout (uncompressed layers, the config,
+/// `manifest.json`), arriving while the engine writes it. See [`ContainerEngine::export`].
+pub type ExportStream =
+    std::pin::Pin<Box<dyn futures_util::Stream<Item = Result<bytes::Bytes>> + Send + 'static>>;
+
 /// A built image.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BuiltImage {
@@ -261,6 +266,17 @@ pub trait ContainerEngine: Send + Sync {
         options: &TransferOptions,
         progress: &dyn Progress,
     ) -> Result<PushedImage>;
+    /// Streams local image `reference` out of the engine in `docker save`'s layout, so berth can compress and
+    /// push it itself (faster than engines that compress on one thread). Engines that keep layers compressed
+    /// already push through berth's client and say [`ErrorKind::Unsupported`].
+    async fn export(&self, reference: &str) -> Result<ExportStream> {
+        let _ = reference;
+        Err(Error::unsupported(
+            self.name(),
+            "export",
+            "this engine does not export images",
+        ))
+    }
     /// Pulls an image from its registry.
     async fn pull(
         &self,

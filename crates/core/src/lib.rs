@@ -10,6 +10,7 @@
 pub mod doctor;
 pub mod engine;
 pub mod error;
+pub mod image_config;
 pub mod lines;
 pub mod operation;
 pub mod plan;

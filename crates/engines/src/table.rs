@@ -11,6 +11,8 @@ pub(crate) static PROVIDERS: &[&(dyn EngineProvider + 'static)] = &[
     &berth_backend_podman::PROVIDER,
     #[cfg(feature = "containerd")]
     &berth_backend_containerd::PROVIDER,
+    #[cfg(feature = "lxd")]
+    &berth_backend_lxd::PROVIDER,
 ];
 
 /// Every backend berth has, whether or not this build has it: its name, which is also its cargo feature, and
@@ -19,6 +21,7 @@ pub(crate) static BACKENDS: &[(&str, bool)] = &[
     ("docker", cfg!(feature = "docker")),
     ("podman", cfg!(feature = "podman")),
     ("containerd", cfg!(feature = "containerd")),
+    ("lxd", cfg!(feature = "lxd")),
 ];
 
 #[cfg(test)]
@@ -34,6 +37,7 @@ mod tests {
             cfg!(feature = "docker").then_some("docker"),
             cfg!(feature = "podman").then_some("podman"),
             cfg!(feature = "containerd").then_some("containerd"),
+            cfg!(feature = "lxd").then_some("lxd"),
         ]
         .into_iter()
         .flatten()

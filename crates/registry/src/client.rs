@@ -234,6 +234,27 @@ impl RegistryClient {
         &self.inner.options
     }
 
+    /// The client for one engine transfer (a pull, push or build) of an engine that reaches registries with
+    /// berth's client: `shared` (the front end's one client) when there is one and it already allows every
+    /// registry in `insecure`, else a new client with `credentials` first and those registries allowed, made
+    /// from the shared client's options when there is one (so `--ca-file` holds) or from `fallback`.
+    pub fn for_transfer(
+        shared: Option<&RegistryClient>,
+        fallback: &RegistryOptions,
+        credentials: impl IntoIterator<Item = berth_core::engine::Credentials>,
+        insecure: &[String],
+    ) -> Result<RegistryClient> {
+        if let Some(client) = shared {
+            if insecure.iter().all(|h| client.options().is_insecure(h)) {
+                return Ok(client.clone());
+            }
+        }
+        let options = shared
+            .map_or_else(|| fallback.clone(), |c| c.options().clone())
+            .with_access(credentials, insecure);
+        RegistryClient::new(options)
+    }
+
     pub(crate) fn host(&self, registry: &str) -> Arc<HostState> {
         let mut hosts = self.inner.hosts.lock().unwrap_or_else(|p| p.into_inner());
         hosts

@@ -8,6 +8,7 @@
 //! anonymous first and then basic auth or bearer tokens as the registry's `WWW-Authenticate` asks, with
 //! temporary failures retried with backoff ([`RetryPolicy`]). It also asks as a client with no credentials
 //! at all would, as the cluster that runs the images usually does ([`RegistryClient::pull_check_anonymous`]),
+//! pushes an image Docker or Podman exports, compressing its layers on every core ([`RegistryClient::push_exported`]),
 //! and says where each registry lets an owner make an image public ([`make_public`]). Every failure is a [`berth_core::Error`] whose
 //! kind is decided in one place, from the HTTP status and the registry's error body.
 
@@ -19,6 +20,7 @@ mod classify;
 mod client;
 pub mod credentials;
 mod env;
+mod export;
 mod manifest;
 mod options;
 mod public;
@@ -36,6 +38,7 @@ pub use credentials::{
     login, login_hint, CredentialOrigin, CredentialResolver, ResolvedCredentials,
 };
 pub use env::EnvVars;
+pub use export::LocalImage;
 pub use manifest::{
     sha256_digest, Existence, Manifest, DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, OCI_INDEX,
     OCI_MANIFEST,

@@ -73,6 +73,33 @@ fn host_part(registry: &str) -> &str {
 }
 
 impl RegistryOptions {
+    /// These options with `credentials` tried first and the registries `insecure` names allowed plain HTTP or
+    /// unverified TLS: what an engine that pulls and pushes itself (containerd, LXD) was given for one build or
+    /// transfer.
+    pub fn with_access(
+        mut self,
+        credentials: impl IntoIterator<Item = berth_core::engine::Credentials>,
+        insecure: &[String],
+    ) -> RegistryOptions {
+        for c in credentials {
+            self.credentials = self.credentials.with_credentials(c);
+        }
+        self.insecure.extend(insecure.iter().cloned());
+        self
+    }
+
+    /// The registry of `reference` when a transfer may use plain HTTP with it (`options.insecure`), for
+    /// [`RegistryOptions::with_access`].
+    pub fn transfer_insecure(
+        options: &berth_core::engine::TransferOptions,
+        reference: &str,
+    ) -> Vec<String> {
+        match berth_core::reference::ImageRef::parse(reference) {
+            Ok(image) if options.insecure => vec![image.registry],
+            _ => Vec::new(),
+        }
+    }
+
     /// Whether `registry` may be reached over plain HTTP or unverified TLS.
     pub fn is_insecure(&self, registry: &str) -> bool {
         is_loopback(registry)

@@ -76,6 +76,7 @@ impl RegistryClient {
         let result = match self.inner.options.chunk_size {
             None => self.put_whole(&call, &location, digest, size, data).await,
             Some(chunk) => {
+                let digest = std::future::ready(Ok(digest.to_string()));
                 self.put_chunked(&call, location, digest, chunk.max(1), data)
                     .await
             }
@@ -168,16 +169,18 @@ impl RegistryClient {
         self.finish(call, response, digest).await
     }
 
-    async fn put_chunked<S>(
+    /// `PATCH` chunks of `chunk` bytes and a closing `PUT`; `digest` is asked for only once `data` has ended.
+    async fn put_chunked<S, D>(
         &self,
         call: &Call<'_>,
         mut location: String,
-        digest: &str,
+        digest: D,
         chunk: u64,
         data: S,
     ) -> Result<(), Failure>
     where
         S: Stream<Item = Result<Bytes>> + Send + 'static,
+        D: std::future::Future<Output = Result<String>>,
     {
         let chunk = usize::try_from(chunk).unwrap_or(usize::MAX);
         let mut data = Box::pin(data);
@@ -216,7 +219,8 @@ impl RegistryClient {
         }
         // the last (possibly empty) piece goes with the closing PUT, as the distribution spec allows
         let last = buffer.freeze();
-        let url = with_query(&location, &[("digest", digest)], call)?;
+        let digest = digest.await?;
+        let url = with_query(&location, &[("digest", &digest)], call)?;
         let response = self
             .send(call, true, |http, _| {
                 http.put(url.clone())
@@ -225,7 +229,126 @@ impl RegistryClient {
                     .body(last.clone())
             })
             .await?;
-        self.finish(call, response, digest).await
+        self.finish(call, response, &digest).await
+    }
+
+    /// Uploads a blob whose digest is known only once `data` has ended (it is compressed while it is sent):
+    /// `POST`, one streamed `PATCH` (or chunks, when [`crate::RegistryOptions::chunk_size`] is set), then the
+    /// closing `PUT` with the digest `digest` resolves to. If `digest` fails, the upload is cancelled and
+    /// nothing is stored under any name. Not retried once data was sent, as [`RegistryClient::push_blob`].
+    pub(crate) async fn push_blob_streamed<S, D>(
+        &self,
+        image: &ImageRef,
+        what: &str,
+        data: S,
+        digest: D,
+    ) -> Result<()>
+    where
+        S: Stream<Item = Result<Bytes>> + Send + 'static,
+        D: std::future::Future<Output = Result<String>>,
+    {
+        let call = blob_call(
+            "push blob",
+            image,
+            what,
+            vec![push_scope(&image.repository)],
+        );
+        let start = with_retry(&self.inner.options.retry, || {
+            self.start_upload(&call, image, &[])
+        })
+        .await?;
+        let Upload::Started(location) = start else {
+            return Err(call.error(
+                ErrorKind::Protocol,
+                format!(
+                    "{}: the registry took an upload before it was sent",
+                    call.target
+                ),
+            ));
+        };
+        let result = match self.inner.options.chunk_size {
+            Some(chunk) => {
+                self.put_chunked(&call, location, digest, chunk.max(1), data)
+                    .await
+            }
+            None => self.put_streamed(&call, location, digest, data).await,
+        };
+        result.map_err(|f| f.error)
+    }
+
+    async fn put_streamed<S, D>(
+        &self,
+        call: &Call<'_>,
+        location: String,
+        digest: D,
+        data: S,
+    ) -> Result<(), Failure>
+    where
+        S: Stream<Item = Result<Bytes>> + Send + 'static,
+        D: std::future::Future<Output = Result<String>>,
+    {
+        // the registry must answer within a request's time once it has every byte: a silent one is temporary
+        let (ended, sent) = tokio::sync::oneshot::channel::<()>();
+        let end = futures_util::stream::once(async move {
+            let _ = ended.send(());
+            None
+        })
+        .filter_map(std::future::ready);
+        let mut body = Some(reqwest::Body::wrap_stream(data.chain(end)));
+        let patch = self.send(call, false, |http, _| {
+            let request = http
+                .patch(&location)
+                .header(CONTENT_TYPE, "application/octet-stream");
+            match body.take() {
+                Some(body) => request.body(body),
+                None => request,
+            }
+        });
+        let timeout = self.inner.options.request_timeout;
+        let response = tokio::select! {
+            response = patch => response?,
+            () = async {
+                let _ = sent.await;
+                tokio::time::sleep(timeout).await;
+            } => {
+                return Err(call
+                    .error(
+                        ErrorKind::Temporary,
+                        format!(
+                            "{}: the registry did not answer within {} s of the upload's end",
+                            call.target,
+                            timeout.as_secs()
+                        ),
+                    )
+                    .into());
+            }
+        };
+        if response.status() != StatusCode::ACCEPTED && !response.status().is_success() {
+            return Err(self.failure(call, response).await);
+        }
+        let base = reqwest::Url::parse(&location)
+            .map(|u| u.origin().ascii_serialization())
+            .unwrap_or_default();
+        let location = upload_location(&base, &response, call)?;
+        let digest = match digest.await {
+            Ok(digest) => digest,
+            Err(e) => {
+                // best effort: the registry drops abandoned uploads anyway
+                let _ = self
+                    .send(call, false, |http, _| http.delete(&location))
+                    .await;
+                return Err(e.into());
+            }
+        };
+        let url = with_query(&location, &[("digest", &digest)], call)?;
+        let response = self
+            .send(call, true, |http, _| {
+                http.put(url.clone())
+                    .header(CONTENT_TYPE, "application/octet-stream")
+                    .header(CONTENT_LENGTH, 0)
+            })
+            .await?;
+        self.finish(call, response, &digest).await
     }
 
     async fn finish(

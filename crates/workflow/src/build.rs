@@ -191,9 +191,10 @@ pub async fn push(
         ..berth_registry::RetryPolicy::default()
     };
     let mut attempt = 1;
+    let reference = name.to_string();
     let pushed = loop {
-        match engine.push(&name.to_string(), &transfer, progress).await {
-            Err(e) if e.kind() == ErrorKind::Temporary && attempt < policy.max_attempts => {
+        match crate::push_via::push(engine, registries, &reference, &transfer, progress).await {
+            Err(e) if e.is_temporary() && attempt < policy.max_attempts => {
                 let delay = policy.delay(attempt, None);
                 say(
                     status,

@@ -20,6 +20,7 @@ pub mod image_lock;
 pub mod lock;
 pub mod project;
 pub mod project_units;
+pub mod push_via;
 pub mod registries;
 pub mod report;
 pub mod run;
@@ -27,6 +28,7 @@ pub mod units;
 
 pub use build::push;
 pub use engine::OpenEngine;
+pub use push_via::PushVia;
 pub use registries::Registries;
 pub use report::RunProgress;
 pub use run::{run, Context, IfUnknown, Outcome, RunOptions};

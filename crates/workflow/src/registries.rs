@@ -15,6 +15,11 @@ pub struct Registries {
     pub client: RegistryClient,
     resolver: CredentialResolver,
     options: RegistryOptions,
+    /// Who pushes images built on Docker or Podman.
+    pub push_via: crate::PushVia,
+    /// Where berth's own pushes record which blob each layer made and which repositories hold it (a folder in
+    /// the user's cache), so a later push skips or mounts instead of compressing again; `None` keeps no record.
+    pub pushed_record: Option<PathBuf>,
 }
 
 impl Registries {
@@ -41,6 +46,8 @@ impl Registries {
             client,
             resolver,
             options,
+            push_via: crate::PushVia::default(),
+            pushed_record: None,
         })
     }
 

@@ -62,7 +62,7 @@ async fn run_all(env: &'static TestEnv) -> Table {
     for operation in Operation::ALL {
         for class in operation.classes() {
             let faults = Fault::ALL.into_iter().filter(|f| f.applies_to(*class));
-            for fault in faults.filter(|f| operation.takes(*f)) {
+            for fault in faults {
                 let plan = FaultPlan {
                     fault,
                     class: *class,
@@ -115,13 +115,6 @@ async fn scenario(
 
 /// Classes each operation's requests fall in, which are the ones worth faulting.
 impl Operation {
-    /// Whether the operation is run under `fault`. The CLI's engine pushes skip stalls: the binary has no option
-    /// for a short stream timeout (its default is 30 minutes), and the engine rows show the stall with one.
-    fn takes(self, fault: Fault) -> bool {
-        !(matches!(self, Operation::CliPushDocker | Operation::CliPushPodman)
-            && fault == Fault::Stall)
-    }
-
     fn classes(self) -> &'static [Class] {
         match self {
             Operation::ClientExists | Operation::CliExists => &[Class::Ping, Class::ManifestHead],

@@ -395,8 +395,8 @@ async fn cli_exists(fx: &Fixtures, host: &str) -> Result {
     }
 }
 
-/// `berth push --engine ENGINE spec.yaml` of the base image, tagged in the engine as the spec names it: the push
-/// through the engine, with the CLI's whole-push retry of temporary failures around it.
+/// `berth push --engine ENGINE spec.yaml` of the base image, tagged in the engine as the spec names it: berth's
+/// own push from the engine's export, with the CLI's whole-push retry of temporary failures around it.
 async fn cli_push(fx: &Fixtures, engine: &dyn ContainerEngine, flag: &str, host: &str) -> Result {
     let dir = tempfile::tempdir().expect("temp dir");
     let repository = format!("faults/{}", unique("clipush"));

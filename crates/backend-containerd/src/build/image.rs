@@ -8,12 +8,12 @@ use berth_core::{ErrorKind, Result};
 use berth_registry::OCI_MANIFEST;
 use serde_json::json;
 
-use super::config::ImageConfig;
 use super::Builder;
 use crate::convert::{BlobStream, Descriptor};
 use crate::errors::{error, Op};
 use crate::labels::{self, sha256};
 use crate::pull::{write, Pulled};
+use berth_core::image_config::ImageConfig;
 
 /// OCI image config media type.
 const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";

@@ -8,8 +8,6 @@
 //! is dropped.
 
 mod cache;
-mod config;
-mod copy;
 mod image;
 mod mounts;
 mod overlay;
@@ -23,14 +21,15 @@ use std::path::PathBuf;
 use std::time::SystemTime;
 
 use berth_core::engine::{BuildOptions, BuiltImage, Network, Progress, ProgressEvent};
+use berth_core::image_config::ImageConfig;
 use berth_core::plan::{BuildPlan, CopyStep, Step};
 use berth_core::{Error, ErrorKind, Result};
+use berth_layer::copy;
 use berth_registry::RegistryClient;
 use futures_util::StreamExt as _;
 use tokio::io::AsyncReadExt as _;
 
 use self::cache::{Layer, StepCache};
-use self::config::ImageConfig;
 use crate::cleanup::Guard;
 use crate::convert::{BlobStream, Daemon, Descriptor};
 use crate::errors::{error, io_error, Op};
@@ -212,7 +211,7 @@ async fn execute(
                 copy_identity(copy, &copied)
             }
             other => {
-                apply_config(&mut config, other);
+                config.apply(other);
                 config.history(&created, &description, true);
                 continue;
             }
@@ -262,18 +261,6 @@ async fn execute(
         names,
     )
     .await
-}
-
-fn apply_config(config: &mut ImageConfig, step: &Step) {
-    match step {
-        Step::Env(vars) => config.set_env(vars),
-        Step::Workdir(dir) => config.set_workdir(dir),
-        Step::User(user) => config.set_user(user),
-        Step::Entrypoint(args) => config.set_entrypoint(args),
-        Step::Shell(args) => config.set_shell(args),
-        Step::Label(labels) => config.set_labels(labels),
-        Step::Run(_) | Step::Copy(_) => {}
-    }
 }
 
 /// What a COPY step's layer depends on: the owner and each file's destination, mode and contents.
@@ -360,8 +347,8 @@ pub(crate) async fn write_layer_file(
     builder: &Builder<'_>,
     key: &str,
     what: &'static str,
-    write: impl FnOnce(&std::path::Path) -> std::io::Result<copy::WrittenLayer> + Send + 'static,
-) -> Result<(copy::WrittenLayer, PathBuf)> {
+    write: impl FnOnce(&std::path::Path) -> std::io::Result<berth_layer::WrittenLayer> + Send + 'static,
+) -> Result<(berth_layer::WrittenLayer, PathBuf)> {
     let dir = layer_dir(builder, key);
     builder.guard.dir(dir.clone());
     std::fs::create_dir_all(&dir).map_err(|e| io_error(Op::Build, dir.display(), e))?;
@@ -414,7 +401,7 @@ pub(crate) async fn commit_layer(
 pub(crate) async fn store_layer(
     daemon: &Daemon,
     guard: &Guard,
-    written: &copy::WrittenLayer,
+    written: &berth_layer::WrittenLayer,
     what: &'static str,
 ) -> Result<Descriptor> {
     let blob = Descriptor {

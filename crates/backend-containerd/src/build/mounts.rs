@@ -205,7 +205,7 @@ fn write_hashed(path: &Path, source: &ContextSource) -> std::io::Result<String> 
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent)?;
     }
-    let mut out = super::copy::HashingWriter::new(File::create(path)?);
+    let mut out = berth_layer::HashingWriter::new(File::create(path)?);
     match source {
         ContextSource::Bytes(bytes) => out.write_all(bytes)?,
         ContextSource::File(from) => {

@@ -14,13 +14,13 @@ use nix::sys::stat::Mode;
 use tokio::sync::mpsc;
 
 use super::cache::Layer;
-use super::config::ImageConfig;
 use super::spec::{runtime_spec, Process, HOST_FILES};
 use super::{mounts, upper, Builder};
 use crate::convert::{ContainerSpec, Daemon};
 use crate::errors::{error, io_error, Op};
 use crate::labels::{unique_id, UNCOMPRESSED};
 use crate::rootfs::{resolve_user, RootfsView};
+use berth_core::image_config::ImageConfig;
 
 /// containerd's runc shim.
 const RUNTIME: &str = "io.containerd.runc.v2";

@@ -10,13 +10,13 @@
 //! records, sockets skipped (a tar cannot hold them), as containerd's own tar writer does. An entry whose contents
 //! live in a lower layer (overlay's redirect_dir or metacopy, see [`super::overlay`]) stops the walk.
 
-use std::collections::HashMap;
-use std::fs::{File, Metadata};
 use std::io::{self, Write};
 use std::os::unix::fs::{FileTypeExt as _, MetadataExt as _};
 use std::path::Path;
 
-use super::copy::{HashingWriter, WrittenLayer, GZIP_LEVEL};
+use berth_layer::entries::{attributes, EntryWriter, OPAQUE_MARKER};
+use berth_layer::{LayerFile, WrittenLayer};
+
 use super::overlay::{Redirected, REDIRECTS};
 use crate::rootfs::OPAQUE;
 
@@ -25,213 +25,71 @@ const OVERLAY_PRIVATE: [&str; 2] = ["trusted.overlay.", "user.overlay."];
 
 /// Writes the changes in `upper` as a gzip layer file in `dir`.
 pub(crate) fn write_upper_layer(upper: &Path, dir: &Path) -> io::Result<WrittenLayer> {
-    let path = dir.join("layer.tar.gz");
-    let out = HashingWriter::new(io::BufWriter::with_capacity(1 << 20, File::create(&path)?));
-    let gzip = flate2::GzBuilder::new()
-        .mtime(0)
-        .write(out, flate2::Compression::new(GZIP_LEVEL));
-    let mut writer = LayerWriter {
-        tar: tar::Builder::new(HashingWriter::new(gzip)),
-        links: HashMap::new(),
-    };
-    writer.folder_contents(upper, "")?;
-    let tar_hash = writer.tar.into_inner()?;
-    let (gzip, diff_id) = tar_hash.finish();
-    let (out, digest) = gzip.finish()?.finish();
-    let file = out.into_inner().map_err(|e| e.into_error())?;
-    file.sync_all()?;
-    let size = std::fs::metadata(&path)?.len();
-    Ok(WrittenLayer {
-        path,
-        digest,
-        size,
-        diff_id,
-    })
+    let mut layer = LayerFile::create(&dir.join("layer.tar.gz"))?;
+    folder_contents(&mut EntryWriter::new(&mut layer.tar), upper, "")?;
+    layer.finish()
 }
 
-struct LayerWriter<W: Write> {
-    tar: tar::Builder<W>,
-    /// Files with more than one link already written: (device, inode) -> path in the layer.
-    links: HashMap<(u64, u64), String>,
-}
-
-impl<W: Write> LayerWriter<W> {
-    /// Writes the entries of host folder `host` (the layer path `prefix`), sorted by name.
-    fn folder_contents(&mut self, host: &Path, prefix: &str) -> io::Result<()> {
-        let mut names: Vec<_> = std::fs::read_dir(host)?
-            .map(|entry| entry.map(|e| e.file_name()))
-            .collect::<io::Result<_>>()?;
-        names.sort();
-        for name in names {
-            let Some(name) = name.to_str() else {
-                return Err(io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    format!("{}: a file name that is not UTF-8", host.display()),
-                ));
-            };
-            let host = host.join(name);
-            let path = format!("{prefix}{name}");
-            self.entry(&host, &path)?;
-        }
-        Ok(())
-    }
-
-    fn entry(&mut self, host: &Path, path: &str) -> io::Result<()> {
-        let meta = std::fs::symlink_metadata(host)?;
-        let kind = meta.file_type();
-        if kind.is_char_device() && meta.rdev() == 0 {
-            return self.whiteout(path);
-        }
-        if kind.is_socket() {
-            return Ok(());
-        }
-        let attributes = attributes(host)?;
-        if let Some((attribute, _)) = attributes
-            .iter()
-            .find(|(k, _)| REDIRECTS.contains(&k.as_str()))
-        {
-            return Err(io::Error::other(Redirected {
-                path: host.to_path_buf(),
-                attribute: attribute.clone(),
-            }));
-        }
-        if kind.is_dir() {
-            let opaque = attributes
-                .iter()
-                .any(|(k, v)| OPAQUE.contains(&k.as_str()) && v.as_slice() == b"y");
-            self.header(host, &format!("{path}/"), &meta, &attributes)?;
-            if opaque {
-                self.whiteout(&format!("{path}/.wh..wh..opq"))?;
-            }
-            return self.folder_contents(host, &format!("{path}/"));
-        }
-        if kind.is_file() && meta.nlink() > 1 {
-            let key = (meta.dev(), meta.ino());
-            if let Some(first) = self.links.get(&key) {
-                let mut header = header(&meta, tar::EntryType::Link);
-                header.set_size(0);
-                let first = first.clone();
-                self.pax(&attributes)?;
-                return self.tar.append_link(&mut header, path, first);
-            }
-            self.links.insert(key, path.to_string());
-        }
-        self.header(host, path, &meta, &attributes)
-    }
-
-    /// An entry for `host` with its metadata (and contents, for a file).
-    fn header(
-        &mut self,
-        host: &Path,
-        path: &str,
-        meta: &Metadata,
-        attributes: &[(String, Vec<u8>)],
-    ) -> io::Result<()> {
-        self.pax(attributes)?;
-        let kind = meta.file_type();
-        if kind.is_symlink() {
-            let mut header = header(meta, tar::EntryType::Symlink);
-            header.set_size(0);
-            return self
-                .tar
-                .append_link(&mut header, path, std::fs::read_link(host)?);
-        }
-        let entry_type = if kind.is_dir() {
-            tar::EntryType::Directory
-        } else if kind.is_file() {
-            tar::EntryType::Regular
-        } else if kind.is_char_device() {
-            tar::EntryType::Char
-        } else if kind.is_block_device() {
-            tar::EntryType::Block
-        } else {
-            tar::EntryType::Fifo
-        };
-        let mut header = header(meta, entry_type);
-        if kind.is_char_device() || kind.is_block_device() {
-            let rdev = meta.rdev();
-            header.set_device_major(major(rdev))?;
-            header.set_device_minor(minor(rdev))?;
-        }
-        if kind.is_file() {
-            header.set_size(meta.len());
-            self.tar.append_data(&mut header, path, File::open(host)?)
-        } else {
-            header.set_size(0);
-            self.tar.append_data(&mut header, path, io::empty())
-        }
-    }
-
-    /// A deleted path: an empty `.wh.`-prefixed file beside where it was.
-    fn whiteout(&mut self, path: &str) -> io::Result<()> {
-        let marker = match path.rsplit_once('/') {
-            Some((_, name)) if name.starts_with(".wh.") => path.to_string(),
-            Some((parent, name)) => format!("{parent}/.wh.{name}"),
-            None => format!(".wh.{path}"),
-        };
-        let mut header = tar::Header::new_gnu();
-        header.set_entry_type(tar::EntryType::Regular);
-        header.set_mode(0o644);
-        header.set_size(0);
-        header.set_mtime(0);
-        self.tar.append_data(&mut header, marker, io::empty())
-    }
-
-    /// The file's extended attributes as PAX `SCHILY.xattr.` records before its header.
-    fn pax(&mut self, attributes: &[(String, Vec<u8>)]) -> io::Result<()> {
-        let records: Vec<(String, &[u8])> = attributes
-            .iter()
-            .filter(|(k, _)| !OVERLAY_PRIVATE.iter().any(|p| k.starts_with(p)))
-            .map(|(k, v)| (format!("SCHILY.xattr.{k}"), v.as_slice()))
-            .collect();
-        if records.is_empty() {
-            return Ok(());
-        }
-        self.tar
-            .append_pax_extensions(records.iter().map(|(k, v)| (k.as_str(), *v)))
-    }
-}
-
-/// A USTAR/GNU header with `meta`'s mode, owner and modification time.
-fn header(meta: &Metadata, entry_type: tar::EntryType) -> tar::Header {
-    let mut header = tar::Header::new_gnu();
-    header.set_entry_type(entry_type);
-    header.set_mode(meta.mode() & 0o7777);
-    header.set_uid(u64::from(meta.uid()));
-    header.set_gid(u64::from(meta.gid()));
-    header.set_mtime(meta.mtime().max(0) as u64);
-    header
-}
-
-/// The path's extended attributes, sorted by name (none where the file system keeps none).
-fn attributes(host: &Path) -> io::Result<Vec<(String, Vec<u8>)>> {
-    let names = match xattr::list(host) {
-        Ok(names) => names,
-        Err(e) if e.raw_os_error() == Some(95) => return Ok(Vec::new()), // EOPNOTSUPP
-        Err(e) => return Err(e),
-    };
-    let mut out = Vec::new();
+/// Writes the entries of host folder `host` (the layer path `prefix`), sorted by name.
+fn folder_contents<W: Write>(
+    writer: &mut EntryWriter<'_, W>,
+    host: &Path,
+    prefix: &str,
+) -> io::Result<()> {
+    let mut names: Vec<_> = std::fs::read_dir(host)?
+        .map(|entry| entry.map(|e| e.file_name()))
+        .collect::<io::Result<_>>()?;
+    names.sort();
     for name in names {
-        let Some(key) = name.to_str() else { continue };
-        if let Some(value) = xattr::get(host, &name)? {
-            out.push((key.to_string(), value));
-        }
+        let Some(name) = name.to_str() else {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("{}: a file name that is not UTF-8", host.display()),
+            ));
+        };
+        entry(writer, &host.join(name), &format!("{prefix}{name}"))?;
     }
-    out.sort();
-    Ok(out)
+    Ok(())
 }
 
-fn major(rdev: u64) -> u32 {
-    (((rdev >> 32) & 0xffff_f000) | ((rdev >> 8) & 0x0000_0fff)) as u32
-}
-
-fn minor(rdev: u64) -> u32 {
-    (((rdev >> 12) & 0xffff_ff00) | (rdev & 0x0000_00ff)) as u32
+fn entry<W: Write>(writer: &mut EntryWriter<'_, W>, host: &Path, path: &str) -> io::Result<()> {
+    let meta = std::fs::symlink_metadata(host)?;
+    let kind = meta.file_type();
+    if kind.is_char_device() && meta.rdev() == 0 {
+        return writer.whiteout(path);
+    }
+    if kind.is_socket() {
+        return Ok(());
+    }
+    let mut attributes = attributes(host)?;
+    if let Some((attribute, _)) = attributes
+        .iter()
+        .find(|(k, _)| REDIRECTS.contains(&k.as_str()))
+    {
+        return Err(io::Error::other(Redirected {
+            path: host.to_path_buf(),
+            attribute: attribute.clone(),
+        }));
+    }
+    let opaque = kind.is_dir()
+        && attributes
+            .iter()
+            .any(|(k, v)| OPAQUE.contains(&k.as_str()) && v.as_slice() == b"y");
+    attributes.retain(|(k, _)| !OVERLAY_PRIVATE.iter().any(|p| k.starts_with(p)));
+    if kind.is_dir() {
+        writer.entry(host, &format!("{path}/"), &meta, &attributes)?;
+        if opaque {
+            writer.whiteout(&format!("{path}/{OPAQUE_MARKER}"))?;
+        }
+        return folder_contents(writer, host, &format!("{path}/"));
+    }
+    writer.entry(host, path, &meta, &attributes)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs::File;
     use std::io::Read as _;
 
     fn entries(layer: &WrittenLayer) -> Vec<(String, tar::EntryType, String)> {
@@ -291,45 +149,6 @@ mod tests {
         assert_eq!(listed[5].2, "passwd");
         assert!(layer.digest.starts_with("sha256:") && layer.diff_id.starts_with("sha256:"));
         assert_ne!(layer.digest, layer.diff_id);
-    }
-
-    #[test]
-    fn whiteout_names_are_placed_beside_the_deleted_path() {
-        let mut writer = LayerWriter {
-            tar: tar::Builder::new(Vec::new()),
-            links: HashMap::new(),
-        };
-        writer.whiteout("etc/motd").expect("whiteout");
-        writer.whiteout("etc/.wh..wh..opq").expect("opaque");
-        writer.whiteout("top").expect("top");
-        let bytes = writer.tar.into_inner().expect("tar");
-        let mut archive = tar::Archive::new(bytes.as_slice());
-        let names: Vec<String> = archive
-            .entries()
-            .expect("entries")
-            .map(|e| {
-                e.expect("entry")
-                    .path()
-                    .expect("path")
-                    .to_string_lossy()
-                    .into_owned()
-            })
-            .collect();
-        assert_eq!(names, ["etc/.wh.motd", "etc/.wh..wh..opq", ".wh.top"]);
-    }
-
-    #[test]
-    fn device_numbers_split_as_the_kernel_packs_them() {
-        // glibc's makedev; (1, 3) is /dev/null, (4097, 65539) exercises the high bits of both
-        let makedev = |major: u64, minor: u64| {
-            ((major & 0xffff_f000) << 32)
-                | ((major & 0xfff) << 8)
-                | ((minor & 0xffff_ff00) << 12)
-                | (minor & 0xff)
-        };
-        assert_eq!((major(makedev(1, 3)), minor(makedev(1, 3))), (1, 3));
-        let big = makedev(4097, 65539);
-        assert_eq!((major(big), minor(big)), (4097, 65539));
     }
 
     #[test]

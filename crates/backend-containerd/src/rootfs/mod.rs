@@ -310,30 +310,7 @@ fn names(path: &Path) -> impl DoubleEndedIterator<Item = OsString> + '_ {
     })
 }
 
-/// `path` without its leading `/`, `.` and `..` (which cannot leave the root).
-fn relative(path: &str) -> PathBuf {
-    let mut out = PathBuf::new();
-    for component in Path::new(path).components() {
-        match component {
-            Component::Normal(c) => out.push(c),
-            Component::ParentDir => {
-                out.pop();
-            }
-            _ => {}
-        }
-    }
-    out
-}
-
-/// `path` resolved against `dir` inside the image, as an absolute path.
-pub(crate) fn normalize(dir: &Path, path: &str) -> String {
-    let joined = if path.starts_with('/') {
-        PathBuf::from(path)
-    } else {
-        dir.join(path)
-    };
-    format!("/{}", relative(&joined.to_string_lossy()).display())
-}
+pub(crate) use berth_core::image_config::normalize;
 
 #[cfg(test)]
 mod tests {

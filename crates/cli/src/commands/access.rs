@@ -13,12 +13,24 @@ use berth_registry::RegistryOptions;
 use berth_workflow::OpenEngine;
 pub use berth_workflow::Registries;
 
-use crate::args::{EngineArgs, RegistryArgs};
+use crate::args::{EngineArgs, PushVia, RegistryArgs};
 use crate::config::{Config, Setting};
 
 /// Registry access for one run, from the command line's `--insecure-registry` and `--ca-file`.
 pub fn registries(args: &RegistryArgs) -> Result<Registries> {
     Registries::new(args.insecure_registries.clone(), args.ca_file.clone())
+}
+
+/// [`registries`] for a command that pushes with an engine: `--push-via` counts too, and berth's own pushes keep
+/// their record of pushed blobs in the user's cache folder.
+pub fn engine_registries(args: &EngineArgs) -> Result<Registries> {
+    let mut registries = registries(&args.registry)?;
+    registries.push_via = match args.push_via {
+        PushVia::Berth => berth_workflow::PushVia::Berth,
+        PushVia::Engine => berth_workflow::PushVia::Engine,
+    };
+    registries.pushed_record = super::cache_dir().map(|dir| dir.join("pushed"));
+    Ok(registries)
 }
 
 /// The engine the user asked for (validated before any other work), connected only when needed.

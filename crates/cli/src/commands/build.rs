@@ -13,7 +13,7 @@ use berth_workflow::lock::{Lock, LOCK_FILE};
 use berth_workflow::project_units::ProjectUnits;
 use berth_workflow::{units, Context, IfUnknown, Outcome, RunOptions, Unit};
 
-use super::access::{registries, EngineChoice, Registries};
+use super::access::{engine_registries, EngineChoice, Registries};
 use super::verify_public::verify_all;
 use crate::args::{BuildArgs, NetworkArg};
 use crate::config::{Config, Project};
@@ -43,7 +43,7 @@ pub async fn run(args: &BuildArgs) -> Result<ExitStatus> {
     let namer = Arc::new(super::namer());
     let units = units(&namer, &labelled)?;
     let choice = EngineChoice::with_config(&args.engine, &config)?;
-    let context = context(namer, registries(&args.engine.registry)?, choice);
+    let context = context(namer, engine_registries(&args.engine)?, choice);
     let outcomes = berth_workflow::run(&units, &context, &options(args)).await?;
     conclude(
         args,
@@ -260,7 +260,7 @@ async fn build_project(args: &BuildArgs, config: &Config, project: &Project) -> 
     }
 
     let choice = EngineChoice::with_config(&args.engine, config)?;
-    let context = context(namer, registries(&args.engine.registry)?, choice);
+    let context = context(namer, engine_registries(&args.engine)?, choice);
     let registries = &*context.registries;
     let default_ref = match &default_image {
         Some(setting) => {

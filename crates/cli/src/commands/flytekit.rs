@@ -22,7 +22,7 @@ use std::sync::Arc;
 
 use berth_workflow::{units, Context, IfUnknown, Outcome, RunOptions};
 
-use super::access::{registries, EngineChoice, Registries};
+use super::access::{engine_registries, EngineChoice, Registries};
 use crate::args::{FlytekitAction, FlytekitArgs};
 use crate::config::Config;
 use crate::exit::ExitStatus;
@@ -97,7 +97,7 @@ impl<'a> Session<'a> {
 
     fn registries(&mut self) -> Result<&Registries> {
         if self.registries.is_none() {
-            self.registries = Some(Arc::new(registries(&self.args.engine.registry)?));
+            self.registries = Some(Arc::new(engine_registries(&self.args.engine)?));
         }
         Ok(self.registries.as_ref().expect("set above"))
     }

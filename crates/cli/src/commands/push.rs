@@ -3,7 +3,7 @@
 use berth_core::engine::ContainerEngineExt;
 use berth_core::{Error, ErrorKind, Result};
 
-use super::access::{registries, EngineChoice};
+use super::access::{engine_registries, EngineChoice};
 use crate::args::PushArgs;
 use crate::exit::ExitStatus;
 use crate::progress::{output, RunOutput};
@@ -23,7 +23,7 @@ pub async fn run(args: &PushArgs) -> Result<ExitStatus> {
                 .with_hint("add `registry:` to the spec"),
         );
     }
-    let registries = registries(&args.engine.registry)?;
+    let registries = engine_registries(&args.engine)?;
     let choice = choice.sharing(&registries);
     let engine = choice.connect().await?;
     for name in &names {

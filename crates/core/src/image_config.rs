@@ -1,25 +1,72 @@
-//! The image config as steps change it: ENV (with `$NAME` expansion), WORKDIR, USER, ENTRYPOINT, SHELL, LABEL,
-//! the environment a RUN step sees, and one history entry per step.
+//! The image config as a plan's steps change it: ENV (with `$NAME` expansion), WORKDIR, USER, ENTRYPOINT, SHELL,
+//! LABEL, the environment a RUN step sees, and one history entry per step. For engines that execute a plan
+//! themselves (containerd, LXD) rather than hand a Dockerfile to a builder.
+
+use std::path::{Component, Path, PathBuf};
 
 use serde_json::{json, Map, Value};
 
-use crate::images::strings;
-use crate::rootfs::normalize;
+use crate::plan::Step;
+
+/// The strings of a JSON array (others skipped).
+pub fn strings(value: &Value) -> Vec<String> {
+    value
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|v| v.as_str().map(str::to_string))
+        .collect()
+}
+
+/// `path` resolved against `dir` inside the image, as an absolute path (`..` cannot leave the root).
+pub fn normalize(dir: &Path, path: &str) -> String {
+    let joined = if path.starts_with('/') {
+        PathBuf::from(path)
+    } else {
+        dir.join(path)
+    };
+    let mut out = PathBuf::new();
+    for component in joined.components() {
+        match component {
+            Component::Normal(c) => out.push(c),
+            Component::ParentDir => {
+                out.pop();
+            }
+            _ => {}
+        }
+    }
+    format!("/{}", out.display())
+}
 
 /// Docker's PATH when an image sets none.
-const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 /// The `config` object of an image config, and the build's own state (shell, history).
 #[derive(Debug, Clone)]
-pub(crate) struct ImageConfig {
+pub struct ImageConfig {
     config: Map<String, Value>,
     shell: Vec<String>,
     history: Vec<Value>,
 }
 
 impl ImageConfig {
+    /// Applies a config step (ENV, WORKDIR, USER, ENTRYPOINT, SHELL, LABEL); `false` for RUN and COPY, which
+    /// change the filesystem instead.
+    pub fn apply(&mut self, step: &Step) -> bool {
+        match step {
+            Step::Env(vars) => self.set_env(vars),
+            Step::Workdir(dir) => self.set_workdir(dir),
+            Step::User(user) => self.set_user(user),
+            Step::Entrypoint(args) => self.set_entrypoint(args),
+            Step::Shell(args) => self.set_shell(args),
+            Step::Label(labels) => self.set_labels(labels),
+            Step::Run(_) | Step::Copy(_) => return false,
+        }
+        true
+    }
+
     /// The config of the base image (`config_json` is the whole config blob).
-    pub(crate) fn from_base(config_json: &Value) -> ImageConfig {
+    pub fn from_base(config_json: &Value) -> ImageConfig {
         let config = config_json["config"]
             .as_object()
             .cloned()
@@ -39,11 +86,12 @@ impl ImageConfig {
     }
 
     /// `NAME=value` pairs.
-    pub(crate) fn env(&self) -> Vec<String> {
+    pub fn env(&self) -> Vec<String> {
         strings(&self.config.get("Env").cloned().unwrap_or(Value::Null))
     }
 
-    fn lookup(&self, name: &str) -> Option<String> {
+    /// The value of variable `name`, if set.
+    pub fn lookup(&self, name: &str) -> Option<String> {
         self.env().into_iter().find_map(|e| {
             e.split_once('=')
                 .filter(|(k, _)| *k == name)
@@ -52,7 +100,7 @@ impl ImageConfig {
     }
 
     /// Sets variables; values are expanded against the environment before this step, as Dockerfile ENV does.
-    pub(crate) fn set_env(&mut self, vars: &[(String, String)]) {
+    pub fn set_env(&mut self, vars: &[(String, String)]) {
         let expanded: Vec<(String, String)> = vars
             .iter()
             .map(|(k, v)| (k.clone(), self.expand(v)))
@@ -72,7 +120,7 @@ impl ImageConfig {
     }
 
     /// `$NAME` and `${NAME}` replaced by their values (unset: empty); `\$` is a literal `$`.
-    pub(crate) fn expand(&self, value: &str) -> String {
+    pub fn expand(&self, value: &str) -> String {
         let mut out = String::new();
         let mut chars = value.chars().peekable();
         while let Some(c) = chars.next() {
@@ -112,7 +160,7 @@ impl ImageConfig {
     }
 
     /// The working directory (default `/`).
-    pub(crate) fn workdir(&self) -> String {
+    pub fn workdir(&self) -> String {
         match self.config.get("WorkingDir").and_then(Value::as_str) {
             Some(dir) if !dir.is_empty() => dir.to_string(),
             _ => "/".to_string(),
@@ -120,13 +168,13 @@ impl ImageConfig {
     }
 
     /// Sets the working directory; a relative one is relative to the current one.
-    pub(crate) fn set_workdir(&mut self, dir: &str) {
+    pub fn set_workdir(&mut self, dir: &str) {
         let dir = normalize(std::path::Path::new(&self.workdir()), &self.expand(dir));
         self.config.insert("WorkingDir".into(), json!(dir));
     }
 
     /// The user (empty: root).
-    pub(crate) fn user(&self) -> String {
+    pub fn user(&self) -> String {
         self.config
             .get("User")
             .and_then(Value::as_str)
@@ -134,13 +182,14 @@ impl ImageConfig {
             .to_string()
     }
 
-    pub(crate) fn set_user(&mut self, user: &str) {
+    /// Sets the user (expanded).
+    pub fn set_user(&mut self, user: &str) {
         let user = self.expand(user);
         self.config.insert("User".into(), json!(user));
     }
 
     /// Sets the entrypoint (empty clears it); like Docker, an inherited CMD is dropped with it.
-    pub(crate) fn set_entrypoint(&mut self, args: &[String]) {
+    pub fn set_entrypoint(&mut self, args: &[String]) {
         let value = if args.is_empty() {
             Value::Null
         } else {
@@ -150,16 +199,19 @@ impl ImageConfig {
         self.config.insert("Cmd".into(), Value::Null);
     }
 
-    pub(crate) fn shell(&self) -> &[String] {
+    /// The shell RUN steps use (default `/bin/sh -c`).
+    pub fn shell(&self) -> &[String] {
         &self.shell
     }
 
-    pub(crate) fn set_shell(&mut self, args: &[String]) {
+    /// Sets the shell RUN steps use.
+    pub fn set_shell(&mut self, args: &[String]) {
         self.shell = args.to_vec();
         self.config.insert("Shell".into(), json!(args));
     }
 
-    pub(crate) fn set_labels(&mut self, labels: &[(String, String)]) {
+    /// Adds labels (keys and values expanded).
+    pub fn set_labels(&mut self, labels: &[(String, String)]) {
         let mut map = self
             .config
             .get("Labels")
@@ -173,7 +225,7 @@ impl ImageConfig {
     }
 
     /// The environment a RUN step runs with: the image's, with Docker's PATH when it has none, and HOME.
-    pub(crate) fn run_env(&self, home: &str) -> Vec<String> {
+    pub fn run_env(&self, home: &str) -> Vec<String> {
         let mut env = self.env();
         if self.lookup("PATH").is_none() {
             env.push(format!("PATH={DEFAULT_PATH}"));
@@ -185,7 +237,7 @@ impl ImageConfig {
     }
 
     /// Records a history entry for a step.
-    pub(crate) fn history(&mut self, created: &str, created_by: &str, empty_layer: bool) {
+    pub fn history(&mut self, created: &str, created_by: &str, empty_layer: bool) {
         let mut entry = json!({"created": created, "created_by": created_by, "comment": "berth"});
         if empty_layer {
             entry["empty_layer"] = json!(true);
@@ -194,7 +246,7 @@ impl ImageConfig {
     }
 
     /// A text identifying everything a RUN step's behaviour depends on in the config (for the step cache).
-    pub(crate) fn run_identity(&self) -> String {
+    pub fn run_identity(&self) -> String {
         json!({
             "env": self.env(),
             "workdir": self.workdir(),
@@ -205,7 +257,7 @@ impl ImageConfig {
     }
 
     /// The whole config blob: the base's, with this config, `diff_ids` and the history.
-    pub(crate) fn to_blob(&self, base: &Value, diff_ids: &[String], created: &str) -> Value {
+    pub fn to_blob(&self, base: &Value, diff_ids: &[String], created: &str) -> Value {
         let mut blob = base.as_object().cloned().unwrap_or_default();
         for docker_only in ["container", "container_config", "id", "parent"] {
             blob.remove(docker_only);

@@ -12,36 +12,41 @@ use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{self, Write};
 use std::os::unix::fs::PermissionsExt as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
+use berth_core::image_config::normalize;
 use berth_core::plan::{ContextEntry, ContextSource, CopyStep};
-use berth_core::{ErrorKind, Result};
+use berth_core::{Error, ErrorKind, Result};
 use sha2::{Digest as _, Sha256};
 
-use crate::errors::{error, io_error, Op};
-use crate::rootfs::normalize;
+use crate::file::hex;
+use crate::{LayerFile, WrittenLayer, FIXED_MTIME};
 
-/// The gzip level of the layers berth writes: zlib's fastest, 4-5 times the speed of the default level (which
-/// writes incompressible files at ~30 MB/s here) for blobs ~10% larger on text. Docker and BuildKit keep layers
-/// uncompressed until they push; berth keeps them compressed, so the level is paid on every build.
-pub(crate) const GZIP_LEVEL: u32 = 1;
+/// A build error (the caller names its engine).
+fn error(kind: ErrorKind, message: impl Into<String>) -> Error {
+    Error::new(kind, message).with_operation("build")
+}
 
-/// Modification time of every entry (2000-01-01T00:00:00Z).
-pub(crate) const FIXED_MTIME: u64 = 946_684_800;
+/// A context file that cannot be read.
+fn io_error(path: &Path, err: io::Error) -> Error {
+    Error::io(path, err).with_operation("build")
+}
 
 /// One file the step copies.
 #[derive(Debug, Clone)]
-pub(crate) struct CopiedFile {
+pub struct CopiedFile {
     /// Absolute path in the image.
-    pub(crate) target: String,
-    pub(crate) source: ContextSource,
-    pub(crate) mode: u32,
+    pub target: String,
+    /// Where its bytes come from.
+    pub source: ContextSource,
+    /// Permission bits.
+    pub mode: u32,
     /// The contents' sha256 (hex) when they were collected: the step cache key's, and what the layer must hold.
-    pub(crate) digest: String,
+    pub digest: String,
 }
 
 /// The files `step` copies, by destination (sorted), with their modes and contents' digests.
-pub(crate) fn collect(
+pub fn collect(
     context: &[ContextEntry],
     step: &CopyStep,
     workdir: &str,
@@ -77,7 +82,7 @@ pub(crate) fn collect(
             let mode = match &entry.source {
                 ContextSource::File(path) => {
                     std::fs::metadata(path)
-                        .map_err(|e| io_error(Op::Build, path.display(), e))?
+                        .map_err(|e| io_error(path, e))?
                         .permissions()
                         .mode()
                         & 0o7777
@@ -97,7 +102,6 @@ pub(crate) fn collect(
         if !matched {
             return Err(error(
                 ErrorKind::BuildFailed,
-                Op::Build,
                 format!("COPY: `{source}` is not in the build context"),
             )
             .with_hint("check the `copy` and `source_root` entries of the spec"));
@@ -107,7 +111,7 @@ pub(crate) fn collect(
 }
 
 /// The folders a layer with `files` needs, parents first.
-pub(crate) fn folders(files: &[CopiedFile]) -> Vec<String> {
+pub fn folders(files: &[CopiedFile]) -> Vec<String> {
     let mut dirs = std::collections::BTreeSet::new();
     for file in files {
         let mut path = Path::new(&file.target).parent();
@@ -123,27 +127,20 @@ pub(crate) fn folders(files: &[CopiedFile]) -> Vec<String> {
 }
 
 /// A file's content hash, for the step cache.
-pub(crate) fn content_digest(source: &ContextSource) -> Result<String> {
+pub fn content_digest(source: &ContextSource) -> Result<String> {
     let mut hasher = Sha256::new();
     match source {
         ContextSource::Bytes(bytes) => hasher.update(bytes),
         ContextSource::File(path) => {
-            let mut file = File::open(path).map_err(|e| io_error(Op::Build, path.display(), e))?;
-            io::copy(&mut file, &mut hasher).map_err(|e| io_error(Op::Build, path.display(), e))?;
+            let mut file = File::open(path).map_err(|e| io_error(path, e))?;
+            io::copy(&mut file, &mut hasher).map_err(|e| io_error(path, e))?;
         }
     }
     Ok(hex(hasher))
 }
 
-fn hex(hasher: Sha256) -> String {
-    hasher
-        .finalize()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
-pub(crate) use berth_context::{changed, ExactReader, SourceChanged};
+pub use berth_context::SourceChanged;
+use berth_context::{changed, ExactReader};
 
 /// Appends regular file `source` as `name`, checking that the bytes written are the ones `digest` describes.
 fn append_file<W: Write>(
@@ -171,28 +168,15 @@ fn append_file<W: Write>(
     Ok(())
 }
 
-/// A written layer: its gzip file, the compressed digest and size, and the diff id.
-#[derive(Debug)]
-pub(crate) struct WrittenLayer {
-    pub(crate) path: PathBuf,
-    pub(crate) digest: String,
-    pub(crate) size: u64,
-    pub(crate) diff_id: String,
-}
-
 /// Writes the layer into `dir`: `folders` (those the image lacks) then `files`, sorted, owned by `owner`.
-pub(crate) fn write_layer(
+pub fn write_layer(
     files: &[CopiedFile],
     folders: &[String],
     owner: (u32, u32),
     dir: &Path,
 ) -> io::Result<WrittenLayer> {
-    let path = dir.join("layer.tar.gz");
-    let out = HashingWriter::new(File::create(&path)?);
-    let gzip = flate2::GzBuilder::new()
-        .mtime(0)
-        .write(out, flate2::Compression::new(GZIP_LEVEL));
-    let mut tar = tar::Builder::new(HashingWriter::new(gzip));
+    let mut layer = LayerFile::create(&dir.join("layer.tar.gz"))?;
+    let tar = &mut layer.tar;
     let mut entries: BTreeMap<String, Option<&CopiedFile>> = BTreeMap::new();
     for folder in folders {
         entries.insert(folder.trim_start_matches('/').to_string(), None);
@@ -221,62 +205,13 @@ pub(crate) fn write_layer(
                         tar.append_data(&mut header, &name, bytes.as_slice())?;
                     }
                     ContextSource::File(source) => {
-                        append_file(&mut tar, &mut header, &name, source, &file.digest)?;
+                        append_file(tar, &mut header, &name, source, &file.digest)?;
                     }
                 }
             }
         }
     }
-    let tar_hash = tar.into_inner()?;
-    let (gzip, diff_id) = tar_hash.finish();
-    let (out, digest) = gzip.finish()?.finish();
-    let size = out
-        .sync_all()
-        .and_then(|()| std::fs::metadata(&path))
-        .map(|m| m.len())?;
-    Ok(WrittenLayer {
-        path,
-        digest,
-        size,
-        diff_id,
-    })
-}
-
-/// Passes bytes through while hashing them.
-pub(crate) struct HashingWriter<W> {
-    inner: W,
-    hasher: Sha256,
-}
-
-impl<W: Write> HashingWriter<W> {
-    pub(crate) fn new(inner: W) -> Self {
-        HashingWriter {
-            inner,
-            hasher: Sha256::new(),
-        }
-    }
-
-    pub(crate) fn finish(self) -> (W, String) {
-        let hex: String = self
-            .hasher
-            .finalize()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
-        (self.inner, format!("sha256:{hex}"))
-    }
-}
-
-impl<W: Write> Write for HashingWriter<W> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        self.hasher.update(&buf[..n]);
-        Ok(n)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        self.inner.flush()
-    }
+    layer.finish()
 }
 
 #[cfg(test)]

@@ -1,0 +1,213 @@
+//! What a RUN step changed in the container's root folder, as a layer.
+//!
+//! Before a step berth records every path's metadata ([`scan`]); after it, it scans again and writes the paths
+//! that are new or whose metadata differs ([`write_changes`]). The inode's change time is part of it: the
+//! kernel updates it on every write, chmod, chown or link, and no program can set it, so an unchanged entry is
+//! one nothing touched. A folder whose inode changed was removed and made again: it is written opaque (its
+//! lower contents hidden). A path that is gone is a whiteout, unless its parent went too. Parent folders of
+//! written paths are written with them. Files keep the owners the container sees (its containers are
+//! privileged: no id shifting on disk).
+
+use std::collections::BTreeMap;
+use std::fs::Metadata;
+use std::io;
+use std::os::unix::fs::MetadataExt as _;
+use std::path::Path;
+
+use berth_layer::entries::{attributes, EntryWriter, OPAQUE_MARKER};
+use berth_layer::{LayerFile, WrittenLayer};
+
+/// The metadata of one path that tells whether it changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Stat {
+    ino: u64,
+    mode: u32,
+    uid: u32,
+    gid: u32,
+    size: u64,
+    mtime: (i64, i64),
+    ctime: (i64, i64),
+    rdev: u64,
+}
+
+impl Stat {
+    fn of(meta: &Metadata) -> Stat {
+        Stat {
+            ino: meta.ino(),
+            mode: meta.mode(),
+            uid: meta.uid(),
+            gid: meta.gid(),
+            size: meta.size(),
+            mtime: (meta.mtime(), meta.mtime_nsec()),
+            ctime: (meta.ctime(), meta.ctime_nsec()),
+            rdev: meta.rdev(),
+        }
+    }
+
+    fn is_dir(&self) -> bool {
+        self.mode & 0o170000 == 0o040000
+    }
+}
+
+/// Every path below a root (relative, `/`-separated, without the root itself).
+pub(crate) type Tree = BTreeMap<String, Stat>;
+
+/// Records the tree below `root`, not following symlinks; names that are not UTF-8 are refused.
+pub(crate) fn scan(root: &Path) -> io::Result<Tree> {
+    let mut tree = Tree::new();
+    let mut pending = vec![String::new()];
+    while let Some(dir) = pending.pop() {
+        for entry in std::fs::read_dir(root.join(&dir))? {
+            let entry = entry?;
+            let name = entry.file_name().into_string().map_err(|name| {
+                io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!(
+                        "{dir}/{}: a file name that is not UTF-8",
+                        name.to_string_lossy()
+                    ),
+                )
+            })?;
+            let path = if dir.is_empty() {
+                name
+            } else {
+                format!("{dir}/{name}")
+            };
+            let meta = std::fs::symlink_metadata(entry.path())?;
+            if meta.is_dir() {
+                pending.push(path.clone());
+            }
+            tree.insert(path, Stat::of(&meta));
+        }
+    }
+    Ok(tree)
+}
+
+/// What to write for one path.
+enum Change {
+    /// The entry as it is now (`true`: a replaced folder, written opaque).
+    Entry(bool),
+    Whiteout,
+}
+
+/// The changes from `before` to `after`, in layer order.
+fn changes(before: &Tree, after: &Tree) -> BTreeMap<String, Change> {
+    let mut out = BTreeMap::new();
+    for (path, stat) in after {
+        let old = before.get(path);
+        if old == Some(stat) {
+            continue;
+        }
+        let replaced = stat.is_dir() && old.is_some_and(|o| o.is_dir() && o.ino != stat.ino);
+        out.insert(path.clone(), Change::Entry(replaced));
+        // parents come along, unchanged ones as they are
+        let mut parent = path.as_str();
+        while let Some((up, _)) = parent.rsplit_once('/') {
+            out.entry(up.to_string()).or_insert(Change::Entry(false));
+            parent = up;
+        }
+    }
+    for path in before.keys().filter(|p| !after.contains_key(*p)) {
+        let kept_parent = match path.rsplit_once('/') {
+            None => true,
+            Some((up, _)) => {
+                matches!((before.get(up), after.get(up)), (Some(b), Some(a)) if a.ino == b.ino)
+            }
+        };
+        if kept_parent {
+            out.insert(path.clone(), Change::Whiteout);
+        }
+    }
+    out
+}
+
+/// Writes the changes from `before` to `after` (the tree of `root` now) as a gzip layer at `out`.
+pub(crate) fn write_changes(
+    root: &Path,
+    before: &Tree,
+    after: &Tree,
+    out: &Path,
+) -> io::Result<WrittenLayer> {
+    let mut layer = LayerFile::create(out)?;
+    let mut writer = EntryWriter::new(&mut layer.tar);
+    for (path, change) in changes(before, after) {
+        match change {
+            Change::Whiteout => writer.whiteout(&path)?,
+            Change::Entry(opaque) => {
+                let host = root.join(&path);
+                let meta = std::fs::symlink_metadata(&host)?;
+                let name = if meta.is_dir() {
+                    format!("{path}/")
+                } else {
+                    path.clone()
+                };
+                writer.entry(&host, &name, &meta, &attributes(&host)?)?;
+                if opaque {
+                    writer.whiteout(&format!("{path}/{OPAQUE_MARKER}"))?;
+                }
+            }
+        }
+    }
+    drop(writer);
+    layer.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::fs;
+
+    fn names(root: &Path, before: &Tree) -> Vec<String> {
+        let after = scan(root).expect("after");
+        let out = tempfile::tempdir().expect("out");
+        let layer =
+            write_changes(root, before, &after, &out.path().join("l.tar.gz")).expect("layer");
+        let file = fs::File::open(&layer.path).expect("open");
+        let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(file));
+        archive
+            .entries()
+            .expect("entries")
+            .map(|e| {
+                e.expect("entry")
+                    .path()
+                    .expect("path")
+                    .to_string_lossy()
+                    .into_owned()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn changes_deletions_and_replaced_folders() {
+        let dir = tempfile::tempdir().expect("root");
+        let r = dir.path();
+        fs::create_dir_all(r.join("srv/tree/sub")).expect("dirs");
+        fs::create_dir_all(r.join("etc")).expect("etc");
+        fs::write(r.join("etc/untouched"), "u").expect("u");
+        fs::write(r.join("srv/gone"), "g").expect("g");
+        fs::write(r.join("srv/tree/sub/b"), "b").expect("b");
+        fs::write(r.join("srv/x"), "x").expect("x");
+        let before = scan(r).expect("before");
+        fs::remove_file(r.join("srv/gone")).expect("rm");
+        fs::remove_dir_all(r.join("srv/tree")).expect("rm tree");
+        fs::create_dir(r.join("srv/tree")).expect("mkdir");
+        fs::write(r.join("srv/tree/c"), "c").expect("c");
+        let mut perms = fs::metadata(r.join("srv/x")).expect("x").permissions();
+        std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o4755);
+        fs::set_permissions(r.join("srv/x"), perms).expect("chmod");
+        let names = names(r, &before);
+        let has = |n: &str| names.iter().any(|x| x == n);
+        for expected in ["srv/", "srv/.wh.gone", "srv/tree/", "srv/tree/c", "srv/x"] {
+            assert!(has(expected), "{expected} missing from {names:?}");
+        }
+        // the new folder may reuse the old one's inode: then its old child is a whiteout, else it is opaque
+        assert!(
+            has("srv/tree/.wh..wh..opq") || has("srv/tree/.wh.sub"),
+            "{names:?}"
+        );
+        assert!(
+            !names.iter().any(|n| n.starts_with("etc")),
+            "untouched paths written: {names:?}"
+        );
+    }
+}

@@ -1,0 +1,459 @@
+//! The build container: made from the base's LXD image, started, given disk devices for a step's mounts, asked
+//! to run commands, and removed, with a guard that removes it when a build fails or is dropped. Containers and
+//! folders a killed berth left (their pid is gone) are removed by the next build.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use berth_core::engine::{Progress, ProgressEvent};
+use berth_core::lines::{LineSplitter, Piece};
+use berth_core::{ErrorKind, Operation, Result};
+use http::Method;
+use serde_json::{json, Map, Value};
+
+use crate::api::Lxd;
+use crate::errors::{error, io_error};
+use crate::websocket;
+use crate::LxdEngine;
+
+/// Prefix of every container berth makes (`berth-<pid>-<n>`), so leftovers are easy to find.
+pub const NAME_PREFIX: &str = "berth-";
+
+/// The config key holding the pid of the berth process that made a container.
+const PID_KEY: &str = "user.berth.pid";
+
+const OP: Operation = Operation::Build;
+
+/// What builds left or hold: berth's containers and build folders.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Leftovers {
+    /// Containers named with [`NAME_PREFIX`].
+    pub instances: Vec<String>,
+    /// Build folders under the state folder's `tmp/`.
+    pub folders: Vec<PathBuf>,
+}
+
+impl Leftovers {
+    /// Whether nothing is left.
+    pub fn is_empty(&self) -> bool {
+        self.instances.is_empty() && self.folders.is_empty()
+    }
+}
+
+/// How many of a command's last lines [`Output`] keeps.
+const TAIL: usize = 20;
+
+/// How a command ended, and the last lines it printed.
+pub(crate) struct Output {
+    pub(crate) status: i64,
+    pub(crate) tail: Vec<String>,
+}
+
+/// Passes a command's output stream to `progress` line by line, keeping the last [`TAIL`] lines in `tail`.
+async fn relay(
+    mut stream: websocket::WebSocket,
+    progress: &dyn Progress,
+    tail: &std::sync::Mutex<std::collections::VecDeque<String>>,
+) -> std::io::Result<()> {
+    let mut splitter = LineSplitter::default();
+    let mut ended = false;
+    loop {
+        let piece = if ended {
+            splitter.finish()
+        } else {
+            splitter.next_piece()
+        };
+        let line = match piece {
+            Some(Piece::Line(line)) => String::from_utf8_lossy(&line).into_owned(),
+            Some(Piece::Overlong) => {
+                "(berth left out a line of output longer than 1 MiB)".to_string()
+            }
+            None if ended => return Ok(()),
+            None => {
+                match stream.next().await? {
+                    Some(data) => splitter.push(&data),
+                    None => ended = true,
+                }
+                continue;
+            }
+        };
+        if let Ok(mut tail) = tail.lock() {
+            if tail.len() == TAIL {
+                tail.pop_front();
+            }
+            tail.push_back(line.clone());
+        }
+        progress.event(ProgressEvent::Line(line));
+    }
+}
+
+/// A command for [`Instance::exec`].
+pub(crate) struct Command {
+    pub(crate) argv: Vec<String>,
+    pub(crate) env: BTreeMap<String, String>,
+    pub(crate) cwd: String,
+    pub(crate) uid: u32,
+    pub(crate) gid: u32,
+}
+
+/// A build container; removed by [`Instance::remove`], or in the background when dropped.
+pub(crate) struct Instance {
+    lxd: Lxd,
+    pub(crate) name: String,
+    /// Its root folder on this machine.
+    pub(crate) rootfs: PathBuf,
+    /// The build's folder of temporary files (secrets, context files for mounts).
+    pub(crate) work: PathBuf,
+    removed: bool,
+}
+
+/// A new container name for this process.
+pub(crate) fn unique_name() -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    format!("{NAME_PREFIX}{}-{n}-{nanos:x}", std::process::id())
+}
+
+impl Instance {
+    /// Names a build container and its folder; nothing is made yet, but both are removed when this is dropped.
+    pub(crate) fn reserve(engine: &LxdEngine) -> Result<Instance> {
+        let name = unique_name();
+        let work = engine.state_dir.join("tmp").join(&name);
+        std::fs::create_dir_all(&work).map_err(|e| io_error(OP, work.display(), e))?;
+        Ok(Instance {
+            lxd: engine.lxd.clone(),
+            rootfs: engine.lxd_dir.join("containers").join(&name).join("rootfs"),
+            name,
+            work,
+            removed: false,
+        })
+    }
+
+    /// Creates the (stopped) container from image `alias`, privileged, in the host's network unless `isolated`.
+    pub(crate) async fn create(
+        &self,
+        engine: &LxdEngine,
+        alias: &str,
+        isolated: bool,
+    ) -> Result<()> {
+        let init = crate::init::install(&engine.state_dir)?;
+        let mut raw = format!("lxc.init.cmd = {}\n", crate::init::INIT_PATH);
+        let mut devices = Map::new();
+        devices.insert(
+            "berth-init".into(),
+            json!({"type": "disk", "source": init, "path": crate::init::INIT_PATH, "readonly": "true"}),
+        );
+        if !isolated {
+            // LXD refuses `lxc.net.*` keys; sharing the server's namespace is allowed (LXD runs in the host's)
+            raw.push_str(&format!(
+                "lxc.namespace.share.net = {}\n",
+                engine.server_pid
+            ));
+            devices.insert(
+                "berth-resolv".into(),
+                json!({"type": "disk", "source": "/etc/resolv.conf", "path": "/etc/resolv.conf", "readonly": "true"}),
+            );
+        }
+        let config = json!({
+            "security.privileged": "true",
+            "raw.lxc": raw,
+            PID_KEY: std::process::id().to_string(),
+        });
+        let body = json!({
+            "name": self.name,
+            "type": "container",
+            "description": "a berth build",
+            "source": {"type": "image", "alias": alias},
+            "config": config,
+            "devices": devices,
+            "profiles": ["default"],
+        });
+        self.lxd
+            .call(OP, Method::POST, "/1.0/instances", Some(&body))
+            .await?;
+        Ok(())
+    }
+
+    pub(crate) async fn start(&self) -> Result<()> {
+        let body = json!({"action": "start", "timeout": 30});
+        self.lxd
+            .call(
+                OP,
+                Method::PUT,
+                &format!("/1.0/instances/{}/state", self.name),
+                Some(&body),
+            )
+            .await
+            .map(drop)
+            .map_err(|e| {
+                e.with_hint(
+                    "see the container's log in LXD's logs folder; `lxc info --show-log` names it",
+                )
+            })
+    }
+
+    /// Runs a command, streaming its output (stdout and stderr, line by line) to `progress`, and returns how
+    /// it ended with its last lines.
+    pub(crate) async fn exec(&self, command: &Command, progress: &dyn Progress) -> Result<Output> {
+        let body = json!({
+            "command": command.argv,
+            "environment": command.env,
+            "cwd": command.cwd,
+            "user": command.uid,
+            "group": command.gid,
+            "wait-for-websocket": true,
+            "interactive": false,
+            "record-output": false,
+        });
+        let path = format!("/1.0/instances/{}/exec", self.name);
+        let (operation, meta) = self.lxd.start(OP, Method::POST, &path, &body).await?;
+        let stream = |fd: &str| {
+            let secret = meta["fds"][fd].as_str().unwrap_or_default().to_string();
+            let url = format!("{operation}/websocket?secret={secret}");
+            let socket = self.lxd.socket().to_path_buf();
+            async move { websocket::connect(&socket, &url).await }
+        };
+        let lost = |e: std::io::Error| error(ErrorKind::Protocol, OP, format!("LXD {path}: {e}"));
+        // LXD starts the command once every stream is connected
+        let mut control = stream("control").await.map_err(lost)?;
+        let mut stdin = stream("0").await.map_err(lost)?;
+        let stdout = stream("1").await.map_err(lost)?;
+        let stderr = stream("2").await.map_err(lost)?;
+        stdin.close().await.map_err(lost)?;
+        let tail = std::sync::Mutex::new(std::collections::VecDeque::new());
+        let (out, err) = tokio::join!(
+            relay(stdout, progress, &tail),
+            relay(stderr, progress, &tail)
+        );
+        out.and(err).map_err(lost)?;
+        let _ = control.close().await;
+        let done = self.lxd.wait(OP, &path, &operation).await?;
+        let status = done["return"].as_i64().ok_or_else(|| {
+            error(
+                ErrorKind::Protocol,
+                OP,
+                format!("LXD {path}: no exit status"),
+            )
+        })?;
+        let tail = tail.into_inner().unwrap_or_default().into_iter().collect();
+        Ok(Output { status, tail })
+    }
+
+    /// Writes one file or folder through the file API (owner and mode as given).
+    pub(crate) async fn push_file(
+        &self,
+        path: &str,
+        content: Option<crate::client::Body>,
+        owner: (u32, u32),
+        mode: u32,
+    ) -> Result<()> {
+        let (kind, body) = match content {
+            Some(body) => ("file", body),
+            None => ("directory", crate::client::Body::Empty),
+        };
+        let headers = [
+            ("X-LXD-type", kind.to_string()),
+            ("X-LXD-uid", owner.0.to_string()),
+            ("X-LXD-gid", owner.1.to_string()),
+            ("X-LXD-mode", format!("{mode:04o}")),
+            ("X-LXD-write", "overwrite".to_string()),
+            ("Content-Type", "application/octet-stream".to_string()),
+        ];
+        let url = format!(
+            "/1.0/instances/{}/files?path={}",
+            self.name,
+            query_escape(path)
+        );
+        self.lxd
+            .send(OP, Method::POST, &url, &headers, body)
+            .await
+            .map(drop)
+    }
+
+    /// Replaces the container's berth devices for a step (`devices` by name; an empty map removes them all).
+    pub(crate) async fn set_step_devices(&self, devices: Map<String, Value>) -> Result<()> {
+        let path = format!("/1.0/instances/{}", self.name);
+        let current = self.lxd.call(OP, Method::GET, &path, None).await?;
+        let mut all: Map<String, Value> =
+            current["devices"].as_object().cloned().unwrap_or_default();
+        all.retain(|name, _| !name.starts_with("step-"));
+        all.extend(devices);
+        let body = json!({
+            "architecture": current["architecture"],
+            "config": current["config"],
+            "devices": all,
+            "ephemeral": current["ephemeral"],
+            "profiles": current["profiles"],
+            "stateful": current["stateful"],
+            "description": current["description"],
+        });
+        self.lxd
+            .call(OP, Method::PUT, &path, Some(&body))
+            .await
+            .map(drop)
+    }
+
+    /// Stops and deletes the container and removes the build's folder.
+    pub(crate) async fn remove(mut self) -> Result<()> {
+        self.removed = true;
+        let result = delete(&self.lxd, &self.name).await;
+        let _ = std::fs::remove_dir_all(&self.work);
+        result
+    }
+}
+
+impl Drop for Instance {
+    fn drop(&mut self) {
+        if self.removed {
+            return;
+        }
+        // a dropped build (Ctrl-C, a failed step) still removes its container, in the background
+        let _ = std::fs::remove_dir_all(&self.work);
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            let (lxd, name) = (self.lxd.clone(), self.name.clone());
+            runtime.spawn(async move {
+                let _ = delete(&lxd, &name).await;
+            });
+        }
+    }
+}
+
+/// Stops (forcibly) and deletes container `name`; one that does not exist is fine. LXD refuses both while
+/// another operation on the container runs (a berth killed while its container was starting leaves one for a
+/// moment), so they are tried again for a while.
+async fn delete(lxd: &Lxd, name: &str) -> Result<()> {
+    const ATTEMPTS: u32 = 30;
+    let stop = json!({"action": "stop", "force": true});
+    let mut attempt = 1;
+    loop {
+        let _ = lxd
+            .call(
+                OP,
+                Method::PUT,
+                &format!("/1.0/instances/{name}/state"),
+                Some(&stop),
+            )
+            .await;
+        match lxd
+            .call(OP, Method::DELETE, &format!("/1.0/instances/{name}"), None)
+            .await
+        {
+            Ok(_) => return Ok(()),
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(()),
+            Err(e) if attempt >= ATTEMPTS || e.kind() == ErrorKind::EngineUnavailable => {
+                return Err(e.with_hint(format!("remove it yourself: `lxc delete --force {name}`")))
+            }
+            Err(_) => {
+                tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                attempt += 1;
+            }
+        }
+    }
+}
+
+/// The pid in a berth name (`berth-<pid>-...`).
+fn pid_of(name: &str) -> Option<u32> {
+    name.strip_prefix(NAME_PREFIX)?
+        .split('-')
+        .next()?
+        .parse()
+        .ok()
+}
+
+fn alive(pid: u32) -> bool {
+    Path::new(&format!("/proc/{pid}")).exists()
+}
+
+/// berth's containers and build folders on this server.
+pub(crate) async fn leftovers(engine: &LxdEngine) -> Result<Leftovers> {
+    let names = engine
+        .lxd
+        .call(Operation::Inspect, Method::GET, "/1.0/instances", None)
+        .await?;
+    let instances = names
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|v| v.as_str())
+        .filter_map(|url| url.rsplit('/').next())
+        .filter(|name| name.starts_with(NAME_PREFIX))
+        .map(str::to_string)
+        .collect();
+    let folders = std::fs::read_dir(engine.state_dir.join("tmp"))
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with(NAME_PREFIX))
+        })
+        .collect();
+    Ok(Leftovers { instances, folders })
+}
+
+/// Removes the containers and folders of berth processes that are gone (killed mid-build).
+pub(crate) async fn remove_dead(engine: &LxdEngine) -> Result<()> {
+    let found = leftovers(engine).await?;
+    let dead = |name: &str| pid_of(name).is_some_and(|pid| !alive(pid));
+    for name in found.instances.iter().filter(|n| dead(n)) {
+        // another build may be removing it too: what matters is that it goes
+        if let Err(e) = delete(&engine.lxd, name).await {
+            let still_there = engine
+                .lxd
+                .call(
+                    Operation::Inspect,
+                    Method::GET,
+                    &format!("/1.0/instances/{name}"),
+                    None,
+                )
+                .await
+                .is_ok();
+            if still_there {
+                return Err(e);
+            }
+        }
+    }
+    for folder in found.folders {
+        if folder
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(dead)
+        {
+            let _ = std::fs::remove_dir_all(&folder);
+        }
+    }
+    Ok(())
+}
+
+/// `path` escaped for a query string.
+fn query_escape(path: &str) -> String {
+    let mut out = String::new();
+    for b in path.bytes() {
+        if b.is_ascii_alphanumeric() || b"/-_.~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_carry_the_pid() {
+        let name = unique_name();
+        assert_eq!(pid_of(&name), Some(std::process::id()));
+        assert!(name.len() < 64 && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'));
+        assert_eq!(pid_of("berth-x-1"), None);
+        assert_eq!(query_escape("/a b/ü"), "/a%20b/%C3%BC");
+    }
+}

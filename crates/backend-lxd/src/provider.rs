@@ -1,0 +1,68 @@
+//! LXD's entry in the engine table: its settings, where detection looks (after the other engines), connecting
+//! from settings.
+
+use std::path::PathBuf;
+
+use async_trait::async_trait;
+use berth_core::engine::ContainerEngine;
+use berth_core::provider::{ConnectSettings, EngineProvider, ProviderInfo, SettingKey};
+use berth_core::Result;
+use berth_registry::RegistryClient;
+
+use crate::options::{socket_in, EnvVars, LxdOptions, PACKAGE_DIR, SNAP_DIR};
+use crate::ENGINE;
+
+/// LXD, for the engine table.
+pub static PROVIDER: LxdProvider = LxdProvider;
+
+/// LXD on this host, through its unix socket; berth executes the build itself, and pulls and pushes with the
+/// front end's shared registry client when it gives one.
+#[derive(Debug)]
+pub struct LxdProvider;
+
+static INFO: ProviderInfo = ProviderInfo {
+    name: ENGINE,
+    address: SettingKey {
+        key: "dir",
+        env: Some(EnvVars::LXD_DIR),
+        label: "lxd folder",
+        json: "lxd_dir",
+    },
+    options: &[],
+    other_env: &[EnvVars::BERTH_LXD_STATE_DIR],
+    start_command: "lxd --group lxd",
+};
+
+fn options(settings: &ConnectSettings) -> LxdOptions {
+    LxdOptions {
+        lxd_dir: settings.owned("dir").map(PathBuf::from),
+        client: settings.shared().get::<RegistryClient>().cloned(),
+        ..LxdOptions::default()
+    }
+}
+
+#[async_trait]
+impl EngineProvider for LxdProvider {
+    fn info(&self) -> &'static ProviderInfo {
+        &INFO
+    }
+
+    fn candidates(&self, settings: &ConnectSettings) -> Vec<String> {
+        let named = settings.get("dir").map(|dir| socket_in(dir.as_ref()));
+        named
+            .into_iter()
+            .chain([PACKAGE_DIR, SNAP_DIR].map(|dir| socket_in(dir.as_ref())))
+            .map(|socket| format!("unix://{}", socket.display()))
+            .collect()
+    }
+
+    fn endpoint(&self, settings: &ConnectSettings) -> Option<String> {
+        Some(format!("unix://{}", options(settings).socket().display()))
+    }
+
+    async fn connect(&self, settings: &ConnectSettings) -> Result<Box<dyn ContainerEngine>> {
+        Ok(Box::new(
+            crate::LxdEngine::connect(options(settings)).await?,
+        ))
+    }
+}

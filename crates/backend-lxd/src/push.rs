@@ -1,0 +1,152 @@
+//! Pushing from berth's LXD store through berth's registry client: blobs the registry has are skipped, blobs the
+//! store knows in another repository of the same registry are mounted from there, the rest are streamed from
+//! their files; the manifest goes last, so a failed push never leaves a tag naming missing blobs.
+
+use berth_core::engine::{Progress, ProgressEvent, PushedImage};
+use berth_core::reference::ImageRef;
+use berth_core::{ErrorKind, Operation, Result};
+use berth_registry::RegistryClient;
+use futures_util::StreamExt as _;
+use tokio::io::AsyncReadExt as _;
+
+use crate::errors::{error, io_error};
+use crate::pull::image_name;
+use crate::store::{LocalImage, Store};
+
+const OP: Operation = Operation::Push;
+
+/// Pushes the image the store names `reference`.
+pub(crate) async fn push(
+    store: &Store,
+    registry: &RegistryClient,
+    reference: &str,
+    progress: &dyn Progress,
+) -> Result<PushedImage> {
+    let name = image_name(reference, OP)?;
+    let image = ImageRef::parse(&name).map_err(|e| e.with_engine(crate::ENGINE))?;
+    let local = store
+        .image(&name, OP)?
+        .ok_or_else(|| crate::images::not_found(&name, OP))?;
+    for blob in blobs(&local) {
+        send_blob(store, registry, &image, &blob, progress)
+            .await
+            .map_err(|e| with_push_hint(e, &name))?;
+    }
+    let manifest = store.read(&local.manifest_digest, OP)?;
+    let digest = registry
+        .put_manifest(&image, &local.manifest_media_type, &manifest)
+        .await
+        .map_err(|e| with_push_hint(e, &name))?;
+    Ok(PushedImage { digest })
+}
+
+/// The layers and the config: (digest, size).
+fn blobs(local: &LocalImage) -> Vec<(String, u64)> {
+    let mut out: Vec<(String, u64)> = local
+        .layers()
+        .iter()
+        .map(|l| {
+            (
+                l["digest"].as_str().unwrap_or_default().to_string(),
+                l["size"].as_u64().unwrap_or(0),
+            )
+        })
+        .collect();
+    out.push((
+        local.config_digest.clone(),
+        local.manifest["config"]["size"].as_u64().unwrap_or(0),
+    ));
+    out
+}
+
+async fn send_blob(
+    store: &Store,
+    registry: &RegistryClient,
+    image: &ImageRef,
+    (digest, size): &(String, u64),
+    progress: &dyn Progress,
+) -> Result<()> {
+    let here = format!("{}/{}", image.registry, image.repository);
+    let done = || {
+        progress.event(ProgressEvent::Transfer {
+            id: digest.clone(),
+            current: *size,
+            total: Some(*size),
+        })
+    };
+    if registry.blob_exists(image, digest).await? {
+        store.add_source(digest, &here);
+        done();
+        return Ok(());
+    }
+    let prefix = format!("{}/", image.registry);
+    for source in store.sources(digest) {
+        let Some(repository) = source.strip_prefix(&prefix) else {
+            continue;
+        };
+        if repository != image.repository
+            && registry
+                .mount_blob(image, repository, digest)
+                .await
+                .unwrap_or(false)
+        {
+            progress.event(ProgressEvent::Line(format!(
+                "mounted {digest} from {repository}"
+            )));
+            store.add_source(digest, &here);
+            done();
+            return Ok(());
+        }
+    }
+    let path = store.blob_path(digest, OP)?;
+    let policy = registry.options().retry;
+    let mut attempt = 1;
+    loop {
+        // the registry client cannot replay a stream it has started sending: each try reads the file afresh
+        let file = tokio::fs::File::open(&path)
+            .await
+            .map_err(|e| io_error(OP, format!("blob {digest}"), e))?;
+        let what = digest.clone();
+        let data = futures_util::stream::unfold(file, move |mut file| {
+            let what = what.clone();
+            async move {
+                let mut buffer = vec![0u8; 1 << 20];
+                match file.read(&mut buffer).await {
+                    Ok(0) => None,
+                    Ok(n) => {
+                        buffer.truncate(n);
+                        Some((Ok(bytes::Bytes::from(buffer)), file))
+                    }
+                    Err(e) => Some((Err(io_error(OP, format!("blob {what}"), e)), file)),
+                }
+            }
+        })
+        .boxed();
+        match registry.push_blob(image, digest, *size, data).await {
+            Ok(()) => break,
+            Err(e) if e.kind() == ErrorKind::Temporary && attempt < policy.max_attempts => {
+                tokio::time::sleep(policy.delay(attempt, None)).await;
+                attempt += 1;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    store.add_source(digest, &here);
+    done();
+    Ok(())
+}
+
+fn with_push_hint(e: berth_core::Error, name: &str) -> berth_core::Error {
+    let kind = e.kind();
+    let hint = match kind {
+        ErrorKind::Unauthorized => e
+            .hint()
+            .unwrap_or("log in for this registry, with push rights"),
+        ErrorKind::Temporary => "the registry failed for a while; push again",
+        ErrorKind::NotFound | ErrorKind::Io => e.hint().unwrap_or("build or pull the image again"),
+        _ => "check the registry address and that the repository accepts pushes",
+    };
+    error(kind, OP, format!("{name}: {}", e.message()))
+        .with_hint(hint.to_string())
+        .with_source(e)
+}

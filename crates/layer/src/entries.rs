@@ -1,0 +1,198 @@
+//! Tar entries for files on the host and whiteouts for deleted paths, as an OCI layer holds them. Which paths a
+//! layer holds is the engine's business (containerd walks an overlay upper folder, LXD compares the container's
+//! root before and after a step); how each is written is the same: the host's mode, owner and modification time,
+//! hard links within the layer as links, extended attributes (file capabilities) as PAX `SCHILY.xattr.` records,
+//! sockets skipped (a tar cannot hold them), deleted paths as empty `.wh.<name>` files.
+
+use std::collections::HashMap;
+use std::fs::{File, Metadata};
+use std::io::{self, Write};
+use std::os::unix::fs::{FileTypeExt as _, MetadataExt as _};
+use std::path::Path;
+
+/// The name of the marker that makes a folder opaque (its lower contents hidden).
+pub const OPAQUE_MARKER: &str = ".wh..wh..opq";
+
+/// Writes host files and whiteouts into a tar.
+pub struct EntryWriter<'a, W: Write> {
+    tar: &'a mut tar::Builder<W>,
+    /// Files with more than one link already written: (device, inode) -> path in the layer.
+    links: HashMap<(u64, u64), String>,
+}
+
+impl<'a, W: Write> EntryWriter<'a, W> {
+    /// Writes into `tar`.
+    pub fn new(tar: &'a mut tar::Builder<W>) -> Self {
+        EntryWriter {
+            tar,
+            links: HashMap::new(),
+        }
+    }
+
+    /// Writes host path `host` (whose `symlink_metadata` is `meta`) as layer path `path` (folders end in `/`),
+    /// with `attributes` as PAX records. A file with several links whose (device, inode) this layer already
+    /// holds becomes a hard link to it; a socket is skipped.
+    pub fn entry(
+        &mut self,
+        host: &Path,
+        path: &str,
+        meta: &Metadata,
+        attributes: &[(String, Vec<u8>)],
+    ) -> io::Result<()> {
+        let kind = meta.file_type();
+        if kind.is_socket() {
+            return Ok(());
+        }
+        if kind.is_file() && meta.nlink() > 1 {
+            let key = (meta.dev(), meta.ino());
+            if let Some(first) = self.links.get(&key) {
+                let mut header = header(meta, tar::EntryType::Link);
+                header.set_size(0);
+                let first = first.clone();
+                self.pax(attributes)?;
+                return self.tar.append_link(&mut header, path, first);
+            }
+            self.links.insert(key, path.to_string());
+        }
+        self.pax(attributes)?;
+        if kind.is_symlink() {
+            let mut header = header(meta, tar::EntryType::Symlink);
+            header.set_size(0);
+            return self
+                .tar
+                .append_link(&mut header, path, std::fs::read_link(host)?);
+        }
+        let entry_type = if kind.is_dir() {
+            tar::EntryType::Directory
+        } else if kind.is_file() {
+            tar::EntryType::Regular
+        } else if kind.is_char_device() {
+            tar::EntryType::Char
+        } else if kind.is_block_device() {
+            tar::EntryType::Block
+        } else {
+            tar::EntryType::Fifo
+        };
+        let mut header = header(meta, entry_type);
+        if kind.is_char_device() || kind.is_block_device() {
+            let rdev = meta.rdev();
+            header.set_device_major(major(rdev))?;
+            header.set_device_minor(minor(rdev))?;
+        }
+        if kind.is_file() {
+            header.set_size(meta.len());
+            self.tar.append_data(&mut header, path, File::open(host)?)
+        } else {
+            header.set_size(0);
+            self.tar.append_data(&mut header, path, io::empty())
+        }
+    }
+
+    /// A deleted path: an empty `.wh.`-prefixed file beside where it was (a name that already is a marker, such
+    /// as [`OPAQUE_MARKER`], is written as it is).
+    pub fn whiteout(&mut self, path: &str) -> io::Result<()> {
+        let marker = match path.rsplit_once('/') {
+            Some((_, name)) if name.starts_with(".wh.") => path.to_string(),
+            Some((parent, name)) => format!("{parent}/.wh.{name}"),
+            None => format!(".wh.{path}"),
+        };
+        let mut header = tar::Header::new_gnu();
+        header.set_entry_type(tar::EntryType::Regular);
+        header.set_mode(0o644);
+        header.set_size(0);
+        header.set_mtime(0);
+        self.tar.append_data(&mut header, marker, io::empty())
+    }
+
+    /// The attributes as PAX `SCHILY.xattr.` records before the next header.
+    fn pax(&mut self, attributes: &[(String, Vec<u8>)]) -> io::Result<()> {
+        if attributes.is_empty() {
+            return Ok(());
+        }
+        let records: Vec<(String, &[u8])> = attributes
+            .iter()
+            .map(|(k, v)| (format!("SCHILY.xattr.{k}"), v.as_slice()))
+            .collect();
+        self.tar
+            .append_pax_extensions(records.iter().map(|(k, v)| (k.as_str(), *v)))
+    }
+}
+
+/// A USTAR/GNU header with `meta`'s mode, owner and modification time.
+fn header(meta: &Metadata, entry_type: tar::EntryType) -> tar::Header {
+    let mut header = tar::Header::new_gnu();
+    header.set_entry_type(entry_type);
+    header.set_mode(meta.mode() & 0o7777);
+    header.set_uid(u64::from(meta.uid()));
+    header.set_gid(u64::from(meta.gid()));
+    header.set_mtime(meta.mtime().max(0) as u64);
+    header
+}
+
+/// The path's extended attributes, sorted by name (none where the file system keeps none).
+pub fn attributes(host: &Path) -> io::Result<Vec<(String, Vec<u8>)>> {
+    let names = match xattr::list(host) {
+        Ok(names) => names,
+        Err(e) if e.raw_os_error() == Some(95) => return Ok(Vec::new()), // EOPNOTSUPP
+        Err(e) => return Err(e),
+    };
+    let mut out = Vec::new();
+    for name in names {
+        let Some(key) = name.to_str() else { continue };
+        if let Some(value) = xattr::get(host, &name)? {
+            out.push((key.to_string(), value));
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+fn major(rdev: u64) -> u32 {
+    (((rdev >> 32) & 0xffff_f000) | ((rdev >> 8) & 0x0000_0fff)) as u32
+}
+
+fn minor(rdev: u64) -> u32 {
+    (((rdev >> 12) & 0xffff_ff00) | (rdev & 0x0000_00ff)) as u32
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn whiteout_names_are_placed_beside_the_deleted_path() {
+        let mut tar = tar::Builder::new(Vec::new());
+        let mut writer = EntryWriter::new(&mut tar);
+        writer.whiteout("etc/motd").expect("whiteout");
+        writer.whiteout("etc/.wh..wh..opq").expect("opaque");
+        writer.whiteout("top").expect("top");
+        let bytes = tar.into_inner().expect("tar");
+        let mut archive = tar::Archive::new(bytes.as_slice());
+        let names: Vec<String> = archive
+            .entries()
+            .expect("entries")
+            .map(|e| {
+                e.expect("entry")
+                    .path()
+                    .expect("path")
+                    .to_string_lossy()
+                    .into_owned()
+            })
+            .collect();
+        assert_eq!(names, ["etc/.wh.motd", "etc/.wh..wh..opq", ".wh.top"]);
+    }
+
+    #[test]
+    fn device_numbers_split_as_the_kernel_packs_them() {
+        // glibc's makedev; (1, 3) is /dev/null, (4097, 65539) exercises the high bits of both
+        let makedev = |major: u64, minor: u64| {
+            ((major & 0xffff_f000) << 32)
+                | ((major & 0xfff) << 8)
+                | ((minor & 0xffff_ff00) << 12)
+                | (minor & 0xff)
+        };
+        assert_eq!((major(makedev(1, 3)), minor(makedev(1, 3))), (1, 3));
+        let big = makedev(4097, 65539);
+        assert_eq!((major(big), minor(big)), (4097, 65539));
+    }
+}
