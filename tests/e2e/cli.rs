@@ -185,7 +185,7 @@ fn an_unknown_engine_in_the_environment_says_to_fix_the_variable() {
         "{err}"
     );
     assert!(
-        err.contains("set BERTH_ENGINE to docker, podman, containerd or auto, or unset it"),
+        err.contains("set BERTH_ENGINE to docker, podman, containerd, lxd or auto, or unset it"),
         "{err}"
     );
 }
