@@ -161,7 +161,7 @@ async fn fetch_blob(
         .await;
         match result {
             Ok(()) => return store.put_file(&tmp, digest, op),
-            Err(e) if e.kind() == ErrorKind::Temporary && attempt < policy.max_attempts => {
+            Err(e) if e.kind() == ErrorKind::Unavailable && attempt < policy.max_attempts => {
                 tokio::time::sleep(policy.delay(attempt, None)).await;
                 attempt += 1;
             }
