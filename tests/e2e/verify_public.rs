@@ -210,7 +210,7 @@ fn an_unreachable_registry_cannot_tell_and_wins_the_exit_status() {
     assert_eq!(run.code, 2, "{}{}", run.stdout, run.stderr);
     assert!(
         run.stdout
-            .ends_with(&format!("{nowhere}\tunknown\ttemporary failure\n")),
+            .ends_with(&format!("{nowhere}\tunknown\tunavailable\n")),
         "{}",
         run.stdout
     );

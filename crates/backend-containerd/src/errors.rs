@@ -15,7 +15,7 @@ pub(crate) fn classify(code: Code, op: Op) -> ErrorKind {
         Code::NotFound => ErrorKind::NotFound,
         Code::Unavailable => ErrorKind::EngineUnavailable,
         Code::PermissionDenied | Code::Unauthenticated => ErrorKind::EngineUnavailable,
-        Code::DeadlineExceeded | Code::ResourceExhausted | Code::Aborted => ErrorKind::Temporary,
+        Code::DeadlineExceeded | Code::ResourceExhausted | Code::Aborted => ErrorKind::Unavailable,
         Code::Unimplemented => ErrorKind::Unsupported,
         Code::Cancelled => ErrorKind::Cancelled,
         Code::Unknown if op == Op::Connect => ErrorKind::EngineUnavailable,

@@ -45,21 +45,7 @@ pub(crate) fn pick_platform(index: &Value, what: &str, op: Op) -> Result<Descrip
                 format!("the index of {what} is not a valid image index: {e}"),
             )
         })?;
-    let manifests = typed.manifests().as_slice();
-    let for_host = |m: &&oci_spec::image::Descriptor| {
-        m.platform()
-            .as_ref()
-            .is_some_and(|p| p.os().to_string() == os && p.architecture().to_string() == arch)
-    };
-    manifests
-        .iter()
-        .find(for_host)
-        // an index that names no platforms (an OCI layout from `skopeo copy ... oci:`, `ctr import`) holds the
-        // image of whoever wrote it: its only manifest is taken, as containerd's own matcher does
-        .or_else(|| match manifests {
-            [only] if only.platform().is_none() => Some(only),
-            _ => None,
-        })
+    berth_layer::oci::for_platform(typed.manifests(), os, arch)
         .map(from_oci)
         .ok_or_else(|| {
             error(

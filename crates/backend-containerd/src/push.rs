@@ -163,7 +163,7 @@ fn with_push_hint(e: berth_core::Error, name: &str) -> berth_core::Error {
         ErrorKind::Unauthorized => e
             .hint()
             .unwrap_or("log in for this registry, with push rights"),
-        ErrorKind::Temporary => "the registry failed for a while; push again",
+        ErrorKind::Unavailable => "the registry failed for a while; push again",
         _ => "check the registry address and that the repository accepts pushes",
     };
     let kind = e.kind();

@@ -37,7 +37,7 @@ pub(crate) fn classify(status: StatusCode) -> ErrorKind {
         404 => ErrorKind::NotFound,
         401 | 403 => ErrorKind::Unauthorized,
         400 | 409 | 412 => ErrorKind::InvalidSpec,
-        429 | 502..=504 => ErrorKind::Temporary,
+        429 | 502..=504 => ErrorKind::Unavailable,
         _ => ErrorKind::Protocol,
     }
 }
@@ -48,7 +48,7 @@ pub(crate) fn hint(kind: ErrorKind) -> Option<&'static str> {
         ErrorKind::Unauthorized => Some(
             "berth talks to LXD as a trusted client: run it as root or as a member of the `lxd` group",
         ),
-        ErrorKind::Temporary => Some("LXD is busy; try again"),
+        ErrorKind::Unavailable => Some("LXD is busy; try again"),
         _ => None,
     }
 }
@@ -85,7 +85,7 @@ mod tests {
         assert_eq!(classify(StatusCode::BAD_REQUEST), ErrorKind::InvalidSpec);
         assert_eq!(
             classify(StatusCode::SERVICE_UNAVAILABLE),
-            ErrorKind::Temporary
+            ErrorKind::Unavailable
         );
         assert_eq!(
             classify(StatusCode::INTERNAL_SERVER_ERROR),

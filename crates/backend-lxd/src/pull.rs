@@ -7,6 +7,7 @@ use berth_core::reference::ImageRef;
 use berth_core::{ErrorKind, Operation, Result};
 use berth_registry::RegistryClient;
 use futures_util::StreamExt as _;
+use oci_spec::image::{ImageIndex, ImageManifest};
 use serde_json::Value;
 use tokio::io::AsyncWriteExt as _;
 
@@ -71,24 +72,22 @@ pub(crate) async fn pull(
             .with_source(e)
     };
     let mut manifest = registry.get_manifest(&image).await.map_err(refused)?;
-    let parse = |bytes: &[u8]| -> Result<Value> {
-        serde_json::from_slice(bytes).map_err(|e| {
-            error(
-                ErrorKind::Protocol,
-                op,
-                format!("{name}: a manifest that is not JSON: {e}"),
-            )
-        })
+    let invalid = |what: &str, e: &dyn std::fmt::Display| {
+        error(
+            ErrorKind::Protocol,
+            op,
+            format!("{name}: the registry's {what} is not valid: {e}"),
+        )
     };
-    let mut json = parse(&manifest.bytes)?;
-    if json.get("manifests").is_some() {
+    let is_index = serde_json::from_slice::<Value>(&manifest.bytes)
+        .map_err(|e| invalid("manifest", &e))?
+        .get("manifests")
+        .is_some();
+    if is_index {
+        let index: ImageIndex =
+            serde_json::from_slice(&manifest.bytes).map_err(|e| invalid("image index", &e))?;
         let (os, arch) = ("linux", berth_core::platform::host_arch());
-        let chosen = json["manifests"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .find(|m| m["platform"]["os"] == os && m["platform"]["architecture"] == arch)
-            .and_then(|m| m["digest"].as_str())
+        let chosen = berth_layer::oci::for_platform(index.manifests(), os, arch)
             .ok_or_else(|| {
                 error(
                     ErrorKind::NotFound,
@@ -97,22 +96,24 @@ pub(crate) async fn pull(
                 )
                 .with_hint("use an image built for this machine's platform")
             })?
+            .digest()
             .to_string();
         manifest = registry
             .get_manifest(&image.with_digest(&chosen))
             .await
             .map_err(refused)?;
-        json = parse(&manifest.bytes)?;
     }
+    // typed, so a layer without a digest or size is the registry's error, not a blob silently passed over
+    let typed: ImageManifest =
+        serde_json::from_slice(&manifest.bytes).map_err(|e| invalid("image manifest", &e))?;
     let source = format!("{}/{}", image.registry, image.repository);
-    let mut blobs: Vec<Value> = json["layers"].as_array().cloned().unwrap_or_default();
-    blobs.push(json["config"].clone());
-    for blob in &blobs {
-        let digest = blob["digest"].as_str().unwrap_or_default();
-        if !store.has_blob(digest, op)? {
-            fetch_blob(store, registry, &image, blob, op, progress).await?;
+    let blobs = typed.layers().iter().chain([typed.config()]);
+    for blob in blobs {
+        let digest = blob.digest().to_string();
+        if !store.has_blob(&digest, op)? {
+            fetch_blob(store, registry, &image, &digest, blob.size(), op, progress).await?;
         }
-        store.add_source(digest, &source);
+        store.add_source(&digest, &source);
     }
     let digest = store.put_bytes(&manifest.bytes, op)?;
     let d = descriptor(&manifest.media_type, &digest, manifest.bytes.len() as u64);
@@ -125,12 +126,12 @@ async fn fetch_blob(
     store: &Store,
     registry: &RegistryClient,
     image: &ImageRef,
-    blob: &Value,
+    digest: &str,
+    size: u64,
     op: Operation,
     progress: &dyn Progress,
 ) -> Result<()> {
-    let digest = blob["digest"].as_str().unwrap_or_default();
-    let total = blob["size"].as_u64();
+    let total = Some(size);
     store.blob_path(digest, op)?; // validates the digest before it names a file
     let tmp = store.tmp_file(digest.trim_start_matches("sha256:"));
     let policy = registry.options().retry;
@@ -161,7 +162,7 @@ async fn fetch_blob(
         .await;
         match result {
             Ok(()) => return store.put_file(&tmp, digest, op),
-            Err(e) if e.kind() == ErrorKind::Temporary && attempt < policy.max_attempts => {
+            Err(e) if e.kind() == ErrorKind::Unavailable && attempt < policy.max_attempts => {
                 tokio::time::sleep(policy.delay(attempt, None)).await;
                 attempt += 1;
             }

@@ -124,7 +124,7 @@ async fn send_blob(
         .boxed();
         match registry.push_blob(image, digest, *size, data).await {
             Ok(()) => break,
-            Err(e) if e.kind() == ErrorKind::Temporary && attempt < policy.max_attempts => {
+            Err(e) if e.kind() == ErrorKind::Unavailable && attempt < policy.max_attempts => {
                 tokio::time::sleep(policy.delay(attempt, None)).await;
                 attempt += 1;
             }
@@ -142,7 +142,7 @@ fn with_push_hint(e: berth_core::Error, name: &str) -> berth_core::Error {
         ErrorKind::Unauthorized => e
             .hint()
             .unwrap_or("log in for this registry, with push rights"),
-        ErrorKind::Temporary => "the registry failed for a while; push again",
+        ErrorKind::Unavailable => "the registry failed for a while; push again",
         ErrorKind::NotFound | ErrorKind::Io => e.hint().unwrap_or("build or pull the image again"),
         _ => "check the registry address and that the repository accepts pushes",
     };

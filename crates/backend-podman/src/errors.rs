@@ -99,7 +99,7 @@ mod tests {
         // a base image pull the registry throttled: the workflow's push retry or the user decides, not a
         // whole rebuild inside the backend
         let err = stream("toomanyrequests: slow down", false, Op::Build);
-        assert_eq!(err.kind(), ErrorKind::Temporary);
+        assert_eq!(err.kind(), ErrorKind::Unavailable);
         assert!(!is_cache_race(err.message()));
         let step = stream(
             "building at STEP \"RUN false\": exit status 1",

@@ -34,7 +34,7 @@ impl ExitStatus {
             ErrorKind::InvalidSpec | ErrorKind::NotFound => ExitStatus::InvalidInput,
             ErrorKind::EngineUnavailable => ExitStatus::EngineUnavailable,
             ErrorKind::Unauthorized => ExitStatus::Unauthorized,
-            ErrorKind::Temporary => ExitStatus::Temporary,
+            ErrorKind::Unavailable => ExitStatus::Temporary,
             ErrorKind::BuildFailed | ErrorKind::Unsupported | ErrorKind::Cancelled => {
                 ExitStatus::Failure
             }

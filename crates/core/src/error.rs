@@ -24,9 +24,11 @@ pub enum ErrorKind {
     Unsupported,
     /// The engine is not reachable: no socket, daemon not running, permission denied on the socket.
     EngineUnavailable,
-    /// The network or a service failed for a while: timeouts, 429, 5xx, connection resets. Errors of this kind
-    /// are [`ErrorStatus::Temporary`] unless a mapping says otherwise.
-    Temporary,
+    /// A registry, the network or a service was unavailable or failed on its side: timeouts, 429, 5xx,
+    /// connection resets. Whether trying again may help is the error's [`ErrorStatus`], not this kind: errors of
+    /// this kind start [`ErrorStatus::Temporary`] unless a mapping says otherwise, and end
+    /// [`ErrorStatus::Persistent`] when retries did not outlast them.
+    Unavailable,
     /// A build step failed (a RUN command exited non-zero, a COPY source was missing, ...).
     BuildFailed,
     /// Reading or writing a local file failed.
@@ -46,7 +48,7 @@ impl ErrorKind {
             ErrorKind::Unauthorized => "unauthorized",
             ErrorKind::Unsupported => "unsupported",
             ErrorKind::EngineUnavailable => "engine unavailable",
-            ErrorKind::Temporary => "temporary failure",
+            ErrorKind::Unavailable => "unavailable",
             ErrorKind::BuildFailed => "build failed",
             ErrorKind::Io => "i/o error",
             ErrorKind::Protocol => "protocol error",
@@ -56,8 +58,11 @@ impl ErrorKind {
 
     /// Whether retrying the same operation may succeed, for an error of this kind that says nothing else: the
     /// status [`Error::new`] gives it.
-    pub fn is_temporary(self) -> bool {
-        self == ErrorKind::Temporary
+    pub fn default_status(self) -> ErrorStatus {
+        match self {
+            ErrorKind::Unavailable => ErrorStatus::Temporary,
+            _ => ErrorStatus::Permanent,
+        }
     }
 }
 
@@ -99,11 +104,7 @@ impl Error {
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
         Error {
             kind,
-            status: if kind.is_temporary() {
-                ErrorStatus::Temporary
-            } else {
-                ErrorStatus::Permanent
-            },
+            status: kind.default_status(),
             message: message.into(),
             operation: None,
             engine: None,
@@ -273,10 +274,10 @@ mod tests {
 
     #[test]
     fn retrying_is_a_status_beside_the_kind() {
-        let reset = Error::new(ErrorKind::Temporary, "connection reset");
+        let reset = Error::new(ErrorKind::Unavailable, "connection reset");
         assert!(reset.is_temporary());
         assert_eq!(
-            Error::new(ErrorKind::Temporary, "reset")
+            Error::new(ErrorKind::Unavailable, "reset")
                 .persisted()
                 .status(),
             ErrorStatus::Persistent

@@ -89,7 +89,7 @@ pub struct Class {
 
 impl Class {
     fn new(kind: ErrorKind, cause: Cause) -> Self {
-        let status = if kind == ErrorKind::Temporary {
+        let status = if kind == ErrorKind::Unavailable {
             ErrorStatus::Temporary
         } else {
             ErrorStatus::Permanent
@@ -121,7 +121,7 @@ pub fn classify(failure: &Failure<'_>, op: Operation) -> Class {
                 Class::new(ErrorKind::EngineUnavailable, Cause::NoService)
             }
             Transport::Malformed | Transport::Other => ErrorKind::Protocol.into(),
-            Transport::TimedOut | Transport::Broken => ErrorKind::Temporary.into(),
+            Transport::TimedOut | Transport::Broken => ErrorKind::Unavailable.into(),
         },
         Failure::Status { code, message } => match code {
             400 => ErrorKind::InvalidSpec.into(),
@@ -132,8 +132,8 @@ pub fn classify(failure: &Failure<'_>, op: Operation) -> Class {
             501 => ErrorKind::Unsupported.into(),
             // dockerd and libpod wrap registry failures (bad password, missing repository, untrusted
             // certificate) in a 500 whose only trace of the cause is the text.
-            500 => registry_text(message).unwrap_or(ErrorKind::Temporary.into()),
-            408 | 429 | 502..=599 => ErrorKind::Temporary.into(),
+            500 => registry_text(message).unwrap_or(ErrorKind::Unavailable.into()),
+            408 | 429 | 502..=599 => ErrorKind::Unavailable.into(),
             _ => ErrorKind::Protocol.into(),
         },
         Failure::Stream { message, in_step } => {
@@ -199,7 +199,7 @@ pub fn registry_text(message: &str) -> Option<Class> {
         "temporary failure",
         "503 service unavailable",
     ]) {
-        return Some(ErrorKind::Temporary.into());
+        return Some(ErrorKind::Unavailable.into());
     }
     None
 }

@@ -58,7 +58,7 @@ fn registry_messages_in_streams() {
     let slow = stream("toomanyrequests: slow down", Op::Pull);
     assert_eq!(
         (slow.kind, slow.status),
-        (ErrorKind::Temporary, ErrorStatus::Temporary)
+        (ErrorKind::Unavailable, ErrorStatus::Temporary)
     );
 }
 
@@ -109,7 +109,7 @@ fn an_untrusted_registry_certificate_gets_the_ca_hint_and_no_retry() {
     };
     let err = to_error(&SERVICE, &failure, Op::Pull, None);
     assert!(!err.is_temporary(), "{err}");
-    assert_ne!(err.kind(), ErrorKind::Temporary);
+    assert_ne!(err.kind(), ErrorKind::Unavailable);
     assert!(err.hint().unwrap_or_default().contains("certs.d"), "{err}");
 }
 
@@ -142,9 +142,9 @@ fn statuses() {
     assert_eq!(status(404, "x", Op::Inspect).kind, ErrorKind::NotFound);
     assert_eq!(status(401, "x", Op::Inspect).kind, ErrorKind::Unauthorized);
     assert_eq!(status(409, "x", Op::Remove).kind, ErrorKind::InvalidSpec);
-    assert_eq!(status(503, "x", Op::Inspect).kind, ErrorKind::Temporary);
+    assert_eq!(status(503, "x", Op::Inspect).kind, ErrorKind::Unavailable);
     assert!(status(503, "x", Op::Inspect).status == ErrorStatus::Temporary);
-    assert_eq!(status(500, "x", Op::Inspect).kind, ErrorKind::Temporary);
+    assert_eq!(status(500, "x", Op::Inspect).kind, ErrorKind::Unavailable);
     let wrapped = "Get http://r/v2/: unauthorized: authentication required";
     assert_eq!(status(500, wrapped, Op::Pull).kind, ErrorKind::Unauthorized);
 }

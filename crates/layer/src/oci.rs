@@ -1,4 +1,5 @@
-//! OCI image-spec arithmetic: chain ids and the timestamps configs and history entries carry.
+//! OCI image-spec arithmetic: chain ids, the timestamps configs and history entries carry, and which manifest of
+//! an index is an engine's.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -67,5 +68,58 @@ mod tests {
         assert_eq!(rfc3339(UNIX_EPOCH), "1970-01-01T00:00:00Z");
         let t = UNIX_EPOCH + Duration::from_secs(1_795_000_000);
         assert_eq!(rfc3339(t), "2026-11-18T11:06:40Z");
+    }
+}
+
+/// The manifest among an index's `manifests` for `os`/`arch`. An index that names no platforms (an OCI layout
+/// from `skopeo copy ... oci:`, `ctr import`) holds the image of whoever wrote it: its only manifest is taken, as
+/// containerd's own matcher does.
+pub fn for_platform<'a>(
+    manifests: &'a [oci_spec::image::Descriptor],
+    os: &str,
+    arch: &str,
+) -> Option<&'a oci_spec::image::Descriptor> {
+    let matches = |m: &&oci_spec::image::Descriptor| {
+        m.platform()
+            .as_ref()
+            .is_some_and(|p| p.os().to_string() == os && p.architecture().to_string() == arch)
+    };
+    manifests.iter().find(matches).or(match manifests {
+        [only] if only.platform().is_none() => Some(only),
+        _ => None,
+    })
+}
+
+#[cfg(test)]
+mod platform_tests {
+    use super::for_platform;
+    use oci_spec::image::ImageIndex;
+
+    fn index(json: &str) -> ImageIndex {
+        serde_json::from_str(json).expect("index")
+    }
+
+    const ENTRY: &str = r#""mediaType":"application/vnd.oci.image.manifest.v1+json","size":10"#;
+
+    #[test]
+    fn picks_the_hosts_platform_or_an_unnamed_only_manifest() {
+        let two = index(&format!(
+            r#"{{"schemaVersion":2,"manifests":[
+              {{{ENTRY},"digest":"sha256:{a}","platform":{{"os":"linux","architecture":"arm64"}}}},
+              {{{ENTRY},"digest":"sha256:{b}","platform":{{"os":"linux","architecture":"amd64"}}}}]}}"#,
+            a = "a".repeat(64),
+            b = "b".repeat(64)
+        ));
+        let found = for_platform(two.manifests(), "linux", "amd64").expect("amd64");
+        assert_eq!(
+            found.digest().to_string(),
+            format!("sha256:{}", "b".repeat(64))
+        );
+        assert!(for_platform(two.manifests(), "linux", "s390x").is_none());
+        let only = index(&format!(
+            r#"{{"schemaVersion":2,"manifests":[{{{ENTRY},"digest":"sha256:{}"}}]}}"#,
+            "c".repeat(64)
+        ));
+        assert!(for_platform(only.manifests(), "linux", "amd64").is_some());
     }
 }

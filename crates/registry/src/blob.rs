@@ -85,7 +85,7 @@ impl Stream for Blob {
                 // the URL may be a signed redirect to object storage
                 let e = e.without_url();
                 Poll::Ready(Some(Err(Error::new(
-                    ErrorKind::Temporary,
+                    ErrorKind::Unavailable,
                     format!("{}: download interrupted: {e}", this.target),
                 )
                 .with_engine(crate::classify::ENGINE)

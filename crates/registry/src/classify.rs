@@ -58,7 +58,7 @@ const INVALID_CODES: &[&str] = &["NAME_INVALID", "TAG_INVALID"];
 ///
 /// - 401, 403 and the `UNAUTHORIZED`/`DENIED` codes are [`ErrorKind::Unauthorized`].
 /// - Codes that name something unknown, and 404, are [`ErrorKind::NotFound`].
-/// - 408, 429, `TOOMANYREQUESTS` and 5xx are [`ErrorKind::Temporary`] (retried), except:
+/// - 408, 429, `TOOMANYREQUESTS` and 5xx are [`ErrorKind::Unavailable`] (retried), except:
 /// - a 5xx whose body says (code `UNKNOWN` or none) that a repository or artifact was "not found" is
 ///   [`ErrorKind::NotFound`]. Harbor answers a missing repository that way
 ///   (`500 {"errors":[{"code":"UNKNOWN","message":"repository library/x not found"}]}`). Retrying that would
@@ -81,7 +81,7 @@ pub(crate) fn kind_for(status: StatusCode, errors: &[RegistryError]) -> ErrorKin
         || status == StatusCode::TOO_MANY_REQUESTS
         || has(&["TOOMANYREQUESTS"])
     {
-        return ErrorKind::Temporary;
+        return ErrorKind::Unavailable;
     }
     if status.is_server_error() {
         let says_not_found = errors.iter().any(|e| {
@@ -91,7 +91,7 @@ pub(crate) fn kind_for(status: StatusCode, errors: &[RegistryError]) -> ErrorKin
         return if says_not_found {
             ErrorKind::NotFound
         } else {
-            ErrorKind::Temporary
+            ErrorKind::Unavailable
         };
     }
     if status == StatusCode::METHOD_NOT_ALLOWED || has(&["UNSUPPORTED"]) {
@@ -116,7 +116,7 @@ pub(crate) fn status_failure(
     let mut error = Error::new(kind, format!("{target}: {}", describe(status, body)))
         .with_engine(ENGINE)
         .with_operation(op);
-    if kind == ErrorKind::Temporary {
+    if kind == ErrorKind::Unavailable {
         error = error
             .with_hint("the registry is overloaded, restarting or unreachable; try again later");
     }
@@ -201,7 +201,7 @@ pub(crate) fn transport_failure(op: &str, target: &str, err: reqwest::Error) -> 
         (ErrorKind::Protocol, None)
     } else {
         // connect, timeout, request and body errors: the network or the server may recover
-        (ErrorKind::Temporary, None)
+        (ErrorKind::Unavailable, None)
     };
     let mut cause = err.to_string();
     let mut source: Option<&dyn std::error::Error> = std::error::Error::source(&err);
@@ -279,14 +279,17 @@ mod tests {
             kind(404, r#"{"errors":[{"code":"MANIFEST_UNKNOWN"}]}"#),
             ErrorKind::NotFound
         );
-        assert_eq!(kind(429, ""), ErrorKind::Temporary);
-        assert_eq!(kind(503, "<html>bad gateway</html>"), ErrorKind::Temporary);
+        assert_eq!(kind(429, ""), ErrorKind::Unavailable);
+        assert_eq!(
+            kind(503, "<html>bad gateway</html>"),
+            ErrorKind::Unavailable
+        );
         assert_eq!(
             kind(
                 500,
                 r#"{"errors":[{"code":"UNKNOWN","message":"unknown error"}]}"#
             ),
-            ErrorKind::Temporary
+            ErrorKind::Unavailable
         );
         assert_eq!(kind(405, ""), ErrorKind::Unsupported);
         assert_eq!(
@@ -313,7 +316,7 @@ mod tests {
         assert_eq!(kind(500, artifact), ErrorKind::NotFound);
         // another code with the same words is not reinterpreted
         let other = r#"{"errors":[{"code":"INTERNAL","message":"database not found"}]}"#;
-        assert_eq!(kind(500, other), ErrorKind::Temporary);
+        assert_eq!(kind(500, other), ErrorKind::Unavailable);
     }
 
     #[test]
@@ -338,7 +341,7 @@ mod tests {
             br#"{"errors":[{"code":"UNAVAILABLE","message":"try later"}]}"#,
         );
         assert_eq!(f.retry_after, Some(Duration::from_secs(7)));
-        assert_eq!(f.error.kind(), ErrorKind::Temporary);
+        assert_eq!(f.error.kind(), ErrorKind::Unavailable);
         assert_eq!(f.error.operation(), Some("check"));
         assert!(f.error.message().contains("503"), "{}", f.error);
         assert!(

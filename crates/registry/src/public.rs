@@ -225,7 +225,7 @@ mod tests {
     #[test]
     fn network_server_and_protocol_failures_cannot_tell() {
         for kind in [
-            ErrorKind::Temporary,
+            ErrorKind::Unavailable,
             ErrorKind::Protocol,
             ErrorKind::InvalidSpec,
             ErrorKind::Unsupported,

@@ -155,12 +155,12 @@ mod tests {
         let calls = AtomicU32::new(0);
         let result: Result<(), Error> = with_retry(&policy, || async {
             calls.fetch_add(1, Ordering::SeqCst);
-            Err(Error::new(ErrorKind::Temporary, "HTTP 503").into())
+            Err(Error::new(ErrorKind::Unavailable, "HTTP 503").into())
         })
         .await;
         let err = result.expect_err("always fails");
         assert_eq!(calls.load(Ordering::SeqCst), 4);
-        assert_eq!(err.kind(), ErrorKind::Temporary);
+        assert_eq!(err.kind(), ErrorKind::Unavailable);
         assert!(err.message().contains("4 attempts"), "{err}");
         assert!(err.message().contains("HTTP 503"), "{err}");
 

@@ -313,7 +313,7 @@ impl RegistryClient {
             } => {
                 return Err(call
                     .error(
-                        ErrorKind::Temporary,
+                        ErrorKind::Unavailable,
                         format!(
                             "{}: the registry did not answer within {} s of the upload's end",
                             call.target,

@@ -59,7 +59,7 @@ async fn a_stalled_upload_times_out() {
         bounded(client().push_blob(&image(&server), &digest, size, bytes_stream(&b"layer"[..])))
             .await
             .expect_err("no answer to the upload");
-    assert_eq!(err.kind(), ErrorKind::Temporary, "{err}");
+    assert_eq!(err.kind(), ErrorKind::Unavailable, "{err}");
     assert!(err.message().contains("timed out"), "{err}");
     assert!(server.requests().iter().any(|r| r.method == "PUT"));
 }
@@ -79,7 +79,7 @@ async fn a_download_that_stops_sending_times_out() {
         .await
         .expect("an item")
         .expect_err("the rest never comes");
-    assert_eq!(err.kind(), ErrorKind::Temporary, "{err}");
+    assert_eq!(err.kind(), ErrorKind::Unavailable, "{err}");
 }
 
 #[tokio::test]
@@ -89,7 +89,7 @@ async fn a_server_that_never_answers_a_check_times_out() {
     let Existence::Unknown(err) = found else {
         panic!("no answer, no decision: {found:?}");
     };
-    assert_eq!(err.kind(), ErrorKind::Temporary, "{err}");
+    assert_eq!(err.kind(), ErrorKind::Unavailable, "{err}");
 }
 
 const ENDLESS: &str =

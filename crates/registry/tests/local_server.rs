@@ -280,7 +280,7 @@ async fn persistent_503s_give_up_with_the_attempt_count_and_cause() {
     let Existence::Unknown(err) = found else {
         panic!("a registry that always fails cannot decide: {found:?}");
     };
-    assert_eq!(err.kind(), ErrorKind::Temporary);
+    assert_eq!(err.kind(), ErrorKind::Unavailable);
     assert!(err.message().contains("3 attempts"), "{err}");
     assert!(err.message().contains("503"), "{err}");
     assert_eq!(seen.manifest_requests.load(Ordering::SeqCst), 3);

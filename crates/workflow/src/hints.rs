@@ -95,7 +95,7 @@ mod tests {
         };
         let failed = |message: &str| {
             helper_image_hint(
-                Error::new(berth_core::ErrorKind::Temporary, message).with_hint("retry later"),
+                Error::new(berth_core::ErrorKind::Unavailable, message).with_hint("retry later"),
                 &plan,
             )
         };

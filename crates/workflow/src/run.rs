@@ -243,7 +243,7 @@ fn unknown_error(name: &ImageName, err: Error) -> Error {
     let fix = match err.kind() {
         // The registry client's hint already fits where the refused credentials came from.
         ErrorKind::Unauthorized => err.hint().unwrap_or_default().to_string(),
-        ErrorKind::Temporary => "check that the registry is reachable, then retry".to_string(),
+        ErrorKind::Unavailable => "check that the registry is reachable, then retry".to_string(),
         _ => "check the registry address; for a registry with a private CA pass --ca-file, for plain HTTP \
               --insecure-registry"
             .to_string(),

@@ -262,7 +262,7 @@ async fn within<T>(
 
 fn stalled(idle: Duration, op: Op) -> berth_core::Error {
     error(
-        ErrorKind::Temporary,
+        ErrorKind::Unavailable,
         op,
         format!(
             "the content stream made no progress for {} s",
@@ -330,7 +330,7 @@ mod tests {
             .expect("hung: no idle timeout")
             .expect("an item")
             .expect_err("stalled");
-        assert_eq!(err.kind(), ErrorKind::Temporary, "{err}");
+        assert_eq!(err.kind(), ErrorKind::Unavailable, "{err}");
         assert!(tokio::time::timeout(guard, stream.next())
             .await
             .expect("ends")

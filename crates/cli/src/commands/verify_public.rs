@@ -211,7 +211,7 @@ mod tests {
     }
 
     fn unknown() -> PublicAccess {
-        PublicAccess::Unknown(Error::new(ErrorKind::Temporary, "HTTP 503").with_hint("try later"))
+        PublicAccess::Unknown(Error::new(ErrorKind::Unavailable, "HTTP 503").with_hint("try later"))
     }
 
     #[test]

@@ -93,7 +93,7 @@ fn run(
             let _ = killpg(Pid::from_raw(child.id() as i32), Signal::SIGKILL);
             let _ = child.wait();
             return Err(Error::new(
-                ErrorKind::Temporary,
+                ErrorKind::Unavailable,
                 format!(
                     "docker-credential-{helper} {action} did not finish within {} s and was stopped",
                     timeout.as_secs_f32()
@@ -225,7 +225,7 @@ mod tests {
         let path = format!("{}:/usr/bin:/bin", dir.path().display());
         let err =
             get("stuck", "h", Some(&path), Duration::from_millis(300)).expect_err("no answer");
-        assert_eq!(err.kind(), ErrorKind::Temporary, "{err}");
+        assert_eq!(err.kind(), ErrorKind::Unavailable, "{err}");
         assert!(err.message().contains("did not finish"), "{err}");
         assert!(
             err.hint().is_some_and(|h| h.contains("passphrase")),
