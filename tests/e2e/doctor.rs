@@ -112,6 +112,17 @@ fn as_root_both_engines_answer_and_the_rootless_section_says_why_it_was_skipped(
     }
     assert_eq!(report["rootless"]["skipped"], "running as root");
     assert_eq!(report["problems"], Value::Array(vec![]));
+    // LXD's own section: the test environment's server is initialised (a dir pool, a root disk in `default`)
+    assert_eq!(engine(&report, "lxd")["reachable"], true, "{report:#}");
+    let lxd = &report["lxd"];
+    assert_eq!(lxd["pools"], serde_json::json!(["default"]), "{report:#}");
+    assert_eq!(lxd["root_pool"], "default", "{report:#}");
+    assert!(
+        lxd["findings"]
+            .as_array()
+            .is_some_and(|f| f.len() == 2 && f.iter().all(|f| f["status"] == "ok")),
+        "{report:#}"
+    );
 
     let human = Run::of(berth_as_root(env, config.path(), &["doctor"]), "");
     assert_eq!(human.code, 0, "{}", human.stdout);

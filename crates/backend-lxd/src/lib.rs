@@ -23,6 +23,7 @@
 //! (`raw.lxc: lxc.namespace.share.net`): RUN steps reach what the host reaches, as with berth's containerd
 //! builder. Builds need the server's root folders on this machine: remote LXD servers are not supported yet.
 
+pub mod doctor;
 pub mod options;
 mod provider;
 

@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 
 use async_trait::async_trait;
+use berth_core::doctor::{DoctorContext, ProviderChecks};
 use berth_core::engine::ContainerEngine;
 use berth_core::provider::{ConnectSettings, EngineProvider, ProviderInfo, SettingKey};
 use berth_core::Result;
@@ -64,5 +65,20 @@ impl EngineProvider for LxdProvider {
         Ok(Box::new(
             crate::LxdEngine::connect(options(settings)).await?,
         ))
+    }
+
+    fn doctor_help(&self) -> Option<&'static str> {
+        Some(crate::doctor::HELP)
+    }
+
+    async fn doctor(&self, context: &DoctorContext<'_>) -> ProviderChecks {
+        // a server that does not answer is the engines section's to explain
+        let Ok(engine) = crate::LxdEngine::connect(options(context.settings)).await else {
+            return ProviderChecks::default();
+        };
+        ProviderChecks {
+            sections: crate::doctor::section(&engine).await.into_iter().collect(),
+            registry: Vec::new(),
+        }
     }
 }
