@@ -41,6 +41,8 @@ source /var/lib/berth-env/env.sh
 export BERTH_TEST_ENGINES=all
 
 cargo test --workspace --locked "$@"
+# A berth built with one backend: the engine table, and the message for an engine compiled out.
+cargo test --locked -p berth-engines --no-default-features --features docker
 
 # containerd's RUN layers where overlay's redirect_dir and metacopy are on (a RUN step's upper folder then holds
 # pointers into lower layers, and berth must take the layer from containerd's diff service): the module's defaults
