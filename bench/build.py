@@ -1,4 +1,5 @@
-"""`build`: berth build against the engines' own CLIs building the same Dockerfile and context, cold and cached;
+"""`build`: berth build against the engines' own CLIs building the same Dockerfile and context, cold and cached
+(and, for LXD, berth on LXD beside berth on Docker and containerd and the docker CLI, the same spec);
 `memory`: berth's peak RSS building contexts of 256 MiB to 1 GiB (the hash tree as `copy:`)."""
 
 import os
@@ -104,7 +105,10 @@ class Setup:
         self.berth = berth_binary()
         self.tenv = test_env()
         self.config = tmp / "docker-config"
-        self.env = dict(os.environ, DOCKER_CONFIG=str(self.config), BERTH_CACHE_DIR=str(CACHE / "digest-cache"))
+        # LXD builds keep their store, step cache and cache mounts in a state folder of this run (the base is
+        # pulled into it by the first, untimed, build; LXD's image of the base is shared, by its digest)
+        self.env = dict(os.environ, DOCKER_CONFIG=str(self.config), BERTH_CACHE_DIR=str(CACHE / "digest-cache"),
+                        BERTH_LXD_STATE_DIR=str(tmp / "lxd-state"))
         self.env.pop("DOCKER_HOST", None)
         berth_login(self.berth, self.env, self.tenv)
         self.auth = str(self.config / "config.json")
@@ -136,13 +140,23 @@ def tool_commands(s, spec, ctx, engine, no_cache, classic):
                           ["docker", "build", *nc, "-t", "bench-build-classic", "-f", ctx / "Dockerfile.classic",
                            ctx], None, dict(s.env, DOCKER_BUILDKIT="0")))
         return tools
+    docker_cli = ("`DOCKER_BUILDKIT=1 docker build` (docker 20.10 CLI, BuildKit)",
+                  [DOCKER20, "build", *nc, "-t", "bench-build-docker-cli", "-f", ctx / "Dockerfile", ctx], None,
+                  dict(s.env, DOCKER_BUILDKIT="1"))
     if engine == "containerd":
         return [("`berth build --engine containerd` (berth's native builder: runc steps, layers from the overlay upper folder)", berth,
                  spec.parent, s.env),
-                ("`DOCKER_BUILDKIT=1 docker build` (docker 20.10 CLI, BuildKit)",
-                 [DOCKER20, "build", *nc, "-t", "bench-build-docker-cli", "-f", ctx / "Dockerfile", ctx], None,
-                 dict(s.env, DOCKER_BUILDKIT="1")),
+                docker_cli,
                 ("`berth build --engine docker`", [*berth[:3], "docker", *berth[4:]], spec.parent, s.env)]
+    if engine == "lxd":
+        # the same spec on berth's two builders of its own and on Docker, berth's and the CLI's
+        return [("`berth build --engine lxd` (berth's builder: steps by LXD exec in one privileged container, "
+                 "layers from root-folder differences)", berth, spec.parent, s.env),
+                docker_cli,
+                ("`berth build --engine docker` (BuildKit, berth's session)", [*berth[:3], "docker", *berth[4:]],
+                 spec.parent, s.env),
+                ("`berth build --engine containerd` (berth's builder: runc steps, layers from the overlay upper "
+                 "folder)", [*berth[:3], "containerd", *berth[4:]], spec.parent, s.env)]
     podman_args = ["build", *nc, "--layers", "--format", "docker", "--authfile", s.auth, "-t",
                    "bench-build-podman-cli", "-f", ctx / "Dockerfile.podman", ctx]
     return [("`berth build --engine podman` (rootful service)", berth, spec.parent, s.env),
@@ -169,8 +183,9 @@ def bench_build(args):
               "apt package jq, two env values, one copied file, install_flytekit false. The CLIs build the "
               "Dockerfile and context `berth render` / `berth render --context` print, from a folder; berth "
               "streams the same as a tar. Cold: `--no-cache` for every tool (base images local; the apt and uv "
-              "cache mounts stay warm for all). Cached: nothing changed since the last build. Peak RSS is the "
-              "client process's (the daemon or service does the work, except in `podman build`; berth on containerd writes layers in its own process).")
+              "cache mounts stay warm for all; on LXD the base is already an LXD image). Cached: nothing changed "
+              "since the last build. Peak RSS is the client process's (the daemon or service does the work, "
+              "except in `podman build`; berth on containerd and on LXD writes layers in its own process).")
         try:
             for engine in args.engines:
                 tools = tool_commands(s, spec, ctx, engine, False, not args.no_classic)
@@ -191,7 +206,11 @@ def bench_build(args):
                         rows.append(("cold, `--no-cache`" if no_cache else "fully cached", label, fmt(m),
                                      len(secs), fmt(rss, 1), f"{m / base:.2f}x",
                                      f"{(base / m - 1) * 100:+.1f}%" if label != tools[0][0] else "-"))
-                print(f"\n**Building the same Dockerfile and context on {engine}**\n")
+                if engine == "lxd":
+                    print("\n**Building the same spec with berth on LXD, Docker and containerd, and with the docker "
+                          "CLI**\n")
+                else:
+                    print(f"\n**Building the same Dockerfile and context on {engine}**\n")
                 print(md_table(["build", "tool", "median s", "runs", "peak RSS MiB", "vs berth",
                                 "berth time vs this tool"], rows))
         finally:
