@@ -8,7 +8,7 @@ use http::Method;
 use serde_json::Value;
 
 use crate::client::{Body, Client};
-use crate::errors::{classify, error, hint, unavailable};
+use crate::errors::{error, to_error, unavailable, Failure};
 
 /// LXD's API on one socket.
 #[derive(Debug, Clone)]
@@ -103,7 +103,7 @@ impl Lxd {
             .client
             .send(method, path, headers, body)
             .await
-            .map_err(|e| unavailable(&self.client.socket, &e).with_operation(op.as_str()))?;
+            .map_err(|e| unavailable(&self.client.socket, &e, op))?;
         let envelope: Value = serde_json::from_slice(&answer.body).map_err(|e| {
             error(
                 ErrorKind::Protocol,
@@ -112,7 +112,13 @@ impl Lxd {
             )
         })?;
         if !answer.status.is_success() || envelope["type"] == "error" {
-            return Err(failure(op, path, answer.status, &envelope));
+            return Err(failure(
+                op,
+                path,
+                answer.status,
+                &envelope,
+                &self.client.socket,
+            ));
         }
         Ok(envelope)
     }
@@ -163,15 +169,16 @@ fn failure(
     path: &str,
     status: http::StatusCode,
     envelope: &Value,
+    socket: &std::path::Path,
 ) -> berth_core::Error {
-    let kind = classify(status);
     let message = envelope["error"]
         .as_str()
         .filter(|m| !m.is_empty())
         .unwrap_or_else(|| status.canonical_reason().unwrap_or("error"));
-    let e = error(kind, op, format!("LXD {path}: {message} ({status})"));
-    match hint(kind) {
-        Some(h) => e.with_hint(h),
-        None => e,
-    }
+    let failure = Failure::Status {
+        code: status.as_u16(),
+        message,
+    };
+    let said = format!("LXD {path}: {message} ({status})");
+    to_error(failure, op, socket, Some(said))
 }

@@ -2,7 +2,7 @@
 //! constructors every module uses so each error names the engine and the operation.
 
 use berth_core::{Error, ErrorKind, Operation};
-use http::StatusCode;
+pub(crate) use berth_http::Failure;
 
 use crate::ENGINE;
 
@@ -31,65 +31,84 @@ pub(crate) fn io_error(op: Operation, what: impl std::fmt::Display, err: std::io
     }
 }
 
-/// The kind of an LXD error answer: its HTTP status (LXD puts the same code in `error_code`).
-pub(crate) fn classify(status: StatusCode) -> ErrorKind {
-    match status.as_u16() {
-        404 => ErrorKind::NotFound,
-        401 | 403 => ErrorKind::Unauthorized,
-        400 | 409 | 412 => ErrorKind::InvalidSpec,
-        429 | 502..=504 => ErrorKind::Unavailable,
-        _ => ErrorKind::Protocol,
-    }
-}
-
-/// The hint for an error of `kind` from LXD.
-pub(crate) fn hint(kind: ErrorKind) -> Option<&'static str> {
-    match kind {
-        ErrorKind::Unauthorized => Some(
-            "berth talks to LXD as a trusted client: run it as root or as a member of the `lxd` group",
-        ),
-        ErrorKind::Unavailable => Some("LXD is busy; try again"),
-        _ => None,
-    }
-}
-
-/// The daemon cannot be reached on `socket`.
-pub(crate) fn unavailable(socket: &std::path::Path, err: &std::io::Error) -> Error {
-    let hint = match err.kind() {
-        std::io::ErrorKind::PermissionDenied => {
-            "add your user to the `lxd` group (`usermod -aG lxd $USER`, then log in again), or run as root"
-                .to_string()
-        }
-        _ => format!(
-            "start LXD (`lxd --group lxd &` then `lxd waitready`, or `systemctl start lxd`) and initialise it \
-             (`lxd init`); set {} if its socket is elsewhere",
-            crate::EnvVars::LXD_DIR
-        ),
+/// A berth error for `failure` on the LXD server at `socket`, through the REST engines' one mapping
+/// ([`berth_http::failure`]); `message` (naming the API path) replaces the failure's own text, the kind and
+/// whether to retry still come from the failure alone.
+pub(crate) fn to_error(
+    failure: Failure<'_>,
+    op: Operation,
+    socket: &std::path::Path,
+    message: Option<String>,
+) -> Error {
+    let service = format!("LXD at unix://{}", socket.display());
+    let start = format!(
+        "start LXD (`lxd --group lxd &` then `lxd waitready`, or `systemctl start lxd`) and initialise it \
+         (`lxd init`); set {} if its socket is elsewhere",
+        crate::EnvVars::LXD_DIR
+    );
+    let lxd = berth_http::Service {
+        engine: ENGINE,
+        service: &service,
+        start_hint: &start,
+        permission_hint:
+            "berth talks to LXD as a trusted client: add your user to the `lxd` group \
+                          (`usermod -aG lxd $USER`, then log in again), or run as root",
+        tls_hint: "berth reaches LXD over its unix socket only",
+        registry_ca_hint:
+            "berth pulls and pushes for LXD with its own registry client: pass the registry's CA \
+                           with --ca-file",
+        insecure_hint:
+            "the registry speaks plain HTTP: pass --insecure-registry HOST:PORT to berth",
     };
-    error(
-        ErrorKind::EngineUnavailable,
-        Operation::Connect,
-        format!("cannot reach LXD on {}: {err}", socket.display()),
-    )
-    .with_hint(hint)
+    berth_http::to_error(&lxd, &failure, op, message)
+}
+
+/// The server on `socket` did not answer a request (nothing listens, the socket refuses this user, the
+/// connection broke).
+pub(crate) fn unavailable(socket: &std::path::Path, err: &std::io::Error, op: Operation) -> Error {
+    to_error(Failure::Transport(err), op, socket, None)
 }
 
 #[cfg(test)]
 mod tests {
+    use berth_core::ErrorStatus;
+
     use super::*;
 
+    fn answer(code: u16, message: &str) -> Error {
+        let socket = std::path::Path::new("/var/lib/lxd/unix.socket");
+        let failure = Failure::Status { code, message };
+        to_error(failure, Operation::Build, socket, None)
+    }
+
     #[test]
-    fn statuses_map_to_kinds() {
-        assert_eq!(classify(StatusCode::NOT_FOUND), ErrorKind::NotFound);
-        assert_eq!(classify(StatusCode::FORBIDDEN), ErrorKind::Unauthorized);
-        assert_eq!(classify(StatusCode::BAD_REQUEST), ErrorKind::InvalidSpec);
+    fn answers_map_through_the_one_mapping() {
+        assert_eq!(answer(404, "not found").kind(), ErrorKind::NotFound);
+        let refused = answer(403, "not authorized");
+        assert_eq!(refused.kind(), ErrorKind::Unauthorized);
+        assert_eq!(answer(400, "bad config").kind(), ErrorKind::InvalidSpec);
+        let busy = answer(503, "busy");
         assert_eq!(
-            classify(StatusCode::SERVICE_UNAVAILABLE),
-            ErrorKind::Unavailable
+            (busy.kind(), busy.status()),
+            (ErrorKind::Unavailable, ErrorStatus::Temporary)
         );
-        assert_eq!(
-            classify(StatusCode::INTERNAL_SERVER_ERROR),
-            ErrorKind::Protocol
+    }
+
+    #[test]
+    fn a_socket_this_user_may_not_open_names_the_lxd_group() {
+        let socket = std::path::Path::new("/var/lib/lxd/unix.socket");
+        let denied = std::io::Error::from(std::io::ErrorKind::PermissionDenied);
+        let err = unavailable(socket, &denied, Operation::Connect);
+        assert_eq!(err.kind(), ErrorKind::EngineUnavailable);
+        assert!(
+            err.hint().unwrap_or_default().contains("lxd` group"),
+            "{err:?}"
+        );
+        let nobody = std::io::Error::from(std::io::ErrorKind::NotFound);
+        let err = unavailable(socket, &nobody, Operation::Connect);
+        assert!(
+            err.hint().unwrap_or_default().contains("lxd init"),
+            "{err:?}"
         );
     }
 }
