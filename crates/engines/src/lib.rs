@@ -99,7 +99,7 @@ impl FromStr for EngineKind {
                 ),
             )
             .with_hint(format!(
-                "{hint}; or build berth with the cargo feature {wanted} of berth-engines"
+                "{hint}; or build berth with its cargo feature {wanted} (`cargo build -p berth-cli --features {wanted}`)"
             )));
         }
         Err(Error::invalid(format!(
