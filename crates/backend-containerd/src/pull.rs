@@ -107,15 +107,8 @@ async fn fetch(
         image.repository.clone(),
     );
     let top = registry.get_manifest(image).await.map_err(|e| {
-        let kind = e.kind();
-        let hint = match kind {
-            ErrorKind::NotFound => "check the image name and tag, and that it was pushed",
-            // The registry client's hint fits where the refused credentials came from.
-            ErrorKind::Unauthorized => e.hint().unwrap_or("log in for this registry"),
-            _ => "check that the registry is reachable",
-        };
-        error(kind, op, format!("{name}: {}", e.message()))
-            .with_hint(hint.to_string())
+        error(e.kind(), op, format!("{name}: {}", e.message()))
+            .with_hint(berth_registry::pull_hint(&e))
             .with_source(e)
     })?;
     let top_descriptor = Descriptor {

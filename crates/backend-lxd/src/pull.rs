@@ -61,14 +61,8 @@ pub(crate) async fn pull(
     let image = ImageRef::parse(&name).map_err(|e| e.with_engine(crate::ENGINE))?;
     progress.event(ProgressEvent::Line(format!("pulling {name}")));
     let refused = |e: berth_core::Error| {
-        let kind = e.kind();
-        let hint = match kind {
-            ErrorKind::NotFound => "check the image name and tag, and that it was pushed",
-            ErrorKind::Unauthorized => e.hint().unwrap_or("log in for this registry"),
-            _ => "check that the registry is reachable",
-        };
-        error(kind, op, format!("{name}: {}", e.message()))
-            .with_hint(hint.to_string())
+        error(e.kind(), op, format!("{name}: {}", e.message()))
+            .with_hint(berth_registry::pull_hint(&e))
             .with_source(e)
     };
     let mut manifest = registry.get_manifest(&image).await.map_err(refused)?;

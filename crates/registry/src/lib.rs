@@ -40,8 +40,8 @@ pub use credentials::{
 pub use env::EnvVars;
 pub use export::LocalImage;
 pub use manifest::{
-    sha256_digest, Existence, Manifest, DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, OCI_INDEX,
-    OCI_MANIFEST,
+    pull_hint, sha256_digest, Existence, Manifest, DOCKER_MANIFEST, DOCKER_MANIFEST_LIST,
+    OCI_INDEX, OCI_MANIFEST,
 };
 pub use options::{is_loopback, RegistryOptions};
 pub use public::{PublicAccess, Refusal};

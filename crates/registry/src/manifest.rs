@@ -315,6 +315,18 @@ pub(crate) fn header(response: &reqwest::Response, name: &str) -> Option<String>
         .map(str::to_string)
 }
 
+/// What to do when the registry refused an engine's pull of an image's manifest (`err`, from
+/// [`RegistryClient::get_manifest`]): for refused credentials, the client's own hint (it knows where they came
+/// from).
+pub fn pull_hint(err: &Error) -> String {
+    match err.kind() {
+        ErrorKind::NotFound => "check the image name and tag, and that it was pushed",
+        ErrorKind::Unauthorized => err.hint().unwrap_or("log in for this registry"),
+        _ => "check that the registry is reachable",
+    }
+    .to_string()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
