@@ -763,6 +763,12 @@ ensure_fixture uv-current "$UV_CURRENT_IMAGE" "$UV_RECIPE" "$FIXTURES/uv-$UV_CUR
 ensure_fixture bookworm-python "$PYTHON_IMAGE" "$PYTHON_RECIPE" "$FIXTURES/bookworm-python-$PYTHON_RECIPE.tar" build_python verify_python \
   "${PYTHON_CHANGES[@]}"
 
+# The remote host for issue 18's tests: a network namespace reached over the network.
+# shellcheck source=scripts/env/remote-host.sh
+source "$(dirname "$(readlink -f "$0")")/remote-host.sh"
+remote_host_up
+log "remote host $REMOTE_ADDR (network namespace $REMOTE_NETNS) is up"
+
 #######################################################################################
 step "7/7 env file"
 ENV_FILE=$STATE/env.sh
@@ -784,6 +790,9 @@ export BERTH_TEST_PODMAN_ROOTLESS_SOCKET=$ROOTLESS_SOCK
 export BERTH_TEST_PODMAN_ROOTLESS_USER=$ROOTLESS_USER
 export CONTAINERD_ADDRESS=$CONTAINERD_SOCK
 export LXD_DIR=$LXD_DIR_PATH
+export BERTH_TEST_REMOTE_NETNS=$REMOTE_NETNS
+export BERTH_TEST_REMOTE_ADDR=$REMOTE_ADDR
+export BERTH_TEST_REMOTE_GATEWAY=$REMOTE_GATEWAY
 # dockerd is on its default socket
 # (a DOCKER_HOST of your own is left as it is: berth names it when it does not answer)
 EOF
