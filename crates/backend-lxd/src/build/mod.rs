@@ -26,7 +26,7 @@ use berth_layer::oci::{chain_id, rfc3339};
 use berth_registry::RegistryClient;
 use serde_json::json;
 
-use self::cache::{Layer, StepCache};
+use self::cache::{Layer, StepCache, PENDING_TIME};
 use self::tree::Tree;
 use crate::base::{lxd_image, unpack_image, unpack_layer};
 use crate::errors::{error, io_error};
@@ -187,7 +187,8 @@ async fn execute(
         Some(chain_id(parent.as_deref(), &l.diff_id))
     });
     let cache = StepCache::new(session.state_dir.join("steps"));
-    let created = rfc3339(SystemTime::now());
+    // the real time is set at the end, from the image's record (see `StepCache::created`)
+    let created = PENDING_TIME;
     // the container's root folder as the last step left it, once the container runs
     let mut tree: Option<Tree> = None;
     let total = plan.steps.len();
@@ -213,7 +214,7 @@ async fn execute(
             }
             other => {
                 config.apply(other);
-                config.history(&created, &description, true);
+                config.history(created, &description, true);
                 continue;
             }
         };
@@ -271,9 +272,9 @@ async fn execute(
         };
         chain = Some(chain_id(chain.as_deref(), &layer.diff_id));
         layers.push(layer);
-        config.history(&created, &description, false);
+        config.history(created, &description, false);
     }
-    finish(session, &base, &config, &layers, &created, names)
+    finish(session, &cache, &base, &config, &layers, names)
 }
 
 /// Makes and starts the build container, with the cached layers of the steps so far in its root folder.
@@ -328,15 +329,21 @@ fn oci_layer_type(media_type: &str) -> &str {
 /// Writes the config and the manifest into the store and names the image with each of `names`.
 fn finish(
     session: &Session<'_>,
+    cache: &StepCache,
     base: &LocalImage,
     config: &ImageConfig,
     layers: &[Layer],
-    created: &str,
     names: &[String],
 ) -> Result<BuiltImage> {
     let diff_ids: Vec<String> = layers.iter().map(|l| l.diff_id.clone()).collect();
-    let blob = serde_json::to_vec(&config.to_blob(&base.config, &diff_ids, created))
-        .map_err(|e| error(ErrorKind::Protocol, OP, format!("the image config: {e}")))?;
+    let to_json = |blob: &serde_json::Value| {
+        serde_json::to_vec(blob)
+            .map_err(|e| error(ErrorKind::Protocol, OP, format!("the image config: {e}")))
+    };
+    let mut blob = config.to_blob(&base.config, &diff_ids, PENDING_TIME);
+    let created = cache.created(&to_json(&blob)?, &rfc3339(SystemTime::now()))?;
+    cache::stamp(&mut blob, &created);
+    let blob = to_json(&blob)?;
     let config_digest = session.store.put_bytes(&blob, OP)?;
     let manifest = json!({
         "schemaVersion": 2,
