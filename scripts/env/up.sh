@@ -55,6 +55,8 @@ PACKAGES=(
   xz-utils pigz
   # the LXD engine (lxd pulls in lxc, its client, and lxcfs)
   lxd
+  # backend-lxd's init programs for aarch64, riscv64 and ppc64le servers run under qemu-user in its tests
+  qemu-user-static
 )
 
 T0=$(date +%s)

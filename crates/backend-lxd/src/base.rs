@@ -136,9 +136,12 @@ pub(crate) async fn lxd_image(
         work.join("base"),
         tarball.clone(),
     );
-    tokio::task::spawn_blocking(move || unified_tarball(&store_c, &image_c, &dir, &tarball_c))
-        .await
-        .map_err(|e| error(ErrorKind::Io, op, format!("unpacking the base: {e}")))??;
+    let architecture = engine.architecture.clone();
+    tokio::task::spawn_blocking(move || {
+        unified_tarball(&store_c, &image_c, &architecture, &dir, &tarball_c)
+    })
+    .await
+    .map_err(|e| error(ErrorKind::Io, op, format!("unpacking the base: {e}")))??;
     let imported = engine
         .lxd
         .send(
@@ -163,13 +166,20 @@ pub(crate) async fn lxd_image(
     Ok(alias)
 }
 
-/// Writes the unified image tarball of `image` (`metadata.yaml` and `rootfs/`) at `out`, unpacking into `dir`.
-fn unified_tarball(store: &Store, image: &LocalImage, dir: &Path, out: &Path) -> Result<()> {
+/// Writes the unified image tarball of `image` (`metadata.yaml` and `rootfs/`) for a server of `architecture`
+/// at `out`, unpacking into `dir`.
+fn unified_tarball(
+    store: &Store,
+    image: &LocalImage,
+    architecture: &str,
+    dir: &Path,
+    out: &Path,
+) -> Result<()> {
     let op = Operation::Build;
     let rootfs: PathBuf = dir.join("rootfs");
     unpack_image(store, image, &rootfs, op)?;
-    // LXD names architectures as the kernel does (x86_64, aarch64), which Rust's names match
-    let arch = std::env::consts::ARCH;
+    // the server's own name for its architecture (the kernel's: x86_64, aarch64, ppc64le)
+    let arch = architecture;
     let created = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());

@@ -140,7 +140,7 @@ impl Instance {
         alias: &str,
         isolated: bool,
     ) -> Result<()> {
-        let init = crate::init::install(&engine.state_dir)?;
+        let init = crate::init::install(&engine.state_dir, &engine.architecture)?;
         let mut raw = format!("lxc.init.cmd = {}\n", crate::init::INIT_PATH);
         let mut devices = Map::new();
         devices.insert(

@@ -71,6 +71,9 @@ pub struct LxdEngine {
     version: String,
     /// The server's pid: containers join its network namespace.
     server_pid: u64,
+    /// The server's architecture as its kernel names it (`x86_64`, `aarch64`): the build container's init
+    /// program and the architecture of the LXD images berth imports.
+    architecture: String,
 }
 
 impl LxdEngine {
@@ -100,6 +103,10 @@ impl LxdEngine {
                 .unwrap_or("unknown")
                 .to_string(),
             server_pid: environment["server_pid"].as_u64().unwrap_or(0),
+            architecture: environment["kernel_architecture"]
+                .as_str()
+                .unwrap_or(std::env::consts::ARCH)
+                .to_string(),
             state_dir: options.state_dir(),
             lxd,
             lxd_dir,
