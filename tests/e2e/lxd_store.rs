@@ -5,15 +5,22 @@
 use berth_backend_lxd::{LxdEngine, LxdOptions};
 use berth_core::engine::{ContainerEngine, NoProgress};
 use berth_core::plan::Step;
-use berth_tests::conformance::support::{build_options, image_ref, plan, run, unique};
+use std::path::Path;
+use std::time::Duration;
+
+use berth_tests::conformance::support::{
+    build_options, image_ref, plan, run, transfer_options, unique,
+};
 use berth_tests::env::TestEnv;
 
 async fn engine() -> LxdEngine {
-    LxdEngine::connect(LxdOptions::default())
-        .await
-        .unwrap_or_else(|e| {
-            panic!("cannot reach LXD: {e}\n  run scripts/env/up.sh first (as root)")
-        })
+    engine_with(LxdOptions::default()).await
+}
+
+async fn engine_with(options: LxdOptions) -> LxdEngine {
+    LxdEngine::connect(options).await.unwrap_or_else(|e| {
+        panic!("cannot reach LXD: {e}\n  run scripts/env/up.sh first (as root)")
+    })
 }
 
 /// Waits until the wall clock is in a later second than now, so a build stamped with "now" would differ.
@@ -91,4 +98,170 @@ async fn a_cached_rebuild_is_the_same_image() {
     for tag in [cold_tag, warm_tag, other_tag] {
         let _ = engine.remove(&tag, Default::default()).await;
     }
+}
+
+/// The names in folder `dir`.
+fn names_in(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+/// Whether LXD has an image with `alias`.
+fn lxd_has(alias: &str) -> bool {
+    std::process::Command::new("lxc")
+        .args(["image", "info", alias])
+        .output()
+        .expect("lxc")
+        .status
+        .success()
+}
+
+/// Pruning, on a state folder of its own (the shared one's caches are other tests'): while a build runs nothing
+/// goes; then an LXD image imported for a base whose name was removed goes, with that base's manifest and
+/// config, while recent step-cache entries, the layers they hold and a kept image stay; with no age limit the
+/// step cache and the base a build pulled go too, the kept image still pushes whole, and a build after it all
+/// pulls and imports again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pruning_drops_what_nothing_uses_and_keeps_the_rest() {
+    let Some(env) = TestEnv::for_engine("lxd") else {
+        return;
+    };
+    let state = tempfile::tempdir().expect("state folder");
+    let engine = engine_with(LxdOptions {
+        state_dir: Some(state.path().to_path_buf()),
+        ..LxdOptions::default()
+    })
+    .await;
+    let blobs = || names_in(&state.path().join("oci/blobs/sha256")).len();
+    let label = unique("prune");
+    // a base of this test's own, so this state folder is the one that imports it into LXD
+    let base_tag = image_ref(env, "lxd-prune-base", "v1");
+    let kept_tag = image_ref(env, "lxd-prune-kept", "v1");
+    let build = |base: &str, command: String, tag: &str| {
+        let (engine, plan, options) = (
+            &engine,
+            plan(base, vec![run(command)]),
+            build_options(env, tag),
+        );
+        async move { engine.build(&plan, &options, &NoProgress).await }
+    };
+    build(
+        &env.busybox_image,
+        format!("echo {label} > /base"),
+        &base_tag,
+    )
+    .await
+    .expect("the base");
+    engine
+        .push(&base_tag, &transfer_options(env), &NoProgress)
+        .await
+        .expect("push the base");
+    build(&base_tag, format!("echo {label} > /kept"), &kept_tag)
+        .await
+        .expect("the kept image");
+    // this test's base, and busybox's too when no other state folder imported it before
+    let imported = names_in(&state.path().join("imported"));
+    assert!(!imported.is_empty(), "no import record");
+    assert!(
+        imported.iter().all(|a| lxd_has(a)),
+        "{imported:?} not in LXD"
+    );
+
+    // a running build holds the state folder: nothing goes
+    let before = blobs();
+    let sleeper = plan(
+        &env.busybox_image,
+        vec![run(format!("echo {label}; sleep 900"))],
+    );
+    let sleeper_tag = image_ref(env, "lxd-prune-sleeper", "v1");
+    let sleeper_options = build_options(env, &sleeper_tag);
+    let running = engine.build(&sleeper, &sleeper_options, &NoProgress);
+    let prune_meanwhile = async {
+        while engine
+            .leftovers()
+            .await
+            .expect("leftovers")
+            .instances
+            .is_empty()
+        {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        engine.prune(Duration::ZERO).await.expect("prune")
+    };
+    let meanwhile = tokio::select! {
+        result = running => panic!("the 900-second build ended first: {result:?}"),
+        pruned = prune_meanwhile => pruned,
+    };
+    assert!(!meanwhile.ran, "pruned during a build: {meanwhile:?}");
+    assert_eq!(blobs(), before);
+    assert!(imported.iter().all(|a| lxd_has(a)));
+
+    // the base's name goes: its manifest, config and LXD image go, recent cache entries keep their layers
+    engine
+        .remove(&base_tag, Default::default())
+        .await
+        .expect("remove the base's name");
+    let hour = engine
+        .prune(Duration::from_secs(3600))
+        .await
+        .expect("prune");
+    assert!(hour.ran);
+    assert_eq!(hour.step_entries, 0, "{hour:?}");
+    assert_eq!(hour.blobs, 2, "the base's manifest and config: {hour:?}");
+    assert_eq!(blobs(), before - 2);
+    let went: Vec<&String> = imported
+        .iter()
+        .filter(|a| hour.lxd_images.contains(a))
+        .collect();
+    assert_eq!(went.len(), 1, "the base's LXD image goes: {hour:?}");
+    assert!(!lxd_has(went[0]), "{} still in LXD", went[0]);
+    assert!(
+        !state.path().join(format!("{}.lock", went[0])).exists(),
+        "its import lock stays"
+    );
+    assert!(hour.bases.is_empty(), "{hour:?}");
+
+    // no age limit: the step cache and the busybox base this state folder's build pulled go; the kept image stays
+    let all = engine.prune(Duration::ZERO).await.expect("prune");
+    assert!(all.step_entries >= 3, "{all:?}");
+    assert!(
+        all.bases.iter().any(|b| b.starts_with(&env.busybox_image)),
+        "{all:?}"
+    );
+    assert!(
+        imported.iter().all(|a| !lxd_has(a)),
+        "{imported:?} still in LXD"
+    );
+    let kept = engine.inspect(&kept_tag).await.expect("the kept image");
+    assert_eq!(
+        blobs(),
+        2 + kept.layers.len(),
+        "only the kept image's manifest, config and layers stay"
+    );
+    engine
+        .push(&kept_tag, &transfer_options(env), &NoProgress)
+        .await
+        .expect("the kept image pushes whole");
+    assert!(engine.inspect(&base_tag).await.is_err());
+
+    // a build afterwards pulls and imports again
+    let again_tag = image_ref(env, "lxd-prune-again", "v1");
+    build(&base_tag, format!("echo {label} > /again"), &again_tag)
+        .await
+        .expect("a build after pruning");
+    let _ = engine.prune(Duration::ZERO).await;
+    for tag in [kept_tag, again_tag] {
+        let _ = engine.remove(&tag, Default::default()).await;
+    }
+    let _ = engine.prune(Duration::ZERO).await;
+    assert!(
+        names_in(&state.path().join("imported")).is_empty(),
+        "LXD images left"
+    );
 }

@@ -93,12 +93,21 @@ pub(crate) fn unpack_image(
     Ok(())
 }
 
+/// The start of the LXD alias of a base, before its manifest digest's hex.
+pub(crate) const ALIAS_PREFIX: &str = "berth-base-";
+
 /// The LXD alias of `image` as a base.
 fn alias(image: &LocalImage) -> String {
     format!(
-        "berth-base-{}",
+        "{ALIAS_PREFIX}{}",
         image.manifest_digest.trim_start_matches("sha256:")
     )
+}
+
+/// The file that says this state folder imported LXD image `alias`, modified whenever a build uses it (what
+/// [`crate::prune`] goes by).
+pub(crate) fn import_record(state_dir: &Path, alias: &str) -> PathBuf {
+    state_dir.join("imported").join(alias)
 }
 
 /// The LXD image for base `image`, imported on first use; returns its alias.
@@ -121,8 +130,12 @@ pub(crate) async fn lxd_image(
     .await
     .map_err(|e| error(ErrorKind::Io, op, format!("waiting for {alias}: {e}")))?
     .map_err(|e| io_error(op, lock_path.display(), e.into()))?;
+    let record = import_record(&engine.state_dir, &alias);
     match engine.lxd.call(op, Method::GET, &path, None).await {
-        Ok(_) => return Ok(alias),
+        Ok(_) => {
+            crate::prune::touch(&record);
+            return Ok(alias);
+        }
         Err(e) if e.kind() == ErrorKind::NotFound => {}
         Err(e) => return Err(e),
     }
@@ -162,6 +175,9 @@ pub(crate) async fn lxd_image(
         .lxd
         .call(op, Method::POST, "/1.0/images/aliases", Some(&body))
         .await?;
+    let written = fs::create_dir_all(record.parent().unwrap_or(&engine.state_dir))
+        .and_then(|()| fs::write(&record, &fingerprint));
+    written.map_err(|e| io_error(op, record.display(), e))?;
     drop(lock);
     Ok(alias)
 }

@@ -356,7 +356,7 @@ async fn delete(lxd: &Lxd, name: &str) -> Result<()> {
 }
 
 /// The pid in a berth name (`berth-<pid>-...`).
-fn pid_of(name: &str) -> Option<u32> {
+pub(crate) fn pid_of(name: &str) -> Option<u32> {
     name.strip_prefix(NAME_PREFIX)?
         .split('-')
         .next()?

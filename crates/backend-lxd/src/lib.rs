@@ -15,6 +15,8 @@
 //!   as a layer (deletions as whiteouts). The result is the base's layers plus one layer per RUN and COPY step.
 //! - **Step cache**: berth's own, keyed on the parent layer chain and the step, holding the layers of earlier
 //!   builds; a build whose steps are all cached makes no container at all.
+//! - **Pruning** ([`LxdEngine::prune`]): each build first removes step-cache entries, pulled bases and imported LXD images
+//!   unused for [`MAX_UNUSED`], and blobs nothing reaches; never while another build runs.
 //! - **Cleanup**: the container, its devices and the build's temporary files go when the build ends, fails or
 //!   is dropped; containers left by a killed berth (whose pid is gone) are removed by the next build.
 //!
@@ -35,6 +37,7 @@ mod errors;
 mod images;
 mod init;
 mod instance;
+mod prune;
 mod pull;
 mod push;
 mod store;
@@ -54,6 +57,7 @@ use http::Method;
 pub use instance::{Leftovers, NAME_PREFIX};
 pub use options::{EnvVars, LxdOptions};
 pub use provider::{LxdProvider, PROVIDER};
+pub use prune::{Pruned, MAX_UNUSED};
 
 use api::Lxd;
 use store::Store;
@@ -128,6 +132,14 @@ impl LxdEngine {
     /// what a failed, cancelled or killed build must not leave once the next build has cleaned up.
     pub async fn leftovers(&self) -> Result<Leftovers> {
         instance::leftovers(self).await
+    }
+
+    /// Removes what berth's LXD state holds and nothing used for longer than `max_unused` (each build does this
+    /// with [`MAX_UNUSED`]): step-cache entries, bases builds pulled, blobs no name or cache entry reaches, the
+    /// LXD images this state folder imported and unpacked helper images. Images named in the store stay. While a
+    /// build runs nothing is removed ([`Pruned::ran`] is `false`).
+    pub async fn prune(&self, max_unused: std::time::Duration) -> Result<Pruned> {
+        prune::prune(self, max_unused).await
     }
 
     pub(crate) fn store(&self, op: Operation) -> Result<Store> {
@@ -224,9 +236,11 @@ impl ContainerEngine for LxdEngine {
     ) -> Result<()> {
         let registry = self.transfer_client(options, reference)?;
         let store = self.store(Operation::Pull)?;
-        pull::pull(&store, &registry, reference, Operation::Pull, progress)
-            .await
-            .map(drop)
+        let _in_use = prune::in_use(&self.state_dir).await?;
+        pull::pull(&store, &registry, reference, Operation::Pull, progress).await?;
+        // pulled by the user: no prune removes it as a base builds pulled
+        prune::Bases::new(&self.state_dir).forget(&pull::image_name(reference, Operation::Pull)?);
+        Ok(())
     }
 
     async fn inspect(&self, reference: &str) -> Result<ImageDetails> {

@@ -52,6 +52,16 @@ pub(crate) struct Session<'a> {
 }
 
 impl Session<'_> {
+    /// The image `reference` names, from the store or pulled, its use recorded for pruning: a name this build
+    /// pulls may go once builds stop using it; one the user made stays.
+    async fn image(&self, reference: &str, progress: &dyn Progress) -> Result<LocalImage> {
+        let name = image_name(reference, OP)?;
+        let known = self.store.resolve(&name, OP)?.is_some();
+        let image = local_or_pull(&self.store, &self.registry, reference, OP, progress).await?;
+        crate::prune::Bases::new(&self.state_dir).used(&name, &image.manifest_digest, !known);
+        Ok(image)
+    }
+
     /// The helper image `alias`: its manifest digest and its root folder, pulled and unpacked on first use.
     pub(crate) async fn helper(
         &self,
@@ -74,7 +84,8 @@ impl Session<'_> {
                     format!("a step mounts from image `{alias}`, which the plan does not name"),
                 )
             })?;
-        let image = local_or_pull(&self.store, &self.registry, &helper.reference, OP, progress)
+        let image = self
+            .image(&helper.reference, progress)
             .await
             .map_err(|e| e.context(format!("helper image {}", helper.reference)))?;
         let dir = self
@@ -82,6 +93,7 @@ impl Session<'_> {
             .join("helpers")
             .join(image.manifest_digest.trim_start_matches("sha256:"));
         let root = dir.join("rootfs");
+        crate::prune::touch(&dir.join("complete"));
         if !dir.join("complete").exists() {
             // unpacked beside, then renamed: another build never sees half a root folder
             let partial = self.work.join(format!("helper-{alias}"));
@@ -134,6 +146,7 @@ pub(crate) async fn build(
             "could not remove what earlier, killed builds left in LXD: {e}"
         )));
     }
+    let _in_use = crate::prune::before_build(engine, progress).await?;
     let instance = Instance::reserve(engine)?;
     let session = Session {
         engine,
@@ -160,15 +173,10 @@ async fn execute(
     progress: &dyn Progress,
 ) -> Result<BuiltImage> {
     let plan = session.plan;
-    let base = local_or_pull(
-        &session.store,
-        &session.registry,
-        &plan.base_image,
-        OP,
-        progress,
-    )
-    .await
-    .map_err(|e| e.context(format!("base image {}", plan.base_image)))?;
+    let base = session
+        .image(&plan.base_image, progress)
+        .await
+        .map_err(|e| e.context(format!("base image {}", plan.base_image)))?;
     let mut config = ImageConfig::from_base(&base.config);
     let mut layers: Vec<Layer> = base
         .layers()
