@@ -13,10 +13,6 @@ use berth_tests::conformance::support::{
 };
 use berth_tests::env::TestEnv;
 
-async fn engine() -> LxdEngine {
-    engine_with(LxdOptions::default()).await
-}
-
 async fn engine_with(options: LxdOptions) -> LxdEngine {
     LxdEngine::connect(options).await.unwrap_or_else(|e| {
         panic!("cannot reach LXD: {e}\n  run scripts/env/up.sh first (as root)")
@@ -41,7 +37,13 @@ async fn a_cached_rebuild_is_the_same_image() {
     let Some(env) = TestEnv::for_engine("lxd") else {
         return;
     };
-    let engine = engine().await;
+    // a state folder of its own: each build prunes, and the shared one is other tests'
+    let state = tempfile::tempdir().expect("state folder");
+    let engine = engine_with(LxdOptions {
+        state_dir: Some(state.path().to_path_buf()),
+        ..LxdOptions::default()
+    })
+    .await;
     let steps = |label: &str| {
         vec![
             Step::Env(vec![("BERTH_RUN".into(), label.to_string())]),
@@ -98,6 +100,7 @@ async fn a_cached_rebuild_is_the_same_image() {
     for tag in [cold_tag, warm_tag, other_tag] {
         let _ = engine.remove(&tag, Default::default()).await;
     }
+    let _ = engine.prune(Duration::ZERO).await;
 }
 
 /// The names in folder `dir`.
