@@ -186,11 +186,13 @@ async fn pruning_drops_what_nothing_uses_and_keeps_the_rest() {
     let sleeper_options = build_options(env, &sleeper_tag);
     let running = engine.build(&sleeper, &sleeper_options, &NoProgress);
     let prune_meanwhile = async {
+        // the build's folder in this state folder (other tests' containers are on the server too), made once
+        // the build holds the state folder
         while engine
             .leftovers()
             .await
             .expect("leftovers")
-            .instances
+            .folders
             .is_empty()
         {
             tokio::time::sleep(Duration::from_millis(200)).await;
@@ -267,4 +269,123 @@ async fn pruning_drops_what_nothing_uses_and_keeps_the_rest() {
         names_in(&state.path().join("imported")).is_empty(),
         "LXD images left"
     );
+}
+
+/// The owners and names of the entries of the last layer of `tag` in the OCI layout under `state`.
+fn last_layer_owners(state: &Path, tag: &str) -> Vec<(String, u64, u64)> {
+    let oci = state.join("oci");
+    let read_json = |digest: &str| -> serde_json::Value {
+        let path = oci
+            .join("blobs/sha256")
+            .join(digest.trim_start_matches("sha256:"));
+        serde_json::from_slice(&std::fs::read(path).expect("blob")).expect("json")
+    };
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(oci.join("index.json")).expect("index"))
+            .expect("json");
+    let manifest = index["manifests"]
+        .as_array()
+        .expect("manifests")
+        .iter()
+        .find(|d| d["annotations"]["org.opencontainers.image.ref.name"] == tag)
+        .map(|d| read_json(d["digest"].as_str().expect("digest")))
+        .expect("the tag in index.json");
+    let layer = manifest["layers"]
+        .as_array()
+        .expect("layers")
+        .last()
+        .expect("a layer")["digest"]
+        .as_str()
+        .expect("digest")
+        .trim_start_matches("sha256:")
+        .to_string();
+    let file = std::fs::File::open(oci.join("blobs/sha256").join(layer)).expect("layer");
+    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(file));
+    archive
+        .entries()
+        .expect("entries")
+        .map(|e| {
+            let e = e.expect("entry");
+            let header = e.header();
+            (
+                e.path().expect("path").to_string_lossy().into_owned(),
+                header.uid().expect("uid"),
+                header.gid().expect("gid"),
+            )
+        })
+        .collect()
+}
+
+/// Build containers are unprivileged: a RUN step sees a user namespace, its files are on the host under shifted
+/// ids, and the layer holds the owners the container saw (root as 0, a chown to 1000 as 1000), also for a step
+/// with a cache mount (its container is restarted with the mount, since LXD cannot hot-plug into it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unprivileged_layers_hold_the_containers_owners() {
+    let Some(env) = TestEnv::for_engine("lxd") else {
+        return;
+    };
+    let state = tempfile::tempdir().expect("state folder");
+    let engine = engine_with(LxdOptions {
+        state_dir: Some(state.path().to_path_buf()),
+        ..LxdOptions::default()
+    })
+    .await;
+    let label = unique("owners");
+    let tag = image_ref(env, "lxd-owners", "v1");
+    let steps = vec![
+        run(format!(
+            "! grep -Eq '^ +0 +0 +4294967295$' /proc/self/uid_map && echo {label} > /by-root && \
+             mkdir -p /srv/user && echo u > /srv/user/f && chown -R 1000:1000 /srv/user"
+        )),
+        Step::Run(berth_core::plan::RunStep {
+            command: format!("echo {label} > /berth-cache/x && echo {label} > /with-cache"),
+            mounts: vec![berth_core::plan::Mount::Cache {
+                id: unique("owners-cache"),
+                target: "/berth-cache".into(),
+            }],
+        }),
+    ];
+    let mut cached = steps.clone();
+    cached.pop();
+    let first_tag = image_ref(env, "lxd-owners", "first");
+    engine
+        .build(
+            &plan(&env.busybox_image, cached),
+            &build_options(env, &first_tag),
+            &NoProgress,
+        )
+        .await
+        .expect("the build of the first step");
+    let owners = last_layer_owners(state.path(), &first_tag);
+    let of = |owners: &[(String, u64, u64)], path: &str| {
+        owners
+            .iter()
+            .find(|(p, _, _)| p.trim_end_matches('/') == path)
+            .map(|(_, uid, gid)| (*uid, *gid))
+            .unwrap_or_else(|| panic!("{path} not in the layer: {owners:?}"))
+    };
+    assert_eq!(of(&owners, "by-root"), (0, 0));
+    assert_eq!(of(&owners, "srv/user"), (1000, 1000));
+    assert_eq!(of(&owners, "srv/user/f"), (1000, 1000));
+    // the first step from the cache, unpacked before the container starts; the second runs with a cache mount
+    engine
+        .build(
+            &plan(&env.busybox_image, steps),
+            &build_options(env, &tag),
+            &NoProgress,
+        )
+        .await
+        .expect("the build with a cache mount");
+    let owners = last_layer_owners(state.path(), &tag);
+    assert_eq!(of(&owners, "with-cache"), (0, 0));
+    assert!(
+        owners
+            .iter()
+            .all(|(p, _, _)| !p.starts_with("berth-cache/")),
+        "the cache mount's contents reached the layer: {owners:?}"
+    );
+    for tag in [first_tag, tag] {
+        let _ = engine.remove(&tag, Default::default()).await;
+    }
+    let _ = engine.prune(Duration::ZERO).await;
 }

@@ -12,7 +12,7 @@ use std::path::{Component, Path, PathBuf};
 
 use berth_core::engine::{Progress, ProgressEvent};
 use berth_core::{ErrorKind, Operation, Result};
-use berth_layer::entries::OPAQUE_MARKER;
+use berth_layer::entries::{IdShift, OPAQUE_MARKER};
 use http::Method;
 use serde_json::json;
 
@@ -21,8 +21,9 @@ use crate::errors::{error, io_error};
 use crate::store::{LocalImage, Store};
 use crate::LxdEngine;
 
-/// Applies gzip layer `layer` to folder `root`.
-pub(crate) fn unpack_layer(root: &Path, layer: &Path) -> io::Result<()> {
+/// Applies gzip layer `layer` to folder `root`; with `shift`, the root folder of a started unprivileged
+/// container, owners go on disk as its id map puts them (LXD shifts the rest when the container first starts).
+pub(crate) fn unpack_layer(root: &Path, layer: &Path, shift: Option<IdShift>) -> io::Result<()> {
     let file = File::open(layer)?;
     let mut archive =
         tar::Archive::new(flate2::read::MultiGzDecoder::new(io::BufReader::new(file)));
@@ -62,6 +63,27 @@ pub(crate) fn unpack_layer(root: &Path, layer: &Path) -> io::Result<()> {
             }
         }
         entry.unpack_in(root)?;
+        if let Some(shift) = shift {
+            let owner = |id: u64, base: u32| {
+                u32::try_from(id)
+                    .ok()
+                    .filter(|id| *id < shift.range)
+                    .map(|id| base + id)
+            };
+            let header = entry.header();
+            if let (Some(uid), Some(gid)) = (
+                owner(header.uid()?, shift.uid),
+                owner(header.gid()?, shift.gid),
+            ) {
+                rustix::fs::chownat(
+                    rustix::fs::CWD,
+                    &target,
+                    Some(rustix::fs::Uid::from_raw(uid)),
+                    Some(rustix::fs::Gid::from_raw(gid)),
+                    rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
+                )?;
+            }
+        }
     }
     Ok(())
 }
@@ -87,7 +109,7 @@ pub(crate) fn unpack_image(
     for layer in image.layers() {
         let digest = layer["digest"].as_str().unwrap_or_default();
         let path = store.blob_path(digest, op)?;
-        unpack_layer(root, &path)
+        unpack_layer(root, &path, None)
             .map_err(|e| io_error(op, format!("unpacking layer {digest}"), e))?;
     }
     Ok(())
@@ -253,7 +275,7 @@ mod tests {
             w.entry(&new, "srv/tree/new", &meta, &[]).expect("file");
         }
         let written = layer.finish().expect("finish");
-        unpack_layer(r, &written.path).expect("unpack");
+        unpack_layer(r, &written.path, None).expect("unpack");
         assert!(!r.join("srv/gone").exists());
         assert!(!r.join("srv/tree/old").exists());
         assert_eq!(

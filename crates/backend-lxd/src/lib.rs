@@ -20,10 +20,12 @@
 //! - **Cleanup**: the container, its devices and the build's temporary files go when the build ends, fails or
 //!   is dropped; containers left by a killed berth (whose pid is gone) are removed by the next build.
 //!
-//! Containers run privileged (LXD's `security.privileged`: no user namespace, so the root folder holds the ids
-//! the container sees and a layer needs no unshifting) and share the LXD server's network namespace, the host's
-//! (`raw.lxc: lxc.namespace.share.net`): RUN steps reach what the host reaches, as with berth's containerd
-//! builder. Builds need the server's root folders on this machine: remote LXD servers are not supported yet.
+//! Containers are unprivileged (a user namespace: root in the container is an unprivileged id on the host; LXD
+//! shifts the root folder's owners into the container's id range when it first starts, and berth writes layers
+//! with the owners the container sees) and share the LXD server's network namespace, the host's (`raw.lxc:
+//! lxc.namespace.share.net`): RUN steps reach what the host reaches, as with berth's containerd builder. A user
+//! namespace may not mount the sysfs of a network namespace it does not own, so such a container gets `/proc`
+//! and no `/sys` (`lxc.mount.auto = proc:rw`). Builds need the server's root folders on this machine: remote LXD servers are not supported yet.
 
 pub mod doctor;
 pub mod options;
@@ -190,12 +192,12 @@ impl ContainerEngine for LxdEngine {
                 secret_mounts: true,
                 cross_platform: false,
                 rootless: false,
-                // a privileged LXD container: LXD's seccomp policy, its capability set (which keeps
-                // CAP_SYS_ADMIN), no user namespace, the host's network namespace
+                // an unprivileged LXD container: LXD's seccomp policy, its capability set (which keeps
+                // CAP_SYS_ADMIN, in the container's user namespace), the host's network namespace
                 run_isolation: RunIsolation {
                     seccomp: true,
                     reduced_capabilities: false,
-                    user_namespace: false,
+                    user_namespace: true,
                     host_network_by_default: true,
                 },
                 registries: berth_core::engine::RegistryAccess::Berth,

@@ -241,7 +241,7 @@ async fn execute(
                 // a running container must see the cached step's changes too
                 progress.event(ProgressEvent::Line("using the cached layer".into()));
                 let blob = session.store.blob_path(layer.digest(), OP)?;
-                unpack_layer(&instance.rootfs, &blob)
+                unpack_layer(&instance.rootfs, &blob, instance.shift())
                     .map_err(|e| io_error(OP, "applying a cached layer", e))?;
                 *tree = steps::scan(&instance.rootfs).await?;
                 layer
@@ -306,7 +306,8 @@ async fn start(
         .await?;
     for layer in cached {
         let blob = session.store.blob_path(layer.digest(), OP)?;
-        unpack_layer(&instance.rootfs, &blob)
+        // in the host's ids: LXD shifts the whole root folder when the container first starts
+        unpack_layer(&instance.rootfs, &blob, None)
             .map_err(|e| io_error(OP, "applying a cached layer", e))?;
     }
     instance.start().await?;

@@ -5,8 +5,8 @@
 //! kernel updates it on every write, chmod, chown or link, and no program can set it, so an unchanged entry is
 //! one nothing touched. A folder whose inode changed was removed and made again: it is written opaque (its
 //! lower contents hidden). A path that is gone is a whiteout, unless its parent went too. Parent folders of
-//! written paths are written with them. Files keep the owners the container sees (its containers are
-//! privileged: no id shifting on disk).
+//! written paths are written with them. Files keep the owners the container sees: the build container is
+//! unprivileged, its files are on disk under the host ids its id map gives, and the layer takes them back.
 
 use std::collections::BTreeMap;
 use std::fs::Metadata;
@@ -14,7 +14,7 @@ use std::io;
 use std::os::unix::fs::MetadataExt as _;
 use std::path::Path;
 
-use berth_layer::entries::{attributes, EntryWriter, OPAQUE_MARKER};
+use berth_layer::entries::{attributes, EntryWriter, IdShift, OPAQUE_MARKER};
 use berth_layer::{LayerFile, WrittenLayer};
 
 /// The metadata of one path that tells whether it changed.
@@ -126,10 +126,11 @@ pub(crate) fn write_changes(
     root: &Path,
     before: &Tree,
     after: &Tree,
+    shift: Option<IdShift>,
     out: &Path,
 ) -> io::Result<WrittenLayer> {
     let mut layer = LayerFile::create(out)?;
-    let mut writer = EntryWriter::new(&mut layer.tar);
+    let mut writer = EntryWriter::new(&mut layer.tar).shifted(shift);
     for (path, change) in changes(before, after) {
         match change {
             Change::Whiteout => writer.whiteout(&path)?,
@@ -161,7 +162,7 @@ mod tests {
         let after = scan(root).expect("after");
         let out = tempfile::tempdir().expect("out");
         let layer =
-            write_changes(root, before, &after, &out.path().join("l.tar.gz")).expect("layer");
+            write_changes(root, before, &after, None, &out.path().join("l.tar.gz")).expect("layer");
         let file = fs::File::open(&layer.path).expect("open");
         let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(file));
         archive
