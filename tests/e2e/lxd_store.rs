@@ -13,10 +13,18 @@ use berth_tests::conformance::support::{
 };
 use berth_tests::env::TestEnv;
 
-async fn engine_with(options: LxdOptions) -> LxdEngine {
-    LxdEngine::connect(options).await.unwrap_or_else(|e| {
+/// LXD with a state folder of its own (removed with the folder): each build prunes its state folder, and the
+/// shared one's caches are other tests'.
+async fn private_engine() -> (tempfile::TempDir, LxdEngine) {
+    let state = tempfile::tempdir().expect("state folder");
+    let options = LxdOptions {
+        state_dir: Some(state.path().to_path_buf()),
+        ..LxdOptions::default()
+    };
+    let engine = LxdEngine::connect(options).await.unwrap_or_else(|e| {
         panic!("cannot reach LXD: {e}\n  run scripts/env/up.sh first (as root)")
-    })
+    });
+    (state, engine)
 }
 
 /// Waits until the wall clock is in a later second than now, so a build stamped with "now" would differ.
@@ -37,13 +45,7 @@ async fn a_cached_rebuild_is_the_same_image() {
     let Some(env) = TestEnv::for_engine("lxd") else {
         return;
     };
-    // a state folder of its own: each build prunes, and the shared one is other tests'
-    let state = tempfile::tempdir().expect("state folder");
-    let engine = engine_with(LxdOptions {
-        state_dir: Some(state.path().to_path_buf()),
-        ..LxdOptions::default()
-    })
-    .await;
+    let (_state, engine) = private_engine().await;
     let steps = |label: &str| {
         vec![
             Step::Env(vec![("BERTH_RUN".into(), label.to_string())]),
@@ -135,12 +137,7 @@ async fn pruning_drops_what_nothing_uses_and_keeps_the_rest() {
     let Some(env) = TestEnv::for_engine("lxd") else {
         return;
     };
-    let state = tempfile::tempdir().expect("state folder");
-    let engine = engine_with(LxdOptions {
-        state_dir: Some(state.path().to_path_buf()),
-        ..LxdOptions::default()
-    })
-    .await;
+    let (state, engine) = private_engine().await;
     let blobs = || names_in(&state.path().join("oci/blobs/sha256")).len();
     let label = unique("prune");
     // a base of this test's own, so this state folder is the one that imports it into LXD
@@ -324,12 +321,7 @@ async fn unprivileged_layers_hold_the_containers_owners() {
     let Some(env) = TestEnv::for_engine("lxd") else {
         return;
     };
-    let state = tempfile::tempdir().expect("state folder");
-    let engine = engine_with(LxdOptions {
-        state_dir: Some(state.path().to_path_buf()),
-        ..LxdOptions::default()
-    })
-    .await;
+    let (state, engine) = private_engine().await;
     let label = unique("owners");
     let tag = image_ref(env, "lxd-owners", "v1");
     let steps = vec![
