@@ -268,8 +268,48 @@ async fn pruning_drops_what_nothing_uses_and_keeps_the_rest() {
     );
 }
 
+/// Extended attribute `name` of `path` in the last layer of `tag` in the OCI layout under `state`.
+fn last_layer_xattr(state: &Path, tag: &str, path: &str, name: &str) -> Option<Vec<u8>> {
+    let file = std::fs::File::open(last_layer(state, tag)).expect("layer");
+    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(file));
+    let key = format!("SCHILY.xattr.{name}");
+    for entry in archive.entries().expect("entries") {
+        let mut entry = entry.expect("entry");
+        if entry.path().expect("path").to_string_lossy() != path {
+            continue;
+        }
+        let found = entry.pax_extensions().expect("pax").and_then(|records| {
+            records
+                .filter_map(|r| r.ok())
+                .find(|r| r.key() == Ok(key.as_str()))
+                .map(|r| r.value_bytes().to_vec())
+        });
+        return found;
+    }
+    panic!("{path} not in the layer")
+}
+
 /// The owners and names of the entries of the last layer of `tag` in the OCI layout under `state`.
 fn last_layer_owners(state: &Path, tag: &str) -> Vec<(String, u64, u64)> {
+    let file = std::fs::File::open(last_layer(state, tag)).expect("layer");
+    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(file));
+    archive
+        .entries()
+        .expect("entries")
+        .map(|e| {
+            let e = e.expect("entry");
+            let header = e.header();
+            (
+                e.path().expect("path").to_string_lossy().into_owned(),
+                header.uid().expect("uid"),
+                header.gid().expect("gid"),
+            )
+        })
+        .collect()
+}
+
+/// The file of the last layer of `tag` in the OCI layout under `state`.
+fn last_layer(state: &Path, tag: &str) -> std::path::PathBuf {
     let oci = state.join("oci");
     let read_json = |digest: &str| -> serde_json::Value {
         let path = oci
@@ -296,21 +336,7 @@ fn last_layer_owners(state: &Path, tag: &str) -> Vec<(String, u64, u64)> {
         .expect("digest")
         .trim_start_matches("sha256:")
         .to_string();
-    let file = std::fs::File::open(oci.join("blobs/sha256").join(layer)).expect("layer");
-    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(file));
-    archive
-        .entries()
-        .expect("entries")
-        .map(|e| {
-            let e = e.expect("entry");
-            let header = e.header();
-            (
-                e.path().expect("path").to_string_lossy().into_owned(),
-                header.uid().expect("uid"),
-                header.gid().expect("gid"),
-            )
-        })
-        .collect()
+    oci.join("blobs/sha256").join(layer)
 }
 
 /// Build containers are unprivileged: a RUN step sees a user namespace, its files are on the host under shifted
@@ -376,8 +402,33 @@ async fn unprivileged_layers_hold_the_containers_owners() {
             .all(|(p, _, _)| !p.starts_with("berth-cache/")),
         "the cache mount's contents reached the layer: {owners:?}"
     );
-    for tag in [first_tag, tag] {
+
+    // file capabilities the container's root sets are written as any root's (version 2), not for its namespace
+    let caps_tag = image_ref(env, "lxd-owners", "caps");
+    let set = "python3 -c \"import os; open('/capfile', 'w').close(); \
+               os.setxattr('/capfile', 'security.capability', bytes.fromhex('0100000200200000000000000000000000000000'))\"";
+    engine
+        .build(
+            &plan(&env.python_image, vec![run(set)]),
+            &build_options(env, &caps_tag),
+            &NoProgress,
+        )
+        .await
+        .expect("the build setting a file capability");
+    assert_eq!(
+        last_layer_xattr(state.path(), &caps_tag, "capfile", "security.capability"),
+        Some(hex_bytes("0100000200200000000000000000000000000000")),
+        "cap_net_raw+ep as version 2"
+    );
+    for tag in [first_tag, tag, caps_tag] {
         let _ = engine.remove(&tag, Default::default()).await;
     }
     let _ = engine.prune(Duration::ZERO).await;
+}
+
+fn hex_bytes(hex: &str) -> Vec<u8> {
+    (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).expect("hex"))
+        .collect()
 }
