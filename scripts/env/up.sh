@@ -768,6 +768,10 @@ ensure_fixture bookworm-python "$PYTHON_IMAGE" "$PYTHON_RECIPE" "$FIXTURES/bookw
 source "$(dirname "$(readlink -f "$0")")/remote-host.sh"
 remote_host_up
 log "remote host $REMOTE_ADDR (network namespace $REMOTE_NETNS) is up"
+# A remote LXD server in it (issue 17), reached over HTTPS with lxc's client certificate.
+# shellcheck source=scripts/env/remote-lxd.sh
+source "$(dirname "$(readlink -f "$0")")/remote-lxd.sh"
+remote_lxd_up
 
 #######################################################################################
 step "7/7 env file"
@@ -793,6 +797,9 @@ export LXD_DIR=$LXD_DIR_PATH
 export BERTH_TEST_REMOTE_NETNS=$REMOTE_NETNS
 export BERTH_TEST_REMOTE_ADDR=$REMOTE_ADDR
 export BERTH_TEST_REMOTE_GATEWAY=$REMOTE_GATEWAY
+export BERTH_TEST_REMOTE_LXD_CONF=$REMOTE_LXD_CONF
+export BERTH_TEST_REMOTE_LXD_UNTRUSTED_CONF=$REMOTE_LXD_UNTRUSTED_CONF
+export BERTH_TEST_REMOTE_LXD=$REMOTE_LXD_NAME
 # dockerd is on its default socket
 # (a DOCKER_HOST of your own is left as it is: berth names it when it does not answer)
 EOF
