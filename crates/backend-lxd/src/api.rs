@@ -109,13 +109,7 @@ impl Lxd {
             )
         })?;
         if !answer.status.is_success() || envelope["type"] == "error" {
-            return Err(failure(
-                op,
-                path,
-                answer.status,
-                &envelope,
-                &self.client,
-            ));
+            return Err(failure(op, path, answer.status, &envelope, &self.client));
         }
         Ok(envelope)
     }

@@ -81,7 +81,11 @@ impl Client {
         match self {
             Client::Unix(socket) => format!("unix://{}", socket.display()),
             Client::Remote(server) => {
-                format!("{} (lxc remote {})", server.remote.url(), server.remote.name)
+                format!(
+                    "{} (lxc remote {})",
+                    server.remote.url(),
+                    server.remote.name
+                )
             }
         }
     }

@@ -190,6 +190,13 @@ pub(crate) async fn remote_section(remote: &Remote) -> Option<ProviderSection> {
     })
 }
 
+/// How the remote `options` name stands with this client; `None` when they name none, lxc's files for it
+/// cannot be read, or the server does not answer.
+pub async fn remote_trust_of(options: &crate::LxdOptions) -> Option<RemoteTrust> {
+    let remote = options.remote().ok()??;
+    remote_trust(&Client::remote(remote).ok()?).await
+}
+
 /// How `client`'s remote server stands; `None` when it does not answer.
 async fn remote_trust(client: &Client) -> Option<RemoteTrust> {
     // the handshake alone tells whether the server shows the accepted certificate: LXD takes any client

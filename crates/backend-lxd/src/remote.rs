@@ -106,7 +106,11 @@ pub fn find(conf_dir: &Path, name: &str) -> Result<Remote> {
 }
 
 /// Remote `name` from the text of a `config.yml`, or why it is not usable.
-pub(crate) fn parse(text: &str, name: &str, conf_dir: &Path) -> std::result::Result<Remote, String> {
+pub(crate) fn parse(
+    text: &str,
+    name: &str,
+    conf_dir: &Path,
+) -> std::result::Result<Remote, String> {
     let root = yaml::load(text)
         .map_err(|e| format!("line {}: {}", e.mark.line, e.message))?
         .map(|node| node.value);
@@ -114,22 +118,35 @@ pub(crate) fn parse(text: &str, name: &str, conf_dir: &Path) -> std::result::Res
     let Some(remote) = remotes.and_then(|remotes| get(remotes, name)) else {
         let known: Vec<&str> = remotes
             .and_then(|r| match r {
-                Value::Map(entries) => Some(entries.iter().filter_map(|(k, _)| k.value.as_str()).collect()),
+                Value::Map(entries) => Some(
+                    entries
+                        .iter()
+                        .filter_map(|(k, _)| k.value.as_str())
+                        .collect(),
+                ),
                 _ => None,
             })
             .unwrap_or_default();
         return Err(format!(
             "no such remote (lxc knows: {})",
-            if known.is_empty() { "none".to_string() } else { known.join(", ") }
+            if known.is_empty() {
+                "none".to_string()
+            } else {
+                known.join(", ")
+            }
         ));
     };
-    let protocol = get(remote, "protocol").and_then(Value::as_str).unwrap_or("lxd");
+    let protocol = get(remote, "protocol")
+        .and_then(Value::as_str)
+        .unwrap_or("lxd");
     if protocol != "lxd" {
         return Err(format!(
             "it is an image server (protocol {protocol}), not an LXD server berth can build on"
         ));
     }
-    let addr = get(remote, "addr").and_then(Value::as_str).unwrap_or_default();
+    let addr = get(remote, "addr")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
     let addr = match addr.strip_prefix("https://") {
         Some(rest) => rest.trim_end_matches('/'),
         None if addr.starts_with("unix:") => {
@@ -141,10 +158,14 @@ pub(crate) fn parse(text: &str, name: &str, conf_dir: &Path) -> std::result::Res
         None => return Err(format!("its address {addr:?} is not https://HOST[:PORT]")),
     };
     if addr.is_empty() || addr.contains('/') {
-        return Err(format!("its address https://{addr} is not https://HOST[:PORT]"));
+        return Err(format!(
+            "its address https://{addr} is not https://HOST[:PORT]"
+        ));
     }
     // a port is the part after the last colon, unless that colon is inside an IPv6 literal's brackets
-    let has_port = addr.rsplit_once(':').is_some_and(|(_, port)| !port.ends_with(']'))
+    let has_port = addr
+        .rsplit_once(':')
+        .is_some_and(|(_, port)| !port.ends_with(']'))
         && (!addr.starts_with('[') || addr.contains("]:"));
     let addr = if has_port {
         addr.to_string()
@@ -206,7 +227,10 @@ aliases: {}
     fn a_remote_is_its_address_and_lxc_files() {
         let build = remote("build").unwrap();
         assert_eq!(build.addr, "10.203.0.2:8443");
-        assert_eq!(build.server_cert(), Path::new("/conf/servercerts/build.crt"));
+        assert_eq!(
+            build.server_cert(),
+            Path::new("/conf/servercerts/build.crt")
+        );
         assert_eq!(build.client_cert(), Path::new("/conf/client.crt"));
         assert_eq!(build.client_key(), Path::new("/conf/client.key"));
     }
@@ -222,7 +246,10 @@ aliases: {}
         assert!(remote("images").unwrap_err().contains("image server"));
         assert!(remote("local").unwrap_err().contains("local socket"));
         let missing = remote("nope").unwrap_err();
-        assert!(missing.contains("build, noport, v6, images, local"), "{missing}");
+        assert!(
+            missing.contains("build, noport, v6, images, local"),
+            "{missing}"
+        );
         assert!(parse("remotes: [", "x", Path::new("/")).is_err());
         assert!(parse("", "x", Path::new("/")).unwrap_err().contains("none"));
     }
