@@ -225,7 +225,7 @@ aliases: {}
 
     #[test]
     fn a_remote_is_its_address_and_lxc_files() {
-        let build = remote("build").unwrap();
+        let build = remote("build").expect("build");
         assert_eq!(build.addr, "10.203.0.2:8443");
         assert_eq!(
             build.server_cert(),
@@ -237,20 +237,20 @@ aliases: {}
 
     #[test]
     fn an_address_without_a_port_gets_lxds() {
-        assert_eq!(remote("noport").unwrap().addr, "lxd.example.com:8443");
-        assert_eq!(remote("v6").unwrap().addr, "[fd00::2]:8443");
+        assert_eq!(remote("noport").expect("noport").addr, "lxd.example.com:8443");
+        assert_eq!(remote("v6").expect("v6").addr, "[fd00::2]:8443");
     }
 
     #[test]
     fn what_is_not_an_lxd_server_is_refused_with_the_reason() {
-        assert!(remote("images").unwrap_err().contains("image server"));
-        assert!(remote("local").unwrap_err().contains("local socket"));
-        let missing = remote("nope").unwrap_err();
+        assert!(remote("images").expect_err("images").contains("image server"));
+        assert!(remote("local").expect_err("local").contains("local socket"));
+        let missing = remote("nope").expect_err("nope");
         assert!(
             missing.contains("build, noport, v6, images, local"),
             "{missing}"
         );
         assert!(parse("remotes: [", "x", Path::new("/")).is_err());
-        assert!(parse("", "x", Path::new("/")).unwrap_err().contains("none"));
+        assert!(parse("", "x", Path::new("/")).expect_err("empty").contains("none"));
     }
 }
