@@ -69,6 +69,9 @@ fn with_another_server_cert() -> tempfile::TempDir {
 
 #[tokio::test]
 async fn the_remote_answers_over_https_with_lxcs_client_certificate() {
+    let Some(_env) = TestEnv::for_engine("lxd") else {
+        return;
+    };
     let engine = LxdEngine::connect(options(&trusted()))
         .await
         .unwrap_or_else(|e| {
@@ -95,6 +98,9 @@ async fn the_remote_answers_over_https_with_lxcs_client_certificate() {
 
 #[tokio::test]
 async fn an_untrusted_client_certificate_says_how_to_trust_it() {
+    let Some(_env) = TestEnv::for_engine("lxd") else {
+        return;
+    };
     let err = LxdEngine::connect(options(&untrusted()))
         .await
         .expect_err("the remote does not trust this certificate");
@@ -118,6 +124,9 @@ async fn an_untrusted_client_certificate_says_how_to_trust_it() {
 
 #[tokio::test]
 async fn a_server_certificate_other_than_the_accepted_one_is_refused() {
+    let Some(_env) = TestEnv::for_engine("lxd") else {
+        return;
+    };
     let conf = with_another_server_cert();
     let err = LxdEngine::connect(options(conf.path()))
         .await
@@ -136,7 +145,9 @@ async fn a_server_certificate_other_than_the_accepted_one_is_refused() {
 
 #[tokio::test]
 async fn a_build_on_the_remote_is_refused_as_not_supported_yet() {
-    let env = TestEnv::get();
+    let Some(env) = TestEnv::for_engine("lxd") else {
+        return;
+    };
     let engine = LxdEngine::connect(options(&trusted()))
         .await
         .expect("connect");
@@ -155,6 +166,9 @@ async fn a_build_on_the_remote_is_refused_as_not_supported_yet() {
 /// `berth doctor` with the remote chosen: the certificate check, problem and fix, in text and JSON.
 #[test]
 fn doctor_names_an_untrusted_certificate_and_its_fix() {
+    let Some(_env) = TestEnv::for_engine("lxd") else {
+        return;
+    };
     let untrusted = untrusted();
     let doctor = |json: bool| {
         let mut command = std::process::Command::new(berth_bin());

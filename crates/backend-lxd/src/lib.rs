@@ -2,7 +2,9 @@
 //! berth's own step-by-step builder and image store (LXD keeps system-container images, not OCI images).
 //!
 //! It talks to LXD's REST API on the local unix socket (`LXD_DIR/unix.socket`, else the Debian package's
-//! `/var/lib/lxd/unix.socket`, else the snap's `/var/snap/lxd/common/lxd/unix.socket`), never through `lxc`.
+//! `/var/lib/lxd/unix.socket`, else the snap's `/var/snap/lxd/common/lxd/unix.socket`), or to a remote server that
+//! `lxc remote add` set up, over HTTPS with lxc's client certificate and the server certificate lxc accepted
+//! ([`remote`]), never through `lxc`.
 //!
 //! - **Images** live in an OCI image layout under berth's state folder ([`store`]): `pull` fills it through
 //!   [`berth_registry::RegistryClient`], `build` adds to it, `push` sends from it (blobs the registry has are
@@ -21,7 +23,8 @@
 //! Containers run privileged (LXD's `security.privileged`: no user namespace, so the root folder holds the ids
 //! the container sees and a layer needs no unshifting) and share the LXD server's network namespace, the host's
 //! (`raw.lxc: lxc.namespace.share.net`): RUN steps reach what the host reaches, as with berth's containerd
-//! builder. Builds need the server's root folders on this machine: remote LXD servers are not supported yet.
+//! builder. Builds need the server's root folders on this machine: on a remote server berth connects, checks and
+//! cleans up, and refuses to build (not supported yet).
 
 pub mod doctor;
 pub mod options;

@@ -237,13 +237,18 @@ aliases: {}
 
     #[test]
     fn an_address_without_a_port_gets_lxds() {
-        assert_eq!(remote("noport").expect("noport").addr, "lxd.example.com:8443");
+        assert_eq!(
+            remote("noport").expect("noport").addr,
+            "lxd.example.com:8443"
+        );
         assert_eq!(remote("v6").expect("v6").addr, "[fd00::2]:8443");
     }
 
     #[test]
     fn what_is_not_an_lxd_server_is_refused_with_the_reason() {
-        assert!(remote("images").expect_err("images").contains("image server"));
+        assert!(remote("images")
+            .expect_err("images")
+            .contains("image server"));
         assert!(remote("local").expect_err("local").contains("local socket"));
         let missing = remote("nope").expect_err("nope");
         assert!(
@@ -251,6 +256,8 @@ aliases: {}
             "{missing}"
         );
         assert!(parse("remotes: [", "x", Path::new("/")).is_err());
-        assert!(parse("", "x", Path::new("/")).expect_err("empty").contains("none"));
+        assert!(parse("", "x", Path::new("/"))
+            .expect_err("empty")
+            .contains("none"));
     }
 }
