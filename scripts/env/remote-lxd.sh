@@ -49,23 +49,11 @@ remote_lxd_up() {
     wait_for remote-lxd 120 "lxd waitready on $REMOTE_LXD_DIR/unix.socket" remote_lxd_ready
   fi
   if [[ $(remote_lxc storage list --format csv | wc -l) -eq 0 ]]; then
-    LXD_DIR=$REMOTE_LXD_DIR lxd init --preseed <<PRESEED || die "remote lxd init --preseed failed"
-config:
-  core.https_address: $REMOTE_ADDR:$REMOTE_LXD_PORT
-storage_pools:
-- name: default
-  driver: dir
-profiles:
-- name: default
-  devices:
-    root:
-      path: /
-      pool: default
-      type: disk
-PRESEED
+    lxd_init_dir_pool "$REMOTE_LXD_DIR" # up.sh's preseed: a dir pool, a root disk in default
     log "remote lxd initialised: pool default (dir), https://$REMOTE_ADDR:$REMOTE_LXD_PORT"
   fi
   if [[ $(remote_lxc config get core.https_address) != "$REMOTE_ADDR:$REMOTE_LXD_PORT" ]]; then
+    # the only address it listens on: inside the namespace, berth's way in
     remote_lxc config set core.https_address "$REMOTE_ADDR:$REMOTE_LXD_PORT"
   fi
 

@@ -518,8 +518,9 @@ else
   wait_for lxd 120 "lxd waitready on $LXD_SOCK" lxd_ready
   log "lxd is up"
 fi
-if [[ $(LXD_DIR=$LXD_DIR_PATH lxc storage list --format csv | wc -l) -eq 0 ]]; then
-  LXD_DIR=$LXD_DIR_PATH lxd init --preseed <<'PRESEED' || die "lxd init --preseed failed"
+# lxd_init_dir_pool DIR: the preseed for the server in LXD folder DIR (also remote-lxd.sh's)
+lxd_init_dir_pool() {
+  LXD_DIR=$1 lxd init --preseed <<'PRESEED' || die "lxd init --preseed failed for $1"
 storage_pools:
 - name: default
   driver: dir
@@ -531,6 +532,9 @@ profiles:
       pool: default
       type: disk
 PRESEED
+}
+if [[ $(LXD_DIR=$LXD_DIR_PATH lxc storage list --format csv | wc -l) -eq 0 ]]; then
+  lxd_init_dir_pool "$LXD_DIR_PATH"
   log "lxd initialised: storage pool default (dir)"
 else
   log "lxd already has a storage pool"
