@@ -42,8 +42,10 @@ remote_lxd_up() {
     log "remote lxd already answers on $REMOTE_LXD_DIR/unix.socket"
   else
     if ! pid_alive remote-lxd; then
-      # ip netns exec execs lxd: the daemon (and its server pid) is in the namespace
-      start_daemon remote-lxd ip netns exec "$REMOTE_NETNS" env LXD_DIR="$REMOTE_LXD_DIR" \
+      # nsenter joins the network namespace only (and execs lxd: its server pid is in it);
+      # `ip netns exec` would also remount /sys, hiding /sys/fs/cgroup, and LXC then fails
+      # every start with "Failed to setup cgroup limits"
+      start_daemon remote-lxd nsenter --net="/run/netns/$REMOTE_NETNS" env LXD_DIR="$REMOTE_LXD_DIR" \
         lxd --group lxd --logfile "$LOGS/remote-lxd-server.log"
     fi
     wait_for remote-lxd 120 "lxd waitready on $REMOTE_LXD_DIR/unix.socket" remote_lxd_ready
