@@ -144,6 +144,39 @@ async fn a_server_certificate_other_than_the_accepted_one_is_refused() {
 }
 
 #[tokio::test]
+async fn a_remote_nobody_listens_on_or_lxc_does_not_know_is_named_with_its_fix() {
+    let Some(_env) = TestEnv::for_engine("lxd") else {
+        return;
+    };
+    // the same remote on a port the server does not listen on
+    let conf = with_another_server_cert();
+    let config = std::fs::read_to_string(trusted().join("config.yml")).expect("config.yml");
+    assert!(config.contains("10.203.0.2:8443"), "{config}");
+    std::fs::write(
+        conf.path().join("config.yml"),
+        config.replace("10.203.0.2:8443", "10.203.0.2:8444"),
+    )
+    .expect("write config.yml");
+    let err = LxdEngine::connect(options(conf.path()))
+        .await
+        .expect_err("nothing listens on 8444");
+    assert_eq!(err.kind(), ErrorKind::EngineUnavailable, "{err:?}");
+    let hint = err.hint().unwrap_or_default();
+    assert!(hint.contains("core.https_address"), "{hint}");
+
+    let unknown = LxdOptions {
+        remote: Some("nowhere".into()),
+        lxd_conf: Some(trusted()),
+        ..LxdOptions::default()
+    };
+    let err = LxdEngine::connect(unknown)
+        .await
+        .expect_err("lxc has no such remote");
+    assert_eq!(err.kind(), ErrorKind::InvalidSpec, "{err:?}");
+    assert!(err.to_string().contains(&remote_name()), "{err}");
+}
+
+#[tokio::test]
 async fn a_build_on_the_remote_is_refused_as_not_supported_yet() {
     let Some(env) = TestEnv::for_engine("lxd") else {
         return;

@@ -94,11 +94,11 @@ pub(crate) fn untrusted_server_hint(remote: &Remote) -> String {
 /// The fix when a remote server does not trust lxc's client certificate.
 pub(crate) fn untrusted_client_hint(remote: &Remote) -> String {
     format!(
-        "make the server trust this client's certificate: on the server, `lxc config trust add` with a copy \
-         of {} (or `lxc config trust add --name berth` there and `lxc remote add {} {} --token TOKEN` here)",
+        "make the server trust this client's certificate: on the server, `lxc config trust add CERT` with a \
+         copy of {} as CERT (or run `lxc config trust add` there for a token, then here `lxc remote remove {name}` \
+         and `lxc remote add {name} TOKEN`)",
         remote.client_cert().display(),
-        remote.name,
-        remote.url()
+        name = remote.name,
     )
 }
 
