@@ -238,8 +238,8 @@ impl Instance {
         let stream = |fd: &str| {
             let secret = meta["fds"][fd].as_str().unwrap_or_default().to_string();
             let url = format!("{operation}/websocket?secret={secret}");
-            let socket = self.lxd.socket().to_path_buf();
-            async move { websocket::connect(&socket, &url).await }
+            let client = self.lxd.client().clone();
+            async move { websocket::connect(&client, &url).await }
         };
         let lost = |e: std::io::Error| error(ErrorKind::Protocol, OP, format!("LXD {path}: {e}"));
         // LXD starts the command once every stream is connected

@@ -2,7 +2,9 @@
 //! berth's own step-by-step builder and image store (LXD keeps system-container images, not OCI images).
 //!
 //! It talks to LXD's REST API on the local unix socket (`LXD_DIR/unix.socket`, else the Debian package's
-//! `/var/lib/lxd/unix.socket`, else the snap's `/var/snap/lxd/common/lxd/unix.socket`), never through `lxc`.
+//! `/var/lib/lxd/unix.socket`, else the snap's `/var/snap/lxd/common/lxd/unix.socket`), or to a remote server that
+//! `lxc remote add` set up, over HTTPS with lxc's client certificate and the server certificate lxc accepted
+//! ([`remote`]), never through `lxc`.
 //!
 //! - **Images** live in an OCI image layout under berth's state folder ([`store`]): `pull` fills it through
 //!   [`berth_registry::RegistryClient`], `build` adds to it, `push` sends from it (blobs the registry has are
@@ -25,7 +27,8 @@
 //! with the owners the container sees) and share the LXD server's network namespace, the host's (`raw.lxc:
 //! lxc.namespace.share.net`): RUN steps reach what the host reaches, as with berth's containerd builder. A user
 //! namespace may not mount the sysfs of a network namespace it does not own, so such a container gets `/proc`
-//! and no `/sys` (`lxc.mount.auto = proc:rw`). Builds need the server's root folders on this machine: remote LXD servers are not supported yet.
+//! and no `/sys` (`lxc.mount.auto = proc:rw`). Builds need the server's root folders on this machine: on a
+//! remote server berth connects, checks and cleans up, and refuses to build (not supported yet).
 
 pub mod doctor;
 pub mod options;
@@ -42,6 +45,7 @@ mod instance;
 mod prune;
 mod pull;
 mod push;
+pub mod remote;
 mod store;
 mod websocket;
 
@@ -62,6 +66,7 @@ pub use provider::{LxdProvider, PROVIDER};
 pub use prune::{Pruned, MAX_UNUSED};
 
 use api::Lxd;
+use client::Client;
 use store::Store;
 
 /// The engine name in errors and [`EngineInfo`].
@@ -87,20 +92,27 @@ impl LxdEngine {
     /// untrusting or uninitialised server is reported here.
     pub async fn connect(options: LxdOptions) -> Result<LxdEngine> {
         let lxd_dir = options.lxd_dir();
-        let lxd = Lxd::new(options::socket_in(&lxd_dir));
+        let client = match options.remote()? {
+            None => Client::Unix(options::socket_in(&lxd_dir)),
+            Some(remote) => Client::remote(remote.clone()).map_err(|e| {
+                errors::error(
+                    berth_core::ErrorKind::InvalidSpec,
+                    Operation::Connect,
+                    format!("LXD remote {}: lxc's certificates: {e}", remote.name),
+                )
+                .with_hint(format!(
+                    "add the remote again as this user: `lxc remote add {} {}`",
+                    remote.name,
+                    remote.url()
+                ))
+            })?,
+        };
+        let lxd = Lxd::new(client);
         let server = lxd
             .call(Operation::Connect, Method::GET, "/1.0", None)
             .await?;
         if server["auth"] != "trusted" {
-            return Err(errors::error(
-                berth_core::ErrorKind::Unauthorized,
-                Operation::Connect,
-                format!(
-                    "LXD on {} does not trust this client",
-                    lxd.socket().display()
-                ),
-            )
-            .with_hint("run berth as root or as a member of the `lxd` group"));
+            return Err(untrusted(lxd.client()));
         }
         let environment = &server["environment"];
         Ok(LxdEngine {
@@ -120,9 +132,14 @@ impl LxdEngine {
         })
     }
 
-    /// The socket as it appears in messages.
+    /// The server as it appears in messages: its socket, or its address and lxc remote.
     pub fn endpoint_name(&self) -> String {
-        format!("unix://{}", self.lxd.socket().display())
+        self.lxd.client().name()
+    }
+
+    /// The lxc remote this engine builds on, `None` for the local server.
+    pub fn remote(&self) -> Option<&remote::Remote> {
+        self.lxd.client().remote_server()
     }
 
     /// berth's state folder for this server.
@@ -174,6 +191,30 @@ impl LxdEngine {
     }
 }
 
+/// The error for a server that answers but does not trust this client.
+fn untrusted(client: &Client) -> Error {
+    let op = Operation::Connect;
+    let kind = berth_core::ErrorKind::Unauthorized;
+    match client.remote_server() {
+        None => errors::error(
+            kind,
+            op,
+            format!("LXD on {} does not trust this client", client.name()),
+        )
+        .with_hint("run berth as root or as a member of the `lxd` group"),
+        Some(remote) => errors::error(
+            kind,
+            op,
+            format!(
+                "LXD at {} does not trust this client's certificate ({})",
+                client.name(),
+                remote.client_cert().display()
+            ),
+        )
+        .with_hint(errors::untrusted_client_hint(remote)),
+    }
+}
+
 #[async_trait]
 impl ContainerEngine for LxdEngine {
     fn name(&self) -> &'static str {
@@ -211,6 +252,24 @@ impl ContainerEngine for LxdEngine {
         options: &BuildOptions,
         progress: &dyn Progress,
     ) -> Result<BuiltImage> {
+        if let Some(remote) = self.remote() {
+            // not done: a remote build needs each step's changes through the API instead of the root folder
+            return Err(errors::error(
+                berth_core::ErrorKind::Unsupported,
+                Operation::Build,
+                format!(
+                    "building on a remote LXD server (lxc remote {} at {}) is not supported yet: berth makes \
+                     each step's layer from the build container's root folder, which only the server's machine \
+                     can read",
+                    remote.name,
+                    remote.url()
+                ),
+            )
+            .with_hint(format!(
+                "build on this machine's LXD (unset {} and engine.lxd.remote) or on another engine",
+                EnvVars::BERTH_LXD_REMOTE
+            )));
+        }
         build::build(self, plan, options, progress).await
     }
 

@@ -21,6 +21,10 @@ impl EnvVars {
     pub const LXD_DIR: &'static str = "LXD_DIR";
     /// berth's state folder for this backend.
     pub const BERTH_LXD_STATE_DIR: &'static str = "BERTH_LXD_STATE_DIR";
+    /// The lxc remote to build on (`engine.lxd.remote`); unset, the local server.
+    pub const BERTH_LXD_REMOTE: &'static str = "BERTH_LXD_REMOTE";
+    /// lxc's own variable for its configuration folder (`config.yml`, `client.crt`, `servercerts/`).
+    pub const LXD_CONF: &'static str = "LXD_CONF";
 }
 
 /// Options for [`crate::LxdEngine::connect`]; `None` fields come from the environment, then defaults.
@@ -28,6 +32,11 @@ impl EnvVars {
 pub struct LxdOptions {
     /// LXD's folder (holding `unix.socket`, and `containers/` whose root folders berth reads after each step).
     pub lxd_dir: Option<PathBuf>,
+    /// The lxc remote (a name from lxc's `config.yml`, as `lxc remote add` made it) to reach over HTTPS
+    /// instead of the local socket.
+    pub remote: Option<String>,
+    /// lxc's configuration folder the remote is read from (default: `LXD_CONF`, else lxc's usual folders).
+    pub lxd_conf: Option<PathBuf>,
     /// berth's state folder: the OCI image store, cache mounts, the step cache, helper image roots.
     pub state_dir: Option<PathBuf>,
     /// Registry client options (insecure registries, CA file, retries, credential lookup) for pulls and pushes.
@@ -57,6 +66,23 @@ impl LxdOptions {
             .map(PathBuf::from)
             .find(|dir| dir.join("unix.socket").exists())
             .unwrap_or_else(|| PathBuf::from(PACKAGE_DIR))
+    }
+
+    /// The remote these options name, if any: the option, else `BERTH_LXD_REMOTE`.
+    pub fn remote_name(&self) -> Option<String> {
+        self.remote
+            .clone()
+            .filter(|r| !r.is_empty())
+            .or_else(|| var(EnvVars::BERTH_LXD_REMOTE))
+    }
+
+    /// The remote these options name, read from lxc's configuration; `None` for the local server.
+    pub fn remote(&self) -> berth_core::Result<Option<crate::remote::Remote>> {
+        let Some(name) = self.remote_name() else {
+            return Ok(None);
+        };
+        let dir = crate::remote::conf_dir(self.lxd_conf.as_deref());
+        crate::remote::find(&dir, &name).map(Some)
     }
 
     /// The socket these options name.

@@ -158,7 +158,10 @@ async fn prune_locked(engine: &LxdEngine, max_unused: Duration) -> Result<Pruned
     }
     let reachable = store.reachable(kept_layers, OP)?;
     (pruned.blobs, pruned.blob_bytes) = store.sweep(&reachable, OP)?;
-    pruned.lxd_images = lxd_images(engine, &reachable, max_unused).await?;
+    // the import records name images of the local server: a remote one's images are not this folder's
+    if engine.remote().is_none() {
+        pruned.lxd_images = lxd_images(engine, &reachable, max_unused).await?;
+    }
     for helper in entries(&state.join("helpers")) {
         let name = helper.file_name().and_then(|n| n.to_str()).unwrap_or("");
         let digest = format!("sha256:{name}");
