@@ -2,12 +2,19 @@
 //! (`BERTH_CONTAINERD_STATE_DIR`) on a small tmpfs filled to the last byte. Naming still works (the cache is only a
 //! cache, and never trusts a half-written entry); a containerd build fails saying "no space left" and naming the
 //! folder; the next run with space succeeds. (Needs root, as the suite does: it mounts the tmpfs.)
+//!
+//! And each engine's own storage full: a daemon of the test's own whose storage is a small tmpfs
+//! ([`berth_tests::small_storage`]), filled but for a little room, and a project whose RUN step writes more
+//! than that. The build fails saying "no space left" and naming the engine's storage, with a hint; neither
+//! berth.lock, the registry nor the engine holds anything of it; after making room the same build works and
+//! its image holds the whole file.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use berth_tests::conformance::support::unique;
 use berth_tests::env::TestEnv;
+use berth_tests::small_storage::SmallDockerd;
 
 /// A tmpfs of 256 KiB, full, unmounted when dropped.
 struct FullDisk {
@@ -122,20 +129,7 @@ fn a_containerd_build_with_a_full_state_folder_says_so_and_the_next_one_works() 
         ),
     )
     .expect("write");
-    let config = tempfile::tempdir().expect("temp dir");
-    let auth = base64(&format!(
-        "{}:{}",
-        env.registry_user,
-        env.registry_password().expose()
-    ));
-    std::fs::write(
-        config.path().join("config.json"),
-        format!(
-            r#"{{"auths": {{"{}": {{"auth": "{auth}"}}}}}}"#,
-            env.registry
-        ),
-    )
-    .expect("write docker config");
+    let config = docker_config(env);
     let full = FullDisk::new();
     let args = [
         "build",
@@ -177,6 +171,148 @@ fn a_containerd_build_with_a_full_state_folder_says_so_and_the_next_one_works() 
         .args(["--namespace", "default", "images", "rm"])
         .arg(String::from_utf8_lossy(&worked.stdout).trim())
         .output();
+}
+
+/// A docker config folder with the test registry's credentials (what a user's `docker login` leaves).
+fn docker_config(env: &TestEnv) -> tempfile::TempDir {
+    let config = tempfile::tempdir().expect("temp dir");
+    let auth = base64(&format!(
+        "{}:{}",
+        env.registry_user,
+        env.registry_password().expose()
+    ));
+    std::fs::write(
+        config.path().join("config.json"),
+        format!(
+            r#"{{"auths": {{"{}": {{"auth": "{auth}"}}}}}}"#,
+            env.registry
+        ),
+    )
+    .expect("write docker config");
+    config
+}
+
+/// What the RUN step of [`storage_project`] writes: more than the room left on a filled engine storage.
+const BIG_FILE: u64 = 64 << 20;
+
+/// Room left on the engine's storage when it is filled: enough for the build's bookkeeping, not for the file.
+const ROOM: u64 = 16 << 20;
+
+/// A project of one image on the Python fixture whose RUN step writes [`BIG_FILE`] bytes to /big, pushing to
+/// a repository of its own.
+fn storage_project(env: &TestEnv, engine: &str) -> tempfile::TempDir {
+    let project = tempfile::tempdir().expect("temp dir");
+    let registry = format!("{}/{}", env.registry, unique("full-storage"));
+    std::fs::write(
+        project.path().join("big.yaml"),
+        format!(
+            "name: big\nbase_image: {}\npython_exec: /usr/bin/python3\n\
+             commands: [\"dd if=/dev/zero of=/big bs=1M count={}\"]\n\
+             builder_config: {{uv_image: \"{}\"}}\nbuilder_options: {{install_flytekit: false}}\n",
+            env.python_image,
+            BIG_FILE >> 20,
+            env.uv_image
+        ),
+    )
+    .expect("write spec");
+    std::fs::write(
+        project.path().join("berth.yaml"),
+        format!("engine: {{name: {engine}}}\nregistry: {registry}\nimages:\n  big: big.yaml\ntasks:\n  fill: big\n"),
+    )
+    .expect("write berth.yaml");
+    project
+}
+
+/// Builds `project` on a filled engine storage, then after `make_room`: the first build fails naming
+/// `storage` and leaves nothing behind that a later run would trust, the second works. Returns the built
+/// image's reference.
+fn fails_when_full_then_works(
+    project: &Path,
+    vars: &[(&str, &Path)],
+    storage: &str,
+    make_room: impl FnOnce(),
+) -> String {
+    let build = ["build", "--network", "none"];
+    let failed = berth(project, &build, vars);
+    let said = text(&failed);
+    assert_eq!(
+        failed.status.code(),
+        Some(6),
+        "a full engine storage fails the build as an error, not a step's failure: {said}"
+    );
+    assert!(
+        said.contains("no space left in") && said.contains("(resource exhausted)"),
+        "the error says what ran out: {said}"
+    );
+    assert!(said.contains(storage), "the error names {storage}: {said}");
+    assert!(
+        said.contains("hint: make room"),
+        "and how to fix it: {said}"
+    );
+    assert!(
+        !project.join("berth.lock").exists(),
+        "no lock for a failed build"
+    );
+    let exists = berth(project, &["exists"], vars);
+    assert_eq!(
+        exists.status.code(),
+        Some(1),
+        "the registry holds nothing of the failed build: {}",
+        text(&exists)
+    );
+    make_room();
+    let worked = berth(project, &build, vars);
+    assert!(worked.status.success(), "{}", text(&worked));
+    assert!(project.join("berth.lock").exists(), "{}", text(&worked));
+    let exists = berth(project, &["exists"], vars);
+    assert!(exists.status.success(), "{}", text(&exists));
+    let stdout = String::from_utf8_lossy(&worked.stdout);
+    stdout.lines().last().expect("the built image").to_string()
+}
+
+#[test]
+fn a_docker_build_that_fills_dockers_storage_says_so_keeps_nothing_and_the_next_one_works() {
+    let Some(env) = TestEnv::for_engine("docker") else {
+        return;
+    };
+    let daemon = SmallDockerd::start("640m", &env.containerd_address);
+    let config = docker_config(env);
+    // the base image first, so what fills the disk is the RUN step
+    let pulled = daemon.docker_with_config(config.path(), &["pull", &env.python_image]);
+    assert!(pulled.status.success(), "{}", text(&pulled));
+    let project = storage_project(env, "docker");
+    let filler = daemon.storage.fill_leaving(ROOM);
+    let host = PathBuf::from(daemon.host());
+    let vars = [
+        ("DOCKER_HOST", host.as_path()),
+        ("DOCKER_CONFIG", config.path()),
+    ];
+    let root = daemon.data_root().display().to_string();
+    let storage = format!("DockerRootDir {root}");
+    let image = fails_when_full_then_works(project.path(), &vars, &storage, || {
+        std::fs::remove_file(&filler).expect("make room");
+    });
+    // the image holds the whole file: nothing of the failed step was reused (run by its local tag: by
+    // digest the daemon would pull)
+    let tagged = image.split('@').next().unwrap_or(&image);
+    let stat = [
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        tagged,
+        "stat",
+        "-c",
+        "%s",
+        "/big",
+    ];
+    let size = daemon.docker(&stat);
+    assert_eq!(
+        String::from_utf8_lossy(&size.stdout).trim(),
+        BIG_FILE.to_string(),
+        "{}",
+        text(&size)
+    );
 }
 
 fn base64(text: &str) -> String {

@@ -119,6 +119,21 @@ impl DockerEngine {
         self.endpoint.display()
     }
 
+    /// `failed` (a build whose text says a disk is full) as an out-of-space error naming the daemon's
+    /// storage: a RUN step's writes, BuildKit's cache and the committed layers all land in `DockerRootDir`.
+    async fn out_of_space(&self, failed: Error) -> Error {
+        let root = match self.daemon().await {
+            Ok(daemon) if !daemon.root_dir.is_empty() => daemon.root_dir.clone(),
+            _ => "/var/lib/docker".to_string(),
+        };
+        let hint = format!(
+            "make room on the file system of {root}: remove images and build cache you do not need \
+             (`docker image prune`, `docker builder prune`), or give the daemon a larger `--data-root` \
+             (`data-root` in /etc/docker/daemon.json); nothing of the failed build was kept"
+        );
+        failed.out_of_space(format!("Docker's storage (DockerRootDir {root})"), hint)
+    }
+
     /// Which builder [`ContainerEngine::build`] uses on this daemon with these options.
     pub async fn builder(&self) -> Result<SelectedBuilder> {
         let daemon = self.daemon().await?;
@@ -214,7 +229,7 @@ impl ContainerEngine for DockerEngine {
         options: &BuildOptions,
         progress: &dyn Progress,
     ) -> Result<BuiltImage> {
-        match self.builder().await? {
+        let built = match self.builder().await? {
             SelectedBuilder::BuildKit => buildkit::build(self, plan, options, progress).await,
             SelectedBuilder::Classic if plan.uses_mounts() => {
                 let hint = if self.daemon().await?.podman {
@@ -230,6 +245,15 @@ impl ContainerEngine for DockerEngine {
                 .with_hint(hint))
             }
             SelectedBuilder::Classic => classic::build(self, plan, options, progress).await,
+        };
+        match built {
+            Err(e)
+                if e.kind() == berth_core::ErrorKind::ResourceExhausted
+                    || berth_http::says_no_space(e.message()) =>
+            {
+                Err(self.out_of_space(e).await)
+            }
+            built => built,
         }
     }
 

@@ -132,11 +132,17 @@ pub fn classify(failure: &Failure<'_>, op: Operation) -> Class {
             501 => ErrorKind::Unsupported.into(),
             // dockerd and libpod wrap registry failures (bad password, missing repository, untrusted
             // certificate) in a 500 whose only trace of the cause is the text.
+            // a daemon's own full disk (pulling a layer, committing a container) is a 500 too, and no retry
+            // makes room
+            500 if says_no_space(message) => ErrorKind::ResourceExhausted.into(),
             500 => registry_text(message).unwrap_or(ErrorKind::Unavailable.into()),
             408 | 429 | 502..=599 => ErrorKind::Unavailable.into(),
             _ => ErrorKind::Protocol.into(),
         },
         Failure::Stream { message, in_step } => {
+            if says_no_space(message) {
+                return ErrorKind::ResourceExhausted.into();
+            }
             if *in_step {
                 return ErrorKind::BuildFailed.into();
             }
@@ -202,6 +208,14 @@ pub fn registry_text(message: &str) -> Option<Class> {
         return Some(ErrorKind::Unavailable.into());
     }
     None
+}
+
+/// Whether an engine's text says a file system is full: ENOSPC (and EDQUOT) as Go's syscall package and
+/// libc's `strerror` print them, which is all a daemon passes on of a full disk (its own, or a build step's
+/// output). Backends name their storage when it does ([`berth_core::Error::out_of_space`]).
+pub fn says_no_space(text: &str) -> bool {
+    let m = text.to_ascii_lowercase();
+    m.contains("no space left on device") || m.contains("disk quota exceeded")
 }
 
 /// Whether `code` appears as a registry error code does in a Go error chain (`denied: requested access...`
