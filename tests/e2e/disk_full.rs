@@ -14,7 +14,7 @@ use std::process::{Command, Output};
 
 use berth_tests::conformance::support::unique;
 use berth_tests::env::TestEnv;
-use berth_tests::small_storage::SmallDockerd;
+use berth_tests::small_storage::{SmallDockerd, SmallPodman};
 
 /// A tmpfs of 256 KiB, full, unmounted when dropped.
 struct FullDisk {
@@ -307,6 +307,57 @@ fn a_docker_build_that_fills_dockers_storage_says_so_keeps_nothing_and_the_next_
         "/big",
     ];
     let size = daemon.docker(&stat);
+    assert_eq!(
+        String::from_utf8_lossy(&size.stdout).trim(),
+        BIG_FILE.to_string(),
+        "{}",
+        text(&size)
+    );
+}
+
+#[test]
+fn a_podman_build_that_fills_podmans_storage_says_so_keeps_nothing_and_the_next_one_works() {
+    let Some(env) = TestEnv::for_engine("podman") else {
+        return;
+    };
+    let service = SmallPodman::start("640m");
+    let config = docker_config(env);
+    // the base image first, so what fills the disk is the RUN step
+    let auth = config.path().join("config.json").display().to_string();
+    let pulled = service.podman(&[
+        "pull",
+        "--tls-verify=false",
+        "--authfile",
+        &auth,
+        &env.python_image,
+    ]);
+    assert!(pulled.status.success(), "{}", text(&pulled));
+    let project = storage_project(env, "podman");
+    let filler = service.storage.fill_leaving(ROOM);
+    let host = PathBuf::from(service.host());
+    let vars = [
+        ("CONTAINER_HOST", host.as_path()),
+        ("DOCKER_CONFIG", config.path()),
+    ];
+    let root = service.graph_root().display().to_string();
+    let storage = format!("GraphRoot {root}");
+    let image = fails_when_full_then_works(project.path(), &vars, &storage, || {
+        std::fs::remove_file(&filler).expect("make room");
+    });
+    // the image holds the whole file: nothing of the failed step was reused
+    let tagged = image.split('@').next().unwrap_or(&image);
+    let stat = [
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        tagged,
+        "stat",
+        "-c",
+        "%s",
+        "/big",
+    ];
+    let size = service.podman(&stat);
     assert_eq!(
         String::from_utf8_lossy(&size.stdout).trim(),
         BIG_FILE.to_string(),

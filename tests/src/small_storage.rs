@@ -1,7 +1,9 @@
 //! Engines whose storage is small, for the out-of-disk tests: a tmpfs of a given size ([`SmallTmpfs`]) and a
-//! second daemon of the test's own on it ([`SmallDockerd`]), beside the shared services and never touching
-//! them: its own socket, exec root, pid file, and namespaces in the shared containerd. Everything is removed
-//! when the value is dropped. (Needs root, as the suite does: it mounts and starts daemons.)
+//! daemon of the test's own on it ([`SmallDockerd`], [`SmallPodman`]), beside the shared services and never
+//! touching them: its own socket, run folder, pid file, namespaces in the shared containerd, and TMPDIR (where
+//! buildah keeps cache mounts, so another test holding the shared cache's lock does not stall this one).
+//! Everything is removed when the value is dropped. (Needs root, as the suite does: it mounts and starts
+//! daemons.)
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -69,6 +71,35 @@ impl Drop for SmallTmpfs {
     }
 }
 
+/// A run folder under /run of a short name: containerd shim and conmon sockets inside it have a length limit.
+fn run_dir(label: &str) -> PathBuf {
+    let id = unique(label);
+    let dir = PathBuf::from(format!("/run/berth-{label}-{}", &id[id.len() - 12..]));
+    std::fs::create_dir_all(&dir).expect("create the daemon's run folder");
+    dir
+}
+
+/// Waits until `ready` says the daemon answers; a daemon that never does fails the test with its log.
+fn wait_ready(ready: impl Fn() -> bool, log: &Path) {
+    // readiness, not a timing claim
+    for _ in 0..600 {
+        if ready() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!(
+        "the test's daemon did not answer; its log:\n{}",
+        std::fs::read_to_string(log).unwrap_or_default()
+    );
+}
+
+/// Stops a daemon of the test's own (SIGTERM, so it unmounts what it mounted) and waits for it.
+fn stop(child: &mut Child) {
+    let _ = Command::new("kill").arg(child.id().to_string()).status();
+    let _ = child.wait();
+}
+
 /// A dockerd of the test's own whose `--data-root` is on a [`SmallTmpfs`], using the shared containerd under
 /// namespaces of its own, with no bridge and no iptables rules (build with `--network none`).
 pub struct SmallDockerd {
@@ -84,11 +115,13 @@ impl SmallDockerd {
     /// Starts it on a tmpfs of `size` and waits until it answers.
     pub fn start(size: &str, containerd: &Path) -> SmallDockerd {
         let storage = SmallTmpfs::new(size);
-        let id = unique("sd");
-        // the exec root holds containerd shim sockets, whose paths have a length limit: keep it short
-        let run_dir = PathBuf::from(format!("/run/berth-{}", &id[id.len() - 12..]));
-        std::fs::create_dir_all(&run_dir).expect("create the daemon's run folder");
-        let namespaces = [format!("berth-{id}"), format!("berth-{id}-plugins")];
+        let run_dir = run_dir("sd");
+        let id = run_dir
+            .file_name()
+            .expect("named")
+            .to_string_lossy()
+            .to_string();
+        let namespaces = [id.clone(), format!("{id}-plugins")];
         let log = std::fs::File::create(run_dir.join("dockerd.log")).expect("log file");
         let child = Command::new("dockerd")
             .arg("--host")
@@ -114,22 +147,11 @@ impl SmallDockerd {
             containerd: containerd.to_path_buf(),
             storage,
         };
-        daemon.wait_ready();
-        daemon
-    }
-
-    fn wait_ready(&self) {
-        // readiness, not a timing claim: a daemon that never answers fails the test with its log
-        for _ in 0..600 {
-            if self.docker(&["version"]).status.success() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        panic!(
-            "the test's dockerd did not answer; its log:\n{}",
-            std::fs::read_to_string(self.run_dir.join("dockerd.log")).unwrap_or_default()
+        wait_ready(
+            || daemon.docker(&["version"]).status.success(),
+            &daemon.run_dir.join("dockerd.log"),
         );
+        daemon
     }
 
     /// `DOCKER_HOST` for it.
@@ -167,10 +189,7 @@ impl SmallDockerd {
 
 impl Drop for SmallDockerd {
     fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .arg(self.child.id().to_string())
-            .status();
-        let _ = self.child.wait();
+        stop(&mut self.child);
         for namespace in &self.namespaces {
             let _ = Command::new("ctr")
                 .arg("--address")
@@ -178,6 +197,84 @@ impl Drop for SmallDockerd {
                 .args(["namespaces", "rm", namespace])
                 .output();
         }
+        let _ = std::fs::remove_dir_all(&self.run_dir);
+    }
+}
+
+/// A `podman system service` of the test's own whose `--root` (GraphRoot) is on a [`SmallTmpfs`].
+pub struct SmallPodman {
+    child: Child,
+    run_dir: PathBuf,
+    /// The tmpfs holding the store; dropped after the service.
+    pub storage: SmallTmpfs,
+}
+
+impl SmallPodman {
+    /// Starts it on a tmpfs of `size` and waits until it answers.
+    pub fn start(size: &str) -> SmallPodman {
+        let storage = SmallTmpfs::new(size);
+        let run_dir = run_dir("sp");
+        let tmp = run_dir.join("tmp");
+        std::fs::create_dir_all(&tmp).expect("create the service's TMPDIR");
+        let log = std::fs::File::create(run_dir.join("podman.log")).expect("log file");
+        let child = Command::new("podman")
+            .args(Self::store_args(&storage, &run_dir))
+            .args(["system", "service", "--time=0"])
+            .arg(format!("unix://{}", run_dir.join("podman.sock").display()))
+            .env("TMPDIR", &tmp)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start podman system service");
+        let service = SmallPodman {
+            child,
+            run_dir,
+            storage,
+        };
+        wait_ready(
+            || {
+                service.run_dir.join("podman.sock").exists()
+                    && service.podman(&["info"]).status.success()
+            },
+            &service.run_dir.join("podman.log"),
+        );
+        service
+    }
+
+    fn store_args(storage: &SmallTmpfs, run_dir: &Path) -> Vec<String> {
+        vec![
+            "--root".to_string(),
+            storage.path().join("storage").display().to_string(),
+            "--runroot".to_string(),
+            run_dir.join("runroot").display().to_string(),
+        ]
+    }
+
+    /// `CONTAINER_HOST` for it.
+    pub fn host(&self) -> String {
+        format!("unix://{}", self.run_dir.join("podman.sock").display())
+    }
+
+    /// Its store (what `podman info` calls `GraphRoot`).
+    pub fn graph_root(&self) -> PathBuf {
+        self.storage.path().join("storage")
+    }
+
+    /// Runs the podman CLI on its store (locally, as the service does: the same `--root` and `--runroot`).
+    pub fn podman(&self, args: &[&str]) -> std::process::Output {
+        Command::new("podman")
+            .args(Self::store_args(&self.storage, &self.run_dir))
+            .args(args)
+            .output()
+            .expect("run podman")
+    }
+}
+
+impl Drop for SmallPodman {
+    fn drop(&mut self) {
+        stop(&mut self.child);
+        // the store's overlay mounts, which the service leaves for the next podman on this root
+        let _ = self.podman(&["system", "reset", "--force"]);
         let _ = std::fs::remove_dir_all(&self.run_dir);
     }
 }
