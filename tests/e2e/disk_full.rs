@@ -14,7 +14,7 @@ use std::process::{Command, Output};
 
 use berth_tests::conformance::support::unique;
 use berth_tests::env::TestEnv;
-use berth_tests::small_storage::{SmallDockerd, SmallPodman};
+use berth_tests::small_storage::{SmallContainerd, SmallDockerd, SmallPodman};
 
 /// A tmpfs of 256 KiB, full, unmounted when dropped.
 struct FullDisk {
@@ -364,6 +364,52 @@ fn a_podman_build_that_fills_podmans_storage_says_so_keeps_nothing_and_the_next_
         "{}",
         text(&size)
     );
+}
+
+#[test]
+fn a_containerd_build_that_fills_containerds_root_says_so_keeps_nothing_and_the_next_one_works() {
+    let Some(env) = TestEnv::for_engine("containerd") else {
+        return;
+    };
+    let daemon = SmallContainerd::start("640m");
+    let config = docker_config(env);
+    let project = storage_project(env, "containerd");
+    let address = daemon.address();
+    let state = tempfile::tempdir().expect("temp dir");
+    let vars = [
+        ("CONTAINERD_ADDRESS", address.as_path()),
+        ("DOCKER_CONFIG", config.path()),
+        ("BERTH_CONTAINERD_STATE_DIR", state.path()),
+    ];
+    // the base image first, so what fills the disk is the RUN step
+    let user = format!("{}:{}", env.registry_user, env.registry_password().expose());
+    let pulled = daemon.ctr(&[
+        "--namespace",
+        "default",
+        "images",
+        "pull",
+        "--plain-http",
+        "--user",
+        &user,
+        &env.python_image,
+    ]);
+    assert!(pulled.status.success(), "{}", text(&pulled));
+    let filler = daemon.storage.fill_leaving(ROOM);
+    let root = daemon.root().display().to_string();
+    let image = fails_when_full_then_works(project.path(), &vars, &root, || {
+        std::fs::remove_file(&filler).expect("make room");
+    });
+    let leases = daemon.ctr(&["--namespace", "default", "leases", "ls", "--quiet"]);
+    assert_eq!(
+        String::from_utf8_lossy(&leases.stdout).trim(),
+        "",
+        "no lease of the builds is left"
+    );
+    // the image is the engine's, under the name berth printed
+    let tagged = image.split('@').next().unwrap_or(&image);
+    let listed = daemon.ctr(&["--namespace", "default", "images", "ls"]);
+    let listed = String::from_utf8_lossy(&listed.stdout);
+    assert!(listed.contains(tagged), "{listed}");
 }
 
 fn base64(text: &str) -> String {

@@ -1,5 +1,5 @@
 //! Engines whose storage is small, for the out-of-disk tests: a tmpfs of a given size ([`SmallTmpfs`]) and a
-//! daemon of the test's own on it ([`SmallDockerd`], [`SmallPodman`]), beside the shared services and never
+//! daemon of the test's own on it ([`SmallDockerd`], [`SmallPodman`], [`SmallContainerd`]), beside the shared services and never
 //! touching them: its own socket, run folder, pid file, namespaces in the shared containerd, and TMPDIR (where
 //! buildah keeps cache mounts, so another test holding the shared cache's lock does not stall this one).
 //! Everything is removed when the value is dropped. (Needs root, as the suite does: it mounts and starts
@@ -275,6 +275,97 @@ impl Drop for SmallPodman {
         stop(&mut self.child);
         // the store's overlay mounts, which the service leaves for the next podman on this root
         let _ = self.podman(&["system", "reset", "--force"]);
+        let _ = std::fs::remove_dir_all(&self.run_dir);
+    }
+}
+
+/// A containerd of the test's own whose `root` is on a [`SmallTmpfs`] (its own config, state and sockets; no
+/// CRI plugin).
+pub struct SmallContainerd {
+    child: Child,
+    run_dir: PathBuf,
+    /// The tmpfs holding `root`; dropped after the daemon.
+    pub storage: SmallTmpfs,
+}
+
+impl SmallContainerd {
+    /// Starts it on a tmpfs of `size` and waits until it answers.
+    pub fn start(size: &str) -> SmallContainerd {
+        let storage = SmallTmpfs::new(size);
+        let run_dir = run_dir("sc");
+        let config = run_dir.join("config.toml");
+        let at = |name: &str| run_dir.join(name).display().to_string();
+        std::fs::write(
+            &config,
+            format!(
+                "version = 2\nroot = \"{}\"\nstate = \"{}\"\n\
+                 disabled_plugins = [\"io.containerd.grpc.v1.cri\"]\n\
+                 [grpc]\n  address = \"{}\"\n[ttrpc]\n  address = \"{}\"\n[debug]\n  address = \"{}\"\n",
+                storage.path().join("root").display(),
+                at("state"),
+                at("containerd.sock"),
+                at("containerd.sock.ttrpc"),
+                at("debug.sock"),
+            ),
+        )
+        .expect("write containerd's config");
+        let log = std::fs::File::create(run_dir.join("containerd.log")).expect("log file");
+        let child = Command::new("containerd")
+            .arg("--config")
+            .arg(&config)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start containerd");
+        let daemon = SmallContainerd {
+            child,
+            run_dir,
+            storage,
+        };
+        wait_ready(
+            || daemon.ctr(&["version"]).status.success(),
+            &daemon.run_dir.join("containerd.log"),
+        );
+        daemon
+    }
+
+    /// `CONTAINERD_ADDRESS` for it.
+    pub fn address(&self) -> PathBuf {
+        self.run_dir.join("containerd.sock")
+    }
+
+    /// Its `root`.
+    pub fn root(&self) -> PathBuf {
+        self.storage.path().join("root")
+    }
+
+    /// Runs `ctr` against it.
+    pub fn ctr(&self, args: &[&str]) -> std::process::Output {
+        Command::new("ctr")
+            .arg("--address")
+            .arg(self.address())
+            .args(args)
+            .output()
+            .expect("run ctr")
+    }
+}
+
+impl Drop for SmallContainerd {
+    fn drop(&mut self) {
+        stop(&mut self.child);
+        // the snapshotter's mounts of a build's containers, if any outlived it
+        if let Ok(mounts) = std::fs::read_to_string("/proc/self/mounts") {
+            let root = self.storage.path().display().to_string();
+            let mut inside: Vec<&str> = mounts
+                .lines()
+                .filter_map(|l| l.split_whitespace().nth(1))
+                .filter(|m| m.starts_with(&root) && *m != root)
+                .collect();
+            inside.sort_unstable_by(|a, b| b.cmp(a));
+            for mount in inside {
+                let _ = Command::new("umount").arg(mount).status();
+            }
+        }
         let _ = std::fs::remove_dir_all(&self.run_dir);
     }
 }

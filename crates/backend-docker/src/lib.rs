@@ -249,7 +249,7 @@ impl ContainerEngine for DockerEngine {
         match built {
             Err(e)
                 if e.kind() == berth_core::ErrorKind::ResourceExhausted
-                    || berth_http::says_no_space(e.message()) =>
+                    || berth_core::error::says_no_space(e.message()) =>
             {
                 Err(self.out_of_space(e).await)
             }

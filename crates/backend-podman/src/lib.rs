@@ -156,7 +156,7 @@ impl ContainerEngine for PodmanEngine {
         match build::build(self, plan, options, progress).await {
             Err(e)
                 if e.kind() == berth_core::ErrorKind::ResourceExhausted
-                    || berth_http::says_no_space(e.message()) =>
+                    || berth_core::error::says_no_space(e.message()) =>
             {
                 Err(self.out_of_space(e).await)
             }

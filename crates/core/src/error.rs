@@ -94,6 +94,14 @@ pub fn io_kind(err: &std::io::Error) -> ErrorKind {
     }
 }
 
+/// Whether an engine's text says a file system is full: ENOSPC (and EDQUOT) as Go's syscall package and
+/// libc's `strerror` print them, which is all a daemon passes on of a full disk (its own, or a build step's
+/// output). Backends name their storage when it does ([`Error::out_of_space`]).
+pub fn says_no_space(text: &str) -> bool {
+    let m = text.to_ascii_lowercase();
+    m.contains("no space left on device") || m.contains("disk quota exceeded")
+}
+
 impl fmt::Display for ErrorKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())

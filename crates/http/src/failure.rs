@@ -9,6 +9,7 @@
 //! TLS and resolver messages. A daemon's own `permission denied` on a file or a `not found` in a build step is
 //! none of these.
 
+use berth_core::error::says_no_space;
 use berth_core::{Error, ErrorKind, ErrorStatus, Operation};
 
 use crate::transport::{transport_of, Transport};
@@ -208,14 +209,6 @@ pub fn registry_text(message: &str) -> Option<Class> {
         return Some(ErrorKind::Unavailable.into());
     }
     None
-}
-
-/// Whether an engine's text says a file system is full: ENOSPC (and EDQUOT) as Go's syscall package and
-/// libc's `strerror` print them, which is all a daemon passes on of a full disk (its own, or a build step's
-/// output). Backends name their storage when it does ([`berth_core::Error::out_of_space`]).
-pub fn says_no_space(text: &str) -> bool {
-    let m = text.to_ascii_lowercase();
-    m.contains("no space left on device") || m.contains("disk quota exceeded")
 }
 
 /// Whether `code` appears as a registry error code does in a Go error chain (`denied: requested access...`

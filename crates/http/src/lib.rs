@@ -14,5 +14,5 @@ pub mod stream;
 pub mod tls;
 pub mod transport;
 
-pub use failure::{says_no_space, to_error, Failure, Service};
+pub use failure::{to_error, Failure, Service};
 pub use transport::Transport;
