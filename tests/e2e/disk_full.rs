@@ -14,7 +14,7 @@ use std::process::{Command, Output};
 
 use berth_tests::conformance::support::unique;
 use berth_tests::env::TestEnv;
-use berth_tests::small_storage::{SmallContainerd, SmallDockerd, SmallPodman};
+use berth_tests::small_storage::{SmallContainerd, SmallDockerd, SmallLxdPool, SmallPodman};
 
 /// A tmpfs of 256 KiB, full, unmounted when dropped.
 struct FullDisk {
@@ -410,6 +410,31 @@ fn a_containerd_build_that_fills_containerds_root_says_so_keeps_nothing_and_the_
     let listed = daemon.ctr(&["--namespace", "default", "images", "ls"]);
     let listed = String::from_utf8_lossy(&listed.stdout);
     assert!(listed.contains(tagged), "{listed}");
+}
+
+#[test]
+fn an_lxd_build_that_fills_its_storage_pool_says_so_keeps_nothing_and_the_next_one_works() {
+    let Some(env) = TestEnv::for_engine("lxd") else {
+        return;
+    };
+    // every build unpacks the base into the pool (the `dir` driver keeps no image volume), so the pool is
+    // sized to hold the base and not the file, then grown
+    let pool = SmallLxdPool::create("240m");
+    let config = docker_config(env);
+    let project = storage_project(env, "lxd");
+    let name = PathBuf::from(&pool.name);
+    let vars = [
+        ("BERTH_LXD_POOL", name.as_path()),
+        ("DOCKER_CONFIG", config.path()),
+    ];
+    let storage = format!(
+        "the LXD storage pool {} (source {})",
+        pool.name,
+        pool.source().display()
+    );
+    fails_when_full_then_works(project.path(), &vars, &storage, || {
+        pool.storage.grow("640m")
+    });
 }
 
 fn base64(text: &str) -> String {

@@ -1,5 +1,6 @@
 //! Engines whose storage is small, for the out-of-disk tests: a tmpfs of a given size ([`SmallTmpfs`]) and a
-//! daemon of the test's own on it ([`SmallDockerd`], [`SmallPodman`], [`SmallContainerd`]), beside the shared services and never
+//! daemon of the test's own on it ([`SmallDockerd`], [`SmallPodman`], [`SmallContainerd`]) or an LXD storage
+//! pool on it ([`SmallLxdPool`]), beside the shared services and never
 //! touching them: its own socket, run folder, pid file, namespaces in the shared containerd, and TMPDIR (where
 //! buildah keeps cache mounts, so another test holding the shared cache's lock does not stall this one).
 //! Everything is removed when the value is dropped. (Needs root, as the suite does: it mounts and starts
@@ -32,6 +33,16 @@ impl SmallTmpfs {
     /// Where it is mounted.
     pub fn path(&self) -> &Path {
         self.dir.path()
+    }
+
+    /// Makes it `size` big (`mount -o remount,size=`): room made without touching what it holds.
+    pub fn grow(&self, size: &str) {
+        let grown = Command::new("mount")
+            .args(["-o", &format!("remount,size={size}")])
+            .arg(self.dir.path())
+            .status()
+            .expect("run mount");
+        assert!(grown.success(), "grow the tmpfs");
     }
 
     /// Fills it with `filler` until `room` bytes are left (dd stops at ENOSPC, then the file gives back
@@ -367,5 +378,49 @@ impl Drop for SmallContainerd {
             }
         }
         let _ = std::fs::remove_dir_all(&self.run_dir);
+    }
+}
+
+/// An LXD storage pool (driver `dir`) of the test's own on a [`SmallTmpfs`], in the shared LXD server;
+/// deleted when dropped.
+pub struct SmallLxdPool {
+    /// The pool's name.
+    pub name: String,
+    /// The tmpfs holding it; dropped after the pool.
+    pub storage: SmallTmpfs,
+}
+
+impl SmallLxdPool {
+    /// Creates it on a tmpfs of `size`.
+    pub fn create(size: &str) -> SmallLxdPool {
+        let storage = SmallTmpfs::new(size);
+        let source = storage.path().join("pool");
+        std::fs::create_dir_all(&source).expect("create the pool's folder");
+        let id = unique("pool");
+        let name = format!("berth-{}", &id[id.len() - 12..]);
+        let created = Command::new("lxc")
+            .args(["storage", "create", &name, "dir"])
+            .arg(format!("source={}", source.display()))
+            .output()
+            .expect("run lxc");
+        assert!(
+            created.status.success(),
+            "lxc storage create: {}",
+            String::from_utf8_lossy(&created.stderr)
+        );
+        SmallLxdPool { name, storage }
+    }
+
+    /// The pool's source folder.
+    pub fn source(&self) -> PathBuf {
+        self.storage.path().join("pool")
+    }
+}
+
+impl Drop for SmallLxdPool {
+    fn drop(&mut self) {
+        let _ = Command::new("lxc")
+            .args(["storage", "delete", &self.name])
+            .output();
     }
 }

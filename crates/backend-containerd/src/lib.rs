@@ -195,13 +195,8 @@ impl ContainerEngine for ContainerdEngine {
         progress: &dyn Progress,
     ) -> Result<BuiltImage> {
         match build::build(self, plan, options, progress).await {
-            // berth's own state folder full is named by the error already (an I/O error on it)
-            Err(e)
-                if e.kind() != berth_core::ErrorKind::ResourceExhausted
-                    && berth_core::error::says_no_space(e.message()) =>
-            {
-                Err(self.out_of_space(e).await)
-            }
+            // berth's own state folder full is named by its I/O error already
+            Err(e) if e.is_unplaced_no_space() => Err(self.out_of_space(e).await),
             built => built,
         }
     }

@@ -247,12 +247,7 @@ impl ContainerEngine for DockerEngine {
             SelectedBuilder::Classic => classic::build(self, plan, options, progress).await,
         };
         match built {
-            Err(e)
-                if e.kind() == berth_core::ErrorKind::ResourceExhausted
-                    || berth_core::error::says_no_space(e.message()) =>
-            {
-                Err(self.out_of_space(e).await)
-            }
+            Err(e) if e.is_unplaced_no_space() => Err(self.out_of_space(e).await),
             built => built,
         }
     }

@@ -29,7 +29,12 @@ static INFO: ProviderInfo = ProviderInfo {
         label: "lxd folder",
         json: "lxd_dir",
     },
-    options: &[],
+    options: &[SettingKey {
+        key: "pool",
+        env: Some(EnvVars::BERTH_LXD_POOL),
+        label: "lxd storage pool",
+        json: "lxd_pool",
+    }],
     other_env: &[EnvVars::BERTH_LXD_STATE_DIR],
     start_command: "lxd --group lxd",
 };
@@ -37,6 +42,7 @@ static INFO: ProviderInfo = ProviderInfo {
 fn options(settings: &ConnectSettings) -> LxdOptions {
     LxdOptions {
         lxd_dir: settings.owned("dir").map(PathBuf::from),
+        pool: settings.owned("pool"),
         client: settings.shared().get::<RegistryClient>().cloned(),
         ..LxdOptions::default()
     }

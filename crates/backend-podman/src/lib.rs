@@ -154,12 +154,7 @@ impl ContainerEngine for PodmanEngine {
     ) -> Result<BuiltImage> {
         self.reachable().await?;
         match build::build(self, plan, options, progress).await {
-            Err(e)
-                if e.kind() == berth_core::ErrorKind::ResourceExhausted
-                    || berth_core::error::says_no_space(e.message()) =>
-            {
-                Err(self.out_of_space(e).await)
-            }
+            Err(e) if e.is_unplaced_no_space() => Err(self.out_of_space(e).await),
             built => built,
         }
     }

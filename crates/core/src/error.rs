@@ -166,6 +166,14 @@ impl Error {
         self
     }
 
+    /// Whether this error says a file system is full ([`says_no_space`]) and nothing has named the place
+    /// yet: a backend then names its storage with [`Error::out_of_space`]. An out-of-space error that has
+    /// a hint (berth's own folder, or one already named) is left as it is.
+    pub fn is_unplaced_no_space(&self) -> bool {
+        says_no_space(&self.message)
+            && !(self.kind == ErrorKind::ResourceExhausted && self.hint.is_some())
+    }
+
     /// Names the operation (e.g. "build", "push", "inspect") the error happened in.
     pub fn with_operation(mut self, operation: impl Into<String>) -> Self {
         self.operation = Some(operation.into());
@@ -332,6 +340,13 @@ mod tests {
         let full = std::io::Error::from_raw_os_error(28); // ENOSPC
         let err = Error::io(std::path::Path::new("/state"), full);
         assert_eq!(err.kind(), ErrorKind::ResourceExhausted);
+        let step = Error::new(
+            ErrorKind::BuildFailed,
+            "step `RUN x` failed: dd: No space left on device",
+        );
+        assert!(step.is_unplaced_no_space());
+        let named = step.out_of_space("the pool p", "make room in p");
+        assert!(!named.is_unplaced_no_space(), "{named}");
         let err = Error::new(ErrorKind::BuildFailed, "step `RUN x` failed")
             .with_engine("docker")
             .out_of_space("Docker's storage (/d)", "free space in /d");
