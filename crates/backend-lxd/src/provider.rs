@@ -32,7 +32,7 @@ static INFO: ProviderInfo = ProviderInfo {
     options: &[SettingKey {
         key: "pool",
         env: Some(EnvVars::BERTH_LXD_POOL),
-        label: "lxd storage pool",
+        label: "lxd pool",
         json: "lxd_pool",
     }],
     other_env: &[EnvVars::BERTH_LXD_STATE_DIR],
