@@ -14,40 +14,15 @@ use std::process::{Command, Output};
 
 use berth_tests::conformance::support::unique;
 use berth_tests::env::TestEnv;
-use berth_tests::small_storage::{SmallContainerd, SmallDockerd, SmallLxdPool, SmallPodman};
+use berth_tests::small_storage::{
+    SmallContainerd, SmallDockerd, SmallLxdPool, SmallPodman, SmallTmpfs,
+};
 
-/// A tmpfs of 256 KiB, full, unmounted when dropped.
-struct FullDisk {
-    dir: tempfile::TempDir,
-}
-
-impl FullDisk {
-    fn new() -> FullDisk {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let mounted = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", "size=256k", "tmpfs"])
-            .arg(dir.path())
-            .status()
-            .expect("run mount");
-        assert!(mounted.success(), "mount a tmpfs (the suite runs as root)");
-        // fill it: dd stops with ENOSPC
-        let _ = Command::new("dd")
-            .arg("if=/dev/zero")
-            .arg(format!("of={}/filler", dir.path().display()))
-            .arg("bs=4k")
-            .output();
-        FullDisk { dir }
-    }
-
-    fn path(&self) -> &Path {
-        self.dir.path()
-    }
-}
-
-impl Drop for FullDisk {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg(self.dir.path()).status();
-    }
+/// A tmpfs of 256 KiB, full to the last byte, unmounted when dropped.
+fn full_disk() -> SmallTmpfs {
+    let disk = SmallTmpfs::new("256k");
+    disk.fill_leaving(0);
+    disk
 }
 
 fn berth(dir: &Path, args: &[&str], vars: &[(&str, &Path)]) -> Output {
@@ -85,7 +60,7 @@ fn project() -> tempfile::TempDir {
 #[test]
 fn naming_works_when_the_digest_cache_cannot_be_written() {
     let project = project();
-    let full = FullDisk::new();
+    let full = full_disk();
     let roomy = tempfile::tempdir().expect("temp dir");
     let on_full = berth(
         project.path(),
@@ -130,7 +105,7 @@ fn a_containerd_build_with_a_full_state_folder_says_so_and_the_next_one_works() 
     )
     .expect("write");
     let config = docker_config(env);
-    let full = FullDisk::new();
+    let full = full_disk();
     let args = [
         "build",
         "--engine",
@@ -246,6 +221,10 @@ fn fails_when_full_then_works(
     );
     assert!(said.contains(storage), "the error names {storage}: {said}");
     assert!(
+        said.contains("dd if=/dev/zero"),
+        "what filled it is the RUN step, not the base: {said}"
+    );
+    assert!(
         said.contains("hint: make room"),
         "and how to fix it: {said}"
     );
@@ -270,6 +249,43 @@ fn fails_when_full_then_works(
     stdout.lines().last().expect("the built image").to_string()
 }
 
+/// Fills `disk` but for [`ROOM`], then [`fails_when_full_then_works`], removing the filler as the room made.
+fn filled_then_emptied(
+    project: &Path,
+    vars: &[(&str, &Path)],
+    storage: &str,
+    disk: &SmallTmpfs,
+) -> String {
+    let filler = disk.fill_leaving(ROOM);
+    fails_when_full_then_works(project, vars, storage, || {
+        std::fs::remove_file(&filler).expect("make room");
+    })
+}
+
+/// Asserts that `image` holds the whole file the RUN step wrote, run through `cli` (the docker or podman CLI
+/// on the test's daemon): nothing of the failed step was reused.
+fn assert_holds_big_file(image: &str, cli: impl Fn(&[&str]) -> Output) {
+    // by its local tag: by digest the engine would pull
+    let tagged = image.split('@').next().unwrap_or(image);
+    let size = cli(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        tagged,
+        "stat",
+        "-c",
+        "%s",
+        "/big",
+    ]);
+    assert_eq!(
+        String::from_utf8_lossy(&size.stdout).trim(),
+        BIG_FILE.to_string(),
+        "{}",
+        text(&size)
+    );
+}
+
 #[test]
 fn a_docker_build_that_fills_dockers_storage_says_so_keeps_nothing_and_the_next_one_works() {
     let Some(env) = TestEnv::for_engine("docker") else {
@@ -281,7 +297,6 @@ fn a_docker_build_that_fills_dockers_storage_says_so_keeps_nothing_and_the_next_
     let pulled = daemon.docker_with_config(config.path(), &["pull", &env.python_image]);
     assert!(pulled.status.success(), "{}", text(&pulled));
     let project = storage_project(env, "docker");
-    let filler = daemon.storage.fill_leaving(ROOM);
     let host = PathBuf::from(daemon.host());
     let vars = [
         ("DOCKER_HOST", host.as_path()),
@@ -289,30 +304,8 @@ fn a_docker_build_that_fills_dockers_storage_says_so_keeps_nothing_and_the_next_
     ];
     let root = daemon.data_root().display().to_string();
     let storage = format!("DockerRootDir {root}");
-    let image = fails_when_full_then_works(project.path(), &vars, &storage, || {
-        std::fs::remove_file(&filler).expect("make room");
-    });
-    // the image holds the whole file: nothing of the failed step was reused (run by its local tag: by
-    // digest the daemon would pull)
-    let tagged = image.split('@').next().unwrap_or(&image);
-    let stat = [
-        "run",
-        "--rm",
-        "--network",
-        "none",
-        tagged,
-        "stat",
-        "-c",
-        "%s",
-        "/big",
-    ];
-    let size = daemon.docker(&stat);
-    assert_eq!(
-        String::from_utf8_lossy(&size.stdout).trim(),
-        BIG_FILE.to_string(),
-        "{}",
-        text(&size)
-    );
+    let image = filled_then_emptied(project.path(), &vars, &storage, &daemon.storage);
+    assert_holds_big_file(&image, |args| daemon.docker(args));
 }
 
 #[test]
@@ -333,7 +326,6 @@ fn a_podman_build_that_fills_podmans_storage_says_so_keeps_nothing_and_the_next_
     ]);
     assert!(pulled.status.success(), "{}", text(&pulled));
     let project = storage_project(env, "podman");
-    let filler = service.storage.fill_leaving(ROOM);
     let host = PathBuf::from(service.host());
     let vars = [
         ("CONTAINER_HOST", host.as_path()),
@@ -341,29 +333,8 @@ fn a_podman_build_that_fills_podmans_storage_says_so_keeps_nothing_and_the_next_
     ];
     let root = service.graph_root().display().to_string();
     let storage = format!("GraphRoot {root}");
-    let image = fails_when_full_then_works(project.path(), &vars, &storage, || {
-        std::fs::remove_file(&filler).expect("make room");
-    });
-    // the image holds the whole file: nothing of the failed step was reused
-    let tagged = image.split('@').next().unwrap_or(&image);
-    let stat = [
-        "run",
-        "--rm",
-        "--network",
-        "none",
-        tagged,
-        "stat",
-        "-c",
-        "%s",
-        "/big",
-    ];
-    let size = service.podman(&stat);
-    assert_eq!(
-        String::from_utf8_lossy(&size.stdout).trim(),
-        BIG_FILE.to_string(),
-        "{}",
-        text(&size)
-    );
+    let image = filled_then_emptied(project.path(), &vars, &storage, &service.storage);
+    assert_holds_big_file(&image, |args| service.podman(args));
 }
 
 #[test]
@@ -394,11 +365,8 @@ fn a_containerd_build_that_fills_containerds_root_says_so_keeps_nothing_and_the_
         &env.python_image,
     ]);
     assert!(pulled.status.success(), "{}", text(&pulled));
-    let filler = daemon.storage.fill_leaving(ROOM);
     let root = daemon.root().display().to_string();
-    let image = fails_when_full_then_works(project.path(), &vars, &root, || {
-        std::fs::remove_file(&filler).expect("make room");
-    });
+    let image = filled_then_emptied(project.path(), &vars, &root, &daemon.storage);
     let leases = daemon.ctr(&["--namespace", "default", "leases", "ls", "--quiet"]);
     assert_eq!(
         String::from_utf8_lossy(&leases.stdout).trim(),
