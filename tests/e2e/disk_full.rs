@@ -168,24 +168,27 @@ fn docker_config(env: &TestEnv) -> tempfile::TempDir {
 }
 
 /// What the RUN step of [`storage_project`] writes: more than the room left on a filled engine storage.
-const BIG_FILE: u64 = 64 << 20;
+const BIG_FILE: u64 = 128 << 20;
 
 /// Room left on the engine's storage when it is filled: enough for the build's bookkeeping, not for the file.
-const ROOM: u64 = 16 << 20;
+const ROOM: u64 = 40 << 20;
 
 /// A project of one image on the Python fixture whose RUN step writes [`BIG_FILE`] bytes to /big, pushing to
-/// a repository of its own.
+/// a repository of its own. The step echoes a word of this run's, so no step cache of an earlier run (LXD's
+/// state folder is the machine's) stands in for it.
 fn storage_project(env: &TestEnv, engine: &str) -> tempfile::TempDir {
     let project = tempfile::tempdir().expect("temp dir");
-    let registry = format!("{}/{}", env.registry, unique("full-storage"));
+    let run = unique("full-storage");
+    let registry = format!("{}/{run}", env.registry);
     std::fs::write(
         project.path().join("big.yaml"),
         format!(
             "name: big\nbase_image: {}\npython_exec: /usr/bin/python3\n\
-             commands: [\"dd if=/dev/zero of=/big bs=1M count={}\"]\n\
+             commands: [\"dd if=/dev/zero of=/big bs=1M count={} && echo {}\"]\n\
              builder_config: {{uv_image: \"{}\"}}\nbuilder_options: {{install_flytekit: false}}\n",
             env.python_image,
             BIG_FILE >> 20,
+            run,
             env.uv_image
         ),
     )
@@ -291,11 +294,14 @@ fn a_docker_build_that_fills_dockers_storage_says_so_keeps_nothing_and_the_next_
     let Some(env) = TestEnv::for_engine("docker") else {
         return;
     };
-    let daemon = SmallDockerd::start("640m", &env.containerd_address);
+    // room for the base, the file, and the push's export of the image (dockerd spools it under its data root)
+    let daemon = SmallDockerd::start("1200m", &env.containerd_address);
     let config = docker_config(env);
-    // the base image first, so what fills the disk is the RUN step
-    let pulled = daemon.docker_with_config(config.path(), &["pull", &env.python_image]);
-    assert!(pulled.status.success(), "{}", text(&pulled));
+    // the base and helper images first, so what fills the disk is the RUN step
+    for image in [&env.python_image, &env.uv_image] {
+        let pulled = daemon.docker_with_config(config.path(), &["pull", image]);
+        assert!(pulled.status.success(), "{}", text(&pulled));
+    }
     let project = storage_project(env, "docker");
     let host = PathBuf::from(daemon.host());
     let vars = [
@@ -315,16 +321,12 @@ fn a_podman_build_that_fills_podmans_storage_says_so_keeps_nothing_and_the_next_
     };
     let service = SmallPodman::start("640m");
     let config = docker_config(env);
-    // the base image first, so what fills the disk is the RUN step
+    // the base and helper images first, so what fills the disk is the RUN step
     let auth = config.path().join("config.json").display().to_string();
-    let pulled = service.podman(&[
-        "pull",
-        "--tls-verify=false",
-        "--authfile",
-        &auth,
-        &env.python_image,
-    ]);
-    assert!(pulled.status.success(), "{}", text(&pulled));
+    for image in [&env.python_image, &env.uv_image] {
+        let pulled = service.podman(&["pull", "--tls-verify=false", "--authfile", &auth, image]);
+        assert!(pulled.status.success(), "{}", text(&pulled));
+    }
     let project = storage_project(env, "podman");
     let host = PathBuf::from(service.host());
     let vars = [
@@ -352,19 +354,22 @@ fn a_containerd_build_that_fills_containerds_root_says_so_keeps_nothing_and_the_
         ("DOCKER_CONFIG", config.path()),
         ("BERTH_CONTAINERD_STATE_DIR", state.path()),
     ];
-    // the base image first, so what fills the disk is the RUN step
+    // the base and helper images first, so what fills the disk is the RUN step
     let user = format!("{}:{}", env.registry_user, env.registry_password().expose());
-    let pulled = daemon.ctr(&[
-        "--namespace",
-        "default",
-        "images",
-        "pull",
-        "--plain-http",
-        "--user",
-        &user,
-        &env.python_image,
-    ]);
-    assert!(pulled.status.success(), "{}", text(&pulled));
+    for image in [&env.python_image, &env.uv_image] {
+        let pull = [
+            "--namespace",
+            "default",
+            "images",
+            "pull",
+            "--plain-http",
+            "--user",
+            &user,
+            image,
+        ];
+        let pulled = daemon.ctr(&pull);
+        assert!(pulled.status.success(), "{}", text(&pulled));
+    }
     let root = daemon.root().display().to_string();
     let image = filled_then_emptied(project.path(), &vars, &root, &daemon.storage);
     let leases = daemon.ctr(&["--namespace", "default", "leases", "ls", "--quiet"]);
