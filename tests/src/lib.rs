@@ -4,7 +4,7 @@
 //! recording, failure-scripting engine for workflow tests without a daemon ([`fake_engine`]), a misbehaving HTTP
 //! server ([`fake_http`]), running berth as another user of the machine ([`users`]), the engine
 //! conformance suite every backend runs ([`conformance`]) and the fault-injecting registry proxy of the
-//! reliability test ([`faults`]).
+//! reliability test ([`faults`]) and engines on small storage for the out-of-disk tests ([`small_storage`]).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -16,6 +16,7 @@ pub mod fake_engine;
 pub mod fake_http;
 pub mod faults;
 pub mod select;
+pub mod small_storage;
 pub mod users;
 
 /// The repository root.

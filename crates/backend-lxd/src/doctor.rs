@@ -107,7 +107,7 @@ async fn server_facts(engine: &LxdEngine) -> berth_core::Result<ServerFacts> {
 }
 
 /// The pool of a profile's disk device at `/`.
-fn root_pool(profile: &Value) -> Option<String> {
+pub(crate) fn root_pool(profile: &Value) -> Option<String> {
     profile["devices"]
         .as_object()?
         .values()

@@ -17,11 +17,8 @@ pub(crate) fn error(kind: ErrorKind, op: Operation, message: impl Into<String>) 
 
 /// A local file error in `op`, naming `what`.
 pub(crate) fn io_error(op: Operation, what: impl std::fmt::Display, err: std::io::Error) -> Error {
-    let kind = match err.kind() {
-        std::io::ErrorKind::NotFound => ErrorKind::NotFound,
-        _ => ErrorKind::Io,
-    };
-    let full = err.kind() == std::io::ErrorKind::StorageFull;
+    let kind = berth_core::error::io_kind(&err);
+    let full = kind == ErrorKind::ResourceExhausted;
     let e = error(kind, op, format!("{what}: {err}"));
     if full {
         e.with_hint(format!(

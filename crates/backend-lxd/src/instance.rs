@@ -155,6 +155,13 @@ impl Instance {
             "berth-init".into(),
             json!({"type": "disk", "source": init, "path": crate::init::INIT_PATH, "readonly": "true"}),
         );
+        if let Some(pool) = engine.options.pool() {
+            // a root disk of the container's own overrides the default profile's: the step's writes go there
+            devices.insert(
+                "root".into(),
+                json!({"type": "disk", "path": "/", "pool": pool}),
+            );
+        }
         self.host_network.store(!isolated, Ordering::Relaxed);
         if !isolated {
             // LXD refuses `lxc.net.*` keys; sharing the server's namespace is allowed (LXD runs in the host's).

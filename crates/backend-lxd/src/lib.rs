@@ -142,6 +142,43 @@ impl LxdEngine {
         self.lxd.client().remote_server()
     }
 
+    /// `failed` (a build whose RUN step says a disk is full) as an out-of-space error naming the storage pool
+    /// the build container's root disk is on: the configured pool, else the default profile's.
+    async fn out_of_space(&self, failed: berth_core::Error) -> berth_core::Error {
+        let op = Operation::Build;
+        let pool = match self.options.pool() {
+            Some(pool) => Some(pool),
+            None => self
+                .lxd
+                .call(op, Method::GET, "/1.0/profiles/default", None)
+                .await
+                .ok()
+                .and_then(|profile| doctor::root_pool(&profile)),
+        };
+        let Some(pool) = pool else {
+            return failed.out_of_space(
+                "the LXD storage pool of the build container",
+                "make room in that pool, or name a larger one with engine.lxd.pool (BERTH_LXD_POOL)",
+            );
+        };
+        let source = self
+            .lxd
+            .call(op, Method::GET, &format!("/1.0/storage-pools/{pool}"), None)
+            .await
+            .ok()
+            .and_then(|p| p["config"]["source"].as_str().map(str::to_string));
+        let place = match source {
+            Some(source) => format!("the LXD storage pool {pool} (source {source})"),
+            None => format!("the LXD storage pool {pool}"),
+        };
+        let hint = format!(
+            "make room in pool {pool} (`lxc storage info {pool}`: remove instances and images you do not \
+             need), or build on a larger pool: engine.lxd.pool in berth.yaml or BERTH_LXD_POOL; nothing of \
+             the failed build was kept"
+        );
+        failed.out_of_space(place, hint)
+    }
+
     /// berth's state folder for this server.
     pub fn state_dir(&self) -> &std::path::Path {
         &self.state_dir
@@ -270,7 +307,11 @@ impl ContainerEngine for LxdEngine {
                 EnvVars::BERTH_LXD_REMOTE
             )));
         }
-        build::build(self, plan, options, progress).await
+        match build::build(self, plan, options, progress).await {
+            // berth's own state folder full is named by its I/O error already
+            Err(e) if e.is_unplaced_no_space() => Err(self.out_of_space(e).await),
+            built => built,
+        }
     }
 
     async fn push(

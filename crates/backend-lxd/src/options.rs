@@ -25,6 +25,8 @@ impl EnvVars {
     pub const BERTH_LXD_REMOTE: &'static str = "BERTH_LXD_REMOTE";
     /// lxc's own variable for its configuration folder (`config.yml`, `client.crt`, `servercerts/`).
     pub const LXD_CONF: &'static str = "LXD_CONF";
+    /// The LXD storage pool berth's build containers' root disks are on (else the default profile's).
+    pub const BERTH_LXD_POOL: &'static str = "BERTH_LXD_POOL";
 }
 
 /// Options for [`crate::LxdEngine::connect`]; `None` fields come from the environment, then defaults.
@@ -39,6 +41,9 @@ pub struct LxdOptions {
     pub lxd_conf: Option<PathBuf>,
     /// berth's state folder: the OCI image store, cache mounts, the step cache, helper image roots.
     pub state_dir: Option<PathBuf>,
+    /// The storage pool of the build containers' root disks (where a RUN step's writes land); `None` reads
+    /// `BERTH_LXD_POOL`, else the default profile's root disk decides.
+    pub pool: Option<String>,
     /// Registry client options (insecure registries, CA file, retries, credential lookup) for pulls and pushes.
     pub registry: RegistryOptions,
     /// The front end's one registry client, reused for every pull and push that it fits (its options then
@@ -88,6 +93,11 @@ impl LxdOptions {
     /// The socket these options name.
     pub fn socket(&self) -> PathBuf {
         socket_in(&self.lxd_dir())
+    }
+
+    /// The storage pool these options name, if any.
+    pub(crate) fn pool(&self) -> Option<String> {
+        self.pool.clone().or_else(|| var(EnvVars::BERTH_LXD_POOL))
     }
 
     pub(crate) fn state_dir(&self) -> PathBuf {

@@ -29,12 +29,20 @@ static INFO: ProviderInfo = ProviderInfo {
         label: "lxd folder",
         json: "lxd_dir",
     },
-    options: &[SettingKey {
-        key: "remote",
-        env: Some(EnvVars::BERTH_LXD_REMOTE),
-        label: "lxd remote",
-        json: "lxd_remote",
-    }],
+    options: &[
+        SettingKey {
+            key: "remote",
+            env: Some(EnvVars::BERTH_LXD_REMOTE),
+            label: "lxd remote",
+            json: "lxd_remote",
+        },
+        SettingKey {
+            key: "pool",
+            env: Some(EnvVars::BERTH_LXD_POOL),
+            label: "lxd pool",
+            json: "lxd_pool",
+        },
+    ],
     other_env: &[EnvVars::BERTH_LXD_STATE_DIR, EnvVars::LXD_CONF],
     start_command: "lxd --group lxd",
 };
@@ -43,6 +51,7 @@ fn options(settings: &ConnectSettings) -> LxdOptions {
     LxdOptions {
         lxd_dir: settings.owned("dir").map(PathBuf::from),
         remote: settings.owned("remote"),
+        pool: settings.owned("pool"),
         client: settings.shared().get::<RegistryClient>().cloned(),
         ..LxdOptions::default()
     }
