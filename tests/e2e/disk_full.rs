@@ -312,6 +312,12 @@ fn a_docker_build_that_fills_dockers_storage_says_so_keeps_nothing_and_the_next_
     let storage = format!("DockerRootDir {root}");
     let image = filled_then_emptied(project.path(), &vars, &storage, &daemon.storage);
     assert_holds_big_file(&image, |args| daemon.docker(args));
+    drop(daemon);
+    // a second dockerd must leave the machine's own one whole (`--bridge=none` deleted its docker0)
+    assert!(
+        std::path::Path::new("/sys/class/net/docker0").exists(),
+        "the test's dockerd removed the machine's docker0 bridge"
+    );
 }
 
 #[test]

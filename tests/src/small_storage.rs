@@ -112,9 +112,13 @@ fn stop(child: &mut Child) {
 }
 
 /// A dockerd of the test's own whose `--data-root` is on a [`SmallTmpfs`], using the shared containerd under
-/// namespaces of its own, with no bridge and no iptables rules (build with `--network none`).
+/// namespaces of its own, with a bridge of its own and no iptables rules (build with `--network none`).
+///
+/// Not `--bridge=none`: a dockerd started so deletes the host's `docker0` (it removes the default bridge it
+/// is told not to use), which breaks every RUN step of the machine's own dockerd afterwards.
 pub struct SmallDockerd {
     child: Child,
+    bridge: String,
     run_dir: PathBuf,
     namespaces: [String; 2],
     containerd: PathBuf,
@@ -133,6 +137,7 @@ impl SmallDockerd {
             .to_string_lossy()
             .to_string();
         let namespaces = [id.clone(), format!("{id}-plugins")];
+        let bridge = own_bridge();
         let log = std::fs::File::create(run_dir.join("dockerd.log")).expect("log file");
         let child = Command::new("dockerd")
             .arg("--host")
@@ -146,13 +151,15 @@ impl SmallDockerd {
             .arg(format!("--containerd={}", containerd.display()))
             .args(["--containerd-namespace", &namespaces[0]])
             .args(["--containerd-plugins-namespace", &namespaces[1]])
-            .args(["--bridge=none", "--iptables=false"])
+            .arg(format!("--bridge={bridge}"))
+            .args(["--iptables=false", "--ip-masq=false"])
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
             .expect("start dockerd");
         let daemon = SmallDockerd {
             child,
+            bridge,
             run_dir,
             namespaces,
             containerd: containerd.to_path_buf(),
@@ -209,7 +216,34 @@ impl Drop for SmallDockerd {
                 .output();
         }
         let _ = std::fs::remove_dir_all(&self.run_dir);
+        let _ = Command::new("ip")
+            .args(["link", "del", &self.bridge])
+            .output();
     }
+}
+
+/// Makes a bridge for a test's dockerd (a name and a /24 of its own, so daemons of parallel tests and
+/// processes do not meet), and returns its name.
+fn own_bridge() -> String {
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let pid = std::process::id();
+    let name = format!("bsd{}-{n}", pid % 100_000);
+    let address = format!("172.31.{}.1/24", (pid + n) % 250);
+    for args in [
+        vec!["link", "add", &name, "type", "bridge"],
+        vec!["addr", "add", &address, "dev", &name],
+        vec!["link", "set", &name, "up"],
+    ] {
+        let out = Command::new("ip").args(&args).output().expect("run ip");
+        assert!(
+            out.status.success(),
+            "ip {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    name
 }
 
 /// A `podman system service` of the test's own whose `--root` (GraphRoot) is on a [`SmallTmpfs`].
