@@ -9,13 +9,14 @@
 STATE=${BERTH_ENV_STATE:-/var/lib/berth-env}
 LOGS=$STATE/logs
 PIDS=$STATE/run
-DAEMONS=(containerd dockerd registry public-registry podman podman-rootless lxd) # start order
+DAEMONS=(containerd dockerd registry public-registry podman podman-rootless lxd remote-dockerd) # start order
 
 # daemon_comm NAME -> the process name (comm) of that daemon
 daemon_comm() {
   case $1 in
     registry | public-registry) echo docker-registry ;;
     podman-rootless) echo podman ;;
+    remote-dockerd) echo dockerd ;;
     *) echo "$1" ;;
   esac
 }

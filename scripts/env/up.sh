@@ -768,6 +768,9 @@ ensure_fixture bookworm-python "$PYTHON_IMAGE" "$PYTHON_RECIPE" "$FIXTURES/bookw
 source "$(dirname "$(readlink -f "$0")")/remote-host.sh"
 remote_host_up
 log "remote host $REMOTE_ADDR (network namespace $REMOTE_NETNS) is up"
+# shellcheck source=scripts/env/remote-docker.sh
+source "$(dirname "$(readlink -f "$0")")/remote-docker.sh"
+remote_docker_up
 
 #######################################################################################
 step "7/7 env file"
@@ -793,6 +796,9 @@ export LXD_DIR=$LXD_DIR_PATH
 export BERTH_TEST_REMOTE_NETNS=$REMOTE_NETNS
 export BERTH_TEST_REMOTE_ADDR=$REMOTE_ADDR
 export BERTH_TEST_REMOTE_GATEWAY=$REMOTE_GATEWAY
+export BERTH_TEST_REMOTE_DOCKER_HOST=$REMOTE_DOCKER_HOST
+export BERTH_TEST_REMOTE_DOCKER_CERT_PATH=$REMOTE_DOCKER_CERTS
+export BERTH_TEST_REMOTE_DOCKER_UNNAMED_HOST=tcp://$REMOTE_ADDR_UNNAMED:$REMOTE_DOCKER_PORT
 # dockerd is on its default socket
 # (a DOCKER_HOST of your own is left as it is: berth names it when it does not answer)
 EOF
