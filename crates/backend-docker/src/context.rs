@@ -28,7 +28,7 @@ const DEFAULT_CONTEXT: &str = "default";
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Resolved {
     pub(crate) endpoint: Endpoint,
-    /// `context `NAME` (from DOCKER_CONTEXT)`, for messages.
+    /// `context `NAME` from DOCKER_CONTEXT`, for messages.
     pub(crate) context: Option<String>,
 }
 
@@ -53,7 +53,7 @@ fn resolve_with(options: &DockerOptions, env: &dyn Fn(&str) -> Option<String>) -
         None => PathBuf::from(env("HOME").unwrap_or_default()).join(".docker"),
     };
     let named = match (&options.context, env(DOCKER_CONTEXT)) {
-        (Some(name), _) => Some((name.clone(), "the context setting".to_string())),
+        (Some(name), _) => Some((name.clone(), "engine.docker.context".to_string())),
         (None, Some(name)) => Some((name, DOCKER_CONTEXT.to_string())),
         (None, None) => current_context(&dir)?.map(|name| {
             (
@@ -66,7 +66,7 @@ fn resolve_with(options: &DockerOptions, env: &dyn Fn(&str) -> Option<String>) -
         Some((name, _)) if name == DEFAULT_CONTEXT => default(),
         Some((name, from)) => Ok(Resolved {
             endpoint: load(&dir, &name, &from)?,
-            context: Some(format!("context `{name}` (from {from})")),
+            context: Some(format!("context `{name}` from {from}")),
         }),
         None => default(),
     }

@@ -45,7 +45,7 @@ static INFO: ProviderInfo = ProviderInfo {
         SettingKey {
             key: "cert_path",
             env: Some(DOCKER_CERT_PATH),
-            label: "docker cert path",
+            label: "docker certs",
             json: "docker_cert_path",
         },
     ],
@@ -73,7 +73,10 @@ fn options(settings: &ConnectSettings) -> DockerOptions {
     DockerOptions {
         host: settings.owned("host"),
         tls,
-        context: settings.owned("context"),
+        // DOCKER_CONTEXT is left for the backend to read, so messages name it rather than the file's key
+        context: settings
+            .owned("context")
+            .filter(|c| std::env::var(DOCKER_CONTEXT).ok().as_deref() != Some(c)),
         ..DockerOptions::default()
     }
 }

@@ -18,6 +18,12 @@ pub fn run(args: &ConfigArgs) -> Result<ExitStatus> {
     let user_path = crate::config::UserConfig::path();
     let cache = super::cache_dir();
     let connection = connection(&config);
+    // where the chosen engine would be reached with these settings (a Docker context's host, a default socket)
+    let endpoint = engine.as_ref().ok().and_then(|(name, _)| {
+        let kind = berth_engines::providers().find(|k| k.name() == *name)?;
+        let settings = berth_engines::connect_settings(kind, &config, Default::default());
+        kind.provider().endpoint(&settings)
+    });
     if args.json {
         let setting = |s: &Setting| json!({"value": s.value, "source": s.source.to_string()});
         let value = json!({
@@ -28,6 +34,7 @@ pub fn run(args: &ConfigArgs) -> Result<ExitStatus> {
                 Err(e) => json!({"error": e.to_string()}),
             },
             "connection": connection_json(&connection),
+            "endpoint": endpoint,
             "registry": registry.as_ref().map(setting),
             "default_image": setting(&default_image),
             "cache_dir": cache.as_ref().map(|c| c.display().to_string()),
@@ -63,13 +70,11 @@ pub fn run(args: &ConfigArgs) -> Result<ExitStatus> {
     }
     for row_of in &connection {
         if let Some(value) = &row_of.setting {
-            let source = row_of.named.then(|| value.source.to_string());
-            row(
-                row_of.key.label,
-                &value.value,
-                source.as_deref().unwrap_or_default(),
-            );
+            row(row_of.key.label, &value.value, &value.source.to_string());
         }
+    }
+    if let Some(endpoint) = &endpoint {
+        row("endpoint", endpoint, "");
     }
     match &registry {
         Some(s) => row("registry", &s.value, &s.source.to_string()),
@@ -105,8 +110,6 @@ pub fn run(args: &ConfigArgs) -> Result<ExitStatus> {
 struct ConnectionRow {
     key: &'static berth_core::provider::SettingKey,
     setting: Option<Setting>,
-    /// The engine's address, whose source is shown (detection never passes over one that is named).
-    named: bool,
 }
 
 /// Every engine's settings, in table order.
@@ -117,14 +120,13 @@ fn connection(config: &Config) -> Vec<ConnectionRow> {
             info.settings().map(move |key| ConnectionRow {
                 key,
                 setting: berth_engines::setting(kind, key, config),
-                named: key == &info.address,
             })
         })
         .collect()
 }
 
-/// `{"docker_host": ..., ..., "sources": {"docker_host": ...}}`: every setting's value (null when unset) and
-/// where each address came from.
+/// `{"docker_host": ..., ..., "sources": {"docker_host": ...}}`: every setting's value and where it came from
+/// (null when unset).
 fn connection_json(rows: &[ConnectionRow]) -> serde_json::Value {
     let mut values = serde_json::Map::new();
     let mut sources = serde_json::Map::new();
@@ -133,12 +135,10 @@ fn connection_json(rows: &[ConnectionRow]) -> serde_json::Value {
             row.key.json.into(),
             json!(row.setting.as_ref().map(|s| &s.value)),
         );
-        if row.named {
-            sources.insert(
-                row.key.json.into(),
-                json!(row.setting.as_ref().map(|s| s.source.to_string())),
-            );
-        }
+        sources.insert(
+            row.key.json.into(),
+            json!(row.setting.as_ref().map(|s| s.source.to_string())),
+        );
     }
     values.insert("sources".into(), serde_json::Value::Object(sources));
     serde_json::Value::Object(values)
