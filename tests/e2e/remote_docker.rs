@@ -145,6 +145,16 @@ impl Project {
     }
 }
 
+/// The test environment, the remote daemon, and a project logged in to the registry with a spec whose last
+/// step is `command`; `None` (printing why) when `BERTH_TEST_ENGINES` does not select `docker_remote`.
+fn setup(label: &str, command: &str) -> Option<(&'static TestEnv, Remote, Project)> {
+    let env = TestEnv::for_engine("docker_remote")?;
+    let project = Project::new();
+    project.log_in(env);
+    project.spec(env, label, command);
+    Some((env, remote(), project))
+}
+
 /// The remote daemon through the docker CLI, with the client certificates.
 fn remote_docker(remote: &Remote, args: &[&str]) -> (bool, String) {
     let certs = remote.certs.display().to_string();
@@ -216,11 +226,9 @@ fn borrowed<'a>(vars: &'a [(&'static str, String)]) -> Vec<(&'static str, &'a st
 
 #[test]
 fn builds_and_pushes_on_a_tls_daemon_named_by_docker_host() {
-    let env = TestEnv::get();
-    let remote = remote();
-    let project = Project::new();
-    project.log_in(env);
-    project.spec(env, "remote-tls", "echo built-remotely > /where");
+    let Some((env, remote, project)) = setup("remote-tls", "echo built-remotely > /where") else {
+        return;
+    };
     let vars = tls_vars(&remote);
     let vars = borrowed(&vars);
 
@@ -288,11 +296,9 @@ fn builds_and_pushes_on_a_tls_daemon_named_by_docker_host() {
 
 #[test]
 fn follows_the_docker_context_the_docker_cli_made_and_selected() {
-    let env = TestEnv::get();
-    let remote = remote();
-    let project = Project::new();
-    project.log_in(env);
-    project.spec(env, "remote-context", "echo by-context > /where");
+    let Some((_, remote, project)) = setup("remote-context", "echo by-context > /where") else {
+        return;
+    };
     let certs = remote.certs.display().to_string();
     let docker = format!(
         "host={},ca={certs}/ca.pem,cert={certs}/cert.pem,key={certs}/key.pem",
@@ -358,11 +364,9 @@ fn follows_the_docker_context_the_docker_cli_made_and_selected() {
 
 #[test]
 fn berth_yaml_names_the_remote_daemon_and_berth_config_shows_where_from() {
-    let env = TestEnv::get();
-    let remote = remote();
-    let project = Project::new();
-    project.log_in(env);
-    project.spec(env, "remote-yaml", "echo by-file > /where");
+    let Some((_, remote, project)) = setup("remote-yaml", "echo by-file > /where") else {
+        return;
+    };
     project.write(
         "berth.yaml",
         &format!(
@@ -416,11 +420,9 @@ fn berth_yaml_names_the_remote_daemon_and_berth_config_shows_where_from() {
 /// with the client's: the cause and the fix, not "client error (Connect)".
 #[test]
 fn doctor_names_a_dead_remote_and_each_certificate_mismatch() {
-    let env = TestEnv::get();
-    let remote = remote();
-    let project = Project::new();
-    project.log_in(env);
-    project.spec(env, "remote-doctor", "true");
+    let Some((_, remote, project)) = setup("remote-doctor", "true") else {
+        return;
+    };
     let certs = remote.certs.display().to_string();
     let dir = project.path();
     let openssl = |args: &[&str]| {
@@ -597,16 +599,11 @@ fn doctor_names_a_dead_remote_and_each_certificate_mismatch() {
 /// host shares this machine's process table) goes away.
 #[test]
 fn ctrl_c_stops_the_remote_build() {
-    let env = TestEnv::get();
-    let remote = remote();
-    let project = Project::new();
-    project.log_in(env);
     let marker = unique("remote-interrupt").replace('-', "");
-    project.spec(
-        env,
-        "remote-interrupt",
-        &format!("sleep 3000 && echo {marker}"),
-    );
+    let command = format!("sleep 3000 && echo {marker}");
+    let Some((_, remote, project)) = setup("remote-interrupt", &command) else {
+        return;
+    };
     let vars = tls_vars(&remote);
     let mut child = project
         .command(berth_bin(), &borrowed(&vars))

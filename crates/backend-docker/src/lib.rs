@@ -1,7 +1,7 @@
 //! berth's Docker backend: [`DockerEngine`] implements berth-core's [`ContainerEngine`] on dockerd.
 //!
 //! It finds the daemon the way the docker CLI does (`DOCKER_HOST`, `DOCKER_TLS_VERIFY`, `DOCKER_CERT_PATH`,
-//! else `/var/run/docker.sock`) and talks to it through bollard. Builds use BuildKit when the daemon has it,
+//! else the Docker context of `DOCKER_CONTEXT` or `config.json`, else `/var/run/docker.sock`) and talks to it through bollard. Builds use BuildKit when the daemon has it,
 //! with a BuildKit session of berth's own that serves registry credentials and build secrets, so cache mounts,
 //! secret mounts and authenticated base images all work on one path; otherwise the classic builder, which
 //! refuses plans that mount anything into RUN steps. Either way the context tar is generated while it is sent,
@@ -61,7 +61,7 @@ pub enum Builder {
 #[derive(Debug, Clone)]
 pub struct DockerOptions {
     /// Daemon address (`unix:///path`, `tcp://host:port`, `ssh://user@host`); `None` reads `DOCKER_HOST`, then
-    /// falls back to `/var/run/docker.sock`.
+    /// the Docker context (see [`DockerOptions::context`]), then falls back to `/var/run/docker.sock`.
     pub host: Option<String>,
     /// Client certificates for a `tcp://` daemon; `None` reads `DOCKER_TLS_VERIFY` and `DOCKER_CERT_PATH`.
     pub tls: Option<TlsFiles>,
