@@ -108,12 +108,7 @@ impl Project {
             .args(args)
             .output()
             .expect("run docker");
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        (out.status.success(), text)
+        outcome(&out)
     }
 
     fn log_in(&self, env: &TestEnv) {
@@ -155,6 +150,16 @@ fn setup(label: &str, command: &str) -> Option<(&'static TestEnv, Remote, Projec
     Some((env, remote(), project))
 }
 
+/// Whether a command succeeded, and what it printed (stdout, then stderr).
+fn outcome(out: &std::process::Output) -> (bool, String) {
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
 /// The remote daemon through the docker CLI, with the client certificates.
 fn remote_docker(remote: &Remote, args: &[&str]) -> (bool, String) {
     let certs = remote.certs.display().to_string();
@@ -168,12 +173,7 @@ fn remote_docker(remote: &Remote, args: &[&str]) -> (bool, String) {
         .args(args)
         .output()
         .expect("run docker");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), text)
+    outcome(&out)
 }
 
 /// Asserts `image` is in the remote daemon and not in this machine's: the build ran there.
