@@ -145,8 +145,14 @@ impl Found {
                 ErrorKind::EngineUnavailable,
                 format!("nothing listens at {addr}: the Docker daemon at {name} is not there"),
                 format!(
-                    "start dockerd on {host} listening on that port (`dockerd -H tcp://0.0.0.0:{port} --tlsverify \
-                     --tlscacert ca.pem --tlscert server-cert.pem --tlskey server-key.pem`), or fix the address"
+                    "start dockerd on {host} listening on that port (`sudo systemctl start docker` with \
+                     `-H tcp://0.0.0.0:{port}` in its configuration, or `dockerd -H tcp://0.0.0.0:{port}{}`), or fix \
+                     the address",
+                    if tls.is_some() {
+                        " --tlsverify --tlscacert ca.pem --tlscert server-cert.pem --tlskey server-key.pem"
+                    } else {
+                        ""
+                    }
                 ),
             ),
             Found::Silent => (
