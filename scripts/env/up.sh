@@ -778,6 +778,9 @@ log "remote host $REMOTE_ADDR (network namespace $REMOTE_NETNS) is up"
 # shellcheck source=scripts/env/remote-lxd.sh
 source "$(dirname "$(readlink -f "$0")")/remote-lxd.sh"
 remote_lxd_up
+# shellcheck source=scripts/env/remote-docker.sh
+source "$(dirname "$(readlink -f "$0")")/remote-docker.sh"
+remote_docker_up
 
 #######################################################################################
 step "7/7 env file"
@@ -806,6 +809,9 @@ export BERTH_TEST_REMOTE_GATEWAY=$REMOTE_GATEWAY
 export BERTH_TEST_REMOTE_LXD_CONF=$REMOTE_LXD_CONF
 export BERTH_TEST_REMOTE_LXD_UNTRUSTED_CONF=$REMOTE_LXD_UNTRUSTED_CONF
 export BERTH_TEST_REMOTE_LXD=$REMOTE_LXD_NAME
+export BERTH_TEST_REMOTE_DOCKER_HOST=$REMOTE_DOCKER_HOST
+export BERTH_TEST_REMOTE_DOCKER_CERT_PATH=$REMOTE_DOCKER_CERTS
+export BERTH_TEST_REMOTE_DOCKER_UNNAMED_HOST=tcp://$REMOTE_ADDR_UNNAMED:$REMOTE_DOCKER_PORT
 # dockerd is on its default socket
 # (a DOCKER_HOST of your own is left as it is: berth names it when it does not answer)
 EOF

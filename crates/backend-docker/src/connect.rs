@@ -38,7 +38,7 @@ impl DockerEngine {
     ///
     /// Fails at once for a malformed host, unreadable TLS files or a unix socket that does not exist.
     pub fn new(options: DockerOptions) -> Result<DockerEngine> {
-        let endpoint = Endpoint::resolve(options.host.as_deref(), options.tls.as_ref())?;
+        let crate::context::Resolved { endpoint, context } = crate::context::resolve(&options)?;
         let name = endpoint.display();
         let client = match &endpoint {
             Endpoint::Unix(path) => Docker::connect_with_unix(
@@ -68,10 +68,14 @@ impl DockerEngine {
                 Docker::connect_with_ssh(&address, REQUEST_TIMEOUT, API_DEFAULT_VERSION, None)
             }
         }
-        .map_err(|e| client_error(e, Op::Connect, &name))?;
+        .map_err(|e| {
+            crate::remote::files_missing(&endpoint, &name)
+                .unwrap_or_else(|| client_error(e, Op::Connect, &name))
+        })?;
         Ok(DockerEngine {
             client,
             endpoint,
+            context,
             options,
             daemon: tokio::sync::OnceCell::new(),
         })
@@ -95,10 +99,14 @@ impl DockerEngine {
         // Only the first contact is bounded by the ping timeout: it is what tells a missing daemon from a
         // slow one (Podman's compat API takes most of a second per request).
         let timeout = self.options.ping_timeout;
-        match tokio::time::timeout(timeout, self.client.ping()).await {
-            Ok(Ok(_)) => {}
-            Ok(Err(e)) => return Err(client_error(e, Op::Connect, &name)),
-            Err(_) => return Err(unanswered(&name, timeout)),
+        let failed = match tokio::time::timeout(timeout, self.client.ping()).await {
+            Ok(Ok(_)) => None,
+            Ok(Err(e)) => Some(client_error(e, Op::Connect, &name)),
+            Err(_) => Some(unanswered(&name, timeout)),
+        };
+        if let Some(error) = failed {
+            // a daemon over the network: dial it again to say which of its many failures this is
+            return Err(crate::remote::explain(&self.endpoint, &name, timeout, error).await);
         }
         let client = self
             .client

@@ -147,6 +147,16 @@ impl Endpoint {
     }
 }
 
+impl Endpoint {
+    /// The address alone, as `DOCKER_HOST` would hold it (`tcp://HOST:PORT`, without the TLS mark).
+    pub(crate) fn address(&self) -> String {
+        match self {
+            Endpoint::Tcp { addr, .. } => format!("tcp://{addr}"),
+            other => other.display(),
+        }
+    }
+}
+
 fn has_port(authority: &str) -> bool {
     match authority.rsplit_once(':') {
         Some((host, port)) => {

@@ -1,7 +1,7 @@
 //! berth's Docker backend: [`DockerEngine`] implements berth-core's [`ContainerEngine`] on dockerd.
 //!
 //! It finds the daemon the way the docker CLI does (`DOCKER_HOST`, `DOCKER_TLS_VERIFY`, `DOCKER_CERT_PATH`,
-//! else `/var/run/docker.sock`) and talks to it through bollard. Builds use BuildKit when the daemon has it,
+//! else the Docker context of `DOCKER_CONTEXT` or `config.json`, else `/var/run/docker.sock`) and talks to it through bollard. Builds use BuildKit when the daemon has it,
 //! with a BuildKit session of berth's own that serves registry credentials and build secrets, so cache mounts,
 //! secret mounts and authenticated base images all work on one path; otherwise the classic builder, which
 //! refuses plans that mount anything into RUN steps. Either way the context tar is generated while it is sent,
@@ -11,6 +11,7 @@
 mod buildkit;
 mod classic;
 mod connect;
+mod context;
 mod dial;
 pub mod doctor;
 pub mod endpoint;
@@ -19,6 +20,7 @@ mod export;
 mod images;
 mod progress;
 mod provider;
+mod remote;
 mod session;
 mod transfer;
 
@@ -35,6 +37,7 @@ use berth_core::plan::BuildPlan;
 use berth_core::{Error, Result};
 use bollard::Docker;
 
+pub use context::{DOCKER_CONFIG, DOCKER_CONTEXT};
 pub use endpoint::TlsFiles;
 
 pub use provider::PROVIDER;
@@ -58,10 +61,13 @@ pub enum Builder {
 #[derive(Debug, Clone)]
 pub struct DockerOptions {
     /// Daemon address (`unix:///path`, `tcp://host:port`, `ssh://user@host`); `None` reads `DOCKER_HOST`, then
-    /// falls back to `/var/run/docker.sock`.
+    /// the Docker context (see [`DockerOptions::context`]), then falls back to `/var/run/docker.sock`.
     pub host: Option<String>,
     /// Client certificates for a `tcp://` daemon; `None` reads `DOCKER_TLS_VERIFY` and `DOCKER_CERT_PATH`.
     pub tls: Option<TlsFiles>,
+    /// The Docker context to use when no host is named (`docker context ls`); `None` reads `DOCKER_CONTEXT`,
+    /// then `currentContext` in the docker CLI's `config.json`.
+    pub context: Option<String>,
     /// How long the daemon may take to answer its first request (`/_ping`) before it counts as unavailable.
     pub ping_timeout: Duration,
     /// How long opening a connection of berth's own (the BuildKit session and build request), TLS handshake
@@ -79,6 +85,7 @@ impl Default for DockerOptions {
         DockerOptions {
             host: None,
             tls: None,
+            context: None,
             ping_timeout: Duration::from_secs(2),
             connect_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(30 * 60),
@@ -100,6 +107,8 @@ pub enum SelectedBuilder {
 pub struct DockerEngine {
     client: Docker,
     endpoint: endpoint::Endpoint,
+    /// The Docker context that named the endpoint, for messages.
+    context: Option<String>,
     options: DockerOptions,
     daemon: tokio::sync::OnceCell<connect::Daemon>,
 }
@@ -116,7 +125,10 @@ impl std::fmt::Debug for DockerEngine {
 impl DockerEngine {
     /// The daemon's address as it appears in messages.
     pub fn endpoint_name(&self) -> String {
-        self.endpoint.display()
+        match &self.context {
+            Some(context) => format!("{} ({context})", self.endpoint.display()),
+            None => self.endpoint.display(),
+        }
     }
 
     /// `failed` (a build or push whose text says a disk is full) as an out-of-space error naming the daemon's

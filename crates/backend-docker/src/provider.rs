@@ -8,7 +8,10 @@ use berth_core::engine::ContainerEngine;
 use berth_core::provider::{ConnectSettings, EngineProvider, ProviderInfo, SettingKey};
 use berth_core::{Error, Result};
 
-use crate::endpoint::{DEFAULT_SOCKET, DOCKER_CERT_PATH, DOCKER_HOST, DOCKER_TLS_VERIFY};
+use std::path::PathBuf;
+
+use crate::context::{DOCKER_CONFIG, DOCKER_CONTEXT};
+use crate::endpoint::{TlsFiles, DEFAULT_SOCKET, DOCKER_CERT_PATH, DOCKER_HOST, DOCKER_TLS_VERIFY};
 use crate::{DockerEngine, DockerOptions, ENGINE};
 
 /// Docker, for the engine table.
@@ -26,10 +29,57 @@ static INFO: ProviderInfo = ProviderInfo {
         label: "docker host",
         json: "docker_host",
     },
-    options: &[],
-    other_env: &[DOCKER_TLS_VERIFY, DOCKER_CERT_PATH],
+    options: &[
+        SettingKey {
+            key: "context",
+            env: Some(DOCKER_CONTEXT),
+            label: "docker context",
+            json: "docker_context",
+        },
+        SettingKey {
+            key: "tls_verify",
+            env: Some(DOCKER_TLS_VERIFY),
+            label: "docker tls",
+            json: "docker_tls_verify",
+        },
+        SettingKey {
+            key: "cert_path",
+            env: Some(DOCKER_CERT_PATH),
+            label: "docker certs",
+            json: "docker_cert_path",
+        },
+    ],
+    other_env: &[DOCKER_CONFIG],
     start_command: "dockerd",
 };
+
+/// The options for `settings`: a host, else a context (the docker CLI's order, berth's files beside each
+/// variable); TLS when `tls_verify` is set (any value but `false`: the docker CLI turns TLS on for any non-empty
+/// `DOCKER_TLS_VERIFY`, and `tls_verify: false` in a file is off), with the files in `cert_path`, else
+/// `~/.docker`.
+fn options(settings: &ConnectSettings) -> DockerOptions {
+    let verify = settings
+        .get("tls_verify")
+        .is_some_and(|v| !v.is_empty() && !v.eq_ignore_ascii_case("false"));
+    let tls = verify.then(|| {
+        let dir = settings
+            .owned("cert_path")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| {
+                PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".docker")
+            });
+        TlsFiles::in_dir(&dir)
+    });
+    DockerOptions {
+        host: settings.owned("host"),
+        tls,
+        // DOCKER_CONTEXT is left for the backend to read, so messages name it rather than the file's key
+        context: settings
+            .owned("context")
+            .filter(|c| std::env::var(DOCKER_CONTEXT).ok().as_deref() != Some(c)),
+        ..DockerOptions::default()
+    }
+}
 
 #[async_trait]
 impl EngineProvider for DockerProvider {
@@ -37,28 +87,37 @@ impl EngineProvider for DockerProvider {
         &INFO
     }
 
+    /// The named host; else the Docker context's (a context that cannot be read is a place of its own, so
+    /// detection picks Docker and connecting says what is wrong with it); else the default socket.
     fn candidates(&self, settings: &ConnectSettings) -> Vec<String> {
-        vec![settings
-            .owned("host")
-            .unwrap_or_else(|| DEFAULT_SOCKET.to_string())]
+        if let Some(host) = settings.owned("host") {
+            return vec![host];
+        }
+        match crate::context::resolve(&options(settings)) {
+            Ok(resolved) if resolved.context.is_some() => vec![resolved.endpoint.address()],
+            Ok(_) => vec![DEFAULT_SOCKET.to_string()],
+            Err(_) => vec![format!(
+                "docker-context://{}",
+                settings.get("context").unwrap_or("current")
+            )],
+        }
     }
 
     fn endpoint(&self, settings: &ConnectSettings) -> Option<String> {
-        Some(
-            settings
-                .owned("host")
-                .or_else(|| std::env::var(DOCKER_HOST).ok())
-                .filter(|host| !host.is_empty())
-                .unwrap_or_else(|| format!("unix://{DEFAULT_SOCKET}")),
-        )
+        match DockerEngine::new(options(settings)) {
+            Ok(engine) => Some(engine.endpoint_name()),
+            Err(_) => Some(
+                settings
+                    .owned("host")
+                    .or_else(|| std::env::var(DOCKER_HOST).ok())
+                    .filter(|host| !host.is_empty())
+                    .unwrap_or_else(|| format!("unix://{DEFAULT_SOCKET}")),
+            ),
+        }
     }
 
     async fn connect(&self, settings: &ConnectSettings) -> Result<Box<dyn ContainerEngine>> {
-        let options = DockerOptions {
-            host: settings.owned("host"),
-            ..DockerOptions::default()
-        };
-        Ok(Box::new(DockerEngine::connect(options).await?))
+        Ok(Box::new(DockerEngine::connect(options(settings)).await?))
     }
 
     fn explain_unreachable(

@@ -123,3 +123,36 @@ fn client_identity(cert: &Path, key: &Path) -> io::Result<Identity> {
     let key = PrivateKeyDer::from_pem_file(key).map_err(|e| pem_error(key, e))?;
     Ok((chain, key))
 }
+
+/// Why a TLS connection to an engine failed, when the handshake (or the server's first answer) says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    /// The server's certificate is not signed by the CA this client trusts.
+    UnknownIssuer,
+    /// The server's certificate does not name the host dialled.
+    WrongName,
+    /// The server refused the client certificate (signed by a CA it does not trust, or none sent).
+    ClientCertificate,
+    /// Another TLS failure, in rustls's words.
+    Other(String),
+}
+
+/// The TLS reason inside `err` (an error of [`connect`] or of reading from its stream), if it is one.
+pub fn refusal(err: &io::Error) -> Option<Refusal> {
+    use rustls::{AlertDescription as Alert, CertificateError as Cert, Error as Tls};
+    let tls = err.get_ref()?.downcast_ref::<Tls>()?;
+    Some(match tls {
+        Tls::InvalidCertificate(Cert::UnknownIssuer | Cert::BadSignature) => Refusal::UnknownIssuer,
+        Tls::InvalidCertificate(Cert::NotValidForName | Cert::NotValidForNameContext { .. }) => {
+            Refusal::WrongName
+        }
+        Tls::AlertReceived(
+            Alert::BadCertificate
+            | Alert::UnknownCA
+            | Alert::CertificateRequired
+            | Alert::CertificateUnknown
+            | Alert::UnsupportedCertificate,
+        ) => Refusal::ClientCertificate,
+        other => Refusal::Other(other.to_string()),
+    })
+}

@@ -18,6 +18,12 @@ pub fn run(args: &ConfigArgs) -> Result<ExitStatus> {
     let user_path = crate::config::UserConfig::path();
     let cache = super::cache_dir();
     let connection = connection(&config);
+    // where the chosen engine would be reached with these settings (a Docker context's host, a default socket)
+    let endpoint = engine.as_ref().ok().and_then(|(name, _)| {
+        let kind = berth_engines::providers().find(|k| k.name() == *name)?;
+        let settings = berth_engines::connect_settings(kind, &config, Default::default());
+        kind.provider().endpoint(&settings)
+    });
     if args.json {
         let setting = |s: &Setting| json!({"value": s.value, "source": s.source.to_string()});
         let value = json!({
@@ -28,6 +34,7 @@ pub fn run(args: &ConfigArgs) -> Result<ExitStatus> {
                 Err(e) => json!({"error": e.to_string()}),
             },
             "connection": connection_json(&connection),
+            "endpoint": endpoint,
             "registry": registry.as_ref().map(setting),
             "default_image": setting(&default_image),
             "cache_dir": cache.as_ref().map(|c| c.display().to_string()),
@@ -65,6 +72,9 @@ pub fn run(args: &ConfigArgs) -> Result<ExitStatus> {
         if let Some(value) = &row_of.setting {
             row(row_of.key.label, &value.value, &value.source.to_string());
         }
+    }
+    if let Some(endpoint) = &endpoint {
+        row("endpoint", endpoint, "");
     }
     match &registry {
         Some(s) => row("registry", &s.value, &s.source.to_string()),

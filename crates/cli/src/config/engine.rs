@@ -7,7 +7,8 @@
 //! # or
 //! engine:
 //!   name: auto                      # docker | podman | containerd | auto
-//!   docker: {host: unix:///var/run/docker.sock}
+//!   docker: {host: unix:///var/run/docker.sock}   # or {host: tcp://HOST:2376, tls_verify: true,
+//!                                                 #     cert_path: /path/to/certs}, or {context: NAME}
 //!   podman: {socket: unix:///run/user/1000/podman/podman.sock}
 //!   containerd: {address: /run/containerd/containerd.sock, namespace: default, snapshotter: overlayfs}
 //! ```
@@ -91,10 +92,13 @@ impl EngineSettings {
             let Some(key) = keys.iter().find(|k| *k == key) else {
                 continue; // `keys` refused every other key above
             };
-            if value.value != Value::Null {
-                let text = file.text_of(value, &format!("engine.{name}.{key}"))?;
-                self.values.push((name, key, text));
-            }
+            let text = match &value.value {
+                Value::Null => continue,
+                // a switch (`tls_verify: true`) is kept as its word; the engine reads it
+                Value::Bool(on) => on.to_string(),
+                _ => file.text_of(value, &format!("engine.{name}.{key}"))?,
+            };
+            self.values.push((name, key, text));
         }
         Ok(())
     }
