@@ -769,6 +769,11 @@ source "$(dirname "$(readlink -f "$0")")/remote-host.sh"
 remote_host_up
 log "remote host $REMOTE_ADDR (network namespace $REMOTE_NETNS) is up"
 
+# The token registry of issue 15 (TLS from a private CA, Docker's token auth), on the remote host's link.
+# shellcheck source=scripts/env/token-registry.sh
+source "$(dirname "$(readlink -f "$0")")/token-registry.sh"
+token_registry_up
+
 #######################################################################################
 step "7/7 env file"
 ENV_FILE=$STATE/env.sh
@@ -793,6 +798,15 @@ export LXD_DIR=$LXD_DIR_PATH
 export BERTH_TEST_REMOTE_NETNS=$REMOTE_NETNS
 export BERTH_TEST_REMOTE_ADDR=$REMOTE_ADDR
 export BERTH_TEST_REMOTE_GATEWAY=$REMOTE_GATEWAY
+export BERTH_TEST_TOKEN_REGISTRY=$TOKEN_REGISTRY
+export BERTH_TEST_TOKEN_REGISTRY_REALM=$TOKEN_REALM
+export BERTH_TEST_TOKEN_REGISTRY_USER=$TOKEN_USER
+export BERTH_TEST_TOKEN_REGISTRY_SHORT_USER=$TOKEN_SHORT_USER
+export BERTH_TEST_TOKEN_REGISTRY_SHORT_LIFETIME=$TOKEN_SHORT_LIFETIME
+export BERTH_TEST_TOKEN_REGISTRY_PASSWORD_FILE=$TOKEN_PASSWORD_FILE
+export BERTH_TEST_TOKEN_REGISTRY_CA=$TOKEN_CA
+export BERTH_TEST_TOKEN_REGISTRY_BUSYBOX_IMAGE=$TOKEN_BUSYBOX_IMAGE
+export BERTH_TEST_TOKEN_REGISTRY_PUBLIC_BUSYBOX_IMAGE=$TOKEN_PUBLIC_BUSYBOX_IMAGE
 # dockerd is on its default socket
 # (a DOCKER_HOST of your own is left as it is: berth names it when it does not answer)
 EOF
