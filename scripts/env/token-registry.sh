@@ -13,7 +13,8 @@
 # - token-issuer.py on https://10.203.0.1:5444/token: Docker's token protocol, users from a
 #   file (`berth`, tokens for 5 min; `berth-short`, the same password, tokens for 10 s),
 #   anonymous pull only for `public/...`, push only with credentials.
-# - The busybox fixture copied in twice: fixtures/busybox:1 (private) and public/busybox:1.
+# - The busybox fixture copied in twice: fixtures/busybox:1 (private) and public/busybox:1; the
+#   python fixture as fixtures/bookworm-python:1 (private: the base of the tests' builds).
 # Everything is checked before it is made, so a re-run changes nothing.
 TOKEN_REGISTRY_DIR=$STATE/token-registry
 TOKEN_REGISTRY_ADDR=$REMOTE_GATEWAY
@@ -30,6 +31,7 @@ TOKEN_CA=$TOKEN_REGISTRY_DIR/ca.crt
 TOKEN_SYSTEM_CA=/usr/local/share/ca-certificates/berth-test-ca.crt
 TOKEN_BUSYBOX_IMAGE=$TOKEN_REGISTRY/fixtures/busybox:1
 TOKEN_PUBLIC_BUSYBOX_IMAGE=$TOKEN_REGISTRY/public/busybox:1
+TOKEN_PYTHON_IMAGE=$TOKEN_REGISTRY/fixtures/bookworm-python:1
 
 # token_certificates: the CA, the server certificate it signs, and the token signing certificate
 # (self-signed: the registry's rootcertbundle), each made once
@@ -190,5 +192,6 @@ EOF
   fi
   token_fixture "$BUSYBOX_IMAGE" "$TOKEN_BUSYBOX_IMAGE"
   token_fixture "$BUSYBOX_IMAGE" "$TOKEN_PUBLIC_BUSYBOX_IMAGE"
+  token_fixture "$PYTHON_IMAGE" "$TOKEN_PYTHON_IMAGE"
   token_registry_verify
 }

@@ -15,7 +15,9 @@ pub mod env;
 pub mod fake_engine;
 pub mod fake_http;
 pub mod faults;
+pub mod project;
 pub mod select;
+pub mod token_registry;
 pub mod users;
 
 /// The repository root.
