@@ -10,13 +10,15 @@ on public repositories (names under PUBLIC_PREFIX) and nothing else (an empty gr
 401 insufficient_scope); wrong credentials get 401. The JWT is RS256, signed with the openssl CLI, and carries
 the signing certificate in `x5c`: the registry's `rootcertbundle` holds that certificate.
 
-Users come from a file of `NAME:LIFETIME:SALT:HASH` lines (PBKDF2-SHA256 of the password, ITERATIONS rounds);
-LIFETIME is how long that user's tokens live, in seconds, so a test can get 10-second tokens by logging in as a
-user whose line says 10. docker-registry 2.8 allows 60 s of clock skew past a token's `exp`; so that a token
+Users come from a file of `NAME:LIFETIME:SALT:HASH[:ADVERTISED]` lines (PBKDF2-SHA256 of the password, ITERATIONS
+rounds); LIFETIME is how long that user's tokens live, in seconds, so a test can get 10-second tokens by logging in
+as a user whose line says 10. ADVERTISED, when given, is the `expires_in` the answer claims instead: a token that
+dies before its holder expects, as when the token server's clock runs ahead or tokens are revoked, which only a
+client that re-authenticates on a 401 survives. docker-registry 2.8 allows 60 s of clock skew past a token's `exp`; so that a token
 really stops working LIFETIME seconds after it was issued, `exp` is written LEEWAY seconds early.
 
     token-issuer.py serve ADDR PORT CERT KEY SIGNING_CERT SIGNING_KEY USERS SERVICE ISSUER
-    token-issuer.py hash NAME LIFETIME < password      (prints a users-file line)
+    token-issuer.py hash NAME LIFETIME [ADVERTISED] < password      (prints a users-file line)
 
 Python standard library only, plus the openssl binary.
 """
@@ -51,15 +53,20 @@ def pbkdf2(password: str, salt: bytes) -> bytes:
 
 
 def read_users(path):
-    """{name: (lifetime, salt, hash)} from the users file."""
+    """{name: (lifetime, advertised, salt, hash)} from the users file."""
     users = {}
     with open(path, encoding="utf-8") as f:
         for line in f:
             line = line.strip()
             if not line or line.startswith("#"):
                 continue
-            name, lifetime, salt, digest = line.split(":")
-            users[name] = (int(lifetime), binascii.unhexlify(salt), binascii.unhexlify(digest))
+            name, lifetime, salt, digest, *advertised = line.split(":")
+            users[name] = (
+                int(lifetime),
+                int(advertised[0]) if advertised else int(lifetime),
+                binascii.unhexlify(salt),
+                binascii.unhexlify(digest),
+            )
     return users
 
 
@@ -87,9 +94,9 @@ class Issuer:
         self.lock = threading.Lock()
 
     def authenticate(self, header):
-        """(user, lifetime) for valid Basic credentials, ("", ANONYMOUS_LIFETIME) for none, None if refused."""
+        """(user, lifetime, advertised) for valid Basic credentials, anonymous for none, None if refused."""
         if not header:
-            return "", ANONYMOUS_LIFETIME
+            return "", ANONYMOUS_LIFETIME, ANONYMOUS_LIFETIME
         scheme, _, value = header.partition(" ")
         if scheme.lower() != "basic":
             return None
@@ -100,7 +107,7 @@ class Issuer:
         user = read_users(self.users_path).get(name)
         if user is None:
             return None
-        lifetime, salt, digest = user
+        lifetime, advertised, salt, digest = user
         quick = hashlib.sha256(salt + password.encode()).digest()
         with self.lock:
             known = self.checked.get(name) == (quick, digest)
@@ -109,7 +116,7 @@ class Issuer:
                 return None
             with self.lock:
                 self.checked[name] = (quick, digest)
-        return name, lifetime
+        return name, lifetime, advertised
 
     def grant(self, user, scopes):
         access = []
@@ -141,7 +148,7 @@ class Issuer:
         ).stdout
         return payload + "." + b64url(signature)
 
-    def token(self, user, lifetime, scopes):
+    def token(self, user, lifetime, advertised, scopes):
         now = int(time.time())
         claims = {
             "iss": self.issuer,
@@ -155,7 +162,7 @@ class Issuer:
         }
         jwt = self.sign(claims)
         issued = datetime.datetime.fromtimestamp(now, datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-        return claims, {"token": jwt, "access_token": jwt, "expires_in": lifetime, "issued_at": issued}
+        return claims, {"token": jwt, "access_token": jwt, "expires_in": advertised, "issued_at": issued}
 
 
 class Handler(http.server.BaseHTTPRequestHandler):
@@ -197,10 +204,14 @@ class Handler(http.server.BaseHTTPRequestHandler):
             )
             self.log_message("refused credentials, scopes %s", scopes)
             return
-        user, lifetime = who
-        claims, body = self.issuer.token(user, lifetime, scopes)
+        user, lifetime, advertised = who
+        claims, body = self.issuer.token(user, lifetime, advertised, scopes)
         self.log_message(
-            "token for %s: %s, %d s", user or "(anonymous)", json.dumps(claims["access"]), lifetime
+            "token for %s: %s, %d s (expires_in %d)",
+            user or "(anonymous)",
+            json.dumps(claims["access"]),
+            lifetime,
+            advertised,
         )
         self.answer(200, body)
 
@@ -222,17 +233,18 @@ def serve(addr, port, cert, key, signing_cert, signing_key, users, service, issu
     server.serve_forever()
 
 
-def hash_line(name, lifetime):
+def hash_line(name, lifetime, advertised=None):
     password = sys.stdin.read().rstrip("\n")
     salt = os.urandom(16)
-    print(f"{name}:{int(lifetime)}:{salt.hex()}:{pbkdf2(password, salt).hex()}")
+    extra = f":{int(advertised)}" if advertised else ""
+    print(f"{name}:{int(lifetime)}:{salt.hex()}:{pbkdf2(password, salt).hex()}{extra}")
 
 
 if __name__ == "__main__":
     command, args = sys.argv[1], sys.argv[2:]
     if command == "serve" and len(args) == 9:
         serve(*args)
-    elif command == "hash" and len(args) == 2:
+    elif command == "hash" and len(args) in (2, 3):
         hash_line(*args)
     else:
         sys.exit(__doc__)

@@ -11,7 +11,8 @@
 #   so no daemon is restarted.
 # - docker-registry on https://10.203.0.1:5443 with `auth: token`.
 # - token-issuer.py on https://10.203.0.1:5444/token: Docker's token protocol, users from a
-#   file (`berth`, tokens for 5 min; `berth-short`, the same password, tokens for 10 s),
+#   file (`berth`, tokens for 5 min; `berth-short`, the same password, tokens for 10 s;
+#   `berth-stale`, tokens that die after 10 s though the answer says 5 min),
 #   anonymous pull only for `public/...`, push only with credentials.
 # - The busybox fixture copied in twice: fixtures/busybox:1 (private) and public/busybox:1; the
 #   python fixture as fixtures/bookworm-python:1 (private: the base of the tests' builds).
@@ -26,6 +27,8 @@ TOKEN_ISSUER_NAME=berth-token-issuer
 TOKEN_USER=berth
 TOKEN_SHORT_USER=berth-short
 TOKEN_SHORT_LIFETIME=10
+# tokens that live TOKEN_SHORT_LIFETIME seconds while the answer says they live 5 minutes
+TOKEN_STALE_USER=berth-stale
 TOKEN_PASSWORD_FILE=$TOKEN_REGISTRY_DIR/password
 TOKEN_CA=$TOKEN_REGISTRY_DIR/ca.crt
 TOKEN_SYSTEM_CA=/usr/local/share/ca-certificates/berth-test-ca.crt
@@ -84,14 +87,15 @@ token_users() {
     log "generated the token registry password in $TOKEN_PASSWORD_FILE"
   fi
   chmod 600 "$TOKEN_PASSWORD_FILE"
-  if [[ ! -s $users || $TOKEN_PASSWORD_FILE -nt $users ]]; then
+  if [[ ! -s $users || $TOKEN_PASSWORD_FILE -nt $users ]] || ! grep -q "^$TOKEN_STALE_USER:" "$users"; then
     {
       echo "# NAME:TOKEN_LIFETIME_SECONDS:SALT:PBKDF2_SHA256 (scripts/env/token-issuer.py)"
       python3 "$TOKEN_REGISTRY_DIR/token-issuer.py" hash "$TOKEN_USER" 300 <"$TOKEN_PASSWORD_FILE"
       python3 "$TOKEN_REGISTRY_DIR/token-issuer.py" hash "$TOKEN_SHORT_USER" "$TOKEN_SHORT_LIFETIME" <"$TOKEN_PASSWORD_FILE"
+      python3 "$TOKEN_REGISTRY_DIR/token-issuer.py" hash "$TOKEN_STALE_USER" "$TOKEN_SHORT_LIFETIME" 300 <"$TOKEN_PASSWORD_FILE"
     } | (umask 077 && cat >"$users.tmp")
     mv "$users.tmp" "$users"
-    log "wrote $users ($TOKEN_USER, $TOKEN_SHORT_USER with ${TOKEN_SHORT_LIFETIME}-second tokens)"
+    log "wrote $users ($TOKEN_USER; $TOKEN_SHORT_USER with ${TOKEN_SHORT_LIFETIME}-second tokens; $TOKEN_STALE_USER with tokens that die early)"
   fi
 }
 

@@ -6,7 +6,8 @@
 //! `berth exists`, with skopeo as the independent witness of what the registry holds; `verify-public` tells the
 //! public repository from the private one; a client given another CA refuses the registry with berth's
 //! untrusted-certificate error, so the trust really comes from the CA. Then tokens that expire during a push:
-//! logged in as the user whose tokens live 10 s, a push through a slow link outlives several tokens, on every
+//! logged in as a user whose tokens live 10 s (one whose token answers say so, and one whose answers claim five
+//! minutes, so that only the registry's 401 tells), a push through a slow link outlives several tokens, on every
 //! path that pushes with berth's own registry client (containerd, LXD, `--push-via berth` from Docker and from
 //! rootful and rootless Podman), and completes.
 
@@ -20,9 +21,15 @@ use berth_tests::token_registry::{SlowLink, TokenRegistry};
 /// `berth login HOST` as `user` in the project's Docker config; asserts it succeeds.
 fn log_in(project: &Project, host: &str, user: &str, password: &str) {
     let login = project.berth(&["login", host, "-u", user, "--password-stdin"], password);
-    assert_eq!(login.code, 0, "berth login {host} as {user}: {}", login.stderr);
+    assert_eq!(
+        login.code, 0,
+        "berth login {host} as {user}: {}",
+        login.stderr
+    );
     assert!(
-        login.stderr.contains(&format!("Login succeeded: credentials for {host}")),
+        login
+            .stderr
+            .contains(&format!("Login succeeded: credentials for {host}")),
         "{}",
         login.stderr
     );
@@ -64,7 +71,14 @@ fn registry_digest(reference: &str) -> String {
     let image = format!("docker://{reference}");
     let (ok, out) = tool(
         "skopeo",
-        &["inspect", "--creds", &creds, "--format", "{{.Digest}}", &image],
+        &[
+            "inspect",
+            "--creds",
+            &creds,
+            "--format",
+            "{{.Digest}}",
+            &image,
+        ],
     );
     assert!(ok, "skopeo inspect {reference}: {out}");
     out.trim().to_string()
@@ -84,7 +98,10 @@ fn remove_local(engine: Engine, reference: &str) {
     let _ = match engine {
         Engine::Docker => tool("docker", &["rmi", "-f", reference]),
         Engine::Podman => tool("podman", &["rmi", "-f", reference]),
-        Engine::Containerd => tool("ctr", &["--namespace", "default", "images", "rm", reference]),
+        Engine::Containerd => tool(
+            "ctr",
+            &["--namespace", "default", "images", "rm", reference],
+        ),
         Engine::PodmanRootless | Engine::Lxd => (true, String::new()),
     };
 }
@@ -100,13 +117,21 @@ fn builds_and_pushes(engine: Engine) {
     log_in_everywhere(&project, &token.user, &[]);
 
     let build = project.build(&["spec.yaml"]);
-    assert_eq!(build.code, 0, "build and push on {engine:?}:\n{}", build.stderr);
+    assert_eq!(
+        build.code, 0,
+        "build and push on {engine:?}:\n{}",
+        build.stderr
+    );
     let (reference, digest) = pushed(&build);
     assert!(
         reference.starts_with(&format!("{}/berth-e2e/", token.host)),
         "{reference}"
     );
-    assert_eq!(registry_digest(&reference), digest, "the registry holds what berth printed");
+    assert_eq!(
+        registry_digest(&reference),
+        digest,
+        "the registry holds what berth printed"
+    );
 
     let exists = project.berth(&["exists", "spec.yaml"], "");
     assert_eq!(exists.code, 0, "exists: {}", exists.stderr);
@@ -196,11 +221,23 @@ fn login_checks_the_password_with_the_token_server() {
         "{}",
         wrong.stderr
     );
-    assert!(!project.config().join("config.json").exists(), "nothing stored");
-    log_in(&project, &token.host, &token.user, token.password().expose());
-    let stored = std::fs::read_to_string(project.config().join("config.json")).expect("config.json");
+    assert!(
+        !project.config().join("config.json").exists(),
+        "nothing stored"
+    );
+    log_in(
+        &project,
+        &token.host,
+        &token.user,
+        token.password().expose(),
+    );
+    let stored =
+        std::fs::read_to_string(project.config().join("config.json")).expect("config.json");
     assert!(stored.contains(&format!("\"{}\"", token.host)), "{stored}");
-    assert!(!stored.contains(token.password().expose()), "stored encoded, as Docker does");
+    assert!(
+        !stored.contains(token.password().expose()),
+        "stored encoded, as Docker does"
+    );
 }
 
 /// A CA bundle holding only a CA of its own, and an empty certificate folder: what `SSL_CERT_FILE` and
@@ -211,8 +248,19 @@ fn other_ca() -> tempfile::TempDir {
     let (ok, out) = tool(
         "openssl",
         &[
-            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=another CA",
-            "-keyout", &path("ca.key"), "-out", &path("ca.pem"),
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=another CA",
+            "-keyout",
+            &path("ca.key"),
+            "-out",
+            &path("ca.pem"),
         ],
     );
     assert!(ok, "openssl: {out}");
@@ -240,8 +288,14 @@ fn another_ca_is_refused_by_berths_client_on_every_path() {
         let (ok, out) = tool(
             "skopeo",
             &[
-                "copy", "-q", "--src-creds", &creds, "--dest-creds", &creds,
-                &format!("docker://{}", token.python_image), &format!("docker://{base}"),
+                "copy",
+                "-q",
+                "--src-creds",
+                &creds,
+                "--dest-creds",
+                &creds,
+                &format!("docker://{}", token.python_image),
+                &format!("docker://{base}"),
             ],
         );
         assert!(ok, "skopeo copy to {base}: {out}");
@@ -250,12 +304,22 @@ fn another_ca_is_refused_by_berths_client_on_every_path() {
         let ca = other_ca();
         let bundle = ca.path().join("ca.pem").display().to_string();
         let folder = ca.path().join("certs").display().to_string();
-        let vars = [("SSL_CERT_FILE", bundle.as_str()), ("SSL_CERT_DIR", folder.as_str())];
+        let vars = [
+            ("SSL_CERT_FILE", bundle.as_str()),
+            ("SSL_CERT_DIR", folder.as_str()),
+        ];
         let run = match engine {
             None => project.berth_with(&["exists", "spec.yaml"], "", &vars),
             // past the existence check (refused the same way), to the base image's pull
             Some(engine) => project.berth_with(
-                &["build", "--engine", engine.flag(), "--if-unknown", "build", "spec.yaml"],
+                &[
+                    "build",
+                    "--engine",
+                    engine.flag(),
+                    "--if-unknown",
+                    "build",
+                    "spec.yaml",
+                ],
                 "",
                 &vars,
             ),
@@ -268,7 +332,8 @@ fn another_ca_is_refused_by_berths_client_on_every_path() {
         );
         // the same with the test CA given: the certificate was the only thing wrong
         let ca_file = token.ca.display().to_string();
-        let trusted = project.berth_with(&["exists", "--ca-file", &ca_file, "spec.yaml"], "", &vars);
+        let trusted =
+            project.berth_with(&["exists", "--ca-file", &ca_file, "spec.yaml"], "", &vars);
         assert_ne!(trusted.code, 2, "exists with --ca-file: {}", trusted.stderr);
     }
 }
@@ -276,14 +341,27 @@ fn another_ca_is_refused_by_berths_client_on_every_path() {
 /// How fast the slow link lets uploads through, and how big the layer is: about 2.5 times a short token's life.
 const LINK_RATE: u64 = 1 << 20;
 
-/// Logged in as the user whose tokens live 10 s, builds a spec with a large incompressible layer, then pushes it
+/// Which of the token registry's short-lived users a push logs in as.
+#[derive(Debug, Clone, Copy)]
+enum Tokens {
+    /// Tokens that live 10 s and say so.
+    Short,
+    /// Tokens that live 10 s and claim five minutes: only re-authenticating on a 401 gets past them.
+    Stale,
+}
+
+/// Logged in as a user whose tokens live 10 s (`tokens`), builds a spec with a large incompressible layer, then pushes it
 /// through a slow link (berth's own client: `berth push`, with `--push-via berth` for Docker and Podman), and
 /// checks the push took longer than a token lives and left the image whole in the registry.
-fn push_outlives_tokens(engine: Engine) {
+fn push_outlives_tokens(engine: Engine, tokens: Tokens) {
     if engine.selected().is_none() {
         return;
     }
     let token = TokenRegistry::get();
+    let user = match tokens {
+        Tokens::Short => &token.short_user,
+        Tokens::Stale => &token.stale_user,
+    };
     let link = SlowLink::start(&token.host, LINK_RATE);
     let project = Project::new(engine);
     let size = (LINK_RATE * token.short_lifetime.as_secs() * 5 / 2) as usize;
@@ -293,8 +371,13 @@ fn push_outlives_tokens(engine: Engine) {
     if engine == Engine::PodmanRootless {
         project.write("data/hello.txt", "pushed through a slow link\n"); // chown the noise too
     }
-    spec(&project, &link.host(), &unique("short-token"), &token.python_image);
-    log_in_everywhere(&project, &token.short_user, &[&link.host()]);
+    spec(
+        &project,
+        &link.host(),
+        &unique("short-token"),
+        &token.python_image,
+    );
+    log_in_everywhere(&project, user, &[&link.host()]);
 
     let built = project.build(&["--no-push", "spec.yaml"]);
     assert_eq!(built.code, 0, "build on {engine:?}: {}", built.stderr);
@@ -310,28 +393,40 @@ fn push_outlives_tokens(engine: Engine) {
     let (ok, out) = tool(
         "skopeo",
         &[
-            "copy", "-q", "--src-creds", &creds, "--dest-creds", &creds,
+            "copy",
+            "-q",
+            "--src-creds",
+            &creds,
+            "--dest-creds",
+            &creds,
             &format!("docker://{}", token.python_image),
             &format!("docker://{}/{repository}:base", token.host),
         ],
     );
     assert!(ok, "skopeo copy of the base into {repository}: {out}");
     let mut args = vec!["push", "--engine", engine.flag()];
-    if matches!(engine, Engine::Docker | Engine::Podman | Engine::PodmanRootless) {
+    if matches!(
+        engine,
+        Engine::Docker | Engine::Podman | Engine::PodmanRootless
+    ) {
         args.extend(["--push-via", "berth"]);
     }
     args.push("spec.yaml");
     let started = Instant::now();
     let push = project.berth(&args, "");
     let took = started.elapsed();
-    assert_eq!(push.code, 0, "push on {engine:?} with {:?} tokens:\n{}", token.short_lifetime, push.stderr);
+    assert_eq!(
+        push.code, 0,
+        "push on {engine:?} as {user} ({:?} tokens):\n{}",
+        token.short_lifetime, push.stderr
+    );
     assert!(
         took > token.short_lifetime + Duration::from_secs(2),
         "the push must outlive a token to test anything: it took {took:?}, {} bytes went up",
         link.uploaded()
     );
     eprintln!(
-        "{engine:?}: pushed {} MiB in {took:.1?} with {:?} tokens",
+        "{engine:?} as {user}: pushed {} MiB in {took:.1?} with {:?} tokens",
         link.uploaded() >> 20,
         token.short_lifetime
     );
@@ -351,7 +446,11 @@ fn push_outlives_tokens(engine: Engine) {
     );
     assert!(ok, "every blob of {direct} can be read back: {out}");
     let exists = project.berth(&["exists", "spec.yaml"], "");
-    assert_eq!(exists.code, 0, "exists through the slow link: {}", exists.stderr);
+    assert_eq!(
+        exists.code, 0,
+        "exists through the slow link: {}",
+        exists.stderr
+    );
     remove_local(engine, &reference);
 }
 
@@ -375,25 +474,50 @@ fn noise(size: usize) -> Vec<u8> {
 
 #[test]
 fn containerd_push_outlives_its_tokens() {
-    push_outlives_tokens(Engine::Containerd);
+    push_outlives_tokens(Engine::Containerd, Tokens::Short);
+}
+
+#[test]
+fn containerd_push_survives_tokens_that_die_before_they_say() {
+    push_outlives_tokens(Engine::Containerd, Tokens::Stale);
 }
 
 #[test]
 fn lxd_push_outlives_its_tokens() {
-    push_outlives_tokens(Engine::Lxd);
+    push_outlives_tokens(Engine::Lxd, Tokens::Short);
+}
+
+#[test]
+fn lxd_push_survives_tokens_that_die_before_they_say() {
+    push_outlives_tokens(Engine::Lxd, Tokens::Stale);
 }
 
 #[test]
 fn docker_push_via_berth_outlives_its_tokens() {
-    push_outlives_tokens(Engine::Docker);
+    push_outlives_tokens(Engine::Docker, Tokens::Short);
+}
+
+#[test]
+fn docker_push_via_berth_survives_tokens_that_die_before_they_say() {
+    push_outlives_tokens(Engine::Docker, Tokens::Stale);
 }
 
 #[test]
 fn podman_push_via_berth_outlives_its_tokens() {
-    push_outlives_tokens(Engine::Podman);
+    push_outlives_tokens(Engine::Podman, Tokens::Short);
+}
+
+#[test]
+fn podman_push_via_berth_survives_tokens_that_die_before_they_say() {
+    push_outlives_tokens(Engine::Podman, Tokens::Stale);
 }
 
 #[test]
 fn rootless_podman_push_via_berth_outlives_its_tokens() {
-    push_outlives_tokens(Engine::PodmanRootless);
+    push_outlives_tokens(Engine::PodmanRootless, Tokens::Short);
+}
+
+#[test]
+fn rootless_podman_push_via_berth_survives_tokens_that_die_before_they_say() {
+    push_outlives_tokens(Engine::PodmanRootless, Tokens::Stale);
 }

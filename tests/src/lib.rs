@@ -3,8 +3,9 @@
 //! suites run ([`select`]), a
 //! recording, failure-scripting engine for workflow tests without a daemon ([`fake_engine`]), a misbehaving HTTP
 //! server ([`fake_http`]), running berth as another user of the machine ([`users`]), the engine
-//! conformance suite every backend runs ([`conformance`]) and the fault-injecting registry proxy of the
-//! reliability test ([`faults`]).
+//! conformance suite every backend runs ([`conformance`]), the fault-injecting registry proxy of the
+//! reliability test ([`faults`]), a project folder on each engine as a user has one ([`project`]) and the token
+//! registry of `scripts/env/token-registry.sh` with a slow link to it ([`token_registry`]).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

@@ -172,4 +172,3 @@ pub fn rootless_user() -> &'static SystemUser {
     static USER: OnceLock<SystemUser> = OnceLock::new();
     USER.get_or_init(|| SystemUser::get(&TestEnv::get().podman_rootless_user))
 }
-

@@ -29,6 +29,9 @@ pub struct TokenRegistry {
     pub short_user: String,
     /// How long `short_user`'s tokens live.
     pub short_lifetime: Duration,
+    /// A user with the same password whose tokens also live [`TokenRegistry::short_lifetime`], while the token
+    /// server's answer says five minutes: a client survives them only by re-authenticating on a 401.
+    pub stale_user: String,
     password: Secret,
     /// The CA that signed the registry's certificate (PEM), trusted by the machine.
     pub ca: PathBuf,
@@ -77,11 +80,10 @@ impl TokenRegistry {
             realm: var("BERTH_TEST_TOKEN_REGISTRY_REALM"),
             user: var("BERTH_TEST_TOKEN_REGISTRY_USER"),
             short_user: var("BERTH_TEST_TOKEN_REGISTRY_SHORT_USER"),
-            short_lifetime: Duration::from_secs(
-                lifetime
-                    .parse()
-                    .unwrap_or_else(|e| panic!("BERTH_TEST_TOKEN_REGISTRY_SHORT_LIFETIME={lifetime}: {e}")),
-            ),
+            stale_user: var("BERTH_TEST_TOKEN_REGISTRY_STALE_USER"),
+            short_lifetime: Duration::from_secs(lifetime.parse().unwrap_or_else(|e| {
+                panic!("BERTH_TEST_TOKEN_REGISTRY_SHORT_LIFETIME={lifetime}: {e}")
+            })),
             password: Secret::new(password.trim()),
             ca: var("BERTH_TEST_TOKEN_REGISTRY_CA").into(),
             busybox_image: var("BERTH_TEST_TOKEN_REGISTRY_BUSYBOX_IMAGE"),
