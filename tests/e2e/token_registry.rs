@@ -472,52 +472,26 @@ fn noise(size: usize) -> Vec<u8> {
         .collect()
 }
 
-#[test]
-fn containerd_push_outlives_its_tokens() {
-    push_outlives_tokens(Engine::Containerd, Tokens::Short);
+/// For each engine, a push with tokens that say they live 10 s and one with tokens that claim five minutes.
+macro_rules! push_tests {
+    ($($engine:ident: $short:ident, $stale:ident;)*) => {$(
+        #[test]
+        fn $short() {
+            push_outlives_tokens(Engine::$engine, Tokens::Short);
+        }
+
+        #[test]
+        fn $stale() {
+            push_outlives_tokens(Engine::$engine, Tokens::Stale);
+        }
+    )*};
 }
 
-#[test]
-fn containerd_push_survives_tokens_that_die_before_they_say() {
-    push_outlives_tokens(Engine::Containerd, Tokens::Stale);
-}
-
-#[test]
-fn lxd_push_outlives_its_tokens() {
-    push_outlives_tokens(Engine::Lxd, Tokens::Short);
-}
-
-#[test]
-fn lxd_push_survives_tokens_that_die_before_they_say() {
-    push_outlives_tokens(Engine::Lxd, Tokens::Stale);
-}
-
-#[test]
-fn docker_push_via_berth_outlives_its_tokens() {
-    push_outlives_tokens(Engine::Docker, Tokens::Short);
-}
-
-#[test]
-fn docker_push_via_berth_survives_tokens_that_die_before_they_say() {
-    push_outlives_tokens(Engine::Docker, Tokens::Stale);
-}
-
-#[test]
-fn podman_push_via_berth_outlives_its_tokens() {
-    push_outlives_tokens(Engine::Podman, Tokens::Short);
-}
-
-#[test]
-fn podman_push_via_berth_survives_tokens_that_die_before_they_say() {
-    push_outlives_tokens(Engine::Podman, Tokens::Stale);
-}
-
-#[test]
-fn rootless_podman_push_via_berth_outlives_its_tokens() {
-    push_outlives_tokens(Engine::PodmanRootless, Tokens::Short);
-}
-
-#[test]
-fn rootless_podman_push_via_berth_survives_tokens_that_die_before_they_say() {
-    push_outlives_tokens(Engine::PodmanRootless, Tokens::Stale);
+push_tests! {
+    Containerd: containerd_push_outlives_its_tokens, containerd_push_survives_tokens_that_die_before_they_say;
+    Lxd: lxd_push_outlives_its_tokens, lxd_push_survives_tokens_that_die_before_they_say;
+    Docker: docker_push_via_berth_outlives_its_tokens, docker_push_via_berth_survives_tokens_that_die_before_they_say;
+    Podman: podman_push_via_berth_outlives_its_tokens, podman_push_via_berth_survives_tokens_that_die_before_they_say;
+    PodmanRootless: rootless_podman_push_via_berth_outlives_its_tokens,
+        rootless_podman_push_via_berth_survives_tokens_that_die_before_they_say;
 }
