@@ -8,9 +8,7 @@
 //! rootless Podman berth runs as the unprivileged user of `scripts/env/up.sh`, finding that user's service through
 //! `$XDG_RUNTIME_DIR` as Podman's own tools do.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::sync::OnceLock;
+use std::path::Path;
 
 use berth_tests::conformance::support::unique;
 use berth_tests::env::TestEnv;
