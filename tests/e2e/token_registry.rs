@@ -84,6 +84,27 @@ fn registry_digest(reference: &str) -> String {
     out.trim().to_string()
 }
 
+/// Copies the token registry's python fixture to `reference` in the same registry (skopeo; the blobs are mounted,
+/// not uploaded).
+fn copy_python_to(reference: &str) {
+    let token = TokenRegistry::get();
+    let creds = token.creds_arg(&token.user);
+    let source = format!("docker://{}", token.python_image);
+    let dest = format!("docker://{reference}");
+    let args = [
+        "copy",
+        "-q",
+        "--src-creds",
+        &creds,
+        "--dest-creds",
+        &creds,
+        &source,
+        &dest,
+    ];
+    let (ok, out) = tool("skopeo", &args);
+    assert!(ok, "skopeo copy to {reference}: {out}");
+}
+
 /// `name@digest` from a push's or build's standard output.
 fn pushed(run: &Run) -> (String, String) {
     let line = run.stdout.trim();
@@ -284,21 +305,7 @@ fn another_ca_is_refused_by_berths_client_on_every_path() {
         project.write("data/hello.txt", "never built\n");
         // a base no engine has yet, so that the build must pull it
         let base = format!("{}-{}", token.python_image, unique("other-ca"));
-        let creds = token.creds_arg(&token.user);
-        let (ok, out) = tool(
-            "skopeo",
-            &[
-                "copy",
-                "-q",
-                "--src-creds",
-                &creds,
-                "--dest-creds",
-                &creds,
-                &format!("docker://{}", token.python_image),
-                &format!("docker://{base}"),
-            ],
-        );
-        assert!(ok, "skopeo copy to {base}: {out}");
+        copy_python_to(&base);
         spec(&project, &token.host, &unique("other-ca"), &base);
         log_in_everywhere(&project, &token.user, &[]);
         let ca = other_ca();
@@ -389,21 +396,7 @@ fn push_outlives_tokens(engine: Engine, tokens: Tokens) {
         .and_then(|rest| rest.rsplit_once(':'))
         .map(|(repository, _)| repository)
         .unwrap_or_else(|| panic!("{name} is on the slow link"));
-    let creds = token.creds_arg(&token.user);
-    let (ok, out) = tool(
-        "skopeo",
-        &[
-            "copy",
-            "-q",
-            "--src-creds",
-            &creds,
-            "--dest-creds",
-            &creds,
-            &format!("docker://{}", token.python_image),
-            &format!("docker://{}/{repository}:base", token.host),
-        ],
-    );
-    assert!(ok, "skopeo copy of the base into {repository}: {out}");
+    copy_python_to(&format!("{}/{repository}:base", token.host));
     let mut args = vec!["push", "--engine", engine.flag()];
     if matches!(
         engine,
