@@ -9,7 +9,7 @@
 STATE=${BERTH_ENV_STATE:-/var/lib/berth-env}
 LOGS=$STATE/logs
 PIDS=$STATE/run
-DAEMONS=(containerd dockerd registry public-registry podman podman-rootless lxd token-issuer token-registry) # start order
+DAEMONS=(containerd dockerd registry public-registry podman podman-rootless lxd remote-lxd token-issuer token-registry) # start order
 
 # daemon_comm NAME -> the process name (comm) of that daemon
 daemon_comm() {
@@ -17,6 +17,7 @@ daemon_comm() {
     registry | public-registry | token-registry) echo docker-registry ;;
     token-issuer) echo python3 ;;
     podman-rootless) echo podman ;;
+    remote-lxd) echo lxd ;;
     *) echo "$1" ;;
   esac
 }

@@ -55,6 +55,8 @@ PACKAGES=(
   xz-utils pigz
   # the LXD engine (lxd pulls in lxc, its client, and lxcfs)
   lxd
+  # backend-lxd's init programs for aarch64, riscv64 and ppc64le servers run under qemu-user in its tests
+  qemu-user-static
 )
 
 T0=$(date +%s)
@@ -518,8 +520,9 @@ else
   wait_for lxd 120 "lxd waitready on $LXD_SOCK" lxd_ready
   log "lxd is up"
 fi
-if [[ $(LXD_DIR=$LXD_DIR_PATH lxc storage list --format csv | wc -l) -eq 0 ]]; then
-  LXD_DIR=$LXD_DIR_PATH lxd init --preseed <<'PRESEED' || die "lxd init --preseed failed"
+# lxd_init_dir_pool DIR: the preseed for the server in LXD folder DIR (also remote-lxd.sh's)
+lxd_init_dir_pool() {
+  LXD_DIR=$1 lxd init --preseed <<'PRESEED' || die "lxd init --preseed failed for $1"
 storage_pools:
 - name: default
   driver: dir
@@ -531,6 +534,9 @@ profiles:
       pool: default
       type: disk
 PRESEED
+}
+if [[ $(LXD_DIR=$LXD_DIR_PATH lxc storage list --format csv | wc -l) -eq 0 ]]; then
+  lxd_init_dir_pool "$LXD_DIR_PATH"
   log "lxd initialised: storage pool default (dir)"
 else
   log "lxd already has a storage pool"
@@ -768,6 +774,10 @@ ensure_fixture bookworm-python "$PYTHON_IMAGE" "$PYTHON_RECIPE" "$FIXTURES/bookw
 source "$(dirname "$(readlink -f "$0")")/remote-host.sh"
 remote_host_up
 log "remote host $REMOTE_ADDR (network namespace $REMOTE_NETNS) is up"
+# A remote LXD server in it (issue 17), reached over HTTPS with lxc's client certificate.
+# shellcheck source=scripts/env/remote-lxd.sh
+source "$(dirname "$(readlink -f "$0")")/remote-lxd.sh"
+remote_lxd_up
 
 # The token registry of issue 15 (TLS from a private CA, Docker's token auth), on the remote host's link.
 # shellcheck source=scripts/env/token-registry.sh
@@ -798,6 +808,9 @@ export LXD_DIR=$LXD_DIR_PATH
 export BERTH_TEST_REMOTE_NETNS=$REMOTE_NETNS
 export BERTH_TEST_REMOTE_ADDR=$REMOTE_ADDR
 export BERTH_TEST_REMOTE_GATEWAY=$REMOTE_GATEWAY
+export BERTH_TEST_REMOTE_LXD_CONF=$REMOTE_LXD_CONF
+export BERTH_TEST_REMOTE_LXD_UNTRUSTED_CONF=$REMOTE_LXD_UNTRUSTED_CONF
+export BERTH_TEST_REMOTE_LXD=$REMOTE_LXD_NAME
 export BERTH_TEST_TOKEN_REGISTRY=$TOKEN_REGISTRY
 export BERTH_TEST_TOKEN_REGISTRY_REALM=$TOKEN_REALM
 export BERTH_TEST_TOKEN_REGISTRY_USER=$TOKEN_USER

@@ -2,45 +2,27 @@
 //! (`BERTH_CONTAINERD_STATE_DIR`) on a small tmpfs filled to the last byte. Naming still works (the cache is only a
 //! cache, and never trusts a half-written entry); a containerd build fails saying "no space left" and naming the
 //! folder; the next run with space succeeds. (Needs root, as the suite does: it mounts the tmpfs.)
+//!
+//! And each engine's own storage full: a daemon of the test's own whose storage is a small tmpfs
+//! ([`berth_tests::small_storage`]), filled but for a little room, and a project whose RUN step writes more
+//! than that. The build fails saying "no space left" and naming the engine's storage, with a hint; neither
+//! berth.lock, the registry nor the engine holds anything of it; after making room the same build works and
+//! its image holds the whole file.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use berth_tests::conformance::support::unique;
 use berth_tests::env::TestEnv;
+use berth_tests::small_storage::{
+    SmallContainerd, SmallDockerd, SmallLxdPool, SmallPodman, SmallTmpfs,
+};
 
-/// A tmpfs of 256 KiB, full, unmounted when dropped.
-struct FullDisk {
-    dir: tempfile::TempDir,
-}
-
-impl FullDisk {
-    fn new() -> FullDisk {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let mounted = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", "size=256k", "tmpfs"])
-            .arg(dir.path())
-            .status()
-            .expect("run mount");
-        assert!(mounted.success(), "mount a tmpfs (the suite runs as root)");
-        // fill it: dd stops with ENOSPC
-        let _ = Command::new("dd")
-            .arg("if=/dev/zero")
-            .arg(format!("of={}/filler", dir.path().display()))
-            .arg("bs=4k")
-            .output();
-        FullDisk { dir }
-    }
-
-    fn path(&self) -> &Path {
-        self.dir.path()
-    }
-}
-
-impl Drop for FullDisk {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg(self.dir.path()).status();
-    }
+/// A tmpfs of 256 KiB, full to the last byte, unmounted when dropped.
+fn full_disk() -> SmallTmpfs {
+    let disk = SmallTmpfs::new("256k");
+    disk.fill_leaving(0);
+    disk
 }
 
 fn berth(dir: &Path, args: &[&str], vars: &[(&str, &Path)]) -> Output {
@@ -78,7 +60,7 @@ fn project() -> tempfile::TempDir {
 #[test]
 fn naming_works_when_the_digest_cache_cannot_be_written() {
     let project = project();
-    let full = FullDisk::new();
+    let full = full_disk();
     let roomy = tempfile::tempdir().expect("temp dir");
     let on_full = berth(
         project.path(),
@@ -122,21 +104,8 @@ fn a_containerd_build_with_a_full_state_folder_says_so_and_the_next_one_works() 
         ),
     )
     .expect("write");
-    let config = tempfile::tempdir().expect("temp dir");
-    let auth = base64(&format!(
-        "{}:{}",
-        env.registry_user,
-        env.registry_password().expose()
-    ));
-    std::fs::write(
-        config.path().join("config.json"),
-        format!(
-            r#"{{"auths": {{"{}": {{"auth": "{auth}"}}}}}}"#,
-            env.registry
-        ),
-    )
-    .expect("write docker config");
-    let full = FullDisk::new();
+    let config = docker_config(env);
+    let full = full_disk();
     let args = [
         "build",
         "--engine",
@@ -177,6 +146,268 @@ fn a_containerd_build_with_a_full_state_folder_says_so_and_the_next_one_works() 
         .args(["--namespace", "default", "images", "rm"])
         .arg(String::from_utf8_lossy(&worked.stdout).trim())
         .output();
+}
+
+/// A docker config folder with the test registry's credentials (what a user's `docker login` leaves).
+fn docker_config(env: &TestEnv) -> tempfile::TempDir {
+    let config = tempfile::tempdir().expect("temp dir");
+    let auth = base64(&format!(
+        "{}:{}",
+        env.registry_user,
+        env.registry_password().expose()
+    ));
+    std::fs::write(
+        config.path().join("config.json"),
+        format!(
+            r#"{{"auths": {{"{}": {{"auth": "{auth}"}}}}}}"#,
+            env.registry
+        ),
+    )
+    .expect("write docker config");
+    config
+}
+
+/// What the RUN step of [`storage_project`] writes: more than the room left on a filled engine storage.
+const BIG_FILE: u64 = 128 << 20;
+
+/// Room left on the engine's storage when it is filled: enough for the build's bookkeeping, not for the file.
+const ROOM: u64 = 40 << 20;
+
+/// A project of one image on the Python fixture whose RUN step writes [`BIG_FILE`] bytes to /big, pushing to
+/// a repository of its own. The step echoes a word of this run's, so no step cache of an earlier run (LXD's
+/// state folder is the machine's) stands in for it.
+fn storage_project(env: &TestEnv, engine: &str) -> tempfile::TempDir {
+    let project = tempfile::tempdir().expect("temp dir");
+    let run = unique("full-storage");
+    let registry = format!("{}/{run}", env.registry);
+    std::fs::write(
+        project.path().join("big.yaml"),
+        format!(
+            "name: big\nbase_image: {}\npython_exec: /usr/bin/python3\n\
+             commands: [\"dd if=/dev/zero of=/big bs=1M count={} && echo {}\"]\n\
+             builder_config: {{uv_image: \"{}\"}}\nbuilder_options: {{install_flytekit: false}}\n",
+            env.python_image,
+            BIG_FILE >> 20,
+            run,
+            env.uv_image
+        ),
+    )
+    .expect("write spec");
+    std::fs::write(
+        project.path().join("berth.yaml"),
+        format!("engine: {{name: {engine}}}\nregistry: {registry}\nimages:\n  big: big.yaml\ntasks:\n  fill: big\n"),
+    )
+    .expect("write berth.yaml");
+    project
+}
+
+/// Builds `project` on a filled engine storage, then after `make_room`: the first build fails naming
+/// `storage` and leaves nothing behind that a later run would trust, the second works. Returns the built
+/// image's reference.
+fn fails_when_full_then_works(
+    project: &Path,
+    vars: &[(&str, &Path)],
+    storage: &str,
+    make_room: impl FnOnce(),
+) -> String {
+    let build = ["build", "--network", "none"];
+    let failed = berth(project, &build, vars);
+    let said = text(&failed);
+    assert_eq!(
+        failed.status.code(),
+        Some(6),
+        "a full engine storage fails the build as an error, not a step's failure: {said}"
+    );
+    assert!(
+        said.contains("no space left in") && said.contains("(resource exhausted)"),
+        "the error says what ran out: {said}"
+    );
+    assert!(said.contains(storage), "the error names {storage}: {said}");
+    assert!(
+        said.contains("dd if=/dev/zero"),
+        "what filled it is the RUN step, not the base: {said}"
+    );
+    assert!(
+        said.contains("hint: make room"),
+        "and how to fix it: {said}"
+    );
+    assert!(
+        !project.join("berth.lock").exists(),
+        "no lock for a failed build"
+    );
+    let exists = berth(project, &["exists"], vars);
+    assert_eq!(
+        exists.status.code(),
+        Some(1),
+        "the registry holds nothing of the failed build: {}",
+        text(&exists)
+    );
+    make_room();
+    let worked = berth(project, &build, vars);
+    assert!(worked.status.success(), "{}", text(&worked));
+    assert!(project.join("berth.lock").exists(), "{}", text(&worked));
+    let exists = berth(project, &["exists"], vars);
+    assert!(exists.status.success(), "{}", text(&exists));
+    let stdout = String::from_utf8_lossy(&worked.stdout);
+    stdout.lines().last().expect("the built image").to_string()
+}
+
+/// Fills `disk` but for [`ROOM`], then [`fails_when_full_then_works`], removing the filler as the room made.
+fn filled_then_emptied(
+    project: &Path,
+    vars: &[(&str, &Path)],
+    storage: &str,
+    disk: &SmallTmpfs,
+) -> String {
+    let filler = disk.fill_leaving(ROOM);
+    fails_when_full_then_works(project, vars, storage, || {
+        std::fs::remove_file(&filler).expect("make room");
+    })
+}
+
+/// Asserts that `image` holds the whole file the RUN step wrote, run through `cli` (the docker or podman CLI
+/// on the test's daemon): nothing of the failed step was reused.
+fn assert_holds_big_file(image: &str, cli: impl Fn(&[&str]) -> Output) {
+    // by its local tag: by digest the engine would pull
+    let tagged = image.split('@').next().unwrap_or(image);
+    let size = cli(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        tagged,
+        "stat",
+        "-c",
+        "%s",
+        "/big",
+    ]);
+    assert_eq!(
+        String::from_utf8_lossy(&size.stdout).trim(),
+        BIG_FILE.to_string(),
+        "{}",
+        text(&size)
+    );
+}
+
+#[test]
+fn a_docker_build_that_fills_dockers_storage_says_so_keeps_nothing_and_the_next_one_works() {
+    let Some(env) = TestEnv::for_engine("docker") else {
+        return;
+    };
+    // room for the base, the file, and the push's export of the image (dockerd spools it under its data root)
+    let daemon = SmallDockerd::start("1200m", &env.containerd_address);
+    let config = docker_config(env);
+    // the base and helper images first, so what fills the disk is the RUN step
+    for image in [&env.python_image, &env.uv_image] {
+        let pulled = daemon.docker_with_config(config.path(), &["pull", image]);
+        assert!(pulled.status.success(), "{}", text(&pulled));
+    }
+    let project = storage_project(env, "docker");
+    let host = PathBuf::from(daemon.host());
+    let vars = [
+        ("DOCKER_HOST", host.as_path()),
+        ("DOCKER_CONFIG", config.path()),
+    ];
+    let root = daemon.data_root().display().to_string();
+    let storage = format!("DockerRootDir {root}");
+    let image = filled_then_emptied(project.path(), &vars, &storage, &daemon.storage);
+    assert_holds_big_file(&image, |args| daemon.docker(args));
+}
+
+#[test]
+fn a_podman_build_that_fills_podmans_storage_says_so_keeps_nothing_and_the_next_one_works() {
+    let Some(env) = TestEnv::for_engine("podman") else {
+        return;
+    };
+    let service = SmallPodman::start("640m");
+    let config = docker_config(env);
+    // the base and helper images first, so what fills the disk is the RUN step
+    let auth = config.path().join("config.json").display().to_string();
+    for image in [&env.python_image, &env.uv_image] {
+        let pulled = service.podman(&["pull", "--tls-verify=false", "--authfile", &auth, image]);
+        assert!(pulled.status.success(), "{}", text(&pulled));
+    }
+    let project = storage_project(env, "podman");
+    let host = PathBuf::from(service.host());
+    let vars = [
+        ("CONTAINER_HOST", host.as_path()),
+        ("DOCKER_CONFIG", config.path()),
+    ];
+    let root = service.graph_root().display().to_string();
+    let storage = format!("GraphRoot {root}");
+    let image = filled_then_emptied(project.path(), &vars, &storage, &service.storage);
+    assert_holds_big_file(&image, |args| service.podman(args));
+}
+
+#[test]
+fn a_containerd_build_that_fills_containerds_root_says_so_keeps_nothing_and_the_next_one_works() {
+    let Some(env) = TestEnv::for_engine("containerd") else {
+        return;
+    };
+    let daemon = SmallContainerd::start("640m");
+    let config = docker_config(env);
+    let project = storage_project(env, "containerd");
+    let address = daemon.address();
+    let state = tempfile::tempdir().expect("temp dir");
+    let vars = [
+        ("CONTAINERD_ADDRESS", address.as_path()),
+        ("DOCKER_CONFIG", config.path()),
+        ("BERTH_CONTAINERD_STATE_DIR", state.path()),
+    ];
+    // the base and helper images first, so what fills the disk is the RUN step
+    let user = format!("{}:{}", env.registry_user, env.registry_password().expose());
+    for image in [&env.python_image, &env.uv_image] {
+        let pull = [
+            "--namespace",
+            "default",
+            "images",
+            "pull",
+            "--plain-http",
+            "--user",
+            &user,
+            image,
+        ];
+        let pulled = daemon.ctr(&pull);
+        assert!(pulled.status.success(), "{}", text(&pulled));
+    }
+    let root = daemon.root().display().to_string();
+    let image = filled_then_emptied(project.path(), &vars, &root, &daemon.storage);
+    let leases = daemon.ctr(&["--namespace", "default", "leases", "ls", "--quiet"]);
+    assert_eq!(
+        String::from_utf8_lossy(&leases.stdout).trim(),
+        "",
+        "no lease of the builds is left"
+    );
+    // the image is the engine's, under the name berth printed
+    let tagged = image.split('@').next().unwrap_or(&image);
+    let listed = daemon.ctr(&["--namespace", "default", "images", "ls"]);
+    let listed = String::from_utf8_lossy(&listed.stdout);
+    assert!(listed.contains(tagged), "{listed}");
+}
+
+#[test]
+fn an_lxd_build_that_fills_its_storage_pool_says_so_keeps_nothing_and_the_next_one_works() {
+    let Some(env) = TestEnv::for_engine("lxd") else {
+        return;
+    };
+    // every build unpacks the base into the pool (the `dir` driver keeps no image volume), so the pool is
+    // sized to hold the base and not the file, then grown
+    let pool = SmallLxdPool::create("240m");
+    let config = docker_config(env);
+    let project = storage_project(env, "lxd");
+    let name = PathBuf::from(&pool.name);
+    let vars = [
+        ("BERTH_LXD_POOL", name.as_path()),
+        ("DOCKER_CONFIG", config.path()),
+    ];
+    let storage = format!(
+        "the LXD storage pool {} (source {})",
+        pool.name,
+        pool.source().display()
+    );
+    fails_when_full_then_works(project.path(), &vars, &storage, || {
+        pool.storage.grow("640m")
+    });
 }
 
 fn base64(text: &str) -> String {

@@ -70,11 +70,8 @@ pub(crate) fn error(kind: ErrorKind, op: Op, message: impl Into<String>) -> Erro
 
 /// A local file error in `op`.
 pub(crate) fn io_error(op: Op, what: impl std::fmt::Display, err: std::io::Error) -> Error {
-    let kind = match err.kind() {
-        std::io::ErrorKind::NotFound => ErrorKind::NotFound,
-        _ => ErrorKind::Io,
-    };
-    let full = err.kind() == std::io::ErrorKind::StorageFull;
+    let kind = berth_core::error::io_kind(&err);
+    let full = kind == ErrorKind::ResourceExhausted;
     let error = Error::new(kind, format!("{what}: {err}"))
         .with_engine(ENGINE)
         .with_operation(op.as_str());

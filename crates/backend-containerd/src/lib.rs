@@ -111,6 +111,25 @@ impl ContainerdEngine {
         })
     }
 
+    /// `failed` (a build whose RUN step or daemon says a disk is full) as an out-of-space error naming
+    /// containerd's storage: a step's writes land in the snapshotter's root, under containerd's `root`.
+    async fn out_of_space(&self, failed: berth_core::Error) -> berth_core::Error {
+        let place = match self.daemon.snapshotter_root().await {
+            Ok(Some(root)) => format!(
+                "containerd's root ({} snapshotter at {root})",
+                self.daemon.snapshotter
+            ),
+            _ => format!(
+                "containerd's root (its {} snapshotter)",
+                self.daemon.snapshotter
+            ),
+        };
+        let hint = "make room on the file system of containerd's `root` (/etc/containerd/config.toml): remove \
+                    images and snapshots you do not need (`ctr images rm`, then containerd's garbage \
+                    collection), or move `root` to a larger file system; nothing of the failed build was kept";
+        failed.out_of_space(place, hint)
+    }
+
     /// The daemon's address as it appears in messages.
     pub fn endpoint_name(&self) -> String {
         format!("unix://{}", self.options.address.display())
@@ -175,7 +194,11 @@ impl ContainerEngine for ContainerdEngine {
         options: &BuildOptions,
         progress: &dyn Progress,
     ) -> Result<BuiltImage> {
-        build::build(self, plan, options, progress).await
+        match build::build(self, plan, options, progress).await {
+            // berth's own state folder full is named by its I/O error already
+            Err(e) if e.is_unplaced_no_space() => Err(self.out_of_space(e).await),
+            built => built,
+        }
     }
 
     async fn push(

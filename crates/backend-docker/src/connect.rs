@@ -28,6 +28,9 @@ pub(crate) struct Daemon {
     pub(crate) rootless: bool,
     /// Podman's Docker-compatible API: it builds with buildah and has no BuildKit session endpoint.
     pub(crate) podman: bool,
+    /// Where the daemon keeps images, containers and BuildKit's cache (`DockerRootDir`, `--data-root`): the
+    /// file system a build fills.
+    pub(crate) root_dir: String,
 }
 
 impl DockerEngine {
@@ -129,6 +132,7 @@ impl DockerEngine {
             .iter()
             .any(|o| o.split(',').any(|field| field == "name=rootless"));
         Ok(Daemon {
+            root_dir: info.docker_root_dir.unwrap_or_default(),
             version: version.version.unwrap_or_default(),
             api_version,
             os,

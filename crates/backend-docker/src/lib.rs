@@ -119,6 +119,22 @@ impl DockerEngine {
         self.endpoint.display()
     }
 
+    /// `failed` (a build or push whose text says a disk is full) as an out-of-space error naming the daemon's
+    /// storage: a RUN step's writes, BuildKit's cache, the committed layers and an exported image all land in
+    /// `DockerRootDir`.
+    async fn out_of_space(&self, failed: Error) -> Error {
+        let root = match self.daemon().await {
+            Ok(daemon) if !daemon.root_dir.is_empty() => daemon.root_dir.clone(),
+            _ => "/var/lib/docker".to_string(),
+        };
+        let hint = format!(
+            "make room on the file system of {root}: remove images and build cache you do not need \
+             (`docker image prune`, `docker builder prune`), or give the daemon a larger `--data-root` \
+             (`data-root` in /etc/docker/daemon.json); nothing of the failed work was kept"
+        );
+        failed.out_of_space(format!("Docker's storage (DockerRootDir {root})"), hint)
+    }
+
     /// Which builder [`ContainerEngine::build`] uses on this daemon with these options.
     pub async fn builder(&self) -> Result<SelectedBuilder> {
         let daemon = self.daemon().await?;
@@ -214,7 +230,7 @@ impl ContainerEngine for DockerEngine {
         options: &BuildOptions,
         progress: &dyn Progress,
     ) -> Result<BuiltImage> {
-        match self.builder().await? {
+        let built = match self.builder().await? {
             SelectedBuilder::BuildKit => buildkit::build(self, plan, options, progress).await,
             SelectedBuilder::Classic if plan.uses_mounts() => {
                 let hint = if self.daemon().await?.podman {
@@ -230,6 +246,10 @@ impl ContainerEngine for DockerEngine {
                 .with_hint(hint))
             }
             SelectedBuilder::Classic => classic::build(self, plan, options, progress).await,
+        };
+        match built {
+            Err(e) if e.is_unplaced_no_space() => Err(self.out_of_space(e).await),
+            built => built,
         }
     }
 
@@ -240,7 +260,11 @@ impl ContainerEngine for DockerEngine {
         progress: &dyn Progress,
     ) -> Result<PushedImage> {
         self.daemon().await?;
-        transfer::push(self, reference, options, progress).await
+        match transfer::push(self, reference, options, progress).await {
+            // berth's push exports the image through the daemon, which spools it under its data root
+            Err(e) if e.is_unplaced_no_space() => Err(self.out_of_space(e).await),
+            pushed => pushed,
+        }
     }
 
     async fn export(&self, reference: &str) -> Result<berth_core::engine::ExportStream> {

@@ -1,8 +1,6 @@
 //! LXD's REST protocol above HTTP: the response envelope (`sync`, `async` with an operation, `error`), waiting
 //! for operations, and the calls berth makes, each mapped to a berth error in one place.
 
-use std::path::PathBuf;
-
 use berth_core::{ErrorKind, Operation, Result};
 use http::Method;
 use serde_json::Value;
@@ -10,21 +8,20 @@ use serde_json::Value;
 use crate::client::{Body, Client};
 use crate::errors::{error, to_error, unavailable, Failure};
 
-/// LXD's API on one socket.
+/// LXD's API on one server.
 #[derive(Debug, Clone)]
 pub(crate) struct Lxd {
     client: Client,
 }
 
 impl Lxd {
-    pub(crate) fn new(socket: PathBuf) -> Lxd {
-        Lxd {
-            client: Client { socket },
-        }
+    pub(crate) fn new(client: Client) -> Lxd {
+        Lxd { client }
     }
 
-    pub(crate) fn socket(&self) -> &std::path::Path {
-        &self.client.socket
+    /// How the server is reached.
+    pub(crate) fn client(&self) -> &Client {
+        &self.client
     }
 
     /// Sends a request and returns the envelope's `metadata`; an `async` answer is waited for and its
@@ -103,7 +100,7 @@ impl Lxd {
             .client
             .send(method, path, headers, body)
             .await
-            .map_err(|e| unavailable(&self.client.socket, &e, op))?;
+            .map_err(|e| unavailable(&self.client, &e, op))?;
         let envelope: Value = serde_json::from_slice(&answer.body).map_err(|e| {
             error(
                 ErrorKind::Protocol,
@@ -112,13 +109,7 @@ impl Lxd {
             )
         })?;
         if !answer.status.is_success() || envelope["type"] == "error" {
-            return Err(failure(
-                op,
-                path,
-                answer.status,
-                &envelope,
-                &self.client.socket,
-            ));
+            return Err(failure(op, path, answer.status, &envelope, &self.client));
         }
         Ok(envelope)
     }
@@ -169,7 +160,7 @@ fn failure(
     path: &str,
     status: http::StatusCode,
     envelope: &Value,
-    socket: &std::path::Path,
+    client: &Client,
 ) -> berth_core::Error {
     let message = envelope["error"]
         .as_str()
@@ -180,5 +171,5 @@ fn failure(
         message,
     };
     let said = format!("LXD {path}: {message} ({status})");
-    to_error(failure, op, socket, Some(said))
+    to_error(failure, op, client, Some(said))
 }

@@ -12,7 +12,7 @@ use std::path::{Component, Path, PathBuf};
 
 use berth_core::engine::{Progress, ProgressEvent};
 use berth_core::{ErrorKind, Operation, Result};
-use berth_layer::entries::OPAQUE_MARKER;
+use berth_layer::entries::{IdShift, OPAQUE_MARKER};
 use http::Method;
 use serde_json::json;
 
@@ -21,8 +21,9 @@ use crate::errors::{error, io_error};
 use crate::store::{LocalImage, Store};
 use crate::LxdEngine;
 
-/// Applies gzip layer `layer` to folder `root`.
-pub(crate) fn unpack_layer(root: &Path, layer: &Path) -> io::Result<()> {
+/// Applies gzip layer `layer` to folder `root`; with `shift`, the root folder of a started unprivileged
+/// container, owners go on disk as its id map puts them (LXD shifts the rest when the container first starts).
+pub(crate) fn unpack_layer(root: &Path, layer: &Path, shift: Option<IdShift>) -> io::Result<()> {
     let file = File::open(layer)?;
     let mut archive =
         tar::Archive::new(flate2::read::MultiGzDecoder::new(io::BufReader::new(file)));
@@ -62,6 +63,27 @@ pub(crate) fn unpack_layer(root: &Path, layer: &Path) -> io::Result<()> {
             }
         }
         entry.unpack_in(root)?;
+        if let Some(shift) = shift {
+            let owner = |id: u64, base: u32| {
+                u32::try_from(id)
+                    .ok()
+                    .filter(|id| *id < shift.range)
+                    .map(|id| base + id)
+            };
+            let header = entry.header();
+            if let (Some(uid), Some(gid)) = (
+                owner(header.uid()?, shift.uid),
+                owner(header.gid()?, shift.gid),
+            ) {
+                rustix::fs::chownat(
+                    rustix::fs::CWD,
+                    &target,
+                    Some(rustix::fs::Uid::from_raw(uid)),
+                    Some(rustix::fs::Gid::from_raw(gid)),
+                    rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
+                )?;
+            }
+        }
     }
     Ok(())
 }
@@ -87,18 +109,27 @@ pub(crate) fn unpack_image(
     for layer in image.layers() {
         let digest = layer["digest"].as_str().unwrap_or_default();
         let path = store.blob_path(digest, op)?;
-        unpack_layer(root, &path)
+        unpack_layer(root, &path, None)
             .map_err(|e| io_error(op, format!("unpacking layer {digest}"), e))?;
     }
     Ok(())
 }
 
+/// The start of the LXD alias of a base, before its manifest digest's hex.
+pub(crate) const ALIAS_PREFIX: &str = "berth-base-";
+
 /// The LXD alias of `image` as a base.
 fn alias(image: &LocalImage) -> String {
     format!(
-        "berth-base-{}",
+        "{ALIAS_PREFIX}{}",
         image.manifest_digest.trim_start_matches("sha256:")
     )
+}
+
+/// The file that says this state folder imported LXD image `alias`, modified whenever a build uses it (what
+/// [`crate::prune`] goes by).
+pub(crate) fn import_record(state_dir: &Path, alias: &str) -> PathBuf {
+    state_dir.join("imported").join(alias)
 }
 
 /// The LXD image for base `image`, imported on first use; returns its alias.
@@ -121,8 +152,12 @@ pub(crate) async fn lxd_image(
     .await
     .map_err(|e| error(ErrorKind::Io, op, format!("waiting for {alias}: {e}")))?
     .map_err(|e| io_error(op, lock_path.display(), e.into()))?;
+    let record = import_record(&engine.state_dir, &alias);
     match engine.lxd.call(op, Method::GET, &path, None).await {
-        Ok(_) => return Ok(alias),
+        Ok(_) => {
+            crate::prune::touch(&record);
+            return Ok(alias);
+        }
         Err(e) if e.kind() == ErrorKind::NotFound => {}
         Err(e) => return Err(e),
     }
@@ -136,9 +171,12 @@ pub(crate) async fn lxd_image(
         work.join("base"),
         tarball.clone(),
     );
-    tokio::task::spawn_blocking(move || unified_tarball(&store_c, &image_c, &dir, &tarball_c))
-        .await
-        .map_err(|e| error(ErrorKind::Io, op, format!("unpacking the base: {e}")))??;
+    let architecture = engine.architecture.clone();
+    tokio::task::spawn_blocking(move || {
+        unified_tarball(&store_c, &image_c, &architecture, &dir, &tarball_c)
+    })
+    .await
+    .map_err(|e| error(ErrorKind::Io, op, format!("unpacking the base: {e}")))??;
     let imported = engine
         .lxd
         .send(
@@ -159,17 +197,27 @@ pub(crate) async fn lxd_image(
         .lxd
         .call(op, Method::POST, "/1.0/images/aliases", Some(&body))
         .await?;
+    let written = fs::create_dir_all(record.parent().unwrap_or(&engine.state_dir))
+        .and_then(|()| fs::write(&record, &fingerprint));
+    written.map_err(|e| io_error(op, record.display(), e))?;
     drop(lock);
     Ok(alias)
 }
 
-/// Writes the unified image tarball of `image` (`metadata.yaml` and `rootfs/`) at `out`, unpacking into `dir`.
-fn unified_tarball(store: &Store, image: &LocalImage, dir: &Path, out: &Path) -> Result<()> {
+/// Writes the unified image tarball of `image` (`metadata.yaml` and `rootfs/`) for a server of `architecture`
+/// at `out`, unpacking into `dir`.
+fn unified_tarball(
+    store: &Store,
+    image: &LocalImage,
+    architecture: &str,
+    dir: &Path,
+    out: &Path,
+) -> Result<()> {
     let op = Operation::Build;
     let rootfs: PathBuf = dir.join("rootfs");
     unpack_image(store, image, &rootfs, op)?;
-    // LXD names architectures as the kernel does (x86_64, aarch64), which Rust's names match
-    let arch = std::env::consts::ARCH;
+    // the server's own name for its architecture (the kernel's: x86_64, aarch64, ppc64le)
+    let arch = architecture;
     let created = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
@@ -227,7 +275,7 @@ mod tests {
             w.entry(&new, "srv/tree/new", &meta, &[]).expect("file");
         }
         let written = layer.finish().expect("finish");
-        unpack_layer(r, &written.path).expect("unpack");
+        unpack_layer(r, &written.path, None).expect("unpack");
         assert!(!r.join("srv/gone").exists());
         assert!(!r.join("srv/tree/old").exists());
         assert_eq!(

@@ -1,17 +1,20 @@
-//! The HTTP/1.1 exchange with the LXD daemon on its unix socket, through berth's shared client
-//! ([`berth_http::client`]): one connection per request, bodies sent whole or streamed from a file, answers read
-//! whole.
+//! The HTTP/1.1 exchange with the LXD daemon, through berth's shared client ([`berth_http::client`]): one
+//! connection per request (to the local unix socket, or over HTTPS to a remote server with lxc's client
+//! certificate), bodies sent whole or streamed from a file, answers read whole.
 
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use berth_http::client::{empty, read_all, send, streaming};
 use bytes::Bytes;
 use futures_util::StreamExt as _;
 use http::{Method, Request, StatusCode};
 use http_body_util::{BodyExt, Full};
-use tokio::io::AsyncReadExt as _;
+use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite};
 use tokio::net::UnixStream;
+
+use crate::remote::Remote;
 
 /// The largest answer read whole (instance and image documents are kilobytes).
 const MAX_ANSWER_BYTES: usize = 64 << 20;
@@ -26,10 +29,25 @@ pub(crate) enum Body {
     File(PathBuf),
 }
 
-/// The daemon's socket.
+/// Where the daemon is.
 #[derive(Debug, Clone)]
-pub(crate) struct Client {
-    pub(crate) socket: PathBuf,
+pub(crate) enum Client {
+    /// The local server's unix socket.
+    Unix(PathBuf),
+    /// A remote server, over HTTPS with lxc's client certificate and its pinned server certificate.
+    Remote(Arc<RemoteServer>),
+}
+
+/// A remote server and the TLS configuration lxc's files give for it.
+pub(crate) struct RemoteServer {
+    pub(crate) remote: Remote,
+    tls: Arc<berth_http::tls::ClientConfig>,
+}
+
+impl std::fmt::Debug for RemoteServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "RemoteServer({:?})", self.remote)
+    }
 }
 
 /// An answer: status and whole body.
@@ -38,7 +56,58 @@ pub(crate) struct Answer {
     pub(crate) body: Bytes,
 }
 
+/// A connection to the daemon, whichever way it was made.
+pub(crate) trait Connection: AsyncRead + AsyncWrite + Send + Unpin {}
+impl<T: AsyncRead + AsyncWrite + Send + Unpin> Connection for T {}
+
 impl Client {
+    /// A client for `remote`, reading lxc's certificates now (a missing or unreadable file is an I/O error
+    /// naming it).
+    pub(crate) fn remote(remote: Remote) -> io::Result<Client> {
+        let tls = berth_http::tls::pinned_client_config(
+            &remote.server_cert(),
+            &remote.client_cert(),
+            &remote.client_key(),
+        )?;
+        Ok(Client::Remote(Arc::new(RemoteServer {
+            remote,
+            tls: Arc::new(tls),
+        })))
+    }
+
+    /// The server as messages name it: `unix:///var/lib/lxd/unix.socket`, `https://10.0.0.2:8443 (remote
+    /// build)`.
+    pub(crate) fn name(&self) -> String {
+        match self {
+            Client::Unix(socket) => format!("unix://{}", socket.display()),
+            Client::Remote(server) => {
+                format!(
+                    "{} (lxc remote {})",
+                    server.remote.url(),
+                    server.remote.name
+                )
+            }
+        }
+    }
+
+    /// The remote, when this is one.
+    pub(crate) fn remote_server(&self) -> Option<&Remote> {
+        match self {
+            Client::Unix(_) => None,
+            Client::Remote(server) => Some(&server.remote),
+        }
+    }
+
+    /// A new connection to the daemon.
+    pub(crate) async fn connect(&self) -> io::Result<Box<dyn Connection>> {
+        Ok(match self {
+            Client::Unix(socket) => Box::new(UnixStream::connect(socket).await?),
+            Client::Remote(server) => Box::new(
+                berth_http::tls::connect_with(&server.remote.addr, server.tls.clone()).await?,
+            ),
+        })
+    }
+
     /// Sends `method path` with `headers` and `body` and reads the answer whole.
     pub(crate) async fn send(
         &self,
@@ -68,7 +137,7 @@ impl Client {
         let request = request
             .body(body)
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
-        let stream = UnixStream::connect(&self.socket).await?;
+        let stream = self.connect().await?;
         let exchange = send(stream, request).await?;
         let (status, body) = read_all(exchange.response, MAX_ANSWER_BYTES).await?;
         Ok(Answer { status, body })

@@ -1,18 +1,25 @@
-//! LXD's `berth doctor` checks, for a server whose socket answers: whether it is initialised, that is, has a
-//! storage pool and a root disk in the `default` profile that berth's build containers are made from. A fresh
-//! `apt install lxd` answers on its socket but cannot make a container until `lxd init` ran.
+//! LXD's `berth doctor` checks, for a server that answers: whether it is initialised, that is, has a storage
+//! pool and a root disk in the `default` profile that berth's build containers are made from (a fresh
+//! `apt install lxd` answers on its socket but cannot make a container until `lxd init` ran); and for a remote
+//! server, whether the two certificates `lxc remote add` set up still hold: the server shows the one lxc
+//! accepted, and it trusts lxc's client certificate.
 
 use berth_core::doctor::{Finding, ProviderSection, Section};
 use berth_core::Operation;
 use http::Method;
 use serde_json::{json, Value};
 
+use crate::client::Client;
+use crate::errors::{untrusted_client_hint, untrusted_server_hint};
+use crate::remote::Remote;
 use crate::LxdEngine;
 
 /// What the checks look at, for `berth doctor --help`.
 pub const HELP: &str =
-    "LXD, when its socket answers: whether the server is initialised (a storage pool, and a \
-root disk in the default profile that berth's build containers use); `lxd init` sets up both.";
+    "LXD, when its server answers: whether the server is initialised (a storage pool, and a \
+root disk in the default profile that berth's build containers use); `lxd init` sets up both. With a remote \
+(BERTH_LXD_REMOTE, engine.lxd.remote): whether the server shows the certificate `lxc remote add` accepted and \
+trusts lxc's client certificate, with the fix for each.";
 
 /// The fix for a server nobody initialised.
 const INIT: &str =
@@ -100,13 +107,114 @@ async fn server_facts(engine: &LxdEngine) -> berth_core::Result<ServerFacts> {
 }
 
 /// The pool of a profile's disk device at `/`.
-fn root_pool(profile: &Value) -> Option<String> {
+pub(crate) fn root_pool(profile: &Value) -> Option<String> {
     profile["devices"]
         .as_object()?
         .values()
         .find(|d| d["type"] == "disk" && d["path"] == "/")
         .and_then(|d| d["pool"].as_str())
         .map(str::to_string)
+}
+
+/// How a remote server and this client stand with each other's certificates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RemoteTrust {
+    /// The server shows the certificate lxc accepted and trusts lxc's client certificate.
+    Trusted,
+    /// The server shows the accepted certificate but does not trust this client's.
+    ClientUntrusted,
+    /// The server shows another certificate than the one lxc accepted.
+    ServerChanged,
+}
+
+/// The finding for `remote` standing as `trust`.
+pub fn remote_finding(remote: &Remote, trust: RemoteTrust) -> Finding {
+    const CHECK: &str = "lxd remote certificate";
+    match trust {
+        RemoteTrust::Trusted => Finding::ok(
+            CHECK,
+            format!(
+                "{} shows the certificate lxc accepted and trusts {}",
+                remote.url(),
+                remote.client_cert().display()
+            ),
+        ),
+        RemoteTrust::ClientUntrusted => Finding::problem(
+            CHECK,
+            format!(
+                "remote certificate not trusted: LXD at {} does not trust this client's certificate ({})",
+                remote.url(),
+                remote.client_cert().display()
+            ),
+            untrusted_client_hint(remote),
+        ),
+        RemoteTrust::ServerChanged => Finding::problem(
+            CHECK,
+            format!(
+                "LXD at {} shows another certificate than the one lxc accepted for remote {}",
+                remote.url(),
+                remote.name
+            ),
+            untrusted_server_hint(remote),
+        ),
+    }
+}
+
+/// The remote's section: its certificates, checked apart from connecting (which reports only the first thing
+/// wrong); a problem with lxc's files is a finding too. `None` when the server does not answer at all (the
+/// engines section says why).
+pub(crate) async fn remote_section(remote: &Remote) -> Option<ProviderSection> {
+    let finding = match Client::remote(remote.clone()) {
+        Err(e) => Finding::problem(
+            "lxd remote certificate",
+            format!("lxc's certificates for remote {}: {e}", remote.name),
+            format!(
+                "add the remote again as this user: `lxc remote add {} {}`",
+                remote.name,
+                remote.url()
+            ),
+        ),
+        Ok(client) => remote_finding(remote, remote_trust(&client).await?),
+    };
+    Some(ProviderSection {
+        key: "lxd_remote",
+        json: json!({
+            "remote": remote.name,
+            "address": remote.url(),
+            "findings": berth_core::doctor::findings_json(std::slice::from_ref(&finding)),
+        }),
+        section: Section {
+            title: format!("lxd remote {} ({})", remote.name, remote.url()),
+            findings: vec![finding],
+        },
+    })
+}
+
+/// How the remote `options` name stands with this client; `None` when they name none, lxc's files for it
+/// cannot be read, or the server does not answer.
+pub async fn remote_trust_of(options: &crate::LxdOptions) -> Option<RemoteTrust> {
+    let remote = options.remote().ok()??;
+    remote_trust(&Client::remote(remote).ok()?).await
+}
+
+/// How `client`'s remote server stands; `None` when it does not answer.
+async fn remote_trust(client: &Client) -> Option<RemoteTrust> {
+    // the handshake alone tells whether the server shows the accepted certificate: LXD takes any client
+    // certificate at this point and says whether it trusts it in its answers
+    if let Err(e) = client.connect().await {
+        return (berth_http::transport::transport_of(&e) == berth_http::Transport::Tls)
+            .then_some(RemoteTrust::ServerChanged);
+    }
+    let lxd = crate::api::Lxd::new(client.clone());
+    let server = lxd
+        .call(Operation::Connect, Method::GET, "/1.0", None)
+        .await
+        .ok()?;
+    Some(if server["auth"] == "trusted" {
+        RemoteTrust::Trusted
+    } else {
+        RemoteTrust::ClientUntrusted
+    })
 }
 
 #[cfg(test)]
@@ -152,6 +260,33 @@ mod tests {
         let found = findings(&facts);
         assert_eq!(found[1].status, Status::Problem);
         assert!(found[1].message.contains("default"), "{}", found[1].message);
+    }
+
+    #[test]
+    fn each_remote_certificate_problem_has_its_own_fix() {
+        let remote = Remote {
+            name: "build".into(),
+            addr: "10.0.0.2:8443".into(),
+            conf_dir: "/root/.config/lxc".into(),
+        };
+        assert_eq!(
+            remote_finding(&remote, RemoteTrust::Trusted).status,
+            Status::Ok
+        );
+        let client = remote_finding(&remote, RemoteTrust::ClientUntrusted);
+        assert_eq!(client.status, Status::Problem);
+        assert!(client.message.contains("not trusted"), "{}", client.message);
+        let fix = client.fix.unwrap_or_default();
+        assert!(
+            fix.contains("lxc config trust add") && fix.contains("/root/.config/lxc/client.crt"),
+            "{fix}"
+        );
+        let server = remote_finding(&remote, RemoteTrust::ServerChanged);
+        let fix = server.fix.unwrap_or_default();
+        assert!(
+            fix.contains("lxc remote remove build") && fix.contains("servercerts/build.crt"),
+            "{fix}"
+        );
     }
 
     #[test]

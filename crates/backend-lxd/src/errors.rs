@@ -4,6 +4,8 @@
 use berth_core::{Error, ErrorKind, Operation};
 pub(crate) use berth_http::Failure;
 
+use crate::client::Client;
+use crate::remote::Remote;
 use crate::ENGINE;
 
 /// A new error of `kind` in `op`.
@@ -15,11 +17,8 @@ pub(crate) fn error(kind: ErrorKind, op: Operation, message: impl Into<String>) 
 
 /// A local file error in `op`, naming `what`.
 pub(crate) fn io_error(op: Operation, what: impl std::fmt::Display, err: std::io::Error) -> Error {
-    let kind = match err.kind() {
-        std::io::ErrorKind::NotFound => ErrorKind::NotFound,
-        _ => ErrorKind::Io,
-    };
-    let full = err.kind() == std::io::ErrorKind::StorageFull;
+    let kind = berth_core::error::io_kind(&err);
+    let full = kind == ErrorKind::ResourceExhausted;
     let e = error(kind, op, format!("{what}: {err}"));
     if full {
         e.with_hint(format!(
@@ -31,21 +30,34 @@ pub(crate) fn io_error(op: Operation, what: impl std::fmt::Display, err: std::io
     }
 }
 
-/// A berth error for `failure` on the LXD server at `socket`, through the REST engines' one mapping
+/// A berth error for `failure` on the LXD server `client` reaches, through the REST engines' one mapping
 /// ([`berth_http::failure`]); `message` (naming the API path) replaces the failure's own text, the kind and
 /// whether to retry still come from the failure alone.
 pub(crate) fn to_error(
     failure: Failure<'_>,
     op: Operation,
-    socket: &std::path::Path,
+    client: &Client,
     message: Option<String>,
 ) -> Error {
-    let service = format!("LXD at unix://{}", socket.display());
-    let start = format!(
-        "start LXD (`lxd --group lxd &` then `lxd waitready`, or `systemctl start lxd`) and initialise it \
-         (`lxd init`); set {} if its socket is elsewhere",
-        crate::EnvVars::LXD_DIR
-    );
+    let service = format!("LXD at {}", client.name());
+    let (start, tls) = match client.remote_server() {
+        None => (
+            format!(
+                "start LXD (`lxd --group lxd &` then `lxd waitready`, or `systemctl start lxd`) and initialise \
+                 it (`lxd init`); set {} if its socket is elsewhere",
+                crate::EnvVars::LXD_DIR
+            ),
+            "berth reaches the local LXD over its unix socket only".to_string(),
+        ),
+        Some(remote) => (
+            format!(
+                "start LXD on {} and make it listen there (`lxc config set core.https_address :8443` on the \
+                 server); `lxc remote list` shows where lxc thinks remote {} is",
+                remote.addr, remote.name
+            ),
+            untrusted_server_hint(remote),
+        ),
+    };
     let lxd = berth_http::Service {
         engine: ENGINE,
         service: &service,
@@ -53,7 +65,7 @@ pub(crate) fn to_error(
         permission_hint:
             "berth talks to LXD as a trusted client: add your user to the `lxd` group \
                           (`usermod -aG lxd $USER`, then log in again), or run as root",
-        tls_hint: "berth reaches LXD over its unix socket only",
+        tls_hint: &tls,
         registry_ca_hint:
             "berth pulls and pushes for LXD with its own registry client: pass the registry's CA \
                            with --ca-file",
@@ -63,10 +75,34 @@ pub(crate) fn to_error(
     berth_http::to_error(&lxd, &failure, op, message)
 }
 
-/// The server on `socket` did not answer a request (nothing listens, the socket refuses this user, the
-/// connection broke).
-pub(crate) fn unavailable(socket: &std::path::Path, err: &std::io::Error, op: Operation) -> Error {
-    to_error(Failure::Transport(err), op, socket, None)
+/// The fix when a remote server shows another certificate than the one `lxc remote add` accepted.
+pub(crate) fn untrusted_server_hint(remote: &Remote) -> String {
+    format!(
+        "the server at {} did not show the certificate lxc accepted for remote {} ({}); if its certificate \
+         changed on purpose, accept the new one: `lxc remote remove {name}` then `lxc remote add {name} {}`",
+        remote.url(),
+        remote.name,
+        remote.server_cert().display(),
+        remote.url(),
+        name = remote.name,
+    )
+}
+
+/// The fix when a remote server does not trust lxc's client certificate.
+pub(crate) fn untrusted_client_hint(remote: &Remote) -> String {
+    format!(
+        "make the server trust this client's certificate: on the server, `lxc config trust add CERT` with a \
+         copy of {} as CERT (or run `lxc config trust add` there for a token, then here `lxc remote remove {name}` \
+         and `lxc remote add {name} TOKEN`)",
+        remote.client_cert().display(),
+        name = remote.name,
+    )
+}
+
+/// The server `client` reaches did not answer a request (nothing listens, the socket refuses this user, the
+/// connection broke, the TLS handshake failed).
+pub(crate) fn unavailable(client: &Client, err: &std::io::Error, op: Operation) -> Error {
+    to_error(Failure::Transport(err), op, client, None)
 }
 
 #[cfg(test)]
@@ -76,9 +112,9 @@ mod tests {
     use super::*;
 
     fn answer(code: u16, message: &str) -> Error {
-        let socket = std::path::Path::new("/var/lib/lxd/unix.socket");
+        let socket = Client::Unix("/var/lib/lxd/unix.socket".into());
         let failure = Failure::Status { code, message };
-        to_error(failure, Operation::Build, socket, None)
+        to_error(failure, Operation::Build, &socket, None)
     }
 
     #[test]
@@ -96,7 +132,7 @@ mod tests {
 
     #[test]
     fn a_socket_this_user_may_not_open_names_the_lxd_group() {
-        let socket = std::path::Path::new("/var/lib/lxd/unix.socket");
+        let socket = &Client::Unix("/var/lib/lxd/unix.socket".into());
         let denied = std::io::Error::from(std::io::ErrorKind::PermissionDenied);
         let err = unavailable(socket, &denied, Operation::Connect);
         assert_eq!(err.kind(), ErrorKind::EngineUnavailable);

@@ -12,6 +12,8 @@ use berth_core::{ErrorKind, Operation, Result};
 use http::Method;
 use serde_json::{json, Map, Value};
 
+use berth_layer::entries::IdShift;
+
 use crate::api::Lxd;
 use crate::errors::{error, io_error};
 use crate::websocket;
@@ -105,6 +107,10 @@ pub(crate) struct Instance {
     pub(crate) rootfs: PathBuf,
     /// The build's folder of temporary files (secrets, context files for mounts).
     pub(crate) work: PathBuf,
+    /// Its id map, once it has started.
+    shift: std::sync::OnceLock<IdShift>,
+    /// Whether it shares the host's network namespace (then LXD cannot hot-plug disks into it).
+    host_network: std::sync::atomic::AtomicBool,
     removed: bool,
 }
 
@@ -129,28 +135,40 @@ impl Instance {
             rootfs: engine.lxd_dir.join("containers").join(&name).join("rootfs"),
             name,
             work,
+            shift: std::sync::OnceLock::new(),
+            host_network: std::sync::atomic::AtomicBool::new(false),
             removed: false,
         })
     }
 
-    /// Creates the (stopped) container from image `alias`, privileged, in the host's network unless `isolated`.
+    /// Creates the (stopped) container from image `alias`, unprivileged, in the host's network unless `isolated`.
     pub(crate) async fn create(
         &self,
         engine: &LxdEngine,
         alias: &str,
         isolated: bool,
     ) -> Result<()> {
-        let init = crate::init::install(&engine.state_dir)?;
+        let init = crate::init::install(&engine.state_dir, &engine.architecture)?;
         let mut raw = format!("lxc.init.cmd = {}\n", crate::init::INIT_PATH);
         let mut devices = Map::new();
         devices.insert(
             "berth-init".into(),
             json!({"type": "disk", "source": init, "path": crate::init::INIT_PATH, "readonly": "true"}),
         );
+        if let Some(pool) = engine.options.pool() {
+            // a root disk of the container's own overrides the default profile's: the step's writes go there
+            devices.insert(
+                "root".into(),
+                json!({"type": "disk", "path": "/", "pool": pool}),
+            );
+        }
+        self.host_network.store(!isolated, Ordering::Relaxed);
         if !isolated {
-            // LXD refuses `lxc.net.*` keys; sharing the server's namespace is allowed (LXD runs in the host's)
+            // LXD refuses `lxc.net.*` keys; sharing the server's namespace is allowed (LXD runs in the host's).
+            // A user namespace may not mount a sysfs of a network namespace it does not own (the start fails
+            // with EPERM), nor the cgroup tree that lives in it: the container gets /proc only
             raw.push_str(&format!(
-                "lxc.namespace.share.net = {}\n",
+                "lxc.namespace.share.net = {}\nlxc.mount.auto =\nlxc.mount.auto = proc:rw\n",
                 engine.server_pid
             ));
             devices.insert(
@@ -159,7 +177,6 @@ impl Instance {
             );
         }
         let config = json!({
-            "security.privileged": "true",
             "raw.lxc": raw,
             PID_KEY: std::process::id().to_string(),
         });
@@ -178,22 +195,36 @@ impl Instance {
         Ok(())
     }
 
+    /// Starts the container and reads the id map LXD gave it.
     pub(crate) async fn start(&self) -> Result<()> {
         let body = json!({"action": "start", "timeout": 30});
+        let path = format!("/1.0/instances/{}", self.name);
         self.lxd
-            .call(
-                OP,
-                Method::PUT,
-                &format!("/1.0/instances/{}/state", self.name),
-                Some(&body),
-            )
+            .call(OP, Method::PUT, &format!("{path}/state"), Some(&body))
             .await
-            .map(drop)
             .map_err(|e| {
                 e.with_hint(
                     "see the container's log in LXD's logs folder; `lxc info --show-log` names it",
                 )
-            })
+            })?;
+        let current = self.lxd.call(OP, Method::GET, &path, None).await?;
+        let map = current["config"]["volatile.last_state.idmap"]
+            .as_str()
+            .unwrap_or("[]");
+        let shift = id_shift(map).ok_or_else(|| {
+            error(
+                ErrorKind::Protocol,
+                OP,
+                format!("LXD gave container {} no id map of root: {map}", self.name),
+            )
+        })?;
+        let _ = self.shift.set(shift);
+        Ok(())
+    }
+
+    /// The container's id map, once started.
+    pub(crate) fn shift(&self) -> Option<IdShift> {
+        self.shift.get().copied()
     }
 
     /// Runs a command, streaming its output (stdout and stderr, line by line) to `progress`, and returns how
@@ -214,8 +245,8 @@ impl Instance {
         let stream = |fd: &str| {
             let secret = meta["fds"][fd].as_str().unwrap_or_default().to_string();
             let url = format!("{operation}/websocket?secret={secret}");
-            let socket = self.lxd.socket().to_path_buf();
-            async move { websocket::connect(&socket, &url).await }
+            let client = self.lxd.client().clone();
+            async move { websocket::connect(&client, &url).await }
         };
         let lost = |e: std::io::Error| error(ErrorKind::Protocol, OP, format!("LXD {path}: {e}"));
         // LXD starts the command once every stream is connected
@@ -275,8 +306,18 @@ impl Instance {
     }
 
     /// Replaces the container's berth devices for a step (`devices` by name; an empty map removes them all).
+    /// A container in the host's network namespace is stopped for it and started again: LXD's hot-plug
+    /// (`forkmount lxc-mount`) fails on an unprivileged container whose network namespace is the host's, while
+    /// disks given before a start are mounted as any other (only the init program runs between steps).
     pub(crate) async fn set_step_devices(&self, devices: Map<String, Value>) -> Result<()> {
         let path = format!("/1.0/instances/{}", self.name);
+        let restart = self.host_network.load(Ordering::Relaxed);
+        if restart {
+            let stop = json!({"action": "stop", "force": true});
+            self.lxd
+                .call(OP, Method::PUT, &format!("{path}/state"), Some(&stop))
+                .await?;
+        }
         let current = self.lxd.call(OP, Method::GET, &path, None).await?;
         let mut all: Map<String, Value> =
             current["devices"].as_object().cloned().unwrap_or_default();
@@ -291,10 +332,11 @@ impl Instance {
             "stateful": current["stateful"],
             "description": current["description"],
         });
-        self.lxd
-            .call(OP, Method::PUT, &path, Some(&body))
-            .await
-            .map(drop)
+        self.lxd.call(OP, Method::PUT, &path, Some(&body)).await?;
+        if restart {
+            self.start().await?;
+        }
+        Ok(())
     }
 
     /// Stops and deletes the container and removes the build's folder.
@@ -356,7 +398,7 @@ async fn delete(lxd: &Lxd, name: &str) -> Result<()> {
 }
 
 /// The pid in a berth name (`berth-<pid>-...`).
-fn pid_of(name: &str) -> Option<u32> {
+pub(crate) fn pid_of(name: &str) -> Option<u32> {
     name.strip_prefix(NAME_PREFIX)?
         .split('-')
         .next()?
@@ -431,6 +473,25 @@ pub(crate) async fn remove_dead(engine: &LxdEngine) -> Result<()> {
     Ok(())
 }
 
+/// The map of the container's uid and gid 0 from LXD's `volatile.last_state.idmap` (a JSON list of
+/// `{Isuid, Isgid, Hostid, Nsid, Maprange}`).
+fn id_shift(map: &str) -> Option<IdShift> {
+    let entries: Vec<Value> = serde_json::from_str(map).ok()?;
+    let of = |kind: &str| {
+        entries
+            .iter()
+            .find(|e| e[kind] == true && e["Nsid"] == 0)
+            .and_then(|e| Some((e["Hostid"].as_u64()?, e["Maprange"].as_u64()?)))
+            .and_then(|(host, range)| Some((u32::try_from(host).ok()?, u32::try_from(range).ok()?)))
+    };
+    let ((uid, uids), (gid, gids)) = (of("Isuid")?, of("Isgid")?);
+    Some(IdShift {
+        uid,
+        gid,
+        range: uids.min(gids),
+    })
+}
+
 /// `path` escaped for a query string.
 fn query_escape(path: &str) -> String {
     let mut out = String::new();
@@ -455,5 +516,20 @@ mod tests {
         assert!(name.len() < 64 && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'));
         assert_eq!(pid_of("berth-x-1"), None);
         assert_eq!(query_escape("/a b/ü"), "/a%20b/%C3%BC");
+    }
+
+    #[test]
+    fn the_id_map_is_read_from_lxd() {
+        let map = r#"[{"Isuid":true,"Isgid":false,"Hostid":165536,"Nsid":0,"Maprange":10000001},
+            {"Isuid":false,"Isgid":true,"Hostid":165536,"Nsid":0,"Maprange":10000001}]"#;
+        assert_eq!(
+            id_shift(map),
+            Some(IdShift {
+                uid: 165536,
+                gid: 165536,
+                range: 10000001
+            })
+        );
+        assert_eq!(id_shift("[]"), None);
     }
 }

@@ -21,6 +21,12 @@ impl EnvVars {
     pub const LXD_DIR: &'static str = "LXD_DIR";
     /// berth's state folder for this backend.
     pub const BERTH_LXD_STATE_DIR: &'static str = "BERTH_LXD_STATE_DIR";
+    /// The lxc remote to build on (`engine.lxd.remote`); unset, the local server.
+    pub const BERTH_LXD_REMOTE: &'static str = "BERTH_LXD_REMOTE";
+    /// lxc's own variable for its configuration folder (`config.yml`, `client.crt`, `servercerts/`).
+    pub const LXD_CONF: &'static str = "LXD_CONF";
+    /// The LXD storage pool berth's build containers' root disks are on (else the default profile's).
+    pub const BERTH_LXD_POOL: &'static str = "BERTH_LXD_POOL";
 }
 
 /// Options for [`crate::LxdEngine::connect`]; `None` fields come from the environment, then defaults.
@@ -28,8 +34,16 @@ impl EnvVars {
 pub struct LxdOptions {
     /// LXD's folder (holding `unix.socket`, and `containers/` whose root folders berth reads after each step).
     pub lxd_dir: Option<PathBuf>,
+    /// The lxc remote (a name from lxc's `config.yml`, as `lxc remote add` made it) to reach over HTTPS
+    /// instead of the local socket.
+    pub remote: Option<String>,
+    /// lxc's configuration folder the remote is read from (default: `LXD_CONF`, else lxc's usual folders).
+    pub lxd_conf: Option<PathBuf>,
     /// berth's state folder: the OCI image store, cache mounts, the step cache, helper image roots.
     pub state_dir: Option<PathBuf>,
+    /// The storage pool of the build containers' root disks (where a RUN step's writes land); `None` reads
+    /// `BERTH_LXD_POOL`, else the default profile's root disk decides.
+    pub pool: Option<String>,
     /// Registry client options (insecure registries, CA file, retries, credential lookup) for pulls and pushes.
     pub registry: RegistryOptions,
     /// The front end's one registry client, reused for every pull and push that it fits (its options then
@@ -59,9 +73,31 @@ impl LxdOptions {
             .unwrap_or_else(|| PathBuf::from(PACKAGE_DIR))
     }
 
+    /// The remote these options name, if any: the option, else `BERTH_LXD_REMOTE`.
+    pub fn remote_name(&self) -> Option<String> {
+        self.remote
+            .clone()
+            .filter(|r| !r.is_empty())
+            .or_else(|| var(EnvVars::BERTH_LXD_REMOTE))
+    }
+
+    /// The remote these options name, read from lxc's configuration; `None` for the local server.
+    pub fn remote(&self) -> berth_core::Result<Option<crate::remote::Remote>> {
+        let Some(name) = self.remote_name() else {
+            return Ok(None);
+        };
+        let dir = crate::remote::conf_dir(self.lxd_conf.as_deref());
+        crate::remote::find(&dir, &name).map(Some)
+    }
+
     /// The socket these options name.
     pub fn socket(&self) -> PathBuf {
         socket_in(&self.lxd_dir())
+    }
+
+    /// The storage pool these options name, if any.
+    pub(crate) fn pool(&self) -> Option<String> {
+        self.pool.clone().or_else(|| var(EnvVars::BERTH_LXD_POOL))
     }
 
     pub(crate) fn state_dir(&self) -> PathBuf {

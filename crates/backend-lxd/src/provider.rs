@@ -16,8 +16,8 @@ use crate::ENGINE;
 /// LXD, for the engine table.
 pub static PROVIDER: LxdProvider = LxdProvider;
 
-/// LXD on this host, through its unix socket; berth executes the build itself, and pulls and pushes with the
-/// front end's shared registry client when it gives one.
+/// LXD on this host through its unix socket, or an lxc remote over HTTPS (`remote`); berth executes the build
+/// itself, and pulls and pushes with the front end's shared registry client when it gives one.
 #[derive(Debug)]
 pub struct LxdProvider;
 
@@ -29,17 +29,43 @@ static INFO: ProviderInfo = ProviderInfo {
         label: "lxd folder",
         json: "lxd_dir",
     },
-    options: &[],
-    other_env: &[EnvVars::BERTH_LXD_STATE_DIR],
+    options: &[
+        SettingKey {
+            key: "remote",
+            env: Some(EnvVars::BERTH_LXD_REMOTE),
+            label: "lxd remote",
+            json: "lxd_remote",
+        },
+        SettingKey {
+            key: "pool",
+            env: Some(EnvVars::BERTH_LXD_POOL),
+            label: "lxd pool",
+            json: "lxd_pool",
+        },
+    ],
+    other_env: &[EnvVars::BERTH_LXD_STATE_DIR, EnvVars::LXD_CONF],
     start_command: "lxd --group lxd",
 };
 
 fn options(settings: &ConnectSettings) -> LxdOptions {
     LxdOptions {
         lxd_dir: settings.owned("dir").map(PathBuf::from),
+        remote: settings.owned("remote"),
+        pool: settings.owned("pool"),
         client: settings.shared().get::<RegistryClient>().cloned(),
         ..LxdOptions::default()
     }
+}
+
+/// The remote's address (`https://HOST:PORT`) when the settings name one; a name lxc does not know still
+/// counts as named (`lxd-remote://NAME`), so connecting reports what is wrong with it.
+fn remote_place(settings: &ConnectSettings) -> Option<String> {
+    let options = options(settings);
+    let name = options.remote_name()?;
+    Some(match options.remote() {
+        Ok(Some(remote)) => remote.url(),
+        _ => format!("lxd-remote://{name}"),
+    })
 }
 
 #[async_trait]
@@ -49,6 +75,10 @@ impl EngineProvider for LxdProvider {
     }
 
     fn candidates(&self, settings: &ConnectSettings) -> Vec<String> {
+        if let Some(remote) = remote_place(settings) {
+            // a remote someone named is the one place to look
+            return vec![remote];
+        }
         let named = settings.get("dir").map(|dir| socket_in(dir.as_ref()));
         named
             .into_iter()
@@ -58,7 +88,8 @@ impl EngineProvider for LxdProvider {
     }
 
     fn endpoint(&self, settings: &ConnectSettings) -> Option<String> {
-        Some(format!("unix://{}", options(settings).socket().display()))
+        remote_place(settings)
+            .or_else(|| Some(format!("unix://{}", options(settings).socket().display())))
     }
 
     async fn connect(&self, settings: &ConnectSettings) -> Result<Box<dyn ContainerEngine>> {
@@ -72,12 +103,17 @@ impl EngineProvider for LxdProvider {
     }
 
     async fn doctor(&self, context: &DoctorContext<'_>) -> ProviderChecks {
+        let options = options(context.settings);
+        let mut sections = Vec::new();
+        if let Ok(Some(remote)) = options.remote() {
+            sections.extend(crate::doctor::remote_section(&remote).await);
+        }
         // a server that does not answer is the engines section's to explain
-        let Ok(engine) = crate::LxdEngine::connect(options(context.settings)).await else {
-            return ProviderChecks::default();
-        };
+        if let Ok(engine) = crate::LxdEngine::connect(options).await {
+            sections.extend(crate::doctor::section(&engine).await);
+        }
         ProviderChecks {
-            sections: crate::doctor::section(&engine).await.into_iter().collect(),
+            sections,
             registry: Vec::new(),
         }
     }

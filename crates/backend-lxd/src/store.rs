@@ -211,6 +211,43 @@ impl Store {
             .collect())
     }
 
+    /// Every name with the digest it points at.
+    pub(crate) fn names(&self, op: Operation) -> Result<Vec<(String, String)>> {
+        Ok(self
+            .index(op)?
+            .iter()
+            .map(|d| {
+                let text = |v: &Value| v.as_str().unwrap_or_default().to_string();
+                (text(&d["annotations"][REF_NAME]), text(&d["digest"]))
+            })
+            .collect())
+    }
+
+    /// Removes every blob not in `keep` (and what is known of its repositories); returns how many and their
+    /// bytes. Only for a prune, which holds the state folder alone.
+    pub(crate) fn sweep(
+        &self,
+        keep: &std::collections::HashSet<String>,
+        op: Operation,
+    ) -> Result<(usize, u64)> {
+        let dir = self.root.join("blobs/sha256");
+        let listing = fs::read_dir(&dir).map_err(|e| io_error(op, dir.display(), e))?;
+        let (mut count, mut bytes) = (0, 0);
+        for entry in listing.flatten() {
+            let digest = format!("sha256:{}", entry.file_name().to_string_lossy());
+            if keep.contains(&digest) {
+                continue;
+            }
+            let size = entry.metadata().map_or(0, |m| m.len());
+            if fs::remove_file(entry.path()).is_ok() {
+                count += 1;
+                bytes += size;
+                let _ = fs::remove_file(self.root.join("sources").join(digest.replace(':', "-")));
+            }
+        }
+        Ok((count, bytes))
+    }
+
     /// Changes `index.json` under the store's lock.
     fn edit_index(&self, op: Operation, edit: impl FnOnce(&mut Vec<Value>)) -> Result<()> {
         let lock_path = self.root.join("index.lock");

@@ -1,26 +1,26 @@
-//! The few WebSocket frames LXD's exec API needs, over its unix socket: berth connects to an operation's
-//! streams (the command's stdin, stdout and stderr, and its control channel), reads the output as it comes, and
-//! closes stdin at once (a RUN step reads nothing). Server frames are unmasked; the one frame berth sends (close)
-//! is masked, as a client's must be.
+//! The few WebSocket frames LXD's exec API needs, on a connection made as every request's is (the unix socket
+//! or HTTPS): berth connects to an operation's streams (the command's stdin, stdout and stderr, and its control
+//! channel), reads the output as it comes, and closes stdin at once (a RUN step reads nothing). Server frames
+//! are unmasked; the one frame berth sends (close) is masked, as a client's must be.
 
 use std::io;
-use std::path::Path;
 
 use base64::Engine as _;
 use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, AsyncWriteExt as _, BufReader};
-use tokio::net::UnixStream;
+
+use crate::client::{Client, Connection};
 
 /// The largest frame berth accepts (LXD sends output in pieces of at most a few KiB).
 const MAX_FRAME: u64 = 16 << 20;
 
 /// One WebSocket connection.
 pub(crate) struct WebSocket {
-    stream: BufReader<UnixStream>,
+    stream: BufReader<Box<dyn Connection>>,
 }
 
-/// Opens the WebSocket at `path` (with its `secret` query) on LXD's socket.
-pub(crate) async fn connect(socket: &Path, path: &str) -> io::Result<WebSocket> {
-    let mut stream = UnixStream::connect(socket).await?;
+/// Opens the WebSocket at `path` (with its `secret` query) on LXD's server.
+pub(crate) async fn connect(client: &Client, path: &str) -> io::Result<WebSocket> {
+    let mut stream = client.connect().await?;
     let key = base64::engine::general_purpose::STANDARD
         .encode(std::array::from_fn::<u8, 16, _>(|_| fastrand::u8(..)));
     let request = format!(

@@ -18,6 +18,9 @@ use crate::{PodmanEngine, PodmanOptions, ENGINE};
 pub(crate) struct Service {
     pub(crate) version: String,
     pub(crate) rootless: bool,
+    /// Where containers/storage keeps layers and build containers (`store.graphRoot`, `--root`): the file
+    /// system a build fills.
+    pub(crate) graph_root: String,
 }
 
 impl PodmanEngine {
@@ -110,7 +113,15 @@ impl PodmanEngine {
         let rootless = info["host"]["security"]["rootless"]
             .as_bool()
             .unwrap_or(false);
-        Ok(Service { version, rootless })
+        let graph_root = info["store"]["graphRoot"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        Ok(Service {
+            version,
+            rootless,
+            graph_root,
+        })
     }
 
     /// `GET path` answered with JSON.

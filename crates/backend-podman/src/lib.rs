@@ -104,6 +104,21 @@ impl PodmanEngine {
             .get_or_init(|| cache::cache_mounts(self.service_uid(), self.socket()))
     }
 
+    /// `failed` (a build whose text says a disk is full) as an out-of-space error naming the service's
+    /// storage: buildah's working containers and the committed layers land in its `GraphRoot`.
+    async fn out_of_space(&self, failed: berth_core::Error) -> berth_core::Error {
+        let root = match self.service().await {
+            Ok(service) if !service.graph_root.is_empty() => service.graph_root.clone(),
+            _ => "the storage `podman info` shows as GraphRoot".to_string(),
+        };
+        let hint = format!(
+            "make room on the file system of {root}: remove images and build containers you do not need \
+             (`podman image prune`, `podman system prune`), or point the service at a larger store \
+             (`graphroot` in storage.conf, or `podman --root`); nothing of the failed build was kept"
+        );
+        failed.out_of_space(format!("Podman's storage (GraphRoot {root})"), hint)
+    }
+
     /// Whether buildah can keep this service user's cache folders.
     fn caches_persist(&self) -> bool {
         self.cache_choice().0 != berth_core::render::CacheMounts::Tmpfs
@@ -138,7 +153,10 @@ impl ContainerEngine for PodmanEngine {
         progress: &dyn Progress,
     ) -> Result<BuiltImage> {
         self.reachable().await?;
-        build::build(self, plan, options, progress).await
+        match build::build(self, plan, options, progress).await {
+            Err(e) if e.is_unplaced_no_space() => Err(self.out_of_space(e).await),
+            built => built,
+        }
     }
 
     async fn push(

@@ -37,6 +37,9 @@ pub enum ErrorKind {
     Protocol,
     /// The operation was interrupted (Ctrl-C) or cancelled.
     Cancelled,
+    /// A file system ran out of space (ENOSPC): the engine's storage, or berth's own state or cache folder.
+    /// The message names the place, and retrying without making room gives the same answer.
+    ResourceExhausted,
 }
 
 impl ErrorKind {
@@ -53,6 +56,7 @@ impl ErrorKind {
             ErrorKind::Io => "i/o error",
             ErrorKind::Protocol => "protocol error",
             ErrorKind::Cancelled => "cancelled",
+            ErrorKind::ResourceExhausted => "resource exhausted",
         }
     }
 
@@ -75,6 +79,27 @@ pub enum ErrorStatus {
     Temporary,
     /// It was temporary, and retries did not outlast it.
     Persistent,
+}
+
+/// The kind of a local file error: a missing file is [`ErrorKind::NotFound`], a full file system
+/// [`ErrorKind::ResourceExhausted`] (ENOSPC, and EDQUOT, which says the same to a user), anything else
+/// [`ErrorKind::Io`].
+pub fn io_kind(err: &std::io::Error) -> ErrorKind {
+    match err.kind() {
+        std::io::ErrorKind::NotFound => ErrorKind::NotFound,
+        std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded => {
+            ErrorKind::ResourceExhausted
+        }
+        _ => ErrorKind::Io,
+    }
+}
+
+/// Whether an engine's text says a file system is full: ENOSPC (and EDQUOT) as Go's syscall package and
+/// libc's `strerror` print them, which is all a daemon passes on of a full disk (its own, or a build step's
+/// output). Backends name their storage when it does ([`Error::out_of_space`]).
+pub fn says_no_space(text: &str) -> bool {
+    let m = text.to_ascii_lowercase();
+    m.contains("no space left on device") || m.contains("disk quota exceeded")
 }
 
 impl fmt::Display for ErrorKind {
@@ -127,11 +152,26 @@ impl Error {
 
     /// An [`ErrorKind::Io`] error about `path`.
     pub fn io(path: &std::path::Path, source: std::io::Error) -> Self {
-        let kind = match source.kind() {
-            std::io::ErrorKind::NotFound => ErrorKind::NotFound,
-            _ => ErrorKind::Io,
-        };
-        Error::new(kind, format!("{}: {source}", path.display())).with_source(source)
+        Error::new(io_kind(&source), format!("{}: {source}", path.display())).with_source(source)
+    }
+
+    /// This error as an [`ErrorKind::ResourceExhausted`] one: the file system at `place` (e.g. "Docker's
+    /// storage (DockerRootDir /var/lib/docker)") has no space left. The message says so in front of what
+    /// failed, `hint` says how to make room; engine, operation and source stay.
+    pub fn out_of_space(mut self, place: impl fmt::Display, hint: impl Into<String>) -> Self {
+        self.kind = ErrorKind::ResourceExhausted;
+        self.status = ErrorStatus::Permanent;
+        self.message = format!("no space left in {place}: {}", self.message);
+        self.hint = Some(hint.into());
+        self
+    }
+
+    /// Whether this error says a file system is full ([`says_no_space`]) and nothing has named the place
+    /// yet: a backend then names its storage with [`Error::out_of_space`]. An out-of-space error that has
+    /// a hint (berth's own folder, or one already named) is left as it is.
+    pub fn is_unplaced_no_space(&self) -> bool {
+        says_no_space(&self.message)
+            && !(self.kind == ErrorKind::ResourceExhausted && self.hint.is_some())
     }
 
     /// Names the operation (e.g. "build", "push", "inspect") the error happened in.
@@ -293,6 +333,30 @@ mod tests {
         assert_eq!(race.kind(), ErrorKind::BuildFailed);
         // a permanent failure stays permanent when retries end
         assert_eq!(untrusted.persisted().status(), ErrorStatus::Permanent);
+    }
+
+    #[test]
+    fn a_full_file_system_is_resource_exhausted() {
+        let full = std::io::Error::from_raw_os_error(28); // ENOSPC
+        let err = Error::io(std::path::Path::new("/state"), full);
+        assert_eq!(err.kind(), ErrorKind::ResourceExhausted);
+        let step = Error::new(
+            ErrorKind::BuildFailed,
+            "step `RUN x` failed: dd: No space left on device",
+        );
+        assert!(step.is_unplaced_no_space());
+        let named = step.out_of_space("the pool p", "make room in p");
+        assert!(!named.is_unplaced_no_space(), "{named}");
+        let err = Error::new(ErrorKind::BuildFailed, "step `RUN x` failed")
+            .with_engine("docker")
+            .out_of_space("Docker's storage (/d)", "free space in /d");
+        assert_eq!(err.kind(), ErrorKind::ResourceExhausted);
+        assert!(!err.is_temporary());
+        assert_eq!(
+            err.to_string(),
+            "docker: no space left in Docker's storage (/d): step `RUN x` failed (resource exhausted)\n  \
+             hint: free space in /d"
+        );
     }
 
     #[test]

@@ -9,6 +9,7 @@
 //! TLS and resolver messages. A daemon's own `permission denied` on a file or a `not found` in a build step is
 //! none of these.
 
+use berth_core::error::says_no_space;
 use berth_core::{Error, ErrorKind, ErrorStatus, Operation};
 
 use crate::transport::{transport_of, Transport};
@@ -132,11 +133,17 @@ pub fn classify(failure: &Failure<'_>, op: Operation) -> Class {
             501 => ErrorKind::Unsupported.into(),
             // dockerd and libpod wrap registry failures (bad password, missing repository, untrusted
             // certificate) in a 500 whose only trace of the cause is the text.
+            // a daemon's own full disk (pulling a layer, committing a container) is a 500 too, and no retry
+            // makes room
+            500 if says_no_space(message) => ErrorKind::ResourceExhausted.into(),
             500 => registry_text(message).unwrap_or(ErrorKind::Unavailable.into()),
             408 | 429 | 502..=599 => ErrorKind::Unavailable.into(),
             _ => ErrorKind::Protocol.into(),
         },
         Failure::Stream { message, in_step } => {
+            if says_no_space(message) {
+                return ErrorKind::ResourceExhausted.into();
+            }
             if *in_step {
                 return ErrorKind::BuildFailed.into();
             }

@@ -197,3 +197,25 @@ fn error_bodies_give_their_message() {
     );
     assert_eq!(message_of(b"plain\n"), "plain");
 }
+
+#[test]
+fn a_full_disk_is_resource_exhausted_and_not_retried() {
+    // dockerd pulling a layer onto a full data root, and libpod committing a build step
+    let pulled = status(
+        500,
+        "write /var/lib/docker/tmp/GetImageBlob123: no space left on device",
+        Op::Pull,
+    );
+    assert_eq!(pulled.kind, ErrorKind::ResourceExhausted);
+    assert_eq!(pulled.status, ErrorStatus::Permanent);
+    let committed = stream(
+        "committing container for step: copying layers: write /var/lib/containers/storage/overlay/x: \
+         no space left on device",
+        Op::Build,
+    );
+    assert_eq!(committed.kind, ErrorKind::ResourceExhausted);
+    assert!(says_no_space(
+        "dd: error writing '/big': No space left on device"
+    ));
+    assert!(!says_no_space("exit code: 1"));
+}

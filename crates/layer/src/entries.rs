@@ -13,11 +13,36 @@ use std::path::Path;
 /// The name of the marker that makes a folder opaque (its lower contents hidden).
 pub const OPAQUE_MARKER: &str = ".wh..wh..opq";
 
+/// The id map of a user-namespaced container whose files are on the host under shifted ids: container id `n` is
+/// host id `uid + n` (`gid + n`) for `n` below `range`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IdShift {
+    /// The host uid of the container's uid 0.
+    pub uid: u32,
+    /// The host gid of the container's gid 0.
+    pub gid: u32,
+    /// How many ids are mapped.
+    pub range: u32,
+}
+
+impl IdShift {
+    /// The container's id for host id `host` above `base`; an id outside the map is the overflow id (65534),
+    /// as the container sees it.
+    pub fn inside(host: u32, base: u32, range: u32) -> u32 {
+        match host.checked_sub(base) {
+            Some(n) if n < range => n,
+            _ => 65_534,
+        }
+    }
+}
+
 /// Writes host files and whiteouts into a tar.
 pub struct EntryWriter<'a, W: Write> {
     tar: &'a mut tar::Builder<W>,
     /// Files with more than one link already written: (device, inode) -> path in the layer.
     links: HashMap<(u64, u64), String>,
+    /// Owners are written as the container sees them through this map.
+    shift: Option<IdShift>,
 }
 
 impl<'a, W: Write> EntryWriter<'a, W> {
@@ -26,7 +51,14 @@ impl<'a, W: Write> EntryWriter<'a, W> {
         EntryWriter {
             tar,
             links: HashMap::new(),
+            shift: None,
         }
+    }
+
+    /// Writes owners as a user-namespaced container sees its files, not as the host does.
+    pub fn shifted(mut self, shift: Option<IdShift>) -> Self {
+        self.shift = shift;
+        self
     }
 
     /// Writes host path `host` (whose `symlink_metadata` is `meta`) as layer path `path` (folders end in `/`),
@@ -46,7 +78,7 @@ impl<'a, W: Write> EntryWriter<'a, W> {
         if kind.is_file() && meta.nlink() > 1 {
             let key = (meta.dev(), meta.ino());
             if let Some(first) = self.links.get(&key) {
-                let mut header = header(meta, tar::EntryType::Link);
+                let mut header = header(meta, self.shift, tar::EntryType::Link);
                 header.set_size(0);
                 let first = first.clone();
                 self.pax(attributes)?;
@@ -56,7 +88,7 @@ impl<'a, W: Write> EntryWriter<'a, W> {
         }
         self.pax(attributes)?;
         if kind.is_symlink() {
-            let mut header = header(meta, tar::EntryType::Symlink);
+            let mut header = header(meta, self.shift, tar::EntryType::Symlink);
             header.set_size(0);
             return self
                 .tar
@@ -73,7 +105,7 @@ impl<'a, W: Write> EntryWriter<'a, W> {
         } else {
             tar::EntryType::Fifo
         };
-        let mut header = header(meta, entry_type);
+        let mut header = header(meta, self.shift, entry_type);
         if kind.is_char_device() || kind.is_block_device() {
             let rdev = meta.rdev();
             header.set_device_major(major(rdev))?;
@@ -118,13 +150,20 @@ impl<'a, W: Write> EntryWriter<'a, W> {
     }
 }
 
-/// A USTAR/GNU header with `meta`'s mode, owner and modification time.
-fn header(meta: &Metadata, entry_type: tar::EntryType) -> tar::Header {
+/// A USTAR/GNU header with `meta`'s mode, owner (through `shift`) and modification time.
+fn header(meta: &Metadata, shift: Option<IdShift>, entry_type: tar::EntryType) -> tar::Header {
     let mut header = tar::Header::new_gnu();
     header.set_entry_type(entry_type);
     header.set_mode(meta.mode() & 0o7777);
-    header.set_uid(u64::from(meta.uid()));
-    header.set_gid(u64::from(meta.gid()));
+    let (uid, gid) = match shift {
+        None => (meta.uid(), meta.gid()),
+        Some(s) => (
+            IdShift::inside(meta.uid(), s.uid, s.range),
+            IdShift::inside(meta.gid(), s.gid, s.range),
+        ),
+    };
+    header.set_uid(u64::from(uid));
+    header.set_gid(u64::from(gid));
     header.set_mtime(meta.mtime().max(0) as u64);
     header
 }

@@ -187,6 +187,31 @@ impl Daemon {
     }
 }
 
+impl Daemon {
+    /// Where the snapshotter keeps its snapshots (its plugin's `root` export, under containerd's `root`): the
+    /// file system a RUN step fills. `None` when the daemon does not say.
+    pub(crate) async fn snapshotter_root(&self) -> Result<Option<String>> {
+        use containerd_client::services::v1::introspection_client::IntrospectionClient;
+        use containerd_client::services::v1::PluginsRequest;
+        let mut client = IntrospectionClient::new(self.channel.clone());
+        let filter = format!(
+            "type==io.containerd.snapshotter.v1,id=={}",
+            self.snapshotter
+        );
+        let response = client
+            .plugins(self.call(PluginsRequest {
+                filters: vec![filter],
+            }))
+            .await
+            .map_err(|s| status_error(&s, Op::Inspect))?;
+        Ok(response
+            .into_inner()
+            .plugins
+            .into_iter()
+            .find_map(|mut plugin| plugin.exports.remove("root")))
+    }
+}
+
 impl From<containerd_client::types::Descriptor> for Descriptor {
     fn from(d: containerd_client::types::Descriptor) -> Self {
         Descriptor {

@@ -26,7 +26,7 @@ use berth_layer::oci::{chain_id, rfc3339};
 use berth_registry::RegistryClient;
 use serde_json::json;
 
-use self::cache::{Layer, StepCache};
+use self::cache::{Layer, StepCache, PENDING_TIME};
 use self::tree::Tree;
 use crate::base::{lxd_image, unpack_image, unpack_layer};
 use crate::errors::{error, io_error};
@@ -52,6 +52,16 @@ pub(crate) struct Session<'a> {
 }
 
 impl Session<'_> {
+    /// The image `reference` names, from the store or pulled, its use recorded for pruning: a name this build
+    /// pulls may go once builds stop using it; one the user made stays.
+    async fn image(&self, reference: &str, progress: &dyn Progress) -> Result<LocalImage> {
+        let name = image_name(reference, OP)?;
+        let known = self.store.resolve(&name, OP)?.is_some();
+        let image = local_or_pull(&self.store, &self.registry, reference, OP, progress).await?;
+        crate::prune::Bases::new(&self.state_dir).used(&name, &image.manifest_digest, !known);
+        Ok(image)
+    }
+
     /// The helper image `alias`: its manifest digest and its root folder, pulled and unpacked on first use.
     pub(crate) async fn helper(
         &self,
@@ -74,7 +84,8 @@ impl Session<'_> {
                     format!("a step mounts from image `{alias}`, which the plan does not name"),
                 )
             })?;
-        let image = local_or_pull(&self.store, &self.registry, &helper.reference, OP, progress)
+        let image = self
+            .image(&helper.reference, progress)
             .await
             .map_err(|e| e.context(format!("helper image {}", helper.reference)))?;
         let dir = self
@@ -82,6 +93,7 @@ impl Session<'_> {
             .join("helpers")
             .join(image.manifest_digest.trim_start_matches("sha256:"));
         let root = dir.join("rootfs");
+        crate::prune::touch(&dir.join("complete"));
         if !dir.join("complete").exists() {
             // unpacked beside, then renamed: another build never sees half a root folder
             let partial = self.work.join(format!("helper-{alias}"));
@@ -134,6 +146,7 @@ pub(crate) async fn build(
             "could not remove what earlier, killed builds left in LXD: {e}"
         )));
     }
+    let _in_use = crate::prune::before_build(engine, progress).await?;
     let instance = Instance::reserve(engine)?;
     let session = Session {
         engine,
@@ -160,15 +173,10 @@ async fn execute(
     progress: &dyn Progress,
 ) -> Result<BuiltImage> {
     let plan = session.plan;
-    let base = local_or_pull(
-        &session.store,
-        &session.registry,
-        &plan.base_image,
-        OP,
-        progress,
-    )
-    .await
-    .map_err(|e| e.context(format!("base image {}", plan.base_image)))?;
+    let base = session
+        .image(&plan.base_image, progress)
+        .await
+        .map_err(|e| e.context(format!("base image {}", plan.base_image)))?;
     let mut config = ImageConfig::from_base(&base.config);
     let mut layers: Vec<Layer> = base
         .layers()
@@ -187,7 +195,8 @@ async fn execute(
         Some(chain_id(parent.as_deref(), &l.diff_id))
     });
     let cache = StepCache::new(session.state_dir.join("steps"));
-    let created = rfc3339(SystemTime::now());
+    // the real time is set at the end, from the image's record (see `StepCache::created`)
+    let created = PENDING_TIME;
     // the container's root folder as the last step left it, once the container runs
     let mut tree: Option<Tree> = None;
     let total = plan.steps.len();
@@ -213,7 +222,7 @@ async fn execute(
             }
             other => {
                 config.apply(other);
-                config.history(&created, &description, true);
+                config.history(created, &description, true);
                 continue;
             }
         };
@@ -232,7 +241,7 @@ async fn execute(
                 // a running container must see the cached step's changes too
                 progress.event(ProgressEvent::Line("using the cached layer".into()));
                 let blob = session.store.blob_path(layer.digest(), OP)?;
-                unpack_layer(&instance.rootfs, &blob)
+                unpack_layer(&instance.rootfs, &blob, instance.shift())
                     .map_err(|e| io_error(OP, "applying a cached layer", e))?;
                 *tree = steps::scan(&instance.rootfs).await?;
                 layer
@@ -271,9 +280,9 @@ async fn execute(
         };
         chain = Some(chain_id(chain.as_deref(), &layer.diff_id));
         layers.push(layer);
-        config.history(&created, &description, false);
+        config.history(created, &description, false);
     }
-    finish(session, &base, &config, &layers, &created, names)
+    finish(session, &cache, &base, &config, &layers, names)
 }
 
 /// Makes and starts the build container, with the cached layers of the steps so far in its root folder.
@@ -297,7 +306,8 @@ async fn start(
         .await?;
     for layer in cached {
         let blob = session.store.blob_path(layer.digest(), OP)?;
-        unpack_layer(&instance.rootfs, &blob)
+        // in the host's ids: LXD shifts the whole root folder when the container first starts
+        unpack_layer(&instance.rootfs, &blob, None)
             .map_err(|e| io_error(OP, "applying a cached layer", e))?;
     }
     instance.start().await?;
@@ -328,15 +338,21 @@ fn oci_layer_type(media_type: &str) -> &str {
 /// Writes the config and the manifest into the store and names the image with each of `names`.
 fn finish(
     session: &Session<'_>,
+    cache: &StepCache,
     base: &LocalImage,
     config: &ImageConfig,
     layers: &[Layer],
-    created: &str,
     names: &[String],
 ) -> Result<BuiltImage> {
     let diff_ids: Vec<String> = layers.iter().map(|l| l.diff_id.clone()).collect();
-    let blob = serde_json::to_vec(&config.to_blob(&base.config, &diff_ids, created))
-        .map_err(|e| error(ErrorKind::Protocol, OP, format!("the image config: {e}")))?;
+    let to_json = |blob: &serde_json::Value| {
+        serde_json::to_vec(blob)
+            .map_err(|e| error(ErrorKind::Protocol, OP, format!("the image config: {e}")))
+    };
+    let mut blob = config.to_blob(&base.config, &diff_ids, PENDING_TIME);
+    let created = cache.created(&to_json(&blob)?, &rfc3339(SystemTime::now()))?;
+    cache::stamp(&mut blob, &created);
+    let blob = to_json(&blob)?;
     let config_digest = session.store.put_bytes(&blob, OP)?;
     let manifest = json!({
         "schemaVersion": 2,

@@ -17,6 +17,7 @@ use berth_core::engine::Progress;
 use berth_core::image_config::normalize;
 use berth_core::plan::{ContextSource, Mount, RunStep};
 use berth_core::{ErrorKind, Operation, Result};
+use berth_layer::entries::IdShift;
 use serde_json::{json, Map, Value};
 
 use super::users::inside;
@@ -122,8 +123,15 @@ pub(crate) async fn prepare(
     run: &RunStep,
     workdir: &str,
     rootfs: &Path,
+    shift: Option<IdShift>,
     progress: &dyn Progress,
 ) -> Result<StepMounts> {
+    // the container's root owns the files berth hands it (a secret is 0400)
+    let to_root = |path: &Path| match shift {
+        None => Ok(()),
+        Some(s) => std::os::unix::fs::chown(path, Some(s.uid), Some(s.gid))
+            .map_err(|e| io_error(OP, path.display(), e)),
+    };
     let mut mounts = StepMounts::default();
     let mut caches: Vec<(String, String)> = Vec::new();
     for (i, mount) in run.mounts.iter().enumerate() {
@@ -153,6 +161,7 @@ pub(crate) async fn prepare(
                     .map_err(|e| io_error(OP, format!("secret `{id}`"), e))?;
                 let _ = std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o400));
                 mounts.files.push(copy.clone());
+                to_root(&copy)?;
                 (target, copy, true)
             }
             Mount::Context { source, target } => {
@@ -163,6 +172,7 @@ pub(crate) async fn prepare(
                 }
                 .map_err(|e| io_error(OP, format!("context file {source}"), e))?;
                 mounts.files.push(copy.clone());
+                to_root(&copy)?;
                 (target, copy, true)
             }
             Mount::Image {

@@ -49,7 +49,8 @@ pub(crate) async fn run_step(
             format!("{description}: USER {}: {why}", config.user()),
         )
     })?;
-    let step_mounts = mounts::prepare(session, run, &workdir, rootfs, progress).await?;
+    let step_mounts =
+        mounts::prepare(session, run, &workdir, rootfs, instance.shift(), progress).await?;
     let has_devices = !step_mounts.devices.is_empty();
     let mut argv = config.shell().to_vec();
     argv.push(run.command.clone());
@@ -102,9 +103,14 @@ pub(crate) async fn run_step(
     }
     let after = scan(rootfs).await?;
     let out = session.work.join(format!("{}.tar.gz", unique_name()));
-    let (root, before, now) = (rootfs.clone(), tree.clone(), after.clone());
+    let (root, before, now, shift) = (
+        rootfs.clone(),
+        tree.clone(),
+        after.clone(),
+        instance.shift(),
+    );
     let written = blocking("the RUN layer", move || {
-        tree::write_changes(&root, &before, &now, &out)
+        tree::write_changes(&root, &before, &now, shift, &out)
     })
     .await?;
     *tree = after;

@@ -5,8 +5,8 @@
 //! kernel updates it on every write, chmod, chown or link, and no program can set it, so an unchanged entry is
 //! one nothing touched. A folder whose inode changed was removed and made again: it is written opaque (its
 //! lower contents hidden). A path that is gone is a whiteout, unless its parent went too. Parent folders of
-//! written paths are written with them. Files keep the owners the container sees (its containers are
-//! privileged: no id shifting on disk).
+//! written paths are written with them. Files keep the owners the container sees: the build container is
+//! unprivileged, its files are on disk under the host ids its id map gives, and the layer takes them back.
 
 use std::collections::BTreeMap;
 use std::fs::Metadata;
@@ -14,7 +14,7 @@ use std::io;
 use std::os::unix::fs::MetadataExt as _;
 use std::path::Path;
 
-use berth_layer::entries::{attributes, EntryWriter, OPAQUE_MARKER};
+use berth_layer::entries::{attributes, EntryWriter, IdShift, OPAQUE_MARKER};
 use berth_layer::{LayerFile, WrittenLayer};
 
 /// The metadata of one path that tells whether it changed.
@@ -126,10 +126,11 @@ pub(crate) fn write_changes(
     root: &Path,
     before: &Tree,
     after: &Tree,
+    shift: Option<IdShift>,
     out: &Path,
 ) -> io::Result<WrittenLayer> {
     let mut layer = LayerFile::create(out)?;
-    let mut writer = EntryWriter::new(&mut layer.tar);
+    let mut writer = EntryWriter::new(&mut layer.tar).shifted(shift);
     for (path, change) in changes(before, after) {
         match change {
             Change::Whiteout => writer.whiteout(&path)?,
@@ -141,7 +142,11 @@ pub(crate) fn write_changes(
                 } else {
                     path.clone()
                 };
-                writer.entry(&host, &name, &meta, &attributes(&host)?)?;
+                let mut found = attributes(&host)?;
+                if let Some(shift) = shift {
+                    unshift_capabilities(&mut found, shift);
+                }
+                writer.entry(&host, &name, &meta, &found)?;
                 if opaque {
                     writer.whiteout(&format!("{path}/{OPAQUE_MARKER}"))?;
                 }
@@ -150,6 +155,23 @@ pub(crate) fn write_changes(
     }
     drop(writer);
     layer.finish()
+}
+
+/// File capabilities set by the root of a user namespace are stored for that namespace only (version 3, with the
+/// host id of its root); the layer holds them as set by any root (version 2), as a privileged build's would be,
+/// so they work wherever the image runs.
+fn unshift_capabilities(attributes: &mut [(String, Vec<u8>)], shift: IdShift) {
+    const V3_SIZE: usize = 24;
+    for (name, value) in attributes.iter_mut() {
+        // magic_etc (little-endian: the version in its last byte), four masks, then the root id
+        if name == "security.capability" && value.len() == V3_SIZE && value[3] == 0x03 {
+            let root = u32::from_le_bytes([value[20], value[21], value[22], value[23]]);
+            if root == shift.uid {
+                value.truncate(20);
+                value[3] = 0x02;
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -161,7 +183,7 @@ mod tests {
         let after = scan(root).expect("after");
         let out = tempfile::tempdir().expect("out");
         let layer =
-            write_changes(root, before, &after, &out.path().join("l.tar.gz")).expect("layer");
+            write_changes(root, before, &after, None, &out.path().join("l.tar.gz")).expect("layer");
         let file = fs::File::open(&layer.path).expect("open");
         let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(file));
         archive
@@ -175,6 +197,36 @@ mod tests {
                     .into_owned()
             })
             .collect()
+    }
+
+    #[test]
+    fn namespaced_capabilities_become_any_roots() {
+        let shift = IdShift {
+            uid: 165536,
+            gid: 165536,
+            range: 65536,
+        };
+        let v3 = |root: u32| {
+            let mut v = vec![
+                0x01, 0, 0, 0x03, 0, 0x20, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+            ];
+            v.extend_from_slice(&root.to_le_bytes());
+            v
+        };
+        let mut found = vec![
+            ("security.capability".to_string(), v3(165536)),
+            ("user.other".to_string(), v3(165536)),
+        ];
+        unshift_capabilities(&mut found, shift);
+        assert_eq!(
+            found[0].1,
+            [0x01, 0, 0, 0x02, 0, 0x20, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]
+        );
+        assert_eq!(found[1].1, v3(165536), "only file capabilities change");
+        // another namespace's capabilities stay theirs
+        let mut other = vec![("security.capability".to_string(), v3(5000))];
+        unshift_capabilities(&mut other, shift);
+        assert_eq!(other[0].1, v3(5000));
     }
 
     #[test]
