@@ -56,5 +56,12 @@ if [[ -n $purge ]]; then
   log "removing $STATE and /etc/containers/{registries.conf.d/berth-local.conf,containers.conf.d/50-berth-env.conf}"
   rm -rf "$STATE"
   rm -f /etc/containers/registries.conf.d/berth-local.conf /etc/containers/containers.conf.d/50-berth-env.conf
+  # the token registry's CA, trusted by token-registry.sh (the next up.sh makes a new one)
+  log "removing the token registry's CA from the system store and the engines' certs.d"
+  rm -rf /etc/docker/certs.d/10.203.0.1:5443 /etc/containers/certs.d/10.203.0.1:5443
+  if [[ -f /usr/local/share/ca-certificates/berth-test-ca.crt ]]; then
+    rm -f /usr/local/share/ca-certificates/berth-test-ca.crt
+    update-ca-certificates --fresh >/dev/null 2>&1 || true
+  fi
 fi
 log "done"

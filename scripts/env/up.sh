@@ -782,6 +782,11 @@ remote_lxd_up
 source "$(dirname "$(readlink -f "$0")")/remote-docker.sh"
 remote_docker_up
 
+# The token registry of issue 15 (TLS from a private CA, Docker's token auth), on the remote host's link.
+# shellcheck source=scripts/env/token-registry.sh
+source "$(dirname "$(readlink -f "$0")")/token-registry.sh"
+token_registry_up
+
 #######################################################################################
 step "7/7 env file"
 ENV_FILE=$STATE/env.sh
@@ -812,6 +817,17 @@ export BERTH_TEST_REMOTE_LXD=$REMOTE_LXD_NAME
 export BERTH_TEST_REMOTE_DOCKER_HOST=$REMOTE_DOCKER_HOST
 export BERTH_TEST_REMOTE_DOCKER_CERT_PATH=$REMOTE_DOCKER_CERTS
 export BERTH_TEST_REMOTE_DOCKER_UNNAMED_HOST=tcp://$REMOTE_ADDR_UNNAMED:$REMOTE_DOCKER_PORT
+export BERTH_TEST_TOKEN_REGISTRY=$TOKEN_REGISTRY
+export BERTH_TEST_TOKEN_REGISTRY_REALM=$TOKEN_REALM
+export BERTH_TEST_TOKEN_REGISTRY_USER=$TOKEN_USER
+export BERTH_TEST_TOKEN_REGISTRY_SHORT_USER=$TOKEN_SHORT_USER
+export BERTH_TEST_TOKEN_REGISTRY_SHORT_LIFETIME=$TOKEN_SHORT_LIFETIME
+export BERTH_TEST_TOKEN_REGISTRY_STALE_USER=$TOKEN_STALE_USER
+export BERTH_TEST_TOKEN_REGISTRY_PASSWORD_FILE=$TOKEN_PASSWORD_FILE
+export BERTH_TEST_TOKEN_REGISTRY_CA=$TOKEN_CA
+export BERTH_TEST_TOKEN_REGISTRY_BUSYBOX_IMAGE=$TOKEN_BUSYBOX_IMAGE
+export BERTH_TEST_TOKEN_REGISTRY_PUBLIC_BUSYBOX_IMAGE=$TOKEN_PUBLIC_BUSYBOX_IMAGE
+export BERTH_TEST_TOKEN_REGISTRY_PYTHON_IMAGE=$TOKEN_PYTHON_IMAGE
 # dockerd is on its default socket
 # (a DOCKER_HOST of your own is left as it is: berth names it when it does not answer)
 EOF

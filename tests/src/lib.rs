@@ -3,8 +3,10 @@
 //! suites run ([`select`]), a
 //! recording, failure-scripting engine for workflow tests without a daemon ([`fake_engine`]), a misbehaving HTTP
 //! server ([`fake_http`]), running berth as another user of the machine ([`users`]), the engine
-//! conformance suite every backend runs ([`conformance`]) and the fault-injecting registry proxy of the
-//! reliability test ([`faults`]) and engines on small storage for the out-of-disk tests ([`small_storage`]).
+//! conformance suite every backend runs ([`conformance`]), the fault-injecting registry proxy of the
+//! reliability test ([`faults`]), engines on small storage for the out-of-disk tests ([`small_storage`]), a
+//! project folder on each engine as a user has one ([`project`]) and the token registry of
+//! `scripts/env/token-registry.sh` with a slow link to it ([`token_registry`]).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -15,8 +17,10 @@ pub mod env;
 pub mod fake_engine;
 pub mod fake_http;
 pub mod faults;
+pub mod project;
 pub mod select;
 pub mod small_storage;
+pub mod token_registry;
 pub mod users;
 
 /// The repository root.

@@ -316,13 +316,13 @@ pub(crate) fn header(response: &reqwest::Response, name: &str) -> Option<String>
 }
 
 /// What to do when the registry refused an engine's pull of an image's manifest (`err`, from
-/// [`RegistryClient::get_manifest`]): for refused credentials, the client's own hint (it knows where they came
-/// from).
+/// [`RegistryClient::get_manifest`]): the client's own hint when it has one (it knows where refused credentials
+/// came from, and that a certificate nobody trusts wants `--ca-file`), else one for the kind of failure.
 pub fn pull_hint(err: &Error) -> String {
     match err.kind() {
         ErrorKind::NotFound => "check the image name and tag, and that it was pushed",
         ErrorKind::Unauthorized => err.hint().unwrap_or("log in for this registry"),
-        _ => "check that the registry is reachable",
+        _ => err.hint().unwrap_or("check that the registry is reachable"),
     }
     .to_string()
 }
@@ -339,5 +339,20 @@ mod tests {
         );
         assert!(valid_digest(&sha256_digest(b"x")));
         assert!(!valid_digest("sha256:xyz"));
+    }
+
+    #[test]
+    fn a_pull_keeps_the_clients_hint_for_an_untrusted_certificate() {
+        // containerd's and LXD's base-image pulls once said only "check that the registry is reachable"
+        let untrusted = Error::new(ErrorKind::Protocol, "certificate not trusted")
+            .with_hint("pass --ca-file with the CA that signed it");
+        assert_eq!(
+            pull_hint(&untrusted),
+            "pass --ca-file with the CA that signed it"
+        );
+        let down = Error::new(ErrorKind::Unavailable, "cannot connect");
+        assert_eq!(pull_hint(&down), "check that the registry is reachable");
+        let missing = Error::new(ErrorKind::NotFound, "HTTP 404").with_hint("anything");
+        assert!(pull_hint(&missing).starts_with("check the image name"));
     }
 }
