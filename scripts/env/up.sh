@@ -477,7 +477,10 @@ ROOTLESS_ENV=(setpriv --reuid="$RL_UID" --regid="$RL_GID" --init-groups
 rl_tmpdir_set=
 if pid_alive podman-rootless; then
   for p in $(pgrep -u "$RL_UID" -f 'podman system service' || true); do
-    if tr '\0' '\n' <"/proc/$p/environ" 2>/dev/null | grep -q '^TMPDIR='; then rl_tmpdir_set=1; fi
+    # podman's re-executed process sets TMPDIR=/var/tmp itself: only another folder is a private one
+    if tr '\0' '\n' <"/proc/$p/environ" 2>/dev/null | grep '^TMPDIR=' | grep -qvx 'TMPDIR=/var/tmp'; then
+      rl_tmpdir_set=1
+    fi
   done
 fi
 if [[ -n $rl_storage_changed || -n $podman_conf_changed || -n $rl_tmpdir_set ]]; then
