@@ -391,7 +391,14 @@ async fn stopped_anywhere(engine: Engine) {
 
     let name = unique("interrupted-after");
     let spec = trial.spec(&name, &["echo after".to_string()], None);
-    trial.succeed(&["build", &spec.display().to_string()]);
+    let mut child = trial.spawn(&["build", &spec.display().to_string()]);
+    let (status, stderr) = finish(&mut child);
+    assert!(
+        status.success(),
+        "the build after the stopped ones: {status}\n{stderr}"
+    );
+    // a build that went on in the engine after its berth was stopped shows by now
+    nothing_left(engine, trial.env, &marks, child.id(), "the rounds above").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
