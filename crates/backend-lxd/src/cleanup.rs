@@ -97,8 +97,9 @@ async fn busy(lxd: &Lxd, name: &str) -> Result<bool> {
     Ok(names_instance(&operations, name))
 }
 
-/// Whether `operations` (LXD's `/1.0/operations?recursion=1`, grouped by status) has a running one whose
-/// resources include instance `name`.
+/// Whether `operations` (LXD's `/1.0/operations?recursion=1`, grouped by status) has a running task (a
+/// creation, a start) whose resources include instance `name`. A command running in the container is a
+/// `websocket` operation that lasts as long as the command: the forced stop ends it, so it is not waited for.
 fn names_instance(operations: &Value, name: &str) -> bool {
     let target = format!("/1.0/instances/{name}");
     let legacy = format!("/1.0/containers/{name}");
@@ -106,6 +107,7 @@ fn names_instance(operations: &Value, name: &str) -> bool {
         .as_array()
         .into_iter()
         .flatten()
+        .filter(|op| op["class"] == "task")
         .filter_map(|op| op["resources"].as_object())
         .flat_map(|resources| resources.values())
         .filter_map(Value::as_array)
@@ -138,8 +140,11 @@ mod tests {
     #[test]
     fn running_operations_on_the_container_count() {
         let ops = json!({
-            "running": [{"resources": {"instances": ["/1.0/instances/berth-1-0-a?project=default"]}}],
-            "success": [{"resources": {"instances": ["/1.0/instances/berth-2-0-b"]}}],
+            "running": [
+                {"class": "task", "resources": {"instances": ["/1.0/instances/berth-1-0-a?project=default"]}},
+                {"class": "websocket", "resources": {"instances": ["/1.0/instances/berth-3-0-c"]}},
+            ],
+            "success": [{"class": "task", "resources": {"instances": ["/1.0/instances/berth-2-0-b"]}}],
         });
         assert!(names_instance(&ops, "berth-1-0-a"));
         assert!(!names_instance(&ops, "berth-2-0-b"), "a finished operation");
