@@ -5,12 +5,11 @@
 //! interrupted build, which cancels the task before LXD answered; and the request creating the container may
 //! still be running in LXD (an operation of its own there, which goes on when berth hangs up), so a delete sent
 //! at once finds nothing and the container appears a moment later. So, as containerd's cleanup guard does, the
-//! removal runs on a thread of its own with its own runtime (LXD's client opens a connection per request, so it
+//! removal runs on a thread of its own (`berth_core::background`) with its own runtime (LXD's client opens a connection per request, so it
 //! works on any runtime), waits for LXD's operations on the container to end, deletes it, and looks once more
 //! after a grace for a request that was still on its way. A front end joins these threads with
 //! [`wait_for_cleanups`] before exiting (the provider's `wait_for_background_work`).
 
-use std::sync::Mutex;
 use std::time::Duration;
 
 use berth_core::{Operation, Result};
@@ -26,9 +25,6 @@ const LIMIT: Duration = Duration::from_secs(60);
 const IN_FLIGHT_GRACE: Duration = Duration::from_millis(500);
 /// How often LXD's running operations are looked at.
 const POLL: Duration = Duration::from_millis(200);
-
-/// Removals that dropped builds started and nobody has waited for yet.
-static RUNNING: Mutex<Vec<std::thread::JoinHandle<()>>> = Mutex::new(Vec::new());
 
 /// Removes container `name` on a thread of its own (see the module doc); `created` says whether its creation
 /// was asked for (else only a request on its way could make it, and one look after the grace is enough).
@@ -53,15 +49,7 @@ pub(crate) fn remove_in_background(lxd: Lxd, name: String, created: bool) {
             }
         });
     };
-    if let Ok(handle) = std::thread::Builder::new()
-        .name("berth-lxd-cleanup".into())
-        .spawn(work)
-    {
-        RUNNING
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(handle);
-    }
+    berth_core::background::spawn("berth-lxd-cleanup", work);
 }
 
 async fn remove(lxd: &Lxd, name: &str, created: bool) -> Result<()> {
@@ -121,15 +109,7 @@ fn names_instance(operations: &Value, name: &str) -> bool {
 /// Waits until every removal that a dropped build started has ended (each is bounded by [`LIMIT`]). Call it
 /// before the process exits, outside any runtime.
 pub fn wait_for_cleanups() {
-    loop {
-        let running = std::mem::take(&mut *RUNNING.lock().unwrap_or_else(|p| p.into_inner()));
-        if running.is_empty() {
-            return;
-        }
-        for handle in running {
-            let _ = handle.join();
-        }
-    }
+    berth_core::background::wait();
 }
 
 #[cfg(test)]
