@@ -32,14 +32,24 @@ pub struct Marks<'a> {
     pub step_marker: &'a str,
 }
 
-/// Runs `program` with `args` and returns its output, failing the test when it does not succeed.
+/// Runs `command` and returns its output, failing the test when it does not succeed. The failure names the
+/// program and its first argument only: others may be credentials.
 pub fn output(mut command: Command) -> String {
+    let what = format!(
+        "{} {}",
+        command.get_program().to_string_lossy(),
+        command
+            .get_args()
+            .next()
+            .map(|a| a.to_string_lossy())
+            .unwrap_or_default()
+    );
     let out = command
         .output()
-        .unwrap_or_else(|e| panic!("run {:?}: {e}", command.get_program()));
+        .unwrap_or_else(|e| panic!("run {what}: {e}"));
     assert!(
         out.status.success(),
-        "{command:?} failed: {}",
+        "{what} failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
