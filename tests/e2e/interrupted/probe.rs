@@ -87,20 +87,12 @@ async fn engine_containers(
             docker.args(["ps", "--all", "--no-trunc", "--format", format]);
             output(docker)
         }
-        Engine::Podman => {
-            let mut podman = Command::new("podman");
-            podman.args([
-                "ps",
-                "--all",
-                "--external",
-                "--no-trunc",
-                "--format",
-                format,
-            ]);
-            output(podman)
-        }
-        Engine::PodmanRootless => {
-            let mut podman = rootless_user().command(&[], Path::new("podman"));
+        Engine::Podman | Engine::PodmanRootless => {
+            let mut podman = match engine {
+                Engine::PodmanRootless => rootless_user().command(&[], Path::new("podman")),
+                _ => Command::new("podman"),
+            };
+            // buildah's working containers are Podman's "external" ones
             podman.args([
                 "ps",
                 "--all",
