@@ -263,34 +263,15 @@ impl Drop for Guard {
             });
         };
         // A thread of its own: Drop may run inside a runtime, where nesting block_on is not allowed, and waiting
-        // here would hold up the dropping thread's other tasks for seconds. The thread is joined by
-        // wait_for_cleanups before the process exits.
-        if let Ok(handle) = std::thread::Builder::new()
-            .name("berth-containerd-cleanup".into())
-            .spawn(work)
-        {
-            RUNNING
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .push(handle);
-        }
+        // here would hold up the dropping thread's other tasks for seconds. It is joined by wait_for_cleanups
+        // before the process exits.
+        berth_core::background::spawn("berth-containerd-cleanup", work);
     }
 }
-
-/// Cleanups that dropped operations started and nobody has waited for yet.
-static RUNNING: Mutex<Vec<std::thread::JoinHandle<()>>> = Mutex::new(Vec::new());
 
 /// Waits until every cleanup that a dropped build or pull started has ended (each is bounded, see
 /// `DROP_CLEANUP_LIMIT`). Call it before the process exits, outside any runtime or on a blocking thread: after
 /// Ctrl-C, when the runtime has dropped the interrupted builds.
 pub fn wait_for_cleanups() {
-    loop {
-        let running = std::mem::take(&mut *RUNNING.lock().unwrap_or_else(|p| p.into_inner()));
-        if running.is_empty() {
-            return;
-        }
-        for handle in running {
-            let _ = handle.join();
-        }
-    }
+    berth_core::background::wait();
 }

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use berth_core::engine::{Progress, ProgressEvent};
 use berth_core::lines::{LineSplitter, Piece};
@@ -112,6 +112,8 @@ pub(crate) struct Instance {
     /// Whether it shares the host's network namespace (then LXD cannot hot-plug disks into it).
     host_network: std::sync::atomic::AtomicBool,
     removed: bool,
+    /// Whether its creation was asked for (the request may still be running in LXD when this is dropped).
+    created: AtomicBool,
 }
 
 /// A new container name for this process.
@@ -138,6 +140,7 @@ impl Instance {
             shift: std::sync::OnceLock::new(),
             host_network: std::sync::atomic::AtomicBool::new(false),
             removed: false,
+            created: AtomicBool::new(false),
         })
     }
 
@@ -189,6 +192,7 @@ impl Instance {
             "devices": devices,
             "profiles": ["default"],
         });
+        self.created.store(true, Ordering::Relaxed);
         self.lxd
             .call(OP, Method::POST, "/1.0/instances", Some(&body))
             .await?;
@@ -355,19 +359,18 @@ impl Drop for Instance {
         }
         // a dropped build (Ctrl-C, a failed step) still removes its container, in the background
         let _ = std::fs::remove_dir_all(&self.work);
-        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            let (lxd, name) = (self.lxd.clone(), self.name.clone());
-            runtime.spawn(async move {
-                let _ = delete(&lxd, &name).await;
-            });
-        }
+        crate::cleanup::remove_in_background(
+            self.lxd.clone(),
+            self.name.clone(),
+            self.created.load(Ordering::Relaxed),
+        );
     }
 }
 
 /// Stops (forcibly) and deletes container `name`; one that does not exist is fine. LXD refuses both while
 /// another operation on the container runs (a berth killed while its container was starting leaves one for a
 /// moment), so they are tried again for a while.
-async fn delete(lxd: &Lxd, name: &str) -> Result<()> {
+pub(crate) async fn delete(lxd: &Lxd, name: &str) -> Result<()> {
     const ATTEMPTS: u32 = 30;
     let stop = json!({"action": "stop", "force": true});
     let mut attempt = 1;

@@ -37,6 +37,7 @@ mod provider;
 mod api;
 mod base;
 mod build;
+mod cleanup;
 mod client;
 mod errors;
 mod images;
@@ -60,6 +61,7 @@ use berth_core::plan::BuildPlan;
 use berth_core::{Error, Operation, Result};
 use http::Method;
 
+pub use cleanup::wait_for_cleanups;
 pub use instance::{Leftovers, NAME_PREFIX};
 pub use options::{EnvVars, LxdOptions};
 pub use provider::{LxdProvider, PROVIDER};

@@ -98,6 +98,10 @@ impl EngineProvider for LxdProvider {
         ))
     }
 
+    fn wait_for_background_work(&self) {
+        crate::wait_for_cleanups();
+    }
+
     fn doctor_help(&self) -> Option<&'static str> {
         Some(crate::doctor::HELP)
     }

@@ -72,11 +72,11 @@ async fn until_interrupted(
     tokio::select! {
         result = work => result,
         _ = tokio::signal::ctrl_c() => {
-            eprintln!("interrupted: stopped (the engine stops the build when berth disconnects)");
+            eprintln!("interrupted: stopped (berth removes what it started; Docker, containerd and LXD stop the build)");
             Ok(ExitStatus::Interrupted)
         }
         _ = terminate.recv() => {
-            eprintln!("terminated: stopped (the engine stops the build when berth disconnects)");
+            eprintln!("terminated: stopped (berth removes what it started; Docker, containerd and LXD stop the build)");
             Ok(ExitStatus::Interrupted)
         }
     }

@@ -7,6 +7,7 @@
 //! Each backend also exports an [`provider::EngineProvider`] (name, settings, detection, connect) for the
 //! table front ends iterate. Nothing here talks to an engine or a network.
 
+pub mod background;
 pub mod doctor;
 pub mod engine;
 pub mod error;
