@@ -9,13 +9,17 @@
 STATE=${BERTH_ENV_STATE:-/var/lib/berth-env}
 LOGS=$STATE/logs
 PIDS=$STATE/run
-DAEMONS=(containerd dockerd registry public-registry podman podman-rootless lxd) # start order
+DAEMONS=(containerd dockerd registry public-registry podman podman-rootless lxd
+  remote-sshd remote-registry-5000 remote-registry-5000-in remote-registry-5001 remote-registry-5001-in
+  remote-podman remote-podman-rootless) # start order
 
 # daemon_comm NAME -> the process name (comm) of that daemon
 daemon_comm() {
   case $1 in
     registry | public-registry) echo docker-registry ;;
-    podman-rootless) echo podman ;;
+    podman-rootless | remote-podman | remote-podman-rootless) echo podman ;;
+    remote-sshd) echo sshd ;;
+    remote-registry-*) echo socat ;;
     *) echo "$1" ;;
   esac
 }

@@ -47,6 +47,8 @@ UV_RECIPE=r1
 PACKAGES=(
   docker.io containerd runc podman uidmap docker-registry skopeo debootstrap
   busybox-static apache2-utils protobuf-compiler ca-certificates curl git
+  # the remote host's sshd and its registry forwarders (scripts/env/remote-ssh.sh)
+  openssh-server socat
   # scripts/python-test.sh: the flytekit venv (from /usr/bin/python3, so the rootless user can run it)
   python3-venv
   # podman's Recommends we rely on (installed with --no-install-recommends):
@@ -768,6 +770,9 @@ ensure_fixture bookworm-python "$PYTHON_IMAGE" "$PYTHON_RECIPE" "$FIXTURES/bookw
 source "$(dirname "$(readlink -f "$0")")/remote-host.sh"
 remote_host_up
 log "remote host $REMOTE_ADDR (network namespace $REMOTE_NETNS) is up"
+# shellcheck source=scripts/env/remote-ssh.sh
+source "$(dirname "$(readlink -f "$0")")/remote-ssh.sh"
+remote_ssh_up
 
 #######################################################################################
 step "7/7 env file"
@@ -793,6 +798,10 @@ export LXD_DIR=$LXD_DIR_PATH
 export BERTH_TEST_REMOTE_NETNS=$REMOTE_NETNS
 export BERTH_TEST_REMOTE_ADDR=$REMOTE_ADDR
 export BERTH_TEST_REMOTE_GATEWAY=$REMOTE_GATEWAY
+export BERTH_TEST_REMOTE_SSH_KEY=$REMOTE_SSH_DIR/id_ed25519
+export BERTH_TEST_REMOTE_USER=$REMOTE_USER
+export BERTH_TEST_REMOTE_PODMAN_SOCKET=$REMOTE_PODMAN_SOCK
+export BERTH_TEST_REMOTE_PODMAN_ROOTLESS_SOCKET=$REMOTE_ROOTLESS_SOCK
 # dockerd is on its default socket
 # (a DOCKER_HOST of your own is left as it is: berth names it when it does not answer)
 EOF
