@@ -15,6 +15,7 @@ pub mod env;
 pub mod fake_engine;
 pub mod fake_http;
 pub mod faults;
+pub mod remote;
 pub mod select;
 pub mod users;
 

@@ -14,7 +14,15 @@ pub const ENGINES: &str = "BERTH_TEST_ENGINES";
 
 /// The engines a suite can name: the conformance suite's names (`podman_rootless` is the rootless Podman
 /// service).
-pub const KNOWN: &[&str] = &["docker", "podman", "podman_rootless", "containerd", "lxd"];
+pub const KNOWN: &[&str] = &[
+    "docker",
+    "podman",
+    "podman_rootless",
+    "podman_ssh",
+    "podman_ssh_rootless",
+    "containerd",
+    "lxd",
+];
 
 /// What `BERTH_TEST_ENGINES` selects.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -10,6 +10,7 @@
 pub mod client;
 pub mod encode;
 pub mod failure;
+pub mod ssh;
 pub mod stream;
 pub mod tls;
 pub mod transport;

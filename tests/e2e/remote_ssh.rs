@@ -1,0 +1,84 @@
+//! Engines reached over SSH that cannot be used: each failure is a clear `EngineUnavailable` error naming
+//! the setting and the fix, against the real remote host of `scripts/env/remote-ssh.sh` (its sshd, its
+//! sockets, its users).
+
+use berth_backend_podman::{PodmanEngine, PodmanOptions};
+use berth_core::{Error, ErrorKind};
+use berth_tests::remote::RemoteEnv;
+
+async fn podman_at(url: String) -> Error {
+    let remote = RemoteEnv::get();
+    PodmanEngine::connect(PodmanOptions {
+        socket: Some(url),
+        ssh_key: Some(remote.ssh_key.display().to_string()),
+        ..PodmanOptions::default()
+    })
+    .await
+    .expect_err("the engine must not be usable")
+}
+
+fn assert_says(err: &Error, message: &str, hint: &str) {
+    assert_eq!(err.kind(), ErrorKind::EngineUnavailable, "{err:?}");
+    assert!(err.to_string().contains(message), "{err}");
+    let said = err.hint().unwrap_or_default();
+    assert!(said.contains(hint), "hint: {said}");
+}
+
+#[tokio::test]
+async fn a_host_without_sshd_is_unreachable_and_names_the_setting() {
+    let remote = RemoteEnv::get();
+    // port 2 of the remote host: the host is up, nothing listens
+    let err = podman_at(format!(
+        "ssh://root@{}:2{}",
+        remote.addr, remote.podman_socket
+    ))
+    .await;
+    assert_says(&err, "accepts no connection", "CONTAINER_HOST");
+}
+
+#[tokio::test]
+async fn a_refused_login_says_how_to_authorize_the_key() {
+    let remote = RemoteEnv::get();
+    // sshd there lets only root and the rootless user in
+    let err = podman_at(format!(
+        "ssh://nobody@{}{}",
+        remote.addr, remote.podman_socket
+    ))
+    .await;
+    assert_says(&err, "could not log in", "CONTAINER_SSHKEY");
+    assert!(
+        err.to_string().contains("Permission denied"),
+        "ssh's words are kept: {err}"
+    );
+}
+
+#[tokio::test]
+async fn a_missing_remote_socket_is_named() {
+    let remote = RemoteEnv::get();
+    let err = podman_at(format!(
+        "ssh://root@{}/run/berth-remote/missing.sock",
+        remote.addr
+    ))
+    .await;
+    assert_says(
+        &err,
+        "does not exist on the remote host",
+        "podman system service",
+    );
+    assert!(
+        err.to_string().contains("/run/berth-remote/missing.sock"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn a_remote_user_outside_the_sockets_group_is_told_so() {
+    let remote = RemoteEnv::get();
+    // root's service socket, as the rootless user: it exists, that user may not open it
+    let err = podman_at(format!(
+        "ssh://{}@{}{}",
+        remote.user, remote.addr, remote.podman_socket
+    ))
+    .await;
+    assert_says(&err, "may not open the engine's socket", "usermod -aG");
+}

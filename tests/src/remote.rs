@@ -1,0 +1,78 @@
+//! The remote host of `scripts/env/remote-ssh.sh`: sshd on 10.203.0.2 inside the network namespace
+//! `berth-remote`, its rootful and rootless (user `berth-remote`) Podman services, and root's key for it.
+//!
+//! Read like [`crate::env::TestEnv`]: process variables first, then the env file; anything missing is a
+//! panic saying to run `scripts/env/up.sh` (a remote test fails without its remote, never skips).
+
+use std::path::PathBuf;
+
+use crate::env::{parse_env_file, vars, DEFAULT_ENV_FILE};
+
+/// The variables' names.
+pub mod names {
+    /// The remote host's address.
+    pub const ADDR: &str = "BERTH_TEST_REMOTE_ADDR";
+    /// Root's private key, authorized for `root` and the rootless user there.
+    pub const SSH_KEY: &str = "BERTH_TEST_REMOTE_SSH_KEY";
+    /// The rootless user on the remote host.
+    pub const USER: &str = "BERTH_TEST_REMOTE_USER";
+    /// The rootful Podman socket on the remote host.
+    pub const PODMAN_SOCKET: &str = "BERTH_TEST_REMOTE_PODMAN_SOCKET";
+    /// The rootless user's Podman socket on the remote host.
+    pub const PODMAN_ROOTLESS_SOCKET: &str = "BERTH_TEST_REMOTE_PODMAN_ROOTLESS_SOCKET";
+}
+
+/// The remote host, as the tests reach it.
+#[derive(Debug, Clone)]
+pub struct RemoteEnv {
+    /// e.g. `10.203.0.2`.
+    pub addr: String,
+    /// Root's key for it.
+    pub ssh_key: PathBuf,
+    /// The rootless user.
+    pub user: String,
+    /// The rootful Podman socket there.
+    pub podman_socket: String,
+    /// The rootless user's Podman socket there.
+    pub podman_rootless_socket: String,
+}
+
+impl RemoteEnv {
+    /// The remote host's settings; panics with the fix when the environment lacks them.
+    pub fn get() -> RemoteEnv {
+        let file = std::env::var(vars::ENV_FILE)
+            .ok()
+            .filter(|v| !v.is_empty())
+            .unwrap_or_else(|| DEFAULT_ENV_FILE.to_string());
+        let from_file = parse_env_file(&std::fs::read_to_string(&file).unwrap_or_default());
+        let var = |name: &str| {
+            std::env::var(name)
+                .ok()
+                .filter(|v| !v.is_empty())
+                .or_else(|| from_file.get(name).cloned())
+                .unwrap_or_else(|| {
+                    panic!("run scripts/env/up.sh first: {name} is neither set nor in {file} (the remote host's sshd and Podman services, scripts/env/remote-ssh.sh)")
+                })
+        };
+        RemoteEnv {
+            addr: var(names::ADDR),
+            ssh_key: var(names::SSH_KEY).into(),
+            user: var(names::USER),
+            podman_socket: var(names::PODMAN_SOCKET),
+            podman_rootless_socket: var(names::PODMAN_ROOTLESS_SOCKET),
+        }
+    }
+
+    /// `ssh://root@ADDR/PATH` of the rootful Podman service.
+    pub fn podman_url(&self) -> String {
+        format!("ssh://root@{}{}", self.addr, self.podman_socket)
+    }
+
+    /// `ssh://USER@ADDR/PATH` of the rootless user's Podman service.
+    pub fn podman_rootless_url(&self) -> String {
+        format!(
+            "ssh://{}@{}{}",
+            self.user, self.addr, self.podman_rootless_socket
+        )
+    }
+}
