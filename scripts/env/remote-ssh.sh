@@ -10,10 +10,13 @@
 #     names its base image the same way whichever host builds it.
 # Root's client key (authorized for root and berth-remote) is $REMOTE_SSH_DIR/id_ed25519; root's ~/.ssh/config
 # gets a block for 10.203.0.2 naming it and a known_hosts file with the host key, as a user would set it up.
+# Daemons enter only the namespace's network (nsenter --net): `ip netns exec` would also mount a sysfs of its
+# own over /sys, hiding the cgroup mounts runc needs to run a build's RUN steps.
 # Needs from up.sh: log, die, start_daemon, wait_for, write_if_changed, pid_alive, podman_ping, STATE, PIDS.
 REMOTE_SSH_DIR=$STATE/remote-ssh
 REMOTE_PODMAN_SOCK=/run/berth-remote/podman/podman.sock
 REMOTE_USER=berth-remote
+REMOTE_NET=(nsenter "--net=/var/run/netns/$REMOTE_NETNS")
 REMOTE_SSH_MARK="berth remote host, written by remote-ssh.sh"
 
 remote_ssh_up() {
@@ -87,7 +90,7 @@ EOF
   if remote_ssh_ok >/dev/null 2>&1; then
     log "remote sshd already answers on $REMOTE_ADDR:22"
   else
-    pid_alive remote-sshd || start_daemon remote-sshd ip netns exec "$REMOTE_NETNS" /usr/sbin/sshd -D -e -f "$dir/sshd_config"
+    pid_alive remote-sshd || start_daemon remote-sshd "${REMOTE_NET[@]}" /usr/sbin/sshd -D -e -f "$dir/sshd_config"
     wait_for remote-sshd 30 "ssh root@$REMOTE_ADDR" remote_ssh_ok
     log "remote sshd is up on $REMOTE_ADDR:22"
   fi
@@ -98,7 +101,7 @@ EOF
   for port in 5000 5001; do
     pid_alive "remote-registry-$port" || start_daemon "remote-registry-$port" \
       socat "TCP-LISTEN:$port,bind=$REMOTE_GATEWAY,fork,reuseaddr" "TCP:127.0.0.1:$port"
-    pid_alive "remote-registry-$port-in" || start_daemon "remote-registry-$port-in" ip netns exec "$REMOTE_NETNS" \
+    pid_alive "remote-registry-$port-in" || start_daemon "remote-registry-$port-in" "${REMOTE_NET[@]}" \
       socat "TCP-LISTEN:$port,bind=127.0.0.1,fork,reuseaddr" "TCP:$REMOTE_GATEWAY:$port"
   done
   wait_for remote-registry-5000-in 20 "the registry from the remote host" \
@@ -109,7 +112,7 @@ EOF
   if podman_ping "$REMOTE_PODMAN_SOCK"; then
     log "remote rootful podman already answers on $REMOTE_PODMAN_SOCK"
   else
-    pid_alive remote-podman || start_daemon remote-podman ip netns exec "$REMOTE_NETNS" \
+    pid_alive remote-podman || start_daemon remote-podman "${REMOTE_NET[@]}" \
       podman system service --time=0 "unix://$REMOTE_PODMAN_SOCK"
     wait_for remote-podman 60 "_ping on $REMOTE_PODMAN_SOCK" podman_ping "$REMOTE_PODMAN_SOCK"
     log "remote rootful podman is up on $REMOTE_PODMAN_SOCK"
@@ -131,7 +134,7 @@ EOF
     log "remote rootless podman already answers on $sock"
   else
     if ! pid_alive remote-podman-rootless; then
-      start_daemon remote-podman-rootless ip netns exec "$REMOTE_NETNS" \
+      start_daemon remote-podman-rootless "${REMOTE_NET[@]}" \
         setpriv --reuid="$uid" --regid="$gid" --init-groups \
         env -i HOME="$home" USER="$REMOTE_USER" LOGNAME="$REMOTE_USER" SHELL=/bin/bash \
         PATH=/usr/local/bin:/usr/bin:/bin XDG_RUNTIME_DIR="$runtime" \

@@ -16,6 +16,8 @@ pub mod names {
     pub const SSH_KEY: &str = "BERTH_TEST_REMOTE_SSH_KEY";
     /// The rootless user on the remote host.
     pub const USER: &str = "BERTH_TEST_REMOTE_USER";
+    /// The network namespace that is the remote host.
+    pub const NETNS: &str = "BERTH_TEST_REMOTE_NETNS";
     /// The rootful Podman socket on the remote host.
     pub const PODMAN_SOCKET: &str = "BERTH_TEST_REMOTE_PODMAN_SOCKET";
     /// The rootless user's Podman socket on the remote host.
@@ -27,6 +29,8 @@ pub mod names {
 pub struct RemoteEnv {
     /// e.g. `10.203.0.2`.
     pub addr: String,
+    /// The network namespace that is the remote host, e.g. `berth-remote`.
+    pub netns: String,
     /// Root's key for it.
     pub ssh_key: PathBuf,
     /// The rootless user.
@@ -56,11 +60,20 @@ impl RemoteEnv {
         };
         RemoteEnv {
             addr: var(names::ADDR),
+            netns: var(names::NETNS),
             ssh_key: var(names::SSH_KEY).into(),
             user: var(names::USER),
             podman_socket: var(names::PODMAN_SOCKET),
             podman_rootless_socket: var(names::PODMAN_ROOTLESS_SOCKET),
         }
+    }
+
+    /// The remote host's network namespace as `readlink /proc/self/ns/net` shows it there (`net:[INODE]`).
+    pub fn network_namespace(&self) -> String {
+        use std::os::unix::fs::MetadataExt as _;
+        let path = format!("/var/run/netns/{}", self.netns);
+        let meta = std::fs::metadata(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+        format!("net:[{}]", meta.ino())
     }
 
     /// `ssh://root@ADDR/PATH` of the rootful Podman service.

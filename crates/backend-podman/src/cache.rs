@@ -54,8 +54,10 @@ pub(crate) fn remote_cache_mounts(uid: u32) -> (CacheMounts, Option<String>) {
     (
         CacheMounts::Tmpfs,
         Some(
-            "a remote rootless Podman service's cache folders cannot be checked from here, so this build's apt, \
-             uv and micromamba caches are empty and not kept (the image is the same, only slower to build)"
+            "rootless Podman on another host cannot keep build caches through berth: whether buildah may make this \
+             user's cache folders there cannot be seen from here, so this build's apt, uv and micromamba caches are \
+             empty and not kept (the image is the same, only slower to build); fix: build with that host's \
+             rootful service (ssh://root@HOST/run/podman/podman.sock), or run berth on that host"
                 .into(),
         ),
     )
