@@ -82,3 +82,43 @@ async fn a_remote_user_outside_the_sockets_group_is_told_so() {
     .await;
     assert_says(&err, "may not open the engine's socket", "usermod -aG");
 }
+
+async fn docker_at(host: String) -> Error {
+    use berth_backend_docker::{DockerEngine, DockerOptions};
+    DockerEngine::connect(DockerOptions {
+        host: Some(host),
+        ..DockerOptions::default()
+    })
+    .await
+    .expect_err("the engine must not be usable")
+}
+
+#[tokio::test]
+async fn docker_on_a_host_without_sshd_names_docker_host() {
+    let remote = RemoteEnv::get();
+    let err = docker_at(format!("ssh://root@{}:2", remote.addr)).await;
+    assert_says(
+        &err,
+        "accepts no connection",
+        "nothing answers SSH at the host DOCKER_HOST",
+    );
+}
+
+#[tokio::test]
+async fn docker_with_a_refused_login_says_how_to_authorize_the_key() {
+    let remote = RemoteEnv::get();
+    let err = docker_at(format!("ssh://nobody@{}", remote.addr)).await;
+    assert_says(&err, "could not log in", "~/.ssh/config");
+}
+
+#[tokio::test]
+async fn docker_as_a_remote_user_outside_the_docker_group_carries_the_remote_error() {
+    let remote = RemoteEnv::get();
+    // the rootless user may log in, but not use the remote host's /var/run/docker.sock
+    let err = docker_at(format!("ssh://{}@{}", remote.user, remote.addr)).await;
+    assert_says(&err, "the remote command failed", "dial-stdio");
+    assert!(
+        err.to_string().contains("permission denied"),
+        "the remote docker's words are kept: {err}"
+    );
+}

@@ -68,6 +68,19 @@ impl RemoteEnv {
         }
     }
 
+    /// Whether the engine at `endpoint` runs inside the remote host's network namespace: its Podman services
+    /// do; Docker over SSH reaches, through the remote host's `docker system dial-stdio`, the dockerd of
+    /// /var/run/docker.sock, which is this machine's (the namespace shares its files).
+    pub fn runs_on_remote_host(endpoint: &str) -> bool {
+        if !endpoint.starts_with("ssh://") {
+            return false;
+        }
+        let remote = RemoteEnv::get();
+        [&remote.podman_socket, &remote.podman_rootless_socket]
+            .iter()
+            .any(|socket| endpoint.ends_with(socket.as_str()))
+    }
+
     /// The remote host's network namespace as `readlink /proc/self/ns/net` shows it there (`net:[INODE]`).
     pub fn network_namespace(&self) -> String {
         use std::os::unix::fs::MetadataExt as _;
@@ -79,6 +92,11 @@ impl RemoteEnv {
     /// `ssh://root@ADDR/PATH` of the rootful Podman service.
     pub fn podman_url(&self) -> String {
         format!("ssh://root@{}{}", self.addr, self.podman_socket)
+    }
+
+    /// `ssh://root@ADDR`: Docker over SSH as root.
+    pub fn docker_url(&self) -> String {
+        format!("ssh://root@{}", self.addr)
     }
 
     /// `ssh://USER@ADDR/PATH` of the rootless user's Podman service.

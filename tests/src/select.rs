@@ -16,6 +16,7 @@ pub const ENGINES: &str = "BERTH_TEST_ENGINES";
 /// service).
 pub const KNOWN: &[&str] = &[
     "docker",
+    "docker_ssh",
     "podman",
     "podman_rootless",
     "podman_ssh",

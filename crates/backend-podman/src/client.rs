@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use berth_core::lines::Piece;
 pub(crate) use berth_http::client::{empty, streaming, Body};
-use berth_http::ssh::SshSession;
+use berth_http::ssh::SharedSession;
 use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use tokio::net::UnixStream;
@@ -24,8 +24,8 @@ pub(crate) const API: &str = "/v4.0.0";
 #[derive(Debug, Clone)]
 pub(crate) struct Client {
     pub(crate) address: Address,
-    /// The SSH session of a remote address, once opened.
-    pub(crate) session: Arc<tokio::sync::OnceCell<SshSession>>,
+    /// The SSH session of a remote address (opened on the first request).
+    pub(crate) ssh: Option<Arc<SharedSession>>,
     /// How long logging in to a remote host may take ([`crate::PodmanOptions::ping_timeout`]).
     pub(crate) login_timeout: Duration,
     /// How long a streamed answer may go without a byte ([`crate::PodmanOptions::idle_timeout`]).
@@ -68,12 +68,14 @@ impl Client {
     async fn connect(&self) -> io::Result<UnixStream> {
         match &self.address {
             Address::Unix(path) => UnixStream::connect(path).await,
-            Address::Ssh { target, socket } => {
-                let session = self
-                    .session
-                    .get_or_try_init(|| SshSession::open(target, Some(socket), self.login_timeout))
-                    .await?;
-                let local = session
+            Address::Ssh { .. } => {
+                let ssh = self
+                    .ssh
+                    .as_ref()
+                    .ok_or_else(|| io::Error::other("a remote address without its SSH session"))?;
+                let local = ssh
+                    .get(self.login_timeout)
+                    .await?
                     .forwarded_socket()
                     .ok_or_else(|| io::Error::other("the SSH session forwards no socket"))?;
                 UnixStream::connect(local).await
@@ -149,7 +151,7 @@ mod tests {
             let server = FakeServer::unix(&socket, move |_| answer());
             let client = Client {
                 address: Address::Unix(socket),
-                session: Arc::default(),
+                ssh: None,
                 login_timeout: Duration::from_secs(5),
                 idle_timeout: Duration::from_millis(300),
             };

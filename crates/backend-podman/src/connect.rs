@@ -24,10 +24,16 @@ impl PodmanEngine {
     /// An engine for the service named by `options` (or the environment), without contacting it yet.
     pub fn new(options: PodmanOptions) -> Result<PodmanEngine> {
         let address = endpoint::resolve(options.socket.as_deref(), options.ssh_key.as_deref())?;
+        let ssh = match &address {
+            endpoint::Address::Ssh { target, socket } => Some(std::sync::Arc::new(
+                berth_http::ssh::SharedSession::new(target.clone(), Some(socket.clone())),
+            )),
+            endpoint::Address::Unix(_) => None,
+        };
         Ok(PodmanEngine {
             client: Client {
                 address,
-                session: std::sync::Arc::default(),
+                ssh,
                 login_timeout: options.ping_timeout,
                 idle_timeout: options.idle_timeout,
             },
@@ -162,9 +168,8 @@ impl PodmanEngine {
     /// The error for a first request that failed: for a remote service whose SSH session is up, why its socket
     /// cannot be used when the remote host can tell (missing, or not the SSH user's to open).
     async fn unreachable(&self, err: std::io::Error) -> Error {
-        if let (endpoint::Address::Ssh { socket, .. }, Some(session)) =
-            (self.socket(), self.client.session.get())
-        {
+        let session = self.client.ssh.as_ref().and_then(|ssh| ssh.opened());
+        if let (endpoint::Address::Ssh { socket, .. }, Some(session)) = (self.socket(), session) {
             if let Some(ssh) = session.diagnose_socket(socket).await {
                 return berth_http::ssh::to_error(
                     &ssh,

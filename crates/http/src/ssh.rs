@@ -13,6 +13,7 @@
 //! port accepts a TCP connection, the exit status of `test` on the remote socket), never from that text.
 
 use std::fmt;
+use std::future::Future as _;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
@@ -24,6 +25,7 @@ use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 use tokio::process::{Child, ChildStdin, ChildStdout, Command};
+use tokio::sync::OnceCell;
 
 /// How much of ssh's stderr an error keeps (its last bytes: the reason comes last).
 const STDERR_KEEP: usize = 4096;
@@ -129,10 +131,18 @@ struct Stderr(Arc<Mutex<Vec<u8>>>);
 impl Stderr {
     /// Reads `pipe` to its end in a task of its own.
     fn collect(pipe: Option<tokio::process::ChildStderr>) -> Stderr {
+        Stderr::collecting(pipe).0
+    }
+
+    /// [`Stderr::collect`], and the task that ends with the pipe.
+    fn collecting(
+        pipe: Option<tokio::process::ChildStderr>,
+    ) -> (Stderr, Option<tokio::task::JoinHandle<()>>) {
         let kept = Stderr::default();
+        let mut reader = None;
         if let Some(mut pipe) = pipe {
             let sink = kept.clone();
-            tokio::spawn(async move {
+            reader = Some(tokio::spawn(async move {
                 let mut buf = [0u8; 1024];
                 while let Ok(n @ 1..) = pipe.read(&mut buf).await {
                     let mut all = sink.0.lock().unwrap_or_else(|e| e.into_inner());
@@ -140,9 +150,9 @@ impl Stderr {
                     let excess = all.len().saturating_sub(STDERR_KEEP);
                     all.drain(..excess);
                 }
-            });
+            }));
         }
-        kept
+        (kept, reader)
     }
 
     fn text(&self) -> String {
@@ -276,12 +286,28 @@ impl SshSession {
         let missing = || io::Error::other("ssh started without pipes");
         let stdin = child.stdin.take().ok_or_else(missing)?;
         let stdout = child.stdout.take().ok_or_else(missing)?;
-        let stderr = Stderr::collect(child.stderr.take());
+        let (stderr, reader) = Stderr::collecting(child.stderr.take());
+        // a task owns the process: it reports how it ended (after its stderr is read), and kills it when the
+        // stream is dropped first
+        let (ended_tx, ended) = tokio::sync::oneshot::channel();
+        let (drop_tx, dropped) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(async move {
+            tokio::select! {
+                status = child.wait() => {
+                    if let Some(reader) = reader {
+                        let _ = tokio::time::timeout(Duration::from_secs(2), reader).await;
+                    }
+                    let _ = ended_tx.send(status.is_ok_and(|s| s.success()));
+                }
+                _ = dropped => { let _ = child.kill().await; }
+            }
+        });
         Ok(SshStream {
-            child,
             stdin,
             stdout,
             stderr,
+            ended,
+            _dropped: drop_tx,
             target: self.target.display(),
         })
     }
@@ -388,10 +414,13 @@ async fn ssh_port_open(target: &SshTarget) -> bool {
 
 /// A remote command's stdin and stdout as one byte stream ([`SshSession::stdio`]).
 pub struct SshStream {
-    child: Child,
     stdin: ChildStdin,
     stdout: ChildStdout,
     stderr: Stderr,
+    /// Whether the command succeeded, once it has ended.
+    ended: tokio::sync::oneshot::Receiver<bool>,
+    /// Dropped with the stream: the command is killed if still running.
+    _dropped: tokio::sync::oneshot::Sender<()>,
     target: String,
 }
 
@@ -404,16 +433,19 @@ impl AsyncRead for SshStream {
         let before = buf.filled().len();
         let this = &mut *self;
         match Pin::new(&mut this.stdout).poll_read(cx, buf) {
-            // the end of stdout from a command that failed: say why, with what it printed
-            Poll::Ready(Ok(())) if buf.filled().len() == before => match this.child.try_wait() {
-                Ok(Some(status)) if !status.success() => Poll::Ready(Err(SshError {
-                    failure: SshFailure::RemoteCommand,
-                    target: this.target.clone(),
-                    stderr: this.stderr.text(),
+            // the end of stdout: once the command has ended, a failure is an error carrying what it printed
+            Poll::Ready(Ok(())) if buf.filled().len() == before => {
+                match Pin::new(&mut this.ended).poll(cx) {
+                    Poll::Pending => Poll::Pending,
+                    Poll::Ready(Ok(false)) => Poll::Ready(Err(SshError {
+                        failure: SshFailure::RemoteCommand,
+                        target: this.target.clone(),
+                        stderr: this.stderr.text(),
+                    }
+                    .into_io())),
+                    Poll::Ready(_) => Poll::Ready(Ok(())),
                 }
-                .into_io())),
-                _ => Poll::Ready(Ok(())),
-            },
+            }
             other => other,
         }
     }
@@ -436,6 +468,54 @@ impl AsyncWrite for SshStream {
         Pin::new(&mut self.stdin).poll_shutdown(cx)
     }
 }
+
+/// An [`SshSession`] opened on first use and then shared by every connection of one engine (Docker's
+/// multiplexed `dial-stdio` commands, Podman's forwarded socket).
+#[derive(Debug)]
+pub struct SharedSession {
+    target: SshTarget,
+    remote_socket: Option<String>,
+    session: OnceCell<SshSession>,
+}
+
+impl SharedSession {
+    /// A session to `target`, forwarding `remote_socket` when given, not opened yet.
+    pub fn new(target: SshTarget, remote_socket: Option<String>) -> SharedSession {
+        SharedSession {
+            target,
+            remote_socket,
+            session: OnceCell::new(),
+        }
+    }
+
+    /// Where it connects.
+    pub fn target(&self) -> &SshTarget {
+        &self.target
+    }
+
+    /// The session, logging in (within `timeout`) on first use.
+    pub async fn get(&self, timeout: Duration) -> io::Result<&SshSession> {
+        self.session
+            .get_or_try_init(|| {
+                SshSession::open(&self.target, self.remote_socket.as_deref(), timeout)
+            })
+            .await
+    }
+
+    /// The session if it has been opened.
+    pub fn opened(&self) -> Option<&SshSession> {
+        self.session.get()
+    }
+}
+
+/// Two shared sessions are the same setting when they reach the same place (the session itself is state).
+impl PartialEq for SharedSession {
+    fn eq(&self, other: &Self) -> bool {
+        self.target == other.target && self.remote_socket == other.remote_socket
+    }
+}
+
+impl Eq for SharedSession {}
 
 /// The berth error for an SSH failure of `engine`'s `operation`: always `EngineUnavailable` (the engine cannot
 /// be reached), with a fix for the failure it was. `setting` names where the address came from

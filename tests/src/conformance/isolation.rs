@@ -18,14 +18,13 @@ pub async fn run_isolation_is_as_declared(engine: &dyn ContainerEngine, env: &Te
         .await
         .unwrap_or_else(|e| panic!("{} info: {e}", engine.name()));
     let declared = info.capabilities.run_isolation;
-    // the engine's host is this machine, or the remote host (its own network namespace) for one over SSH
-    let host_net = if info.endpoint.starts_with("ssh://") {
-        crate::remote::RemoteEnv::get().network_namespace()
-    } else {
-        std::fs::read_link("/proc/self/ns/net")
+    // the engine's host is this machine, or the remote host (its own network namespace) for a service there
+    let host_net = match crate::remote::RemoteEnv::runs_on_remote_host(&info.endpoint) {
+        true => crate::remote::RemoteEnv::get().network_namespace(),
+        false => std::fs::read_link("/proc/self/ns/net")
             .expect("the test's own network namespace")
             .display()
-            .to_string()
+            .to_string(),
     };
     let pick = |yes: bool, when_yes: &str, when_no: &str| {
         if yes {
