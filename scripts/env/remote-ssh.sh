@@ -107,12 +107,15 @@ EOF
   wait_for remote-registry-5000-in 20 "the registry from the remote host" \
     in_remote curl -s -o /dev/null -m 5 "http://127.0.0.1:5000/v2/"
 
-  # rootful Podman of the remote host
+  # rootful Podman of the remote host, with a /var/tmp of its own as another machine has: buildah keeps cache
+  # mounts in $TMPDIR/buildah-cache, and sharing this machine's would make its builds wait on this machine's
+  # cache locks
   install -d -m 755 /run/berth-remote /run/berth-remote/podman
+  install -d -m 1777 /var/tmp/berth-remote
   if podman_ping "$REMOTE_PODMAN_SOCK"; then
     log "remote rootful podman already answers on $REMOTE_PODMAN_SOCK"
   else
-    pid_alive remote-podman || start_daemon remote-podman "${REMOTE_NET[@]}" \
+    pid_alive remote-podman || start_daemon remote-podman "${REMOTE_NET[@]}" env TMPDIR=/var/tmp/berth-remote \
       podman system service --time=0 "unix://$REMOTE_PODMAN_SOCK"
     wait_for remote-podman 60 "_ping on $REMOTE_PODMAN_SOCK" podman_ping "$REMOTE_PODMAN_SOCK"
     log "remote rootful podman is up on $REMOTE_PODMAN_SOCK"

@@ -63,12 +63,7 @@ pub fn run(args: &ConfigArgs) -> Result<ExitStatus> {
     }
     for row_of in &connection {
         if let Some(value) = &row_of.setting {
-            let source = row_of.named.then(|| value.source.to_string());
-            row(
-                row_of.key.label,
-                &value.value,
-                source.as_deref().unwrap_or_default(),
-            );
+            row(row_of.key.label, &value.value, &value.source.to_string());
         }
     }
     match &registry {
@@ -101,12 +96,11 @@ pub fn run(args: &ConfigArgs) -> Result<ExitStatus> {
     Ok(ExitStatus::Success)
 }
 
-/// One engine setting of this run: an engine's own environment variable, else the project file, else the user's.
+/// One engine setting of this run: an engine's own environment variable, else the project file, else the user's;
+/// shown with where it came from (an address, a key, a namespace alike).
 struct ConnectionRow {
     key: &'static berth_core::provider::SettingKey,
     setting: Option<Setting>,
-    /// The engine's address, whose source is shown (detection never passes over one that is named).
-    named: bool,
 }
 
 /// Every engine's settings, in table order.
@@ -117,14 +111,13 @@ fn connection(config: &Config) -> Vec<ConnectionRow> {
             info.settings().map(move |key| ConnectionRow {
                 key,
                 setting: berth_engines::setting(kind, key, config),
-                named: key == &info.address,
             })
         })
         .collect()
 }
 
 /// `{"docker_host": ..., ..., "sources": {"docker_host": ...}}`: every setting's value (null when unset) and
-/// where each address came from.
+/// where each came from.
 fn connection_json(rows: &[ConnectionRow]) -> serde_json::Value {
     let mut values = serde_json::Map::new();
     let mut sources = serde_json::Map::new();
@@ -133,12 +126,10 @@ fn connection_json(rows: &[ConnectionRow]) -> serde_json::Value {
             row.key.json.into(),
             json!(row.setting.as_ref().map(|s| &s.value)),
         );
-        if row.named {
-            sources.insert(
-                row.key.json.into(),
-                json!(row.setting.as_ref().map(|s| s.source.to_string())),
-            );
-        }
+        sources.insert(
+            row.key.json.into(),
+            json!(row.setting.as_ref().map(|s| s.source.to_string())),
+        );
     }
     values.insert("sources".into(), serde_json::Value::Object(sources));
     serde_json::Value::Object(values)
