@@ -527,7 +527,6 @@ pub fn to_error(
     setting: &str,
     key_setting: &str,
 ) -> berth_core::Error {
-    let target = &err.target;
     let hint = match err.failure {
         SshFailure::Unreachable => format!(
             "nothing answers SSH at the host {setting} names: start the host or its sshd, check the address \
@@ -555,7 +554,7 @@ pub fn to_error(
     };
     berth_core::Error::new(
         berth_core::ErrorKind::EngineUnavailable,
-        format!("{engine} over SSH at {target}: {err}"),
+        format!("{engine} over SSH: {err}"),
     )
     .with_engine(engine)
     .with_operation(operation)
