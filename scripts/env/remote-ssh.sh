@@ -12,7 +12,7 @@
 # gets a block for 10.203.0.2 naming it and a known_hosts file with the host key, as a user would set it up.
 # Daemons enter only the namespace's network (nsenter --net): `ip netns exec` would also mount a sysfs of its
 # own over /sys, hiding the cgroup mounts runc needs to run a build's RUN steps.
-# Needs from up.sh: log, die, start_daemon, wait_for, write_if_changed, pid_alive, podman_ping, STATE, PIDS.
+# Needs from up.sh: log, die, add_subid_ranges, start_daemon, wait_for, write_if_changed, pid_alive, podman_ping, STATE, PIDS.
 REMOTE_SSH_DIR=$STATE/remote-ssh
 REMOTE_PODMAN_SOCK=/run/berth-remote/podman/podman.sock
 REMOTE_USER=berth-remote
@@ -33,19 +33,10 @@ remote_ssh_up() {
     log "created user $REMOTE_USER"
   fi
   usermod -p '*' "$REMOTE_USER"
-  local uid gid home f start
+  local uid gid home f
   uid=$(id -u "$REMOTE_USER") gid=$(id -g "$REMOTE_USER")
   home=$(getent passwd "$REMOTE_USER" | cut -d: -f6)
-  for f in /etc/subuid /etc/subgid; do
-    if ! grep -q "^$REMOTE_USER:" "$f"; then
-      start=200000
-      while awk -F: -v s="$start" '$2 < s + 65536 && $2 + $3 > s {found=1} END {exit !found}' "$f"; do
-        start=$((start + 65536))
-      done
-      echo "$REMOTE_USER:$start:65536" >>"$f"
-      log "added $REMOTE_USER:$start:65536 to $f"
-    fi
-  done
+  add_subid_ranges "$REMOTE_USER"
   local pub
   pub=$(<"$dir/id_ed25519.pub")
   for f in root "$REMOTE_USER"; do

@@ -425,18 +425,23 @@ fi
 RL_UID=$(id -u "$ROOTLESS_USER")
 RL_GID=$(id -g "$ROOTLESS_USER")
 RL_HOME=$(getent passwd "$ROOTLESS_USER" | cut -d: -f6)
-# subordinate ids (useradd may already have added a range; keep it if so)
-for f in /etc/subuid /etc/subgid; do
-  touch "$f"
-  if ! grep -q "^$ROOTLESS_USER:" "$f"; then
-    start=200000
-    while awk -F: -v s="$start" '$2 < s + 65536 && $2 + $3 > s {found=1} END {exit !found}' "$f"; do
-      start=$((start + 65536))
-    done
-    echo "$ROOTLESS_USER:$start:65536" >>"$f"
-    log "added $ROOTLESS_USER:$start:65536 to $f"
-  fi
-done
+# add_subid_ranges USER: 65536 subordinate uids and gids for USER in a free range, unless it has some (useradd
+# may already have added a range; it is kept)
+add_subid_ranges() {
+  local user=$1 f start
+  for f in /etc/subuid /etc/subgid; do
+    touch "$f"
+    if ! grep -q "^$user:" "$f"; then
+      start=200000
+      while awk -F: -v s="$start" '$2 < s + 65536 && $2 + $3 > s {found=1} END {exit !found}' "$f"; do
+        start=$((start + 65536))
+      done
+      echo "$user:$start:65536" >>"$f"
+      log "added $user:$start:65536 to $f"
+    fi
+  done
+}
+add_subid_ranges "$ROOTLESS_USER"
 RL_RUNTIME=/run/user/$RL_UID
 install -d -m 755 /run/user
 install -d -m 700 -o "$RL_UID" -g "$RL_GID" "$RL_RUNTIME" "$RL_RUNTIME/podman"
