@@ -5,6 +5,7 @@
 use berth_backend_podman::{PodmanEngine, PodmanOptions};
 use berth_core::{Error, ErrorKind};
 use berth_tests::remote::RemoteEnv;
+use berth_tests::select::selects;
 
 async fn podman_at(url: String) -> Error {
     let remote = RemoteEnv::get();
@@ -26,6 +27,9 @@ fn assert_says(err: &Error, message: &str, hint: &str) {
 
 #[tokio::test]
 async fn a_host_without_sshd_is_unreachable_and_names_the_setting() {
+    if !selects(Some("podman_ssh")) {
+        return;
+    }
     let remote = RemoteEnv::get();
     // port 2 of the remote host: the host is up, nothing listens
     let err = podman_at(format!(
@@ -38,6 +42,9 @@ async fn a_host_without_sshd_is_unreachable_and_names_the_setting() {
 
 #[tokio::test]
 async fn a_refused_login_says_how_to_authorize_the_key() {
+    if !selects(Some("podman_ssh")) {
+        return;
+    }
     let remote = RemoteEnv::get();
     // sshd there lets only root and the rootless user in
     let err = podman_at(format!(
@@ -54,6 +61,9 @@ async fn a_refused_login_says_how_to_authorize_the_key() {
 
 #[tokio::test]
 async fn a_missing_remote_socket_is_named() {
+    if !selects(Some("podman_ssh")) {
+        return;
+    }
     let remote = RemoteEnv::get();
     let err = podman_at(format!(
         "ssh://root@{}/run/berth-remote/missing.sock",
@@ -73,6 +83,9 @@ async fn a_missing_remote_socket_is_named() {
 
 #[tokio::test]
 async fn a_remote_user_outside_the_sockets_group_is_told_so() {
+    if !selects(Some("podman_ssh")) {
+        return;
+    }
     let remote = RemoteEnv::get();
     // root's service socket, as the rootless user: it exists, that user may not open it
     let err = podman_at(format!(
@@ -95,6 +108,9 @@ async fn docker_at(host: String) -> Error {
 
 #[tokio::test]
 async fn docker_on_a_host_without_sshd_names_docker_host() {
+    if !selects(Some("docker_ssh")) {
+        return;
+    }
     let remote = RemoteEnv::get();
     let err = docker_at(format!("ssh://root@{}:2", remote.addr)).await;
     assert_says(
@@ -106,6 +122,9 @@ async fn docker_on_a_host_without_sshd_names_docker_host() {
 
 #[tokio::test]
 async fn docker_with_a_refused_login_says_how_to_authorize_the_key() {
+    if !selects(Some("docker_ssh")) {
+        return;
+    }
     let remote = RemoteEnv::get();
     let err = docker_at(format!("ssh://nobody@{}", remote.addr)).await;
     assert_says(&err, "could not log in", "~/.ssh/config");
@@ -113,6 +132,9 @@ async fn docker_with_a_refused_login_says_how_to_authorize_the_key() {
 
 #[tokio::test]
 async fn docker_as_a_remote_user_outside_the_docker_group_carries_the_remote_error() {
+    if !selects(Some("docker_ssh")) {
+        return;
+    }
     let remote = RemoteEnv::get();
     // the rootless user may log in, but not use the remote host's /var/run/docker.sock
     let err = docker_at(format!("ssh://{}@{}", remote.user, remote.addr)).await;

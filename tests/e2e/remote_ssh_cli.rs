@@ -7,6 +7,7 @@ use std::process::{Command, Output};
 
 use berth_tests::env::TestEnv;
 use berth_tests::remote::RemoteEnv;
+use berth_tests::select::selects;
 use serde_json::Value;
 
 /// berth with only `vars` naming the engines and credentials from `docker_config`.
@@ -30,6 +31,9 @@ fn text(out: &[u8]) -> String {
 
 #[test]
 fn build_and_push_through_remote_rootless_podman() {
+    if !selects(Some("podman_ssh")) {
+        return;
+    }
     let env = TestEnv::get();
     let remote = RemoteEnv::get();
     let dir = tempfile::tempdir().expect("tempdir");
@@ -84,6 +88,9 @@ fn build_and_push_through_remote_rootless_podman() {
 
 #[test]
 fn doctor_names_each_remote_failure_with_its_fix() {
+    if !selects(Some("podman_ssh")) {
+        return;
+    }
     let remote = RemoteEnv::get();
     let dir = tempfile::tempdir().expect("tempdir");
     let cases = [

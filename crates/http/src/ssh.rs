@@ -561,3 +561,86 @@ pub fn to_error(
     .with_hint(hint)
     .with_source(err.clone())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_connection_never_prompts_and_carries_port_and_key() {
+        let target = SshTarget {
+            destination: "me@box".into(),
+            port: Some(2222),
+            identity: Some(PathBuf::from("/k/id")),
+        };
+        let command = target.command();
+        let args: Vec<_> = command
+            .as_std()
+            .get_args()
+            .map(|a| a.to_string_lossy())
+            .collect();
+        assert_eq!(args, ["-o", "BatchMode=yes", "-p", "2222", "-i", "/k/id"]);
+        assert_eq!(target.display(), "ssh://me@box:2222");
+    }
+
+    #[test]
+    fn failures_map_to_transport_facts_and_keep_what_ssh_said() {
+        let error = |failure| SshError {
+            failure,
+            target: "ssh://me@box".into(),
+            stderr: "me@box: Permission denied (publickey).\n".into(),
+        };
+        let io = |failure| error(failure).into_io();
+        use crate::transport::{transport_of, Transport};
+        assert_eq!(
+            transport_of(&io(SshFailure::Unreachable)),
+            Transport::NoService
+        );
+        assert_eq!(
+            transport_of(&io(SshFailure::Refused)),
+            Transport::PermissionDenied
+        );
+        assert_eq!(
+            transport_of(&io(SshFailure::RemoteSocketDenied)),
+            Transport::PermissionDenied
+        );
+        // the SshError is found inside the io::Error, as backends look for it
+        let wrapped = io(SshFailure::NoRemoteSocket);
+        let found = crate::transport::find::<SshError>(&wrapped).expect("SshError inside");
+        assert_eq!(found.failure, SshFailure::NoRemoteSocket);
+        let said = error(SshFailure::Refused).to_string();
+        assert!(
+            said.starts_with("ssh://me@box: ssh could not log in"),
+            "{said}"
+        );
+        assert!(
+            said.ends_with("(ssh said: me@box: Permission denied (publickey).)"),
+            "{said}"
+        );
+    }
+
+    #[test]
+    fn each_failure_has_its_own_fix_naming_the_setting() {
+        let fix = |failure| {
+            let err = SshError {
+                failure,
+                target: "ssh://me@box".into(),
+                stderr: String::new(),
+            };
+            let error = to_error(
+                &err,
+                "podman",
+                berth_core::Operation::Connect,
+                "CONTAINER_HOST",
+                "CONTAINER_SSHKEY",
+            );
+            assert_eq!(error.kind(), berth_core::ErrorKind::EngineUnavailable);
+            error.hint().unwrap_or_default().to_string()
+        };
+        assert!(fix(SshFailure::Unreachable).contains("CONTAINER_HOST"));
+        assert!(fix(SshFailure::Refused).contains("CONTAINER_SSHKEY"));
+        assert!(fix(SshFailure::NoRemoteSocket).contains("podman system service"));
+        assert!(fix(SshFailure::RemoteSocketDenied).contains("usermod -aG"));
+        assert!(fix(SshFailure::RemoteCommand).contains("dial-stdio"));
+    }
+}
