@@ -34,7 +34,8 @@ def bench_remote(args):
         s = Setup(Path(tmp))
         spec = CACHE / "remote-256.yaml"
         spec.write_text(f"name: bench-remote\nregistry: {s.tenv['BERTH_TEST_REGISTRY']}/bench\n"
-                        f"base_image: {s.tenv['BERTH_TEST_BUSYBOX_IMAGE']}\n"
+                        f"base_image: {s.tenv['BERTH_TEST_PYTHON_IMAGE']}\npython_exec: /usr/bin/python3\n"
+                        f"builder_config: {{uv_image: \"{s.tenv['BERTH_TEST_UV_IMAGE']}\"}}\n"
                         "builder_options: {install_flytekit: false}\n"
                         f"copy: [{ctx.name}]\n")
         # each engine: (label, extra environment) for local, then over SSH
@@ -48,7 +49,7 @@ def bench_remote(args):
                          "CONTAINER_SSHKEY": key})],
         }
         print(machine_line())
-        print(f"One spec: busybox base, `copy:` of {CONTEXT_MIB} MiB in {FILES} random files, `berth build --no-push "
+        print(f"One spec: bookworm-python fixture base, no packages, `copy:` of {CONTEXT_MIB} MiB in {FILES} random files, `berth build --no-push "
               f"--no-cache --force`, {args.runs} runs per row alternating local and SSH, medians; digests cached.")
         rows = []
         try:
