@@ -10,6 +10,7 @@
     python3 bench/bench.py memory                            berth's peak RSS building 256 MiB-1 GiB contexts
     python3 bench/bench.py remote [--runs 3]                 a 256 MiB context built on the local dockerd and
                                                              on the remote one over TLS (scripts/env/remote-docker.sh)
+    python3 bench/bench.py remote-ssh [--runs 3]             a 256 MiB context built locally vs over SSH (Docker, Podman)
     python3 bench/bench.py scale  [--runs 5] [--images 50]   a 50-image project, all present, vs flytekit exist()
     python3 bench/bench.py pyflyte [--runs 5] [--images 20]  pyflyte package, 20 ImageSpecs present: berth plugin vs default
     python3 bench/bench.py all                               each of them once, with their defaults
@@ -63,6 +64,9 @@ def main():
     memory.add_argument("--engines", nargs="+", default=ENGINES, choices=ENGINES)
     remote = sub.add_parser("remote", help="the same 256 MiB build on the local dockerd and on the remote one over TLS")
     remote.add_argument("--runs", type=int, default=3)
+    remote_ssh = sub.add_parser("remote-ssh", help="a 256 MiB context built on a local engine vs the same over SSH")
+    remote_ssh.add_argument("--runs", type=int, default=3)
+    remote_ssh.add_argument("--engines", nargs="+", default=["docker", "podman"], choices=["docker", "podman"])
     scale = sub.add_parser("scale", help="berth build of a 50-image project, all present, vs flytekit exist()")
     scale.add_argument("--runs", type=int, default=5)
     scale.add_argument("--images", type=int, default=50)
@@ -71,7 +75,7 @@ def main():
     pyflyte.add_argument("--images", type=int, default=20)
     sub.add_parser("all", help="every benchmark once, with its defaults")
     args = p.parse_args()
-    order = ["name", "exists", "hash", "build", "push", "memory", "remote", "scale", "pyflyte"]
+    order = ["name", "exists", "hash", "build", "push", "memory", "remote", "remote-ssh", "scale", "pyflyte"]
     every = args.what == "all"
     for what in order if every else [args.what]:
         if every:
@@ -93,12 +97,15 @@ def run(what, args):
     if what in ("build", "memory"):
         import build
         return {"build": build.bench_build, "memory": build.bench_memory}[what](args)
-    if what == "push":
-        import push
-        return push.bench_push(args)
     if what == "remote":
         import remote
         return remote.bench_remote(args)
+    if what == "remote-ssh":
+        import remote_ssh
+        return remote_ssh.bench_remote(args)
+    if what == "push":
+        import push
+        return push.bench_push(args)
     if what == "scale":
         import scale
         return scale.bench_scale(args)

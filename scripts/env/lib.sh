@@ -9,16 +9,18 @@
 STATE=${BERTH_ENV_STATE:-/var/lib/berth-env}
 LOGS=$STATE/logs
 PIDS=$STATE/run
-DAEMONS=(containerd dockerd registry public-registry podman podman-rootless lxd remote-lxd remote-dockerd token-issuer token-registry) # start order
+DAEMONS=(containerd dockerd registry public-registry podman podman-rootless lxd remote-lxd remote-dockerd
+  token-issuer token-registry remote-sshd remote-podman remote-podman-rootless) # start order
 
 # daemon_comm NAME -> the process name (comm) of that daemon
 daemon_comm() {
   case $1 in
     registry | public-registry | token-registry) echo docker-registry ;;
     token-issuer) echo python3 ;;
-    podman-rootless) echo podman ;;
+    podman-rootless | remote-podman | remote-podman-rootless) echo podman ;;
     remote-lxd) echo lxd ;;
     remote-dockerd) echo dockerd ;;
+    remote-sshd) echo sshd ;;
     *) echo "$1" ;;
   esac
 }

@@ -22,7 +22,6 @@ REMOTE_DOCKER_SOCK=$REMOTE_DOCKER_DIR/docker.sock    # for administration on thi
 REMOTE_DOCKER_PORT=2376
 REMOTE_DOCKER_HOST=tcp://$REMOTE_ADDR:$REMOTE_DOCKER_PORT
 REMOTE_ADDR_UNNAMED=10.203.0.3 # not in the server certificate
-REMOTE_REGISTRY_PORTS=5000,5001
 
 # remote_docker_certs: a private CA, the daemon's certificate (IP 10.203.0.2, DNS berth-remote) and a
 # client certificate, made once (kept while the CA is there).
@@ -54,18 +53,6 @@ remote_docker_certs() {
   )
 }
 
-# remote_registry_forward: the remote host's 127.0.0.1:5000/5001 reach this machine's registries.
-remote_registry_forward() {
-  in_remote sysctl -qw net.ipv4.conf.all.route_localnet=1
-  sysctl -qw "net.ipv4.conf.$REMOTE_VETH_HOST.route_localnet=1"
-  local out=(-d 127.0.0.1/32 -p tcp -m multiport --dports "$REMOTE_REGISTRY_PORTS" -j DNAT --to-destination "$REMOTE_GATEWAY")
-  in_remote iptables -t nat -C OUTPUT "${out[@]}" 2>/dev/null || in_remote iptables -t nat -A OUTPUT "${out[@]}"
-  local masq=(-s 127.0.0.1/32 -o "$REMOTE_VETH_PEER" -j MASQUERADE)
-  in_remote iptables -t nat -C POSTROUTING "${masq[@]}" 2>/dev/null || in_remote iptables -t nat -A POSTROUTING "${masq[@]}"
-  local in=(-i "$REMOTE_VETH_HOST" -d "$REMOTE_GATEWAY/32" -p tcp -m multiport --dports "$REMOTE_REGISTRY_PORTS"
-    -j DNAT --to-destination 127.0.0.1)
-  iptables -t nat -C PREROUTING "${in[@]}" 2>/dev/null || iptables -t nat -A PREROUTING "${in[@]}"
-}
 
 remote_docker_info() {
   timeout 20 docker --host "$REMOTE_DOCKER_HOST" --tlsverify --tlscacert "$REMOTE_DOCKER_CERTS/ca.pem" \
@@ -74,7 +61,6 @@ remote_docker_info() {
 
 remote_docker_up() {
   remote_docker_certs
-  remote_registry_forward
   in_remote ip addr replace "$REMOTE_ADDR_UNNAMED/24" dev "$REMOTE_VETH_PEER"
   mkdir -p "$REMOTE_DOCKER_DIR/data" "$REMOTE_DOCKER_DIR/exec"
   # its own (empty) daemon.json: the host's /etc/docker/daemon.json is the local daemon's

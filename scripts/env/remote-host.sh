@@ -11,8 +11,22 @@ REMOTE_ADDR=10.203.0.2      # the remote host, as berth dials it
 REMOTE_GATEWAY=10.203.0.1   # this machine, as the remote host sees it
 REMOTE_VETH_HOST=berth-rh0
 REMOTE_VETH_PEER=berth-rr0
+REMOTE_REGISTRY_PORTS=5000,5001 # this machine's registries, at the same address on the remote host
 
 in_remote() { ip netns exec "$REMOTE_NETNS" "$@"; }
+
+# remote_registry_forward: the remote host's 127.0.0.1:5000/5001 reach this machine's registries.
+remote_registry_forward() {
+  in_remote sysctl -qw net.ipv4.conf.all.route_localnet=1
+  sysctl -qw "net.ipv4.conf.$REMOTE_VETH_HOST.route_localnet=1"
+  local out=(-d 127.0.0.1/32 -p tcp -m multiport --dports "$REMOTE_REGISTRY_PORTS" -j DNAT --to-destination "$REMOTE_GATEWAY")
+  in_remote iptables -t nat -C OUTPUT "${out[@]}" 2>/dev/null || in_remote iptables -t nat -A OUTPUT "${out[@]}"
+  local masq=(-s 127.0.0.1/32 -o "$REMOTE_VETH_PEER" -j MASQUERADE)
+  in_remote iptables -t nat -C POSTROUTING "${masq[@]}" 2>/dev/null || in_remote iptables -t nat -A POSTROUTING "${masq[@]}"
+  local in=(-i "$REMOTE_VETH_HOST" -d "$REMOTE_GATEWAY/32" -p tcp -m multiport --dports "$REMOTE_REGISTRY_PORTS"
+    -j DNAT --to-destination 127.0.0.1)
+  iptables -t nat -C PREROUTING "${in[@]}" 2>/dev/null || iptables -t nat -A PREROUTING "${in[@]}"
+}
 
 remote_host_up() {
   if ! ip netns list | grep -qw "$REMOTE_NETNS"; then
@@ -39,4 +53,5 @@ remote_host_up() {
     # shellcheck disable=SC2086
     iptables -C FORWARD $dir -j ACCEPT 2>/dev/null || iptables -I FORWARD $dir -j ACCEPT
   done
+  remote_registry_forward
 }

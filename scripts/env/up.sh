@@ -47,6 +47,8 @@ UV_RECIPE=r1
 PACKAGES=(
   docker.io containerd runc podman uidmap docker-registry skopeo debootstrap
   busybox-static apache2-utils protobuf-compiler ca-certificates curl git
+  # the remote host's sshd (scripts/env/remote-ssh.sh)
+  openssh-server
   # scripts/python-test.sh: the flytekit venv (from /usr/bin/python3, so the rootless user can run it)
   python3-venv
   # podman's Recommends we rely on (installed with --no-install-recommends):
@@ -425,18 +427,23 @@ fi
 RL_UID=$(id -u "$ROOTLESS_USER")
 RL_GID=$(id -g "$ROOTLESS_USER")
 RL_HOME=$(getent passwd "$ROOTLESS_USER" | cut -d: -f6)
-# subordinate ids (useradd may already have added a range; keep it if so)
-for f in /etc/subuid /etc/subgid; do
-  touch "$f"
-  if ! grep -q "^$ROOTLESS_USER:" "$f"; then
-    start=200000
-    while awk -F: -v s="$start" '$2 < s + 65536 && $2 + $3 > s {found=1} END {exit !found}' "$f"; do
-      start=$((start + 65536))
-    done
-    echo "$ROOTLESS_USER:$start:65536" >>"$f"
-    log "added $ROOTLESS_USER:$start:65536 to $f"
-  fi
-done
+# add_subid_ranges USER: 65536 subordinate uids and gids for USER in a free range, unless it has some (useradd
+# may already have added a range; it is kept)
+add_subid_ranges() {
+  local user=$1 f start
+  for f in /etc/subuid /etc/subgid; do
+    touch "$f"
+    if ! grep -q "^$user:" "$f"; then
+      start=200000
+      while awk -F: -v s="$start" '$2 < s + 65536 && $2 + $3 > s {found=1} END {exit !found}' "$f"; do
+        start=$((start + 65536))
+      done
+      echo "$user:$start:65536" >>"$f"
+      log "added $user:$start:65536 to $f"
+    fi
+  done
+}
+add_subid_ranges "$ROOTLESS_USER"
 RL_RUNTIME=/run/user/$RL_UID
 install -d -m 755 /run/user
 install -d -m 700 -o "$RL_UID" -g "$RL_GID" "$RL_RUNTIME" "$RL_RUNTIME/podman"
@@ -789,6 +796,9 @@ remote_docker_up
 # shellcheck source=scripts/env/token-registry.sh
 source "$(dirname "$(readlink -f "$0")")/token-registry.sh"
 token_registry_up
+# shellcheck source=scripts/env/remote-ssh.sh
+source "$(dirname "$(readlink -f "$0")")/remote-ssh.sh"
+remote_ssh_up
 
 #######################################################################################
 step "7/7 env file"
@@ -831,6 +841,10 @@ export BERTH_TEST_TOKEN_REGISTRY_CA=$TOKEN_CA
 export BERTH_TEST_TOKEN_REGISTRY_BUSYBOX_IMAGE=$TOKEN_BUSYBOX_IMAGE
 export BERTH_TEST_TOKEN_REGISTRY_PUBLIC_BUSYBOX_IMAGE=$TOKEN_PUBLIC_BUSYBOX_IMAGE
 export BERTH_TEST_TOKEN_REGISTRY_PYTHON_IMAGE=$TOKEN_PYTHON_IMAGE
+export BERTH_TEST_REMOTE_SSH_KEY=$REMOTE_SSH_DIR/id_ed25519
+export BERTH_TEST_REMOTE_USER=$REMOTE_USER
+export BERTH_TEST_REMOTE_PODMAN_SOCKET=$REMOTE_PODMAN_SOCK
+export BERTH_TEST_REMOTE_PODMAN_ROOTLESS_SOCKET=$REMOTE_ROOTLESS_SOCK
 # dockerd is on its default socket
 # (a DOCKER_HOST of your own is left as it is: berth names it when it does not answer)
 EOF

@@ -18,6 +18,7 @@ pub mod fake_engine;
 pub mod fake_http;
 pub mod faults;
 pub mod project;
+pub mod remote;
 pub mod select;
 pub mod small_storage;
 pub mod token_registry;

@@ -17,8 +17,11 @@ pub const ENGINES: &str = "BERTH_TEST_ENGINES";
 pub const KNOWN: &[&str] = &[
     "docker",
     "docker_remote",
+    "docker_ssh",
     "podman",
     "podman_rootless",
+    "podman_ssh",
+    "podman_ssh_rootless",
     "containerd",
     "lxd",
 ];

@@ -60,13 +60,7 @@ impl DockerEngine {
                 REQUEST_TIMEOUT,
                 API_DEFAULT_VERSION,
             ),
-            Endpoint::Ssh { destination, port } => {
-                let address = match port {
-                    Some(port) => format!("ssh://{destination}:{port}"),
-                    None => format!("ssh://{destination}"),
-                };
-                Docker::connect_with_ssh(&address, REQUEST_TIMEOUT, API_DEFAULT_VERSION, None)
-            }
+            Endpoint::Ssh(session) => ssh_client(session.clone(), options.ping_timeout),
         }
         .map_err(|e| {
             crate::remote::files_missing(&endpoint, &name)
@@ -149,6 +143,47 @@ impl DockerEngine {
             podman,
         })
     }
+}
+
+/// A bollard client whose every connection is `docker system dial-stdio` on the engine's one SSH session
+/// (bollard's own ssh transport starts an ssh master per connection and accepts unknown host keys; this one
+/// keeps the user's host key checking and never prompts, see [`berth_http::ssh`]).
+fn ssh_client(
+    session: std::sync::Arc<berth_http::ssh::SharedSession>,
+    login_timeout: Duration,
+) -> std::result::Result<Docker, bollard::errors::Error> {
+    let address = session.target().display();
+    let transport = move |request: bollard::BollardRequest| {
+        let session = session.clone();
+        async move {
+            let (mut parts, body) = request.into_parts();
+            // bollard writes `ssh://host/path`; the daemon wants the path only, and a Host header
+            let path = parts
+                .uri
+                .path_and_query()
+                .map_or("/", |p| p.as_str())
+                .parse()
+                .map_err(http::Error::from)?;
+            parts.uri = path;
+            parts.headers.insert(
+                http::header::HOST,
+                http::HeaderValue::from_static(crate::dial::HOST_HEADER),
+            );
+            let stream = session
+                .get(login_timeout)
+                .await?
+                .stdio(crate::dial::DIAL_STDIO)?;
+            let exchange =
+                berth_http::client::send(stream, http::Request::from_parts(parts, body)).await?;
+            Ok(exchange.response)
+        }
+    };
+    Docker::connect_with_custom_transport(
+        transport,
+        Some(address),
+        REQUEST_TIMEOUT,
+        API_DEFAULT_VERSION,
+    )
 }
 
 fn unanswered(endpoint: &str, timeout: Duration) -> Error {

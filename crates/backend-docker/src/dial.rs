@@ -3,17 +3,15 @@
 //!
 //! bollard keeps its transports private, so this module reaches the same [`Endpoint`]s itself: unix sockets,
 //! plain TCP, TCP with the client certificates of `DOCKER_CERT_PATH` ([`berth_http::tls`]), and ssh through
-//! `ssh HOST docker system dial-stdio`, the way the docker CLI does. What is said on the stream is
+//! `ssh HOST docker system dial-stdio`, the way the docker CLI does, multiplexed on the engine's one SSH session
+//! ([`berth_http::ssh`]; bollard's own requests use the same, see `connect.rs`). What is said on the stream is
 //! [`berth_http::client`]'s.
 
 use std::io;
-use std::pin::Pin;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpStream, UnixStream};
-use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 
 use crate::endpoint::Endpoint;
 
@@ -27,7 +25,7 @@ pub(crate) const HOST_HEADER: &str = "docker";
 /// Opens a connection to the daemon at `endpoint`, TLS handshake included, within `timeout`: a daemon address
 /// that accepts and never answers (a firewall, a wrong port, a stalled TLS peer) must not hang a build.
 pub(crate) async fn dial(endpoint: &Endpoint, timeout: Duration) -> io::Result<Box<dyn Stream>> {
-    match tokio::time::timeout(timeout, connect(endpoint)).await {
+    match tokio::time::timeout(timeout, connect(endpoint, timeout)).await {
         Ok(stream) => stream,
         Err(_) => Err(io::Error::new(
             io::ErrorKind::TimedOut,
@@ -39,7 +37,7 @@ pub(crate) async fn dial(endpoint: &Endpoint, timeout: Duration) -> io::Result<B
     }
 }
 
-async fn connect(endpoint: &Endpoint) -> io::Result<Box<dyn Stream>> {
+async fn connect(endpoint: &Endpoint, timeout: Duration) -> io::Result<Box<dyn Stream>> {
     match endpoint {
         Endpoint::Unix(path) => Ok(Box::new(UnixStream::connect(path).await?)),
         Endpoint::Tcp { addr, tls: None } => {
@@ -53,65 +51,13 @@ async fn connect(endpoint: &Endpoint) -> io::Result<Box<dyn Stream>> {
         } => Ok(Box::new(
             berth_http::tls::connect(addr, &files.ca, &files.cert, &files.key).await?,
         )),
-        Endpoint::Ssh { destination, port } => {
-            let mut command = Command::new("ssh");
-            if let Some(port) = port {
-                command.arg("-p").arg(port.to_string());
-            }
-            let mut child = command
-                .arg("--")
-                .arg(destination)
-                .args(["docker", "system", "dial-stdio"])
-                .stdin(std::process::Stdio::piped())
-                .stdout(std::process::Stdio::piped())
-                .kill_on_drop(true)
-                .spawn()?;
-            let missing = || io::Error::other("ssh started without pipes");
-            let stdin = child.stdin.take().ok_or_else(missing)?;
-            let stdout = child.stdout.take().ok_or_else(missing)?;
-            Ok(Box::new(SshStream {
-                _child: child,
-                stdin,
-                stdout,
-            }))
-        }
+        Endpoint::Ssh(session) => Ok(Box::new(session.get(timeout).await?.stdio(DIAL_STDIO)?)),
     }
 }
 
-/// `docker system dial-stdio` on the remote host: its stdout is what the daemon sends, its stdin what we do.
-struct SshStream {
-    _child: Child,
-    stdin: ChildStdin,
-    stdout: ChildStdout,
-}
-
-impl AsyncRead for SshStream {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.stdout).poll_read(cx, buf)
-    }
-}
-
-impl AsyncWrite for SshStream {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.stdin).poll_write(cx, buf)
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.stdin).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.stdin).poll_shutdown(cx)
-    }
-}
+/// The command the docker CLI runs on the remote host to reach its daemon (whatever socket its own
+/// configuration names there).
+pub(crate) const DIAL_STDIO: &[&str] = &["docker", "system", "dial-stdio"];
 
 #[cfg(test)]
 mod tests {

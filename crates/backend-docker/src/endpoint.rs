@@ -5,8 +5,10 @@
 //! (default `~/.docker`). The environment variables this crate reads are named here and nowhere else.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use berth_core::{Error, Result};
+use berth_http::ssh::{SharedSession, SshTarget};
 
 use crate::ENGINE;
 
@@ -48,11 +50,8 @@ pub(crate) enum Endpoint {
     Unix(PathBuf),
     /// TCP, plain or TLS; `addr` is `host:port`.
     Tcp { addr: String, tls: Option<TlsFiles> },
-    /// `docker system dial-stdio` over ssh; `destination` is `[user@]host`.
-    Ssh {
-        destination: String,
-        port: Option<u16>,
-    },
+    /// `docker system dial-stdio` over ssh, every connection riding on one SSH session.
+    Ssh(Arc<SharedSession>),
 }
 
 impl Endpoint {
@@ -123,7 +122,12 @@ impl Endpoint {
                     }
                     _ => (authority.to_string(), None),
                 };
-                Ok(Endpoint::Ssh { destination, port })
+                let target = SshTarget {
+                    destination,
+                    port,
+                    identity: None,
+                };
+                Ok(Endpoint::Ssh(Arc::new(SharedSession::new(target, None))))
             }
             other => Err(invalid(&format!("unknown scheme `{other}`"))),
         }
@@ -135,14 +139,7 @@ impl Endpoint {
             Endpoint::Unix(path) => format!("unix://{}", path.display()),
             Endpoint::Tcp { addr, tls: None } => format!("tcp://{addr}"),
             Endpoint::Tcp { addr, tls: Some(_) } => format!("tcp://{addr} (tls)"),
-            Endpoint::Ssh {
-                destination,
-                port: Some(port),
-            } => format!("ssh://{destination}:{port}"),
-            Endpoint::Ssh {
-                destination,
-                port: None,
-            } => format!("ssh://{destination}"),
+            Endpoint::Ssh(session) => session.target().display(),
         }
     }
 }
@@ -211,19 +208,20 @@ mod tests {
                 tls: Some(tls)
             }
         );
-        assert_eq!(
-            Endpoint::parse("ssh://me@box:2222", None).expect("ssh"),
-            Endpoint::Ssh {
-                destination: "me@box".into(),
-                port: Some(2222)
-            }
-        );
+        let ssh = |destination: &str, port| {
+            let target = SshTarget {
+                destination: destination.into(),
+                port,
+                identity: None,
+            };
+            Endpoint::Ssh(Arc::new(SharedSession::new(target, None)))
+        };
+        let parsed = Endpoint::parse("ssh://me@box:2222", None).expect("ssh");
+        assert_eq!(parsed, ssh("me@box", Some(2222)));
+        assert_eq!(parsed.display(), "ssh://me@box:2222");
         assert_eq!(
             Endpoint::parse("ssh://me@box", None).expect("ssh"),
-            Endpoint::Ssh {
-                destination: "me@box".into(),
-                port: None
-            }
+            ssh("me@box", None)
         );
     }
 

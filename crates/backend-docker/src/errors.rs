@@ -51,9 +51,32 @@ pub(crate) fn to_error_saying(
     berth_http::to_error(&service(&described), &failure, op, message)
 }
 
+/// Where the Docker address is set, for hints.
+const SETTING: &str = "DOCKER_HOST (or berth.yaml's engine.docker.host)";
+
+/// The berth error for an SSH failure somewhere in `err`'s chain, if there is one.
+fn ssh_error(err: &(dyn std::error::Error + 'static), op: Op) -> Option<Error> {
+    let ssh = berth_http::transport::find::<berth_http::ssh::SshError>(err)?;
+    Some(berth_http::ssh::to_error(
+        ssh,
+        ENGINE,
+        op,
+        SETTING,
+        "an IdentityFile for the host in ~/.ssh/config",
+    ))
+}
+
 /// A berth error for a bollard error, keeping it as the source.
 pub(crate) fn client_error(err: bollard::errors::Error, op: Op, endpoint: &str) -> Error {
     use bollard::errors::Error as B;
+    // bollard's IOError is transparent: its source() skips the io::Error that carries ssh's error
+    let ssh = match &err {
+        B::IOError { err } => ssh_error(err, op),
+        other => ssh_error(other, op),
+    };
+    if let Some(ssh) = ssh {
+        return ssh;
+    }
     let own = |kind: ErrorKind| {
         Error::new(kind, err.to_string())
             .with_engine(ENGINE)
@@ -102,6 +125,9 @@ pub(crate) fn client_error(err: bollard::errors::Error, op: Op, endpoint: &str) 
 
 /// [`to_error`] for an I/O error on a connection of this crate's own, keeping it as the source.
 pub(crate) fn io_error(err: io::Error, op: Op, endpoint: &str) -> Error {
+    if let Some(ssh) = ssh_error(&err, op) {
+        return ssh;
+    }
     to_error(Failure::Transport(&err), op, endpoint).with_source(err)
 }
 

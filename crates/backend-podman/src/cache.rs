@@ -39,6 +39,30 @@ pub(crate) fn cache_mounts(uid: u32, socket: &Path) -> (CacheMounts, Option<Stri
     }
 }
 
+/// How cache mounts are rendered for a service on another host running as `uid`: root's caches are kept; a
+/// rootless user's are not, since whether buildah can make its cache folders there ([`cache_folder_problem`])
+/// cannot be seen from here, and a build that fails on a folder it cannot make is worse than an uncached one.
+pub(crate) fn remote_cache_mounts(uid: u32) -> (CacheMounts, Option<String>) {
+    if uid == 0 {
+        return (
+            CacheMounts::SharedWithLock {
+                id_suffix: "u0".into(),
+            },
+            None,
+        );
+    }
+    (
+        CacheMounts::Tmpfs,
+        Some(
+            "rootless Podman on another host cannot keep build caches through berth: whether buildah may make this \
+             user's cache folders there cannot be seen from here, so this build's apt, uv and micromamba caches are \
+             empty and not kept (the image is the same, only slower to build); fix: build with that host's \
+             rootful service (ssh://root@HOST/run/podman/podman.sock), or run berth on that host"
+                .into(),
+        ),
+    )
+}
+
 /// Why a rootless service running as `uid` cannot create its cache folders, and the fix; `None` when it can.
 pub fn cache_folder_problem(uid: u32, socket: &Path) -> Option<(String, String)> {
     let root = service_tmpdir(uid, socket)

@@ -1,16 +1,21 @@
 //! The libpod API on the service's unix socket, through the REST engines' shared HTTP/1.1 client
 //! ([`berth_http::client`]): one connection per request, bodies that may be streams, answers read whole or as
-//! JSON lines while they arrive.
+//! JSON lines while they arrive. A remote service's socket is forwarded to a local one by one SSH session
+//! ([`berth_http::ssh::SshSession`]), opened on the first request and kept for the engine's life: each request
+//! is then a local connection riding on it, with no SSH handshake of its own.
 
 use std::io;
-use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use berth_core::lines::Piece;
 pub(crate) use berth_http::client::{empty, streaming, Body};
+use berth_http::ssh::SharedSession;
 use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use tokio::net::UnixStream;
+
+use crate::endpoint::Address;
 
 /// The API prefix: libpod 4.0 is the oldest API berth speaks (Debian 12 ships 4.3).
 pub(crate) const API: &str = "/v4.0.0";
@@ -18,7 +23,11 @@ pub(crate) const API: &str = "/v4.0.0";
 /// The service's socket.
 #[derive(Debug, Clone)]
 pub(crate) struct Client {
-    pub(crate) socket: PathBuf,
+    pub(crate) address: Address,
+    /// The SSH session of a remote address (opened on the first request).
+    pub(crate) ssh: Option<Arc<SharedSession>>,
+    /// How long logging in to a remote host may take ([`crate::PodmanOptions::ping_timeout`]).
+    pub(crate) login_timeout: Duration,
     /// How long a streamed answer may go without a byte ([`crate::PodmanOptions::idle_timeout`]).
     pub(crate) idle_timeout: Duration,
 }
@@ -38,7 +47,7 @@ impl Client {
         headers: &[(&str, String)],
         body: Body,
     ) -> io::Result<Response<Incoming>> {
-        let stream = UnixStream::connect(&self.socket).await?;
+        let stream = self.connect().await?;
         let mut request = Request::builder()
             .method(method)
             .uri(format!("{API}{path}"))
@@ -51,6 +60,27 @@ impl Client {
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
         // the connection task ends with the answer's body; nothing needs to stop it sooner
         Ok(berth_http::client::send(stream, request).await?.response)
+    }
+}
+
+impl Client {
+    /// A fresh connection to the service: its socket, or the local end of the SSH session's forward.
+    async fn connect(&self) -> io::Result<UnixStream> {
+        match &self.address {
+            Address::Unix(path) => UnixStream::connect(path).await,
+            Address::Ssh { .. } => {
+                let ssh = self
+                    .ssh
+                    .as_ref()
+                    .ok_or_else(|| io::Error::other("a remote address without its SSH session"))?;
+                let local = ssh
+                    .get(self.login_timeout)
+                    .await?
+                    .forwarded_socket()
+                    .ok_or_else(|| io::Error::other("the SSH session forwards no socket"))?;
+                UnixStream::connect(local).await
+            }
+        }
     }
 }
 
@@ -120,7 +150,9 @@ mod tests {
             let socket = dir.join("podman.sock");
             let server = FakeServer::unix(&socket, move |_| answer());
             let client = Client {
-                socket,
+                address: Address::Unix(socket),
+                ssh: None,
+                login_timeout: Duration::from_secs(5),
                 idle_timeout: Duration::from_millis(300),
             };
             (client, server)

@@ -9,7 +9,7 @@ use berth_core::{Error, ErrorKind, Result};
 use http::Method;
 
 use crate::client::{self, Client};
-use crate::endpoint::{self, start_hint};
+use crate::endpoint::{self, start_hint_for};
 use crate::errors::{io_error, to_error, Failure, Op};
 use crate::{PodmanEngine, PodmanOptions, ENGINE};
 
@@ -26,10 +26,18 @@ pub(crate) struct Service {
 impl PodmanEngine {
     /// An engine for the service named by `options` (or the environment), without contacting it yet.
     pub fn new(options: PodmanOptions) -> Result<PodmanEngine> {
-        let socket = endpoint::resolve(options.socket.as_deref())?;
+        let address = endpoint::resolve(options.socket.as_deref(), options.ssh_key.as_deref())?;
+        let ssh = match &address {
+            endpoint::Address::Ssh { target, socket } => Some(std::sync::Arc::new(
+                berth_http::ssh::SharedSession::new(target.clone(), Some(socket.clone())),
+            )),
+            endpoint::Address::Unix(_) => None,
+        };
         Ok(PodmanEngine {
             client: Client {
-                socket,
+                address,
+                ssh,
+                login_timeout: options.ping_timeout,
                 idle_timeout: options.idle_timeout,
             },
             options,
@@ -54,21 +62,18 @@ impl PodmanEngine {
             .copied()
     }
 
-    /// Whether the service runs rootless: what `/libpod/info` said if it was asked, else whether a user other than
-    /// root owns the socket (a Podman service creates its socket as the user it runs as).
+    /// Whether the service runs rootless: what `/libpod/info` said if it was asked, else whether it runs as a
+    /// user other than root ([`Self::service_uid`]).
     pub(crate) fn runs_rootless(&self) -> bool {
-        use std::os::unix::fs::MetadataExt as _;
         match self.service.get() {
             Some(service) => service.rootless,
-            None => std::fs::metadata(self.socket()).is_ok_and(|m| m.uid() != 0),
+            None => self.service_uid() != 0,
         }
     }
 
-    /// The uid the service runs as on this host: the socket's owner (a Podman service creates its socket as the
-    /// user it runs as).
+    /// The uid the service runs as on its host, as its address tells it ([`endpoint::Address::service_uid`]).
     pub(crate) fn service_uid(&self) -> u32 {
-        use std::os::unix::fs::MetadataExt as _;
-        std::fs::metadata(self.socket()).map_or(0, |m| m.uid())
+        self.socket().service_uid()
     }
 
     /// The service's facts, asked on first use.
@@ -98,7 +103,7 @@ impl PodmanEngine {
                     self.socket(),
                 ))
             }
-            Ok(Err(e)) => return Err(io_error(e, Op::Connect, self.socket())),
+            Ok(Err(e)) => return Err(self.unreachable(e).await),
             Err(_) => return Err(self.unanswered(timeout)),
         }
         Ok(())
@@ -171,6 +176,25 @@ impl PodmanEngine {
         Ok((status, body))
     }
 
+    /// The error for a first request that failed: for a remote service whose SSH session is up, why its socket
+    /// cannot be used when the remote host can tell (missing, or not the SSH user's to open).
+    async fn unreachable(&self, err: std::io::Error) -> Error {
+        let session = self.client.ssh.as_ref().and_then(|ssh| ssh.opened());
+        if let (endpoint::Address::Ssh { socket, .. }, Some(session)) = (self.socket(), session) {
+            if let Some(ssh) = session.diagnose_socket(socket).await {
+                return berth_http::ssh::to_error(
+                    &ssh,
+                    ENGINE,
+                    Op::Connect,
+                    crate::errors::SETTING,
+                    endpoint::CONTAINER_SSHKEY,
+                )
+                .with_source(err);
+            }
+        }
+        io_error(err, Op::Connect, self.socket())
+    }
+
     fn unanswered(&self, timeout: Duration) -> Error {
         Error::new(
             ErrorKind::EngineUnavailable,
@@ -182,6 +206,6 @@ impl PodmanEngine {
         )
         .with_engine(ENGINE)
         .with_operation(Op::Connect)
-        .with_hint(start_hint(self.socket()))
+        .with_hint(start_hint_for(self.socket()))
     }
 }

@@ -1,54 +1,133 @@
 //! Where the Podman API service listens, decided the way the podman remote client decides it.
 //!
-//! An explicit socket wins; otherwise `CONTAINER_HOST` (`unix://` only); otherwise the per-user socket
-//! `$XDG_RUNTIME_DIR/podman/podman.sock` for a non-root user and `/run/podman/podman.sock` for root. The
-//! environment variables this crate reads are named here and nowhere else.
+//! An explicit address wins; otherwise `CONTAINER_HOST`; otherwise the per-user socket
+//! `$XDG_RUNTIME_DIR/podman/podman.sock` for a non-root user and `/run/podman/podman.sock` for root. An
+//! address is a local socket (`unix:///path` or a path) or a remote one,
+//! `ssh://user@host[:port]/run/user/UID/podman/podman.sock`, reached with the key of `CONTAINER_SSHKEY` (or
+//! ssh's own configuration) through [`berth_http::ssh`]. The environment variables this crate reads are named
+//! here and nowhere else.
 
 use std::path::{Path, PathBuf};
 
 use berth_core::{Error, Result};
+use berth_http::ssh::SshTarget;
 
 use crate::ENGINE;
 
 /// Environment variable naming the service (`unix:///path`), as for `podman --remote`.
 pub const CONTAINER_HOST: &str = "CONTAINER_HOST";
+/// Environment variable naming the private key for `ssh://` addresses, as for `podman --remote`.
+pub const CONTAINER_SSHKEY: &str = "CONTAINER_SSHKEY";
 /// Environment variable naming the user's runtime folder, which holds the rootless socket.
 pub const XDG_RUNTIME_DIR: &str = "XDG_RUNTIME_DIR";
 /// The socket of the rootful service.
 pub const ROOTFUL_SOCKET: &str = "/run/podman/podman.sock";
 
-/// The socket to use: `explicit` (a path or `unix://` URL), else the environment, else the default.
-pub(crate) fn resolve(explicit: Option<&str>) -> Result<PathBuf> {
-    let env_host = std::env::var(CONTAINER_HOST).ok().filter(|h| !h.is_empty());
-    match explicit.map(str::to_string).or(env_host) {
-        Some(host) => parse(&host),
-        None => Ok(default_socket(
-            is_root(),
-            std::env::var_os(XDG_RUNTIME_DIR).map(PathBuf::from),
-        )),
+/// Where the service listens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Address {
+    /// A socket on this machine.
+    Unix(PathBuf),
+    /// A socket on another machine, reached over SSH.
+    Ssh {
+        /// The host and how to log in.
+        target: SshTarget,
+        /// The socket's path on that host.
+        socket: String,
+    },
+}
+
+impl Address {
+    /// The address as users write it.
+    pub(crate) fn display(&self) -> String {
+        match self {
+            Address::Unix(path) => format!("unix://{}", path.display()),
+            Address::Ssh { target, socket } => format!("{}{socket}", target.display()),
+        }
+    }
+
+    /// The uid the service runs as, where the address tells it: a local socket's owner (a Podman service
+    /// creates its socket as the user it runs as), a remote one's `/run/user/UID/` folder, else root.
+    pub(crate) fn service_uid(&self) -> u32 {
+        use std::os::unix::fs::MetadataExt as _;
+        match self {
+            Address::Unix(path) => std::fs::metadata(path).map_or(0, |m| m.uid()),
+            Address::Ssh { socket, .. } => socket
+                .strip_prefix("/run/user/")
+                .and_then(|rest| rest.split('/').next()?.parse().ok())
+                .unwrap_or(0),
+        }
     }
 }
 
-fn parse(host: &str) -> Result<PathBuf> {
+/// The address to use: `explicit` (a path or URL), else the environment, else the default socket. `key` is
+/// the private key for an `ssh://` address (else `CONTAINER_SSHKEY`).
+pub(crate) fn resolve(explicit: Option<&str>, key: Option<&str>) -> Result<Address> {
+    let env_host = std::env::var(CONTAINER_HOST).ok().filter(|h| !h.is_empty());
+    let key = key
+        .map(str::to_string)
+        .or_else(|| std::env::var(CONTAINER_SSHKEY).ok())
+        .filter(|k| !k.is_empty());
+    match explicit.map(str::to_string).or(env_host) {
+        Some(host) => parse(&host, key.map(PathBuf::from)),
+        None => Ok(Address::Unix(default_socket(
+            is_root(),
+            std::env::var_os(XDG_RUNTIME_DIR).map(PathBuf::from),
+        ))),
+    }
+}
+
+fn parse(host: &str, key: Option<PathBuf>) -> Result<Address> {
+    let invalid = |why: &str| {
+        Error::invalid(format!("podman host `{host}`: {why}"))
+            .with_engine(ENGINE)
+            .with_operation(berth_core::Operation::Connect)
+            .with_hint(format!(
+                "set {CONTAINER_HOST} (or berth.yaml's engine.podman.socket) to unix:///PATH or \
+                 ssh://USER@HOST[:PORT]/run/user/UID/podman/podman.sock"
+            ))
+    };
     if let Some(path) = host.strip_prefix("unix://") {
         if !path.is_empty() {
-            return Ok(PathBuf::from(path));
+            return Ok(Address::Unix(PathBuf::from(path)));
         }
     } else if host.starts_with('/') {
-        return Ok(PathBuf::from(host));
+        return Ok(Address::Unix(PathBuf::from(host)));
+    } else if let Some(rest) = host.strip_prefix("ssh://") {
+        let (authority, socket) = rest
+            .split_once('/')
+            .map(|(a, path)| (a, format!("/{path}")))
+            .ok_or_else(|| invalid("an ssh:// address names the socket's path on the host"))?;
+        if authority.is_empty() || socket.len() < 2 {
+            return Err(invalid(
+                "expected ssh://USER@HOST[:PORT]/PATH/TO/podman.sock",
+            ));
+        }
+        let (destination, port) = match authority.rsplit_once(':') {
+            Some((dest, port)) if !dest.is_empty() => {
+                let port = port
+                    .parse::<u16>()
+                    .map_err(|_| invalid("the ssh port is not a number from 1 to 65535"))?;
+                (dest.to_string(), Some(port))
+            }
+            _ => (authority.to_string(), None),
+        };
+        return Ok(Address::Ssh {
+            target: SshTarget {
+                destination,
+                port,
+                identity: key,
+            },
+            socket,
+        });
     } else if host.contains("://") {
         return Err(Error::unsupported(
             ENGINE,
             "connect",
-            format!("podman host `{host}`: berth reaches Podman through a unix socket only"),
-        )
-        .with_hint("forward the remote socket (`ssh -L /tmp/podman.sock:/run/podman/podman.sock HOST`) and use unix:///tmp/podman.sock"));
+            format!("podman host `{host}`: berth reaches Podman through unix:// or ssh:// only"),
+        ));
     }
-    Err(
-        Error::invalid(format!("podman host `{host}`: expected unix:///PATH"))
-            .with_engine(ENGINE)
-            .with_operation(berth_core::Operation::Connect),
-    )
+    Err(invalid("expected unix:///PATH or ssh://USER@HOST/PATH"))
 }
 
 fn default_socket(root: bool, runtime_dir: Option<PathBuf>) -> PathBuf {
@@ -62,6 +141,19 @@ fn default_socket(root: bool, runtime_dir: Option<PathBuf>) -> PathBuf {
 fn is_root() -> bool {
     use std::os::unix::fs::MetadataExt;
     std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
+}
+
+/// How to start the service at `address`: [`start_hint`] for a local socket, the same command run on the
+/// remote host for a remote one.
+pub(crate) fn start_hint_for(address: &Address) -> String {
+    match address {
+        Address::Unix(path) => start_hint(path),
+        Address::Ssh { target, socket } => format!(
+            "start the service on the remote host, as the user the socket belongs to: `ssh {} podman system \
+             service --time=0 unix://{socket}` (or `systemctl --user start podman.socket` there)",
+            target.destination
+        ),
+    }
 }
 
 /// The command that starts a service listening on `socket`, for whoever runs berth: root starts the system
@@ -92,21 +184,57 @@ mod tests {
 
     #[test]
     fn parses_sockets_and_refuses_other_schemes() {
+        let unix = |p: &str| Address::Unix(PathBuf::from(p));
         assert_eq!(
-            parse("unix:///run/p.sock").expect("unix"),
-            PathBuf::from("/run/p.sock")
+            parse("unix:///run/p.sock", None).expect("unix"),
+            unix("/run/p.sock")
         );
         assert_eq!(
-            parse("/run/p.sock").expect("path"),
-            PathBuf::from("/run/p.sock")
+            parse("/run/p.sock", None).expect("path"),
+            unix("/run/p.sock")
         );
         assert_eq!(
-            parse("ssh://me@box/run/podman/podman.sock")
-                .expect_err("ssh")
-                .kind(),
+            parse("tcp://box:8080", None).expect_err("tcp").kind(),
             berth_core::ErrorKind::Unsupported
         );
-        assert!(parse("unix://").is_err());
+        for bad in [
+            "unix://",
+            "ssh://me@box",
+            "ssh://me@box/",
+            "ssh:///run/p.sock",
+            "ssh://me@box:x/a",
+            "box",
+        ] {
+            assert!(parse(bad, None).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn ssh_addresses_keep_user_port_path_and_key() {
+        let key = Some(PathBuf::from("/k/id"));
+        let address = parse(
+            "ssh://me@box:2222/run/user/1003/podman/podman.sock",
+            key.clone(),
+        )
+        .expect("ssh");
+        assert_eq!(
+            address,
+            Address::Ssh {
+                target: SshTarget {
+                    destination: "me@box".into(),
+                    port: Some(2222),
+                    identity: key,
+                },
+                socket: "/run/user/1003/podman/podman.sock".into(),
+            }
+        );
+        assert_eq!(address.service_uid(), 1003);
+        assert_eq!(
+            address.display(),
+            "ssh://me@box:2222/run/user/1003/podman/podman.sock"
+        );
+        let rootful = parse("ssh://root@box/run/podman/podman.sock", None).expect("ssh");
+        assert_eq!(rootful.service_uid(), 0);
     }
 
     #[test]

@@ -6,19 +6,18 @@
 //! itself is buildah's cache race ([`is_cache_race`]), the only failure of a build worth building again.
 
 use std::io;
-use std::path::Path;
 
 use berth_core::{Error, ErrorStatus};
 pub(crate) use berth_http::Failure;
 
-use crate::endpoint::start_hint;
+use crate::endpoint::{start_hint_for, Address, CONTAINER_SSHKEY};
 use crate::ENGINE;
 
 /// The operation a failure happened in; it decides what a transport error or stream message means.
 pub(crate) use berth_core::Operation as Op;
 
 /// A berth error for `failure` on the service at `socket`.
-pub(crate) fn to_error(failure: Failure<'_>, op: Op, socket: &Path) -> Error {
+pub(crate) fn to_error(failure: Failure<'_>, op: Op, socket: &Address) -> Error {
     to_error_saying(failure, op, socket, None)
 }
 
@@ -27,11 +26,11 @@ pub(crate) fn to_error(failure: Failure<'_>, op: Op, socket: &Path) -> Error {
 pub(crate) fn to_error_saying(
     failure: Failure<'_>,
     op: Op,
-    socket: &Path,
+    socket: &Address,
     message: Option<String>,
 ) -> Error {
-    let service = format!("the Podman service at unix://{}", socket.display());
-    let start = start_hint(socket);
+    let service = format!("the Podman service at {}", socket.display());
+    let start = start_hint_for(socket);
     let podman = berth_http::Service {
         engine: ENGINE,
         service: &service,
@@ -66,10 +65,16 @@ fn is_cache_race(message: &str) -> bool {
         && (message.contains("not known") || message.contains("unknown"))
 }
 
-/// [`to_error`] for an I/O error, keeping it as the source.
-pub(crate) fn io_error(err: io::Error, op: Op, socket: &Path) -> Error {
+/// [`to_error`] for an I/O error, keeping it as the source; an SSH failure gets the fix for that failure.
+pub(crate) fn io_error(err: io::Error, op: Op, socket: &Address) -> Error {
+    if let Some(ssh) = berth_http::transport::find::<berth_http::ssh::SshError>(&err) {
+        return berth_http::ssh::to_error(ssh, ENGINE, op, SETTING, CONTAINER_SSHKEY);
+    }
     to_error(Failure::Transport(&err), op, socket).with_source(err)
 }
+
+/// Where a Podman address is set, for hints.
+pub(crate) const SETTING: &str = "CONTAINER_HOST (or berth.yaml's engine.podman.socket)";
 
 #[cfg(test)]
 mod tests {
@@ -80,7 +85,7 @@ mod tests {
         to_error(
             Failure::Stream { message, in_step },
             op,
-            Path::new("/run/podman/podman.sock"),
+            &Address::Unix("/run/podman/podman.sock".into()),
         )
     }
 
@@ -130,7 +135,7 @@ mod tests {
         let err = to_error(
             Failure::Transport(&refused),
             Op::Connect,
-            Path::new("/run/user/7/podman/podman.sock"),
+            &Address::Unix("/run/user/7/podman/podman.sock".into()),
         );
         assert_eq!(err.kind(), ErrorKind::EngineUnavailable);
         assert!(err

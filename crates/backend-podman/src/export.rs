@@ -26,7 +26,7 @@ pub(crate) async fn export(engine: &PodmanEngine, reference: &str) -> Result<Exp
         image_path(reference),
         query(&params)
     );
-    let socket = engine.socket().to_path_buf();
+    let socket = engine.socket().clone();
     let response = engine
         .client
         .send(Method::GET, &path, &[], client::empty())

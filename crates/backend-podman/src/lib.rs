@@ -53,9 +53,12 @@ pub(crate) const ENGINE: &str = "podman";
 /// How to reach the Podman service.
 #[derive(Debug, Clone)]
 pub struct PodmanOptions {
-    /// The service's socket (`unix:///path` or a path); `None` reads `CONTAINER_HOST`, then falls back to the
-    /// user's or root's default socket.
+    /// The service's socket (`unix:///path`, a path, or `ssh://user@host[:port]/path` on another host); `None`
+    /// reads `CONTAINER_HOST`, then falls back to the user's or root's default socket.
     pub socket: Option<String>,
+    /// The private key for an `ssh://` socket; `None` reads `CONTAINER_SSHKEY`, then leaves it to ssh's own
+    /// configuration and agent.
+    pub ssh_key: Option<String>,
     /// How long the service may take to answer its first request (`/_ping`) before it counts as unavailable.
     pub ping_timeout: Duration,
     /// Limit for a request that answers at once (inspect, tag, remove, info), answer read included.
@@ -69,6 +72,7 @@ impl Default for PodmanOptions {
     fn default() -> Self {
         PodmanOptions {
             socket: None,
+            ssh_key: None,
             ping_timeout: Duration::from_secs(5),
             request_timeout: Duration::from_secs(120),
             // a RUN step may print nothing for a long time (a compile, a download): generous
@@ -90,18 +94,20 @@ pub struct PodmanEngine {
 impl PodmanEngine {
     /// The service's address as it appears in messages.
     pub fn endpoint_name(&self) -> String {
-        format!("unix://{}", self.client.socket.display())
+        self.client.address.display()
     }
 
-    fn socket(&self) -> &std::path::Path {
-        &self.client.socket
+    fn socket(&self) -> &endpoint::Address {
+        &self.client.address
     }
 
     /// How cache mounts are rendered for this service, and the warning when they cannot be kept (see [`cache`]):
     /// decided once per engine, since a rootless service's answer reads `/proc`.
     pub(crate) fn cache_choice(&self) -> &(berth_core::render::CacheMounts, Option<String>) {
-        self.caches
-            .get_or_init(|| cache::cache_mounts(self.service_uid(), self.socket()))
+        self.caches.get_or_init(|| match self.socket() {
+            endpoint::Address::Unix(socket) => cache::cache_mounts(self.service_uid(), socket),
+            endpoint::Address::Ssh { .. } => cache::remote_cache_mounts(self.service_uid()),
+        })
     }
 
     /// `failed` (a build whose text says a disk is full) as an out-of-space error naming the service's

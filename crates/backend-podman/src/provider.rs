@@ -7,7 +7,7 @@ use berth_core::engine::ContainerEngine;
 use berth_core::provider::{ConnectSettings, EngineProvider, ProviderInfo, SettingKey};
 use berth_core::Result;
 
-use crate::endpoint::{CONTAINER_HOST, ROOTFUL_SOCKET, XDG_RUNTIME_DIR};
+use crate::endpoint::{CONTAINER_HOST, CONTAINER_SSHKEY, ROOTFUL_SOCKET, XDG_RUNTIME_DIR};
 use crate::{PodmanEngine, PodmanOptions, ENGINE};
 
 /// Podman, for the engine table.
@@ -25,7 +25,13 @@ static INFO: ProviderInfo = ProviderInfo {
         label: "podman socket",
         json: "podman_socket",
     },
-    options: &[],
+    // the key for an ssh:// socket, as `podman --remote` reads it
+    options: &[SettingKey {
+        key: "ssh_key",
+        env: Some(CONTAINER_SSHKEY),
+        label: "podman ssh key",
+        json: "podman_ssh_key",
+    }],
     other_env: &[XDG_RUNTIME_DIR],
     start_command: "podman system service",
 };
@@ -33,6 +39,7 @@ static INFO: ProviderInfo = ProviderInfo {
 fn options(settings: &ConnectSettings) -> PodmanOptions {
     PodmanOptions {
         socket: settings.owned("socket"),
+        ssh_key: settings.owned("ssh_key"),
         ..PodmanOptions::default()
     }
 }

@@ -11,6 +11,7 @@ pub mod client;
 pub mod encode;
 pub mod failure;
 mod pinned;
+pub mod ssh;
 pub mod stream;
 pub mod tls;
 pub mod transport;

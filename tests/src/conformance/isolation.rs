@@ -13,16 +13,19 @@ use crate::env::TestEnv;
 /// builder's do not), so only its presence is checked here. The step is new on every run, so no cached result
 /// stands in for it.
 pub async fn run_isolation_is_as_declared(engine: &dyn ContainerEngine, env: &TestEnv) {
-    let declared = engine
+    let info = engine
         .info()
         .await
-        .unwrap_or_else(|e| panic!("{} info: {e}", engine.name()))
-        .capabilities
-        .run_isolation;
-    let host_net = std::fs::read_link("/proc/self/ns/net")
-        .expect("the test's own network namespace")
-        .display()
-        .to_string();
+        .unwrap_or_else(|e| panic!("{} info: {e}", engine.name()));
+    let declared = info.capabilities.run_isolation;
+    // the engine's host is this machine, or the remote host (its own network namespace) for a service there
+    let host_net = match crate::remote::RemoteEnv::runs_on_remote_host(&info.endpoint) {
+        true => crate::remote::RemoteEnv::get().network_namespace(),
+        false => std::fs::read_link("/proc/self/ns/net")
+            .expect("the test's own network namespace")
+            .display()
+            .to_string(),
+    };
     let pick = |yes: bool, when_yes: &str, when_no: &str| {
         if yes {
             when_yes.to_string()

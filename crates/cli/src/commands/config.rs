@@ -106,7 +106,8 @@ pub fn run(args: &ConfigArgs) -> Result<ExitStatus> {
     Ok(ExitStatus::Success)
 }
 
-/// One engine setting of this run: an engine's own environment variable, else the project file, else the user's.
+/// One engine setting of this run: an engine's own environment variable, else the project file, else the user's;
+/// shown with where it came from (an address, a key, a namespace alike).
 struct ConnectionRow {
     key: &'static berth_core::provider::SettingKey,
     setting: Option<Setting>,
