@@ -16,60 +16,17 @@ use std::io::Read as _;
 use std::os::unix::process::ExitStatusExt as _;
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use berth_tests::berth_bin;
 use berth_tests::conformance::support::unique;
 use berth_tests::env::TestEnv;
-use berth_tests::users::SystemUser;
+pub use berth_tests::project::{rootless_user, Engine};
 
 use probe::{nothing_left, output, step_running, whole_or_absent, Marks, GIVE_UP, NAMESPACE};
 
 /// The variable that replays a run's delays.
 const SEED_VAR: &str = "BERTH_TEST_KILL_SEED";
-
-/// The engine a test stops berth on, and who runs berth.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Engine {
-    /// dockerd, berth as root.
-    Docker,
-    /// The rootful Podman service, berth as root.
-    Podman,
-    /// The rootless Podman service, berth as its unprivileged user.
-    PodmanRootless,
-    /// containerd with berth's builder, berth as root, in a namespace of this test's.
-    Containerd,
-    /// LXD, berth as root.
-    Lxd,
-}
-
-impl Engine {
-    /// Its name in `BERTH_TEST_ENGINES`.
-    fn selection_name(self) -> &'static str {
-        match self {
-            Engine::Docker => "docker",
-            Engine::Podman => "podman",
-            Engine::PodmanRootless => "podman_rootless",
-            Engine::Containerd => "containerd",
-            Engine::Lxd => "lxd",
-        }
-    }
-
-    /// The `--engine` value.
-    fn flag(self) -> &'static str {
-        match self {
-            Engine::PodmanRootless => "podman",
-            other => other.selection_name(),
-        }
-    }
-}
-
-/// The unprivileged user of the rootless Podman service.
-pub fn rootless_user() -> &'static SystemUser {
-    static USER: OnceLock<SystemUser> = OnceLock::new();
-    USER.get_or_init(|| SystemUser::get(&TestEnv::get().podman_rootless_user))
-}
 
 /// A signal berth is stopped with: its name for `kill -s`, its number, and the line berth prints.
 #[derive(Debug, Clone, Copy)]
