@@ -436,19 +436,7 @@ fn log_in(project: &Project, env: &TestEnv) {
 
 /// The digest the registry reports for `reference`, asked by skopeo rather than berth.
 fn registry_digest(env: &TestEnv, reference: &str) -> String {
-    let image = format!("docker://{reference}");
-    let args = [
-        "inspect",
-        "--tls-verify=false",
-        "--creds",
-        &env.creds_arg(),
-        "--format",
-        "{{.Digest}}",
-        &image,
-    ];
-    let (ok, inspected) = tool("skopeo", &args);
-    assert!(ok, "skopeo inspect {reference}: {inspected}");
-    inspected.trim().to_string()
+    berth_tests::project::skopeo_digest(reference, &env.creds_arg(), false)
 }
 
 fn base64_encode(text: &str) -> String {

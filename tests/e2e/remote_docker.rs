@@ -194,22 +194,7 @@ fn built_remotely(remote: &Remote, image: &str) {
 
 /// The digest the registry holds for `reference`, asked by skopeo.
 fn registry_digest(env: &TestEnv, reference: &str) -> String {
-    let image = format!("docker://{reference}");
-    let args = [
-        "inspect",
-        "--tls-verify=false",
-        "--creds",
-        &env.creds_arg(),
-        "--format",
-        "{{.Digest}}",
-        &image,
-    ];
-    let out = Command::new("skopeo")
-        .args(args)
-        .output()
-        .expect("run skopeo");
-    assert!(out.status.success(), "skopeo inspect {reference}: {out:?}");
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
+    berth_tests::project::skopeo_digest(reference, &env.creds_arg(), false)
 }
 
 fn tls_vars(remote: &Remote) -> Vec<(&'static str, String)> {

@@ -67,21 +67,7 @@ fn spec(project: &Project, registry: &str, name: &str, base: &str) {
 /// system store and /etc/containers/certs.d) rather than berth.
 fn registry_digest(reference: &str) -> String {
     let token = TokenRegistry::get();
-    let creds = token.creds_arg(&token.user);
-    let image = format!("docker://{reference}");
-    let (ok, out) = tool(
-        "skopeo",
-        &[
-            "inspect",
-            "--creds",
-            &creds,
-            "--format",
-            "{{.Digest}}",
-            &image,
-        ],
-    );
-    assert!(ok, "skopeo inspect {reference}: {out}");
-    out.trim().to_string()
+    berth_tests::project::skopeo_digest(reference, &token.creds_arg(&token.user), true)
 }
 
 /// Copies the token registry's python fixture to `reference` in the same registry (skopeo; the blobs are mounted,

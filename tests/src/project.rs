@@ -17,6 +17,25 @@ pub fn write(dir: &Path, name: &str, text: &str) {
     std::fs::write(path, text).expect("write");
 }
 
+/// The digest a registry reports for `reference`, asked by skopeo rather than berth, logged in with `creds`
+/// (`user:password`); `verify_tls` false for the plain-HTTP test registries.
+pub fn skopeo_digest(reference: &str, creds: &str, verify_tls: bool) -> String {
+    let image = format!("docker://{reference}");
+    let tls = format!("--tls-verify={verify_tls}");
+    let args = [
+        "inspect",
+        &tls,
+        "--creds",
+        creds,
+        "--format",
+        "{{.Digest}}",
+        &image,
+    ];
+    let (ok, inspected) = tool("skopeo", &args);
+    assert!(ok, "skopeo inspect {reference}: {inspected}");
+    inspected.trim().to_string()
+}
+
 /// Runs `program` with `args`: whether it succeeded, and its standard output and error together.
 pub fn tool(program: &str, args: &[&str]) -> (bool, String) {
     let out = Command::new(program)
