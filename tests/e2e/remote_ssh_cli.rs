@@ -20,6 +20,8 @@ fn berth(dir: &Path, args: &[&str], vars: &[(&str, String)]) -> Output {
         .env_remove("BERTH_ENGINE")
         .env_remove("CONTAINER_HOST")
         .env_remove("CONTAINER_SSHKEY")
+        .env_remove("CONTAINER_CONNECTION")
+        .env_remove("CONTAINERS_CONF")
         .envs(vars.iter().map(|(k, v)| (*k, v.as_str())))
         .output()
         .expect("run berth")
@@ -136,4 +138,75 @@ fn doctor_names_each_remote_failure_with_its_fix() {
         let fixed = podman["fix"].as_str().unwrap_or_default();
         assert!(fixed.contains(fix), "{host}: {fixed}");
     }
+}
+
+/// `berth engines`' line for Podman, with `vars` set.
+fn podman_row(dir: &Path, vars: &[(&str, String)]) -> String {
+    let out = berth(dir, &["engines"], vars);
+    let all = text(&out.stdout) + &text(&out.stderr);
+    all.lines()
+        .skip_while(|line| !line.starts_with("podman"))
+        .take(2)
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[test]
+fn connections_podman_records_name_the_remote_service() {
+    if !selects(Some("podman_ssh")) {
+        return;
+    }
+    let remote = RemoteEnv::get();
+    let dir = tempfile::tempdir().expect("tempdir");
+    // the containers.conf `podman system connection add` writes to (podman wants the file to exist)
+    let conf = dir.path().join("containers.conf");
+    std::fs::write(&conf, "").expect("write containers.conf");
+    let added = Command::new("podman")
+        .args(["system", "connection", "add", "--identity"])
+        .arg(&remote.ssh_key)
+        .args(["build-box", &remote.podman_url()])
+        .env("CONTAINERS_CONF", &conf)
+        .output()
+        .expect("run podman system connection add");
+    assert!(added.status.success(), "{}", text(&added.stderr));
+    let conf_var = ("CONTAINERS_CONF", conf.display().to_string());
+
+    // the default connection (the first one added is the default): berth reaches the remote service through it
+    let row = podman_row(dir.path(), &[conf_var.clone()]);
+    assert!(
+        row.contains("reachable")
+            && row.contains("ssh://root@")
+            && row.contains("/run/berth-remote/"),
+        "podman through the default connection: {row}"
+    );
+    // by name, as `podman --connection` or CONTAINER_CONNECTION names it
+    let named = [
+        conf_var.clone(),
+        ("CONTAINER_CONNECTION", "build-box".to_string()),
+    ];
+    let row = podman_row(dir.path(), &named);
+    assert!(
+        row.contains("reachable") && row.contains("/run/berth-remote/"),
+        "{row}"
+    );
+    let config = berth(dir.path(), &["config"], &named);
+    let shown = text(&config.stdout);
+    assert!(
+        shown.lines().any(|l| l.contains("podman connection")
+            && l.contains("build-box")
+            && l.contains("CONTAINER_CONNECTION")),
+        "berth config names the connection and its source:\n{shown}"
+    );
+    // a name nothing records: an error listing the recorded ones, with the command that records one
+    let unknown = [
+        conf_var,
+        ("CONTAINER_CONNECTION", "no-such-box".to_string()),
+    ];
+    let row = podman_row(dir.path(), &unknown);
+    assert!(
+        row.contains("`no-such-box` is not recorded")
+            && row.contains("build-box")
+            && row.contains("podman system connection add"),
+        "{row}"
+    );
 }

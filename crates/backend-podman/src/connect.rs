@@ -26,7 +26,11 @@ pub(crate) struct Service {
 impl PodmanEngine {
     /// An engine for the service named by `options` (or the environment), without contacting it yet.
     pub fn new(options: PodmanOptions) -> Result<PodmanEngine> {
-        let address = endpoint::resolve(options.socket.as_deref(), options.ssh_key.as_deref())?;
+        let address = endpoint::resolve(
+            options.socket.as_deref(),
+            options.ssh_key.as_deref(),
+            options.connection.as_deref(),
+        )?;
         let ssh = match &address {
             endpoint::Address::Ssh { target, socket } => Some(std::sync::Arc::new(
                 berth_http::ssh::SharedSession::new(target.clone(), Some(socket.clone())),

@@ -1,6 +1,8 @@
 //! Where the Podman API service listens, decided the way the podman remote client decides it.
 //!
-//! An explicit address wins; otherwise `CONTAINER_HOST`; otherwise the per-user socket
+//! An explicit address wins; otherwise `CONTAINER_HOST`; otherwise a connection `podman system connection add`
+//! recorded (by name from `CONTAINER_CONNECTION`, else the default one; see [`crate::connections`]); otherwise
+//! the per-user socket
 //! `$XDG_RUNTIME_DIR/podman/podman.sock` for a non-root user and `/run/podman/podman.sock` for root. An
 //! address is a local socket (`unix:///path` or a path) or a remote one,
 //! `ssh://user@host[:port]/run/user/UID/podman/podman.sock`, reached with the key of `CONTAINER_SSHKEY` (or
@@ -12,6 +14,7 @@ use std::path::{Path, PathBuf};
 use berth_core::{Error, Result};
 use berth_http::ssh::SshTarget;
 
+use crate::connections::CONTAINER_CONNECTION;
 use crate::ENGINE;
 
 /// Environment variable naming the service (`unix:///path`), as for `podman --remote`.
@@ -60,21 +63,35 @@ impl Address {
     }
 }
 
-/// The address to use: `explicit` (a path or URL), else the environment, else the default socket. `key` is
-/// the private key for an `ssh://` address (else `CONTAINER_SSHKEY`).
-pub(crate) fn resolve(explicit: Option<&str>, key: Option<&str>) -> Result<Address> {
+/// The address to use: `explicit` (a path or URL), else `CONTAINER_HOST`, else a connection `podman system
+/// connection add` recorded (`connection` by name, else `CONTAINER_CONNECTION`, else the default one), else the
+/// default socket. `key` is the private key for an `ssh://` address (else `CONTAINER_SSHKEY`, else the
+/// connection's identity).
+pub(crate) fn resolve(
+    explicit: Option<&str>,
+    key: Option<&str>,
+    connection: Option<&str>,
+) -> Result<Address> {
     let env_host = std::env::var(CONTAINER_HOST).ok().filter(|h| !h.is_empty());
     let key = key
         .map(str::to_string)
         .or_else(|| std::env::var(CONTAINER_SSHKEY).ok())
         .filter(|k| !k.is_empty());
-    match explicit.map(str::to_string).or(env_host) {
-        Some(host) => parse(&host, key.map(PathBuf::from)),
-        None => Ok(Address::Unix(default_socket(
-            is_root(),
-            std::env::var_os(XDG_RUNTIME_DIR).map(PathBuf::from),
-        ))),
+    if let Some(host) = explicit.map(str::to_string).or(env_host) {
+        return parse(&host, key.map(PathBuf::from));
     }
+    let named = connection
+        .map(str::to_string)
+        .or_else(|| std::env::var(CONTAINER_CONNECTION).ok())
+        .filter(|n| !n.is_empty());
+    if let Some(recorded) = crate::connections::find(named.as_deref())? {
+        let key = key.map(PathBuf::from).or(recorded.identity);
+        return parse(&recorded.uri, key);
+    }
+    Ok(Address::Unix(default_socket(
+        is_root(),
+        std::env::var_os(XDG_RUNTIME_DIR).map(PathBuf::from),
+    )))
 }
 
 fn parse(host: &str, key: Option<PathBuf>) -> Result<Address> {

@@ -27,6 +27,7 @@ mod build;
 pub mod cache;
 mod client;
 mod connect;
+pub mod connections;
 pub mod doctor;
 pub mod endpoint;
 mod errors;
@@ -54,11 +55,16 @@ pub(crate) const ENGINE: &str = "podman";
 #[derive(Debug, Clone)]
 pub struct PodmanOptions {
     /// The service's socket (`unix:///path`, a path, or `ssh://user@host[:port]/path` on another host); `None`
-    /// reads `CONTAINER_HOST`, then falls back to the user's or root's default socket.
+    /// reads `CONTAINER_HOST`, then a recorded connection (`connection`), then falls back to the user's or root's
+    /// default socket.
     pub socket: Option<String>,
     /// The private key for an `ssh://` socket; `None` reads `CONTAINER_SSHKEY`, then leaves it to ssh's own
     /// configuration and agent.
     pub ssh_key: Option<String>,
+    /// A connection `podman system connection add` recorded, used when neither `socket` nor `CONTAINER_HOST`
+    /// names the service; `None` reads `CONTAINER_CONNECTION`, then takes the default connection, if any
+    /// ([`connections`]).
+    pub connection: Option<String>,
     /// How long the service may take to answer its first request (`/_ping`) before it counts as unavailable.
     pub ping_timeout: Duration,
     /// Limit for a request that answers at once (inspect, tag, remove, info), answer read included.
@@ -73,6 +79,7 @@ impl Default for PodmanOptions {
         PodmanOptions {
             socket: None,
             ssh_key: None,
+            connection: None,
             ping_timeout: Duration::from_secs(5),
             request_timeout: Duration::from_secs(120),
             // a RUN step may print nothing for a long time (a compile, a download): generous

@@ -7,6 +7,7 @@ use berth_core::engine::ContainerEngine;
 use berth_core::provider::{ConnectSettings, EngineProvider, ProviderInfo, SettingKey};
 use berth_core::Result;
 
+use crate::connections::{CONTAINERS_CONF, CONTAINER_CONNECTION};
 use crate::endpoint::{CONTAINER_HOST, CONTAINER_SSHKEY, ROOTFUL_SOCKET, XDG_RUNTIME_DIR};
 use crate::{PodmanEngine, PodmanOptions, ENGINE};
 
@@ -26,13 +27,22 @@ static INFO: ProviderInfo = ProviderInfo {
         json: "podman_socket",
     },
     // the key for an ssh:// socket, as `podman --remote` reads it
-    options: &[SettingKey {
-        key: "ssh_key",
-        env: Some(CONTAINER_SSHKEY),
-        label: "podman ssh key",
-        json: "podman_ssh_key",
-    }],
-    other_env: &[XDG_RUNTIME_DIR],
+    options: &[
+        SettingKey {
+            key: "ssh_key",
+            env: Some(CONTAINER_SSHKEY),
+            label: "podman ssh key",
+            json: "podman_ssh_key",
+        },
+        // a connection `podman system connection add` recorded, as `podman --remote --connection` names it
+        SettingKey {
+            key: "connection",
+            env: Some(CONTAINER_CONNECTION),
+            label: "podman connection",
+            json: "podman_connection",
+        },
+    ],
+    other_env: &[XDG_RUNTIME_DIR, CONTAINERS_CONF],
     start_command: "podman system service",
 };
 
@@ -40,6 +50,7 @@ fn options(settings: &ConnectSettings) -> PodmanOptions {
     PodmanOptions {
         socket: settings.owned("socket"),
         ssh_key: settings.owned("ssh_key"),
+        connection: settings.owned("connection"),
         ..PodmanOptions::default()
     }
 }
