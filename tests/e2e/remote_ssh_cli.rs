@@ -172,7 +172,7 @@ fn connections_podman_records_name_the_remote_service() {
     let conf_var = ("CONTAINERS_CONF", conf.display().to_string());
 
     // the default connection (the first one added is the default): berth reaches the remote service through it
-    let row = podman_row(dir.path(), &[conf_var.clone()]);
+    let row = podman_row(dir.path(), std::slice::from_ref(&conf_var));
     assert!(
         row.contains("reachable")
             && row.contains("ssh://root@")
