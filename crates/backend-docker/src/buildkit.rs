@@ -112,7 +112,17 @@ async fn follow(
             in_step,
         };
         let text = log.failure_message(&message);
-        return Err(to_error_saying(failure, Op::Build, endpoint, Some(text)));
+        let err = to_error_saying(failure, Op::Build, endpoint, Some(text));
+        return Err(if message.contains("layer does not exist") {
+            // BuildKit's cache still names a layer the image store dropped (seen after images were removed
+            // while other builds ran); every build reusing that cache entry fails the same way until it goes
+            err.with_hint(
+                "dockerd's build cache refers to a layer its image store no longer has: clear the build \
+                 cache with `docker builder prune` and build again",
+            )
+        } else {
+            err
+        });
     }
     log.finish();
     let id = log.image_id().map(str::to_string).ok_or_else(|| {
