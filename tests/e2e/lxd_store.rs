@@ -350,15 +350,19 @@ async fn unprivileged_layers_hold_the_containers_owners() {
     let (state, engine) = private_engine().await;
     let label = unique("owners");
     let tag = image_ref(env, "lxd-owners", "v1");
+    let cache_id = unique("owners-cache");
     let steps = vec![
         run(format!(
             "! grep -Eq '^ +0 +0 +4294967295$' /proc/self/uid_map && echo {label} > /by-root && \
              mkdir -p /srv/user && echo u > /srv/user/f && chown -R 1000:1000 /srv/user"
         )),
         Step::Run(berth_core::plan::RunStep {
-            command: format!("echo {label} > /berth-cache/x && echo {label} > /with-cache"),
+            command: format!(
+                "cat /berth-cache/old/f && echo {label} >> /berth-cache/old/f && echo {label} > /berth-cache/x \
+                 && echo {label} > /with-cache"
+            ),
             mounts: vec![berth_core::plan::Mount::Cache {
-                id: unique("owners-cache"),
+                id: cache_id.clone(),
                 target: "/berth-cache".into(),
             }],
         }),
@@ -385,6 +389,15 @@ async fn unprivileged_layers_hold_the_containers_owners() {
     assert_eq!(of(&owners, "by-root"), (0, 0));
     assert_eq!(of(&owners, "srv/user"), (1000, 1000));
     assert_eq!(of(&owners, "srv/user/f"), (1000, 1000));
+    // a cache a privileged build (the host's root) filled, private to its owner as uv's and apt's files are:
+    // the unprivileged container's root must still read and write it
+    let old = state.path().join("caches").join(&cache_id).join("old");
+    std::fs::create_dir_all(&old).expect("make the old cache");
+    std::fs::write(old.join("f"), "old\n").expect("write the old cache");
+    for (path, mode) in [(&old, 0o700), (&old.join("f"), 0o600)] {
+        std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(mode))
+            .expect("chmod");
+    }
     // the first step from the cache, unpacked before the container starts; the second runs with a cache mount
     engine
         .build(

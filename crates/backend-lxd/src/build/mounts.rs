@@ -117,6 +117,40 @@ fn context_entry(session: &Session<'_>, source: &str) -> Result<ContextSource> {
         })
 }
 
+/// Makes a cache folder's files the unprivileged container's: a folder whose owner is not the container's root
+/// was filled by builds whose root was the host's (privileged containers, or another id map's), and the tool
+/// that reads it (uv, apt) would be refused its own files. Host ids below the map's start are moved into it
+/// (uid n becomes shift.uid + n), once: the folder's owner records that it is done.
+fn owned_by_container(dir: &Path, shift: IdShift) -> Result<()> {
+    use std::os::unix::fs::MetadataExt as _;
+    let meta = std::fs::metadata(dir).map_err(|e| io_error(OP, dir.display(), e))?;
+    if meta.uid() == shift.uid {
+        return Ok(());
+    }
+    fn walk(path: &Path, shift: IdShift) -> std::io::Result<()> {
+        let meta = std::fs::symlink_metadata(path)?;
+        let moved = |id: u32, base: u32| {
+            if id < base {
+                base.saturating_add(id)
+            } else {
+                id
+            }
+        };
+        std::os::unix::fs::lchown(
+            path,
+            Some(moved(meta.uid(), shift.uid)),
+            Some(moved(meta.gid(), shift.gid)),
+        )?;
+        if meta.is_dir() {
+            for entry in std::fs::read_dir(path)? {
+                walk(&entry?.path(), shift)?;
+            }
+        }
+        Ok(())
+    }
+    walk(dir, shift).map_err(|e| io_error(OP, dir.display(), e))
+}
+
 /// Prepares the devices for `run`'s mounts, relative to `workdir`.
 pub(crate) async fn prepare(
     session: &Session<'_>,
@@ -140,6 +174,9 @@ pub(crate) async fn prepare(
                 let dir = session.state_dir.join("caches").join(cache_name(id));
                 std::fs::create_dir_all(&dir).map_err(|e| io_error(OP, dir.display(), e))?;
                 let _ = std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777));
+                if let Some(shift) = shift {
+                    owned_by_container(&dir, shift)?;
+                }
                 caches.push((cache_name(id), target.clone()));
                 (target, dir, false)
             }
