@@ -580,8 +580,8 @@ fn doctor_names_a_dead_remote_and_each_certificate_mismatch() {
     }
 }
 
-/// Ctrl-C on berth stops the build on the remote daemon: the RUN step's process (visible here, as the remote
-/// host shares this machine's process table) goes away.
+/// Ctrl-C on berth stops the build on the remote daemon (over TLS): the RUN step's process (visible here, as
+/// the remote host shares this machine's process table) goes away.
 #[test]
 fn ctrl_c_stops_the_remote_build() {
     let marker = unique("remote-interrupt").replace('-', "");
@@ -589,9 +589,34 @@ fn ctrl_c_stops_the_remote_build() {
     let Some((_, remote, project)) = setup("remote-interrupt", &command) else {
         return;
     };
-    let vars = tls_vars(&remote);
+    interrupt_stops_the_step(&project, &tls_vars(&remote), &marker);
+}
+
+/// The same over SSH (`DOCKER_HOST=ssh://root@REMOTE`, `docker system dial-stdio` there): the connection berth
+/// drops is the SSH session's, and the daemon still stops the build.
+#[test]
+fn ctrl_c_stops_a_build_over_ssh() {
+    let Some(env) = TestEnv::for_engine("docker_ssh") else {
+        return;
+    };
+    let marker = unique("ssh-interrupt").replace('-', "");
+    let project = Project::new();
+    project.log_in(env);
+    project.spec(
+        env,
+        "ssh-interrupt",
+        &format!("sleep 3000 && echo {marker}"),
+    );
+    let ssh = berth_tests::remote::RemoteEnv::get();
+    let vars = vec![("DOCKER_HOST", ssh.docker_url())];
+    interrupt_stops_the_step(&project, &vars, &marker);
+}
+
+/// Starts `berth build` with `vars`, sends SIGINT once the step printing `marker` runs, and waits for that
+/// step's process to go.
+fn interrupt_stops_the_step(project: &Project, vars: &[(&'static str, String)], marker: &str) {
     let mut child = project
-        .command(berth_bin(), &borrowed(&vars))
+        .command(berth_bin(), &borrowed(vars))
         .args(["build", "--no-push", "spec.yaml"])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -599,7 +624,7 @@ fn ctrl_c_stops_the_remote_build() {
         .expect("start berth");
     let running = || {
         let out = Command::new("pgrep")
-            .args(["-f", &marker])
+            .args(["-f", marker])
             .output()
             .expect("pgrep");
         out.status.success()
