@@ -31,7 +31,13 @@ const DOCKER_FORMAT: &str = "application/vnd.docker.distribution.manifest.v2+jso
 
 /// Builds made in all when buildah's cache lookup races another client's image removal (a failure that
 /// happens before any step runs; see `errors::is_cache_race`).
-const ATTEMPTS: usize = 3;
+const ATTEMPTS: usize = 5;
+
+/// The wait before attempt `n + 1`: a removal of several images takes a while, and building again at once met
+/// the same half-removed image three times in a row under a loaded suite.
+fn race_backoff(n: usize) -> std::time::Duration {
+    std::time::Duration::from_millis(500 * (1 << n.min(4)) as u64)
+}
 
 pub(crate) async fn build(
     engine: &PodmanEngine,
@@ -52,6 +58,7 @@ pub(crate) async fn build(
                     attempt + 1,
                     e.message()
                 )));
+                tokio::time::sleep(race_backoff(attempt)).await;
                 attempt += 1;
             }
             result => return result,
