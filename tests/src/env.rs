@@ -224,6 +224,31 @@ impl TestEnv {
     }
 }
 
+/// A lookup of the test environment's settings for a service up.sh starts: the process's variable, else the env
+/// file's (`vars::ENV_FILE`, else [`DEFAULT_ENV_FILE`]); a setting neither has panics with the fix, naming what
+/// provides it (`provided_by`, e.g. "the token registry (scripts/env/token-registry.sh)").
+pub fn required_settings(provided_by: &'static str) -> impl Fn(&str) -> String {
+    let file = std::env::var(vars::ENV_FILE)
+        .ok()
+        .filter(|v| !v.is_empty())
+        .unwrap_or_else(|| DEFAULT_ENV_FILE.to_string());
+    let from_file = std::fs::read_to_string(&file)
+        .map(|text| parse_env_file(&text))
+        .unwrap_or_default();
+    move |name: &str| {
+        std::env::var(name)
+            .ok()
+            .filter(|v| !v.is_empty())
+            .or_else(|| from_file.get(name).cloned())
+            .unwrap_or_else(|| {
+                panic!(
+                    "run scripts/env/up.sh first (missing {name} in the process environment and in {file}): it \
+                     starts {provided_by}"
+                )
+            })
+    }
+}
+
 /// The variables an `env.sh` file assigns: `export NAME=value` or `NAME=value` lines, values optionally in single or
 /// double quotes; comments, blank lines and other commands (`unset ...`) are ignored. No expansion is done.
 pub fn parse_env_file(text: &str) -> HashMap<String, String> {

@@ -6,7 +6,7 @@
 
 use std::path::PathBuf;
 
-use crate::env::{parse_env_file, vars, DEFAULT_ENV_FILE};
+use crate::env::required_settings;
 
 /// The variables' names.
 pub mod names {
@@ -44,20 +44,9 @@ pub struct RemoteEnv {
 impl RemoteEnv {
     /// The remote host's settings; panics with the fix when the environment lacks them.
     pub fn get() -> RemoteEnv {
-        let file = std::env::var(vars::ENV_FILE)
-            .ok()
-            .filter(|v| !v.is_empty())
-            .unwrap_or_else(|| DEFAULT_ENV_FILE.to_string());
-        let from_file = parse_env_file(&std::fs::read_to_string(&file).unwrap_or_default());
-        let var = |name: &str| {
-            std::env::var(name)
-                .ok()
-                .filter(|v| !v.is_empty())
-                .or_else(|| from_file.get(name).cloned())
-                .unwrap_or_else(|| {
-                    panic!("run scripts/env/up.sh first: {name} is neither set nor in {file} (the remote host's sshd and Podman services, scripts/env/remote-ssh.sh)")
-                })
-        };
+        let var = required_settings(
+            "the remote host's sshd and Podman services (scripts/env/remote-ssh.sh)",
+        );
         RemoteEnv {
             addr: var(names::ADDR),
             netns: var(names::NETNS),

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use berth_core::engine::Secret;
 
-use crate::env::{parse_env_file, vars, DEFAULT_ENV_FILE};
+use crate::env::required_settings;
 
 /// The token registry's variables.
 #[derive(Debug)]
@@ -52,25 +52,7 @@ impl TokenRegistry {
     }
 
     fn load() -> TokenRegistry {
-        let file = std::env::var(vars::ENV_FILE)
-            .ok()
-            .filter(|v| !v.is_empty())
-            .unwrap_or_else(|| DEFAULT_ENV_FILE.to_string());
-        let from_file = std::fs::read_to_string(&file)
-            .map(|text| parse_env_file(&text))
-            .unwrap_or_default();
-        let var = |name: &str| {
-            std::env::var(name)
-                .ok()
-                .filter(|v| !v.is_empty())
-                .or_else(|| from_file.get(name).cloned())
-                .unwrap_or_else(|| {
-                    panic!(
-                        "run scripts/env/up.sh first (missing {name} in the process environment and in {file}): \
-                         it starts the token registry (scripts/env/token-registry.sh)"
-                    )
-                })
-        };
+        let var = required_settings("the token registry (scripts/env/token-registry.sh)");
         let password_file = var("BERTH_TEST_TOKEN_REGISTRY_PASSWORD_FILE");
         let password = std::fs::read_to_string(&password_file)
             .unwrap_or_else(|e| panic!("run scripts/env/up.sh first ({password_file}: {e})"));
