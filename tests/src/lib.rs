@@ -5,7 +5,7 @@
 //! server ([`fake_http`]), running berth as another user of the machine ([`users`]), the engine
 //! conformance suite every backend runs ([`conformance`]), the fault-injecting registry proxy of the
 //! reliability test ([`faults`]), engines on small storage for the out-of-disk tests ([`small_storage`]), a
-//! project folder on each engine as a user has one ([`project`]) and the token registry of
+//! project folder on each engine as a user has one ([`project`]), private CAs ([`test_ca`]) and the token registry of
 //! `scripts/env/token-registry.sh` with a slow link to it ([`token_registry`]).
 
 use std::path::{Path, PathBuf};
@@ -21,6 +21,7 @@ pub mod project;
 pub mod remote;
 pub mod select;
 pub mod small_storage;
+pub mod test_ca;
 pub mod token_registry;
 pub mod users;
 
