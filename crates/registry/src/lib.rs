@@ -24,6 +24,7 @@ mod export;
 mod manifest;
 mod options;
 mod public;
+mod push_many;
 mod resolve;
 mod retry;
 mod upload;
@@ -45,6 +46,7 @@ pub use manifest::{
 };
 pub use options::{is_loopback, RegistryOptions};
 pub use public::{PublicAccess, Refusal};
+pub use push_many::{send_blobs, ImageBlob, BLOBS_AT_ONCE};
 pub use retry::RetryPolicy;
 pub use upload::{bytes_stream, describe_bytes};
 pub use visibility::make_public;
