@@ -279,6 +279,24 @@ impl ContainerEngine for DockerEngine {
         }
     }
 
+    async fn image_store(&self) -> Result<berth_core::engine::ImageStore> {
+        let unsupported = |why: &str| Err(Error::unsupported(ENGINE, "read storage", why));
+        if !matches!(self.endpoint, endpoint::Endpoint::Unix(_)) {
+            return unsupported("the daemon is reached over the network");
+        }
+        let daemon = self.daemon().await?;
+        if daemon.podman {
+            return unsupported("the socket is Podman's Docker-compatible API");
+        }
+        if daemon.rootless || daemon.root_dir.is_empty() {
+            return unsupported("the daemon is rootless or names no root folder");
+        }
+        Ok(berth_core::engine::ImageStore::Docker {
+            root: daemon.root_dir.clone().into(),
+            driver: daemon.driver.clone(),
+        })
+    }
+
     async fn export(&self, reference: &str) -> Result<berth_core::engine::ExportStream> {
         self.daemon().await?;
         export::export(self, reference).await

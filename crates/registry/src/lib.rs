@@ -39,7 +39,7 @@ pub use credentials::{
     login, login_hint, CredentialOrigin, CredentialResolver, ResolvedCredentials,
 };
 pub use env::EnvVars;
-pub use export::LocalImage;
+pub use export::{LocalImage, READ_STORAGE};
 pub use manifest::{
     pull_hint, sha256_digest, Existence, Manifest, DOCKER_MANIFEST, DOCKER_MANIFEST_LIST,
     OCI_INDEX, OCI_MANIFEST,
