@@ -17,11 +17,13 @@ pub mod doctor;
 pub mod endpoint;
 mod errors;
 mod export;
+mod filesync;
 mod images;
 mod progress;
 mod provider;
 mod remote;
 mod session;
+mod syncfilter;
 mod transfer;
 
 use std::collections::HashMap;
@@ -37,6 +39,7 @@ use berth_core::plan::BuildPlan;
 use berth_core::{Error, Result};
 use bollard::Docker;
 
+pub use buildkit::CONTEXT_TRANSFER;
 pub use context::{DOCKER_CONFIG, DOCKER_CONTEXT};
 pub use endpoint::TlsFiles;
 
