@@ -21,6 +21,9 @@ pub(crate) struct Service {
     /// Where containers/storage keeps layers and build containers (`store.graphRoot`, `--root`): the file
     /// system a build fills.
     pub(crate) graph_root: String,
+    /// Where the service writes images while it pushes, exports or inspects them (`store.imageCopyTmpDir`:
+    /// its `TMPDIR`, else `image_copy_tmp_dir`, `/var/tmp` by default).
+    pub(crate) image_copy_tmp_dir: String,
 }
 
 impl PodmanEngine {
@@ -126,10 +129,15 @@ impl PodmanEngine {
             .as_str()
             .unwrap_or_default()
             .to_string();
+        let image_copy_tmp_dir = info["store"]["imageCopyTmpDir"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
         Ok(Service {
             version,
             rootless,
             graph_root,
+            image_copy_tmp_dir,
         })
     }
 
