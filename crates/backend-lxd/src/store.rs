@@ -366,7 +366,9 @@ mod tests {
         let _ = std::process::Command::new("umount")
             .arg(dir.path())
             .status();
-        let err = tried.err().expect("a megabyte does not fit in 256 KiB");
+        let Err(err) = tried else {
+            panic!("a megabyte does not fit in 256 KiB")
+        };
         assert_eq!(err.kind(), ErrorKind::ResourceExhausted, "{err}");
         assert_eq!(
             tmp_left.expect("tmp/ listed"),
