@@ -111,8 +111,9 @@ impl ContainerdEngine {
         })
     }
 
-    /// `failed` (a build whose RUN step or daemon says a disk is full) as an out-of-space error naming
-    /// containerd's storage: a step's writes land in the snapshotter's root, under containerd's `root`.
+    /// `failed` (a build or pull whose RUN step or daemon says a disk is full) as an out-of-space error naming
+    /// containerd's storage: a step's writes land in the snapshotter's root, pulled blobs in the content
+    /// store, both under containerd's `root`.
     async fn out_of_space(&self, failed: berth_core::Error) -> berth_core::Error {
         let place = match self.daemon.snapshotter_root().await {
             Ok(Some(root)) => format!(
@@ -126,7 +127,7 @@ impl ContainerdEngine {
         };
         let hint = "make room on the file system of containerd's `root` (/etc/containerd/config.toml): remove \
                     images and snapshots you do not need (`ctr images rm`, then containerd's garbage \
-                    collection), or move `root` to a larger file system; nothing of the failed build was kept";
+                    collection), or move `root` to a larger file system; nothing of the failed work was kept";
         failed.out_of_space(place, hint)
     }
 
@@ -220,9 +221,12 @@ impl ContainerEngine for ContainerdEngine {
             options.credentials.iter().cloned(),
             &insecure_host(options, reference),
         )?;
-        pull::pull_image(self, &registry, reference, Op::Pull, progress)
-            .await
-            .map(drop)
+        match pull::pull_image(self, &registry, reference, Op::Pull, progress).await {
+            Ok(_) => Ok(()),
+            // a blob half-written into the content store is never committed: the next pull resumes it
+            Err(e) if e.is_unplaced_no_space() => Err(self.out_of_space(e).await),
+            Err(e) => Err(e),
+        }
     }
 
     async fn inspect(&self, reference: &str) -> Result<ImageDetails> {

@@ -135,20 +135,15 @@ impl DockerEngine {
         }
     }
 
-    /// `failed` (a build or push whose text says a disk is full) as an out-of-space error naming the daemon's
-    /// storage: a RUN step's writes, BuildKit's cache, the committed layers and an exported image all land in
-    /// `DockerRootDir`.
+    /// `failed` (a build, pull or push whose text says a disk is full) as an out-of-space error naming the
+    /// daemon's storage: a RUN step's writes, BuildKit's cache, pulled and committed layers and an exported
+    /// image all land in `DockerRootDir`.
     async fn out_of_space(&self, failed: Error) -> Error {
         let root = match self.daemon().await {
-            Ok(daemon) if !daemon.root_dir.is_empty() => daemon.root_dir.clone(),
-            _ => "/var/lib/docker".to_string(),
+            Ok(daemon) => daemon.root_dir.clone(),
+            Err(_) => String::new(),
         };
-        let hint = format!(
-            "make room on the file system of {root}: remove images and build cache you do not need \
-             (`docker image prune`, `docker builder prune`), or give the daemon a larger `--data-root` \
-             (`data-root` in /etc/docker/daemon.json); nothing of the failed work was kept"
-        );
-        failed.out_of_space(format!("Docker's storage (DockerRootDir {root})"), hint)
+        out_of_space_in(&root, failed)
     }
 
     /// Which builder [`ContainerEngine::build`] uses on this daemon with these options.
@@ -302,8 +297,8 @@ impl ContainerEngine for DockerEngine {
     }
 
     async fn export(&self, reference: &str) -> Result<berth_core::engine::ExportStream> {
-        self.daemon().await?;
-        export::export(self, reference).await
+        let root = self.daemon().await?.root_dir.clone();
+        export::export(self, reference, root).await
     }
 
     async fn pull(
@@ -313,7 +308,10 @@ impl ContainerEngine for DockerEngine {
         progress: &dyn Progress,
     ) -> Result<()> {
         self.daemon().await?;
-        transfer::pull(self, reference, options, progress).await
+        match transfer::pull(self, reference, options, progress).await {
+            Err(e) if e.is_unplaced_no_space() => Err(self.out_of_space(e).await),
+            pulled => pulled,
+        }
     }
 
     async fn inspect(&self, reference: &str) -> Result<ImageDetails> {
@@ -330,6 +328,22 @@ impl ContainerEngine for DockerEngine {
         self.daemon().await?;
         self.remove_image(reference, options).await
     }
+}
+
+/// `failed` as an out-of-space error naming Docker's storage at `root` (`DockerRootDir`; empty when the daemon
+/// did not say).
+pub(crate) fn out_of_space_in(root: &str, failed: Error) -> Error {
+    let root = if root.is_empty() {
+        "/var/lib/docker"
+    } else {
+        root
+    };
+    let hint = format!(
+        "make room on the file system of {root}: remove images and build cache you do not need \
+         (`docker image prune`, `docker builder prune`), or give the daemon a larger `--data-root` \
+         (`data-root` in /etc/docker/daemon.json); nothing of the failed work was kept"
+    );
+    failed.out_of_space(format!("Docker's storage (DockerRootDir {root})"), hint)
 }
 
 /// Every secret a step mounts, by id, with its file checked to exist ([`BuildPlan::secret_files`]).

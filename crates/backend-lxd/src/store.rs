@@ -120,10 +120,15 @@ impl Store {
             return Ok(digest);
         }
         let tmp = self.tmp_file(&digest[7..]);
-        let mut file = File::create(&tmp).map_err(|e| io_error(op, tmp.display(), e))?;
-        file.write_all(bytes)
-            .and_then(|()| file.sync_all())
-            .map_err(|e| io_error(op, tmp.display(), e))?;
+        let written = File::create(&tmp).and_then(|mut file| {
+            file.write_all(bytes)?;
+            file.sync_all()
+        });
+        if let Err(e) = written {
+            // half a file on a full disk: nothing reads tmp/, but it holds the space the next write needs
+            let _ = fs::remove_file(&tmp);
+            return Err(io_error(op, tmp.display(), e));
+        }
         self.put_file(&tmp, &digest, op)?;
         Ok(digest)
     }
@@ -260,7 +265,11 @@ impl Store {
         let tmp = self.tmp_file("index.json");
         fs::write(&tmp, serde_json::to_vec_pretty(&body).unwrap_or_default())
             .and_then(|()| fs::rename(&tmp, self.root.join("index.json")))
-            .map_err(|e| io_error(op, tmp.display(), e))
+            .map_err(|e| {
+                // index.json stays as it was; the half-written copy goes
+                let _ = fs::remove_file(&tmp);
+                io_error(op, tmp.display(), e)
+            })
     }
 
     /// Points `name` at the manifest `descriptor` (`mediaType`, `digest`, `size`), replacing what it named.
@@ -337,5 +346,34 @@ mod tests {
         assert!(!store.remove_ref("r/a:1", op).expect("again"));
         assert!(store.image("r/a:1", op).expect("load").is_none());
         assert!(store.blob_path("sha256:../../etc", op).is_err());
+    }
+
+    /// A blob that does not fit fails as out of space, and leaves no half-written file in tmp/ holding the
+    /// room the next write needs. (Mounts a tmpfs: needs root, as the suite does.)
+    #[test]
+    fn a_full_store_keeps_no_half_written_blob() {
+        let dir = tempfile::tempdir().expect("dir");
+        let mounted = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=256k", "tmpfs"])
+            .arg(dir.path())
+            .status()
+            .expect("run mount");
+        assert!(mounted.success(), "mount a tmpfs (the suite runs as root)");
+        let op = Operation::Pull;
+        let tried = Store::open(dir.path().join("oci"), op)
+            .and_then(|store| store.put_bytes(&vec![7u8; 1 << 20], op).map(|_| store));
+        let tmp_left = std::fs::read_dir(dir.path().join("oci/tmp")).map(|d| d.count());
+        let _ = std::process::Command::new("umount")
+            .arg(dir.path())
+            .status();
+        let Err(err) = tried else {
+            panic!("a megabyte does not fit in 256 KiB")
+        };
+        assert_eq!(err.kind(), ErrorKind::ResourceExhausted, "{err}");
+        assert_eq!(
+            tmp_left.expect("tmp/ listed"),
+            0,
+            "nothing half-written is left"
+        );
     }
 }

@@ -23,6 +23,9 @@ pub(crate) struct Service {
     pub(crate) graph_root: String,
     /// containers/storage's driver (`store.graphDriverName`): how the graph root is laid out.
     pub(crate) graph_driver: String,
+    /// Where the service writes images while it pushes, exports or inspects them (`store.imageCopyTmpDir`:
+    /// its `TMPDIR`, else `image_copy_tmp_dir`, `/var/tmp` by default).
+    pub(crate) image_copy_tmp_dir: String,
 }
 
 impl PodmanEngine {
@@ -132,11 +135,16 @@ impl PodmanEngine {
             .as_str()
             .unwrap_or_default()
             .to_string();
+        let image_copy_tmp_dir = info["store"]["imageCopyTmpDir"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
         Ok(Service {
             version,
             rootless,
             graph_root,
             graph_driver,
+            image_copy_tmp_dir,
         })
     }
 

@@ -12,7 +12,8 @@
 //!
 //! Podman versions: tested against Podman 4.3.1 (Debian 12), rootful and rootless. Podman 5 was not available
 //! here. What the backend reads is kept to fields whose names and types are the same in Podman 5's API types
-//! (checked against its source): `/libpod/info` `version.Version` and `host.security.rootless`; image inspect
+//! (checked against its source): `/libpod/info` `version.Version`, `host.security.rootless`, `store.graphRoot` and
+//! `store.imageCopyTmpDir`; image inspect
 //! `Id`, `RepoTags`, `Config.{Env,Entrypoint,WorkingDir,User}`, `RootFS.Layers`; the build, pull and push
 //! streams' `stream`, `error`, `aux.ID`, `id`, `status` and `progressDetail`. Everything is read from untyped
 //! JSON, so a field that is absent or changes type degrades to an empty value instead of failing the request;
@@ -34,6 +35,7 @@ mod errors;
 mod export;
 mod images;
 mod provider;
+mod space;
 mod transfer;
 
 use std::time::Duration;
@@ -117,21 +119,6 @@ impl PodmanEngine {
         })
     }
 
-    /// `failed` (a build whose text says a disk is full) as an out-of-space error naming the service's
-    /// storage: buildah's working containers and the committed layers land in its `GraphRoot`.
-    async fn out_of_space(&self, failed: berth_core::Error) -> berth_core::Error {
-        let root = match self.service().await {
-            Ok(service) if !service.graph_root.is_empty() => service.graph_root.clone(),
-            _ => "the storage `podman info` shows as GraphRoot".to_string(),
-        };
-        let hint = format!(
-            "make room on the file system of {root}: remove images and build containers you do not need \
-             (`podman image prune`, `podman system prune`), or point the service at a larger store \
-             (`graphroot` in storage.conf, or `podman --root`); nothing of the failed build was kept"
-        );
-        failed.out_of_space(format!("Podman's storage (GraphRoot {root})"), hint)
-    }
-
     /// Whether buildah can keep this service user's cache folders.
     fn caches_persist(&self) -> bool {
         self.cache_choice().0 != berth_core::render::CacheMounts::Tmpfs
@@ -167,7 +154,7 @@ impl ContainerEngine for PodmanEngine {
     ) -> Result<BuiltImage> {
         self.reachable().await?;
         match build::build(self, plan, options, progress).await {
-            Err(e) if e.is_unplaced_no_space() => Err(self.out_of_space(e).await),
+            Err(e) => Err(self.name_full_disk(e).await),
             built => built,
         }
     }
@@ -179,11 +166,19 @@ impl ContainerEngine for PodmanEngine {
         progress: &dyn Progress,
     ) -> Result<PushedImage> {
         self.reachable().await?;
-        transfer::push(self, reference, options, progress).await
+        match transfer::push(self, reference, options, progress).await {
+            // the service copies each layer into its temporary folder before sending it
+            Err(e) => Err(self.name_full_disk(e).await),
+            pushed => pushed,
+        }
     }
 
     async fn export(&self, reference: &str) -> Result<berth_core::engine::ExportStream> {
-        export::export(self, reference).await
+        match export::export(self, reference).await {
+            // the service writes the whole archive to its temporary folder before sending it
+            Err(e) => Err(self.name_full_disk(e).await),
+            exported => exported,
+        }
     }
 
     async fn image_store(&self) -> Result<berth_core::engine::ImageStore> {
@@ -215,12 +210,19 @@ impl ContainerEngine for PodmanEngine {
         progress: &dyn Progress,
     ) -> Result<()> {
         self.reachable().await?;
-        transfer::pull(self, reference, options, progress).await
+        match transfer::pull(self, reference, options, progress).await {
+            Err(e) => Err(self.name_full_disk(e).await),
+            pulled => pulled,
+        }
     }
 
     async fn inspect(&self, reference: &str) -> Result<ImageDetails> {
         self.reachable().await?;
-        self.inspect_image(reference).await
+        match self.inspect_image(reference).await {
+            // Podman 4.3 crashes on inspect when its temporary folder is full
+            Err(e) => Err(self.name_full_disk(e).await),
+            inspected => inspected,
+        }
     }
 
     async fn tag(&self, source: &str, target: &str) -> Result<()> {

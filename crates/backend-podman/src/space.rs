@@ -1,0 +1,146 @@
+//! A full disk behind the Podman service, named: builds and pulls fill its store (`GraphRoot`), while pushes,
+//! exports and even inspects write temporary files to `imageCopyTmpDir` (the service's `TMPDIR`, else
+//! containers.conf's `image_copy_tmp_dir`, `/var/tmp` by default) and fail there first.
+//!
+//! The service says only "no space left on device" after the file it was writing, so the place is picked by
+//! that path: the temporary folder, the store, or the path itself when it is neither. Podman 4.3's inspect
+//! does not even say that: with its temporary folder full it crashes in the handler (HTTP 500, "nil pointer
+//! dereference"); for a service on this machine berth then looks at that folder's free space itself.
+
+use berth_core::error::says_no_space;
+use berth_core::Error;
+
+use crate::endpoint::Address;
+use crate::PodmanEngine;
+
+/// Free bytes below which a crashed inspect is taken for a full temporary folder: the handler writes a few
+/// kilobytes there (the image's config and manifest), and crashes when it cannot.
+const NEARLY_FULL: u64 = 1 << 20;
+
+impl PodmanEngine {
+    /// `failed` as an out-of-space error naming the file system that filled, when it says a disk is full
+    /// (or, for a crashed handler, when the service's temporary folder is full); any other error as it is.
+    pub(crate) async fn name_full_disk(&self, failed: Error) -> Error {
+        let panicked = failed.message().contains("nil pointer dereference");
+        if !failed.is_unplaced_no_space() && !panicked {
+            return failed;
+        }
+        let (root, tmp) = match self.service().await {
+            Ok(service) => (
+                service.graph_root.clone(),
+                service.image_copy_tmp_dir.clone(),
+            ),
+            Err(_) => (String::new(), String::new()),
+        };
+        if !says_no_space(failed.message()) {
+            // a crashed handler: only a temporary folder seen full here makes it an out-of-space error
+            if !matches!(self.socket(), Address::Unix(_)) || !nearly_full(&tmp) {
+                return failed;
+            }
+            return temporary_folder_full(failed, &tmp, true);
+        }
+        let message = failed.message().to_string();
+        if !tmp.is_empty() && message.contains(&tmp) {
+            return temporary_folder_full(failed, &tmp, false);
+        }
+        if root.is_empty() || message.contains(&root) {
+            return store_full(failed, &root);
+        }
+        match written_path(&message) {
+            Some(path) => {
+                let hint = format!(
+                    "make room on the file system of {path} (the Podman service's); nothing of the failed \
+                     work was kept"
+                );
+                failed.out_of_space(format!("the Podman service's file system at {path}"), hint)
+            }
+            None => store_full(failed, &root),
+        }
+    }
+}
+
+/// Out of space in the store: builds, pulls and commits.
+fn store_full(failed: Error, root: &str) -> Error {
+    let root = if root.is_empty() {
+        "the storage `podman info` shows as GraphRoot"
+    } else {
+        root
+    };
+    let hint = format!(
+        "make room on the file system of {root}: remove images and build containers you do not need \
+         (`podman image prune`, `podman system prune`), or point the service at a larger store \
+         (`graphroot` in storage.conf, or `podman --root`); nothing of the failed work was kept"
+    );
+    failed.out_of_space(format!("Podman's storage (GraphRoot {root})"), hint)
+}
+
+/// Out of space in the temporary folder: pushes, exports, inspects. `crashed`: the service's handler crashed
+/// instead of saying so, which the hint explains.
+fn temporary_folder_full(failed: Error, tmp: &str, crashed: bool) -> Error {
+    let tmp = if tmp.is_empty() {
+        "the folder `podman info` shows as imageCopyTmpDir"
+    } else {
+        tmp
+    };
+    let why = if crashed {
+        "Podman 4.3's handler crashes (nil pointer dereference) when this folder is full; "
+    } else {
+        ""
+    };
+    let hint = format!(
+        "{why}make room on the file system of {tmp} (the service writes images there while it pushes or exports \
+         them, and leaves files behind when it fails: remove the ones no podman process holds), or start the \
+         service with TMPDIR (or `image_copy_tmp_dir` in containers.conf) on a larger file system; nothing of \
+         the failed work was kept"
+    );
+    failed.out_of_space(
+        format!("Podman's temporary folder (imageCopyTmpDir {tmp})"),
+        hint,
+    )
+}
+
+/// Whether the folder `path` on this machine has less than [`NEARLY_FULL`] bytes free.
+fn nearly_full(path: &str) -> bool {
+    if path.is_empty() {
+        return false;
+    }
+    rustix::fs::statvfs(path).is_ok_and(|s| s.f_bavail.saturating_mul(s.f_frsize) < NEARLY_FULL)
+}
+
+/// The file a Go error says it could not write: `write /var/tmp/x: no space left on device` gives `/var/tmp/x`.
+fn written_path(message: &str) -> Option<&str> {
+    let lower = message.to_ascii_lowercase();
+    let at = lower.find(": no space left on device")?;
+    let before = &message[..at];
+    let start = before.rfind(' ').map_or(0, |i| i + 1);
+    let path = &before[start..];
+    path.starts_with('/').then_some(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_written_path_is_read_from_gos_error() {
+        assert_eq!(
+            written_path("reading blob sha256:ab: write /var/tmp/3509: no space left on device"),
+            Some("/var/tmp/3509")
+        );
+        assert_eq!(written_path("no space left on device"), None);
+        assert_eq!(written_path("step: no space left on device"), None);
+    }
+
+    #[test]
+    fn the_place_is_the_folder_the_message_names() {
+        let failed = Error::new(
+            berth_core::ErrorKind::InvalidSpec,
+            "push: write /t/mp/1: no space left on device",
+        );
+        let named = temporary_folder_full(failed, "/t/mp", false);
+        assert_eq!(named.kind(), berth_core::ErrorKind::ResourceExhausted);
+        assert!(named
+            .message()
+            .starts_with("no space left in Podman's temporary folder (imageCopyTmpDir /t/mp)"));
+    }
+}
