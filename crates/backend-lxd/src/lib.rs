@@ -291,24 +291,6 @@ impl ContainerEngine for LxdEngine {
         options: &BuildOptions,
         progress: &dyn Progress,
     ) -> Result<BuiltImage> {
-        if let Some(remote) = self.remote() {
-            // not done: a remote build needs each step's changes through the API instead of the root folder
-            return Err(errors::error(
-                berth_core::ErrorKind::Unsupported,
-                Operation::Build,
-                format!(
-                    "building on a remote LXD server (lxc remote {} at {}) is not supported yet: berth makes \
-                     each step's layer from the build container's root folder, which only the server's machine \
-                     can read",
-                    remote.name,
-                    remote.url()
-                ),
-            )
-            .with_hint(format!(
-                "build on this machine's LXD (unset {} and engine.lxd.remote) or on another engine",
-                EnvVars::BERTH_LXD_REMOTE
-            )));
-        }
         match build::build(self, plan, options, progress).await {
             // berth's own state folder full is named by its I/O error already
             Err(e) if e.is_unplaced_no_space() => Err(self.out_of_space(e).await),

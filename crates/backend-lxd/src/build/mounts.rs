@@ -56,7 +56,7 @@ impl StepMounts {
 }
 
 /// A cache id as a folder name.
-fn cache_name(id: &str) -> String {
+pub(crate) fn cache_name(id: &str) -> String {
     id.chars()
         .map(|c| {
             if c.is_ascii_alphanumeric() || "._-".contains(c) {
@@ -100,7 +100,7 @@ pub(crate) async fn identity(
     Ok(out)
 }
 
-fn context_entry(session: &Session<'_>, source: &str) -> Result<ContextSource> {
+pub(crate) fn context_entry(session: &Session<'_>, source: &str) -> Result<ContextSource> {
     session
         .plan
         .context
