@@ -25,6 +25,17 @@ pub const NAME_PREFIX: &str = "berth-";
 /// The config key holding the pid of the berth process that made a container.
 const PID_KEY: &str = "user.berth.pid";
 
+/// The config key holding the name of the machine that berth process ran on: a remote server serves several
+/// machines, and a pid says whether a build is gone only on its own.
+const HOST_KEY: &str = "user.berth.host";
+
+/// This machine's name.
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_default()
+}
+
 const OP: Operation = Operation::Build;
 
 /// What builds left or hold: berth's containers and build folders.
@@ -198,6 +209,7 @@ impl Instance {
         let config = json!({
             "raw.lxc": raw,
             PID_KEY: std::process::id().to_string(),
+            HOST_KEY: host_name(),
         });
         let body = json!({
             "name": self.name,
@@ -547,6 +559,9 @@ pub(crate) async fn remove_dead(engine: &LxdEngine) -> Result<()> {
     let found = leftovers(engine).await?;
     let dead = |name: &str| pid_of(name).is_some_and(|pid| !alive(pid));
     for name in found.instances.iter().filter(|n| dead(n)) {
+        if engine.remote().is_some() && !made_here(engine, name).await {
+            continue;
+        }
         // another build may be removing it too: what matters is that it goes
         if let Err(e) = delete(&engine.lxd, name).await {
             let still_there = engine
@@ -574,6 +589,22 @@ pub(crate) async fn remove_dead(engine: &LxdEngine) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Whether container `name` on a remote server was made by a berth on this machine (one made before berth
+/// recorded the machine counts as this one's).
+async fn made_here(engine: &LxdEngine, name: &str) -> bool {
+    let path = format!("/1.0/instances/{name}");
+    match engine
+        .lxd
+        .call(Operation::Inspect, Method::GET, &path, None)
+        .await
+    {
+        Ok(instance) => instance["config"][HOST_KEY]
+            .as_str()
+            .is_none_or(|host| host == host_name()),
+        Err(_) => false,
+    }
 }
 
 /// The map of the container's uid and gid 0 from LXD's `volatile.last_state.idmap` (a JSON list of

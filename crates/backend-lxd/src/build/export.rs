@@ -178,10 +178,14 @@ fn read(file: PathBuf) -> io::Result<(Export, Tree)> {
             tar::EntryType::Fifo => EntryKind::Fifo,
             _ => EntryKind::File,
         };
-        let device = (
-            header.device_major()?.unwrap_or(0),
-            header.device_minor()?.unwrap_or(0),
-        );
+        let device = if matches!(kind, EntryKind::Char | EntryKind::Block) {
+            (
+                header.device_major()?.unwrap_or(0),
+                header.device_minor()?.unwrap_or(0),
+            )
+        } else {
+            (0, 0)
+        };
         let meta = EntryMeta {
             mode: header.mode()? & 0o7777,
             uid: u32::try_from(header.uid()?).unwrap_or(u32::MAX),
@@ -302,4 +306,166 @@ fn read(file: PathBuf) -> io::Result<(Export, Tree)> {
         })
         .collect();
     Ok((export, tree))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::build::tree::{scan, write_changes, Folder};
+    use std::os::unix::fs::MetadataExt as _;
+
+    /// A tar of `root` as LXD's instance backup writes one (its real output is what `tests/e2e/lxd_remote.rs`
+    /// compares): the root folder under `backup/container/rootfs`, names in lexical order folder by folder,
+    /// owners and modes from the disk, times in seconds, a file's second name a link entry to its first,
+    /// extended attributes as PAX records.
+    fn exported(root: &Path, out: &Path) {
+        let mut tar = tar::Builder::new(File::create(out).expect("tar"));
+        let mut firsts: HashMap<(u64, u64), String> = HashMap::new();
+        let mut pending = vec![(root.to_path_buf(), ROOTFS.to_string())];
+        while let Some((host, name)) = pending.pop() {
+            let meta = std::fs::symlink_metadata(&host).expect("meta");
+            let mut header = tar::Header::new_gnu();
+            header.set_mode(meta.mode() & 0o7777);
+            header.set_uid(u64::from(meta.uid()));
+            header.set_gid(u64::from(meta.gid()));
+            header.set_mtime(meta.mtime() as u64);
+            header.set_size(0);
+            let key = (meta.dev(), meta.ino());
+            if meta.is_file() && meta.nlink() > 1 {
+                if let Some(first) = firsts.get(&key) {
+                    header.set_entry_type(tar::EntryType::Link);
+                    tar.append_link(&mut header, &name, first).expect("link");
+                    continue;
+                }
+                firsts.insert(key, name.clone());
+            }
+            let found = berth_layer::entries::attributes(&host).expect("xattrs");
+            if !found.is_empty() {
+                let records: Vec<(String, &[u8])> = found
+                    .iter()
+                    .map(|(k, v)| (format!("SCHILY.xattr.{k}"), v.as_slice()))
+                    .collect();
+                tar.append_pax_extensions(records.iter().map(|(k, v)| (k.as_str(), *v)))
+                    .expect("pax");
+            }
+            if meta.is_dir() {
+                header.set_entry_type(tar::EntryType::Directory);
+                tar.append_data(&mut header, &name, io::empty())
+                    .expect("dir");
+                let mut children: Vec<String> = std::fs::read_dir(&host)
+                    .expect("read_dir")
+                    .map(|e| e.expect("entry").file_name().into_string().expect("utf-8"))
+                    .collect();
+                children.sort();
+                for child in children.into_iter().rev() {
+                    pending.push((host.join(&child), format!("{name}/{child}")));
+                }
+            } else if meta.file_type().is_symlink() {
+                header.set_entry_type(tar::EntryType::Symlink);
+                let target = std::fs::read_link(&host).expect("readlink");
+                tar.append_link(&mut header, &name, target)
+                    .expect("symlink");
+            } else {
+                header.set_entry_type(tar::EntryType::Regular);
+                header.set_size(meta.len());
+                tar.append_data(&mut header, &name, File::open(&host).expect("open"))
+                    .expect("file");
+            }
+        }
+        tar.finish().expect("finish");
+    }
+
+    fn set_time(path: &Path, seconds: u64) {
+        let file = File::options().append(true).open(path).expect("open");
+        file.set_modified(std::time::UNIX_EPOCH + std::time::Duration::from_secs(seconds))
+            .expect("mtime");
+    }
+
+    /// The same changes read from the folder and from an export of it give the same layer, byte for byte:
+    /// new, changed and deleted files, a hard link, a symlink, an extended attribute, and a file rewritten with
+    /// the same size and time (only its contents tell it changed in an export).
+    #[test]
+    fn an_export_gives_the_layer_the_folder_gives() {
+        let dir = tempfile::tempdir().expect("dir");
+        let root = dir.path().join("root");
+        let work = dir.path().join("work");
+        std::fs::create_dir_all(root.join("srv/keep")).expect("dirs");
+        std::fs::create_dir_all(root.join("etc")).expect("etc");
+        std::fs::create_dir_all(&work).expect("work");
+        std::fs::write(root.join("etc/same-time"), "aaaa").expect("write");
+        std::fs::write(root.join("srv/gone"), "g").expect("write");
+        std::fs::write(root.join("srv/keep/untouched"), "u").expect("write");
+        set_time(&root.join("etc/same-time"), 1_700_000_000);
+        let before_local = scan(&root).expect("scan");
+        exported(&root, &work.join("before.tar"));
+        let (_, before_export) = read(work.join("before.tar")).expect("read");
+
+        std::fs::write(root.join("etc/same-time"), "bbbb").expect("rewrite");
+        set_time(&root.join("etc/same-time"), 1_700_000_000);
+        std::fs::remove_file(root.join("srv/gone")).expect("rm");
+        std::fs::write(root.join("srv/new"), "n").expect("new");
+        std::fs::hard_link(root.join("srv/new"), root.join("srv/new-link")).expect("link");
+        std::os::unix::fs::symlink("new", root.join("srv/sym")).expect("symlink");
+        rustix::fs::setxattr(
+            root.join("srv/new"),
+            "user.berth",
+            b"value",
+            rustix::fs::XattrFlags::empty(),
+        )
+        .expect("xattr (user attributes on the test's file system)");
+        let after_local = scan(&root).expect("scan");
+        exported(&root, &work.join("after.tar"));
+        let (export, after_export) = read(work.join("after.tar")).expect("read");
+
+        let local = write_changes(
+            &Folder(&root),
+            &before_local,
+            &after_local,
+            None,
+            &work.join("local.tar.gz"),
+        )
+        .expect("local layer");
+        let from_export = write_changes(
+            &export,
+            &before_export,
+            &after_export,
+            None,
+            &work.join("export.tar.gz"),
+        )
+        .expect("export layer");
+        let names = |path: &Path| -> Vec<String> {
+            let file = File::open(path).expect("layer");
+            tar::Archive::new(flate2::read::GzDecoder::new(file))
+                .entries()
+                .expect("entries")
+                .map(|e| {
+                    e.expect("entry")
+                        .path()
+                        .expect("path")
+                        .display()
+                        .to_string()
+                })
+                .collect()
+        };
+        let written = names(&from_export.path);
+        for expected in [
+            "etc/same-time",
+            "srv/.wh.gone",
+            "srv/new",
+            "srv/new-link",
+            "srv/sym",
+        ] {
+            assert!(
+                written.iter().any(|n| n == expected),
+                "{expected}: {written:?}"
+            );
+        }
+        assert!(
+            !written.iter().any(|n| n.contains("untouched")),
+            "{written:?}"
+        );
+        assert_eq!(names(&local.path), written);
+        assert_eq!(local.diff_id, from_export.diff_id);
+        assert_eq!(local.digest, from_export.digest);
+    }
 }
