@@ -4,7 +4,9 @@
 //! steps edit the image config; RUN and COPY steps each add a layer ([`steps`]), looked up in berth's step cache
 //! first ([`cache`]). The build container is made at the first step the cache does not have: from the base's
 //! LXD image ([`crate::base`]), with the cached layers of the steps before it unpacked into its root folder
-//! before it starts. At the end berth writes the config and an OCI manifest into the store and names each tag.
+//! before it starts (on a remote server, whose folders berth does not touch, imported with the base as one LXD
+//! image). A remote container's root folder is read through an export ([`export`]) and its mounts are pushed
+//! files and custom volumes ([`pushed`]). At the end berth writes the config and an OCI manifest into the store and names each tag.
 //! The container and the build's folder are removed however the build ends ([`crate::instance`]).
 
 mod cache;

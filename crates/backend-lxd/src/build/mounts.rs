@@ -1,4 +1,5 @@
-//! A RUN step's mounts as LXD disk devices, added for the step and removed after it.
+//! A RUN step's mounts as LXD disk devices, added for the step and removed after it, on the local server (a remote
+//! one's are in [`super::pushed`]).
 //!
 //! - **cache**: a folder of berth's state folder per cache id (`caches/<id>`, mode 0777), kept between builds.
 //!   Two builds at once take turns: berth holds an exclusive `flock` on `caches/<id>.lock` while a step uses
