@@ -5,7 +5,8 @@
     python3 bench/bench.py exists [--runs 5] [--specs 100]   registry checks: berth exists vs flytekit, skopeo
     python3 bench/bench.py hash   [--runs 3]                 naming a spec over a 1 GiB tree, cold and warm
     python3 bench/bench.py build  [--runs 3]                 berth build vs docker build / podman build; lxd: berth
-                                                             on LXD vs on Docker and containerd, vs docker build
+                                                             on LXD vs on Docker and containerd, vs docker build;
+                                                             lxd-remote: berth on the remote LXD vs the local one
     python3 bench/bench.py push   [--runs 3] [--torch-mb N]  berth push vs docker/podman push, skopeo copy, ctr push
     python3 bench/bench.py memory                            berth's peak RSS building 256 MiB-1 GiB contexts
     python3 bench/bench.py large  [--runs 3]                 a 1 GiB context: berth vs docker build (file sync),
@@ -35,8 +36,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import Failed  # noqa: E402
 
 ENGINES = ["docker", "podman", "containerd"]
-# `build` also has berth on LXD, side by side with berth on Docker and containerd (push and memory have no LXD rows)
-BUILD_ENGINES = ENGINES + ["lxd"]
+# `build` also has berth on LXD, side by side with berth on Docker and containerd (push and memory have no LXD rows),
+# and berth on the remote LXD server of scripts/env/remote-lxd.sh beside berth on this machine's LXD
+BUILD_ENGINES = ENGINES + ["lxd", "lxd-remote"]
 
 
 def main():
