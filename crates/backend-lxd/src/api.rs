@@ -102,20 +102,24 @@ impl Lxd {
             ("Content-Type", "application/json".to_string()),
             ("If-Match", etag.to_string()),
         ];
-        match self
-            .envelope_with_headers(
-                op,
+        let answer = self
+            .client
+            .send(
                 Method::PUT,
                 path,
                 &headers,
                 Body::Bytes(body.to_string().into()),
             )
             .await
-        {
-            Ok(_) => Ok(true),
-            Err(e) if e.to_string().contains("412") => Ok(false),
-            Err(e) => Err(e),
+            .map_err(|e| unavailable(&self.client, &e, op))?;
+        if answer.status == http::StatusCode::PRECONDITION_FAILED {
+            return Ok(false);
         }
+        let envelope: Value = serde_json::from_slice(&answer.body).unwrap_or_default();
+        if !answer.status.is_success() || envelope["type"] == "error" {
+            return Err(failure(op, path, answer.status, &envelope, &self.client));
+        }
+        self.finish(op, path, envelope).await.map(|_| true)
     }
 
     /// Starts an operation without waiting for it: its path and its `metadata` (an exec's stream secrets).

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 
 use berth_core::engine::Progress;
 use berth_core::image_config::normalize;
-use berth_core::plan::{ContextSource, Mount, RunStep};
+use berth_core::plan::{ContextSource, Mount, PlanSecret, RunStep};
 use berth_core::{ErrorKind, Operation, Result};
 use berth_layer::entries::IdShift;
 use serde_json::{json, Map, Value};
@@ -101,6 +101,22 @@ pub(crate) async fn identity(
     Ok(out)
 }
 
+/// The plan's secret `id`.
+pub(crate) fn plan_secret<'a>(session: &'a Session<'_>, id: &str) -> Result<&'a PlanSecret> {
+    session
+        .plan
+        .secrets
+        .iter()
+        .find(|s| s.id == id)
+        .ok_or_else(|| {
+            error(
+                ErrorKind::InvalidSpec,
+                OP,
+                format!("a step mounts secret `{id}`, which the plan does not name"),
+            )
+        })
+}
+
 pub(crate) fn context_entry(session: &Session<'_>, source: &str) -> Result<ContextSource> {
     session
         .plan
@@ -182,18 +198,7 @@ pub(crate) async fn prepare(
                 (target, dir, false)
             }
             Mount::Secret { id, target } => {
-                let secret = session
-                    .plan
-                    .secrets
-                    .iter()
-                    .find(|s| &s.id == id)
-                    .ok_or_else(|| {
-                        error(
-                            ErrorKind::InvalidSpec,
-                            OP,
-                            format!("a step mounts secret `{id}`, which the plan does not name"),
-                        )
-                    })?;
+                let secret = plan_secret(session, id)?;
                 let copy = session.work.join(format!("secret-{i}"));
                 std::fs::copy(&secret.source, &copy)
                     .map_err(|e| io_error(OP, format!("secret `{id}`"), e))?;

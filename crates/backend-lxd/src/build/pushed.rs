@@ -21,7 +21,7 @@ use berth_core::{ErrorKind, Operation, Result};
 use http::Method;
 use serde_json::{json, Map, Value};
 
-use super::mounts::{cache_name, context_entry};
+use super::mounts::{cache_name, context_entry, plan_secret};
 use super::users::inside;
 use super::Session;
 use crate::client::Body;
@@ -196,18 +196,7 @@ pub(crate) async fn prepare(
                 caches.push(format!("/1.0/storage-pools/{pool}/volumes/custom/{volume}"));
             }
             Mount::Secret { id, target: t } => {
-                let secret = session
-                    .plan
-                    .secrets
-                    .iter()
-                    .find(|s| &s.id == id)
-                    .ok_or_else(|| {
-                        error(
-                            ErrorKind::InvalidSpec,
-                            OP,
-                            format!("a step mounts secret `{id}`, which the plan does not name"),
-                        )
-                    })?;
+                let secret = plan_secret(session, id)?;
                 let value = std::fs::read(&secret.source)
                     .map_err(|e| io_error(OP, format!("secret `{id}`"), e))?;
                 let target = target(t);
