@@ -83,15 +83,15 @@ fn temporary_folder_full(failed: Error, tmp: &str, crashed: bool) -> Error {
         tmp
     };
     let why = if crashed {
-        "Podman 4.3's handler crashes (nil pointer dereference) when this folder is full; "
+        " (Podman 4.3's handler crashes, nil pointer dereference, when this folder is full)"
     } else {
         ""
     };
     let hint = format!(
-        "{why}make room on the file system of {tmp} (the service writes images there while it pushes or exports \
-         them, and leaves files behind when it fails: remove the ones no podman process holds), or start the \
-         service with TMPDIR (or `image_copy_tmp_dir` in containers.conf) on a larger file system; nothing of \
-         the failed work was kept"
+        "make room on the file system of {tmp}{why}: the service writes images there while it pushes or \
+         exports them, and leaves files behind when it fails (remove the ones no podman process holds), or \
+         start the service with TMPDIR (or `image_copy_tmp_dir` in containers.conf) on a larger file system; \
+         nothing of the failed work was kept"
     );
     failed.out_of_space(
         format!("Podman's temporary folder (imageCopyTmpDir {tmp})"),

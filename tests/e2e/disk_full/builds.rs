@@ -1,4 +1,4 @@
-//! berth's own folders full: the digest cache (`BERTH_CACHE_DIR`) and the containerd builder's state folder
+//! Builds: berth's own folders full: the digest cache (`BERTH_CACHE_DIR`) and the containerd builder's state folder
 //! (`BERTH_CONTAINERD_STATE_DIR`) on a small tmpfs filled to the last byte. Naming still works (the cache is only a
 //! cache, and never trusts a half-written entry); a containerd build fails saying "no space left" and naming the
 //! folder; the next run with space succeeds. (Needs root, as the suite does: it mounts the tmpfs.)
@@ -18,24 +18,13 @@ use berth_tests::small_storage::{
     SmallContainerd, SmallDockerd, SmallLxdPool, SmallPodman, SmallTmpfs,
 };
 
+use crate::{berth, docker_config, text};
+
 /// A tmpfs of 256 KiB, full to the last byte, unmounted when dropped.
 fn full_disk() -> SmallTmpfs {
     let disk = SmallTmpfs::new("256k");
     disk.fill_leaving(0);
     disk
-}
-
-fn berth(dir: &Path, args: &[&str], vars: &[(&str, &Path)]) -> Output {
-    let mut command = Command::new(berth_tests::berth_bin());
-    command.args(args).current_dir(dir);
-    for (name, value) in vars {
-        command.env(name, value);
-    }
-    command.output().expect("run berth")
-}
-
-fn text(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
 }
 
 /// A spec with a copied folder (its digest is what the cache would keep).
@@ -146,25 +135,6 @@ fn a_containerd_build_with_a_full_state_folder_says_so_and_the_next_one_works() 
         .args(["--namespace", "default", "images", "rm"])
         .arg(String::from_utf8_lossy(&worked.stdout).trim())
         .output();
-}
-
-/// A docker config folder with the test registry's credentials (what a user's `docker login` leaves).
-fn docker_config(env: &TestEnv) -> tempfile::TempDir {
-    let config = tempfile::tempdir().expect("temp dir");
-    let auth = base64(&format!(
-        "{}:{}",
-        env.registry_user,
-        env.registry_password().expose()
-    ));
-    std::fs::write(
-        config.path().join("config.json"),
-        format!(
-            r#"{{"auths": {{"{}": {{"auth": "{auth}"}}}}}}"#,
-            env.registry
-        ),
-    )
-    .expect("write docker config");
-    config
 }
 
 /// What the RUN step of [`storage_project`] writes: more than the room left on a filled engine storage.
@@ -414,9 +384,4 @@ fn an_lxd_build_that_fills_its_storage_pool_says_so_keeps_nothing_and_the_next_o
     fails_when_full_then_works(project.path(), &vars, &storage, || {
         pool.storage.grow("640m")
     });
-}
-
-fn base64(text: &str) -> String {
-    use base64::Engine as _;
-    base64::engine::general_purpose::STANDARD.encode(text)
 }
