@@ -1,15 +1,17 @@
-//! Out of disk (issue 15, item 6): builds ([`builds`]) and pushes and pulls ([`transfers`]) whose engine
+//! Out of disk (issue 15, item 6): builds ([`builds`]), pushes and pulls ([`transfers`], [`pulls`]) whose engine
 //! storage, engine temporary folder or berth's own folders fill up fail with "no space left" naming the
 //! place and the fix, leave nothing a later run trusts, and work once there is room. (Needs root, as the
 //! suite does: it mounts tmpfs and starts daemons of its own.)
 
 mod builds;
+mod pulls;
 mod transfers;
 
 use std::path::Path;
 use std::process::{Command, Output};
 
 use berth_tests::env::TestEnv;
+use berth_tests::small_storage::{SmallDockerd, SmallPodman};
 
 /// Runs berth in `dir` with `vars` set.
 fn berth(dir: &Path, args: &[&str], vars: &[(&str, &Path)]) -> Output {
@@ -60,4 +62,22 @@ fn assert_out_of_space(out: &Output, place: &str) {
         said.contains("hint: make room"),
         "and how to fix it: {said}"
     );
+}
+
+/// The base and helper images pulled into the test's dockerd first (so what fills the disk is the work under
+/// test), with the credentials of `config`.
+fn fixtures_into_docker(env: &TestEnv, daemon: &SmallDockerd, config: &Path) {
+    for image in [&env.python_image, &env.uv_image] {
+        let pulled = daemon.docker_with_config(config, &["pull", image]);
+        assert!(pulled.status.success(), "{}", text(&pulled));
+    }
+}
+
+/// [`fixtures_into_docker`] for the test's Podman service.
+fn fixtures_into_podman(env: &TestEnv, service: &SmallPodman, config: &Path) {
+    let auth = config.join("config.json").display().to_string();
+    for image in [&env.python_image, &env.uv_image] {
+        let pulled = service.podman(&["pull", "--tls-verify=false", "--authfile", &auth, image]);
+        assert!(pulled.status.success(), "{}", text(&pulled));
+    }
 }

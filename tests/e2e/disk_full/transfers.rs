@@ -14,7 +14,9 @@ use berth_tests::conformance::support::unique;
 use berth_tests::env::TestEnv;
 use berth_tests::small_storage::{SmallContainerd, SmallDockerd, SmallPodman, SmallTmpfs};
 
-use crate::{assert_out_of_space, berth, docker_config, text};
+use crate::{
+    assert_out_of_space, berth, docker_config, fixtures_into_docker, fixtures_into_podman, text,
+};
 
 /// What the image's RUN step writes (random, so compression keeps it this big).
 const IMAGE_FILE_MIB: u64 = 48;
@@ -94,11 +96,8 @@ fn a_podman_push_with_a_full_temporary_folder_says_so_keeps_no_tag_and_works_wit
     };
     let service = SmallPodman::start_with_tmp("700m", Some("600m"));
     let config = docker_config(env);
-    let auth = config.path().join("config.json").display().to_string();
-    for image in [&env.python_image, &env.uv_image] {
-        let pulled = service.podman(&["pull", "--tls-verify=false", "--authfile", &auth, image]);
-        assert!(pulled.status.success(), "{}", text(&pulled));
-    }
+    // the base and helper images first, so what fills the disk is the work under test
+    fixtures_into_podman(env, &service, config.path());
     let project = push_project(env);
     let host = PathBuf::from(service.host());
     let vars = [
@@ -130,10 +129,8 @@ fn a_docker_push_with_a_full_data_root_says_so_keeps_no_tag_and_works_with_room(
     };
     let daemon = SmallDockerd::start("900m", &env.containerd_address);
     let config = docker_config(env);
-    for image in [&env.python_image, &env.uv_image] {
-        let pulled = daemon.docker_with_config(config.path(), &["pull", image]);
-        assert!(pulled.status.success(), "{}", text(&pulled));
-    }
+    // the base and helper images first, so what fills the disk is the work under test
+    fixtures_into_docker(env, &daemon, config.path());
     let project = push_project(env);
     let host = PathBuf::from(daemon.host());
     let vars = [
