@@ -5,9 +5,12 @@
     python3 bench/bench.py exists [--runs 5] [--specs 100]   registry checks: berth exists vs flytekit, skopeo
     python3 bench/bench.py hash   [--runs 3]                 naming a spec over a 1 GiB tree, cold and warm
     python3 bench/bench.py build  [--runs 3]                 berth build vs docker build / podman build; lxd: berth
-                                                             on LXD vs on Docker and containerd, vs docker build
+                                                             on LXD vs on Docker and containerd, vs docker build;
+                                                             lxd-remote: berth on the remote LXD vs the local one
     python3 bench/bench.py push   [--runs 3] [--torch-mb N]  berth push vs docker/podman push, skopeo copy, ctr push
     python3 bench/bench.py memory                            berth's peak RSS building 256 MiB-1 GiB contexts
+    python3 bench/bench.py large  [--runs 3]                 a 1 GiB context: berth vs docker build (file sync),
+                                                             podman build and podman --remote build
     python3 bench/bench.py remote [--runs 3]                 a 256 MiB context built on the local dockerd and
                                                              on the remote one over TLS (scripts/env/remote-docker.sh)
     python3 bench/bench.py remote-ssh [--runs 3]             a 256 MiB context built locally vs over SSH (Docker, Podman)
@@ -33,8 +36,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import Failed  # noqa: E402
 
 ENGINES = ["docker", "podman", "containerd"]
-# `build` also has berth on LXD, side by side with berth on Docker and containerd (push and memory have no LXD rows)
-BUILD_ENGINES = ENGINES + ["lxd"]
+# `build` also has berth on LXD, side by side with berth on Docker and containerd (push and memory have no LXD rows),
+# and berth on the remote LXD server of scripts/env/remote-lxd.sh beside berth on this machine's LXD
+BUILD_ENGINES = ENGINES + ["lxd", "lxd-remote"]
 
 
 def main():
@@ -62,6 +66,9 @@ def main():
     push.add_argument("--engines", nargs="+", default=ENGINES, choices=ENGINES)
     memory = sub.add_parser("memory", help="berth's peak RSS building 256 MiB, 512 MiB and 1 GiB contexts")
     memory.add_argument("--engines", nargs="+", default=ENGINES, choices=ENGINES)
+    large = sub.add_parser("large", help="a 1 GiB context built by berth and by the engines' CLIs, alternating")
+    large.add_argument("--runs", type=int, default=3)
+    large.add_argument("--engines", nargs="+", default=["docker", "podman"], choices=["docker", "podman"])
     remote = sub.add_parser("remote", help="the same 256 MiB build on the local dockerd and on the remote one over TLS")
     remote.add_argument("--runs", type=int, default=3)
     remote_ssh = sub.add_parser("remote-ssh", help="a 256 MiB context built on a local engine vs the same over SSH")
@@ -75,7 +82,7 @@ def main():
     pyflyte.add_argument("--images", type=int, default=20)
     sub.add_parser("all", help="every benchmark once, with its defaults")
     args = p.parse_args()
-    order = ["name", "exists", "hash", "build", "push", "memory", "remote", "remote-ssh", "scale", "pyflyte"]
+    order = ["name", "exists", "hash", "build", "push", "memory", "large", "remote", "remote-ssh", "scale", "pyflyte"]
     every = args.what == "all"
     for what in order if every else [args.what]:
         if every:
@@ -97,6 +104,9 @@ def run(what, args):
     if what in ("build", "memory"):
         import build
         return {"build": build.bench_build, "memory": build.bench_memory}[what](args)
+    if what == "large":
+        import large
+        return large.bench_large(args)
     if what == "remote":
         import remote
         return remote.bench_remote(args)

@@ -157,6 +157,15 @@ def tool_commands(s, spec, ctx, engine, no_cache, classic):
                  spec.parent, s.env),
                 ("`berth build --engine containerd` (berth's builder: runc steps, layers from the overlay upper "
                  "folder)", [*berth[:3], "containerd", *berth[4:]], spec.parent, s.env)]
+    if engine == "lxd-remote":
+        # the same spec on the remote LXD server (over HTTPS, layers from exports) and on this machine's
+        remote = dict(s.env, BERTH_LXD_REMOTE=s.tenv.get("BERTH_TEST_REMOTE_LXD", "berth-remote"),
+                      LXD_CONF=s.tenv.get("BERTH_TEST_REMOTE_LXD_CONF", "/var/lib/berth-env/remote-lxd/client"))
+        local = [*berth[:3], "lxd", *berth[4:]]
+        return [("`berth build --engine lxd` on the remote LXD (`BERTH_LXD_REMOTE`: HTTPS, each step's layer from "
+                 "an instance export)", local, spec.parent, remote),
+                ("`berth build --engine lxd` on this machine's LXD (layers from the root folder)", local,
+                 spec.parent, s.env)]
     podman_args = ["build", *nc, "--layers", "--format", "docker", "--authfile", s.auth, "-t",
                    "bench-build-podman-cli", "-f", ctx / "Dockerfile.podman", ctx]
     return [("`berth build --engine podman` (rootful service)", berth, spec.parent, s.env),
@@ -209,6 +218,9 @@ def bench_build(args):
                 if engine == "lxd":
                     print("\n**Building the same spec with berth on LXD, Docker and containerd, and with the docker "
                           "CLI**\n")
+                elif engine == "lxd-remote":
+                    print("\n**Building the same spec with berth on the remote LXD server and on this machine's "
+                          "LXD**\n")
                 else:
                     print(f"\n**Building the same Dockerfile and context on {engine}**\n")
                 print(md_table(["build", "tool", "median s", "runs", "peak RSS MiB", "vs berth",

@@ -697,8 +697,13 @@ fn pushes_with_berths_client(engine: Engine) {
         ok && out.contains("complete"),
         "containerd has all of it: {out}"
     );
-    let _ = tool("ctr", &["--namespace", &namespace, "images", "rm", &pinned]);
-    let _ = tool("ctr", &["namespaces", "rm", &namespace]);
+    // `--sync` waits for containerd's collector, so the namespace is empty (and removable) when it returns
+    let _ = tool(
+        "ctr",
+        &["--namespace", &namespace, "images", "rm", "--sync", &pinned],
+    );
+    let (ok, out) = tool("ctr", &["namespaces", "rm", &namespace]);
+    assert!(ok, "the test's containerd namespace is removed: {out}");
 
     push("cache-c", &["--push-via", "engine"]);
     assert!(

@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
 use berth_tests::env::TestEnv;
+use berth_tests::test_ca::{TestCa, Usage};
 
 /// A TLS registry for one test; stopped when dropped.
 struct TlsRegistry {
@@ -58,73 +59,16 @@ impl TlsRegistry {
             .expect("a free port")
             .port();
         let path = |name: &str| dir.path().join(name).display().to_string();
-        let (ca, ca_key, key, csr, cert, ext) = (
-            path("ca.pem"),
-            path("ca.key"),
-            path("key.pem"),
-            path("req.csr"),
-            path("cert.pem"),
-            path("ext.cnf"),
+        let authority = TestCa::new(dir.path(), "ca", "berth test CA");
+        let server = authority.issue(
+            "cert",
+            "berth test registry",
+            Usage::ServerAt(&ip.to_string()),
         );
-        run(
-            "openssl",
-            &[
-                "req",
-                "-x509",
-                "-newkey",
-                "rsa:2048",
-                "-nodes",
-                "-days",
-                "2",
-                "-subj",
-                "/CN=berth test CA",
-                "-keyout",
-                &ca_key,
-                "-out",
-                &ca,
-            ],
-        );
-        run(
-            "openssl",
-            &[
-                "req",
-                "-newkey",
-                "rsa:2048",
-                "-nodes",
-                "-subj",
-                "/CN=berth test registry",
-                "-keyout",
-                &key,
-                "-out",
-                &csr,
-            ],
-        );
-        std::fs::write(
-            &ext,
-            format!(
-                "subjectAltName=IP:{ip}\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n"
-            ),
-        )
-        .expect("write ext.cnf");
-        run(
-            "openssl",
-            &[
-                "x509",
-                "-req",
-                "-in",
-                &csr,
-                "-CA",
-                &ca,
-                "-CAkey",
-                &ca_key,
-                "-CAcreateserial",
-                "-days",
-                "2",
-                "-extfile",
-                &ext,
-                "-out",
-                &cert,
-            ],
+        let (ca, cert, key) = (
+            authority.cert.display().to_string(),
+            server.cert.display().to_string(),
+            server.key.display().to_string(),
         );
         let config = path("config.yml");
         std::fs::write(

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use berth_tests::conformance::support::unique;
 use berth_tests::env::TestEnv;
+use berth_tests::test_ca::{TestCa, Usage};
 use berth_tests::{berth_bin, output_with_stdin};
 
 /// The remote daemon's settings from env.sh; a missing one fails the test (the environment is not up).
@@ -410,64 +411,9 @@ fn doctor_names_a_dead_remote_and_each_certificate_mismatch() {
     };
     let certs = remote.certs.display().to_string();
     let dir = project.path();
-    let openssl = |args: &[&str]| {
-        let out = Command::new("openssl")
-            .args(args)
-            .current_dir(dir)
-            .output()
-            .expect("openssl");
-        assert!(out.status.success(), "openssl {args:?}: {out:?}");
-    };
     // another CA, and a client certificate it signed
-    std::fs::write(
-        dir.join("client.ext"),
-        "extendedKeyUsage=clientAuth\nbasicConstraints=CA:FALSE\n",
-    )
-    .expect("ext");
-    openssl(&[
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-days",
-        "1",
-        "-subj",
-        "/CN=other",
-        "-keyout",
-        "other-ca-key.pem",
-        "-out",
-        "other-ca.pem",
-    ]);
-    openssl(&[
-        "req",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-subj",
-        "/CN=other-client",
-        "-keyout",
-        "other-key.pem",
-        "-out",
-        "other.csr",
-    ]);
-    openssl(&[
-        "x509",
-        "-req",
-        "-in",
-        "other.csr",
-        "-CA",
-        "other-ca.pem",
-        "-CAkey",
-        "other-ca-key.pem",
-        "-CAcreateserial",
-        "-days",
-        "1",
-        "-extfile",
-        "client.ext",
-        "-out",
-        "other-cert.pem",
-    ]);
+    let other = TestCa::new(dir, "other-ca", "other");
+    let other_client = other.issue("other-cert", "other-client", Usage::Client);
     let folder = |name: &str, files: [(&str, String); 3]| {
         let folder = dir.join(name);
         std::fs::create_dir_all(&folder).expect("mkdir");
@@ -476,12 +422,12 @@ fn doctor_names_a_dead_remote_and_each_certificate_mismatch() {
         }
         folder.display().to_string()
     };
-    let here = |f: &str| dir.join(f).display().to_string();
+    let show = |f: &std::path::Path| f.display().to_string();
     let good = |f: &str| format!("{certs}/{f}");
     let wrong_ca = folder(
         "wrong-ca",
         [
-            ("ca.pem", here("other-ca.pem")),
+            ("ca.pem", show(&other.cert)),
             ("cert.pem", good("cert.pem")),
             ("key.pem", good("key.pem")),
         ],
@@ -490,8 +436,8 @@ fn doctor_names_a_dead_remote_and_each_certificate_mismatch() {
         "wrong-client",
         [
             ("ca.pem", good("ca.pem")),
-            ("cert.pem", here("other-cert.pem")),
-            ("key.pem", here("other-key.pem")),
+            ("cert.pem", show(&other_client.cert)),
+            ("key.pem", show(&other_client.key)),
         ],
     );
     let no_client = dir.join("no-client");

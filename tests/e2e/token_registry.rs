@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use berth_tests::conformance::support::unique;
 use berth_tests::env::TestEnv;
 use berth_tests::project::{tool, Engine, Project, Run};
+use berth_tests::test_ca::TestCa;
 use berth_tests::token_registry::{SlowLink, TokenRegistry};
 
 /// `berth login HOST` as `user` in the project's Docker config; asserts it succeeds.
@@ -251,26 +252,7 @@ fn login_checks_the_password_with_the_token_server() {
 /// `SSL_CERT_DIR` point berth at to make it a client that does not trust the test CA.
 fn other_ca() -> tempfile::TempDir {
     let dir = tempfile::tempdir().expect("temp dir");
-    let path = |name: &str| dir.path().join(name).display().to_string();
-    let (ok, out) = tool(
-        "openssl",
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "1",
-            "-subj",
-            "/CN=another CA",
-            "-keyout",
-            &path("ca.key"),
-            "-out",
-            &path("ca.pem"),
-        ],
-    );
-    assert!(ok, "openssl: {out}");
+    TestCa::new(dir.path(), "ca", "another CA");
     std::fs::create_dir(dir.path().join("certs")).expect("mkdir");
     dir
 }

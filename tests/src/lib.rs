@@ -5,8 +5,9 @@
 //! server ([`fake_http`]), running berth as another user of the machine ([`users`]), the engine
 //! conformance suite every backend runs ([`conformance`]), the fault-injecting registry proxy of the
 //! reliability test ([`faults`]), engines on small storage for the out-of-disk tests ([`small_storage`]), a
-//! project folder on each engine as a user has one ([`project`]) and the token registry of
-//! `scripts/env/token-registry.sh` with a slow link to it ([`token_registry`]).
+//! project folder on each engine as a user has one ([`project`]), private CAs ([`test_ca`]), the token registry of
+//! `scripts/env/token-registry.sh` with a slow link to it ([`token_registry`]) and the remote LXD server
+//! ([`lxd_remote`]).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -17,10 +18,12 @@ pub mod env;
 pub mod fake_engine;
 pub mod fake_http;
 pub mod faults;
+pub mod lxd_remote;
 pub mod project;
 pub mod remote;
 pub mod select;
 pub mod small_storage;
+pub mod test_ca;
 pub mod token_registry;
 pub mod users;
 

@@ -58,9 +58,13 @@ impl RemoteEnv {
     }
 
     /// Whether the engine at `endpoint` runs inside the remote host's network namespace: its Podman services
-    /// do; Docker over SSH reaches, through the remote host's `docker system dial-stdio`, the dockerd of
-    /// /var/run/docker.sock, which is this machine's (the namespace shares its files).
+    /// do, and so does the remote LXD server (`https://ADDR:8443`, `scripts/env/remote-lxd.sh`); Docker over SSH
+    /// reaches, through the remote host's `docker system dial-stdio`, the dockerd of /var/run/docker.sock, which
+    /// is this machine's (the namespace shares its files).
     pub fn runs_on_remote_host(endpoint: &str) -> bool {
+        if endpoint.contains("(lxc remote ") {
+            return endpoint.starts_with(&format!("https://{}:", RemoteEnv::get().addr));
+        }
         if !endpoint.starts_with("ssh://") {
             return false;
         }

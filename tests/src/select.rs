@@ -24,6 +24,7 @@ pub const KNOWN: &[&str] = &[
     "podman_ssh_rootless",
     "containerd",
     "lxd",
+    "lxd_remote",
 ];
 
 /// What `BERTH_TEST_ENGINES` selects.

@@ -9,7 +9,7 @@ use std::process::Command;
 use crate::berth_bin;
 
 /// A user of this machine, and a copy of the berth binary it may run (the build's target folder may be private
-/// to root).
+/// to root; see [`readable_copy`]).
 #[derive(Debug)]
 pub struct SystemUser {
     /// Login name.
@@ -21,7 +21,6 @@ pub struct SystemUser {
     /// Home folder.
     pub home: String,
     berth: PathBuf,
-    _bin_dir: tempfile::TempDir,
 }
 
 impl SystemUser {
@@ -38,20 +37,12 @@ impl SystemUser {
             panic!("no user {name} (getent passwd: {passwd:?}): run scripts/env/up.sh first");
         };
         let id = |field: &str| field.parse().expect("numeric id in /etc/passwd");
-        let bin_dir = tempfile::tempdir().expect("temp dir");
-        let berth = bin_dir.path().join("berth");
-        std::fs::copy(berth_bin(), &berth).expect("copy berth for another user");
-        for path in [bin_dir.path(), &berth] {
-            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755))
-                .expect("chmod 755");
-        }
         SystemUser {
             name: name.to_string(),
             uid: id(uid),
             gid: id(gid),
             home: home.to_string(),
-            berth,
-            _bin_dir: bin_dir,
+            berth: readable_copy(),
         }
     }
 
@@ -83,4 +74,28 @@ impl SystemUser {
             .current_dir("/");
         command
     }
+}
+
+/// A copy of the berth binary every user may run: `$TMPDIR/berth-tests-bin/<target folder's hash>/berth`, one per
+/// target folder, replaced (by rename, so a running copy is never overwritten in place) by each test process. A
+/// fixed place and not a temporary folder per process: the users are kept in statics, which are never dropped, so
+/// a temporary folder would be left behind by every test run (78 MB each).
+fn readable_copy() -> PathBuf {
+    use std::hash::{Hash as _, Hasher as _};
+    let source = berth_bin();
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    source.hash(&mut hasher);
+    let root = std::env::temp_dir().join("berth-tests-bin");
+    let dir = root.join(format!("{:016x}", hasher.finish()));
+    std::fs::create_dir_all(&dir).expect("make the folder for berth's copy");
+    static COPIES: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = COPIES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let partial = dir.join(format!("berth.{}.{n}", std::process::id()));
+    std::fs::copy(source, &partial).expect("copy berth for another user");
+    let berth = dir.join("berth");
+    std::fs::rename(&partial, &berth).expect("put berth's copy in place");
+    for path in [root.as_path(), dir.as_path(), berth.as_path()] {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).expect("chmod 755");
+    }
+    berth
 }

@@ -1,15 +1,16 @@
 //! Pushing from the content store through berth's registry client. Blobs the registry has are skipped; blobs
 //! whose `containerd.io/distribution.source.<registry>` label names another repository of the same registry
-//! are mounted from there; the rest are streamed from the content store. The manifest goes last, so a failed
-//! push never leaves a tag pointing at missing blobs. Pushed blobs get the repository added to their source
-//! label, so the next push of an image sharing them can mount instead of upload.
+//! are mounted from there; the rest are streamed from the content store, several at once
+//! ([`berth_registry::send_blobs`]). The config and then the manifest go last, so a failed push never leaves a
+//! tag pointing at missing blobs. Pushed blobs get the repository added to their source label, so the next push
+//! of an image sharing them can mount instead of upload.
 
 use std::collections::HashMap;
 
 use berth_core::engine::{Progress, ProgressEvent, PushedImage, TransferOptions};
 use berth_core::reference::ImageRef;
 use berth_core::{ErrorKind, Result};
-use berth_registry::RegistryClient;
+use berth_registry::{send_blobs, ImageBlob, RegistryClient};
 
 use crate::convert::{Daemon, Descriptor};
 use crate::errors::{error, Op};
@@ -37,11 +38,12 @@ pub(crate) async fn push(
         options.credentials.iter().cloned(),
         &crate::insecure_host(options, reference),
     )?;
-    let mut blobs = local.layers();
-    blobs.push(local.config.clone());
-    for blob in &blobs {
-        send_blob(daemon, &registry, &image, blob, op, progress).await?;
-    }
+    let layers: Vec<ImageBlob> = local.layers().iter().map(image_blob).collect();
+    send_blobs(&layers, &image_blob(&local.config), |blob| {
+        let (registry, image) = (&registry, &image);
+        async move { send_blob(daemon, registry, image, &blob, op, progress).await }
+    })
+    .await?;
     let manifest = daemon.read_all(&local.manifest.digest, op).await?;
     let digest = registry
         .put_manifest(&image, &local.manifest.media_type, &manifest)
@@ -51,16 +53,23 @@ pub(crate) async fn push(
     Ok(PushedImage { digest })
 }
 
+fn image_blob(descriptor: &Descriptor) -> ImageBlob {
+    ImageBlob {
+        digest: descriptor.digest.clone(),
+        size: descriptor.size.max(0) as u64,
+    }
+}
+
 /// Makes `blob` present in `image`'s repository: already there, mounted, or uploaded.
 async fn send_blob(
     daemon: &Daemon,
     registry: &RegistryClient,
     image: &ImageRef,
-    blob: &Descriptor,
+    blob: &ImageBlob,
     op: Op,
     progress: &dyn Progress,
 ) -> Result<()> {
-    let total = blob.size.max(0) as u64;
+    let total = blob.size;
     let done = |progress: &dyn Progress| {
         progress.event(ProgressEvent::Transfer {
             id: blob.digest.clone(),
@@ -129,10 +138,10 @@ async fn upload(
     daemon: &Daemon,
     registry: &RegistryClient,
     image: &ImageRef,
-    blob: &Descriptor,
+    blob: &ImageBlob,
     op: Op,
 ) -> Result<()> {
-    let total = blob.size.max(0) as u64;
+    let total = blob.size;
     crate::pull::again_while_temporary(registry, || async {
         let data = daemon.read_blob(&blob.digest, op).await?;
         registry.push_blob(image, &blob.digest, total, data).await

@@ -1,12 +1,12 @@
-//! Builds with BuildKit: a session of berth's own ([`crate::session`]) plus `POST /build?version=2` carrying the
-//! context tar as a streamed body.
+//! Builds with BuildKit: a session of berth's own ([`crate::session`]) serving the context by file sync
+//! ([`crate::filesync`]), plus `POST /build?version=2&remote=client-session`.
 //!
 //! This is bollard's `build_image` request made by hand, for one reason: bollard opens the session itself and
 //! serves only registry credentials in it, so `RUN --mount=type=secret` would see nothing. With berth's session
-//! the same single path handles cache mounts, secret mounts and authenticated base images, streams the context
-//! without holding it in memory, and reports BuildKit's progress as it comes.
+//! the same single path handles cache mounts, secret mounts and authenticated base images, sends only the
+//! context files BuildKit does not have yet, and reports BuildKit's progress as it comes.
 
-use berth_core::engine::{BuildOptions, BuiltImage, Network, Progress};
+use berth_core::engine::{BuildOptions, BuiltImage, Network, Progress, ProgressEvent};
 use berth_core::lines::Piece;
 use berth_core::plan::BuildPlan;
 use berth_core::{Error, ErrorKind, Result};
@@ -14,9 +14,14 @@ use bollard::models::{BuildInfo, BuildInfoAux};
 
 use crate::dial::{dial, HOST_HEADER};
 use crate::errors::{io_error, to_error, to_error_saying, Failure, Op};
+use crate::filesync::ContextSync;
 use crate::progress::{BuildLog, OVERLONG};
 use crate::DockerEngine;
-use berth_context::{self as context, DOCKERFILE_NAME};
+use berth_context::DOCKERFILE_NAME;
+
+/// The id of the [`ProgressEvent::Transfer`] a BuildKit build reports last: the context bytes the session sent
+/// (`current`) of all the context holds (`total`).
+pub const CONTEXT_TRANSFER: &str = "build context";
 
 /// Builds `plan` with BuildKit.
 pub(crate) async fn build(
@@ -28,22 +33,28 @@ pub(crate) async fn build(
     let endpoint = engine.endpoint_name();
     let secrets = crate::check_secrets(plan)?;
     let timeout = engine.options.connect_timeout;
-    let session = crate::session::open(&engine.endpoint, timeout, &options.credentials, secrets)
-        .await
-        .map_err(|e| io_error(e, Op::Build, &endpoint))?;
-    let tar = context::stream(
-        crate::ENGINE,
-        berth_core::render::dockerfile(plan),
-        plan.context.clone(),
-        Vec::new(),
-    )?;
-    let body = berth_http::client::streaming(tar.body);
+    let sync = ContextSync::new(berth_core::render::dockerfile(plan), plan.context.clone())
+        .map_err(|e| {
+            e.with_engine(crate::ENGINE)
+                .with_operation(berth_core::Operation::Build)
+        })?;
+    let report = sync.report();
+    let session = crate::session::open(
+        &engine.endpoint,
+        timeout,
+        &options.credentials,
+        secrets,
+        Some(sync),
+    )
+    .await
+    .map_err(|e| io_error(e, Op::Build, &endpoint))?;
 
+    // no body: the context goes through the session, which BuildKit asks for the `context` and
+    // `dockerfile` local sources
     let uri = format!("/build?{}", query(plan, options, &session.id));
     let request = http::Request::post(uri)
         .header(http::header::HOST, HOST_HEADER)
-        .header(http::header::CONTENT_TYPE, "application/x-tar")
-        .body(body)
+        .body(http_body_util::Empty::<bytes::Bytes>::new())
         .map_err(|e| Error::new(ErrorKind::InvalidSpec, e.to_string()))?;
     let stream = dial(&engine.endpoint, timeout)
         .await
@@ -53,21 +64,28 @@ pub(crate) async fn build(
     let outcome = match berth_http::client::send(stream, request).await {
         Ok(exchange) => {
             let outcome = follow(exchange.response, log, &endpoint).await;
-            // Stop sending: a failed build leaves the rest of the context unread.
             exchange.connection.abort();
             outcome
         }
         Err(e) => Err(io_error(e, Op::Build, &endpoint)),
     };
-    // Then hear from the tar thread: a context file that could not be read explains a failure better than
-    // what the daemon saw of it.
     drop(session);
-    match tar.writer.await {
-        Ok(Err(tar_error)) if tar_error.kind() != ErrorKind::Cancelled => Err(tar_error
-            .with_engine(crate::ENGINE)
-            .with_operation(berth_core::Operation::Build)),
-        _ => outcome,
+    // a context file that could not be read, or changed while read, explains a failure better than what the
+    // daemon saw of it
+    if let Some(failure) = report.take_failure() {
+        if outcome.is_err() {
+            return Err(failure
+                .with_engine(crate::ENGINE)
+                .with_operation(berth_core::Operation::Build));
+        }
     }
+    let (sent, total) = report.sent();
+    progress.event(ProgressEvent::Transfer {
+        id: CONTEXT_TRANSFER.to_string(),
+        current: sent,
+        total: Some(total),
+    });
+    outcome
 }
 
 /// Follows the build's answer, its progress stream, to the image id or the failure.
@@ -141,6 +159,7 @@ fn query(plan: &BuildPlan, options: &BuildOptions, session: &str) -> String {
     let mut pairs: Vec<(&str, String)> = vec![
         ("version", "2".into()),
         ("session", session.into()),
+        ("remote", "client-session".into()),
         ("dockerfile", DOCKERFILE_NAME.into()),
         ("rm", "1".into()),
         ("forcerm", "1".into()),
@@ -212,12 +231,10 @@ mod tests {
         let q = query(&plan, &options, "s1");
         assert_eq!(
             q,
-            "version=2&session=s1&dockerfile=.berth.Dockerfile&rm=1&forcerm=1\
+            "version=2&session=s1&remote=client-session&dockerfile=.berth.Dockerfile&rm=1&forcerm=1\
              &t=r%3A5000%2Fa%3A1&t=r%3A5000%2Fa%3Alatest&platform=linux%2Famd64&networkmode=host"
         );
     }
-
-    use berth_core::engine::ProgressEvent;
 
     #[derive(Default)]
     struct Record(std::sync::Mutex<Vec<String>>);

@@ -31,6 +31,9 @@ pub(crate) struct Daemon {
     /// Where the daemon keeps images, containers and BuildKit's cache (`DockerRootDir`, `--data-root`): the
     /// file system a build fills.
     pub(crate) root_dir: String,
+    /// The storage driver (`Driver`): `overlay2` for the classic image store, a snapshotter's name
+    /// (`overlayfs`) with the containerd image store.
+    pub(crate) driver: String,
 }
 
 impl DockerEngine {
@@ -135,6 +138,7 @@ impl DockerEngine {
             .any(|o| o.split(',').any(|field| field == "name=rootless"));
         Ok(Daemon {
             root_dir: info.docker_root_dir.unwrap_or_default(),
+            driver: info.driver.unwrap_or_default(),
             version: version.version.unwrap_or_default(),
             api_version,
             os,

@@ -4,8 +4,9 @@
 //! else the Docker context of `DOCKER_CONTEXT` or `config.json`, else `/var/run/docker.sock`) and talks to it through bollard. Builds use BuildKit when the daemon has it,
 //! with a BuildKit session of berth's own that serves registry credentials and build secrets, so cache mounts,
 //! secret mounts and authenticated base images all work on one path; otherwise the classic builder, which
-//! refuses plans that mount anything into RUN steps. Either way the context tar is generated while it is sent,
-//! so its size does not matter for memory. Every failure is a berth [`Error`] whose kind is decided in one
+//! refuses plans that mount anything into RUN steps. BuildKit reads the context through the session's file sync
+//! (only the files it does not have from the last build); the classic builder gets a tar generated while it is
+//! sent. Either way the context's size does not matter for memory. Every failure is a berth [`Error`] whose kind is decided in one
 //! function ([`errors`]'s `classify`).
 
 mod buildkit;
@@ -17,11 +18,13 @@ pub mod doctor;
 pub mod endpoint;
 mod errors;
 mod export;
+mod filesync;
 mod images;
 mod progress;
 mod provider;
 mod remote;
 mod session;
+mod syncfilter;
 mod transfer;
 
 use std::collections::HashMap;
@@ -37,6 +40,7 @@ use berth_core::plan::BuildPlan;
 use berth_core::{Error, Result};
 use bollard::Docker;
 
+pub use buildkit::CONTEXT_TRANSFER;
 pub use context::{DOCKER_CONFIG, DOCKER_CONTEXT};
 pub use endpoint::TlsFiles;
 
@@ -272,6 +276,24 @@ impl ContainerEngine for DockerEngine {
             Err(e) if e.is_unplaced_no_space() => Err(self.out_of_space(e).await),
             pushed => pushed,
         }
+    }
+
+    async fn image_store(&self) -> Result<berth_core::engine::ImageStore> {
+        let unsupported = |why: &str| Err(Error::unsupported(ENGINE, "read storage", why));
+        if !matches!(self.endpoint, endpoint::Endpoint::Unix(_)) {
+            return unsupported("the daemon is reached over the network");
+        }
+        let daemon = self.daemon().await?;
+        if daemon.podman {
+            return unsupported("the socket is Podman's Docker-compatible API");
+        }
+        if daemon.rootless || daemon.root_dir.is_empty() {
+            return unsupported("the daemon is rootless or names no root folder");
+        }
+        Ok(berth_core::engine::ImageStore::Docker {
+            root: daemon.root_dir.clone().into(),
+            driver: daemon.driver.clone(),
+        })
     }
 
     async fn export(&self, reference: &str) -> Result<berth_core::engine::ExportStream> {

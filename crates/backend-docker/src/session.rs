@@ -7,6 +7,9 @@
 //! when a `RUN --mount=type=secret` step asks, never copied anywhere else) and the health check the daemon uses
 //! to see the client is still there. bollard's own session offers only credentials, hence this module.
 //!
+//! When the build's context goes through the session ([`crate::filesync`]), it serves that too
+//! (`moby.filesync.v1.FileSync/DiffCopy`).
+//!
 //! Token-exchange methods (`FetchToken`, `GetTokenAuthority`...) are not advertised, so the daemon asks for
 //! plain credentials and talks to the registry itself.
 
@@ -24,6 +27,7 @@ use bollard::health::{
 };
 use bollard::moby::buildkit::secrets::v1::secrets_server::{Secrets, SecretsServer};
 use bollard::moby::buildkit::secrets::v1::{GetSecretRequest, GetSecretResponse};
+use bollard::moby::filesync::packet::file_sync_server::FileSyncServer;
 use bollard::moby::filesync::v1::auth_server::{Auth, AuthServer};
 use bollard::moby::filesync::v1::{
     CredentialsRequest, CredentialsResponse, FetchTokenRequest, FetchTokenResponse,
@@ -38,7 +42,10 @@ use tonic::{Request, Response, Status};
 
 use crate::dial::{dial, HOST_HEADER};
 use crate::endpoint::Endpoint;
+use crate::filesync::ContextSync;
 
+/// The gRPC method serving the build context, announced only when the session serves it.
+const DIFF_COPY: &str = "/moby.filesync.v1.FileSync/DiffCopy";
 /// The gRPC methods berth serves, announced to the daemon one header each.
 const METHODS: [&str; 3] = [
     "/moby.filesync.v1.Auth/Credentials",
@@ -61,14 +68,19 @@ impl Drop for Session {
     }
 }
 
-/// Opens a session serving `credentials` and the secrets `secrets` (id → file).
+/// Opens a session serving `credentials`, the secrets `secrets` (id → file) and, when given, the build context.
 pub(crate) async fn open(
     endpoint: &Endpoint,
     connect_timeout: std::time::Duration,
     credentials: &[Credentials],
     secrets: HashMap<String, PathBuf>,
+    context: Option<ContextSync>,
 ) -> io::Result<Session> {
     let id = new_id();
+    let shared_key = context
+        .as_ref()
+        .map(ContextSync::shared_key)
+        .unwrap_or_default();
     let stream = dial(endpoint, connect_timeout).await?;
     let mut request = http::Request::post("/session")
         .header(http::header::HOST, HOST_HEADER)
@@ -76,7 +88,10 @@ pub(crate) async fn open(
         .header(http::header::UPGRADE, "h2c")
         .header("X-Docker-Expose-Session-Uuid", &id)
         .header("X-Docker-Expose-Session-Name", "berth")
-        .header("X-Docker-Expose-Session-Sharedkey", "");
+        .header("X-Docker-Expose-Session-Sharedkey", shared_key);
+    if context.is_some() {
+        request = request.header("X-Docker-Expose-Session-Grpc-Method", DIFF_COPY);
+    }
     for method in METHODS {
         request = request.header("X-Docker-Expose-Session-Grpc-Method", method);
     }
@@ -108,6 +123,7 @@ pub(crate) async fn open(
             .add_service(HealthServer::new(HealthProvider))
             .add_service(AuthServer::new(auth))
             .add_service(SecretsServer::new(secrets))
+            .add_optional_service(context.map(FileSyncServer::new))
             .serve_with_incoming(incoming)
             .await;
     });

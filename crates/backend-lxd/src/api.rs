@@ -57,6 +57,67 @@ impl Lxd {
         self.finish(op, path, envelope).await
     }
 
+    /// GETs `path` into file `out` (an export); an error answer is reported as [`Lxd::call`] reports it.
+    pub(crate) async fn download(
+        &self,
+        op: Operation,
+        path: &str,
+        out: &std::path::Path,
+    ) -> Result<()> {
+        let answer = self
+            .client
+            .download(path, out)
+            .await
+            .map_err(|e| unavailable(&self.client, &e, op))?;
+        if answer.status.is_success() {
+            return Ok(());
+        }
+        let envelope: Value = serde_json::from_slice(&answer.body).unwrap_or_default();
+        Err(failure(op, path, answer.status, &envelope, &self.client))
+    }
+
+    /// The object at `path` and its `ETag`, for a change made only if nobody changed it since
+    /// ([`Lxd::put_if_unchanged`]).
+    pub(crate) async fn get_tagged(&self, op: Operation, path: &str) -> Result<(Value, String)> {
+        let (envelope, headers) = self
+            .envelope_with_headers(op, Method::GET, path, &[], Body::Empty)
+            .await?;
+        let etag = headers
+            .get(http::header::ETAG)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string();
+        Ok((envelope["metadata"].clone(), etag))
+    }
+
+    /// PUTs `body` to `path` if its `ETag` is still `etag`: `false` when someone changed it first.
+    pub(crate) async fn put_if_unchanged(
+        &self,
+        op: Operation,
+        path: &str,
+        body: &Value,
+        etag: &str,
+    ) -> Result<bool> {
+        let headers = [
+            ("Content-Type", "application/json".to_string()),
+            ("If-Match", etag.to_string()),
+        ];
+        match self
+            .envelope_with_headers(
+                op,
+                Method::PUT,
+                path,
+                &headers,
+                Body::Bytes(body.to_string().into()),
+            )
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(e) if e.to_string().contains("412") => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Starts an operation without waiting for it: its path and its `metadata` (an exec's stream secrets).
     pub(crate) async fn start(
         &self,
@@ -96,6 +157,20 @@ impl Lxd {
         headers: &[(&str, String)],
         body: Body,
     ) -> Result<Value> {
+        Ok(self
+            .envelope_with_headers(op, method, path, headers, body)
+            .await?
+            .0)
+    }
+
+    async fn envelope_with_headers(
+        &self,
+        op: Operation,
+        method: Method,
+        path: &str,
+        headers: &[(&str, String)],
+        body: Body,
+    ) -> Result<(Value, http::HeaderMap)> {
         let answer = self
             .client
             .send(method, path, headers, body)
@@ -111,7 +186,7 @@ impl Lxd {
         if !answer.status.is_success() || envelope["type"] == "error" {
             return Err(failure(op, path, answer.status, &envelope, &self.client));
         }
-        Ok(envelope)
+        Ok((envelope, answer.headers))
     }
 
     async fn finish(&self, op: Operation, path: &str, envelope: Value) -> Result<Value> {

@@ -118,11 +118,21 @@ pub(crate) fn unpack_image(
 /// The start of the LXD alias of a base, before its manifest digest's hex.
 pub(crate) const ALIAS_PREFIX: &str = "berth-base-";
 
-/// The LXD alias of `image` as a base.
-fn alias(image: &LocalImage) -> String {
+/// The LXD alias of `image` as a base, with the layers whose blob digests are `above` on top of it.
+fn alias(image: &LocalImage, above: &[String]) -> String {
+    if above.is_empty() {
+        return format!(
+            "{ALIAS_PREFIX}{}",
+            image.manifest_digest.trim_start_matches("sha256:")
+        );
+    }
+    let chain = std::iter::once(image.manifest_digest.as_str())
+        .chain(above.iter().map(String::as_str))
+        .collect::<Vec<_>>()
+        .join("\n");
     format!(
         "{ALIAS_PREFIX}{}",
-        image.manifest_digest.trim_start_matches("sha256:")
+        berth_layer::oci::sha256(chain.as_bytes()).trim_start_matches("sha256:")
     )
 }
 
@@ -132,16 +142,18 @@ pub(crate) fn import_record(state_dir: &Path, alias: &str) -> PathBuf {
     state_dir.join("imported").join(alias)
 }
 
-/// The LXD image for base `image`, imported on first use; returns its alias.
+/// The LXD image for base `image` with the store's layers `above` on top (a remote server's build starting after
+/// cached steps: its root folder cannot be written from here), imported on first use; returns its alias.
 pub(crate) async fn lxd_image(
     engine: &LxdEngine,
     store: &Store,
     image: &LocalImage,
+    above: &[String],
     work: &Path,
     progress: &dyn Progress,
 ) -> Result<String> {
     let op = Operation::Build;
-    let alias = alias(image);
+    let alias = alias(image, above);
     let path = format!("/1.0/images/aliases/{alias}");
     // one import per base at a time: two builds on a new base wait for one import
     let lock_path = engine.state_dir.join(format!("{alias}.lock"));
@@ -172,8 +184,9 @@ pub(crate) async fn lxd_image(
         tarball.clone(),
     );
     let architecture = engine.architecture.clone();
+    let above = above.to_vec();
     tokio::task::spawn_blocking(move || {
-        unified_tarball(&store_c, &image_c, &architecture, &dir, &tarball_c)
+        unified_tarball(&store_c, &image_c, &above, &architecture, &dir, &tarball_c)
     })
     .await
     .map_err(|e| error(ErrorKind::Io, op, format!("unpacking the base: {e}")))??;
@@ -204,11 +217,12 @@ pub(crate) async fn lxd_image(
     Ok(alias)
 }
 
-/// Writes the unified image tarball of `image` (`metadata.yaml` and `rootfs/`) for a server of `architecture`
-/// at `out`, unpacking into `dir`.
+/// Writes the unified image tarball of `image` with layers `above` (`metadata.yaml` and `rootfs/`) for a server
+/// of `architecture` at `out`, unpacking into `dir`.
 fn unified_tarball(
     store: &Store,
     image: &LocalImage,
+    above: &[String],
     architecture: &str,
     dir: &Path,
     out: &Path,
@@ -216,6 +230,11 @@ fn unified_tarball(
     let op = Operation::Build;
     let rootfs: PathBuf = dir.join("rootfs");
     unpack_image(store, image, &rootfs, op)?;
+    for digest in above {
+        let path = store.blob_path(digest, op)?;
+        unpack_layer(&rootfs, &path, None)
+            .map_err(|e| io_error(op, format!("unpacking layer {digest}"), e))?;
+    }
     // the server's own name for its architecture (the kernel's: x86_64, aarch64, ppc64le)
     let arch = architecture;
     let created = std::time::SystemTime::now()

@@ -53,6 +53,8 @@ impl std::fmt::Debug for RemoteServer {
 /// An answer: status and whole body.
 pub(crate) struct Answer {
     pub(crate) status: StatusCode,
+    /// Its headers (an `ETag`, the file API's `X-LXD-type`).
+    pub(crate) headers: http::HeaderMap,
     pub(crate) body: Bytes,
 }
 
@@ -116,6 +118,24 @@ impl Client {
         headers: &[(&str, String)],
         body: Body,
     ) -> io::Result<Answer> {
+        self.exchange(method, path, headers, body, None).await
+    }
+
+    /// GETs `path`; a successful answer's body is written to file `out` as it arrives (an export is the size
+    /// of a root folder), any other is read whole.
+    pub(crate) async fn download(&self, path: &str, out: &Path) -> io::Result<Answer> {
+        self.exchange(Method::GET, path, &[], Body::Empty, Some(out))
+            .await
+    }
+
+    async fn exchange(
+        &self,
+        method: Method,
+        path: &str,
+        headers: &[(&str, String)],
+        body: Body,
+        out: Option<&Path>,
+    ) -> io::Result<Answer> {
         let mut request = Request::builder()
             .method(method)
             .uri(path)
@@ -139,8 +159,29 @@ impl Client {
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
         let stream = self.connect().await?;
         let exchange = send(stream, request).await?;
+        let headers = exchange.response.headers().clone();
+        if let Some(out) = out.filter(|_| exchange.response.status().is_success()) {
+            let status = exchange.response.status();
+            let mut body = exchange.response.into_body();
+            let mut file = tokio::io::BufWriter::new(tokio::fs::File::create(out).await?);
+            while let Some(frame) = body.frame().await {
+                if let Ok(data) = frame.map_err(berth_http::client::hyper_io)?.into_data() {
+                    tokio::io::AsyncWriteExt::write_all(&mut file, &data).await?;
+                }
+            }
+            tokio::io::AsyncWriteExt::flush(&mut file).await?;
+            return Ok(Answer {
+                status,
+                headers,
+                body: Bytes::new(),
+            });
+        }
         let (status, body) = read_all(exchange.response, MAX_ANSWER_BYTES).await?;
-        Ok(Answer { status, body })
+        Ok(Answer {
+            status,
+            headers,
+            body,
+        })
     }
 }
 

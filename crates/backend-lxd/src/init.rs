@@ -6,6 +6,8 @@
 //! in `lxc.init.cmd`. The program is the server's architecture's: x86_64, aarch64, riscv64 or ppc64le (the 64-bit
 //! little-endian ones LXD runs on; 32-bit ARM, i686 and big-endian s390x would each need another ELF layout).
 //!
+//! On a remote server the program is pushed into the root folder instead ([`PUSHED_NAME`]).
+//!
 //! Pointing `lxc.init.cmd` at something of the image instead (`/bin/sh -c 'sleep inf'`) would need a shell and
 //! a `sleep` in every base, which distroless and scratch bases lack; `lxc.execute` (application containers) is
 //! not something LXD's API offers.
@@ -19,6 +21,11 @@ use crate::errors::io_error;
 
 /// Where the program appears in the container.
 pub(crate) const INIT_PATH: &str = "/dev/.berth-init";
+
+/// The name of the program in the root folder of a container on a remote server: berth cannot give that server
+/// a disk device from this machine's files, so it pushes the program through the file API before the first
+/// start (`/dev` would hide it then). The export a remote step's layer is read from leaves it out.
+pub(crate) const PUSHED_NAME: &str = ".berth-init";
 
 /// A program for one architecture: the ELF machine, its flags, and the code, which asks the kernel to wait
 /// with nothing to wait for and no time limit (`pause()` where the architecture has it, else `ppoll(NULL, 0, NULL,

@@ -25,6 +25,17 @@ pub const NAME_PREFIX: &str = "berth-";
 /// The config key holding the pid of the berth process that made a container.
 const PID_KEY: &str = "user.berth.pid";
 
+/// The config key holding the name of the machine that berth process ran on: a remote server serves several
+/// machines, and a pid says whether a build is gone only on its own.
+const HOST_KEY: &str = "user.berth.host";
+
+/// This machine's name.
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_default()
+}
+
 const OP: Operation = Operation::Build;
 
 /// What builds left or hold: berth's containers and build folders.
@@ -112,6 +123,8 @@ pub(crate) struct Instance {
     /// Whether it shares the host's network namespace (then LXD cannot hot-plug disks into it).
     host_network: std::sync::atomic::AtomicBool,
     removed: bool,
+    /// Whether it is on a remote server (its root folder is not on this machine).
+    pub(crate) remote: bool,
     /// Whether its creation was asked for (the request may still be running in LXD when this is dropped).
     created: AtomicBool,
 }
@@ -140,8 +153,14 @@ impl Instance {
             shift: std::sync::OnceLock::new(),
             host_network: std::sync::atomic::AtomicBool::new(false),
             removed: false,
+            remote: engine.remote().is_some(),
             created: AtomicBool::new(false),
         })
+    }
+
+    /// The server's API.
+    pub(crate) fn lxd(&self) -> &Lxd {
+        &self.lxd
     }
 
     /// Creates the (stopped) container from image `alias`, unprivileged, in the host's network unless `isolated`.
@@ -152,12 +171,20 @@ impl Instance {
         isolated: bool,
     ) -> Result<()> {
         let init = crate::init::install(&engine.state_dir, &engine.architecture)?;
-        let mut raw = format!("lxc.init.cmd = {}\n", crate::init::INIT_PATH);
+        let pushed = format!("/{}", crate::init::PUSHED_NAME);
+        let init_path = if self.remote {
+            pushed.as_str()
+        } else {
+            crate::init::INIT_PATH
+        };
+        let mut raw = format!("lxc.init.cmd = {init_path}\n");
         let mut devices = Map::new();
-        devices.insert(
-            "berth-init".into(),
-            json!({"type": "disk", "source": init, "path": crate::init::INIT_PATH, "readonly": "true"}),
-        );
+        if !self.remote {
+            devices.insert(
+                "berth-init".into(),
+                json!({"type": "disk", "source": init, "path": init_path, "readonly": "true"}),
+            );
+        }
         if let Some(pool) = engine.options.pool() {
             // a root disk of the container's own overrides the default profile's: the step's writes go there
             devices.insert(
@@ -182,6 +209,7 @@ impl Instance {
         let config = json!({
             "raw.lxc": raw,
             PID_KEY: std::process::id().to_string(),
+            HOST_KEY: host_name(),
         });
         let body = json!({
             "name": self.name,
@@ -196,6 +224,15 @@ impl Instance {
         self.lxd
             .call(OP, Method::POST, "/1.0/instances", Some(&body))
             .await?;
+        if self.remote {
+            self.push_file(
+                &pushed,
+                Some(crate::client::Body::File(init)),
+                (0, 0),
+                0o755,
+            )
+            .await?;
+        }
         Ok(())
     }
 
@@ -298,15 +335,90 @@ impl Instance {
             ("X-LXD-write", "overwrite".to_string()),
             ("Content-Type", "application/octet-stream".to_string()),
         ];
-        let url = format!(
+        self.lxd
+            .send(OP, Method::POST, &self.file_url(path), &headers, body)
+            .await
+            .map(drop)
+    }
+
+    /// Makes symlink `path` to `target` through the file API.
+    pub(crate) async fn push_symlink(&self, path: &str, target: &str) -> Result<()> {
+        let headers = [
+            ("X-LXD-type", "symlink".to_string()),
+            ("X-LXD-write", "overwrite".to_string()),
+            ("Content-Type", "application/octet-stream".to_string()),
+        ];
+        let body = crate::client::Body::Bytes(target.to_string().into_bytes().into());
+        self.lxd
+            .send(OP, Method::POST, &self.file_url(path), &headers, body)
+            .await
+            .map(drop)
+    }
+
+    fn file_url(&self, path: &str) -> String {
+        format!(
             "/1.0/instances/{}/files?path={}",
             self.name,
             query_escape(path)
-        );
-        self.lxd
-            .send(OP, Method::POST, &url, &headers, body)
+        )
+    }
+
+    /// What `path` is in the container (`file`, `directory`, `symlink`), through the file API; `None` when
+    /// there is nothing.
+    pub(crate) async fn path_type(&self, path: &str) -> Result<Option<String>> {
+        Ok(self.read(path).await?.map(|(kind, _)| kind))
+    }
+
+    /// The contents of file `path` in the container, `None` when there is none.
+    pub(crate) async fn read_file(&self, path: &str) -> Result<Option<Vec<u8>>> {
+        Ok(self
+            .read(path)
+            .await?
+            .filter(|(kind, _)| kind == "file")
+            .map(|(_, body)| body))
+    }
+
+    async fn read(&self, path: &str) -> Result<Option<(String, Vec<u8>)>> {
+        let url = self.file_url(path);
+        let answer = self
+            .lxd
+            .client()
+            .send(Method::GET, &url, &[], crate::client::Body::Empty)
             .await
-            .map(drop)
+            .map_err(|e| crate::errors::unavailable(self.lxd.client(), &e, OP))?;
+        if answer.status == http::StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        if !answer.status.is_success() {
+            return Err(error(
+                ErrorKind::Protocol,
+                OP,
+                format!(
+                    "LXD {url}: {} ({})",
+                    String::from_utf8_lossy(&answer.body),
+                    answer.status
+                ),
+            ));
+        }
+        let kind = answer
+            .headers
+            .get("X-LXD-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("file")
+            .to_string();
+        Ok(Some((kind, answer.body.to_vec())))
+    }
+
+    /// Removes `path` (a file, or an empty folder) through the file API; nothing there is fine.
+    pub(crate) async fn delete_file(&self, path: &str) -> Result<()> {
+        match self
+            .lxd
+            .call(OP, Method::DELETE, &self.file_url(path), None)
+            .await
+        {
+            Err(e) if e.kind() != ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        }
     }
 
     /// Replaces the container's berth devices for a step (`devices` by name; an empty map removes them all).
@@ -447,6 +559,9 @@ pub(crate) async fn remove_dead(engine: &LxdEngine) -> Result<()> {
     let found = leftovers(engine).await?;
     let dead = |name: &str| pid_of(name).is_some_and(|pid| !alive(pid));
     for name in found.instances.iter().filter(|n| dead(n)) {
+        if engine.remote().is_some() && !made_here(engine, name).await {
+            continue;
+        }
         // another build may be removing it too: what matters is that it goes
         if let Err(e) = delete(&engine.lxd, name).await {
             let still_there = engine
@@ -474,6 +589,22 @@ pub(crate) async fn remove_dead(engine: &LxdEngine) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Whether container `name` on a remote server was made by a berth on this machine (one made before berth
+/// recorded the machine counts as this one's).
+async fn made_here(engine: &LxdEngine, name: &str) -> bool {
+    let path = format!("/1.0/instances/{name}");
+    match engine
+        .lxd
+        .call(Operation::Inspect, Method::GET, &path, None)
+        .await
+    {
+        Ok(instance) => instance["config"][HOST_KEY]
+            .as_str()
+            .is_none_or(|host| host == host_name()),
+        Err(_) => false,
+    }
 }
 
 /// The map of the container's uid and gid 0 from LXD's `volatile.last_state.idmap` (a JSON list of

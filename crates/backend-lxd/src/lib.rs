@@ -13,8 +13,8 @@
 //! - **Build** ([`build`]): the base image is pulled into the store and imported once into LXD as an image
 //!   (alias `berth-base-<manifest digest>`). Each build runs in one container made from it, named
 //!   `berth-<pid>-<n>`: RUN steps through the exec API, COPY files through the file API; after each RUN step
-//!   berth compares the container's root folder with what it was before the step and writes the differences
-//!   as a layer (deletions as whiteouts). The result is the base's layers plus one layer per RUN and COPY step.
+//!   berth compares the container's root folder (on a remote server: an export of it) with what it was before
+//!   the step and writes the differences as a layer (deletions as whiteouts). The result is the base's layers plus one layer per RUN and COPY step.
 //! - **Step cache**: berth's own, keyed on the parent layer chain and the step, holding the layers of earlier
 //!   builds; a build whose steps are all cached makes no container at all.
 //! - **Pruning** ([`LxdEngine::prune`]): each build first removes step-cache entries, pulled bases and imported LXD images
@@ -27,8 +27,12 @@
 //! with the owners the container sees) and share the LXD server's network namespace, the host's (`raw.lxc:
 //! lxc.namespace.share.net`): RUN steps reach what the host reaches, as with berth's containerd builder. A user
 //! namespace may not mount the sysfs of a network namespace it does not own, so such a container gets `/proc`
-//! and no `/sys` (`lxc.mount.auto = proc:rw`). Builds need the server's root folders on this machine: on a
-//! remote server berth connects, checks and cleans up, and refuses to build (not supported yet).
+//! and no `/sys` (`lxc.mount.auto = proc:rw`).
+//!
+//! On a remote server nothing is read from or written to the server's folders: each step's changes come from an
+//! instance export through the API, compared and written by the same code as a local root folder's
+//! (`build::export`), the init program and the files of secret, context and helper-image mounts are pushed
+//! through the file API, and cache mounts are custom storage volumes locked on the server (`build::pushed`).
 
 pub mod doctor;
 pub mod options;
@@ -291,24 +295,6 @@ impl ContainerEngine for LxdEngine {
         options: &BuildOptions,
         progress: &dyn Progress,
     ) -> Result<BuiltImage> {
-        if let Some(remote) = self.remote() {
-            // not done: a remote build needs each step's changes through the API instead of the root folder
-            return Err(errors::error(
-                berth_core::ErrorKind::Unsupported,
-                Operation::Build,
-                format!(
-                    "building on a remote LXD server (lxc remote {} at {}) is not supported yet: berth makes \
-                     each step's layer from the build container's root folder, which only the server's machine \
-                     can read",
-                    remote.name,
-                    remote.url()
-                ),
-            )
-            .with_hint(format!(
-                "build on this machine's LXD (unset {} and engine.lxd.remote) or on another engine",
-                EnvVars::BERTH_LXD_REMOTE
-            )));
-        }
         match build::build(self, plan, options, progress).await {
             // berth's own state folder full is named by its I/O error already
             Err(e) if e.is_unplaced_no_space() => Err(self.out_of_space(e).await),

@@ -1,11 +1,12 @@
 //! Pushing from berth's LXD store through berth's registry client: blobs the registry has are skipped, blobs the
 //! store knows in another repository of the same registry are mounted from there, the rest are streamed from
-//! their files; the manifest goes last, so a failed push never leaves a tag naming missing blobs.
+//! their files, several at once ([`berth_registry::send_blobs`]); the config and then the manifest go last, so
+//! a failed push never leaves a tag naming missing blobs.
 
 use berth_core::engine::{Progress, ProgressEvent, PushedImage};
 use berth_core::reference::ImageRef;
 use berth_core::{ErrorKind, Operation, Result};
-use berth_registry::RegistryClient;
+use berth_registry::{send_blobs, ImageBlob, RegistryClient};
 use futures_util::StreamExt as _;
 use tokio::io::AsyncReadExt as _;
 
@@ -27,11 +28,13 @@ pub(crate) async fn push(
     let local = store
         .image(&name, OP)?
         .ok_or_else(|| crate::images::not_found(&name, OP))?;
-    for blob in blobs(&local) {
-        send_blob(store, registry, &image, &blob, progress)
-            .await
-            .map_err(|e| with_push_hint(e, &name))?;
-    }
+    let (layers, config) = blobs(&local);
+    send_blobs(&layers, &config, |blob| {
+        let image = &image;
+        async move { send_blob(store, registry, image, &blob, progress).await }
+    })
+    .await
+    .map_err(|e| with_push_hint(e, &name))?;
     let manifest = store.read(&local.manifest_digest, OP)?;
     let digest = registry
         .put_manifest(&image, &local.manifest_media_type, &manifest)
@@ -40,30 +43,28 @@ pub(crate) async fn push(
     Ok(PushedImage { digest })
 }
 
-/// The layers and the config: (digest, size).
-fn blobs(local: &LocalImage) -> Vec<(String, u64)> {
-    let mut out: Vec<(String, u64)> = local
+/// The layers and the config.
+fn blobs(local: &LocalImage) -> (Vec<ImageBlob>, ImageBlob) {
+    let layers = local
         .layers()
         .iter()
-        .map(|l| {
-            (
-                l["digest"].as_str().unwrap_or_default().to_string(),
-                l["size"].as_u64().unwrap_or(0),
-            )
+        .map(|l| ImageBlob {
+            digest: l["digest"].as_str().unwrap_or_default().to_string(),
+            size: l["size"].as_u64().unwrap_or(0),
         })
         .collect();
-    out.push((
-        local.config_digest.clone(),
-        local.manifest["config"]["size"].as_u64().unwrap_or(0),
-    ));
-    out
+    let config = ImageBlob {
+        digest: local.config_digest.clone(),
+        size: local.manifest["config"]["size"].as_u64().unwrap_or(0),
+    };
+    (layers, config)
 }
 
 async fn send_blob(
     store: &Store,
     registry: &RegistryClient,
     image: &ImageRef,
-    (digest, size): &(String, u64),
+    ImageBlob { digest, size }: &ImageBlob,
     progress: &dyn Progress,
 ) -> Result<()> {
     let here = format!("{}/{}", image.registry, image.repository);

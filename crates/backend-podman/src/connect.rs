@@ -21,6 +21,8 @@ pub(crate) struct Service {
     /// Where containers/storage keeps layers and build containers (`store.graphRoot`, `--root`): the file
     /// system a build fills.
     pub(crate) graph_root: String,
+    /// containers/storage's driver (`store.graphDriverName`): how the graph root is laid out.
+    pub(crate) graph_driver: String,
     /// Where the service writes images while it pushes, exports or inspects them (`store.imageCopyTmpDir`:
     /// its `TMPDIR`, else `image_copy_tmp_dir`, `/var/tmp` by default).
     pub(crate) image_copy_tmp_dir: String,
@@ -129,6 +131,10 @@ impl PodmanEngine {
             .as_str()
             .unwrap_or_default()
             .to_string();
+        let graph_driver = info["store"]["graphDriverName"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
         let image_copy_tmp_dir = info["store"]["imageCopyTmpDir"]
             .as_str()
             .unwrap_or_default()
@@ -137,6 +143,7 @@ impl PodmanEngine {
             version,
             rootless,
             graph_root,
+            graph_driver,
             image_copy_tmp_dir,
         })
     }

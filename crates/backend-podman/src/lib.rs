@@ -181,6 +181,28 @@ impl ContainerEngine for PodmanEngine {
         }
     }
 
+    async fn image_store(&self) -> Result<berth_core::engine::ImageStore> {
+        let endpoint::Address::Unix(_) = self.socket() else {
+            return Err(Error::unsupported(
+                ENGINE,
+                "read storage",
+                "the service runs on another machine",
+            ));
+        };
+        let service = self.service().await?;
+        if service.graph_root.is_empty() {
+            return Err(Error::unsupported(
+                ENGINE,
+                "read storage",
+                "the service names no graph root",
+            ));
+        }
+        Ok(berth_core::engine::ImageStore::ContainersStorage {
+            root: service.graph_root.clone().into(),
+            driver: service.graph_driver.clone(),
+        })
+    }
+
     async fn pull(
         &self,
         reference: &str,

@@ -214,9 +214,10 @@ pub struct EngineArgs {
     /// Engine: @ENGINES@ or auto [env: BERTH_ENGINE].
     #[arg(long, value_name = "ENGINE")]
     pub engine: Option<String>,
-    /// Who pushes Docker and Podman images: berth (reads the image out of the engine, compresses on every
-    /// core) or the engine (its own push: for registries only the daemon is set up for, such as mirrors,
-    /// daemon-side credentials or certificates).
+    /// Who pushes Docker and Podman images: berth (reads the image from the engine's storage when the engine
+    /// runs on this machine and berth may read it, else from its export; compresses on every core), berth from
+    /// the export only (export), or the engine (its own push: for registries only the daemon is set up for,
+    /// such as mirrors, daemon-side credentials or certificates).
     #[arg(long, value_name = "WHO", value_enum, env = crate::env_vars::EnvVars::BERTH_PUSH_VIA, default_value_t = PushVia::Berth)]
     pub push_via: PushVia,
     /// Registry access.
@@ -227,9 +228,11 @@ pub struct EngineArgs {
 /// Who pushes images built on Docker or Podman (containerd images are always pushed by berth).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum PushVia {
-    /// berth's registry client, from the engine's image export.
+    /// berth's registry client, from the engine's storage when it may read it, else from its export.
     #[default]
     Berth,
+    /// berth's registry client, from the engine's image export only.
+    Export,
     /// The engine's own push (`docker push`, `podman push`).
     Engine,
 }

@@ -22,6 +22,9 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 mod exact;
+mod tree;
+
+pub use tree::{tree, Content, Node};
 
 /// Name of the Dockerfile inside the context; a context file of that name is refused.
 pub const DOCKERFILE_NAME: &str = ".berth.Dockerfile";
@@ -74,7 +77,9 @@ pub fn stream(
     })
 }
 
-fn check_path(path: &str) -> Result<()> {
+/// Refuses a context path that is absolute, has empty, `.` or `..` components, or is reserved for the
+/// Dockerfile and secrets berth sends.
+pub fn check_path(path: &str) -> Result<()> {
     let bad = path.is_empty()
         || path.starts_with('/')
         || path

@@ -165,6 +165,26 @@ pub struct RemoveOptions {
 pub type ExportStream =
     std::pin::Pin<Box<dyn futures_util::Stream<Item = Result<bytes::Bytes>> + Send + 'static>>;
 
+/// Where an engine on this machine keeps its images, for berth to read them there instead of exporting them
+/// (see [`ContainerEngine::image_store`]). What is read is checked against the image's digests.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ImageStore {
+    /// containers/storage (Podman): its graph root (`store.graphRoot`) and driver (`store.graphDriverName`).
+    ContainersStorage {
+        /// The graph root.
+        root: std::path::PathBuf,
+        /// The storage driver.
+        driver: String,
+    },
+    /// dockerd's classic image store: its root (`DockerRootDir`) and storage driver.
+    Docker {
+        /// The root.
+        root: std::path::PathBuf,
+        /// The storage driver.
+        driver: String,
+    },
+}
+
 /// A built image.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BuiltImage {
@@ -275,6 +295,16 @@ pub trait ContainerEngine: Send + Sync {
             self.name(),
             "export",
             "this engine does not export images",
+        ))
+    }
+    /// Where the engine keeps images, when it runs on this machine and berth may read them there (a push then
+    /// reads layers from the store, as skopeo's `containers-storage:` transport does, instead of waiting for
+    /// an export). [`ErrorKind::Unsupported`] with the reason otherwise (a remote engine, another store).
+    async fn image_store(&self) -> Result<ImageStore> {
+        Err(Error::unsupported(
+            self.name(),
+            "read storage",
+            "berth does not read this engine's storage",
         ))
     }
     /// Pulls an image from its registry.

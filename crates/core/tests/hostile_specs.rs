@@ -5,7 +5,6 @@
 //! runs repeatable; `PROPTEST_CASES` raises the count locally.
 
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
 
 use berth_core::plan::plan;
 use berth_core::spec::load_spec;
@@ -169,27 +168,24 @@ fn document() -> impl Strategy<Value = String> {
         .prop_map(|fields| fields.iter().map(|(k, v)| format!("{k}: {v}\n")).collect())
 }
 
-/// A folder with the files generated specs name: a requirements file, a source folder, a base spec.
-fn folder() -> &'static Path {
-    static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let dir = tempfile::tempdir().expect("temp dir");
-        std::fs::write(dir.path().join("requirements.txt"), "six==1.16.0\n").expect("write");
-        std::fs::create_dir_all(dir.path().join("src")).expect("mkdir");
-        std::fs::write(dir.path().join("src/app.py"), "print('hi')\n").expect("write");
-        std::fs::write(
-            dir.path().join("base.yaml"),
-            "name: base\npackages: [numpy]\n",
-        )
-        .expect("write");
-        dir
-    })
-    .path()
+/// A folder with the files generated specs name: a requirements file, a source folder, a base spec. One per test,
+/// removed when the test ends (a folder kept in a static would never be dropped, and so never removed).
+fn folder() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("temp dir");
+    std::fs::write(dir.path().join("requirements.txt"), "six==1.16.0\n").expect("write");
+    std::fs::create_dir_all(dir.path().join("src")).expect("mkdir");
+    std::fs::write(dir.path().join("src/app.py"), "print('hi')\n").expect("write");
+    std::fs::write(
+        dir.path().join("base.yaml"),
+        "name: base\npackages: [numpy]\n",
+    )
+    .expect("write");
+    dir
 }
 
 /// Reads, names and plans `text` as `file`: no panic, and a refusal names the file.
-fn check(text: &str, file: &str) -> Result<(), TestCaseError> {
-    let path: PathBuf = folder().join(file);
+fn check(folder: &Path, text: &str, file: &str) -> Result<(), TestCaseError> {
+    let path: PathBuf = folder.join(file);
     std::fs::write(&path, text).expect("write the spec");
     match load_spec(&path) {
         Ok(spec) => {
@@ -225,7 +221,10 @@ fn runner(seed: u8) -> TestRunner {
 
 #[test]
 fn generated_specs_are_named_or_refused_with_their_file() {
-    let result = runner(7).run(&document(), |text| check(&text, "generated.yaml"));
+    let dir = folder();
+    let result = runner(7).run(&document(), |text| {
+        check(dir.path(), &text, "generated.yaml")
+    });
     if let Err(e) = result {
         panic!("{e}");
     }
@@ -247,7 +246,8 @@ fn specs_with_bytes_overwritten_are_named_or_refused_with_their_file() {
             }
             String::from_utf8_lossy(&bytes).into_owned()
         });
-    let result = runner(11).run(&mangled, |text| check(&text, "mangled.yaml"));
+    let dir = folder();
+    let result = runner(11).run(&mangled, |text| check(dir.path(), &text, "mangled.yaml"));
     if let Err(e) = result {
         panic!("{e}");
     }

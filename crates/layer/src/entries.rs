@@ -71,12 +71,24 @@ impl<'a, W: Write> EntryWriter<'a, W> {
         meta: &Metadata,
         attributes: &[(String, Vec<u8>)],
     ) -> io::Result<()> {
-        let kind = meta.file_type();
-        if kind.is_socket() {
-            return Ok(());
+        match EntryMeta::of(host, meta)? {
+            Some(described) => self.described(path, &described, attributes, || File::open(host)),
+            None => Ok(()),
         }
-        if kind.is_file() && meta.nlink() > 1 {
-            let key = (meta.dev(), meta.ino());
+    }
+
+    /// Writes an entry described by `meta` (owners as the host has them, shifted as [`EntryWriter::shifted`]
+    /// says) as layer path `path`, its contents (regular files only) from what `contents` opens. What
+    /// [`EntryWriter::entry`] writes for a host file, it writes for the same description read elsewhere (an
+    /// exported tar): one writer, the same bytes.
+    pub fn described<R: io::Read>(
+        &mut self,
+        path: &str,
+        meta: &EntryMeta,
+        attributes: &[(String, Vec<u8>)],
+        contents: impl FnOnce() -> io::Result<R>,
+    ) -> io::Result<()> {
+        if let Some(key) = meta.link_key {
             if let Some(first) = self.links.get(&key) {
                 let mut header = header(meta, self.shift, tar::EntryType::Link);
                 header.set_size(0);
@@ -87,33 +99,26 @@ impl<'a, W: Write> EntryWriter<'a, W> {
             self.links.insert(key, path.to_string());
         }
         self.pax(attributes)?;
-        if kind.is_symlink() {
-            let mut header = header(meta, self.shift, tar::EntryType::Symlink);
-            header.set_size(0);
-            return self
-                .tar
-                .append_link(&mut header, path, std::fs::read_link(host)?);
-        }
-        let entry_type = if kind.is_dir() {
-            tar::EntryType::Directory
-        } else if kind.is_file() {
-            tar::EntryType::Regular
-        } else if kind.is_char_device() {
-            tar::EntryType::Char
-        } else if kind.is_block_device() {
-            tar::EntryType::Block
-        } else {
-            tar::EntryType::Fifo
+        let entry_type = match &meta.kind {
+            EntryKind::Symlink(target) => {
+                let mut header = header(meta, self.shift, tar::EntryType::Symlink);
+                header.set_size(0);
+                return self.tar.append_link(&mut header, path, target);
+            }
+            EntryKind::Dir => tar::EntryType::Directory,
+            EntryKind::File => tar::EntryType::Regular,
+            EntryKind::Char => tar::EntryType::Char,
+            EntryKind::Block => tar::EntryType::Block,
+            EntryKind::Fifo => tar::EntryType::Fifo,
         };
         let mut header = header(meta, self.shift, entry_type);
-        if kind.is_char_device() || kind.is_block_device() {
-            let rdev = meta.rdev();
-            header.set_device_major(major(rdev))?;
-            header.set_device_minor(minor(rdev))?;
+        if matches!(meta.kind, EntryKind::Char | EntryKind::Block) {
+            header.set_device_major(meta.device.0)?;
+            header.set_device_minor(meta.device.1)?;
         }
-        if kind.is_file() {
-            header.set_size(meta.len());
-            self.tar.append_data(&mut header, path, File::open(host)?)
+        if matches!(meta.kind, EntryKind::File) {
+            header.set_size(meta.size);
+            self.tar.append_data(&mut header, path, contents()?)
         } else {
             header.set_size(0);
             self.tar.append_data(&mut header, path, io::empty())
@@ -151,21 +156,95 @@ impl<'a, W: Write> EntryWriter<'a, W> {
 }
 
 /// A USTAR/GNU header with `meta`'s mode, owner (through `shift`) and modification time.
-fn header(meta: &Metadata, shift: Option<IdShift>, entry_type: tar::EntryType) -> tar::Header {
+fn header(meta: &EntryMeta, shift: Option<IdShift>, entry_type: tar::EntryType) -> tar::Header {
     let mut header = tar::Header::new_gnu();
     header.set_entry_type(entry_type);
-    header.set_mode(meta.mode() & 0o7777);
+    header.set_mode(meta.mode & 0o7777);
     let (uid, gid) = match shift {
-        None => (meta.uid(), meta.gid()),
+        None => (meta.uid, meta.gid),
         Some(s) => (
-            IdShift::inside(meta.uid(), s.uid, s.range),
-            IdShift::inside(meta.gid(), s.gid, s.range),
+            IdShift::inside(meta.uid, s.uid, s.range),
+            IdShift::inside(meta.gid, s.gid, s.range),
         ),
     };
     header.set_uid(u64::from(uid));
     header.set_gid(u64::from(gid));
-    header.set_mtime(meta.mtime().max(0) as u64);
+    header.set_mtime(meta.mtime.max(0) as u64);
     header
+}
+
+/// What kind of file an entry is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EntryKind {
+    /// A regular file.
+    File,
+    /// A folder.
+    Dir,
+    /// A symbolic link to this target.
+    Symlink(std::path::PathBuf),
+    /// A character device.
+    Char,
+    /// A block device.
+    Block,
+    /// A named pipe.
+    Fifo,
+}
+
+/// An entry's description, as a host file's metadata or another tar's header gives it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EntryMeta {
+    /// Its kind.
+    pub kind: EntryKind,
+    /// Permission bits (with setuid, setgid and sticky).
+    pub mode: u32,
+    /// Owner, as the host has it.
+    pub uid: u32,
+    /// Group, as the host has it.
+    pub gid: u32,
+    /// Modification time, in seconds.
+    pub mtime: i64,
+    /// Size of a regular file's contents.
+    pub size: u64,
+    /// A device's major and minor numbers.
+    pub device: (u32, u32),
+    /// For a file with more than one name: what identifies the file (entries with the same key are one file,
+    /// written once and linked to after).
+    pub link_key: Option<(u64, u64)>,
+}
+
+impl EntryMeta {
+    /// The description of host path `host` whose `symlink_metadata` is `meta`; `None` for a socket (a tar cannot
+    /// hold one).
+    pub fn of(host: &Path, meta: &Metadata) -> io::Result<Option<EntryMeta>> {
+        let kind = meta.file_type();
+        let kind = if kind.is_socket() {
+            return Ok(None);
+        } else if kind.is_dir() {
+            EntryKind::Dir
+        } else if kind.is_file() {
+            EntryKind::File
+        } else if kind.is_symlink() {
+            EntryKind::Symlink(std::fs::read_link(host)?)
+        } else if kind.is_char_device() {
+            EntryKind::Char
+        } else if kind.is_block_device() {
+            EntryKind::Block
+        } else {
+            EntryKind::Fifo
+        };
+        let rdev = meta.rdev();
+        Ok(Some(EntryMeta {
+            link_key: (kind == EntryKind::File && meta.nlink() > 1)
+                .then(|| (meta.dev(), meta.ino())),
+            kind,
+            mode: meta.mode() & 0o7777,
+            uid: meta.uid(),
+            gid: meta.gid(),
+            mtime: meta.mtime(),
+            size: meta.len(),
+            device: (major(rdev), minor(rdev)),
+        }))
+    }
 }
 
 /// The path's extended attributes, sorted by name (none where the file system keeps none).

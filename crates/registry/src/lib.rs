@@ -24,6 +24,7 @@ mod export;
 mod manifest;
 mod options;
 mod public;
+mod push_many;
 mod resolve;
 mod retry;
 mod upload;
@@ -38,13 +39,14 @@ pub use credentials::{
     login, login_hint, CredentialOrigin, CredentialResolver, ResolvedCredentials,
 };
 pub use env::EnvVars;
-pub use export::LocalImage;
+pub use export::{LocalImage, READ_STORAGE};
 pub use manifest::{
     pull_hint, sha256_digest, Existence, Manifest, DOCKER_MANIFEST, DOCKER_MANIFEST_LIST,
     OCI_INDEX, OCI_MANIFEST,
 };
 pub use options::{is_loopback, RegistryOptions};
 pub use public::{PublicAccess, Refusal};
+pub use push_many::{send_blobs, ImageBlob, BLOBS_AT_ONCE};
 pub use retry::RetryPolicy;
 pub use upload::{bytes_stream, describe_bytes};
 pub use visibility::make_public;

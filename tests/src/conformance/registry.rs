@@ -32,6 +32,12 @@ pub(crate) fn skopeo(args: &[&str]) -> Result<String, String> {
 
 /// The manifest digest the registry serves for `reference`.
 pub fn remote_digest(env: &TestEnv, reference: &str) -> String {
+    try_remote_digest(env, reference)
+        .unwrap_or_else(|e| panic!("the registry has no {reference}: {e}"))
+}
+
+/// The manifest digest the registry serves for `reference`, or why it serves none.
+pub fn try_remote_digest(env: &TestEnv, reference: &str) -> Result<String, String> {
     let creds = env.creds_arg();
     skopeo(&[
         "inspect",
@@ -42,7 +48,6 @@ pub fn remote_digest(env: &TestEnv, reference: &str) -> String {
         "{{.Digest}}",
         &format!("docker://{reference}"),
     ])
-    .unwrap_or_else(|e| panic!("the registry has no {reference}: {e}"))
 }
 
 /// Deletes `reference`'s manifest from the registry.

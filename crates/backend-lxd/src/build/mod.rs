@@ -4,11 +4,15 @@
 //! steps edit the image config; RUN and COPY steps each add a layer ([`steps`]), looked up in berth's step cache
 //! first ([`cache`]). The build container is made at the first step the cache does not have: from the base's
 //! LXD image ([`crate::base`]), with the cached layers of the steps before it unpacked into its root folder
-//! before it starts. At the end berth writes the config and an OCI manifest into the store and names each tag.
+//! before it starts (on a remote server, whose folders berth does not touch, imported with the base as one LXD
+//! image). A remote container's root folder is read through an export ([`export`]) and its mounts are pushed
+//! files and custom volumes ([`pushed`]). At the end berth writes the config and an OCI manifest into the store and names each tag.
 //! The container and the build's folder are removed however the build ends ([`crate::instance`]).
 
 mod cache;
+mod export;
 mod mounts;
+mod pushed;
 mod steps;
 mod tree;
 mod users;
@@ -227,7 +231,8 @@ async fn execute(
             }
         };
         let key = StepCache::key(chain.as_deref(), &definition);
-        let cached = if no_cache {
+        // a remote container's root folder cannot take a cached layer: the step runs again there
+        let cached = if no_cache || (instance.remote && tree.is_some()) {
             None
         } else {
             cache.get(&session.store, &key)?
@@ -243,7 +248,7 @@ async fn execute(
                 let blob = session.store.blob_path(layer.digest(), OP)?;
                 unpack_layer(&instance.rootfs, &blob, instance.shift())
                     .map_err(|e| io_error(OP, "applying a cached layer", e))?;
-                *tree = steps::scan(&instance.rootfs).await?;
+                *tree = steps::snapshot(session, instance).await?;
                 layer
             }
             (None, _) => {
@@ -293,10 +298,17 @@ async fn start(
     cached: &[Layer],
     progress: &dyn Progress,
 ) -> Result<Tree> {
+    // a remote server's image holds the cached layers: its root folder is not here to unpack them into
+    let above: Vec<String> = if instance.remote {
+        cached.iter().map(|l| l.digest().to_string()).collect()
+    } else {
+        Vec::new()
+    };
     let alias = lxd_image(
         session.engine,
         &session.store,
         base,
+        &above,
         &session.work,
         progress,
     )
@@ -304,14 +316,16 @@ async fn start(
     instance
         .create(session.engine, &alias, session.network == Network::None)
         .await?;
-    for layer in cached {
-        let blob = session.store.blob_path(layer.digest(), OP)?;
-        // in the host's ids: LXD shifts the whole root folder when the container first starts
-        unpack_layer(&instance.rootfs, &blob, None)
-            .map_err(|e| io_error(OP, "applying a cached layer", e))?;
+    if !instance.remote {
+        for layer in cached {
+            let blob = session.store.blob_path(layer.digest(), OP)?;
+            // in the host's ids: LXD shifts the whole root folder when the container first starts
+            unpack_layer(&instance.rootfs, &blob, None)
+                .map_err(|e| io_error(OP, "applying a cached layer", e))?;
+        }
     }
     instance.start().await?;
-    steps::scan(&instance.rootfs).await
+    steps::snapshot(session, instance).await
 }
 
 /// What a COPY step's layer depends on: the owner and each file's destination, mode and contents.

@@ -1,4 +1,5 @@
-//! A RUN step's mounts as LXD disk devices, added for the step and removed after it.
+//! A RUN step's mounts as LXD disk devices, added for the step and removed after it, on the local server (a remote
+//! one's are in [`super::pushed`]).
 //!
 //! - **cache**: a folder of berth's state folder per cache id (`caches/<id>`, mode 0777), kept between builds.
 //!   Two builds at once take turns: berth holds an exclusive `flock` on `caches/<id>.lock` while a step uses
@@ -56,7 +57,7 @@ impl StepMounts {
 }
 
 /// A cache id as a folder name.
-fn cache_name(id: &str) -> String {
+pub(crate) fn cache_name(id: &str) -> String {
     id.chars()
         .map(|c| {
             if c.is_ascii_alphanumeric() || "._-".contains(c) {
@@ -100,7 +101,7 @@ pub(crate) async fn identity(
     Ok(out)
 }
 
-fn context_entry(session: &Session<'_>, source: &str) -> Result<ContextSource> {
+pub(crate) fn context_entry(session: &Session<'_>, source: &str) -> Result<ContextSource> {
     session
         .plan
         .context

@@ -19,8 +19,8 @@ use serde_json::Map;
 
 use super::cache::Layer;
 use super::tree::{self, Tree};
-use super::users::{inside, resolve};
-use super::{mounts, Session};
+use super::users::{inside, resolve, resolve_in, User};
+use super::{export, mounts, pushed, Session};
 use crate::client::Body;
 use crate::errors::{error, io_error};
 use crate::instance::{unique_name, Command, Instance};
@@ -39,19 +39,34 @@ pub(crate) async fn run_step(
     description: &str,
     progress: &dyn Progress,
 ) -> Result<Layer> {
-    let rootfs = &instance.rootfs;
     let workdir = config.workdir();
     make_workdir(instance, &workdir).await?;
-    let user = resolve(rootfs, &config.user()).map_err(|why| {
+    let user = user(instance, &config.user()).await.map_err(|why| {
         error(
             ErrorKind::BuildFailed,
             OP,
             format!("{description}: USER {}: {why}", config.user()),
         )
     })?;
-    let step_mounts =
-        mounts::prepare(session, run, &workdir, rootfs, instance.shift(), progress).await?;
-    let has_devices = !step_mounts.devices.is_empty();
+    let step_mounts = if instance.remote {
+        StepMounts::Remote(pushed::prepare(session, instance, run, &workdir, progress).await?)
+    } else {
+        let local = mounts::prepare(
+            session,
+            run,
+            &workdir,
+            &instance.rootfs,
+            instance.shift(),
+            progress,
+        )
+        .await?;
+        StepMounts::Local(local)
+    };
+    let devices = match &step_mounts {
+        StepMounts::Local(m) => m.devices.clone(),
+        StepMounts::Remote(m) => m.devices.clone(),
+    };
+    let has_devices = !devices.is_empty();
     let mut argv = config.shell().to_vec();
     argv.push(run.command.clone());
     let env: BTreeMap<String, String> = config
@@ -71,9 +86,7 @@ pub(crate) async fn run_step(
     };
     let output = async {
         if has_devices {
-            instance
-                .set_step_devices(step_mounts.devices.clone())
-                .await?;
+            instance.set_step_devices(devices).await?;
         }
         instance.exec(&command, progress).await
     }
@@ -83,9 +96,19 @@ pub(crate) async fn run_step(
     } else {
         Ok(())
     };
-    step_mounts.release();
+    let (released, secrets) = match step_mounts {
+        StepMounts::Local(m) => {
+            m.release();
+            (Ok(()), Vec::new())
+        }
+        StepMounts::Remote(m) => {
+            let secrets = m.secrets.clone();
+            (m.release(instance).await, secrets)
+        }
+    };
     let output = output?;
     removed?;
+    released?;
     if output.status != 0 {
         let tail = output.tail.join(
             "
@@ -101,25 +124,80 @@ pub(crate) async fn run_step(
         )
         .with_hint("fix the command or the spec entry it comes from"));
     }
-    let after = scan(rootfs).await?;
     let out = session.work.join(format!("{}.tar.gz", unique_name()));
-    let (root, before, now, shift) = (
-        rootfs.clone(),
-        tree.clone(),
-        after.clone(),
-        instance.shift(),
-    );
-    let written = blocking("the RUN layer", move || {
-        tree::write_changes(&root, &before, &now, shift, &out)
-    })
-    .await?;
+    let (before, shift) = (tree.clone(), instance.shift());
+    let (written, after) = if instance.remote {
+        let (export, after) = export::export(instance, &session.work).await?;
+        // the secrets were removed before the export: one that is still there must reach no layer
+        if let Some(left) = secrets
+            .iter()
+            .find(|s| after.contains_key(s.trim_start_matches('/')))
+        {
+            return Err(error(
+                ErrorKind::BuildFailed,
+                OP,
+                format!("{description}: the secret mounted at {left} is still in the container after the step"),
+            )
+            .with_hint("the step must not make its own file at a secret's path; no layer was written"));
+        }
+        let now = after.clone();
+        let written = blocking("the RUN layer", move || {
+            tree::write_changes(&export, &before, &now, shift, &out)
+        })
+        .await?;
+        (written, after)
+    } else {
+        let after = scan(&instance.rootfs).await?;
+        let (root, now) = (instance.rootfs.clone(), after.clone());
+        let written = blocking("the RUN layer", move || {
+            tree::write_changes(&tree::Folder(&root), &before, &now, shift, &out)
+        })
+        .await?;
+        (written, after)
+    };
     *tree = after;
     store_layer(session, &written)
 }
 
+/// A step's mounts: disk devices of this machine's files, or what a remote server's step gets ([`pushed`]).
+enum StepMounts {
+    Local(mounts::StepMounts),
+    Remote(pushed::RemoteMounts),
+}
+
+/// The user `spec` names, from the image's passwd and group files (read through the file API on a remote server).
+async fn user(instance: &Instance, spec: &str) -> std::result::Result<User, String> {
+    if !instance.remote {
+        return resolve(&instance.rootfs, spec);
+    }
+    let mut texts = Vec::new();
+    for file in ["/etc/passwd", "/etc/group"] {
+        let text = instance
+            .read_file(file)
+            .await
+            .map_err(|e| format!("reading {file}: {e}"))?
+            .unwrap_or_default();
+        texts.push(String::from_utf8_lossy(&text).into_owned());
+    }
+    resolve_in(&texts[0], &texts[1], spec)
+}
+
+/// The tree of the container's root folder: scanned here, or exported through the API from a remote server.
+pub(crate) async fn snapshot(session: &Session<'_>, instance: &Instance) -> Result<Tree> {
+    if instance.remote {
+        return Ok(export::export(instance, &session.work).await?.1);
+    }
+    scan(&instance.rootfs).await
+}
+
 /// Makes the working folder, as Docker does, through the container (a folder on the way may be a symlink).
 async fn make_workdir(instance: &Instance, workdir: &str) -> Result<()> {
-    if inside(&instance.rootfs, workdir).is_some_and(|p| p.is_dir()) {
+    let exists = if instance.remote {
+        instance.path_type(workdir).await?.as_deref() == Some("directory")
+    } else {
+        inside(&instance.rootfs, workdir).is_some_and(|p| p.is_dir())
+    };
+    if exists {
         return Ok(());
     }
     let made = instance
@@ -155,10 +233,10 @@ pub(crate) async fn copy_step(
     files: Vec<CopiedFile>,
     tree: &mut Tree,
 ) -> Result<Layer> {
-    let rootfs = &instance.rootfs;
     let owner = match &step.chown {
         None => (0, 0),
-        Some(spec) => resolve(rootfs, spec)
+        Some(spec) => user(instance, spec)
+            .await
             .map(|u| (u.uid, u.gid))
             .map_err(|why| {
                 error(
@@ -168,10 +246,17 @@ pub(crate) async fn copy_step(
                 )
             })?,
     };
-    let folders: Vec<String> = copy::folders(&files)
-        .into_iter()
-        .filter(|d| inside(rootfs, d).is_none_or(|p| std::fs::symlink_metadata(p).is_err()))
-        .collect();
+    let mut folders = Vec::new();
+    for folder in copy::folders(&files) {
+        let missing = if instance.remote {
+            instance.path_type(&folder).await?.is_none()
+        } else {
+            inside(&instance.rootfs, &folder).is_none_or(|p| std::fs::symlink_metadata(p).is_err())
+        };
+        if missing {
+            folders.push(folder);
+        }
+    }
     let dir = session.work.join(unique_name());
     std::fs::create_dir_all(&dir).map_err(|e| io_error(OP, dir.display(), e))?;
     let (layer_files, layer_folders) = (files.clone(), folders.clone());
@@ -192,7 +277,7 @@ pub(crate) async fn copy_step(
             .push_file(&file.target, Some(body), owner, file.mode)
             .await?;
     }
-    *tree = scan(rootfs).await?;
+    *tree = snapshot(session, instance).await?;
     Ok(layer)
 }
 

@@ -14,7 +14,7 @@ use std::io;
 use std::os::unix::fs::MetadataExt as _;
 use std::path::Path;
 
-use berth_layer::entries::{attributes, EntryWriter, IdShift, OPAQUE_MARKER};
+use berth_layer::entries::{attributes, EntryKind, EntryMeta, EntryWriter, IdShift, OPAQUE_MARKER};
 use berth_layer::{LayerFile, WrittenLayer};
 
 /// The metadata of one path that tells whether it changed.
@@ -28,6 +28,9 @@ pub(crate) struct Stat {
     mtime: (i64, i64),
     ctime: (i64, i64),
     rdev: u64,
+    /// What an export's entry holds beyond its header (contents, link target, extended attributes, the other
+    /// names of a hard-linked file): an export has neither inodes nor change times ([`super::export`]).
+    content: Option<[u8; 32]>,
 }
 
 impl Stat {
@@ -41,6 +44,29 @@ impl Stat {
             mtime: (meta.mtime(), meta.mtime_nsec()),
             ctime: (meta.ctime(), meta.ctime_nsec()),
             rdev: meta.rdev(),
+            content: None,
+        }
+    }
+
+    /// The metadata of an exported entry: `mode` with its type bits, `content` as [`Stat::content`] says.
+    pub(crate) fn exported(
+        mode: u32,
+        (uid, gid): (u32, u32),
+        size: u64,
+        mtime: i64,
+        rdev: u64,
+        content: [u8; 32],
+    ) -> Stat {
+        Stat {
+            ino: 0,
+            mode,
+            uid,
+            gid,
+            size,
+            mtime: (mtime, 0),
+            ctime: (0, 0),
+            rdev,
+            content: Some(content),
         }
     }
 
@@ -121,9 +147,41 @@ fn changes(before: &Tree, after: &Tree) -> BTreeMap<String, Change> {
     out
 }
 
-/// Writes the changes from `before` to `after` (the tree of `root` now) as a gzip layer at `out`.
+/// Where the entries of a layer are read from: the container's root folder on this machine ([`Folder`]) or an
+/// export of it through LXD's API ([`super::export::Export`]). Both describe an entry the same way and one
+/// writer writes it, so the same changes give the same layer.
+pub(crate) trait Source {
+    /// The entry at `path` now and its extended attributes (sorted by name); `None` for what a layer cannot
+    /// hold (a socket).
+    fn describe(&self, path: &str) -> io::Result<Option<Described>>;
+    /// A regular file's contents.
+    fn open(&self, path: &str) -> io::Result<Box<dyn io::Read + '_>>;
+}
+
+/// An entry's description and extended attributes.
+pub(crate) type Described = (EntryMeta, Vec<(String, Vec<u8>)>);
+
+/// The container's root folder on this machine.
+pub(crate) struct Folder<'a>(pub(crate) &'a Path);
+
+impl Source for Folder<'_> {
+    fn describe(&self, path: &str) -> io::Result<Option<Described>> {
+        let host = self.0.join(path);
+        let meta = std::fs::symlink_metadata(&host)?;
+        match EntryMeta::of(&host, &meta)? {
+            Some(described) => Ok(Some((described, attributes(&host)?))),
+            None => Ok(None),
+        }
+    }
+
+    fn open(&self, path: &str) -> io::Result<Box<dyn io::Read + '_>> {
+        Ok(Box::new(std::fs::File::open(self.0.join(path))?))
+    }
+}
+
+/// Writes the changes from `before` to `after` (the tree `source` holds now) as a gzip layer at `out`.
 pub(crate) fn write_changes(
-    root: &Path,
+    source: &dyn Source,
     before: &Tree,
     after: &Tree,
     shift: Option<IdShift>,
@@ -135,18 +193,18 @@ pub(crate) fn write_changes(
         match change {
             Change::Whiteout => writer.whiteout(&path)?,
             Change::Entry(opaque) => {
-                let host = root.join(&path);
-                let meta = std::fs::symlink_metadata(&host)?;
-                let name = if meta.is_dir() {
+                let Some((meta, mut found)) = source.describe(&path)? else {
+                    continue;
+                };
+                let name = if meta.kind == EntryKind::Dir {
                     format!("{path}/")
                 } else {
                     path.clone()
                 };
-                let mut found = attributes(&host)?;
                 if let Some(shift) = shift {
                     unshift_capabilities(&mut found, shift);
                 }
-                writer.entry(&host, &name, &meta, &found)?;
+                writer.described(&name, &meta, &found, || source.open(&path))?;
                 if opaque {
                     writer.whiteout(&format!("{path}/{OPAQUE_MARKER}"))?;
                 }
@@ -182,8 +240,14 @@ mod tests {
     fn names(root: &Path, before: &Tree) -> Vec<String> {
         let after = scan(root).expect("after");
         let out = tempfile::tempdir().expect("out");
-        let layer =
-            write_changes(root, before, &after, None, &out.path().join("l.tar.gz")).expect("layer");
+        let layer = write_changes(
+            &Folder(root),
+            before,
+            &after,
+            None,
+            &out.path().join("l.tar.gz"),
+        )
+        .expect("layer");
         let file = fs::File::open(&layer.path).expect("open");
         let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(file));
         archive

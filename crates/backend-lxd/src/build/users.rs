@@ -36,24 +36,34 @@ pub(crate) struct User {
     pub(crate) home: String,
 }
 
-/// The entries of `/etc/<file>` in the image, split on `:`.
-fn table(rootfs: &Path, file: &str) -> Vec<Vec<String>> {
+/// The text of `/etc/<file>` in the image.
+fn etc(rootfs: &Path, file: &str) -> String {
     inside(rootfs, &format!("/etc/{file}"))
         .and_then(|p| std::fs::read_to_string(p).ok())
         .unwrap_or_default()
-        .lines()
+}
+
+/// The entries of a passwd or group file, split on `:`.
+fn table(text: &str) -> Vec<Vec<String>> {
+    text.lines()
         .map(|l| l.split(':').map(str::to_string).collect())
         .collect()
 }
 
 /// Resolves `spec` (`user`, `user:group`, numeric or names; empty is root) against the image's passwd and group.
 pub(crate) fn resolve(rootfs: &Path, spec: &str) -> Result<User, String> {
+    resolve_in(&etc(rootfs, "passwd"), &etc(rootfs, "group"), spec)
+}
+
+/// [`resolve`] against the texts of the image's `/etc/passwd` and `/etc/group` (read through LXD's file API on a
+/// remote server).
+pub(crate) fn resolve_in(passwd: &str, group_file: &str, spec: &str) -> Result<User, String> {
     let (user, group) = match spec.split_once(':') {
         Some((u, g)) => (u, Some(g)),
         None => (spec, None),
     };
     let user = if user.is_empty() { "root" } else { user };
-    let passwd = table(rootfs, "passwd");
+    let passwd = table(passwd);
     let entry = passwd
         .iter()
         .find(|e| e.len() >= 6 && (e[0] == user || (user.parse::<u32>().is_ok() && e[2] == user)));
@@ -71,7 +81,7 @@ pub(crate) fn resolve(rootfs: &Path, spec: &str) -> Result<User, String> {
     if let Some(group) = group {
         gid = match group.parse::<u32>() {
             Ok(gid) => gid,
-            Err(_) => table(rootfs, "group")
+            Err(_) => table(group_file)
                 .iter()
                 .find(|e| e.len() >= 3 && e[0] == group)
                 .and_then(|e| e[2].parse().ok())

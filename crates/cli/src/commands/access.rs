@@ -27,6 +27,7 @@ pub fn engine_registries(args: &EngineArgs) -> Result<Registries> {
     let mut registries = registries(&args.registry)?;
     registries.push_via = match args.push_via {
         PushVia::Berth => berth_workflow::PushVia::Berth,
+        PushVia::Export => berth_workflow::PushVia::Export,
         PushVia::Engine => berth_workflow::PushVia::Engine,
     };
     registries.pushed_record = super::cache_dir().map(|dir| dir.join("pushed"));

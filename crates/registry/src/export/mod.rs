@@ -12,6 +12,7 @@
 mod archive;
 mod gzip;
 mod memory;
+mod storage;
 mod walk;
 
 use std::collections::HashMap;
@@ -26,6 +27,7 @@ use crate::client::RegistryClient;
 use crate::manifest::DOCKER_MANIFEST;
 use archive::StreamReader;
 use memory::Memory;
+pub use storage::READ_STORAGE;
 use walk::{Walk, Walked};
 
 /// Docker's media types, as `docker push` writes them (every engine pulls them).
@@ -69,7 +71,6 @@ impl RegistryClient {
         Fut: std::future::Future<Output = Result<ExportStream>>,
     {
         let memory = Memory::new(memory);
-        let repository = format!("{}/{}", image.registry, image.repository);
         let mut stored = self.already_stored(image, local, &memory, progress).await?;
         let config_size = match memory.config_size(&local.id) {
             Some(size) if self.blob_exists(image, &local.id).await? => Some(size),
@@ -97,6 +98,21 @@ impl RegistryClient {
                 config.len() as u64
             }
         };
+        self.put_image_manifest(image, local, &stored, config_size, &memory)
+            .await
+    }
+
+    /// Writes the manifest of `local`, all of whose layers are `stored`, and remembers them: the last step of
+    /// every push, so an image is never named before all its blobs are there.
+    async fn put_image_manifest(
+        &self,
+        image: &ImageRef,
+        local: &LocalImage,
+        stored: &HashMap<String, Stored>,
+        config_size: u64,
+        memory: &Memory,
+    ) -> Result<String> {
+        let repository = format!("{}/{}", image.registry, image.repository);
         let mut layers = Vec::with_capacity(local.diff_ids.len());
         for diff_id in &local.diff_ids {
             let blob = stored
@@ -192,6 +208,7 @@ impl RegistryClient {
             threads,
             runtime: tokio::runtime::Handle::current(),
             events,
+            mismatch: incomplete,
         };
         let reader = StreamReader::spawn(stream);
         let task = tokio::task::spawn_blocking(move || walk.run(reader));

@@ -31,6 +31,8 @@ pub(super) struct Walk {
     pub(super) threads: usize,
     pub(super) runtime: tokio::runtime::Handle,
     pub(super) events: tokio::sync::mpsc::UnboundedSender<ProgressEvent>,
+    /// The error for a layer that reads as another diff id than the image names (`why` says which).
+    pub(super) mismatch: fn(&ImageRef, String) -> Error,
 }
 
 impl Walk {
@@ -100,7 +102,7 @@ impl Walk {
     }
 
     /// Compresses `entry` while uploading it; its diff id (checked against `expected`) and the blob.
-    fn upload(
+    pub(super) fn upload(
         &self,
         entry: &mut dyn std::io::Read,
         expected: Option<&str>,
@@ -143,7 +145,7 @@ impl Walk {
                     drop(tx);
                     drop(digest_tx);
                     let _ = finish(upload);
-                    return Err(incomplete(
+                    return Err((self.mismatch)(
                         &self.image,
                         format!("layer {expected} reads as {}", found.diff_id),
                     ));

@@ -1,0 +1,97 @@
+"""`large`: a 1 GiB context (the whole hash tree as `copy:`) built by berth and by the engine's own CLIs, side by side.
+
+Docker: `berth build --engine docker` (BuildKit; the context through berth's session file sync) against
+`DOCKER_BUILDKIT=1 docker build` (docker 20.10 CLI, the same file sync) on the same Dockerfile and context folder.
+Podman: berth (the rootful service, a tar in the request body) against `podman --remote build` (the same service)
+and `podman build` (buildah in the CLI process). Rows:
+
+- first build: the untimed warm-up of the other modes, timed: neither tool has synced these files into BuildKit
+  yet (a new context folder for the CLI, a new session key for berth), so every byte is sent;
+- `--no-cache`: every step runs again; BuildKit still keeps the files of the last sync, so each tool sends only
+  what changed (nothing);
+- one file changed: a 1 KiB file of the tree rewritten with new bytes (same size) before each run, no
+  `--no-cache`: the COPY runs again, everything before it is cached.
+
+Podman has no file sync: every build sends and unpacks the whole context, so only `--no-cache` rows are run.
+"""
+
+import os
+import subprocess
+import tempfile
+from pathlib import Path
+
+from build import Setup, memory_spec, remove, render, tool_commands
+from common import CACHE, alternate, fmt, machine_line, md_table, measure, median, sh
+from tree import ensure_tree
+
+QUARTERS = ["q0", "q1", "q2", "q3"]
+
+
+def bench_large(args):
+    tree = ensure_tree()
+    # the file rewritten between "one file changed" runs: a small text file of the tree, restored afterwards
+    touched = next((tree / "q3").rglob("notes_*.txt"))
+    original = touched.read_bytes()
+    with tempfile.TemporaryDirectory(dir=CACHE, prefix="large-") as tmp:
+        tmp = Path(tmp)
+        s = Setup(tmp)
+        spec = CACHE / "large-context.yaml"
+        spec.write_text(memory_spec(s.tenv, "bench-large", [f"{tree.name}/{q}" for q in QUARTERS]))
+        ctx = tmp / "ctx"
+        render(s.berth, spec, ctx, [])
+        image = sh([s.berth, "name", spec.name], cwd=CACHE, capture_output=True, text=True,
+                   env=s.env).stdout.strip()
+        print(machine_line())
+        print("Spec: bookworm-python fixture base, no packages, `copy:` of the whole 1 GiB tree (40,804 files, "
+              "random bytes). The CLIs build the Dockerfile and context `berth render` prints, hard-linked into a "
+              "folder. Tools alternate; medians; peak RSS of the client process.")
+        rows = []
+        version = [0]
+
+        def change_one_file():
+            version[0] += 1
+            data = bytearray(original)
+            data[:8] = f"{version[0]:08}".encode()
+            touched.write_bytes(bytes(data))
+
+        try:
+            for engine in args.engines:
+                cold = tool_commands(s, spec, ctx, engine, True, False)
+                if engine == "docker":
+                    first = {label: measure(cmd, cwd=cwd, env=env) for label, cmd, cwd, env in cold}
+                    for label, *_ in cold:
+                        rows.append((engine, "first build (all files sent)", label, fmt(first[label][0]), 1,
+                                     fmt(first[label][1], 1), "-"))
+                else:
+                    for _, cmd, cwd, env in cold:
+                        measure(cmd, cwd=cwd, env=env)
+                modes = [("`--no-cache`", cold, None)]
+                if engine == "docker":
+                    modes.append(("one file changed", tool_commands(s, spec, ctx, engine, False, False),
+                                  change_one_file))
+                for mode, tools, before in modes:
+                    def run(cmd, cwd, env, before=before):
+                        if before:
+                            before()
+                        return measure(cmd, cwd=cwd, env=env)
+                    results = alternate(args.runs, [(label, (lambda c=cmd, d=cwd, e=env: run(c, d, e)))
+                                                    for label, cmd, cwd, env in tools])
+                    base = median([r[0] for r in results[tools[0][0]]])
+                    for label, *_ in tools:
+                        secs = [r[0] for r in results[label]]
+                        m = median(secs)
+                        rows.append((engine, mode, label, fmt(m), len(secs),
+                                     fmt(max(r[1] for r in results[label]), 1),
+                                     "-" if label == tools[0][0] else f"{(base / m - 1) * 100:+.1f}%"))
+        finally:
+            touched.write_bytes(original)
+            # the digest cache keys on ctime: put back what the other benchmarks expect by restoring the bytes
+            # (their next `berth name` hashes this one file again)
+            os.utime(touched)
+            for engine in args.engines:
+                remove(engine, image, ["bench-build-docker-cli", "bench-build-podman-cli"])
+            spec.unlink()
+            subprocess.run(["rm", "-rf", str(ctx)])
+        print("\n**Building a 1 GiB context**\n")
+        print(md_table(["engine", "build", "tool", "median s", "runs", "peak RSS MiB", "berth time vs this tool"],
+                       rows))
