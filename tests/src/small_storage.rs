@@ -246,20 +246,33 @@ fn own_bridge() -> String {
     name
 }
 
-/// A `podman system service` of the test's own whose `--root` (GraphRoot) is on a [`SmallTmpfs`].
+/// A `podman system service` of the test's own whose `--root` (GraphRoot) is on a [`SmallTmpfs`], and its
+/// TMPDIR (imageCopyTmpDir, where it writes images it pushes or exports) on another one if asked.
 pub struct SmallPodman {
     child: Child,
     run_dir: PathBuf,
     /// The tmpfs holding the store; dropped after the service.
     pub storage: SmallTmpfs,
+    /// The tmpfs holding its TMPDIR, when it has one of its own; dropped after the service.
+    pub tmp: Option<SmallTmpfs>,
 }
 
 impl SmallPodman {
     /// Starts it on a tmpfs of `size` and waits until it answers.
     pub fn start(size: &str) -> SmallPodman {
+        Self::start_with_tmp(size, None)
+    }
+
+    /// Starts it on a tmpfs of `size`, its TMPDIR on a tmpfs of `tmp_size` when given (else a folder of its
+    /// run folder), and waits until it answers.
+    pub fn start_with_tmp(size: &str, tmp_size: Option<&str>) -> SmallPodman {
         let storage = SmallTmpfs::new(size);
         let run_dir = run_dir("sp");
-        let tmp = run_dir.join("tmp");
+        let tmp_disk = tmp_size.map(SmallTmpfs::new);
+        let tmp = match &tmp_disk {
+            Some(disk) => disk.path().to_path_buf(),
+            None => run_dir.join("tmp"),
+        };
         std::fs::create_dir_all(&tmp).expect("create the service's TMPDIR");
         let log = std::fs::File::create(run_dir.join("podman.log")).expect("log file");
         let child = Command::new("podman")
@@ -275,6 +288,7 @@ impl SmallPodman {
             child,
             run_dir,
             storage,
+            tmp: tmp_disk,
         };
         wait_ready(
             || {

@@ -3,7 +3,8 @@
 //! containers.conf's `image_copy_tmp_dir`, `/var/tmp` by default) and fail there first.
 //!
 //! The service says only "no space left on device" after the file it was writing, so the place is picked by
-//! that path: the temporary folder, the store, or the path itself when it is neither. Podman 4.3's inspect
+//! that path: the temporary folder when the path is in it (or is the export's archive), else the store (a
+//! path may be one inside a layer being unpacked: buildah and the pull unpack in a chroot). Podman 4.3's inspect
 //! does not even say that: with its temporary folder full it crashes in the handler (HTTP 500, "nil pointer
 //! dereference"); for a service on this machine berth then looks at that folder's free space itself.
 
@@ -37,26 +38,28 @@ impl PodmanEngine {
             if !matches!(self.socket(), Address::Unix(_)) || !nearly_full(&tmp) {
                 return failed;
             }
-            return temporary_folder_full(failed, &tmp, true);
+            return temporary_folder_full(failed, "imageCopyTmpDir", &tmp, true);
         }
         let message = failed.message().to_string();
         if !tmp.is_empty() && message.contains(&tmp) {
-            return temporary_folder_full(failed, &tmp, false);
+            return temporary_folder_full(failed, "imageCopyTmpDir", &tmp, false);
         }
-        if root.is_empty() || message.contains(&root) {
-            return store_full(failed, &root);
+        // libpod's export handler writes `api.tar*` to Go's temporary folder ($TMPDIR, else /tmp), which is
+        // imageCopyTmpDir only when TMPDIR is set
+        if let Some(folder) = written_path(&message).and_then(export_folder) {
+            return temporary_folder_full(failed, "its TMPDIR", folder, false);
         }
-        match written_path(&message) {
-            Some(path) => {
-                let hint = format!(
-                    "make room on the file system of {path} (the Podman service's); nothing of the failed \
-                     work was kept"
-                );
-                failed.out_of_space(format!("the Podman service's file system at {path}"), hint)
-            }
-            None => store_full(failed, &root),
-        }
+        // anything else is the store's: a path in the message may be one inside the layer being unpacked
+        store_full(failed, &root)
     }
+}
+
+/// The folder of `path` when it is the archive libpod's export handler writes (`api.tar` and a number).
+fn export_folder(path: &str) -> Option<&str> {
+    let (folder, name) = path.rsplit_once('/')?;
+    name.starts_with("api.tar")
+        .then_some(folder)
+        .filter(|f| !f.is_empty())
 }
 
 /// Out of space in the store: builds, pulls and commits.
@@ -74,29 +77,26 @@ fn store_full(failed: Error, root: &str) -> Error {
     failed.out_of_space(format!("Podman's storage (GraphRoot {root})"), hint)
 }
 
-/// Out of space in the temporary folder: pushes, exports, inspects. `crashed`: the service's handler crashed
-/// instead of saying so, which the hint explains.
-fn temporary_folder_full(failed: Error, tmp: &str, crashed: bool) -> Error {
+/// Out of space in the temporary folder `tmp` (`what` the service calls it): pushes, exports, inspects.
+/// `crashed`: the service's handler crashed instead of saying so, which the hint explains.
+fn temporary_folder_full(failed: Error, what: &str, tmp: &str, crashed: bool) -> Error {
     let tmp = if tmp.is_empty() {
         "the folder `podman info` shows as imageCopyTmpDir"
     } else {
         tmp
     };
     let why = if crashed {
-        "Podman 4.3's handler crashes (nil pointer dereference) when this folder is full; "
+        " (Podman 4.3's handler crashes, nil pointer dereference, when this folder is full)"
     } else {
         ""
     };
     let hint = format!(
-        "{why}make room on the file system of {tmp} (the service writes images there while it pushes or exports \
-         them, and leaves files behind when it fails: remove the ones no podman process holds), or start the \
-         service with TMPDIR (or `image_copy_tmp_dir` in containers.conf) on a larger file system; nothing of \
-         the failed work was kept"
+        "make room on the file system of {tmp}{why}: the service writes images there while it pushes or \
+         exports them, and leaves files behind when it fails (remove the ones no podman process holds), or \
+         start the service with TMPDIR (or `image_copy_tmp_dir` in containers.conf) on a larger file system; \
+         nothing of the failed work was kept"
     );
-    failed.out_of_space(
-        format!("Podman's temporary folder (imageCopyTmpDir {tmp})"),
-        hint,
-    )
+    failed.out_of_space(format!("Podman's temporary folder ({what} {tmp})"), hint)
 }
 
 /// Whether the folder `path` on this machine has less than [`NEARLY_FULL`] bytes free.
@@ -129,6 +129,8 @@ mod tests {
         );
         assert_eq!(written_path("no space left on device"), None);
         assert_eq!(written_path("step: no space left on device"), None);
+        assert_eq!(export_folder("/tmp/api.tar12345"), Some("/tmp"));
+        assert_eq!(export_folder("/usr/share/locale/hr/coreutils.mo"), None);
     }
 
     #[test]
@@ -137,7 +139,7 @@ mod tests {
             berth_core::ErrorKind::InvalidSpec,
             "push: write /t/mp/1: no space left on device",
         );
-        let named = temporary_folder_full(failed, "/t/mp", false);
+        let named = temporary_folder_full(failed, "imageCopyTmpDir", "/t/mp", false);
         assert_eq!(named.kind(), berth_core::ErrorKind::ResourceExhausted);
         assert!(named
             .message()

@@ -1,4 +1,4 @@
-//! berth's own folders full: the digest cache (`BERTH_CACHE_DIR`) and the containerd builder's state folder
+//! Builds: berth's own folders full: the digest cache (`BERTH_CACHE_DIR`) and the containerd builder's state folder
 //! (`BERTH_CONTAINERD_STATE_DIR`) on a small tmpfs filled to the last byte. Naming still works (the cache is only a
 //! cache, and never trusts a half-written entry); a containerd build fails saying "no space left" and naming the
 //! folder; the next run with space succeeds. (Needs root, as the suite does: it mounts the tmpfs.)
@@ -18,24 +18,15 @@ use berth_tests::small_storage::{
     SmallContainerd, SmallDockerd, SmallLxdPool, SmallPodman, SmallTmpfs,
 };
 
+use crate::{
+    assert_out_of_space, berth, docker_config, fixtures_into_docker, fixtures_into_podman, text,
+};
+
 /// A tmpfs of 256 KiB, full to the last byte, unmounted when dropped.
 fn full_disk() -> SmallTmpfs {
     let disk = SmallTmpfs::new("256k");
     disk.fill_leaving(0);
     disk
-}
-
-fn berth(dir: &Path, args: &[&str], vars: &[(&str, &Path)]) -> Output {
-    let mut command = Command::new(berth_tests::berth_bin());
-    command.args(args).current_dir(dir);
-    for (name, value) in vars {
-        command.env(name, value);
-    }
-    command.output().expect("run berth")
-}
-
-fn text(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
 }
 
 /// A spec with a copied folder (its digest is what the cache would keep).
@@ -148,25 +139,6 @@ fn a_containerd_build_with_a_full_state_folder_says_so_and_the_next_one_works() 
         .output();
 }
 
-/// A docker config folder with the test registry's credentials (what a user's `docker login` leaves).
-fn docker_config(env: &TestEnv) -> tempfile::TempDir {
-    let config = tempfile::tempdir().expect("temp dir");
-    let auth = base64(&format!(
-        "{}:{}",
-        env.registry_user,
-        env.registry_password().expose()
-    ));
-    std::fs::write(
-        config.path().join("config.json"),
-        format!(
-            r#"{{"auths": {{"{}": {{"auth": "{auth}"}}}}}}"#,
-            env.registry
-        ),
-    )
-    .expect("write docker config");
-    config
-}
-
 /// What the RUN step of [`storage_project`] writes: more than the room left on a filled engine storage.
 const BIG_FILE: u64 = 128 << 20;
 
@@ -212,24 +184,12 @@ fn fails_when_full_then_works(
 ) -> String {
     let build = ["build", "--network", "none"];
     let failed = berth(project, &build, vars);
+    // a full engine storage fails the build as an error (exit 6), not as a step's failure
+    assert_out_of_space(&failed, storage);
     let said = text(&failed);
-    assert_eq!(
-        failed.status.code(),
-        Some(6),
-        "a full engine storage fails the build as an error, not a step's failure: {said}"
-    );
-    assert!(
-        said.contains("no space left in") && said.contains("(resource exhausted)"),
-        "the error says what ran out: {said}"
-    );
-    assert!(said.contains(storage), "the error names {storage}: {said}");
     assert!(
         said.contains("dd if=/dev/zero"),
         "what filled it is the RUN step, not the base: {said}"
-    );
-    assert!(
-        said.contains("hint: make room"),
-        "and how to fix it: {said}"
     );
     assert!(
         !project.join("berth.lock").exists(),
@@ -297,11 +257,8 @@ fn a_docker_build_that_fills_dockers_storage_says_so_keeps_nothing_and_the_next_
     // room for the base, the file, and the push's export of the image (dockerd spools it under its data root)
     let daemon = SmallDockerd::start("1200m", &env.containerd_address);
     let config = docker_config(env);
-    // the base and helper images first, so what fills the disk is the RUN step
-    for image in [&env.python_image, &env.uv_image] {
-        let pulled = daemon.docker_with_config(config.path(), &["pull", image]);
-        assert!(pulled.status.success(), "{}", text(&pulled));
-    }
+    // the base and helper images first, so what fills the disk is the work under test
+    fixtures_into_docker(env, &daemon, config.path());
     let project = storage_project(env, "docker");
     let host = PathBuf::from(daemon.host());
     let vars = [
@@ -327,12 +284,8 @@ fn a_podman_build_that_fills_podmans_storage_says_so_keeps_nothing_and_the_next_
     };
     let service = SmallPodman::start("640m");
     let config = docker_config(env);
-    // the base and helper images first, so what fills the disk is the RUN step
-    let auth = config.path().join("config.json").display().to_string();
-    for image in [&env.python_image, &env.uv_image] {
-        let pulled = service.podman(&["pull", "--tls-verify=false", "--authfile", &auth, image]);
-        assert!(pulled.status.success(), "{}", text(&pulled));
-    }
+    // the base and helper images first, so what fills the disk is the work under test
+    fixtures_into_podman(env, &service, config.path());
     let project = storage_project(env, "podman");
     let host = PathBuf::from(service.host());
     let vars = [
@@ -414,9 +367,4 @@ fn an_lxd_build_that_fills_its_storage_pool_says_so_keeps_nothing_and_the_next_o
     fails_when_full_then_works(project.path(), &vars, &storage, || {
         pool.storage.grow("640m")
     });
-}
-
-fn base64(text: &str) -> String {
-    use base64::Engine as _;
-    base64::engine::general_purpose::STANDARD.encode(text)
 }
