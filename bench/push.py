@@ -232,6 +232,11 @@ def run(args, s, registry, payloads, tmp):
             tag = sh([s.berth, "name", spec.name], cwd=tmp, env=s.env, capture_output=True, text=True).stdout.strip()
             return tag, [s.berth, "push", "-q", "--engine", engine, spec.name]
 
+        def berth_export(kind):
+            """berth's push from the engine's export, as before it read the storage (`--push-via export`)."""
+            tag, cmd = berth_push(kind)
+            return tag, [*cmd[:2], "--push-via", "export", *cmd[2:]]
+
         def cli_push(kind):
             tag = f"{registry.addr}/bench/{engine}-cli-{kind}-{next(counter)}:1"
             if engine == "docker":
@@ -262,11 +267,13 @@ def run(args, s, registry, payloads, tmp):
                 tag, cmd = cli_push(kind)
                 return tag, ["podman", "--remote", "--url", "unix:///run/podman/podman.sock", *cmd[1:]]
 
-            return [("`berth push --engine podman` (through the rootful service)", berth_push),
+            return [("`berth push --engine podman` (reads the rootful storage)", berth_push),
+                    ("`berth push --engine podman --push-via export` (the service's export)", berth_export),
                     ("`podman push`", cli_push),
                     ("`podman --remote push` (through the same service)", remote_push),
                     ("`skopeo copy containers-storage:`", skopeo)]
-        return [(f"`berth push --engine {engine}`", berth_push),
+        return [(f"`berth push --engine {engine}` (reads dockerd's storage)", berth_push),
+                (f"`berth push --engine {engine} --push-via export` (`docker save`'s stream)", berth_export),
                 (f"`{engine} push`", cli_push),
                 (f"`skopeo copy {'containers-storage:' if engine == 'podman' else 'docker-daemon:'}`", skopeo)]
 

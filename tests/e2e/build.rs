@@ -582,9 +582,9 @@ fn rootless_podman_pushes_with_berths_client_repeatably() {
     pushes_with_berths_client(Engine::PodmanRootless);
 }
 
-/// `berth push` of a Docker or Podman image is berth's own (it compresses the engine's export and remembers the
-/// blobs it made in its cache folder); pushed again with an empty cache it compresses anew to the same manifest
-/// digest; the result pulls and runs on Docker and Podman and pulls complete on containerd; `--push-via engine`
+/// `berth push` of a Docker or Podman image is berth's own (it reads the engine's storage, compresses the layers
+/// and remembers the blobs it made in its cache folder); pushed again from the export with an empty cache it
+/// compresses anew to the same manifest digest; the result pulls and runs on Docker and Podman and pulls complete on containerd; `--push-via engine`
 /// still pushes through the engine.
 fn pushes_with_berths_client(engine: Engine) {
     let env = TestEnv::get();
@@ -606,9 +606,10 @@ fn pushes_with_berths_client(engine: Engine) {
     assert_eq!(built.code, 0, "{}", built.stderr);
     let name = built.stdout.trim().to_string();
 
+    // -v: the push says whether it read the engine's storage or its export, and why
     let push = |cache: &str, extra: &[&str]| {
         let cache = project.path().join(cache).display().to_string();
-        let mut args = vec!["push", "--engine", engine.flag()];
+        let mut args = vec!["-v", "push", "--engine", engine.flag()];
         args.extend_from_slice(extra);
         args.push("spec.yaml");
         let run = project.berth_with(&args, "", &[("BERTH_CACHE_DIR", &cache)]);
@@ -620,9 +621,24 @@ fn pushes_with_berths_client(engine: Engine) {
             digest,
             "the registry holds what berth printed"
         );
-        digest.to_string()
+        (digest.to_string(), run.stderr)
     };
-    let first = push("cache-a", &[]);
+    let engine_name = match engine {
+        Engine::Docker => "docker",
+        _ => "podman",
+    };
+    let (first, said) = push("cache-a", &[]);
+    let from_storage = said.contains(&format!("from {engine_name}'s storage"));
+    if engine == Engine::PodmanRootless {
+        // berth runs as the rootless user here: files the image's other users own (mapped to sub-ids) may be
+        // unreadable to it, and then the export is the way
+        assert!(
+            from_storage || said.contains("Permission denied"),
+            "storage, or the export because a file is unreadable: {said}"
+        );
+    } else {
+        assert!(from_storage, "read from {engine_name}'s storage: {said}");
+    }
     let remembered = project.path().join("cache-a/pushed/layers");
     let count = std::fs::read_dir(&remembered)
         .map(|d| d.count())
@@ -632,13 +648,17 @@ fn pushes_with_berths_client(engine: Engine) {
         "berth compressed the layers itself and remembered them in {}",
         remembered.display()
     );
-    assert_eq!(
-        push("cache-b", &[]),
-        first,
-        "compressed anew, the same manifest"
+    let (exported, said) = push("cache-b", &["--push-via", "export"]);
+    assert!(
+        said.contains(&format!("pushing from {engine_name}'s export")),
+        "{said}"
     );
     assert_eq!(
-        push("cache-a", &[]),
+        exported, first,
+        "compressed anew from the export, the same manifest as from the storage"
+    );
+    assert_eq!(
+        push("cache-a", &[]).0,
         first,
         "from memory, the same manifest"
     );
@@ -709,6 +729,68 @@ fn pushes_with_berths_client(engine: Engine) {
     assert!(
         !project.path().join("cache-c/pushed").exists(),
         "the engine pushed: berth compressed nothing"
+    );
+    remove_local(&project, &name);
+}
+
+/// berth as root reads the rootless Podman user's storage (as skopeo's `containers-storage:` can, given the
+/// user's graph root): the image built by that user's service pushes from the storage to the manifest digest
+/// the user's own `--push-via export` push gives.
+#[test]
+fn root_pushes_a_rootless_podman_image_from_its_storage() {
+    let env = TestEnv::get();
+    let project = Project::new(Engine::PodmanRootless);
+    project.write(
+        "spec.yaml",
+        &format!(
+            "name: {}\nregistry: {}/berth-e2e\nbase_image: {}\npython_exec: /usr/bin/python3\n\
+             env: {{PUSHED_BY: root}}\nbuilder_config: {{uv_image: \"{}\"}}\n\
+             builder_options: {{install_flytekit: false}}\n",
+            unique("root-reads-rootless"),
+            env.registry,
+            env.python_image,
+            env.uv_image
+        ),
+    );
+    log_in(&project, env);
+    let built = project.build(&["--no-push", "spec.yaml"]);
+    assert_eq!(built.code, 0, "{}", built.stderr);
+    let name = built.stdout.trim().to_string();
+    let cache = project.path().join("cache-export").display().to_string();
+    let exported = project.berth_with(
+        &[
+            "-v",
+            "push",
+            "--engine",
+            "podman",
+            "--push-via",
+            "export",
+            "spec.yaml",
+        ],
+        "",
+        &[("BERTH_CACHE_DIR", &cache)],
+    );
+    assert_eq!(exported.code, 0, "{}", exported.stderr);
+
+    let cache = project.path().join("cache-root").display().to_string();
+    let mut command = std::process::Command::new(berth_tests::berth_bin());
+    command
+        .env("DOCKER_CONFIG", project.config())
+        .env(
+            "CONTAINER_HOST",
+            format!("unix://{}", env.podman_rootless_socket.display()),
+        )
+        .env("BERTH_CACHE_DIR", &cache)
+        .args(["-v", "push", "--engine", "podman", "spec.yaml"])
+        .current_dir(project.path());
+    let out = command.output().expect("run berth as root");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("from podman's storage"), "{stderr}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        exported.stdout.trim(),
+        "the same name and manifest digest as from the export"
     );
     remove_local(&project, &name);
 }

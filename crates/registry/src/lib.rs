@@ -8,7 +8,8 @@
 //! anonymous first and then basic auth or bearer tokens as the registry's `WWW-Authenticate` asks, with
 //! temporary failures retried with backoff ([`RetryPolicy`]). It also asks as a client with no credentials
 //! at all would, as the cluster that runs the images usually does ([`RegistryClient::pull_check_anonymous`]),
-//! pushes an image Docker or Podman exports, compressing its layers on every core ([`RegistryClient::push_exported`]),
+//! pushes an image Docker or Podman keeps, read from its storage ([`RegistryClient::push_stored`]) or its export
+//! ([`RegistryClient::push_exported`]), compressing its layers on every core,
 //! and says where each registry lets an owner make an image public ([`make_public`]). Every failure is a [`berth_core::Error`] whose
 //! kind is decided in one place, from the HTTP status and the registry's error body.
 
