@@ -21,6 +21,9 @@ pub(crate) struct Service {
     /// Where containers/storage keeps layers and build containers (`store.graphRoot`, `--root`): the file
     /// system a build fills.
     pub(crate) graph_root: String,
+    /// containers/storage's driver (`store.graphDriverName`): its build containers' records live in
+    /// `GRAPHROOT/DRIVER-containers`.
+    pub(crate) graph_driver: String,
 }
 
 impl PodmanEngine {
@@ -126,10 +129,15 @@ impl PodmanEngine {
             .as_str()
             .unwrap_or_default()
             .to_string();
+        let graph_driver = info["store"]["graphDriverName"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
         Ok(Service {
             version,
             rootless,
             graph_root,
+            graph_driver,
         })
     }
 
