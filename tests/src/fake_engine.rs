@@ -274,6 +274,15 @@ impl ContainerEngine for FakeEngine {
         Ok(())
     }
 
+    /// Nothing it does outlives the test process.
+    async fn leftovers(&self) -> Result<Vec<berth_core::engine::Leftover>> {
+        Ok(Vec::new())
+    }
+
+    async fn remove_leftovers(&self) -> Result<Vec<berth_core::engine::Leftover>> {
+        Ok(Vec::new())
+    }
+
     async fn remove(&self, reference: &str, _options: RemoveOptions) -> Result<()> {
         match self.with(|s| s.images.remove(reference)) {
             Some(_) => Ok(()),

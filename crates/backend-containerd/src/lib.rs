@@ -240,6 +240,26 @@ impl ContainerEngine for ContainerdEngine {
     async fn remove(&self, reference: &str, options: RemoveOptions) -> Result<()> {
         images::remove(self, reference, options).await
     }
+
+    /// Not told yet: berth's ids here (`berth-<what>-<random>`) do not name the process that made them, so what
+    /// a killed berth left cannot be told from what a running one holds. Its lease expires after a day and
+    /// containerd's collector then drops the snapshots; a RUN task it left runs on.
+    async fn leftovers(&self) -> Result<Vec<berth_core::engine::Leftover>> {
+        Err(Error::unsupported(
+            ENGINE,
+            "leftovers",
+            "berth cannot yet tell what a killed berth left in containerd from what a running one holds",
+        )
+        .with_hint(format!(
+            "`ctr -n {} tasks ls` and `ctr -n {} leases ls` show berth's (ids starting `{ID_PREFIX}`) while no berth runs",
+            self.namespace(),
+            self.namespace()
+        )))
+    }
+
+    async fn remove_leftovers(&self) -> Result<Vec<berth_core::engine::Leftover>> {
+        ContainerEngine::leftovers(self).await
+    }
 }
 
 impl ContainerdEngine {

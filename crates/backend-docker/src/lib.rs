@@ -328,6 +328,18 @@ impl ContainerEngine for DockerEngine {
         self.daemon().await?;
         self.remove_image(reference, options).await
     }
+
+    /// None, by dockerd's own doing: a killed berth's connection closes with it, and dockerd cancels the build
+    /// of a closed connection, BuildKit's (its session ends, the running step is killed, nothing is committed)
+    /// as the classic builder's (its request context ends; `forcerm`, which berth sets, removes the step's
+    /// container). tests/e2e/interrupted kills berth with SIGKILL mid-step and finds nothing left.
+    async fn leftovers(&self) -> Result<Vec<berth_core::engine::Leftover>> {
+        Ok(Vec::new())
+    }
+
+    async fn remove_leftovers(&self) -> Result<Vec<berth_core::engine::Leftover>> {
+        Ok(Vec::new())
+    }
 }
 
 /// `failed` as an out-of-space error naming Docker's storage at `root` (`DockerRootDir`; empty when the daemon

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-use berth_core::engine::{Progress, ProgressEvent};
+use berth_core::engine::{Leftover, Progress, ProgressEvent};
 use berth_core::lines::{LineSplitter, Piece};
 use berth_core::{ErrorKind, Operation, Result};
 use http::Method;
@@ -554,14 +554,61 @@ pub(crate) async fn leftovers(engine: &LxdEngine) -> Result<Leftovers> {
     Ok(Leftovers { instances, folders })
 }
 
-/// Removes the containers and folders of berth processes that are gone (killed mid-build).
-pub(crate) async fn remove_dead(engine: &LxdEngine) -> Result<()> {
+/// The containers and build folders of berth processes that are gone (killed mid-build), as leftovers.
+pub(crate) async fn dead_leftovers(engine: &LxdEngine) -> Result<Vec<Leftover>> {
+    let (instances, folders) = dead(engine).await?;
+    Ok(instances
+        .iter()
+        .map(|name| instance_leftover(name))
+        .chain(folders.iter().map(|f| folder_leftover(f)))
+        .collect())
+}
+
+fn instance_leftover(name: &str) -> Leftover {
+    Leftover {
+        what: format!(
+            "LXD container {name} of a build by berth process {}",
+            pid_of(name).unwrap_or(0)
+        ),
+        age: None,
+    }
+}
+
+fn folder_leftover(folder: &Path) -> Leftover {
+    let age = std::fs::metadata(folder)
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| std::time::SystemTime::now().duration_since(t).ok());
+    Leftover {
+        what: format!("build folder {}", folder.display()),
+        age,
+    }
+}
+
+/// The containers and folders of berth processes that are gone.
+async fn dead(engine: &LxdEngine) -> Result<(Vec<String>, Vec<PathBuf>)> {
     let found = leftovers(engine).await?;
     let dead = |name: &str| pid_of(name).is_some_and(|pid| !alive(pid));
-    for name in found.instances.iter().filter(|n| dead(n)) {
-        if engine.remote().is_some() && !made_here(engine, name).await {
-            continue;
+    let mut instances = Vec::new();
+    for name in found.instances.into_iter().filter(|n| dead(n)) {
+        // a pid names a process of the machine that made the container: on a remote server, only that one's
+        if engine.remote().is_none() || made_here(engine, &name).await {
+            instances.push(name);
         }
+    }
+    let folders = found
+        .folders
+        .into_iter()
+        .filter(|f| f.file_name().and_then(|n| n.to_str()).is_some_and(dead))
+        .collect();
+    Ok((instances, folders))
+}
+
+/// Removes the containers and folders of berth processes that are gone (killed mid-build); what it removed.
+pub(crate) async fn remove_dead(engine: &LxdEngine) -> Result<Vec<Leftover>> {
+    let (instances, folders) = dead(engine).await?;
+    let mut removed = Vec::new();
+    for name in &instances {
         // another build may be removing it too: what matters is that it goes
         if let Err(e) = delete(&engine.lxd, name).await {
             let still_there = engine
@@ -578,17 +625,15 @@ pub(crate) async fn remove_dead(engine: &LxdEngine) -> Result<()> {
                 return Err(e);
             }
         }
+        removed.push(instance_leftover(name));
     }
-    for folder in found.folders {
-        if folder
-            .file_name()
-            .and_then(|n| n.to_str())
-            .is_some_and(dead)
-        {
-            let _ = std::fs::remove_dir_all(&folder);
+    for folder in folders {
+        let leftover = folder_leftover(&folder);
+        if std::fs::remove_dir_all(&folder).is_ok() {
+            removed.push(leftover);
         }
     }
-    Ok(())
+    Ok(removed)
 }
 
 /// Whether container `name` on a remote server was made by a berth on this machine (one made before berth

@@ -344,4 +344,13 @@ impl ContainerEngine for LxdEngine {
     async fn remove(&self, reference: &str, options: RemoveOptions) -> Result<()> {
         images::remove(&self.store(Operation::Remove)?, reference, options)
     }
+
+    /// Containers and build folders named for a berth process that no longer runs (`berth-<pid>-<n>`).
+    async fn leftovers(&self) -> Result<Vec<berth_core::engine::Leftover>> {
+        instance::dead_leftovers(self).await
+    }
+
+    async fn remove_leftovers(&self) -> Result<Vec<berth_core::engine::Leftover>> {
+        instance::remove_dead(self).await
+    }
 }

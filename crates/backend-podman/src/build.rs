@@ -21,7 +21,7 @@ use http::Method;
 use crate::client::{self, query, Lines};
 use crate::errors::{io_error, to_error, to_error_saying, Failure, Op};
 use crate::images::with_algorithm;
-use crate::{auth_header, registry_hosts, PodmanEngine, ENGINE};
+use crate::{auth_header, registry_hosts, steps, PodmanEngine, ENGINE};
 use berth_context as context;
 
 /// Lines of a step's output kept for the failure message.
@@ -121,6 +121,12 @@ async fn build_once(
     if plain_http {
         params.push(("tlsVerify", "false".to_string()));
     }
+    // the mark that lets berth find this build's steps when it gives the build up (see `steps`)
+    let mark = steps::Mark::next();
+    params.push((
+        "extrahosts",
+        serde_json::Value::from(vec![mark.extra_host()]).to_string(),
+    ));
     if !secret_specs.is_empty() {
         params.push(("secrets", serde_json::Value::from(secret_specs).to_string()));
     }
@@ -164,6 +170,7 @@ async fn build_once(
     }
 
     let path = format!("/libpod/build?{}", query(&params));
+    let guard = steps::StopOnDrop::new(mark, engine.local_options());
     let sent = engine
         .client
         .send(Method::POST, &path, &headers, client::streaming(tar.body))
@@ -203,6 +210,7 @@ async fn build_once(
         .map_err(|e| io_error(e, Op::Build, engine.socket()))?
     {
         if let Some(message) = line["error"].as_str() {
+            guard.finished();
             return Err(log.failure(engine, message));
         }
         if let Some(text) = line["stream"].as_str() {
@@ -210,6 +218,7 @@ async fn build_once(
         }
     }
     log.flush();
+    guard.finished();
     match tar.writer.await {
         Ok(Ok(())) => {}
         Ok(Err(e)) => {

@@ -21,7 +21,8 @@ pub(crate) struct Service {
     /// Where containers/storage keeps layers and build containers (`store.graphRoot`, `--root`): the file
     /// system a build fills.
     pub(crate) graph_root: String,
-    /// containers/storage's driver (`store.graphDriverName`): how the graph root is laid out.
+    /// containers/storage's driver (`store.graphDriverName`): how the graph root is laid out (its build
+    /// containers' records live in `GRAPHROOT/DRIVER-containers`).
     pub(crate) graph_driver: String,
     /// Where the service writes images while it pushes, exports or inspects them (`store.imageCopyTmpDir`:
     /// its `TMPDIR`, else `image_copy_tmp_dir`, `/var/tmp` by default).

@@ -34,8 +34,10 @@ pub mod endpoint;
 mod errors;
 mod export;
 mod images;
+mod leftovers;
 mod provider;
 mod space;
+pub mod steps;
 mod transfer;
 
 use std::time::Duration;
@@ -108,6 +110,17 @@ impl PodmanEngine {
 
     fn socket(&self) -> &endpoint::Address {
         &self.client.address
+    }
+
+    /// Options that reach this same service again, when it listens on this host (`None` over SSH).
+    pub(crate) fn local_options(&self) -> Option<PodmanOptions> {
+        match self.socket() {
+            endpoint::Address::Unix(path) => Some(PodmanOptions {
+                socket: Some(path.display().to_string()),
+                ..self.options.clone()
+            }),
+            endpoint::Address::Ssh { .. } => None,
+        }
     }
 
     /// How cache mounts are rendered for this service, and the warning when they cannot be kept (see [`cache`]):
@@ -233,6 +246,16 @@ impl ContainerEngine for PodmanEngine {
     async fn remove(&self, reference: &str, options: RemoveOptions) -> Result<()> {
         self.reachable().await?;
         self.remove_image(reference, options).await
+    }
+
+    /// RUN steps still running and buildah working containers whose build carries the mark of a berth process
+    /// that is gone ([`steps`], `leftovers`); found where berth can see them (a service on this host).
+    async fn leftovers(&self) -> Result<Vec<berth_core::engine::Leftover>> {
+        leftovers::leftovers(self).await
+    }
+
+    async fn remove_leftovers(&self) -> Result<Vec<berth_core::engine::Leftover>> {
+        leftovers::remove_leftovers(self).await
     }
 }
 

@@ -84,6 +84,11 @@ impl EngineProvider for PodmanProvider {
         Ok(Box::new(PodmanEngine::connect(options(settings)).await?))
     }
 
+    /// A build given up on a service of this host ends its RUN steps on a thread of its own (`steps`).
+    fn wait_for_background_work(&self) {
+        berth_core::background::wait();
+    }
+
     fn doctor_help(&self) -> Option<&'static str> {
         Some(crate::doctor::HELP)
     }

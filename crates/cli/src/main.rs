@@ -72,11 +72,11 @@ async fn until_interrupted(
     tokio::select! {
         result = work => result,
         _ = tokio::signal::ctrl_c() => {
-            eprintln!("interrupted: stopped (berth removes what it started; Docker, containerd and LXD stop the build)");
+            eprintln!("interrupted: stopped (berth removes what it started; every engine stops the build)");
             Ok(ExitStatus::Interrupted)
         }
         _ = terminate.recv() => {
-            eprintln!("terminated: stopped (berth removes what it started; Docker, containerd and LXD stop the build)");
+            eprintln!("terminated: stopped (berth removes what it started; every engine stops the build)");
             Ok(ExitStatus::Interrupted)
         }
     }

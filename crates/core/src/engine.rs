@@ -218,6 +218,16 @@ pub struct ImageDetails {
     pub layers: Vec<String>,
 }
 
+/// Something a berth process that is gone (killed with SIGKILL, crashed, its machine reset) left in an engine:
+/// a build step still running, a build container, a lease. See [`ContainerEngine::leftovers`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Leftover {
+    /// What it is, for a person (`a RUN step still running (pid 123: ...)`, `LXD container berth-77-0`).
+    pub what: String,
+    /// How long ago it was made, when the engine tells.
+    pub age: Option<std::time::Duration>,
+}
+
 /// Something that happened during a long operation, for progress display.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ProgressEvent {
@@ -320,6 +330,12 @@ pub trait ContainerEngine: Send + Sync {
     async fn tag(&self, source: &str, target: &str) -> Result<()>;
     /// Removes a local image reference.
     async fn remove(&self, reference: &str, options: RemoveOptions) -> Result<()>;
+    /// What berth processes that are gone left in this engine (see [`Leftover`]). Never what a running berth
+    /// uses: each backend says in its docs how it tells a leftover from a build in progress. No default: an
+    /// engine that can be left nothing says why in its implementation.
+    async fn leftovers(&self) -> Result<Vec<Leftover>>;
+    /// Removes what [`ContainerEngine::leftovers`] finds; returns what it removed.
+    async fn remove_leftovers(&self) -> Result<Vec<Leftover>>;
 }
 
 /// Conveniences built from [`ContainerEngine`]'s methods, for every engine.

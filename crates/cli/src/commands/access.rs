@@ -96,6 +96,7 @@ impl EngineChoice {
         let engine = berth_engines::connect(self.kind, &self.config, self.shared.clone())
             .await
             .map_err(|e| berth_engines::blame_named(self.kind, self.named.as_ref(), e))?;
+        remove_leftovers(engine.as_ref()).await;
         if let Some(options) = self.registry.as_ref().filter(|o| asks_registry_access(o)) {
             // only asked when a flag could be lost: Docker's capabilities cost a request
             if let Ok(capabilities) = engine.capabilities().await {
@@ -107,6 +108,27 @@ impl EngineChoice {
         }
         Ok(engine)
     }
+}
+
+/// Removes what killed berth processes left in `engine` and says so in one line; an engine that cannot tell
+/// (or fails to) is left as it is: `berth doctor` lists what it knows.
+async fn remove_leftovers(engine: &dyn ContainerEngine) {
+    if let Ok(removed) = engine.remove_leftovers().await {
+        if let Some(line) = removed_line(engine.name(), &removed) {
+            crate::progress::output().say(&line);
+        }
+    }
+}
+
+/// The one line saying what was removed: `removed what a killed berth left in podman: A; B`.
+fn removed_line(engine: &str, removed: &[berth_core::engine::Leftover]) -> Option<String> {
+    (!removed.is_empty()).then(|| {
+        let what: Vec<&str> = removed.iter().map(|l| l.what.as_str()).collect();
+        format!(
+            "removed what a killed berth left in {engine}: {}",
+            what.join("; ")
+        )
+    })
 }
 
 /// Whether `options` hold anything an engine might not apply: `--ca-file` or `--insecure-registry`.

@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 
 use crate::args::DoctorArgs;
 use crate::config::Config;
-use crate::doctor::{engines, registry, report};
+use crate::doctor::{engines, leftovers, registry, report};
 use crate::exit::ExitStatus;
 
 /// Runs `berth doctor`.
@@ -57,6 +57,28 @@ pub async fn run(args: &DoctorArgs) -> Result<ExitStatus> {
         title: "engines".into(),
         findings: engine_findings,
     }];
+
+    // What killed berth processes left, in each engine that answers.
+    let mut left = Vec::new();
+    let mut left_json = serde_json::Map::new();
+    for probe in probes.iter().filter(|p| p.answer.is_ok()) {
+        let settings = facts.settings(probe.kind);
+        let answer = match probe.kind.provider().connect(&settings).await {
+            Ok(engine) => engine.leftovers().await,
+            Err(e) => Err(e),
+        };
+        let findings = leftovers::findings(probe.kind.name(), answer);
+        left_json.insert(
+            probe.kind.name().to_string(),
+            checks::findings_json(&findings),
+        );
+        left.extend(findings);
+    }
+    json["leftovers"] = Value::Object(left_json);
+    sections.push(Section {
+        title: "leftovers".into(),
+        findings: left,
+    });
 
     // Each engine's own checks: sections of its own, and findings about the registry.
     let mut found = Vec::new();

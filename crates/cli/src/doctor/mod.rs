@@ -1,5 +1,6 @@
 //! `berth doctor`'s checks that are not about one engine: whether each engine of the table answers and which
-//! one berth would build with ([`engines`]), the registry's credentials ([`registry`]), and the report
+//! one berth would build with ([`engines`]), what killed berth processes left in each
+//! engine ([`leftovers`]), the registry's credentials ([`registry`]), and the report
 //! ([`report`]). Each engine's own checks (rootless Podman, Docker's `daemon.json`) come from its provider
 //! (`EngineProvider::doctor` in berth-core), so this module names no engine.
 //!
@@ -7,5 +8,6 @@
 //! with real-looking inputs.
 
 pub mod engines;
+pub mod leftovers;
 pub mod registry;
 pub mod report;

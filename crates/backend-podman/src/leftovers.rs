@@ -1,0 +1,245 @@
+//! What a berth that is gone left in a Podman service on this host, and the end of a build berth gave up.
+//!
+//! Both rest on a build's [`Mark`] (see [`crate::steps`]): it is in the `/etc/hosts` of the build's RUN steps
+//! and in the record buildah keeps of each working container (`buildah.json`, `CommonBuildOpts.AddHost`,
+//! under `GRAPHROOT/DRIVER-containers/ID/userdata`). A mark names the berth process that made it (pid and
+//! start time), so a step or working container is a leftover exactly when that process no longer runs: a
+//! berth still building (this one or another) keeps its own, and builds of other clients carry no mark at
+//! all and are never touched.
+//!
+//! Ending a leftover step is enough when the service still runs its build: buildah sees the step fail, commits
+//! nothing and removes its working container (measured on Podman 4.3.1). A working container whose build the
+//! service no longer runs (the service was restarted meanwhile) stays; it is removed with
+//! `DELETE /libpod/containers/{id}?force=true`, which libpod 4.3 accepts for buildah's containers.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, SystemTime};
+
+use berth_core::engine::Leftover;
+use berth_core::Result;
+use http::Method;
+
+use crate::errors::Op;
+use crate::steps::{self, Mark, MarkedStep};
+use crate::{endpoint, PodmanEngine, PodmanOptions};
+
+/// A buildah working container that carries a mark.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MarkedContainer {
+    /// Its id.
+    pub id: String,
+    /// Its name (`IMAGE-working-container`).
+    pub name: String,
+    /// Its build's mark.
+    pub mark: Mark,
+    /// How long ago buildah made it.
+    pub age: Option<Duration>,
+}
+
+/// Where the service's storage keeps its containers' records, when berth can read them (a service on this
+/// host, as its own user or root).
+async fn records(engine: &PodmanEngine) -> Result<Option<PathBuf>> {
+    if !matches!(engine.socket(), endpoint::Address::Unix(_)) {
+        return Ok(None);
+    }
+    let service = engine.service().await?;
+    if service.graph_root.is_empty() || service.graph_driver.is_empty() {
+        return Ok(None);
+    }
+    let dir = Path::new(&service.graph_root).join(format!("{}-containers", service.graph_driver));
+    Ok(dir.is_dir().then_some(dir))
+}
+
+/// The ids of the service's buildah working containers (libpod's "external" ones, state `storage`).
+async fn working_containers(engine: &PodmanEngine) -> Result<Vec<String>> {
+    let listing = engine
+        .get_json(
+            "/libpod/containers/json?all=true&external=true",
+            Op::Inspect,
+        )
+        .await?;
+    Ok(listing
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|c| c["State"] == "storage")
+        .filter_map(|c| c["Id"].as_str().map(str::to_string))
+        .collect())
+}
+
+/// The marked working containers of the service, read from their records (none when berth cannot read
+/// them). A service without working containers costs one listing.
+async fn marked_in_service(engine: &PodmanEngine) -> Result<Vec<MarkedContainer>> {
+    let ids = working_containers(engine).await?;
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let Some(dir) = records(engine).await? else {
+        return Ok(Vec::new());
+    };
+    Ok(marked_containers(&dir, &ids))
+}
+
+/// The marked working containers recorded under `dir`, of those with `ids` (all, when `ids` is empty).
+fn marked_containers(dir: &Path, ids: &[String]) -> Vec<MarkedContainer> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|e| e.ok())
+        .filter(|e| ids.is_empty() || ids.iter().any(|id| e.file_name() == id.as_str()))
+        .filter_map(|entry| {
+            let record = entry.path().join("userdata/buildah.json");
+            let text = std::fs::read(&record).ok()?;
+            let builder: serde_json::Value = serde_json::from_slice(&text).ok()?;
+            let mark = builder["CommonBuildOpts"]["AddHost"]
+                .as_array()?
+                .iter()
+                .filter_map(|h| h.as_str()?.split(':').next())
+                .find_map(Mark::parse)?;
+            let age = std::fs::metadata(&record)
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| SystemTime::now().duration_since(t).ok());
+            Some(MarkedContainer {
+                id: entry.file_name().to_string_lossy().into_owned(),
+                name: builder["container-name"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+                mark,
+                age,
+            })
+        })
+        .collect()
+}
+
+/// How a leftover step reads in a message.
+fn step_leftover(step: &MarkedStep) -> Leftover {
+    let command: String = step.command.chars().take(80).collect();
+    Leftover {
+        what: format!(
+            "a RUN step still running (pid {}: `{command}`) of a build by berth process {}",
+            step.pid, step.mark.pid
+        ),
+        age: Some(step.age),
+    }
+}
+
+/// How a leftover working container reads in a message.
+fn container_leftover(container: &MarkedContainer) -> Leftover {
+    let short: String = container.id.chars().take(12).collect();
+    Leftover {
+        what: format!(
+            "buildah working container {} ({short}) of a build by berth process {}",
+            container.name, container.mark.pid
+        ),
+        age: container.age,
+    }
+}
+
+/// The steps and working containers of berth processes that are gone.
+pub(crate) async fn leftovers(engine: &PodmanEngine) -> Result<Vec<Leftover>> {
+    if !matches!(engine.socket(), endpoint::Address::Unix(_)) {
+        return Ok(Vec::new());
+    }
+    let mut found: Vec<Leftover> = orphan_steps().iter().map(step_leftover).collect();
+    found.extend(
+        marked_in_service(engine)
+            .await?
+            .iter()
+            .filter(|c| !c.mark.owner_alive())
+            .map(container_leftover),
+    );
+    Ok(found)
+}
+
+fn orphan_steps() -> Vec<MarkedStep> {
+    steps::marked_steps()
+        .into_iter()
+        .filter(|s| !s.mark.owner_alive())
+        .collect()
+}
+
+/// How long the service may take to drop a working container after its step was ended, before berth removes
+/// the container itself.
+const SETTLE: Duration = Duration::from_secs(10);
+
+/// Ends the steps and removes the working containers of berth processes that are gone; what it removed.
+pub(crate) async fn remove_leftovers(engine: &PodmanEngine) -> Result<Vec<Leftover>> {
+    if !matches!(engine.socket(), endpoint::Address::Unix(_)) {
+        return Ok(Vec::new());
+    }
+    let orphans = orphan_steps();
+    steps::end(&orphans);
+    let mut removed: Vec<Leftover> = orphans.iter().map(step_leftover).collect();
+    let dead = || async {
+        let marked = marked_in_service(engine).await?;
+        Ok::<_, berth_core::Error>(
+            marked
+                .into_iter()
+                .filter(|c| !c.mark.owner_alive())
+                .collect::<Vec<_>>(),
+        )
+    };
+    // a build the service still runs removes its container once its step ended: give it the moment
+    let until = Instant::now() + SETTLE;
+    let mut left = dead().await?;
+    while !orphans.is_empty() && !left.is_empty() && Instant::now() < until {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        left = dead().await?;
+    }
+    for container in left {
+        let path = format!("/libpod/containers/{}?force=true", container.id);
+        match engine.request(Method::DELETE, &path, Op::Remove).await {
+            Ok(_) => removed.push(container_leftover(&container)),
+            // the service removed it meanwhile: gone all the same
+            Err(_) if !working_containers(engine).await?.contains(&container.id) => {
+                removed.push(container_leftover(&container))
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(removed)
+}
+
+/// Upper bound for ending a given-up build: berth's exit waits for it.
+const GIVE_UP_LIMIT: Duration = Duration::from_secs(60);
+/// How long a given-up build is watched when none of it shows: the service may still be starting it (the
+/// request was sent, its first step not begun), and a build it starts after the hang-up runs at least until its
+/// first step, which this then ends.
+const START_GRACE: Duration = Duration::from_secs(5);
+
+/// Ends the build marked `mark` on the service `options` names (on this host): until none of its working
+/// containers remains (and at least [`START_GRACE`] passed), its steps are ended as they appear. Runs on a
+/// thread of its own (`berth_core::background`), with a runtime of its own.
+pub(crate) fn end_build(options: PodmanOptions, mark: Mark) {
+    let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    else {
+        return steps::end_build(mark);
+    };
+    runtime.block_on(async move {
+        let dir = match PodmanEngine::new(options) {
+            Ok(engine) => records(&engine).await.ok().flatten(),
+            Err(_) => None,
+        };
+        let started = Instant::now();
+        while started.elapsed() < GIVE_UP_LIMIT {
+            let steps: Vec<MarkedStep> = steps::marked_steps()
+                .into_iter()
+                .filter(|s| s.mark == mark)
+                .collect();
+            steps::end(&steps);
+            let building = match &dir {
+                Some(dir) => marked_containers(dir, &[]).iter().any(|c| c.mark == mark),
+                None => !steps.is_empty(),
+            };
+            if !building && started.elapsed() >= START_GRACE {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    });
+}
