@@ -27,12 +27,15 @@ use crate::syncfilter::Filter;
 
 /// The local source names the Dockerfile frontend asks for with `remote=client-session`.
 const LOCAL_NAMES: [&str; 2] = ["context", "dockerfile"];
-/// Bytes per `DATA` packet, well under gRPC's 4 MiB message limit.
-const CHUNK: usize = 128 * 1024;
+/// Bytes per `DATA` packet. Small on purpose: the daemon's gRPC client starts with a 64 KiB connection window,
+/// and the h2 sender hands window to the stream that asked first; a stream asking for more than the window at once
+/// stays first and keeps it all, so the daemon's health checks, answered on the same connection, wait behind the
+/// whole transfer and BuildKit (v0.8: one check a second, 10 s to answer) drops the session mid-transfer.
+const CHUNK: usize = 16 * 1024;
 /// Files read at once; BuildKit asks for many together.
 const PARALLEL: usize = 4;
 /// Packets queued towards the connection: memory stays under `CHUNK × (QUEUE + PARALLEL)`.
-const QUEUE: usize = 16;
+const QUEUE: usize = 64;
 
 /// What the syncs of one build did, read by the build once the daemon has answered.
 #[derive(Debug, Default)]
@@ -174,22 +177,36 @@ impl FileSync for ContextSync {
 
 type Sender = mpsc::Sender<Result<Packet, Status>>;
 
-/// One sync: every `STAT`, then the files BuildKit asks for, until its `FIN`.
+/// Stops a task when the sync it belongs to ends.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// One sync: every `STAT`, and meanwhile the files BuildKit asks for, until its `FIN`. BuildKit asks for files
+/// while the `STAT`s still come, and stops reading them while its requests wait, so both go at once.
 async fn serve(
     nodes: Vec<Node>,
     mut inbound: Streaming<Packet>,
     tx: Sender,
     report: Arc<SyncReport>,
 ) {
-    for node in &nodes {
-        if tx.send(Ok(stat(node))).await.is_err() {
-            return;
-        }
-    }
-    if tx.send(Ok(packet(PacketType::PacketStat))).await.is_err() {
-        return;
-    }
     let nodes = Arc::new(nodes);
+    let walk = {
+        let (nodes, tx) = (Arc::clone(&nodes), tx.clone());
+        tokio::spawn(async move {
+            for node in nodes.iter() {
+                if tx.send(Ok(stat(node))).await.is_err() {
+                    return;
+                }
+            }
+            let _ = tx.send(Ok(packet(PacketType::PacketStat))).await;
+        })
+    };
+    let _stop_walk = AbortOnDrop(walk);
     let slots = Arc::new(Semaphore::new(PARALLEL));
     // the daemon going away (build cancelled or failed) ends the loop; it has said why elsewhere
     while let Ok(Some(message)) = inbound.message().await {
