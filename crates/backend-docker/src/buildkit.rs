@@ -1,6 +1,6 @@
-//! Builds with BuildKit: a session of berth's own ([`crate::session`]) plus `POST /build?version=2` carrying the
-//! context tar as a streamed body, or, with [`crate::DockerOptions::context_by_file_sync`], an empty body and
-//! `remote=client-session`, the session serving the context by file sync ([`crate::filesync`]).
+//! Builds with BuildKit: a session of berth's own ([`crate::session`]) serving the context by file sync
+//! ([`crate::filesync`]) plus `POST /build?version=2&remote=client-session` with an empty body; with
+//! [`crate::DockerOptions::context_by_file_sync`] off, the context tar as a streamed body instead.
 //!
 //! This is bollard's `build_image` request made by hand, for one reason: bollard opens the session itself and
 //! serves only registry credentials in it, so `RUN --mount=type=secret` would see nothing. With berth's session

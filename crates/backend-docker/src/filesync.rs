@@ -19,7 +19,7 @@ use berth_core::{Error, ErrorKind};
 use bollard::fsutil::types::packet::PacketType;
 use bollard::fsutil::types::{Packet, Stat};
 use bollard::moby::filesync::packet::file_sync_server::FileSync;
-use tokio::sync::{mpsc, Semaphore};
+use tokio::sync::mpsc;
 use tonic::metadata::MetadataMap;
 use tonic::{Request, Response, Status, Streaming};
 
@@ -187,7 +187,10 @@ impl Drop for AbortOnDrop {
 }
 
 /// One sync: every `STAT`, and meanwhile the files BuildKit asks for, until its `FIN`. BuildKit asks for files
-/// while the `STAT`s still come, and stops reading them while its requests wait, so both go at once.
+/// while the `STAT`s still come, and stops reading them while its requests wait, so both go at once. Requests
+/// are read as they come and queued for the readers of files: HTTP/2 counts unread request bytes against the
+/// whole connection's window, and a connection whose window is full carries nothing else, not even BuildKit's
+/// health checks (unanswered for 10 s, BuildKit drops the session).
 async fn serve(
     nodes: Vec<Node>,
     mut inbound: Streaming<Packet>,
@@ -207,7 +210,33 @@ async fn serve(
         })
     };
     let _stop_walk = AbortOnDrop(walk);
-    let slots = Arc::new(Semaphore::new(PARALLEL));
+    // one small entry per requested file: at most the context's file count
+    let (requests, queue) = mpsc::unbounded_channel::<u32>();
+    let queue = Arc::new(tokio::sync::Mutex::new(queue));
+    let _readers: Vec<AbortOnDrop> = (0..PARALLEL)
+        .map(|_| {
+            let (queue, nodes, tx, report) = (
+                Arc::clone(&queue),
+                Arc::clone(&nodes),
+                tx.clone(),
+                Arc::clone(&report),
+            );
+            AbortOnDrop(tokio::spawn(async move {
+                loop {
+                    let next = queue.lock().await.recv().await;
+                    let Some(id) = next else { return };
+                    let (nodes, tx, report) = (Arc::clone(&nodes), tx.clone(), Arc::clone(&report));
+                    let sent = tokio::task::spawn_blocking(move || {
+                        send_file(&nodes[id as usize], id, &tx, &report)
+                    })
+                    .await;
+                    if sent.is_err() {
+                        return;
+                    }
+                }
+            }))
+        })
+        .collect();
     // the daemon going away (build cancelled or failed) ends the loop; it has said why elsewhere
     while let Ok(Some(message)) = inbound.message().await {
         match PacketType::try_from(message.r#type) {
@@ -224,14 +253,9 @@ async fn serve(
                         .await;
                     return;
                 }
-                let Ok(permit) = Arc::clone(&slots).acquire_owned().await else {
+                if requests.send(message.id).is_err() {
                     return;
-                };
-                let (nodes, tx, report) = (Arc::clone(&nodes), tx.clone(), Arc::clone(&report));
-                tokio::task::spawn_blocking(move || {
-                    send_file(&nodes[index], message.id, &tx, &report);
-                    drop(permit);
-                });
+                }
             }
             Ok(PacketType::PacketFin) => {
                 let _ = tx.send(Ok(packet(PacketType::PacketFin))).await;

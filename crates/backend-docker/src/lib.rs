@@ -4,9 +4,9 @@
 //! else the Docker context of `DOCKER_CONTEXT` or `config.json`, else `/var/run/docker.sock`) and talks to it through bollard. Builds use BuildKit when the daemon has it,
 //! with a BuildKit session of berth's own that serves registry credentials and build secrets, so cache mounts,
 //! secret mounts and authenticated base images all work on one path; otherwise the classic builder, which
-//! refuses plans that mount anything into RUN steps. The context goes as a tar generated while it is sent, or,
-//! with [`DockerOptions::context_by_file_sync`], through the BuildKit session's file sync. Either way the
-//! context's size does not matter for memory. Every failure is a berth [`Error`] whose kind is decided in one
+//! refuses plans that mount anything into RUN steps. BuildKit reads the context through the session's file sync
+//! ([`DockerOptions::context_by_file_sync`]: only the files it does not have from the last build); the classic
+//! builder gets a tar generated while it is sent. Either way the context's size does not matter for memory. Every failure is a berth [`Error`] whose kind is decided in one
 //! function ([`errors`]'s `classify`).
 
 mod buildkit;
@@ -83,10 +83,8 @@ pub struct DockerOptions {
     /// Which builder to use.
     pub builder: Builder,
     /// BuildKit builds serve the context through the session's file sync (`FileSync/DiffCopy`, as the docker CLI
-    /// does: BuildKit keeps the files of the last build and fetches only new and changed ones) instead of a tar
-    /// in the request body. Off by default: on dockerd 20.10 a first transfer that takes longer than about 10 s
-    /// (a 1 GiB context here) loses the session, because BuildKit's health checks, answered on the same
-    /// HTTP/2 connection, are not answered in time while the files stream (not fixed yet).
+    /// does: BuildKit keeps the files of the last build and fetches only new and changed ones); `false` sends it
+    /// as a tar in the request body, which BuildKit stores and extracts on every build. On by default.
     pub context_by_file_sync: bool,
 }
 
@@ -100,7 +98,7 @@ impl Default for DockerOptions {
             connect_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(30 * 60),
             builder: Builder::Auto,
-            context_by_file_sync: false,
+            context_by_file_sync: true,
         }
     }
 }

@@ -1,5 +1,5 @@
-//! The BuildKit build context through the session's file sync (`DockerOptions::context_by_file_sync`), on the
-//! real test daemon: a rebuild after one file
+//! The BuildKit build context through the session's file sync (`DockerOptions::context_by_file_sync`, the
+//! default; set here so the tests keep testing it), on the real test daemon: a rebuild after one file
 //! of a large context changed sends only that file, and a file that changes while berth reads it fails the build
 //! naming it. Needs `scripts/env/up.sh`.
 
