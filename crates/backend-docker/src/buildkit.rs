@@ -1,10 +1,11 @@
 //! Builds with BuildKit: a session of berth's own ([`crate::session`]) serving the context by file sync
-//! ([`crate::filesync`]), plus `POST /build?version=2&remote=client-session`.
+//! ([`crate::filesync`]) plus `POST /build?version=2&remote=client-session` with an empty body; with
+//! [`crate::DockerOptions::context_by_file_sync`] off, the context tar as a streamed body instead.
 //!
 //! This is bollard's `build_image` request made by hand, for one reason: bollard opens the session itself and
 //! serves only registry credentials in it, so `RUN --mount=type=secret` would see nothing. With berth's session
-//! the same single path handles cache mounts, secret mounts and authenticated base images, sends only the
-//! context files BuildKit does not have yet, and reports BuildKit's progress as it comes.
+//! the same single path handles cache mounts, secret mounts and authenticated base images, streams the context
+//! without holding it in memory, and reports BuildKit's progress as it comes.
 
 use berth_core::engine::{BuildOptions, BuiltImage, Network, Progress, ProgressEvent};
 use berth_core::lines::Piece;
@@ -17,7 +18,7 @@ use crate::errors::{io_error, to_error, to_error_saying, Failure, Op};
 use crate::filesync::ContextSync;
 use crate::progress::{BuildLog, OVERLONG};
 use crate::DockerEngine;
-use berth_context::DOCKERFILE_NAME;
+use berth_context::{self as context, DOCKERFILE_NAME};
 
 /// The id of the [`ProgressEvent::Transfer`] a BuildKit build reports last: the context bytes the session sent
 /// (`current`) of all the context holds (`total`).
@@ -33,28 +34,43 @@ pub(crate) async fn build(
     let endpoint = engine.endpoint_name();
     let secrets = crate::check_secrets(plan)?;
     let timeout = engine.options.connect_timeout;
-    let sync = ContextSync::new(berth_core::render::dockerfile(plan), plan.context.clone())
-        .map_err(|e| {
-            e.with_engine(crate::ENGINE)
-                .with_operation(berth_core::Operation::Build)
-        })?;
-    let report = sync.report();
+    let by_sync = engine.options.context_by_file_sync;
+    let dockerfile = berth_core::render::dockerfile(plan);
+    let as_build_error = |e: Error| {
+        e.with_engine(crate::ENGINE)
+            .with_operation(berth_core::Operation::Build)
+    };
+    let (sync, tar) = if by_sync {
+        let sync = ContextSync::new(dockerfile, plan.context.clone()).map_err(as_build_error)?;
+        (Some(sync), None)
+    } else {
+        let tar = context::stream(crate::ENGINE, dockerfile, plan.context.clone(), Vec::new())?;
+        (None, Some(tar))
+    };
+    let report = sync.as_ref().map(ContextSync::report);
     let session = crate::session::open(
         &engine.endpoint,
         timeout,
         &options.credentials,
         secrets,
-        Some(sync),
+        sync,
     )
     .await
     .map_err(|e| io_error(e, Op::Build, &endpoint))?;
 
-    // no body: the context goes through the session, which BuildKit asks for the `context` and
-    // `dockerfile` local sources
-    let uri = format!("/build?{}", query(plan, options, &session.id));
+    // with file sync the body is empty: BuildKit asks the session for the `context` and `dockerfile` sources
+    let (body, writer) = match tar {
+        Some(tar) => (berth_http::client::streaming(tar.body), Some(tar.writer)),
+        None => (
+            berth_http::client::streaming(futures_util::stream::empty()),
+            None,
+        ),
+    };
+    let uri = format!("/build?{}", query(plan, options, &session.id, by_sync));
     let request = http::Request::post(uri)
         .header(http::header::HOST, HOST_HEADER)
-        .body(http_body_util::Empty::<bytes::Bytes>::new())
+        .header(http::header::CONTENT_TYPE, "application/x-tar")
+        .body(body)
         .map_err(|e| Error::new(ErrorKind::InvalidSpec, e.to_string()))?;
     let stream = dial(&engine.endpoint, timeout)
         .await
@@ -64,27 +80,35 @@ pub(crate) async fn build(
     let outcome = match berth_http::client::send(stream, request).await {
         Ok(exchange) => {
             let outcome = follow(exchange.response, log, &endpoint).await;
+            // Stop sending: a failed build leaves the rest of the context unread.
             exchange.connection.abort();
             outcome
         }
         Err(e) => Err(io_error(e, Op::Build, &endpoint)),
     };
     drop(session);
-    // a context file that could not be read, or changed while read, explains a failure better than what the
-    // daemon saw of it
-    if let Some(failure) = report.take_failure() {
-        if outcome.is_err() {
-            return Err(failure
-                .with_engine(crate::ENGINE)
-                .with_operation(berth_core::Operation::Build));
+    // Then hear from the context's side: a file that could not be read, or changed while read, explains a
+    // failure better than what the daemon saw of it.
+    if let Some(writer) = writer {
+        if let Ok(Err(tar_error)) = writer.await {
+            if tar_error.kind() != ErrorKind::Cancelled {
+                return Err(as_build_error(tar_error));
+            }
         }
     }
-    let (sent, total) = report.sent();
-    progress.event(ProgressEvent::Transfer {
-        id: CONTEXT_TRANSFER.to_string(),
-        current: sent,
-        total: Some(total),
-    });
+    if let Some(report) = report {
+        if let Some(failure) = report.take_failure() {
+            if outcome.is_err() {
+                return Err(as_build_error(failure));
+            }
+        }
+        let (sent, total) = report.sent();
+        progress.event(ProgressEvent::Transfer {
+            id: CONTEXT_TRANSFER.to_string(),
+            current: sent,
+            total: Some(total),
+        });
+    }
     outcome
 }
 
@@ -154,16 +178,18 @@ async fn follow(
     Ok(BuiltImage { id })
 }
 
-/// The `/build` query: BuildKit, the session, the generated Dockerfile, tags, platform, network, cache.
-fn query(plan: &BuildPlan, options: &BuildOptions, session: &str) -> String {
-    let mut pairs: Vec<(&str, String)> = vec![
-        ("version", "2".into()),
-        ("session", session.into()),
-        ("remote", "client-session".into()),
+/// The `/build` query: BuildKit, the session (and the context through it, `by_sync`), the generated
+/// Dockerfile, tags, platform, network, cache.
+fn query(plan: &BuildPlan, options: &BuildOptions, session: &str, by_sync: bool) -> String {
+    let mut pairs: Vec<(&str, String)> = vec![("version", "2".into()), ("session", session.into())];
+    if by_sync {
+        pairs.push(("remote", "client-session".into()));
+    }
+    pairs.extend([
         ("dockerfile", DOCKERFILE_NAME.into()),
         ("rm", "1".into()),
         ("forcerm", "1".into()),
-    ];
+    ]);
     for tag in &options.tags {
         pairs.push(("t", tag.clone()));
     }
@@ -228,10 +254,11 @@ mod tests {
             network: Network::Host,
             ..BuildOptions::default()
         };
-        let q = query(&plan, &options, "s1");
+        assert!(query(&plan, &options, "s1", true).contains("&remote=client-session&"));
+        let q = query(&plan, &options, "s1", false);
         assert_eq!(
             q,
-            "version=2&session=s1&remote=client-session&dockerfile=.berth.Dockerfile&rm=1&forcerm=1\
+            "version=2&session=s1&dockerfile=.berth.Dockerfile&rm=1&forcerm=1\
              &t=r%3A5000%2Fa%3A1&t=r%3A5000%2Fa%3Alatest&platform=linux%2Famd64&networkmode=host"
         );
     }

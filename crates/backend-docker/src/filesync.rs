@@ -19,7 +19,7 @@ use berth_core::{Error, ErrorKind};
 use bollard::fsutil::types::packet::PacketType;
 use bollard::fsutil::types::{Packet, Stat};
 use bollard::moby::filesync::packet::file_sync_server::FileSync;
-use tokio::sync::{mpsc, Semaphore};
+use tokio::sync::mpsc;
 use tonic::metadata::MetadataMap;
 use tonic::{Request, Response, Status, Streaming};
 
@@ -27,12 +27,15 @@ use crate::syncfilter::Filter;
 
 /// The local source names the Dockerfile frontend asks for with `remote=client-session`.
 const LOCAL_NAMES: [&str; 2] = ["context", "dockerfile"];
-/// Bytes per `DATA` packet, well under gRPC's 4 MiB message limit.
-const CHUNK: usize = 128 * 1024;
+/// Bytes per `DATA` packet. Small on purpose: the daemon's gRPC client starts with a 64 KiB connection window,
+/// and the h2 sender hands window to the stream that asked first; a stream asking for more than the window at once
+/// stays first and keeps it all, so the daemon's health checks, answered on the same connection, wait behind the
+/// whole transfer and BuildKit (v0.8: one check a second, 10 s to answer) drops the session mid-transfer.
+const CHUNK: usize = 16 * 1024;
 /// Files read at once; BuildKit asks for many together.
 const PARALLEL: usize = 4;
 /// Packets queued towards the connection: memory stays under `CHUNK × (QUEUE + PARALLEL)`.
-const QUEUE: usize = 16;
+const QUEUE: usize = 64;
 
 /// What the syncs of one build did, read by the build once the daemon has answered.
 #[derive(Debug, Default)]
@@ -174,23 +177,66 @@ impl FileSync for ContextSync {
 
 type Sender = mpsc::Sender<Result<Packet, Status>>;
 
-/// One sync: every `STAT`, then the files BuildKit asks for, until its `FIN`.
+/// Stops a task when the sync it belongs to ends.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// One sync: every `STAT`, and meanwhile the files BuildKit asks for, until its `FIN`. BuildKit asks for files
+/// while the `STAT`s still come, and stops reading them while its requests wait, so both go at once. Requests
+/// are read as they come and queued for the readers of files: HTTP/2 counts unread request bytes against the
+/// whole connection's window, and a connection whose window is full carries nothing else, not even BuildKit's
+/// health checks (unanswered for 10 s, BuildKit drops the session).
 async fn serve(
     nodes: Vec<Node>,
     mut inbound: Streaming<Packet>,
     tx: Sender,
     report: Arc<SyncReport>,
 ) {
-    for node in &nodes {
-        if tx.send(Ok(stat(node))).await.is_err() {
-            return;
-        }
-    }
-    if tx.send(Ok(packet(PacketType::PacketStat))).await.is_err() {
-        return;
-    }
     let nodes = Arc::new(nodes);
-    let slots = Arc::new(Semaphore::new(PARALLEL));
+    let walk = {
+        let (nodes, tx) = (Arc::clone(&nodes), tx.clone());
+        tokio::spawn(async move {
+            for node in nodes.iter() {
+                if tx.send(Ok(stat(node))).await.is_err() {
+                    return;
+                }
+            }
+            let _ = tx.send(Ok(packet(PacketType::PacketStat))).await;
+        })
+    };
+    let _stop_walk = AbortOnDrop(walk);
+    // one small entry per requested file: at most the context's file count
+    let (requests, queue) = mpsc::unbounded_channel::<u32>();
+    let queue = Arc::new(tokio::sync::Mutex::new(queue));
+    let _readers: Vec<AbortOnDrop> = (0..PARALLEL)
+        .map(|_| {
+            let (queue, nodes, tx, report) = (
+                Arc::clone(&queue),
+                Arc::clone(&nodes),
+                tx.clone(),
+                Arc::clone(&report),
+            );
+            AbortOnDrop(tokio::spawn(async move {
+                loop {
+                    let next = queue.lock().await.recv().await;
+                    let Some(id) = next else { return };
+                    let (nodes, tx, report) = (Arc::clone(&nodes), tx.clone(), Arc::clone(&report));
+                    let sent = tokio::task::spawn_blocking(move || {
+                        send_file(&nodes[id as usize], id, &tx, &report)
+                    })
+                    .await;
+                    if sent.is_err() {
+                        return;
+                    }
+                }
+            }))
+        })
+        .collect();
     // the daemon going away (build cancelled or failed) ends the loop; it has said why elsewhere
     while let Ok(Some(message)) = inbound.message().await {
         match PacketType::try_from(message.r#type) {
@@ -207,14 +253,9 @@ async fn serve(
                         .await;
                     return;
                 }
-                let Ok(permit) = Arc::clone(&slots).acquire_owned().await else {
+                if requests.send(message.id).is_err() {
                     return;
-                };
-                let (nodes, tx, report) = (Arc::clone(&nodes), tx.clone(), Arc::clone(&report));
-                tokio::task::spawn_blocking(move || {
-                    send_file(&nodes[index], message.id, &tx, &report);
-                    drop(permit);
-                });
+                }
             }
             Ok(PacketType::PacketFin) => {
                 let _ = tx.send(Ok(packet(PacketType::PacketFin))).await;

@@ -5,8 +5,8 @@
 //! with a BuildKit session of berth's own that serves registry credentials and build secrets, so cache mounts,
 //! secret mounts and authenticated base images all work on one path; otherwise the classic builder, which
 //! refuses plans that mount anything into RUN steps. BuildKit reads the context through the session's file sync
-//! (only the files it does not have from the last build); the classic builder gets a tar generated while it is
-//! sent. Either way the context's size does not matter for memory. Every failure is a berth [`Error`] whose kind is decided in one
+//! ([`DockerOptions::context_by_file_sync`]: only the files it does not have from the last build); the classic
+//! builder gets a tar generated while it is sent. Either way the context's size does not matter for memory. Every failure is a berth [`Error`] whose kind is decided in one
 //! function ([`errors`]'s `classify`).
 
 mod buildkit;
@@ -82,6 +82,10 @@ pub struct DockerOptions {
     pub idle_timeout: Duration,
     /// Which builder to use.
     pub builder: Builder,
+    /// BuildKit builds serve the context through the session's file sync (`FileSync/DiffCopy`, as the docker CLI
+    /// does: BuildKit keeps the files of the last build and fetches only new and changed ones); `false` sends it
+    /// as a tar in the request body, which BuildKit stores and extracts on every build. On by default.
+    pub context_by_file_sync: bool,
 }
 
 impl Default for DockerOptions {
@@ -94,6 +98,7 @@ impl Default for DockerOptions {
             connect_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(30 * 60),
             builder: Builder::Auto,
+            context_by_file_sync: true,
         }
     }
 }

@@ -1,4 +1,5 @@
-//! The BuildKit build context through the session's file sync, on the real test daemon: a rebuild after one file
+//! The BuildKit build context through the session's file sync (`DockerOptions::context_by_file_sync`, the
+//! default; set here so the tests keep testing it), on the real test daemon: a rebuild after one file
 //! of a large context changed sends only that file, and a file that changes while berth reads it fails the build
 //! naming it. Needs `scripts/env/up.sh`.
 
@@ -28,6 +29,14 @@ fn content(index: usize, version: u8) -> Vec<u8> {
         .collect()
 }
 
+fn options(env: &common::TestEnv, tag: &str) -> BuildOptions {
+    BuildOptions {
+        tags: vec![tag.to_string()],
+        credentials: vec![env.credentials()],
+        ..BuildOptions::default()
+    }
+}
+
 /// The (sent, total) bytes the build reported for its context.
 fn context_transfer(record: &Record) -> (u64, u64) {
     let events = record.0.lock().expect("lock");
@@ -45,7 +54,11 @@ async fn a_rebuild_sends_only_the_context_file_that_changed() {
     let Some(env) = env() else {
         return;
     };
-    let engine = engine(DockerOptions::default()).await;
+    let engine = engine(DockerOptions {
+        context_by_file_sync: true,
+        ..DockerOptions::default()
+    })
+    .await;
     let dir = tempfile::tempdir().expect("tempdir");
     let entries: Vec<ContextEntry> = (0..FILES)
         .map(|i| {
@@ -68,11 +81,7 @@ async fn a_rebuild_sends_only_the_context_file_that_changed() {
     );
     let tag = format!("berth-test/{}:1", unique("filesync"));
     let _cleanup = Cleanup(vec![tag.clone()]);
-    let options = BuildOptions {
-        tags: vec![tag.clone()],
-        credentials: vec![env.credentials()],
-        ..BuildOptions::default()
-    };
+    let options = options(&env, &tag);
     let total = (FILES * FILE_SIZE) as u64;
 
     let first = Record::default();
@@ -106,7 +115,11 @@ async fn a_context_file_growing_while_read_fails_the_build_naming_it() {
     let Some(env) = env() else {
         return;
     };
-    let engine = engine(DockerOptions::default()).await;
+    let engine = engine(DockerOptions {
+        context_by_file_sync: true,
+        ..DockerOptions::default()
+    })
+    .await;
     let dir = tempfile::tempdir().expect("tempdir");
     let log = dir.path().join("growing.log");
     std::fs::write(&log, content(0, 1)).expect("write");
@@ -140,11 +153,7 @@ async fn a_context_file_growing_while_read_fails_the_build_naming_it() {
     );
     let tag = format!("berth-test/{}:1", unique("growing"));
     let _cleanup = Cleanup(vec![tag.clone()]);
-    let options = BuildOptions {
-        tags: vec![tag],
-        credentials: vec![env.credentials()],
-        ..BuildOptions::default()
-    };
+    let options = options(&env, &tag);
     let result = engine.build(&plan, &options, &Record::default()).await;
     stop.store(true, Ordering::Relaxed);
     writer.join().expect("writer");
