@@ -1,9 +1,10 @@
 //! Pushes and pulls: an image built with room, then pushed while the place the push writes to is full, and a
-//! build whose base pull fills the engine's storage. The push fails saying "no space left" and naming that
-//! place (Podman's temporary folder, where the service copies what it pushes or exports, by berth's push and
-//! by Podman's; Docker's data root, where dockerd writes the export berth's push reads), the registry holds no
-//! tag of it, and once there is room the same push works, berth's own TMPDIR and cache folder being full
-//! changing nothing (berth's push spools nothing: it streams the export). dockerd's own push and containerd's
+//! build whose base pull fills the engine's storage. A push that needs room fails saying "no space left" and
+//! naming that place (Podman's temporary folder, where the service copies what it pushes or exports, and
+//! writes a little for every inspect; Docker's data root, where dockerd writes the export berth's
+//! `--push-via export` reads), the registry holds no tag of it, and once there is room the same push works,
+//! berth's own TMPDIR and cache folder being full changing nothing (berth's push spools nothing: it reads the
+//! store or streams the export). berth's push from the engine's store, dockerd's own push and containerd's
 //! push write nothing to disk and work on a full one. A pull into a full containerd root fails naming the
 //! root and keeps no image record; the next build pulls the base whole.
 
@@ -54,7 +55,8 @@ fn build_locally(project: &Path, engine: &str, vars: &[(&str, &Path)]) {
     assert!(built.status.success(), "{}", text(&built));
 }
 
-/// `berth push` of the project on `engine`, by berth's client or (`via` "engine") the engine's own push.
+/// `berth push` of the project on `engine` with `--push-via via`: berth's client from the engine's store
+/// ("berth", on this machine) or its export ("export"), or the engine's own push ("engine").
 fn push(project: &Path, engine: &str, via: &str, vars: &[(&str, &Path)]) -> Output {
     let args = ["push", "--engine", engine, "--push-via", via, "spec.yaml"];
     berth(project, &args, vars)
@@ -111,15 +113,26 @@ fn a_podman_push_with_a_full_temporary_folder_says_so_keeps_no_tag_and_works_wit
         tmp.path().display()
     );
     // not a byte left: Podman 4.3's inspect crashes instead of saying so
-    let both = ["berth", "engine"];
+    // not a byte left: Podman 4.3's inspect crashes instead of saying so, and every push inspects first
     let filler = tmp.fill_leaving(0);
-    pushes_fail(project.path(), "podman", &both, &vars, &place);
-    // room to inspect the image, not to copy it
+    let exported = ["export", "engine"];
+    pushes_fail(
+        project.path(),
+        "podman",
+        &["berth", "export", "engine"],
+        &vars,
+        &place,
+    );
+    // room to inspect the image, not to copy it: berth's push from the store needs no more
     std::fs::remove_file(&filler).expect("make room");
     let filler = tmp.fill_leaving(8 << 20);
-    pushes_fail(project.path(), "podman", &both, &vars, &place);
+    pushes_fail(project.path(), "podman", &exported, &vars, &place);
+    // (the failed pushes leave Podman's partial files behind: 8 MiB again beside them)
     std::fs::remove_file(&filler).expect("make room");
-    pushes_work(project.path(), "podman", &both, &vars);
+    let filler = tmp.fill_leaving(8 << 20);
+    pushes_work(project.path(), "podman", &["berth"], &vars);
+    std::fs::remove_file(&filler).expect("make room");
+    pushes_work(project.path(), "podman", &exported, &vars);
 }
 
 #[test]
@@ -143,12 +156,12 @@ fn a_docker_push_with_a_full_data_root_says_so_keeps_no_tag_and_works_with_room(
         daemon.data_root().display()
     );
     let filler = daemon.storage.fill_leaving(1 << 20);
-    // berth's push reads `docker save`, which dockerd writes under its data root first
-    pushes_fail(project.path(), "docker", &["berth"], &vars, &place);
-    // dockerd's own push streams each layer: it needs no room
-    pushes_work(project.path(), "docker", &["engine"], &vars);
+    // berth's push from the export reads `docker save`, which dockerd writes under its data root first
+    pushes_fail(project.path(), "docker", &["export"], &vars, &place);
+    // berth's push from the store reads it where it is, dockerd's own push streams each layer: no room needed
+    pushes_work(project.path(), "docker", &["berth", "engine"], &vars);
     std::fs::remove_file(&filler).expect("make room");
-    pushes_work(project.path(), "docker", &["berth"], &vars);
+    pushes_work(project.path(), "docker", &["export"], &vars);
 }
 
 #[test]
