@@ -1337,6 +1337,131 @@ fn two_berths_one_spec(engine: Engine) {
 }
 
 #[test]
+fn lxd_builds_two_apt_specs_at_once() {
+    two_apt_builds_at_once(Engine::Lxd);
+}
+
+#[test]
+fn lxd_two_berths_build_one_spec_at_once() {
+    two_berths_one_spec(Engine::Lxd);
+}
+
+#[test]
+fn docker_builds_a_project_four_at_once() {
+    four_at_once(Engine::Docker);
+}
+
+#[test]
+fn podman_builds_a_project_four_at_once() {
+    four_at_once(Engine::Podman);
+}
+
+#[test]
+fn rootless_podman_builds_a_project_four_at_once() {
+    four_at_once(Engine::PodmanRootless);
+}
+
+#[test]
+fn containerd_builds_a_project_four_at_once() {
+    four_at_once(Engine::Containerd);
+}
+
+#[test]
+fn lxd_builds_a_project_four_at_once() {
+    four_at_once(Engine::Lxd);
+}
+
+/// `berth build -j 4` of a project of one base spec and four images on it, each with a RUN step of its own:
+/// every image is built once, after the base, and pushed; the lock names each task's image by the digest the
+/// registry holds, and each image has its own step's file and its base's.
+fn four_at_once(engine: Engine) {
+    let Some(env) = engine.selected() else {
+        return;
+    };
+    let project = Project::new(engine);
+    let registry = format!("{}/{}", env.registry, unique("four"));
+    let token = unique("token");
+    project.write(
+        "specs/base.yaml",
+        &format!(
+            "name: base\nbase_image: {}\npython_exec: /usr/bin/python3\ncommands: [\"echo {token} > /base\"]\n\
+             builder_options: {{install_flytekit: false}}\n",
+            env.python_image
+        ),
+    );
+    let mut berth_yaml = format!(
+        "engine: {{name: {}}}\nregistry: {registry}\nimages:\n  base: specs/base.yaml\n",
+        engine.flag()
+    );
+    for n in 1..=4 {
+        berth_yaml.push_str(&format!(
+            "  app{n}:\n    name: app{n}\n    base_image: {{spec: specs/base.yaml}}\n    \
+             python_exec: /usr/bin/python3\n    commands: [\"echo {n} > /n\"]\n    \
+             builder_options: {{install_flytekit: false}}\n"
+        ));
+    }
+    berth_yaml.push_str("tasks:\n");
+    for n in 1..=4 {
+        berth_yaml.push_str(&format!("  task{n}: app{n}\n"));
+    }
+    project.write("berth.yaml", &berth_yaml);
+    log_in(&project, env);
+
+    let run = project.berth(&["build", "-j", "4"], "");
+    assert_eq!(run.code, 0, "{engine:?}, -j 4:\n{}", run.stderr);
+    let built: Vec<&str> = run.stdout.lines().collect();
+    assert_eq!(built.len(), 5, "the base and four images: {built:?}");
+    assert!(
+        built[0].starts_with(&format!("{registry}/base:")),
+        "the base first: {built:?}"
+    );
+    let lock_text =
+        std::fs::read_to_string(project.path().join("berth.lock")).expect("berth.lock written");
+    let lock: serde_json::Value = serde_json::from_str(&lock_text).expect("lock is JSON");
+    for n in 1..=4 {
+        let reference = lock["tasks"][format!("task{n}")]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        assert!(
+            reference.starts_with(&format!("{registry}/app{n}:")),
+            "task{n}: {lock_text}"
+        );
+        assert!(
+            built.contains(&reference.as_str()),
+            "{reference} in {built:?}"
+        );
+        let (name, digest) = reference.split_once('@').expect("immutable reference");
+        assert_eq!(registry_digest(env, name), digest, "task{n}: {reference}");
+        let pinned = format!("{}@{digest}", name.rsplit_once(':').expect("tag").0);
+        let (ok, out) = tool(
+            "docker",
+            &[
+                "--config",
+                &project.config().display().to_string(),
+                "run",
+                "--rm",
+                &pinned,
+                "cat",
+                "/base",
+                "/n",
+            ],
+        );
+        assert!(
+            ok && out.split_whitespace().collect::<Vec<_>>() == [token.as_str(), &n.to_string()],
+            "app{n} has its base's file and its own: {out}"
+        );
+        let _ = tool("docker", &["rmi", "-f", &pinned]);
+    }
+    for reference in &built {
+        remove_local(
+            &project,
+            reference.split_once('@').map_or(reference, |(n, _)| n),
+        );
+    }
+}
+
+#[test]
 fn eight_berth_exists_at_once_agree() {
     let Some(env) = TestEnv::selected() else {
         return;

@@ -335,9 +335,9 @@ impl ContainerEngine for DockerEngine {
     }
 
     /// None, by dockerd's own doing: a killed berth's connection closes with it, and dockerd cancels the build
-    /// of a closed connection, BuildKit's (its session ends, the running step is killed, nothing is committed)
-    /// as the classic builder's (its request context ends; `forcerm`, which berth sets, removes the step's
-    /// container). tests/e2e/interrupted kills berth with SIGKILL mid-step and finds nothing left.
+    /// of a closed connection (BuildKit's session ends, the running step is killed, nothing is committed).
+    /// tests/e2e/interrupted kills berth with SIGKILL mid-step and finds nothing left; that is measured with
+    /// BuildKit, not with the classic builder (a dockerd without BuildKit).
     async fn leftovers(&self) -> Result<Vec<berth_core::engine::Leftover>> {
         Ok(Vec::new())
     }

@@ -50,14 +50,25 @@ async fn records(engine: &PodmanEngine) -> Result<Option<PathBuf>> {
     Ok(dir.is_dir().then_some(dir))
 }
 
+/// Listings made when one fails: libpod 4.3 fails the whole listing (HTTP 500, `determining buildah container
+/// for container ID: container not known`) when a working container goes while it lists, as one does right
+/// after berth ended its step, and whenever other builds run on the service.
+const LISTINGS: usize = 5;
+
 /// The ids of the service's buildah working containers (libpod's "external" ones, state `storage`).
 async fn working_containers(engine: &PodmanEngine) -> Result<Vec<String>> {
-    let listing = engine
-        .get_json(
-            "/libpod/containers/json?all=true&external=true",
-            Op::Inspect,
-        )
-        .await?;
+    let path = "/libpod/containers/json?all=true&external=true";
+    let mut attempt = 1;
+    let listing = loop {
+        match engine.get_json(path, Op::Inspect).await {
+            Ok(listing) => break listing,
+            Err(_) if attempt < LISTINGS => {
+                attempt += 1;
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(e) => return Err(e),
+        }
+    };
     Ok(listing
         .as_array()
         .into_iter()
@@ -191,13 +202,16 @@ pub(crate) async fn remove_leftovers(engine: &PodmanEngine) -> Result<Vec<Leftov
     }
     for container in left {
         let path = format!("/libpod/containers/{}?force=true", container.id);
-        match engine.request(Method::DELETE, &path, Op::Remove).await {
-            Ok(_) => removed.push(container_leftover(&container)),
-            // the service removed it meanwhile: gone all the same
-            Err(_) if !working_containers(engine).await?.contains(&container.id) => {
-                removed.push(container_leftover(&container))
-            }
-            Err(e) => return Err(e),
+        let gone = match engine.request(Method::DELETE, &path, Op::Remove).await {
+            Ok(_) => true,
+            // the service removing it meanwhile (buildah after its step ended) makes it gone all the same; one
+            // still there is the next run's to remove, and what was removed so far is still said
+            Err(_) => !working_containers(engine)
+                .await
+                .is_ok_and(|ids| ids.contains(&container.id)),
+        };
+        if gone {
+            removed.push(container_leftover(&container));
         }
     }
     Ok(removed)

@@ -147,6 +147,42 @@ impl Trial {
 
     /// `berth ARGS...` as the engine's user, started, standard error piped.
     fn spawn(&self, args: &[&str]) -> Child {
+        self.command(args)
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("start berth")
+    }
+
+    /// `berth doctor --json` as the engine's user: what it says of this engine's leftovers.
+    fn doctor_leftovers(&self) -> Vec<String> {
+        let out = self
+            .command(&["doctor", "--json"])
+            .stdout(Stdio::piped())
+            .output()
+            .expect("run berth doctor");
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+            panic!(
+                "berth doctor --json printed no JSON ({e}):\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
+        let engine = match self.engine {
+            Engine::PodmanRootless => "podman",
+            other => other.selection_name(),
+        };
+        report["leftovers"][engine]
+            .as_array()
+            .unwrap_or_else(|| {
+                panic!("berth doctor --json has no leftovers for {engine}: {report}")
+            })
+            .iter()
+            .filter(|f| f["status"] == "warning")
+            .map(|f| f["message"].as_str().unwrap_or_default().to_string())
+            .collect()
+    }
+
+    /// `berth ARGS...` as the engine's user, standard error piped, not started.
+    fn command(&self, args: &[&str]) -> Command {
         let config = self.dir.path().join("docker-config");
         let vars = [
             ("DOCKER_CONFIG", config.display().to_string()),
@@ -180,10 +216,8 @@ impl Trial {
             .args(&args[1..])
             .current_dir(self.dir.path())
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start berth")
+            .stderr(Stdio::piped());
+        command
     }
 
     /// `berth ARGS...` to its end; fails the test unless it succeeds.
@@ -393,6 +427,14 @@ async fn killed_mid_step(trial: &mut Trial, marks: &Marks<'_>) {
     assert_eq!(status.signal(), Some(9), "{round}: {status}");
     if engine == Engine::Docker {
         nothing_left(engine, trial.env, marks, child.id(), &round).await;
+    } else {
+        // what the killed berth left shows in `berth doctor` before the next run removes it
+        let listed = trial.doctor_leftovers();
+        assert!(
+            listed.iter().any(|l| l.contains(&child.id().to_string())),
+            "{round}: berth doctor does not list what berth {} left: {listed:?}",
+            child.id()
+        );
     }
     let next = unique("interrupted-after-kill");
     let spec = trial.spec(&next, &["echo after".to_string()], None);

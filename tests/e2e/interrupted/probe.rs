@@ -101,7 +101,7 @@ async fn engine_containers(
                 "--format",
                 format,
             ]);
-            output(podman)
+            podman_listing(podman)
         }
         Engine::Containerd => return containerd_leftovers(env).await,
         Engine::Lxd => return lxd_leftovers(pid).await,
@@ -111,6 +111,24 @@ async fn engine_containers(
         .filter(|l| ours(l))
         .map(str::to_string)
         .collect()
+}
+
+/// `podman ps --external`'s output. It fails when a working container it lists is removed before it reads
+/// it (`determining buildah container for container ID: container not known`): the listing is asked again.
+fn podman_listing(mut podman: Command) -> String {
+    for _ in 0..10 {
+        let out = podman.output().expect("run podman ps");
+        if out.status.success() {
+            return String::from_utf8_lossy(&out.stdout).into_owned();
+        }
+        let why = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            why.contains("container not known"),
+            "podman ps failed: {why}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    panic!("podman ps failed ten times in a row: containers kept vanishing while it listed them");
 }
 
 /// Everything with berth's prefix in [`NAMESPACE`]: tasks, containers, active snapshots, leases.

@@ -110,13 +110,23 @@ impl EngineChoice {
     }
 }
 
-/// Removes what killed berth processes left in `engine` and says so in one line; an engine that cannot tell
-/// (or fails to) is left as it is: `berth doctor` lists what it knows.
+/// Removes what killed berth processes left in `engine` and says so in one line; an engine that fails to
+/// warns, and one that cannot tell is left as it is (`berth doctor` says so).
 async fn remove_leftovers(engine: &dyn ContainerEngine) {
-    if let Ok(removed) = engine.remove_leftovers().await {
-        if let Some(line) = removed_line(engine.name(), &removed) {
-            crate::progress::output().say(&line);
+    match engine.remove_leftovers().await {
+        Ok(removed) => {
+            if let Some(line) = removed_line(engine.name(), &removed) {
+                crate::progress::output().say(&line);
+            }
         }
+        // an engine that cannot tell says so in `berth doctor`, not before every build
+        Err(e) if e.kind() == berth_core::ErrorKind::Unsupported => {}
+        Err(e) => crate::progress::output()
+            .image(engine.name())
+            .event(ProgressEvent::Warning(format!(
+                "could not remove what a killed berth left in {}: {e}",
+                engine.name()
+            ))),
     }
 }
 
