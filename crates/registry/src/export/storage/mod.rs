@@ -25,7 +25,6 @@ use super::memory::Memory;
 use super::walk::Walk;
 use super::{LocalImage, Stored};
 use crate::client::RegistryClient;
-use lock::ReadLock;
 use tarsplit::TarSplit;
 
 /// The operation of every error that means "push from the export instead": the storage could not be read
@@ -50,12 +49,11 @@ pub(crate) struct LayerFiles {
     pub(crate) diff: PathBuf,
 }
 
-/// An image found in a store, held (locked where the store has locks) until dropped.
+/// An image found in a store.
 pub(crate) struct StoredImage {
     pub(crate) config: Bytes,
     /// Base first.
     pub(crate) layers: Vec<LayerFiles>,
-    pub(crate) _lock: Option<ReadLock>,
 }
 
 impl RegistryClient {
@@ -115,11 +113,8 @@ impl RegistryClient {
                 .await?;
         }
         memory.remember_config(&local.id, config.len() as u64);
-        let digest = self
-            .put_image_manifest(image, local, &stored, config.len() as u64, &memory)
-            .await;
-        drop(stored_image._lock);
-        digest
+        self.put_image_manifest(image, local, &stored, config.len() as u64, &memory)
+            .await
     }
 
     /// Uploads each of `layers` not in `stored`, one after another, each compressed on `threads` threads.
