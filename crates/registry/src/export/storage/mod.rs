@@ -22,7 +22,6 @@ use berth_core::{Error, ErrorKind, Result};
 use bytes::Bytes;
 
 use super::memory::Memory;
-use super::walk::Walk;
 use super::{LocalImage, Stored};
 use crate::client::RegistryClient;
 use tarsplit::TarSplit;
@@ -129,20 +128,8 @@ impl RegistryClient {
         layers: Vec<LayerFiles>,
         progress: &dyn Progress,
     ) -> Result<HashMap<String, Stored>> {
-        let (events, mut received) = tokio::sync::mpsc::unbounded_channel();
-        let walk = Walk {
-            client: self.clone(),
-            image: image.clone(),
-            local: local.clone(),
-            memory: memory.clone(),
-            skip: stored.keys().cloned().collect(),
-            threads,
-            runtime: tokio::runtime::Handle::current(),
-            events,
-            mismatch: unusable,
-        };
-        let task = tokio::task::spawn_blocking(move || {
-            let mut walk = walk;
+        let walk = self.walker(image, local, memory, stored, threads, unusable);
+        super::blocking(image, walk, progress, move |mut walk| {
             let mut uploaded = HashMap::new();
             let repository = format!("{}/{}", walk.image.registry, walk.image.repository);
             for layer in layers {
@@ -161,12 +148,8 @@ impl RegistryClient {
                 uploaded.insert(diff_id, blob);
             }
             Ok(uploaded)
-        });
-        while let Some(event) = received.recv().await {
-            progress.event(event);
-        }
-        task.await
-            .map_err(|e| unusable(image, format!("the layer reader failed: {e}")))?
+        })
+        .await
     }
 }
 
