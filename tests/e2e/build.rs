@@ -588,23 +588,7 @@ fn rootless_podman_pushes_with_berths_client_repeatably() {
 /// still pushes through the engine.
 fn pushes_with_berths_client(engine: Engine) {
     let env = TestEnv::get();
-    let project = Project::new(engine);
-    project.write(
-        "spec.yaml",
-        &format!(
-            "name: {}\nregistry: {}/berth-e2e\nbase_image: {}\npython_exec: /usr/bin/python3\n\
-             env: {{PUSHED_BY: berth}}\nbuilder_config: {{uv_image: \"{}\"}}\n\
-             builder_options: {{install_flytekit: false}}\n",
-            unique("own-push"),
-            env.registry,
-            env.python_image,
-            env.uv_image
-        ),
-    );
-    log_in(&project, env);
-    let built = project.build(&["--no-push", "spec.yaml"]);
-    assert_eq!(built.code, 0, "{}", built.stderr);
-    let name = built.stdout.trim().to_string();
+    let (project, name) = built_for_push(engine, "own-push", "berth");
 
     // -v: the push says whether it read the engine's storage or its export, and why
     let push = |cache: &str, extra: &[&str]| {
@@ -739,23 +723,7 @@ fn pushes_with_berths_client(engine: Engine) {
 #[test]
 fn root_pushes_a_rootless_podman_image_from_its_storage() {
     let env = TestEnv::get();
-    let project = Project::new(Engine::PodmanRootless);
-    project.write(
-        "spec.yaml",
-        &format!(
-            "name: {}\nregistry: {}/berth-e2e\nbase_image: {}\npython_exec: /usr/bin/python3\n\
-             env: {{PUSHED_BY: root}}\nbuilder_config: {{uv_image: \"{}\"}}\n\
-             builder_options: {{install_flytekit: false}}\n",
-            unique("root-reads-rootless"),
-            env.registry,
-            env.python_image,
-            env.uv_image
-        ),
-    );
-    log_in(&project, env);
-    let built = project.build(&["--no-push", "spec.yaml"]);
-    assert_eq!(built.code, 0, "{}", built.stderr);
-    let name = built.stdout.trim().to_string();
+    let (project, name) = built_for_push(Engine::PodmanRootless, "root-reads-rootless", "root");
     let cache = project.path().join("cache-export").display().to_string();
     let exported = project.berth_with(
         &[
@@ -793,6 +761,30 @@ fn root_pushes_a_rootless_podman_image_from_its_storage() {
         "the same name and manifest digest as from the export"
     );
     remove_local(&project, &name);
+}
+
+/// A project on `engine` logged in to the test registry, with a Python spec (named from `prefix`, `PUSHED_BY` set
+/// to `pushed_by`) built and not pushed; and the image's name.
+fn built_for_push(engine: Engine, prefix: &str, pushed_by: &str) -> (Project, String) {
+    let env = TestEnv::get();
+    let project = Project::new(engine);
+    project.write(
+        "spec.yaml",
+        &format!(
+            "name: {}\nregistry: {}/berth-e2e\nbase_image: {}\npython_exec: /usr/bin/python3\n\
+             env: {{PUSHED_BY: {pushed_by}}}\nbuilder_config: {{uv_image: \"{}\"}}\n\
+             builder_options: {{install_flytekit: false}}\n",
+            unique(prefix),
+            env.registry,
+            env.python_image,
+            env.uv_image
+        ),
+    );
+    log_in(&project, env);
+    let built = project.build(&["--no-push", "spec.yaml"]);
+    assert_eq!(built.code, 0, "{}", built.stderr);
+    let name = built.stdout.trim().to_string();
+    (project, name)
 }
 
 /// The `Config.Env` of a local image in the project's engine, as that engine's own CLI reports it.

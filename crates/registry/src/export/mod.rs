@@ -198,7 +198,22 @@ impl RegistryClient {
         stream: ExportStream,
         progress: &dyn Progress,
     ) -> Result<Walked> {
-        let (events, mut received) = tokio::sync::mpsc::unbounded_channel();
+        let reader = StreamReader::spawn(stream);
+        let walk = self.walker(image, local, memory, stored, threads, incomplete);
+        blocking(image, walk, progress, move |walk| walk.run(reader)).await
+    }
+
+    /// A [`Walk`] that skips the layers in `stored`; `mismatch` is its error for a layer that reads wrong.
+    fn walker(
+        &self,
+        image: &ImageRef,
+        local: &LocalImage,
+        memory: &Memory,
+        stored: &HashMap<String, Stored>,
+        threads: usize,
+        mismatch: fn(&ImageRef, String) -> Error,
+    ) -> (Walk, tokio::sync::mpsc::UnboundedReceiver<ProgressEvent>) {
+        let (events, received) = tokio::sync::mpsc::unbounded_channel();
         let walk = Walk {
             client: self.clone(),
             image: image.clone(),
@@ -208,21 +223,31 @@ impl RegistryClient {
             threads,
             runtime: tokio::runtime::Handle::current(),
             events,
-            mismatch: incomplete,
+            mismatch,
         };
-        let reader = StreamReader::spawn(stream);
-        let task = tokio::task::spawn_blocking(move || walk.run(reader));
-        // the blocking walk reports through the channel; it closes when the walk ends
-        while let Some(event) = received.recv().await {
-            progress.event(event);
-        }
-        task.await.map_err(|e| {
-            Error::new(
-                ErrorKind::Io,
-                format!("pushing {image}: the export reader failed: {e}"),
-            )
-        })?
+        (walk, received)
     }
+}
+
+/// Runs `work` with the walk on a blocking thread (it compresses and reads files), reporting its progress
+/// events until it ends.
+async fn blocking<T: Send + 'static>(
+    image: &ImageRef,
+    (walk, mut received): (Walk, tokio::sync::mpsc::UnboundedReceiver<ProgressEvent>),
+    progress: &dyn Progress,
+    work: impl FnOnce(Walk) -> Result<T> + Send + 'static,
+) -> Result<T> {
+    let task = tokio::task::spawn_blocking(move || work(walk));
+    // the blocking walk reports through the channel; it closes when the walk ends
+    while let Some(event) = received.recv().await {
+        progress.event(event);
+    }
+    task.await.map_err(|e| {
+        Error::new(
+            ErrorKind::Io,
+            format!("pushing {image}: the layer reader failed: {e}"),
+        )
+    })?
 }
 
 /// Remembers which save folder held which layer, from `manifest.json`'s order, for the next push.

@@ -4,8 +4,10 @@
 //! `overlay-images/images.json` names each image's top layer and keeps its config as "big data" beside it
 //! (`overlay-images/<id>/=<base64 of "sha256:<id>">`); `overlay-layers/layers.json` gives each layer's parent
 //! and diff digest, `overlay-layers/<id>.tar-split.gz` its tar-split record, and `overlay/<id>/diff` its
-//! files. The images' and layers' lock files are held for reading while the JSON is read, and the layers'
-//! until the push ends, as containers/storage holds it while a layer's diff is read.
+//! files. The images' and layers' lock files are held for reading while the JSON is read, and not while layers
+//! stream: a push lasts minutes, and a writer waiting on the lock (a build committing a layer) stalls the whole
+//! service behind it, so that even `inspect` times out. A layer removed meanwhile is a missing file or a wrong
+//! digest, and the push goes to the export.
 
 use std::path::Path;
 
@@ -64,6 +66,7 @@ pub(crate) fn open(root: &Path, driver: &str, id: &str) -> Result<StoredImage, U
         (image.layer, config)
     };
     let layers: Vec<Layer> = read_json(&layers_dir.join("layers.json"))?;
+    drop(layers_lock);
     let mut chain = Vec::new();
     let mut next = top;
     while !next.is_empty() {
@@ -85,7 +88,6 @@ pub(crate) fn open(root: &Path, driver: &str, id: &str) -> Result<StoredImage, U
     Ok(StoredImage {
         config: config.into(),
         layers: chain,
-        _lock: Some(layers_lock),
     })
 }
 

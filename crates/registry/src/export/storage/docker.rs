@@ -79,6 +79,5 @@ pub(crate) fn open(root: &Path, driver: &str, id: &str) -> Result<StoredImage, U
     Ok(StoredImage {
         config: config.into(),
         layers,
-        _lock: None,
     })
 }

@@ -22,10 +22,8 @@ use berth_core::{Error, ErrorKind, Result};
 use bytes::Bytes;
 
 use super::memory::Memory;
-use super::walk::Walk;
 use super::{LocalImage, Stored};
 use crate::client::RegistryClient;
-use lock::ReadLock;
 use tarsplit::TarSplit;
 
 /// The operation of every error that means "push from the export instead": the storage could not be read
@@ -50,12 +48,11 @@ pub(crate) struct LayerFiles {
     pub(crate) diff: PathBuf,
 }
 
-/// An image found in a store, held (locked where the store has locks) until dropped.
+/// An image found in a store.
 pub(crate) struct StoredImage {
     pub(crate) config: Bytes,
     /// Base first.
     pub(crate) layers: Vec<LayerFiles>,
-    pub(crate) _lock: Option<ReadLock>,
 }
 
 impl RegistryClient {
@@ -115,11 +112,8 @@ impl RegistryClient {
                 .await?;
         }
         memory.remember_config(&local.id, config.len() as u64);
-        let digest = self
-            .put_image_manifest(image, local, &stored, config.len() as u64, &memory)
-            .await;
-        drop(stored_image._lock);
-        digest
+        self.put_image_manifest(image, local, &stored, config.len() as u64, &memory)
+            .await
     }
 
     /// Uploads each of `layers` not in `stored`, one after another, each compressed on `threads` threads.
@@ -134,20 +128,8 @@ impl RegistryClient {
         layers: Vec<LayerFiles>,
         progress: &dyn Progress,
     ) -> Result<HashMap<String, Stored>> {
-        let (events, mut received) = tokio::sync::mpsc::unbounded_channel();
-        let walk = Walk {
-            client: self.clone(),
-            image: image.clone(),
-            local: local.clone(),
-            memory: memory.clone(),
-            skip: stored.keys().cloned().collect(),
-            threads,
-            runtime: tokio::runtime::Handle::current(),
-            events,
-            mismatch: unusable,
-        };
-        let task = tokio::task::spawn_blocking(move || {
-            let mut walk = walk;
+        let walk = self.walker(image, local, memory, stored, threads, unusable);
+        super::blocking(image, walk, progress, move |mut walk| {
             let mut uploaded = HashMap::new();
             let repository = format!("{}/{}", walk.image.registry, walk.image.repository);
             for layer in layers {
@@ -166,12 +148,8 @@ impl RegistryClient {
                 uploaded.insert(diff_id, blob);
             }
             Ok(uploaded)
-        });
-        while let Some(event) = received.recv().await {
-            progress.event(event);
-        }
-        task.await
-            .map_err(|e| unusable(image, format!("the layer reader failed: {e}")))?
+        })
+        .await
     }
 }
 
