@@ -8,7 +8,7 @@ mod common;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use berth_backend_docker::{DockerOptions, CONTEXT_TRANSFER};
+use berth_backend_docker::{DockerEngine, DockerOptions, CONTEXT_TRANSFER};
 use berth_core::engine::{BuildOptions, ContainerEngine, ProgressEvent};
 use berth_core::plan::{ContextEntry, ContextSource, CopyStep, Step};
 use berth_core::ErrorKind;
@@ -27,6 +27,15 @@ fn content(index: usize, version: u8) -> Vec<u8> {
         .cycle()
         .take(FILE_SIZE)
         .collect()
+}
+
+/// The test daemon with the context through file sync (the default, named so these tests keep testing it).
+async fn syncing_engine() -> DockerEngine {
+    engine(DockerOptions {
+        context_by_file_sync: true,
+        ..DockerOptions::default()
+    })
+    .await
 }
 
 fn options(env: &common::TestEnv, tag: &str) -> BuildOptions {
@@ -54,11 +63,7 @@ async fn a_rebuild_sends_only_the_context_file_that_changed() {
     let Some(env) = env() else {
         return;
     };
-    let engine = engine(DockerOptions {
-        context_by_file_sync: true,
-        ..DockerOptions::default()
-    })
-    .await;
+    let engine = syncing_engine().await;
     let dir = tempfile::tempdir().expect("tempdir");
     let entries: Vec<ContextEntry> = (0..FILES)
         .map(|i| {
@@ -115,11 +120,7 @@ async fn a_context_file_growing_while_read_fails_the_build_naming_it() {
     let Some(env) = env() else {
         return;
     };
-    let engine = engine(DockerOptions {
-        context_by_file_sync: true,
-        ..DockerOptions::default()
-    })
-    .await;
+    let engine = syncing_engine().await;
     let dir = tempfile::tempdir().expect("tempdir");
     let log = dir.path().join("growing.log");
     std::fs::write(&log, content(0, 1)).expect("write");
