@@ -16,7 +16,7 @@
 //!   Config steps edit the image config; every step gets a history entry. A step cache keyed on the parent, the
 //!   step and the files it reads lets a rebuild re-run only from the first changed step.
 //! - **Push** ([`push`]): blobs the registry has are skipped, blobs of another repository of the same registry
-//!   are mounted, the rest uploaded from the content store; the manifest goes last.
+//!   are mounted, the rest uploaded from the content store, four at a time; the config and the manifest go last.
 //! - **Cleanup** ([`cleanup`]): tasks, containers, active snapshots and leases a build creates are removed when
 //!   it fails or its future is dropped.
 //!

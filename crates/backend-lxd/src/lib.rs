@@ -8,8 +8,8 @@
 //!
 //! - **Images** live in an OCI image layout under berth's state folder ([`store`]): `pull` fills it through
 //!   [`berth_registry::RegistryClient`], `build` adds to it, `push` sends from it (blobs the registry has are
-//!   skipped, blobs of another repository are mounted, the manifest goes last); `inspect`, `tag` and `remove`
-//!   read and edit its `index.json`.
+//!   skipped, blobs of another repository are mounted, four go up at a time, the manifest goes last); `inspect`,
+//!   `tag` and `remove` read and edit its `index.json`.
 //! - **Build** ([`build`]): the base image is pulled into the store and imported once into LXD as an image
 //!   (alias `berth-base-<manifest digest>`). Each build runs in one container made from it, named
 //!   `berth-<pid>-<n>`: RUN steps through the exec API, COPY files through the file API; after each RUN step
