@@ -1377,8 +1377,8 @@ fn four_at_once(engine: Engine) {
         "specs/base.yaml",
         &format!(
             "name: base\nbase_image: {}\npython_exec: /usr/bin/python3\ncommands: [\"echo {token} > /base\"]\n\
-             builder_options: {{install_flytekit: false}}\n",
-            env.python_image
+             builder_config: {{uv_image: \"{}\"}}\nbuilder_options: {{install_flytekit: false}}\n",
+            env.python_image, env.uv_image
         ),
     );
     let mut berth_yaml = format!(
@@ -1389,7 +1389,8 @@ fn four_at_once(engine: Engine) {
         berth_yaml.push_str(&format!(
             "  app{n}:\n    name: app{n}\n    base_image: {{spec: specs/base.yaml}}\n    \
              python_exec: /usr/bin/python3\n    commands: [\"echo {n} > /n\"]\n    \
-             builder_options: {{install_flytekit: false}}\n"
+             builder_config: {{uv_image: \"{uv}\"}}\n    builder_options: {{install_flytekit: false}}\n",
+            uv = env.uv_image
         ));
     }
     berth_yaml.push_str("tasks:\n");
@@ -1426,19 +1427,10 @@ fn four_at_once(engine: Engine) {
         let (name, digest) = reference.split_once('@').expect("immutable reference");
         assert_eq!(registry_digest(env, name), digest, "task{n}: {reference}");
         let pinned = format!("{}@{digest}", name.rsplit_once(':').expect("tag").0);
-        let (ok, out) = tool(
-            "docker",
-            &[
-                "--config",
-                &project.config().display().to_string(),
-                "run",
-                "--rm",
-                &pinned,
-                "cat",
-                "/base",
-                "/n",
-            ],
-        );
+        let config = project.config().display().to_string();
+        let (ok, out) = tool("docker", &["--config", &config, "pull", "-q", &pinned]);
+        assert!(ok, "docker pull of app{n}: {out}");
+        let (ok, out) = tool("docker", &["run", "--rm", &pinned, "cat", "/base", "/n"]);
         assert!(
             ok && out.split_whitespace().collect::<Vec<_>>() == [token.as_str(), &n.to_string()],
             "app{n} has its base's file and its own: {out}"
