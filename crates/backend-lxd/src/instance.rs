@@ -295,7 +295,17 @@ impl Instance {
         let mut stdin = stream("0").await.map_err(lost)?;
         let stdout = stream("1").await.map_err(lost)?;
         let stderr = stream("2").await.map_err(lost)?;
-        stdin.close().await.map_err(lost)?;
+        // the end of the input; a command that has already ended (a quick `echo` on a busy machine) may have had
+        // its stdin stream closed by LXD first, and then there is nothing left to end
+        if let Err(e) = stdin.close().await {
+            let gone = [
+                std::io::ErrorKind::BrokenPipe,
+                std::io::ErrorKind::ConnectionReset,
+            ];
+            if !gone.contains(&e.kind()) {
+                return Err(lost(e));
+            }
+        }
         let tail = std::sync::Mutex::new(std::collections::VecDeque::new());
         let (out, err) = tokio::join!(
             relay(stdout, progress, &tail),
