@@ -6,6 +6,7 @@
 //!
 //! Run: `source /var/lib/berth-env/env.sh && cargo test -p berth-tests --test faults -- --nocapture`
 
+mod cli;
 mod image;
 mod ops;
 
