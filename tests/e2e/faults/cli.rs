@@ -9,21 +9,12 @@ use berth_tests::faults::Outcome;
 use crate::image::corruption;
 use crate::ops::{judge_push_at, Fixtures, Result};
 
+/// `berth exists spec.yaml` of an image put in the registry directly: present with its digest, or unknown with
+/// a classified error.
 pub async fn cli_exists(fx: &Fixtures, host: &str) -> Result {
     let dir = tempfile::tempdir().expect("temp dir");
-    std::fs::write(
-        dir.path().join("spec.yaml"),
-        format!("name: app\nregistry: {host}/faults/{}\n", unique("cli")),
-    )
-    .expect("write spec");
-    let name = berth(fx, dir.path(), &["name", "spec.yaml"], None).await;
-    let name = String::from_utf8_lossy(&name.stdout).trim().to_string();
-    let image = ImageRef::parse(&name).unwrap_or_else(|e| panic!("berth name said {name:?}: {e}"));
     // the image named by the spec, put into the registry directly
-    let real = ImageRef {
-        registry: fx.env.registry.clone(),
-        ..image.clone()
-    };
+    let (_, real) = spec(fx, dir.path(), &format!("{host}/faults/{}", unique("cli"))).await;
     fx.base
         .push(&fx.real, &real)
         .await
@@ -57,19 +48,8 @@ pub async fn cli_push(
     host: &str,
 ) -> Result {
     let dir = tempfile::tempdir().expect("temp dir");
-    let repository = format!("faults/{}", unique("clipush"));
-    std::fs::write(
-        dir.path().join("spec.yaml"),
-        format!("name: app\nregistry: {host}/{repository}\n"),
-    )
-    .expect("write spec");
-    let name = berth(fx, dir.path(), &["name", "spec.yaml"], None).await;
-    let name = String::from_utf8_lossy(&name.stdout).trim().to_string();
-    let image = ImageRef::parse(&name).unwrap_or_else(|e| panic!("berth name said {name:?}: {e}"));
-    let real = ImageRef {
-        registry: fx.env.registry.clone(),
-        ..image
-    };
+    let registry = format!("{host}/faults/{}", unique("clipush"));
+    let (name, real) = spec(fx, dir.path(), &registry).await;
     if let Err(e) = engine.tag(&fx.base_ref(), &name).await {
         panic!("tag {name}: {e}");
     }
@@ -106,6 +86,24 @@ async fn judge_cli_failure(fx: &Fixtures, real: ImageRef, error: &str) -> Result
         .map(|(_, k)| k.trim_end_matches(')').to_string())
         .unwrap_or_else(|| "error".into());
     (Outcome::FailedClearly(kind), error.to_string())
+}
+
+/// Writes `dir/spec.yaml` naming `registry`, and returns the image name berth gives it (through the proxy) and
+/// the same image in the real registry.
+async fn spec(fx: &Fixtures, dir: &std::path::Path, registry: &str) -> (String, ImageRef) {
+    std::fs::write(
+        dir.join("spec.yaml"),
+        format!("name: app\nregistry: {registry}\n"),
+    )
+    .expect("write spec");
+    let name = berth(fx, dir, &["name", "spec.yaml"], None).await;
+    let name = String::from_utf8_lossy(&name.stdout).trim().to_string();
+    let image = ImageRef::parse(&name).unwrap_or_else(|e| panic!("berth name said {name:?}: {e}"));
+    let real = ImageRef {
+        registry: fx.env.registry.clone(),
+        ..image
+    };
+    (name, real)
 }
 
 /// Runs berth with the test registry's password in the environment (and `CONTAINER_HOST` = `socket` when

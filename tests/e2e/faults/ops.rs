@@ -153,18 +153,7 @@ impl Fixtures {
         })
         .await
         .expect("containerd (scripts/env/up.sh starts it)");
-        let local = format!("{}/faults/{}:1", env.registry, unique("local"));
-        let built = containerd
-            .build(
-                &plan(
-                    &reference(&env.registry, &base_repo).to_string(),
-                    vec![label()],
-                ),
-                &build_options(env.credentials(), &env.registry, &local),
-                &NoProgress,
-            )
-            .await;
-        built.expect("build the image containerd pushes");
+        let local = build_local(env, &containerd, &base_repo).await;
         let docker = DockerEngine::connect(DockerOptions {
             host: Some(format!("unix://{}", env.docker_socket.display())),
             idle_timeout: image::IDLE,
@@ -192,18 +181,7 @@ impl Fixtures {
         })
         .await
         .expect("LXD (scripts/env/up.sh starts it)");
-        let lxd_local = format!("{}/faults/{}:1", env.registry, unique("lxdlocal"));
-        let built = lxd
-            .build(
-                &plan(
-                    &reference(&env.registry, &base_repo).to_string(),
-                    vec![label()],
-                ),
-                &build_options(env.credentials(), &env.registry, &lxd_local),
-                &NoProgress,
-            )
-            .await;
-        built.expect("build the image LXD pushes");
+        let lxd_local = build_local(env, &lxd, &base_repo).await;
         let fixtures = Fixtures {
             env,
             real,
@@ -249,6 +227,21 @@ impl Fixtures {
         let _ = self.rootless.remove(&self.base_ref(), force).await;
         let _ = self.lxd.remove(&self.lxd_local, force).await;
     }
+}
+
+/// Builds an image on `base_repo` in `engine` (berth's own builder), for the engine to push under other names.
+async fn build_local(env: &TestEnv, engine: &dyn ContainerEngine, base_repo: &str) -> String {
+    let local = format!("{}/faults/{}:1", env.registry, unique("local"));
+    let base = reference(&env.registry, base_repo).to_string();
+    engine
+        .build(
+            &plan(&base, vec![label()]),
+            &build_options(env.credentials(), &env.registry, &local),
+            &NoProgress,
+        )
+        .await
+        .unwrap_or_else(|e| panic!("build the image {} pushes: {e}", engine.name()));
+    local
 }
 
 fn reference(host: &str, repository: &str) -> ImageRef {
