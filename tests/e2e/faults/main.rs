@@ -6,6 +6,7 @@
 //!
 //! Run: `source /var/lib/berth-env/env.sh && cargo test -p berth-tests --test faults -- --nocapture`
 
+mod cli;
 mod image;
 mod ops;
 
@@ -118,7 +119,7 @@ impl Operation {
     fn classes(self) -> &'static [Class] {
         match self {
             Operation::ClientExists | Operation::CliExists => &[Class::Ping, Class::ManifestHead],
-            Operation::ClientPull | Operation::ContainerdBuildPull => {
+            Operation::ClientPull | Operation::ContainerdBuildPull | Operation::LxdBuildPull => {
                 &[Class::ManifestGet, Class::BlobGet]
             }
             Operation::ClientPush
@@ -126,7 +127,10 @@ impl Operation {
             | Operation::DockerPush
             | Operation::PodmanPush
             | Operation::CliPushDocker
-            | Operation::CliPushPodman => &[Class::BlobUpload, Class::ManifestPut],
+            | Operation::CliPushPodman
+            | Operation::LxdPush
+            | Operation::RootlessPodmanPush
+            | Operation::CliPushRootless => &[Class::BlobUpload, Class::ManifestPut],
         }
     }
 }

@@ -1,10 +1,12 @@
-//! The operations run under each fault: berth's registry client directly, `berth exists`, and the containerd
-//! backend's push and base-image pull, each judged by what the real registry (or the engine) holds afterwards.
+//! The operations run under each fault: berth's registry client directly, `berth exists`, the containerd and
+//! LXD backends' push and base-image pull, and Docker's and Podman's pushes (rootful and rootless), each judged
+//! by what the real registry (or the engine) holds afterwards.
 
 use std::path::PathBuf;
 
 use berth_backend_containerd::{ContainerdEngine, ContainerdOptions};
 use berth_backend_docker::{DockerEngine, DockerOptions};
+use berth_backend_lxd::{LxdEngine, LxdOptions};
 use berth_backend_podman::{PodmanEngine, PodmanOptions};
 use berth_core::engine::{
     BuildOptions, ContainerEngine, Credentials, Network, NoProgress, RemoveOptions, TransferOptions,
@@ -17,10 +19,11 @@ use berth_tests::conformance::support::{plan, unique};
 use berth_tests::env::TestEnv;
 use berth_tests::faults::{FaultProxy, Outcome};
 
+use crate::cli::{cli_exists, cli_push};
 use crate::image::{self, corruption, TestImage};
 
 /// What one operation came to, and the error or corruption behind it.
-type Result = (Outcome, String);
+pub type Result = (Outcome, String);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Operation {
@@ -34,24 +37,33 @@ pub enum Operation {
     PodmanPush,
     CliPushDocker,
     CliPushPodman,
+    LxdPush,
+    LxdBuildPull,
+    RootlessPodmanPush,
+    CliPushRootless,
 }
 
 /// What every scenario shares: a client on the real registry, an image in it, containerd and an image there.
 pub struct Fixtures {
-    env: &'static TestEnv,
-    real: RegistryClient,
-    base: TestImage,
+    pub env: &'static TestEnv,
+    pub real: RegistryClient,
+    pub base: TestImage,
     base_repo: String,
     containerd: ContainerdEngine,
     /// A local containerd image to push under other names.
     local: String,
     docker: DockerEngine,
     podman: PodmanEngine,
-    berth: PathBuf,
+    /// The rootless Podman service (user `berth-rootless`).
+    rootless: PodmanEngine,
+    lxd: LxdEngine,
+    /// A local LXD image (in berth's OCI store for LXD) to push under other names.
+    lxd_local: String,
+    pub berth: PathBuf,
 }
 
 impl Operation {
-    pub const ALL: [Operation; 10] = [
+    pub const ALL: [Operation; 14] = [
         Operation::ClientExists,
         Operation::ClientPull,
         Operation::ClientPush,
@@ -62,6 +74,10 @@ impl Operation {
         Operation::PodmanPush,
         Operation::CliPushDocker,
         Operation::CliPushPodman,
+        Operation::LxdPush,
+        Operation::LxdBuildPull,
+        Operation::RootlessPodmanPush,
+        Operation::CliPushRootless,
     ];
 
     pub fn name(self) -> &'static str {
@@ -76,6 +92,10 @@ impl Operation {
             Operation::PodmanPush => "podman push (libpod)",
             Operation::CliPushDocker => "berth push --engine docker",
             Operation::CliPushPodman => "berth push --engine podman",
+            Operation::LxdPush => "LXD push",
+            Operation::LxdBuildPull => "LXD build (base pull)",
+            Operation::RootlessPodmanPush => "rootless podman push (libpod)",
+            Operation::CliPushRootless => "berth push --engine podman (rootless)",
         }
     }
 
@@ -99,9 +119,18 @@ impl Operation {
             Operation::PodmanPush => {
                 engine_push(fx, &fx.podman, &fx.base_ref(), creds, &host).await
             }
-            Operation::ContainerdBuildPull => containerd_build(fx, creds, &host).await,
-            Operation::CliPushDocker => cli_push(fx, &fx.docker, "docker", &host).await,
-            Operation::CliPushPodman => cli_push(fx, &fx.podman, "podman", &host).await,
+            Operation::ContainerdBuildPull => engine_build(fx, &fx.containerd, creds, &host).await,
+            Operation::LxdPush => engine_push(fx, &fx.lxd, &fx.lxd_local, creds, &host).await,
+            Operation::LxdBuildPull => engine_build(fx, &fx.lxd, creds, &host).await,
+            Operation::RootlessPodmanPush => {
+                engine_push(fx, &fx.rootless, &fx.base_ref(), creds, &host).await
+            }
+            Operation::CliPushDocker => cli_push(fx, &fx.docker, "docker", None, &host).await,
+            Operation::CliPushPodman => cli_push(fx, &fx.podman, "podman", None, &host).await,
+            Operation::CliPushRootless => {
+                let socket = format!("unix://{}", fx.env.podman_rootless_socket.display());
+                cli_push(fx, &fx.rootless, "podman", Some(&socket), &host).await
+            }
         }
     }
 }
@@ -124,18 +153,7 @@ impl Fixtures {
         })
         .await
         .expect("containerd (scripts/env/up.sh starts it)");
-        let local = format!("{}/faults/{}:1", env.registry, unique("local"));
-        let built = containerd
-            .build(
-                &plan(
-                    &reference(&env.registry, &base_repo).to_string(),
-                    vec![label()],
-                ),
-                &build_options(env.credentials(), &env.registry, &local),
-                &NoProgress,
-            )
-            .await;
-        built.expect("build the image containerd pushes");
+        let local = build_local(env, &containerd, &base_repo).await;
         let docker = DockerEngine::connect(DockerOptions {
             host: Some(format!("unix://{}", env.docker_socket.display())),
             idle_timeout: image::IDLE,
@@ -150,6 +168,20 @@ impl Fixtures {
         })
         .await
         .expect("the Podman service (scripts/env/up.sh starts it)");
+        let rootless = PodmanEngine::connect(PodmanOptions {
+            socket: Some(format!("unix://{}", env.podman_rootless_socket.display())),
+            idle_timeout: image::IDLE,
+            ..PodmanOptions::default()
+        })
+        .await
+        .expect("the rootless Podman service (scripts/env/up.sh starts it)");
+        let lxd = LxdEngine::connect(LxdOptions {
+            registry: image::options(env.credentials()),
+            ..LxdOptions::default()
+        })
+        .await
+        .expect("LXD (scripts/env/up.sh starts it)");
+        let lxd_local = build_local(env, &lxd, &base_repo).await;
         let fixtures = Fixtures {
             env,
             real,
@@ -159,13 +191,21 @@ impl Fixtures {
             local,
             docker,
             podman,
+            rootless,
+            lxd,
+            lxd_local,
             berth,
         };
         let options = TransferOptions {
             credentials: Some(env.credentials()),
             insecure: true,
         };
-        for engine in [&fixtures.docker as &dyn ContainerEngine, &fixtures.podman] {
+        let engines = [
+            &fixtures.docker as &dyn ContainerEngine,
+            &fixtures.podman,
+            &fixtures.rootless,
+        ];
+        for engine in engines {
             engine
                 .pull(&fixtures.base_ref(), &options, &NoProgress)
                 .await
@@ -175,7 +215,7 @@ impl Fixtures {
     }
 
     /// The base image in the real registry.
-    fn base_ref(&self) -> String {
+    pub fn base_ref(&self) -> String {
         reference(&self.env.registry, &self.base_repo).to_string()
     }
 
@@ -184,7 +224,24 @@ impl Fixtures {
         let _ = self.containerd.remove(&self.local, force).await;
         let _ = self.docker.remove(&self.base_ref(), force).await;
         let _ = self.podman.remove(&self.base_ref(), force).await;
+        let _ = self.rootless.remove(&self.base_ref(), force).await;
+        let _ = self.lxd.remove(&self.lxd_local, force).await;
     }
+}
+
+/// Builds an image on `base_repo` in `engine` (berth's own builder), for the engine to push under other names.
+async fn build_local(env: &TestEnv, engine: &dyn ContainerEngine, base_repo: &str) -> String {
+    let local = format!("{}/faults/{}:1", env.registry, unique("local"));
+    let base = reference(&env.registry, base_repo).to_string();
+    engine
+        .build(
+            &plan(&base, vec![label()]),
+            &build_options(env.credentials(), &env.registry, &local),
+            &NoProgress,
+        )
+        .await
+        .unwrap_or_else(|e| panic!("build the image {} pushes: {e}", engine.name()));
+    local
 }
 
 fn reference(host: &str, repository: &str) -> ImageRef {
@@ -268,7 +325,7 @@ async fn judge_push(
 }
 
 /// [`judge_push`] of the image `real` names in the real registry.
-async fn judge_push_at(
+pub async fn judge_push_at(
     fx: &Fixtures,
     real: ImageRef,
     pushed: std::result::Result<String, Error>,
@@ -321,8 +378,14 @@ async fn engine_push(
     judge_push(fx, &repository, pushed).await
 }
 
-async fn containerd_build(fx: &Fixtures, creds: Credentials, host: &str) -> Result {
-    // an image of its own, so containerd has none of its content and must download every blob
+/// A build in `engine` (berth's own builder: containerd or LXD) whose base image is downloaded through the proxy.
+async fn engine_build(
+    fx: &Fixtures,
+    engine: &dyn ContainerEngine,
+    creds: Credentials,
+    host: &str,
+) -> Result {
+    // an image of its own, so the engine has none of its content and must download every blob
     let repository = format!("faults/{}", unique("cbase"));
     let fresh = TestImage::new(64 * 1024);
     fresh
@@ -331,8 +394,7 @@ async fn containerd_build(fx: &Fixtures, creds: Credentials, host: &str) -> Resu
         .expect("put a fresh base image in the registry");
     let base = reference(host, &repository).to_string();
     let tag = format!("{}/faults/{}:1", fx.env.registry, unique("cbuilt"));
-    let built = fx
-        .containerd
+    let built = engine
         .build(
             &plan(&base, vec![label()]),
             &build_options(creds, host, &tag),
@@ -340,7 +402,7 @@ async fn containerd_build(fx: &Fixtures, creds: Credentials, host: &str) -> Resu
         )
         .await;
     let result = match built {
-        Ok(_) => match fx.containerd.inspect(&tag).await {
+        Ok(_) => match engine.inspect(&tag).await {
             Ok(_) => (Outcome::Survived, String::new()),
             Err(e) => {
                 let what = format!("the build succeeded but its image is unreadable: {e}");
@@ -350,119 +412,7 @@ async fn containerd_build(fx: &Fixtures, creds: Credentials, host: &str) -> Resu
         Err(e) => failed(&e),
     };
     for name in [&tag, &base] {
-        let _ = fx
-            .containerd
-            .remove(name, RemoveOptions { force: true })
-            .await;
+        let _ = engine.remove(name, RemoveOptions { force: true }).await;
     }
     result
-}
-
-async fn cli_exists(fx: &Fixtures, host: &str) -> Result {
-    let dir = tempfile::tempdir().expect("temp dir");
-    std::fs::write(
-        dir.path().join("spec.yaml"),
-        format!("name: app\nregistry: {host}/faults/{}\n", unique("cli")),
-    )
-    .expect("write spec");
-    let name = berth(fx, dir.path(), &["name", "spec.yaml"]).await;
-    let name = String::from_utf8_lossy(&name.stdout).trim().to_string();
-    let image = ImageRef::parse(&name).unwrap_or_else(|e| panic!("berth name said {name:?}: {e}"));
-    // the image named by the spec, put into the registry directly
-    let real = ImageRef {
-        registry: fx.env.registry.clone(),
-        ..image.clone()
-    };
-    fx.base
-        .push(&fx.real, &real)
-        .await
-        .expect("put the spec's image in the registry");
-    let out = berth(fx, dir.path(), &["exists", "spec.yaml"]).await;
-    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
-    let stderr = String::from_utf8_lossy(&out.stderr).trim().to_string();
-    let fields: Vec<&str> = stdout.trim().split('\t').collect();
-    match fields.as_slice() {
-        [_, "present", digest] if *digest == fx.base.manifest_digest() && out.status.success() => {
-            (Outcome::Survived, String::new())
-        }
-        [_, "unknown", kind] if !stderr.is_empty() => {
-            (Outcome::FailedClearly((*kind).to_string()), stderr)
-        }
-        _ => {
-            let what = format!("berth exists said {stdout:?} ({}): {stderr}", out.status);
-            (Outcome::Corrupt(what.clone()), what)
-        }
-    }
-}
-
-/// `berth push --engine ENGINE spec.yaml` of the base image, tagged in the engine as the spec names it: berth's
-/// own push from the engine's export, with the CLI's whole-push retry of temporary failures around it.
-async fn cli_push(fx: &Fixtures, engine: &dyn ContainerEngine, flag: &str, host: &str) -> Result {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let repository = format!("faults/{}", unique("clipush"));
-    std::fs::write(
-        dir.path().join("spec.yaml"),
-        format!("name: app\nregistry: {host}/{repository}\n"),
-    )
-    .expect("write spec");
-    let name = berth(fx, dir.path(), &["name", "spec.yaml"]).await;
-    let name = String::from_utf8_lossy(&name.stdout).trim().to_string();
-    let image = ImageRef::parse(&name).unwrap_or_else(|e| panic!("berth name said {name:?}: {e}"));
-    let real = ImageRef {
-        registry: fx.env.registry.clone(),
-        ..image
-    };
-    if let Err(e) = engine.tag(&fx.base_ref(), &name).await {
-        panic!("tag {name}: {e}");
-    }
-    let out = berth(fx, dir.path(), &["push", "--engine", flag, "spec.yaml"]).await;
-    let _ = engine.remove(&name, RemoveOptions { force: false }).await;
-    let stdout = String::from_utf8_lossy(&out.stdout).trim().to_string();
-    let stderr = String::from_utf8_lossy(&out.stderr).trim().to_string();
-    let pushed = match (out.status.success(), stdout.split_once('@')) {
-        (true, Some((_, digest))) => Ok(digest.to_string()),
-        (false, _) if !stderr.is_empty() => {
-            let last = stderr
-                .lines()
-                .rev()
-                .find(|l| l.starts_with("error:"))
-                .unwrap_or(&stderr);
-            return judge_cli_failure(fx, real, last).await;
-        }
-        _ => {
-            let what = format!("berth push said {stdout:?} ({}): {stderr}", out.status);
-            return (Outcome::Corrupt(what.clone()), what);
-        }
-    };
-    judge_push_at(fx, real, pushed).await
-}
-
-/// A failed CLI push: the registry must hold no tag or a complete image, and the error is classified by its exit.
-async fn judge_cli_failure(fx: &Fixtures, real: ImageRef, error: &str) -> Result {
-    if let Some(what) = corruption(&fx.real, &real, None).await {
-        return (Outcome::Corrupt(what.clone()), what);
-    }
-    let kind = error
-        .rsplit_once('(')
-        .map(|(_, k)| k.trim_end_matches(')').to_string())
-        .unwrap_or_else(|| "error".into());
-    (Outcome::FailedClearly(kind), error.to_string())
-}
-
-/// Runs berth with the test registry's password in the environment; killed if the scenario is abandoned.
-async fn berth(fx: &Fixtures, dir: &std::path::Path, args: &[&str]) -> std::process::Output {
-    tokio::process::Command::new(&fx.berth)
-        .args(args)
-        .current_dir(dir)
-        .env("BERTH_REGISTRY_USERNAME", &fx.env.registry_user)
-        .env(
-            "BERTH_REGISTRY_PASSWORD",
-            fx.env.registry_password().expose(),
-        )
-        .env("HOME", dir)
-        .env("DOCKER_CONFIG", dir)
-        .kill_on_drop(true)
-        .output()
-        .await
-        .expect("run berth")
 }
