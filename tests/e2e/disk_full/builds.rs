@@ -354,7 +354,8 @@ fn a_rootless_podman_build_that_fills_the_users_storage_says_so_keeps_nothing_an
             .expect("run berth as the rootless user")
     };
     let root = service.graph_root().display().to_string();
-    let storage = format!("GraphRoot {root}");
+    // named as the user's store (the rootful service's name and hint would send the user to /etc)
+    let storage = format!("rootless Podman's storage (GraphRoot {root})");
     let filler = service.storage.fill_leaving(ROOM);
     let image = fails_when_full_then_works_by(project.path(), as_user, &storage, || {
         std::fs::remove_file(&filler).expect("make room");
