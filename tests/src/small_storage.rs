@@ -83,7 +83,7 @@ impl Drop for SmallTmpfs {
 }
 
 /// A run folder under /run of a short name: containerd shim and conmon sockets inside it have a length limit.
-fn run_dir(label: &str) -> PathBuf {
+pub(crate) fn run_dir(label: &str) -> PathBuf {
     let id = unique(label);
     let dir = PathBuf::from(format!("/run/berth-{label}-{}", &id[id.len() - 12..]));
     std::fs::create_dir_all(&dir).expect("create the daemon's run folder");
@@ -91,7 +91,7 @@ fn run_dir(label: &str) -> PathBuf {
 }
 
 /// Waits until `ready` says the daemon answers; a daemon that never does fails the test with its log.
-fn wait_ready(ready: impl Fn() -> bool, log: &Path) {
+pub(crate) fn wait_ready(ready: impl Fn() -> bool, log: &Path) {
     // readiness, not a timing claim
     for _ in 0..600 {
         if ready() {
@@ -106,7 +106,7 @@ fn wait_ready(ready: impl Fn() -> bool, log: &Path) {
 }
 
 /// Stops a daemon of the test's own (SIGTERM, so it unmounts what it mounted) and waits for it.
-fn stop(child: &mut Child) {
+pub(crate) fn stop(child: &mut Child) {
     let _ = Command::new("kill").arg(child.id().to_string()).status();
     let _ = child.wait();
 }

@@ -33,6 +33,7 @@ impl PodmanEngine {
             ),
             Err(_) => (String::new(), String::new()),
         };
+        let rootless = self.runs_rootless();
         if !says_no_space(failed.message()) {
             // a crashed handler: only a temporary folder seen full here makes it an out-of-space error
             if !matches!(self.socket(), Address::Unix(_)) || !nearly_full(&tmp) {
@@ -50,7 +51,7 @@ impl PodmanEngine {
             return temporary_folder_full(failed, "its TMPDIR", folder, false);
         }
         // anything else is the store's: a path in the message may be one inside the layer being unpacked
-        store_full(failed, &root)
+        store_full(failed, &root, rootless)
     }
 }
 
@@ -62,19 +63,30 @@ fn export_folder(path: &str) -> Option<&str> {
         .filter(|f| !f.is_empty())
 }
 
-/// Out of space in the store: builds, pulls and commits.
-fn store_full(failed: Error, root: &str) -> Error {
+/// Out of space in the store: builds, pulls and commits. A rootless service's store is its user's, set in that
+/// user's storage.conf (a rootless Podman reads no `graphroot` from /etc/containers/storage.conf), and only that
+/// user's podman sees its images: the hint says so.
+fn store_full(failed: Error, root: &str, rootless: bool) -> Error {
     let root = if root.is_empty() {
         "the storage `podman info` shows as GraphRoot"
     } else {
         root
     };
+    let (whose, prune, config) = if rootless {
+        (
+            "rootless Podman's",
+            " as the user the service runs as",
+            "`graphroot` in that user's ~/.config/containers/storage.conf",
+        )
+    } else {
+        ("Podman's", "", "`graphroot` in storage.conf")
+    };
     let hint = format!(
-        "make room on the file system of {root}: remove images and build containers you do not need \
+        "make room on the file system of {root}: remove images and build containers you do not need{prune} \
          (`podman image prune`, `podman system prune`), or point the service at a larger store \
-         (`graphroot` in storage.conf, or `podman --root`); nothing of the failed work was kept"
+         ({config}, or `podman --root`); nothing of the failed work was kept"
     );
-    failed.out_of_space(format!("Podman's storage (GraphRoot {root})"), hint)
+    failed.out_of_space(format!("{whose} storage (GraphRoot {root})"), hint)
 }
 
 /// Out of space in the temporary folder `tmp` (`what` the service calls it): pushes, exports, inspects.
@@ -131,6 +143,33 @@ mod tests {
         assert_eq!(written_path("step: no space left on device"), None);
         assert_eq!(export_folder("/tmp/api.tar12345"), Some("/tmp"));
         assert_eq!(export_folder("/usr/share/locale/hr/coreutils.mo"), None);
+    }
+
+    #[test]
+    fn a_rootless_store_is_named_as_the_users_with_the_users_config() {
+        let failed = || {
+            Error::new(
+                berth_core::ErrorKind::Unavailable,
+                "build: write /big: no space left on device",
+            )
+        };
+        let named = store_full(failed(), "/home/u/.local/share/containers/storage", true);
+        assert_eq!(named.kind(), berth_core::ErrorKind::ResourceExhausted);
+        let said = named.to_string();
+        assert!(
+            said.contains(
+                "rootless Podman's storage (GraphRoot /home/u/.local/share/containers/storage)"
+            ),
+            "{said}"
+        );
+        assert!(said.contains("as the user the service runs as"), "{said}");
+        assert!(said.contains("~/.config/containers/storage.conf"), "{said}");
+        let rootful = store_full(failed(), "/var/lib/containers/storage", false).to_string();
+        assert!(rootful.contains("Podman's storage (GraphRoot /var/lib/containers/storage)"));
+        assert!(
+            !rootful.contains("rootless") && !rootful.contains("~/.config"),
+            "{rootful}"
+        );
     }
 
     #[test]

@@ -14,6 +14,8 @@ use std::process::{Command, Output};
 
 use berth_tests::conformance::support::unique;
 use berth_tests::env::TestEnv;
+use berth_tests::project::rootless_user;
+use berth_tests::small_rootless::SmallRootlessPodman;
 use berth_tests::small_storage::{
     SmallContainerd, SmallDockerd, SmallLxdPool, SmallPodman, SmallTmpfs,
 };
@@ -182,8 +184,23 @@ fn fails_when_full_then_works(
     storage: &str,
     make_room: impl FnOnce(),
 ) -> String {
+    fails_when_full_then_works_by(
+        project,
+        |args| berth(project, args, vars),
+        storage,
+        make_room,
+    )
+}
+
+/// [`fails_when_full_then_works`] with berth run by `berth` (in `project`, given its arguments).
+fn fails_when_full_then_works_by(
+    project: &Path,
+    berth: impl Fn(&[&str]) -> Output,
+    storage: &str,
+    make_room: impl FnOnce(),
+) -> String {
     let build = ["build", "--network", "none"];
-    let failed = berth(project, &build, vars);
+    let failed = berth(&build);
     // a full engine storage fails the build as an error (exit 6), not as a step's failure
     assert_out_of_space(&failed, storage);
     let said = text(&failed);
@@ -195,7 +212,7 @@ fn fails_when_full_then_works(
         !project.join("berth.lock").exists(),
         "no lock for a failed build"
     );
-    let exists = berth(project, &["exists"], vars);
+    let exists = berth(&["exists"]);
     assert_eq!(
         exists.status.code(),
         Some(1),
@@ -203,10 +220,10 @@ fn fails_when_full_then_works(
         text(&exists)
     );
     make_room();
-    let worked = berth(project, &build, vars);
+    let worked = berth(&build);
     assert!(worked.status.success(), "{}", text(&worked));
     assert!(project.join("berth.lock").exists(), "{}", text(&worked));
-    let exists = berth(project, &["exists"], vars);
+    let exists = berth(&["exists"]);
     assert!(exists.status.success(), "{}", text(&exists));
     let stdout = String::from_utf8_lossy(&worked.stdout);
     stdout.lines().last().expect("the built image").to_string()
@@ -295,6 +312,54 @@ fn a_podman_build_that_fills_podmans_storage_says_so_keeps_nothing_and_the_next_
     let root = service.graph_root().display().to_string();
     let storage = format!("GraphRoot {root}");
     let image = filled_then_emptied(project.path(), &vars, &storage, &service.storage);
+    assert_holds_big_file(&image, |args| service.podman(args));
+}
+
+/// Rootless: the service is the rootless test user's own (not the shared one of `scripts/env/up.sh`), its
+/// store on a tmpfs the user owns, and berth runs as that user, as a rootless user's berth does.
+#[test]
+fn a_rootless_podman_build_that_fills_the_users_storage_says_so_keeps_nothing_and_the_next_one_works(
+) {
+    let Some(env) = TestEnv::for_engine("podman") else {
+        return;
+    };
+    let user = rootless_user();
+    let service = SmallRootlessPodman::start(user, "640m");
+    let config = docker_config(env);
+    let project = storage_project(env, "podman");
+    for dir in [config.path(), project.path()] {
+        let given = Command::new("chown")
+            .arg("-R")
+            .arg(format!("{}:{}", user.uid, user.gid))
+            .arg(dir)
+            .status()
+            .expect("run chown");
+        assert!(given.success(), "give {} to {}", dir.display(), user.name);
+    }
+    // the base and helper images first, so what fills the disk is the work under test
+    let auth = config.path().join("config.json").display().to_string();
+    for image in [&env.python_image, &env.uv_image] {
+        let pulled = service.podman(&["pull", "--tls-verify=false", "--authfile", &auth, image]);
+        assert!(pulled.status.success(), "{}", text(&pulled));
+    }
+    let vars = [
+        format!("CONTAINER_HOST={}", service.host()),
+        format!("DOCKER_CONFIG={}", config.path().display()),
+    ];
+    let vars: Vec<&str> = vars.iter().map(String::as_str).collect();
+    let as_user = |args: &[&str]| {
+        user.berth(&vars, args)
+            .current_dir(project.path())
+            .output()
+            .expect("run berth as the rootless user")
+    };
+    let root = service.graph_root().display().to_string();
+    // named as the user's store (the rootful service's name and hint would send the user to /etc)
+    let storage = format!("rootless Podman's storage (GraphRoot {root})");
+    let filler = service.storage.fill_leaving(ROOM);
+    let image = fails_when_full_then_works_by(project.path(), as_user, &storage, || {
+        std::fs::remove_file(&filler).expect("make room");
+    });
     assert_holds_big_file(&image, |args| service.podman(args));
 }
 
