@@ -51,6 +51,7 @@ fn describe(kind: &str, object: &Labeled, whose: Whose, namespace: &str) -> Left
             object.id, owner.pid
         ),
         _ => format!(
+            // `berth doctor` reads "not removed" as: the next build leaves it (crates/cli/src/doctor/leftovers.rs)
             "containerd {kind} {} of an unknown berth process (made before berth labelled its owner; not \
              removed: when no berth runs, `ctr -n {namespace} {} rm {}`)",
             object.id,
