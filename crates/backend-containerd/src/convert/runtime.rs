@@ -95,20 +95,11 @@ impl Daemon {
 
     /// Ids of the containers whose id starts with `prefix`.
     pub(crate) async fn container_ids(&self, prefix: &str, op: Op) -> Result<Vec<String>> {
-        let request = self.call(ListContainersRequest {
-            filters: Vec::new(),
-        });
-        let containers = self
-            .containers()
-            .list(request)
-            .await
-            .map_err(|s| status_error(&s, op))?
-            .into_inner()
-            .containers;
-        Ok(containers
+        Ok(self
+            .containers_labeled(prefix, op)
+            .await?
             .into_iter()
-            .map(|c| c.id)
-            .filter(|id| id.starts_with(prefix))
+            .map(|o| o.id)
             .collect())
     }
 

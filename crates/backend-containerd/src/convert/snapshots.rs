@@ -269,20 +269,11 @@ impl Daemon {
 
     /// Ids of the leases whose id starts with `prefix`.
     pub(crate) async fn lease_ids(&self, prefix: &str, op: Op) -> Result<Vec<String>> {
-        let request = self.call(ListRequest {
-            filters: Vec::new(),
-        });
-        let leases = self
-            .leases()
-            .list(request)
-            .await
-            .map_err(|s| status_error(&s, op))?
-            .into_inner()
-            .leases;
-        Ok(leases
+        Ok(self
+            .leases_labeled(prefix, op)
+            .await?
             .into_iter()
-            .map(|l| l.id)
-            .filter(|id| id.starts_with(prefix))
+            .map(|o| o.id)
             .collect())
     }
 
