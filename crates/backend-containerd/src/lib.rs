@@ -28,7 +28,9 @@ mod convert;
 mod errors;
 mod images;
 mod labels;
+mod leftovers;
 mod options;
+mod owner;
 mod provider;
 mod pull;
 mod push;
@@ -241,24 +243,16 @@ impl ContainerEngine for ContainerdEngine {
         images::remove(self, reference, options).await
     }
 
-    /// Not told yet: berth's ids here (`berth-<what>-<random>`) do not name the process that made them, so what
-    /// a killed berth left cannot be told from what a running one holds. Its lease expires after a day and
-    /// containerd's collector then drops the snapshots; a RUN task it left runs on.
+    /// Told by the owner labels on berth's containers and leases (see the `leftovers` module): those of berth
+    /// processes that are gone, and those with no owner labels (listed, never removed).
     async fn leftovers(&self) -> Result<Vec<berth_core::engine::Leftover>> {
-        Err(Error::unsupported(
-            ENGINE,
-            "leftovers",
-            "berth cannot yet tell what a killed berth left in containerd from what a running one holds",
-        )
-        .with_hint(format!(
-            "`ctr -n {} tasks ls` and `ctr -n {} leases ls` show berth's (ids starting `{ID_PREFIX}`) while no berth runs",
-            self.namespace(),
-            self.namespace()
-        )))
+        leftovers::leftovers(self).await
     }
 
+    /// Removes the tasks, containers and leases of berth processes that are gone; never a running berth's, nor
+    /// those whose owner is unknown.
     async fn remove_leftovers(&self) -> Result<Vec<berth_core::engine::Leftover>> {
-        ContainerEngine::leftovers(self).await
+        leftovers::remove_leftovers(self).await
     }
 }
 

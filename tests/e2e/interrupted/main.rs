@@ -396,13 +396,10 @@ async fn stopped_anywhere(engine: Engine) {
 
 /// berth killed with SIGKILL while a step runs (it can do nothing about that): the next berth run on the engine
 /// finds what it left, removes it and says so in one line, and then the engine holds nothing of it. Docker
-/// cancels the build of a closed connection itself: nothing is left even before the next run. Containerd is
-/// not in it: berth cannot yet tell there what a killed berth left (`ContainerEngine::leftovers`).
+/// cancels the build of a closed connection itself: nothing is left even before the next run. On containerd
+/// the killed berth's task, container and lease carry its pid and start time (owner labels).
 async fn killed_mid_step(trial: &mut Trial, marks: &Marks<'_>) {
     let engine = trial.engine;
-    if engine == Engine::Containerd {
-        return;
-    }
     let round = format!("{engine:?} SIGKILL round");
     let name = unique("interrupted-killed");
     let marker = format!("{}-killed", marks.step_marker);

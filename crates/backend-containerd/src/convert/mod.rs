@@ -23,7 +23,7 @@ use crate::errors::{status_error, Op};
 use crate::ENGINE;
 
 pub(crate) use content::BlobStream;
-pub(crate) use runtime::ContainerSpec;
+pub(crate) use runtime::{ContainerSpec, Labeled};
 
 /// A content descriptor: what a manifest names and the content store keeps.
 #[derive(Debug, Clone, PartialEq, Eq)]

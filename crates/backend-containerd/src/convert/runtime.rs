@@ -20,6 +20,20 @@ use crate::errors::{status_error, Op};
 /// The type URL containerd stores an OCI runtime spec under.
 const SPEC_TYPE: &str = "types.containerd.io/opencontainers/runtime-spec/1/Spec";
 
+/// A container or lease as listed: its id, labels and creation time (seconds since the epoch).
+#[derive(Debug, Clone)]
+pub(crate) struct Labeled {
+    pub(crate) id: String,
+    pub(crate) labels: HashMap<String, String>,
+    pub(crate) created: Option<i64>,
+}
+
+/// `labels` with the ones naming this berth process as the owner (see [`crate::owner`]).
+pub(crate) fn owned(mut labels: HashMap<String, String>) -> HashMap<String, String> {
+    crate::owner::Owner::this().label(&mut labels);
+    labels
+}
+
 /// What a container is made of.
 #[derive(Debug, Clone)]
 pub(crate) struct ContainerSpec {
@@ -45,7 +59,7 @@ impl Daemon {
     pub(crate) async fn create_container(&self, spec: &ContainerSpec, op: Op) -> Result<()> {
         let container = Container {
             id: spec.id.clone(),
-            labels: spec.labels.clone(),
+            labels: owned(spec.labels.clone()),
             image: spec.image.clone(),
             runtime: Some(Runtime {
                 name: spec.runtime.clone(),
@@ -81,6 +95,16 @@ impl Daemon {
 
     /// Ids of the containers whose id starts with `prefix`.
     pub(crate) async fn container_ids(&self, prefix: &str, op: Op) -> Result<Vec<String>> {
+        Ok(self
+            .containers_labeled(prefix, op)
+            .await?
+            .into_iter()
+            .map(|o| o.id)
+            .collect())
+    }
+
+    /// The containers whose id starts with `prefix`: id, labels and when each was made.
+    pub(crate) async fn containers_labeled(&self, prefix: &str, op: Op) -> Result<Vec<Labeled>> {
         let request = self.call(ListContainersRequest {
             filters: Vec::new(),
         });
@@ -93,8 +117,12 @@ impl Daemon {
             .containers;
         Ok(containers
             .into_iter()
-            .map(|c| c.id)
-            .filter(|id| id.starts_with(prefix))
+            .filter(|c| c.id.starts_with(prefix))
+            .map(|c| Labeled {
+                id: c.id,
+                labels: c.labels,
+                created: c.created_at.map(|t| t.seconds),
+            })
             .collect())
     }
 

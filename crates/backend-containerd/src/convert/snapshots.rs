@@ -220,7 +220,7 @@ impl Daemon {
     /// Creates lease `id`, which containerd's garbage collector removes by itself after `expire` (RFC 3339)
     /// if berth dies before deleting it.
     pub(crate) async fn create_lease(&self, id: &str, expire: &str, op: Op) -> Result<()> {
-        let mut labels = HashMap::new();
+        let mut labels = super::runtime::owned(HashMap::new());
         labels.insert(crate::labels::GC_EXPIRE.to_string(), expire.to_string());
         let request = self.call(CreateRequest {
             id: id.to_string(),
@@ -235,9 +235,14 @@ impl Daemon {
 
     /// Deletes lease `id`; what only it referenced becomes garbage.
     pub(crate) async fn delete_lease(&self, id: &str, op: Op) -> Result<()> {
+        self.delete_lease_sync(id, false, op).await
+    }
+
+    /// Deletes lease `id`; with `sync`, containerd collects what only it referenced before answering.
+    pub(crate) async fn delete_lease_sync(&self, id: &str, sync: bool, op: Op) -> Result<()> {
         let request = self.call(DeleteRequest {
             id: id.to_string(),
-            sync: false,
+            sync,
         });
         match self.leases().delete(request).await {
             Ok(_) => Ok(()),
@@ -264,6 +269,20 @@ impl Daemon {
 
     /// Ids of the leases whose id starts with `prefix`.
     pub(crate) async fn lease_ids(&self, prefix: &str, op: Op) -> Result<Vec<String>> {
+        Ok(self
+            .leases_labeled(prefix, op)
+            .await?
+            .into_iter()
+            .map(|o| o.id)
+            .collect())
+    }
+
+    /// The leases whose id starts with `prefix`: id, labels and when each was made.
+    pub(crate) async fn leases_labeled(
+        &self,
+        prefix: &str,
+        op: Op,
+    ) -> Result<Vec<super::runtime::Labeled>> {
         let request = self.call(ListRequest {
             filters: Vec::new(),
         });
@@ -276,8 +295,12 @@ impl Daemon {
             .leases;
         Ok(leases
             .into_iter()
-            .map(|l| l.id)
-            .filter(|id| id.starts_with(prefix))
+            .filter(|l| l.id.starts_with(prefix))
+            .map(|l| super::runtime::Labeled {
+                id: l.id,
+                labels: l.labels,
+                created: l.created_at.map(|t| t.seconds),
+            })
             .collect())
     }
 }

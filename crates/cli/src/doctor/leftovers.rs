@@ -6,6 +6,10 @@ use berth_core::doctor::Finding;
 use berth_core::engine::Leftover;
 use berth_core::{ErrorKind, Result};
 
+/// What a leftover's text says when the next build will not remove it (containerd's objects whose owner is
+/// unknown: made by a berth before it labelled them).
+const NOT_REMOVED: &str = "not removed";
+
 /// The findings for one engine's answer to `leftovers()`.
 pub fn findings(engine: &str, answer: Result<Vec<Leftover>>) -> Vec<Finding> {
     let check = format!("leftovers in {engine}");
@@ -16,13 +20,12 @@ pub fn findings(engine: &str, answer: Result<Vec<Leftover>>) -> Vec<Finding> {
         Ok(found) => found
             .iter()
             .map(|leftover| {
-                Finding::warning(
-                    check.clone(),
-                    describe(leftover),
-                    Some(format!(
-                        "the next `berth build --engine {engine}` removes it (and says so)"
-                    )),
-                )
+                // one the engine will not remove (containerd's objects with no owner labels) says in its own
+                // text why and what removes it
+                let fix = (!leftover.what.contains(NOT_REMOVED)).then(|| {
+                    format!("the next `berth build --engine {engine}` removes it (and says so)")
+                });
+                Finding::warning(check.clone(), describe(leftover), fix)
             })
             .collect(),
         Err(e) if e.kind() == ErrorKind::Unsupported => vec![Finding::skipped_with_fix(
@@ -96,11 +99,40 @@ mod tests {
     fn nothing_left_is_ok_and_an_engine_that_cannot_tell_says_so() {
         let ok = findings("docker", Ok(Vec::new()));
         assert_eq!(ok[0].status, Status::Ok);
-        let unsupported = Error::unsupported("containerd", "leftovers", "cannot tell yet")
-            .with_hint("ctr -n berth tasks ls");
-        let skipped = findings("containerd", Err(unsupported));
+        // every engine tells today; one that cannot (a future backend) is skipped with its hint
+        let unsupported = Error::unsupported("someengine", "leftovers", "cannot tell yet")
+            .with_hint("look with the engine's own tool");
+        let skipped = findings("someengine", Err(unsupported));
         assert_eq!(skipped[0].status, Status::Skipped);
-        assert_eq!(skipped[0].fix.as_deref(), Some("ctr -n berth tasks ls"));
+        assert_eq!(
+            skipped[0].fix.as_deref(),
+            Some("look with the engine's own tool")
+        );
         assert_eq!(human(Duration::from_secs(90_000)), "25 h");
+    }
+
+    #[test]
+    fn a_containerd_object_of_an_unknown_owner_is_listed_without_promising_its_removal() {
+        let found = vec![
+            Leftover {
+                what: "containerd lease berth-build-1 of berth process 7 (gone)".into(),
+                age: None,
+            },
+            Leftover {
+                what: "containerd lease berth-build-2 of an unknown berth process (made before berth labelled \
+                       its owner; not removed: when no berth runs, `ctr -n berth leases rm berth-build-2`)"
+                    .into(),
+                age: None,
+            },
+        ];
+        let findings = findings("containerd", Ok(found));
+        assert_eq!(findings.len(), 2);
+        assert!(findings[0]
+            .fix
+            .as_deref()
+            .unwrap_or_default()
+            .contains("removes it"));
+        assert_eq!(findings[1].fix, None);
+        assert!(findings[1].message.contains("ctr -n berth leases rm"));
     }
 }
