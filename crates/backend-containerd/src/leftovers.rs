@@ -45,13 +45,13 @@ fn age(object: &Labeled) -> Option<std::time::Duration> {
 
 /// How one reads in a message.
 fn describe(kind: &str, object: &Labeled, whose: Whose, namespace: &str) -> Leftover {
+    let removed_by_next_run = matches!(whose, Whose::Gone(_));
     let what = match whose {
         Whose::Gone(owner) => format!(
             "containerd {kind} {} of berth process {} (gone)",
             object.id, owner.pid
         ),
         _ => format!(
-            // `berth doctor` reads "not removed" as: the next build leaves it (crates/cli/src/doctor/leftovers.rs)
             "containerd {kind} {} of an unknown berth process (made before berth labelled its owner; not \
              removed: when no berth runs, `ctr -n {namespace} {} rm {}`)",
             object.id,
@@ -62,6 +62,7 @@ fn describe(kind: &str, object: &Labeled, whose: Whose, namespace: &str) -> Left
     Leftover {
         what,
         age: age(object),
+        removed_by_next_run,
     }
 }
 

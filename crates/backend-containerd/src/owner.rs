@@ -30,7 +30,7 @@ impl Owner {
         let pid = std::process::id();
         Owner {
             pid,
-            started: start_time(pid).unwrap_or(0),
+            started: berth_core::process::start_time(pid).unwrap_or(0),
         }
     }
 
@@ -50,16 +50,8 @@ impl Owner {
 
     /// Whether the process still runs (the same pid, started at the same time).
     pub(crate) fn alive(&self) -> bool {
-        start_time(self.pid) == Some(self.started)
+        berth_core::process::start_time(self.pid) == Some(self.started)
     }
-}
-
-/// `pid`'s start time in clock ticks after boot (field 22 of `/proc/PID/stat`).
-fn start_time(pid: u32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // the command name (field 2) may hold spaces and parentheses: count from its closing one
-    let after = &stat[stat.rfind(')')? + 1..];
-    after.split_whitespace().nth(19)?.parse().ok()
 }
 
 #[cfg(test)]

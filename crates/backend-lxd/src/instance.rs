@@ -581,6 +581,7 @@ fn instance_leftover(name: &str) -> Leftover {
             pid_of(name).unwrap_or(0)
         ),
         age: None,
+        removed_by_next_run: true,
     }
 }
 
@@ -592,6 +593,7 @@ fn folder_leftover(folder: &Path) -> Leftover {
     Leftover {
         what: format!("build folder {}", folder.display()),
         age,
+        removed_by_next_run: true,
     }
 }
 

@@ -134,6 +134,7 @@ fn step_leftover(step: &MarkedStep) -> Leftover {
             step.pid, step.mark.pid
         ),
         age: Some(step.age),
+        removed_by_next_run: true,
     }
 }
 
@@ -146,6 +147,7 @@ fn container_leftover(container: &MarkedContainer) -> Leftover {
             container.name, container.mark.pid
         ),
         age: container.age,
+        removed_by_next_run: true,
     }
 }
 

@@ -48,7 +48,7 @@ impl Mark {
         let pid = std::process::id();
         Mark {
             pid,
-            started: start_time(pid).unwrap_or(0),
+            started: berth_core::process::start_time(pid).unwrap_or(0),
             build: BUILDS.fetch_add(1, Ordering::Relaxed),
         }
     }
@@ -80,7 +80,7 @@ impl Mark {
 
     /// Whether the berth process that made this mark still runs (the same pid, started at the same time).
     pub fn owner_alive(&self) -> bool {
-        start_time(self.pid) == Some(self.started)
+        berth_core::process::start_time(self.pid) == Some(self.started)
     }
 }
 
@@ -95,14 +95,6 @@ pub struct MarkedStep {
     pub command: String,
     /// Seconds since it started.
     pub age: Duration,
-}
-
-/// `pid`'s start time in clock ticks after boot (field 22 of `/proc/PID/stat`).
-fn start_time(pid: u32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // the command name (field 2) may hold spaces and parentheses: count from its closing one
-    let after = &stat[stat.rfind(')')? + 1..];
-    after.split_whitespace().nth(19)?.parse().ok()
 }
 
 /// Clock ticks a second in `/proc/PID/stat`: the kernel reports them in USER_HZ, 100 on every Linux
@@ -138,7 +130,7 @@ pub fn marked_steps() -> Vec<MarkedStep> {
             let command = std::fs::read(proc.join("cmdline"))
                 .map(|raw| String::from_utf8_lossy(&raw).replace('\0', " "))
                 .unwrap_or_default();
-            let age = match (now, start_time(pid)) {
+            let age = match (now, berth_core::process::start_time(pid)) {
                 (Some(now), Some(started)) => {
                     Duration::from_secs_f64((now - started as f64 / USER_HZ).max(0.0))
                 }

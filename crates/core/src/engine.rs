@@ -226,6 +226,9 @@ pub struct Leftover {
     pub what: String,
     /// How long ago it was made, when the engine tells.
     pub age: Option<std::time::Duration>,
+    /// Whether the next build or push on the engine removes it; `false` for one berth cannot prove orphaned
+    /// (its text then says what removes it).
+    pub removed_by_next_run: bool,
 }
 
 /// Something that happened during a long operation, for progress display.

@@ -16,6 +16,7 @@ pub mod lines;
 pub mod operation;
 pub mod plan;
 pub mod platform;
+pub mod process;
 pub mod provider;
 pub mod pyrepr;
 pub mod reference;

@@ -6,10 +6,6 @@ use berth_core::doctor::Finding;
 use berth_core::engine::Leftover;
 use berth_core::{ErrorKind, Result};
 
-/// What a leftover's text says when the next build will not remove it (containerd's objects whose owner is
-/// unknown: made by a berth before it labelled them).
-const NOT_REMOVED: &str = "not removed";
-
 /// The findings for one engine's answer to `leftovers()`.
 pub fn findings(engine: &str, answer: Result<Vec<Leftover>>) -> Vec<Finding> {
     let check = format!("leftovers in {engine}");
@@ -22,7 +18,7 @@ pub fn findings(engine: &str, answer: Result<Vec<Leftover>>) -> Vec<Finding> {
             .map(|leftover| {
                 // one the engine will not remove (containerd's objects with no owner labels) says in its own
                 // text why and what removes it
-                let fix = (!leftover.what.contains(NOT_REMOVED)).then(|| {
+                let fix = leftover.removed_by_next_run.then(|| {
                     format!("the next `berth build --engine {engine}` removes it (and says so)")
                 });
                 Finding::warning(check.clone(), describe(leftover), fix)
@@ -75,10 +71,12 @@ mod tests {
             Leftover {
                 what: "a RUN step still running (pid 7: `sleep 900`)".into(),
                 age: Some(Duration::from_secs(400)),
+                removed_by_next_run: true,
             },
             Leftover {
                 what: "LXD container berth-9-0".into(),
                 age: None,
+                removed_by_next_run: true,
             },
         ];
         let findings = findings("podman", Ok(found));
@@ -117,12 +115,14 @@ mod tests {
             Leftover {
                 what: "containerd lease berth-build-1 of berth process 7 (gone)".into(),
                 age: None,
+                removed_by_next_run: true,
             },
             Leftover {
                 what: "containerd lease berth-build-2 of an unknown berth process (made before berth labelled \
                        its owner; not removed: when no berth runs, `ctr -n berth leases rm berth-build-2`)"
                     .into(),
                 age: None,
+                removed_by_next_run: false,
             },
         ];
         let findings = findings("containerd", Ok(found));
