@@ -1,9 +1,9 @@
 //! What a build or pull creates in containerd, removed whatever happens.
 //!
 //! A [`Guard`] owns a lease (with an expiry label, so containerd's collector drops it even if berth is killed)
-//! and records every task, container, active snapshot and ingest made under it. [`Guard::finish`] removes them
-//! in order (kill and delete tasks, delete containers, remove snapshots, abort ingests, delete the lease).
-//! When the operation's future is dropped instead (an error path that returned early, or Ctrl-C), `Drop` starts
+//! and records every task, container, active snapshot, ingest and local folder made under it. [`Guard::finish`]
+//! removes them in order (kill and delete tasks, delete containers, remove snapshots, abort ingests, delete the
+//! lease, remove the folders). When the operation's future is dropped instead (an error path that returned early, or Ctrl-C), `Drop` starts
 //! the same on a thread of its own with a fresh connection, so it works on any runtime and even while the runtime
 //! is shutting down, and returns at once: the dropping task (and every other image of a project build) goes on.
 //! A process that is about to exit waits for those threads with [`wait_for_cleanups`], so it leaves nothing
@@ -172,14 +172,18 @@ async fn run(daemon: &Daemon, lease: &str, pending: Pending) -> Result<()> {
         note(daemon.remove_snapshot(key, Op::Build).await);
     }
     for reference in &pending.ingests {
-        daemon.abort_ingest(reference).await;
+        // best effort: the lease's deletion lets containerd's collector drop it too
+        let _ = daemon.abort_ingest(reference, Op::Build).await;
     }
     note(daemon.delete_lease(lease, Op::Build).await);
+    // a reader still blocked opening a FIFO of a task that never started must wake up and end, before the
+    // build's folder (which holds the FIFOs) goes
     for dir in &pending.dirs {
-        // a reader still blocked opening a FIFO of a task that never started must wake up and end
         for name in ["stdout", "stderr"] {
             crate::build::release_fifo(&dir.join(name));
         }
+    }
+    for dir in &pending.dirs {
         let _ = std::fs::remove_dir_all(dir);
     }
     first.map_or(Ok(()), Err)

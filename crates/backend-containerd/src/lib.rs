@@ -26,6 +26,7 @@ mod build;
 mod cleanup;
 mod convert;
 mod errors;
+mod folders;
 mod images;
 mod labels;
 mod leftovers;
@@ -76,6 +77,10 @@ pub struct Leftovers {
     pub snapshots: Vec<String>,
     /// Leases.
     pub leases: Vec<String>,
+    /// Ingests: blobs being written into the content store (by ref).
+    pub ingests: Vec<String>,
+    /// Build folders in berth's state folder (`BERTH_CONTAINERD_STATE_DIR`).
+    pub folders: Vec<std::path::PathBuf>,
 }
 
 impl Leftovers {
@@ -85,6 +90,8 @@ impl Leftovers {
             && self.containers.is_empty()
             && self.snapshots.is_empty()
             && self.leases.is_empty()
+            && self.ingests.is_empty()
+            && self.folders.is_empty()
     }
 }
 
@@ -143,8 +150,9 @@ impl ContainerdEngine {
         &self.options.namespace
     }
 
-    /// The tasks, containers, active snapshots and leases with berth's [`ID_PREFIX`] in this namespace: what
-    /// builds in progress hold, and what a failed or cancelled build must not leave.
+    /// The tasks, containers, active snapshots, leases and ingests with berth's [`ID_PREFIX`] in this namespace,
+    /// and the build folders in its state folder: what builds in progress hold, and what a failed or cancelled
+    /// build must not leave.
     pub async fn leftovers(&self) -> Result<Leftovers> {
         let d = &self.daemon;
         let mut snapshots = Vec::new();
@@ -156,6 +164,16 @@ impl ContainerdEngine {
             containers: d.container_ids(ID_PREFIX, Op::Inspect).await?,
             snapshots,
             leases: d.lease_ids(ID_PREFIX, Op::Inspect).await?,
+            ingests: d
+                .ingests(ID_PREFIX, Op::Inspect)
+                .await?
+                .into_iter()
+                .map(|i| i.id)
+                .collect(),
+            folders: folders::build_folders(&self.options.state_dir)
+                .into_iter()
+                .map(|f| f.path)
+                .collect(),
         })
     }
 }
@@ -243,14 +261,15 @@ impl ContainerEngine for ContainerdEngine {
         images::remove(self, reference, options).await
     }
 
-    /// Told by the owner labels on berth's containers and leases (see the `leftovers` module): those of berth
-    /// processes that are gone, and those with no owner labels (listed, never removed).
+    /// Told by the owner labels on berth's containers and leases and the names of its ingests and build folders
+    /// (see the `leftovers` module): those of berth processes that are gone, and those whose owner is unknown
+    /// (listed, never removed).
     async fn leftovers(&self) -> Result<Vec<berth_core::engine::Leftover>> {
         leftovers::leftovers(self).await
     }
 
-    /// Removes the tasks, containers and leases of berth processes that are gone; never a running berth's, nor
-    /// those whose owner is unknown.
+    /// Removes the tasks, containers, ingests, leases and build folders of berth processes that are gone; never a
+    /// running berth's, nor those whose owner is unknown.
     async fn remove_leftovers(&self) -> Result<Vec<berth_core::engine::Leftover>> {
         leftovers::remove_leftovers(self).await
     }

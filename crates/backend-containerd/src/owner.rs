@@ -7,6 +7,9 @@
 //! exactly when its owner no longer runs; one without the labels (made by a berth before they existed) has an
 //! unknown owner and is only reported. The active snapshots of a build hang off its lease and containers:
 //! deleting those lets containerd's collector drop them.
+//!
+//! Ingests (a blob being written into the content store) and a build's folder in berth's state folder carry no
+//! labels: their names say the owner instead, `berth-<what>-<pid>-<start>-<random>` ([`Owner::name`]).
 
 use std::collections::HashMap;
 
@@ -48,6 +51,31 @@ impl Owner {
         labels.insert(STARTED.to_string(), self.started.to_string());
     }
 
+    /// A fresh name for something of `what` this owner makes that has no labels (an ingest ref, a build
+    /// folder): `berth-<what>-<pid>-<start>-<random>`.
+    pub(crate) fn name(&self, what: &str) -> String {
+        format!(
+            "{}{what}-{}-{}-{:016x}",
+            crate::ID_PREFIX,
+            self.pid,
+            self.started,
+            fastrand::u64(..)
+        )
+    }
+
+    /// The owner a name made by [`Owner::name`] for `what` says; `None` for any other name (one made before
+    /// names carried the owner: `berth-<what>-<random>`).
+    pub(crate) fn of_name(name: &str, what: &str) -> Option<Owner> {
+        let rest = name.strip_prefix(crate::ID_PREFIX)?.strip_prefix(what)?;
+        let mut parts = rest.strip_prefix('-')?.split('-');
+        let owner = Owner {
+            pid: parts.next()?.parse().ok()?,
+            started: parts.next()?.parse().ok()?,
+        };
+        let random = parts.next()?;
+        (!random.is_empty() && parts.next().is_none()).then_some(owner)
+    }
+
     /// Whether the process still runs (the same pid, started at the same time).
     pub(crate) fn alive(&self) -> bool {
         berth_core::process::start_time(self.pid) == Some(self.started)
@@ -70,6 +98,22 @@ mod tests {
             ..me
         };
         assert!(!reused.alive());
+    }
+
+    #[test]
+    fn a_name_says_its_owner_and_an_older_name_says_none() {
+        let me = Owner::this();
+        let name = me.name("ingest");
+        assert!(name.starts_with(&format!("berth-ingest-{}-{}-", me.pid, me.started)));
+        assert_eq!(Owner::of_name(&name, "ingest"), Some(me));
+        assert_eq!(Owner::of_name(&name, "build"), None);
+        // the names berth gave before: no owner in them
+        assert_eq!(
+            Owner::of_name("berth-ingest-0123456789abcdef", "ingest"),
+            None
+        );
+        assert_eq!(Owner::of_name("berth-ingest-7-8", "ingest"), None);
+        assert_eq!(Owner::of_name("berth-ingest-7-8-ab-cd", "ingest"), None);
     }
 
     #[test]

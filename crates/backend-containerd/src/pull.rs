@@ -275,7 +275,6 @@ async fn fetch(
     })
 }
 
-/// Writes one blob under the guard's lease.
 /// Runs a transfer again while it fails temporarily (a connection cut or reset mid-body, a 5xx or 429 answer to
 /// an upload), as often as the registry client's retry policy allows. The client retries requests, but a body
 /// that broke off midway, in either direction, can only be sent again from the start, which is what this does.
@@ -300,6 +299,7 @@ where
     }
 }
 
+/// Writes one blob under the guard's lease.
 pub(crate) async fn write(
     daemon: &Daemon,
     guard: &Guard,
@@ -308,7 +308,8 @@ pub(crate) async fn write(
     data: BlobStream,
     op: Op,
 ) -> Result<()> {
-    let reference = unique_id("ingest");
+    // the ref names this process: an ingest a killed berth left is told from a running one's by it
+    let reference = crate::owner::Owner::this().name("ingest");
     guard.ingest(&reference);
     daemon
         .write_blob(&reference, &blob.digest, blob.size, labels, data, op)

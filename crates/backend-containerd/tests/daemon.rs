@@ -110,6 +110,12 @@ async fn new_leftovers(engine: &ContainerdEngine, before: &Leftovers) -> Leftove
         containers: new(now.containers, &before.containers),
         snapshots: new(now.snapshots, &before.snapshots),
         leases: new(now.leases, &before.leases),
+        ingests: new(now.ingests, &before.ingests),
+        folders: now
+            .folders
+            .into_iter()
+            .filter(|f| !before.folders.contains(f))
+            .collect(),
     }
 }
 
@@ -192,6 +198,8 @@ async fn failed_and_interrupted_builds_leave_nothing_behind() {
         assert!(progress.contains("berth-started"), "the step never started");
         let running = new_leftovers(&engine, &before).await;
         assert_eq!(running.tasks.len(), 1, "while running: {running:?}");
+        // the build's own folder, holding the step's FIFOs
+        assert_eq!(running.folders.len(), 1, "while running: {running:?}");
         // dropping the build future here is the interruption (what Ctrl-C does in berth)
     }
     // its cleanup runs on a thread of its own; berth waits for it before exiting, as here
@@ -200,10 +208,10 @@ async fn failed_and_interrupted_builds_leave_nothing_behind() {
         .expect("cleanups");
     let left = new_leftovers(&engine, &before).await;
     assert!(left.is_empty(), "after an interrupted build: {left:?}");
-    let run_dirs = std::fs::read_dir(state.path().join("berth-test-leftovers").join("run"))
+    let build_dirs = std::fs::read_dir(state.path().join("berth-test-leftovers").join("builds"))
         .map(|entries| entries.count())
         .unwrap_or(0);
-    assert_eq!(run_dirs, 0, "FIFO folders of steps are left");
+    assert_eq!(build_dirs, 0, "build folders (FIFOs of steps) are left");
     assert_eq!(
         engine
             .inspect(&tag)

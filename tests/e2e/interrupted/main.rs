@@ -23,7 +23,10 @@ use berth_tests::conformance::support::unique;
 use berth_tests::env::TestEnv;
 pub use berth_tests::project::{rootless_user, Engine};
 
-use probe::{nothing_left, output, step_running, whole_or_absent, Marks, GIVE_UP, NAMESPACE};
+use probe::{
+    containerd_named, nothing_left, output, step_running, whole_or_absent, Marks, GIVE_UP,
+    NAMESPACE,
+};
 
 /// The variable that replays a run's delays.
 const SEED_VAR: &str = "BERTH_TEST_KILL_SEED";
@@ -357,6 +360,9 @@ async fn stopped_anywhere(engine: Engine) {
     }
 
     killed_mid_step(&mut trial, &marks).await;
+    if engine == Engine::Containerd {
+        killed_mid_write(&mut trial, &marks).await;
+    }
 
     for (n, signal) in [SIGINT, SIGTERM, SIGINT].into_iter().enumerate() {
         let name = unique("interrupted-push");
@@ -432,6 +438,15 @@ async fn killed_mid_step(trial: &mut Trial, marks: &Marks<'_>) {
     child.kill().expect("SIGKILL berth");
     let (status, _) = finish(&mut child);
     assert_eq!(status.signal(), Some(9), "{round}: {status}");
+    if engine == Engine::Containerd {
+        // the step's FIFOs are in the build's folder while it runs: the kill leaves that folder
+        let named = containerd_named(trial.env, child.id()).await;
+        assert!(
+            named.iter().any(|n| n.starts_with("build folder")),
+            "{round}: right after the kill, berth {} has no build folder: {named:?}",
+            child.id()
+        );
+    }
     if engine == Engine::Docker {
         nothing_left(engine, trial.env, marks, child.id(), &round).await;
     } else {
@@ -465,6 +480,68 @@ async fn killed_mid_step(trial: &mut Trial, marks: &Marks<'_>) {
         );
     }
     nothing_left(engine, trial.env, marks, child.id(), &round).await;
+}
+
+/// berth killed with SIGKILL while it writes a blob into containerd's content store (a COPY step's layer of 64
+/// MiB): containerd keeps the unfinished write (an ingest, its ref naming the berth process) and berth's build
+/// folder holds the layer file. `berth doctor` lists both, and the next run aborts the ingest, removes the
+/// folder and says so in its one line. The kill is sent once the ingest shows in containerd, so the test fails
+/// when either is not there right after the kill.
+async fn killed_mid_write(trial: &mut Trial, marks: &Marks<'_>) {
+    let round = "Containerd SIGKILL round while a blob is written";
+    let name = unique("interrupted-killed-write");
+    let blob = format!("{name}.bin");
+    trial.blob(&blob, 64 << 20);
+    let spec = trial.spec(&name, &[], Some(&blob));
+    let mut child = trial.spawn(&["build", "--no-push", &spec.display().to_string()]);
+    let pid = child.id();
+    let started = Instant::now();
+    let has_ingest = |named: &[String]| named.iter().any(|n| n.starts_with("ingest"));
+    while !has_ingest(&containerd_named(trial.env, pid).await) {
+        if child.try_wait().expect("wait").is_some() {
+            let (status, stderr) = finish(&mut child);
+            panic!("{round}: berth ended ({status}) before an ingest of it showed:\n{stderr}");
+        }
+        assert!(
+            started.elapsed() < GIVE_UP,
+            "{round}: no ingest of berth {pid} showed"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    child.kill().expect("SIGKILL berth");
+    let (status, _) = finish(&mut child);
+    assert_eq!(status.signal(), Some(9), "{round}: {status}");
+    let named = containerd_named(trial.env, pid).await;
+    for what in ["ingest", "build folder"] {
+        assert!(
+            named.iter().any(|n| n.starts_with(what)),
+            "{round}: right after the kill, berth {pid} has no {what}: {named:?}"
+        );
+    }
+    let listed = trial.doctor_leftovers();
+    for what in ["containerd ingest", "build folder"] {
+        assert!(
+            listed
+                .iter()
+                .any(|l| l.contains(what) && l.contains(&format!("berth process {pid} "))),
+            "{round}: berth doctor does not list the {what} berth {pid} left: {listed:?}"
+        );
+    }
+    let next = unique("interrupted-after-write");
+    let spec = trial.spec(&next, &["echo after".to_string()], None);
+    let stderr = trial.succeed(&["build", &spec.display().to_string()]);
+    let said: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.contains("removed what a killed berth left in"))
+        .collect();
+    assert!(
+        said.len() == 1 && said[0].contains("containerd ingest") && said[0].contains("build folder"),
+        "{round}: the next build must say in one line that it aborted the ingest and removed the folder:\n{stderr}"
+    );
+    eprintln!("{round}: the next run: {}", said[0]);
+    let named = containerd_named(trial.env, pid).await;
+    assert!(named.is_empty(), "{round}: after the next run: {named:?}");
+    nothing_left(Engine::Containerd, trial.env, marks, pid, round).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -5,7 +5,8 @@
 //! tag of this test's own (every container a build makes, buildah's working containers and Docker's
 //! intermediate ones alike, names one of them as its image), each RUN step prints a marker of its own (a
 //! step still running anywhere on the machine shows it in its command line), containerd builds go to a
-//! namespace only this test uses, and LXD's containers carry the pid of the berth that made them.
+//! namespace only this test uses (and so to a state folder of their own), and LXD's containers carry the pid of
+//! the berth that made them.
 
 use std::path::Path;
 use std::process::Command;
@@ -131,24 +132,66 @@ fn podman_listing(mut podman: Command) -> String {
     panic!("podman ps failed ten times in a row: containers kept vanishing while it listed them");
 }
 
-/// Everything with berth's prefix in [`NAMESPACE`]: tasks, containers, active snapshots, leases.
-async fn containerd_leftovers(env: &TestEnv) -> Vec<String> {
-    let engine = ContainerdEngine::connect(ContainerdOptions {
+/// containerd in [`NAMESPACE`], with the state folder the test's berth runs use (the default one).
+async fn containerd(env: &TestEnv) -> ContainerdEngine {
+    ContainerdEngine::connect(ContainerdOptions {
         address: Some(env.containerd_address.display().to_string()),
         namespace: Some(NAMESPACE.to_string()),
         ..ContainerdOptions::default()
     })
     .await
-    .unwrap_or_else(|e| panic!("cannot reach containerd: {e}\n  run scripts/env/up.sh first"));
-    let left = engine.leftovers().await.expect("containerd leftovers");
+    .unwrap_or_else(|e| panic!("cannot reach containerd: {e}\n  run scripts/env/up.sh first"))
+}
+
+/// Everything with berth's prefix in [`NAMESPACE`] (tasks, containers, active snapshots, leases, ingests) and
+/// the build folders in its state folder.
+async fn containerd_leftovers(env: &TestEnv) -> Vec<String> {
+    let left = containerd(env)
+        .await
+        .leftovers()
+        .await
+        .expect("containerd leftovers");
     let label = |what: &'static str, ids: Vec<String>| {
         ids.into_iter().map(move |id| format!("{what} {id}"))
     };
+    let folders = left
+        .folders
+        .iter()
+        .map(|f| f.display().to_string())
+        .collect();
     label("task", left.tasks)
         .chain(label("container", left.containers))
         .chain(label("active snapshot", left.snapshots))
         .chain(label("lease", left.leases))
+        .chain(label("ingest", left.ingests))
+        .chain(label("build folder", folders))
         .collect()
+}
+
+/// The ingests in [`NAMESPACE`] and the build folders of the berth process `pid` (their names carry it):
+/// `ingest REF` and `build folder PATH`.
+pub async fn containerd_named(env: &TestEnv, pid: u32) -> Vec<String> {
+    let left = containerd(env)
+        .await
+        .leftovers()
+        .await
+        .expect("containerd leftovers");
+    let ingests = left
+        .ingests
+        .into_iter()
+        .filter(|r| r.starts_with(&format!("berth-ingest-{pid}-")))
+        .map(|r| format!("ingest {r}"));
+    let folders = left
+        .folders
+        .into_iter()
+        .filter(|f| {
+            f.file_name().is_some_and(|n| {
+                n.to_string_lossy()
+                    .starts_with(&format!("berth-build-{pid}-"))
+            })
+        })
+        .map(|f| format!("build folder {}", f.display()));
+    ingests.chain(folders).collect()
 }
 
 /// LXD containers and build folders of the berth with `pid`.

@@ -49,6 +49,8 @@ pub(crate) struct Builder<'a> {
     pub(crate) guard: &'a Guard,
     pub(crate) plan: &'a BuildPlan,
     pub(crate) state_dir: PathBuf,
+    /// This build's own folder (see [`crate::folders`]): removed with everything in it when the build ends.
+    pub(crate) work_dir: PathBuf,
     pub(crate) namespace: String,
     pub(crate) network: Network,
     registry: RegistryClient,
@@ -125,12 +127,15 @@ pub(crate) async fn build(
         &options.insecure_registries,
     )?;
     let (guard, daemon) = Guard::lease(engine, "build", Op::Build).await?;
+    let work_dir = crate::folders::new_build_folder(&engine.options.state_dir);
+    guard.dir(work_dir.clone());
     let builder = Builder {
         engine,
         daemon,
         guard: &guard,
         plan,
         state_dir: engine.options.state_dir.clone(),
+        work_dir,
         namespace: engine.options.namespace.clone(),
         network: options.network,
         registry,
@@ -338,7 +343,7 @@ async fn copy_step(
 
 /// The temporary folder a step's layer file is written in.
 pub(crate) fn layer_dir(builder: &Builder<'_>, key: &str) -> PathBuf {
-    builder.state_dir.join("tmp").join(key)
+    builder.work_dir.join("tmp").join(key)
 }
 
 /// Runs `write` on a blocking thread to write a layer file into a fresh temporary folder of the build (which

@@ -68,7 +68,7 @@ pub(crate) async fn run_step(
     view.create_dir_all(&cwd)
         .map_err(|e| io_error(Op::Build, format!("{description}: WORKDIR {cwd}"), e))?;
 
-    let run_dir = builder.state_dir.join("run").join(&id);
+    let run_dir = builder.work_dir.join("run").join(&id);
     guard.dir(run_dir.clone());
     std::fs::create_dir_all(&run_dir).map_err(|e| io_error(Op::Build, run_dir.display(), e))?;
     let step_mounts = mounts::prepare(builder, run, &cwd, progress).await?;

@@ -8,8 +8,8 @@ use berth_core::{ErrorKind, Result};
 use bytes::Bytes;
 use containerd_client::services::v1::content_client::ContentClient;
 use containerd_client::services::v1::{
-    AbortRequest, Info, InfoRequest, ReadContentRequest, UpdateRequest, WriteAction,
-    WriteContentRequest, WriteContentResponse,
+    AbortRequest, Info, InfoRequest, ListStatusesRequest, ReadContentRequest, UpdateRequest,
+    WriteAction, WriteContentRequest, WriteContentResponse,
 };
 use containerd_client::tonic::Code;
 use futures_util::{Stream, StreamExt as _};
@@ -240,12 +240,40 @@ impl Daemon {
         Ok(())
     }
 
-    /// Drops an unfinished ingest (best effort).
-    pub(crate) async fn abort_ingest(&self, reference: &str) {
+    /// Drops an unfinished ingest; one that is gone already (committed, or aborted by someone else) is fine.
+    pub(crate) async fn abort_ingest(&self, reference: &str, op: Op) -> Result<()> {
         let request = self.call(AbortRequest {
             r#ref: reference.to_string(),
         });
-        let _ = self.content().abort(request).await;
+        match self.content().abort(request).await {
+            Ok(_) => Ok(()),
+            Err(s) if s.code() == Code::NotFound => Ok(()),
+            Err(s) => Err(status_error(&s, op)),
+        }
+    }
+
+    /// The unfinished ingests (blob writes) whose ref starts with `prefix`: ref, no labels (an ingest has none),
+    /// and when its write started.
+    pub(crate) async fn ingests(&self, prefix: &str, op: Op) -> Result<Vec<super::Labeled>> {
+        let request = self.call(ListStatusesRequest {
+            filters: Vec::new(),
+        });
+        let statuses = self
+            .content()
+            .list_statuses(request)
+            .await
+            .map_err(|s| status_error(&s, op))?
+            .into_inner()
+            .statuses;
+        Ok(statuses
+            .into_iter()
+            .filter(|s| s.r#ref.starts_with(prefix))
+            .map(|s| super::Labeled {
+                id: s.r#ref,
+                labels: HashMap::new(),
+                created: s.started_at.map(|t| t.seconds),
+            })
+            .collect())
     }
 }
 
