@@ -34,19 +34,24 @@ pub(crate) struct BuildFolder {
     pub(crate) owner: Option<Owner>,
 }
 
-/// berth's build folders in `state_dir`, every owner's: those of this layout and the older one.
+/// berth's build folders in `state_dir`, every owner's.
 pub(crate) fn build_folders(state_dir: &Path) -> Vec<BuildFolder> {
-    let named = berth_entries(&state_dir.join(BUILDS))
+    berth_entries(&state_dir.join(BUILDS))
         .into_iter()
         .map(|(path, name)| BuildFolder {
             owner: Owner::of_name(&name, WHAT),
             path,
-        });
-    let older = OLDER
+        })
+        .collect()
+}
+
+/// The folders builds wrote before build folders were named for their process (owner unknown).
+pub(crate) fn older_folders(state_dir: &Path) -> Vec<BuildFolder> {
+    OLDER
         .iter()
         .flat_map(|sub| berth_entries(&state_dir.join(sub)))
-        .map(|(path, _)| BuildFolder { path, owner: None });
-    named.chain(older).collect()
+        .map(|(path, _)| BuildFolder { path, owner: None })
+        .collect()
 }
 
 /// The entries of `dir` with berth's prefix: path and name (none when `dir` does not exist).
@@ -92,20 +97,19 @@ mod tests {
         // not berth's: left out
         std::fs::create_dir_all(state.path().join("tmp").join("other")).expect("other folder");
         std::fs::create_dir_all(state.path().join("steps")).expect("step cache");
-        let mut found = build_folders(state.path());
-        found.sort_by(|a, b| a.path.cmp(&b.path));
         assert_eq!(
-            found,
-            vec![
-                BuildFolder {
-                    path: mine.clone(),
-                    owner: Some(Owner::this())
-                },
-                BuildFolder {
-                    path: older,
-                    owner: None
-                },
-            ]
+            build_folders(state.path()),
+            vec![BuildFolder {
+                path: mine.clone(),
+                owner: Some(Owner::this())
+            }]
+        );
+        assert_eq!(
+            older_folders(state.path()),
+            vec![BuildFolder {
+                path: older,
+                owner: None
+            }]
         );
         remove(&mine).expect("remove");
         assert!(!mine.exists());

@@ -139,6 +139,7 @@ async fn listed(engine: &ContainerdEngine) -> Result<Vec<Found>> {
     found.extend(
         crate::folders::build_folders(&engine.options.state_dir)
             .into_iter()
+            .chain(crate::folders::older_folders(&engine.options.state_dir))
             .map(|f| Found {
                 kind: Kind::Folder,
                 age: crate::folders::age(&f.path),

@@ -79,7 +79,8 @@ pub struct Leftovers {
     pub leases: Vec<String>,
     /// Ingests: blobs being written into the content store (by ref).
     pub ingests: Vec<String>,
-    /// Build folders in berth's state folder (`BERTH_CONTAINERD_STATE_DIR`).
+    /// Build folders in berth's state folder (`BERTH_CONTAINERD_STATE_DIR`; those of the layout before build
+    /// folders were named for their process are left out: no build makes them any more).
     pub folders: Vec<std::path::PathBuf>,
 }
 
