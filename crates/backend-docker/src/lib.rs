@@ -24,6 +24,7 @@ mod progress;
 mod provider;
 mod remote;
 mod session;
+mod stall;
 mod syncfilter;
 mod transfer;
 
@@ -80,6 +81,10 @@ pub struct DockerOptions {
     /// How long a progress stream (push, pull, classic build output) may go without a message: a daemon that
     /// stalls mid-stream fails the operation instead of hanging it. A RUN step may be silent for a long time.
     pub idle_timeout: Duration,
+    /// Limit for a BuildKit build to report nothing while it only pulls `FROM` images: dockerd's own registry
+    /// client waits for ever on a registry that stops sending, so past this berth cancels the build with an
+    /// error naming the pull (see `stall`). As berth's own registry client's idle limit.
+    pub pull_idle_timeout: Duration,
     /// Which builder to use.
     pub builder: Builder,
     /// BuildKit builds serve the context through the session's file sync (`FileSync/DiffCopy`, as the docker CLI
@@ -97,6 +102,7 @@ impl Default for DockerOptions {
             ping_timeout: Duration::from_secs(2),
             connect_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(30 * 60),
+            pull_idle_timeout: Duration::from_secs(5 * 60),
             builder: Builder::Auto,
             context_by_file_sync: true,
         }

@@ -21,7 +21,7 @@ use http::Method;
 use crate::client::{self, query, Lines};
 use crate::errors::{io_error, to_error, to_error_saying, Failure, Op};
 use crate::images::with_algorithm;
-use crate::{auth_header, registry_hosts, steps, PodmanEngine, ENGINE};
+use crate::{auth_header, registry_hosts, stall, steps, PodmanEngine, ENGINE};
 use berth_context as context;
 
 /// Lines of a step's output kept for the failure message.
@@ -202,13 +202,32 @@ async fn build_once(
             engine.socket(),
         ));
     }
-    let mut log = BuildLog::new(progress);
+    let mut log = BuildLog::new(progress, &plan.base_image);
     let mut lines = Lines::new(response, engine.client.idle_timeout);
-    while let Some(line) = lines
-        .next_json()
-        .await
-        .map_err(|e| io_error(e, Op::Build, engine.socket()))?
-    {
+    let pull_idle = engine
+        .options
+        .pull_idle_timeout
+        .min(engine.client.idle_timeout);
+    loop {
+        // a pull gets the shorter limit (see `stall`): the output is silent only while the registry is
+        let pulling = log.pulling.clone();
+        lines.set_idle(if pulling.is_some() {
+            pull_idle
+        } else {
+            engine.client.idle_timeout
+        });
+        let line = match lines.next_json().await {
+            Ok(Some(line)) => line,
+            Ok(None) => break,
+            Err(e) => {
+                return Err(match pulling {
+                    Some(image) if e.kind() == std::io::ErrorKind::TimedOut => {
+                        stall::stalled_pull(&image, pull_idle, &engine.endpoint_name())
+                    }
+                    _ => io_error(e, Op::Build, engine.socket()),
+                })
+            }
+        };
         if let Some(message) = line["error"].as_str() {
             guard.finished();
             return Err(log.failure(engine, message));
@@ -254,16 +273,20 @@ struct BuildLog<'a> {
     step: Option<String>,
     tail: VecDeque<String>,
     image_id: Option<String>,
+    /// The image the build is pulling: its base until the first step line, then the `FROM` step's image
+    /// while that step runs; `None` in any other step.
+    pulling: Option<String>,
 }
 
 impl<'a> BuildLog<'a> {
-    fn new(progress: &'a dyn Progress) -> Self {
+    fn new(progress: &'a dyn Progress, base: &str) -> Self {
         BuildLog {
             progress,
             partial: String::new(),
             step: None,
             tail: VecDeque::new(),
             image_id: None,
+            pulling: Some(base.to_string()),
         }
     }
 
@@ -285,6 +308,7 @@ impl<'a> BuildLog<'a> {
     fn line(&mut self, line: &str) {
         if let Some((index, total, description)) = step_line(line) {
             self.step = Some(description.to_string());
+            self.pulling = stall::pulled_by(description);
             self.tail.clear();
             // The plan's steps are the last stage's after FROM, numbered so on every engine; helper stages and
             // FROM are lines.

@@ -99,6 +99,11 @@ impl Lines {
         Lines(berth_http::client::Lines::new(response, Some(idle_timeout)))
     }
 
+    /// Changes the idle limit from the next read on (a build's pull, then its steps).
+    pub(crate) fn set_idle(&mut self, idle_timeout: Duration) {
+        self.0.set_idle_timeout(Some(idle_timeout));
+    }
+
     /// The next non-empty line parsed as JSON, or `None` at the end of the body. A line too long to keep
     /// comes back as a `stream` message saying so.
     pub(crate) async fn next_json(&mut self) -> io::Result<Option<serde_json::Value>> {

@@ -37,6 +37,7 @@ mod images;
 mod leftovers;
 mod provider;
 mod space;
+mod stall;
 pub mod steps;
 mod transfer;
 
@@ -76,6 +77,10 @@ pub struct PodmanOptions {
     /// Limit for a streamed answer (build output, push progress) to go without a byte: a service that stalls
     /// mid-stream fails the build or push instead of hanging it.
     pub idle_timeout: Duration,
+    /// Limit for a build's output to go silent while the service pulls a `FROM` image: the service's own
+    /// registry client waits for ever on a registry that stops sending, so past this berth gives the build up
+    /// with an error naming the pull (see `stall`). As berth's own registry client's idle limit.
+    pub pull_idle_timeout: Duration,
 }
 
 impl Default for PodmanOptions {
@@ -88,6 +93,7 @@ impl Default for PodmanOptions {
             request_timeout: Duration::from_secs(120),
             // a RUN step may print nothing for a long time (a compile, a download): generous
             idle_timeout: Duration::from_secs(30 * 60),
+            pull_idle_timeout: Duration::from_secs(5 * 60),
         }
     }
 }

@@ -120,6 +120,12 @@ impl Lines {
         }
     }
 
+    /// Changes the idle timeout from the next read on: a stream whose phases deserve different patience (a
+    /// build's base pull, then its RUN steps).
+    pub fn set_idle_timeout(&mut self, idle_timeout: Option<Duration>) {
+        self.idle_timeout = idle_timeout;
+    }
+
     /// The next line (or the note that an overlong one was left out), `None` at the end of the body.
     pub async fn next(&mut self) -> io::Result<Option<Piece>> {
         loop {

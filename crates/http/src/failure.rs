@@ -197,6 +197,16 @@ pub fn registry_text(message: &str) -> Option<Class> {
     if has(&["no such host"]) {
         return Some(Class::new(ErrorKind::InvalidSpec, Cause::UnknownHost));
     }
+    // content that is not what its digest or length said (containers/image, containerd's fetcher): the
+    // daemon refused it, and the same registry answer gives the same refusal
+    if has(&[
+        "does not match expected",
+        "digest mismatch",
+        "unexpected commit digest",
+        "unexpected end of json input",
+    ]) {
+        return Some(ErrorKind::Protocol.into());
+    }
     if has(&[
         "toomanyrequests",
         "too many requests",
@@ -205,6 +215,14 @@ pub fn registry_text(message: &str) -> Option<Class> {
         "connection reset",
         "temporary failure",
         "503 service unavailable",
+        // containers/image: `invalid status code from registry 503 (Service Unavailable)`
+        "(service unavailable)",
+        "(bad gateway)",
+        "(gateway timeout)",
+        "502 bad gateway",
+        "504 gateway timeout",
+        // an answer cut short (a base-image download whose connection closed mid-body)
+        "unexpected eof",
     ]) {
         return Some(ErrorKind::Unavailable.into());
     }

@@ -219,3 +219,33 @@ fn a_full_disk_is_resource_exhausted_and_not_retried() {
     ));
     assert!(!says_no_space("exit code: 1"));
 }
+
+#[test]
+fn a_base_pull_the_registry_broke_is_not_a_build_failure() {
+    // what dockerd 20.10 and libpod 4.3 said of a build's base pull through the fault proxy (tests/e2e/faults)
+    let unavailable = [
+        "creating build container: parsing image configuration: Error fetching blob: invalid status code \
+         from registry 503 (Service Unavailable)",
+        "creating build container: parsing image configuration: unexpected EOF",
+        "failed to solve with frontend dockerfile.v0: failed to create LLB definition: failed to read \
+         expected number of bytes: unexpected EOF",
+    ];
+    for message in unavailable {
+        let class = stream(message, Op::Build);
+        assert_eq!(class.kind, ErrorKind::Unavailable, "{message}");
+        assert_eq!(class.status, ErrorStatus::Temporary, "{message}");
+    }
+    let refused = [
+        "creating build container: parsing image configuration: Download config.json digest \
+         sha256:50af does not match expected sha256:ff6d",
+        "creating build container: initializing image from source docker://127.0.0.1:1/a:1: unexpected \
+         end of JSON input",
+    ];
+    for message in refused {
+        assert_eq!(
+            stream(message, Op::Build).kind,
+            ErrorKind::Protocol,
+            "{message}"
+        );
+    }
+}

@@ -3,6 +3,7 @@
 //! place and the fix, leave nothing a later run trusts, and work once there is room. (Needs root, as the
 //! suite does: it mounts tmpfs and starts daemons of its own.)
 
+mod base_pulls;
 mod builds;
 mod pulls;
 mod transfers;

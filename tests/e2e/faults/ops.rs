@@ -1,6 +1,7 @@
 //! The operations run under each fault: berth's registry client directly, `berth exists`, the containerd and
-//! LXD backends' push and base-image pull, and Docker's and Podman's pushes (rootful and rootless), each judged
-//! by what the real registry (or the engine) holds afterwards.
+//! LXD backends' push, Docker's and Podman's pushes (rootful and rootless), and every engine's build whose base
+//! image is pulled through the proxy (`builds.rs`), each judged by what the real registry (or the engine) holds
+//! afterwards.
 
 use std::path::PathBuf;
 
@@ -19,6 +20,7 @@ use berth_tests::conformance::support::{plan, unique};
 use berth_tests::env::TestEnv;
 use berth_tests::faults::{FaultProxy, Outcome};
 
+use crate::builds::{engine_build, Builders};
 use crate::cli::{cli_exists, cli_push};
 use crate::image::{self, corruption, TestImage};
 
@@ -41,6 +43,9 @@ pub enum Operation {
     LxdBuildPull,
     RootlessPodmanPush,
     CliPushRootless,
+    DockerBuildPull,
+    PodmanBuildPull,
+    RootlessPodmanBuildPull,
 }
 
 /// What every scenario shares: a client on the real registry, an image in it, containerd and an image there.
@@ -59,11 +64,13 @@ pub struct Fixtures {
     lxd: LxdEngine,
     /// A local LXD image (in berth's OCI store for LXD) to push under other names.
     lxd_local: String,
+    /// Docker and Podman engines for the builds whose base the daemon pulls.
+    builders: Builders,
     pub berth: PathBuf,
 }
 
 impl Operation {
-    pub const ALL: [Operation; 14] = [
+    pub const ALL: [Operation; 17] = [
         Operation::ClientExists,
         Operation::ClientPull,
         Operation::ClientPush,
@@ -78,6 +85,9 @@ impl Operation {
         Operation::LxdBuildPull,
         Operation::RootlessPodmanPush,
         Operation::CliPushRootless,
+        Operation::DockerBuildPull,
+        Operation::PodmanBuildPull,
+        Operation::RootlessPodmanBuildPull,
     ];
 
     pub fn name(self) -> &'static str {
@@ -96,6 +106,9 @@ impl Operation {
             Operation::LxdBuildPull => "LXD build (base pull)",
             Operation::RootlessPodmanPush => "rootless podman push (libpod)",
             Operation::CliPushRootless => "berth push --engine podman (rootless)",
+            Operation::DockerBuildPull => "docker build (dockerd's base pull)",
+            Operation::PodmanBuildPull => "podman build (libpod's base pull)",
+            Operation::RootlessPodmanBuildPull => "rootless podman build (libpod's base pull)",
         }
     }
 
@@ -119,9 +132,20 @@ impl Operation {
             Operation::PodmanPush => {
                 engine_push(fx, &fx.podman, &fx.base_ref(), creds, &host).await
             }
-            Operation::ContainerdBuildPull => engine_build(fx, &fx.containerd, creds, &host).await,
+            Operation::ContainerdBuildPull => {
+                engine_build(fx, &fx.containerd, creds, &host, false).await
+            }
             Operation::LxdPush => engine_push(fx, &fx.lxd, &fx.lxd_local, creds, &host).await,
-            Operation::LxdBuildPull => engine_build(fx, &fx.lxd, creds, &host).await,
+            Operation::LxdBuildPull => engine_build(fx, &fx.lxd, creds, &host, false).await,
+            Operation::DockerBuildPull => {
+                engine_build(fx, &fx.builders.docker, creds, &host, true).await
+            }
+            Operation::PodmanBuildPull => {
+                engine_build(fx, &fx.builders.podman, creds, &host, true).await
+            }
+            Operation::RootlessPodmanBuildPull => {
+                engine_build(fx, &fx.builders.rootless, creds, &host, true).await
+            }
             Operation::RootlessPodmanPush => {
                 engine_push(fx, &fx.rootless, &fx.base_ref(), creds, &host).await
             }
@@ -194,6 +218,7 @@ impl Fixtures {
             rootless,
             lxd,
             lxd_local,
+            builders: Builders::connect(env).await,
             berth,
         };
         let options = TransferOptions {
@@ -244,15 +269,15 @@ async fn build_local(env: &TestEnv, engine: &dyn ContainerEngine, base_repo: &st
     local
 }
 
-fn reference(host: &str, repository: &str) -> ImageRef {
+pub fn reference(host: &str, repository: &str) -> ImageRef {
     ImageRef::parse(&format!("{host}/{repository}:1")).expect("valid reference")
 }
 
-fn label() -> Step {
+pub fn label() -> Step {
     Step::Label(vec![("berth.test".into(), "faults".into())])
 }
 
-fn build_options(credentials: Credentials, host: &str, tag: &str) -> BuildOptions {
+pub fn build_options(credentials: Credentials, host: &str, tag: &str) -> BuildOptions {
     BuildOptions {
         tags: vec![tag.to_string()],
         credentials: vec![credentials],
@@ -262,7 +287,7 @@ fn build_options(credentials: Credentials, host: &str, tag: &str) -> BuildOption
     }
 }
 
-fn failed(e: &Error) -> Result {
+pub fn failed(e: &Error) -> Result {
     (
         Outcome::FailedClearly(e.kind().as_str().into()),
         e.to_string(),
@@ -376,43 +401,4 @@ async fn engine_push(
         .map(|p| p.digest);
     let _ = engine.remove(&target, RemoveOptions { force: false }).await;
     judge_push(fx, &repository, pushed).await
-}
-
-/// A build in `engine` (berth's own builder: containerd or LXD) whose base image is downloaded through the proxy.
-async fn engine_build(
-    fx: &Fixtures,
-    engine: &dyn ContainerEngine,
-    creds: Credentials,
-    host: &str,
-) -> Result {
-    // an image of its own, so the engine has none of its content and must download every blob
-    let repository = format!("faults/{}", unique("cbase"));
-    let fresh = TestImage::new(64 * 1024);
-    fresh
-        .push(&fx.real, &reference(&fx.env.registry, &repository))
-        .await
-        .expect("put a fresh base image in the registry");
-    let base = reference(host, &repository).to_string();
-    let tag = format!("{}/faults/{}:1", fx.env.registry, unique("cbuilt"));
-    let built = engine
-        .build(
-            &plan(&base, vec![label()]),
-            &build_options(creds, host, &tag),
-            &NoProgress,
-        )
-        .await;
-    let result = match built {
-        Ok(_) => match engine.inspect(&tag).await {
-            Ok(_) => (Outcome::Survived, String::new()),
-            Err(e) => {
-                let what = format!("the build succeeded but its image is unreadable: {e}");
-                (Outcome::Corrupt(what.clone()), what)
-            }
-        },
-        Err(e) => failed(&e),
-    };
-    for name in [&tag, &base] {
-        let _ = engine.remove(name, RemoveOptions { force: true }).await;
-    }
-    result
 }
