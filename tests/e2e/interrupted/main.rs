@@ -362,6 +362,7 @@ async fn stopped_anywhere(engine: Engine) {
     killed_mid_step(&mut trial, &marks).await;
     if engine == Engine::Containerd {
         killed_mid_write(&mut trial, &marks).await;
+        running_berth_untouched(&mut trial, &marks).await;
     }
 
     for (n, signal) in [SIGINT, SIGTERM, SIGINT].into_iter().enumerate() {
@@ -541,6 +542,61 @@ async fn killed_mid_write(trial: &mut Trial, marks: &Marks<'_>) {
     eprintln!("{round}: the next run: {}", said[0]);
     let named = containerd_named(trial.env, pid).await;
     assert!(named.is_empty(), "{round}: after the next run: {named:?}");
+    nothing_left(Engine::Containerd, trial.env, marks, pid, round).await;
+}
+
+/// A berth whose RUN step runs while another berth builds on the same containerd: the other's run removes
+/// nothing of it (its build folder stays, and it goes on until it is stopped).
+async fn running_berth_untouched(trial: &mut Trial, marks: &Marks<'_>) {
+    let round = "Containerd round with a berth running beside the next one";
+    let name = unique("interrupted-beside");
+    let marker = format!("{}-beside", marks.step_marker);
+    let spec = trial.spec(&name, &[format!("echo {marker}; sleep 900")], None);
+    let mut child = trial.spawn(&["build", &spec.display().to_string()]);
+    let pid = child.id();
+    let started = Instant::now();
+    while !step_running(&marker) {
+        if child.try_wait().expect("wait").is_some() {
+            let (status, stderr) = finish(&mut child);
+            panic!("{round}: berth ended ({status}) before its step ran:\n{stderr}");
+        }
+        assert!(
+            started.elapsed() < GIVE_UP,
+            "{round}: the step never started"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let before = containerd_named(trial.env, pid).await;
+    assert!(
+        before.iter().any(|n| n.starts_with("build folder")),
+        "{round}: berth {pid} has no build folder while its step runs: {before:?}"
+    );
+    // no RUN step of its own: one would wait for the uv cache mount the running step holds (`sharing=locked`)
+    let next = unique("interrupted-beside-next");
+    let blob = format!("{next}.bin");
+    trial.blob(&blob, 4096);
+    let spec_next = trial.spec(&next, &[], Some(&blob));
+    let stderr = trial.succeed(&["build", &spec_next.display().to_string()]);
+    assert!(
+        !stderr.contains(&format!("berth process {pid} ")),
+        "{round}: the other berth removed something of the running one:\n{stderr}"
+    );
+    assert_eq!(
+        containerd_named(trial.env, pid).await,
+        before,
+        "{round}: the running berth's build folder changed"
+    );
+    assert!(
+        step_running(&marker),
+        "{round}: the running berth's step ended"
+    );
+    assert!(
+        child.try_wait().expect("wait").is_none(),
+        "{round}: berth {pid} ended"
+    );
+    send(&child, SIGINT);
+    let (status, stderr) = finish(&mut child);
+    judge(status, &stderr, SIGINT, false, round);
     nothing_left(Engine::Containerd, trial.env, marks, pid, round).await;
 }
 
