@@ -231,6 +231,28 @@ impl Trial {
         stderr
     }
 
+    /// Starts `berth build` of a spec whose RUN step prints the step marker with `-what` and sleeps for
+    /// 15 minutes; returns once that step runs.
+    fn build_to_long_step(&self, what: &str, marks: &Marks<'_>, round: &str) -> Child {
+        let name = unique(&format!("interrupted-{what}"));
+        let marker = format!("{}-{what}", marks.step_marker);
+        let spec = self.spec(&name, &[format!("echo {marker}; sleep 900")], None);
+        let mut child = self.spawn(&["build", &spec.display().to_string()]);
+        let started = Instant::now();
+        while !step_running(&marker) {
+            if child.try_wait().expect("wait").is_some() {
+                let (status, stderr) = finish(&mut child);
+                panic!("{round}: berth ended ({status}) before its step ran:\n{stderr}");
+            }
+            assert!(
+                started.elapsed() < GIVE_UP,
+                "{round}: the step never started"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        child
+    }
+
     /// A delay in `from..to` milliseconds.
     fn delay(&mut self, from: u64, to: u64) -> Duration {
         Duration::from_millis(self.rng.u64(from..to))
@@ -362,6 +384,7 @@ async fn stopped_anywhere(engine: Engine) {
     killed_mid_step(&mut trial, &marks).await;
     if engine == Engine::Containerd {
         killed_mid_write(&mut trial, &marks).await;
+        running_berth_untouched(&mut trial, &marks).await;
     }
 
     for (n, signal) in [SIGINT, SIGTERM, SIGINT].into_iter().enumerate() {
@@ -417,22 +440,7 @@ async fn stopped_anywhere(engine: Engine) {
 async fn killed_mid_step(trial: &mut Trial, marks: &Marks<'_>) {
     let engine = trial.engine;
     let round = format!("{engine:?} SIGKILL round");
-    let name = unique("interrupted-killed");
-    let marker = format!("{}-killed", marks.step_marker);
-    let spec = trial.spec(&name, &[format!("echo {marker}; sleep 900")], None);
-    let mut child = trial.spawn(&["build", &spec.display().to_string()]);
-    let started = Instant::now();
-    while !step_running(&marker) {
-        if child.try_wait().expect("wait").is_some() {
-            let (status, stderr) = finish(&mut child);
-            panic!("{round}: berth ended ({status}) before its step ran:\n{stderr}");
-        }
-        assert!(
-            started.elapsed() < GIVE_UP,
-            "{round}: the step never started"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let mut child = trial.build_to_long_step("killed", marks, &round);
     let delay = trial.delay(0, 1500);
     std::thread::sleep(delay);
     child.kill().expect("SIGKILL berth");
@@ -541,6 +549,48 @@ async fn killed_mid_write(trial: &mut Trial, marks: &Marks<'_>) {
     eprintln!("{round}: the next run: {}", said[0]);
     let named = containerd_named(trial.env, pid).await;
     assert!(named.is_empty(), "{round}: after the next run: {named:?}");
+    nothing_left(Engine::Containerd, trial.env, marks, pid, round).await;
+}
+
+/// A berth whose RUN step runs while another berth builds on the same containerd: the other's run removes
+/// nothing of it (its build folder stays, and it goes on until it is stopped).
+async fn running_berth_untouched(trial: &mut Trial, marks: &Marks<'_>) {
+    let round = "Containerd round with a berth running beside the next one";
+    let mut child = trial.build_to_long_step("beside", marks, round);
+    let pid = child.id();
+    let marker = format!("{}-beside", marks.step_marker);
+    let before = containerd_named(trial.env, pid).await;
+    assert!(
+        before.iter().any(|n| n.starts_with("build folder")),
+        "{round}: berth {pid} has no build folder while its step runs: {before:?}"
+    );
+    // no RUN step of its own: one would wait for the uv cache mount the running step holds (`sharing=locked`)
+    let next = unique("interrupted-beside-next");
+    let blob = format!("{next}.bin");
+    trial.blob(&blob, 4096);
+    let spec_next = trial.spec(&next, &[], Some(&blob));
+    let stderr = trial.succeed(&["build", &spec_next.display().to_string()]);
+    assert!(
+        !stderr.contains(&format!("berth process {pid} ")),
+        "{round}: the other berth removed something of the running one:\n{stderr}"
+    );
+    assert_eq!(
+        containerd_named(trial.env, pid).await,
+        before,
+        "{round}: the running berth's build folder changed"
+    );
+    assert!(
+        step_running(&marker),
+        "{round}: the running berth's step ended"
+    );
+    assert!(
+        child.try_wait().expect("wait").is_none(),
+        "{round}: berth {pid} ended"
+    );
+    send(&child, SIGINT);
+    let (status, stderr) = finish(&mut child);
+    let outcome = judge(status, &stderr, SIGINT, false, round);
+    eprintln!("{round}: the next one's run left it alone; then SIGINT: {outcome}");
     nothing_left(Engine::Containerd, trial.env, marks, pid, round).await;
 }
 
