@@ -43,7 +43,7 @@ pub(crate) async fn build(
             .with_operation(berth_core::Operation::Build)
     };
     let (sync, tar) = if by_sync {
-        let sync = ContextSync::new(dockerfile, plan.context.clone()).map_err(as_build_error)?;
+        let sync = ContextSync::new(&dockerfile, plan.context.clone()).map_err(as_build_error)?;
         (Some(sync), None)
     } else {
         let tar = context::stream(crate::ENGINE, dockerfile, plan.context.clone(), Vec::new())?;

@@ -3,18 +3,22 @@
 //!
 //! With a tar, dockerd hands BuildKit the body as a remote tarball to store and extract before any `COPY` reads
 //! it, on every build. With file sync BuildKit keeps the files of the last sync of the same local source and
-//! compares: berth sends one `STAT` packet per file and folder (the nodes of [`berth_context::tree`]: the same
-//! entries as the tar), an empty `STAT` to end the walk, and then the bytes only of the files BuildKit asks for
+//! compares: berth sends one `STAT` packet per file and folder (the nodes of a walk of [`berth_context::Tree`]:
+//! the same entries as the tar, those the request asks for), an empty `STAT` to end the walk, and then the bytes only of the files BuildKit asks for
 //! with `REQ` (new ones, and those whose size, mode or mtime changed), as `DATA` packets ending with an empty
 //! one; BuildKit's `FIN` ends the exchange. A file read must still have the size its `STAT` announced, or the
 //! sync fails the build (a file changing while read, as with the tar). Folders and generated files are fixed
 //! as in the tar, so identical plans still give identical images.
+//!
+//! Memory stays flat whatever the context's size: the walk hands out one node at a time (a file is looked at
+//! when its `STAT` is due), and what a sync keeps is one small record per file sent, to find a requested file
+//! by its id.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use berth_context::{Content, ExactReader, Node, SourceChanged};
-use berth_core::plan::ContextEntry;
+use berth_context::{ExactReader, Node, SourceChanged, Tree};
+use berth_core::plan::{ContextEntry, ContextSource};
 use berth_core::{Error, ErrorKind};
 use bollard::fsutil::types::packet::PacketType;
 use bollard::fsutil::types::{Packet, Stat};
@@ -42,7 +46,7 @@ const QUEUE: usize = 64;
 pub(crate) struct SyncReport {
     /// File bytes sent in `DATA` packets.
     sent: AtomicU64,
-    /// File bytes the context holds (of the last sync of the `context` source).
+    /// File bytes of the context (the most any sync of the `context` source announced).
     total: AtomicU64,
     /// The first file that could not be sent as announced.
     failure: Mutex<Option<Error>>,
@@ -71,20 +75,15 @@ impl SyncReport {
 
 /// The file-sync service of one build's session.
 pub(crate) struct ContextSync {
-    dockerfile: String,
-    entries: Arc<Vec<ContextEntry>>,
+    tree: Arc<Tree>,
     report: Arc<SyncReport>,
 }
 
 impl ContextSync {
     /// Serves `dockerfile` and `entries`; fails at once for paths that cannot go into a context.
-    pub(crate) fn new(dockerfile: String, entries: Vec<ContextEntry>) -> berth_core::Result<Self> {
-        for entry in &entries {
-            berth_context::check_path(&entry.path)?;
-        }
+    pub(crate) fn new(dockerfile: &str, entries: Vec<ContextEntry>) -> berth_core::Result<Self> {
         Ok(ContextSync {
-            dockerfile,
-            entries: Arc::new(entries),
+            tree: Arc::new(Tree::new(dockerfile, entries)?),
             report: Arc::default(),
         })
     }
@@ -99,8 +98,8 @@ impl ContextSync {
     pub(crate) fn shared_key(&self) -> String {
         use sha2::{Digest, Sha256};
         let mut common: Option<std::path::PathBuf> = None;
-        for entry in self.entries.iter() {
-            if let berth_core::plan::ContextSource::File(path) = &entry.source {
+        for entry in self.tree.entries() {
+            if let ContextSource::File(path) = &entry.source {
                 let dir = path.parent().unwrap_or(path).to_path_buf();
                 common = Some(match common {
                     None => dir,
@@ -139,30 +138,20 @@ impl FileSync for ContextSync {
         }
         let mut includes = values(meta, "include-patterns");
         includes.extend(values(meta, "followpaths"));
-        let filter = Filter {
-            includes,
-            excludes: values(meta, "exclude-patterns"),
-        };
-        let (dockerfile, entries) = (self.dockerfile.clone(), Arc::clone(&self.entries));
-        // looking at every file of a large context is blocking work
-        let nodes = tokio::task::spawn_blocking(move || berth_context::tree(&dockerfile, &entries))
-            .await
-            .map_err(|e| Status::internal(e.to_string()))?;
-        let nodes = match nodes {
-            Ok(nodes) => filter.apply(nodes),
-            Err(e) => {
-                let status = Status::failed_precondition(e.to_string());
-                self.report.fail(e);
-                return Err(status);
-            }
-        };
-        if name == "context" {
-            let total = nodes.iter().map(|n| n.size).sum();
-            self.report.total.store(total, Ordering::Relaxed);
-        }
+        let filter = Filter::new(includes, values(meta, "exclude-patterns"));
         let (tx, mut rx) = mpsc::channel(QUEUE);
-        let report = Arc::clone(&self.report);
-        tokio::spawn(serve(nodes, request.into_inner(), tx, report));
+        let files = Arc::new(Mutex::new(Vec::new()));
+        let sync = Sync {
+            tree: Arc::clone(&self.tree),
+            files: Arc::clone(&files),
+            tx,
+            report: Arc::clone(&self.report),
+        };
+        // looking at the files of a large context is blocking work; it ends when the daemon stops listening
+        let walk = sync.clone();
+        let context = name == "context";
+        tokio::task::spawn_blocking(move || walk.walk(&filter, context));
+        tokio::spawn(serve(sync, request.into_inner()));
         let stream = futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx));
         Ok(Response::new(Box::pin(stream)))
     }
@@ -177,6 +166,63 @@ impl FileSync for ContextSync {
 
 type Sender = mpsc::Sender<Result<Packet, Status>>;
 
+/// What the `STAT` walk, the request reader and the file readers of one sync share.
+#[derive(Clone)]
+struct Sync {
+    tree: Arc<Tree>,
+    /// The files announced so far, in id order: (id, entry in the tree, size announced).
+    files: Arc<Mutex<Vec<(u32, u32, u64)>>>,
+    tx: Sender,
+    report: Arc<SyncReport>,
+}
+
+impl Sync {
+    /// Sends the `STAT` of every node `filter` lets through, then the empty one; `context`: counts the bytes
+    /// announced as the context's size. A file that cannot be looked at fails the sync.
+    fn walk(&self, filter: &Filter, context: bool) {
+        let mut total = 0;
+        for (id, node) in self.tree.walk(filter).enumerate() {
+            let node = match node {
+                Ok(node) => node,
+                Err(e) => {
+                    let status = Status::failed_precondition(e.to_string());
+                    self.report.fail(e);
+                    let _ = self.tx.blocking_send(Err(status));
+                    return;
+                }
+            };
+            let Ok(id) = u32::try_from(id) else {
+                let _ = self.tx.blocking_send(Err(Status::resource_exhausted(
+                    "the context holds more than 2^32 files and folders",
+                )));
+                return;
+            };
+            if let Some(entry) = node.entry {
+                total += node.size;
+                // recorded before its `STAT` goes: BuildKit may ask for it as soon as it is read
+                if let Ok(mut files) = self.files.lock() {
+                    files.push((id, entry as u32, node.size));
+                }
+            }
+            if self.tx.blocking_send(Ok(stat(&node))).is_err() {
+                return;
+            }
+        }
+        if context {
+            self.report.total.fetch_max(total, Ordering::Relaxed);
+        }
+        let _ = self.tx.blocking_send(Ok(packet(PacketType::PacketStat)));
+    }
+
+    /// The entry and announced size of the file sent with `id`.
+    fn file(&self, id: u32) -> Option<(usize, u64)> {
+        let files = self.files.lock().ok()?;
+        let at = files.binary_search_by_key(&id, |(id, _, _)| *id).ok()?;
+        let (_, entry, size) = files[at];
+        Some((entry as usize, size))
+    }
+}
+
 /// Stops a task when the sync it belongs to ends.
 struct AbortOnDrop(tokio::task::JoinHandle<()>);
 
@@ -186,50 +232,28 @@ impl Drop for AbortOnDrop {
     }
 }
 
-/// One sync: every `STAT`, and meanwhile the files BuildKit asks for, until its `FIN`. BuildKit asks for files
-/// while the `STAT`s still come, and stops reading them while its requests wait, so both go at once. Requests
-/// are read as they come and queued for the readers of files: HTTP/2 counts unread request bytes against the
-/// whole connection's window, and a connection whose window is full carries nothing else, not even BuildKit's
-/// health checks (unanswered for 10 s, BuildKit drops the session).
-async fn serve(
-    nodes: Vec<Node>,
-    mut inbound: Streaming<Packet>,
-    tx: Sender,
-    report: Arc<SyncReport>,
-) {
-    let nodes = Arc::new(nodes);
-    let walk = {
-        let (nodes, tx) = (Arc::clone(&nodes), tx.clone());
-        tokio::spawn(async move {
-            for node in nodes.iter() {
-                if tx.send(Ok(stat(node))).await.is_err() {
-                    return;
-                }
-            }
-            let _ = tx.send(Ok(packet(PacketType::PacketStat))).await;
-        })
-    };
-    let _stop_walk = AbortOnDrop(walk);
+/// One sync's requests, while its walk sends the `STAT`s (on a thread of its own), until BuildKit's `FIN`.
+/// BuildKit asks for files while the `STAT`s still come, and stops reading them while its requests wait, so
+/// both go at once. Requests are read as they come and queued for the readers of files: HTTP/2 counts unread
+/// request bytes against the whole connection's window, and a connection whose window is full carries nothing
+/// else, not even BuildKit's health checks (unanswered for 10 s, BuildKit drops the session).
+async fn serve(sync: Sync, mut inbound: Streaming<Packet>) {
     // one small entry per requested file: at most the context's file count
-    let (requests, queue) = mpsc::unbounded_channel::<u32>();
+    let (requests, queue) = mpsc::unbounded_channel::<(u32, usize, u64)>();
     let queue = Arc::new(tokio::sync::Mutex::new(queue));
     let _readers: Vec<AbortOnDrop> = (0..PARALLEL)
         .map(|_| {
-            let (queue, nodes, tx, report) = (
-                Arc::clone(&queue),
-                Arc::clone(&nodes),
-                tx.clone(),
-                Arc::clone(&report),
-            );
+            let (queue, sync) = (Arc::clone(&queue), sync.clone());
             AbortOnDrop(tokio::spawn(async move {
                 loop {
                     let next = queue.lock().await.recv().await;
-                    let Some(id) = next else { return };
-                    let (nodes, tx, report) = (Arc::clone(&nodes), tx.clone(), Arc::clone(&report));
-                    let sent = tokio::task::spawn_blocking(move || {
-                        send_file(&nodes[id as usize], id, &tx, &report)
-                    })
-                    .await;
+                    let Some((id, entry, size)) = next else {
+                        return;
+                    };
+                    let sync = sync.clone();
+                    let sent =
+                        tokio::task::spawn_blocking(move || send_file(&sync, id, entry, size))
+                            .await;
                     if sent.is_err() {
                         return;
                     }
@@ -241,24 +265,22 @@ async fn serve(
     while let Ok(Some(message)) = inbound.message().await {
         match PacketType::try_from(message.r#type) {
             Ok(PacketType::PacketReq) => {
-                let index = message.id as usize;
-                if !nodes
-                    .get(index)
-                    .is_some_and(|n| !matches!(n.content, Content::Dir))
-                {
-                    let _ = tx
+                let Some((entry, size)) = sync.file(message.id) else {
+                    let _ = sync
+                        .tx
                         .send(Err(Status::invalid_argument(format!(
-                            "no file with id {index}"
+                            "no file with id {}",
+                            message.id
                         ))))
                         .await;
                     return;
-                }
-                if requests.send(message.id).is_err() {
+                };
+                if requests.send((message.id, entry, size)).is_err() {
                     return;
                 }
             }
             Ok(PacketType::PacketFin) => {
-                let _ = tx.send(Ok(packet(PacketType::PacketFin))).await;
+                let _ = sync.tx.send(Ok(packet(PacketType::PacketFin))).await;
                 return;
             }
             Ok(PacketType::PacketErr) => {
@@ -270,8 +292,10 @@ async fn serve(
     }
 }
 
-/// Sends the bytes of `node` as `DATA` packets of `id`, then the empty one; on a failure, the error instead.
-fn send_file(node: &Node, id: u32, tx: &Sender, report: &SyncReport) {
+/// Sends the `size` bytes of the tree's entry `entry` as `DATA` packets of `id`, then the empty one; on a
+/// failure, the error instead.
+fn send_file(sync: &Sync, id: u32, entry: usize, size: u64) {
+    let (tx, report) = (&sync.tx, &sync.report);
     let data = |bytes: Vec<u8>| Packet {
         id,
         data: bytes,
@@ -281,10 +305,12 @@ fn send_file(node: &Node, id: u32, tx: &Sender, report: &SyncReport) {
         report.sent.fetch_add(chunk.len() as u64, Ordering::Relaxed);
         tx.blocking_send(Ok(data(chunk))).is_ok()
     };
-    let result = match &node.content {
-        Content::Dir => Ok(true),
-        Content::Bytes(bytes) => Ok(bytes.chunks(CHUNK).all(|chunk| send(chunk.to_vec()))),
-        Content::File(source) => read_file(source, node.size, send),
+    let result = match sync.tree.entry(entry).map(|e| &e.source) {
+        None => Ok(true),
+        Some(ContextSource::Bytes(bytes)) => {
+            Ok(bytes.chunks(CHUNK).all(|chunk| send(chunk.to_vec())))
+        }
+        Some(ContextSource::File(source)) => read_file(source, size, send),
     };
     match result {
         Ok(true) => {
@@ -361,7 +387,7 @@ fn stat(node: &Node) -> Packet {
             mode |= go;
         }
     }
-    let dir = matches!(node.content, Content::Dir);
+    let dir = node.entry.is_none();
     if dir {
         mode |= GO_DIR;
     }
@@ -425,19 +451,16 @@ mod tests {
 
     #[test]
     fn stats_carry_go_file_modes() {
-        let node = |mode, content| Node {
+        let node = |mode, entry| Node {
             path: "p".into(),
             mode,
             size: 3,
             mtime_ns: 5,
-            content,
+            entry,
         };
         let mode = |n: &Node| stat(n).stat.map(|s| (s.mode, s.size)).unwrap_or_default();
-        assert_eq!(mode(&node(0o755, Content::Dir)), ((1 << 31) | 0o755, 0));
-        assert_eq!(
-            mode(&node(0o4755, Content::Bytes(Arc::from(&b"abc"[..])))),
-            ((1 << 23) | 0o755, 3)
-        );
+        assert_eq!(mode(&node(0o755, None)), ((1 << 31) | 0o755, 0));
+        assert_eq!(mode(&node(0o4755, Some(0))), ((1 << 23) | 0o755, 3));
     }
 
     #[test]

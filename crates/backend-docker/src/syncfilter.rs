@@ -6,67 +6,73 @@
 //! `.dockerignore` among the context files, `!` re-including). The sender applies them; the receiver takes what
 //! comes. Patterns are Docker's: `*` and `?` within one path component, `**` across components, `[...]` classes,
 //! `\` escapes, and a pattern naming a folder covers everything under it. A folder is sent when something under it
-//! is, as the walk would reach it.
+//! is, as the walk would reach it. A folder no include pattern can reach into is not walked at all: the
+//! Dockerfile frontend asks three syncs per build, two of them for one file each, and the third for the
+//! `COPY` sources only, so a context's other files are never looked at.
 
-use berth_context::{Content, Node};
+use berth_context::Select;
 
-/// What one request asked for.
+/// What one request asked for, its patterns cleaned.
 #[derive(Debug, Default)]
 pub(crate) struct Filter {
     /// Include patterns and follow paths; empty means everything.
-    pub(crate) includes: Vec<String>,
-    /// Exclude patterns in order; `!pattern` re-includes.
-    pub(crate) excludes: Vec<String>,
+    includes: Vec<String>,
+    /// Exclude patterns in order, each with whether it was `!pattern` (re-including).
+    excludes: Vec<(bool, String)>,
 }
 
 impl Filter {
-    /// The nodes of `nodes` (in walk order) this filter lets through, in the same order.
-    pub(crate) fn apply(&self, nodes: Vec<Node>) -> Vec<Node> {
-        let includes: Vec<String> = self.includes.iter().map(|p| clean(p)).collect();
-        let excludes: Vec<(bool, String)> = self
-            .excludes
-            .iter()
-            .map(|p| match p.strip_prefix('!') {
-                Some(rest) => (true, clean(rest)),
-                None => (false, clean(p)),
-            })
-            .filter(|(_, p)| !p.is_empty())
-            .collect();
-        let wanted = |path: &str| {
-            let included = includes.is_empty() || includes.iter().any(|p| covers(p, path));
-            let mut excluded = false;
-            for (negated, pattern) in &excludes {
-                if covers(pattern, path) {
-                    excluded = !negated;
-                }
-            }
-            included && !excluded
-        };
-        let mut parents = std::collections::HashSet::new();
-        let mut kept: Vec<bool> = Vec::with_capacity(nodes.len());
-        for node in &nodes {
-            let keep = !matches!(node.content, Content::Dir) && wanted(&node.path);
-            if keep {
-                let mut path = node.path.as_str();
-                while let Some((parent, _)) = path.rsplit_once('/') {
-                    parents.insert(parent.to_string());
-                    path = parent;
-                }
-            }
-            kept.push(keep);
+    /// The filter of `includes` (and follow paths) and `excludes`, as the request's headers give them.
+    pub(crate) fn new(includes: Vec<String>, excludes: Vec<String>) -> Filter {
+        Filter {
+            includes: includes.iter().map(|p| clean(p)).collect(),
+            excludes: excludes
+                .iter()
+                .map(|p| match p.strip_prefix('!') {
+                    Some(rest) => (true, clean(rest)),
+                    None => (false, clean(p)),
+                })
+                .filter(|(_, p)| !p.is_empty())
+                .collect(),
         }
-        // a folder goes when something under it goes, or when it is itself wanted
-        nodes
-            .into_iter()
-            .zip(kept)
-            .filter(|(node, keep)| {
-                *keep
-                    || matches!(node.content, Content::Dir)
-                        && (parents.contains(&node.path) || wanted(&node.path))
-            })
-            .map(|(node, _)| node)
-            .collect()
     }
+}
+
+impl Select for Filter {
+    fn wants(&self, path: &str) -> bool {
+        let included = self.includes.is_empty() || self.includes.iter().any(|p| covers(p, path));
+        let mut excluded = false;
+        for (negated, pattern) in &self.excludes {
+            if covers(pattern, path) {
+                excluded = !negated;
+            }
+        }
+        included && !excluded
+    }
+
+    /// Excludes never skip a folder: a later `!pattern` may take back part of it.
+    fn may_want_under(&self, folder: &str) -> bool {
+        self.includes.is_empty()
+            || self
+                .includes
+                .iter()
+                .any(|p| covers(p, folder) || may_match_under(p, folder))
+    }
+}
+
+/// Whether `pattern` may match something under `folder`: the folder's components match the pattern's first
+/// ones, or a `**` comes before the pattern runs out of components to compare.
+fn may_match_under(pattern: &str, folder: &str) -> bool {
+    let mut parts = pattern.split('/');
+    for component in folder.split('/') {
+        match parts.next() {
+            None => return false,
+            Some(part) if part.contains("**") => return true,
+            Some(part) if !glob(part.as_bytes(), component.as_bytes()) => return false,
+            Some(_) => {}
+        }
+    }
+    parts.next().is_some()
 }
 
 /// A pattern as Docker cleans it: no leading `/` or `./`, no trailing `/`, no empty or `.` components.
@@ -151,7 +157,7 @@ fn class(pattern: &[u8]) -> Option<(Box<dyn Fn(u8) -> bool + '_>, &[u8])> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use berth_context::DOCKERFILE_NAME;
+    use berth_context::{Tree, DOCKERFILE_NAME};
     use berth_core::plan::{ContextEntry, ContextSource};
 
     fn paths(filter: &Filter) -> Vec<String> {
@@ -162,18 +168,18 @@ mod tests {
                 source: ContextSource::Bytes(b"x".to_vec()),
             })
             .collect();
-        let nodes = berth_context::tree("FROM x", &entries).expect("tree");
-        filter.apply(nodes).into_iter().map(|n| n.path).collect()
+        let tree = Tree::new("FROM x", entries).expect("tree");
+        let nodes = tree.walk(filter).map(|n| n.expect("node").path);
+        nodes.collect()
+    }
+
+    fn including(includes: &[&str]) -> Filter {
+        Filter::new(includes.iter().map(|s| s.to_string()).collect(), vec![])
     }
 
     #[test]
     fn includes_pick_files_and_their_folders() {
-        let only = |includes: &[&str]| {
-            paths(&Filter {
-                includes: includes.iter().map(|s| s.to_string()).collect(),
-                excludes: vec![],
-            })
-        };
+        let only = |includes: &[&str]| paths(&including(includes));
         assert_eq!(only(&[DOCKERFILE_NAME]), [DOCKERFILE_NAME]);
         assert_eq!(only(&["/.dockerignore"]), [".dockerignore"]);
         assert_eq!(only(&["a/b"]), ["a", "a/b", "a/b/c.py"]);
@@ -185,13 +191,27 @@ mod tests {
 
     #[test]
     fn excludes_apply_in_order_with_negation() {
-        let filter = Filter {
-            includes: vec![],
-            excludes: vec!["a".into(), "!a/d.txt".into(), "*.py".into()],
-        };
+        let filter = Filter::new(vec![], vec!["a".into(), "!a/d.txt".into(), "*.py".into()]);
         assert_eq!(
             paths(&filter),
             [DOCKERFILE_NAME, ".dockerignore", "a", "a/d.txt"]
         );
+    }
+
+    #[test]
+    fn only_folders_that_may_hold_an_included_path_are_entered() {
+        let under = |includes: &[&str], folder: &str| including(includes).may_want_under(folder);
+        assert!(under(&[], "any"));
+        assert!(under(&["tree/q0"], "tree"));
+        assert!(under(&["tree/q0"], "tree/q0/pkg"));
+        assert!(!under(&["tree/q0"], "tree/q1"));
+        assert!(!under(&["tree/q0"], "other"));
+        assert!(!under(&[DOCKERFILE_NAME], "tree"));
+        assert!(under(&["*/q1"], "tree"));
+        assert!(!under(&["*/q1"], "tree/q0"));
+        assert!(under(&["a/**/x.py"], "a/b/c"));
+        assert!(under(&["**/x.py"], "z"));
+        // a folder is entered whenever excludes alone are given: `!` may take part of it back
+        assert!(Filter::new(vec![], vec!["a".into()]).may_want_under("a"));
     }
 }

@@ -24,7 +24,7 @@ use tokio::task::JoinHandle;
 mod exact;
 mod tree;
 
-pub use tree::{tree, Content, Node};
+pub use tree::{Everything, Node, Select, Tree, Walk};
 
 /// Name of the Dockerfile inside the context; a context file of that name is refused.
 pub const DOCKERFILE_NAME: &str = ".berth.Dockerfile";
