@@ -142,9 +142,11 @@ async fn follow(
     let mut lines = berth_http::client::Lines::new(response, None);
     let mut watch = PullWatch::default();
     let mut error: Option<String> = None;
+    let mut moved = std::time::Instant::now();
     loop {
         let pulling = watch.pulling().map(str::to_string);
-        lines.set_idle_timeout(pulling.as_ref().map(|_| pull_idle));
+        let left = pull_idle.saturating_sub(moved.elapsed());
+        lines.set_idle_timeout(pulling.as_ref().map(|_| left));
         let piece = match lines.next().await {
             Ok(Some(piece)) => piece,
             Ok(None) => break,
@@ -158,7 +160,11 @@ async fn follow(
             }
         };
         match piece {
-            Piece::Line(line) => handle_line(&line, &mut log, &mut watch, &mut error),
+            Piece::Line(line) => {
+                if handle_line(&line, &mut log, &mut watch, &mut error) {
+                    moved = std::time::Instant::now();
+                }
+            }
             Piece::Overlong => log.note(OVERLONG),
         }
     }
@@ -223,24 +229,25 @@ fn query(plan: &BuildPlan, options: &BuildOptions, session: &str, by_sync: bool)
     berth_http::encode::query(&pairs)
 }
 
-/// One JSON message of the build stream.
+/// One JSON message of the build stream; whether the build moved (see [`PullWatch::update`]).
 fn handle_line(
     line: &[u8],
     log: &mut BuildLog<'_>,
     watch: &mut PullWatch,
     error: &mut Option<String>,
-) {
+) -> bool {
     let line = line.trim_ascii();
     if line.is_empty() {
-        return;
+        return false;
     }
     let Ok(info) = serde_json::from_slice::<BuildInfo>(line) else {
         // A message this bollard version does not model; progress is best effort, errors come separately.
-        return;
+        return true;
     };
+    let mut moved = true;
     match info.aux {
         Some(BuildInfoAux::BuildKit(status)) => {
-            watch.update(&status);
+            moved = watch.update(&status);
             log.buildkit(status)
         }
         Some(BuildInfoAux::Default(image)) => {
@@ -257,6 +264,7 @@ fn handle_line(
     if let Some(message) = message {
         error.get_or_insert(message);
     }
+    moved
 }
 
 #[cfg(test)]

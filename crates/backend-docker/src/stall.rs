@@ -2,9 +2,11 @@
 //! registry client, which gives a registry that stops sending mid-answer no limit (measured with dockerd
 //! 20.10: the build waits as long as the connection stays open), and berth sets none on a build's stream (a RUN
 //! step may be silent for hours). While every running vertex is a pull (`[internal] load metadata for IMAGE`,
-//! `[1/2] FROM IMAGE`), BuildKit's progress is silent only as long as the registry is, so berth gives that
-//! phase [`crate::DockerOptions::pull_idle_timeout`] and, past it, closes the build's connection, which makes
-//! dockerd cancel the build.
+//! `[1/2] FROM IMAGE`), the build moves only as the registry sends, so berth gives that phase
+//! [`crate::DockerOptions::pull_idle_timeout`] without progress and, past it, closes the build's connection,
+//! which makes dockerd cancel the build. Progress is a vertex that changes or a download whose byte count
+//! grows, not a message: BuildKit repeats a stalled layer's status (the same byte count) several times a
+//! second.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -16,19 +18,32 @@ use bollard::moby::buildkit::v1::StatusResponse;
 #[derive(Default)]
 pub(crate) struct PullWatch {
     running: HashMap<String, String>,
+    /// Bytes each transfer status (a layer download) reported last.
+    transferred: HashMap<String, i64>,
 }
 
 impl PullWatch {
-    /// Takes one status update's vertexes.
-    pub(crate) fn update(&mut self, status: &StatusResponse) {
+    /// Takes one status update; whether the build moved: a vertex started or ended, a transfer grew, a step
+    /// printed something.
+    pub(crate) fn update(&mut self, status: &StatusResponse) -> bool {
+        let mut moved = !status.logs.is_empty();
         for vertex in &status.vertexes {
-            if vertex.started.is_some() && vertex.completed.is_none() {
+            let running = vertex.started.is_some() && vertex.completed.is_none();
+            moved |= if running {
                 self.running
-                    .insert(vertex.digest.clone(), vertex.name.clone());
+                    .insert(vertex.digest.clone(), vertex.name.clone())
+                    .is_none()
             } else {
-                self.running.remove(&vertex.digest);
-            }
+                self.running.remove(&vertex.digest).is_some() || vertex.completed.is_some()
+            };
         }
+        for transfer in &status.statuses {
+            let before = self
+                .transferred
+                .insert(transfer.id.clone(), transfer.current);
+            moved |= before != Some(transfer.current) || transfer.completed.is_some();
+        }
+        moved
     }
 
     /// The image being pulled, when pulls are all that runs (a RUN step beside a pull keeps the long limit).
@@ -61,8 +76,9 @@ pub(crate) fn stalled_pull(image: &str, silent: Duration, endpoint: &str) -> Err
     Error::new(
         ErrorKind::Unavailable,
         format!(
-            "dockerd ({endpoint}) pulled {image} for the build and reported nothing for {} s: the registry \
-             stopped sending, and dockerd sets no limit of its own; berth cancelled the build",
+            "dockerd ({endpoint}) pulled {image} for the build and made no progress for {} s (a registry \
+             that stopped sending, or a download dockerd gave up on without saying so); dockerd sets no \
+             limit of its own, so berth cancelled the build",
             silent.as_secs_f32()
         ),
     )
@@ -115,6 +131,27 @@ mod tests {
             vertex("f", "[1/2] FROM x", false),
         ]));
         assert_eq!(watch.pulling(), None);
+    }
+
+    #[test]
+    fn a_download_that_repeats_its_byte_count_is_not_progress() {
+        use bollard::moby::buildkit::v1::VertexStatus;
+        let download = |current: i64| StatusResponse {
+            statuses: vec![VertexStatus {
+                id: "sha256:layer".into(),
+                vertex: "f".into(),
+                current,
+                total: 100,
+                ..VertexStatus::default()
+            }],
+            ..StatusResponse::default()
+        };
+        let mut watch = PullWatch::default();
+        assert!(watch.update(&status(vec![vertex("f", "[1/2] FROM x", true)])));
+        assert!(!watch.update(&status(vec![vertex("f", "[1/2] FROM x", true)])));
+        assert!(watch.update(&download(50)));
+        assert!(!watch.update(&download(50)), "the same bytes again");
+        assert!(watch.update(&download(60)));
     }
 
     #[test]

@@ -201,6 +201,7 @@ pub fn registry_text(message: &str) -> Option<Class> {
     // daemon refused it, and the same registry answer gives the same refusal
     if has(&[
         "does not match expected",
+        "digest did not match",
         "digest mismatch",
         "unexpected commit digest",
         "unexpected end of json input",

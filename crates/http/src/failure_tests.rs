@@ -240,6 +240,8 @@ fn a_base_pull_the_registry_broke_is_not_a_build_failure() {
          sha256:50af does not match expected sha256:ff6d",
         "creating build container: initializing image from source docker://127.0.0.1:1/a:1: unexpected \
          end of JSON input",
+        "creating build container: writing blob: storing blob to file \"/var/tmp/storage1/1\": happened \
+         during read: Digest did not match, expected sha256:c1ff, got sha256:4a9f",
     ];
     for message in refused {
         assert_eq!(

@@ -73,7 +73,9 @@ async fn run_all(env: &'static TestEnv) -> Table {
     for operation in Operation::ALL.into_iter().filter(selected) {
         for class in operation.classes() {
             let faults = Fault::ALL.into_iter().filter(|f| f.applies_to(*class));
-            for fault in faults {
+            for (fault, skip) in
+                faults.flat_map(|f| operation.skips(*class).iter().map(move |s| (f, *s)))
+            {
                 let plan = FaultPlan {
                     fault,
                     class: *class,
@@ -82,7 +84,7 @@ async fn run_all(env: &'static TestEnv) -> Table {
                 let (fixtures, table, limit) = (fixtures.clone(), table.clone(), limit.clone());
                 tasks.push(tokio::spawn(async move {
                     let _permit = limit.acquire().await.expect("semaphore");
-                    let row = scenario(env, &fixtures, operation, plan).await;
+                    let row = scenario(env, &fixtures, operation, plan, skip).await;
                     table.lock().await.push(row);
                 }));
             }
@@ -102,8 +104,9 @@ async fn scenario(
     fixtures: &Fixtures,
     operation: Operation,
     plan: FaultPlan,
+    skip: u32,
 ) -> Row {
-    let proxy = FaultProxy::start(&env.registry, plan)
+    let proxy = FaultProxy::start_after(&env.registry, plan, skip)
         .await
         .expect("start the fault proxy");
     let run = operation.run(env, fixtures, &proxy);
@@ -118,7 +121,7 @@ async fn scenario(
     // how long the engine's own retries (or berth's bound) took, for the README's account of them
     let took = started.elapsed().as_secs_f32();
     println!(
-        "{} / {} / {}: {outcome:?} in {took:.1} s",
+        "{} / {} (skip {skip}) / {}: {outcome:?} in {took:.1} s",
         plan.fault.name(),
         plan.class.name(),
         operation.name()
@@ -129,6 +132,7 @@ async fn scenario(
     Row {
         fault: plan.fault,
         class: plan.class,
+        skip,
         operation: operation.name().to_string(),
         injected: proxy.injected(),
         outcome,
@@ -138,6 +142,22 @@ async fn scenario(
 
 /// Classes each operation's requests fall in, which are the ones worth faulting.
 impl Operation {
+    /// How many requests of `class` pass before the fault, one run each: the daemons' pulls also get the fault
+    /// on their second blob `GET` (the first is the image config; the second downloads the layer).
+    fn skips(self, class: Class) -> &'static [u32] {
+        let daemon_pull = matches!(
+            self,
+            Operation::DockerBuildPull
+                | Operation::PodmanBuildPull
+                | Operation::RootlessPodmanBuildPull
+        );
+        if daemon_pull && class == Class::BlobGet {
+            &[0, 1]
+        } else {
+            &[0]
+        }
+    }
+
     fn classes(self) -> &'static [Class] {
         match self {
             Operation::ClientExists | Operation::CliExists => &[Class::Ping, Class::ManifestHead],

@@ -38,6 +38,16 @@ impl Drop for FaultProxy {
 impl FaultProxy {
     /// Starts a proxy on an ephemeral loopback port in front of `upstream` (`host:port`, plain HTTP).
     pub async fn start(upstream: &str, plan: FaultPlan) -> std::io::Result<FaultProxy> {
+        FaultProxy::start_after(upstream, plan, 0).await
+    }
+
+    /// [`FaultProxy::start`] whose fault spares the first `skip` requests of the plan's class: with 1, a pull's
+    /// first blob `GET` (the image config, which every client fetches first) passes and its layer is hit.
+    pub async fn start_after(
+        upstream: &str,
+        plan: FaultPlan,
+        skip: u32,
+    ) -> std::io::Result<FaultProxy> {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
         let injected = Arc::new(AtomicU32::new(0));
@@ -45,6 +55,7 @@ impl FaultProxy {
         let shared = Arc::new(Shared {
             upstream: upstream.to_string(),
             plan,
+            skip,
             seen: seen.clone(),
             injected: injected.clone(),
         });
@@ -84,6 +95,8 @@ impl FaultProxy {
 struct Shared {
     upstream: String,
     plan: FaultPlan,
+    /// Requests of the plan's class let through before the fault starts.
+    skip: u32,
     /// Requests of the plan's class seen so far.
     seen: Arc<AtomicU32>,
     injected: Arc<AtomicU32>,
@@ -130,7 +143,7 @@ async fn serve(client: TcpStream, shared: &Shared) -> std::io::Result<()> {
     let class = Class::of(&method, &path);
     let fault = if class == shared.plan.class {
         let n = shared.seen.fetch_add(1, Ordering::SeqCst);
-        (n < shared.plan.times).then_some(shared.plan.fault)
+        (n >= shared.skip && n - shared.skip < shared.plan.times).then_some(shared.plan.fault)
     } else {
         None
     };

@@ -23,6 +23,8 @@ pub struct Row {
     pub fault: Fault,
     /// The requests it hit.
     pub class: Class,
+    /// How many requests of that class passed before it (1: a pull's layer, after its config).
+    pub skip: u32,
     /// The operation berth did (`berth exists`, `containerd push`, ...).
     pub operation: String,
     /// How many requests got the fault (0: the operation never made such a request).
@@ -31,6 +33,16 @@ pub struct Row {
     pub outcome: Outcome,
     /// The error or corruption, for the notes under the table.
     pub detail: String,
+}
+
+impl Row {
+    /// The requests hit, as the table names them: `blob GET #2` when the first passed.
+    pub fn request(&self) -> String {
+        match self.skip {
+            0 => self.class.name().to_string(),
+            n => format!("{} #{}", self.class.name(), n + 1),
+        }
+    }
 }
 
 /// The outcomes of a reliability run.
@@ -49,11 +61,18 @@ impl Table {
     pub fn sort(&mut self) {
         let fault_index = |f: Fault| Fault::ALL.iter().position(|x| *x == f).unwrap_or(0);
         self.rows.sort_by(|a, b| {
-            (a.operation.as_str(), a.class.name(), fault_index(a.fault)).cmp(&(
-                b.operation.as_str(),
-                b.class.name(),
-                fault_index(b.fault),
-            ))
+            (
+                a.operation.as_str(),
+                a.class.name(),
+                a.skip,
+                fault_index(a.fault),
+            )
+                .cmp(&(
+                    b.operation.as_str(),
+                    b.class.name(),
+                    b.skip,
+                    fault_index(b.fault),
+                ))
         });
     }
 
@@ -92,7 +111,7 @@ impl Table {
             out.push_str(&format!(
                 "| {} | {} | {} | {} | {} | {} | {} | {} |\n",
                 r.fault.name(),
-                r.class.name(),
+                r.request(),
                 r.operation,
                 r.injected,
                 mark(r.outcome == Outcome::Survived),
@@ -119,7 +138,7 @@ impl Table {
                 format!(
                     "- {} / {} / {}: {}",
                     r.fault.name(),
-                    r.class.name(),
+                    r.request(),
                     r.operation,
                     r.detail
                 )
