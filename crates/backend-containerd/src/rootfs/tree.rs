@@ -100,14 +100,20 @@ pub(crate) fn ensure_dir(
     }
     mkdirat(dir, plain(name)?, Mode::from_raw_mode(mode & 0o7777))?;
     let created = open_dir(dir, name)?;
+    // mkdir's mode went through the umask
+    set_owner_mode(&created, mode, owner)?;
+    Ok(created)
+}
+
+/// Gives open file `fd` owner `uid:gid`, then `mode` (after the owner: chown clears set-id bits).
+fn set_owner_mode(fd: &OwnedFd, mode: u32, owner: (u32, u32)) -> io::Result<()> {
     fchown(
-        &created,
+        fd,
         Some(Uid::from_raw(owner.0)),
         Some(Gid::from_raw(owner.1)),
     )?;
-    // after the owner: chown clears set-id bits, and mkdir's mode went through the umask
-    fchmod(&created, Mode::from_raw_mode(mode & 0o7777))?;
-    Ok(created)
+    fchmod(fd, Mode::from_raw_mode(mode & 0o7777))?;
+    Ok(())
 }
 
 /// Creates regular file `name` in `dir` (it must not exist) with `mode` and owner `uid:gid`, open for writing.
@@ -119,13 +125,7 @@ pub(crate) fn create_file(
 ) -> io::Result<std::fs::File> {
     let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
     let fd = openat2(dir, plain(name)?, flags, Mode::from_raw_mode(0o600), SCOPED)?;
-    fchown(
-        &fd,
-        Some(Uid::from_raw(owner.0)),
-        Some(Gid::from_raw(owner.1)),
-    )?;
-    // after the owner, which clears set-id bits; the umask does not apply to fchmod
-    fchmod(&fd, Mode::from_raw_mode(mode & 0o7777))?;
+    set_owner_mode(&fd, mode, owner)?;
     Ok(std::fs::File::from(fd))
 }
 
