@@ -10,7 +10,8 @@
     python3 bench/bench.py push   [--runs 3] [--torch-mb N]  berth push vs docker/podman push, skopeo copy, ctr push
     python3 bench/bench.py memory                            berth's peak RSS building 256 MiB-1 GiB contexts
     python3 bench/bench.py large  [--runs 3]                 a 1 GiB context: berth vs docker build (file sync),
-                                                             podman build and podman --remote build
+                                                             podman build and podman --remote build; berth on
+                                                             containerd beside docker build (--engines containerd)
     python3 bench/bench.py remote [--runs 3]                 a 256 MiB context built on the local dockerd and
                                                              on the remote one over TLS (scripts/env/remote-docker.sh)
     python3 bench/bench.py remote-ssh [--runs 3]             a 256 MiB context built locally vs over SSH (Docker, Podman)
@@ -68,7 +69,7 @@ def main():
     memory.add_argument("--engines", nargs="+", default=ENGINES, choices=ENGINES)
     large = sub.add_parser("large", help="a 1 GiB context built by berth and by the engines' CLIs, alternating")
     large.add_argument("--runs", type=int, default=3)
-    large.add_argument("--engines", nargs="+", default=["docker", "podman"], choices=["docker", "podman"])
+    large.add_argument("--engines", nargs="+", default=["docker", "podman"], choices=["docker", "podman", "containerd"])
     remote = sub.add_parser("remote", help="the same 256 MiB build on the local dockerd and on the remote one over TLS")
     remote.add_argument("--runs", type=int, default=3)
     remote_ssh = sub.add_parser("remote-ssh", help="a 256 MiB context built on a local engine vs the same over SSH")

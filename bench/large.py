@@ -13,6 +13,9 @@ and `podman build` (buildah in the CLI process). Rows:
 - one file changed: a 1 KiB file of the tree rewritten with new bytes (same size) before each run, no
   `--no-cache`: the COPY runs again, everything before it is cached.
 
+containerd (`--engines containerd`): berth's own builder against `DOCKER_BUILDKIT=1 docker build` and berth on
+Docker, the same spec and context (no CLI builds on containerd without BuildKit); `--no-cache` rows only.
+
 Podman has no file sync: every build sends and unpacks the whole context, so only `--no-cache` rows are run,
 plus a reference row of the libpod service building from the context folder itself (`remote=<folder>`, which
 Podman 4.3 reads as a local path when it is not a URL): what the tar costs on the service's side.

@@ -142,13 +142,27 @@ pub fn content_digest(source: &ContextSource) -> Result<String> {
 pub use berth_context::SourceChanged;
 use berth_context::{changed, ExactReader};
 
-/// Appends regular file `source` as `name`, checking that the bytes written are the ones `digest` describes.
+/// Where a COPY layer's entries also land while the layer is written: a snapshot folder the engine fills in the
+/// same pass, so that it need not unpack the layer again. Entries come parents first; every folder or file is
+/// created by the layer (nothing to replace). The receiver sets what the tar header says: mode, owner and times.
+pub trait Unpack {
+    /// Folder `name` (relative, no trailing `/`), as `header` describes it.
+    fn folder(&mut self, name: &str, header: &tar::Header) -> io::Result<()>;
+    /// Regular file `name`, created with `header`'s mode and owner, for its bytes to be written into.
+    fn file(&mut self, name: &str, header: &tar::Header) -> io::Result<File>;
+    /// Every entry is written: set the times the entries' writing changed.
+    fn finish(&mut self) -> io::Result<()>;
+}
+
+/// Appends regular file `source` as `name`, checking that the bytes written are the ones `digest` describes, and
+/// copying them into `copy` on the way.
 fn append_file<W: Write>(
     tar: &mut tar::Builder<W>,
     header: &mut tar::Header,
     name: &str,
     source: &Path,
     digest: &str,
+    copy: Option<File>,
 ) -> io::Result<()> {
     let file = File::open(source)?;
     let meta = file.metadata()?;
@@ -158,7 +172,17 @@ fn append_file<W: Write>(
     header.set_size(meta.len());
     let mut hasher = Sha256::new();
     let reader = ExactReader::new(file, meta.len(), source, |bytes| hasher.update(bytes));
-    tar.append_data(header, name, reader)?;
+    match copy {
+        Some(out) => {
+            let mut tee = Tee {
+                inner: reader,
+                out: io::BufWriter::with_capacity(1 << 18, out),
+            };
+            tar.append_data(header, name, &mut tee)?;
+            finish_copy(tee.out)?;
+        }
+        None => tar.append_data(header, name, reader)?,
+    }
     if hex(hasher) != digest {
         return Err(changed(
             source,
@@ -168,12 +192,52 @@ fn append_file<W: Write>(
     Ok(())
 }
 
+/// Reads `inner` and writes what it read to `out`.
+struct Tee<R, W> {
+    inner: R,
+    out: W,
+}
+
+impl<R: io::Read, W: Write> io::Read for Tee<R, W> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.out.write_all(&buf[..n])?;
+        Ok(n)
+    }
+}
+
+/// Flushes a copied file and gives it the layer's fixed times (writing it moved them).
+fn finish_copy(out: io::BufWriter<File>) -> io::Result<()> {
+    let file = out.into_inner().map_err(|e| e.into_error())?;
+    file.set_times(fixed_times())?;
+    Ok(())
+}
+
+/// Access and modification time [`FIXED_MTIME`], as containerd's unpacker sets a layer entry's times.
+pub fn fixed_times() -> std::fs::FileTimes {
+    let time = std::time::UNIX_EPOCH + std::time::Duration::from_secs(FIXED_MTIME);
+    std::fs::FileTimes::new()
+        .set_accessed(time)
+        .set_modified(time)
+}
+
 /// Writes the layer into `dir`: `folders` (those the image lacks) then `files`, sorted, owned by `owner`.
 pub fn write_layer(
     files: &[CopiedFile],
     folders: &[String],
     owner: (u32, u32),
     dir: &Path,
+) -> io::Result<WrittenLayer> {
+    write_layer_into(files, folders, owner, dir, None)
+}
+
+/// [`write_layer`], placing every entry in `unpack` as well in the same pass (each file is read once).
+pub fn write_layer_into(
+    files: &[CopiedFile],
+    folders: &[String],
+    owner: (u32, u32),
+    dir: &Path,
+    mut unpack: Option<&mut dyn Unpack>,
 ) -> io::Result<WrittenLayer> {
     let mut layer = LayerFile::create(&dir.join("layer.tar.gz"))?;
     let tar = &mut layer.tar;
@@ -194,22 +258,37 @@ pub fn write_layer(
                 header.set_entry_type(tar::EntryType::Directory);
                 header.set_mode(0o755);
                 header.set_size(0);
+                if let Some(unpack) = unpack.as_deref_mut() {
+                    unpack.folder(&name, &header)?;
+                }
                 tar.append_data(&mut header, format!("{name}/"), io::empty())?;
             }
             Some(file) => {
                 header.set_entry_type(tar::EntryType::Regular);
                 header.set_mode(file.mode);
+                let copy = match unpack.as_deref_mut() {
+                    Some(unpack) => Some(unpack.file(&name, &header)?),
+                    None => None,
+                };
                 match &file.source {
                     ContextSource::Bytes(bytes) => {
                         header.set_size(bytes.len() as u64);
+                        if let Some(out) = copy {
+                            let mut out = io::BufWriter::new(out);
+                            out.write_all(bytes)?;
+                            finish_copy(out)?;
+                        }
                         tar.append_data(&mut header, &name, bytes.as_slice())?;
                     }
                     ContextSource::File(source) => {
-                        append_file(tar, &mut header, &name, source, &file.digest)?;
+                        append_file(tar, &mut header, &name, source, &file.digest, copy)?;
                     }
                 }
             }
         }
+    }
+    if let Some(unpack) = unpack {
+        unpack.finish()?;
     }
     layer.finish()
 }

@@ -36,7 +36,7 @@ use crate::errors::{error, io_error, Op};
 use crate::images::{host_platform, image_name};
 use crate::labels::{self, chain_id, rfc3339, unique_id};
 use crate::pull::{local_or_pull, write, Pulled};
-use crate::rootfs::{resolve_user, RootfsView};
+use crate::rootfs::{resolve_user, RootfsView, SnapshotUnpack};
 use crate::{ContainerdEngine, ENGINE};
 
 pub(crate) use run::release_fifo;
@@ -245,7 +245,9 @@ async fn execute(
                         )
                         .await?
                     }
-                    Step::Copy(copy) => copy_step(builder, copy, copied, parent.as_deref()).await?,
+                    Step::Copy(copy) => {
+                        copy_step(builder, copy, copied, parent.as_deref(), progress).await?
+                    }
                     _ => unreachable!("config steps continue above"),
                 };
                 cache.put(&builder.daemon, &key, &layer).await?;
@@ -280,12 +282,14 @@ fn copy_identity(step: &CopyStep, files: &[copy::CopiedFile]) -> String {
     definition
 }
 
-/// A COPY step: berth writes the layer, the diff service applies it, and it is committed by chain id.
+/// A COPY step: berth writes the layer and, in the same pass, its files into the step's snapshot (else the diff
+/// service applies the layer there); the snapshot is committed by chain id.
 async fn copy_step(
     builder: &Builder<'_>,
     step: &CopyStep,
     files: Vec<copy::CopiedFile>,
     parent: Option<&str>,
+    progress: &dyn Progress,
 ) -> Result<Layer> {
     let daemon = &builder.daemon;
     let guard = builder.guard;
@@ -316,25 +320,55 @@ async fn copy_step(
             }
         }
     };
-    let folders: Vec<String> = copy::folders(&files)
-        .into_iter()
+    let all_folders = copy::folders(&files);
+    let folders: Vec<String> = all_folders
+        .iter()
         .filter(|d| view.as_ref().is_none_or(|v| !v.exists(d)))
+        .cloned()
         .collect();
+    // berth writes the files into the snapshot itself where that gives what unpacking the layer would
+    let unpack = match (&view, overlay::incomplete_upper(&mounts)) {
+        (Some(view), None) => SnapshotUnpack::prepare(view, &all_folders).map_err(|e| {
+            io_error(
+                Op::Build,
+                "copying the image's folders into the COPY's snapshot",
+                e,
+            )
+        })?,
+        (Some(_), Some(feature)) => Err(format!("the snapshot's overlay mount uses {feature}")),
+        (None, _) => Err(format!(
+            "snapshotter `{}` gives no host folder",
+            daemon.snapshotter
+        )),
+    };
+    let mut unpack = match unpack {
+        Ok(unpack) => Some(unpack),
+        Err(why) => {
+            progress.event(ProgressEvent::Line(format!(
+                "{why}: containerd's diff service unpacks the COPY layer"
+            )));
+            None
+        }
+    };
+    let direct = unpack.is_some();
     let (written, dir) = write_layer_file(builder, &key, "the COPY layer", move |out| {
-        copy::write_layer(&files, &folders, owner, out)
+        let into = unpack.as_mut().map(|u| u as &mut dyn copy::Unpack);
+        copy::write_layer_into(&files, &folders, owner, out, into)
     })
     .await?;
     let blob = store_layer(daemon, guard, &written, "the COPY layer").await?;
-    let applied = daemon.apply(&blob, &mounts, Op::Build).await?;
-    if applied.digest != written.diff_id {
-        return Err(error(
-            ErrorKind::Protocol,
-            Op::Build,
-            format!(
-                "the COPY layer applied as {}, not {}",
-                applied.digest, written.diff_id
-            ),
-        ));
+    if !direct {
+        let applied = daemon.apply(&blob, &mounts, Op::Build).await?;
+        if applied.digest != written.diff_id {
+            return Err(error(
+                ErrorKind::Protocol,
+                Op::Build,
+                format!(
+                    "the COPY layer applied as {}, not {}",
+                    applied.digest, written.diff_id
+                ),
+            ));
+        }
     }
     let layer = commit_layer(daemon, guard, &key, parent, blob, written.diff_id).await?;
     let _ = std::fs::remove_dir_all(&dir);

@@ -15,6 +15,7 @@
 //! mount points it removes after, and both go through the same resolution.
 
 mod tree;
+mod unpack;
 mod user;
 
 use std::collections::VecDeque;
@@ -27,6 +28,7 @@ use rustix::fs::{FileType, Stat};
 use crate::convert::MountSpec;
 
 pub(crate) use tree::OPAQUE;
+pub(crate) use unpack::SnapshotUnpack;
 pub(crate) use user::{resolve_user, User};
 
 /// Links followed in one lookup before it gives up (Linux's own limit).

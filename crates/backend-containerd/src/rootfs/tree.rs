@@ -13,8 +13,8 @@ use std::os::unix::ffi::OsStrExt as _;
 use std::path::{Path, PathBuf};
 
 use rustix::fs::{
-    fchmod, fchown, fgetxattr, mkdirat, openat2, readlinkat, statat, unlinkat, AtFlags, FileType,
-    Gid, Mode, OFlags, ResolveFlags, Stat, Uid, CWD,
+    fchmod, fchown, fgetxattr, flistxattr, fsetxattr, mkdirat, openat2, readlinkat, statat,
+    unlinkat, AtFlags, FileType, Gid, Mode, OFlags, ResolveFlags, Stat, Uid, XattrFlags, CWD,
 };
 
 /// Overlay's attributes for an opaque folder (rootful, then rootless overlay).
@@ -100,14 +100,67 @@ pub(crate) fn ensure_dir(
     }
     mkdirat(dir, plain(name)?, Mode::from_raw_mode(mode & 0o7777))?;
     let created = open_dir(dir, name)?;
+    // mkdir's mode went through the umask
+    set_owner_mode(&created, mode, owner)?;
+    Ok(created)
+}
+
+/// Gives open file `fd` owner `uid:gid`, then `mode` (after the owner: chown clears set-id bits).
+fn set_owner_mode(fd: &OwnedFd, mode: u32, owner: (u32, u32)) -> io::Result<()> {
     fchown(
-        &created,
+        fd,
         Some(Uid::from_raw(owner.0)),
         Some(Gid::from_raw(owner.1)),
     )?;
-    // after the owner: chown clears set-id bits, and mkdir's mode went through the umask
-    fchmod(&created, Mode::from_raw_mode(mode & 0o7777))?;
-    Ok(created)
+    fchmod(fd, Mode::from_raw_mode(mode & 0o7777))?;
+    Ok(())
+}
+
+/// Creates regular file `name` in `dir` (it must not exist) with `mode` and owner `uid:gid`, open for writing.
+pub(crate) fn create_file(
+    dir: &OwnedFd,
+    name: &OsStr,
+    mode: u32,
+    owner: (u32, u32),
+) -> io::Result<std::fs::File> {
+    let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    let fd = openat2(dir, plain(name)?, flags, Mode::from_raw_mode(0o600), SCOPED)?;
+    set_owner_mode(&fd, mode, owner)?;
+    Ok(std::fs::File::from(fd))
+}
+
+/// The names of the extended attributes of open file `fd`.
+pub(crate) fn attributes(fd: &OwnedFd) -> io::Result<Vec<OsString>> {
+    let mut list = vec![0u8; 1024];
+    loop {
+        match flistxattr(fd, &mut list) {
+            Ok(n) => {
+                return Ok(list[..n]
+                    .split(|b| *b == 0)
+                    .filter(|name| !name.is_empty())
+                    .map(|name| OsStr::from_bytes(name).to_os_string())
+                    .collect())
+            }
+            Err(rustix::io::Errno::RANGE) if list.len() < 1 << 16 => list.resize(list.len() * 4, 0),
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// Copies extended attribute `name` of open file `from` to `to`.
+pub(crate) fn copy_attribute(from: &OwnedFd, to: &OwnedFd, name: &OsStr) -> io::Result<()> {
+    let mut value = vec![0u8; 1024];
+    let n = loop {
+        match fgetxattr(from, name, &mut value) {
+            Ok(n) => break n,
+            Err(rustix::io::Errno::RANGE) if value.len() < 1 << 16 => {
+                value.resize(value.len() * 4, 0)
+            }
+            Err(e) => return Err(e.into()),
+        }
+    };
+    fsetxattr(to, name, &value[..n], XattrFlags::empty())?;
+    Ok(())
 }
 
 /// Removes the empty folder or empty regular file at `path` below `root`; false when it is anything else, is
