@@ -63,6 +63,8 @@ def main():
     push.add_argument("--runs", type=int, default=3)
     push.add_argument("--mb", type=int, default=200)
     push.add_argument("--torch-mb", type=int, default=1500, help="the PyTorch-shaped image's size (0: leave it out)")
+    push.add_argument("--shapes", nargs="+", default=["random", "text", "torch"], choices=["random", "text", "torch"],
+                      help="which images to push (torch also needs --torch-mb above 0)")
     # podman-rootless: the rootless test user's Podman, every tool run as that user
     push.add_argument("--engines", nargs="+", default=ENGINES + ["podman-rootless"],
                       choices=ENGINES + ["podman-rootless"])

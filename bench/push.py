@@ -366,8 +366,8 @@ def run(args, s, registry, payloads, tmp):
                 oci_layout(tag).unlink()
         subprocess.run(as_user(s, engine, [podman_cli(engine), "rmi", tag]), capture_output=True)
 
-    shapes = [("random", f"one {args.mb} MB layer, random"), ("text", f"one {args.mb} MB layer, text")]
-    if args.torch_mb:
+    shapes = [(shape, "") for shape in ("random", "text") if shape in args.shapes]
+    if args.torch_mb and "torch" in args.shapes:
         shapes.append(("torch", f"{args.torch_mb} MB in 27 layers (PyTorch-like)"))
         torch_files = torch_layers(args.torch_mb)
     print(machine_line())
