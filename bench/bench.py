@@ -64,7 +64,11 @@ def main():
     push.add_argument("--runs", type=int, default=3)
     push.add_argument("--mb", type=int, default=200)
     push.add_argument("--torch-mb", type=int, default=1500, help="the PyTorch-shaped image's size (0: leave it out)")
-    push.add_argument("--engines", nargs="+", default=ENGINES, choices=ENGINES)
+    push.add_argument("--shapes", nargs="+", default=["random", "text", "torch"], choices=["random", "text", "torch"],
+                      help="which images to push (torch also needs --torch-mb above 0)")
+    # podman-rootless: the rootless test user's Podman, every tool run as that user
+    push.add_argument("--engines", nargs="+", default=ENGINES + ["podman-rootless"],
+                      choices=ENGINES + ["podman-rootless"])
     memory = sub.add_parser("memory", help="berth's peak RSS building 256 MiB, 512 MiB and 1 GiB contexts")
     memory.add_argument("--engines", nargs="+", default=ENGINES, choices=ENGINES)
     large = sub.add_parser("large", help="a 1 GiB context built by berth and by the engines' CLIs, alternating")

@@ -21,8 +21,8 @@ class Failed(Exception):
     pass
 
 
-def measure(cmd, cwd=None, env=None, ok_codes=(0,), stdin=None):
-    """Runs cmd once; returns (seconds, peak RSS in MiB, stdout).
+def measure(cmd, cwd=None, env=None, ok_codes=(0,), stdin=None, with_stderr=False):
+    """Runs cmd once; returns (seconds, peak RSS in MiB, stdout), and its stderr too with `with_stderr`.
 
     The peak RSS is ru_maxrss (from wait4) of the command, measured by GNU time, which starts it from its own small
     process: a child forked (vfork) from this Python process would inherit Python's high-water mark across exec
@@ -45,6 +45,8 @@ def measure(cmd, cwd=None, env=None, ok_codes=(0,), stdin=None):
         rss = int(lines[-1]) / 1024 if lines and lines[-1].isdigit() else float("nan")
     if proc.returncode not in ok_codes:
         raise Failed(f"command failed ({proc.returncode}): {' '.join(map(str, cmd))}\n{stderr[-3000:]}")
+    if with_stderr:
+        return elapsed, rss, stdout, stderr
     return elapsed, rss, stdout
 
 

@@ -5,6 +5,7 @@ ones). Each shape also gets the physical limit: an uncompressed monolithic uploa
 POST and one PUT per layer)."""
 
 import os
+import pwd
 import shutil
 import socket
 import subprocess
@@ -162,6 +163,34 @@ class Registry:
         self.__init__(tmp, htpasswd)
 
 
+class Rootless:
+    """The rootless Podman test user (scripts/env/up.sh's `BERTH_TEST_PODMAN_ROOTLESS_USER`), for the
+    `podman-rootless` rows: its commands run as that user, as tests/src/users.rs runs them (setpriv, a clean
+    environment, its own `XDG_RUNTIME_DIR`, where berth finds the user's Podman service), on the user's own
+    store, with berth's cache and credentials in a folder of the run that the user owns."""
+
+    def __init__(self, tenv, tmp):
+        user = pwd.getpwnam(tenv["BERTH_TEST_PODMAN_ROOTLESS_USER"])
+        self.uid, self.gid, self.name, self.home = user.pw_uid, user.pw_gid, user.pw_name, user.pw_dir
+        os.chmod(tmp, 0o755)  # the user reads the specs and build contexts here
+        self.dir = tmp / "rootless"
+        self.dir.mkdir()
+        os.chown(self.dir, self.uid, self.gid)
+        self.auth = str(self.dir / "docker-config" / "config.json")
+
+    def cmd(self, cmd):
+        return ["setpriv", f"--reuid={self.uid}", f"--regid={self.gid}", "--init-groups", "env", "-i",
+                f"HOME={self.home}", f"USER={self.name}", "PATH=/usr/local/bin:/usr/bin:/bin",
+                f"XDG_RUNTIME_DIR=/run/user/{self.uid}", f"DOCKER_CONFIG={self.dir / 'docker-config'}",
+                f"BERTH_CACHE_DIR={self.dir / 'cache'}", *cmd]
+
+    def login(self, berth, tenv, registry_addr):
+        """Logs the user in to the benchmark's registry and the test registry (the busybox fixture's)."""
+        for addr in (registry_addr, tenv["BERTH_TEST_REGISTRY"]):
+            sh(self.cmd([berth, "login", addr, "-u", tenv["BERTH_TEST_REGISTRY_USER"], "--password-stdin"]),
+               input=tenv["password"].encode(), capture_output=True)
+
+
 def bench_push(args):
     payloads = {kind: payload(kind, args.mb) for kind in ("random", "text")}
     with tempfile.TemporaryDirectory(dir=CACHE, prefix="push-") as tmp:
@@ -170,9 +199,22 @@ def bench_push(args):
         registry = Registry(tmp, HTPASSWD)
         try:
             berth_login(s.berth, s.env, dict(s.tenv, BERTH_TEST_REGISTRY=registry.addr))
+            if "podman-rootless" in args.engines:
+                s.rootless = Rootless(s.tenv, tmp)
+                s.rootless.login(s.berth, s.tenv, registry.addr)
             run(args, s, registry, payloads, tmp)
         finally:
             registry.close()
+
+
+def as_user(s, engine, cmd):
+    """cmd as the user whose engine `engine` is: the rootless user for `podman-rootless`, else this one."""
+    return s.rootless.cmd(cmd) if engine == "podman-rootless" else cmd
+
+
+def podman_cli(engine):
+    """The CLI that builds, tags and removes `engine`'s images (Podman's runs as the rootless user for its rows)."""
+    return "docker" if engine in ("docker", "containerd") else "podman"
 
 
 def run(args, s, registry, payloads, tmp):
@@ -191,10 +233,7 @@ def run(args, s, registry, payloads, tmp):
             src.seek(64)
             shutil.copyfileobj(src, dst, 8 * 2**20)
         (ctx / "Dockerfile").write_text(f"FROM {busybox}\nCOPY payload.bin /payload.bin\n")
-        if engine == "podman":
-            build = ["podman", "build", "-q", "--format", "docker", "-t", tag, ctx]
-        else:
-            build = ["docker", "build", "-q", "-t", tag, ctx]
+        build = build_command(engine, tag, ctx)
         try:
             sh(build, capture_output=True, env=dict(s.env, DOCKER_BUILDKIT="0"))
         except Failed as e:  # the engines are shared with other test runs: one retry, saying why
@@ -215,6 +254,12 @@ def run(args, s, registry, payloads, tmp):
         sh(["ctr", "-n", "default", "images", "import", "--index-name", tag, archive], capture_output=True)
         archive.unlink()
 
+    def build_command(engine, tag, ctx):
+        if engine == "docker" or engine == "containerd":
+            return ["docker", "build", "-q", "-t", tag, ctx]
+        auth = s.rootless.auth if engine == "podman-rootless" else s.auth
+        return as_user(s, engine, ["podman", "build", "-q", "--format", "docker", "--authfile", auth, "-t", tag, ctx])
+
     def oci_layout(tag):
         return tmp / ("oci-" + tag.replace("/", "_").replace(":", "_"))
 
@@ -222,20 +267,27 @@ def run(args, s, registry, payloads, tmp):
         if engine == "containerd":
             subprocess.run(["ctr", "-n", "default", "images", "rm", tag], capture_output=True)
             shutil.rmtree(oci_layout(tag), ignore_errors=True)
-        subprocess.run([engine if engine == "podman" else "docker", "rmi", "-f", tag], capture_output=True)
+        subprocess.run(as_user(s, engine, [podman_cli(engine), "rmi", "-f", tag]), capture_output=True)
 
     def tools(engine):
-        def berth_push(kind):
+        rootless = engine == "podman-rootless"
+        flag = "podman" if rootless else engine
+
+        def berth_push(kind, via=None):
+            """berth's own push (`-v`: it says whether it read the storage or the export, checked after it)."""
             name = f"berth-{engine}-{kind}-{next(counter)}"
             spec = tmp / f"{name}.yaml"
             spec.write_text(f"name: {name}\nregistry: {registry.addr}/bench\npackages: [numpy]\n")
             tag = sh([s.berth, "name", spec.name], cwd=tmp, env=s.env, capture_output=True, text=True).stdout.strip()
-            return tag, [s.berth, "push", "-q", "--engine", engine, spec.name]
+            extra = ["--push-via", via] if via else []
+            said = f"pushing from {flag}'s export" if via == "export" else f"from {flag}'s storage"
+            if engine == "containerd":  # one way only: the content store
+                said = None
+            return tag, as_user(s, engine, [s.berth, "-v", "push", *extra, "--engine", flag, spec.name]), said
 
         def berth_export(kind):
             """berth's push from the engine's export, as before it read the storage (`--push-via export`)."""
-            tag, cmd = berth_push(kind)
-            return tag, [*cmd[:2], "--push-via", "export", *cmd[2:]]
+            return berth_push(kind, "export")
 
         def cli_push(kind):
             tag = f"{registry.addr}/bench/{engine}-cli-{kind}-{next(counter)}:1"
@@ -244,7 +296,9 @@ def run(args, s, registry, payloads, tmp):
             if engine == "containerd":
                 return tag, ["ctr", "-n", "default", "images", "push", "--plain-http", "--user",
                              f"{user}:{password}", tag]
-            return tag, ["podman", "push", "--quiet", "--tls-verify=false", "--authfile", s.auth, tag]
+            auth = s.rootless.auth if rootless else s.auth
+            return tag, as_user(s, engine, ["podman", "push", "--quiet", "--tls-verify=false", "--authfile", auth,
+                                            tag])
 
         def skopeo_layout(kind):
             tag = f"{registry.addr}/bench/skopeo-oci-{kind}-{next(counter)}:1"
@@ -253,15 +307,21 @@ def run(args, s, registry, payloads, tmp):
 
         def skopeo(kind):
             tag = f"{registry.addr}/bench/skopeo-{engine}-{kind}-{next(counter)}:1"
-            source = f"containers-storage:{tag}" if engine == "podman" else f"docker-daemon:{tag}"
-            return tag, ["skopeo", "copy", "--quiet", "--dest-tls-verify=false", "--dest-creds",
-                         f"{user}:{password}", source, f"docker://{tag}"]
+            source = f"docker-daemon:{tag}" if engine in ("docker", "containerd") else f"containers-storage:{tag}"
+            return tag, as_user(s, engine, ["skopeo", "copy", "--quiet", "--dest-tls-verify=false", "--dest-creds",
+                                            f"{user}:{password}", source, f"docker://{tag}"])
 
         if engine == "containerd":
             return [("`berth push --engine containerd` (berth's own push from the content store)", berth_push),
                     ("`ctr images push` (containerd's CLI, same image)", cli_push),
                     ("`skopeo copy oci:` (the same gzip blobs from an OCI layout)", skopeo_layout),
                     ("`skopeo copy docker-daemon:` (compresses while it uploads, as in the docker rows)", skopeo)]
+        if rootless:
+            return [("`berth push --engine podman` as the user (reads the user's storage)", berth_push),
+                    ("`berth push --engine podman --push-via export` as the user (the user's service's export)",
+                     berth_export),
+                    ("`podman push` as the user", cli_push),
+                    ("`skopeo copy containers-storage:` as the user", skopeo)]
         if engine == "podman":
             def remote_push(kind):
                 tag, cmd = cli_push(kind)
@@ -275,7 +335,7 @@ def run(args, s, registry, payloads, tmp):
         return [(f"`berth push --engine {engine}` (reads dockerd's storage)", berth_push),
                 (f"`berth push --engine {engine} --push-via export` (`docker save`'s stream)", berth_export),
                 (f"`{engine} push`", cli_push),
-                (f"`skopeo copy {'containers-storage:' if engine == 'podman' else 'docker-daemon:'}`", skopeo)]
+                ("`skopeo copy docker-daemon:`", skopeo)]
 
     def build_torch(engine, tag):
         """The PyTorch-shaped image, one COPY per layer file (built once per engine, untimed)."""
@@ -287,11 +347,7 @@ def run(args, s, registry, payloads, tmp):
                 os.link(f, ctx / f.name)
                 lines.append(f"COPY {f.name} /opt/torch/{f.name}")
             (ctx / "Dockerfile").write_text("\n".join(lines) + "\n")
-        if engine == "podman":
-            build = ["podman", "build", "-q", "--format", "docker", "-t", tag, ctx]
-        else:
-            build = ["docker", "build", "-q", "-t", tag, ctx]
-        sh(build, capture_output=True, env=dict(s.env, DOCKER_BUILDKIT="0"))
+        sh(build_command(engine, tag, ctx), capture_output=True, env=dict(s.env, DOCKER_BUILDKIT="0"))
         if engine == "containerd":
             to_containerd(tag)
 
@@ -301,37 +357,40 @@ def run(args, s, registry, payloads, tmp):
             layout = oci_layout(source)
             if layout.exists() and not oci_layout(tag).exists():
                 os.symlink(layout, oci_layout(tag))
-        sh([engine if engine == "podman" else "docker", "tag", source, tag], capture_output=True)
+        sh(as_user(s, engine, [podman_cli(engine), "tag", source, tag]), capture_output=True)
 
     def untag(engine, tag):
         if engine == "containerd":
             subprocess.run(["ctr", "-n", "default", "images", "rm", tag], capture_output=True)
             if oci_layout(tag).is_symlink():
                 oci_layout(tag).unlink()
-        subprocess.run([engine if engine == "podman" else "docker", "rmi", tag], capture_output=True)
+        subprocess.run(as_user(s, engine, [podman_cli(engine), "rmi", tag]), capture_output=True)
 
-    shapes = [("random", f"one {args.mb} MB layer, random"), ("text", f"one {args.mb} MB layer, text")]
-    if args.torch_mb:
+    shapes = [(shape, "") for shape in ("random", "text") if shape in args.shapes]
+    if args.torch_mb and "torch" in args.shapes:
         shapes.append(("torch", f"{args.torch_mb} MB in 27 layers (PyTorch-like)"))
         torch_files = torch_layers(args.torch_mb)
     print(machine_line())
     print(f"Each push sends an image to a docker-registry on {registry.addr} with htpasswd auth (the test "
           f"registry's users), over loopback. random: one {args.mb} MB layer of AES-CTR bytes (incompressible); "
           f"text: one of repeated log lines (gzip shrinks them ~100x); both FROM the busybox fixture, built untimed "
-          f"right before each push with first bytes new for every push (so nothing is skipped or mounted), removed "
-          f"after. torch: {args.torch_mb} MB in 27 layers on busybox: 640, 400 and 250 MB scaled (two of code-like "
+          f"right before each push with first bytes new for every push, removed "
+          f"after; every push (curl's too) goes to a registry emptied first, so nothing is skipped or mounted. torch: {args.torch_mb} MB in 27 layers on busybox: 640, 400 and 250 MB scaled (two of code-like "
           f"mixed content, gzip ~3x; one random), 24 of 2-13 MB (text or mixed); built once per engine, and pushed "
           f"each time to a registry emptied first. Peak RSS is the client process's. containerd rows: the docker "
           f"image is moved into containerd (skopeo to an OCI layout, gzip, then `ctr images import`), untimed, so "
           f"its layers are already compressed there, as in an image berth's containerd builder made. "
-          f"`curl` rows: the same bytes uploaded uncompressed, one POST and PUT per layer (the physical limit).")
+          f"`curl` rows: the same bytes uploaded uncompressed, one POST and PUT per layer (the physical limit). "
+          f"podman-rootless rows: every tool (and the untimed builds) runs as the rootless test user, on its store "
+          f"and its service. berth's rows run with -v and are checked to have read the storage (or the export, "
+          f"with --push-via export) as their label says.")
     rows = []
     for shape, _ in shapes:
         files = torch_files if shape == "torch" else [payloads[shape]]
         limit = []
         for _ in range(args.runs):
-            if shape == "torch":
-                registry.restart(tmp, HTPASSWD)
+            # every push goes to an emptied registry: nothing is skipped, and the disk holds one image at a time
+            registry.restart(tmp, HTPASSWD)
             tag = f"{registry.addr}/bench/monolithic-{shape}-{next(counter)}:1"
             script = monolithic_script(tmp, registry.addr, user, password, files, tag)
             limit.append(measure(["sh", script], cwd=tmp, env=s.env)[:2])
@@ -348,16 +407,18 @@ def run(args, s, registry, payloads, tmp):
             for i in range(args.runs):
                 n = len(tool_list)
                 for label, make in tool_list[i % n:] + tool_list[:i % n]:
-                    tag, cmd = make(shape)
+                    tag, cmd, *said = make(shape)
+                    registry.restart(tmp, HTPASSWD)
                     if shape == "torch":
-                        registry.restart(tmp, HTPASSWD)
                         retag(engine, source, tag)
                     else:
                         make_image(engine, shape, tag)
                     try:
-                        secs, rss, _ = measure(cmd, cwd=tmp, env=s.env)
+                        secs, rss, _, stderr = measure(cmd, cwd=tmp, env=s.env, with_stderr=True)
                     finally:
                         untag(engine, tag) if shape == "torch" else remove(engine, tag)
+                    if said and said[0] and said[0] not in stderr:  # the row measured another way than its label
+                        raise Failed(f"{label} did not say {said[0]!r}:\n{stderr[-2000:]}")
                     results[label].append((secs, rss))
             if shape == "torch":
                 remove(engine, source)
@@ -367,6 +428,7 @@ def run(args, s, registry, payloads, tmp):
                 m = median(secs)
                 rows.append((engine, shape, label, fmt(m), len(secs), f"{total_mb / m:.0f}",
                              fmt(max(r[1] for r in results[label]), 1), f"{m / base:.2f}x", f"{m / limit_s:.2f}x"))
+    print(f"load average at the end: {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
     print("\n**Pushing images, side by side**\n")
     print(md_table(["engine", "image", "tool", "median s", "runs", "MB/s", "peak RSS MiB", "vs berth",
                     "vs uncompressed upload"], rows))
