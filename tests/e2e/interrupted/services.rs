@@ -1,6 +1,6 @@
 //! Each Podman service answers only for its own leftovers: a RUN step marked as a killed berth's, running in
-//! the rootless user's service, is listed (and removed) by that service's engine, never by the rootful one's,
-//! though a root berth sees every process of the machine.
+//! the rootless user's service, is listed by that service's engine, never by the rootful one's, though a root
+//! berth sees every process of the machine.
 
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::Path;
@@ -62,48 +62,60 @@ async fn podman_rootless_marked_step_is_not_the_rootful_services_leftover() {
     ) else {
         return;
     };
-    // a berth that is gone: no process has a pid above the kernel's limit (2^22); this test's pid keeps it unique
-    let mark = Mark {
-        pid: 4_000_000_000 + std::process::id(),
-        started: 1,
-        build: 0,
-    };
-    assert!(!mark.owner_alive());
-    let context = tempfile::tempdir().expect("temp dir");
-    let mut build = marked_rootless_build(env, &mark, context.path());
-    let started = Instant::now();
-    while !steps::marked_steps().iter().any(|s| s.mark == mark) {
-        if let Some(status) = build.try_wait().expect("wait for podman build") {
-            panic!("the rootless build ended ({status}) before its step ran");
-        }
-        assert!(started.elapsed() < GIVE_UP, "the marked step never started");
-        std::thread::sleep(Duration::from_millis(200));
-    }
     let rootful = engine(&env.podman_socket).await;
     let rootless = engine(&env.podman_rootless_socket).await;
-    let listed = rootful.leftovers().await.expect("the rootful leftovers");
-    assert!(
-        !names(&listed, mark.pid),
-        "the rootful service lists the rootless service's step as its leftover: {listed:?}"
-    );
-    // still there, and the rootless service's own (this also shows the step was not gone meanwhile)
-    let listed = rootless.leftovers().await.expect("the rootless leftovers");
-    assert!(
-        names(&listed, mark.pid),
-        "the rootless service does not list its own leftover step: {listed:?}"
-    );
-    let removed = rootful.remove_leftovers().await.expect("rootful removal");
-    assert!(!names(&removed, mark.pid), "{removed:?}");
-    assert!(steps::marked_steps().iter().any(|s| s.mark == mark));
-    let removed = rootless.remove_leftovers().await.expect("rootless removal");
-    assert!(names(&removed, mark.pid), "{removed:?}");
-    let ended = Instant::now();
-    while build.try_wait().expect("wait for podman build").is_none() {
+    // a berth that is gone: no process has a pid above the kernel's limit (2^22); this test's pid keeps it unique
+    for attempt in 0..3 {
+        let mark = Mark {
+            pid: 4_000_000_000 + std::process::id(),
+            started: 1,
+            build: attempt,
+        };
+        assert!(!mark.owner_alive());
+        let context = tempfile::tempdir().expect("temp dir");
+        let mut build = marked_rootless_build(env, &mark, context.path());
+        let running = || {
+            steps::marked_steps()
+                .into_iter()
+                .filter(move |s| s.mark == mark)
+        };
+        let started = Instant::now();
+        while running().next().is_none() {
+            if let Some(status) = build.try_wait().expect("wait for podman build") {
+                panic!("the rootless build ended ({status}) before its step ran");
+            }
+            assert!(started.elapsed() < GIVE_UP, "the marked step never started");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        let listed = rootful.leftovers().await.expect("the rootful leftovers");
         assert!(
-            ended.elapsed() < GIVE_UP,
-            "the build went on after its step was ended"
+            !names(&listed, mark.pid),
+            "the rootful service lists the rootless service's step as its leftover: {listed:?}"
         );
-        std::thread::sleep(Duration::from_millis(200));
+        let listed = rootless.leftovers().await.expect("the rootless leftovers");
+        let own = names(&listed, mark.pid);
+        // ended by the test itself: removing the services' leftovers would also take those of the other
+        // Podman tests of this target, which run at the same time and must find their own
+        let still_running = running().collect::<Vec<_>>();
+        steps::end(&still_running);
+        let ended = Instant::now();
+        while build.try_wait().expect("wait for podman build").is_none() {
+            assert!(
+                ended.elapsed() < GIVE_UP,
+                "the build went on after its step was ended"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        if own {
+            return;
+        }
+        // a rootless berth of those tests ended this dead berth's step in between (it is a leftover of that
+        // service, rightly): the round says nothing, so it is made again
+        assert!(
+            still_running.is_empty(),
+            "the rootless service does not list its own leftover step: {listed:?}"
+        );
+        eprintln!("attempt {attempt}: the step was ended by another berth meanwhile; again");
     }
-    assert!(!steps::marked_steps().iter().any(|s| s.mark == mark));
+    panic!("every attempt's step was ended by another berth before the services were asked");
 }
