@@ -13,8 +13,8 @@ use berth_tests::small_storage::{SmallDockerd, SmallPodman, SmallTmpfs};
 /// Room left in the store: less than the Python fixture's layers.
 const ROOM: u64 = 24 << 20;
 
-/// Pulls the Python fixture into `engine` whose store (or temporary folder) is `disk`: with [`ROOM`] left it fails naming `place`,
-/// and leaves no image; with the filler removed it works.
+/// Pulls the Python fixture into `engine` whose store (or temporary folder) is `disk`: with [`ROOM`] left it
+/// fails naming `place`, and leaves no image; with the filler removed it works.
 async fn pull_fails_when_full_then_works(
     engine: &dyn ContainerEngine,
     env: &TestEnv,

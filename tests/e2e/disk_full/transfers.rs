@@ -1,12 +1,13 @@
 //! Pushes and pulls: an image built with room, then pushed while the place the push writes to is full, and a
 //! build whose base pull fills the engine's storage. A push that needs room fails saying "no space left" and
 //! naming that place (Podman's temporary folder, where the service copies what it pushes or exports, and
-//! writes a little for every inspect: the rootful service's and a rootless user's, with berth run as that user; Docker's data root, where dockerd writes the export berth's
-//! `--push-via export` reads), the registry holds no tag of it, and once there is room the same push works,
-//! berth's own TMPDIR and cache folder being full changing nothing (berth's push spools nothing: it reads the
-//! store or streams the export). berth's push from the engine's store, dockerd's own push and containerd's
-//! push write nothing to disk and work on a full one. A pull into a full containerd root fails naming the
-//! root and keeps no image record; the next build pulls the base whole.
+//! writes a little for every inspect: the rootful service's, and a rootless user's with berth run as that
+//! user; Docker's data root, where dockerd writes the export berth's `--push-via export` reads), the registry
+//! holds no tag of it, and once there is room the same push works, berth's own TMPDIR and cache folder being
+//! full changing nothing (berth's push spools nothing: it reads the store or streams the export). berth's push
+//! from the engine's store, dockerd's own push and containerd's push write nothing to disk and work on a full
+//! one. A pull into a full containerd root fails naming the root and keeps no image record; the next build
+//! pulls the base whole.
 
 use std::path::{Path, PathBuf};
 use std::process::Output;
@@ -122,32 +123,66 @@ impl Pusher<'_> {
 /// Every way berth pushes through Podman.
 const VIAS: [&str; 3] = ["berth", "export", "engine"];
 
-/// Pushes through `service` (whose TMPDIR is a tmpfs of its own) of an image built with room: every push fails
-/// naming `place` when the folder is full to the last byte (Podman 4.3's inspect crashes instead of saying so,
-/// and every push inspects first); with 8 MiB left the export and the service's own push still fail, and
-/// berth's push from the store works when berth can read the store (`store_readable`; else it falls back to the
-/// export and fails as that does); with room they all work.
-fn podman_pushes_with_a_full_temporary_folder(
-    pusher: &Pusher,
-    service: &SmallPodman,
-    place: &str,
-    store_readable: bool,
-) {
-    pusher.build_locally();
+/// Pushes through a Podman service of the test's own whose TMPDIR is a tmpfs of its own, rootful or
+/// (`rootless`) run as the rootless test user (berth then runs as that user too, and the folder is named as the
+/// user's, with the user's way to move it: the TMPDIR of the user's service, `image_copy_tmp_dir` in the user's
+/// containers.conf), of an image built with room: every push fails naming the folder when it is full to the
+/// last byte (Podman 4.3's inspect crashes instead of saying so, and every push inspects first); with 8 MiB
+/// left the export and the service's own push still fail, and berth's push from the store works (rootful) or
+/// falls back to the export and fails as that does (rootless: berth, run as the user, cannot read every file of
+/// the image's layers in the user's store; measured: the base's `/root/.bashrc`, Permission denied); with room
+/// they all work.
+fn podman_pushes_with_a_full_temporary_folder(rootless: bool) {
+    let engine = if rootless {
+        "podman_rootless"
+    } else {
+        "podman"
+    };
+    let Some(env) = TestEnv::for_engine(engine) else {
+        return;
+    };
+    let user = rootless.then(rootless_user);
+    let service = match user {
+        Some(user) => SmallPodman::start_as(user, "700m", Some("600m")),
+        None => SmallPodman::start_with_tmp("700m", Some("600m")),
+    };
+    let config = docker_config(env);
+    let project = push_project(env);
+    if let Some(user) = user {
+        give_to(user, &[config.path(), project.path()]);
+    }
+    // the base and helper images first, so what fills the disk is the work under test
+    fixtures_into_podman(env, &service, config.path());
+    let host = PathBuf::from(service.host());
+    let vars = [
+        ("CONTAINER_HOST", host.as_path()),
+        ("DOCKER_CONFIG", config.path()),
+    ];
     let tmp = service.tmp.as_ref().expect("a TMPDIR of its own");
+    let place = format!(
+        "{}Podman's temporary folder (imageCopyTmpDir {})",
+        if user.is_some() { "rootless " } else { "" },
+        tmp.path().display()
+    );
+    let pusher = Pusher {
+        project: project.path(),
+        engine: "podman",
+        vars: &vars,
+        user,
+    };
+    pusher.build_locally();
     let filler = tmp.fill_leaving(0);
-    pusher.pushes_fail(&VIAS, place);
+    pusher.pushes_fail(&VIAS, &place);
     // room to inspect the image, not to copy it: berth's push from the store needs no more
     std::fs::remove_file(&filler).expect("make room");
     let filler = tmp.fill_leaving(8 << 20);
-    let needs_room: &[&str] = if store_readable {
-        &["export", "engine"]
-    } else {
-        &VIAS
+    let needs_room: &[&str] = match user {
+        None => &["export", "engine"],
+        Some(_) => &VIAS,
     };
-    pusher.pushes_fail(needs_room, place);
+    pusher.pushes_fail(needs_room, &place);
     std::fs::remove_file(&filler).expect("make room");
-    if store_readable {
+    if user.is_none() {
         // (the failed pushes leave Podman's partial files behind: 8 MiB again beside them)
         let filler = tmp.fill_leaving(8 << 20);
         pusher.pushes_work(&["berth"]);
@@ -158,66 +193,12 @@ fn podman_pushes_with_a_full_temporary_folder(
 
 #[test]
 fn a_podman_push_with_a_full_temporary_folder_says_so_keeps_no_tag_and_works_with_room() {
-    let Some(env) = TestEnv::for_engine("podman") else {
-        return;
-    };
-    let service = SmallPodman::start_with_tmp("700m", Some("600m"));
-    let config = docker_config(env);
-    // the base and helper images first, so what fills the disk is the work under test
-    fixtures_into_podman(env, &service, config.path());
-    let project = push_project(env);
-    let host = PathBuf::from(service.host());
-    let vars = [
-        ("CONTAINER_HOST", host.as_path()),
-        ("DOCKER_CONFIG", config.path()),
-    ];
-    let tmp = service.tmp.as_ref().expect("a TMPDIR of its own");
-    let place = format!(
-        "Podman's temporary folder (imageCopyTmpDir {})",
-        tmp.path().display()
-    );
-    let pusher = Pusher {
-        project: project.path(),
-        engine: "podman",
-        vars: &vars,
-        user: None,
-    };
-    podman_pushes_with_a_full_temporary_folder(&pusher, &service, &place, true);
+    podman_pushes_with_a_full_temporary_folder(false);
 }
 
-/// Rootless: the service is the rootless test user's own, its TMPDIR on a tmpfs the user owns, and berth runs
-/// as that user. The folder is named as the user's, with the user's way to move it (TMPDIR of the user's
-/// service, `image_copy_tmp_dir` in the user's containers.conf).
 #[test]
 fn a_rootless_podman_push_with_a_full_temporary_folder_says_so_keeps_no_tag_and_works_with_room() {
-    let Some(env) = TestEnv::for_engine("podman_rootless") else {
-        return;
-    };
-    let user = rootless_user();
-    let service = SmallPodman::start_as(user, "700m", Some("600m"));
-    let config = docker_config(env);
-    let project = push_project(env);
-    give_to(user, &[config.path(), project.path()]);
-    fixtures_into_podman(env, &service, config.path());
-    let host = PathBuf::from(service.host());
-    let vars = [
-        ("CONTAINER_HOST", host.as_path()),
-        ("DOCKER_CONFIG", config.path()),
-    ];
-    let tmp = service.tmp.as_ref().expect("a TMPDIR of its own");
-    let place = format!(
-        "rootless Podman's temporary folder (imageCopyTmpDir {})",
-        tmp.path().display()
-    );
-    let pusher = Pusher {
-        project: project.path(),
-        engine: "podman",
-        vars: &vars,
-        user: Some(user),
-    };
-    // berth, run as the user, cannot read every file of the image's layers in the user's store (measured: the
-    // base's `/root/.bashrc`, Permission denied), so its push from the store falls back to the export
-    podman_pushes_with_a_full_temporary_folder(&pusher, &service, &place, false);
+    podman_pushes_with_a_full_temporary_folder(true);
 }
 
 #[test]
