@@ -22,7 +22,7 @@ pub mod lxd_remote;
 pub mod project;
 pub mod remote;
 pub mod select;
-pub mod small_rootless;
+pub mod small_podman;
 pub mod small_storage;
 pub mod test_ca;
 pub mod token_registry;

@@ -11,6 +11,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use crate::conformance::support::unique;
+pub use crate::small_podman::SmallPodman;
 
 /// A tmpfs of `size` (as `mount -o size=` takes it), unmounted when dropped.
 pub struct SmallTmpfs {
@@ -244,98 +245,6 @@ fn own_bridge() -> String {
         );
     }
     name
-}
-
-/// A `podman system service` of the test's own whose `--root` (GraphRoot) is on a [`SmallTmpfs`], and its
-/// TMPDIR (imageCopyTmpDir, where it writes images it pushes or exports) on another one if asked.
-pub struct SmallPodman {
-    child: Child,
-    run_dir: PathBuf,
-    /// The tmpfs holding the store; dropped after the service.
-    pub storage: SmallTmpfs,
-    /// The tmpfs holding its TMPDIR, when it has one of its own; dropped after the service.
-    pub tmp: Option<SmallTmpfs>,
-}
-
-impl SmallPodman {
-    /// Starts it on a tmpfs of `size` and waits until it answers.
-    pub fn start(size: &str) -> SmallPodman {
-        Self::start_with_tmp(size, None)
-    }
-
-    /// Starts it on a tmpfs of `size`, its TMPDIR on a tmpfs of `tmp_size` when given (else a folder of its
-    /// run folder), and waits until it answers.
-    pub fn start_with_tmp(size: &str, tmp_size: Option<&str>) -> SmallPodman {
-        let storage = SmallTmpfs::new(size);
-        let run_dir = run_dir("sp");
-        let tmp_disk = tmp_size.map(SmallTmpfs::new);
-        let tmp = match &tmp_disk {
-            Some(disk) => disk.path().to_path_buf(),
-            None => run_dir.join("tmp"),
-        };
-        std::fs::create_dir_all(&tmp).expect("create the service's TMPDIR");
-        let log = std::fs::File::create(run_dir.join("podman.log")).expect("log file");
-        let child = Command::new("podman")
-            .args(Self::store_args(&storage, &run_dir))
-            .args(["system", "service", "--time=0"])
-            .arg(format!("unix://{}", run_dir.join("podman.sock").display()))
-            .env("TMPDIR", &tmp)
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("start podman system service");
-        let service = SmallPodman {
-            child,
-            run_dir,
-            storage,
-            tmp: tmp_disk,
-        };
-        wait_ready(
-            || {
-                service.run_dir.join("podman.sock").exists()
-                    && service.podman(&["info"]).status.success()
-            },
-            &service.run_dir.join("podman.log"),
-        );
-        service
-    }
-
-    fn store_args(storage: &SmallTmpfs, run_dir: &Path) -> Vec<String> {
-        vec![
-            "--root".to_string(),
-            storage.path().join("storage").display().to_string(),
-            "--runroot".to_string(),
-            run_dir.join("runroot").display().to_string(),
-        ]
-    }
-
-    /// `CONTAINER_HOST` for it.
-    pub fn host(&self) -> String {
-        format!("unix://{}", self.run_dir.join("podman.sock").display())
-    }
-
-    /// Its store (what `podman info` calls `GraphRoot`).
-    pub fn graph_root(&self) -> PathBuf {
-        self.storage.path().join("storage")
-    }
-
-    /// Runs the podman CLI on its store (locally, as the service does: the same `--root` and `--runroot`).
-    pub fn podman(&self, args: &[&str]) -> std::process::Output {
-        Command::new("podman")
-            .args(Self::store_args(&self.storage, &self.run_dir))
-            .args(args)
-            .output()
-            .expect("run podman")
-    }
-}
-
-impl Drop for SmallPodman {
-    fn drop(&mut self) {
-        stop(&mut self.child);
-        // the store's overlay mounts, which the service leaves for the next podman on this root
-        let _ = self.podman(&["system", "reset", "--force"]);
-        let _ = std::fs::remove_dir_all(&self.run_dir);
-    }
 }
 
 /// A containerd of the test's own whose `root` is on a [`SmallTmpfs`] (its own config, state and sockets; no

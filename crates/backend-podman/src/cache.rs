@@ -90,51 +90,10 @@ pub fn cache_folder_problem(uid: u32, socket: &Path) -> Option<(String, String)>
     ))
 }
 
-/// TMPDIR of the Podman service process of `uid` that serves `socket`, if it can be read. The service may have
-/// been started with its socket on the command line or by socket activation (no socket named): a process that
-/// names `socket` wins, else the only `podman system service` of that user.
+/// TMPDIR of the Podman service process of `uid` that serves `socket`, if it can be read
+/// ([`crate::service_process`]).
 fn service_tmpdir(uid: u32, socket: &Path) -> Option<PathBuf> {
-    let socket = socket.to_string_lossy();
-    let mut found: Vec<(bool, Option<PathBuf>)> = Vec::new();
-    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|n| n.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        let dir = PathBuf::from(format!("/proc/{pid}"));
-        if std::fs::metadata(&dir).map(|m| m.uid()).ok() != Some(uid) {
-            continue;
-        }
-        let Ok(cmdline) = std::fs::read(dir.join("cmdline")) else {
-            continue;
-        };
-        let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
-        let is_service = args.first().is_some_and(|a| a.ends_with(b"podman"))
-            && args
-                .windows(2)
-                .any(|w| w[0] == b"system" && w[1] == b"service");
-        if !is_service {
-            continue;
-        }
-        let names_socket = args
-            .iter()
-            .any(|a| String::from_utf8_lossy(a).ends_with(socket.as_ref()));
-        let tmpdir = std::fs::read(dir.join("environ")).ok().and_then(|env| {
-            env.split(|b| *b == 0)
-                .find_map(|var| var.strip_prefix(b"TMPDIR="))
-                .filter(|v| !v.is_empty())
-                .map(|v| PathBuf::from(String::from_utf8_lossy(v).into_owned()))
-        });
-        found.push((names_socket, tmpdir));
-    }
-    match found.iter().find(|(names, _)| *names) {
-        Some((_, tmpdir)) => tmpdir.clone(),
-        None if found.len() == 1 => found.pop().and_then(|(_, tmpdir)| tmpdir),
-        None => None,
-    }
+    crate::service_process::find(uid, socket)?.tmpdir
 }
 
 #[cfg(test)]

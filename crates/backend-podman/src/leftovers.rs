@@ -5,7 +5,8 @@
 //! under `GRAPHROOT/DRIVER-containers/ID/userdata`). A mark names the berth process that made it (pid and
 //! start time), so a step or working container is a leftover exactly when that process no longer runs: a
 //! berth still building (this one or another) keeps its own, and builds of other clients carry no mark at
-//! all and are never touched.
+//! all and are never touched. A service answers only for its own steps: those running in its user namespace
+//! (a rootless user's steps are not the rootful service's leftovers, though a root berth sees them too).
 //!
 //! Ending a leftover step is enough when the service still runs its build: buildah sees the step fail, commits
 //! nothing and removes its working container (measured on Podman 4.3.1). A working container whose build the
@@ -21,7 +22,7 @@ use http::Method;
 
 use crate::errors::Op;
 use crate::steps::{self, Mark, MarkedStep};
-use crate::{endpoint, PodmanEngine, PodmanOptions};
+use crate::{endpoint, service_process, PodmanEngine, PodmanOptions};
 
 /// A buildah working container that carries a mark.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -156,7 +157,7 @@ pub(crate) async fn leftovers(engine: &PodmanEngine) -> Result<Vec<Leftover>> {
     if !matches!(engine.socket(), endpoint::Address::Unix(_)) {
         return Ok(Vec::new());
     }
-    let mut found: Vec<Leftover> = orphan_steps().iter().map(step_leftover).collect();
+    let mut found: Vec<Leftover> = orphan_steps(engine).iter().map(step_leftover).collect();
     found.extend(
         marked_in_service(engine)
             .await?
@@ -167,9 +168,28 @@ pub(crate) async fn leftovers(engine: &PodmanEngine) -> Result<Vec<Leftover>> {
     Ok(found)
 }
 
-fn orphan_steps() -> Vec<MarkedStep> {
-    steps::marked_steps()
+/// The marked steps of berth processes that are gone, of this service's builds only: this host's process table
+/// holds the steps of every service here (a root berth sees a rootless user's too), and a service's steps run
+/// in its process's user namespace ([`service_process`]). When berth cannot find that process or read its
+/// namespace (a service in another PID namespace, a socket whose owner is not the service's user), the service
+/// answers for no step at all rather than for every service's.
+fn orphan_steps(engine: &PodmanEngine) -> Vec<MarkedStep> {
+    let endpoint::Address::Unix(socket) = engine.socket() else {
+        return Vec::new();
+    };
+    let Some(namespace) =
+        service_process::find(engine.service_uid(), socket).and_then(|p| p.user_namespace())
+    else {
+        return Vec::new();
+    };
+    orphans_in(steps::marked_steps(), &namespace)
+}
+
+/// Those of `steps` that run in the user namespace `namespace` and whose berth is gone.
+fn orphans_in(steps: Vec<MarkedStep>, namespace: &str) -> Vec<MarkedStep> {
+    steps
         .into_iter()
+        .filter(|s| s.user_namespace.as_deref() == Some(namespace))
         .filter(|s| !s.mark.owner_alive())
         .collect()
 }
@@ -183,7 +203,7 @@ pub(crate) async fn remove_leftovers(engine: &PodmanEngine) -> Result<Vec<Leftov
     if !matches!(engine.socket(), endpoint::Address::Unix(_)) {
         return Ok(Vec::new());
     }
-    let orphans = orphan_steps();
+    let orphans = orphan_steps(engine);
     steps::end(&orphans);
     let mut removed: Vec<Leftover> = orphans.iter().map(step_leftover).collect();
     let dead = || async {
@@ -258,4 +278,45 @@ pub(crate) fn end_build(options: PodmanOptions, mark: Mark) {
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn step(pid: u32, owner: Mark, namespace: Option<&str>) -> MarkedStep {
+        MarkedStep {
+            pid,
+            mark: owner,
+            command: "sleep 900".into(),
+            age: Duration::ZERO,
+            user_namespace: namespace.map(str::to_string),
+        }
+    }
+
+    #[test]
+    fn a_service_answers_only_for_the_dead_berths_steps_in_its_own_user_namespace() {
+        // no process has pid u32::MAX: that berth is gone; this test's own process still runs
+        let gone = Mark {
+            pid: u32::MAX,
+            started: 1,
+            build: 0,
+        };
+        let alive = Mark::next();
+        let (rootful, rootless) = ("user:[4026531837]", "user:[4026532174]");
+        let found = vec![
+            step(10, gone, Some(rootful)),
+            step(11, gone, Some(rootless)),
+            step(12, alive, Some(rootful)),
+            step(13, gone, None),
+        ];
+        let pids = |namespace| {
+            orphans_in(found.clone(), namespace)
+                .iter()
+                .map(|s| s.pid)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(pids(rootful), [10]);
+        assert_eq!(pids(rootless), [11]);
+    }
 }

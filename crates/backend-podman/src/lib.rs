@@ -36,6 +36,7 @@ mod export;
 mod images;
 mod leftovers;
 mod provider;
+mod service_process;
 mod space;
 mod stall;
 pub mod steps;

@@ -39,16 +39,16 @@ impl PodmanEngine {
             if !matches!(self.socket(), Address::Unix(_)) || !nearly_full(&tmp) {
                 return failed;
             }
-            return temporary_folder_full(failed, "imageCopyTmpDir", &tmp, true);
+            return temporary_folder_full(failed, "imageCopyTmpDir", &tmp, true, rootless);
         }
         let message = failed.message().to_string();
         if !tmp.is_empty() && message.contains(&tmp) {
-            return temporary_folder_full(failed, "imageCopyTmpDir", &tmp, false);
+            return temporary_folder_full(failed, "imageCopyTmpDir", &tmp, false, rootless);
         }
         // libpod's export handler writes `api.tar*` to Go's temporary folder ($TMPDIR, else /tmp), which is
         // imageCopyTmpDir only when TMPDIR is set
         if let Some(folder) = written_path(&message).and_then(export_folder) {
-            return temporary_folder_full(failed, "its TMPDIR", folder, false);
+            return temporary_folder_full(failed, "its TMPDIR", folder, false, rootless);
         }
         // anything else is the store's: a path in the message may be one inside the layer being unpacked
         store_full(failed, &root, rootless)
@@ -89,9 +89,17 @@ fn store_full(failed: Error, root: &str, rootless: bool) -> Error {
     failed.out_of_space(format!("{whose} storage (GraphRoot {root})"), hint)
 }
 
-/// Out of space in the temporary folder `tmp` (`what` the service calls it): pushes, exports, inspects.
-/// `crashed`: the service's handler crashed instead of saying so, which the hint explains.
-fn temporary_folder_full(failed: Error, what: &str, tmp: &str, crashed: bool) -> Error {
+/// Out of space in the temporary folder `tmp` (`what` the service calls it): pulls, pushes, exports, inspects.
+/// `crashed`: the service's handler crashed instead of saying so, which the hint explains. A rootless service's
+/// temporary folder is its user's `TMPDIR` (else that user's `image_copy_tmp_dir`): the hint says how that user
+/// moves it, not root's /etc/containers.
+fn temporary_folder_full(
+    failed: Error,
+    what: &str,
+    tmp: &str,
+    crashed: bool,
+    rootless: bool,
+) -> Error {
     let tmp = if tmp.is_empty() {
         "the folder `podman info` shows as imageCopyTmpDir"
     } else {
@@ -102,13 +110,26 @@ fn temporary_folder_full(failed: Error, what: &str, tmp: &str, crashed: bool) ->
     } else {
         ""
     };
+    let (whose, elsewhere) = if rootless {
+        (
+            "rootless Podman's",
+            "start the user's service with its TMPDIR on a larger file system (`systemctl --user edit \
+             podman.service`, add `[Service]` and `Environment=TMPDIR=%h/.cache/podman-tmp`, make that folder, \
+             restart the service), or set `image_copy_tmp_dir` in that user's \
+             ~/.config/containers/containers.conf",
+        )
+    } else {
+        (
+            "Podman's",
+            "start the service with TMPDIR (or `image_copy_tmp_dir` in containers.conf) on a larger file system",
+        )
+    };
     let hint = format!(
-        "make room on the file system of {tmp}{why}: the service writes images there while it pushes or \
+        "make room on the file system of {tmp}{why}: the service writes images there while it pulls, pushes or \
          exports them, and leaves files behind when it fails (remove the ones no podman process holds), or \
-         start the service with TMPDIR (or `image_copy_tmp_dir` in containers.conf) on a larger file system; \
-         nothing of the failed work was kept"
+         {elsewhere}; nothing of the failed work was kept"
     );
-    failed.out_of_space(format!("Podman's temporary folder ({what} {tmp})"), hint)
+    failed.out_of_space(format!("{whose} temporary folder ({what} {tmp})"), hint)
 }
 
 /// Whether the folder `path` on this machine has less than [`NEARLY_FULL`] bytes free.
@@ -178,10 +199,37 @@ mod tests {
             berth_core::ErrorKind::InvalidSpec,
             "push: write /t/mp/1: no space left on device",
         );
-        let named = temporary_folder_full(failed, "imageCopyTmpDir", "/t/mp", false);
+        let named = temporary_folder_full(failed, "imageCopyTmpDir", "/t/mp", false, false);
         assert_eq!(named.kind(), berth_core::ErrorKind::ResourceExhausted);
         assert!(named
             .message()
             .starts_with("no space left in Podman's temporary folder (imageCopyTmpDir /t/mp)"));
+        let said = named.to_string();
+        assert!(
+            !said.contains("rootless") && !said.contains("~/.config"),
+            "{said}"
+        );
+    }
+
+    #[test]
+    fn a_rootless_temporary_folder_is_named_as_the_users_with_the_users_config() {
+        let failed = Error::new(
+            berth_core::ErrorKind::Unavailable,
+            "pull: write /home/u/tmp/storage1/1: no space left on device",
+        );
+        let named = temporary_folder_full(failed, "imageCopyTmpDir", "/home/u/tmp", false, true);
+        assert_eq!(named.kind(), berth_core::ErrorKind::ResourceExhausted);
+        assert!(named.message().starts_with(
+            "no space left in rootless Podman's temporary folder (imageCopyTmpDir /home/u/tmp)"
+        ));
+        let said = named.to_string();
+        for part in [
+            "systemctl --user",
+            "TMPDIR",
+            "~/.config/containers/containers.conf",
+        ] {
+            assert!(said.contains(part), "{part}: {said}");
+        }
+        assert!(!said.contains("start the service with TMPDIR"), "{said}");
     }
 }

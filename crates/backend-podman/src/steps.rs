@@ -17,7 +17,9 @@
 //!
 //! This works where berth sees the service's processes: a service on this host whose steps berth may signal
 //! (the same user, or root). For a service on another host (`ssh://`) the step runs to its end, and then the
-//! build stops.
+//! build stops. Steps are found in this host's process table, which holds the steps of every service here: a
+//! build's own mark tells its steps apart, and a killed berth's steps are a service's leftovers only when they
+//! run in that service's user namespace ([`crate::leftovers`]).
 
 use std::path::Path;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -95,6 +97,9 @@ pub struct MarkedStep {
     pub command: String,
     /// Seconds since it started.
     pub age: Duration,
+    /// Its user namespace (`user:[INODE]`): that of the service whose build it is (see
+    /// [`crate::service_process`]).
+    pub user_namespace: Option<String>,
 }
 
 /// Clock ticks a second in `/proc/PID/stat`: the kernel reports them in USER_HZ, 100 on every Linux
@@ -141,6 +146,7 @@ pub fn marked_steps() -> Vec<MarkedStep> {
                 mark,
                 command: command.trim().to_string(),
                 age,
+                user_namespace: crate::service_process::user_namespace(pid),
             })
         })
         .collect()

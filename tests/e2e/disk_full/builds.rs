@@ -15,13 +15,13 @@ use std::process::{Command, Output};
 use berth_tests::conformance::support::unique;
 use berth_tests::env::TestEnv;
 use berth_tests::project::rootless_user;
-use berth_tests::small_rootless::SmallRootlessPodman;
 use berth_tests::small_storage::{
     SmallContainerd, SmallDockerd, SmallLxdPool, SmallPodman, SmallTmpfs,
 };
 
 use crate::{
-    assert_out_of_space, berth, docker_config, fixtures_into_docker, fixtures_into_podman, text,
+    assert_out_of_space, berth, berth_as, docker_config, fixtures_into_docker,
+    fixtures_into_podman, give_to, text,
 };
 
 /// A tmpfs of 256 KiB, full to the last byte, unmounted when dropped.
@@ -324,35 +324,18 @@ fn a_rootless_podman_build_that_fills_the_users_storage_says_so_keeps_nothing_an
         return;
     };
     let user = rootless_user();
-    let service = SmallRootlessPodman::start(user, "640m");
+    let service = SmallPodman::start_as(user, "640m", None);
     let config = docker_config(env);
     let project = storage_project(env, "podman");
-    for dir in [config.path(), project.path()] {
-        let given = Command::new("chown")
-            .arg("-R")
-            .arg(format!("{}:{}", user.uid, user.gid))
-            .arg(dir)
-            .status()
-            .expect("run chown");
-        assert!(given.success(), "give {} to {}", dir.display(), user.name);
-    }
+    give_to(user, &[config.path(), project.path()]);
     // the base and helper images first, so what fills the disk is the work under test
-    let auth = config.path().join("config.json").display().to_string();
-    for image in [&env.python_image, &env.uv_image] {
-        let pulled = service.podman(&["pull", "--tls-verify=false", "--authfile", &auth, image]);
-        assert!(pulled.status.success(), "{}", text(&pulled));
-    }
+    fixtures_into_podman(env, &service, config.path());
+    let host = PathBuf::from(service.host());
     let vars = [
-        format!("CONTAINER_HOST={}", service.host()),
-        format!("DOCKER_CONFIG={}", config.path().display()),
+        ("CONTAINER_HOST", host.as_path()),
+        ("DOCKER_CONFIG", config.path()),
     ];
-    let vars: Vec<&str> = vars.iter().map(String::as_str).collect();
-    let as_user = |args: &[&str]| {
-        user.berth(&vars, args)
-            .current_dir(project.path())
-            .output()
-            .expect("run berth as the rootless user")
-    };
+    let as_user = |args: &[&str]| berth_as(Some(user), project.path(), args, &vars);
     let root = service.graph_root().display().to_string();
     // named as the user's store (the rootful service's name and hint would send the user to /etc)
     let storage = format!("rootless Podman's storage (GraphRoot {root})");

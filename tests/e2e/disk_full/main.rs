@@ -13,15 +13,49 @@ use std::process::{Command, Output};
 
 use berth_tests::env::TestEnv;
 use berth_tests::small_storage::{SmallDockerd, SmallPodman};
+use berth_tests::users::SystemUser;
 
 /// Runs berth in `dir` with `vars` set.
 fn berth(dir: &Path, args: &[&str], vars: &[(&str, &Path)]) -> Output {
-    let mut command = Command::new(berth_tests::berth_bin());
-    command.args(args).current_dir(dir);
-    for (name, value) in vars {
-        command.env(name, value);
+    berth_as(None, dir, args, vars)
+}
+
+/// Runs berth in `dir` with `vars` set, as `user` (who must be able to read `dir`), else as root.
+fn berth_as(
+    user: Option<&SystemUser>,
+    dir: &Path,
+    args: &[&str],
+    vars: &[(&str, &Path)],
+) -> Output {
+    let mut command = match user {
+        Some(user) => {
+            let vars: Vec<String> = vars
+                .iter()
+                .map(|(name, value)| format!("{name}={}", value.display()))
+                .collect();
+            let vars: Vec<&str> = vars.iter().map(String::as_str).collect();
+            user.berth(&vars, args)
+        }
+        None => {
+            let mut command = Command::new(berth_tests::berth_bin());
+            command.args(args).envs(vars.iter().copied());
+            command
+        }
+    };
+    command.current_dir(dir).output().expect("run berth")
+}
+
+/// Gives `dirs` (and what they hold) to `user`, so that berth run as the user reads them.
+fn give_to(user: &SystemUser, dirs: &[&Path]) {
+    for dir in dirs {
+        let given = Command::new("chown")
+            .arg("-R")
+            .arg(format!("{}:{}", user.uid, user.gid))
+            .arg(dir)
+            .status()
+            .expect("run chown");
+        assert!(given.success(), "give {} to {}", dir.display(), user.name);
     }
-    command.output().expect("run berth")
 }
 
 /// What a run printed, stdout then stderr.

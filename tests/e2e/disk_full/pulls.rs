@@ -1,17 +1,20 @@
 //! Pulls outside a build, through [`ContainerEngine::pull`] (the CLI has no pull command; projects and tools
 //! built on berth's crates call it): Docker's and Podman's into a store filled but for a little room fail as
-//! `resource exhausted` naming the store and the fix, keep no image record, and work once there is room.
+//! `resource exhausted` naming the store and the fix, keep no image record, and work once there is room. A
+//! rootless Podman service writes what it pulls to its user's temporary folder first (containers/image keeps
+//! the blobs there until it commits them): that folder filled, the pull fails naming it as the user's.
 
 use berth_core::engine::{ContainerEngine, NoProgress, TransferOptions};
 use berth_core::ErrorKind;
 use berth_tests::env::TestEnv;
+use berth_tests::project::rootless_user;
 use berth_tests::small_storage::{SmallDockerd, SmallPodman, SmallTmpfs};
 
 /// Room left in the store: less than the Python fixture's layers.
 const ROOM: u64 = 24 << 20;
 
-/// Pulls the Python fixture into `engine` whose store is `disk`: with [`ROOM`] left it fails naming `place`,
-/// and leaves no image; with the filler removed it works.
+/// Pulls the Python fixture into `engine` whose store (or temporary folder) is `disk`: with [`ROOM`] left it
+/// fails naming `place`, and leaves no image; with the filler removed it works.
 async fn pull_fails_when_full_then_works(
     engine: &dyn ContainerEngine,
     env: &TestEnv,
@@ -72,6 +75,27 @@ async fn a_podman_pull_into_a_full_store_says_so_and_works_with_room() {
         service.graph_root().display()
     );
     pull_fails_when_full_then_works(&engine, env, &service.storage, &place).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rootless_podman_pull_with_a_full_temporary_folder_says_so_and_works_with_room() {
+    let Some(env) = TestEnv::for_engine("podman_rootless") else {
+        return;
+    };
+    // the rootless test user's own service; its store roomy: what fills is its TMPDIR
+    let service = SmallPodman::start_as(rootless_user(), "700m", Some("300m"));
+    let engine = berth_backend_podman::PodmanEngine::connect(berth_backend_podman::PodmanOptions {
+        socket: Some(service.host()),
+        ..Default::default()
+    })
+    .await
+    .expect("connect to the test's service");
+    let tmp = service.tmp.as_ref().expect("a TMPDIR of its own");
+    let place = format!(
+        "rootless Podman's temporary folder (imageCopyTmpDir {})",
+        tmp.path().display()
+    );
+    pull_fails_when_full_then_works(&engine, env, tmp, &place).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

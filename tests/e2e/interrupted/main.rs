@@ -11,6 +11,7 @@
 //! touched the engine; that is reported as such and the engine is checked all the same.
 
 mod probe;
+mod services;
 
 use std::io::Read as _;
 use std::os::unix::process::ExitStatusExt as _;
@@ -320,17 +321,7 @@ fn judge(
 }
 
 /// Build rounds, then push rounds, then a build that must succeed.
-/// Held by the Podman variants for their whole run: a Podman step's mark is found in the machine's process table,
-/// so a root berth's next build on the rootful service also ends a killed berth's marked steps in the rootless
-/// user's service (they are a dead berth's either way), which would take the rootless round's leftover before its
-/// own next build could name it.
-static PODMAN_PROCESS_TABLE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
 async fn stopped_anywhere(engine: Engine) {
-    let _one_podman = match engine {
-        Engine::Podman | Engine::PodmanRootless => Some(PODMAN_PROCESS_TABLE.lock().await),
-        _ => None,
-    };
     let Some(mut trial) = Trial::new(engine) else {
         return;
     };
