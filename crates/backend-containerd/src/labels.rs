@@ -29,9 +29,69 @@ pub(crate) fn distribution_source(registry: &str) -> String {
     format!("{DISTRIBUTION_SOURCE}.{registry}")
 }
 
+/// containerd refuses a label whose key and value together are longer than this (bytes).
+const MAX_LABEL: usize = 4096;
+
+/// The distribution-source value after `repository` pushed or mounted the blob: the repositories already named,
+/// oldest first, then `repository`; the oldest are dropped so that `key` and the value fit containerd's limit.
+/// `None` when `repository` is already named (nothing to write) or cannot fit at all.
+pub(crate) fn with_source(key: &str, current: Option<&str>, repository: &str) -> Option<String> {
+    let mut repos: Vec<&str> = current
+        .map(|v| v.split(',').filter(|r| !r.is_empty()).collect())
+        .unwrap_or_default();
+    if repos.contains(&repository) {
+        return None;
+    }
+    repos.push(repository);
+    let room = MAX_LABEL.checked_sub(key.len())?;
+    let mut value = repos.join(",");
+    while value.len() > room && repos.len() > 1 {
+        repos.remove(0);
+        value = repos.join(",");
+    }
+    (value.len() <= room).then_some(value)
+}
+
 pub(crate) use berth_layer::oci::sha256;
 
 /// A fresh id for something berth creates in containerd: `berth-<what>-<random>`.
 pub(crate) fn unique_id(what: &str) -> String {
     format!("{ID_PREFIX}{what}-{:016x}", fastrand::u64(..))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_new_repository_is_added_last() {
+        let key = distribution_source("127.0.0.1:5000");
+        assert_eq!(with_source(&key, None, "a/b").as_deref(), Some("a/b"));
+        assert_eq!(
+            with_source(&key, Some("a/b"), "c").as_deref(),
+            Some("a/b,c")
+        );
+        assert_eq!(with_source(&key, Some("a/b,c"), "a/b"), None);
+    }
+
+    #[test]
+    fn the_oldest_repositories_make_room_under_containerds_limit() {
+        let key = distribution_source("127.0.0.1:5000");
+        let many: Vec<String> = (0..200)
+            .map(|i| format!("berth-e2e/repository-{i:04}"))
+            .collect();
+        let current = many.join(",");
+        assert!(key.len() + current.len() > MAX_LABEL);
+        let value = with_source(&key, Some(&current), "new/one").unwrap();
+        assert!(key.len() + value.len() <= MAX_LABEL, "{}", value.len());
+        assert!(value.ends_with(",new/one"));
+        assert!(!value.contains("repository-0000,"));
+        assert!(value.contains("repository-0199"));
+    }
+
+    #[test]
+    fn a_repository_longer_than_the_limit_is_not_written() {
+        let key = distribution_source("r");
+        assert_eq!(with_source(&key, Some("a"), &"x".repeat(MAX_LABEL)), None);
+    }
 }

@@ -15,8 +15,12 @@ use berth_registry::{send_blobs, ImageBlob, RegistryClient};
 use crate::convert::{Daemon, Descriptor};
 use crate::errors::{error, Op};
 use crate::images::{image_name, load, not_found};
-use crate::labels::distribution_source;
+use crate::labels::{distribution_source, with_source};
 use crate::ContainerdEngine;
+
+/// How many of a blob's source repositories a push tries to mount from before it uploads the blob: each failed
+/// mount is a round trip, and a blob pushed to many repositories names many.
+const MOUNT_ATTEMPTS: usize = 3;
 
 pub(crate) async fn push(
     engine: &ContainerdEngine,
@@ -100,9 +104,11 @@ async fn send_blob(
     let sources: Vec<&str> = labels
         .get(&distribution_source(&image.registry))
         .map(|repos| {
+            // The newest first: an older repository is likelier to have been deleted.
             repos
-                .split(',')
+                .rsplit(',')
                 .filter(|r| *r != image.repository)
+                .take(MOUNT_ATTEMPTS)
                 .collect()
         })
         .unwrap_or_default();
@@ -149,20 +155,20 @@ async fn upload(
     .await
 }
 
-/// Adds `image`'s repository to the blob's distribution-source label.
+/// Adds `image`'s repository to the blob's distribution-source label, keeping the label under containerd's size
+/// limit (the oldest repositories named make room).
 async fn add_source(daemon: &Daemon, image: &ImageRef, digest: &str, op: Op) -> Result<()> {
     let key = distribution_source(&image.registry);
     let labels = daemon.content_labels(digest, op).await?.unwrap_or_default();
-    let mut repos: Vec<String> = labels
-        .get(&key)
-        .map(|v| v.split(',').map(str::to_string).collect())
-        .unwrap_or_default();
-    if repos.contains(&image.repository) {
+    let Some(value) = with_source(
+        &key,
+        labels.get(&key).map(String::as_str),
+        &image.repository,
+    ) else {
         return Ok(());
-    }
-    repos.push(image.repository.clone());
+    };
     daemon
-        .set_content_labels(digest, &HashMap::from([(key, repos.join(","))]), op)
+        .set_content_labels(digest, &HashMap::from([(key, value)]), op)
         .await
 }
 

@@ -1,6 +1,7 @@
 //! Pushing an image of many layers, whose blobs go up several at once: the registry ends with the whole image, and
-//! one upload that fails fails the push with no manifest written. Against the real containerd and registry of
-//! `scripts/env/up.sh`; what the registry holds is read with skopeo, never through the engine under test.
+//! one upload that fails fails the push with no manifest written; a blob whose source label is already at
+//! containerd's size limit still pushes. Against the real containerd and registry of `scripts/env/up.sh`; what the
+//! registry holds is read with skopeo, never through the engine under test.
 
 use std::time::Duration;
 
@@ -167,4 +168,97 @@ async fn one_failed_upload_fails_the_push_and_writes_no_manifest() {
         on_registry.is_err(),
         "the registry has a manifest for {tag} after a failed push"
     );
+}
+
+/// The digest of every blob in `namespace` with the value of its label `key`, if any, as `ctr` lists them.
+fn content_label(env: &TestEnv, namespace: &str, key: &str) -> Vec<(String, Option<String>)> {
+    let out = std::process::Command::new("ctr")
+        .arg("--address")
+        .arg(&env.containerd_address)
+        .args(["-n", namespace, "content", "ls"])
+        .output()
+        .expect("run ctr");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let prefix = format!("{key}=");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let digest = line.split_whitespace().next()?.to_string();
+            // labels are printed joined by commas, and this label's value holds commas too: it ends where the
+            // next containerd label starts
+            let labels = line.split_whitespace().last()?;
+            let value = labels.split_once(&prefix).map(|(_, rest)| {
+                rest.split_once(",containerd.io/")
+                    .map_or(rest, |(value, _)| value)
+                    .to_string()
+            });
+            Some((digest, value))
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_blob_named_by_many_repositories_still_pushes() {
+    let Some(env) = TestEnv::for_engine("containerd") else {
+        return;
+    };
+    let namespace = "berth-test-push-sources";
+    let state = tempfile::tempdir().expect("temp dir");
+    let engine = engine(env, namespace, state.path()).await;
+    let repository = format!("berth-push-many/sources-{}", std::process::id());
+    let tag = format!("{}/{repository}:v1", env.registry);
+    build_layers(env, &engine, &tag).await;
+    // every blob already names repositories up to containerd's 4096-byte label limit, as after many pushes
+    let key = format!("containerd.io/distribution.source.{}", env.registry);
+    let mut gone = (0..).map(|i| format!("berth-push-many/gone-{i:06}"));
+    let mut value = gone.next().unwrap_or_default();
+    for next in gone {
+        if key.len() + value.len() + 1 + next.len() > 4096 {
+            break;
+        }
+        value = format!("{value},{next}");
+    }
+    assert!(key.len() + value.len() + 1 + repository.len() > 4096);
+    for (digest, _) in content_label(env, namespace, &key) {
+        let out = std::process::Command::new("ctr")
+            .arg("--address")
+            .arg(&env.containerd_address)
+            .args(["-n", namespace, "content", "label", &digest])
+            .arg(format!("{key}={value}"))
+            .output()
+            .expect("run ctr");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let pushed = engine
+        .push(&tag, &transfer(env.credentials()), &NoProgress)
+        .await;
+    let labels = content_label(env, namespace, &key);
+    let on_registry = registry::try_remote_digest(env, &tag);
+    let _ = registry::delete(env, &tag);
+    let _ = engine.remove(&tag, RemoveOptions { force: true }).await;
+    let pushed = pushed.unwrap_or_else(|e| panic!("push: {e}"));
+    assert_eq!(on_registry.ok().as_deref(), Some(pushed.digest.as_str()));
+    let sources: Vec<&String> = labels.iter().filter_map(|(_, v)| v.as_ref()).collect();
+    assert!(
+        sources
+            .iter()
+            .any(|v| v.ends_with(&format!(",{repository}"))),
+        "no blob names {repository} as its source: {sources:?}"
+    );
+    for value in sources {
+        assert!(
+            key.len() + value.len() <= 4096,
+            "a label of {} bytes",
+            key.len() + value.len()
+        );
+    }
 }
