@@ -82,7 +82,7 @@ mod tests {
             .collect();
         let current = many.join(",");
         assert!(key.len() + current.len() > MAX_LABEL);
-        let value = with_source(&key, Some(&current), "new/one").unwrap();
+        let value = with_source(&key, Some(&current), "new/one").expect("the new repository fits");
         assert!(key.len() + value.len() <= MAX_LABEL, "{}", value.len());
         assert!(value.ends_with(",new/one"));
         assert!(!value.contains("repository-0000,"));
