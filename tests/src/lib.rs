@@ -7,7 +7,7 @@
 //! reliability test ([`faults`]), engines on small storage for the out-of-disk tests ([`small_storage`]), a
 //! project folder on each engine as a user has one ([`project`]), private CAs ([`test_ca`]), the token registry of
 //! `scripts/env/token-registry.sh` with a slow link to it ([`token_registry`]) and the remote LXD server
-//! ([`lxd_remote`]).
+//! ([`lxd_remote`]) and containerd namespaces whose test leaves nothing rooted ([`scratch_namespace`]).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -21,6 +21,7 @@ pub mod faults;
 pub mod lxd_remote;
 pub mod project;
 pub mod remote;
+pub mod scratch_namespace;
 pub mod select;
 pub mod small_podman;
 pub mod small_storage;

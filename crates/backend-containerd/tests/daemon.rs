@@ -14,6 +14,7 @@ use berth_core::ErrorKind;
 use berth_tests::conformance::registry;
 use berth_tests::conformance::support::plan;
 use berth_tests::env::TestEnv;
+use berth_tests::scratch_namespace::ScratchNamespace;
 
 async fn engine(env: &TestEnv) -> ContainerdEngine {
     ContainerdEngine::connect(ContainerdOptions {
@@ -88,11 +89,11 @@ async fn invalid_namespace_is_refused_before_any_request() {
 
 /// An engine in a namespace of its own with a fresh state folder (an empty step cache), so leftovers counted there
 /// are this test's alone.
-async fn isolated(env: &TestEnv, namespace: &str, state: &std::path::Path) -> ContainerdEngine {
+async fn isolated(env: &TestEnv, scratch: &ScratchNamespace) -> ContainerdEngine {
     ContainerdEngine::connect(ContainerdOptions {
         address: Some(env.containerd_address.display().to_string()),
-        namespace: Some(namespace.to_string()),
-        state_dir: Some(state.to_path_buf()),
+        namespace: Some(scratch.namespace().to_string()),
+        state_dir: Some(scratch.state().to_path_buf()),
         ..ContainerdOptions::default()
     })
     .await
@@ -139,10 +140,10 @@ async fn failed_and_interrupted_builds_leave_nothing_behind() {
     let Some(env) = TestEnv::for_engine("containerd") else {
         return;
     };
-    let state = tempfile::tempdir().expect("temp dir");
-    let engine = isolated(env, "berth-test-leftovers", state.path()).await;
+    let scratch = ScratchNamespace::new(env, "berth-test-leftovers");
+    let engine = isolated(env, &scratch).await;
     let before = engine.leftovers().await.expect("leftovers");
-    let secret = state.path().join("secret");
+    let secret = scratch.state().join("secret");
     std::fs::write(&secret, "s3cr3t").expect("write secret");
     let mounts = || {
         vec![
@@ -208,7 +209,7 @@ async fn failed_and_interrupted_builds_leave_nothing_behind() {
         .expect("cleanups");
     let left = new_leftovers(&engine, &before).await;
     assert!(left.is_empty(), "after an interrupted build: {left:?}");
-    let build_dirs = std::fs::read_dir(state.path().join("berth-test-leftovers").join("builds"))
+    let build_dirs = std::fs::read_dir(scratch.state().join("berth-test-leftovers").join("builds"))
         .map(|entries| entries.count())
         .unwrap_or(0);
     assert_eq!(build_dirs, 0, "build folders (FIFOs of steps) are left");
@@ -289,9 +290,9 @@ async fn unused_cache_records_expire() {
     let Some(env) = TestEnv::for_engine("containerd") else {
         return;
     };
-    let state = tempfile::tempdir().expect("temp dir");
     let namespace = "berth-test-prune";
-    let engine = isolated(env, namespace, state.path()).await;
+    let scratch = ScratchNamespace::new(env, namespace);
+    let engine = isolated(env, &scratch).await;
     let random = plan(
         &env.busybox_image,
         vec![
@@ -304,7 +305,7 @@ async fn unused_cache_records_expire() {
     for round in 0..3 {
         if round == 2 {
             // age every record by eight days
-            let steps = state.path().join(namespace).join("steps");
+            let steps = scratch.state().join(namespace).join("steps");
             for entry in std::fs::read_dir(&steps).expect("step records").flatten() {
                 let old = std::time::SystemTime::now() - Duration::from_secs(8 * 24 * 3600);
                 std::fs::File::options()
@@ -335,8 +336,8 @@ async fn cancelling_at_any_moment_leaves_nothing_behind() {
     let Some(env) = TestEnv::for_engine("containerd") else {
         return;
     };
-    let state = tempfile::tempdir().expect("temp dir");
-    let engine = isolated(env, "berth-test-cancel", state.path()).await;
+    let scratch = ScratchNamespace::new(env, "berth-test-cancel");
+    let engine = isolated(env, &scratch).await;
     let before = engine.leftovers().await.expect("leftovers");
     let steps = vec![
         run_step("echo one > /one", vec![]),
@@ -421,8 +422,8 @@ async fn copy_layers_are_reproducible_from_an_empty_cache() {
     ];
     let mut digests = Vec::new();
     for round in ["a", "b"] {
-        let state = tempfile::tempdir().expect("temp dir");
-        let engine = isolated(env, &format!("berth-test-repro-{round}"), state.path()).await;
+        let scratch = ScratchNamespace::new(env, &format!("berth-test-repro-{round}"));
+        let engine = isolated(env, &scratch).await;
         let tag = format!(
             "{}/berth-daemon-test/repro-{round}-{}:v1",
             env.registry,

@@ -15,16 +15,17 @@ use berth_tests::conformance::registry;
 use berth_tests::conformance::support::plan;
 use berth_tests::env::TestEnv;
 use berth_tests::faults::{Class, Fault, FaultPlan, FaultProxy};
+use berth_tests::scratch_namespace::ScratchNamespace;
 
 /// More layers than blobs go up at once, so the bounded concurrency is exercised past its first round.
 const COPY_LAYERS: usize = 9;
 
 /// An engine in a namespace of its own whose registry client never retries, so one failed upload is final.
-async fn engine(env: &TestEnv, namespace: &str, state: &std::path::Path) -> ContainerdEngine {
+async fn engine(env: &TestEnv, scratch: &ScratchNamespace) -> ContainerdEngine {
     ContainerdEngine::connect(ContainerdOptions {
         address: Some(env.containerd_address.display().to_string()),
-        namespace: Some(namespace.to_string()),
-        state_dir: Some(state.to_path_buf()),
+        namespace: Some(scratch.namespace().to_string()),
+        state_dir: Some(scratch.state().to_path_buf()),
         registry: RegistryOptions {
             retry: RetryPolicy::never(),
             ..RegistryOptions::default()
@@ -84,8 +85,8 @@ async fn a_many_layer_push_leaves_the_whole_image() {
     let Some(env) = TestEnv::for_engine("containerd") else {
         return;
     };
-    let state = tempfile::tempdir().expect("temp dir");
-    let engine = engine(env, "berth-test-push-many", state.path()).await;
+    let scratch = ScratchNamespace::new(env, "berth-test-push-many");
+    let engine = engine(env, &scratch).await;
     let tag = format!(
         "{}/berth-push-many/whole-{}:v1",
         env.registry,
@@ -136,8 +137,8 @@ async fn one_failed_upload_fails_the_push_and_writes_no_manifest() {
     )
     .await
     .expect("start the fault proxy");
-    let state = tempfile::tempdir().expect("temp dir");
-    let engine = engine(env, "berth-test-push-fail", state.path()).await;
+    let scratch = ScratchNamespace::new(env, "berth-test-push-fail");
+    let engine = engine(env, &scratch).await;
     let repository = format!("berth-push-many/failed-{}", std::process::id());
     let tag = format!("{}/{repository}:v1", env.registry);
     build_layers(env, &engine, &tag).await;
@@ -208,8 +209,8 @@ async fn a_blob_named_by_many_repositories_still_pushes() {
         return;
     };
     let namespace = "berth-test-push-sources";
-    let state = tempfile::tempdir().expect("temp dir");
-    let engine = engine(env, namespace, state.path()).await;
+    let scratch = ScratchNamespace::new(env, namespace);
+    let engine = engine(env, &scratch).await;
     let repository = format!("berth-push-many/sources-{}", std::process::id());
     let tag = format!("{}/{repository}:v1", env.registry);
     build_layers(env, &engine, &tag).await;
