@@ -20,6 +20,7 @@ pub struct ScratchNamespace {
 }
 
 impl ScratchNamespace {
+    /// `namespace` of the containerd of `env`, with a new temporary state folder.
     pub fn new(env: &TestEnv, namespace: &str) -> ScratchNamespace {
         ScratchNamespace {
             address: env.containerd_address.clone(),
@@ -28,6 +29,7 @@ impl ScratchNamespace {
         }
     }
 
+    /// The namespace to give the engine.
     pub fn namespace(&self) -> &str {
         &self.namespace
     }
