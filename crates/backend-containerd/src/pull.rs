@@ -181,7 +181,7 @@ async fn fetch(
                 .lease_content(guard.lease_id(), &layer.digest, op)
                 .await?;
             daemon
-                .set_content_labels(&layer.digest, &layer_labels, op)
+                .add_content_labels(&layer.digest, &layer_labels, op)
                 .await?;
             continue;
         }

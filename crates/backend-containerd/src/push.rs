@@ -15,7 +15,7 @@ use berth_registry::{send_blobs, ImageBlob, RegistryClient};
 use crate::convert::{Daemon, Descriptor};
 use crate::errors::{error, Op};
 use crate::images::{image_name, load, not_found};
-use crate::labels::{distribution_source, with_source};
+use crate::labels::distribution_source;
 use crate::ContainerdEngine;
 
 /// How many of a blob's source repositories a push tries to mount from before it uploads the blob: each failed
@@ -155,20 +155,14 @@ async fn upload(
     .await
 }
 
-/// Adds `image`'s repository to the blob's distribution-source label, keeping the label under containerd's size
-/// limit (the oldest repositories named make room).
+/// Adds `image`'s repository to the blob's distribution-source label.
 async fn add_source(daemon: &Daemon, image: &ImageRef, digest: &str, op: Op) -> Result<()> {
-    let key = distribution_source(&image.registry);
-    let labels = daemon.content_labels(digest, op).await?.unwrap_or_default();
-    let Some(value) = with_source(
-        &key,
-        labels.get(&key).map(String::as_str),
-        &image.repository,
-    ) else {
-        return Ok(());
-    };
+    let label = (
+        distribution_source(&image.registry),
+        image.repository.clone(),
+    );
     daemon
-        .set_content_labels(digest, &HashMap::from([(key, value)]), op)
+        .add_content_labels(digest, &HashMap::from([label]), op)
         .await
 }
 

@@ -1,7 +1,8 @@
 //! Pushing an image of many layers, whose blobs go up several at once: the registry ends with the whole image, and
 //! one upload that fails fails the push with no manifest written; a blob whose source label is already at
-//! containerd's size limit still pushes. Against the real containerd and registry of `scripts/env/up.sh`; what the
-//! registry holds is read with skopeo, never through the engine under test.
+//! containerd's size limit still pushes, and a pull adds its repository to the blobs' sources. Against the real
+//! containerd and registry of `scripts/env/up.sh`; what the registry holds is read with skopeo, never through the
+//! engine under test.
 
 use std::time::Duration;
 
@@ -262,4 +263,55 @@ async fn a_blob_named_by_many_repositories_still_pushes() {
             key.len() + value.len()
         );
     }
+}
+
+/// Pulling an image the content store has from another repository adds that repository to the blobs' source
+/// label instead of replacing the ones named: a later push to either can mount from both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pull_adds_its_repository_to_the_blobs_sources() {
+    let Some(env) = TestEnv::for_engine("containerd") else {
+        return;
+    };
+    let namespace = "berth-test-pull-sources";
+    let scratch = ScratchNamespace::new(env, namespace);
+    let engine = engine(env, &scratch).await;
+    let transfer = transfer(env.credentials());
+    let copy_repository = format!("berth-push-many/pulled-{}", std::process::id());
+    let copy = format!("{}/{copy_repository}:v1", env.registry);
+    engine
+        .pull(&env.busybox_image, &transfer, &NoProgress)
+        .await
+        .unwrap_or_else(|e| panic!("pull {}: {e}", env.busybox_image));
+    engine.tag(&env.busybox_image, &copy).await.expect("tag");
+    let pushed = engine.push(&copy, &transfer, &NoProgress).await;
+    let _ = engine.remove(&copy, RemoveOptions { force: true }).await;
+    let pulled = match pushed {
+        Ok(_) => engine.pull(&copy, &transfer, &NoProgress).await,
+        Err(e) => Err(e),
+    };
+    let key = format!("containerd.io/distribution.source.{}", env.registry);
+    let labels = content_label(env, namespace, &key);
+    for name in [&copy, &env.busybox_image] {
+        let _ = engine.remove(name, RemoveOptions { force: true }).await;
+    }
+    let _ = registry::delete(env, &copy);
+    pulled.unwrap_or_else(|e| panic!("push and pull {copy}: {e}"));
+    let fixture_repository = env
+        .busybox_image
+        .split_once('/')
+        .and_then(|(_, rest)| rest.rsplit_once(':'))
+        .map(|(repository, _)| repository)
+        .expect("the fixture's repository");
+    let layers_naming_both = labels
+        .iter()
+        .filter_map(|(_, value)| value.as_deref())
+        .filter(|value| {
+            let repos: Vec<&str> = value.split(',').collect();
+            repos.contains(&fixture_repository) && repos.contains(&copy_repository.as_str())
+        })
+        .count();
+    assert!(
+        layers_naming_both > 0,
+        "no blob names both {fixture_repository} and {copy_repository}: {labels:?}"
+    );
 }

@@ -17,6 +17,7 @@ use tokio::sync::mpsc;
 
 use super::{missing, Daemon};
 use crate::errors::{error, status_error, Op};
+use crate::labels::{with_source, DISTRIBUTION_SOURCE};
 
 /// A blob's bytes as a stream.
 pub(crate) type BlobStream = Pin<Box<dyn Stream<Item = Result<Bytes>> + Send>>;
@@ -78,6 +79,31 @@ impl Daemon {
             .await
             .map_err(|s| status_error(&s, op))?;
         Ok(())
+    }
+
+    /// Sets `labels` on blob `digest`, which the store has; a distribution-source label adds its repository to
+    /// the ones the blob names already instead of replacing them (a push mounts from any of them), within
+    /// containerd's size limit.
+    pub(crate) async fn add_content_labels(
+        &self,
+        digest: &str,
+        labels: &HashMap<String, String>,
+        op: Op,
+    ) -> Result<()> {
+        let mut merged = labels.clone();
+        if labels.keys().any(|k| k.starts_with(DISTRIBUTION_SOURCE)) {
+            let current = self.content_labels(digest, op).await?.unwrap_or_default();
+            for (key, repository) in labels {
+                if !key.starts_with(DISTRIBUTION_SOURCE) {
+                    continue;
+                }
+                match with_source(key, current.get(key).map(String::as_str), repository) {
+                    Some(value) => merged.insert(key.clone(), value),
+                    None => merged.remove(key),
+                };
+            }
+        }
+        self.set_content_labels(digest, &merged, op).await
     }
 
     /// Removes label `key` from blob `digest`; a missing blob is fine.
@@ -191,14 +217,14 @@ impl Daemon {
         .await?;
         let mut answers = match opened {
             Ok(response) => response.into_inner(),
-            Err(s) if exists(&s) => return self.set_content_labels(expected, &labels, op).await,
+            Err(s) if exists(&s) => return self.add_content_labels(expected, &labels, op).await,
             Err(s) => return Err(status_error(&s, op)),
         };
         if within(idle, op, next_answer(&mut answers, op))
             .await?
             .is_none()
         {
-            return self.set_content_labels(expected, &labels, op).await;
+            return self.add_content_labels(expected, &labels, op).await;
         }
         let mut offset = 0i64;
         while let Some(chunk) = data.next().await {
@@ -219,7 +245,7 @@ impl Daemon {
                     .await?
                     .is_none()
                 {
-                    return self.set_content_labels(expected, &labels, op).await;
+                    return self.add_content_labels(expected, &labels, op).await;
                 }
             }
         }
@@ -235,7 +261,7 @@ impl Daemon {
             .await?
             .is_none()
         {
-            self.set_content_labels(expected, &labels, op).await?;
+            self.add_content_labels(expected, &labels, op).await?;
         }
         Ok(())
     }
