@@ -245,6 +245,8 @@ const GIVE_UP_LIMIT: Duration = Duration::from_secs(60);
 /// request was sent, its first step not begun), and a build it starts after the hang-up runs at least until its
 /// first step, which this then ends.
 const START_GRACE: Duration = Duration::from_secs(5);
+/// How long ending a build waits for the service to say where its storage is.
+const ASK_LIMIT: Duration = Duration::from_secs(10);
 
 /// Ends the build marked `mark` on the service `options` names (on this host): until none of its working
 /// containers remains (and at least [`START_GRACE`] passed), its steps are ended as they appear. Runs on a
@@ -257,8 +259,12 @@ pub(crate) fn end_build(options: PodmanOptions, mark: Mark) {
         return steps::end_build(mark);
     };
     runtime.block_on(async move {
+        // a service busy with the very build being ended may answer late: then watch the marked steps alone
         let dir = match PodmanEngine::new(options) {
-            Ok(engine) => records(&engine).await.ok().flatten(),
+            Ok(engine) => tokio::time::timeout(ASK_LIMIT, records(&engine))
+                .await
+                .ok()
+                .and_then(|r| r.ok().flatten()),
             Err(_) => None,
         };
         let started = Instant::now();
