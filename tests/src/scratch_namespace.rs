@@ -39,17 +39,44 @@ impl ScratchNamespace {
         self.state.path()
     }
 
-    /// The blobs in the namespace that carry the step cache's root label.
-    pub fn rooted(&self) -> Vec<String> {
-        let Ok(out) = self.ctr(&["content", "ls"]) else {
-            return Vec::new();
-        };
-        let marker = format!("{GC_ROOT}=");
+    /// The digest of every blob in the namespace with the value of its label `key`, if it has one, as `ctr`
+    /// lists them.
+    pub fn content_label(&self, key: &str) -> Vec<(String, Option<String>)> {
+        let out = self.ctr(&["content", "ls"]).expect("run ctr");
+        assert!(
+            out.status.success(),
+            "ctr content ls: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let prefix = format!("{key}=");
         String::from_utf8_lossy(&out.stdout)
             .lines()
-            .filter(|line| line.contains(&marker))
-            .filter_map(|line| line.split_whitespace().next().map(str::to_string))
+            .skip(1)
+            .filter_map(|line| {
+                let digest = line.split_whitespace().next()?.to_string();
+                // labels are printed joined by commas, and a distribution-source value holds commas too: a value
+                // ends where the next containerd label starts
+                let labels = line.split_whitespace().last()?;
+                let value = labels.split_once(&prefix).map(|(_, rest)| {
+                    rest.split_once(",containerd.io/")
+                        .map_or(rest, |(value, _)| value)
+                        .to_string()
+                });
+                Some((digest, value))
+            })
             .collect()
+    }
+
+    /// Sets label `key` of blob `digest` to `value` (empty: removes it).
+    pub fn set_content_label(&self, digest: &str, key: &str, value: &str) {
+        let out = self
+            .ctr(&["content", "label", digest, &format!("{key}={value}")])
+            .expect("run ctr");
+        assert!(
+            out.status.success(),
+            "ctr content label {digest}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 
     fn ctr(&self, args: &[&str]) -> std::io::Result<std::process::Output> {
@@ -64,8 +91,15 @@ impl ScratchNamespace {
 
 impl Drop for ScratchNamespace {
     fn drop(&mut self) {
+        let rooted = self.ctr(&["content", "ls"]).map(|out| {
+            String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .filter(|line| line.contains(&format!("{GC_ROOT}=")))
+                .filter_map(|line| line.split_whitespace().next().map(str::to_string))
+                .collect::<Vec<_>>()
+        });
         let unset = format!("{GC_ROOT}=");
-        for digest in self.rooted() {
+        for digest in rooted.unwrap_or_default() {
             let _ = self.ctr(&["content", "label", &digest, &unset]);
         }
     }

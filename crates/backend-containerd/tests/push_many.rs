@@ -172,38 +172,6 @@ async fn one_failed_upload_fails_the_push_and_writes_no_manifest() {
     );
 }
 
-/// The digest of every blob in `namespace` with the value of its label `key`, if any, as `ctr` lists them.
-fn content_label(env: &TestEnv, namespace: &str, key: &str) -> Vec<(String, Option<String>)> {
-    let out = std::process::Command::new("ctr")
-        .arg("--address")
-        .arg(&env.containerd_address)
-        .args(["-n", namespace, "content", "ls"])
-        .output()
-        .expect("run ctr");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let prefix = format!("{key}=");
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .skip(1)
-        .filter_map(|line| {
-            let digest = line.split_whitespace().next()?.to_string();
-            // labels are printed joined by commas, and this label's value holds commas too: it ends where the
-            // next containerd label starts
-            let labels = line.split_whitespace().last()?;
-            let value = labels.split_once(&prefix).map(|(_, rest)| {
-                rest.split_once(",containerd.io/")
-                    .map_or(rest, |(value, _)| value)
-                    .to_string()
-            });
-            Some((digest, value))
-        })
-        .collect()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_blob_named_by_many_repositories_still_pushes() {
     let Some(env) = TestEnv::for_engine("containerd") else {
@@ -226,24 +194,13 @@ async fn a_blob_named_by_many_repositories_still_pushes() {
         value = format!("{value},{next}");
     }
     assert!(key.len() + value.len() + 1 + repository.len() > 4096);
-    for (digest, _) in content_label(env, namespace, &key) {
-        let out = std::process::Command::new("ctr")
-            .arg("--address")
-            .arg(&env.containerd_address)
-            .args(["-n", namespace, "content", "label", &digest])
-            .arg(format!("{key}={value}"))
-            .output()
-            .expect("run ctr");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+    for (digest, _) in scratch.content_label(&key) {
+        scratch.set_content_label(&digest, &key, &value);
     }
     let pushed = engine
         .push(&tag, &transfer(env.credentials()), &NoProgress)
         .await;
-    let labels = content_label(env, namespace, &key);
+    let labels = scratch.content_label(&key);
     let on_registry = registry::try_remote_digest(env, &tag);
     let _ = registry::delete(env, &tag);
     let _ = engine.remove(&tag, RemoveOptions { force: true }).await;
@@ -290,7 +247,7 @@ async fn a_pull_adds_its_repository_to_the_blobs_sources() {
         Err(e) => Err(e),
     };
     let key = format!("containerd.io/distribution.source.{}", env.registry);
-    let labels = content_label(env, namespace, &key);
+    let labels = scratch.content_label(&key);
     for name in [&copy, &env.busybox_image] {
         let _ = engine.remove(name, RemoveOptions { force: true }).await;
     }
