@@ -67,6 +67,19 @@ impl ScratchNamespace {
             .collect()
     }
 
+    /// The blobs in the namespace that carry the step cache's root label (none when `ctr` fails).
+    pub fn rooted(&self) -> Vec<String> {
+        let Ok(out) = self.ctr(&["content", "ls"]) else {
+            return Vec::new();
+        };
+        let marker = format!("{GC_ROOT}=");
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter(|line| line.contains(&marker))
+            .filter_map(|line| line.split_whitespace().next().map(str::to_string))
+            .collect()
+    }
+
     /// Sets label `key` of blob `digest` to `value` (empty: removes it).
     pub fn set_content_label(&self, digest: &str, key: &str, value: &str) {
         let out = self
@@ -91,15 +104,8 @@ impl ScratchNamespace {
 
 impl Drop for ScratchNamespace {
     fn drop(&mut self) {
-        let rooted = self.ctr(&["content", "ls"]).map(|out| {
-            String::from_utf8_lossy(&out.stdout)
-                .lines()
-                .filter(|line| line.contains(&format!("{GC_ROOT}=")))
-                .filter_map(|line| line.split_whitespace().next().map(str::to_string))
-                .collect::<Vec<_>>()
-        });
         let unset = format!("{GC_ROOT}=");
-        for digest in rooted.unwrap_or_default() {
+        for digest in self.rooted() {
             let _ = self.ctr(&["content", "label", &digest, &unset]);
         }
     }

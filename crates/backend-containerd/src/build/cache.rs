@@ -8,7 +8,7 @@
 //! reclaim layers no image uses any more.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use berth_core::Result;
@@ -90,8 +90,47 @@ impl StepCache {
         Ok(Some(layer))
     }
 
-    /// Records `layer` for `key` and marks its blob (and through it, its snapshot) as a collector root.
+    /// The blob digest recorded for `key`, if any.
+    fn recorded(&self, key: &str) -> Option<String> {
+        Self::digest_in(&self.path(key))
+    }
+
+    fn digest_in(record: &Path) -> Option<String> {
+        let bytes = std::fs::read(record).ok()?;
+        let record: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+        record["digest"].as_str().map(str::to_string)
+    }
+
+    /// Whether a record other than `except`'s names blob `digest` (two steps can make the same layer).
+    fn named_elsewhere(&self, digest: &str, except: &Path) -> bool {
+        let Ok(entries) = std::fs::read_dir(&self.dir) else {
+            return false;
+        };
+        entries.flatten().any(|entry| {
+            let path = entry.path();
+            path != except
+                && path.extension().is_some_and(|e| e == "json")
+                && Self::digest_in(&path).as_deref() == Some(digest)
+        })
+    }
+
+    /// Drops the root label of `digest`, unless a record other than `except` still names it (best effort).
+    async fn unroot(&self, daemon: &Daemon, digest: &str, except: &Path) -> Result<()> {
+        if self.named_elsewhere(digest, except) {
+            return Ok(());
+        }
+        daemon
+            .remove_content_label(digest, labels::GC_ROOT, Op::Build)
+            .await
+    }
+
+    /// Records `layer` for `key` and marks its blob (and through it, its snapshot) as a collector root. A layer
+    /// that replaces another for the same key (a `--no-cache` build of a step whose output differs) takes the old
+    /// blob's root away: no record names it any more, so nothing else would.
     pub(crate) async fn put(&self, daemon: &Daemon, key: &str, layer: &Layer) -> Result<()> {
+        let replaced = self
+            .recorded(key)
+            .filter(|digest| *digest != layer.blob.digest);
         let labels = HashMap::from([
             (
                 labels::GC_ROOT.to_string(),
@@ -119,6 +158,10 @@ impl StepCache {
             .map_err(|e| io_error(Op::Build, tmp.display(), e))?;
         std::fs::rename(&tmp, self.path(key))
             .map_err(|e| io_error(Op::Build, self.dir.display(), e))?;
+        if let Some(old) = replaced {
+            // what stays rooted is only disk space: the build itself succeeded
+            let _ = self.unroot(daemon, &old, &self.path(key)).await;
+        }
         Ok(())
     }
 
@@ -140,16 +183,8 @@ impl StepCache {
             if path.extension().is_none_or(|e| e != "json") || unused <= max_unused {
                 continue;
             }
-            let digest = std::fs::read(&path)
-                .ok()
-                .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
-                .and_then(|r| r["digest"].as_str().map(str::to_string));
-            if let Some(digest) = digest {
-                if daemon
-                    .remove_content_label(&digest, labels::GC_ROOT, Op::Build)
-                    .await
-                    .is_err()
-                {
+            if let Some(digest) = Self::digest_in(&path) {
+                if self.unroot(daemon, &digest, &path).await.is_err() {
                     continue;
                 }
             }
