@@ -94,10 +94,10 @@ pub(crate) fn compress(
     out: &mut dyn FnMut(Bytes) -> bool,
 ) -> Result<Compressed, Stop> {
     let threads = threads.clamp(1, MAX_IN_FLIGHT / 2);
-    let (jobs_tx, jobs_rx) = mpsc::channel::<(u64, Arc<Vec<u8>>)>();
+    let (jobs_tx, jobs_rx) = mpsc::channel::<(u64, Arc<Block>)>();
     let jobs_rx = Arc::new(Mutex::new(jobs_rx));
     let (done_tx, done_rx) = mpsc::channel::<(u64, std::io::Result<Vec<u8>>)>();
-    let (hash_tx, hash_rx) = mpsc::sync_channel::<Arc<Vec<u8>>>(HASH_QUEUE);
+    let (hash_tx, hash_rx) = mpsc::sync_channel::<Arc<Block>>(HASH_QUEUE);
     std::thread::scope(|scope| {
         for _ in 0..threads {
             let jobs = jobs_rx.clone();
@@ -107,7 +107,7 @@ pub(crate) fn compress(
                 loop {
                     let job = jobs.lock().map(|rx| rx.recv());
                     let Ok(Ok((n, block))) = job else { return };
-                    if done.send((n, deflater.block(&block))).is_err() {
+                    if done.send((n, deflater.block(&block.data))).is_err() {
                         return;
                     }
                 }
@@ -118,8 +118,8 @@ pub(crate) fn compress(
         let hasher = scope.spawn(move || {
             let (mut diff, mut crc) = (Sha256::new(), crc32fast::Hasher::new());
             for block in hash_rx {
-                diff.update(&block[..]);
-                crc.update(&block);
+                diff.update(&block.data);
+                crc.update(&block.data);
             }
             (diff.finalize(), crc.finalize())
         });
@@ -152,8 +152,8 @@ pub(crate) fn compress(
 /// the input's size once every block is written.
 fn feed(
     input: &mut dyn Read,
-    jobs: &mpsc::Sender<(u64, Arc<Vec<u8>>)>,
-    hash: mpsc::SyncSender<Arc<Vec<u8>>>,
+    jobs: &mpsc::Sender<(u64, Arc<Block>)>,
+    hash: mpsc::SyncSender<Arc<Block>>,
     done: &mpsc::Receiver<(u64, std::io::Result<Vec<u8>>)>,
     writer: &mut Ordered<'_>,
     threads: usize,
@@ -161,11 +161,14 @@ fn feed(
     let limit = (threads * 2 + 2).min(MAX_IN_FLIGHT);
     let mut input_size = 0u64;
     let mut sent = 0u64;
+    // buffers of blocks both the hasher and a worker are done with, read into again
+    let (spare_tx, spare_rx) = mpsc::channel::<Vec<u8>>();
     if !writer.write(Bytes::from_static(&HEADER)) {
         return Err(Stop::Output);
     }
     loop {
-        let block = read_block(input).map_err(Stop::Read)?;
+        let reuse = spare_rx.try_recv().unwrap_or_default();
+        let block = read_block(input, reuse).map_err(Stop::Read)?;
         if block.is_empty() {
             break;
         }
@@ -175,7 +178,10 @@ fn feed(
             let (n, data) = done.recv().map_err(|_| Stop::Output)?;
             writer.finished(n, data)?;
         }
-        let block = Arc::new(block);
+        let block = Arc::new(Block {
+            data: block,
+            back: spare_tx.clone(),
+        });
         // waits while the hasher is HASH_QUEUE blocks behind, which bounds the blocks held for it
         hash.send(block.clone()).map_err(|_| Stop::Output)?;
         jobs.send((sent, block)).map_err(|_| Stop::Output)?;
@@ -194,11 +200,15 @@ fn feed(
     Ok(input_size)
 }
 
-/// Up to [`BLOCK`] bytes; fewer only at the end of the input. The buffer comes zeroed from the allocator (fresh
-/// pages, no memset) and is filled by reads of what is left of it, not the small first reads and the zeroing of
-/// each read's room that `read_to_end` does.
-fn read_block(input: &mut dyn Read) -> std::io::Result<Vec<u8>> {
-    let mut block = vec![0u8; BLOCK];
+/// Up to [`BLOCK`] bytes, read into `reuse` when it is a whole block's buffer from before; fewer only at the end
+/// of the input. Reading into a buffer whose bytes are initialized already spares the zeroing of each read's
+/// room and the small first reads that `read_to_end` does, and reusing one the page faults of a new one.
+fn read_block(input: &mut dyn Read, reuse: Vec<u8>) -> std::io::Result<Vec<u8>> {
+    let mut block = if reuse.len() == BLOCK {
+        reuse
+    } else {
+        vec![0u8; BLOCK]
+    };
     let mut filled = 0;
     while filled < BLOCK {
         match input.read(&mut block[filled..]) {
@@ -210,6 +220,20 @@ fn read_block(input: &mut dyn Read) -> std::io::Result<Vec<u8>> {
     }
     block.truncate(filled);
     Ok(block)
+}
+
+/// A block of input, shared by the hasher and a worker; its buffer goes back to the reader once both are done
+/// with it.
+struct Block {
+    data: Vec<u8>,
+    back: mpsc::Sender<Vec<u8>>,
+}
+
+impl Drop for Block {
+    fn drop(&mut self) {
+        // after the reader has finished nobody takes it, and it is freed
+        let _ = self.back.send(std::mem::take(&mut self.data));
+    }
 }
 
 /// Writes compressed blocks in input order, hashing and counting what it writes.
