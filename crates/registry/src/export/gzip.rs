@@ -50,7 +50,7 @@ const STORED_MAX: usize = 65_535;
 /// twice this many MiB, however many cores the machine has.
 const MAX_IN_FLIGHT: usize = 24;
 
-/// Blocks waiting for the input's hasher: one being hashed and one ready next is enough to keep it busy.
+/// Pieces of output waiting for their hasher: one being hashed and one ready next is enough to keep it busy.
 const HASH_QUEUE: usize = 2;
 
 /// gzip header: no name, no mtime, no extra flags, OS unknown (as Go's `compress/gzip` writes it).
@@ -85,19 +85,19 @@ pub(crate) enum Stop {
 /// about [`BLOCK`] bytes or less.
 ///
 /// Two sha256 passes are most of the work when the input is incompressible (a profile of a 200 MB random
-/// layer: over half the CPU time; storing it is a copy): the input's (the diff id) runs on a thread of its own
-/// with the crc32, beside the output's on the thread that reads the input and writes the output, so that the
-/// two run on two cores at once instead of one after the other.
+/// layer: over half the CPU time; storing it is a copy): the output's (the blob digest) runs on a thread of its
+/// own, beside the input's (the diff id) and the crc32 on the thread that reads the input, while the block is
+/// still in that core's cache, so that the two run on two cores at once instead of one after the other.
 pub(crate) fn compress(
     input: &mut dyn Read,
     threads: usize,
     out: &mut dyn FnMut(Bytes) -> bool,
 ) -> Result<Compressed, Stop> {
     let threads = threads.clamp(1, MAX_IN_FLIGHT / 2);
-    let (jobs_tx, jobs_rx) = mpsc::channel::<(u64, Arc<Block>)>();
+    let (jobs_tx, jobs_rx) = mpsc::channel::<(u64, Block)>();
     let jobs_rx = Arc::new(Mutex::new(jobs_rx));
     let (done_tx, done_rx) = mpsc::channel::<(u64, std::io::Result<Vec<u8>>)>();
-    let (hash_tx, hash_rx) = mpsc::sync_channel::<Arc<Block>>(HASH_QUEUE);
+    let (hash_tx, hash_rx) = mpsc::sync_channel::<Bytes>(HASH_QUEUE);
     std::thread::scope(|scope| {
         for _ in 0..threads {
             let jobs = jobs_rx.clone();
@@ -114,23 +114,23 @@ pub(crate) fn compress(
             });
         }
         drop(done_tx);
-        // ends when the sender is dropped: when `feed` returns, whether it read everything or failed
+        // ends when the writer, which holds the sender, is dropped or done
         let hasher = scope.spawn(move || {
-            let (mut diff, mut crc) = (Sha256::new(), crc32fast::Hasher::new());
-            for block in hash_rx {
-                diff.update(&block.data);
-                crc.update(&block.data);
+            let mut hash = Sha256::new();
+            for data in hash_rx {
+                hash.update(&data);
             }
-            (diff.finalize(), crc.finalize())
+            hash.finalize()
         });
-        let mut writer = Ordered::new(out);
-        let result = feed(input, &jobs_tx, hash_tx, &done_rx, &mut writer, threads);
+        let mut writer = Ordered::new(out, hash_tx);
+        let result = feed(input, &jobs_tx, &done_rx, &mut writer, threads);
         // closing the job queue ends the workers, also after a failure
         drop(jobs_tx);
-        let input_size = result?;
-        let (diff, crc) = hasher
-            .join()
-            .map_err(|_| Stop::Read(std::io::Error::other("hashing a layer failed")))?;
+        let Fed {
+            input_size,
+            diff,
+            crc,
+        } = result?;
         let mut tail = Vec::with_capacity(LAST_BLOCK.len() + 8);
         tail.extend_from_slice(&LAST_BLOCK);
         tail.extend_from_slice(&crc.to_le_bytes());
@@ -139,26 +139,37 @@ pub(crate) fn compress(
         if !writer.write(Bytes::from(tail)) {
             return Err(Stop::Output);
         }
+        let size = writer.size;
+        drop(writer);
+        let digest = hasher
+            .join()
+            .map_err(|_| Stop::Read(std::io::Error::other("hashing a layer failed")))?;
         Ok(Compressed {
             diff_id: format!("sha256:{diff:x}"),
-            digest: format!("sha256:{:x}", writer.hash.clone().finalize()),
-            size: writer.size,
+            digest: format!("sha256:{digest:x}"),
+            size,
             input_size,
         })
     })
 }
 
-/// Reads blocks and hands each to the hasher and the workers, writing finished ones as their turn comes;
-/// the input's size once every block is written.
+/// What [`feed`] read: its size, sha256 and crc32.
+struct Fed {
+    input_size: u64,
+    diff: sha2::digest::Output<Sha256>,
+    crc: u32,
+}
+
+/// Reads blocks, hashes them and hands them to the workers, writing finished ones as their turn comes.
 fn feed(
     input: &mut dyn Read,
-    jobs: &mpsc::Sender<(u64, Arc<Block>)>,
-    hash: mpsc::SyncSender<Arc<Block>>,
+    jobs: &mpsc::Sender<(u64, Block)>,
     done: &mpsc::Receiver<(u64, std::io::Result<Vec<u8>>)>,
     writer: &mut Ordered<'_>,
     threads: usize,
-) -> Result<u64, Stop> {
+) -> Result<Fed, Stop> {
     let limit = (threads * 2 + 2).min(MAX_IN_FLIGHT);
+    let (mut diff, mut crc) = (Sha256::new(), crc32fast::Hasher::new());
     let mut input_size = 0u64;
     let mut sent = 0u64;
     // buffers of blocks both the hasher and a worker are done with, read into again
@@ -172,18 +183,18 @@ fn feed(
         if block.is_empty() {
             break;
         }
+        diff.update(&block);
+        crc.update(&block);
         input_size += block.len() as u64;
         let last = block.len() < BLOCK;
         while sent - writer.next >= limit as u64 {
             let (n, data) = done.recv().map_err(|_| Stop::Output)?;
             writer.finished(n, data)?;
         }
-        let block = Arc::new(Block {
+        let block = Block {
             data: block,
             back: spare_tx.clone(),
-        });
-        // waits while the hasher is HASH_QUEUE blocks behind, which bounds the blocks held for it
-        hash.send(block.clone()).map_err(|_| Stop::Output)?;
+        };
         jobs.send((sent, block)).map_err(|_| Stop::Output)?;
         sent += 1;
         while let Ok((n, data)) = done.try_recv() {
@@ -197,7 +208,11 @@ fn feed(
         let (n, data) = done.recv().map_err(|_| Stop::Output)?;
         writer.finished(n, data)?;
     }
-    Ok(input_size)
+    Ok(Fed {
+        input_size,
+        diff: diff.finalize(),
+        crc: crc.finalize(),
+    })
 }
 
 /// Up to [`BLOCK`] bytes, read into `reuse` when it is a whole block's buffer from before; fewer only at the end
@@ -222,8 +237,7 @@ fn read_block(input: &mut dyn Read, reuse: Vec<u8>) -> std::io::Result<Vec<u8>> 
     Ok(block)
 }
 
-/// A block of input, shared by the hasher and a worker; its buffer goes back to the reader once both are done
-/// with it.
+/// A block of input on its way to a worker; its buffer goes back to the reader once the worker is done with it.
 struct Block {
     data: Vec<u8>,
     back: mpsc::Sender<Vec<u8>>,
@@ -236,22 +250,22 @@ impl Drop for Block {
     }
 }
 
-/// Writes compressed blocks in input order, hashing and counting what it writes.
+/// Writes compressed blocks in input order, counting what it writes and giving it to the output's hasher.
 struct Ordered<'a> {
     out: &'a mut dyn FnMut(Bytes) -> bool,
     waiting: BTreeMap<u64, Vec<u8>>,
     next: u64,
-    hash: Sha256,
+    hash: mpsc::SyncSender<Bytes>,
     size: u64,
 }
 
 impl<'a> Ordered<'a> {
-    fn new(out: &'a mut dyn FnMut(Bytes) -> bool) -> Self {
+    fn new(out: &'a mut dyn FnMut(Bytes) -> bool, hash: mpsc::SyncSender<Bytes>) -> Self {
         Ordered {
             out,
             waiting: BTreeMap::new(),
             next: 0,
-            hash: Sha256::new(),
+            hash,
             size: 0,
         }
     }
@@ -268,9 +282,9 @@ impl<'a> Ordered<'a> {
     }
 
     fn write(&mut self, data: Bytes) -> bool {
-        self.hash.update(&data);
         self.size += data.len() as u64;
-        (self.out)(data)
+        // waits while the hasher is HASH_QUEUE pieces behind, which bounds what is held for it
+        self.hash.send(data.clone()).is_ok() && (self.out)(data)
     }
 }
 
