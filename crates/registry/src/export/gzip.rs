@@ -172,7 +172,7 @@ fn feed(
     let (mut diff, mut crc) = (Sha256::new(), crc32fast::Hasher::new());
     let mut input_size = 0u64;
     let mut sent = 0u64;
-    // buffers of blocks both the hasher and a worker are done with, read into again
+    // buffers of blocks the workers are done with, read into again
     let (spare_tx, spare_rx) = mpsc::channel::<Vec<u8>>();
     if !writer.write(Bytes::from_static(&HEADER)) {
         return Err(Stop::Output);
