@@ -62,6 +62,11 @@ def main():
     build.add_argument("--no-classic", action="store_true", help="skip the classic-builder reference rows")
     push = sub.add_parser("push", help="berth push vs docker/podman push, skopeo copy and ctr push: 200 MB layers, a 1.5 GB image")
     push.add_argument("--runs", type=int, default=3)
+    push.add_argument("--compare-bin", help="another berth binary (e.g. a build before a change): its push as a row "
+                      "beside berth's own, alternating with it")
+    push.add_argument("--compare-label", default="earlier", help="what --compare-bin is (a commit), for its row")
+    push.add_argument("--storage-only", action="store_true",
+                      help="only berth's own push (and --compare-bin's) and the curl row: not the other tools")
     push.add_argument("--mb", type=int, default=200)
     push.add_argument("--torch-mb", type=int, default=1500, help="the PyTorch-shaped image's size (0: leave it out)")
     push.add_argument("--shapes", nargs="+", default=["random", "text", "torch"], choices=["random", "text", "torch"],

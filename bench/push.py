@@ -18,7 +18,8 @@ from pathlib import Path
 from common import CACHE, Failed, berth_login, fmt, machine_line, md_table, measure, median, sh
 from build import Setup
 
-PORT = 5055
+# another engineer's push benchmark may hold the default one: BERTH_BENCH_PUSH_PORT picks another
+PORT = int(os.environ.get("BERTH_BENCH_PUSH_PORT", "5055"))
 HTPASSWD = "/var/lib/berth-env/registry/htpasswd"
 
 
@@ -269,11 +270,12 @@ def run(args, s, registry, payloads, tmp):
             shutil.rmtree(oci_layout(tag), ignore_errors=True)
         subprocess.run(as_user(s, engine, [podman_cli(engine), "rmi", "-f", tag]), capture_output=True)
 
-    def tools(engine):
+    def tool_closures(engine):
+        """Every tool's row for `engine`, and last the earlier berth's (None without `--compare-bin`)."""
         rootless = engine == "podman-rootless"
         flag = "podman" if rootless else engine
 
-        def berth_push(kind, via=None):
+        def berth_push(kind, via=None, binary=None):
             """berth's own push (`-v`: it says whether it read the storage or the export, checked after it)."""
             name = f"berth-{engine}-{kind}-{next(counter)}"
             spec = tmp / f"{name}.yaml"
@@ -283,7 +285,7 @@ def run(args, s, registry, payloads, tmp):
             said = f"pushing from {flag}'s export" if via == "export" else f"from {flag}'s storage"
             if engine == "containerd":  # one way only: the content store
                 said = None
-            return tag, as_user(s, engine, [s.berth, "-v", "push", *extra, "--engine", flag, spec.name]), said
+            return tag, as_user(s, engine, [binary or s.berth, "-v", "push", *extra, "--engine", flag, spec.name]), said
 
         def berth_export(kind):
             """berth's push from the engine's export, as before it read the storage (`--push-via export`)."""
@@ -311,6 +313,14 @@ def run(args, s, registry, payloads, tmp):
             return tag, as_user(s, engine, ["skopeo", "copy", "--quiet", "--dest-tls-verify=false", "--dest-creds",
                                             f"{user}:{password}", source, f"docker://{tag}"])
 
+        def berth_earlier(kind):
+            """The same push by another berth binary (`--compare-bin`), e.g. a build before a change."""
+            return berth_push(kind, binary=args.compare_bin)
+
+        earlier = ("", berth_earlier if args.compare_bin else None)
+        return tool_rows(engine, rootless, berth_push, berth_export, cli_push, skopeo_layout, skopeo) + [earlier]
+
+    def tool_rows(engine, rootless, berth_push, berth_export, cli_push, skopeo_layout, skopeo):
         if engine == "containerd":
             return [("`berth push --engine containerd` (berth's own push from the content store)", berth_push),
                     ("`ctr images push` (containerd's CLI, same image)", cli_push),
@@ -336,6 +346,17 @@ def run(args, s, registry, payloads, tmp):
                 (f"`berth push --engine {engine} --push-via export` (`docker save`'s stream)", berth_export),
                 (f"`{engine} push`", cli_push),
                 ("`skopeo copy docker-daemon:`", skopeo)]
+
+    def tools(engine):
+        """The rows of `engine`: berth's own push first."""
+        rows = tool_closures(engine)
+        if args.compare_bin:
+            rows.insert(1, (f"{rows[0][0]}, earlier build `{args.compare_label}`", rows.pop()[1]))
+        elif rows[-1][1] is None:
+            rows.pop()
+        if args.storage_only:  # berth's own push (and the earlier build's) only, beside the curl row
+            rows = rows[:2] if args.compare_bin else rows[:1]
+        return rows
 
     def build_torch(engine, tag):
         """The PyTorch-shaped image, one COPY per layer file (built once per engine, untimed)."""
