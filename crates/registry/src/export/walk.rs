@@ -21,6 +21,7 @@ pub(super) struct Walked {
 }
 
 /// The blocking side of `RegistryClient::walk`.
+#[derive(Clone)]
 pub(super) struct Walk {
     pub(super) client: RegistryClient,
     pub(super) image: ImageRef,

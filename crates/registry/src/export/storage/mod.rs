@@ -2,18 +2,18 @@
 //! `containers-storage:` transport does: no export to wait for (libpod 4.3 and dockerd 20.10 write the whole
 //! archive to a temporary file before sending a byte of it).
 //!
-//! Each layer the registry lacks is rebuilt from its tar-split record and its files ([`tarsplit`]), gzipped on
-//! every core while it uploads as an exported one is, and its sha256 is checked against the diff id the image
-//! names before the upload is closed; the config is checked against the image id. The manifest goes last, so
+//! Each layer the registry lacks is rebuilt from its tar-split record and its files ([`tarsplit`]), gzipped
+//! while it uploads as an exported one is, several layers at once sharing the cores ([`layers`]), and its
+//! sha256 is checked against the diff id the image names before its upload is closed; the config is checked against the image id. The manifest goes last, so
 //! a layer that reads wrong leaves no image named. Anything berth cannot read or check is an error whose
 //! operation is [`READ_STORAGE`], and the caller pushes from the export instead.
 
 mod containers;
 mod docker;
+mod layers;
 mod lock;
 mod tarsplit;
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use berth_core::engine::{ImageStore, Progress};
@@ -22,9 +22,8 @@ use berth_core::{Error, ErrorKind, Result};
 use bytes::Bytes;
 
 use super::memory::Memory;
-use super::{LocalImage, Stored};
+use super::LocalImage;
 use crate::client::RegistryClient;
-use tarsplit::TarSplit;
 
 /// The operation of every error that means "push from the export instead": the storage could not be read
 /// or did not hold the image as the engine describes it. Nothing of the image was named in the registry.
@@ -115,42 +114,6 @@ impl RegistryClient {
         self.put_image_manifest(image, local, &stored, config.len() as u64, &memory)
             .await
     }
-
-    /// Uploads each of `layers` not in `stored`, one after another, each compressed on `threads` threads.
-    #[allow(clippy::too_many_arguments)]
-    async fn upload_layers(
-        &self,
-        image: &ImageRef,
-        local: &LocalImage,
-        memory: &Memory,
-        stored: &HashMap<String, Stored>,
-        threads: usize,
-        layers: Vec<LayerFiles>,
-        progress: &dyn Progress,
-    ) -> Result<HashMap<String, Stored>> {
-        let walk = self.walker(image, local, memory, stored, threads, unusable);
-        super::blocking(image, walk, progress, move |mut walk| {
-            let mut uploaded = HashMap::new();
-            let repository = format!("{}/{}", walk.image.registry, walk.image.repository);
-            for layer in layers {
-                if walk.skip.contains(&layer.diff_id) {
-                    continue;
-                }
-                let mut reader = Checked {
-                    inner: TarSplit::open(&layer.record, &layer.diff),
-                    image: &walk.image,
-                };
-                let (diff_id, blob) =
-                    walk.upload(&mut reader, Some(&layer.diff_id), layer.diff_id.clone())?;
-                walk.memory
-                    .remember_layer(&diff_id, &blob.digest, blob.size, &repository);
-                walk.skip.insert(diff_id.clone());
-                uploaded.insert(diff_id, blob);
-            }
-            Ok(uploaded)
-        })
-        .await
-    }
 }
 
 /// The image `id` in `store`.
@@ -158,25 +121,6 @@ fn open(store: &ImageStore, id: &str) -> std::result::Result<StoredImage, Unusab
     match store {
         ImageStore::ContainersStorage { root, driver } => containers::open(root, driver, id),
         ImageStore::Docker { root, driver } => docker::open(root, driver, id),
-    }
-}
-
-/// A layer's reader whose failures are [`READ_STORAGE`] errors (carried inside the I/O error, which the
-/// walk takes out again), so that a file berth may not read sends the push to the export.
-struct Checked<'a> {
-    inner: std::io::Result<TarSplit>,
-    image: &'a ImageRef,
-}
-
-impl std::io::Read for Checked<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let failed = |e: &std::io::Error| {
-            std::io::Error::other(unusable(self.image, format!("a layer cannot be read: {e}")))
-        };
-        match &mut self.inner {
-            Ok(reader) => reader.read(buf).map_err(|e| failed(&e)),
-            Err(e) => Err(failed(e)),
-        }
     }
 }
 
