@@ -22,6 +22,7 @@ plus a reference row of the libpod service building from the context folder itse
 Podman 4.3 reads as a local path when it is not a URL): what the tar costs on the service's side.
 """
 
+import datetime
 import json
 import os
 import subprocess
@@ -126,19 +127,22 @@ def bench_large(args):
                        rows))
 
 
-def own_records(before):
-    """The ids of BuildKit records that were not there in `before` and are not in use: what a build just made."""
+def own_records(before, since):
+    """The ids of BuildKit records that were not there in `before`, were last used after `since` (UTC,
+    `YYYY-MM-DD HH:MM:SS`, as dockerd prints it) and are not in use: what a build just made. (A build someone else
+    runs on the same daemon at the same time would match too.)"""
     out = subprocess.run(["docker", "system", "df", "-v", "--format", "{{json .BuildCache}}"], capture_output=True,
                          text=True).stdout
-    return {r["ID"] for r in json.loads(out or "[]") if r["ID"] not in before and r["InUse"] == "false"}
+    return {r["ID"] for r in json.loads(out or "[]")
+            if r["ID"] not in before and r["InUse"] == "false" and (r.get("LastUsedAt") or "") >= since}
 
 
-def prune_own(before):
+def prune_own(before, since):
     """Removes what one build left in BuildKit's cache (a GiB of kept files and a GiB of COPY results), so that a
     run of several full sends fits the disk. One id per call (dockerd takes one value per filter); a record goes
     once its children have, so a few passes."""
     for _ in range(12):
-        left = own_records(before)
+        left = own_records(before, since)
         if not left:
             return
         for record in left:
@@ -186,6 +190,7 @@ def bench_large_send(args):
             else:
                 cmd, cwd, env = ([berth, "build", "--engine", "docker", "--no-push", "--force", "--no-cache",
                                   spec.name], folder, s.env)
+            since = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
             try:
                 start = os.times()
                 secs, rss, _ = measure(cmd, cwd=cwd, env=env)
@@ -193,7 +198,7 @@ def bench_large_send(args):
                 cpu = (end.children_user - start.children_user) + (end.children_system - start.children_system)
             finally:
                 remove("docker", image, ["bench-build-docker-cli"])
-                prune_own(before)
+                prune_own(before, since)
                 subprocess.run(["rm", "-rf", str(folder)])
             return secs, rss, cpu
 
