@@ -79,6 +79,8 @@ def main():
     large.add_argument("--engines", nargs="+", default=["docker", "podman"], choices=["docker", "podman", "containerd"])
     large_send = sub.add_parser("large-send", help="every file of a 1 GiB context sent: berth vs docker build")
     large_send.add_argument("--runs", type=int, default=3)
+    large_send.add_argument("--quarters", type=int, default=4, choices=[1, 2, 3, 4],
+                            help="how much of the tree: 256 MiB each (less disk)")
     large_send.add_argument("--against", help="a second berth binary to time beside (e.g. the previous commit's)")
     remote = sub.add_parser("remote", help="the same 256 MiB build on the local dockerd and on the remote one over TLS")
     remote.add_argument("--runs", type=int, default=3)

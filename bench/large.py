@@ -164,8 +164,9 @@ def bench_large_send(args):
             berths.append((f"`berth build --engine docker` ({args.against})", Path(args.against)))
         cli = "`DOCKER_BUILDKIT=1 docker build` (docker 20.10 CLI)"
         print(machine_line())
-        print("Every file of the 1 GiB tree sent (40,804 files), `--no-cache`, each run in a new folder; BuildKit's "
-              "records of each build pruned after it. Tools alternate; medians.")
+        print(f"Every file of {args.quarters} quarter(s) of the 1 GiB tree sent (10,201 files per 256 MiB), "
+              "`--no-cache`, each run in a new folder; BuildKit's records of each build pruned after it. Tools "
+              "alternate; medians.")
         out = subprocess.run(["docker", "system", "df", "-v", "--format", "{{json .BuildCache}}"],
                              capture_output=True, text=True).stdout
         before = {r["ID"] for r in json.loads(out or "[]")}
@@ -178,14 +179,15 @@ def bench_large_send(args):
             tree = folder / shared.name
             sh(["cp", "-al", str(shared), str(tree)])
             spec = folder / "large.yaml"
-            spec.write_text(memory_spec(s.tenv, "bench-large-send", [f"{tree.name}/{q}" for q in QUARTERS]))
+            quarters = QUARTERS[:args.quarters]
+            spec.write_text(memory_spec(s.tenv, "bench-large-send", [f"{tree.name}/{q}" for q in quarters]))
             # untimed: the copy's files are hashed once (new paths), as a build of a known tree finds them cached
             image = sh([s.berth, "name", spec.name], cwd=folder, capture_output=True, text=True,
                        env=s.env).stdout.strip()
             if berth is None:
                 ctx = folder / "ctx"
                 render(s.berth, spec, ctx, [])
-                cmd, cwd, env = ([DOCKER20, "build", "--no-cache", "-t", "bench-build-docker-cli", "-f",
+                cmd, cwd, env = ([DOCKER20, "build", "--no-cache", "-t", "bench-large-send-cli", "-f",
                                   ctx / "Dockerfile", ctx], None, dict(s.env, DOCKER_BUILDKIT="1"))
             else:
                 cmd, cwd, env = ([berth, "build", "--engine", "docker", "--no-push", "--force", "--no-cache",
@@ -197,7 +199,7 @@ def bench_large_send(args):
                 end = os.times()
                 cpu = (end.children_user - start.children_user) + (end.children_system - start.children_system)
             finally:
-                remove("docker", image, ["bench-build-docker-cli"])
+                remove("docker", image, ["bench-large-send-cli"])
                 prune_own(before, since)
                 subprocess.run(["rm", "-rf", str(folder)])
             return secs, rss, cpu
@@ -211,5 +213,5 @@ def bench_large_send(args):
             rows.append((label, fmt(median(secs)), len(secs), fmt(max(r[1] for r in results[label]), 1),
                          fmt(median([r[2] for r in results[label]]), 1),
                          "-" if label == cli else f"{(median(secs) / base - 1) * 100:+.1f}%"))
-        print("\n**Sending every file of a 1 GiB context (Docker)**\n")
+        print(f"\n**Sending every file of a {256 * args.quarters} MiB context (Docker)**\n")
         print(md_table(["tool", "median s", "runs", "peak RSS MiB", "client CPU s", "time vs the CLI"], rows))
