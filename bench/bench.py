@@ -12,6 +12,9 @@
     python3 bench/bench.py large  [--runs 3]                 a 1 GiB context: berth vs docker build (file sync),
                                                              podman build and podman --remote build; berth on
                                                              containerd beside docker build (--engines containerd)
+    python3 bench/bench.py large-send [--runs 3] [--against B] every file of the 1 GiB context sent on Docker: berth
+                                                             (and berth binary B) vs docker build, with CPU time,
+                                                             each build's BuildKit records pruned after it (disk)
     python3 bench/bench.py remote [--runs 3]                 a 256 MiB context built on the local dockerd and
                                                              on the remote one over TLS (scripts/env/remote-docker.sh)
     python3 bench/bench.py remote-ssh [--runs 3]             a 256 MiB context built locally vs over SSH (Docker, Podman)
@@ -79,6 +82,11 @@ def main():
     large = sub.add_parser("large", help="a 1 GiB context built by berth and by the engines' CLIs, alternating")
     large.add_argument("--runs", type=int, default=3)
     large.add_argument("--engines", nargs="+", default=["docker", "podman"], choices=["docker", "podman", "containerd"])
+    large_send = sub.add_parser("large-send", help="every file of a 1 GiB context sent: berth vs docker build")
+    large_send.add_argument("--runs", type=int, default=3)
+    large_send.add_argument("--quarters", type=int, default=4, choices=[1, 2, 3, 4],
+                            help="how much of the tree: 256 MiB each (less disk)")
+    large_send.add_argument("--against", help="a second berth binary to time beside (e.g. the previous commit's)")
     remote = sub.add_parser("remote", help="the same 256 MiB build on the local dockerd and on the remote one over TLS")
     remote.add_argument("--runs", type=int, default=3)
     remote_ssh = sub.add_parser("remote-ssh", help="a 256 MiB context built on a local engine vs the same over SSH")
@@ -117,6 +125,9 @@ def run(what, args):
     if what == "large":
         import large
         return large.bench_large(args)
+    if what == "large-send":
+        import large
+        return large.bench_large_send(args)
     if what == "remote":
         import remote
         return remote.bench_remote(args)

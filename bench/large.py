@@ -5,9 +5,10 @@ Docker: `berth build --engine docker` (BuildKit; the context through berth's ses
 Podman: berth (the rootful service, a tar in the request body) against `podman --remote build` (the same service)
 and `podman build` (buildah in the CLI process). Rows:
 
-- first build: the untimed warm-up of the other modes, timed. BuildKit keys the files it keeps by the session's
-  shared key: the CLI's is its context folder (new here, so it sends every byte); berth's is the folder holding
-  the spec's sources (the tree), so a berth build of the same tree earlier on this daemon counts;
+- first build (`--no-cache`): the untimed warm-up of the other modes, timed. BuildKit keys the files it keeps by
+  the session's shared key: the CLI's is its context folder, berth's the folder holding the spec's sources; both
+  are new in each run (the tree is hard-linked into the run's folder), so each tool sends every byte, and
+  `--no-cache` keeps the second tool from reusing the first one's `COPY` results (BuildKit keys them by content);
 - `--no-cache`: every step runs again; BuildKit still keeps the files of the last sync, so each tool sends only
   what changed (nothing);
 - one file changed: a 1 KiB file of the tree rewritten with new bytes (same size) before each run, no
@@ -21,12 +22,14 @@ plus a reference row of the libpod service building from the context folder itse
 Podman 4.3 reads as a local path when it is not a URL): what the tar costs on the service's side.
 """
 
+import datetime
+import json
 import os
 import subprocess
 import tempfile
 from pathlib import Path
 
-from build import Setup, memory_spec, remove, render, tool_commands
+from build import DOCKER20, Setup, memory_spec, remove, render, tool_commands
 from common import CACHE, alternate, fmt, machine_line, md_table, measure, median, sh
 from tree import ensure_tree
 
@@ -46,18 +49,24 @@ def folder_build(ctx, no_cache):
 
 
 def bench_large(args):
-    tree = ensure_tree()
-    # the file rewritten between "one file changed" runs: a small text file of the tree, restored afterwards
-    touched = next((tree / "q3").rglob("notes_*.txt"))
-    original = touched.read_bytes()
+    shared = ensure_tree()
     with tempfile.TemporaryDirectory(dir=CACHE, prefix="large-") as tmp:
         tmp = Path(tmp)
         s = Setup(tmp)
-        spec = CACHE / f"large-context-{'-'.join(args.engines)}.yaml"
+        # The spec's sources are a hard-linked copy of the tree in this run's folder: berth's session shared key
+        # names the folder holding them, so BuildKit has kept no files of an earlier run and the first build
+        # sends every file, as the CLI's does from its new context folder (no second GiB on disk).
+        tree = tmp / shared.name
+        sh(["cp", "-al", str(shared), str(tree)])
+        # the file rewritten between "one file changed" runs: a small text file of the tree, restored afterwards
+        touched = next((tree / "q3").rglob("notes_*.txt"))
+        original = touched.read_bytes()
+        spec = tmp / f"large-context-{'-'.join(args.engines)}.yaml"
         spec.write_text(memory_spec(s.tenv, "bench-large", [f"{tree.name}/{q}" for q in QUARTERS]))
         ctx = tmp / "ctx"
         render(s.berth, spec, ctx, [])
-        image = sh([s.berth, "name", spec.name], cwd=CACHE, capture_output=True, text=True,
+        # untimed: hashes the copy's files once (new paths), as the other rows find them in the digest cache
+        image = sh([s.berth, "name", spec.name], cwd=tmp, capture_output=True, text=True,
                    env=s.env).stdout.strip()
         print(machine_line())
         print("Spec: bookworm-python fixture base, no packages, `copy:` of the whole 1 GiB tree (40,804 files, "
@@ -112,8 +121,97 @@ def bench_large(args):
             for engine in args.engines:
                 remove(engine, image, ["bench-build-docker-cli", "bench-build-podman-cli",
                                        "localhost/bench-build-podman-folder"])
-            spec.unlink()
-            subprocess.run(["rm", "-rf", str(ctx)])
+            subprocess.run(["rm", "-rf", str(ctx), str(tree)])
         print("\n**Building a 1 GiB context**\n")
         print(md_table(["engine", "build", "tool", "median s", "runs", "peak RSS MiB", "berth time vs this tool"],
                        rows))
+
+
+def own_records(before, since):
+    """The ids of BuildKit records that were not there in `before`, were last used after `since` (UTC,
+    `YYYY-MM-DD HH:MM:SS`, as dockerd prints it) and are not in use: what a build just made. (A build someone else
+    runs on the same daemon at the same time would match too.)"""
+    out = subprocess.run(["docker", "system", "df", "-v", "--format", "{{json .BuildCache}}"], capture_output=True,
+                         text=True).stdout
+    return {r["ID"] for r in json.loads(out or "[]")
+            if r["ID"] not in before and r["InUse"] == "false" and (r.get("LastUsedAt") or "") >= since}
+
+
+def prune_own(before, since):
+    """Removes what one build left in BuildKit's cache (a GiB of kept files and a GiB of COPY results), so that a
+    run of several full sends fits the disk. One id per call (dockerd takes one value per filter); a record goes
+    once its children have, so a few passes."""
+    for _ in range(12):
+        left = own_records(before, since)
+        if not left:
+            return
+        for record in left:
+            subprocess.run(["docker", "builder", "prune", "-a", "-f", "--filter", f"id={record}"], capture_output=True)
+
+
+def bench_large_send(args):
+    """`large-send`: the first-build row alone, every file of the 1 GiB tree sent, with each build's BuildKit records
+    pruned after it (a full `large` run on Docker keeps about 6 GB). Each run hard-links the tree into a new folder
+    (a new shared key for berth; the CLI's context folder is new too) and builds with `--no-cache`. Also times a
+    second berth binary (`--against`, e.g. the previous commit's) when given. Reports wall time, peak RSS and the
+    client's CPU time (user + system, from GNU time), which the other builds on a shared machine move less."""
+    shared = ensure_tree()
+    with tempfile.TemporaryDirectory(dir=CACHE, prefix="large-send-") as tmp:
+        tmp = Path(tmp)
+        s = Setup(tmp)
+        berths = [("`berth build --engine docker`", s.berth)]
+        if args.against:
+            berths.append((f"`berth build --engine docker` ({args.against})", Path(args.against)))
+        cli = "`DOCKER_BUILDKIT=1 docker build` (docker 20.10 CLI)"
+        print(machine_line())
+        print(f"Every file of {args.quarters} quarter(s) of the 1 GiB tree sent (10,201 files per 256 MiB), "
+              "`--no-cache`, each run in a new folder; BuildKit's records of each build pruned after it. Tools "
+              "alternate; medians.")
+        out = subprocess.run(["docker", "system", "df", "-v", "--format", "{{json .BuildCache}}"],
+                             capture_output=True, text=True).stdout
+        before = {r["ID"] for r in json.loads(out or "[]")}
+        runs = [0]
+
+        def one(label, berth):
+            runs[0] += 1
+            folder = tmp / f"run{runs[0]}"
+            folder.mkdir()
+            tree = folder / shared.name
+            sh(["cp", "-al", str(shared), str(tree)])
+            spec = folder / "large.yaml"
+            quarters = QUARTERS[:args.quarters]
+            spec.write_text(memory_spec(s.tenv, "bench-large-send", [f"{tree.name}/{q}" for q in quarters]))
+            # untimed: the copy's files are hashed once (new paths), as a build of a known tree finds them cached
+            image = sh([s.berth, "name", spec.name], cwd=folder, capture_output=True, text=True,
+                       env=s.env).stdout.strip()
+            if berth is None:
+                ctx = folder / "ctx"
+                render(s.berth, spec, ctx, [])
+                cmd, cwd, env = ([DOCKER20, "build", "--no-cache", "-t", "bench-large-send-cli", "-f",
+                                  ctx / "Dockerfile", ctx], None, dict(s.env, DOCKER_BUILDKIT="1"))
+            else:
+                cmd, cwd, env = ([berth, "build", "--engine", "docker", "--no-push", "--force", "--no-cache",
+                                  spec.name], folder, s.env)
+            since = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+            try:
+                start = os.times()
+                secs, rss, _ = measure(cmd, cwd=cwd, env=env)
+                end = os.times()
+                cpu = (end.children_user - start.children_user) + (end.children_system - start.children_system)
+            finally:
+                remove("docker", image, ["bench-large-send-cli"])
+                prune_own(before, since)
+                subprocess.run(["rm", "-rf", str(folder)])
+            return secs, rss, cpu
+
+        tools = [(label, (lambda b=b, lb=label: one(lb, b))) for label, b in berths] + [(cli, lambda: one(cli, None))]
+        results = alternate(args.runs, tools)
+        base = median([r[0] for r in results[cli]])
+        rows = []
+        for label, _ in tools:
+            secs = [r[0] for r in results[label]]
+            rows.append((label, fmt(median(secs)), len(secs), fmt(max(r[1] for r in results[label]), 1),
+                         fmt(median([r[2] for r in results[label]]), 1),
+                         "-" if label == cli else f"{(median(secs) / base - 1) * 100:+.1f}%"))
+        print(f"\n**Sending every file of a {256 * args.quarters} MiB context (Docker)**\n")
+        print(md_table(["tool", "median s", "runs", "peak RSS MiB", "client CPU s", "time vs the CLI"], rows))

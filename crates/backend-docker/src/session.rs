@@ -167,6 +167,20 @@ impl AsyncWrite for Transport {
         Pin::new(&mut self.0).poll_write(cx, buf)
     }
 
+    // Forwarded so that h2 writes each frame's header and payload in one `writev`: without them it writes the
+    // 9-byte header and the payload of every `DATA` frame in two calls, and the daemon reads them in two.
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.0).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.0.is_write_vectored()
+    }
+
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.0).poll_flush(cx)
     }
