@@ -8,6 +8,7 @@ mod doctor;
 mod env_vars;
 mod exit;
 mod help;
+mod memory;
 mod progress;
 
 use std::process::ExitCode;
@@ -16,6 +17,8 @@ use args::Command;
 use exit::ExitStatus;
 
 fn main() -> ExitCode {
+    // before any thread: the digest readers and the runtime's threads then share one malloc arena
+    memory::one_arena();
     let cli = help::parse();
     progress::init(if cli.quiet {
         progress::Verbosity::Quiet
