@@ -42,42 +42,28 @@ impl ScratchNamespace {
     /// The digest of every blob in the namespace with the value of its label `key`, if it has one, as `ctr`
     /// lists them.
     pub fn content_label(&self, key: &str) -> Vec<(String, Option<String>)> {
-        let out = self.ctr(&["content", "ls"]).expect("run ctr");
-        assert!(
-            out.status.success(),
-            "ctr content ls: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let prefix = format!("{key}=");
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .skip(1)
-            .filter_map(|line| {
-                let digest = line.split_whitespace().next()?.to_string();
-                // labels are printed joined by commas, and a distribution-source value holds commas too: a value
-                // ends where the next containerd label starts
-                let labels = line.split_whitespace().last()?;
-                let value = labels.split_once(&prefix).map(|(_, rest)| {
-                    rest.split_once(",containerd.io/")
-                        .map_or(rest, |(value, _)| value)
-                        .to_string()
-                });
-                Some((digest, value))
-            })
-            .collect()
+        let listing = self
+            .listing()
+            .unwrap_or_else(|e| panic!("ctr content ls: {e}"));
+        label_values(&listing, key)
     }
 
     /// The blobs in the namespace that carry the step cache's root label (none when `ctr` fails).
     pub fn rooted(&self) -> Vec<String> {
-        let Ok(out) = self.ctr(&["content", "ls"]) else {
-            return Vec::new();
-        };
-        let marker = format!("{GC_ROOT}=");
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .filter(|line| line.contains(&marker))
-            .filter_map(|line| line.split_whitespace().next().map(str::to_string))
+        let listing = self.listing().unwrap_or_default();
+        label_values(&listing, GC_ROOT)
+            .into_iter()
+            .filter_map(|(digest, value)| value.map(|_| digest))
             .collect()
+    }
+
+    /// `ctr content ls`'s output, or why there is none.
+    fn listing(&self) -> Result<String, String> {
+        let out = self.ctr(&["content", "ls"]).map_err(|e| e.to_string())?;
+        if !out.status.success() {
+            return Err(String::from_utf8_lossy(&out.stderr).into_owned());
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     }
 
     /// Sets label `key` of blob `digest` to `value` (empty: removes it).
@@ -109,4 +95,25 @@ impl Drop for ScratchNamespace {
             let _ = self.ctr(&["content", "label", &digest, &unset]);
         }
     }
+}
+
+/// Each blob of a `ctr content ls` listing with the value of its label `key`, if it has one.
+fn label_values(listing: &str, key: &str) -> Vec<(String, Option<String>)> {
+    let prefix = format!("{key}=");
+    listing
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let digest = line.split_whitespace().next()?.to_string();
+            // labels are printed joined by commas, and a distribution-source value holds commas too: a value ends
+            // where the next containerd label starts
+            let labels = line.split_whitespace().last()?;
+            let value = labels.split_once(&prefix).map(|(_, rest)| {
+                rest.split_once(",containerd.io/")
+                    .map_or(rest, |(value, _)| value)
+                    .to_string()
+            });
+            Some((digest, value))
+        })
+        .collect()
 }
