@@ -228,6 +228,7 @@ impl BuildPlan {
     }
 }
 
+mod copy_dir;
 mod from_spec;
 pub use from_spec::{plan_for_spec, DEFAULT_PYTHON_VERSION};
 

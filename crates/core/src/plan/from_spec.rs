@@ -2,6 +2,7 @@
 
 use std::path::Path;
 
+use super::copy_dir;
 use super::{
     BuildPlan, ContextEntry, ContextSource, CopyStep, HelperImage, Mount, PlanSecret, RunStep, Step,
 };
@@ -414,34 +415,17 @@ impl Planner<'_> {
         Ok(())
     }
 
-    /// Adds a folder's files to the context, refusing symlinks that lead outside the spec's folder.
+    /// Adds a folder's files to the context, refusing symlinks that lead outside the spec's folder or in a loop.
     fn add_dir(&mut self, dir: &Path, prefix: &str, boundary: &Path) -> Result<()> {
-        let mut entries: Vec<_> = std::fs::read_dir(dir)
-            .map_err(|e| Error::io(dir, e))?
-            .collect::<std::io::Result<_>>()
-            .map_err(|e| Error::io(dir, e))?;
-        entries.sort_by_key(|e| e.file_name());
-        for entry in entries {
-            let path = entry.path();
-            let name = entry.file_name().to_string_lossy().into_owned();
-            let inside = format!("{prefix}/{name}");
-            let resolved = path.canonicalize().map_err(|e| Error::io(&path, e))?;
-            if !resolved.starts_with(boundary) {
-                return Err(self.fail(format!(
-                    "copy: {} leads outside the spec's folder through a symlink (to {})",
-                    path.display(),
-                    resolved.display()
-                )));
-            }
-            if resolved.is_dir() {
-                self.add_dir(&path, &inside, boundary)?;
-            } else {
-                self.context.push(ContextEntry {
-                    path: inside,
-                    source: ContextSource::File(path),
-                });
-            }
-        }
+        let real = dir.canonicalize().map_err(|e| Error::io(dir, e))?;
+        let files = copy_dir::folder_files(dir, &real, prefix, boundary).map_err(|r| match r {
+            copy_dir::Refusal::Io(e) => e,
+            copy_dir::Refusal::Invalid { message, hint } => self.fail(message).with_hint(hint),
+        })?;
+        self.context.extend(files.into_iter().map(|f| ContextEntry {
+            path: f.inside,
+            source: ContextSource::File(f.source),
+        }));
         Ok(())
     }
 }
