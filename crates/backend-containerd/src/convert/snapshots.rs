@@ -8,7 +8,7 @@ use containerd_client::services::v1::leases_client::LeasesClient;
 use containerd_client::services::v1::snapshots::snapshots_client::SnapshotsClient;
 use containerd_client::services::v1::snapshots::{
     CommitSnapshotRequest, Kind, ListSnapshotsRequest, MountsRequest, PrepareSnapshotRequest,
-    RemoveSnapshotRequest, StatSnapshotRequest, ViewSnapshotRequest,
+    RemoveSnapshotRequest, StatSnapshotRequest, UsageRequest, ViewSnapshotRequest,
 };
 use containerd_client::services::v1::{
     AddResourceRequest, ApplyRequest, CreateRequest, DeleteRequest, DiffRequest, ListRequest,
@@ -129,6 +129,21 @@ impl Daemon {
                 };
                 Ok(Some(SnapshotInfo { kind }))
             }
+            Err(s) if s.code() == Code::NotFound => Ok(None),
+            Err(s) => Err(status_error(&s, op)),
+        }
+    }
+
+    /// The bytes snapshot `key` holds on disk (its own files, not its parents'), or `None` when it is gone. For
+    /// a committed snapshot containerd answers from its metadata (the overlay and native snapshotters measure a
+    /// snapshot once, when it is committed); an active one is measured on each call.
+    pub(crate) async fn snapshot_usage(&self, key: &str, op: Op) -> Result<Option<u64>> {
+        let request = self.call(UsageRequest {
+            snapshotter: self.snapshotter.clone(),
+            key: key.to_string(),
+        });
+        match self.snapshots().usage(request).await {
+            Ok(response) => Ok(Some(response.into_inner().size.max(0) as u64)),
             Err(s) if s.code() == Code::NotFound => Ok(None),
             Err(s) => Err(status_error(&s, op)),
         }

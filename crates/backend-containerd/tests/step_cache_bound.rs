@@ -1,0 +1,155 @@
+//! The step cache's size bound on the real containerd of `scripts/env/up.sh`: a build drops the least recently
+//! used records until the rest fit, and exactly their blobs stop being roots for containerd's collector.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use berth_backend_containerd::{ContainerdEngine, ContainerdOptions};
+use berth_core::engine::{BuildOptions, ContainerEngine, Progress, ProgressEvent, RemoveOptions};
+use berth_tests::conformance::support::{plan, run};
+use berth_tests::env::TestEnv;
+use berth_tests::scratch_namespace::ScratchNamespace;
+
+/// Progress that keeps output lines.
+#[derive(Default)]
+struct Lines(Mutex<Vec<String>>);
+
+impl Progress for Lines {
+    fn event(&self, event: ProgressEvent) {
+        if let (ProgressEvent::Line(line), Ok(mut lines)) = (event, self.0.lock()) {
+            lines.push(line);
+        }
+    }
+}
+
+impl Lines {
+    fn about_pruning(&self) -> Vec<String> {
+        let lines = self.0.lock().map(|l| l.clone()).unwrap_or_default();
+        lines
+            .into_iter()
+            .filter(|l| l.starts_with("step cache:"))
+            .collect()
+    }
+}
+
+/// Each step writes 1 MiB of random bytes: about 2 MiB on disk (the blob and the snapshot), so a 5 MiB bound
+/// holds two steps and not three.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_build_drops_the_least_recently_used_records_past_the_size_bound() {
+    let Some(env) = TestEnv::for_engine("containerd") else {
+        return;
+    };
+    let scratch = ScratchNamespace::new(env, "berth-test-cache-bound");
+    let engine = ContainerdEngine::connect(ContainerdOptions {
+        address: Some(env.containerd_address.display().to_string()),
+        namespace: Some(scratch.namespace().to_string()),
+        state_dir: Some(scratch.state().to_path_buf()),
+        step_cache_max: Some("5MiB".into()),
+        ..ContainerdOptions::default()
+    })
+    .await
+    .unwrap_or_else(|e| panic!("run scripts/env/up.sh first: {e}"));
+    let mut blob_of = HashMap::new();
+    let build = |name: &'static str| build_one(env, &engine, &scratch, name);
+    let (a, _) = build("a").await;
+    let (b, _) = build("b").await;
+    // a again, from the cache: now b is the least recently used
+    let (again, lines) = build("a").await;
+    assert_eq!(again, a, "the second build of a did not use the cache");
+    assert!(
+        lines.about_pruning().is_empty(),
+        "{:?}",
+        lines.about_pruning()
+    );
+    let (c, _) = build("c").await;
+    blob_of.insert("a", a.clone());
+    blob_of.insert("b", b.clone());
+    blob_of.insert("c", c.clone());
+    assert_rooted(&scratch, &blob_of, &["a", "b", "c"], &[]);
+    // three steps (about 6 MiB) are past the bound: the next build drops b alone, the least recently used
+    let (d, lines) = build("d").await;
+    blob_of.insert("d", d);
+    assert_rooted(&scratch, &blob_of, &["a", "c", "d"], &["b"]);
+    let said = lines.about_pruning();
+    assert!(
+        said.len() == 1
+            && said[0].contains(" 1 least recently used record")
+            && said[0].contains("MiB"),
+        "{said:?}"
+    );
+    for name in ["a", "b", "c", "d"] {
+        let _ = engine
+            .remove(&tag(env, name), RemoveOptions::default())
+            .await;
+    }
+}
+
+fn tag(env: &TestEnv, name: &str) -> String {
+    format!(
+        "{}/berth-daemon-test/cache-bound-{name}-{}:v1",
+        env.registry,
+        std::process::id()
+    )
+}
+
+/// Builds image `name`, one step writing 1 MiB of random bytes; returns the blob of its layer (found through
+/// the layer's diff id) and what the build said.
+async fn build_one(
+    env: &TestEnv,
+    engine: &ContainerdEngine,
+    scratch: &ScratchNamespace,
+    name: &str,
+) -> (String, Lines) {
+    let steps = vec![run(format!(
+        "head -c 1048576 /dev/urandom > /random-{name}"
+    ))];
+    let options = BuildOptions {
+        tags: vec![tag(env, name)],
+        credentials: vec![env.credentials()],
+        ..BuildOptions::default()
+    };
+    let lines = Lines::default();
+    engine
+        .build(&plan(&env.busybox_image, steps), &options, &lines)
+        .await
+        .unwrap_or_else(|e| panic!("build {name}: {e}"));
+    let layers = engine
+        .inspect(&tag(env, name))
+        .await
+        .expect("inspect")
+        .layers;
+    let diff_id = layers.last().expect("a layer").clone();
+    let blob = scratch
+        .content_label("containerd.io/uncompressed")
+        .into_iter()
+        .find(|(_, value)| value.as_deref() == Some(diff_id.as_str()))
+        .map(|(digest, _)| digest)
+        .unwrap_or_else(|| panic!("no blob of {diff_id}"));
+    (blob, lines)
+}
+
+/// The blobs of `kept` are the roots of the namespace, those of `dropped` are not.
+fn assert_rooted(
+    scratch: &ScratchNamespace,
+    blob_of: &HashMap<&str, String>,
+    kept: &[&str],
+    dropped: &[&str],
+) {
+    let mut rooted = scratch.rooted();
+    rooted.sort();
+    let mut expected: Vec<String> = kept.iter().map(|name| blob_of[name].clone()).collect();
+    expected.sort();
+    assert_eq!(rooted, expected, "roots, kept {kept:?}");
+    for name in kept {
+        assert!(
+            rooted.contains(&blob_of[name]),
+            "{name}'s blob lost its root: {rooted:?}"
+        );
+    }
+    for name in dropped {
+        assert!(
+            !rooted.contains(&blob_of[name]),
+            "{name}'s blob is still a root: {rooted:?}"
+        );
+    }
+}
