@@ -5,7 +5,10 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 
 use berth_backend_containerd::{ContainerdEngine, ContainerdOptions};
-use berth_core::engine::{BuildOptions, ContainerEngine, Progress, ProgressEvent, RemoveOptions};
+use berth_core::engine::{
+    BuildOptions, ContainerEngine, NoProgress, Progress, ProgressEvent, RemoveOptions,
+};
+use berth_core::plan::{Mount, RunStep, Step};
 use berth_tests::conformance::support::{plan, run};
 use berth_tests::env::TestEnv;
 use berth_tests::scratch_namespace::ScratchNamespace;
@@ -40,15 +43,7 @@ async fn a_build_drops_the_least_recently_used_records_past_the_size_bound() {
         return;
     };
     let scratch = ScratchNamespace::new(env, "berth-test-cache-bound");
-    let engine = ContainerdEngine::connect(ContainerdOptions {
-        address: Some(env.containerd_address.display().to_string()),
-        namespace: Some(scratch.namespace().to_string()),
-        state_dir: Some(scratch.state().to_path_buf()),
-        step_cache_max: Some("5MiB".into()),
-        ..ContainerdOptions::default()
-    })
-    .await
-    .unwrap_or_else(|e| panic!("run scripts/env/up.sh first: {e}"));
+    let engine = bounded(env, &scratch, "5MiB").await;
     let mut blob_of = HashMap::new();
     let build = |name: &'static str| build_one(env, &engine, &scratch, name);
     let (a, _) = build("a").await;
@@ -82,6 +77,99 @@ async fn a_build_drops_the_least_recently_used_records_past_the_size_bound() {
             .remove(&tag(env, name), RemoveOptions::default())
             .await;
     }
+}
+
+/// Builds on one namespace take no lock: while one build runs a step on top of a step it took from the cache,
+/// another build's prune (with a bound that fits nothing) drops every record but that one, whose blob the
+/// running build holds in its lease; the running build then ends well.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_prune_keeps_the_records_a_running_build_uses() {
+    let Some(env) = TestEnv::for_engine("containerd") else {
+        return;
+    };
+    let scratch = ScratchNamespace::new(env, "berth-test-cache-in-use");
+    let unbounded = bounded(env, &scratch, "off").await;
+    let tiny = bounded(env, &scratch, "1").await;
+    let (used, _) = build_one(env, &unbounded, &scratch, "used").await;
+    let (unused, _) = build_one(env, &unbounded, &scratch, "unused").await;
+    // the step "used" again, from the cache, then a step that waits for the test
+    let gated = plan(
+        &env.busybox_image,
+        vec![
+            run(random_step("used")),
+            Step::Run(RunStep {
+                command:
+                    "touch /gate/started; while [ ! -e /gate/go ]; do sleep 0.1; done; rm /gate/*"
+                        .into(),
+                mounts: vec![Mount::Cache {
+                    id: "gate".into(),
+                    target: "/gate".into(),
+                }],
+            }),
+        ],
+    );
+    let options = BuildOptions {
+        tags: vec![tag(env, "gated")],
+        credentials: vec![env.credentials()],
+        ..BuildOptions::default()
+    };
+    let running = unbounded.build(&gated, &options, &NoProgress);
+    let meanwhile = async {
+        let gate = wait_for_gate(&scratch).await;
+        let other = build_one(env, &tiny, &scratch, "other").await;
+        let rooted = scratch.rooted();
+        std::fs::write(gate.join("go"), "").expect("open the gate");
+        (other, rooted)
+    };
+    let (built, ((other, _), rooted)) = tokio::join!(running, meanwhile);
+    built.unwrap_or_else(|e| panic!("the gated build: {e}"));
+    assert!(
+        rooted.contains(&used),
+        "the record the running build used was dropped: {rooted:?}"
+    );
+    assert!(!rooted.contains(&unused), "{rooted:?}");
+    assert!(rooted.contains(&other), "{rooted:?}");
+    for name in ["used", "unused", "other", "gated"] {
+        let _ = unbounded
+            .remove(&tag(env, name), RemoveOptions::default())
+            .await;
+    }
+}
+
+/// The host folder of cache `gate` once a step has started in it (the build fails the test if it never does).
+async fn wait_for_gate(scratch: &ScratchNamespace) -> std::path::PathBuf {
+    let caches = scratch.state().join(scratch.namespace()).join("cache");
+    // not a time limit on berth: a build that never reaches the gate has failed, and the join reports why
+    for _ in 0..3000 {
+        let gate = std::fs::read_dir(&caches)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.path())
+            .find(|p| p.join("started").exists());
+        if let Some(gate) = gate {
+            return gate;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("no step reached the gate in {}", caches.display());
+}
+
+/// An engine on `scratch` with step cache bound `max`.
+async fn bounded(env: &TestEnv, scratch: &ScratchNamespace, max: &str) -> ContainerdEngine {
+    ContainerdEngine::connect(ContainerdOptions {
+        address: Some(env.containerd_address.display().to_string()),
+        namespace: Some(scratch.namespace().to_string()),
+        state_dir: Some(scratch.state().to_path_buf()),
+        step_cache_max: Some(max.into()),
+        ..ContainerdOptions::default()
+    })
+    .await
+    .unwrap_or_else(|e| panic!("run scripts/env/up.sh first: {e}"))
+}
+
+fn random_step(name: &str) -> String {
+    format!("head -c 1048576 /dev/urandom > /random-{name}")
 }
 
 fn tag(env: &TestEnv, name: &str) -> String {

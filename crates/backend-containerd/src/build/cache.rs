@@ -8,11 +8,13 @@
 //! than the size bound ([`crate::StepCacheMax`]), the least recently used ones ([`super::cache_bound`]); a
 //! dropped record's blob loses the root label, so the collector can reclaim layers no image uses any more.
 //!
-//! Two builds on one namespace share the records and take no lock: a build adds the blob of every record it
-//! uses to its own lease before checking that it is still there, so another build's prune may drop the record
-//! and un-root the blob, but the collector keeps blob and snapshot until the build using them ends.
+//! Two builds on one namespace share the records and take no lock. A build adds the blob of every record it
+//! uses to its own lease before checking that it is still there (the blobs of the steps it runs are in its lease
+//! already), and the size pass never drops a record whose blob is in a berth lease; the age pass may (a record a
+//! build just took from the cache is not a week old, unless the clock moved), and then the lease still keeps the
+//! blob and, through its reference, the snapshot until the build using them ends.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
@@ -231,12 +233,18 @@ impl StepCache {
         let Some(bound) = bound else {
             return pruned;
         };
+        // what running builds use cannot be known: the size pass waits for the next build
+        let Ok(in_use) = in_use(daemon).await else {
+            return pruned;
+        };
         let mut sized = Vec::with_capacity(kept.len());
         for (path, used, record) in kept {
             let text = |k: &str| record[k].as_str().map(str::to_string);
+            let digest = text("digest").unwrap_or_default();
             sized.push(Entry {
                 size: record_size(daemon, &record).await,
-                digest: text("digest").unwrap_or_default(),
+                in_use: in_use.contains(&digest),
+                digest,
                 chain: text("chain").unwrap_or_default(),
                 parent: text("parent"),
                 path,
@@ -277,6 +285,15 @@ pub(crate) struct Pruned {
     pub(crate) records: usize,
     /// Bytes their steps held on disk (what the collector can reclaim, unless an image still uses a layer).
     pub(crate) bytes: u64,
+}
+
+/// The blobs berth's operations in progress (builds, pulls) hold in their leases.
+async fn in_use(daemon: &Daemon) -> Result<HashSet<String>> {
+    let mut digests = HashSet::new();
+    for lease in daemon.lease_ids(crate::ID_PREFIX, Op::Build).await? {
+        digests.extend(daemon.leased_content(&lease, Op::Build).await?);
+    }
+    Ok(digests)
 }
 
 fn read_record(path: &Path) -> Option<serde_json::Value> {

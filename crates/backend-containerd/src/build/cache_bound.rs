@@ -14,6 +14,10 @@
 //! first would free only its blob (the child's snapshot keeps the parent's snapshot) and make every later step
 //! miss; so a record counts as used when any record built on it was, and of a chain used together the last step
 //! goes first. Two records naming one blob count it once, and dropping one of them frees nothing.
+//!
+//! A record whose blob a running build holds in its lease (a step it took from the cache, or one it made) is
+//! never dropped, whatever its age: builds on one namespace take no lock, and the one pruning sees the others
+//! through their leases.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -34,9 +38,12 @@ pub(crate) struct Entry {
     pub(crate) size: u64,
     /// Its last use (the record's modification time).
     pub(crate) used: SystemTime,
+    /// A running build holds its blob (in its lease): it counts, but never goes.
+    pub(crate) in_use: bool,
 }
 
-/// The indices of the `entries` to drop, in order, so that the rest hold at most `bound` bytes.
+/// The indices of the `entries` to drop, in order, so that the rest hold at most `bound` bytes (or as few as
+/// possible, when records in use alone hold more).
 pub(crate) fn over_bound(entries: &[Entry], bound: u64) -> Vec<usize> {
     // a chain's last use: each record's use raises its ancestors'
     let mut last_use: Vec<SystemTime> = entries.iter().map(|e| e.used).collect();
@@ -82,7 +89,7 @@ pub(crate) fn over_bound(entries: &[Entry], bound: u64) -> Vec<usize> {
             .then(entries[b].used.cmp(&entries[a].used))
     });
     let mut dropped = Vec::new();
-    for i in order {
+    for i in order.into_iter().filter(|&i| !entries[i].in_use) {
         if total <= bound {
             break;
         }
@@ -110,6 +117,7 @@ mod tests {
             parent: parent.map(|p| format!("chain-{p}")),
             size,
             used: SystemTime::UNIX_EPOCH + Duration::from_secs(60 * minute),
+            in_use: false,
         }
     }
 
@@ -139,6 +147,21 @@ mod tests {
         assert_eq!(
             names(&entries, &over_bound(&entries, 0)),
             ["a.json", "b.json", "c.json"]
+        );
+    }
+
+    #[test]
+    fn a_record_a_running_build_uses_never_goes() {
+        let mut entries = vec![
+            entry("a", None, 100, 1),
+            entry("b", None, 100, 2),
+            entry("c", None, 100, 3),
+        ];
+        entries[0].in_use = true;
+        assert_eq!(names(&entries, &over_bound(&entries, 200)), ["b.json"]);
+        assert_eq!(
+            names(&entries, &over_bound(&entries, 0)),
+            ["b.json", "c.json"]
         );
     }
 

@@ -12,7 +12,7 @@ use containerd_client::services::v1::snapshots::{
 };
 use containerd_client::services::v1::{
     AddResourceRequest, ApplyRequest, CreateRequest, DeleteRequest, DiffRequest, ListRequest,
-    Resource,
+    ListResourcesRequest, Resource,
 };
 use containerd_client::tonic::transport::Channel;
 use containerd_client::tonic::Code;
@@ -280,6 +280,22 @@ impl Daemon {
             .await
             .map_err(|s| status_error(&s, op))?;
         Ok(())
+    }
+
+    /// The blobs lease `id` holds (none when the lease is gone).
+    pub(crate) async fn leased_content(&self, id: &str, op: Op) -> Result<Vec<String>> {
+        let request = self.call(ListResourcesRequest { id: id.to_string() });
+        match self.leases().list_resources(request).await {
+            Ok(response) => Ok(response
+                .into_inner()
+                .resources
+                .into_iter()
+                .filter(|r| r.r#type == "content")
+                .map(|r| r.id)
+                .collect()),
+            Err(s) if s.code() == Code::NotFound => Ok(Vec::new()),
+            Err(s) => Err(status_error(&s, op)),
+        }
     }
 
     /// Ids of the leases whose id starts with `prefix`.
