@@ -2,37 +2,21 @@
 //! used records until the rest fit, and exactly their blobs stop being roots for containerd's collector.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
 
 use berth_backend_containerd::{ContainerdEngine, ContainerdOptions};
-use berth_core::engine::{
-    BuildOptions, ContainerEngine, NoProgress, Progress, ProgressEvent, RemoveOptions,
-};
+use berth_core::engine::{BuildOptions, ContainerEngine, NoProgress, RemoveOptions};
 use berth_core::plan::{Mount, RunStep, Step};
-use berth_tests::conformance::support::{plan, run};
+use berth_tests::conformance::support::{plan, run, Recorder};
 use berth_tests::env::TestEnv;
 use berth_tests::scratch_namespace::ScratchNamespace;
 
-/// Progress that keeps output lines.
-#[derive(Default)]
-struct Lines(Mutex<Vec<String>>);
-
-impl Progress for Lines {
-    fn event(&self, event: ProgressEvent) {
-        if let (ProgressEvent::Line(line), Ok(mut lines)) = (event, self.0.lock()) {
-            lines.push(line);
-        }
-    }
-}
-
-impl Lines {
-    fn about_pruning(&self) -> Vec<String> {
-        let lines = self.0.lock().map(|l| l.clone()).unwrap_or_default();
-        lines
-            .into_iter()
-            .filter(|l| l.starts_with("step cache:"))
-            .collect()
-    }
+/// What a build said about pruning the step cache.
+fn about_pruning(progress: &Recorder) -> Vec<String> {
+    progress
+        .lines()
+        .into_iter()
+        .filter(|l| l.starts_with("step cache:"))
+        .collect()
 }
 
 /// Each step writes 1 MiB of random bytes: about 2 MiB on disk (the blob and the snapshot), so a 5 MiB bound
@@ -52,9 +36,9 @@ async fn a_build_drops_the_least_recently_used_records_past_the_size_bound() {
     let (again, lines) = build("a").await;
     assert_eq!(again, a, "the second build of a did not use the cache");
     assert!(
-        lines.about_pruning().is_empty(),
+        about_pruning(&lines).is_empty(),
         "{:?}",
-        lines.about_pruning()
+        about_pruning(&lines)
     );
     let (c, _) = build("c").await;
     blob_of.insert("a", a.clone());
@@ -65,7 +49,7 @@ async fn a_build_drops_the_least_recently_used_records_past_the_size_bound() {
     let (d, lines) = build("d").await;
     blob_of.insert("d", d);
     assert_rooted(&scratch, &blob_of, &["a", "c", "d"], &["b"]);
-    let said = lines.about_pruning();
+    let said = about_pruning(&lines);
     assert!(
         said.len() == 1
             && said[0].contains(" 1 least recently used record")
@@ -108,12 +92,8 @@ async fn a_prune_keeps_the_records_a_running_build_uses() {
             }),
         ],
     );
-    let options = BuildOptions {
-        tags: vec![tag(env, "gated")],
-        credentials: vec![env.credentials()],
-        ..BuildOptions::default()
-    };
-    let running = unbounded.build(&gated, &options, &NoProgress);
+    let gated_options = options(env, "gated");
+    let running = unbounded.build(&gated, &gated_options, &NoProgress);
     let meanwhile = async {
         let gate = wait_for_gate(&scratch).await;
         let other = build_one(env, &tiny, &scratch, "other").await;
@@ -172,6 +152,15 @@ fn random_step(name: &str) -> String {
     format!("head -c 1048576 /dev/urandom > /random-{name}")
 }
 
+/// Builds tagged [`tag`] `name`.
+fn options(env: &TestEnv, name: &str) -> BuildOptions {
+    BuildOptions {
+        tags: vec![tag(env, name)],
+        credentials: vec![env.credentials()],
+        ..BuildOptions::default()
+    }
+}
+
 fn tag(env: &TestEnv, name: &str) -> String {
     format!(
         "{}/berth-daemon-test/cache-bound-{name}-{}:v1",
@@ -187,18 +176,17 @@ async fn build_one(
     engine: &ContainerdEngine,
     scratch: &ScratchNamespace,
     name: &str,
-) -> (String, Lines) {
+) -> (String, Recorder) {
     let steps = vec![run(format!(
         "head -c 1048576 /dev/urandom > /random-{name}"
     ))];
-    let options = BuildOptions {
-        tags: vec![tag(env, name)],
-        credentials: vec![env.credentials()],
-        ..BuildOptions::default()
-    };
-    let lines = Lines::default();
+    let lines = Recorder::default();
     engine
-        .build(&plan(&env.busybox_image, steps), &options, &lines)
+        .build(
+            &plan(&env.busybox_image, steps),
+            &options(env, name),
+            &lines,
+        )
         .await
         .unwrap_or_else(|e| panic!("build {name}: {e}"));
     let layers = engine
