@@ -1,5 +1,5 @@
-//! Which step-cache records go when the cache's layers hold more disk than its size bound
-//! ([`crate::StepCacheMax`]): the least recently used first, until the rest fit.
+//! The prune each build starts with ([`prune`]), and which step-cache records go when the cache's layers hold more
+//! disk than its size bound ([`crate::StepCacheMax`]): the least recently used first, until the rest fit.
 //!
 //! A record's size is what the disk holds for its step: the compressed blob in the content store plus the
 //! committed snapshot's own files, as containerd's snapshots `Usage` call reports them. Measured here on the
@@ -10,18 +10,70 @@
 //! records had a size is asked about once per prune instead.
 //!
 //! "Recently used" is a chain's last use, not each record's alone: a build touches its steps' records in order,
-//! so the first step of the newest build is older than the last step of an older one. Dropping a parent step
+//! so a chain's first step always looks less recently used than its last. Dropping a parent step
 //! first would free only its blob (the child's snapshot keeps the parent's snapshot) and make every later step
 //! miss; so a record counts as used when any record built on it was, and of a chain used together the last step
 //! goes first. Two records naming one blob count it once, and dropping one of them frees nothing.
 //!
 //! A record whose blob a running build holds in its lease (a step it took from the cache, or one it made) is
-//! never dropped, whatever its age: builds on one namespace take no lock, and the one pruning sees the others
-//! through their leases.
+//! never dropped for size: builds on one namespace take no lock, and the one pruning sees the others through
+//! their leases (a berth lease from a build that was killed protects its records until it expires, a day).
 
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::SystemTime;
+
+use berth_core::engine::{Progress, ProgressEvent};
+
+use super::cache::StepCache;
+use super::Builder;
+use crate::step_cache_max::{disk_size, StepCacheMax};
+
+/// Prunes the step cache by age and size before the build adds to it, and says what that freed (a status line,
+/// which a terminal shows at `-v`; nothing when nothing went).
+pub(super) async fn prune(builder: &Builder<'_>, cache: &StepCache, progress: &dyn Progress) {
+    let setting = builder.engine.options.step_cache_max;
+    // the disk the bound is a share of: the one a step's snapshot fills, else the state folder's
+    let disk = match setting {
+        StepCacheMax::Off | StepCacheMax::Bytes(_) => None,
+        StepCacheMax::Default | StepCacheMax::Percent(_) => {
+            let root = builder.daemon.snapshotter_root().await.ok().flatten();
+            root.and_then(|root| disk_size(std::path::Path::new(&root)))
+                .or_else(|| disk_size(&builder.state_dir))
+        }
+    };
+    let bound = setting.bytes(disk);
+    let pruned = cache
+        .prune(&builder.daemon, super::cache::MAX_UNUSED, bound)
+        .await;
+    if pruned.records > 0 {
+        let limit = bound.map_or("no size bound".to_string(), |b| {
+            format!("size bound {}", human_size(b))
+        });
+        progress.event(ProgressEvent::Line(format!(
+            "step cache: dropped the {} least recently used record(s), {} of layers ({limit}: {})",
+            pruned.records,
+            human_size(pruned.bytes),
+            crate::EnvVars::BERTH_CONTAINERD_STEP_CACHE_MAX,
+        )));
+    }
+}
+
+/// `bytes` for people: `1.5 GiB`.
+fn human_size(bytes: u64) -> String {
+    let units = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < units.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{value:.1} {}", units[unit])
+    }
+}
 
 /// A record as the size bound sees it.
 #[derive(Debug, Clone)]

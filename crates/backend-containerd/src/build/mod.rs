@@ -38,7 +38,6 @@ use crate::images::{host_platform, image_name};
 use crate::labels::{self, chain_id, rfc3339, unique_id};
 use crate::pull::{local_or_pull, write, Pulled};
 use crate::rootfs::{resolve_user, RootfsView, SnapshotUnpack};
-use crate::step_cache_max::{disk_size, StepCacheMax};
 use crate::{ContainerdEngine, ENGINE};
 
 pub(crate) use run::release_fifo;
@@ -183,7 +182,7 @@ async fn execute(
     let mut parent = base.top.clone();
     let created = rfc3339(SystemTime::now());
     let cache = StepCache::new(builder.state_dir.join("steps"));
-    prune_cache(builder, &cache, progress).await;
+    cache_bound::prune(builder, &cache, progress).await;
     let total = plan.steps.len();
     for (i, step) in plan.steps.iter().enumerate() {
         let description = step.describe();
@@ -274,50 +273,6 @@ async fn execute(
         names,
     )
     .await
-}
-
-/// Prunes the step cache by age and size before the build adds to it, and says what that freed (a status line,
-/// which a terminal shows at `-v`; nothing when nothing went).
-async fn prune_cache(builder: &Builder<'_>, cache: &StepCache, progress: &dyn Progress) {
-    let setting = builder.engine.options.step_cache_max;
-    // the disk the bound is a share of: the one a step's snapshot fills, else the state folder's
-    let disk = match setting {
-        StepCacheMax::Off | StepCacheMax::Bytes(_) => None,
-        StepCacheMax::Default | StepCacheMax::Percent(_) => {
-            let root = builder.daemon.snapshotter_root().await.ok().flatten();
-            root.and_then(|root| disk_size(std::path::Path::new(&root)))
-                .or_else(|| disk_size(&builder.state_dir))
-        }
-    };
-    let bound = setting.bytes(disk);
-    let pruned = cache.prune(&builder.daemon, cache::MAX_UNUSED, bound).await;
-    if pruned.records > 0 {
-        let limit = bound.map_or("no size bound".to_string(), |b| {
-            format!("size bound {}", human_size(b))
-        });
-        progress.event(ProgressEvent::Line(format!(
-            "step cache: dropped the {} least recently used record(s), {} of layers ({limit}: {})",
-            pruned.records,
-            human_size(pruned.bytes),
-            crate::EnvVars::BERTH_CONTAINERD_STEP_CACHE_MAX,
-        )));
-    }
-}
-
-/// `bytes` for people: `1.5 GiB`.
-fn human_size(bytes: u64) -> String {
-    let units = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut value = bytes as f64;
-    let mut unit = 0;
-    while value >= 1024.0 && unit + 1 < units.len() {
-        value /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{bytes} B")
-    } else {
-        format!("{value:.1} {}", units[unit])
-    }
 }
 
 /// What a COPY step's layer depends on: the owner and each file's destination, mode and contents.
