@@ -36,6 +36,7 @@ mod provider;
 mod pull;
 mod push;
 mod rootfs;
+mod step_cache_max;
 
 use async_trait::async_trait;
 use berth_core::engine::{
@@ -48,6 +49,7 @@ use berth_core::{Error, Result};
 pub use cleanup::wait_for_cleanups;
 pub use options::{validate_namespace, ContainerdOptions, EnvVars, DEFAULT_ADDRESS};
 pub use provider::PROVIDER;
+pub use step_cache_max::StepCacheMax;
 
 use convert::Daemon;
 use errors::Op;

@@ -7,6 +7,7 @@ use std::time::Duration;
 use berth_core::{Error, Result};
 use berth_registry::{RegistryClient, RegistryOptions};
 
+use crate::step_cache_max::StepCacheMax;
 use crate::ENGINE;
 
 /// containerd's default socket.
@@ -31,6 +32,8 @@ impl EnvVars {
     pub const CONTAINERD_SNAPSHOTTER: &'static str = "CONTAINERD_SNAPSHOTTER";
     /// berth's state folder for this backend (cache mounts, step cache, helper files).
     pub const BERTH_CONTAINERD_STATE_DIR: &'static str = "BERTH_CONTAINERD_STATE_DIR";
+    /// How much disk the step cache may hold (see [`StepCacheMax::parse`]).
+    pub const BERTH_CONTAINERD_STEP_CACHE_MAX: &'static str = "BERTH_CONTAINERD_STEP_CACHE_MAX";
 }
 
 /// Options for [`crate::ContainerdEngine::connect`]; `None` fields come from the environment, then defaults.
@@ -44,6 +47,8 @@ pub struct ContainerdOptions {
     pub snapshotter: Option<String>,
     /// berth's state folder: persistent cache mounts, the step cache, files taken from helper images.
     pub state_dir: Option<PathBuf>,
+    /// The step cache's size bound as text (`10GiB`, `5%`, `off`; see [`StepCacheMax::parse`]).
+    pub step_cache_max: Option<String>,
     /// How long connecting and the first request may take.
     pub connect_timeout: Duration,
     /// Deadline of each short gRPC call (metadata: images, containers, tasks, leases, labels). Calls whose
@@ -70,6 +75,7 @@ impl Default for ContainerdOptions {
             namespace: None,
             snapshotter: None,
             state_dir: None,
+            step_cache_max: None,
             connect_timeout: Duration::from_secs(5),
             call_timeout: Duration::from_secs(60),
             idle_timeout: Duration::from_secs(120),
@@ -86,6 +92,7 @@ pub(crate) struct Resolved {
     pub(crate) namespace: String,
     pub(crate) snapshotter: String,
     pub(crate) state_dir: PathBuf,
+    pub(crate) step_cache_max: StepCacheMax,
     pub(crate) connect_timeout: Duration,
     pub(crate) timeouts: crate::convert::Timeouts,
     pub(crate) registry: RegistryOptions,
@@ -137,11 +144,20 @@ impl ContainerdOptions {
             .or_else(|| var(EnvVars::BERTH_CONTAINERD_STATE_DIR).map(PathBuf::from))
             .unwrap_or_else(|| PathBuf::from(DEFAULT_STATE_DIR))
             .join(&namespace);
+        let step_cache_max = match self
+            .step_cache_max
+            .clone()
+            .or_else(|| var(EnvVars::BERTH_CONTAINERD_STEP_CACHE_MAX))
+        {
+            Some(text) => StepCacheMax::parse(&text)?,
+            None => StepCacheMax::Default,
+        };
         Ok(Resolved {
             address: self.address_path(),
             namespace,
             snapshotter,
             state_dir,
+            step_cache_max,
             connect_timeout: self.connect_timeout,
             timeouts: crate::convert::Timeouts {
                 call: self.call_timeout,

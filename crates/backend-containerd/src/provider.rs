@@ -38,6 +38,12 @@ static INFO: ProviderInfo = ProviderInfo {
             label: "snapshotter",
             json: "containerd_snapshotter",
         },
+        SettingKey {
+            key: "step_cache_max",
+            env: Some(EnvVars::BERTH_CONTAINERD_STEP_CACHE_MAX),
+            label: "step cache bound",
+            json: "containerd_step_cache_max",
+        },
     ],
     other_env: &[EnvVars::BERTH_CONTAINERD_STATE_DIR],
     start_command: "containerd",
@@ -48,6 +54,7 @@ fn options(settings: &ConnectSettings) -> ContainerdOptions {
         address: settings.owned("address"),
         namespace: settings.owned("namespace"),
         snapshotter: settings.owned("snapshotter"),
+        step_cache_max: settings.owned("step_cache_max"),
         client: settings.shared().get::<RegistryClient>().cloned(),
         ..ContainerdOptions::default()
     }
@@ -80,5 +87,22 @@ impl EngineProvider for ContainerdProvider {
 
     fn wait_for_background_work(&self) {
         crate::wait_for_cleanups();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_step_cache_bound_is_a_setting_of_the_file_and_the_environment() {
+        let key = INFO
+            .options
+            .iter()
+            .find(|k| k.key == "step_cache_max")
+            .expect("a setting");
+        assert_eq!(key.env, Some(EnvVars::BERTH_CONTAINERD_STEP_CACHE_MAX));
+        let settings = ConnectSettings::default().set("step_cache_max", "2GiB");
+        assert_eq!(options(&settings).step_cache_max.as_deref(), Some("2GiB"));
     }
 }

@@ -3,17 +3,25 @@
 //!
 //! Records are small JSON files in berth's state folder. A record counts only while containerd still has what
 //! it names (the committed snapshot and the layer blob); the blob carries `containerd.io/gc.root` and a
-//! reference to its snapshot, so the collector keeps both after the build's lease is gone. A record not used for
-//! [`MAX_UNUSED`] is dropped at the start of a build and its blob loses the root label, so the collector can
-//! reclaim layers no image uses any more.
+//! reference to its snapshot, so the collector keeps both after the build's lease is gone. At the start of a
+//! build, a record not used for [`MAX_UNUSED`] is dropped, and then, while the records' layers hold more disk
+//! than the size bound ([`crate::StepCacheMax`]), the least recently used ones ([`super::cache_bound`]); a
+//! dropped record's blob loses the root label, so the collector can reclaim layers no image uses any more.
+//!
+//! Two builds on one namespace share the records and take no lock. A build adds the blob of every record it
+//! uses to its own lease before checking that it is still there (the blobs of the steps it runs are in its lease
+//! already), and the size pass never drops a record whose blob is in a berth lease; the age pass may (a record a
+//! build just took from the cache is not a week old, unless the clock moved), and then the lease still keeps the
+//! blob and, through its reference, the snapshot until the build using them ends.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use berth_core::Result;
 use serde_json::json;
 
+use super::cache_bound::{over_bound, Entry};
 use crate::convert::{Daemon, Descriptor, SnapshotKind};
 use crate::errors::{io_error, Op};
 use crate::labels::{self, sha256};
@@ -53,8 +61,15 @@ impl StepCache {
         self.dir.join(format!("{key}.json"))
     }
 
-    /// The layer recorded for `key`, if containerd still has its snapshot and blob.
-    pub(crate) async fn get(&self, daemon: &Daemon, key: &str) -> Result<Option<Layer>> {
+    /// The layer recorded for `key`, if containerd still has its snapshot and blob; the blob (and through its
+    /// reference, the snapshot) is added to `lease`, the build's, first, so a concurrent build's prune that drops
+    /// the record cannot let the collector take them while this build uses them.
+    pub(crate) async fn get(
+        &self,
+        daemon: &Daemon,
+        lease: &str,
+        key: &str,
+    ) -> Result<Option<Layer>> {
         let Ok(bytes) = std::fs::read(self.path(key)) else {
             return Ok(None);
         };
@@ -71,6 +86,12 @@ impl StepCache {
             diff_id: text("diff_id"),
             chain: text("chain"),
         };
+        if layer.blob.digest.is_empty() {
+            return Ok(None);
+        }
+        daemon
+            .lease_content(lease, &layer.blob.digest, Op::Build)
+            .await?;
         let committed = daemon
             .stat_snapshot(&layer.chain, Op::Build)
             .await?
@@ -96,9 +117,7 @@ impl StepCache {
     }
 
     fn digest_in(record: &Path) -> Option<String> {
-        let bytes = std::fs::read(record).ok()?;
-        let record: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
-        record["digest"].as_str().map(str::to_string)
+        read_record(record)?["digest"].as_str().map(str::to_string)
     }
 
     /// Whether a record other than `except`'s names blob `digest` (two steps can make the same layer).
@@ -114,20 +133,31 @@ impl StepCache {
         })
     }
 
-    /// Drops the root label of `digest`, unless a record other than `except` still names it (best effort).
-    async fn unroot(&self, daemon: &Daemon, digest: &str, except: &Path) -> Result<()> {
+    /// Drops the root label of `digest`, unless a record other than `except` still names it; `false` when one
+    /// does.
+    async fn unroot(&self, daemon: &Daemon, digest: &str, except: &Path) -> Result<bool> {
         if self.named_elsewhere(digest, except) {
-            return Ok(());
+            return Ok(false);
         }
         daemon
             .remove_content_label(digest, labels::GC_ROOT, Op::Build)
-            .await
+            .await?;
+        Ok(true)
     }
 
     /// Records `layer` for `key` and marks its blob (and through it, its snapshot) as a collector root. A layer
     /// that replaces another for the same key (a `--no-cache` build of a step whose output differs) takes the old
     /// blob's root away: no record names it any more, so nothing else would.
-    pub(crate) async fn put(&self, daemon: &Daemon, key: &str, layer: &Layer) -> Result<()> {
+    ///
+    /// The record keeps what the step holds on disk (blob and snapshot, see [`super::cache_bound`]) and the
+    /// chain it was built on (`parent`), for the size bound.
+    pub(crate) async fn put(
+        &self,
+        daemon: &Daemon,
+        key: &str,
+        parent: Option<&str>,
+        layer: &Layer,
+    ) -> Result<()> {
         let replaced = self
             .recorded(key)
             .filter(|digest| *digest != layer.blob.digest);
@@ -150,6 +180,8 @@ impl StepCache {
             "size": layer.blob.size,
             "diff_id": layer.diff_id,
             "chain": layer.chain,
+            "parent": parent,
+            "disk": disk_size(daemon, layer.blob.size, &layer.chain).await,
         });
         std::fs::create_dir_all(&self.dir)
             .map_err(|e| io_error(Op::Build, self.dir.display(), e))?;
@@ -165,30 +197,125 @@ impl StepCache {
         Ok(())
     }
 
-    /// Drops records unused for longer than `max_unused`, and the root label of their blobs (best effort: a
-    /// record that cannot be read or a blob that is gone is simply dropped).
-    pub(crate) async fn prune(&self, daemon: &Daemon, max_unused: Duration) {
+    /// Drops records unused for longer than `max_unused`, then, while the rest hold more than `bound` bytes
+    /// (`None`: no bound), the least recently used ones; and the root label of their blobs (best effort: a record
+    /// that cannot be read or a blob that is gone is simply dropped). Returns what went.
+    pub(crate) async fn prune(
+        &self,
+        daemon: &Daemon,
+        max_unused: Duration,
+        bound: Option<u64>,
+    ) -> Pruned {
+        let mut pruned = Pruned::default();
         let Ok(entries) = std::fs::read_dir(&self.dir) else {
-            return;
+            return pruned;
         };
         let now = SystemTime::now();
+        let mut kept = Vec::new();
         for entry in entries.flatten() {
             let path = entry.path();
-            let unused = entry
-                .metadata()
-                .and_then(|m| m.modified())
-                .ok()
-                .and_then(|modified| now.duration_since(modified).ok())
-                .unwrap_or_default();
-            if path.extension().is_none_or(|e| e != "json") || unused <= max_unused {
+            if path.extension().is_none_or(|e| e != "json") {
                 continue;
             }
-            if let Some(digest) = Self::digest_in(&path) {
-                if self.unroot(daemon, &digest, &path).await.is_err() {
-                    continue;
-                }
+            let used = entry.metadata().and_then(|m| m.modified()).unwrap_or(now);
+            let record = read_record(&path);
+            if now.duration_since(used).unwrap_or_default() <= max_unused {
+                // a record that cannot be read is left to the age bound
+                kept.extend(record.map(|record| (path, used, record)));
+                continue;
             }
-            let _ = std::fs::remove_file(&path);
+            let size = match &record {
+                Some(record) => record_size(daemon, record).await,
+                None => 0,
+            };
+            self.drop_record(daemon, &path, size, &mut pruned).await;
+        }
+        let Some(bound) = bound else {
+            return pruned;
+        };
+        // what running builds use cannot be known: the size pass waits for the next build
+        let Ok(in_use) = in_use(daemon).await else {
+            return pruned;
+        };
+        let mut sized = Vec::with_capacity(kept.len());
+        for (path, used, record) in kept {
+            let text = |k: &str| record[k].as_str().map(str::to_string);
+            let digest = text("digest").unwrap_or_default();
+            sized.push(Entry {
+                size: record_size(daemon, &record).await,
+                in_use: in_use.contains(&digest),
+                digest,
+                chain: text("chain").unwrap_or_default(),
+                parent: text("parent"),
+                path,
+                used,
+            });
+        }
+        for i in over_bound(&sized, bound) {
+            let entry = &sized[i];
+            self.drop_record(daemon, &entry.path, entry.size, &mut pruned)
+                .await;
+        }
+        pruned
+    }
+
+    /// Drops the record at `path` (of a step holding `size` bytes) and its blob's root, unless another record
+    /// names it; a blob whose root cannot be taken keeps its record.
+    async fn drop_record(&self, daemon: &Daemon, path: &Path, size: u64, pruned: &mut Pruned) {
+        let freed = match Self::digest_in(path) {
+            Some(digest) => match self.unroot(daemon, &digest, path).await {
+                Ok(freed) => freed,
+                Err(_) => return,
+            },
+            None => true,
+        };
+        if std::fs::remove_file(path).is_ok() {
+            pruned.records += 1;
+            if freed {
+                pruned.bytes += size;
+            }
         }
     }
+}
+
+/// What a prune dropped.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Pruned {
+    /// Records dropped.
+    pub(crate) records: usize,
+    /// Bytes their steps held on disk (what the collector can reclaim, unless an image still uses a layer).
+    pub(crate) bytes: u64,
+}
+
+/// The blobs berth's operations in progress (builds, pulls) hold in their leases.
+async fn in_use(daemon: &Daemon) -> Result<HashSet<String>> {
+    let mut digests = HashSet::new();
+    for lease in daemon.lease_ids(crate::ID_PREFIX, Op::Build).await? {
+        digests.extend(daemon.leased_content(&lease, Op::Build).await?);
+    }
+    Ok(digests)
+}
+
+fn read_record(path: &Path) -> Option<serde_json::Value> {
+    let bytes = std::fs::read(path).ok()?;
+    serde_json::from_slice(&bytes).ok()
+}
+
+/// What a record's step holds on disk: as recorded, else (a record from before records had a size) the blob's
+/// size and its snapshot's usage as containerd says now.
+async fn record_size(daemon: &Daemon, record: &serde_json::Value) -> u64 {
+    if let Some(disk) = record["disk"].as_u64() {
+        return disk;
+    }
+    let blob = record["size"].as_i64().unwrap_or_default();
+    disk_size(daemon, blob, record["chain"].as_str().unwrap_or_default()).await
+}
+
+/// A blob of `blob` bytes and the usage of snapshot `chain` (the blob alone when containerd cannot say).
+async fn disk_size(daemon: &Daemon, blob: i64, chain: &str) -> u64 {
+    let snapshot = match daemon.snapshot_usage(chain, Op::Build).await {
+        Ok(Some(usage)) => usage,
+        _ => 0,
+    };
+    (blob.max(0) as u64).saturating_add(snapshot)
 }

@@ -8,6 +8,7 @@
 //! is dropped.
 
 mod cache;
+mod cache_bound;
 mod image;
 mod mounts;
 mod overlay;
@@ -181,7 +182,7 @@ async fn execute(
     let mut parent = base.top.clone();
     let created = rfc3339(SystemTime::now());
     let cache = StepCache::new(builder.state_dir.join("steps"));
-    cache.prune(&builder.daemon, cache::MAX_UNUSED).await;
+    cache_bound::prune(builder, &cache, progress).await;
     let total = plan.steps.len();
     for (i, step) in plan.steps.iter().enumerate() {
         let description = step.describe();
@@ -225,7 +226,9 @@ async fn execute(
         let cached = if no_cache {
             None
         } else {
-            cache.get(&builder.daemon, &key).await?
+            cache
+                .get(&builder.daemon, builder.guard.lease_id(), &key)
+                .await?
         };
         let layer = match cached {
             Some(layer) => {
@@ -250,7 +253,9 @@ async fn execute(
                     }
                     _ => unreachable!("config steps continue above"),
                 };
-                cache.put(&builder.daemon, &key, &layer).await?;
+                cache
+                    .put(&builder.daemon, &key, parent.as_deref(), &layer)
+                    .await?;
                 layer
             }
         };

@@ -8,11 +8,11 @@ use containerd_client::services::v1::leases_client::LeasesClient;
 use containerd_client::services::v1::snapshots::snapshots_client::SnapshotsClient;
 use containerd_client::services::v1::snapshots::{
     CommitSnapshotRequest, Kind, ListSnapshotsRequest, MountsRequest, PrepareSnapshotRequest,
-    RemoveSnapshotRequest, StatSnapshotRequest, ViewSnapshotRequest,
+    RemoveSnapshotRequest, StatSnapshotRequest, UsageRequest, ViewSnapshotRequest,
 };
 use containerd_client::services::v1::{
     AddResourceRequest, ApplyRequest, CreateRequest, DeleteRequest, DiffRequest, ListRequest,
-    Resource,
+    ListResourcesRequest, Resource,
 };
 use containerd_client::tonic::transport::Channel;
 use containerd_client::tonic::Code;
@@ -129,6 +129,21 @@ impl Daemon {
                 };
                 Ok(Some(SnapshotInfo { kind }))
             }
+            Err(s) if s.code() == Code::NotFound => Ok(None),
+            Err(s) => Err(status_error(&s, op)),
+        }
+    }
+
+    /// The bytes snapshot `key` holds on disk (its own files, not its parents'), or `None` when it is gone. For
+    /// a committed snapshot containerd answers from its metadata (the overlay and native snapshotters measure a
+    /// snapshot once, when it is committed); an active one is measured on each call.
+    pub(crate) async fn snapshot_usage(&self, key: &str, op: Op) -> Result<Option<u64>> {
+        let request = self.call(UsageRequest {
+            snapshotter: self.snapshotter.clone(),
+            key: key.to_string(),
+        });
+        match self.snapshots().usage(request).await {
+            Ok(response) => Ok(Some(response.into_inner().size.max(0) as u64)),
             Err(s) if s.code() == Code::NotFound => Ok(None),
             Err(s) => Err(status_error(&s, op)),
         }
@@ -265,6 +280,22 @@ impl Daemon {
             .await
             .map_err(|s| status_error(&s, op))?;
         Ok(())
+    }
+
+    /// The blobs lease `id` holds (none when the lease is gone).
+    pub(crate) async fn leased_content(&self, id: &str, op: Op) -> Result<Vec<String>> {
+        let request = self.call(ListResourcesRequest { id: id.to_string() });
+        match self.leases().list_resources(request).await {
+            Ok(response) => Ok(response
+                .into_inner()
+                .resources
+                .into_iter()
+                .filter(|r| r.r#type == "content")
+                .map(|r| r.id)
+                .collect()),
+            Err(s) if s.code() == Code::NotFound => Ok(Vec::new()),
+            Err(s) => Err(status_error(&s, op)),
+        }
     }
 
     /// Ids of the leases whose id starts with `prefix`.
