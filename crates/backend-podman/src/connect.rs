@@ -1,7 +1,8 @@
 //! Connecting: the socket, a first `/_ping` bounded by [`PodmanOptions::ping_timeout`] (so a missing or silent
 //! service is an `EngineUnavailable` error within that time, never a hang). `/libpod/info` is asked only when
-//! berth reports the engine (`berth engines`, `doctor`): the service may take a while to gather it (storage
-//! statistics), and builds and pushes do not need it.
+//! berth needs what it says (the version to report, the storage a push reads, where build containers are
+//! recorded): the service takes a quarter of a second to gather it, so its answers are remembered per service
+//! process between runs ([`crate::facts`]).
 
 use std::time::Duration;
 
@@ -11,6 +12,7 @@ use http::Method;
 use crate::client::{self, Client};
 use crate::endpoint::{self, start_hint_for};
 use crate::errors::{io_error, to_error, Failure, Op};
+use crate::facts;
 use crate::{PodmanEngine, PodmanOptions, ENGINE};
 
 /// What the service said about itself.
@@ -86,10 +88,30 @@ impl PodmanEngine {
         self.socket().service_uid()
     }
 
-    /// The service's facts, asked on first use.
+    /// The service's facts, asked on first use, or remembered from an earlier run of berth while the same
+    /// service process serves ([`crate::facts`]).
     pub(crate) async fn service(&self) -> Result<&Service> {
         self.reachable().await?;
-        self.service.get_or_try_init(|| self.ask_service()).await
+        self.service
+            .get_or_try_init(|| async {
+                let remembered = match (&self.options.facts_dir, self.socket()) {
+                    (Some(dir), endpoint::Address::Unix(socket)) => {
+                        facts::ServiceIdentity::of(self.service_uid(), socket)
+                            .map(|identity| (dir.as_path(), socket.as_path(), identity))
+                    }
+                    _ => None,
+                };
+                if let Some((dir, socket, identity)) = remembered {
+                    if let Some(service) = facts::recall(dir, socket, identity) {
+                        return Ok(service);
+                    }
+                    let service = self.ask_service().await?;
+                    facts::remember(dir, socket, identity, &service);
+                    return Ok(service);
+                }
+                self.ask_service().await
+            })
+            .await
     }
 
     async fn ping(&self) -> Result<()> {

@@ -33,6 +33,7 @@ pub mod doctor;
 pub mod endpoint;
 mod errors;
 mod export;
+mod facts;
 mod images;
 mod leftovers;
 mod provider;
@@ -82,6 +83,9 @@ pub struct PodmanOptions {
     /// registry client waits for ever on a registry that stops sending, so past this berth gives the build up
     /// with an error naming the pull (see `stall`). As berth's own registry client's idle limit.
     pub pull_idle_timeout: Duration,
+    /// Where to remember the service's facts between runs, per service process (asking them costs Podman a quarter of a
+    /// second); `None` asks once per engine. berth's CLI gives `podman-services` in its cache folder.
+    pub facts_dir: Option<std::path::PathBuf>,
 }
 
 impl Default for PodmanOptions {
@@ -95,6 +99,7 @@ impl Default for PodmanOptions {
             // a RUN step may print nothing for a long time (a compile, a download): generous
             idle_timeout: Duration::from_secs(30 * 60),
             pull_idle_timeout: Duration::from_secs(5 * 60),
+            facts_dir: None,
         }
     }
 }

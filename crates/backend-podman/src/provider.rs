@@ -51,6 +51,10 @@ fn options(settings: &ConnectSettings) -> PodmanOptions {
         socket: settings.owned("socket"),
         ssh_key: settings.owned("ssh_key"),
         connection: settings.owned("connection"),
+        facts_dir: settings
+            .shared()
+            .get::<berth_core::provider::CacheDir>()
+            .map(|dir| dir.0.join("podman-services")),
         ..PodmanOptions::default()
     }
 }

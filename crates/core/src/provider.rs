@@ -31,6 +31,12 @@ pub struct SettingKey {
     pub json: &'static str,
 }
 
+/// berth's cache folder for the user running it (`BERTH_CACHE_DIR`, else the XDG default), shared through
+/// [`Shared`]: where a backend may remember, between runs, facts that are slow to ask and cannot change
+/// unnoticed (each backend names what it keeps and how it knows the fact still holds). Absent: ask every run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CacheDir(pub std::path::PathBuf);
+
 /// Services a front end shares with every engine it connects, by type: berth's CLI puts its one
 /// `berth_registry::RegistryClient` here, so engines that talk to registries themselves reuse its connection
 /// pool, token cache and TLS settings. Cheap to clone.

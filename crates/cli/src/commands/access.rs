@@ -61,7 +61,7 @@ impl EngineChoice {
             source,
             config: config.clone(),
             named: berth_engines::named(kind, config),
-            shared: Shared::default(),
+            shared: cache_shared(),
             registry: None,
         })
     }
@@ -69,7 +69,7 @@ impl EngineChoice {
     /// The engine will use this run's registry client (engines with [`RegistryAccess::Berth`]), and warn about
     /// registry options it cannot apply (the others).
     pub fn sharing(mut self, registries: &Registries) -> Self {
-        self.shared = Shared::default().with(registries.client.clone());
+        self.shared = cache_shared().with(registries.client.clone());
         self.registry = Some(registries.options().clone());
         self
     }
@@ -79,8 +79,7 @@ impl EngineChoice {
     pub async fn others_with(&self, reference: &str) -> Vec<EngineKind> {
         let mut found = Vec::new();
         for kind in berth_engines::providers().filter(|k| *k != self.kind) {
-            if let Ok(engine) = berth_engines::connect(kind, &self.config, Shared::default()).await
-            {
+            if let Ok(engine) = berth_engines::connect(kind, &self.config, cache_shared()).await {
                 if engine.has_image(reference).await.unwrap_or(false) {
                     found.push(kind);
                 }
@@ -107,6 +106,15 @@ impl EngineChoice {
             }
         }
         Ok(engine)
+    }
+}
+
+/// What every engine of this run shares to begin with: berth's cache folder, where an engine may remember slow
+/// facts between runs (Podman's service facts).
+fn cache_shared() -> Shared {
+    match super::cache_dir() {
+        Some(dir) => Shared::default().with(berth_core::provider::CacheDir(dir)),
+        None => Shared::default(),
     }
 }
 
