@@ -7,10 +7,13 @@
 //!   layer, extended attributes as PAX records) and whiteouts for deleted paths, as containerd's own tar writer
 //!   writes them; each engine decides which paths changed.
 //! - [`LayerFile`]: a gzip layer file being written, hashed twice on the way (the blob digest and the diff id).
+//! - [`deflate`]: the gzip format of every layer berth compresses (blocks deflated apart, incompressible pieces
+//!   stored), shared with the push from an engine's storage.
 
 pub mod copy;
+pub mod deflate;
 pub mod entries;
 mod file;
 pub mod oci;
 
-pub use file::{HashingWriter, LayerFile, WrittenLayer, FIXED_MTIME, GZIP_LEVEL};
+pub use file::{BlockGzip, HashingWriter, LayerFile, WrittenLayer, FIXED_MTIME, GZIP_LEVEL};
