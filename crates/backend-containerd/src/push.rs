@@ -148,11 +148,23 @@ async fn upload(
     op: Op,
 ) -> Result<()> {
     let total = blob.size;
-    crate::pull::again_while_temporary(registry, || async {
+    let policy = registry.options().retry;
+    let (mut attempt, mut renewed) = (1, false);
+    loop {
         let data = daemon.read_blob(&blob.digest, op).await?;
-        registry.push_blob(image, &blob.digest, total, data).await
-    })
-    .await
+        match registry.push_blob(image, &blob.digest, total, data).await {
+            Err(e) if e.is_temporary() && attempt < policy.max_attempts => {
+                tokio::time::sleep(policy.delay(attempt, None)).await;
+                attempt += 1;
+            }
+            // A token that died while the blob was sent (a registry may end one before the lifetime it gave):
+            // the client renews tokens only on requests it can send again, which a streamed body is not. The
+            // next try's first request gets the registry's challenge and a fresh token; refused credentials
+            // are refused again there.
+            Err(e) if e.kind() == ErrorKind::Unauthorized && !renewed => renewed = true,
+            other => return other,
+        }
+    }
 }
 
 /// Adds `image`'s repository to the blob's distribution-source label.

@@ -101,7 +101,7 @@ async fn send_blob(
     }
     let path = store.blob_path(digest, OP)?;
     let policy = registry.options().retry;
-    let mut attempt = 1;
+    let (mut attempt, mut renewed) = (1, false);
     loop {
         // the registry client cannot replay a stream it has started sending: each try reads the file afresh
         let file = tokio::fs::File::open(&path)
@@ -129,6 +129,9 @@ async fn send_blob(
                 tokio::time::sleep(policy.delay(attempt, None)).await;
                 attempt += 1;
             }
+            // a token that died while the blob was sent: the client renews tokens only on requests it can send
+            // again, so the next try's first request gets a fresh one (refused credentials are refused there)
+            Err(e) if e.kind() == ErrorKind::Unauthorized && !renewed => renewed = true,
             Err(e) => return Err(e),
         }
     }
