@@ -154,13 +154,29 @@ impl RegistryClient {
 
 /// Reads, compresses and uploads one layer on this (blocking) thread, checking its diff id before the upload
 /// is closed, and remembers the blob.
+///
+/// A layer refused as unauthorized is read and sent once more: a token that died while the layer was sent (a
+/// registry may end one before the lifetime it gave) is renewed only by a request the client can send again, and
+/// the next try's first request is one; credentials the registry refuses are refused again there.
 fn upload_layer(walk: &Walk, layer: &LayerFiles, stop: &AtomicBool) -> Result<(String, Stored)> {
-    let mut reader = Checked {
-        inner: TarSplit::open(&layer.record, &layer.diff),
-        image: &walk.image,
-        stop,
+    let mut renewed = false;
+    let (diff_id, blob) = loop {
+        let mut reader = Checked {
+            inner: TarSplit::open(&layer.record, &layer.diff),
+            image: &walk.image,
+            stop,
+        };
+        match walk.upload(&mut reader, Some(&layer.diff_id), layer.diff_id.clone()) {
+            Err(e)
+                if e.kind() == berth_core::ErrorKind::Unauthorized
+                    && !renewed
+                    && !stop.load(std::sync::atomic::Ordering::Relaxed) =>
+            {
+                renewed = true;
+            }
+            other => break other?,
+        }
     };
-    let (diff_id, blob) = walk.upload(&mut reader, Some(&layer.diff_id), layer.diff_id.clone())?;
     let repository = format!("{}/{}", walk.image.registry, walk.image.repository);
     walk.memory
         .remember_layer(&diff_id, &blob.digest, blob.size, &repository);
