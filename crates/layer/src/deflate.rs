@@ -42,6 +42,16 @@ pub const HEADER: [u8; 10] = [0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff];
 /// An empty final stored block: ends the deflate stream after the last sync-flushed block.
 pub const LAST_BLOCK: [u8; 5] = [1, 0, 0, 0xff, 0xff];
 
+/// The end of a gzip stream of blocks: the empty final block, then the crc32 and the input size (modulo 2^32,
+/// as RFC 1952 says) of everything compressed.
+pub fn trailer(crc: u32, input_size: u64) -> [u8; 13] {
+    let mut end = [0u8; 13];
+    end[..5].copy_from_slice(&LAST_BLOCK);
+    end[5..9].copy_from_slice(&crc.to_le_bytes());
+    end[9..].copy_from_slice(&(input_size as u32).to_le_bytes());
+    end
+}
+
 /// One thread's compressor, reset for every block so that a block's output depends on its bytes alone.
 pub struct BlockDeflater {
     stream: Deflate,

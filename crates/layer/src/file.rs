@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest as _, Sha256};
 
-use crate::deflate::{BlockDeflater, BLOCK, HEADER, LAST_BLOCK};
+use crate::deflate::{trailer, BlockDeflater, BLOCK, HEADER};
 
 /// The gzip level of the deflated parts of the layers berth writes (zlib-rs's level 2, see [`crate::deflate`]).
 /// Docker and BuildKit keep layers uncompressed until they push; berth keeps them compressed, so compressing is
@@ -102,9 +102,8 @@ impl<W: Write> BlockGzip<W> {
     /// Writes the last block, the end of the deflate stream and the trailer; the writer it wrote to.
     pub fn finish(mut self) -> io::Result<W> {
         self.write_block()?;
-        self.out.write_all(&LAST_BLOCK)?;
-        self.out.write_all(&self.crc.sum().to_le_bytes())?;
-        self.out.write_all(&self.crc.amount().to_le_bytes())?;
+        self.out
+            .write_all(&trailer(self.crc.sum(), u64::from(self.crc.amount())))?;
         Ok(self.out)
     }
 }

@@ -15,7 +15,7 @@ use std::io::Read;
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 
-use berth_layer::deflate::{BlockDeflater as Deflater, BLOCK, HEADER, LAST_BLOCK};
+use berth_layer::deflate::{BlockDeflater as Deflater, BLOCK, HEADER};
 use bytes::Bytes;
 use sha2::{Digest as _, Sha256};
 
@@ -98,11 +98,7 @@ pub(crate) fn compress(
             diff,
             crc,
         } = result?;
-        let mut tail = Vec::with_capacity(LAST_BLOCK.len() + 8);
-        tail.extend_from_slice(&LAST_BLOCK);
-        tail.extend_from_slice(&crc.to_le_bytes());
-        // ISIZE is the input size modulo 2^32, as RFC 1952 says
-        tail.extend_from_slice(&(input_size as u32).to_le_bytes());
+        let tail = berth_layer::deflate::trailer(crc, input_size).to_vec();
         if !writer.write(Bytes::from(tail)) {
             return Err(Stop::Output);
         }
