@@ -150,14 +150,15 @@ async fn fetch(
     let manifest_json = parse(&manifest_bytes)?;
     let (config, layers) = images::manifest_parts(&manifest_json, name, op)?;
 
-    let config_bytes = again_while_temporary(registry, || async {
-        registry
-            .get_blob(image, &config.digest)
-            .await?
-            .into_bytes()
-            .await
-    })
-    .await?;
+    let config_bytes = registry
+        .again(|| async {
+            registry
+                .get_blob(image, &config.digest)
+                .await?
+                .into_bytes()
+                .await
+        })
+        .await?;
     let config_json = parse(&config_bytes)?;
     let diff_ids = images::strings(&config_json["rootfs"]["diff_ids"]);
     if diff_ids.len() != layers.len() {
@@ -193,19 +194,20 @@ async fn fetch(
             total: Some(total),
         });
         // each try writes under a new ingest reference; the guard aborts the ones a cut-off download left
-        again_while_temporary(registry, || async {
-            let blob = registry.get_blob(image, &layer.digest).await?;
-            write(
-                daemon,
-                guard,
-                layer,
-                layer_labels.clone(),
-                Box::pin(blob),
-                op,
-            )
-            .await
-        })
-        .await?;
+        registry
+            .again(|| async {
+                let blob = registry.get_blob(image, &layer.digest).await?;
+                write(
+                    daemon,
+                    guard,
+                    layer,
+                    layer_labels.clone(),
+                    Box::pin(blob),
+                    op,
+                )
+                .await
+            })
+            .await?;
         progress.event(ProgressEvent::Transfer {
             id,
             current: total,
@@ -273,30 +275,6 @@ async fn fetch(
         },
         top: top_chain,
     })
-}
-
-/// Runs a transfer again while it fails temporarily (a connection cut or reset mid-body, a 5xx or 429 answer to
-/// an upload), as often as the registry client's retry policy allows. The client retries requests, but a body
-/// that broke off midway, in either direction, can only be sent again from the start, which is what this does.
-pub(crate) async fn again_while_temporary<T, F, Fut>(
-    registry: &RegistryClient,
-    mut attempt: F,
-) -> Result<T>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<T>>,
-{
-    let policy = registry.options().retry;
-    let mut n = 1;
-    loop {
-        match attempt().await {
-            Err(e) if e.is_temporary() && n < policy.max_attempts => {
-                tokio::time::sleep(policy.delay(n, None)).await;
-                n += 1;
-            }
-            other => return other,
-        }
-    }
 }
 
 /// Writes one blob under the guard's lease.

@@ -138,8 +138,7 @@ async fn send_blob(
     add_source(daemon, image, &blob.digest, op).await
 }
 
-/// Uploads `blob` from the content store, reading it afresh for each try: the registry client cannot replay a
-/// stream once it has sent data.
+/// Uploads `blob` from the content store, reading it afresh for each try ([`RegistryClient::push_blob_from`]).
 async fn upload(
     daemon: &Daemon,
     registry: &RegistryClient,
@@ -147,24 +146,11 @@ async fn upload(
     blob: &ImageBlob,
     op: Op,
 ) -> Result<()> {
-    let total = blob.size;
-    let policy = registry.options().retry;
-    let (mut attempt, mut renewed) = (1, false);
-    loop {
-        let data = daemon.read_blob(&blob.digest, op).await?;
-        match registry.push_blob(image, &blob.digest, total, data).await {
-            Err(e) if e.is_temporary() && attempt < policy.max_attempts => {
-                tokio::time::sleep(policy.delay(attempt, None)).await;
-                attempt += 1;
-            }
-            // A token that died while the blob was sent (a registry may end one before the lifetime it gave):
-            // the client renews tokens only on requests it can send again, which a streamed body is not. The
-            // next try's first request gets the registry's challenge and a fresh token; refused credentials
-            // are refused again there.
-            Err(e) if e.kind() == ErrorKind::Unauthorized && !renewed => renewed = true,
-            other => return other,
-        }
-    }
+    registry
+        .push_blob_from(image, &blob.digest, blob.size, || {
+            daemon.read_blob(&blob.digest, op)
+        })
+        .await
 }
 
 /// Adds `image`'s repository to the blob's distribution-source label.

@@ -7,7 +7,6 @@ use berth_core::engine::{Progress, ProgressEvent, PushedImage};
 use berth_core::reference::ImageRef;
 use berth_core::{ErrorKind, Operation, Result};
 use berth_registry::{send_blobs, ImageBlob, RegistryClient};
-use futures_util::StreamExt as _;
 use tokio::io::AsyncReadExt as _;
 
 use crate::errors::{error, io_error};
@@ -100,41 +99,14 @@ async fn send_blob(
         }
     }
     let path = store.blob_path(digest, OP)?;
-    let policy = registry.options().retry;
-    let (mut attempt, mut renewed) = (1, false);
-    loop {
-        // the registry client cannot replay a stream it has started sending: each try reads the file afresh
+    // each try reads the file afresh: a stream cannot be sent again once started
+    let open = || async {
         let file = tokio::fs::File::open(&path)
             .await
             .map_err(|e| io_error(OP, format!("blob {digest}"), e))?;
-        let what = digest.clone();
-        let data = futures_util::stream::unfold(file, move |mut file| {
-            let what = what.clone();
-            async move {
-                let mut buffer = vec![0u8; 1 << 20];
-                match file.read(&mut buffer).await {
-                    Ok(0) => None,
-                    Ok(n) => {
-                        buffer.truncate(n);
-                        Some((Ok(bytes::Bytes::from(buffer)), file))
-                    }
-                    Err(e) => Some((Err(io_error(OP, format!("blob {what}"), e)), file)),
-                }
-            }
-        })
-        .boxed();
-        match registry.push_blob(image, digest, *size, data).await {
-            Ok(()) => break,
-            Err(e) if e.kind() == ErrorKind::Unavailable && attempt < policy.max_attempts => {
-                tokio::time::sleep(policy.delay(attempt, None)).await;
-                attempt += 1;
-            }
-            // a token that died while the blob was sent: the client renews tokens only on requests it can send
-            // again, so the next try's first request gets a fresh one (refused credentials are refused there)
-            Err(e) if e.kind() == ErrorKind::Unauthorized && !renewed => renewed = true,
-            Err(e) => return Err(e),
-        }
-    }
+        Ok(file_chunks(file, digest.clone()))
+    };
+    registry.push_blob_from(image, digest, *size, open).await?;
     store.add_source(digest, &here);
     done();
     Ok(())
@@ -153,4 +125,25 @@ fn with_push_hint(e: berth_core::Error, name: &str) -> berth_core::Error {
     error(kind, OP, format!("{name}: {}", e.message()))
         .with_hint(hint.to_string())
         .with_source(e)
+}
+
+/// `file` in 1 MiB pieces, read failures naming blob `digest`.
+fn file_chunks(
+    file: tokio::fs::File,
+    digest: String,
+) -> impl futures_util::Stream<Item = Result<bytes::Bytes>> + Send + 'static {
+    futures_util::stream::unfold(file, move |mut file| {
+        let what = digest.clone();
+        async move {
+            let mut buffer = vec![0u8; 1 << 20];
+            match file.read(&mut buffer).await {
+                Ok(0) => None,
+                Ok(n) => {
+                    buffer.truncate(n);
+                    Some((Ok(bytes::Bytes::from(buffer)), file))
+                }
+                Err(e) => Some((Err(io_error(OP, format!("blob {what}"), e)), file)),
+            }
+        }
+    })
 }

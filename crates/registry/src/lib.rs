@@ -48,6 +48,6 @@ pub use manifest::{
 pub use options::{is_loopback, RegistryOptions};
 pub use public::{PublicAccess, Refusal};
 pub use push_many::{send_blobs, ImageBlob, BLOBS_AT_ONCE};
-pub use retry::RetryPolicy;
+pub use retry::{Again, RetryPolicy};
 pub use upload::{bytes_stream, describe_bytes};
 pub use visibility::make_public;

@@ -8,7 +8,9 @@
 use std::future::Future;
 use std::time::Duration;
 
-use berth_core::Error;
+use berth_core::{Error, ErrorKind};
+
+use crate::client::RegistryClient;
 
 /// How often and how patiently a temporarily failing registry request is retried.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -97,6 +99,64 @@ where
     }
 }
 
+/// When a caller that can start a transfer over (read its data afresh) tries again: while it fails temporarily,
+/// as often as the policy allows, and once after [`ErrorKind::Unauthorized`]. The client renews a token on a 401
+/// only for requests it can send again itself; a token that died while a streamed body was sent (a registry may
+/// end one before the lifetime it gave) fails the transfer, and the next try's first request gets the registry's
+/// challenge and a fresh token. Credentials the registry refuses are refused again there, and that is final.
+#[derive(Debug, Clone)]
+pub struct Again {
+    policy: RetryPolicy,
+    attempt: u32,
+    renewed: bool,
+}
+
+impl Again {
+    /// Before the first try.
+    pub fn new(policy: RetryPolicy) -> Self {
+        Again {
+            policy,
+            attempt: 1,
+            renewed: false,
+        }
+    }
+
+    /// After a try failed with `error`: how long to wait before the next one, or `None` when `error` is final.
+    pub fn after(&mut self, error: &Error) -> Option<Duration> {
+        if error.is_temporary() && self.attempt < self.policy.max_attempts.max(1) {
+            let wait = self.policy.delay(self.attempt, None);
+            self.attempt += 1;
+            return Some(wait);
+        }
+        if error.kind() == ErrorKind::Unauthorized && !self.renewed {
+            self.renewed = true;
+            return Some(Duration::ZERO);
+        }
+        None
+    }
+}
+
+impl RegistryClient {
+    /// Runs `attempt`, a transfer that starts over from its beginning on each call, again as [`Again`] says.
+    pub async fn again<T, F, Fut>(&self, mut attempt: F) -> Result<T, Error>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, Error>>,
+    {
+        let mut again = Again::new(self.options().retry);
+        loop {
+            let error = match attempt().await {
+                Ok(value) => return Ok(value),
+                Err(error) => error,
+            };
+            match again.after(&error) {
+                Some(wait) => tokio::time::sleep(wait).await,
+                None => return Err(error),
+            }
+        }
+    }
+}
+
 /// The final error after `attempts` temporary failures: same kind, operation and hint, the count in front,
 /// and [`berth_core::ErrorStatus::Persistent`].
 fn gave_up(last: Error, attempts: u32) -> Error {
@@ -123,7 +183,6 @@ fn gave_up(last: Error, attempts: u32) -> Error {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use berth_core::ErrorKind;
     use std::sync::atomic::{AtomicU32, Ordering};
 
     #[test]
@@ -172,5 +231,33 @@ mod tests {
         .await;
         assert_eq!(result.expect_err("fails").kind(), ErrorKind::Unauthorized);
         assert_eq!(calls.load(Ordering::SeqCst), 1);
+    }
+
+    #[test]
+    fn a_transfer_starts_over_while_temporary_and_once_after_unauthorized() {
+        let policy = RetryPolicy {
+            base_delay: Duration::from_millis(1),
+            ..RetryPolicy::default()
+        };
+        let temporary = Error::new(ErrorKind::Unavailable, "HTTP 503");
+        let refused = Error::new(ErrorKind::Unauthorized, "HTTP 401");
+        let mut again = Again::new(policy);
+        assert!(
+            again.after(&refused).is_some(),
+            "a token that died is renewed once"
+        );
+        for _ in 1..policy.max_attempts {
+            assert!(again.after(&temporary).is_some());
+        }
+        assert!(
+            again.after(&temporary).is_none(),
+            "the policy's attempts are spent"
+        );
+        assert!(again.after(&refused).is_none(), "refused twice is final");
+        let mut again = Again::new(policy);
+        assert!(again
+            .after(&Error::new(ErrorKind::NotFound, "HTTP 404"))
+            .is_none());
+        assert!(again.after(&refused).is_some());
     }
 }

@@ -1,7 +1,7 @@
 //! Blob uploads: monolithic or chunked, and cross-repository mounts.
 //!
-//! Uploads are not retried once data has been sent, because a stream cannot be replayed: a caller that wants
-//! another try calls [`RegistryClient::push_blob`] again with a fresh stream. The requests before any data
+//! Uploads are not retried once data has been sent, because a stream cannot be replayed: a caller that can read
+//! the data again uses [`RegistryClient::push_blob_from`], which starts over with a fresh stream. The requests before any data
 //! (starting the upload, mounting) are retried like every other.
 
 use berth_core::reference::ImageRef;
@@ -82,6 +82,28 @@ impl RegistryClient {
             }
         };
         result.map_err(|f| f.error)
+    }
+
+    /// [`RegistryClient::push_blob`] with data `open` gives afresh for each try: sent again while the upload fails
+    /// temporarily (a connection cut mid-body, a 5xx answer to it) and once after a token died while it was sent
+    /// ([`crate::Again`]).
+    pub async fn push_blob_from<F, Fut, S>(
+        &self,
+        image: &ImageRef,
+        digest: &str,
+        size: u64,
+        mut open: F,
+    ) -> Result<()>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<S>>,
+        S: Stream<Item = Result<Bytes>> + Send + 'static,
+    {
+        self.again(|| {
+            let data = open();
+            async move { self.push_blob(image, digest, size, data.await?).await }
+        })
+        .await
     }
 
     /// Makes blob `digest` from `from_repository` (same registry) available in `image`'s repository without

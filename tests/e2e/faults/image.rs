@@ -69,9 +69,8 @@ impl TestImage {
         for blob in [&self.layer, &self.config] {
             let (digest, size) = describe_bytes(blob);
             if !client.blob_exists(image, &digest).await? {
-                client
-                    .push_blob(image, &digest, size, bytes_stream(blob.clone()))
-                    .await?;
+                let data = || std::future::ready(Ok(bytes_stream(blob.clone())));
+                client.push_blob_from(image, &digest, size, data).await?;
             }
         }
         client

@@ -28,17 +28,21 @@ pub enum Fault {
     Truncated,
     /// The answer's `Content-Length` says half its real length (only answers with a body).
     WrongLength,
+    /// The whole body is read, then `401` with a challenge, as a registry answers an upload whose token died
+    /// while it was sent (only blob uploads; a client cannot renew a token for a body it already sent).
+    Expired,
 }
 
 impl Fault {
     /// Every fault, in table order.
-    pub const ALL: [Fault; 6] = [
+    pub const ALL: [Fault; 7] = [
         Fault::ServerError,
         Fault::TooManyRequests,
         Fault::Reset,
         Fault::Stall,
         Fault::Truncated,
         Fault::WrongLength,
+        Fault::Expired,
     ];
 
     /// The name in the table.
@@ -50,6 +54,7 @@ impl Fault {
             Fault::Stall => "stall",
             Fault::Truncated => "truncated body",
             Fault::WrongLength => "wrong Content-Length",
+            Fault::Expired => "401 mid-upload",
         }
     }
 
@@ -68,6 +73,7 @@ impl Fault {
             Fault::Truncated | Fault::WrongLength => {
                 matches!(class, Class::Ping | Class::ManifestGet | Class::BlobGet)
             }
+            Fault::Expired => class == Class::BlobUpload,
             _ => true,
         }
     }

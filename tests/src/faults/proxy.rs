@@ -180,6 +180,12 @@ async fn serve(client: TcpStream, shared: &Shared) -> std::io::Result<()> {
             )
             .await;
         }
+        Some(Fault::Expired) => {
+            shared.injected.fetch_add(1, Ordering::SeqCst);
+            let body = r#"{"errors":[{"code":"UNAUTHORIZED","message":"token expired (injected by the fault proxy)"}]}"#;
+            let challenge = r#"WWW-Authenticate: Basic realm="berth fault proxy""#;
+            return answer(&mut client, "401 Unauthorized", &[challenge], body).await;
+        }
         Some(Fault::Stall) if !request.body.is_empty() || request.method == "HEAD" => {
             // nothing reaches the registry and no byte comes back
             shared.injected.fetch_add(1, Ordering::SeqCst);

@@ -153,13 +153,10 @@ impl RegistryClient {
 }
 
 /// Reads, compresses and uploads one layer on this (blocking) thread, checking its diff id before the upload
-/// is closed, and remembers the blob.
-///
-/// A layer refused as unauthorized is read and sent once more: a token that died while the layer was sent (a
-/// registry may end one before the lifetime it gave) is renewed only by a request the client can send again, and
-/// the next try's first request is one; credentials the registry refuses are refused again there.
+/// is closed, and remembers the blob. A failed upload starts over from the storage as [`crate::Again`] says
+/// (while it fails temporarily; once after a token died while it was sent), unless another layer failed.
 fn upload_layer(walk: &Walk, layer: &LayerFiles, stop: &AtomicBool) -> Result<(String, Stored)> {
-    let mut renewed = false;
+    let mut again = crate::Again::new(walk.client.options().retry);
     let (diff_id, blob) = loop {
         let mut reader = Checked {
             inner: TarSplit::open(&layer.record, &layer.diff),
@@ -167,13 +164,10 @@ fn upload_layer(walk: &Walk, layer: &LayerFiles, stop: &AtomicBool) -> Result<(S
             stop,
         };
         match walk.upload(&mut reader, Some(&layer.diff_id), layer.diff_id.clone()) {
-            Err(e)
-                if e.kind() == berth_core::ErrorKind::Unauthorized
-                    && !renewed
-                    && !stop.load(std::sync::atomic::Ordering::Relaxed) =>
-            {
-                renewed = true;
-            }
+            Err(e) if !stop.load(Ordering::Relaxed) => match again.after(&e) {
+                Some(wait) => std::thread::sleep(wait),
+                None => return Err(e),
+            },
             other => break other?,
         }
     };
