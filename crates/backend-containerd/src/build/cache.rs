@@ -21,7 +21,7 @@ use std::time::{Duration, SystemTime};
 use berth_core::Result;
 use serde_json::json;
 
-use super::cache_bound::{over_bound, Entry};
+use super::cache_bound::{held, over_bound, Entry};
 use crate::convert::{Daemon, Descriptor, SnapshotKind};
 use crate::errors::{io_error, Op};
 use crate::labels::{self, sha256};
@@ -243,6 +243,7 @@ impl StepCache {
             let digest = text("digest").unwrap_or_default();
             sized.push(Entry {
                 size: record_size(daemon, &record).await,
+                blob: record["size"].as_u64().unwrap_or_default(),
                 in_use: in_use.contains(&digest),
                 digest,
                 chain: text("chain").unwrap_or_default(),
@@ -251,10 +252,20 @@ impl StepCache {
                 used,
             });
         }
-        for i in over_bound(&sized, bound) {
-            let entry = &sized[i];
-            self.drop_record(daemon, &entry.path, entry.size, &mut pruned)
+        let dropped = over_bound(&sized, bound);
+        let before = (pruned.records, held(&sized));
+        for &i in &dropped {
+            self.drop_record(daemon, &sized[i].path, 0, &mut pruned)
                 .await;
+        }
+        if pruned.records > before.0 {
+            // what the collector can take: blobs and snapshots no record left holds
+            let left = sized
+                .iter()
+                .enumerate()
+                .filter(|(i, entry)| !dropped.contains(i) || entry.path.exists())
+                .map(|(_, entry)| entry);
+            pruned.bytes += before.1.saturating_sub(held(left));
         }
         pruned
     }

@@ -19,7 +19,7 @@
 //! never dropped for size: builds on one namespace take no lock, and the one pruning sees the others through
 //! their leases (a berth lease from a build that was killed protects its records until it expires, a day).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::time::SystemTime;
 
@@ -88,10 +88,34 @@ pub(crate) struct Entry {
     pub(crate) parent: Option<String>,
     /// Bytes on disk for the step (blob and snapshot).
     pub(crate) size: u64,
+    /// Of those, the blob's (the rest is the snapshot's).
+    pub(crate) blob: u64,
     /// Its last use (the record's modification time).
     pub(crate) used: SystemTime,
     /// A running build holds its blob (in its lease): it counts, but never goes.
     pub(crate) in_use: bool,
+}
+
+impl Entry {
+    /// The bytes of its snapshot.
+    fn snapshot(&self) -> u64 {
+        self.size.saturating_sub(self.blob)
+    }
+}
+
+/// The bytes `entries` hold on disk: each blob once, each chain's snapshot once.
+pub(crate) fn held<'a>(entries: impl IntoIterator<Item = &'a Entry>) -> u64 {
+    let (mut blobs, mut chains) = (HashSet::new(), HashSet::new());
+    let mut total = 0u64;
+    for entry in entries {
+        if blobs.insert(entry.digest.as_str()) {
+            total = total.saturating_add(entry.blob);
+        }
+        if chains.insert(entry.chain.as_str()) {
+            total = total.saturating_add(entry.snapshot());
+        }
+    }
+    total
 }
 
 /// The indices of the `entries` to drop, in order, so that the rest hold at most `bound` bytes (or as few as
@@ -124,14 +148,13 @@ pub(crate) fn over_bound(entries: &[Entry], bound: u64) -> Vec<usize> {
             parent = entries[stale[0]].parent.as_deref();
         }
     }
-    let mut named: HashMap<&str, usize> = HashMap::new();
-    let mut total = 0u64;
+    // a blob is on disk once however many records name it, and so is a chain's snapshot; records of one blob
+    // on different chains (the same files copied onto a parent that changed) each hold a snapshot of their own
+    let mut total = held(entries);
+    let (mut named, mut chained) = (HashMap::new(), HashMap::new());
     for entry in entries {
-        let count = named.entry(entry.digest.as_str()).or_default();
-        if *count == 0 {
-            total = total.saturating_add(entry.size);
-        }
-        *count += 1;
+        *named.entry(entry.digest.as_str()).or_insert(0usize) += 1;
+        *chained.entry(entry.chain.as_str()).or_insert(0usize) += 1;
     }
     let mut order: Vec<usize> = (0..entries.len()).collect();
     // least recently used chain first; within a chain used together, the later step first
@@ -145,10 +168,16 @@ pub(crate) fn over_bound(entries: &[Entry], bound: u64) -> Vec<usize> {
         if total <= bound {
             break;
         }
-        let count = named.get_mut(entries[i].digest.as_str()).expect("counted");
+        let entry = &entries[i];
+        let count = named.get_mut(entry.digest.as_str()).expect("counted");
         *count -= 1;
         if *count == 0 {
-            total -= entries[i].size;
+            total = total.saturating_sub(entry.blob);
+        }
+        let count = chained.get_mut(entry.chain.as_str()).expect("counted");
+        *count -= 1;
+        if *count == 0 {
+            total = total.saturating_sub(entry.snapshot());
         }
         dropped.push(i);
     }
@@ -168,6 +197,7 @@ mod tests {
             chain: format!("chain-{name}"),
             parent: parent.map(|p| format!("chain-{p}")),
             size,
+            blob: size / 2,
             used: SystemTime::UNIX_EPOCH + Duration::from_secs(60 * minute),
             in_use: false,
         }
@@ -242,10 +272,12 @@ mod tests {
 
     #[test]
     fn a_blob_two_records_name_counts_once_and_frees_with_the_last() {
+        // the same blob (50 bytes) on one chain twice: one blob, one snapshot on disk
         let mut twin = entry("twin", None, 100, 1);
         twin.digest = "blob-shared".into();
-        let mut other_twin = entry("other-twin", None, 100, 2);
-        other_twin.digest = "blob-shared".into();
+        let mut other_twin = twin.clone();
+        other_twin.path = "other-twin.json".into();
+        other_twin.used += Duration::from_secs(60);
         let entries = vec![twin, other_twin, entry("new", None, 100, 3)];
         // 200 bytes on disk: nothing goes
         assert!(over_bound(&entries, 200).is_empty());
@@ -253,6 +285,27 @@ mod tests {
         assert_eq!(
             names(&entries, &over_bound(&entries, 100)),
             ["twin.json", "other-twin.json"]
+        );
+    }
+
+    #[test]
+    fn one_blob_on_many_chains_counts_a_snapshot_for_each() {
+        // a `COPY` whose parent differs in every build (a RUN step writing a timestamp): the same 50-byte blob on
+        // a new chain each time, each chain a 50-byte snapshot of its own; the bound counted the blob alone, and
+        // 35 GB of snapshots piled up under a 10 GiB bound
+        let entries: Vec<Entry> = (1..=6)
+            .map(|minute| {
+                let mut copy = entry(&format!("build{minute}"), None, 100, minute);
+                copy.digest = "blob-copy".into();
+                copy
+            })
+            .collect();
+        // on disk: one blob and six snapshots, 350 bytes
+        assert!(over_bound(&entries, 350).is_empty());
+        // to fit in 200: the three oldest builds' records go
+        assert_eq!(
+            names(&entries, &over_bound(&entries, 200)),
+            ["build1.json", "build2.json", "build3.json"]
         );
     }
 }
