@@ -107,9 +107,13 @@ impl Store {
         Ok(self.blob_path(digest, op)?.exists())
     }
 
-    /// Moves the finished file `from` (on the store's file system) into place as blob `digest`.
+    /// Moves the finished file `from` (on the store's file system) into place as blob `digest`, synced first so
+    /// that a blob in place is whole after a crash.
     pub(crate) fn put_file(&self, from: &Path, digest: &str, op: Operation) -> Result<()> {
         let to = self.blob_path(digest, op)?;
+        File::open(from)
+            .and_then(|file| file.sync_all())
+            .map_err(|e| io_error(op, from.display(), e))?;
         fs::rename(from, &to).map_err(|e| io_error(op, to.display(), e))
     }
 
@@ -120,10 +124,7 @@ impl Store {
             return Ok(digest);
         }
         let tmp = self.tmp_file(&digest[7..]);
-        let written = File::create(&tmp).and_then(|mut file| {
-            file.write_all(bytes)?;
-            file.sync_all()
-        });
+        let written = File::create(&tmp).and_then(|mut file| file.write_all(bytes));
         if let Err(e) = written {
             // half a file on a full disk: nothing reads tmp/, but it holds the space the next write needs
             let _ = fs::remove_file(&tmp);

@@ -3,6 +3,8 @@
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::thread::JoinHandle;
 
 use sha2::{Digest as _, Sha256};
 
@@ -50,13 +52,14 @@ impl LayerFile {
         })
     }
 
-    /// Ends the tar and the gzip stream, syncs the file and returns its digests.
+    /// Ends the tar and the gzip stream and returns its digests. The file is not synced: it is a step on the way
+    /// (containerd's content store syncs the copy it keeps; a store that keeps this file syncs it itself), and a
+    /// sync here made a 1 GiB `COPY` wait for the disk twice.
     pub fn finish(self) -> io::Result<WrittenLayer> {
         let tar_hash = self.tar.into_inner()?;
         let (gzip, diff_id) = tar_hash.finish();
         let (out, digest) = gzip.finish()?.finish();
         let file = out.into_inner().map_err(|e| e.into_error())?;
-        file.sync_all()?;
         let size = file.metadata()?.len();
         Ok(WrittenLayer {
             path: self.path,
@@ -70,57 +73,110 @@ impl LayerFile {
 /// A gzip stream written as berth's push writes one ([`crate::deflate`]): the input is gathered in blocks of
 /// [`BLOCK`] bytes, each deflated on its own, so the bytes out depend on the bytes in alone (never on how they
 /// were handed over or flushed), and a layer written here is the blob berth's push would make of its tar.
-pub struct BlockGzip<W: Write> {
-    out: W,
+///
+/// The blocks are checksummed, deflated and written on a thread of their own, in order, while the writer's
+/// thread goes on gathering the next ones (reading the files, hashing the tar): a `COPY` of random files kept
+/// one core busy with all of it while the other waited. A few blocks are in flight at most.
+pub struct BlockGzip<W: Write + Send + 'static> {
     block: Vec<u8>,
-    deflater: BlockDeflater,
-    crc: flate2::Crc,
+    to_worker: Option<SyncSender<Vec<u8>>>,
+    spare: Receiver<Vec<u8>>,
+    worker: Option<JoinHandle<io::Result<(W, flate2::Crc)>>>,
 }
 
-impl<W: Write> BlockGzip<W> {
+/// Blocks waiting for the compressing thread, besides the one it works on and the one being filled.
+const BLOCKS_QUEUED: usize = 2;
+
+impl<W: Write + Send + 'static> BlockGzip<W> {
     /// Starts the stream on `out` (a reproducible header: no name, time 0).
     pub fn new(mut out: W) -> io::Result<Self> {
         out.write_all(&HEADER)?;
+        let (to_worker, blocks) = sync_channel::<Vec<u8>>(BLOCKS_QUEUED);
+        let (give_back, spare) = sync_channel::<Vec<u8>>(BLOCKS_QUEUED + 2);
+        let worker = std::thread::Builder::new()
+            .name("berth-gzip".into())
+            .spawn(move || {
+                let (mut deflater, mut crc) = (BlockDeflater::new(), flate2::Crc::new());
+                for block in blocks {
+                    crc.update(&block);
+                    out.write_all(&deflater.block(&block)?)?;
+                    let _ = give_back.try_send(block);
+                }
+                Ok((out, crc))
+            })?;
         Ok(BlockGzip {
-            out,
             block: Vec::with_capacity(BLOCK),
-            deflater: BlockDeflater::new(),
-            crc: flate2::Crc::new(),
+            to_worker: Some(to_worker),
+            spare,
+            worker: Some(worker),
         })
     }
 
-    fn write_block(&mut self) -> io::Result<()> {
+    /// Hands the gathered block to the compressing thread.
+    fn send_block(&mut self) -> io::Result<()> {
         if self.block.is_empty() {
             return Ok(());
         }
-        self.crc.update(&self.block);
-        let deflated = self.deflater.block(&self.block)?;
-        self.block.clear();
-        self.out.write_all(&deflated)
+        let mut next = self
+            .spare
+            .try_recv()
+            .unwrap_or_else(|_| Vec::with_capacity(BLOCK));
+        next.clear();
+        let full = std::mem::replace(&mut self.block, next);
+        let sent = self.to_worker.as_ref().map(|tx| tx.send(full).is_ok());
+        if sent == Some(true) {
+            return Ok(());
+        }
+        // the thread stopped: its error says why
+        Err(self.join().err().unwrap_or_else(|| {
+            io::Error::new(io::ErrorKind::BrokenPipe, "the gzip thread stopped")
+        }))
+    }
+
+    /// Ends the compressing thread (after the blocks sent) and takes back its writer and checksum.
+    fn join(&mut self) -> io::Result<(W, flate2::Crc)> {
+        self.to_worker = None;
+        let worker = self
+            .worker
+            .take()
+            .ok_or_else(|| io::Error::other("the gzip stream was ended already"))?;
+        worker
+            .join()
+            .map_err(|_| io::Error::other("the gzip thread panicked"))?
     }
 
     /// Writes the last block, the end of the deflate stream and the trailer; the writer it wrote to.
     pub fn finish(mut self) -> io::Result<W> {
-        self.write_block()?;
-        self.out
-            .write_all(&trailer(self.crc.sum(), u64::from(self.crc.amount())))?;
-        Ok(self.out)
+        self.send_block()?;
+        let (mut out, crc) = self.join()?;
+        out.write_all(&trailer(crc.sum(), u64::from(crc.amount())))?;
+        Ok(out)
     }
 }
 
-impl<W: Write> Write for BlockGzip<W> {
+impl<W: Write + Send + 'static> Drop for BlockGzip<W> {
+    /// A stream dropped unfinished (a failed layer) stops its thread.
+    fn drop(&mut self) {
+        if self.worker.is_some() {
+            let _ = self.join();
+        }
+    }
+}
+
+impl<W: Write + Send + 'static> Write for BlockGzip<W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let taken = buf.len().min(BLOCK - self.block.len());
         self.block.extend_from_slice(&buf[..taken]);
         if self.block.len() == BLOCK {
-            self.write_block()?;
+            self.send_block()?;
         }
         Ok(taken)
     }
 
-    /// Flushes what was written out already; a partial block waits for its end, so the output stays the same.
+    /// Nothing to do: blocks are written by the compressing thread as they fill, and a partial block waits for
+    /// its end so that the output stays the same.
     fn flush(&mut self) -> io::Result<()> {
-        self.out.flush()
+        Ok(())
     }
 }
 
