@@ -15,7 +15,8 @@ and `podman build` (buildah in the CLI process). Rows:
   `--no-cache`: the COPY runs again, everything before it is cached.
 
 containerd (`--engines containerd`): berth's own builder against `DOCKER_BUILDKIT=1 docker build` and berth on
-Docker, the same spec and context (no CLI builds on containerd without BuildKit); `--no-cache` rows only.
+Docker, the same spec and context (no CLI builds on containerd without BuildKit); `--no-cache` and one-file-changed
+rows (the changed quarter's layer is new: berth writes it to containerd's content store).
 
 Podman has no file sync: every build sends and unpacks the whole context, so only `--no-cache` rows are run,
 plus a reference row of the libpod service building from the context folder itself (`remote=<folder>`, which
@@ -96,7 +97,7 @@ def bench_large(args):
                     cold = cold + [folder_build(ctx, True)]
                     measure(cold[-1][1])
                 modes = [("`--no-cache`", cold, None)]
-                if engine == "docker":
+                if engine in ("docker", "containerd"):
                     modes.append(("one file changed", tool_commands(s, spec, ctx, engine, False, False),
                                   change_one_file))
                 for mode, tools, before in modes:
