@@ -28,6 +28,7 @@ import json
 import os
 import subprocess
 import tempfile
+import time
 from pathlib import Path
 
 from build import DOCKER20, Setup, memory_spec, remove, render, tool_commands
@@ -77,9 +78,11 @@ def bench_large(args):
         version = [0]
 
         def change_one_file():
+            # bytes no earlier run wrote: a repeated version would be a cache hit for BuildKit (it keys COPY by
+            # content) and a blob berth's containerd store already holds
             version[0] += 1
             data = bytearray(original)
-            data[:8] = f"{version[0]:08}".encode()
+            data[:16] = f"{time.time_ns() % 10**12:012}{version[0]:04}".encode()
             touched.write_bytes(bytes(data))
 
         try:

@@ -156,6 +156,7 @@ async fn prune_locked(engine: &LxdEngine, max_unused: Duration) -> Result<Pruned
             }
         }
     }
+    berth_layer::memo::prune(&state.join(berth_layer::copy::DIGESTS_FOLDER), max_unused);
     let reachable = store.reachable(kept_layers, OP)?;
     (pruned.blobs, pruned.blob_bytes) = store.sweep(&reachable, OP)?;
     // the import records name images of the local server: a remote one's images are not this folder's

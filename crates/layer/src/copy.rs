@@ -20,7 +20,8 @@ use berth_core::{Error, ErrorKind, Result};
 use sha2::{Digest as _, Sha256};
 
 use crate::file::hex;
-use crate::{LayerFile, WrittenLayer, FIXED_MTIME};
+use crate::memo::{Identity, Memo};
+use crate::{HashingWriter, LayerDigests, LayerFile, LayerStream, WrittenLayer, FIXED_MTIME};
 
 /// A build error (the caller names its engine).
 fn error(kind: ErrorKind, message: impl Into<String>) -> Error {
@@ -51,9 +52,24 @@ pub fn collect(
     step: &CopyStep,
     workdir: &str,
 ) -> Result<Vec<CopiedFile>> {
+    collect_remembered(context, step, workdir, None)
+}
+
+/// The folder of an engine's state folder that holds the [`crate::memo`] records.
+pub const DIGESTS_FOLDER: &str = "copy-digests";
+
+/// [`collect`], reading only the files whose digests `memo` (a folder of [`crate::memo`] records) does not
+/// hold, and recording the digests there.
+pub fn collect_remembered(
+    context: &[ContextEntry],
+    step: &CopyStep,
+    workdir: &str,
+    memo: Option<&Path>,
+) -> Result<Vec<CopiedFile>> {
     let destination = normalize(Path::new(workdir), &step.destination);
     let into_dir = step.destination.ends_with('/') || step.sources.len() > 1;
     let mut files = BTreeMap::new();
+    let mut identities = BTreeMap::new();
     for source in &step.sources {
         let source = source.trim_end_matches('/');
         let mut matched = false;
@@ -79,16 +95,17 @@ pub fn collect(
                 None => continue,
             };
             matched = true;
-            let mode = match &entry.source {
+            let (mode, identity) = match &entry.source {
                 ContextSource::File(path) => {
-                    std::fs::metadata(path)
-                        .map_err(|e| io_error(path, e))?
-                        .permissions()
-                        .mode()
-                        & 0o7777
+                    let meta = std::fs::metadata(path).map_err(|e| io_error(path, e))?;
+                    (
+                        meta.permissions().mode() & 0o7777,
+                        Some(Identity::of(&meta)),
+                    )
                 }
-                ContextSource::Bytes(_) => 0o644,
+                ContextSource::Bytes(_) => (0o644, None),
             };
+            identities.insert(target.clone(), identity);
             files.insert(
                 target.clone(),
                 CopiedFile {
@@ -108,26 +125,52 @@ pub fn collect(
         }
     }
     let mut files: Vec<CopiedFile> = files.into_values().collect();
-    let digests = digest_all(&files)?;
-    for (file, digest) in files.iter_mut().zip(digests) {
-        file.digest = digest;
+    let identities: Vec<Option<Identity>> = identities.into_values().collect();
+    let names: Vec<(&str, &str)> = files
+        .iter()
+        .map(|f| match &f.source {
+            ContextSource::File(path) => (path.to_str().unwrap_or(""), f.target.as_str()),
+            ContextSource::Bytes(_) => ("", f.target.as_str()),
+        })
+        .collect();
+    let memo = Memo::load(memo, &names);
+    let mut unknown = Vec::new();
+    for (i, (file, identity)) in files.iter_mut().zip(&identities).enumerate() {
+        match identity.as_ref().and_then(|id| memo.digest(i, id)) {
+            Some(digest) => file.digest = digest.to_string(),
+            None => unknown.push(i),
+        }
     }
+    if unknown.is_empty() {
+        memo.touch();
+        return Ok(files);
+    }
+    let digests = digest_all(&files, &unknown)?;
+    for (i, digest) in unknown.into_iter().zip(digests) {
+        files[i].digest = digest;
+    }
+    let record: Vec<_> = files
+        .iter()
+        .zip(&identities)
+        .map(|(f, id)| id.map(|id| (id, f.digest.as_str())))
+        .collect();
+    memo.save(&record);
     Ok(files)
 }
 
-/// The contents' digests of `files`, in order, read on a few threads (a `COPY` of a 1 GiB tree hashed on one
-/// core before its layer could start).
-fn digest_all(files: &[CopiedFile]) -> Result<Vec<String>> {
+/// The contents' digests of `files[i]` for each `i` of `which`, in order, read on a few threads (a `COPY` of a
+/// 1 GiB tree hashed on one core before its layer could start).
+fn digest_all(files: &[CopiedFile], which: &[usize]) -> Result<Vec<String>> {
     let threads = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
         .clamp(1, 4)
-        .min(files.len().max(1));
+        .min(which.len().max(1));
     let next = std::sync::atomic::AtomicUsize::new(0);
     let work = || {
         let mut done = Vec::new();
         loop {
             let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            let Some(file) = files.get(i) else {
+            let Some(file) = which.get(i).map(|&f| &files[f]) else {
                 return Ok(done);
             };
             done.push((i, content_digest(&file.source)?));
@@ -142,7 +185,7 @@ fn digest_all(files: &[CopiedFile]) -> Result<Vec<String>> {
         }));
         parts
     });
-    let mut digests = vec![String::new(); files.len()];
+    let mut digests = vec![String::new(); which.len()];
     for part in parts {
         for (i, digest) in part? {
             digests[i] = digest;
@@ -278,10 +321,49 @@ pub fn write_layer_into(
     folders: &[String],
     owner: (u32, u32),
     dir: &Path,
-    mut unpack: Option<&mut dyn Unpack>,
+    unpack: Option<&mut dyn Unpack>,
 ) -> io::Result<WrittenLayer> {
     let mut layer = LayerFile::create(&dir.join("layer.tar.gz"))?;
-    let tar = &mut layer.tar;
+    append_entries(&mut layer.tar, files, folders, owner, unpack)?;
+    layer.finish()
+}
+
+/// [`write_layer_into`], the layer going to `out` instead of a file: the writer and the layer's digests.
+pub fn stream_layer_into<W: Write + Send + 'static>(
+    files: &[CopiedFile],
+    folders: &[String],
+    owner: (u32, u32),
+    out: W,
+    unpack: Option<&mut dyn Unpack>,
+) -> io::Result<(W, LayerDigests)> {
+    let mut layer = LayerStream::new(out)?;
+    append_entries(&mut layer.tar, files, folders, owner, unpack)?;
+    layer.finish()
+}
+
+/// The diff id of the layer [`write_layer_into`] would write, placing every entry in `unpack` as well: the tar is
+/// hashed, not compressed or kept (for a layer whose blob the engine may hold already).
+pub fn diff_id_into(
+    files: &[CopiedFile],
+    folders: &[String],
+    owner: (u32, u32),
+    unpack: Option<&mut dyn Unpack>,
+) -> io::Result<String> {
+    let mut tar = tar::Builder::new(HashingWriter::new(io::sink()));
+    append_entries(&mut tar, files, folders, owner, unpack)?;
+    let (_, diff_id) = tar.into_inner()?.finish();
+    Ok(diff_id)
+}
+
+/// Appends the layer's entries to `tar`: `folders` then `files`, sorted, owned by `owner`, each placed in
+/// `unpack` as well.
+fn append_entries<W: Write>(
+    tar: &mut tar::Builder<W>,
+    files: &[CopiedFile],
+    folders: &[String],
+    owner: (u32, u32),
+    mut unpack: Option<&mut dyn Unpack>,
+) -> io::Result<()> {
     let mut entries: BTreeMap<String, Option<&CopiedFile>> = BTreeMap::new();
     for folder in folders {
         entries.insert(folder.trim_start_matches('/').to_string(), None);
@@ -331,7 +413,7 @@ pub fn write_layer_into(
     if let Some(unpack) = unpack {
         unpack.finish()?;
     }
-    layer.finish()
+    Ok(())
 }
 
 #[cfg(test)]

@@ -32,41 +32,88 @@ pub struct WrittenLayer {
     pub diff_id: String,
 }
 
-type Gzip = BlockGzip<HashingWriter<BufWriter<File>>>;
+/// A layer's digests: the blob digest and size, and the diff id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LayerDigests {
+    /// `sha256:` of the compressed bytes.
+    pub digest: String,
+    /// Compressed size.
+    pub size: u64,
+    /// `sha256:` of the uncompressed tar.
+    pub diff_id: String,
+}
+
+/// The tar stream of a layer going to `W`: hashed for the diff id, then compressed, hashed and counted.
+pub type LayerTar<W> = tar::Builder<HashingWriter<BlockGzip<HashingWriter<W>>>>;
+
+/// Starts a layer's tar on `out` (a reproducible gzip header: no name, time 0).
+fn start<W: Write + Send + 'static>(out: W) -> io::Result<LayerTar<W>> {
+    let gzip = BlockGzip::new(HashingWriter::new(out))?;
+    Ok(tar::Builder::new(HashingWriter::new(gzip)))
+}
+
+/// Ends the tar and the gzip stream: the writer and the digests.
+fn end<W: Write + Send + 'static>(tar: LayerTar<W>) -> io::Result<(W, LayerDigests)> {
+    let (gzip, diff_id) = tar.into_inner()?.finish();
+    let compressed = gzip.finish()?;
+    let size = compressed.bytes();
+    let (out, digest) = compressed.finish();
+    Ok((
+        out,
+        LayerDigests {
+            digest,
+            size,
+            diff_id,
+        },
+    ))
+}
 
 /// A layer file being written: append entries to [`LayerFile::tar`], then [`LayerFile::finish`].
 pub struct LayerFile {
     /// The tar stream (hashed for the diff id, then compressed and hashed for the digest).
-    pub tar: tar::Builder<HashingWriter<Gzip>>,
+    pub tar: LayerTar<BufWriter<File>>,
     path: PathBuf,
 }
 
 impl LayerFile {
     /// Creates `path` (a reproducible gzip header: no name, time 0).
     pub fn create(path: &Path) -> io::Result<LayerFile> {
-        let out = HashingWriter::new(BufWriter::with_capacity(1 << 20, File::create(path)?));
-        let gzip = BlockGzip::new(out)?;
         Ok(LayerFile {
-            tar: tar::Builder::new(HashingWriter::new(gzip)),
+            tar: start(BufWriter::with_capacity(1 << 20, File::create(path)?))?,
             path: path.to_path_buf(),
         })
     }
 
     /// Ends the tar and the gzip stream and returns its digests. The file is not synced: it is a step on the way
-    /// (containerd's content store syncs the copy it keeps; a store that keeps this file syncs it itself), and a
-    /// sync here made a 1 GiB `COPY` wait for the disk twice.
+    /// (a store that keeps this file syncs it itself), and a sync here made a 1 GiB `COPY` wait for the disk.
     pub fn finish(self) -> io::Result<WrittenLayer> {
-        let tar_hash = self.tar.into_inner()?;
-        let (gzip, diff_id) = tar_hash.finish();
-        let (out, digest) = gzip.finish()?.finish();
-        let file = out.into_inner().map_err(|e| e.into_error())?;
-        let size = file.metadata()?.len();
+        let (out, digests) = end(self.tar)?;
+        out.into_inner().map_err(|e| e.into_error())?;
         Ok(WrittenLayer {
             path: self.path,
-            digest,
-            size,
-            diff_id,
+            digest: digests.digest,
+            size: digests.size,
+            diff_id: digests.diff_id,
         })
+    }
+}
+
+/// A layer written to any writer (containerd's content store, as berth makes it): append entries to
+/// [`LayerStream::tar`], then [`LayerStream::finish`].
+pub struct LayerStream<W: Write + Send + 'static> {
+    /// The tar stream (hashed for the diff id, then compressed and hashed for the digest).
+    pub tar: LayerTar<W>,
+}
+
+impl<W: Write + Send + 'static> LayerStream<W> {
+    /// Starts the layer on `out`.
+    pub fn new(out: W) -> io::Result<Self> {
+        Ok(LayerStream { tar: start(out)? })
+    }
+
+    /// Ends the tar and the gzip stream: the writer (flushed by the caller) and the digests.
+    pub fn finish(self) -> io::Result<(W, LayerDigests)> {
+        end(self.tar)
     }
 }
 
@@ -180,10 +227,11 @@ impl<W: Write + Send + 'static> Write for BlockGzip<W> {
     }
 }
 
-/// Passes bytes through while hashing them.
+/// Passes bytes through while hashing and counting them.
 pub struct HashingWriter<W> {
     inner: W,
     hasher: Sha256,
+    bytes: u64,
 }
 
 impl<W: Write> HashingWriter<W> {
@@ -192,7 +240,13 @@ impl<W: Write> HashingWriter<W> {
         HashingWriter {
             inner,
             hasher: Sha256::new(),
+            bytes: 0,
         }
+    }
+
+    /// How many bytes went through.
+    pub fn bytes(&self) -> u64 {
+        self.bytes
     }
 
     /// The inner writer and `sha256:<hex>` of everything written.
@@ -214,6 +268,7 @@ impl<W: Write> Write for HashingWriter<W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let n = self.inner.write(buf)?;
         self.hasher.update(&buf[..n]);
+        self.bytes += n as u64;
         Ok(n)
     }
 

@@ -6,7 +6,9 @@
 //! - [`entries`]: tar entries for files on the host (folders, files, symlinks, devices, hard links within the
 //!   layer, extended attributes as PAX records) and whiteouts for deleted paths, as containerd's own tar writer
 //!   writes them; each engine decides which paths changed.
-//! - [`LayerFile`]: a gzip layer file being written, hashed twice on the way (the blob digest and the diff id).
+//! - [`LayerFile`], [`LayerStream`]: a gzip layer being written to a file or any writer, hashed twice on the way
+//!   (the blob digest and the diff id).
+//! - [`memo`]: the COPY sources' digests remembered by file identity, so a cached step reads nothing.
 //! - [`deflate`]: the gzip format of every layer berth compresses (blocks deflated apart, incompressible pieces
 //!   stored), shared with the push from an engine's storage.
 
@@ -14,6 +16,10 @@ pub mod copy;
 pub mod deflate;
 pub mod entries;
 mod file;
+pub mod memo;
 pub mod oci;
 
-pub use file::{BlockGzip, HashingWriter, LayerFile, WrittenLayer, FIXED_MTIME, GZIP_LEVEL};
+pub use file::{
+    BlockGzip, HashingWriter, LayerDigests, LayerFile, LayerStream, LayerTar, WrittenLayer,
+    FIXED_MTIME, GZIP_LEVEL,
+};

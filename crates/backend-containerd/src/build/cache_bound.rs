@@ -46,6 +46,14 @@ pub(super) async fn prune(builder: &Builder<'_>, cache: &StepCache, progress: &d
     let pruned = cache
         .prune(&builder.daemon, super::cache::MAX_UNUSED, bound)
         .await;
+    super::layer_memo::prune(
+        &super::layer_memo::folder(&builder.state_dir),
+        super::cache::MAX_UNUSED,
+    );
+    berth_layer::memo::prune(
+        &builder.state_dir.join(berth_layer::copy::DIGESTS_FOLDER),
+        super::cache::MAX_UNUSED,
+    );
     if pruned.records > 0 {
         let limit = bound.map_or("no size bound".to_string(), |b| {
             format!("size bound {}", human_size(b))

@@ -7,9 +7,11 @@
 //! Everything made along the way is held by the build's lease and removed by its [`Guard`] if the build fails or
 //! is dropped.
 
+mod blob;
 mod cache;
 mod cache_bound;
 mod image;
+mod layer_memo;
 mod mounts;
 mod overlay;
 mod run;
@@ -27,16 +29,14 @@ use berth_core::plan::{BuildPlan, CopyStep, Step};
 use berth_core::{Error, ErrorKind, Result};
 use berth_layer::copy;
 use berth_registry::RegistryClient;
-use futures_util::StreamExt as _;
-use tokio::io::AsyncReadExt as _;
 
 use self::cache::{Layer, StepCache};
 use crate::cleanup::Guard;
-use crate::convert::{BlobStream, Daemon, Descriptor};
+use crate::convert::{Daemon, Descriptor};
 use crate::errors::{error, io_error, Op};
 use crate::images::{host_platform, image_name};
 use crate::labels::{self, chain_id, rfc3339, unique_id};
-use crate::pull::{local_or_pull, write, Pulled};
+use crate::pull::{local_or_pull, Pulled};
 use crate::rootfs::{resolve_user, RootfsView, SnapshotUnpack};
 use crate::{ContainerdEngine, ENGINE};
 
@@ -204,16 +204,18 @@ async fn execute(
                 // blocking thread, so the other images of a project build go on meanwhile.
                 let (context, step, workdir) =
                     (builder.plan.context.clone(), copy.clone(), config.workdir());
-                copied =
-                    tokio::task::spawn_blocking(move || copy::collect(&context, &step, &workdir))
-                        .await
-                        .map_err(|e| {
-                            error(
-                                ErrorKind::Io,
-                                Op::Build,
-                                format!("hashing COPY sources: {e}"),
-                            )
-                        })??;
+                let memo = builder.state_dir.join(copy::DIGESTS_FOLDER);
+                copied = tokio::task::spawn_blocking(move || {
+                    copy::collect_remembered(&context, &step, &workdir, Some(&memo))
+                })
+                .await
+                .map_err(|e| {
+                    error(
+                        ErrorKind::Io,
+                        Op::Build,
+                        format!("hashing COPY sources: {e}"),
+                    )
+                })??;
                 copy_identity(copy, &copied)
             }
             other => {
@@ -356,64 +358,105 @@ async fn copy_step(
         }
     };
     let direct = unpack.is_some();
-    let (written, dir) = write_layer_file(builder, &key, "the COPY layer", move |out| {
-        let into = unpack.as_mut().map(|u| u as &mut dyn copy::Unpack);
-        copy::write_layer_into(&files, &folders, owner, out, into)
-    })
-    .await?;
-    let blob = store_layer(daemon, guard, &written, "the COPY layer").await?;
+    let memo = layer_memo::folder(&builder.state_dir);
+    let memo_key = layer_memo::key(&files, &folders, owner);
+    let known = match layer_memo::recall(&memo, &memo_key) {
+        Some(known) if holds(builder, &known).await => Some(known),
+        _ => None,
+    };
+    let (blob, diff_id) = match known.clone() {
+        Some(known) => reuse_layer(builder, known, files, folders, owner, unpack).await?,
+        None => {
+            blob::write_layer_blob(builder, "the COPY layer", move |out| {
+                let into = unpack.as_mut().map(|u| u as &mut dyn copy::Unpack);
+                copy::stream_layer_into(&files, &folders, owner, out, into)
+            })
+            .await?
+        }
+    };
+    let written = layer_memo::KnownLayer {
+        digest: blob.digest.clone(),
+        size: blob.size,
+        diff_id: diff_id.clone(),
+    };
+    if known.as_ref() != Some(&written) {
+        layer_memo::remember(&memo, &memo_key, &written);
+    }
     if !direct {
         let applied = daemon.apply(&blob, &mounts, Op::Build).await?;
-        if applied.digest != written.diff_id {
+        if applied.digest != diff_id {
             return Err(error(
                 ErrorKind::Protocol,
                 Op::Build,
                 format!(
                     "the COPY layer applied as {}, not {}",
-                    applied.digest, written.diff_id
+                    applied.digest, diff_id
                 ),
             ));
         }
     }
-    let layer = commit_layer(daemon, guard, &key, parent, blob, written.diff_id).await?;
-    let _ = std::fs::remove_dir_all(&dir);
-    Ok(layer)
+    commit_layer(daemon, guard, &key, parent, blob, diff_id).await
 }
 
-/// The temporary folder a step's layer file is written in.
-pub(crate) fn layer_dir(builder: &Builder<'_>, key: &str) -> PathBuf {
-    builder.work_dir.join("tmp").join(key)
-}
-
-/// Runs `write` on a blocking thread to write a layer file into a fresh temporary folder of the build (which
-/// the guard removes if the build is dropped); returns the layer and the folder.
-pub(crate) async fn write_layer_file(
-    builder: &Builder<'_>,
-    key: &str,
-    what: &'static str,
-    write: impl FnOnce(&std::path::Path) -> std::io::Result<berth_layer::WrittenLayer> + Send + 'static,
-) -> Result<(berth_layer::WrittenLayer, PathBuf)> {
-    let dir = layer_dir(builder, key);
-    builder.guard.dir(dir.clone());
-    std::fs::create_dir_all(&dir).map_err(|e| io_error(Op::Build, dir.display(), e))?;
-    let out = dir.clone();
-    let written = tokio::task::spawn_blocking(move || write(&out))
+/// Whether the content store holds `known`'s blob, with its diff id: the blob is added to the build's lease
+/// first, so that no prune or collector takes it while the build uses it.
+async fn holds(builder: &Builder<'_>, known: &layer_memo::KnownLayer) -> bool {
+    let daemon = &builder.daemon;
+    if daemon
+        .lease_content(builder.guard.lease_id(), &known.digest, Op::Build)
         .await
-        .map_err(|e| error(ErrorKind::Io, Op::Build, format!("writing {what}: {e}")))?
-        .map_err(|e| {
-            if let Some(changed) = e.get_ref().and_then(|e| e.downcast_ref::<copy::SourceChanged>()) {
-                return error(ErrorKind::BuildFailed, Op::Build, format!("COPY: {changed}")).with_hint(
-                    "something wrote to that file during the build; build again once it is finished, \
-                     so the image and its step cache see one version of it",
-                );
-            }
-            if let Some(redirected) = e.get_ref().and_then(|e| e.downcast_ref::<overlay::Redirected>()) {
-                // the one Unsupported this returns: run.rs takes the diff service's layer instead
-                return error(ErrorKind::Unsupported, Op::Build, format!("writing {what}: {redirected}"));
-            }
-            io_error(Op::Build, format!("writing {what} in {}", dir.display()), e)
-        })?;
-    Ok((written, dir))
+        .is_err()
+    {
+        return false;
+    }
+    match daemon.content_labels(&known.digest, Op::Build).await {
+        Ok(Some(labels)) => labels.get(labels::UNCOMPRESSED) == Some(&known.diff_id),
+        _ => false,
+    }
+}
+
+/// A COPY whose layer the store holds (`known`): its files go into the snapshot (through `unpack`) while the tar
+/// is only hashed; a diff id other than the known one (the record was wrong) has the layer written as a new one.
+async fn reuse_layer(
+    builder: &Builder<'_>,
+    known: layer_memo::KnownLayer,
+    files: Vec<copy::CopiedFile>,
+    folders: Vec<String>,
+    owner: (u32, u32),
+    mut unpack: Option<SnapshotUnpack>,
+) -> Result<(Descriptor, String)> {
+    let (files, folders, hashed) = tokio::task::spawn_blocking(move || {
+        let into = unpack.as_mut().map(|u| u as &mut dyn copy::Unpack);
+        let hashed = copy::diff_id_into(&files, &folders, owner, into);
+        (files, folders, hashed)
+    })
+    .await
+    .map_err(|e| {
+        error(
+            ErrorKind::Io,
+            Op::Build,
+            format!("writing the COPY layer: {e}"),
+        )
+    })?;
+    let diff_id = hashed.map_err(|e| blob::layer_error(e, "the COPY layer"))?;
+    if diff_id == known.diff_id {
+        let blob = Descriptor {
+            media_type: run::LAYER_GZIP.to_string(),
+            digest: known.digest,
+            size: known.size,
+        };
+        return Ok((blob, diff_id));
+    }
+    // the snapshot has the files already: the layer alone is written
+    blob::write_layer_blob(builder, "the COPY layer", move |out| {
+        copy::stream_layer_into(&files, &folders, owner, out, None)
+    })
+    .await
+}
+
+/// A temporary folder of the build, named by `key` (the context a RUN step mounts is copied there).
+pub(crate) fn tmp_dir(builder: &Builder<'_>, key: &str) -> PathBuf {
+    builder.work_dir.join("tmp").join(key)
 }
 
 /// Commits active snapshot `key`, whose changes are layer `blob` (`diff_id` uncompressed), by chain id; when that
@@ -439,38 +482,4 @@ pub(crate) async fn commit_layer(
         diff_id,
         chain,
     })
-}
-
-/// Puts a layer file berth wrote into the content store (labelled with its diff id) and returns its descriptor.
-pub(crate) async fn store_layer(
-    daemon: &Daemon,
-    guard: &Guard,
-    written: &berth_layer::WrittenLayer,
-    what: &'static str,
-) -> Result<Descriptor> {
-    let blob = Descriptor {
-        media_type: run::LAYER_GZIP.to_string(),
-        digest: written.digest.clone(),
-        size: written.size as i64,
-    };
-    let file = tokio::fs::File::open(&written.path)
-        .await
-        .map_err(|e| io_error(Op::Build, written.path.display(), e))?;
-    let stream: BlobStream = Box::pin(
-        futures_util::stream::unfold(file, move |mut file| async move {
-            let mut buffer = vec![0u8; 1 << 20];
-            match file.read(&mut buffer).await {
-                Ok(0) => None,
-                Ok(n) => {
-                    buffer.truncate(n);
-                    Some((Ok(bytes::Bytes::from(buffer)), file))
-                }
-                Err(e) => Some((Err(io_error(Op::Build, format!("reading {what}"), e)), file)),
-            }
-        })
-        .fuse(),
-    );
-    let blob_labels = HashMap::from([(labels::UNCOMPRESSED.to_string(), written.diff_id.clone())]);
-    write(daemon, guard, &blob, blob_labels, stream, Op::Build).await?;
-    Ok(blob)
 }

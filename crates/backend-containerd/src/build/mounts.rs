@@ -178,7 +178,7 @@ fn pin(builder: &Builder<'_>, source: &str) -> Result<(Vec<String>, PathBuf)> {
         return Ok(found.clone());
     }
     let entries = context_entries(builder, source)?;
-    let dir = super::layer_dir(builder, &builder.pin_key);
+    let dir = super::tmp_dir(builder, &builder.pin_key);
     if pinned.is_empty() {
         builder.guard.dir(dir.clone());
     }

@@ -157,7 +157,6 @@ pub(crate) async fn run_step(
                 progress.event(ProgressEvent::Line(format!(
                     "{e}; containerd's diff service writes the layer"
                 )));
-                let _ = std::fs::remove_dir_all(super::layer_dir(builder, &id));
             }
             written => return written,
         }
@@ -178,23 +177,11 @@ async fn layer_from_upper(
     upper: &Path,
 ) -> Result<Layer> {
     let from = upper.to_path_buf();
-    let (written, dir) = super::write_layer_file(builder, key, "the RUN layer", move |out| {
-        upper::write_upper_layer(&from, out)
+    let (blob, diff_id) = super::blob::write_layer_blob(builder, "the RUN layer", move |out| {
+        upper::stream_upper_layer(&from, out)
     })
     .await?;
-    let blob =
-        super::store_layer(&builder.daemon, builder.guard, &written, "the RUN layer").await?;
-    let layer = super::commit_layer(
-        &builder.daemon,
-        builder.guard,
-        key,
-        parent,
-        blob,
-        written.diff_id,
-    )
-    .await?;
-    let _ = std::fs::remove_dir_all(&dir);
-    Ok(layer)
+    super::commit_layer(&builder.daemon, builder.guard, key, parent, blob, diff_id).await
 }
 
 /// Turns active snapshot `key` (mounted by `upper`) into a layer and commits it by chain id.

@@ -15,7 +15,7 @@ use std::os::unix::fs::{FileTypeExt as _, MetadataExt as _};
 use std::path::Path;
 
 use berth_layer::entries::{attributes, EntryWriter, OPAQUE_MARKER};
-use berth_layer::{LayerFile, WrittenLayer};
+use berth_layer::{LayerDigests, LayerStream};
 
 use super::overlay::{Redirected, REDIRECTS};
 use crate::rootfs::OPAQUE;
@@ -23,9 +23,12 @@ use crate::rootfs::OPAQUE;
 /// Attribute namespaces overlay uses for itself; never part of the image.
 const OVERLAY_PRIVATE: [&str; 2] = ["trusted.overlay.", "user.overlay."];
 
-/// Writes the changes in `upper` as a gzip layer file in `dir`.
-pub(crate) fn write_upper_layer(upper: &Path, dir: &Path) -> io::Result<WrittenLayer> {
-    let mut layer = LayerFile::create(&dir.join("layer.tar.gz"))?;
+/// Writes the changes in `upper` as a gzip layer to `out`: the writer and the layer's digests.
+pub(crate) fn stream_upper_layer<W: Write + Send + 'static>(
+    upper: &Path,
+    out: W,
+) -> io::Result<(W, LayerDigests)> {
+    let mut layer = LayerStream::new(out)?;
     folder_contents(&mut EntryWriter::new(&mut layer.tar), upper, "")?;
     layer.finish()
 }
@@ -89,12 +92,10 @@ fn entry<W: Write>(writer: &mut EntryWriter<'_, W>, host: &Path, path: &str) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::fs::File;
     use std::io::Read as _;
 
-    fn entries(layer: &WrittenLayer) -> Vec<(String, tar::EntryType, String)> {
-        let file = File::open(&layer.path).expect("layer");
-        let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(file));
+    fn entries(layer: &[u8]) -> Vec<(String, tar::EntryType, String)> {
+        let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(layer));
         archive
             .entries()
             .expect("entries")
@@ -120,15 +121,14 @@ mod tests {
     #[test]
     fn an_upper_folder_becomes_a_sorted_layer_with_links_kept() {
         let upper = tempfile::tempdir().expect("upper");
-        let out = tempfile::tempdir().expect("out");
         let root = upper.path();
         std::fs::create_dir_all(root.join("etc/apt")).expect("dirs");
         std::fs::write(root.join("etc/passwd"), "root:x:0:0::/root:/bin/sh\n").expect("passwd");
         std::fs::write(root.join("etc/apt/b"), "b").expect("b");
         std::fs::hard_link(root.join("etc/apt/b"), root.join("etc/apt/a")).expect("link");
         std::os::unix::fs::symlink("passwd", root.join("etc/passwd-link")).expect("symlink");
-        let layer = write_upper_layer(root, out.path()).expect("layer");
-        let listed = entries(&layer);
+        let (bytes, layer) = stream_upper_layer(root, Vec::new()).expect("layer");
+        let listed = entries(&bytes);
         let names: Vec<&str> = listed.iter().map(|(p, _, _)| p.as_str()).collect();
         assert_eq!(
             names,
@@ -155,14 +155,13 @@ mod tests {
     fn entries_whose_contents_are_below_stop_the_walk() {
         for attribute in ["trusted.overlay.metacopy", "trusted.overlay.redirect"] {
             let upper = tempfile::tempdir().expect("upper");
-            let out = tempfile::tempdir().expect("out");
             std::fs::create_dir(upper.path().join("opt")).expect("mkdir");
             let entry = upper.path().join("opt/entry");
             std::fs::write(&entry, "").expect("write");
             xattr::set(&entry, attribute, b"").expect(
                 "trusted xattrs need root (CAP_SYS_ADMIN), as berth's containerd builder does",
             );
-            let err = write_upper_layer(upper.path(), out.path()).expect_err("incomplete upper");
+            let err = stream_upper_layer(upper.path(), Vec::new()).expect_err("incomplete upper");
             let redirected = err
                 .get_ref()
                 .and_then(|e| e.downcast_ref::<Redirected>())

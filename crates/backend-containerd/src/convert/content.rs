@@ -22,11 +22,23 @@ use crate::labels::{with_source, DISTRIBUTION_SOURCE};
 /// A blob's bytes as a stream.
 pub(crate) type BlobStream = Pin<Box<dyn Stream<Item = Result<Bytes>> + Send>>;
 
+/// What commits a blob: its digest and size (checked by containerd against the bytes written) and its labels.
+#[derive(Debug, Clone)]
+pub(crate) struct BlobEnd {
+    pub(crate) digest: String,
+    pub(crate) size: i64,
+    pub(crate) labels: HashMap<String, String>,
+}
+
 /// The most [`Daemon::read_all`] reads (as the registry client's cap for blobs read into memory).
 const MAX_IN_MEMORY: usize = berth_registry::MAX_IN_MEMORY_BLOB_BYTES as usize;
 
 /// Bytes per write request (containerd accepts up to 16 MiB per message).
 const CHUNK: usize = 1 << 20;
+
+/// Write requests sent before the answer to the first of them is awaited. One at a time, berth and containerd
+/// took turns (each waiting while the other worked on a chunk); containerd handles a stream's requests in order.
+const WRITES_IN_FLIGHT: usize = 4;
 
 impl Daemon {
     fn content(&self) -> ContentClient<containerd_client::tonic::transport::Channel> {
@@ -173,23 +185,53 @@ impl Daemon {
     }
 
     /// Writes blob `expected` (`total` bytes from `data`) under ingest `reference`, committing it with
-    /// `labels`. A blob the store already has is not written again; its labels are set. Requests and answers
-    /// go in lockstep, so flow control never stalls and a failure is seen at the chunk that caused it.
+    /// `labels`. A blob the store already has is not written again; its labels are set. A few write requests
+    /// are in flight at a time ([`WRITES_IN_FLIGHT`]), so a failure is seen within a few chunks of its cause.
     pub(crate) async fn write_blob(
         &self,
         reference: &str,
         expected: &str,
         total: i64,
         labels: HashMap<String, String>,
+        data: BlobStream,
+        op: Op,
+    ) -> Result<()> {
+        let end = BlobEnd {
+            digest: expected.to_string(),
+            size: total,
+            labels,
+        };
+        self.write_content(reference, Some(&end), data, async { Ok(end.clone()) }, op)
+            .await
+    }
+
+    /// [`Daemon::write_blob`] of a blob whose digest, size and labels are known only once `data` has ended
+    /// (`end` gives them then): a layer written straight into the store as berth makes it. A blob the store has
+    /// already is found at the commit, which then leaves the ingest and sets the labels.
+    pub(crate) async fn write_blob_streamed(
+        &self,
+        reference: &str,
+        data: BlobStream,
+        end: impl std::future::Future<Output = Result<BlobEnd>>,
+        op: Op,
+    ) -> Result<()> {
+        self.write_content(reference, None, data, end, op).await
+    }
+
+    async fn write_content(
+        &self,
+        reference: &str,
+        known: Option<&BlobEnd>,
         mut data: BlobStream,
+        end: impl std::future::Future<Output = Result<BlobEnd>>,
         op: Op,
     ) -> Result<()> {
         let idle = self.timeouts.idle;
         let (tx, rx) = mpsc::channel::<WriteContentRequest>(2);
         let base = WriteContentRequest {
             r#ref: reference.to_string(),
-            total,
-            expected: expected.to_string(),
+            total: known.map_or(0, |k| k.size),
+            expected: known.map(|k| k.digest.clone()).unwrap_or_default(),
             ..WriteContentRequest::default()
         };
         let closed = || {
@@ -211,22 +253,36 @@ impl Daemon {
                 |mut rx| async move { rx.recv().await.map(|m| (m, rx)) },
             );
         let exists = |s: &containerd_client::tonic::Status| s.code() == Code::AlreadyExists;
+        // the store has the blob already (only a digest given up front can say so before the end)
+        let had = || async move {
+            match known {
+                Some(known) => {
+                    self.add_content_labels(&known.digest, &known.labels, op)
+                        .await
+                }
+                None => Err(error(
+                    ErrorKind::Protocol,
+                    op,
+                    "containerd said a blob exists before its digest was given",
+                )),
+            }
+        };
         let opened = within(idle, op, async {
             Ok(self.content().write(self.request(outbound)).await)
         })
         .await?;
         let mut answers = match opened {
             Ok(response) => response.into_inner(),
-            Err(s) if exists(&s) => return self.add_content_labels(expected, &labels, op).await,
+            Err(s) if exists(&s) => return had().await,
             Err(s) => return Err(status_error(&s, op)),
         };
         if within(idle, op, next_answer(&mut answers, op))
             .await?
             .is_none()
         {
-            return self.add_content_labels(expected, &labels, op).await;
+            return had().await;
         }
-        let mut offset = 0i64;
+        let (mut offset, mut unanswered) = (0i64, 0usize);
         while let Some(chunk) = data.next().await {
             let chunk = chunk?;
             for piece in chunk.chunks(CHUNK) {
@@ -241,18 +297,34 @@ impl Daemon {
                 })
                 .await?;
                 offset += piece.len() as i64;
-                if within(idle, op, next_answer(&mut answers, op))
-                    .await?
-                    .is_none()
-                {
-                    return self.add_content_labels(expected, &labels, op).await;
+                unanswered += 1;
+                // a few writes in flight: containerd writes one while the next is on its way
+                while unanswered >= WRITES_IN_FLIGHT {
+                    if within(idle, op, next_answer(&mut answers, op))
+                        .await?
+                        .is_none()
+                    {
+                        return had().await;
+                    }
+                    unanswered -= 1;
                 }
             }
         }
+        for _ in 0..unanswered {
+            if within(idle, op, next_answer(&mut answers, op))
+                .await?
+                .is_none()
+            {
+                return had().await;
+            }
+        }
+        let end = end.await?;
         tx.send(WriteContentRequest {
             action: WriteAction::Commit as i32,
             offset,
-            labels: labels.clone(),
+            total: end.size,
+            expected: end.digest.clone(),
+            labels: end.labels.clone(),
             ..base
         })
         .await
@@ -261,7 +333,8 @@ impl Daemon {
             .await?
             .is_none()
         {
-            self.add_content_labels(expected, &labels, op).await?;
+            self.add_content_labels(&end.digest, &end.labels, op)
+                .await?;
         }
         Ok(())
     }

@@ -22,7 +22,7 @@ use containerd_client::tonic::Request;
 use crate::errors::{status_error, Op};
 use crate::ENGINE;
 
-pub(crate) use content::BlobStream;
+pub(crate) use content::{BlobEnd, BlobStream};
 pub(crate) use runtime::{ContainerSpec, Labeled};
 
 /// A content descriptor: what a manifest names and the content store keeps.

@@ -220,8 +220,10 @@ async fn execute(
                 mounts::identity(session, run, progress).await?
             ),
             Step::Copy(copy) => {
-                copied = copy::collect(&plan.context, copy, &config.workdir())
-                    .map_err(|e| e.with_engine(ENGINE))?;
+                let memo = session.state_dir.join(copy::DIGESTS_FOLDER);
+                copied =
+                    copy::collect_remembered(&plan.context, copy, &config.workdir(), Some(&memo))
+                        .map_err(|e| e.with_engine(ENGINE))?;
                 copy_identity(copy, &copied)
             }
             other => {

@@ -1,0 +1,265 @@
+//! The contents' digests of a COPY step's sources, remembered by file identity between builds.
+//!
+//! A COPY's step-cache key holds the sha256 of every file it copies, so a build whose COPY steps are all cached
+//! still read and hashed every byte of them (a 1 GiB tree: most of such a build's time). The digests are kept per
+//! source set (the step's sources and targets; `<folder>/<key>`), one line per file with what identifies its
+//! contents without reading them, as git's index and berth's naming cache do: inode, device, size, mtime and
+//! ctime with nanoseconds. A file written in place changes its ctime, so an unchanged line means unchanged bytes.
+//! A file changed less than [`RACY_WINDOW`] before the build is read again (a change in the same timestamp tick
+//! as the hashing could keep its stat data), and so is any file whose line differs. The layer check still hashes
+//! every byte written against these digests, so a wrong record fails a step that writes its layer; a cached step
+//! trusts them as it trusts the naming cache.
+
+use std::os::unix::fs::MetadataExt as _;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use sha2::{Digest as _, Sha256};
+
+/// Files changed this recently are read again, and not recorded.
+pub const RACY_WINDOW: Duration = Duration::from_secs(2);
+
+const FORMAT: &str = "berth-copy-digests-v1";
+
+/// What identifies a file's contents without reading them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Identity {
+    ino: u64,
+    dev: u64,
+    size: u64,
+    mtime_ns: i128,
+    ctime_ns: i128,
+}
+
+impl Identity {
+    /// The identity of a file with `meta`.
+    pub fn of(meta: &std::fs::Metadata) -> Identity {
+        let ns = |s: i64, n: i64| i128::from(s) * 1_000_000_000 + i128::from(n);
+        Identity {
+            ino: meta.ino(),
+            dev: meta.dev(),
+            size: meta.len(),
+            mtime_ns: ns(meta.mtime(), meta.mtime_nsec()),
+            ctime_ns: ns(meta.ctime(), meta.ctime_nsec()),
+        }
+    }
+
+    /// Whether the file changed within [`RACY_WINDOW`] of `now` (or claims a time after it).
+    fn racy(&self, now: SystemTime) -> bool {
+        let now = now
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as i128);
+        let window = RACY_WINDOW.as_nanos() as i128;
+        self.mtime_ns.max(self.ctime_ns) > now - window
+    }
+
+    fn line(&self, digest: &str) -> String {
+        format!(
+            "{} {} {} {} {} {digest}\n",
+            self.ino, self.dev, self.size, self.mtime_ns, self.ctime_ns
+        )
+    }
+
+    fn parse(line: &str) -> Option<(Identity, &str)> {
+        let mut f = line.split(' ');
+        let identity = Identity {
+            ino: f.next()?.parse().ok()?,
+            dev: f.next()?.parse().ok()?,
+            size: f.next()?.parse().ok()?,
+            mtime_ns: f.next()?.parse().ok()?,
+            ctime_ns: f.next()?.parse().ok()?,
+        };
+        let digest = f.next()?;
+        let hex = digest.len() == 64 && digest.bytes().all(|b| b.is_ascii_hexdigit());
+        (hex && f.next().is_none()).then_some((identity, digest))
+    }
+}
+
+/// The remembered digests of one source set: read with [`Memo::load`], asked per file with [`Memo::digest`],
+/// then written back with [`Memo::save`].
+#[derive(Debug)]
+pub struct Memo {
+    path: Option<PathBuf>,
+    known: Vec<Option<(Identity, String)>>,
+    now: SystemTime,
+}
+
+impl Memo {
+    /// The record of the source set named by `names` (each file's source and target, in order) in `folder`;
+    /// `None` for a memo that remembers nothing.
+    pub fn load(folder: Option<&Path>, names: &[(&str, &str)]) -> Memo {
+        let path = folder.map(|folder| {
+            let mut hasher = Sha256::new();
+            hasher.update(FORMAT);
+            for (source, target) in names {
+                hasher.update(format!("\n{source}\0{target}"));
+            }
+            folder.join(crate::file::hex(hasher))
+        });
+        let text = path
+            .as_deref()
+            .and_then(|p| std::fs::read_to_string(p).ok())
+            .unwrap_or_default();
+        let mut lines = text.lines();
+        let known = if lines.next() == Some(FORMAT) {
+            let known: Vec<_> = lines
+                .map(|l| Identity::parse(l).map(|(i, d)| (i, d.to_string())))
+                .collect();
+            if known.len() == names.len() {
+                known
+            } else {
+                Vec::new()
+            }
+        } else {
+            Vec::new()
+        };
+        Memo {
+            path,
+            known,
+            now: SystemTime::now(),
+        }
+    }
+
+    /// The remembered digest of file `index` of the set, if its identity is still `identity` and it did not
+    /// change just now.
+    pub fn digest(&self, index: usize, identity: &Identity) -> Option<&str> {
+        match self.known.get(index) {
+            Some(Some((known, digest))) if known == identity && !identity.racy(self.now) => {
+                Some(digest)
+            }
+            _ => None,
+        }
+    }
+
+    /// Marks the record used (for [`prune`]) when it held every file already.
+    pub fn touch(&self) {
+        if let Some(path) = &self.path {
+            if let Ok(file) = std::fs::File::options().append(true).open(path) {
+                let _ = file.set_modified(SystemTime::now());
+            }
+        }
+    }
+
+    /// Records the set's files (identity and digest each, in order; `None` for one that has no identity, such
+    /// as bytes berth generated, or that changed just now). Best effort: a record that cannot be written costs
+    /// only time.
+    pub fn save(&self, files: &[Option<(Identity, &str)>]) {
+        let Some(path) = &self.path else {
+            return;
+        };
+        let mut text = format!("{FORMAT}\n");
+        for file in files {
+            match file {
+                Some((identity, digest)) if !identity.racy(self.now) => {
+                    text.push_str(&identity.line(digest))
+                }
+                _ => text.push_str("-\n"),
+            }
+        }
+        let Some(folder) = path.parent() else {
+            return;
+        };
+        let _ = std::fs::create_dir_all(folder);
+        let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+        if std::fs::write(&tmp, text).is_err() || std::fs::rename(&tmp, path).is_err() {
+            let _ = std::fs::remove_file(&tmp);
+        }
+    }
+}
+
+/// Drops the records of `folder` not used for `max_unused`.
+pub fn prune(folder: &Path, max_unused: Duration) {
+    let Ok(entries) = std::fs::read_dir(folder) else {
+        return;
+    };
+    let now = SystemTime::now();
+    for entry in entries.flatten() {
+        let used = entry.metadata().and_then(|m| m.modified()).unwrap_or(now);
+        if now.duration_since(used).unwrap_or_default() > max_unused {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn identity(path: &Path) -> Identity {
+        Identity::of(&std::fs::metadata(path).expect("metadata"))
+    }
+
+    /// The one record in `folder`.
+    fn only_record(folder: &Path) -> PathBuf {
+        let mut entries = std::fs::read_dir(folder).expect("the memo folder");
+        entries.next().expect("a record").expect("entry").path()
+    }
+
+    /// The record of `names`, as a build would see it a minute from now (so the files just written are not
+    /// racy: their ctime cannot be set back).
+    fn later(folder: &Path, names: &[(&str, &str)]) -> Memo {
+        let mut memo = Memo::load(Some(folder), names);
+        memo.now += Duration::from_secs(60);
+        memo
+    }
+
+    #[test]
+    fn a_file_is_recalled_until_it_changes() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let file = dir.path().join("a.txt");
+        std::fs::write(&file, "one").expect("write");
+        let names = [("a.txt", "/app/a.txt")];
+        let folder = dir.path().join("memo");
+        let memo = later(&folder, &names);
+        assert_eq!(
+            memo.digest(0, &identity(&file)),
+            None,
+            "nothing recorded yet"
+        );
+        memo.save(&[Some((identity(&file), &"ab".repeat(32)))]);
+        let memo = later(&folder, &names);
+        assert_eq!(
+            memo.digest(0, &identity(&file)),
+            Some("ab".repeat(32).as_str())
+        );
+        // another set of names has its own record
+        let other = later(&folder, &[("a.txt", "/other")]);
+        assert_eq!(other.digest(0, &identity(&file)), None);
+        // written again (same size): its ctime moved, so it is read again
+        std::thread::sleep(Duration::from_millis(20));
+        std::fs::write(&file, "two").expect("write");
+        assert_eq!(memo.digest(0, &identity(&file)), None);
+        // and a build right now does not trust even the same identity
+        assert_eq!(
+            Memo::load(Some(&folder), &names).digest(0, &identity(&file)),
+            None
+        );
+    }
+
+    #[test]
+    fn a_file_changed_just_now_is_neither_recalled_nor_recorded() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let file = dir.path().join("a.txt");
+        std::fs::write(&file, "fresh").expect("write");
+        let names = [("a.txt", "/a.txt")];
+        let folder = dir.path().join("memo");
+        let memo = Memo::load(Some(&folder), &names);
+        memo.save(&[Some((identity(&file), &"cd".repeat(32)))]);
+        let text = std::fs::read_to_string(only_record(&folder)).expect("record");
+        assert!(text.ends_with("-\n"), "a racy file is not recorded: {text}");
+    }
+
+    #[test]
+    fn a_damaged_record_is_ignored() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let file = dir.path().join("a.txt");
+        std::fs::write(&file, "one").expect("write");
+        let names = [("a.txt", "/a.txt")];
+        let folder = dir.path().join("memo");
+        later(&folder, &names).save(&[Some((identity(&file), &"ef".repeat(32)))]);
+        let record = only_record(&folder);
+        let text = std::fs::read_to_string(&record).expect("record");
+        std::fs::write(&record, text.replace(&"ef".repeat(32), "not-a-digest")).expect("damage");
+        assert_eq!(later(&folder, &names).digest(0, &identity(&file)), None);
+    }
+}
