@@ -167,7 +167,7 @@ impl Memo {
     }
 }
 
-/// Drops the records of `folder` not used for `max_unused`.
+/// Drops the records (files) of `folder` not used (modified or touched) for `max_unused`.
 pub fn prune(folder: &Path, max_unused: Duration) {
     let Ok(entries) = std::fs::read_dir(folder) else {
         return;
@@ -261,5 +261,16 @@ mod tests {
         let text = std::fs::read_to_string(&record).expect("record");
         std::fs::write(&record, text.replace(&"ef".repeat(32), "not-a-digest")).expect("damage");
         assert_eq!(later(&folder, &names).digest(0, &identity(&file)), None);
+    }
+
+    #[test]
+    fn unused_records_are_pruned_and_used_ones_kept() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        std::fs::write(dir.path().join("old"), "x").expect("write");
+        std::thread::sleep(Duration::from_millis(30));
+        std::fs::write(dir.path().join("new"), "x").expect("write");
+        prune(dir.path(), Duration::from_millis(20));
+        assert!(!dir.path().join("old").exists());
+        assert!(dir.path().join("new").exists());
     }
 }

@@ -46,14 +46,13 @@ pub(super) async fn prune(builder: &Builder<'_>, cache: &StepCache, progress: &d
     let pruned = cache
         .prune(&builder.daemon, super::cache::MAX_UNUSED, bound)
         .await;
-    super::layer_memo::prune(
-        &super::layer_memo::folder(&builder.state_dir),
-        super::cache::MAX_UNUSED,
-    );
-    berth_layer::memo::prune(
-        &builder.state_dir.join(berth_layer::copy::DIGESTS_FOLDER),
-        super::cache::MAX_UNUSED,
-    );
+    // the records of what COPY steps made and read: small, and only worth keeping while their steps are
+    for folder in [
+        super::layer_memo::folder(&builder.state_dir),
+        builder.state_dir.join(berth_layer::copy::DIGESTS_FOLDER),
+    ] {
+        berth_layer::memo::prune(&folder, super::cache::MAX_UNUSED);
+    }
     if pruned.records > 0 {
         let limit = bound.map_or("no size bound".to_string(), |b| {
             format!("size bound {}", human_size(b))

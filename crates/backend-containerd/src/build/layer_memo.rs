@@ -5,10 +5,11 @@
 //! and hashes its tar, and one it has not seen streams its layer into the store as it writes it.
 //!
 //! A record is only a guess of which way is quicker: the tar's diff id is checked against it, and the blob must be
-//! in the store with that diff id as its uncompressed label, or the layer is written as for a new one.
+//! in the store with that diff id as its uncompressed label, or the layer is written as for a new one. Records
+//! unused for the step cache's week go with [`berth_layer::memo::prune`].
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use berth_layer::copy::CopiedFile;
 use sha2::{Digest as _, Sha256};
@@ -84,20 +85,6 @@ pub(crate) fn remember(folder: &Path, key: &str, layer: &KnownLayer) {
     }
 }
 
-/// Drops the records not used for `max_unused`.
-pub(crate) fn prune(folder: &Path, max_unused: Duration) {
-    let Ok(entries) = std::fs::read_dir(folder) else {
-        return;
-    };
-    let now = SystemTime::now();
-    for entry in entries.flatten() {
-        let used = entry.metadata().and_then(|m| m.modified()).unwrap_or(now);
-        if now.duration_since(used).unwrap_or_default() > max_unused {
-            let _ = std::fs::remove_file(entry.path());
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -147,9 +134,5 @@ mod tests {
         assert_eq!(recall(&folder, "k"), Some(layer));
         std::fs::write(folder.join("k"), "sha256:short 42 x").expect("write");
         assert_eq!(recall(&folder, "k"), None);
-        prune(&folder, Duration::ZERO);
-        std::thread::sleep(Duration::from_millis(10));
-        prune(&folder, Duration::from_millis(1));
-        assert!(!folder.join("k").exists(), "an unused record goes");
     }
 }
