@@ -11,7 +11,14 @@
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
-use berth_layer::copy::CopiedFile;
+use berth_core::{ErrorKind, Result};
+use berth_layer::copy::{self, CopiedFile};
+
+use super::Builder;
+use crate::convert::Descriptor;
+use crate::errors::{error, Op};
+use crate::labels;
+use crate::rootfs::SnapshotUnpack;
 use sha2::{Digest as _, Sha256};
 
 /// Part of every key: a change in how berth writes COPY layers makes every record a stranger.
@@ -83,6 +90,68 @@ pub(crate) fn remember(folder: &Path, key: &str, layer: &KnownLayer) {
     if std::fs::write(&tmp, text).is_err() || std::fs::rename(&tmp, folder.join(key)).is_err() {
         let _ = std::fs::remove_file(&tmp);
     }
+}
+
+/// The layer recorded under `key` in `folder`, when the content store holds its blob with its diff id.
+pub(super) async fn held(builder: &Builder<'_>, folder: &Path, key: &str) -> Option<KnownLayer> {
+    let known = recall(folder, key)?;
+    holds(builder, &known).await.then_some(known)
+}
+
+/// Whether the content store holds `known`'s blob, with its diff id: the blob is added to the build's lease
+/// first, so that no prune or collector takes it while the build uses it.
+async fn holds(builder: &Builder<'_>, known: &KnownLayer) -> bool {
+    let daemon = &builder.daemon;
+    if daemon
+        .lease_content(builder.guard.lease_id(), &known.digest, Op::Build)
+        .await
+        .is_err()
+    {
+        return false;
+    }
+    match daemon.content_labels(&known.digest, Op::Build).await {
+        Ok(Some(labels)) => labels.get(labels::UNCOMPRESSED) == Some(&known.diff_id),
+        _ => false,
+    }
+}
+
+/// A COPY whose layer the store holds (`known`): its files go into the snapshot (through `unpack`) while the tar
+/// is only hashed; a diff id other than the known one (the record was wrong) has the layer written as a new one.
+pub(super) async fn reuse(
+    builder: &Builder<'_>,
+    known: KnownLayer,
+    files: Vec<copy::CopiedFile>,
+    folders: Vec<String>,
+    owner: (u32, u32),
+    mut unpack: Option<SnapshotUnpack>,
+) -> Result<(Descriptor, String)> {
+    let (files, folders, hashed) = tokio::task::spawn_blocking(move || {
+        let into = unpack.as_mut().map(|u| u as &mut dyn copy::Unpack);
+        let hashed = copy::diff_id_into(&files, &folders, owner, into);
+        (files, folders, hashed)
+    })
+    .await
+    .map_err(|e| {
+        error(
+            ErrorKind::Io,
+            Op::Build,
+            format!("writing the COPY layer: {e}"),
+        )
+    })?;
+    let diff_id = hashed.map_err(|e| super::blob::layer_error(e, "the COPY layer"))?;
+    if diff_id == known.diff_id {
+        let blob = Descriptor {
+            media_type: super::run::LAYER_GZIP.to_string(),
+            digest: known.digest,
+            size: known.size,
+        };
+        return Ok((blob, diff_id));
+    }
+    // the snapshot has the files already: the layer alone is written
+    super::blob::write_layer_blob(builder, "the COPY layer", move |out| {
+        copy::stream_layer_into(&files, &folders, owner, out, None)
+    })
+    .await
 }
 
 #[cfg(test)]

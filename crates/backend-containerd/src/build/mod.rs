@@ -35,7 +35,7 @@ use crate::cleanup::Guard;
 use crate::convert::{Daemon, Descriptor};
 use crate::errors::{error, io_error, Op};
 use crate::images::{host_platform, image_name};
-use crate::labels::{self, chain_id, rfc3339, unique_id};
+use crate::labels::{chain_id, rfc3339, unique_id};
 use crate::pull::{local_or_pull, Pulled};
 use crate::rootfs::{resolve_user, RootfsView, SnapshotUnpack};
 use crate::{ContainerdEngine, ENGINE};
@@ -360,12 +360,9 @@ async fn copy_step(
     let direct = unpack.is_some();
     let memo = layer_memo::folder(&builder.state_dir);
     let memo_key = layer_memo::key(&files, &folders, owner);
-    let known = match layer_memo::recall(&memo, &memo_key) {
-        Some(known) if holds(builder, &known).await => Some(known),
-        _ => None,
-    };
+    let known = layer_memo::held(builder, &memo, &memo_key).await;
     let (blob, diff_id) = match known.clone() {
-        Some(known) => reuse_layer(builder, known, files, folders, owner, unpack).await?,
+        Some(known) => layer_memo::reuse(builder, known, files, folders, owner, unpack).await?,
         None => {
             blob::write_layer_blob(builder, "the COPY layer", move |out| {
                 let into = unpack.as_mut().map(|u| u as &mut dyn copy::Unpack);
@@ -396,62 +393,6 @@ async fn copy_step(
         }
     }
     commit_layer(daemon, guard, &key, parent, blob, diff_id).await
-}
-
-/// Whether the content store holds `known`'s blob, with its diff id: the blob is added to the build's lease
-/// first, so that no prune or collector takes it while the build uses it.
-async fn holds(builder: &Builder<'_>, known: &layer_memo::KnownLayer) -> bool {
-    let daemon = &builder.daemon;
-    if daemon
-        .lease_content(builder.guard.lease_id(), &known.digest, Op::Build)
-        .await
-        .is_err()
-    {
-        return false;
-    }
-    match daemon.content_labels(&known.digest, Op::Build).await {
-        Ok(Some(labels)) => labels.get(labels::UNCOMPRESSED) == Some(&known.diff_id),
-        _ => false,
-    }
-}
-
-/// A COPY whose layer the store holds (`known`): its files go into the snapshot (through `unpack`) while the tar
-/// is only hashed; a diff id other than the known one (the record was wrong) has the layer written as a new one.
-async fn reuse_layer(
-    builder: &Builder<'_>,
-    known: layer_memo::KnownLayer,
-    files: Vec<copy::CopiedFile>,
-    folders: Vec<String>,
-    owner: (u32, u32),
-    mut unpack: Option<SnapshotUnpack>,
-) -> Result<(Descriptor, String)> {
-    let (files, folders, hashed) = tokio::task::spawn_blocking(move || {
-        let into = unpack.as_mut().map(|u| u as &mut dyn copy::Unpack);
-        let hashed = copy::diff_id_into(&files, &folders, owner, into);
-        (files, folders, hashed)
-    })
-    .await
-    .map_err(|e| {
-        error(
-            ErrorKind::Io,
-            Op::Build,
-            format!("writing the COPY layer: {e}"),
-        )
-    })?;
-    let diff_id = hashed.map_err(|e| blob::layer_error(e, "the COPY layer"))?;
-    if diff_id == known.diff_id {
-        let blob = Descriptor {
-            media_type: run::LAYER_GZIP.to_string(),
-            digest: known.digest,
-            size: known.size,
-        };
-        return Ok((blob, diff_id));
-    }
-    // the snapshot has the files already: the layer alone is written
-    blob::write_layer_blob(builder, "the COPY layer", move |out| {
-        copy::stream_layer_into(&files, &folders, owner, out, None)
-    })
-    .await
 }
 
 /// A temporary folder of the build, named by `key` (the context a RUN step mounts is copied there).
