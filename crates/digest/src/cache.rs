@@ -34,7 +34,7 @@ use crate::hash::hex;
 
 /// Files modified this recently (relative to the listing) make a digest
 /// uncacheable. Two seconds also covers filesystems with 2 s mtimes.
-pub(crate) const RACY_WINDOW: Duration = Duration::from_secs(2);
+pub const RACY_WINDOW: Duration = Duration::from_secs(2);
 
 /// Where digests are remembered between runs.
 ///
@@ -153,7 +153,9 @@ pub(crate) fn stream_id(kind: &str, identity: &[u8]) -> String {
     hex(&h.finalize())
 }
 
-fn write_atomically(dir: &Path, name: &str, text: &str) -> std::io::Result<()> {
+/// Writes `text` to `dir/name` through a temporary file renamed into place (creating `dir`), so a reader sees
+/// the old record or the whole new one.
+pub fn write_atomically(dir: &Path, name: &str, text: &str) -> std::io::Result<()> {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     std::fs::create_dir_all(dir)?;
     let nanos = SystemTime::now()
@@ -180,11 +182,11 @@ fn write_atomically(dir: &Path, name: &str, text: &str) -> std::io::Result<()> {
 /// What identifies a file's content without reading it: size, mtime and
 /// ctime (seconds, nanoseconds), inode, device.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Stamp([u64; 7]);
+pub struct Stamp([u64; 7]);
 
 impl Stamp {
     /// The stamp of `meta` (a `stat` result).
-    pub(crate) fn of(meta: &std::fs::Metadata) -> Stamp {
+    pub fn of(meta: &std::fs::Metadata) -> Stamp {
         Stamp([
             meta.size(),
             meta.mtime() as u64,
@@ -198,12 +200,37 @@ impl Stamp {
 
     /// The modification time.
     fn modified(&self) -> SystemTime {
-        let (secs, nanos) = (self.0[1] as i64, self.0[2] as u32);
-        if secs >= 0 {
-            UNIX_EPOCH + Duration::new(secs as u64, nanos)
-        } else {
-            UNIX_EPOCH
+        time(self.0[1], self.0[2])
+    }
+
+    /// The later of the modification and the change time: when the file last changed, as far as its stat says.
+    pub fn changed(&self) -> SystemTime {
+        self.modified().max(time(self.0[3], self.0[4]))
+    }
+
+    /// The stamp as text: seven numbers separated by spaces ([`Stamp::parse`] reads it back).
+    pub fn to_text(&self) -> String {
+        self.0.map(|n| n.to_string()).join(" ")
+    }
+
+    /// A stamp [`Stamp::to_text`] wrote, or `None`.
+    pub fn parse(text: &str) -> Option<Stamp> {
+        let mut numbers = text.split(' ').map(|n| n.parse::<u64>().ok());
+        let mut stamp = [0u64; 7];
+        for n in &mut stamp {
+            *n = numbers.next()??;
         }
+        numbers.next().is_none().then_some(Stamp(stamp))
+    }
+}
+
+/// A time from the seconds and nanoseconds `stat` gives (as stored: signed seconds in a `u64`).
+fn time(secs: u64, nanos: u64) -> SystemTime {
+    let secs = secs as i64;
+    if secs >= 0 {
+        UNIX_EPOCH + Duration::new(secs as u64, nanos as u32)
+    } else {
+        UNIX_EPOCH
     }
 }
 

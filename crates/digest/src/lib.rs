@@ -88,7 +88,7 @@ mod stream;
 mod tree;
 mod walk;
 
-pub use cache::DigestCache;
+pub use cache::{write_atomically, DigestCache, Stamp, RACY_WINDOW};
 pub use error::DigestError;
 pub use requirements::requirements_digest;
 pub use tree::{

@@ -20,7 +20,7 @@ use berth_core::{Error, ErrorKind, Result};
 use sha2::{Digest as _, Sha256};
 
 use crate::file::hex;
-use crate::memo::{Identity, Memo};
+use crate::memo::{Memo, Stamp};
 use crate::{HashingWriter, LayerDigests, LayerFile, LayerStream, WrittenLayer, FIXED_MTIME};
 
 /// A build error (the caller names its engine).
@@ -98,10 +98,7 @@ pub fn collect_remembered(
             let (mode, identity) = match &entry.source {
                 ContextSource::File(path) => {
                     let meta = std::fs::metadata(path).map_err(|e| io_error(path, e))?;
-                    (
-                        meta.permissions().mode() & 0o7777,
-                        Some(Identity::of(&meta)),
-                    )
+                    (meta.permissions().mode() & 0o7777, Some(Stamp::of(&meta)))
                 }
                 ContextSource::Bytes(_) => (0o644, None),
             };
@@ -125,7 +122,7 @@ pub fn collect_remembered(
         }
     }
     let mut files: Vec<CopiedFile> = files.into_values().collect();
-    let identities: Vec<Option<Identity>> = identities.into_values().collect();
+    let identities: Vec<Option<Stamp>> = identities.into_values().collect();
     let names: Vec<(&str, &str)> = files
         .iter()
         .map(|f| match &f.source {

@@ -3,75 +3,37 @@
 //! A COPY's step-cache key holds the sha256 of every file it copies, so a build whose COPY steps are all cached
 //! still read and hashed every byte of them (a 1 GiB tree: most of such a build's time). The digests are kept per
 //! source set (the step's sources and targets; `<folder>/<key>`), one line per file with what identifies its
-//! contents without reading them, as git's index and berth's naming cache do: inode, device, size, mtime and
-//! ctime with nanoseconds. A file written in place changes its ctime, so an unchanged line means unchanged bytes.
+//! contents without reading them, berth's naming cache's [`Stamp`] (as git's index: inode, device, size, mtime
+//! and ctime with nanoseconds). A file written in place changes its ctime, so an unchanged line means unchanged bytes.
 //! A file changed less than [`RACY_WINDOW`] before the build is read again (a change in the same timestamp tick
 //! as the hashing could keep its stat data), and so is any file whose line differs. The layer check still hashes
 //! every byte written against these digests, so a wrong record fails a step that writes its layer; a cached step
 //! trusts them as it trusts the naming cache.
 
-use std::os::unix::fs::MetadataExt as _;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
+pub use berth_digest::{write_atomically, Stamp, RACY_WINDOW};
 use sha2::{Digest as _, Sha256};
 
-/// Files changed this recently are read again, and not recorded.
-pub const RACY_WINDOW: Duration = Duration::from_secs(2);
+const FORMAT: &str = "berth-copy-digests-v2";
 
-const FORMAT: &str = "berth-copy-digests-v1";
-
-/// What identifies a file's contents without reading them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Identity {
-    ino: u64,
-    dev: u64,
-    size: u64,
-    mtime_ns: i128,
-    ctime_ns: i128,
+/// Whether the file of `stamp` changed within [`RACY_WINDOW`] of `now` (or claims a time after it).
+fn racy(stamp: &Stamp, now: SystemTime) -> bool {
+    stamp.changed() + RACY_WINDOW > now
 }
 
-impl Identity {
-    /// The identity of a file with `meta`.
-    pub fn of(meta: &std::fs::Metadata) -> Identity {
-        let ns = |s: i64, n: i64| i128::from(s) * 1_000_000_000 + i128::from(n);
-        Identity {
-            ino: meta.ino(),
-            dev: meta.dev(),
-            size: meta.len(),
-            mtime_ns: ns(meta.mtime(), meta.mtime_nsec()),
-            ctime_ns: ns(meta.ctime(), meta.ctime_nsec()),
-        }
-    }
+/// A record line: the stamp, then the digest (hex).
+fn parse(line: &str) -> Option<(Stamp, String)> {
+    let (stamp, digest) = line.rsplit_once(' ')?;
+    let hex = digest.len() == 64 && digest.bytes().all(|b| b.is_ascii_hexdigit());
+    Some((Stamp::parse(stamp)?, digest.to_string())).filter(|_| hex)
+}
 
-    /// Whether the file changed within [`RACY_WINDOW`] of `now` (or claims a time after it).
-    fn racy(&self, now: SystemTime) -> bool {
-        let now = now
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos() as i128);
-        let window = RACY_WINDOW.as_nanos() as i128;
-        self.mtime_ns.max(self.ctime_ns) > now - window
-    }
-
-    fn line(&self, digest: &str) -> String {
-        format!(
-            "{} {} {} {} {} {digest}\n",
-            self.ino, self.dev, self.size, self.mtime_ns, self.ctime_ns
-        )
-    }
-
-    fn parse(line: &str) -> Option<(Identity, &str)> {
-        let mut f = line.split(' ');
-        let identity = Identity {
-            ino: f.next()?.parse().ok()?,
-            dev: f.next()?.parse().ok()?,
-            size: f.next()?.parse().ok()?,
-            mtime_ns: f.next()?.parse().ok()?,
-            ctime_ns: f.next()?.parse().ok()?,
-        };
-        let digest = f.next()?;
-        let hex = digest.len() == 64 && digest.bytes().all(|b| b.is_ascii_hexdigit());
-        (hex && f.next().is_none()).then_some((identity, digest))
+/// Marks the record at `path` used (for [`prune`]).
+pub fn touch(path: &Path) {
+    if let Ok(file) = std::fs::File::options().append(true).open(path) {
+        let _ = file.set_modified(SystemTime::now());
     }
 }
 
@@ -80,7 +42,7 @@ impl Identity {
 #[derive(Debug)]
 pub struct Memo {
     path: Option<PathBuf>,
-    known: Vec<Option<(Identity, String)>>,
+    known: Vec<Option<(Stamp, String)>>,
     now: SystemTime,
 }
 
@@ -102,9 +64,7 @@ impl Memo {
             .unwrap_or_default();
         let mut lines = text.lines();
         let known = if lines.next() == Some(FORMAT) {
-            let known: Vec<_> = lines
-                .map(|l| Identity::parse(l).map(|(i, d)| (i, d.to_string())))
-                .collect();
+            let known: Vec<_> = lines.map(parse).collect();
             if known.len() == names.len() {
                 known
             } else {
@@ -122,9 +82,9 @@ impl Memo {
 
     /// The remembered digest of file `index` of the set, if its identity is still `identity` and it did not
     /// change just now.
-    pub fn digest(&self, index: usize, identity: &Identity) -> Option<&str> {
+    pub fn digest(&self, index: usize, identity: &Stamp) -> Option<&str> {
         match self.known.get(index) {
-            Some(Some((known, digest))) if known == identity && !identity.racy(self.now) => {
+            Some(Some((known, digest))) if known == identity && !racy(identity, self.now) => {
                 Some(digest)
             }
             _ => None,
@@ -134,35 +94,28 @@ impl Memo {
     /// Marks the record used (for [`prune`]) when it held every file already.
     pub fn touch(&self) {
         if let Some(path) = &self.path {
-            if let Ok(file) = std::fs::File::options().append(true).open(path) {
-                let _ = file.set_modified(SystemTime::now());
-            }
+            touch(path);
         }
     }
 
     /// Records the set's files (identity and digest each, in order; `None` for one that has no identity, such
     /// as bytes berth generated, or that changed just now). Best effort: a record that cannot be written costs
     /// only time.
-    pub fn save(&self, files: &[Option<(Identity, &str)>]) {
+    pub fn save(&self, files: &[Option<(Stamp, &str)>]) {
         let Some(path) = &self.path else {
             return;
         };
         let mut text = format!("{FORMAT}\n");
         for file in files {
             match file {
-                Some((identity, digest)) if !identity.racy(self.now) => {
-                    text.push_str(&identity.line(digest))
+                Some((stamp, digest)) if !racy(stamp, self.now) => {
+                    text.push_str(&format!("{} {digest}\n", stamp.to_text()))
                 }
                 _ => text.push_str("-\n"),
             }
         }
-        let Some(folder) = path.parent() else {
-            return;
-        };
-        let _ = std::fs::create_dir_all(folder);
-        let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-        if std::fs::write(&tmp, text).is_err() || std::fs::rename(&tmp, path).is_err() {
-            let _ = std::fs::remove_file(&tmp);
+        if let (Some(folder), Some(name)) = (path.parent(), path.file_name()) {
+            let _ = write_atomically(folder, &name.to_string_lossy(), &text);
         }
     }
 }
@@ -185,8 +138,8 @@ pub fn prune(folder: &Path, max_unused: Duration) {
 mod tests {
     use super::*;
 
-    fn identity(path: &Path) -> Identity {
-        Identity::of(&std::fs::metadata(path).expect("metadata"))
+    fn identity(path: &Path) -> Stamp {
+        Stamp::of(&std::fs::metadata(path).expect("metadata"))
     }
 
     /// The one record in `folder`.

@@ -9,7 +9,6 @@
 //! unused for the step cache's week go with [`berth_layer::memo::prune`].
 
 use std::path::{Path, PathBuf};
-use std::time::SystemTime;
 
 use berth_core::{ErrorKind, Result};
 use berth_layer::copy::{self, CopiedFile};
@@ -74,22 +73,14 @@ pub(crate) fn recall(folder: &Path, key: &str) -> Option<KnownLayer> {
     if !valid(&known.digest) || !valid(&known.diff_id) || known.size < 0 {
         return None;
     }
-    if let Ok(file) = std::fs::File::options().append(true).open(&path) {
-        let _ = file.set_modified(SystemTime::now());
-    }
+    berth_layer::memo::touch(&path);
     Some(known)
 }
 
 /// Records `layer` under `key` (best effort: a record that cannot be written costs only speed).
 pub(crate) fn remember(folder: &Path, key: &str, layer: &KnownLayer) {
-    if std::fs::create_dir_all(folder).is_err() {
-        return;
-    }
-    let tmp = folder.join(format!(".{key}.{}", std::process::id()));
     let text = format!("{} {} {}\n", layer.digest, layer.size, layer.diff_id);
-    if std::fs::write(&tmp, text).is_err() || std::fs::rename(&tmp, folder.join(key)).is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
+    let _ = berth_layer::memo::write_atomically(folder, key, &text);
 }
 
 /// The layer recorded under `key` in `folder`, when the content store holds its blob with its diff id.
