@@ -292,10 +292,13 @@ impl Daemon {
                     data: piece.to_vec(),
                     ..base.clone()
                 };
-                within(idle, op, async {
-                    tx.send(message).await.map_err(|_| closed())
-                })
-                .await?;
+                let sent = within(idle, op, async { Ok(tx.send(message).await.is_ok()) }).await?;
+                if !sent {
+                    // containerd ended the stream on a write still unanswered (a full disk, say): its answer
+                    // says why
+                    let why = within(idle, op, async { Ok(why_closed(&mut answers, op).await) });
+                    return Err(why.await.ok().flatten().unwrap_or_else(closed));
+                }
                 offset += piece.len() as i64;
                 unanswered += 1;
                 // a few writes in flight: containerd writes one while the next is on its way
@@ -421,6 +424,20 @@ fn idle_bounded(
 }
 
 /// The next answer of a write stream; `None` when containerd says the blob exists already.
+/// The error containerd ended a write stream with, from the answers not read yet.
+async fn why_closed(
+    answers: &mut containerd_client::tonic::codec::Streaming<WriteContentResponse>,
+    op: Op,
+) -> Option<berth_core::Error> {
+    loop {
+        match answers.message().await {
+            Ok(Some(_)) => continue,
+            Ok(None) => return None,
+            Err(s) => return Some(status_error(&s, op)),
+        }
+    }
+}
+
 async fn next_answer(
     answers: &mut containerd_client::tonic::codec::Streaming<WriteContentResponse>,
     op: Op,
