@@ -3,6 +3,7 @@
 //! runs) leaves its container, and the next build removes it. Checked with the backend's own
 //! [`LxdEngine::leftovers`], which lists berth's containers and build folders on the server.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use berth_backend_lxd::{LxdEngine, LxdOptions, NAME_PREFIX};
@@ -177,5 +178,164 @@ async fn a_killed_builds_container_goes_with_the_next_build() {
         Vec::<String>::new(),
         "the next build removes what the killed one left; its warnings: {:?}",
         progress.warnings()
+    );
+}
+
+/// LXD's socket behind a stand-in that holds the request creating a container for [`HELD`] before passing it on,
+/// as a loaded server is slow to read it; it records the container's name and the operation LXD answered with.
+struct SlowCreation {
+    dir: tempfile::TempDir,
+    held: Arc<Held>,
+}
+
+/// How long the request creating a container is held.
+const HELD: Duration = Duration::from_secs(3);
+
+#[derive(Default)]
+struct Held {
+    /// The container the held request names.
+    name: std::sync::Mutex<Option<String>>,
+    /// The start of LXD's answer to it, once written.
+    answer: std::sync::Mutex<Option<String>>,
+    arrived: tokio::sync::Notify,
+}
+
+impl SlowCreation {
+    async fn start() -> SlowCreation {
+        let dir = tempfile::tempdir().expect("socket folder");
+        let real = LxdOptions::default().lxd_dir();
+        // build containers' root folders are read under the folder given as LXD's
+        std::os::unix::fs::symlink(real.join("containers"), dir.path().join("containers"))
+            .expect("containers link");
+        let listener = tokio::net::UnixListener::bind(dir.path().join("unix.socket")).expect("bind");
+        let held = Arc::new(Held::default());
+        let shared = held.clone();
+        let upstream = real.join("unix.socket");
+        tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                tokio::spawn(relay(client, upstream.clone(), shared.clone()));
+            }
+        });
+        SlowCreation { dir, held }
+    }
+
+    fn options(&self) -> LxdOptions {
+        LxdOptions {
+            lxd_dir: Some(self.dir.path().to_path_buf()),
+            ..LxdOptions::default()
+        }
+    }
+}
+
+/// Passes one connection on; a request creating a container goes after [`HELD`].
+async fn relay(mut client: tokio::net::UnixStream, upstream: std::path::PathBuf, held: Arc<Held>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut request = Vec::new();
+    let mut chunk = [0u8; 16384];
+    // the head, and a body of its Content-Length
+    let whole = loop {
+        let Ok(n) = client.read(&mut chunk).await else { return };
+        if n == 0 {
+            return;
+        }
+        request.extend_from_slice(&chunk[..n]);
+        let text = String::from_utf8_lossy(&request).into_owned();
+        if let Some(end) = text.find("\r\n\r\n") {
+            let length = text[..end]
+                .lines()
+                .filter_map(|l| l.split_once(':'))
+                .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
+                .and_then(|(_, v)| v.trim().parse::<usize>().ok())
+                .unwrap_or(0);
+            if request.len() >= end + 4 + length {
+                break text;
+            }
+        }
+    };
+    let creation = whole.starts_with("POST /1.0/instances HTTP/");
+    if creation {
+        let body = &whole[whole.find("\r\n\r\n").expect("head") + 4..];
+        let spec: serde_json::Value = serde_json::from_str(body).expect("creation body is JSON");
+        *held.name.lock().unwrap() = spec["name"].as_str().map(str::to_string);
+        held.arrived.notify_one();
+        tokio::time::sleep(HELD).await;
+    }
+    let Ok(mut server) = tokio::net::UnixStream::connect(&upstream).await else { return };
+    if server.write_all(&request).await.is_err() {
+        return;
+    }
+    if creation {
+        let n = server.read(&mut chunk).await.unwrap_or(0);
+        *held.answer.lock().unwrap() = Some(String::from_utf8_lossy(&chunk[..n]).into_owned());
+        // the build may have hung up: its answer is then lost, as on a real server
+        let _ = client.write_all(&chunk[..n]).await;
+    }
+    let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+}
+
+/// Runs `lxc query` on the real server.
+fn lxc_query(path: &str) -> std::process::Output {
+    std::process::Command::new("lxc")
+        .args(["query", path])
+        .output()
+        .expect("run lxc")
+}
+
+/// A build dropped while LXD has not yet read the request creating its container (a loaded server) still
+/// leaves nothing: the request is answered, and the container it made removed, before berth may exit. When the
+/// drop cut that request off, LXD made the container after berth's removal had looked and gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_build_dropped_before_lxd_reads_its_creation_leaves_nothing() {
+    let Some(env) = TestEnv::for_engine("lxd") else {
+        return;
+    };
+    let slow = SlowCreation::start().await;
+    let engine = LxdEngine::connect(slow.options())
+        .await
+        .unwrap_or_else(|e| panic!("cannot reach LXD through the stand-in socket: {e}"));
+    let long = plan(
+        &env.busybox_image,
+        vec![run(format!("echo {}; sleep 900", unique("held")))],
+    );
+    let tag = image_ref(env, "lxd-held-creation", "v1");
+    let options = build_options(env, &tag);
+    tokio::select! {
+        result = engine.build(&long, &options, &NoProgress) => {
+            panic!("the build ended before it asked for a container: {result:?}")
+        }
+        _ = tokio::time::timeout(GIVE_UP, slow.held.arrived.notified()) => {}
+    }
+    // the build is dropped here, its creation request held; a front end then waits for the background work
+    tokio::task::spawn_blocking(berth_backend_lxd::wait_for_cleanups)
+        .await
+        .expect("wait for cleanups");
+    let name = slow.held.name.lock().unwrap().clone().expect("the held request names its container");
+    let deadline = tokio::time::Instant::now() + GIVE_UP;
+    let answer = loop {
+        if let Some(answer) = slow.held.answer.lock().unwrap().clone() {
+            break answer;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "LXD never answered the held request");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    // the operation making the container (gone from LXD's list once it has ended a while)
+    if let Some(at) = answer.find("\"operation\":\"") {
+        let operation = answer[at + 13..].split('"').next().unwrap_or_default();
+        let _ = lxc_query(&format!("{operation}/wait?timeout=120"));
+    } else {
+        assert!(
+            answer.contains("\"type\":\"error\""),
+            "LXD answered the held request with neither an operation nor an error:\n{answer}"
+        );
+    }
+    let found = lxc_query(&format!("/1.0/instances/{name}"));
+    assert!(
+        !found.status.success(),
+        "container {name} was made after the build was dropped, and stays:\n{}",
+        String::from_utf8_lossy(&found.stdout)
+    );
+    assert!(
+        !is_instance(&engine, &name),
+        "container {name}'s folder stays"
     );
 }

@@ -9,26 +9,117 @@
 //! works on any runtime), waits for LXD's operations on the container to end, deletes it, and looks once more
 //! after a grace for a request that was still on its way. A front end joins these threads with
 //! [`wait_for_cleanups`] before exiting (the provider's `wait_for_background_work`).
+//!
+//! The request creating the container is sent from a thread of its own too ([`Creation`]): a dropped build
+//! hanging up halfway through it left LXD to make the container after any fixed grace had passed (a loaded
+//! server took longer than half a second to turn the request into an operation), so the removal waits for
+//! LXD's answer instead of guessing how long it takes.
 
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use berth_core::{Operation, Result};
+use berth_core::{ErrorKind, Operation, Result};
 use http::Method;
 use serde_json::Value;
+
+use crate::errors::error;
 
 use crate::api::Lxd;
 
 /// Upper bound for one background removal; a container still there after it is the next build's to remove
 /// (its berth's pid is gone by then).
 const LIMIT: Duration = Duration::from_secs(60);
-/// How long a request the dropped build had sent may take to reach LXD.
+/// How long LXD may take to answer the request creating a container (with the operation that makes it).
+const ANSWER_LIMIT: Duration = Duration::from_secs(30);
+/// How long a creation request cut off on its way may take to reach LXD (see [`Creation`]).
 const IN_FLIGHT_GRACE: Duration = Duration::from_millis(500);
 /// How often LXD's running operations are looked at.
 const POLL: Duration = Duration::from_millis(200);
 
-/// Removes container `name` on a thread of its own (see the module doc); `created` says whether its creation
-/// was asked for (else only a request on its way could make it, and one look after the grace is enough).
-pub(crate) fn remove_in_background(lxd: Lxd, name: String, created: bool) {
+/// Where the request creating a container is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Sent {
+    /// Not sent: nothing can make the container.
+    Not,
+    /// On its way or being answered.
+    InFlight,
+    /// LXD answered (an operation making the container, or a refusal).
+    Answered,
+    /// Given up on before an answer: LXD may have read it and make the container later.
+    CutOff,
+}
+
+/// The request creating a build's container, sent and answered on a thread of its own so that a dropped build
+/// cannot hang up halfway through it (see the module doc). The removal reads where it is.
+#[derive(Clone)]
+pub(crate) struct Creation(Arc<Mutex<Sent>>);
+
+impl Default for Creation {
+    fn default() -> Self {
+        Creation(Arc::new(Mutex::new(Sent::Not)))
+    }
+}
+
+/// Marks the request answered or, when dropped first (the thread ended early, or never ran), cut off.
+struct Answer(Arc<Mutex<Sent>>);
+
+impl Answer {
+    fn set(&self, sent: Sent) {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = sent;
+    }
+}
+
+impl Drop for Answer {
+    fn drop(&mut self) {
+        let mut sent = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if *sent == Sent::InFlight {
+            *sent = Sent::CutOff;
+        }
+    }
+}
+
+impl Creation {
+    fn get(&self) -> Sent {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// POSTs `body` to `/1.0/instances` from a thread of its own and waits for the container to be made.
+    pub(crate) async fn send(&self, lxd: &Lxd, body: Value) -> Result<()> {
+        const PATH: &str = "/1.0/instances";
+        let answer = Answer(self.0.clone());
+        answer.set(Sent::InFlight);
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let client = lxd.clone();
+        berth_core::background::spawn("berth-lxd-create", move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build();
+            let Ok(runtime) = runtime else {
+                return;
+            };
+            let started = runtime.block_on(async {
+                let request = client.start(Operation::Build, Method::POST, PATH, &body);
+                tokio::time::timeout(ANSWER_LIMIT, request).await
+            });
+            if let Ok(started) = started {
+                answer.set(Sent::Answered);
+                let _ = tx.send(started.map(|(operation, _)| operation));
+            }
+        });
+        let operation = rx.await.map_err(|_| {
+            error(
+                ErrorKind::EngineUnavailable,
+                Operation::Build,
+                format!("LXD did not answer the request creating a container within {ANSWER_LIMIT:?}"),
+            )
+        })??;
+        lxd.wait(Operation::Build, PATH, &operation).await?;
+        Ok(())
+    }
+}
+
+/// Removes container `name` on a thread of its own (see the module doc), once `creation`'s request is answered.
+pub(crate) fn remove_in_background(lxd: Lxd, name: String, creation: Creation) {
     let work = move || {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -40,7 +131,7 @@ pub(crate) fn remove_in_background(lxd: Lxd, name: String, created: bool) {
             return;
         };
         runtime.block_on(async {
-            match tokio::time::timeout(LIMIT, remove(&lxd, &name, created)).await {
+            match tokio::time::timeout(LIMIT, remove(&lxd, &name, &creation)).await {
                 Ok(Ok(())) => {}
                 Ok(Err(e)) => eprintln!("berth: removing the interrupted build's LXD container: {e}"),
                 Err(_) => eprintln!(
@@ -52,21 +143,39 @@ pub(crate) fn remove_in_background(lxd: Lxd, name: String, created: bool) {
     berth_core::background::spawn("berth-lxd-cleanup", work);
 }
 
-async fn remove(lxd: &Lxd, name: &str, created: bool) -> Result<()> {
-    if created {
-        settle(lxd, name).await?;
-        crate::instance::delete(lxd, name).await?;
+async fn remove(lxd: &Lxd, name: &str, creation: &Creation) -> Result<()> {
+    let sent = loop {
+        match creation.get() {
+            Sent::InFlight => tokio::time::sleep(POLL).await,
+            sent => break sent,
+        }
+    };
+    match sent {
+        Sent::Not => Ok(()),
+        Sent::Answered => {
+            settle(lxd, name).await?;
+            crate::instance::delete(lxd, name).await
+        }
+        Sent::CutOff | Sent::InFlight => {
+            settle(lxd, name).await?;
+            crate::instance::delete(lxd, name).await?;
+            tokio::time::sleep(IN_FLIGHT_GRACE).await;
+            // a request that landed after the grace's start shows now as an operation or as the container
+            settle(lxd, name).await?;
+            crate::instance::delete(lxd, name).await
+        }
     }
-    tokio::time::sleep(IN_FLIGHT_GRACE).await;
-    // a request that landed after the grace's start shows now as an operation or as the container
-    settle(lxd, name).await?;
-    crate::instance::delete(lxd, name).await
 }
 
 /// Waits until LXD runs no operation on container `name` (its creation, a start), which would refuse the
 /// delete or make the container after it.
 async fn settle(lxd: &Lxd, name: &str) -> Result<()> {
+    let mut said = false;
     while busy(lxd, name).await? {
+        if !said {
+            eprintln!("berth: waiting for LXD to end its work on container {name} (making or starting it), to remove it");
+            said = true;
+        }
         tokio::time::sleep(POLL).await;
     }
     Ok(())
@@ -85,15 +194,15 @@ async fn busy(lxd: &Lxd, name: &str) -> Result<bool> {
     Ok(names_instance(&operations, name))
 }
 
-/// Whether `operations` (LXD's `/1.0/operations?recursion=1`, grouped by status) has a running task (a
-/// creation, a start) whose resources include instance `name`. A command running in the container is a
+/// Whether `operations` (LXD's `/1.0/operations?recursion=1`, grouped by status) has a running or pending task
+/// (a creation, a start; LXD lists an operation as pending until the answer naming it is written) whose resources include instance `name`. A command running in the container is a
 /// `websocket` operation that lasts as long as the command: the forced stop ends it, so it is not waited for.
 fn names_instance(operations: &Value, name: &str) -> bool {
     let target = format!("/1.0/instances/{name}");
     let legacy = format!("/1.0/containers/{name}");
-    operations["running"]
-        .as_array()
+    ["running", "pending"]
         .into_iter()
+        .filter_map(|status| operations[status].as_array())
         .flatten()
         .filter(|op| op["class"] == "task")
         .filter_map(|op| op["resources"].as_object())
@@ -124,8 +233,10 @@ mod tests {
                 {"class": "task", "resources": {"instances": ["/1.0/instances/berth-1-0-a?project=default"]}},
                 {"class": "websocket", "resources": {"instances": ["/1.0/instances/berth-3-0-c"]}},
             ],
+            "pending": [{"class": "task", "resources": {"instances": ["/1.0/instances/berth-4-0-d"]}}],
             "success": [{"class": "task", "resources": {"instances": ["/1.0/instances/berth-2-0-b"]}}],
         });
+        assert!(names_instance(&ops, "berth-4-0-d"), "a pending operation");
         assert!(names_instance(&ops, "berth-1-0-a"));
         assert!(!names_instance(&ops, "berth-2-0-b"), "a finished operation");
         assert!(

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use berth_core::engine::{Leftover, Progress, ProgressEvent};
 use berth_core::lines::{LineSplitter, Piece};
@@ -125,8 +125,8 @@ pub(crate) struct Instance {
     removed: bool,
     /// Whether it is on a remote server (its root folder is not on this machine).
     pub(crate) remote: bool,
-    /// Whether its creation was asked for (the request may still be running in LXD when this is dropped).
-    created: AtomicBool,
+    /// The request creating it (it may still be on its way, or its operation running, when this is dropped).
+    creation: crate::cleanup::Creation,
 }
 
 /// A new container name for this process.
@@ -154,7 +154,7 @@ impl Instance {
             host_network: std::sync::atomic::AtomicBool::new(false),
             removed: false,
             remote: engine.remote().is_some(),
-            created: AtomicBool::new(false),
+            creation: crate::cleanup::Creation::default(),
         })
     }
 
@@ -220,10 +220,7 @@ impl Instance {
             "devices": devices,
             "profiles": ["default"],
         });
-        self.created.store(true, Ordering::Relaxed);
-        self.lxd
-            .call(OP, Method::POST, "/1.0/instances", Some(&body))
-            .await?;
+        self.creation.send(&self.lxd, body).await?;
         if self.remote {
             self.push_file(
                 &pushed,
@@ -484,7 +481,7 @@ impl Drop for Instance {
         crate::cleanup::remove_in_background(
             self.lxd.clone(),
             self.name.clone(),
-            self.created.load(Ordering::Relaxed),
+            self.creation.clone(),
         );
     }
 }

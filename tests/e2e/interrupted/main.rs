@@ -369,7 +369,8 @@ async fn stopped_anywhere(engine: Engine) {
         );
         let outcome = judge(status, &stderr, signal, false, &round);
         eprintln!("{round}: {outcome}");
-        nothing_left(engine, trial.env, &marks, child.id(), &round).await;
+        let said = format!("{round} (berth printed:\n{stderr})");
+        nothing_left(engine, trial.env, &marks, child.id(), &said).await;
     }
 
     killed_mid_step(&mut trial, &marks).await;
@@ -409,7 +410,8 @@ async fn stopped_anywhere(engine: Engine) {
             "{round}: {outcome}, tag {}",
             if tagged { "complete" } else { "absent" }
         );
-        nothing_left(engine, trial.env, &marks, child.id(), &round).await;
+        let said = format!("{round} (berth printed:\n{stderr})");
+        nothing_left(engine, trial.env, &marks, child.id(), &said).await;
     }
 
     let name = unique("interrupted-after");
