@@ -207,7 +207,8 @@ impl SlowCreation {
         // build containers' root folders are read under the folder given as LXD's
         std::os::unix::fs::symlink(real.join("containers"), dir.path().join("containers"))
             .expect("containers link");
-        let listener = tokio::net::UnixListener::bind(dir.path().join("unix.socket")).expect("bind");
+        let listener =
+            tokio::net::UnixListener::bind(dir.path().join("unix.socket")).expect("bind");
         let held = Arc::new(Held::default());
         let shared = held.clone();
         let upstream = real.join("unix.socket");
@@ -234,7 +235,9 @@ async fn relay(mut client: tokio::net::UnixStream, upstream: std::path::PathBuf,
     let mut chunk = [0u8; 16384];
     // the head, and a body of its Content-Length
     let whole = loop {
-        let Ok(n) = client.read(&mut chunk).await else { return };
+        let Ok(n) = client.read(&mut chunk).await else {
+            return;
+        };
         if n == 0 {
             return;
         }
@@ -260,7 +263,9 @@ async fn relay(mut client: tokio::net::UnixStream, upstream: std::path::PathBuf,
         held.arrived.notify_one();
         tokio::time::sleep(HELD).await;
     }
-    let Ok(mut server) = tokio::net::UnixStream::connect(&upstream).await else { return };
+    let Ok(mut server) = tokio::net::UnixStream::connect(&upstream).await else {
+        return;
+    };
     if server.write_all(&request).await.is_err() {
         return;
     }
@@ -309,13 +314,22 @@ async fn a_build_dropped_before_lxd_reads_its_creation_leaves_nothing() {
     tokio::task::spawn_blocking(berth_backend_lxd::wait_for_cleanups)
         .await
         .expect("wait for cleanups");
-    let name = slow.held.name.lock().unwrap().clone().expect("the held request names its container");
+    let name = slow
+        .held
+        .name
+        .lock()
+        .unwrap()
+        .clone()
+        .expect("the held request names its container");
     let deadline = tokio::time::Instant::now() + GIVE_UP;
     let answer = loop {
         if let Some(answer) = slow.held.answer.lock().unwrap().clone() {
             break answer;
         }
-        assert!(tokio::time::Instant::now() < deadline, "LXD never answered the held request");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "LXD never answered the held request"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     // the operation making the container (gone from LXD's list once it has ended a while)

@@ -110,7 +110,9 @@ impl Creation {
             error(
                 ErrorKind::EngineUnavailable,
                 Operation::Build,
-                format!("LXD did not answer the request creating a container within {ANSWER_LIMIT:?}"),
+                format!(
+                    "LXD did not answer the request creating a container within {ANSWER_LIMIT:?}"
+                ),
             )
         })??;
         lxd.wait(Operation::Build, PATH, &operation).await?;

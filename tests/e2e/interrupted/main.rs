@@ -149,12 +149,29 @@ impl Trial {
         }
     }
 
-    /// `berth ARGS...` as the engine's user, started, standard error piped.
+    /// `berth ARGS...` as the engine's user, started, standard error piped; returns once the child runs berth
+    /// (the wrappers before it have set the signals' handling and exec'd it), so a signal sent at once reaches
+    /// berth and not a wrapper still setting up.
     fn spawn(&self, args: &[&str]) -> Child {
-        self.command(args)
+        let mut child = self
+            .command(args)
             .stdout(Stdio::null())
             .spawn()
-            .expect("start berth")
+            .expect("start berth");
+        let exe = format!("/proc/{}/exe", child.id());
+        let started = Instant::now();
+        while std::fs::read_link(&exe)
+            .ok()
+            .and_then(|p| p.file_name().map(|n| n == "berth"))
+            != Some(true)
+        {
+            if child.try_wait().expect("wait").is_some() {
+                break;
+            }
+            assert!(started.elapsed() < GIVE_UP, "the child never ran berth");
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        child
     }
 
     /// `berth doctor --json` as the engine's user: what it says of this engine's leftovers.
@@ -201,7 +218,7 @@ impl Trial {
             ),
             ("CONTAINERD_NAMESPACE", NAMESPACE.to_string()),
         ];
-        let mut command = match self.engine {
+        let command = match self.engine {
             Engine::PodmanRootless => {
                 let extra: Vec<String> = vars.iter().map(|(k, v)| format!("{k}={v}")).collect();
                 let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
@@ -214,6 +231,7 @@ impl Trial {
             }
         };
         // setpriv and env exec berth, so the child's pid is berth's
+        let mut command = default_signals(command);
         command
             .arg(args[0])
             .args(["--engine", self.engine.flag()])
@@ -281,6 +299,24 @@ fn finish(child: &mut Child) -> (ExitStatus, String) {
         std::thread::sleep(Duration::from_millis(50));
     };
     (status, reader.join().expect("stderr reader"))
+}
+
+/// `command` run with SIGINT and SIGTERM as a terminal gives them: a shell without job control starts a background
+/// command with SIGINT ignored, and berth would inherit that, losing a signal sent before its handler exists
+/// instead of ending. `env` execs the command, so the child's pid stays the command's.
+fn default_signals(command: Command) -> Command {
+    let mut wrapped = Command::new("env");
+    wrapped
+        .arg("--default-signal=INT,TERM")
+        .arg(command.get_program())
+        .args(command.get_args());
+    for (key, value) in command.get_envs() {
+        match value {
+            Some(value) => wrapped.env(key, value),
+            None => wrapped.env_remove(key),
+        };
+    }
+    wrapped
 }
 
 fn send(child: &Child, signal: Signal) {
