@@ -125,12 +125,9 @@ pub(crate) struct TokenCache {
 }
 
 impl TokenCache {
-    /// The cache key for `host` and `scopes` (order-independent).
+    /// The cache key for `host` and `scopes`, as [`merged_scopes`] gives them (order-independent).
     pub(crate) fn key(host: &str, scopes: &[String]) -> String {
-        let mut sorted: Vec<&str> = scopes.iter().map(String::as_str).collect();
-        sorted.sort_unstable();
-        sorted.dedup();
-        format!("{host} {}", sorted.join(" "))
+        format!("{host} {}", merged_scopes(scopes).join(" "))
     }
 
     /// The slot for `key`: lock it, use the token in it if [`valid`], else fetch one and store it.
@@ -138,6 +135,40 @@ impl TokenCache {
         let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
         slots.entry(key.to_string()).or_default().clone()
     }
+}
+
+/// `scopes` (`type:name:action,action`) with one entry per resource, its actions sorted and without repeats,
+/// the entries sorted: what a token for them may do, written one way. A registry's challenge may list the
+/// actions of a scope a request already asked for in another order (`push,pull`); a token renewed for both is
+/// a token for that one scope.
+pub(crate) fn merged_scopes(scopes: &[String]) -> Vec<String> {
+    let mut resources: std::collections::BTreeMap<&str, std::collections::BTreeSet<&str>> =
+        std::collections::BTreeMap::new();
+    for scope in scopes {
+        match scope.rsplit_once(':') {
+            Some((resource, actions)) if resource.contains(':') => resources
+                .entry(resource)
+                .or_default()
+                .extend(actions.split(',').filter(|a| !a.is_empty())),
+            // not `type:name:actions`: kept whole
+            _ => {
+                resources.entry(scope.as_str()).or_default();
+            }
+        }
+    }
+    resources
+        .into_iter()
+        .map(|(resource, actions)| {
+            if actions.is_empty() {
+                resource.to_string()
+            } else {
+                format!(
+                    "{resource}:{}",
+                    actions.into_iter().collect::<Vec<_>>().join(",")
+                )
+            }
+        })
+        .collect()
 }
 
 /// The token in a slot, if it has not expired.
@@ -204,5 +235,32 @@ mod tests {
         assert_eq!(valid(&Some((token.clone(), later))), Some(token));
         let cache = TokenCache::default();
         assert!(Arc::ptr_eq(&cache.slot(&a), &cache.slot(&a)));
+    }
+
+    #[test]
+    fn scopes_merge_by_resource_whatever_the_order_of_their_actions() {
+        let strings = |list: &[&str]| list.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            merged_scopes(&strings(&[
+                "repository:x:pull,push",
+                "repository:x:push,pull",
+                "repository:base/y:pull",
+                "repository:x:push",
+            ])),
+            strings(&["repository:base/y:pull", "repository:x:pull,push"])
+        );
+        assert_eq!(
+            TokenCache::key("h", &strings(&["repository:x:pull,push"])),
+            TokenCache::key("h", &strings(&["repository:x:push", "repository:x:pull"]))
+        );
+        assert_ne!(
+            TokenCache::key("h", &strings(&["repository:x:pull"])),
+            TokenCache::key("h", &strings(&["repository:x:pull,push"]))
+        );
+        // a resource type with a class (`repository(plugin)`) and a name with a port-less host
+        assert_eq!(
+            merged_scopes(&strings(&["repository(plugin):p/q:pull", "odd"])),
+            strings(&["odd", "repository(plugin):p/q:pull"])
+        );
     }
 }

@@ -7,7 +7,7 @@ use reqwest::StatusCode;
 
 use std::time::Instant;
 
-use crate::auth::{basic_header, valid, Challenge, TokenCache, TokenResponse};
+use crate::auth::{basic_header, merged_scopes, valid, Challenge, TokenCache, TokenResponse};
 use crate::body::{read_whole, MAX_TOKEN_BYTES};
 use crate::classify::transport_failure;
 use crate::client::{Call, Endpoint, HostState, RegistryClient};
@@ -131,10 +131,9 @@ impl RegistryClient {
         if renewing {
             scopes.extend(scope.iter().flat_map(|s| s.split(' ')).map(str::to_string));
         }
-        let slot = self
-            .inner
-            .tokens
-            .slot(&TokenCache::key(&host.registry, &scopes));
+        let scopes = merged_scopes(&scopes);
+        let key = TokenCache::key(&host.registry, &scopes);
+        let slot = self.inner.tokens.slot(&key);
         let mut entry = slot.lock().await;
         if !renewing {
             if let Some(token) = valid(&entry) {
@@ -152,9 +151,17 @@ impl RegistryClient {
             )
             .await?;
         // lifetime is bounded (auth.rs), but the deadline stays checked: a token without one is not cached
-        *entry = Instant::now()
+        let cached = Instant::now()
             .checked_add(lifetime)
             .map(|until| (token.clone(), until));
+        *entry = cached.clone();
+        drop(entry);
+        // a challenge that asked for more than the call did puts the new token under another key; it can do
+        // what the call asks too, and must replace the dead one the call's next requests would send
+        let own = TokenCache::key(&host.registry, &call.scopes);
+        if renewing && own != key {
+            *self.inner.tokens.slot(&own).lock().await = cached;
+        }
         Ok(Some(token))
     }
 
