@@ -259,7 +259,7 @@ async fn relay(mut client: tokio::net::UnixStream, upstream: std::path::PathBuf,
     if creation {
         let body = &whole[whole.find("\r\n\r\n").expect("head") + 4..];
         let spec: serde_json::Value = serde_json::from_str(body).expect("creation body is JSON");
-        *held.name.lock().unwrap() = spec["name"].as_str().map(str::to_string);
+        *held.name.lock().expect("lock") = spec["name"].as_str().map(str::to_string);
         held.arrived.notify_one();
         tokio::time::sleep(HELD).await;
     }
@@ -271,7 +271,8 @@ async fn relay(mut client: tokio::net::UnixStream, upstream: std::path::PathBuf,
     }
     if creation {
         let n = server.read(&mut chunk).await.unwrap_or(0);
-        *held.answer.lock().unwrap() = Some(String::from_utf8_lossy(&chunk[..n]).into_owned());
+        *held.answer.lock().expect("lock") =
+            Some(String::from_utf8_lossy(&chunk[..n]).into_owned());
         // the build may have hung up: its answer is then lost, as on a real server
         let _ = client.write_all(&chunk[..n]).await;
     }
@@ -318,12 +319,12 @@ async fn a_build_dropped_before_lxd_reads_its_creation_leaves_nothing() {
         .held
         .name
         .lock()
-        .unwrap()
+        .expect("lock")
         .clone()
         .expect("the held request names its container");
     let deadline = tokio::time::Instant::now() + GIVE_UP;
     let answer = loop {
-        if let Some(answer) = slow.held.answer.lock().unwrap().clone() {
+        if let Some(answer) = slow.held.answer.lock().expect("lock").clone() {
             break answer;
         }
         assert!(

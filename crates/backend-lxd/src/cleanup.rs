@@ -6,14 +6,14 @@
 //! still be running in LXD (an operation of its own there, which goes on when berth hangs up), so a delete sent
 //! at once finds nothing and the container appears a moment later. So, as containerd's cleanup guard does, the
 //! removal runs on a thread of its own (`berth_core::background`) with its own runtime (LXD's client opens a connection per request, so it
-//! works on any runtime), waits for LXD's operations on the container to end, deletes it, and looks once more
-//! after a grace for a request that was still on its way. A front end joins these threads with
-//! [`wait_for_cleanups`] before exiting (the provider's `wait_for_background_work`).
+//! works on any runtime), waits for LXD's operations on the container to end and deletes it. A front end joins
+//! these threads with [`wait_for_cleanups`] before exiting (the provider's `wait_for_background_work`).
 //!
 //! The request creating the container is sent from a thread of its own too ([`Creation`]): a dropped build
-//! hanging up halfway through it left LXD to make the container after any fixed grace had passed (a loaded
-//! server took longer than half a second to turn the request into an operation), so the removal waits for
-//! LXD's answer instead of guessing how long it takes.
+//! hanging up halfway through it left LXD to make the container after the removal had looked (a loaded server
+//! took more than the half second the removal then waited to turn the request into an operation), so the
+//! removal waits for LXD's answer instead of guessing how long it takes. Only a request given up on before its
+//! answer still gets a second look after a grace.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -22,9 +22,8 @@ use berth_core::{ErrorKind, Operation, Result};
 use http::Method;
 use serde_json::Value;
 
-use crate::errors::error;
-
 use crate::api::Lxd;
+use crate::errors::error;
 
 /// Upper bound for one background removal; a container still there after it is the next build's to remove
 /// (its berth's pid is gone by then).
@@ -175,7 +174,10 @@ async fn settle(lxd: &Lxd, name: &str) -> Result<()> {
     let mut said = false;
     while busy(lxd, name).await? {
         if !said {
-            eprintln!("berth: waiting for LXD to end its work on container {name} (making or starting it), to remove it");
+            eprintln!(
+                "berth: waiting for LXD to end its work on container {name} (making or starting it), to \
+                 remove it"
+            );
             said = true;
         }
         tokio::time::sleep(POLL).await;
@@ -197,8 +199,9 @@ async fn busy(lxd: &Lxd, name: &str) -> Result<bool> {
 }
 
 /// Whether `operations` (LXD's `/1.0/operations?recursion=1`, grouped by status) has a running or pending task
-/// (a creation, a start; LXD lists an operation as pending until the answer naming it is written) whose resources include instance `name`. A command running in the container is a
-/// `websocket` operation that lasts as long as the command: the forced stop ends it, so it is not waited for.
+/// (a creation, a start; LXD lists an operation as pending until the answer naming it is written) whose
+/// resources include instance `name`. A command running in the container is a `websocket` operation that lasts
+/// as long as the command: the forced stop ends it, so it is not waited for.
 fn names_instance(operations: &Value, name: &str) -> bool {
     let target = format!("/1.0/instances/{name}");
     let legacy = format!("/1.0/containers/{name}");
