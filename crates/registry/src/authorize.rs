@@ -158,9 +158,11 @@ impl RegistryClient {
         drop(entry);
         // a challenge that asked for more than the call did puts the new token under another key; it can do
         // what the call asks too, and must replace the dead one the call's next requests would send
-        let own = TokenCache::key(&host.registry, &call.scopes);
-        if renewing && own != key {
-            *self.inner.tokens.slot(&own).lock().await = cached;
+        if renewing {
+            let own = TokenCache::key(&host.registry, &call.scopes);
+            if own != key {
+                *self.inner.tokens.slot(&own).lock().await = cached;
+            }
         }
         Ok(Some(token))
     }

@@ -36,9 +36,16 @@ impl Tokens {
     }
 }
 
-/// A registry whose tokens claim five minutes but die when [`Tokens::end_all`] says; its challenges list
-/// `push,pull`, the other order from berth's own scopes.
-fn registry(tokens: Arc<Tokens>) -> FakeServer {
+/// A registry whose tokens claim five minutes but die when [`Tokens::end_all`] says (its challenges list
+/// `push,pull`, the other order from berth's own scopes), its tokens, and an image reference on it.
+fn registry() -> (Arc<Tokens>, FakeServer, ImageRef) {
+    let tokens = Arc::new(Tokens::default());
+    let server = server(tokens.clone());
+    let image = ImageRef::parse(&format!("{}/app:1", server.addr)).expect("reference");
+    (tokens, server, image)
+}
+
+fn server(tokens: Arc<Tokens>) -> FakeServer {
     let addr: Arc<OnceLock<String>> = Arc::default();
     let realm = addr.clone();
     let server = FakeServer::tcp(move |request: &Request| {
@@ -96,9 +103,7 @@ fn put_tokens(server: &FakeServer) -> Vec<String> {
 
 #[tokio::test]
 async fn an_upload_after_its_start_renewed_a_dead_token_sends_the_new_one() {
-    let tokens = Arc::new(Tokens::default());
-    let server = registry(tokens.clone());
-    let image = ImageRef::parse(&format!("{}/app:1", server.addr)).expect("reference");
+    let (tokens, server, image) = registry();
     let client = client();
     let push = |data: &'static [u8]| {
         let (client, image) = (&client, &image);
@@ -126,9 +131,8 @@ async fn an_upload_after_its_start_renewed_a_dead_token_sends_the_new_one() {
 
 #[tokio::test]
 async fn a_token_renewed_for_more_than_a_check_asked_serves_the_next_checks() {
-    let tokens = Arc::new(Tokens::default());
-    let server = registry(tokens.clone());
-    let image = ImageRef::parse(&format!("{}/app:1", server.addr)).expect("reference");
+    // the server lives as long as its binding
+    let (tokens, _server, image) = registry();
     let client = client();
     let digest = sha256_digest(b"absent");
     // a check asks for `pull`; this registry's challenge asks for `push,pull`
