@@ -294,10 +294,14 @@ impl Daemon {
                 };
                 let sent = within(idle, op, async { Ok(tx.send(message).await.is_ok()) }).await?;
                 if !sent {
-                    // containerd ended the stream on a write still unanswered (a full disk, say): its answer
-                    // says why
-                    let why = within(idle, op, async { Ok(why_closed(&mut answers, op).await) });
-                    return Err(why.await.ok().flatten().unwrap_or_else(closed));
+                    // containerd ended the stream on a write still unanswered: another writer committed the same
+                    // blob first, or a failure (a full disk, say) that its answer names
+                    let why = within(idle, op, async { Ok(why_closed(&mut answers).await) });
+                    return match why.await.ok().flatten() {
+                        Some(s) if exists(&s) => had().await,
+                        Some(s) => Err(status_error(&s, op)),
+                        None => Err(closed()),
+                    };
                 }
                 offset += piece.len() as i64;
                 unanswered += 1;
@@ -423,21 +427,20 @@ fn idle_bounded(
     ))
 }
 
-/// The next answer of a write stream; `None` when containerd says the blob exists already.
-/// The error containerd ended a write stream with, from the answers not read yet.
+/// The status containerd ended a write stream with, from the answers not read yet.
 async fn why_closed(
     answers: &mut containerd_client::tonic::codec::Streaming<WriteContentResponse>,
-    op: Op,
-) -> Option<berth_core::Error> {
+) -> Option<containerd_client::tonic::Status> {
     loop {
         match answers.message().await {
             Ok(Some(_)) => continue,
             Ok(None) => return None,
-            Err(s) => return Some(status_error(&s, op)),
+            Err(s) => return Some(s),
         }
     }
 }
 
+/// The next answer of a write stream; `None` when containerd says the blob exists already.
 async fn next_answer(
     answers: &mut containerd_client::tonic::codec::Streaming<WriteContentResponse>,
     op: Op,
