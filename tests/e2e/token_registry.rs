@@ -52,16 +52,21 @@ fn log_in_everywhere(project: &Project, user: &str, extra_hosts: &[&str]) {
 
 /// A spec on `base` (a private image of the token registry), pushed to `registry`, copying the `data` folder.
 fn spec(project: &Project, registry: &str, name: &str, base: &str) {
-    let env = TestEnv::get();
     project.write(
         "spec.yaml",
-        &format!(
-            "name: {name}\nregistry: {registry}/berth-e2e\nbase_image: {base}\npython_exec: /usr/bin/python3\n\
-             env: {{PUSHED_TO: token-registry}}\ncopy: [data]\nbuilder_config: {{uv_image: \"{}\"}}\n\
-             builder_options: {{install_flytekit: false}}\n",
-            env.uv_image
-        ),
+        &spec_text(registry, name, base, "copy: [data]\n"),
     );
+}
+
+/// The text of [`spec`]'s spec, with `extra` (whole YAML lines) added.
+fn spec_text(registry: &str, name: &str, base: &str, extra: &str) -> String {
+    let env = TestEnv::get();
+    format!(
+        "name: {name}\nregistry: {registry}/berth-e2e\nbase_image: {base}\npython_exec: /usr/bin/python3\n\
+         env: {{PUSHED_TO: token-registry}}\n{extra}builder_config: {{uv_image: \"{}\"}}\n\
+         builder_options: {{install_flytekit: false}}\n",
+        env.uv_image
+    )
 }
 
 /// The digest the registry reports for `reference`, asked by skopeo (which verifies the certificate against the
@@ -313,18 +318,11 @@ fn another_ca_is_refused_by_berths_client_on_every_path() {
     }
 }
 
-/// How much the slow link lets through per second, for what goes up: about 2.5 times a short token's life.
-/// berth's own push of a Docker or Podman image uploads the base's layers again (berth compresses the
-/// export itself, so their digests are new), about 114 MiB against the spec's own 25 MiB, so its link is
-/// faster: every push takes about 25-30 s.
-fn link_rate(engine: Engine) -> u64 {
-    match engine {
-        Engine::Docker | Engine::Podman | Engine::PodmanRootless => 4 << 20,
-        _ => 1 << 20,
-    }
-}
+/// How much the slow link lets through per second: what goes up through it is the spec's own layer (the base's
+/// layers are in the repository before the push), so a push takes about 25 s, 2.5 times a short token's life.
+const LINK_RATE: u64 = 1 << 20;
 
-/// The incompressible file the spec copies: 25 MiB, 2.5 s of a 10-second token at 1 MiB/s.
+/// The incompressible file the spec copies: 25 MiB, 25 s at [`LINK_RATE`].
 const NOISE_SIZE: usize = 25 << 20;
 
 /// Which of the token registry's short-lived users a push logs in as.
@@ -348,7 +346,7 @@ fn push_outlives_tokens(engine: Engine, tokens: Tokens) {
         Tokens::Short => &token.short_user,
         Tokens::Stale => &token.stale_user,
     };
-    let link = SlowLink::start(&token.host, link_rate(engine));
+    let link = SlowLink::start(&token.host, LINK_RATE);
     let project = Project::new(engine);
     let noise = noise(NOISE_SIZE);
     project.write("data/hello.txt", "pushed through a slow link\n");
@@ -356,25 +354,12 @@ fn push_outlives_tokens(engine: Engine, tokens: Tokens) {
     if engine == Engine::PodmanRootless {
         project.write("data/hello.txt", "pushed through a slow link\n"); // chown the noise too
     }
-    spec(
-        &project,
-        &link.host(),
-        &unique("short-token"),
-        &token.python_image,
-    );
+    let name = unique("short-token");
+    spec(&project, &link.host(), &name, &token.python_image);
     log_in_everywhere(&project, user, &[&link.host()]);
 
     let built = project.build(&["--no-push", "spec.yaml"]);
     assert_eq!(built.code, 0, "build on {engine:?}: {}", built.stderr);
-    // the base image's layers already in the repository, as after an earlier push of an image on that base:
-    // what goes up through the slow link is this spec's own layers
-    let name = built.stdout.trim();
-    let repository = name
-        .strip_prefix(&format!("{}/", link.host()))
-        .and_then(|rest| rest.rsplit_once(':'))
-        .map(|(repository, _)| repository)
-        .unwrap_or_else(|| panic!("{name} is on the slow link"));
-    copy_python_to(&format!("{}/{repository}:base", token.host));
     let mut args = vec!["push", "--engine", engine.flag()];
     if matches!(
         engine,
@@ -382,6 +367,7 @@ fn push_outlives_tokens(engine: Engine, tokens: Tokens) {
     ) {
         args.extend(["--push-via", "berth"]);
     }
+    base_layers_pushed(&project, &args, &token.host, &name);
     args.push("spec.yaml");
     let started = Instant::now();
     let push = project.berth(&args, "");
@@ -423,6 +409,22 @@ fn push_outlives_tokens(engine: Engine, tokens: Tokens) {
         exists.stderr
     );
     remove_local(engine, &reference);
+}
+
+/// Puts the base's layers, as `push` (berth's arguments before the spec) uploads them from this engine, into the
+/// repository of spec `name` on `registry` directly (not through the slow link), as an earlier push of an image on
+/// that base would have: a spec with everything but the copied folder, built and pushed. Docker's and Podman's
+/// base layers are compressed by berth and go up again in every repository unless berth's memory of its layers
+/// mounts them from another one (which another test's push may or may not have filled first).
+fn base_layers_pushed(project: &Project, push: &[&str], registry: &str, name: &str) {
+    let base = TokenRegistry::get().python_image.clone();
+    project.write("base.yaml", &spec_text(registry, name, &base, ""));
+    let built = project.build(&["--no-push", "base.yaml"]);
+    assert_eq!(built.code, 0, "build of base.yaml: {}", built.stderr);
+    let mut args = push.to_vec();
+    args.push("base.yaml");
+    let pushed = project.berth(&args, "");
+    assert_eq!(pushed.code, 0, "push of base.yaml: {}", pushed.stderr);
 }
 
 /// `size` bytes of noise, different in every run (incompressible, so the layer stays as large as the file, and
