@@ -93,25 +93,39 @@ impl Creation {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build();
-            let Ok(runtime) = runtime else {
-                return;
+            let runtime = match runtime {
+                Ok(runtime) => runtime,
+                Err(e) => {
+                    let why = format!("cannot start a runtime to ask LXD for a container: {e}");
+                    let _ = tx.send(Err(error(ErrorKind::Io, Operation::Build, why)));
+                    return; // nothing was sent: `answer` dropped while in flight marks it cut off
+                }
             };
             let started = runtime.block_on(async {
                 let request = client.start(Operation::Build, Method::POST, PATH, &body);
                 tokio::time::timeout(ANSWER_LIMIT, request).await
             });
-            if let Ok(started) = started {
-                answer.set(Sent::Answered);
-                let _ = tx.send(started.map(|(operation, _)| operation));
-            }
+            let answered = match started {
+                Ok(started) => {
+                    answer.set(Sent::Answered);
+                    started.map(|(operation, _)| operation)
+                }
+                Err(_) => Err(error(
+                    ErrorKind::EngineUnavailable,
+                    Operation::Build,
+                    format!(
+                        "LXD did not answer the request creating a container within {ANSWER_LIMIT:?}"
+                    ),
+                )),
+            };
+            drop(answer); // cut off before the build hears of it, when LXD never answered
+            let _ = tx.send(answered);
         });
         let operation = rx.await.map_err(|_| {
             error(
-                ErrorKind::EngineUnavailable,
+                ErrorKind::Io,
                 Operation::Build,
-                format!(
-                    "LXD did not answer the request creating a container within {ANSWER_LIMIT:?}"
-                ),
+                "cannot start a thread to ask LXD for a container".to_string(),
             )
         })??;
         lxd.wait(Operation::Build, PATH, &operation).await?;
@@ -145,27 +159,23 @@ pub(crate) fn remove_in_background(lxd: Lxd, name: String, creation: Creation) {
 }
 
 async fn remove(lxd: &Lxd, name: &str, creation: &Creation) -> Result<()> {
-    let sent = loop {
+    let cut_off = loop {
         match creation.get() {
             Sent::InFlight => tokio::time::sleep(POLL).await,
-            sent => break sent,
+            Sent::Not => return Ok(()),
+            Sent::Answered => break false,
+            Sent::CutOff => break true,
         }
     };
-    match sent {
-        Sent::Not => Ok(()),
-        Sent::Answered => {
-            settle(lxd, name).await?;
-            crate::instance::delete(lxd, name).await
-        }
-        Sent::CutOff | Sent::InFlight => {
-            settle(lxd, name).await?;
-            crate::instance::delete(lxd, name).await?;
-            tokio::time::sleep(IN_FLIGHT_GRACE).await;
-            // a request that landed after the grace's start shows now as an operation or as the container
-            settle(lxd, name).await?;
-            crate::instance::delete(lxd, name).await
-        }
+    settle(lxd, name).await?;
+    crate::instance::delete(lxd, name).await?;
+    if cut_off {
+        tokio::time::sleep(IN_FLIGHT_GRACE).await;
+        // a request that landed after the grace's start shows now as an operation or as the container
+        settle(lxd, name).await?;
+        crate::instance::delete(lxd, name).await?;
     }
+    Ok(())
 }
 
 /// Waits until LXD runs no operation on container `name` (its creation, a start), which would refuse the
