@@ -186,14 +186,29 @@ pub async fn push(
     // A push that fails temporarily (a 5xx, a 429, a reset connection) is made again whole: dockerd retries
     // neither a 429 nor a failed manifest PUT, and Podman no 5xx. A push is idempotent (blobs are addressed by
     // content and what the registry has is skipped; the manifest goes last), so nothing half-written is trusted.
+    // A push refused as unauthorized is made again once: a token may have died while a layer went up (dockerd
+    // and Podman give up on that, and berth's push from an export cannot send a layer of its one stream again);
+    // the next push starts with a fresh token, and credentials the registry refuses are refused again.
     let policy = berth_registry::RetryPolicy {
         base_delay: std::time::Duration::from_secs(1),
         ..berth_registry::RetryPolicy::default()
     };
     let mut attempt = 1;
+    let mut reauthorized = false;
     let reference = name.to_string();
     let pushed = loop {
         match crate::push_via::push(engine, registries, &reference, &transfer, progress).await {
+            Err(e) if e.kind() == ErrorKind::Unauthorized && !reauthorized => {
+                say(
+                    status,
+                    format!(
+                        "{name}: the registry refused the push ({}); pushing again once with a fresh token \
+                         (a token may have ended during the upload)",
+                        e.message()
+                    ),
+                );
+                reauthorized = true;
+            }
             Err(e) if e.is_temporary() && attempt < policy.max_attempts => {
                 let delay = policy.delay(attempt, None);
                 say(

@@ -1,7 +1,8 @@
-//! The operations run through the `berth` binary: `berth exists` and `berth push --engine docker|podman`,
+//! The operations run through the `berth` binary: `berth exists` and `berth push --engine docker|podman` (with
+//! each `--push-via`),
 //! judged by what they print and by what the real registry holds afterwards.
 
-use berth_core::engine::{ContainerEngine, RemoveOptions};
+use berth_core::engine::ContainerEngine;
 use berth_core::reference::ImageRef;
 use berth_tests::conformance::support::unique;
 use berth_tests::faults::Outcome;
@@ -37,25 +38,26 @@ pub async fn cli_exists(fx: &Fixtures, host: &str) -> Result {
     }
 }
 
-/// `berth push --engine ENGINE spec.yaml` of the base image, tagged in the engine as the spec names it: berth's
-/// own push from the engine's export, with the CLI's whole-push retry of temporary failures around it.
-/// `socket` is the engine's API socket when not the default one (`CONTAINER_HOST`).
+/// `berth push OPTIONS spec.yaml` of the base image, tagged in the engine as the spec names it (`options` pick
+/// the engine and who pushes: berth's own push from the engine's storage by default), with the CLI's whole-push
+/// retry around it. `socket` is the engine's API socket when not the default one (`CONTAINER_HOST`).
 pub async fn cli_push(
     fx: &Fixtures,
     engine: &dyn ContainerEngine,
-    flag: &str,
+    options: &[&str],
     socket: Option<&str>,
     host: &str,
 ) -> Result {
     let dir = tempfile::tempdir().expect("temp dir");
     let registry = format!("{host}/faults/{}", unique("clipush"));
     let (name, real) = spec(fx, dir.path(), &registry).await;
-    if let Err(e) = engine.tag(&fx.base_ref(), &name).await {
-        panic!("tag {name}: {e}");
-    }
-    let args = ["push", "--engine", flag, "spec.yaml"];
+    fx.tag(engine, &fx.base_ref(), &name).await;
+    let args: Vec<&str> = std::iter::once("push")
+        .chain(options.iter().copied())
+        .chain(["spec.yaml"])
+        .collect();
     let out = berth(fx, dir.path(), &args, socket).await;
-    let _ = engine.remove(&name, RemoveOptions { force: false }).await;
+    fx.untag(engine, &name).await;
     let stdout = String::from_utf8_lossy(&out.stdout).trim().to_string();
     let stderr = String::from_utf8_lossy(&out.stderr).trim().to_string();
     let pushed = match (out.status.success(), stdout.split_once('@')) {

@@ -43,6 +43,8 @@ pub enum Operation {
     LxdBuildPull,
     RootlessPodmanPush,
     CliPushRootless,
+    CliEnginePushDocker,
+    CliExportPushPodman,
     DockerBuildPull,
     PodmanBuildPull,
     RootlessPodmanBuildPull,
@@ -67,10 +69,14 @@ pub struct Fixtures {
     /// Docker and Podman engines for the builds whose base the daemon pulls.
     builders: Builders,
     pub berth: PathBuf,
+    /// Held while a scenario tags or untags an image: libpod (4.3) rewrites an image's whole list of names for
+    /// each tag or untag, so concurrent ones on one image lose each other's (12 `podman tag`s of one image at
+    /// once here left 1 of the 12 names).
+    naming: tokio::sync::Mutex<()>,
 }
 
 impl Operation {
-    pub const ALL: [Operation; 17] = [
+    pub const ALL: [Operation; 19] = [
         Operation::ClientExists,
         Operation::ClientPull,
         Operation::ClientPush,
@@ -85,6 +91,8 @@ impl Operation {
         Operation::LxdBuildPull,
         Operation::RootlessPodmanPush,
         Operation::CliPushRootless,
+        Operation::CliEnginePushDocker,
+        Operation::CliExportPushPodman,
         Operation::DockerBuildPull,
         Operation::PodmanBuildPull,
         Operation::RootlessPodmanBuildPull,
@@ -106,6 +114,8 @@ impl Operation {
             Operation::LxdBuildPull => "LXD build (base pull)",
             Operation::RootlessPodmanPush => "rootless podman push (libpod)",
             Operation::CliPushRootless => "berth push --engine podman (rootless)",
+            Operation::CliEnginePushDocker => "berth push --push-via engine --engine docker",
+            Operation::CliExportPushPodman => "berth push --push-via export --engine podman",
             Operation::DockerBuildPull => "docker build (dockerd's base pull)",
             Operation::PodmanBuildPull => "podman build (libpod's base pull)",
             Operation::RootlessPodmanBuildPull => "rootless podman build (libpod's base pull)",
@@ -149,11 +159,30 @@ impl Operation {
             Operation::RootlessPodmanPush => {
                 engine_push(fx, &fx.rootless, &fx.base_ref(), creds, &host).await
             }
-            Operation::CliPushDocker => cli_push(fx, &fx.docker, "docker", None, &host).await,
-            Operation::CliPushPodman => cli_push(fx, &fx.podman, "podman", None, &host).await,
+            Operation::CliPushDocker => {
+                cli_push(fx, &fx.docker, &["--engine", "docker"], None, &host).await
+            }
+            Operation::CliPushPodman => {
+                cli_push(fx, &fx.podman, &["--engine", "podman"], None, &host).await
+            }
             Operation::CliPushRootless => {
                 let socket = format!("unix://{}", fx.env.podman_rootless_socket.display());
-                cli_push(fx, &fx.rootless, "podman", Some(&socket), &host).await
+                cli_push(
+                    fx,
+                    &fx.rootless,
+                    &["--engine", "podman"],
+                    Some(&socket),
+                    &host,
+                )
+                .await
+            }
+            Operation::CliEnginePushDocker => {
+                let args = ["--push-via", "engine", "--engine", "docker"];
+                cli_push(fx, &fx.docker, &args, None, &host).await
+            }
+            Operation::CliExportPushPodman => {
+                let args = ["--push-via", "export", "--engine", "podman"];
+                cli_push(fx, &fx.podman, &args, None, &host).await
             }
         }
     }
@@ -220,6 +249,7 @@ impl Fixtures {
             lxd_local,
             builders: Builders::connect(env).await,
             berth,
+            naming: tokio::sync::Mutex::new(()),
         };
         let options = TransferOptions {
             credentials: Some(env.credentials()),
@@ -237,6 +267,20 @@ impl Fixtures {
                 .unwrap_or_else(|e| panic!("pull the image to push: {e}"));
         }
         fixtures
+    }
+
+    /// Tags `source` as `target` in `engine`, one tag or untag at a time (see `naming`).
+    pub async fn tag(&self, engine: &dyn ContainerEngine, source: &str, target: &str) {
+        let _one_at_a_time = self.naming.lock().await;
+        if let Err(e) = engine.tag(source, target).await {
+            panic!("tag {target}: {e}");
+        }
+    }
+
+    /// Removes tag `target` from `engine`, one tag or untag at a time (see `naming`).
+    pub async fn untag(&self, engine: &dyn ContainerEngine, target: &str) {
+        let _one_at_a_time = self.naming.lock().await;
+        let _ = engine.remove(target, RemoveOptions { force: false }).await;
     }
 
     /// The base image in the real registry.
@@ -388,9 +432,7 @@ async fn engine_push(
 ) -> Result {
     let repository = format!("faults/{}", unique("push"));
     let target = reference(host, &repository).to_string();
-    if let Err(e) = engine.tag(source, &target).await {
-        panic!("tag {target}: {e}");
-    }
+    fx.tag(engine, source, &target).await;
     let options = TransferOptions {
         credentials: Some(creds),
         insecure: true,
@@ -399,6 +441,6 @@ async fn engine_push(
         .push(&target, &options, &NoProgress)
         .await
         .map(|p| p.digest);
-    let _ = engine.remove(&target, RemoveOptions { force: false }).await;
+    fx.untag(engine, &target).await;
     judge_push(fx, &repository, pushed).await
 }
