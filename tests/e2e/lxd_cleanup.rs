@@ -354,3 +354,43 @@ async fn a_build_dropped_before_lxd_reads_its_creation_leaves_nothing() {
         "container {name}'s folder stays"
     );
 }
+
+/// The last look before berth exits: a container named after this process that no build holds (one that a
+/// stopped build's own removal missed, whichever way) goes with `wait_for_cleanups`, as a front end calls it
+/// before exiting. (CI twice found such a container of an interrupted `berth build`, made at 66 and 89 ms into
+/// the run under load, whose cause was not reproduced; this look catches it whatever the cause.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_last_look_before_exit_removes_a_container_no_build_holds() {
+    let Some(env) = TestEnv::for_engine("lxd") else {
+        return;
+    };
+    let engine = engine().await;
+    // a build of this process on the server (what makes berth look there at exit)
+    let quick = plan(&env.busybox_image, vec![run("true")]);
+    let tag = image_ref(env, "lxd-last-look", "v1");
+    engine
+        .build(&quick, &build_options(env, &tag), &NoProgress)
+        .await
+        .expect("a one-step build");
+    // an empty container named as this process's builds are, which no build holds
+    let name = format!("{NAME_PREFIX}{}-lost-{}", std::process::id(), unique("x"));
+    let made = std::process::Command::new("lxc")
+        .args(["init", "--empty", &name])
+        .output()
+        .expect("run lxc");
+    assert!(made.status.success(), "lxc init: {made:?}");
+    assert!(lxc_query(&format!("/1.0/instances/{name}"))
+        .status
+        .success());
+
+    tokio::task::spawn_blocking(berth_backend_lxd::wait_for_cleanups)
+        .await
+        .expect("wait for cleanups");
+    let left = lxc_query(&format!("/1.0/instances/{name}"));
+    if left.status.success() {
+        let _ = std::process::Command::new("lxc")
+            .args(["delete", "--force", &name])
+            .output();
+        panic!("{name} is still in LXD after the last look");
+    }
+}

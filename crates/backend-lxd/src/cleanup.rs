@@ -15,6 +15,7 @@
 //! removal waits for LXD's answer instead of guessing how long it takes. Only a request given up on before its
 //! answer still gets a second look after a grace.
 
+use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -158,7 +159,8 @@ pub(crate) fn remove_in_background(lxd: Lxd, name: String, creation: Creation) {
     berth_core::background::spawn("berth-lxd-cleanup", work);
 }
 
-async fn remove(lxd: &Lxd, name: &str, creation: &Creation) -> Result<()> {
+/// Removes container `name` once `creation`'s request is answered and LXD's work on it has ended.
+pub(crate) async fn remove(lxd: &Lxd, name: &str, creation: &Creation) -> Result<()> {
     let cut_off = loop {
         match creation.get() {
             Sent::InFlight => tokio::time::sleep(POLL).await,
@@ -181,11 +183,17 @@ async fn remove(lxd: &Lxd, name: &str, creation: &Creation) -> Result<()> {
 /// Waits until LXD runs no operation on container `name` (its creation, a start), which would refuse the
 /// delete or make the container after it.
 async fn settle(lxd: &Lxd, name: &str) -> Result<()> {
+    settle_all(lxd, name, |instance| instance == name).await
+}
+
+/// Waits until LXD runs no operation on a container whose name `mine` accepts (`what` names them in the
+/// message).
+async fn settle_all(lxd: &Lxd, what: &str, mine: impl Fn(&str) -> bool) -> Result<()> {
     let mut said = false;
-    while busy(lxd, name).await? {
+    while busy(lxd, &mine).await? {
         if !said {
             eprintln!(
-                "berth: waiting for LXD to end its work on container {name} (making or starting it), to \
+                "berth: waiting for LXD to end its work on container {what} (making or starting it), to \
                  remove it"
             );
             said = true;
@@ -195,8 +203,8 @@ async fn settle(lxd: &Lxd, name: &str) -> Result<()> {
     Ok(())
 }
 
-/// Whether a running LXD operation names container `name` among its resources.
-async fn busy(lxd: &Lxd, name: &str) -> Result<bool> {
+/// Whether a running LXD operation names a container that `mine` accepts among its resources.
+async fn busy(lxd: &Lxd, mine: impl Fn(&str) -> bool) -> Result<bool> {
     let operations = lxd
         .call(
             Operation::Build,
@@ -205,16 +213,14 @@ async fn busy(lxd: &Lxd, name: &str) -> Result<bool> {
             None,
         )
         .await?;
-    Ok(names_instance(&operations, name))
+    Ok(names_instance(&operations, mine))
 }
 
 /// Whether `operations` (LXD's `/1.0/operations?recursion=1`, grouped by status) has a running or pending task
 /// (a creation, a start; LXD lists an operation as pending until the answer naming it is written) whose
-/// resources include instance `name`. A command running in the container is a `websocket` operation that lasts
-/// as long as the command: the forced stop ends it, so it is not waited for.
-fn names_instance(operations: &Value, name: &str) -> bool {
-    let target = format!("/1.0/instances/{name}");
-    let legacy = format!("/1.0/containers/{name}");
+/// resources include an instance that `mine` accepts. A command running in the container is a `websocket`
+/// operation that lasts as long as the command: the forced stop ends it, so it is not waited for.
+fn names_instance(operations: &Value, mine: impl Fn(&str) -> bool) -> bool {
     ["running", "pending"]
         .into_iter()
         .filter_map(|status| operations[status].as_array())
@@ -227,13 +233,101 @@ fn names_instance(operations: &Value, name: &str) -> bool {
         .filter_map(Value::as_str)
         // a resource may carry a query (`?project=default`)
         .map(|r| r.split('?').next().unwrap_or(r))
-        .any(|r| r == target || r == legacy)
+        .filter_map(|r| {
+            r.strip_prefix("/1.0/instances/")
+                .or_else(|| r.strip_prefix("/1.0/containers/"))
+        })
+        .any(|instance| !instance.contains('/') && mine(instance))
 }
 
-/// Waits until every removal that a dropped build started has ended (each is bounded by [`LIMIT`]). Call it
-/// before the process exits, outside any runtime.
+/// The LXD servers this process reserved build containers on, and whether each is remote.
+static SERVERS: Mutex<Vec<(Lxd, bool)>> = Mutex::new(Vec::new());
+/// The build containers whose build holds them still (an `Instance` not dropped yet): the last look leaves those
+/// to their build (in a program that runs builds while another ends, as a test binary does).
+static HELD: Mutex<BTreeSet<String>> = Mutex::new(BTreeSet::new());
+
+/// Notes that this process makes build container `name` on `lxd`, held by its build until [`released`].
+pub(crate) fn reserved(lxd: &Lxd, remote: bool, name: &str) {
+    HELD.lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(name.to_string());
+    let mut servers = SERVERS.lock().unwrap_or_else(|p| p.into_inner());
+    let server = lxd.client().name();
+    if !servers
+        .iter()
+        .any(|(known, _)| known.client().name() == server)
+    {
+        servers.push((lxd.clone(), remote));
+    }
+}
+
+/// Notes that build container `name`'s build has let it go (removed it, or handed it to a removal).
+pub(crate) fn released(name: &str) {
+    HELD.lock().unwrap_or_else(|p| p.into_inner()).remove(name);
+}
+
+fn held(name: &str) -> bool {
+    HELD.lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .contains(name)
+}
+
+/// Waits until every removal that a dropped build started has ended (each is bounded by [`LIMIT`]), then looks
+/// once more on each server this process built on for containers named after it (`berth-<pid>-`) that no build
+/// holds, and removes them: whatever path a stopped build took, nothing of this process stays. Call it before
+/// the process exits, outside any runtime.
 pub fn wait_for_cleanups() {
     berth_core::background::wait();
+    let servers = std::mem::take(&mut *SERVERS.lock().unwrap_or_else(|p| p.into_inner()));
+    if servers.is_empty() {
+        return;
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build();
+    let Ok(runtime) = runtime else {
+        eprintln!("berth: cannot look for this run's LXD containers: no runtime; the next build removes any");
+        return;
+    };
+    runtime.block_on(async {
+        for (lxd, remote) in &servers {
+            match tokio::time::timeout(LIMIT, last_look(lxd, *remote)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => eprintln!("berth: looking for this run's LXD containers: {e}"),
+                Err(_) => eprintln!(
+                    "berth: LXD was still busy with this run's containers after {LIMIT:?}; the next build removes them"
+                ),
+            }
+        }
+    });
+}
+
+/// Removes the containers on `lxd` named after this process (on a `remote` server, only those this machine
+/// made), waiting for LXD's work on each first. A build's own removal has normally taken them all.
+async fn last_look(lxd: &Lxd, remote: bool) -> Result<()> {
+    let prefix = format!("{}{}-", crate::NAME_PREFIX, std::process::id());
+    let mine = |name: &str| name.starts_with(&prefix) && !held(name);
+    // a container being made may not be listed yet
+    settle_all(lxd, &format!("{prefix}*"), mine).await?;
+    let names = lxd
+        .call(Operation::Build, Method::GET, "/1.0/instances", None)
+        .await?;
+    let left = names
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .filter_map(|url| url.rsplit('/').next())
+        .filter(|name| mine(name));
+    for name in left {
+        if remote && !crate::instance::made_here(lxd, name).await {
+            continue;
+        }
+        eprintln!("berth: removing LXD container {name}, which a stopped build of this run left");
+        settle(lxd, name).await?;
+        crate::instance::delete(lxd, name).await?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -251,13 +345,30 @@ mod tests {
             "pending": [{"class": "task", "resources": {"instances": ["/1.0/instances/berth-4-0-d"]}}],
             "success": [{"class": "task", "resources": {"instances": ["/1.0/instances/berth-2-0-b"]}}],
         });
-        assert!(names_instance(&ops, "berth-4-0-d"), "a pending operation");
-        assert!(names_instance(&ops, "berth-1-0-a"));
-        assert!(!names_instance(&ops, "berth-2-0-b"), "a finished operation");
+        let named = |name: &'static str| move |instance: &str| instance == name;
         assert!(
-            !names_instance(&ops, "berth-1-0"),
+            names_instance(&ops, named("berth-4-0-d")),
+            "a pending operation"
+        );
+        assert!(names_instance(&ops, named("berth-1-0-a")));
+        assert!(
+            !names_instance(&ops, named("berth-2-0-b")),
+            "a finished operation"
+        );
+        assert!(
+            !names_instance(&ops, named("berth-1-0")),
             "a prefix of another name"
         );
-        assert!(!names_instance(&json!({}), "berth-1-0-a"));
+        assert!(!names_instance(&json!({}), named("berth-1-0-a")));
+        // the last look at exit: any container of one process
+        assert!(names_instance(&ops, |i: &str| i.starts_with("berth-4-")));
+        assert!(
+            !names_instance(&ops, |i: &str| i.starts_with("berth-2-")),
+            "finished"
+        );
+        assert!(
+            !names_instance(&ops, |i: &str| i.starts_with("berth-3-")),
+            "a command"
+        );
     }
 }

@@ -145,6 +145,7 @@ impl Instance {
         let name = unique_name();
         let work = engine.state_dir.join("tmp").join(&name);
         std::fs::create_dir_all(&work).map_err(|e| io_error(OP, work.display(), e))?;
+        crate::cleanup::reserved(&engine.lxd, engine.remote().is_some(), &name);
         Ok(Instance {
             lxd: engine.lxd.clone(),
             rootfs: engine.lxd_dir.join("containers").join(&name).join("rootfs"),
@@ -462,10 +463,11 @@ impl Instance {
         Ok(())
     }
 
-    /// Stops and deletes the container and removes the build's folder.
+    /// Stops and deletes the container (once LXD has answered the request creating it, and ended its work on
+    /// it) and removes the build's folder.
     pub(crate) async fn remove(mut self) -> Result<()> {
         self.removed = true;
-        let result = delete(&self.lxd, &self.name).await;
+        let result = crate::cleanup::remove(&self.lxd, &self.name, &self.creation).await;
         let _ = std::fs::remove_dir_all(&self.work);
         result
     }
@@ -473,6 +475,7 @@ impl Instance {
 
 impl Drop for Instance {
     fn drop(&mut self) {
+        crate::cleanup::released(&self.name);
         if self.removed {
             return;
         }
@@ -601,7 +604,7 @@ async fn dead(engine: &LxdEngine) -> Result<(Vec<String>, Vec<PathBuf>)> {
     let mut instances = Vec::new();
     for name in found.instances.into_iter().filter(|n| dead(n)) {
         // a pid names a process of the machine that made the container: on a remote server, only that one's
-        if engine.remote().is_none() || made_here(engine, &name).await {
+        if engine.remote().is_none() || made_here(&engine.lxd, &name).await {
             instances.push(name);
         }
     }
@@ -647,13 +650,9 @@ pub(crate) async fn remove_dead(engine: &LxdEngine) -> Result<Vec<Leftover>> {
 
 /// Whether container `name` on a remote server was made by a berth on this machine (one made before berth
 /// recorded the machine counts as this one's).
-async fn made_here(engine: &LxdEngine, name: &str) -> bool {
+pub(crate) async fn made_here(lxd: &Lxd, name: &str) -> bool {
     let path = format!("/1.0/instances/{name}");
-    match engine
-        .lxd
-        .call(Operation::Inspect, Method::GET, &path, None)
-        .await
-    {
+    match lxd.call(Operation::Inspect, Method::GET, &path, None).await {
         Ok(instance) => instance["config"][HOST_KEY]
             .as_str()
             .is_none_or(|host| host == host_name()),
