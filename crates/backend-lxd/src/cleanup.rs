@@ -309,23 +309,14 @@ async fn last_look(lxd: &Lxd, remote: bool) -> Result<()> {
     let mine = |name: &str| name.starts_with(&prefix) && !held(name);
     // a container being made may not be listed yet
     settle_all(lxd, &format!("{prefix}*"), mine).await?;
-    let names = lxd
-        .call(Operation::Build, Method::GET, "/1.0/instances", None)
-        .await?;
-    let left = names
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(Value::as_str)
-        .filter_map(|url| url.rsplit('/').next())
-        .filter(|name| mine(name));
+    let left = crate::instance::instance_names(lxd, mine).await?;
     for name in left {
-        if remote && !crate::instance::made_here(lxd, name).await {
+        if remote && !crate::instance::made_here(lxd, &name).await {
             continue;
         }
         eprintln!("berth: removing LXD container {name}, which a stopped build of this run left");
-        settle(lxd, name).await?;
-        crate::instance::delete(lxd, name).await?;
+        settle(lxd, &name).await?;
+        crate::instance::delete(lxd, &name).await?;
     }
     Ok(())
 }

@@ -535,21 +535,28 @@ fn alive(pid: u32) -> bool {
     Path::new(&format!("/proc/{pid}")).exists()
 }
 
-/// berth's containers and build folders on this server.
-pub(crate) async fn leftovers(engine: &LxdEngine) -> Result<Leftovers> {
-    let names = engine
-        .lxd
+/// The names of the containers on `lxd` that `wanted` accepts.
+pub(crate) async fn instance_names(
+    lxd: &Lxd,
+    wanted: impl Fn(&str) -> bool,
+) -> Result<Vec<String>> {
+    let names = lxd
         .call(Operation::Inspect, Method::GET, "/1.0/instances", None)
         .await?;
-    let instances = names
+    Ok(names
         .as_array()
         .into_iter()
         .flatten()
         .filter_map(|v| v.as_str())
         .filter_map(|url| url.rsplit('/').next())
-        .filter(|name| name.starts_with(NAME_PREFIX))
+        .filter(|name| wanted(name))
         .map(str::to_string)
-        .collect();
+        .collect())
+}
+
+/// berth's containers and build folders on this server.
+pub(crate) async fn leftovers(engine: &LxdEngine) -> Result<Leftovers> {
+    let instances = instance_names(&engine.lxd, |name| name.starts_with(NAME_PREFIX)).await?;
     let folders = std::fs::read_dir(engine.state_dir.join("tmp"))
         .into_iter()
         .flatten()
