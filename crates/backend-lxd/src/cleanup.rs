@@ -91,15 +91,13 @@ impl Creation {
         let (tx, rx) = tokio::sync::oneshot::channel();
         let client = lxd.clone();
         berth_core::background::spawn("berth-lxd-create", move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build();
-            let runtime = match runtime {
+            let runtime = match own_runtime() {
                 Ok(runtime) => runtime,
                 Err(e) => {
+                    answer.set(Sent::Not); // nothing went to LXD
                     let why = format!("cannot start a runtime to ask LXD for a container: {e}");
                     let _ = tx.send(Err(error(ErrorKind::Io, Operation::Build, why)));
-                    return; // nothing was sent: `answer` dropped while in flight marks it cut off
+                    return;
                 }
             };
             let started = runtime.block_on(async {
@@ -134,13 +132,18 @@ impl Creation {
     }
 }
 
+/// A runtime for a thread of this module's own (the creation request, a removal, the last look): the
+/// process's runtime may be gone by the time it runs.
+fn own_runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+}
+
 /// Removes container `name` on a thread of its own (see the module doc), once `creation`'s request is answered.
 pub(crate) fn remove_in_background(lxd: Lxd, name: String, creation: Creation) {
     let work = move || {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build();
-        let Ok(runtime) = runtime else {
+        let Ok(runtime) = own_runtime() else {
             eprintln!(
                 "berth: cannot remove LXD container {name}: no runtime; the next build removes it"
             );
@@ -282,10 +285,7 @@ pub fn wait_for_cleanups() {
     if servers.is_empty() {
         return;
     }
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build();
-    let Ok(runtime) = runtime else {
+    let Ok(runtime) = own_runtime() else {
         eprintln!("berth: cannot look for this run's LXD containers: no runtime; the next build removes any");
         return;
     };
@@ -315,7 +315,6 @@ async fn last_look(lxd: &Lxd, remote: bool) -> Result<()> {
             continue;
         }
         eprintln!("berth: removing LXD container {name}, which a stopped build of this run left");
-        settle(lxd, &name).await?;
         crate::instance::delete(lxd, &name).await?;
     }
     Ok(())
